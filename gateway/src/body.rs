@@ -1,0 +1,171 @@
+//! Body types: the one boxed body that flows through the proxy, a request-size limit that also holds
+//! mid-stream, and a response wrapper that reports bytes and completion.
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// Errors inside bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type used for requests and responses inside the gateway.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// A body holding `data`.
+pub fn full(data: impl Into<Bytes>) -> Body {
+    Full::new(data.into()).map_err(|e| match e {}).boxed()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    Empty::new().map_err(|e| match e {}).boxed()
+}
+
+/// Wraps any body whose errors convert to `BoxError`.
+pub fn boxed<B>(b: B) -> Body
+where
+    B: HttpBody<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    b.map_err(Into::into).boxed()
+}
+
+/// The error a [`Limited`] body fails with.
+#[derive(Debug, thiserror::Error)]
+#[error("request body exceeds the limit of {0} bytes")]
+pub struct TooLarge(pub u64);
+
+/// What happened to a request body on its way upstream, for mapping a failed exchange to the right
+/// status (413 or 400 rather than 502).
+#[derive(Debug, Default)]
+pub struct BodyWatch {
+    /// The body crossed the size limit.
+    pub too_large: AtomicBool,
+    /// The client's body broke off or was malformed.
+    pub broken: AtomicBool,
+}
+
+/// A request body that fails once more than `limit` bytes went through, and records that it did.
+pub struct Limited {
+    inner: Body,
+    remaining: u64,
+    limit: u64,
+    watch: Arc<BodyWatch>,
+}
+
+impl Limited {
+    /// Wraps `inner`; `watch` records what went wrong.
+    pub fn new(inner: Body, limit: u64, watch: Arc<BodyWatch>) -> Self {
+        Limited {
+            inner,
+            remaining: limit,
+            limit,
+            watch,
+        }
+    }
+}
+
+impl HttpBody for Limited {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len() as u64;
+                    if n > this.remaining {
+                        this.watch.too_large.store(true, Ordering::Release);
+                        return Poll::Ready(Some(Err(Box::new(TooLarge(this.limit)))));
+                    }
+                    this.remaining -= n;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.watch.broken.store(true, Ordering::Release);
+                Poll::Ready(Some(Err(e)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Called once when a response body is finished or dropped, with the bytes sent and whether it ended
+/// normally.
+pub type OnDone = Box<dyn FnOnce(u64, bool) + Send + Sync>;
+
+/// A response body that counts bytes and reports when it is done.
+pub struct Tracked {
+    inner: Body,
+    bytes: u64,
+    complete: bool,
+    on_done: Option<OnDone>,
+}
+
+impl Tracked {
+    /// Wraps `inner`.
+    pub fn new(inner: Body, on_done: OnDone) -> Self {
+        Tracked {
+            inner,
+            bytes: 0,
+            complete: false,
+            on_done: Some(on_done),
+        }
+    }
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.bytes += d.len() as u64;
+                }
+            }
+            Poll::Ready(None) => this.complete = true,
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_done.take() {
+            f(self.bytes, self.complete || self.inner.is_end_stream());
+        }
+    }
+}

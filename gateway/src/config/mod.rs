@@ -1,0 +1,742 @@
+//! What the user writes: the YAML config as plain serde structs, and loading it with errors that name
+//! the file, line, column and field. Turning it into something that serves is `runtime`'s job.
+
+mod locate;
+mod units;
+
+pub use units::{parse_duration, parse_size, Dur, Size};
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole config file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the gateway accepts traffic.
+    pub listeners: Vec<Listener>,
+    /// The admin API (health, metrics, config). Default: 127.0.0.1:9901.
+    #[serde(default)]
+    pub admin: Admin,
+    /// Named upstream clusters that routes forward to.
+    #[serde(default)]
+    pub upstreams: Vec<Upstream>,
+    /// Routes, matched most specific first, then in the order written.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Process-wide settings.
+    #[serde(default)]
+    pub server: Server,
+}
+
+/// Process-wide settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// How long in-flight requests may run after SIGTERM/SIGINT. Default: 30s.
+    pub drain_timeout: Dur,
+    /// The access log: one line per request.
+    pub access_log: AccessLog,
+    /// Log line format, for the access log and every other log. Default: text.
+    pub log_format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            drain_timeout: Dur(Duration::from_secs(30)),
+            access_log: AccessLog::default(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Access log settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLog {
+    /// Default: true.
+    pub enabled: bool,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        AccessLog { enabled: true }
+    }
+}
+
+/// One listening socket.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Unique name, used by routes that are restricted to some listeners.
+    pub name: String,
+    /// `host:port` to bind; port 0 picks a free port.
+    pub address: String,
+    /// Connection and request limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Limits applied on a listener. Every default is chosen to be safe for an internet-facing gateway.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Bytes in a request head (request line and headers); over it: 431. Default: 32KiB.
+    pub max_header_bytes: Size,
+    /// Header fields in a request; over it: 431. Default: 100.
+    pub max_headers: usize,
+    /// Bytes in the request target; over it: 414. Default: 8KiB.
+    pub max_uri_bytes: Size,
+    /// Time for a client to send a whole request head once it started one; then 408 and close. Default: 10s.
+    pub header_read_timeout: Dur,
+    /// Time a connection with no request in flight stays open. Default: 60s.
+    pub idle_timeout: Dur,
+    /// Open client connections; more are closed as soon as accepted. Default: 10000.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per connection (advertised in SETTINGS). Default: 100.
+    pub h2_max_concurrent_streams: u32,
+    /// Request body size when a route does not set its own; over it: 413. Default: 10MiB.
+    pub max_body_size: Size,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: Size(32 * 1024),
+            max_headers: 100,
+            max_uri_bytes: Size(8 * 1024),
+            header_read_timeout: Dur(Duration::from_secs(10)),
+            idle_timeout: Dur(Duration::from_secs(60)),
+            max_connections: 10_000,
+            h2_max_concurrent_streams: 100,
+            max_body_size: Size(10 * 1024 * 1024),
+        }
+    }
+}
+
+/// The admin API listener.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// Default: 127.0.0.1:9901. A non-loopback address requires `token`.
+    pub address: String,
+    /// Bearer token required on every admin request when set.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "redact")]
+    pub token: Option<String>,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            address: "127.0.0.1:9901".into(),
+            token: None,
+        }
+    }
+}
+
+fn redact<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("<redacted>"),
+        None => s.serialize_none(),
+    }
+}
+
+/// A named cluster of upstream endpoints.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// Unique name that routes refer to.
+    pub name: String,
+    /// The endpoints, each `host:port` or `{address, weight}`.
+    pub endpoints: Vec<Endpoint>,
+    /// How an endpoint is picked. Default: round_robin.
+    #[serde(default)]
+    pub balancer: Balancer,
+    /// Protocol spoken to the endpoints. Default: http1.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Time to establish a connection. Default: 2s.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Dur,
+    /// Connection pool settings.
+    #[serde(default)]
+    pub pool: Pool,
+    /// Passive and active health checking.
+    #[serde(default)]
+    pub health: Health,
+}
+
+fn default_connect_timeout() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+
+/// One endpoint of a cluster.
+#[derive(Clone, Debug, Serialize)]
+pub struct Endpoint {
+    /// `host:port`.
+    pub address: String,
+    /// Relative share of traffic. Default: 1.
+    pub weight: u32,
+}
+
+impl<'de> Deserialize<'de> for Endpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            address: String,
+            #[serde(default = "one")]
+            weight: u32,
+        }
+        fn one() -> u32 {
+            1
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged, expecting = "`host:port` or {address, weight}")]
+        enum Form {
+            Short(String),
+            Full(Full),
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::Short(address) => Endpoint { address, weight: 1 },
+            Form::Full(f) => Endpoint {
+                address: f.address,
+                weight: f.weight,
+            },
+        })
+    }
+}
+
+/// Load-balancing policy: `round_robin`, `least_request`, `random`, or
+/// `{consistent_hash: {header: NAME}}` (also `cookie: NAME` or `client_ip: true`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(try_from = "RawBalancer", rename_all = "snake_case")]
+pub enum Balancer {
+    /// Smooth weighted round robin.
+    #[default]
+    RoundRobin,
+    /// The less loaded of two endpoints picked at random (weighted).
+    LeastRequest,
+    /// Weighted random.
+    Random,
+    /// A hash ring keyed by a header, a cookie or the client IP.
+    ConsistentHash(HashKey),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "round_robin, least_request, random or {consistent_hash: {...}}")]
+enum RawBalancer {
+    Name(String),
+    Hash { consistent_hash: RawHashKey },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHashKey {
+    header: Option<String>,
+    cookie: Option<String>,
+    #[serde(default)]
+    client_ip: bool,
+}
+
+impl TryFrom<RawBalancer> for Balancer {
+    type Error = String;
+    fn try_from(r: RawBalancer) -> Result<Self, String> {
+        match r {
+            RawBalancer::Name(n) => match n.as_str() {
+                "round_robin" => Ok(Balancer::RoundRobin),
+                "least_request" => Ok(Balancer::LeastRequest),
+                "random" => Ok(Balancer::Random),
+                other => Err(format!(
+                    "unknown balancer `{other}`, expected round_robin, least_request, random or consistent_hash"
+                )),
+            },
+            RawBalancer::Hash { consistent_hash: k } => match (k.header, k.cookie, k.client_ip) {
+                (Some(h), None, false) => Ok(Balancer::ConsistentHash(HashKey::Header(h))),
+                (None, Some(c), false) => Ok(Balancer::ConsistentHash(HashKey::Cookie(c))),
+                (None, None, true) => Ok(Balancer::ConsistentHash(HashKey::ClientIp)),
+                _ => Err("consistent_hash takes exactly one of `header`, `cookie` or `client_ip: true`".into()),
+            },
+        }
+    }
+}
+
+/// What a consistent-hash balancer hashes.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HashKey {
+    /// A request header's value.
+    Header(String),
+    /// A cookie's value.
+    Cookie(String),
+    /// The client's IP address.
+    ClientIp,
+}
+
+/// Upstream protocol.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// HTTP/1.1 with keep-alive.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (cleartext) .
+    Http2,
+}
+
+/// Connection pool settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pool {
+    /// How long an idle pooled connection is kept. Default: 90s.
+    pub idle_timeout: Dur,
+    /// Idle connections kept per endpoint. Default: 64.
+    pub max_idle_per_endpoint: usize,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool {
+            idle_timeout: Dur(Duration::from_secs(90)),
+            max_idle_per_endpoint: 64,
+        }
+    }
+}
+
+/// Health checking.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Health {
+    /// Ejects endpoints that fail requests. On by default.
+    pub passive: Passive,
+    /// Probes endpoints periodically. Off unless written.
+    pub active: Option<Active>,
+}
+
+/// Passive health: consecutive failures eject an endpoint for a while.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Passive {
+    /// Consecutive failures (connect errors, timeouts, 502/503/504) that eject. 0 disables. Default: 5.
+    pub consecutive_failures: u32,
+    /// Ejection time; doubles with each consecutive ejection up to 10x. Default: 30s.
+    pub ejection_time: Dur,
+}
+
+impl Default for Passive {
+    fn default() -> Self {
+        Passive {
+            consecutive_failures: 5,
+            ejection_time: Dur(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// Active health checks.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Active {
+    /// Path requested with GET; a 2xx answer is healthy.
+    pub path: String,
+    /// Default: 5s.
+    #[serde(default = "default_interval")]
+    pub interval: Dur,
+    /// Default: 1s.
+    #[serde(default = "default_check_timeout")]
+    pub timeout: Dur,
+    /// Consecutive successes that make an unhealthy endpoint healthy. Default: 2.
+    #[serde(default = "two")]
+    pub healthy_threshold: u32,
+    /// Consecutive failures that make a healthy endpoint unhealthy. Default: 3.
+    #[serde(default = "three")]
+    pub unhealthy_threshold: u32,
+}
+
+fn default_interval() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+fn default_check_timeout() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+fn two() -> u32 {
+    2
+}
+fn three() -> u32 {
+    3
+}
+
+/// A route: what it matches and what it does.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Unique name, used in metrics and logs.
+    pub name: String,
+    /// Listeners this route serves on. Default: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<String>,
+    /// What requests the route takes. Default: everything.
+    #[serde(default, rename = "match")]
+    pub matcher: Match,
+    /// Forward to this upstream cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// Answer with a redirect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Redirect>,
+    /// Answer with a fixed response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_response: Option<DirectResponse>,
+    /// Path and host rewrites before forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<Rewrite>,
+    /// Header changes on the request before forwarding.
+    #[serde(default)]
+    pub request_headers: HeaderOps,
+    /// Header changes on the response before it is sent.
+    #[serde(default)]
+    pub response_headers: HeaderOps,
+    /// Total time for the upstream exchange, retries included (until response headers). Default: 15s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    /// Retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    /// Request body limit for this route; over it: 413. Default: the listener's `max_body_size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_size: Option<Size>,
+}
+
+/// Request matchers; all that are written must match.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    /// Exact host (`api.example.com`) or suffix wildcard (`*.example.com`); port ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Path matcher.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathMatch>,
+    /// Methods accepted. Default: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Header matchers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<ValueMatch>,
+    /// Query parameter matchers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query: Vec<ValueMatch>,
+}
+
+/// How a path is matched: write exactly one of `exact`, `prefix`, `template` or `regex`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(try_from = "RawPathMatch", rename_all = "snake_case")]
+pub enum PathMatch {
+    /// The whole path.
+    Exact(String),
+    /// A string prefix of the path.
+    Prefix(String),
+    /// Segments with `{name}` parameters, e.g. `/users/{id}`; `{*rest}` as the last segment takes the rest.
+    Template(String),
+    /// A regular expression that must match the whole path.
+    Regex(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPathMatch {
+    exact: Option<String>,
+    prefix: Option<String>,
+    template: Option<String>,
+    regex: Option<String>,
+}
+
+impl TryFrom<RawPathMatch> for PathMatch {
+    type Error = String;
+    fn try_from(r: RawPathMatch) -> Result<Self, String> {
+        match (r.exact, r.prefix, r.template, r.regex) {
+            (Some(p), None, None, None) => Ok(PathMatch::Exact(p)),
+            (None, Some(p), None, None) => Ok(PathMatch::Prefix(p)),
+            (None, None, Some(p), None) => Ok(PathMatch::Template(p)),
+            (None, None, None, Some(p)) => Ok(PathMatch::Regex(p)),
+            _ => Err("write exactly one of `exact`, `prefix`, `template` or `regex`".into()),
+        }
+    }
+}
+
+/// A header or query parameter matcher: `name` plus one of `exact`, `regex`, `present`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueMatch {
+    /// Header or parameter name (headers are case-insensitive).
+    pub name: String,
+    /// The value must equal this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    /// The value must match this regular expression (whole value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// `true`: must be present; `false`: must be absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub present: Option<bool>,
+}
+
+/// A redirect response.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redirect {
+    /// 301, 302, 303, 307 or 308. Default: 302.
+    #[serde(default = "default_redirect_status")]
+    pub status: u16,
+    /// Replaces the scheme. Default: the request's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// Replaces the host. Default: the request's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Replaces the port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Replaces the path (the query is kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+fn default_redirect_status() -> u16 {
+    302
+}
+
+/// A fixed response.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectResponse {
+    /// Status code. Default: 200.
+    #[serde(default = "default_status")]
+    pub status: u16,
+    /// Body text. Default: empty.
+    #[serde(default)]
+    pub body: String,
+    /// Response headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+fn default_status() -> u16 {
+    200
+}
+
+/// Rewrites applied to the forwarded request.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rewrite {
+    /// Removes this prefix from the path (`/api/users` -> `/users`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strip_prefix: Option<String>,
+    /// Replaces the whole path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Builds the path from the template match's parameters, e.g. `/v2/accounts/{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Replaces the Host header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// Header changes, applied in the order remove, set, add.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderOps {
+    /// Appends a value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub add: BTreeMap<String, String>,
+    /// Replaces all values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, String>,
+    /// Removes the header.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+/// Retry policy.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Retries after the first try. Default: 2.
+    #[serde(default = "two")]
+    pub attempts: u32,
+    /// What is retried: `connect_failure`, `reset` (a broken exchange), `timeout`, or a status code.
+    #[serde(default = "default_retry_on")]
+    pub on: Vec<RetryOn>,
+    /// Time for one try. Default: the route timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_try_timeout: Option<Dur>,
+    /// Also retry methods that are not idempotent (POST, PATCH). Default: false.
+    #[serde(default)]
+    pub allow_non_idempotent: bool,
+    /// First backoff; doubles with each retry, with jitter. Default: 25ms.
+    #[serde(default = "default_backoff_base")]
+    pub backoff_base: Dur,
+    /// Longest backoff. Default: 250ms.
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max: Dur,
+    /// Retries allowed as a share of requests on this route. Default: 0.2.
+    #[serde(default = "default_budget_ratio")]
+    pub budget_ratio: f64,
+    /// Retries per second always allowed regardless of the ratio. Default: 10.
+    #[serde(default = "default_budget_min")]
+    pub budget_min_per_second: u32,
+    /// Request bodies up to this size are kept so they can be sent again; larger ones are not retried.
+    /// Default: 64KiB.
+    #[serde(default = "default_retry_buffer")]
+    pub buffer_limit: Size,
+}
+
+/// One retry condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RetryOn {
+    /// The connection could not be established.
+    ConnectFailure,
+    /// The exchange broke after the connection was made.
+    Reset,
+    /// A try timed out.
+    Timeout,
+    /// The upstream answered with this status.
+    Status(u16),
+}
+
+impl Serialize for RetryOn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RetryOn::ConnectFailure => s.serialize_str("connect_failure"),
+            RetryOn::Reset => s.serialize_str("reset"),
+            RetryOn::Timeout => s.serialize_str("timeout"),
+            RetryOn::Status(c) => s.serialize_u16(*c),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RetryOn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(
+            untagged,
+            expecting = "connect_failure, reset, timeout or a status code like 503"
+        )]
+        enum Raw {
+            Code(u16),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Code(c) if (100..600).contains(&c) => Ok(RetryOn::Status(c)),
+            Raw::Code(c) => Err(serde::de::Error::custom(format!(
+                "{c} is not an HTTP status code"
+            ))),
+            Raw::Word(w) => match w.as_str() {
+                "connect_failure" => Ok(RetryOn::ConnectFailure),
+                "reset" => Ok(RetryOn::Reset),
+                "timeout" => Ok(RetryOn::Timeout),
+                other => Err(serde::de::Error::custom(format!(
+                    "unknown retry condition `{other}`, expected connect_failure, reset, timeout or a status code"
+                ))),
+            },
+        }
+    }
+}
+
+fn default_retry_on() -> Vec<RetryOn> {
+    vec![RetryOn::ConnectFailure]
+}
+fn default_backoff_base() -> Dur {
+    Dur(Duration::from_millis(25))
+}
+fn default_backoff_max() -> Dur {
+    Dur(Duration::from_millis(250))
+}
+fn default_budget_ratio() -> f64 {
+    0.2
+}
+fn default_budget_min() -> u32 {
+    10
+}
+fn default_retry_buffer() -> Size {
+    Size(64 * 1024)
+}
+
+/// A config error: where it is and what was expected.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {field}: {message}", file.display(), location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The file the config came from.
+    pub file: PathBuf,
+    /// Line and column (1-based), when known.
+    pub location: Option<(usize, usize)>,
+    /// The field path, e.g. `routes[2].upstream`.
+    pub field: String,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl Config {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            location: None,
+            field: "(file)".into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses config text; `path` names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            let location = inner.location().map(|l| (l.line(), l.column()));
+            let mut message = inner.to_string();
+            // serde_yaml appends " at line L column C"; the location is reported separately.
+            if let Some(i) = message.find(" at line ") {
+                message.truncate(i);
+            }
+            if let Some(rest) = message.strip_prefix(&format!("{field}: ")) {
+                message = rest.to_owned();
+            }
+            ConfigError {
+                file: path.to_owned(),
+                location,
+                field: if field == "." {
+                    "(top level)".into()
+                } else {
+                    field
+                },
+                message,
+            }
+        })
+    }
+}
+
+/// Builds a config error for a field found invalid after parsing, locating it in `text`.
+pub fn field_error(path: &Path, text: Option<&str>, field: &str, message: String) -> ConfigError {
+    ConfigError {
+        file: path.to_owned(),
+        location: text.and_then(|t| locate::locate(t, field)),
+        field: field.to_owned(),
+        message,
+    }
+}

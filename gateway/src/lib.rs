@@ -1,0 +1,22 @@
+//! An API gateway whose request and response filter chains are sandboxed WebAssembly plugins.
+//!
+//! The map: `config` (what the user writes) is compiled by `runtime` into routers, routes and upstream
+//! clusters; `server` accepts connections and hands requests to `proxy`, which routes them and forwards
+//! them through `upstream`; `errors` turns failures into responses in one place; `admin` and `metrics`
+//! show what happens.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod body;
+pub mod config;
+pub mod errors;
+pub mod metrics;
+pub mod proxy;
+pub mod router;
+pub mod runtime;
+pub mod server;
+pub mod upstream;
+
+pub use config::Config;
+pub use runtime::{Runtime, Source};
+pub use server::Gateway;

@@ -1,0 +1,101 @@
+//! The `gateway` binary: `run`, `check`, `--version`.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gateway::config::LogFormat;
+use gateway::{Gateway, Runtime, Source};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "gateway", version, about = "An API gateway with WebAssembly filter chains")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve with a config file.
+    Run {
+        /// The YAML config.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file and exit (non-zero with the error if it is invalid).
+    Check {
+        /// The YAML config.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Check { config } => match check(&config) {
+            Ok(summary) => {
+                println!("{}: ok ({summary})", config.display());
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        },
+        Cmd::Run { config } => match run(config) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn check(path: &std::path::Path) -> Result<String, gateway::config::ConfigError> {
+    let (cfg, src) = Source::load(path)?;
+    let rt = Runtime::build(cfg, &src, &Default::default())?;
+    Ok(format!(
+        "{} listeners, {} routes, {} upstreams",
+        rt.config.listeners.len(),
+        rt.config.routes.len(),
+        rt.config.upstreams.len()
+    ))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => b.json().flatten_event(true).init(),
+        LogFormat::Text => b.init(),
+    }
+}
+
+fn run(path: PathBuf) -> anyhow::Result<()> {
+    let (cfg, src) = Source::load(&path)?;
+    init_logging(cfg.server.log_format);
+    let drain = cfg.server.drain_timeout.0;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let gw = Gateway::start(cfg, src).await?;
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        gw.shutdown(drain).await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,253 @@
+//! Forwarding to an upstream cluster: the upstream request, endpoint choice, timeouts, retries and
+//! passive health.
+
+use super::headers::{request_host, set_forwarded, strip_hop_by_hop};
+use super::ConnInfo;
+use crate::body::{self, Body, BodyWatch, Tracked};
+use crate::config::{HashKey, Protocol};
+use crate::errors::ProxyError;
+use crate::router::Params;
+use crate::runtime::{PathRewrite, Route};
+use crate::upstream::retry::TryOutcome;
+use crate::upstream::{hash_ip, hash_str, Cluster, EndpointGuard};
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{request::Parts, Request, Response, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// Sends the request to an endpoint of `cluster` (retrying by the route's policy) and returns the
+/// upstream's response and the endpoint that answered.
+#[allow(clippy::too_many_arguments)]
+pub async fn forward(
+    route: &Route,
+    cluster: &Cluster,
+    info: &ConnInfo,
+    parts: Parts,
+    body: Body,
+    params: &Params,
+    watch: &BodyWatch,
+    declared_len: Option<u64>,
+) -> Result<(Response<Body>, String), ProxyError> {
+    let host = request_host_parts(&parts);
+    let path_and_query = rewrite_path(route, &parts.uri, params);
+    let mut headers = parts.headers;
+    let te_trailers = headers
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
+    strip_hop_by_hop(&mut headers);
+    set_forwarded(&mut headers, info.peer, info.scheme, host.as_deref());
+    if !headers.contains_key(header::HOST) {
+        if let Some(v) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+            headers.insert(header::HOST, v);
+        }
+    }
+    if let Some(h) = &route.host_rewrite {
+        headers.insert(header::HOST, h.clone());
+    }
+    route.request_headers.apply(&mut headers);
+    let version = match cluster.protocol {
+        Protocol::Http1 => Version::HTTP_11,
+        Protocol::Http2 => {
+            if te_trailers {
+                headers.insert(header::TE, HeaderValue::from_static("trailers"));
+            }
+            Version::HTTP_2
+        }
+    };
+
+    let retry = route.retry.as_ref().filter(|p| p.method_allowed(&parts.method));
+    if let Some(p) = retry {
+        p.deposit();
+    }
+    // A body can be sent again only if it is kept; keep it when it is small and its size is known.
+    let replayable = retry.is_some()
+        && (body.is_end_stream() || declared_len.is_some_and(|n| n <= retry.map_or(0, |p| p.cfg.buffer_limit.0)));
+    let (mut once, replay): (Option<Body>, Option<Bytes>) = if replayable {
+        match body.collect().await {
+            Ok(c) => (None, Some(c.to_bytes())),
+            Err(e) => return Err(body_error(watch, &e.to_string(), route)),
+        }
+    } else {
+        (Some(body), None)
+    };
+    let retry = retry.filter(|_| replay.is_some());
+
+    let hash_key = cluster.hash_key.as_ref().and_then(|k| match k {
+        HashKey::Header(name) => headers.get(name.as_str()).and_then(|v| v.to_str().ok()).map(hash_str),
+        HashKey::Cookie(name) => cookie(&headers, name).map(|c| hash_str(&c)),
+        HashKey::ClientIp => Some(hash_ip(info.peer.ip())),
+    });
+
+    let start = Instant::now();
+    let deadline = start + route.timeout;
+    let mut attempt = 0u32;
+    let mut last: Option<usize> = None;
+    loop {
+        let Some(idx) = cluster.policy.pick(&cluster.endpoints, hash_key, last) else {
+            return Err(ProxyError::NoHealthyEndpoint {
+                upstream: cluster.name.clone(),
+            });
+        };
+        let ep = cluster.endpoints[idx].clone();
+        let guard = EndpointGuard::new(ep.clone());
+        let body = match (&replay, once.take()) {
+            (Some(b), _) => body::full(b.clone()),
+            (None, Some(b)) => b,
+            (None, None) => body::empty(),
+        };
+        let uri: Uri = format!("http://{}{}", ep.address, path_and_query)
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| ProxyError::Protocol {
+                endpoint: ep.address.clone(),
+                detail: format!("cannot build the upstream URI: {e}"),
+            })?;
+        let mut req = Request::new(body);
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = uri;
+        *req.version_mut() = version;
+        *req.headers_mut() = headers.clone();
+
+        let now = Instant::now();
+        let remaining = deadline.saturating_duration_since(now);
+        let per_try = retry
+            .and_then(|p| p.cfg.per_try_timeout)
+            .map_or(remaining, |t| t.0.min(remaining));
+        cluster.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let result = tokio::time::timeout(per_try, cluster.client.request(req)).await;
+        cluster.stats.latency.observe(now.elapsed());
+        let outcome = match result {
+            Ok(Ok(resp)) => {
+                let status = resp.status().as_u16();
+                ep.record(!matches!(status, 502..=504), &cluster.passive);
+                let out = TryOutcome::Status(status);
+                if !can_retry(retry, out, attempt, deadline) {
+                    let (mut p, incoming) = resp.into_parts();
+                    strip_hop_by_hop(&mut p.headers);
+                    let b = Tracked::new(body::boxed(incoming), Box::new(move |_, _| drop(guard)));
+                    return Ok((Response::from_parts(p, body::boxed(b)), ep.address.clone()));
+                }
+                out
+            }
+            Ok(Err(e)) => {
+                if watch.too_large.load(Ordering::Acquire) || watch.broken.load(Ordering::Acquire) {
+                    return Err(body_error(watch, &chain(&e), route));
+                }
+                ep.record(false, &cluster.passive);
+                let connect = e.is_connect();
+                cluster.stats.error(if connect { "connect" } else { "protocol" });
+                let out = if connect { TryOutcome::ConnectFailure } else { TryOutcome::Reset };
+                if !can_retry(retry, out, attempt, deadline) {
+                    let endpoint = ep.address.clone();
+                    let detail = chain(&e);
+                    return Err(if connect {
+                        ProxyError::Connect { endpoint, detail }
+                    } else {
+                        ProxyError::Protocol { endpoint, detail }
+                    });
+                }
+                out
+            }
+            Err(_) => {
+                ep.record(false, &cluster.passive);
+                cluster.stats.error("timeout");
+                let out = TryOutcome::Timeout;
+                if !can_retry(retry, out, attempt, deadline) {
+                    return Err(ProxyError::Timeout {
+                        endpoint: ep.address.clone(),
+                        after_ms: start.elapsed().as_millis() as u64,
+                    });
+                }
+                out
+            }
+        };
+        drop(guard);
+        attempt += 1;
+        cluster.stats.retries.fetch_add(1, Ordering::Relaxed);
+        let policy = retry.expect("can_retry needs a policy");
+        let pause = policy.backoff(attempt).min(deadline.saturating_duration_since(Instant::now()));
+        tracing::debug!(route = %route.name, endpoint = %ep.address, ?outcome, attempt, "retrying");
+        tokio::time::sleep(pause).await;
+        last = Some(idx);
+    }
+}
+
+fn can_retry(
+    retry: Option<&crate::upstream::retry::RetryPolicy>,
+    outcome: TryOutcome,
+    attempt: u32,
+    deadline: Instant,
+) -> bool {
+    let Some(p) = retry else { return false };
+    attempt < p.cfg.attempts && p.retries(outcome) && Instant::now() < deadline && p.withdraw()
+}
+
+fn body_error(watch: &BodyWatch, detail: &str, route: &Route) -> ProxyError {
+    if watch.too_large.load(Ordering::Acquire) {
+        ProxyError::BodyTooLarge {
+            limit: route.max_body_size.unwrap_or_default(),
+        }
+    } else {
+        ProxyError::BadRequestBody(detail.to_owned())
+    }
+}
+
+fn request_host_parts(parts: &Parts) -> Option<String> {
+    let mut probe = Request::new(());
+    *probe.uri_mut() = parts.uri.clone();
+    if let Some(h) = parts.headers.get(header::HOST) {
+        probe.headers_mut().insert(header::HOST, h.clone());
+    }
+    request_host(&probe)
+}
+
+/// The path and query sent upstream after the route's rewrite.
+fn rewrite_path(route: &Route, uri: &Uri, params: &Params) -> String {
+    let path = uri.path();
+    let new_path = match &route.path_rewrite {
+        None => path.to_owned(),
+        Some(PathRewrite::Replace(p)) => p.clone(),
+        Some(PathRewrite::StripPrefix(prefix)) => match path.strip_prefix(prefix.as_str()) {
+            Some(rest) if rest.starts_with('/') => rest.to_owned(),
+            Some(rest) => format!("/{rest}"),
+            None => path.to_owned(),
+        },
+        Some(PathRewrite::Template(t)) => {
+            let mut out = t.clone();
+            for (name, value) in params {
+                out = out
+                    .replace(&format!("{{{name}}}"), value)
+                    .replace(&format!("{{*{name}}}"), value);
+            }
+            out
+        }
+    };
+    match uri.query() {
+        Some(q) => format!("{new_path}?{q}"),
+        None => new_path,
+    }
+}
+
+fn cookie(h: &http::HeaderMap, name: &str) -> Option<String> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}

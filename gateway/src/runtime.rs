@@ -1,0 +1,573 @@
+//! `Config` compiled into what serves: routers per listener, routes with their actions, upstream
+//! clusters. Building validates everything; a build that fails says which field of which file is wrong.
+
+use crate::config::{self, field_error, Config, ConfigError, PathMatch};
+use crate::metrics::{Metrics, RouteStats};
+use crate::router::{PathSpec, RouteMatch, Router, ValueTest};
+use crate::upstream::retry::RetryPolicy;
+use crate::upstream::Cluster;
+use http::header::{HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default route timeout (whole upstream exchange until response headers).
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where a config came from, for error messages.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// File path (or a name for configs given in memory).
+    pub path: PathBuf,
+    /// The text, to locate fields in.
+    pub text: Option<String>,
+}
+
+impl Source {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<(Config, Source), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            location: None,
+            field: "(file)".into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let cfg = Config::parse(path, &text)?;
+        Ok((
+            cfg,
+            Source {
+                path: path.to_owned(),
+                text: Some(text),
+            },
+        ))
+    }
+
+    fn err(&self, field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+        field_error(&self.path, self.text.as_deref(), &field.into(), msg.into())
+    }
+}
+
+/// Header changes, compiled.
+#[derive(Debug, Default)]
+pub struct HeaderOps {
+    /// Removed first.
+    pub remove: Vec<HeaderName>,
+    /// Then replaced.
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    /// Then appended.
+    pub add: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl HeaderOps {
+    /// Applies the changes.
+    pub fn apply(&self, h: &mut http::HeaderMap) {
+        for n in &self.remove {
+            h.remove(n);
+        }
+        for (n, v) in &self.set {
+            h.insert(n.clone(), v.clone());
+        }
+        for (n, v) in &self.add {
+            h.append(n.clone(), v.clone());
+        }
+    }
+
+    /// No changes at all.
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
+    }
+}
+
+/// What a route does with a request.
+pub enum Action {
+    /// Forward to a cluster.
+    Upstream(Arc<Cluster>),
+    /// Answer with a redirect.
+    Redirect(config::Redirect),
+    /// Answer with a fixed response.
+    Direct {
+        /// Status.
+        status: StatusCode,
+        /// Body.
+        body: bytes::Bytes,
+        /// Headers.
+        headers: http::HeaderMap,
+    },
+}
+
+/// Path rewrite before forwarding.
+pub enum PathRewrite {
+    /// Remove a prefix.
+    StripPrefix(String),
+    /// Replace the path.
+    Replace(String),
+    /// Build from template parameters.
+    Template(String),
+}
+
+/// A compiled route.
+pub struct Route {
+    /// Name.
+    pub name: String,
+    /// What it does.
+    pub action: Action,
+    /// Path rewrite.
+    pub path_rewrite: Option<PathRewrite>,
+    /// Host rewrite.
+    pub host_rewrite: Option<HeaderValue>,
+    /// Request header changes.
+    pub request_headers: HeaderOps,
+    /// Response header changes.
+    pub response_headers: HeaderOps,
+    /// Whole upstream exchange timeout.
+    pub timeout: Duration,
+    /// Retry policy.
+    pub retry: Option<RetryPolicy>,
+    /// Body limit; None: the listener's.
+    pub max_body_size: Option<u64>,
+    /// Figures.
+    pub stats: Arc<RouteStats>,
+}
+
+/// The router of one listener and the routes it can return.
+pub struct ListenerRoutes {
+    router: Router,
+    routes: Vec<Arc<Route>>,
+}
+
+impl ListenerRoutes {
+    /// Finds the route for a request.
+    pub fn find(
+        &self,
+        req: &crate::router::RouteRequest<'_>,
+    ) -> Option<(&Arc<Route>, crate::router::Params)> {
+        self.router
+            .find(req)
+            .map(|(i, params)| (&self.routes[i], params))
+    }
+}
+
+/// Everything that serves, built from one config.
+pub struct Runtime {
+    /// The config it was built from (shown on `/config`).
+    pub config: Config,
+    /// Routes by listener name.
+    pub listeners: HashMap<String, ListenerRoutes>,
+    /// Clusters by name.
+    pub upstreams: HashMap<String, Arc<Cluster>>,
+}
+
+impl Runtime {
+    /// Compiles and validates `cfg`. Starts nothing: see [`Runtime::start`].
+    pub fn build(cfg: Config, src: &Source, metrics: &Metrics) -> Result<Runtime, ConfigError> {
+        check_listeners(&cfg, src)?;
+        let mut upstreams = HashMap::new();
+        for (i, u) in cfg.upstreams.iter().enumerate() {
+            let at = |f: &str| format!("upstreams[{i}].{f}");
+            if upstreams.contains_key(&u.name) {
+                return Err(src.err(at("name"), format!("upstream `{}` is defined twice", u.name)));
+            }
+            if u.endpoints.is_empty() {
+                return Err(src.err(at("endpoints"), "an upstream needs at least one endpoint"));
+            }
+            for (j, e) in u.endpoints.iter().enumerate() {
+                check_host_port(&e.address)
+                    .map_err(|m| src.err(at(&format!("endpoints[{j}]")), m))?;
+                if e.weight == 0 || e.weight > 10_000 {
+                    return Err(src.err(
+                        at(&format!("endpoints[{j}].weight")),
+                        "weight must be between 1 and 10000",
+                    ));
+                }
+            }
+            if let Some(a) = &u.health.active {
+                if !a.path.starts_with('/') {
+                    return Err(src.err(at("health.active.path"), "the path must start with /"));
+                }
+                if a.interval.0.is_zero() {
+                    return Err(src.err(at("health.active.interval"), "must be more than 0"));
+                }
+            }
+            let cluster = Cluster::new(u, metrics.upstream(&u.name));
+            upstreams.insert(u.name.clone(), Arc::new(cluster));
+        }
+
+        let mut names = HashSet::new();
+        let mut compiled = Vec::new();
+        for (i, r) in cfg.routes.iter().enumerate() {
+            if !names.insert(r.name.as_str()) {
+                return Err(src.err(format!("routes[{i}].name"), format!("route `{}` is defined twice", r.name)));
+            }
+            for (j, l) in r.listeners.iter().enumerate() {
+                if !cfg.listeners.iter().any(|x| &x.name == l) {
+                    return Err(src.err(
+                        format!("routes[{i}].listeners[{j}]"),
+                        format!("unknown listener `{l}`"),
+                    ));
+                }
+            }
+            let m = compile_match(&r.matcher, src, i)?;
+            let route = compile_route(r, &m, src, i, &upstreams, metrics)?;
+            compiled.push((m, Arc::new(route)));
+        }
+
+        let mut listeners = HashMap::new();
+        for l in &cfg.listeners {
+            let mut matches = Vec::new();
+            let mut routes = Vec::new();
+            for (i, r) in cfg.routes.iter().enumerate() {
+                if r.listeners.is_empty() || r.listeners.contains(&l.name) {
+                    matches.push(compile_match(&r.matcher, src, i)?);
+                    routes.push(compiled[i].1.clone());
+                }
+            }
+            let router = Router::new(matches)
+                .map_err(|e| src.err("routes", e.0))?;
+            listeners.insert(l.name.clone(), ListenerRoutes { router, routes });
+        }
+        Ok(Runtime {
+            config: cfg,
+            listeners,
+            upstreams,
+        })
+    }
+
+    /// Starts background work (active health checks) and registers health with `/metrics`.
+    pub fn start(&self, metrics: &Metrics) {
+        for (name, c) in &self.upstreams {
+            c.start_health_checks();
+            let weak = Arc::downgrade(c);
+            metrics.set_health(
+                name,
+                Arc::new(move || weak.upgrade().map(|c| c.health()).unwrap_or_default()),
+            );
+        }
+        metrics.retain_health(|n| self.upstreams.contains_key(n));
+    }
+}
+
+fn check_listeners(cfg: &Config, src: &Source) -> Result<(), ConfigError> {
+    if cfg.listeners.is_empty() {
+        return Err(src.err("listeners", "at least one listener is needed"));
+    }
+    let mut seen = HashSet::new();
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        if !seen.insert(&l.name) {
+            return Err(src.err(format!("listeners[{i}].name"), format!("listener `{}` is defined twice", l.name)));
+        }
+        check_host_port(&l.address).map_err(|m| src.err(format!("listeners[{i}].address"), m))?;
+        if l.limits.max_header_bytes.0 < 1024 {
+            return Err(src.err(format!("listeners[{i}].limits.max_header_bytes"), "must be at least 1KiB"));
+        }
+        if l.limits.max_connections == 0 || l.limits.max_headers == 0 || l.limits.h2_max_concurrent_streams == 0 {
+            return Err(src.err(format!("listeners[{i}].limits"), "limits must be more than 0"));
+        }
+    }
+    check_host_port(&cfg.admin.address).map_err(|m| src.err("admin.address", m))?;
+    let admin_loopback = is_loopback(&cfg.admin.address);
+    if !admin_loopback && cfg.admin.token.as_deref().is_none_or(str::is_empty) {
+        return Err(src.err(
+            "admin.address",
+            "the admin API is bound to a non-loopback address, so `admin.token` is required",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a `host:port` names a loopback address.
+pub fn is_loopback(addr: &str) -> bool {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(a) => a.ip().is_loopback(),
+        Err(_) => addr.starts_with("localhost:"),
+    }
+}
+
+fn check_host_port(a: &str) -> Result<(), String> {
+    let (host, port) = a
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{a}` is not host:port"))?;
+    if host.is_empty() {
+        return Err(format!("`{a}` has no host"));
+    }
+    port.parse::<u16>()
+        .map_err(|_| format!("`{a}` has an invalid port"))?;
+    if host.contains('/') || host.contains(' ') {
+        return Err(format!("`{a}` is not host:port"));
+    }
+    Ok(())
+}
+
+fn compile_match(m: &config::Match, src: &Source, i: usize) -> Result<RouteMatch, ConfigError> {
+    let at = |f: &str| format!("routes[{i}].match.{f}");
+    let host = match &m.host {
+        None => None,
+        Some(h) => {
+            let h = h.to_ascii_lowercase();
+            let body = h.strip_prefix("*.").unwrap_or(&h);
+            if body.is_empty() || body.contains('*') || body.contains('/') || body.contains(':') {
+                return Err(src.err(at("host"), format!("`{h}` is not a host or `*.suffix` pattern")));
+            }
+            Some(h)
+        }
+    };
+    let path = match &m.path {
+        None => None,
+        Some(PathMatch::Exact(p)) | Some(PathMatch::Prefix(p)) | Some(PathMatch::Template(p))
+            if !p.starts_with('/') =>
+        {
+            return Err(src.err(at("path"), format!("`{p}` must start with /")));
+        }
+        Some(PathMatch::Exact(p)) => Some(PathSpec::Exact(p.clone())),
+        Some(PathMatch::Prefix(p)) => Some(PathSpec::Prefix(p.clone())),
+        Some(PathMatch::Template(p)) => Some(PathSpec::Template(p.clone())),
+        Some(PathMatch::Regex(r)) => {
+            regex::Regex::new(r).map_err(|e| src.err(at("path.regex"), format!("invalid regex: {e}")))?;
+            Some(PathSpec::Regex(r.clone()))
+        }
+    };
+    if let Some(PathSpec::Template(t)) = &path {
+        Router::new(vec![RouteMatch {
+            host: None,
+            path: Some(PathSpec::Template(t.clone())),
+            methods: vec![],
+            headers: vec![],
+            query: vec![],
+        }])
+        .map_err(|e| src.err(at("path.template"), e.0))?;
+    }
+    let mut methods = Vec::new();
+    for (j, name) in m.methods.iter().enumerate() {
+        let method = Method::from_bytes(name.to_ascii_uppercase().as_bytes())
+            .map_err(|_| src.err(at(&format!("methods[{j}]")), format!("`{name}` is not a method")))?;
+        methods.push(method);
+    }
+    let mut headers = Vec::new();
+    for (j, v) in m.headers.iter().enumerate() {
+        let name = HeaderName::from_bytes(v.name.as_bytes())
+            .map_err(|_| src.err(at(&format!("headers[{j}].name")), format!("`{}` is not a header name", v.name)))?;
+        headers.push((name, value_test(v, src, &at(&format!("headers[{j}]")))?));
+    }
+    let mut query = Vec::new();
+    for (j, v) in m.query.iter().enumerate() {
+        query.push((v.name.clone(), value_test(v, src, &at(&format!("query[{j}]")))?));
+    }
+    Ok(RouteMatch {
+        host,
+        path,
+        methods,
+        headers,
+        query,
+    })
+}
+
+fn value_test(v: &config::ValueMatch, src: &Source, at: &str) -> Result<ValueTest, ConfigError> {
+    match (&v.exact, &v.regex, v.present) {
+        (Some(e), None, None) => Ok(ValueTest::Exact(e.clone())),
+        (None, Some(r), None) => regex::Regex::new(&format!("^(?:{r})$"))
+            .map(ValueTest::Regex)
+            .map_err(|e| src.err(format!("{at}.regex"), format!("invalid regex: {e}"))),
+        (None, None, Some(p)) => Ok(ValueTest::Present(p)),
+        _ => Err(src.err(at, "write exactly one of `exact`, `regex` or `present`")),
+    }
+}
+
+fn header_ops(ops: &config::HeaderOps, src: &Source, at: &str) -> Result<HeaderOps, ConfigError> {
+    let name = |n: &str| {
+        HeaderName::from_bytes(n.as_bytes())
+            .map_err(|_| src.err(at, format!("`{n}` is not a valid header name")))
+    };
+    let value = |n: &str, v: &str| {
+        HeaderValue::from_str(v)
+            .map_err(|_| src.err(at, format!("the value of `{n}` is not a valid header value")))
+    };
+    let mut out = HeaderOps::default();
+    for n in &ops.remove {
+        out.remove.push(name(n)?);
+    }
+    for (n, v) in &ops.set {
+        out.set.push((name(n)?, value(n, v)?));
+    }
+    for (n, v) in &ops.add {
+        out.add.push((name(n)?, value(n, v)?));
+    }
+    Ok(out)
+}
+
+fn compile_route(
+    r: &config::Route,
+    m: &RouteMatch,
+    src: &Source,
+    i: usize,
+    upstreams: &HashMap<String, Arc<Cluster>>,
+    metrics: &Metrics,
+) -> Result<Route, ConfigError> {
+    let at = |f: &str| format!("routes[{i}].{f}");
+    let actions = usize::from(r.upstream.is_some())
+        + usize::from(r.redirect.is_some())
+        + usize::from(r.direct_response.is_some());
+    if actions != 1 {
+        return Err(src.err(
+            at("name"),
+            format!(
+                "route `{}` needs exactly one of `upstream`, `redirect` or `direct_response`",
+                r.name
+            ),
+        ));
+    }
+    let action = if let Some(u) = &r.upstream {
+        let c = upstreams.get(u).ok_or_else(|| {
+            src.err(at("upstream"), format!("unknown upstream `{u}`; define it under `upstreams`"))
+        })?;
+        Action::Upstream(c.clone())
+    } else if let Some(rd) = &r.redirect {
+        if ![301, 302, 303, 307, 308].contains(&rd.status) {
+            return Err(src.err(at("redirect.status"), "a redirect status is 301, 302, 303, 307 or 308"));
+        }
+        if let Some(s) = &rd.scheme {
+            if s != "http" && s != "https" {
+                return Err(src.err(at("redirect.scheme"), "the scheme is http or https"));
+            }
+        }
+        Action::Redirect(rd.clone())
+    } else {
+        let d = r.direct_response.as_ref().expect("counted above");
+        let status = StatusCode::from_u16(d.status)
+            .ok()
+            .filter(|s| s.as_u16() >= 200)
+            .ok_or_else(|| src.err(at("direct_response.status"), "not a final HTTP status code"))?;
+        let ops = header_ops(
+            &config::HeaderOps {
+                set: d.headers.clone(),
+                ..Default::default()
+            },
+            src,
+            &at("direct_response.headers"),
+        )?;
+        let mut headers = http::HeaderMap::new();
+        ops.apply(&mut headers);
+        Action::Direct {
+            status,
+            body: bytes::Bytes::from(d.body.clone()),
+            headers,
+        }
+    };
+    let mut path_rewrite = None;
+    let mut host_rewrite = None;
+    if let Some(rw) = &r.rewrite {
+        let n = usize::from(rw.strip_prefix.is_some())
+            + usize::from(rw.path.is_some())
+            + usize::from(rw.template.is_some());
+        if n > 1 {
+            return Err(src.err(at("rewrite"), "write at most one of `strip_prefix`, `path` or `template`"));
+        }
+        if let Some(p) = &rw.strip_prefix {
+            path_rewrite = Some(PathRewrite::StripPrefix(p.clone()));
+        }
+        if let Some(p) = &rw.path {
+            if !p.starts_with('/') {
+                return Err(src.err(at("rewrite.path"), "must start with /"));
+            }
+            path_rewrite = Some(PathRewrite::Replace(p.clone()));
+        }
+        if let Some(t) = &rw.template {
+            let Some(PathSpec::Template(mt)) = &m.path else {
+                return Err(src.err(at("rewrite.template"), "needs a `match.path.template` to take parameters from"));
+            };
+            for name in template_params(t) {
+                if !template_params(mt).contains(&name) {
+                    return Err(src.err(
+                        at("rewrite.template"),
+                        format!("`{{{name}}}` is not a parameter of the match template `{mt}`"),
+                    ));
+                }
+            }
+            path_rewrite = Some(PathRewrite::Template(t.clone()));
+        }
+        if let Some(h) = &rw.host {
+            host_rewrite = Some(
+                HeaderValue::from_str(h).map_err(|_| src.err(at("rewrite.host"), "not a valid host"))?,
+            );
+        }
+    }
+    Ok(Route {
+        name: r.name.clone(),
+        action,
+        path_rewrite,
+        host_rewrite,
+        request_headers: header_ops(&r.request_headers, src, &at("request_headers"))?,
+        response_headers: header_ops(&r.response_headers, src, &at("response_headers"))?,
+        timeout: r.timeout.map_or(DEFAULT_ROUTE_TIMEOUT, |d| d.0),
+        retry: r.retry.clone().map(RetryPolicy::new),
+        max_body_size: r.max_body_size.map(|s| s.0),
+        stats: metrics.route(&r.name),
+    })
+}
+
+/// Parameter names in a template (`{id}`, `{*rest}` as `rest`).
+pub fn template_params(t: &str) -> Vec<String> {
+    t.split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|s| s.trim_start_matches('*').to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(yaml: &str) -> Result<Runtime, ConfigError> {
+        let path = Path::new("test.yaml");
+        let cfg = Config::parse(path, yaml)?;
+        let src = Source {
+            path: path.into(),
+            text: Some(yaml.into()),
+        };
+        Runtime::build(cfg, &src, &Metrics::default())
+    }
+
+    const BASE: &str = "listeners:\n  - name: main\n    address: 127.0.0.1:0\n";
+
+    #[test]
+    fn unknown_upstream_names_line_and_field() {
+        let yaml = format!("{BASE}routes:\n  - name: r\n    upstream: nope\n");
+        let err = build(&yaml).err().unwrap();
+        assert_eq!(err.field, "routes[0].upstream");
+        assert_eq!(err.location, Some((6, 5)));
+        let text = err.to_string();
+        assert!(text.starts_with("test.yaml:6:5: routes[0].upstream: unknown upstream `nope`"), "{text}");
+    }
+
+    #[test]
+    fn unknown_field_and_bad_duration_are_located() {
+        let err = build(&format!("{BASE}    limits: {{idle_timeout: 5x}}\n")).err().unwrap();
+        assert_eq!(err.field, "listeners[0].limits.idle_timeout");
+        assert!(err.message.contains("unknown unit"), "{}", err.message);
+        assert_eq!(err.location.map(|l| l.0), Some(4));
+        let err = build(&format!("{BASE}    bogus: 1\n")).err().unwrap();
+        assert!(err.message.contains("unknown field `bogus`"), "{}", err.message);
+        assert_eq!(err.location.map(|l| l.0), Some(4));
+    }
+
+    #[test]
+    fn semantic_checks() {
+        let cases = [
+            ("routes:\n  - name: r\n", "exactly one of"),
+            ("routes:\n  - name: r\n    direct_response: {status: 200}\n  - name: r\n    direct_response: {}\n", "defined twice"),
+            ("routes:\n  - name: r\n    match: {path: {regex: '('}}\n    direct_response: {}\n", "invalid regex"),
+            ("routes:\n  - name: r\n    match: {path: {prefix: api}}\n    direct_response: {}\n", "must start with /"),
+            ("routes:\n  - name: r\n    match: {headers: [{name: x, exact: a, present: true}]}\n    direct_response: {}\n", "exactly one of `exact`"),
+            ("routes:\n  - name: r\n    rewrite: {template: '/x/{id}'}\n    direct_response: {}\n", "needs a `match.path.template`"),
+            ("upstreams:\n  - name: u\n    endpoints: []\n", "at least one endpoint"),
+            ("upstreams:\n  - name: u\n    endpoints: [nohost]\n", "not host:port"),
+            ("admin: {address: 0.0.0.0:9901}\n", "admin.token"),
+            ("routes:\n  - name: r\n    listeners: [other]\n    direct_response: {}\n", "unknown listener"),
+        ];
+        for (extra, want) in cases {
+            let err = build(&format!("{BASE}{extra}")).err().unwrap_or_else(|| panic!("accepted: {extra}"));
+            assert!(err.to_string().contains(want), "{extra}: {err}");
+        }
+        assert!(build(&format!("{BASE}admin: {{address: 0.0.0.0:9901, token: s3cret}}\n")).is_ok());
+    }
+}

@@ -1,0 +1,811 @@
+//! A strict HTTP/1.1 framing guard between the socket and hyper.
+//!
+//! hyper is lenient where a proxy must not be: it accepts bare LF line endings, drops a Content-Length
+//! that comes after Transfer-Encoding, and has no limit on the request target. A request that two parsers
+//! could frame differently is how request smuggling starts, so every byte a client sends passes through
+//! this guard first. It follows message boundaries (heads, Content-Length bodies, chunked bodies and
+//! trailers), validates each head before hyper sees any of it, and on the first violation delivers only
+//! the bytes before it, then end-of-stream: hyper finishes the responses it owes, and when it shuts the
+//! connection down the guard writes the error response (400, 408, 414, 431, 501, 505) and closes.
+//!
+//! It also owns the connection's clocks: the time a client may take to send a request head, and the time
+//! a connection with no request in flight may stay open. A connection that starts with the HTTP/2
+//! preface is passed through untouched (HTTP/2 framing is checked by the h2 crate).
+//!
+//! A request that asks to upgrade the connection (`Connection: upgrade` or CONNECT) holds back every
+//! byte after its head until the request handler decides: if the upstream agreed to switch protocols the
+//! rest is passed through as a tunnel, otherwise parsing goes on. No byte is tunnelled before the
+//! upstream agreed.
+
+use bytes::{Buf, BytesMut};
+use futures_util::task::AtomicWaker;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+/// The limits the guard enforces.
+#[derive(Clone, Debug)]
+pub struct GuardLimits {
+    /// Request head bytes (and trailer bytes); over it: 431.
+    pub max_header_bytes: usize,
+    /// Header fields in a head (or trailer section); over it: 431.
+    pub max_headers: usize,
+    /// Request target bytes; over it: 414.
+    pub max_uri_bytes: usize,
+    /// Time from the first byte of a head to its end; then 408.
+    pub header_read_timeout: Duration,
+    /// Time without bytes and without a request in flight; then the connection is closed.
+    pub idle_timeout: Duration,
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Longest chunk-size line (size and extensions) accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+
+const UPGRADE_NONE: u8 = 0;
+const UPGRADE_WAITING: u8 = 1;
+const UPGRADE_YES: u8 = 2;
+const UPGRADE_NO: u8 = 3;
+
+/// State shared between a connection's guard and the requests served on it.
+#[derive(Debug)]
+pub struct ConnShared {
+    in_flight: AtomicUsize,
+    /// Nanoseconds since `epoch` when the last request finished.
+    idle_since: AtomicU64,
+    epoch: Instant,
+    upgrade: AtomicU8,
+    waker: AtomicWaker,
+}
+
+impl Default for ConnShared {
+    fn default() -> Self {
+        ConnShared {
+            in_flight: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            epoch: Instant::now(),
+            upgrade: AtomicU8::new(UPGRADE_NONE),
+            waker: AtomicWaker::new(),
+        }
+    }
+}
+
+/// Marks one request in flight on a connection until dropped.
+#[derive(Debug)]
+pub struct InFlight(Arc<ConnShared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let now = self.0.epoch.elapsed().as_nanos() as u64;
+            self.0.idle_since.store(now, Ordering::Release);
+            self.0.waker.wake();
+        }
+    }
+}
+
+impl ConnShared {
+    /// Counts a request in flight until the returned guard drops.
+    pub fn start_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    /// Tells the guard whether the upgrade asked for by the current request happened. Only meaningful
+    /// while an upgrade request is pending; otherwise does nothing.
+    pub fn decide_upgrade(&self, upgraded: bool) {
+        let to = if upgraded { UPGRADE_YES } else { UPGRADE_NO };
+        if self
+            .upgrade
+            .compare_exchange(UPGRADE_WAITING, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.waker.wake();
+        }
+    }
+
+    fn idle_since(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.idle_since.load(Ordering::Acquire))
+    }
+}
+
+/// Why a request was refused before it reached hyper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// Status sent.
+    pub status: u16,
+    /// What was wrong, sent in the body and logged.
+    pub reason: &'static str,
+}
+
+fn reject(status: u16, reason: &'static str) -> Reject {
+    Reject { status, reason }
+}
+
+fn bad(reason: &'static str) -> Reject {
+    reject(400, reason)
+}
+
+#[derive(Debug)]
+enum Chunk {
+    Size(Vec<u8>),
+    Data(u64),
+    DataEnd(u8),
+    Trailers(Vec<u8>),
+}
+
+#[derive(Debug)]
+enum State {
+    Sniff(Vec<u8>),
+    Head(Vec<u8>, Option<Instant>),
+    Length(u64),
+    Chunked(Chunk),
+    AwaitUpgrade,
+    Passthrough,
+    Closed,
+}
+
+/// What a head says about the message that follows.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HeadInfo {
+    /// Body framing.
+    pub framing: Framing,
+    /// The request asks to change protocols.
+    pub upgrade: bool,
+}
+
+/// Body framing of a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    None,
+    /// Content-Length.
+    Length(u64),
+    /// Transfer-Encoding: chunked.
+    Chunked,
+}
+
+/// The socket wrapper; see the module docs.
+pub struct Guarded<IO> {
+    io: IO,
+    state: State,
+    limits: Arc<GuardLimits>,
+    ready: BytesMut,
+    held_buf: Vec<u8>,
+    pending_reject: Option<Reject>,
+    reject_out: Option<bytes::Bytes>,
+    eof: bool,
+    shared: Arc<ConnShared>,
+    last_read: Instant,
+    timer: Pin<Box<Sleep>>,
+    on_reject: Option<Box<dyn Fn(&Reject) + Send + Sync>>,
+}
+
+impl<IO> Guarded<IO> {
+    /// Wraps a fresh connection.
+    pub fn new(io: IO, limits: Arc<GuardLimits>, shared: Arc<ConnShared>) -> Self {
+        let now = Instant::now();
+        Guarded {
+            io,
+            state: State::Sniff(Vec::new()),
+            timer: Box::pin(tokio::time::sleep_until((now + limits.idle_timeout).into())),
+            limits,
+            ready: BytesMut::new(),
+            held_buf: Vec::new(),
+            pending_reject: None,
+            reject_out: None,
+            eof: false,
+            shared,
+            last_read: now,
+            on_reject: None,
+        }
+    }
+
+    /// Calls `f` for every refused request (for metrics and logs).
+    pub fn on_reject(mut self, f: impl Fn(&Reject) + Send + Sync + 'static) -> Self {
+        self.on_reject = Some(Box::new(f));
+        self
+    }
+
+    /// Whether the connection is HTTP/2 (known once the first bytes arrived).
+    pub fn is_passthrough(&self) -> bool {
+        matches!(self.state, State::Passthrough)
+    }
+
+    fn fail(&mut self, r: Reject, at_head: bool) {
+        if let Some(f) = &self.on_reject {
+            f(&r);
+        }
+        tracing::debug!(status = r.status, reason = r.reason, "refused malformed request");
+        if at_head {
+            self.pending_reject = Some(r);
+        }
+        self.state = State::Closed;
+        self.eof = true;
+    }
+
+    /// Runs the state machine over newly read bytes, moving validated ones to `ready`.
+    fn feed(&mut self, mut input: &[u8]) {
+        while !input.is_empty() {
+            match &mut self.state {
+                State::Closed => return,
+                State::Passthrough => {
+                    self.ready.extend_from_slice(input);
+                    return;
+                }
+                State::AwaitUpgrade => {
+                    // Held back until the handler decides.
+                    self.held_buf.extend_from_slice(input);
+                    return;
+                }
+                State::Sniff(buf) => {
+                    let need = H2_PREFACE.len() - buf.len();
+                    let take = need.min(input.len());
+                    buf.extend_from_slice(&input[..take]);
+                    input = &input[take..];
+                    if !H2_PREFACE.starts_with(buf) {
+                        let buf = std::mem::take(buf);
+                        self.state = State::Head(Vec::new(), None);
+                        self.feed(&buf);
+                    } else if buf.len() == H2_PREFACE.len() {
+                        self.ready.extend_from_slice(H2_PREFACE);
+                        self.state = State::Passthrough;
+                    }
+                }
+                State::Head(head, started) => {
+                    if head.is_empty() {
+                        // Empty lines before a request line are ignored (RFC 9112 section 2.2).
+                        let skip = input
+                            .iter()
+                            .position(|&b| b != b'\r' && b != b'\n')
+                            .unwrap_or(input.len());
+                        input = &input[skip..];
+                        if input.is_empty() {
+                            return;
+                        }
+                        *started = Some(Instant::now());
+                    }
+                    let before = head.len();
+                    head.extend_from_slice(input);
+                    let search_from = before.saturating_sub(3);
+                    match find_head_end(&head[search_from..]) {
+                        Some(end) => {
+                            let end = search_from + end;
+                            let used = end - before;
+                            input = &input[used..];
+                            let head_bytes = std::mem::take(head);
+                            let head_bytes = &head_bytes[..end];
+                            match validate_head(head_bytes, &self.limits) {
+                                Ok(info) => {
+                                    self.ready.extend_from_slice(head_bytes);
+                                    self.state = match info.framing {
+                                        _ if info.upgrade => {
+                                            self.shared
+                                                .upgrade
+                                                .store(UPGRADE_WAITING, Ordering::Release);
+                                            if info.framing != Framing::None {
+                                                self.fail(bad("upgrade request with a body"), true);
+                                                return;
+                                            }
+                                            State::AwaitUpgrade
+                                        }
+                                        Framing::None => State::Head(Vec::new(), None),
+                                        Framing::Length(0) => State::Head(Vec::new(), None),
+                                        Framing::Length(n) => State::Length(n),
+                                        Framing::Chunked => State::Chunked(Chunk::Size(Vec::new())),
+                                    };
+                                }
+                                Err(r) => return self.fail(r, true),
+                            }
+                        }
+                        None => {
+                            if let Err(r) = check_partial_head(head, &self.limits) {
+                                return self.fail(r, true);
+                            }
+                            return;
+                        }
+                    }
+                }
+                State::Length(n) => {
+                    let take = (*n).min(input.len() as u64) as usize;
+                    self.ready.extend_from_slice(&input[..take]);
+                    input = &input[take..];
+                    *n -= take as u64;
+                    if *n == 0 {
+                        self.state = State::Head(Vec::new(), None);
+                    }
+                }
+                State::Chunked(chunk) => match feed_chunked(chunk, input, &self.limits) {
+                    Ok((used, done)) => {
+                        self.ready.extend_from_slice(&input[..used]);
+                        input = &input[used..];
+                        if done {
+                            self.state = State::Head(Vec::new(), None);
+                        }
+                    }
+                    Err(r) => return self.fail(r, false),
+                },
+            }
+        }
+    }
+}
+
+/// The index just past the `\r\n\r\n` that ends a head, if present.
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// Checks an incomplete head for what is already certain: bare LF, size limits.
+fn check_partial_head(head: &[u8], limits: &GuardLimits) -> Result<(), Reject> {
+    if has_bare_lf(head) {
+        return Err(bad("line ends with a bare LF"));
+    }
+    let line_end = head.windows(2).position(|w| w == b"\r\n");
+    if line_end.is_none() && head.len() > limits.max_uri_bytes + 32 {
+        return Err(reject(414, "request target too long"));
+    }
+    if head.len() > limits.max_header_bytes {
+        return Err(reject(431, "request head too large"));
+    }
+    Ok(())
+}
+
+fn has_bare_lf(b: &[u8]) -> bool {
+    b.iter()
+        .enumerate()
+        .any(|(i, &c)| c == b'\n' && (i == 0 || b[i - 1] != b'\r'))
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_field_vchar(b: u8) -> bool {
+    b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80
+}
+
+fn trim_ows(v: &[u8]) -> &[u8] {
+    let start = v.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(v.len());
+    let end = v.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+/// Validates header field lines (of a head or a trailer section); calls `each` with name and value.
+fn validate_fields<'a>(
+    lines: impl Iterator<Item = &'a [u8]>,
+    limits: &GuardLimits,
+    mut each: impl FnMut(&'a [u8], &'a [u8]) -> Result<(), Reject>,
+) -> Result<(), Reject> {
+    let mut count = 0;
+    for line in lines {
+        if line.is_empty() {
+            continue;
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            return Err(bad("obsolete line folding"));
+        }
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or_else(|| bad("header line without a colon"))?;
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        if name.is_empty() {
+            return Err(bad("empty header name"));
+        }
+        if !name.iter().all(|&b| is_tchar(b)) {
+            return Err(bad("invalid character in header name"));
+        }
+        if !value.iter().all(|&b| is_field_vchar(b)) {
+            return Err(bad("invalid character in header value"));
+        }
+        count += 1;
+        if count > limits.max_headers {
+            return Err(reject(431, "too many header fields"));
+        }
+        each(name, trim_ows(value))?;
+    }
+    Ok(())
+}
+
+/// Validates a complete request head (ending with the empty line) and tells how the body is framed.
+pub fn validate_head(head: &[u8], limits: &GuardLimits) -> Result<HeadInfo, Reject> {
+    if has_bare_lf(head) {
+        return Err(bad("line ends with a bare LF"));
+    }
+    if head.len() > limits.max_header_bytes {
+        return Err(reject(431, "request head too large"));
+    }
+    let body = &head[..head.len() - 4];
+    let mut lines = body.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let request_line = lines.next().unwrap_or_default();
+    let mut parts = request_line.split(|&b| b == b' ');
+    let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(m), Some(t), Some(v), None) => (m, t, v),
+        _ => return Err(bad("malformed request line")),
+    };
+    if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
+        return Err(bad("invalid method"));
+    }
+    if target.len() > limits.max_uri_bytes {
+        return Err(reject(414, "request target too long"));
+    }
+    if target.is_empty() || !target.iter().all(|&b| (0x21..=0x7e).contains(&b)) {
+        return Err(bad("invalid request target"));
+    }
+    let http11 = match version {
+        b"HTTP/1.1" => true,
+        b"HTTP/1.0" => false,
+        v if v.len() == 8 && v.starts_with(b"HTTP/") && v[5].is_ascii_digit() && v[6] == b'.' && v[7].is_ascii_digit() => {
+            return Err(reject(505, "HTTP version not supported"))
+        }
+        _ => return Err(bad("invalid HTTP version")),
+    };
+    let connect = method == b"CONNECT";
+    let form_ok = match target[0] {
+        b'/' => !connect,
+        b'*' => target == b"*" && method == b"OPTIONS",
+        _ if connect => !target.contains(&b'/'),
+        _ => {
+            let lower = target.to_ascii_lowercase();
+            lower.starts_with(b"http://") || lower.starts_with(b"https://")
+        }
+    };
+    if !form_ok {
+        return Err(bad("invalid request target form"));
+    }
+
+    let mut hosts = 0;
+    let mut content_length: Option<u64> = None;
+    let mut te: Vec<Vec<u8>> = Vec::new();
+    let mut connection_upgrade = false;
+    let mut has_upgrade = false;
+    validate_fields(lines, limits, |name, value| {
+        if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+            if !value.iter().all(|&b| {
+                b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b)
+            }) {
+                return Err(bad("invalid Host header"));
+            }
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            for part in value.split(|&b| b == b',') {
+                let part = trim_ows(part);
+                if part.is_empty() || part.len() > 18 || !part.iter().all(u8::is_ascii_digit) {
+                    return Err(bad("invalid Content-Length"));
+                }
+                let n: u64 = std::str::from_utf8(part).unwrap_or("x").parse().map_err(|_| bad("invalid Content-Length"))?;
+                if content_length.is_some_and(|c| c != n) {
+                    return Err(bad("differing Content-Length values"));
+                }
+                content_length = Some(n);
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            for part in value.split(|&b| b == b',') {
+                let part = trim_ows(part);
+                if part.is_empty() {
+                    return Err(bad("empty transfer coding"));
+                }
+                te.push(part.to_ascii_lowercase());
+            }
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            connection_upgrade |= value
+                .split(|&b| b == b',')
+                .any(|t| trim_ows(t).eq_ignore_ascii_case(b"upgrade"));
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            has_upgrade = true;
+        }
+        Ok(())
+    })?;
+    if hosts > 1 {
+        return Err(bad("more than one Host header"));
+    }
+    if hosts == 0 && http11 {
+        return Err(bad("missing Host header"));
+    }
+    let framing = if !te.is_empty() {
+        if !http11 {
+            return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        if content_length.is_some() {
+            return Err(bad("both Content-Length and Transfer-Encoding"));
+        }
+        if te.last().map(Vec::as_slice) != Some(b"chunked") {
+            return Err(bad("Transfer-Encoding does not end in chunked"));
+        }
+        if te.len() > 1 {
+            return Err(reject(501, "transfer coding not implemented"));
+        }
+        Framing::Chunked
+    } else if let Some(n) = content_length {
+        Framing::Length(n)
+    } else {
+        Framing::None
+    };
+    Ok(HeadInfo {
+        framing,
+        upgrade: connect || (connection_upgrade && has_upgrade),
+    })
+}
+
+/// Validates chunked-body bytes. Returns how many bytes of `input` were consumed and whether the body
+/// (with its trailers) ended.
+fn feed_chunked(chunk: &mut Chunk, input: &[u8], limits: &GuardLimits) -> Result<(usize, bool), Reject> {
+    let mut used = 0;
+    while used < input.len() {
+        let rest = &input[used..];
+        match chunk {
+            Chunk::Size(line) => {
+                let nl = rest.iter().position(|&b| b == b'\n');
+                let take = nl.map_or(rest.len(), |i| i + 1);
+                line.extend_from_slice(&rest[..take]);
+                used += take;
+                if line.len() > MAX_CHUNK_LINE {
+                    return Err(bad("chunk size line too long"));
+                }
+                if nl.is_none() {
+                    continue;
+                }
+                let size = parse_chunk_size(line)?;
+                *chunk = if size == 0 {
+                    Chunk::Trailers(Vec::new())
+                } else {
+                    Chunk::Data(size)
+                };
+            }
+            Chunk::Data(n) => {
+                let take = (*n).min(rest.len() as u64) as usize;
+                used += take;
+                *n -= take as u64;
+                if *n == 0 {
+                    *chunk = Chunk::DataEnd(0);
+                }
+            }
+            Chunk::DataEnd(seen) => {
+                let want = b"\r\n"[*seen as usize];
+                if rest[0] != want {
+                    return Err(bad("chunk data not followed by CRLF"));
+                }
+                used += 1;
+                *seen += 1;
+                if *seen == 2 {
+                    *chunk = Chunk::Size(Vec::new());
+                }
+            }
+            Chunk::Trailers(buf) => {
+                let before = buf.len();
+                buf.extend_from_slice(rest);
+                // The trailer section ends with an empty line; with no trailers that is a lone CRLF.
+                let end = if buf.starts_with(b"\r\n") {
+                    Some(2)
+                } else {
+                    find_head_end(buf)
+                };
+                match end {
+                    Some(end) => {
+                        let section = &buf[..end];
+                        if has_bare_lf(section) {
+                            return Err(bad("line ends with a bare LF"));
+                        }
+                        let fields = &section[..end - 2];
+                        validate_fields(
+                            fields.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)),
+                            limits,
+                            |_, _| Ok(()),
+                        )?;
+                        used += end - before;
+                        return Ok((used, true));
+                    }
+                    None => {
+                        if has_bare_lf(buf) {
+                            return Err(bad("line ends with a bare LF"));
+                        }
+                        if buf.len() > limits.max_header_bytes {
+                            return Err(reject(431, "trailers too large"));
+                        }
+                        used = input.len();
+                    }
+                }
+            }
+        }
+    }
+    Ok((used, false))
+}
+
+fn parse_chunk_size(line: &[u8]) -> Result<u64, Reject> {
+    let line = line
+        .strip_suffix(b"\r\n")
+        .ok_or_else(|| bad("chunk size line ends with a bare LF"))?;
+    let hex_end = line.iter().position(|b| !b.is_ascii_hexdigit()).unwrap_or(line.len());
+    if hex_end == 0 {
+        return Err(bad("invalid chunk size"));
+    }
+    if hex_end > 15 {
+        return Err(bad("chunk size too large"));
+    }
+    let ext = &line[hex_end..];
+    if !ext.is_empty() {
+        let ext = trim_ows(ext);
+        if !ext.starts_with(b";") || !ext.iter().all(|&b| is_field_vchar(b)) {
+            return Err(bad("invalid chunk extension"));
+        }
+    }
+    let digits = std::str::from_utf8(&line[..hex_end]).map_err(|_| bad("invalid chunk size"))?;
+    u64::from_str_radix(digits, 16).map_err(|_| bad("invalid chunk size"))
+}
+
+fn reject_bytes(r: &Reject) -> bytes::Bytes {
+    let reason = match r.status {
+        400 => "Bad Request",
+        408 => "Request Timeout",
+        414 => "URI Too Long",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    };
+    let body = format!("{{\"error\":\"{}\",\"message\":\"{}\"}}\n", reason.to_ascii_lowercase().replace(' ', "_"), r.reason);
+    bytes::Bytes::from(format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        r.status,
+        body.len()
+    ))
+}
+
+impl<IO: AsyncRead + Unpin> Guarded<IO> {
+    /// The clock that applies now, if any, and what happens when it runs out.
+    fn deadline(&self) -> Option<(Instant, bool)> {
+        match &self.state {
+            State::Head(h, Some(started)) if !h.is_empty() => {
+                Some((*started + self.limits.header_read_timeout, true))
+            }
+            State::Head(..) | State::Sniff(_) | State::Passthrough => {
+                if self.shared.in_flight.load(Ordering::Acquire) > 0 {
+                    return None;
+                }
+                let since = self.last_read.max(self.shared.idle_since());
+                Some((since + self.limits.idle_timeout, false))
+            }
+            _ => None,
+        }
+    }
+
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
+        self.shared.waker.register(cx.waker());
+        let Some((at, is_header)) = self.deadline() else {
+            return false;
+        };
+        if self.timer.deadline() != at.into() {
+            self.timer.as_mut().reset(at.into());
+        }
+        if self.timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        if is_header {
+            self.fail(reject(408, "request head not received in time"), true);
+        } else {
+            tracing::debug!("closing idle connection");
+            self.state = State::Closed;
+            self.eof = true;
+        }
+        true
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if matches!(this.state, State::AwaitUpgrade) {
+                match this.shared.upgrade.load(Ordering::Acquire) {
+                    UPGRADE_YES => this.state = State::Passthrough,
+                    UPGRADE_NO => this.state = State::Head(Vec::new(), None),
+                    _ => {}
+                }
+                if !matches!(this.state, State::AwaitUpgrade) {
+                    this.shared.upgrade.store(UPGRADE_NONE, Ordering::Release);
+                    let held = std::mem::take(&mut this.held_buf);
+                    this.feed(&held);
+                }
+            }
+            if !this.ready.is_empty() {
+                let n = this.ready.len().min(buf.remaining());
+                buf.put_slice(&this.ready[..n]);
+                this.ready.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            if matches!(this.state, State::AwaitUpgrade) {
+                this.shared.waker.register(cx.waker());
+                // Re-check after registering, so a decision made in between is not missed.
+                if this.shared.upgrade.load(Ordering::Acquire) == UPGRADE_WAITING {
+                    // Keep reading into the held buffer so a closed socket is noticed.
+                    let mut tmp = [0u8; 8192];
+                    let mut rb = ReadBuf::new(&mut tmp);
+                    match Pin::new(&mut this.io).poll_read(cx, &mut rb) {
+                        Poll::Ready(Ok(())) if rb.filled().is_empty() => {
+                            this.eof = true;
+                            continue;
+                        }
+                        Poll::Ready(Ok(())) => {
+                            this.held_buf.extend_from_slice(rb.filled());
+                            if this.held_buf.len() > this.limits.max_header_bytes {
+                                this.fail(bad("bytes sent before the upgrade was accepted"), false);
+                            }
+                            continue;
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                continue;
+            }
+            let mut tmp = [0u8; 16384];
+            let mut rb = ReadBuf::new(&mut tmp);
+            match Pin::new(&mut this.io).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    let filled = rb.filled();
+                    if filled.is_empty() {
+                        this.eof = true;
+                        continue;
+                    }
+                    this.last_read = Instant::now();
+                    let data = filled.to_vec();
+                    this.feed(&data);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    if this.poll_timers(cx) {
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if let Some(r) = this.pending_reject.take() {
+            this.reject_out = Some(reject_bytes(&r));
+        }
+        while let Some(out) = this.reject_out.as_mut() {
+            if out.is_empty() {
+                this.reject_out = None;
+                break;
+            }
+            let n = std::task::ready!(Pin::new(&mut this.io).poll_write(cx, out))?;
+            if n == 0 {
+                this.reject_out = None;
+                break;
+            }
+            out.advance(n);
+        }
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,257 @@
+//! Listeners and connections: accept, limit, guard, serve HTTP/1.1 and HTTP/2 on the same port, and
+//! drain on shutdown.
+
+pub mod h1_guard;
+
+use crate::admin;
+use crate::config::{Config, Listener};
+use crate::metrics::Metrics;
+use crate::proxy::{self, ConnInfo, Shared};
+use crate::runtime::{Runtime, Source};
+use arc_swap::ArcSwap;
+use h1_guard::{ConnShared, GuardLimits, Guarded};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A socket could not be bound.
+    #[error("cannot bind {what} to {address}: {source}")]
+    Bind {
+        /// Which listener.
+        what: String,
+        /// The address.
+        address: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway.
+pub struct Gateway {
+    /// Shared state (runtime snapshot, metrics).
+    pub shared: Arc<Shared>,
+    addrs: HashMap<String, SocketAddr>,
+    admin_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    draining: Arc<AtomicBool>,
+    graceful: Arc<GracefulShutdown>,
+    accept_tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Validates `cfg`, binds every listener and the admin API, and starts serving.
+    pub async fn start(cfg: Config, src: Source) -> Result<Gateway, StartError> {
+        let metrics = Arc::new(Metrics::default());
+        let runtime = Runtime::build(cfg, &src, &metrics)?;
+        runtime.start(&metrics);
+        let listeners: Vec<Listener> = runtime.config.listeners.clone();
+        let admin_cfg = runtime.config.admin.clone();
+        let shared = Arc::new(Shared {
+            runtime: ArcSwap::from_pointee(runtime),
+            metrics,
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let graceful = Arc::new(GracefulShutdown::new());
+        let mut addrs = HashMap::new();
+        let mut accept_tasks = Vec::new();
+        for l in listeners {
+            let tcp = TcpListener::bind(&l.address).await.map_err(|e| StartError::Bind {
+                what: format!("listener `{}`", l.name),
+                address: l.address.clone(),
+                source: e,
+            })?;
+            let addr = tcp.local_addr().map_err(|e| StartError::Bind {
+                what: format!("listener `{}`", l.name),
+                address: l.address.clone(),
+                source: e,
+            })?;
+            tracing::info!(listener = %l.name, %addr, "listening");
+            addrs.insert(l.name.clone(), addr);
+            accept_tasks.push(tokio::spawn(accept_loop(
+                tcp,
+                l,
+                shared.clone(),
+                stop_rx.clone(),
+                graceful.clone(),
+            )));
+        }
+        let draining = Arc::new(AtomicBool::new(false));
+        let admin_tcp = TcpListener::bind(&admin_cfg.address).await.map_err(|e| StartError::Bind {
+            what: "the admin API".into(),
+            address: admin_cfg.address.clone(),
+            source: e,
+        })?;
+        let admin_addr = admin_tcp.local_addr().map_err(|e| StartError::Bind {
+            what: "the admin API".into(),
+            address: admin_cfg.address.clone(),
+            source: e,
+        })?;
+        tracing::info!(%admin_addr, "admin API listening");
+        accept_tasks.push(tokio::spawn(admin::serve(
+            admin_tcp,
+            shared.clone(),
+            admin_cfg.token.clone(),
+            draining.clone(),
+            stop_rx,
+        )));
+        Ok(Gateway {
+            shared,
+            addrs,
+            admin_addr,
+            stop,
+            draining,
+            graceful,
+            accept_tasks,
+        })
+    }
+
+    /// The bound address of a listener.
+    pub fn addr(&self, listener: &str) -> Option<SocketAddr> {
+        self.addrs.get(listener).copied()
+    }
+
+    /// The bound address of the admin API.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Stops accepting, asks every connection to finish (HTTP/1: close when idle, `Connection: close`
+    /// on the response in flight; HTTP/2: GOAWAY), and waits up to `drain` for them. Returns whether
+    /// every connection finished in time.
+    pub async fn shutdown(self, drain: Duration) -> bool {
+        self.draining.store(true, Ordering::SeqCst);
+        let _ = self.stop.send(true);
+        for t in self.accept_tasks {
+            let _ = t.await;
+        }
+        let Ok(graceful) = Arc::try_unwrap(self.graceful) else {
+            return false;
+        };
+        let open = graceful.count();
+        tracing::info!(connections = open, drain_ms = drain.as_millis() as u64, "draining");
+        let done = tokio::time::timeout(drain, graceful.shutdown()).await.is_ok();
+        if !done {
+            tracing::warn!("drain timeout reached; closing remaining connections");
+        }
+        done
+    }
+}
+
+fn guard_limits(l: &Listener) -> GuardLimits {
+    GuardLimits {
+        max_header_bytes: l.limits.max_header_bytes.0 as usize,
+        max_headers: l.limits.max_headers,
+        max_uri_bytes: l.limits.max_uri_bytes.0 as usize,
+        header_read_timeout: l.limits.header_read_timeout.0,
+        idle_timeout: l.limits.idle_timeout.0,
+    }
+}
+
+fn http_builder(l: &Listener) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    let head = l.limits.max_header_bytes.0 as usize;
+    b.http1()
+        .timer(TokioTimer::new())
+        // The guard enforces the head timeout with its own clock and a 408.
+        .header_read_timeout(None)
+        .half_close(true)
+        .max_headers(l.limits.max_headers.max(1))
+        .max_buf_size((head + 16 * 1024).max(8192 + 1024));
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(l.limits.h2_max_concurrent_streams)
+        .max_header_list_size(head as u32);
+    b
+}
+
+async fn accept_loop(
+    tcp: TcpListener,
+    l: Listener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    graceful: Arc<GracefulShutdown>,
+) {
+    let limits = Arc::new(guard_limits(&l));
+    let builder = Arc::new(http_builder(&l));
+    let permits = Arc::new(Semaphore::new(l.limits.max_connections));
+    let name: Arc<str> = Arc::from(l.name.as_str());
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.changed() => return,
+            r = tcp.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(listener = %name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let metrics = shared.metrics.clone();
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            metrics.connections_rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(listener = %name, %peer, "max_connections reached; closing new connection");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let info = ConnInfo {
+            listener: name.clone(),
+            peer,
+            scheme: "http",
+            conn: Arc::new(ConnShared::default()),
+            max_body_size: l.limits.max_body_size.0,
+            max_uri_bytes: l.limits.max_uri_bytes.0 as usize,
+            max_headers: l.limits.max_headers,
+        };
+        let fut = serve_connection(stream, info, shared.clone(), limits.clone(), builder.clone(), graceful.watcher());
+        tokio::spawn(async move {
+            metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+            metrics.connections_active.fetch_add(1, Ordering::Relaxed);
+            fut.await;
+            metrics.connections_active.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+}
+
+fn serve_connection(
+    stream: TcpStream,
+    info: ConnInfo,
+    shared: Arc<Shared>,
+    limits: Arc<GuardLimits>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let metrics = shared.metrics.clone();
+    let io = Guarded::new(stream, limits, info.conn.clone()).on_reject(move |r| metrics.refused.inc(r.status));
+    let svc = service_fn(move |req| {
+        let shared = shared.clone();
+        let info = info.clone();
+        async move { Ok::<_, Infallible>(proxy::handle(shared, info, req).await) }
+    });
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), svc)
+        .into_owned();
+    let fut = watcher.watch(conn);
+    async move {
+        if let Err(e) = fut.await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    }
+}
