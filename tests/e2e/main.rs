@@ -1,1 +1,5 @@
+//! End-to-end tests: the real gateway on ephemeral ports, mock upstreams, real sockets.
 
+mod harness;
+
+mod malformed;

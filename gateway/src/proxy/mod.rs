@@ -10,7 +10,6 @@ use crate::router::RouteRequest;
 use crate::runtime::{Action, Route, Runtime};
 use crate::server::h1_guard::ConnShared;
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body::Body as _;
 use std::net::SocketAddr;
@@ -134,6 +133,16 @@ async fn route_and_serve(
     if req.method() == http::Method::CONNECT {
         return (errors::respond(&ProxyError::MethodNotAllowed), None, None, None);
     }
+    if req.uri() == "*" {
+        // OPTIONS * asks about the server, not a resource: the gateway answers for itself.
+        let mut resp = Response::new(body::empty());
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        resp.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"),
+        );
+        return (resp, None, None, None);
+    }
     if req.version() == http::Version::HTTP_2 {
         let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
         if uri_len > info.max_uri_bytes {
@@ -229,11 +238,4 @@ fn host_port<B>(req: &Request<B>) -> Option<String> {
     let h = headers::request_host(req)?;
     let (_, port) = h.rsplit_once(':')?;
     (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(']')).then(|| port.to_owned())
-}
-
-/// A response with a fixed body, for tests and simple handlers.
-pub fn text_response(status: StatusCode, text: impl Into<Bytes>) -> Response<Body> {
-    let mut r = Response::new(body::full(text));
-    *r.status_mut() = status;
-    r
 }

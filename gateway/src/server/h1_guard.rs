@@ -44,6 +44,7 @@ pub struct GuardLimits {
     pub idle_timeout: Duration,
 }
 
+const IO_PRESENT: &str = "the socket is present until the guard is dropped";
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Longest chunk-size line (size and extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4096;
@@ -172,11 +173,14 @@ pub enum Framing {
 }
 
 /// The socket wrapper; see the module docs.
-pub struct Guarded<IO> {
-    io: IO,
+pub struct Guarded<IO: AsyncWrite + Unpin + Send + 'static> {
+    /// Present until drop.
+    io: Option<IO>,
     state: State,
     limits: Arc<GuardLimits>,
     ready: BytesMut,
+    /// Where in `ready` the head of the message being read starts, while none of it was delivered.
+    msg_start: Option<usize>,
     held_buf: Vec<u8>,
     pending_reject: Option<Reject>,
     reject_out: Option<bytes::Bytes>,
@@ -187,16 +191,17 @@ pub struct Guarded<IO> {
     on_reject: Option<Box<dyn Fn(&Reject) + Send + Sync>>,
 }
 
-impl<IO> Guarded<IO> {
+impl<IO: AsyncWrite + Unpin + Send + 'static> Guarded<IO> {
     /// Wraps a fresh connection.
     pub fn new(io: IO, limits: Arc<GuardLimits>, shared: Arc<ConnShared>) -> Self {
         let now = Instant::now();
         Guarded {
-            io,
+            io: Some(io),
             state: State::Sniff(Vec::new()),
             timer: Box::pin(tokio::time::sleep_until((now + limits.idle_timeout).into())),
             limits,
             ready: BytesMut::new(),
+            msg_start: None,
             held_buf: Vec::new(),
             pending_reject: None,
             reject_out: None,
@@ -218,7 +223,15 @@ impl<IO> Guarded<IO> {
         matches!(self.state, State::Passthrough)
     }
 
-    fn fail(&mut self, r: Reject, at_head: bool) {
+    fn fail(&mut self, r: Reject, mut at_head: bool) {
+        // A body error in a message whose head hyper has not seen yet: take the head back, so the
+        // request is refused whole and nothing of it is forwarded.
+        if !at_head {
+            if let Some(start) = self.msg_start.take() {
+                self.ready.truncate(start);
+                at_head = true;
+            }
+        }
         if let Some(f) = &self.on_reject {
             f(&r);
         }
@@ -283,6 +296,7 @@ impl<IO> Guarded<IO> {
                             let head_bytes = &head_bytes[..end];
                             match validate_head(head_bytes, &self.limits) {
                                 Ok(info) => {
+                                    self.msg_start = Some(self.ready.len());
                                     self.ready.extend_from_slice(head_bytes);
                                     self.state = match info.framing {
                                         _ if info.upgrade => {
@@ -518,6 +532,9 @@ pub fn validate_head(head: &[u8], limits: &GuardLimits) -> Result<HeadInfo, Reje
         if te.last().map(Vec::as_slice) != Some(b"chunked") {
             return Err(bad("Transfer-Encoding does not end in chunked"));
         }
+        if te[..te.len() - 1].iter().any(|c| c == b"chunked") {
+            return Err(bad("chunked applied more than once"));
+        }
         if te.len() > 1 {
             return Err(reject(501, "transfer coding not implemented"));
         }
@@ -657,7 +674,7 @@ fn reject_bytes(r: &Reject) -> bytes::Bytes {
     ))
 }
 
-impl<IO: AsyncRead + Unpin> Guarded<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Guarded<IO> {
     /// The clock that applies now, if any, and what happens when it runs out.
     fn deadline(&self) -> Option<(Instant, bool)> {
         match &self.state {
@@ -697,7 +714,7 @@ impl<IO: AsyncRead + Unpin> Guarded<IO> {
     }
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Guarded<IO> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
@@ -717,6 +734,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
                 let n = this.ready.len().min(buf.remaining());
                 buf.put_slice(&this.ready[..n]);
                 this.ready.advance(n);
+                this.msg_start = this.msg_start.and_then(|s| s.checked_sub(n));
                 return Poll::Ready(Ok(()));
             }
             if this.eof {
@@ -729,7 +747,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
                     // Keep reading into the held buffer so a closed socket is noticed.
                     let mut tmp = [0u8; 8192];
                     let mut rb = ReadBuf::new(&mut tmp);
-                    match Pin::new(&mut this.io).poll_read(cx, &mut rb) {
+                    match Pin::new(this.io.as_mut().expect(IO_PRESENT)).poll_read(cx, &mut rb) {
                         Poll::Ready(Ok(())) if rb.filled().is_empty() => {
                             this.eof = true;
                             continue;
@@ -749,7 +767,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
             }
             let mut tmp = [0u8; 16384];
             let mut rb = ReadBuf::new(&mut tmp);
-            match Pin::new(&mut this.io).poll_read(cx, &mut rb) {
+            match Pin::new(this.io.as_mut().expect(IO_PRESENT)).poll_read(cx, &mut rb) {
                 Poll::Ready(Ok(())) => {
                     let filled = rb.filled();
                     if filled.is_empty() {
@@ -772,21 +790,21 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
     }
 }
 
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
+impl<IO: AsyncWrite + Unpin + Send + 'static> AsyncWrite for Guarded<IO> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        Pin::new(self.io.as_mut().expect(IO_PRESENT)).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        Pin::new(self.io.as_mut().expect(IO_PRESENT)).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        self.io.as_ref().is_some_and(|io| io.is_write_vectored())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        Pin::new(self.io.as_mut().expect(IO_PRESENT)).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -799,13 +817,36 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
                 this.reject_out = None;
                 break;
             }
-            let n = std::task::ready!(Pin::new(&mut this.io).poll_write(cx, out))?;
+            let n = std::task::ready!(Pin::new(this.io.as_mut().expect(IO_PRESENT)).poll_write(cx, out))?;
             if n == 0 {
                 this.reject_out = None;
                 break;
             }
             out.advance(n);
         }
-        Pin::new(&mut this.io).poll_shutdown(cx)
+        Pin::new(this.io.as_mut().expect(IO_PRESENT)).poll_shutdown(cx)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin + Send + 'static> Drop for Guarded<IO> {
+    /// hyper may drop the socket without shutting it down (after a request that asked for an upgrade
+    /// that did not happen); a refusal still owed to the client is then written by a task of its own.
+    fn drop(&mut self) {
+        let out = match (self.pending_reject.take(), self.reject_out.take()) {
+            (Some(r), _) => reject_bytes(&r),
+            (None, Some(out)) if !out.is_empty() => out,
+            _ => return,
+        };
+        let (Some(mut io), Ok(rt)) = (self.io.take(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        rt.spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                let _ = io.write_all(&out).await;
+                let _ = io.shutdown().await;
+            })
+            .await;
+        });
     }
 }

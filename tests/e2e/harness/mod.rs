@@ -1,0 +1,170 @@
+//! The end-to-end harness: the real gateway on ephemeral ports, mock upstreams that count hits and can
+//! delay, fail, stream or close, and clients that speak HTTP or raw bytes over real sockets.
+
+#![allow(dead_code)]
+
+pub mod mock;
+
+use bytes::Bytes;
+use gateway::{Config, Gateway, Source};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub use mock::MockUpstream;
+
+/// A running gateway for one test.
+pub struct TestGateway {
+    pub gw: Option<Gateway>,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl TestGateway {
+    /// Starts a gateway from YAML. A config without a `listeners:` section gets one listener `main` on
+    /// 127.0.0.1:0; the admin API always binds 127.0.0.1:0 unless the YAML sets it.
+    pub async fn start(yaml: &str) -> TestGateway {
+        Self::try_start(yaml).await.unwrap_or_else(|e| panic!("gateway did not start: {e}\n{yaml}"))
+    }
+
+    pub async fn try_start(yaml: &str) -> Result<TestGateway, gateway::server::StartError> {
+        let mut text = String::new();
+        if !yaml.contains("listeners:") {
+            text.push_str("listeners:\n  - name: main\n    address: 127.0.0.1:0\n");
+        }
+        if !yaml.contains("admin:") {
+            text.push_str("admin:\n  address: 127.0.0.1:0\n");
+        }
+        if !yaml.contains("access_log") {
+            text.push_str("server:\n  access_log: {enabled: false}\n");
+        }
+        text.push_str(yaml);
+        let path = Path::new("test.yaml");
+        let cfg = Config::parse(path, &text)?;
+        let first = cfg.listeners[0].name.clone();
+        let gw = Gateway::start(
+            cfg,
+            Source {
+                path: path.into(),
+                text: Some(text.clone()),
+            },
+        )
+        .await?;
+        Ok(TestGateway {
+            addr: gw.addr(&first).expect("listener"),
+            admin: gw.admin_addr(),
+            gw: Some(gw),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn metrics(&self) -> String {
+        get(&format!("http://{}/metrics", self.admin)).await.2
+    }
+
+    pub async fn shutdown(mut self, drain: Duration) -> bool {
+        self.gw.take().unwrap().shutdown(drain).await
+    }
+}
+
+/// A response as the tests look at it.
+pub type Resp = (u16, http::HeaderMap, String);
+
+fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// GET a URL.
+pub async fn get(url: &str) -> Resp {
+    request(http::Request::get(url).body(Full::new(Bytes::new())).unwrap()).await
+}
+
+/// Sends a request with a fresh client.
+pub async fn request(req: http::Request<Full<Bytes>>) -> Resp {
+    let resp = tokio::time::timeout(Duration::from_secs(20), client().request(req))
+        .await
+        .expect("response in time")
+        .expect("response");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    (parts.status.as_u16(), parts.headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// GET with extra headers.
+pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> Resp {
+    let mut b = http::Request::get(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    request(b.body(Full::new(Bytes::new())).unwrap()).await
+}
+
+/// Writes `bytes` on a new connection and reads until the server closes or `wait` passes without data.
+pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    read_all(&mut s, wait).await
+}
+
+/// Reads until EOF, or until `wait` passes without new data.
+pub async fn read_all(s: &mut TcpStream, wait: Duration) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match tokio::time::timeout(wait, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of the first response in raw response text (0 if there is none).
+pub fn status_of(resp: &str) -> u16 {
+    resp.strip_prefix("HTTP/1.1 ")
+        .or_else(|| resp.strip_prefix("HTTP/1.0 "))
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Polls `f` until it returns true or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + within;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (for configs of a gateway started as a separate process).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Resident memory of a process in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
