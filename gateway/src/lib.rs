@@ -10,6 +10,7 @@ pub mod admin;
 pub mod body;
 pub mod config;
 pub mod errors;
+pub mod filter;
 pub mod metrics;
 pub mod proxy;
 pub mod router;

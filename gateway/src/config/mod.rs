@@ -26,9 +26,89 @@ pub struct Config {
     /// Routes, matched most specific first, then in the order written.
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// Wasm plugins that routes can use as filters.
+    #[serde(default)]
+    pub plugins: Vec<Plugin>,
     /// Process-wide settings.
     #[serde(default)]
     pub server: Server,
+}
+
+/// A Wasm plugin: one module or component, loaded once and configured per route.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plugin {
+    /// Unique name that routes refer to.
+    pub name: String,
+    /// Path of the `.wasm` file (relative paths are relative to the config file).
+    pub path: PathBuf,
+    /// Which ABI the plugin speaks. Default: detected from the file (a core module is Proxy-Wasm, a
+    /// component is the gateway's WIT world).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abi: Option<PluginAbi>,
+    /// Sandbox limits.
+    #[serde(default)]
+    pub limits: PluginLimits,
+    /// Proxy-Wasm VM configuration (passed to `on_vm_start`). Default: empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_config: Option<serde_json::Value>,
+}
+
+/// Plugin ABI.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginAbi {
+    /// Proxy-Wasm ABI 0.2.1 / 0.2.0 (a core module).
+    ProxyWasm,
+    /// The gateway's WIT world (a component).
+    Component,
+}
+
+/// Sandbox limits of a plugin.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginLimits {
+    /// Linear memory per instance. Default: 64MiB.
+    pub memory: Size,
+    /// CPU time of one call into the plugin (enforced by epoch interruption). Default: 100ms.
+    pub cpu_per_call: Dur,
+    /// Live instances of the plugin across all routes. Default: 256.
+    pub instances: u32,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            memory: Size(64 << 20),
+            cpu_per_call: Dur(Duration::from_millis(100)),
+            instances: 256,
+        }
+    }
+}
+
+/// One filter stage on a route.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterRef {
+    /// The plugin's name.
+    pub plugin: String,
+    /// This route's config for the plugin: a string is passed as it is, anything else as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+    /// What a failure of this filter does to the request. Default: closed.
+    #[serde(default)]
+    pub failure: FailurePolicy,
+}
+
+/// Failure policy of a filter stage.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// The request fails (500 for a trap or ABI misuse, 503 when the plugin is unavailable).
+    #[default]
+    Closed,
+    /// The filter is skipped for the rest of the request, logged and counted.
+    Open,
 }
 
 /// Process-wide settings.
@@ -400,6 +480,9 @@ pub struct Route {
     /// Answer with a fixed response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direct_response: Option<DirectResponse>,
+    /// Wasm filters: request phase in this order, response phase in reverse.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<FilterRef>,
     /// Path and host rewrites before forwarding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite: Option<Rewrite>,

@@ -1,0 +1,185 @@
+//! The one internal filter interface that every kind of filter stage implements (the Proxy-Wasm ABI and
+//! the gateway's own WIT world), and the per-request chain that runs them.
+//!
+//! A [`Filter`] is one configured stage on one route (a plugin plus that route's config). For every
+//! request it makes a [`FilterCtx`], which sees the phases in order: request headers, request body,
+//! response headers, response body, done. Request phases run in chain order, response phases in reverse.
+//! Each phase answers with a [`Verdict`]: go on, answer locally, or (body phases) wait for more body.
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{HeaderMap, Method, StatusCode, Uri};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The request as filters see and change it.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    /// Method.
+    pub method: Method,
+    /// URI (path and query; scheme and authority when known).
+    pub uri: Uri,
+    /// Headers (no pseudo-headers; `:authority` is the `host` header).
+    pub headers: HeaderMap,
+}
+
+/// The response as filters see and change it.
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+}
+
+/// A response made by a filter instead of the backend's.
+#[derive(Debug, Clone)]
+pub struct LocalResponse {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// What a phase decided.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Go on with the next filter (or the backend / the client).
+    Continue,
+    /// Stop the chain here and answer with this response. In the request phase the backend is skipped and
+    /// the response phases of the filters before this one still run on it (as in Envoy).
+    Respond(LocalResponse),
+    /// Body phases only: the filter wants the rest of the body before it decides; the chain buffers up to
+    /// the route's body limit (413 beyond) and calls the phase again with everything so far.
+    Buffer,
+}
+
+/// How a filter wants to see bodies. Asked once per request, after its header phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyMode {
+    /// The body passes without this filter seeing it; no buffering is added.
+    Skip,
+    /// Chunks are shown as they arrive.
+    Stream,
+}
+
+/// Facts about the request that are not headers (for properties and request facts).
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// Route name.
+    pub route: Arc<str>,
+    /// Upstream name, if the route forwards.
+    pub upstream: Option<Arc<str>>,
+    /// Client address.
+    pub peer: SocketAddr,
+    /// Local address the request came in on.
+    pub local: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// HTTP version as `1.0`, `1.1` or `2`.
+    pub protocol: &'static str,
+    /// A process-unique request id.
+    pub id: u64,
+}
+
+/// Why a filter failed. The chain applies the filter's failure policy to it.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    /// The guest trapped (including stack overflow and out-of-bounds access).
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    /// The CPU time limit for one call was hit.
+    #[error("plugin exceeded its CPU time limit")]
+    CpuLimit,
+    /// The memory limit was hit.
+    #[error("plugin exceeded its memory limit")]
+    MemoryLimit,
+    /// The guest misused the ABI in a way that fails the request.
+    #[error("plugin misused the host ABI: {0}")]
+    Abi(String),
+    /// No instance could be had (instance limit, instantiation failure).
+    #[error("plugin unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One configured filter stage.
+pub trait Filter: Send + Sync {
+    /// The plugin's name (for metrics, logs and errors).
+    fn name(&self) -> &str;
+
+    /// A context for one request.
+    fn new_ctx(&self, info: &RequestInfo) -> Result<Box<dyn FilterCtx>, FilterError>;
+}
+
+/// One filter's view of one request. Every phase has a default that continues, so a filter implements
+/// only what it needs. Phases are called at most once each, except the body phases (once per chunk,
+/// and again with the whole body after `Buffer`).
+pub trait FilterCtx: Send {
+    /// Request headers; `end_of_stream` when the request has no body.
+    fn on_request_headers<'a>(
+        &'a mut self,
+        _req: &'a mut RequestHead,
+        _end_of_stream: bool,
+    ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+        Box::pin(async { Ok(Verdict::Continue) })
+    }
+
+    /// Whether this filter wants to see the request body.
+    fn request_body_mode(&self) -> BodyMode {
+        BodyMode::Skip
+    }
+
+    /// A request body chunk (or, after `Buffer`, everything buffered so far) which the filter may
+    /// replace in place.
+    fn on_request_body<'a>(
+        &'a mut self,
+        _body: &'a mut Bytes,
+        _end_of_stream: bool,
+    ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+        Box::pin(async { Ok(Verdict::Continue) })
+    }
+
+    /// Request trailers, if the request has any (they end the request body).
+    fn on_request_trailers<'a>(
+        &'a mut self,
+        _trailers: &'a mut HeaderMap,
+    ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+        Box::pin(async { Ok(Verdict::Continue) })
+    }
+
+    /// Response headers (from the backend or a local response).
+    fn on_response_headers<'a>(
+        &'a mut self,
+        _resp: &'a mut ResponseHead,
+        _end_of_stream: bool,
+    ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+        Box::pin(async { Ok(Verdict::Continue) })
+    }
+
+    /// Whether this filter wants to see the response body.
+    fn response_body_mode(&self) -> BodyMode {
+        BodyMode::Skip
+    }
+
+    /// A response body chunk, like `on_request_body`.
+    fn on_response_body<'a>(
+        &'a mut self,
+        _body: &'a mut Bytes,
+        _end_of_stream: bool,
+    ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+        Box::pin(async { Ok(Verdict::Continue) })
+    }
+
+    /// Response trailers, if the response has any.
+    fn on_response_trailers<'a>(
+        &'a mut self,
+        _trailers: &'a mut HeaderMap,
+    ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+        Box::pin(async { Ok(Verdict::Continue) })
+    }
+
+    /// The request is over (normally or not). Called exactly once.
+    fn on_done(&mut self) {}
+}
