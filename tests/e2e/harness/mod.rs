@@ -168,3 +168,103 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// The gateway binary started as its own process (for signals and memory figures).
+pub struct GatewayProcess {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub config_path: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("gateway-test-{}-{tag}-{n}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl GatewayProcess {
+    /// Writes `yaml` (which must not define listeners or admin: one listener `main` and the admin API
+    /// are added on free ports) and starts `gateway run`, waiting until the admin API answers.
+    pub async fn start(yaml: &str) -> GatewayProcess {
+        let dir = TempDir::new("proc");
+        let port = free_port();
+        let admin_port = free_port();
+        let text = format!(
+            "listeners:\n  - name: main\n    address: 127.0.0.1:{port}\nadmin:\n  address: 127.0.0.1:{admin_port}\n{yaml}"
+        );
+        let config_path = dir.0.join("gateway.yaml");
+        std::fs::write(&config_path, text).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("GATEWAY_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the gateway binary");
+        let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+        let ready = eventually(Duration::from_secs(20), || async move {
+            TcpStream::connect(admin).await.is_ok()
+        })
+        .await;
+        assert!(ready, "the gateway process did not start");
+        GatewayProcess {
+            child,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            admin,
+            config_path,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit and returns its status.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let end = std::time::Instant::now() + within;
+        while std::time::Instant::now() < end {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
