@@ -4,3 +4,6 @@ mod harness;
 
 mod malformed;
 mod limits;
+mod routing;
+mod admin;
+mod cli;

@@ -1,0 +1,77 @@
+//! The binary: `check` exit codes and messages, `--version`, every example config is valid.
+
+use std::process::Command;
+
+fn gateway(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("gateway-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn version() {
+    let (code, out, _) = gateway(&["--version"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), format!("gateway {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn check_reports_file_line_column_field_and_expectation() {
+    let p = write(
+        "bad.yaml",
+        "listeners:\n  - name: main\n    address: 127.0.0.1:8080\nroutes:\n  - name: r\n    upstream: missing\n",
+    );
+    let (code, _, err) = gateway(&["check", "--config", p.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let want = format!("{}:6:5: routes[0].upstream: unknown upstream `missing`", p.display());
+    assert!(err.contains(&want), "{err}");
+
+    let p = write("typo.yaml", "listeners:\n  - name: main\n    adress: 127.0.0.1:8080\n");
+    let (code, _, err) = gateway(&["check", "--config", p.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("typo.yaml:3:5") && err.contains("unknown field `adress`"), "{err}");
+
+    let p = write("dur.yaml", "listeners:\n  - name: main\n    address: 127.0.0.1:8080\n    limits: {idle_timeout: soon}\n");
+    let (code, _, err) = gateway(&["check", "--config", p.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("listeners[0].limits.idle_timeout") && err.contains("duration"), "{err}");
+
+    let (code, _, err) = gateway(&["check", "--config", "/nonexistent/gateway.yaml"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/nonexistent/gateway.yaml") && err.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn run_refuses_an_invalid_config() {
+    let p = write("run-bad.yaml", "listeners: []\n");
+    let (code, _, err) = gateway(&["run", "--config", p.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("at least one listener"), "{err}");
+}
+
+#[test]
+fn every_example_config_is_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let dir = entry.unwrap().path();
+        let cfg = dir.join("gateway.yaml");
+        if cfg.exists() {
+            let (code, out, err) = gateway(&["check", "--config", cfg.to_str().unwrap()]);
+            assert_eq!(code, 0, "{}: {out}{err}", cfg.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "found {checked} example configs");
+}
