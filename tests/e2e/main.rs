@@ -7,3 +7,4 @@ mod limits;
 mod routing;
 mod admin;
 mod cli;
+mod streaming;

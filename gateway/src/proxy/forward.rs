@@ -34,10 +34,6 @@ pub async fn forward(
     let host = request_host_parts(&parts);
     let path_and_query = rewrite_path(route, &parts.uri, params);
     let mut headers = parts.headers;
-    let te_trailers = headers
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
     strip_hop_by_hop(&mut headers);
     set_forwarded(&mut headers, info.peer, info.scheme, host.as_deref());
     if !headers.contains_key(header::HOST) {
@@ -49,14 +45,12 @@ pub async fn forward(
         headers.insert(header::HOST, h.clone());
     }
     route.request_headers.apply(&mut headers);
+    // TE is hop-by-hop: it says what the gateway, as the upstream's client, accepts. The gateway passes
+    // trailers on (to clients that accept them), so it always asks for them.
+    headers.insert(header::TE, HeaderValue::from_static("trailers"));
     let version = match cluster.protocol {
         Protocol::Http1 => Version::HTTP_11,
-        Protocol::Http2 => {
-            if te_trailers {
-                headers.insert(header::TE, HeaderValue::from_static("trailers"));
-            }
-            Version::HTTP_2
-        }
+        Protocol::Http2 => Version::HTTP_2,
     };
 
     let retry = route.retry.as_ref().filter(|p| p.method_allowed(&parts.method));

@@ -15,8 +15,12 @@ pub fn request_host<B>(req: &Request<B>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Removes hop-by-hop headers: Connection and every header it names, Keep-Alive, TE, Trailer,
+/// Removes hop-by-hop headers: Connection and every header it names, Keep-Alive, TE,
 /// Transfer-Encoding, Upgrade, and Proxy-*.
+///
+/// `Trailer` is kept: it is end-to-end (RFC 9110 section 6.6.2; RFC 2616 listed "Trailers" among
+/// hop-by-hop headers), and an HTTP/1.1 hop only sends the trailer fields it declares, so removing it
+/// would drop the trailers themselves.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
@@ -31,7 +35,6 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in [
         header::CONNECTION,
         header::TE,
-        header::TRAILER,
         header::TRANSFER_ENCODING,
         header::UPGRADE,
         HeaderName::from_static("keep-alive"),
@@ -87,7 +90,7 @@ mod tests {
             ("x-secret", "1"),
             ("keep-alive", "timeout=5"),
             ("te", "trailers"),
-            ("trailer", "x"),
+            ("trailer", "x-checksum"),
             ("upgrade", "websocket"),
             ("proxy-authorization", "basic x"),
             ("proxy-connection", "keep-alive"),
@@ -99,7 +102,7 @@ mod tests {
         strip_hop_by_hop(&mut h);
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort();
-        assert_eq!(left, vec!["x-forwarded-for", "x-keep"]);
+        assert_eq!(left, vec!["trailer", "x-forwarded-for", "x-keep"]);
         set_forwarded(&mut h, "192.0.2.7:5555".parse().unwrap(), "http", Some("example.com"));
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");

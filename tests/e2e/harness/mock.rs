@@ -193,7 +193,9 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<BoxBo
             Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"with trailers\n"))),
             Ok(Frame::trailers(trailers)),
         ];
-        Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed())
+        let mut r = Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed());
+        r.headers_mut().insert("trailer", "x-checksum".parse().unwrap());
+        r
     } else {
         Response::new(full(format!("mock {} {}\n", st.name, path)))
     };
