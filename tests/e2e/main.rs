@@ -8,3 +8,5 @@ mod routing;
 mod admin;
 mod cli;
 mod streaming;
+mod shutdown;
+mod upstreams;
