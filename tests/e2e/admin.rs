@@ -60,3 +60,59 @@ async fn a_non_loopback_admin_without_token_is_refused() {
     let text = err.to_string();
     assert!(text.contains("admin.address") && text.contains("token"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_says_draining_during_shutdown() {
+    let up = MockUpstream::start("up").await;
+    let gw = TestGateway::start(&format!(
+        "upstreams:\n  - name: up\n    endpoints: [\"{}\"]\nroutes:\n  - name: api\n    upstream: up\n",
+        up.addr
+    ))
+    .await;
+    let url = gw.url("/delay/600");
+    let slow = tokio::spawn(async move { get(&url).await.0 });
+    assert!(eventually(std::time::Duration::from_secs(3), || async { up.hits() == 1 }).await);
+    let admin = gw.admin;
+    let shutdown = tokio::spawn(gw.shutdown(std::time::Duration::from_secs(5)));
+    let draining = eventually(std::time::Duration::from_secs(2), || async move {
+        get(&format!("http://{admin}/readyz")).await.0 == 503
+    })
+    .await;
+    assert!(draining, "/readyz answers 503 while draining");
+    assert_eq!(slow.await.unwrap(), 200);
+    assert!(shutdown.await.unwrap(), "drained in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_has_one_json_line_per_request() {
+    use std::io::BufRead;
+    let up = MockUpstream::start("up").await;
+    let mut gw = GatewayProcess::start_with_log(
+        &format!(
+            "upstreams:\n  - name: up\n    endpoints: [\"{}\"]\nroutes:\n  - name: api\n    upstream: up\nserver:\n  log_format: json\n  drain_timeout: 1s\n",
+            up.addr
+        ),
+        "access=info",
+    )
+    .await;
+    assert_eq!(get(&gw.url("/one")).await.0, 200);
+    assert_eq!(get(&gw.url("/two")).await.0, 200);
+    gw.signal("TERM");
+    gw.wait_exit(std::time::Duration::from_secs(5)).await.expect("exit");
+    let stderr = gw.child.stderr.take().unwrap();
+    let lines: Vec<serde_json::Value> = std::io::BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .filter(|v: &serde_json::Value| v["target"] == "access")
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let l = &lines[1];
+    assert_eq!(l["route"], "api");
+    assert_eq!(l["upstream"], "up");
+    assert_eq!(l["endpoint"], up.addr.to_string());
+    assert_eq!(l["status"], 200);
+    assert_eq!(l["path"], "/two");
+    assert_eq!(l["bytes"], "mock up /two\n".len());
+    assert!(l["duration_ms"].as_f64().unwrap() > 0.0);
+}

@@ -111,7 +111,7 @@ fn finish(metrics: &Metrics, d: Done, bytes: u64, complete: bool, log: bool) {
             status = d.status,
             bytes,
             complete,
-            duration_ms = d.start.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = (d.start.elapsed().as_secs_f64() * 1e6).round() / 1000.0,
         );
     }
 }

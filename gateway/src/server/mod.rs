@@ -48,6 +48,8 @@ pub struct Gateway {
     addrs: HashMap<String, SocketAddr>,
     admin_addr: SocketAddr,
     stop: watch::Sender<bool>,
+    stop_admin: watch::Sender<bool>,
+    admin_task: tokio::task::JoinHandle<()>,
     draining: Arc<AtomicBool>,
     graceful: Arc<GracefulShutdown>,
     accept_tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -102,18 +104,22 @@ impl Gateway {
             source: e,
         })?;
         tracing::info!(%admin_addr, "admin API listening");
-        accept_tasks.push(tokio::spawn(admin::serve(
+        // The admin API outlives the drain, so that /readyz can say "draining" to load balancers.
+        let (stop_admin, stop_admin_rx) = watch::channel(false);
+        let admin_task = tokio::spawn(admin::serve(
             admin_tcp,
             shared.clone(),
             admin_cfg.token.clone(),
             draining.clone(),
-            stop_rx,
-        )));
+            stop_admin_rx,
+        ));
         Ok(Gateway {
             shared,
             addrs,
             admin_addr,
             stop,
+            stop_admin,
+            admin_task,
             draining,
             graceful,
             accept_tasks,
@@ -139,15 +145,19 @@ impl Gateway {
         for t in self.accept_tasks {
             let _ = t.await;
         }
-        let Ok(graceful) = Arc::try_unwrap(self.graceful) else {
-            return false;
+        let done = match Arc::try_unwrap(self.graceful) {
+            Ok(graceful) => {
+                let open = graceful.count();
+                tracing::info!(connections = open, drain_ms = drain.as_millis() as u64, "draining");
+                tokio::time::timeout(drain, graceful.shutdown()).await.is_ok()
+            }
+            Err(_) => false,
         };
-        let open = graceful.count();
-        tracing::info!(connections = open, drain_ms = drain.as_millis() as u64, "draining");
-        let done = tokio::time::timeout(drain, graceful.shutdown()).await.is_ok();
         if !done {
             tracing::warn!("drain timeout reached; closing remaining connections");
         }
+        let _ = self.stop_admin.send(true);
+        let _ = self.admin_task.await;
         done
     }
 }

@@ -201,6 +201,11 @@ impl GatewayProcess {
     /// Writes `yaml` (which must not define listeners or admin: one listener `main` and the admin API
     /// are added on free ports) and starts `gateway run`, waiting until the admin API answers.
     pub async fn start(yaml: &str) -> GatewayProcess {
+        Self::start_with_log(yaml, "warn").await
+    }
+
+    /// Like `start`, with `GATEWAY_LOG` set to `log`; stderr is piped for the test to read.
+    pub async fn start_with_log(yaml: &str, log: &str) -> GatewayProcess {
         let dir = TempDir::new("proc");
         let port = free_port();
         let admin_port = free_port();
@@ -212,7 +217,7 @@ impl GatewayProcess {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
             .args(["run", "--config"])
             .arg(&config_path)
-            .env("GATEWAY_LOG", "warn")
+            .env("GATEWAY_LOG", log)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
