@@ -53,7 +53,12 @@ pub async fn serve(
     }
 }
 
-fn answer<B>(req: &Request<B>, shared: &Shared, token: Option<&str>, draining: &AtomicBool) -> Response<Body> {
+fn answer<B>(
+    req: &Request<B>,
+    shared: &Shared,
+    token: Option<&str>,
+    draining: &AtomicBool,
+) -> Response<Body> {
     if let Some(t) = token {
         let given = req
             .headers()
@@ -62,20 +67,31 @@ fn answer<B>(req: &Request<B>, shared: &Shared, token: Option<&str>, draining: &
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         if !constant_time_eq(given.as_bytes(), t.as_bytes()) {
-            return json_error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid admin token is required");
+            return json_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid admin token is required",
+            );
         }
     }
     let text = |status: StatusCode, ctype: &'static str, s: String| {
         let mut r = Response::new(body::full(s));
         *r.status_mut() = status;
-        r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ctype));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(ctype),
+        );
         r
     };
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
         (&Method::GET, "/readyz") => {
             if draining.load(Ordering::SeqCst) {
-                text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n".into())
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "draining\n".into(),
+                )
             } else {
                 text(StatusCode::OK, "text/plain", "ready\n".into())
             }
@@ -89,12 +105,18 @@ fn answer<B>(req: &Request<B>, shared: &Shared, token: Option<&str>, draining: &
             let rt = shared.runtime.load();
             match serde_json::to_string_pretty(&rt.config) {
                 Ok(s) => text(StatusCode::OK, "application/json", s + "\n"),
-                Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
+                Err(e) => json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    &e.to_string(),
+                ),
             }
         }
-        (_, "/healthz" | "/readyz" | "/metrics" | "/config") => {
-            json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use GET")
-        }
+        (_, "/healthz" | "/readyz" | "/metrics" | "/config") => json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use GET",
+        ),
         _ => json_error(StatusCode::NOT_FOUND, "not_found", "unknown admin path"),
     }
 }

@@ -7,7 +7,11 @@ use gateway::{Gateway, Runtime, Source};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "gateway", version, about = "An API gateway with WebAssembly filter chains")]
+#[command(
+    name = "gateway",
+    version,
+    about = "An API gateway with WebAssembly filter chains"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -66,7 +70,9 @@ fn check(path: &std::path::Path) -> Result<String, gateway::config::ConfigError>
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => b.json().flatten_event(true).init(),
         LogFormat::Text => b.init(),

@@ -25,7 +25,10 @@ impl Histogram {
     /// Records one observation.
     pub fn observe(&self, d: Duration) {
         let s = d.as_secs_f64();
-        let i = BUCKETS.iter().position(|&b| s <= b).unwrap_or(BUCKETS.len());
+        let i = BUCKETS
+            .iter()
+            .position(|&b| s <= b)
+            .unwrap_or(BUCKETS.len());
         self.counts[i].fetch_add(1, Ordering::Relaxed);
         self.sum_micros
             .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
@@ -174,7 +177,10 @@ impl Metrics {
         }
         out.push_str("# TYPE gateway_requests_refused_total counter\n");
         for (status, n) in self.refused.0.lock().unwrap().iter() {
-            let _ = writeln!(out, "gateway_requests_refused_total{{status=\"{status}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "gateway_requests_refused_total{{status=\"{status}\"}} {n}"
+            );
         }
         let ups = self.upstreams.lock().unwrap().clone();
         out.push_str("# TYPE gateway_upstream_requests_total counter\n");
@@ -265,8 +271,12 @@ mod tests {
         r.latency.observe(Duration::from_millis(3));
         let text = m.render();
         assert!(text.contains("gateway_requests_total{route=\"api\",status=\"200\"} 2"));
-        assert!(text.contains("gateway_request_duration_seconds_bucket{route=\"api\",le=\"0.0025\"} 0"));
-        assert!(text.contains("gateway_request_duration_seconds_bucket{route=\"api\",le=\"0.005\"} 1"));
+        assert!(
+            text.contains("gateway_request_duration_seconds_bucket{route=\"api\",le=\"0.0025\"} 0")
+        );
+        assert!(
+            text.contains("gateway_request_duration_seconds_bucket{route=\"api\",le=\"0.005\"} 1")
+        );
         assert!(text.contains("gateway_request_duration_seconds_count{route=\"api\"} 1"));
         assert!(Arc::ptr_eq(&m.route("api"), &r));
     }

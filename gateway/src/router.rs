@@ -112,7 +112,9 @@ struct Query<'a> {
 
 impl Query<'_> {
     fn get(&self, name: &str) -> Option<&str> {
-        let pairs = self.parsed.get_or_init(|| parse_query(self.raw.unwrap_or("")));
+        let pairs = self
+            .parsed
+            .get_or_init(|| parse_query(self.raw.unwrap_or("")));
         pairs
             .iter()
             .find(|(k, _)| k == name)
@@ -191,7 +193,9 @@ pub struct Router {
 
 /// A template route's literal segments, used for ordering.
 fn literal_segments(t: &str) -> usize {
-    t.split('/').filter(|s| !s.is_empty() && !s.starts_with('{')).count()
+    t.split('/')
+        .filter(|s| !s.is_empty() && !s.starts_with('{'))
+        .count()
 }
 
 /// An error in a route's matchers.
@@ -289,9 +293,7 @@ impl Router {
         req: &RouteRequest<'_>,
         query: &Query<'_>,
     ) -> Option<(usize, Params)> {
-        let ok = |i: u32| {
-            self.matches[i as usize].rest_matches(req.method, req.headers, query)
-        };
+        let ok = |i: u32| self.matches[i as usize].rest_matches(req.method, req.headers, query);
         if let Some(ids) = idx.exact.get(req.path) {
             if let Some(&i) = ids.iter().find(|&&i| ok(i)) {
                 return Some((i as usize, Vec::new()));
@@ -338,7 +340,10 @@ impl Router {
 
 impl TemplateNode {
     fn is_empty(&self) -> bool {
-        self.literal.is_empty() && self.param.is_none() && self.rest.is_empty() && self.here.is_empty()
+        self.literal.is_empty()
+            && self.param.is_none()
+            && self.rest.is_empty()
+            && self.here.is_empty()
     }
 }
 
@@ -466,17 +471,17 @@ mod tests {
     fn precedence() {
         use PathSpec::*;
         let r = Router::new(vec![
-            m(None, None),                                      // 0
-            m(None, Some(Prefix("/api".into()))),               // 1
-            m(None, Some(Prefix("/api/v1".into()))),            // 2
-            m(None, Some(Exact("/api/v1/x".into()))),           // 3
-            m(None, Some(Template("/api/v1/{id}".into()))),     // 4
-            m(None, Some(Template("/api/{v}/{id}".into()))),    // 5
-            m(None, Some(Regex("/re/[0-9]+".into()))),          // 6
-            m(Some("*.example.com"), None),                     // 7
+            m(None, None),                                       // 0
+            m(None, Some(Prefix("/api".into()))),                // 1
+            m(None, Some(Prefix("/api/v1".into()))),             // 2
+            m(None, Some(Exact("/api/v1/x".into()))),            // 3
+            m(None, Some(Template("/api/v1/{id}".into()))),      // 4
+            m(None, Some(Template("/api/{v}/{id}".into()))),     // 5
+            m(None, Some(Regex("/re/[0-9]+".into()))),           // 6
+            m(Some("*.example.com"), None),                      // 7
             m(Some("a.example.com"), Some(Prefix("/a".into()))), // 8
-            m(Some("*.b.example.com"), None),                   // 9
-            m(None, Some(Template("/files/{*rest}".into()))),   // 10
+            m(Some("*.b.example.com"), None),                    // 9
+            m(None, Some(Template("/files/{*rest}".into()))),    // 10
         ])
         .unwrap();
         assert_eq!(find(&r, "x", "/").unwrap().0, 0);

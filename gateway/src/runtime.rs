@@ -167,7 +167,10 @@ impl Runtime {
         for (i, u) in cfg.upstreams.iter().enumerate() {
             let at = |f: &str| format!("upstreams[{i}].{f}");
             if upstreams.contains_key(&u.name) {
-                return Err(src.err(at("name"), format!("upstream `{}` is defined twice", u.name)));
+                return Err(src.err(
+                    at("name"),
+                    format!("upstream `{}` is defined twice", u.name),
+                ));
             }
             if u.endpoints.is_empty() {
                 return Err(src.err(at("endpoints"), "an upstream needs at least one endpoint"));
@@ -198,7 +201,10 @@ impl Runtime {
         let mut compiled = Vec::new();
         for (i, r) in cfg.routes.iter().enumerate() {
             if !names.insert(r.name.as_str()) {
-                return Err(src.err(format!("routes[{i}].name"), format!("route `{}` is defined twice", r.name)));
+                return Err(src.err(
+                    format!("routes[{i}].name"),
+                    format!("route `{}` is defined twice", r.name),
+                ));
             }
             for (j, l) in r.listeners.iter().enumerate() {
                 if !cfg.listeners.iter().any(|x| &x.name == l) {
@@ -223,8 +229,7 @@ impl Runtime {
                     routes.push(compiled[i].1.clone());
                 }
             }
-            let router = Router::new(matches)
-                .map_err(|e| src.err("routes", e.0))?;
+            let router = Router::new(matches).map_err(|e| src.err("routes", e.0))?;
             listeners.insert(l.name.clone(), ListenerRoutes { router, routes });
         }
         Ok(Runtime {
@@ -255,14 +260,26 @@ fn check_listeners(cfg: &Config, src: &Source) -> Result<(), ConfigError> {
     let mut seen = HashSet::new();
     for (i, l) in cfg.listeners.iter().enumerate() {
         if !seen.insert(&l.name) {
-            return Err(src.err(format!("listeners[{i}].name"), format!("listener `{}` is defined twice", l.name)));
+            return Err(src.err(
+                format!("listeners[{i}].name"),
+                format!("listener `{}` is defined twice", l.name),
+            ));
         }
         check_host_port(&l.address).map_err(|m| src.err(format!("listeners[{i}].address"), m))?;
         if l.limits.max_header_bytes.0 < 1024 {
-            return Err(src.err(format!("listeners[{i}].limits.max_header_bytes"), "must be at least 1KiB"));
+            return Err(src.err(
+                format!("listeners[{i}].limits.max_header_bytes"),
+                "must be at least 1KiB",
+            ));
         }
-        if l.limits.max_connections == 0 || l.limits.max_headers == 0 || l.limits.h2_max_concurrent_streams == 0 {
-            return Err(src.err(format!("listeners[{i}].limits"), "limits must be more than 0"));
+        if l.limits.max_connections == 0
+            || l.limits.max_headers == 0
+            || l.limits.h2_max_concurrent_streams == 0
+        {
+            return Err(src.err(
+                format!("listeners[{i}].limits"),
+                "limits must be more than 0",
+            ));
         }
     }
     check_host_port(&cfg.admin.address).map_err(|m| src.err("admin.address", m))?;
@@ -307,7 +324,10 @@ fn compile_match(m: &config::Match, src: &Source, i: usize) -> Result<RouteMatch
             let h = h.to_ascii_lowercase();
             let body = h.strip_prefix("*.").unwrap_or(&h);
             if body.is_empty() || body.contains('*') || body.contains('/') || body.contains(':') {
-                return Err(src.err(at("host"), format!("`{h}` is not a host or `*.suffix` pattern")));
+                return Err(src.err(
+                    at("host"),
+                    format!("`{h}` is not a host or `*.suffix` pattern"),
+                ));
             }
             Some(h)
         }
@@ -323,7 +343,8 @@ fn compile_match(m: &config::Match, src: &Source, i: usize) -> Result<RouteMatch
         Some(PathMatch::Prefix(p)) => Some(PathSpec::Prefix(p.clone())),
         Some(PathMatch::Template(p)) => Some(PathSpec::Template(p.clone())),
         Some(PathMatch::Regex(r)) => {
-            regex::Regex::new(r).map_err(|e| src.err(at("path.regex"), format!("invalid regex: {e}")))?;
+            regex::Regex::new(r)
+                .map_err(|e| src.err(at("path.regex"), format!("invalid regex: {e}")))?;
             Some(PathSpec::Regex(r.clone()))
         }
     };
@@ -339,19 +360,30 @@ fn compile_match(m: &config::Match, src: &Source, i: usize) -> Result<RouteMatch
     }
     let mut methods = Vec::new();
     for (j, name) in m.methods.iter().enumerate() {
-        let method = Method::from_bytes(name.to_ascii_uppercase().as_bytes())
-            .map_err(|_| src.err(at(&format!("methods[{j}]")), format!("`{name}` is not a method")))?;
+        let method = Method::from_bytes(name.to_ascii_uppercase().as_bytes()).map_err(|_| {
+            src.err(
+                at(&format!("methods[{j}]")),
+                format!("`{name}` is not a method"),
+            )
+        })?;
         methods.push(method);
     }
     let mut headers = Vec::new();
     for (j, v) in m.headers.iter().enumerate() {
-        let name = HeaderName::from_bytes(v.name.as_bytes())
-            .map_err(|_| src.err(at(&format!("headers[{j}].name")), format!("`{}` is not a header name", v.name)))?;
+        let name = HeaderName::from_bytes(v.name.as_bytes()).map_err(|_| {
+            src.err(
+                at(&format!("headers[{j}].name")),
+                format!("`{}` is not a header name", v.name),
+            )
+        })?;
         headers.push((name, value_test(v, src, &at(&format!("headers[{j}]")))?));
     }
     let mut query = Vec::new();
     for (j, v) in m.query.iter().enumerate() {
-        query.push((v.name.clone(), value_test(v, src, &at(&format!("query[{j}]")))?));
+        query.push((
+            v.name.clone(),
+            value_test(v, src, &at(&format!("query[{j}]")))?,
+        ));
     }
     Ok(RouteMatch {
         host,
@@ -379,8 +411,12 @@ fn header_ops(ops: &config::HeaderOps, src: &Source, at: &str) -> Result<HeaderO
             .map_err(|_| src.err(at, format!("`{n}` is not a valid header name")))
     };
     let value = |n: &str, v: &str| {
-        HeaderValue::from_str(v)
-            .map_err(|_| src.err(at, format!("the value of `{n}` is not a valid header value")))
+        HeaderValue::from_str(v).map_err(|_| {
+            src.err(
+                at,
+                format!("the value of `{n}` is not a valid header value"),
+            )
+        })
     };
     let mut out = HeaderOps::default();
     for n in &ops.remove {
@@ -418,12 +454,18 @@ fn compile_route(
     }
     let action = if let Some(u) = &r.upstream {
         let c = upstreams.get(u).ok_or_else(|| {
-            src.err(at("upstream"), format!("unknown upstream `{u}`; define it under `upstreams`"))
+            src.err(
+                at("upstream"),
+                format!("unknown upstream `{u}`; define it under `upstreams`"),
+            )
         })?;
         Action::Upstream(c.clone())
     } else if let Some(rd) = &r.redirect {
         if ![301, 302, 303, 307, 308].contains(&rd.status) {
-            return Err(src.err(at("redirect.status"), "a redirect status is 301, 302, 303, 307 or 308"));
+            return Err(src.err(
+                at("redirect.status"),
+                "a redirect status is 301, 302, 303, 307 or 308",
+            ));
         }
         if let Some(s) = &rd.scheme {
             if s != "http" && s != "https" {
@@ -460,7 +502,10 @@ fn compile_route(
             + usize::from(rw.path.is_some())
             + usize::from(rw.template.is_some());
         if n > 1 {
-            return Err(src.err(at("rewrite"), "write at most one of `strip_prefix`, `path` or `template`"));
+            return Err(src.err(
+                at("rewrite"),
+                "write at most one of `strip_prefix`, `path` or `template`",
+            ));
         }
         if let Some(p) = &rw.strip_prefix {
             path_rewrite = Some(PathRewrite::StripPrefix(p.clone()));
@@ -473,7 +518,10 @@ fn compile_route(
         }
         if let Some(t) = &rw.template {
             let Some(PathSpec::Template(mt)) = &m.path else {
-                return Err(src.err(at("rewrite.template"), "needs a `match.path.template` to take parameters from"));
+                return Err(src.err(
+                    at("rewrite.template"),
+                    "needs a `match.path.template` to take parameters from",
+                ));
             };
             for name in template_params(t) {
                 if !template_params(mt).contains(&name) {
@@ -487,7 +535,8 @@ fn compile_route(
         }
         if let Some(h) = &rw.host {
             host_rewrite = Some(
-                HeaderValue::from_str(h).map_err(|_| src.err(at("rewrite.host"), "not a valid host"))?,
+                HeaderValue::from_str(h)
+                    .map_err(|_| src.err(at("rewrite.host"), "not a valid host"))?,
             );
         }
     }
@@ -536,17 +585,26 @@ mod tests {
         assert_eq!(err.field, "routes[0].upstream");
         assert_eq!(err.location, Some((6, 5)));
         let text = err.to_string();
-        assert!(text.starts_with("test.yaml:6:5: routes[0].upstream: unknown upstream `nope`"), "{text}");
+        assert!(
+            text.starts_with("test.yaml:6:5: routes[0].upstream: unknown upstream `nope`"),
+            "{text}"
+        );
     }
 
     #[test]
     fn unknown_field_and_bad_duration_are_located() {
-        let err = build(&format!("{BASE}    limits: {{idle_timeout: 5x}}\n")).err().unwrap();
+        let err = build(&format!("{BASE}    limits: {{idle_timeout: 5x}}\n"))
+            .err()
+            .unwrap();
         assert_eq!(err.field, "listeners[0].limits.idle_timeout");
         assert!(err.message.contains("unknown unit"), "{}", err.message);
         assert_eq!(err.location.map(|l| l.0), Some(4));
         let err = build(&format!("{BASE}    bogus: 1\n")).err().unwrap();
-        assert!(err.message.contains("unknown field `bogus`"), "{}", err.message);
+        assert!(
+            err.message.contains("unknown field `bogus`"),
+            "{}",
+            err.message
+        );
         assert_eq!(err.location.map(|l| l.0), Some(4));
     }
 
@@ -565,9 +623,14 @@ mod tests {
             ("routes:\n  - name: r\n    listeners: [other]\n    direct_response: {}\n", "unknown listener"),
         ];
         for (extra, want) in cases {
-            let err = build(&format!("{BASE}{extra}")).err().unwrap_or_else(|| panic!("accepted: {extra}"));
+            let err = build(&format!("{BASE}{extra}"))
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {extra}"));
             assert!(err.to_string().contains(want), "{extra}: {err}");
         }
-        assert!(build(&format!("{BASE}admin: {{address: 0.0.0.0:9901, token: s3cret}}\n")).is_ok());
+        assert!(build(&format!(
+            "{BASE}admin: {{address: 0.0.0.0:9901, token: s3cret}}\n"
+        ))
+        .is_ok());
     }
 }

@@ -22,7 +22,10 @@ async fn health_ready_metrics_and_config() {
         "gateway_request_duration_seconds_count{route=\"api\"} 3",
         "gateway_upstream_requests_total{upstream=\"up\"} 3",
         "gateway_upstream_duration_seconds_count{upstream=\"up\"} 3",
-        &format!("gateway_upstream_endpoint_healthy{{upstream=\"up\",endpoint=\"{}\"}} 1", up.addr),
+        &format!(
+            "gateway_upstream_endpoint_healthy{{upstream=\"up\",endpoint=\"{}\"}} 1",
+            up.addr
+        ),
         "gateway_connections_total",
         "gateway_connections_active",
     ] {
@@ -34,7 +37,9 @@ async fn health_ready_metrics_and_config() {
     let cfg: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(cfg["routes"][0]["name"], "api");
     assert_eq!(get(&admin("/nope")).await.0, 404);
-    let post = http::Request::post(admin("/metrics")).body(Default::default()).unwrap();
+    let post = http::Request::post(admin("/metrics"))
+        .body(Default::default())
+        .unwrap();
     assert_eq!(request(post).await.0, 405);
 }
 
@@ -46,8 +51,16 @@ async fn a_token_is_required_when_set_and_never_shown() {
     .await;
     let url = format!("http://{}/config", gw.admin);
     assert_eq!(get(&url).await.0, 401);
-    assert_eq!(get_with(&url, &[("authorization", "Bearer wrong")]).await.0, 401);
-    assert_eq!(get_with(&url, &[("authorization", "Bearer s3cret-token-longer")]).await.0, 401);
+    assert_eq!(
+        get_with(&url, &[("authorization", "Bearer wrong")]).await.0,
+        401
+    );
+    assert_eq!(
+        get_with(&url, &[("authorization", "Bearer s3cret-token-longer")])
+            .await
+            .0,
+        401
+    );
     let (s, _, body) = get_with(&url, &[("authorization", "Bearer s3cret-token")]).await;
     assert_eq!(s, 200);
     assert!(!body.contains("s3cret"), "{body}");
@@ -56,9 +69,15 @@ async fn a_token_is_required_when_set_and_never_shown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_loopback_admin_without_token_is_refused() {
-    let err = TestGateway::try_start("admin:\n  address: 0.0.0.0:0\nroutes: []\n").await.err().expect("refused");
+    let err = TestGateway::try_start("admin:\n  address: 0.0.0.0:0\nroutes: []\n")
+        .await
+        .err()
+        .expect("refused");
     let text = err.to_string();
-    assert!(text.contains("admin.address") && text.contains("token"), "{text}");
+    assert!(
+        text.contains("admin.address") && text.contains("token"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,7 +90,12 @@ async fn readyz_says_draining_during_shutdown() {
     .await;
     let url = gw.url("/delay/600");
     let slow = tokio::spawn(async move { get(&url).await.0 });
-    assert!(eventually(std::time::Duration::from_secs(3), || async { up.hits() == 1 }).await);
+    assert!(
+        eventually(std::time::Duration::from_secs(3), || async {
+            up.hits() == 1
+        })
+        .await
+    );
     let admin = gw.admin;
     let shutdown = tokio::spawn(gw.shutdown(std::time::Duration::from_secs(5)));
     let draining = eventually(std::time::Duration::from_secs(2), || async move {
@@ -98,7 +122,9 @@ async fn access_log_has_one_json_line_per_request() {
     assert_eq!(get(&gw.url("/one")).await.0, 200);
     assert_eq!(get(&gw.url("/two")).await.0, 200);
     gw.signal("TERM");
-    gw.wait_exit(std::time::Duration::from_secs(5)).await.expect("exit");
+    gw.wait_exit(std::time::Duration::from_secs(5))
+        .await
+        .expect("exit");
     let stderr = gw.child.stderr.take().unwrap();
     let lines: Vec<serde_json::Value> = std::io::BufReader::new(stderr)
         .lines()

@@ -3,7 +3,10 @@
 use std::process::Command;
 
 fn gateway(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gateway")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -34,22 +37,37 @@ fn check_reports_file_line_column_field_and_expectation() {
     );
     let (code, _, err) = gateway(&["check", "--config", p.to_str().unwrap()]);
     assert_eq!(code, 1);
-    let want = format!("{}:6:5: routes[0].upstream: unknown upstream `missing`", p.display());
+    let want = format!(
+        "{}:6:5: routes[0].upstream: unknown upstream `missing`",
+        p.display()
+    );
     assert!(err.contains(&want), "{err}");
 
-    let p = write("typo.yaml", "listeners:\n  - name: main\n    adress: 127.0.0.1:8080\n");
+    let p = write(
+        "typo.yaml",
+        "listeners:\n  - name: main\n    adress: 127.0.0.1:8080\n",
+    );
     let (code, _, err) = gateway(&["check", "--config", p.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(err.contains("typo.yaml:3:5") && err.contains("unknown field `adress`"), "{err}");
+    assert!(
+        err.contains("typo.yaml:3:5") && err.contains("unknown field `adress`"),
+        "{err}"
+    );
 
     let p = write("dur.yaml", "listeners:\n  - name: main\n    address: 127.0.0.1:8080\n    limits: {idle_timeout: soon}\n");
     let (code, _, err) = gateway(&["check", "--config", p.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(err.contains("listeners[0].limits.idle_timeout") && err.contains("duration"), "{err}");
+    assert!(
+        err.contains("listeners[0].limits.idle_timeout") && err.contains("duration"),
+        "{err}"
+    );
 
     let (code, _, err) = gateway(&["check", "--config", "/nonexistent/gateway.yaml"]);
     assert_eq!(code, 1);
-    assert!(err.contains("/nonexistent/gateway.yaml") && err.contains("cannot read"), "{err}");
+    assert!(
+        err.contains("/nonexistent/gateway.yaml") && err.contains("cannot read"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -21,7 +21,10 @@ fn config(up: &MockUpstream, limits: &str) -> String {
 async fn header_bytes_and_count_over_the_limit_get_431() {
     let up = MockUpstream::start("up").await;
     let gw = TestGateway::start(&config(&up, "max_header_bytes: 2KiB, max_headers: 10")).await;
-    let big = format!("GET / HTTP/1.1\r\nHost: h\r\nX-Big: {}\r\n\r\n", "a".repeat(3000));
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: h\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(3000)
+    );
     let resp = raw(gw.addr, big.as_bytes(), W).await;
     assert_eq!(status_of(&resp), 431, "{resp}");
     let mut many = String::from("GET / HTTP/1.1\r\nHost: h\r\n");
@@ -32,7 +35,10 @@ async fn header_bytes_and_count_over_the_limit_get_431() {
     let resp = raw(gw.addr, many.as_bytes(), W).await;
     assert_eq!(status_of(&resp), 431, "11 fields: {resp}");
     // Just under both limits is fine.
-    let ok = format!("GET / HTTP/1.1\r\nHost: h\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "a".repeat(1500));
+    let ok = format!(
+        "GET / HTTP/1.1\r\nHost: h\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(1500)
+    );
     assert_eq!(status_of(&raw(gw.addr, ok.as_bytes(), W).await), 200);
     assert_eq!(up.hits(), 1);
 }
@@ -54,16 +60,21 @@ async fn route_body_limit_gives_413_up_front_and_mid_stream() {
     let up = MockUpstream::start("up").await;
     let gw = TestGateway::start(&config(&up, "max_body_size: 64KiB")).await;
     // Declared too large: refused before anything is forwarded.
-    let req = format!("POST /small HTTP/1.1\r\nHost: h\r\nContent-Length: 2048\r\n\r\n{}", "b".repeat(2048));
+    let req = format!(
+        "POST /small HTTP/1.1\r\nHost: h\r\nContent-Length: 2048\r\n\r\n{}",
+        "b".repeat(2048)
+    );
     let resp = raw(gw.addr, req.as_bytes(), W).await;
     assert_eq!(status_of(&resp), 413, "{resp}");
     assert!(resp.contains("body_too_large"), "{resp}");
     assert_eq!(up.hits(), 0);
     // Chunked: the limit is crossed by the third chunk, which arrives later.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"POST /small/echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n200\r\n")
-        .await
-        .unwrap();
+    s.write_all(
+        b"POST /small/echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n200\r\n",
+    )
+    .await
+    .unwrap();
     s.write_all(&[b'c'; 0x200]).await.unwrap();
     s.write_all(b"\r\n200\r\n").await.unwrap();
     s.write_all(&[b'c'; 0x200]).await.unwrap();
@@ -75,10 +86,16 @@ async fn route_body_limit_gives_413_up_front_and_mid_stream() {
     let resp = read_all(&mut s, W).await;
     assert_eq!(status_of(&resp), 413, "{resp}");
     // The listener default applies to other routes: 64 KiB passes there.
-    let req = format!("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 4096\r\nConnection: close\r\n\r\n{}", "d".repeat(4096));
+    let req = format!(
+        "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 4096\r\nConnection: close\r\n\r\n{}",
+        "d".repeat(4096)
+    );
     let resp = raw(gw.addr, req.as_bytes(), W).await;
     assert_eq!(status_of(&resp), 200, "{resp}");
-    let over = format!("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n", 65 * 1024);
+    let over = format!(
+        "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+        65 * 1024
+    );
     assert_eq!(status_of(&raw(gw.addr, over.as_bytes(), W).await), 413);
 }
 
@@ -100,13 +117,18 @@ async fn idle_connections_close_but_slow_requests_are_not_cut() {
     let up = MockUpstream::start("up").await;
     let gw = TestGateway::start(&config(&up, "idle_timeout: 300ms")).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"GET /delay/700 HTTP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /delay/700 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .unwrap();
     // The request takes longer than the idle timeout: it still completes.
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(3), tokio::io::AsyncReadExt::read(&mut s, &mut buf))
-        .await
-        .expect("response")
-        .unwrap();
+    let n = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::io::AsyncReadExt::read(&mut s, &mut buf),
+    )
+    .await
+    .expect("response")
+    .unwrap();
     let resp = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert_eq!(status_of(&resp), 200, "{resp}");
     // Then, idle, the connection is closed by the gateway.
@@ -114,7 +136,10 @@ async fn idle_connections_close_but_slow_requests_are_not_cut() {
     let rest = read_all(&mut s, Duration::from_secs(3)).await;
     assert!(rest.is_empty(), "{rest}");
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(200) && waited < Duration::from_millis(2500), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_millis(2500),
+        "{waited:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,7 +156,14 @@ async fn connections_over_max_connections_are_closed() {
     drop(a);
     drop(b);
     let ok = eventually(Duration::from_secs(3), || async {
-        status_of(&raw(gw.addr, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", W).await) == 200
+        status_of(
+            &raw(
+                gw.addr,
+                b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+                W,
+            )
+            .await,
+        ) == 200
     })
     .await;
     assert!(ok, "a slot frees up when a connection closes");
@@ -157,5 +189,9 @@ async fn h2_concurrent_streams_are_capped() {
         assert_eq!(t.await.unwrap(), 200);
     }
     assert_eq!(up.hits(), 6);
-    assert!(up.max_in_flight() <= 2, "upstream saw {} at once", up.max_in_flight());
+    assert!(
+        up.max_in_flight() <= 2,
+        "upstream saw {} at once",
+        up.max_in_flight()
+    );
 }

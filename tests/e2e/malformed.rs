@@ -87,7 +87,12 @@ async fn malformed_requests_are_refused_and_never_forwarded() {
             failures.push(format!("{name}: want {want}, got {got}: {resp:?}"));
         }
         // The gateway still serves the next request.
-        let ok = raw(gw.addr, b"GET /after HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", W).await;
+        let ok = raw(
+            gw.addr,
+            b"GET /after HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            W,
+        )
+        .await;
         if status_of(&ok) != 200 {
             failures.push(format!("{name}: the next request got {ok:?}"));
         }
@@ -98,7 +103,10 @@ async fn malformed_requests_are_refused_and_never_forwarded() {
     assert!(seen.iter().all(|u| u == "/after"), "{seen:?}");
     assert_eq!(seen.len(), vs.len());
     let m = gw.metrics().await;
-    assert!(m.contains("gateway_requests_refused_total{status=\"400\"}"), "{m}");
+    assert!(
+        m.contains("gateway_requests_refused_total{status=\"400\"}"),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,14 +141,32 @@ async fn valid_edge_cases_are_accepted() {
     ];
     for req in ok {
         let resp = raw(gw.addr, req, W).await;
-        assert_eq!(status_of(&resp), 200, "{:?} -> {resp}", String::from_utf8_lossy(req));
+        assert_eq!(
+            status_of(&resp),
+            200,
+            "{:?} -> {resp}",
+            String::from_utf8_lossy(req)
+        );
     }
     // OPTIONS * asks about the server itself: the gateway answers it.
-    let resp = raw(gw.addr, b"OPTIONS * HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", W).await;
+    let resp = raw(
+        gw.addr,
+        b"OPTIONS * HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        W,
+    )
+    .await;
     assert_eq!(status_of(&resp), 204, "{resp}");
     assert!(resp.to_ascii_lowercase().contains("allow: "), "{resp}");
-    let echoed: Vec<_> = up.seen().iter().filter(|s| s.uri == "/echo").map(|s| s.body.clone()).collect();
-    assert_eq!(echoed, vec![bytes::Bytes::from("hello"), bytes::Bytes::from("hello")]);
+    let echoed: Vec<_> = up
+        .seen()
+        .iter()
+        .filter(|s| s.uri == "/echo")
+        .map(|s| s.body.clone())
+        .collect();
+    assert_eq!(
+        echoed,
+        vec![bytes::Bytes::from("hello"), bytes::Bytes::from("hello")]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,7 +182,10 @@ async fn upgrade_is_not_tunnelled_and_early_bytes_are_parsed_as_http() {
     )
     .await;
     assert_eq!(status_of(&resp), 200, "{resp}");
-    assert!(resp.contains("HTTP/1.1 400"), "the early bytes are refused as HTTP: {resp}");
+    assert!(
+        resp.contains("HTTP/1.1 400"),
+        "the early bytes are refused as HTTP: {resp}"
+    );
     let seen = up.seen();
     assert_eq!(seen.len(), 1);
     assert!(seen[0].headers.get("upgrade").is_none());

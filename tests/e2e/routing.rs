@@ -14,18 +14,40 @@ async fn precedence_most_specific_first_then_declaration_order() {
     y += &named("prefix-api", "{path: {prefix: /api}}");
     y += &named("prefix-api-v1", "{path: {prefix: /api/v1}}");
     y += &named("regex-v1", "{path: {regex: \"/api/v1/[0-9]+\"}}");
-    y += &named("template-item", "{path: {template: \"/api/v1/items/{id}\"}}");
+    y += &named(
+        "template-item",
+        "{path: {template: \"/api/v1/items/{id}\"}}",
+    );
     y += &named("exact-health", "{path: {exact: /api/v1/health}}");
-    y += &named("post-only", "{path: {exact: /api/v1/health}, methods: [POST]}");
-    y += &named("with-header", "{path: {prefix: /api}, headers: [{name: x-beta, present: true}]}");
-    y += &named("with-query", "{path: {prefix: /api}, query: [{name: debug, exact: \"1\"}]}");
-    y += &named("header-regex", "{path: {prefix: /re}, headers: [{name: x-v, regex: \"v[12]\"}]}");
+    y += &named(
+        "post-only",
+        "{path: {exact: /api/v1/health}, methods: [POST]}",
+    );
+    y += &named(
+        "with-header",
+        "{path: {prefix: /api}, headers: [{name: x-beta, present: true}]}",
+    );
+    y += &named(
+        "with-query",
+        "{path: {prefix: /api}, query: [{name: debug, exact: \"1\"}]}",
+    );
+    y += &named(
+        "header-regex",
+        "{path: {prefix: /re}, headers: [{name: x-v, regex: \"v[12]\"}]}",
+    );
     y += &named("host-exact", "{host: api.example.com}");
     y += &named("host-wild", "{host: \"*.example.com\"}");
-    y += &named("host-wild-first", "{host: \"*.example.com\", path: {prefix: /dup}}");
-    y += &named("host-wild-second", "{host: \"*.example.com\", path: {prefix: /dup}}");
+    y += &named(
+        "host-wild-first",
+        "{host: \"*.example.com\", path: {prefix: /dup}}",
+    );
+    y += &named(
+        "host-wild-second",
+        "{host: \"*.example.com\", path: {prefix: /dup}}",
+    );
     let gw = TestGateway::start(&y).await;
-    let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         ("/", vec![], "catch-all"),
         ("/api/x", vec![], "prefix-api"),
         ("/api/v1/x", vec![], "prefix-api-v1"),
@@ -47,19 +69,27 @@ async fn precedence_most_specific_first_then_declaration_order() {
         let (status, _, body) = get_with(&gw.url(path), &headers).await;
         assert_eq!((status, body.as_str()), (200, want), "{path} {headers:?}");
     }
-    let req = http::Request::post(gw.url("/api/v1/health")).body(Default::default()).unwrap();
+    let req = http::Request::post(gw.url("/api/v1/health"))
+        .body(Default::default())
+        .unwrap();
     assert_eq!(request(req).await.2, "post-only");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_route_is_a_404_with_a_json_body() {
-    let gw = TestGateway::start(&named("only", "{path: {exact: /only}}").replace("  - ", "routes:\n  - ")).await;
+    let gw = TestGateway::start(
+        &named("only", "{path: {exact: /only}}").replace("  - ", "routes:\n  - "),
+    )
+    .await;
     let (status, headers, body) = get(&gw.url("/other")).await;
     assert_eq!(status, 404);
     assert_eq!(headers["content-type"], "application/json");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"], "no_route");
-    assert!(gw.metrics().await.contains("gateway_requests_total{route=\"\",status=\"404\"} 1"));
+    assert!(gw
+        .metrics()
+        .await
+        .contains("gateway_requests_total{route=\"\",status=\"404\"} 1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +111,10 @@ async fn redirects_and_direct_responses() {
     assert_eq!(h["location"], "http://new.example.com:8443/new?q=2");
     let (s, h, _) = get(&gw.url("/here")).await;
     assert_eq!(s, 302);
-    assert_eq!(h["location"], format!("http://127.0.0.1:{}/there", gw.addr.port()));
+    assert_eq!(
+        h["location"],
+        format!("http://127.0.0.1:{}/there", gw.addr.port())
+    );
     let (s, h, b) = get(&gw.url("/tea")).await;
     assert_eq!((s, b.as_str()), (418, "short and stout\n"));
     assert_eq!(h["x-pot"], "yes");
@@ -104,13 +137,22 @@ async fn ten_thousand_routes_route_correctly() {
     }
     let gw = TestGateway::start(&y).await;
     for i in [0usize, 4, 5000, 9996] {
-        assert_eq!(get(&gw.url(&format!("/exact/{i}"))).await.2, format!("r{i}"));
+        assert_eq!(
+            get(&gw.url(&format!("/exact/{i}"))).await.2,
+            format!("r{i}")
+        );
     }
     for i in [1usize, 9997] {
-        assert_eq!(get(&gw.url(&format!("/prefix/{i}/deep/path"))).await.2, format!("r{i}"));
+        assert_eq!(
+            get(&gw.url(&format!("/prefix/{i}/deep/path"))).await.2,
+            format!("r{i}")
+        );
     }
     for i in [2usize, 9998] {
-        assert_eq!(get(&gw.url(&format!("/t/{i}/abc"))).await.2, format!("r{i}"));
+        assert_eq!(
+            get(&gw.url(&format!("/t/{i}/abc"))).await.2,
+            format!("r{i}")
+        );
     }
     let (_, _, b) = get_with(&gw.url("/"), &[("host", "h9999.example.com")]).await;
     assert_eq!(b, "r9999");

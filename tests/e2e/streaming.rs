@@ -9,7 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Samples a process's RSS every 20 ms until the returned flag is set; yields the peak in KiB.
-fn sample_peak(pid: u32) -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>) {
+fn sample_peak(
+    pid: u32,
+) -> (
+    Arc<AtomicU64>,
+    tokio::task::JoinHandle<()>,
+    Arc<std::sync::atomic::AtomicBool>,
+) {
     let peak = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (p, s) = (peak.clone(), stop.clone());
@@ -39,7 +45,8 @@ async fn large_download_and_upload_stream_with_flat_memory() {
 
     // Download 256 MiB (4096 chunks of 64 KiB).
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>();
+        .build_http::<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>(
+    );
     let resp = client
         .get(gw.url("/stream/4096").parse().unwrap())
         .await
@@ -54,7 +61,9 @@ async fn large_download_and_upload_stream_with_flat_memory() {
 
     // Upload 256 MiB, generated as it is sent.
     let chunk = Bytes::from(vec![b'u'; 64 * 1024]);
-    let stream = futures_util::stream::iter((0..4096).map(move |_| Ok::<_, std::convert::Infallible>(Frame::data(chunk.clone()))));
+    let stream = futures_util::stream::iter(
+        (0..4096).map(move |_| Ok::<_, std::convert::Infallible>(Frame::data(chunk.clone()))),
+    );
     let req = http::Request::post(gw.url("/upload"))
         .body(StreamBody::new(stream).boxed())
         .unwrap();
@@ -67,8 +76,14 @@ async fn large_download_and_upload_stream_with_flat_memory() {
     task.await.unwrap();
     let peak = peak.load(Ordering::SeqCst);
     let growth_mib = peak.saturating_sub(base) as f64 / 1024.0;
-    eprintln!("gateway RSS: base {} KiB, peak {} KiB, growth {growth_mib:.1} MiB for 512 MiB moved", base, peak);
-    assert!(growth_mib < 32.0, "RSS grew by {growth_mib:.1} MiB while streaming 512 MiB");
+    eprintln!(
+        "gateway RSS: base {} KiB, peak {} KiB, growth {growth_mib:.1} MiB for 512 MiB moved",
+        base, peak
+    );
+    assert!(
+        growth_mib < 32.0,
+        "RSS grew by {growth_mib:.1} MiB while streaming 512 MiB"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +106,11 @@ async fn trailers_pass_through_http2_and_http1() {
         let collected = resp.into_body().collect().await.unwrap();
         let trailers = collected.trailers().cloned().unwrap_or_default();
         assert_eq!(collected.to_bytes(), "with trailers\n");
-        assert_eq!(trailers.get("x-checksum").map(|v| v.to_str().unwrap()), Some("abc123"), "{path}");
+        assert_eq!(
+            trailers.get("x-checksum").map(|v| v.to_str().unwrap()),
+            Some("abc123"),
+            "{path}"
+        );
     }
     // HTTP/1.1 client that accepts trailers: they arrive in the chunked trailer section.
     let resp = raw(

@@ -318,7 +318,10 @@ pub enum Balancer {
 }
 
 #[derive(Deserialize)]
-#[serde(untagged, expecting = "round_robin, least_request, random or {consistent_hash: {...}}")]
+#[serde(
+    untagged,
+    expecting = "round_robin, least_request, random or {consistent_hash: {...}}"
+)]
 enum RawBalancer {
     Name(String),
     Hash { consistent_hash: RawHashKey },

@@ -23,7 +23,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("`{s}` is not a duration like 500ms, 5s, 1m or 1h"));
         }
@@ -31,7 +33,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .parse()
             .map_err(|_| format!("`{s}` has a number that is too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let d = match unit {
@@ -40,7 +44,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "m" => Duration::from_secs(n.saturating_mul(60)),
             "h" => Duration::from_secs(n.saturating_mul(3600)),
             "" => return Err(format!("`{s}` needs a unit (ms, s, m or h)")),
-            other => return Err(format!("`{s}` has an unknown unit `{other}` (use ms, s, m or h)")),
+            other => {
+                return Err(format!(
+                    "`{s}` has an unknown unit `{other}` (use ms, s, m or h)"
+                ))
+            }
         };
         total = total.saturating_add(d);
     }
@@ -114,7 +122,7 @@ impl<'de> serde::Deserialize<'de> for Size {
 impl Serialize for Dur {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let ms = self.0.as_millis();
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             s.serialize_str(&format!("{}s", ms / 1000))
         } else {
             s.serialize_str(&format!("{ms}ms"))
@@ -125,9 +133,9 @@ impl Serialize for Dur {
 impl Serialize for Size {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let n = self.0;
-        let text = if n != 0 && n % (1 << 20) == 0 {
+        let text = if n != 0 && n.is_multiple_of(1 << 20) {
             format!("{}MiB", n >> 20)
-        } else if n != 0 && n % (1 << 10) == 0 {
+        } else if n != 0 && n.is_multiple_of(1 << 10) {
             format!("{}KiB", n >> 10)
         } else {
             n.to_string()

@@ -53,13 +53,17 @@ pub async fn forward(
         Protocol::Http2 => Version::HTTP_2,
     };
 
-    let retry = route.retry.as_ref().filter(|p| p.method_allowed(&parts.method));
+    let retry = route
+        .retry
+        .as_ref()
+        .filter(|p| p.method_allowed(&parts.method));
     if let Some(p) = retry {
         p.deposit();
     }
     // A body can be sent again only if it is kept; keep it when it is small and its size is known.
     let replayable = retry.is_some()
-        && (body.is_end_stream() || declared_len.is_some_and(|n| n <= retry.map_or(0, |p| p.cfg.buffer_limit.0)));
+        && (body.is_end_stream()
+            || declared_len.is_some_and(|n| n <= retry.map_or(0, |p| p.cfg.buffer_limit.0)));
     let (mut once, replay): (Option<Body>, Option<Bytes>) = if replayable {
         match body.collect().await {
             Ok(c) => (None, Some(c.to_bytes())),
@@ -71,7 +75,10 @@ pub async fn forward(
     let retry = retry.filter(|_| replay.is_some());
 
     let hash_key = cluster.hash_key.as_ref().and_then(|k| match k {
-        HashKey::Header(name) => headers.get(name.as_str()).and_then(|v| v.to_str().ok()).map(hash_str),
+        HashKey::Header(name) => headers
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            .map(hash_str),
         HashKey::Cookie(name) => cookie(&headers, name).map(|c| hash_str(&c)),
         HashKey::ClientIp => Some(hash_ip(info.peer.ip())),
     });
@@ -132,8 +139,14 @@ pub async fn forward(
                 }
                 ep.record(false, &cluster.passive);
                 let connect = e.is_connect();
-                cluster.stats.error(if connect { "connect" } else { "protocol" });
-                let out = if connect { TryOutcome::ConnectFailure } else { TryOutcome::Reset };
+                cluster
+                    .stats
+                    .error(if connect { "connect" } else { "protocol" });
+                let out = if connect {
+                    TryOutcome::ConnectFailure
+                } else {
+                    TryOutcome::Reset
+                };
                 if !can_retry(retry, out, attempt, deadline) {
                     let endpoint = ep.address.clone();
                     let detail = chain(&e);
@@ -162,7 +175,9 @@ pub async fn forward(
         attempt += 1;
         cluster.stats.retries.fetch_add(1, Ordering::Relaxed);
         let policy = retry.expect("can_retry needs a policy");
-        let pause = policy.backoff(attempt).min(deadline.saturating_duration_since(Instant::now()));
+        let pause = policy
+            .backoff(attempt)
+            .min(deadline.saturating_duration_since(Instant::now()));
         tracing::debug!(route = %route.name, endpoint = %ep.address, ?outcome, attempt, "retrying");
         tokio::time::sleep(pause).await;
         last = Some(idx);

@@ -103,7 +103,12 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort();
         assert_eq!(left, vec!["trailer", "x-forwarded-for", "x-keep"]);
-        set_forwarded(&mut h, "192.0.2.7:5555".parse().unwrap(), "http", Some("example.com"));
+        set_forwarded(
+            &mut h,
+            "192.0.2.7:5555".parse().unwrap(),
+            "http",
+            Some("example.com"),
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "example.com");

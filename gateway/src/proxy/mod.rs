@@ -56,13 +56,18 @@ struct Done {
 }
 
 /// Serves one request.
-pub async fn handle(shared: Arc<Shared>, info: ConnInfo, req: Request<hyper::body::Incoming>) -> Response<Body> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    info: ConnInfo,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
     let in_flight = info.conn.start_request();
     let start = Instant::now();
     let snapshot = shared.runtime.load_full();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let (resp, route, upstream, endpoint) = route_and_serve(&snapshot, &info, &shared.metrics, req).await;
+    let (resp, route, upstream, endpoint) =
+        route_and_serve(&snapshot, &info, &shared.metrics, req).await;
     let mut resp = resp;
     if let Some(r) = &route {
         r.response_headers.apply(resp.headers_mut());
@@ -95,7 +100,9 @@ fn finish(metrics: &Metrics, d: Done, bytes: u64, complete: bool, log: bool) {
     match &d.route {
         Some(r) => r.stats.responses.inc(d.status),
         None if d.status == 404 => {
-            metrics.no_route.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics
+                .no_route
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         None => metrics.refused.inc(d.status),
     }
@@ -116,7 +123,12 @@ fn finish(metrics: &Metrics, d: Done, bytes: u64, complete: bool, log: bool) {
     }
 }
 
-type Served = (Response<Body>, Option<Arc<Route>>, Option<String>, Option<String>);
+type Served = (
+    Response<Body>,
+    Option<Arc<Route>>,
+    Option<String>,
+    Option<String>,
+);
 
 async fn route_and_serve(
     rt: &Runtime,
@@ -124,14 +136,20 @@ async fn route_and_serve(
     metrics: &Metrics,
     req: Request<hyper::body::Incoming>,
 ) -> Served {
-    let is_upgrade = req.headers().contains_key(header::UPGRADE) || req.method() == http::Method::CONNECT;
+    let is_upgrade =
+        req.headers().contains_key(header::UPGRADE) || req.method() == http::Method::CONNECT;
     if is_upgrade {
         // Upgrades are not tunnelled: the request is served as plain HTTP without its Upgrade header,
         // and the connection's guard resumes parsing what follows as the next request.
         info.conn.decide_upgrade(false);
     }
     if req.method() == http::Method::CONNECT {
-        return (errors::respond(&ProxyError::MethodNotAllowed), None, None, None);
+        return (
+            errors::respond(&ProxyError::MethodNotAllowed),
+            None,
+            None,
+            None,
+        );
     }
     if req.uri() == "*" {
         // OPTIONS * asks about the server, not a resource: the gateway answers for itself.
@@ -147,11 +165,29 @@ async fn route_and_serve(
         let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
         if uri_len > info.max_uri_bytes {
             metrics.refused.inc(414);
-            return (errors::json_error(StatusCode::URI_TOO_LONG, "uri_too_long", "request target too long"), None, None, None);
+            return (
+                errors::json_error(
+                    StatusCode::URI_TOO_LONG,
+                    "uri_too_long",
+                    "request target too long",
+                ),
+                None,
+                None,
+                None,
+            );
         }
         if req.headers().len() > info.max_headers {
             metrics.refused.inc(431);
-            return (errors::json_error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "too many header fields"), None, None, None);
+            return (
+                errors::json_error(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "headers_too_large",
+                    "too many header fields",
+                ),
+                None,
+                None,
+                None,
+            );
         }
     }
     let Some(listener) = rt.listeners.get(&*info.listener) else {
@@ -176,16 +212,30 @@ async fn route_and_serve(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return (errors::respond(&ProxyError::BodyTooLarge { limit }), Some(route), None, None);
+        return (
+            errors::respond(&ProxyError::BodyTooLarge { limit }),
+            Some(route),
+            None,
+            None,
+        );
     }
     match &route.action {
-        Action::Direct { status, body, headers } => {
+        Action::Direct {
+            status,
+            body,
+            headers,
+        } => {
             let mut resp = Response::new(body::full(body.clone()));
             *resp.status_mut() = *status;
             *resp.headers_mut() = headers.clone();
             (resp, Some(route), None, None)
         }
-        Action::Redirect(rd) => (redirect(rd, &req, &host, info.scheme), Some(route), None, None),
+        Action::Redirect(rd) => (
+            redirect(rd, &req, &host, info.scheme),
+            Some(route),
+            None,
+            None,
+        ),
         Action::Upstream(cluster) => {
             let cluster = cluster.clone();
             let watch = Arc::new(BodyWatch::default());
@@ -195,7 +245,10 @@ async fn route_and_serve(
             } else {
                 body::boxed(Limited::new(body::boxed(incoming), limit, watch.clone()))
             };
-            let result = forward::forward(&route, &cluster, info, parts, body, &params, &watch, declared).await;
+            let result = forward::forward(
+                &route, &cluster, info, parts, body, &params, &watch, declared,
+            )
+            .await;
             let upstream = Some(cluster.name.clone());
             match result {
                 Ok((resp, endpoint)) => (resp, Some(route), upstream, Some(endpoint)),
@@ -212,7 +265,12 @@ async fn route_and_serve(
     }
 }
 
-fn redirect<B>(rd: &crate::config::Redirect, req: &Request<B>, host: &str, scheme: &str) -> Response<Body> {
+fn redirect<B>(
+    rd: &crate::config::Redirect,
+    req: &Request<B>,
+    host: &str,
+    scheme: &str,
+) -> Response<Body> {
     let scheme = rd.scheme.as_deref().unwrap_or(scheme);
     let bare_host = crate::router::normalize_host(host);
     let host = rd.host.as_deref().unwrap_or(&bare_host);
@@ -224,7 +282,11 @@ fn redirect<B>(rd: &crate::config::Redirect, req: &Request<B>, host: &str, schem
         None => String::new(),
     };
     let path = rd.path.as_deref().unwrap_or(req.uri().path());
-    let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
     let location = format!("{scheme}://{host}{port}{path}{query}");
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::from_u16(rd.status).unwrap_or(StatusCode::FOUND);
@@ -237,5 +299,6 @@ fn redirect<B>(rd: &crate::config::Redirect, req: &Request<B>, host: &str, schem
 fn host_port<B>(req: &Request<B>) -> Option<String> {
     let h = headers::request_host(req)?;
     let (_, port) = h.rsplit_once(':')?;
-    (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(']')).then(|| port.to_owned())
+    (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(']'))
+        .then(|| port.to_owned())
 }

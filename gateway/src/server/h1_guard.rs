@@ -172,6 +172,9 @@ pub enum Framing {
     Chunked,
 }
 
+/// Called for every refused request.
+type OnReject = Box<dyn Fn(&Reject) + Send + Sync>;
+
 /// The socket wrapper; see the module docs.
 pub struct Guarded<IO: AsyncWrite + Unpin + Send + 'static> {
     /// Present until drop.
@@ -188,7 +191,7 @@ pub struct Guarded<IO: AsyncWrite + Unpin + Send + 'static> {
     shared: Arc<ConnShared>,
     last_read: Instant,
     timer: Pin<Box<Sleep>>,
-    on_reject: Option<Box<dyn Fn(&Reject) + Send + Sync>>,
+    on_reject: Option<OnReject>,
 }
 
 impl<IO: AsyncWrite + Unpin + Send + 'static> Guarded<IO> {
@@ -235,7 +238,11 @@ impl<IO: AsyncWrite + Unpin + Send + 'static> Guarded<IO> {
         if let Some(f) = &self.on_reject {
             f(&r);
         }
-        tracing::debug!(status = r.status, reason = r.reason, "refused malformed request");
+        tracing::debug!(
+            status = r.status,
+            reason = r.reason,
+            "refused malformed request"
+        );
         if at_head {
             self.pending_reject = Some(r);
         }
@@ -385,8 +392,14 @@ fn is_field_vchar(b: u8) -> bool {
 }
 
 fn trim_ows(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(v.len());
-    let end = v.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |e| e + 1);
+    let start = v
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |e| e + 1);
     &v[start..end]
 }
 
@@ -436,7 +449,9 @@ pub fn validate_head(head: &[u8], limits: &GuardLimits) -> Result<HeadInfo, Reje
         return Err(reject(431, "request head too large"));
     }
     let body = &head[..head.len() - 4];
-    let mut lines = body.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut lines = body
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let request_line = lines.next().unwrap_or_default();
     let mut parts = request_line.split(|&b| b == b' ');
     let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
@@ -455,7 +470,12 @@ pub fn validate_head(head: &[u8], limits: &GuardLimits) -> Result<HeadInfo, Reje
     let http11 = match version {
         b"HTTP/1.1" => true,
         b"HTTP/1.0" => false,
-        v if v.len() == 8 && v.starts_with(b"HTTP/") && v[5].is_ascii_digit() && v[6] == b'.' && v[7].is_ascii_digit() => {
+        v if v.len() == 8
+            && v.starts_with(b"HTTP/")
+            && v[5].is_ascii_digit()
+            && v[6] == b'.'
+            && v[7].is_ascii_digit() =>
+        {
             return Err(reject(505, "HTTP version not supported"))
         }
         _ => return Err(bad("invalid HTTP version")),
@@ -482,9 +502,10 @@ pub fn validate_head(head: &[u8], limits: &GuardLimits) -> Result<HeadInfo, Reje
     validate_fields(lines, limits, |name, value| {
         if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
-            if !value.iter().all(|&b| {
-                b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b)
-            }) {
+            if !value
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b))
+            {
                 return Err(bad("invalid Host header"));
             }
         } else if name.eq_ignore_ascii_case(b"content-length") {
@@ -493,7 +514,10 @@ pub fn validate_head(head: &[u8], limits: &GuardLimits) -> Result<HeadInfo, Reje
                 if part.is_empty() || part.len() > 18 || !part.iter().all(u8::is_ascii_digit) {
                     return Err(bad("invalid Content-Length"));
                 }
-                let n: u64 = std::str::from_utf8(part).unwrap_or("x").parse().map_err(|_| bad("invalid Content-Length"))?;
+                let n: u64 = std::str::from_utf8(part)
+                    .unwrap_or("x")
+                    .parse()
+                    .map_err(|_| bad("invalid Content-Length"))?;
                 if content_length.is_some_and(|c| c != n) {
                     return Err(bad("differing Content-Length values"));
                 }
@@ -552,7 +576,11 @@ pub fn validate_head(head: &[u8], limits: &GuardLimits) -> Result<HeadInfo, Reje
 
 /// Validates chunked-body bytes. Returns how many bytes of `input` were consumed and whether the body
 /// (with its trailers) ended.
-fn feed_chunked(chunk: &mut Chunk, input: &[u8], limits: &GuardLimits) -> Result<(usize, bool), Reject> {
+fn feed_chunked(
+    chunk: &mut Chunk,
+    input: &[u8],
+    limits: &GuardLimits,
+) -> Result<(usize, bool), Reject> {
     let mut used = 0;
     while used < input.len() {
         let rest = &input[used..];
@@ -611,7 +639,9 @@ fn feed_chunked(chunk: &mut Chunk, input: &[u8], limits: &GuardLimits) -> Result
                         }
                         let fields = &section[..end - 2];
                         validate_fields(
-                            fields.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)),
+                            fields
+                                .split(|&b| b == b'\n')
+                                .map(|l| l.strip_suffix(b"\r").unwrap_or(l)),
                             limits,
                             |_, _| Ok(()),
                         )?;
@@ -638,7 +668,10 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, Reject> {
     let line = line
         .strip_suffix(b"\r\n")
         .ok_or_else(|| bad("chunk size line ends with a bare LF"))?;
-    let hex_end = line.iter().position(|b| !b.is_ascii_hexdigit()).unwrap_or(line.len());
+    let hex_end = line
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(line.len());
     if hex_end == 0 {
         return Err(bad("invalid chunk size"));
     }
@@ -666,7 +699,11 @@ fn reject_bytes(r: &Reject) -> bytes::Bytes {
         505 => "HTTP Version Not Supported",
         _ => "Error",
     };
-    let body = format!("{{\"error\":\"{}\",\"message\":\"{}\"}}\n", reason.to_ascii_lowercase().replace(' ', "_"), r.reason);
+    let body = format!(
+        "{{\"error\":\"{}\",\"message\":\"{}\"}}\n",
+        reason.to_ascii_lowercase().replace(' ', "_"),
+        r.reason
+    );
     bytes::Bytes::from(format!(
         "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         r.status,
@@ -715,7 +752,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Guarded<IO> {
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Guarded<IO> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
             if matches!(this.state, State::AwaitUpgrade) {
@@ -791,11 +832,19 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Guarded<
 }
 
 impl<IO: AsyncWrite + Unpin + Send + 'static> AsyncWrite for Guarded<IO> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(self.io.as_mut().expect(IO_PRESENT)).poll_write(cx, buf)
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(self.io.as_mut().expect(IO_PRESENT)).poll_write_vectored(cx, bufs)
     }
 
@@ -817,7 +866,9 @@ impl<IO: AsyncWrite + Unpin + Send + 'static> AsyncWrite for Guarded<IO> {
                 this.reject_out = None;
                 break;
             }
-            let n = std::task::ready!(Pin::new(this.io.as_mut().expect(IO_PRESENT)).poll_write(cx, out))?;
+            let n = std::task::ready!(
+                Pin::new(this.io.as_mut().expect(IO_PRESENT)).poll_write(cx, out)
+            )?;
             if n == 0 {
                 this.reject_out = None;
                 break;

@@ -72,11 +72,13 @@ impl Gateway {
         let mut addrs = HashMap::new();
         let mut accept_tasks = Vec::new();
         for l in listeners {
-            let tcp = TcpListener::bind(&l.address).await.map_err(|e| StartError::Bind {
-                what: format!("listener `{}`", l.name),
-                address: l.address.clone(),
-                source: e,
-            })?;
+            let tcp = TcpListener::bind(&l.address)
+                .await
+                .map_err(|e| StartError::Bind {
+                    what: format!("listener `{}`", l.name),
+                    address: l.address.clone(),
+                    source: e,
+                })?;
             let addr = tcp.local_addr().map_err(|e| StartError::Bind {
                 what: format!("listener `{}`", l.name),
                 address: l.address.clone(),
@@ -93,11 +95,14 @@ impl Gateway {
             )));
         }
         let draining = Arc::new(AtomicBool::new(false));
-        let admin_tcp = TcpListener::bind(&admin_cfg.address).await.map_err(|e| StartError::Bind {
-            what: "the admin API".into(),
-            address: admin_cfg.address.clone(),
-            source: e,
-        })?;
+        let admin_tcp =
+            TcpListener::bind(&admin_cfg.address)
+                .await
+                .map_err(|e| StartError::Bind {
+                    what: "the admin API".into(),
+                    address: admin_cfg.address.clone(),
+                    source: e,
+                })?;
         let admin_addr = admin_tcp.local_addr().map_err(|e| StartError::Bind {
             what: "the admin API".into(),
             address: admin_cfg.address.clone(),
@@ -148,8 +153,14 @@ impl Gateway {
         let done = match Arc::try_unwrap(self.graceful) {
             Ok(graceful) => {
                 let open = graceful.count();
-                tracing::info!(connections = open, drain_ms = drain.as_millis() as u64, "draining");
-                tokio::time::timeout(drain, graceful.shutdown()).await.is_ok()
+                tracing::info!(
+                    connections = open,
+                    drain_ms = drain.as_millis() as u64,
+                    "draining"
+                );
+                tokio::time::timeout(drain, graceful.shutdown())
+                    .await
+                    .is_ok()
             }
             Err(_) => false,
         };
@@ -229,7 +240,14 @@ async fn accept_loop(
             max_uri_bytes: l.limits.max_uri_bytes.0 as usize,
             max_headers: l.limits.max_headers,
         };
-        let fut = serve_connection(stream, info, shared.clone(), limits.clone(), builder.clone(), graceful.watcher());
+        let fut = serve_connection(
+            stream,
+            info,
+            shared.clone(),
+            limits.clone(),
+            builder.clone(),
+            graceful.watcher(),
+        );
         tokio::spawn(async move {
             metrics.connections_total.fetch_add(1, Ordering::Relaxed);
             metrics.connections_active.fetch_add(1, Ordering::Relaxed);
@@ -249,7 +267,8 @@ fn serve_connection(
     watcher: hyper_util::server::graceful::Watcher,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let metrics = shared.metrics.clone();
-    let io = Guarded::new(stream, limits, info.conn.clone()).on_reject(move |r| metrics.refused.inc(r.status));
+    let io = Guarded::new(stream, limits, info.conn.clone())
+        .on_reject(move |r| metrics.refused.inc(r.status));
     let svc = service_fn(move |req| {
         let shared = shared.clone();
         let info = info.clone();

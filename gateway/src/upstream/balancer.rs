@@ -50,7 +50,9 @@ fn schedule(weights: &[u32]) -> Vec<usize> {
         for (c, &wi) in current.iter_mut().zip(&w) {
             *c += wi as i64;
         }
-        let best = (0..w.len()).max_by_key(|&i| (current[i], std::cmp::Reverse(i))).unwrap_or(0);
+        let best = (0..w.len())
+            .max_by_key(|&i| (current[i], std::cmp::Reverse(i)))
+            .unwrap_or(0);
         current[best] -= total;
         out.push(best);
     }
@@ -154,7 +156,10 @@ impl Policy {
 }
 
 fn weighted_random(eps: &[Arc<EndpointState>], ok: &impl Fn(usize) -> bool) -> Option<usize> {
-    let total: u64 = (0..eps.len()).filter(|&i| ok(i)).map(|i| eps[i].weight as u64).sum();
+    let total: u64 = (0..eps.len())
+        .filter(|&i| ok(i))
+        .map(|i| eps[i].weight as u64)
+        .sum();
     if total == 0 {
         return None;
     }
@@ -214,14 +219,21 @@ mod tests {
     fn unavailable_endpoints_are_skipped() {
         let e = eps(&[1, 1, 1]);
         e[1].eject_for(std::time::Duration::from_secs(60));
-        for kind in [Balancer::RoundRobin, Balancer::Random, Balancer::LeastRequest] {
+        for kind in [
+            Balancer::RoundRobin,
+            Balancer::Random,
+            Balancer::LeastRequest,
+        ] {
             let p = Policy::new(&kind, &e);
             assert_eq!(counts(&p, &e, 300)[1], 0);
         }
         for x in &e {
             x.eject_for(std::time::Duration::from_secs(60));
         }
-        assert_eq!(Policy::new(&Balancer::Random, &e).pick(&e, None, None), None);
+        assert_eq!(
+            Policy::new(&Balancer::Random, &e).pick(&e, None, None),
+            None
+        );
     }
 
     #[test]
@@ -239,11 +251,20 @@ mod tests {
         let kind = Balancer::ConsistentHash(crate::config::HashKey::ClientIp);
         let p = Policy::new(&kind, &e);
         let keys: Vec<u64> = (0..1000).map(|i| hash_str(&format!("user-{i}"))).collect();
-        let before: Vec<usize> = keys.iter().map(|&k| p.pick(&e, Some(k), None).unwrap()).collect();
-        let again: Vec<usize> = keys.iter().map(|&k| p.pick(&e, Some(k), None).unwrap()).collect();
+        let before: Vec<usize> = keys
+            .iter()
+            .map(|&k| p.pick(&e, Some(k), None).unwrap())
+            .collect();
+        let again: Vec<usize> = keys
+            .iter()
+            .map(|&k| p.pick(&e, Some(k), None).unwrap())
+            .collect();
         assert_eq!(before, again);
         e[2].eject_for(std::time::Duration::from_secs(60));
-        let after: Vec<usize> = keys.iter().map(|&k| p.pick(&e, Some(k), None).unwrap()).collect();
+        let after: Vec<usize> = keys
+            .iter()
+            .map(|&k| p.pick(&e, Some(k), None).unwrap())
+            .collect();
         let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
         let on_two = before.iter().filter(|&&i| i == 2).count();
         assert_eq!(moved, on_two, "only keys of the ejected endpoint move");

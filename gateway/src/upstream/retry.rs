@@ -49,7 +49,12 @@ impl RetryPolicy {
         self.cfg.allow_non_idempotent
             || matches!(
                 *m,
-                Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::PUT
+                    | Method::DELETE
+                    | Method::TRACE
             )
     }
 

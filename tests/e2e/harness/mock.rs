@@ -77,7 +77,9 @@ impl MockUpstream {
         let st = state.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = tcp.accept().await else { continue };
+                let Ok((stream, _)) = tcp.accept().await else {
+                    continue;
+                };
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
                 tokio::spawn(async move {
@@ -128,7 +130,10 @@ fn full(s: impl Into<Bytes>) -> BoxBody {
     http_body_util::Full::new(s.into()).boxed()
 }
 
-async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<BoxBody>, std::io::Error> {
+async fn handle(
+    st: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<BoxBody>, std::io::Error> {
     st.hits.fetch_add(1, Ordering::SeqCst);
     let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     st.max_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -184,7 +189,9 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<BoxBo
     } else if let Some(n) = path.strip_prefix("/stream/") {
         let n: usize = n.parse().unwrap_or(1);
         let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
-        let stream = futures_util::stream::iter((0..n).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))));
+        let stream = futures_util::stream::iter(
+            (0..n).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))),
+        );
         Response::new(StreamBody::new(stream).boxed())
     } else if path == "/trailers" {
         let mut trailers = HeaderMap::new();
@@ -194,11 +201,13 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<BoxBo
             Ok(Frame::trailers(trailers)),
         ];
         let mut r = Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed());
-        r.headers_mut().insert("trailer", "x-checksum".parse().unwrap());
+        r.headers_mut()
+            .insert("trailer", "x-checksum".parse().unwrap());
         r
     } else {
         Response::new(full(format!("mock {} {}\n", st.name, path)))
     };
-    resp.headers_mut().insert("x-upstream", st.name.parse().unwrap());
+    resp.headers_mut()
+        .insert("x-upstream", st.name.parse().unwrap());
     Ok(resp)
 }

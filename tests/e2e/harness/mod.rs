@@ -29,7 +29,9 @@ impl TestGateway {
     /// Starts a gateway from YAML. A config without a `listeners:` section gets one listener `main` on
     /// 127.0.0.1:0; the admin API always binds 127.0.0.1:0 unless the YAML sets it.
     pub async fn start(yaml: &str) -> TestGateway {
-        Self::try_start(yaml).await.unwrap_or_else(|e| panic!("gateway did not start: {e}\n{yaml}"))
+        Self::try_start(yaml)
+            .await
+            .unwrap_or_else(|e| panic!("gateway did not start: {e}\n{yaml}"))
     }
 
     pub async fn try_start(yaml: &str) -> Result<TestGateway, gateway::server::StartError> {
@@ -84,7 +86,12 @@ fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<B
 
 /// GET a URL.
 pub async fn get(url: &str) -> Resp {
-    request(http::Request::get(url).body(Full::new(Bytes::new())).unwrap()).await
+    request(
+        http::Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await
 }
 
 /// Sends a request with a fresh client.
@@ -95,7 +102,11 @@ pub async fn request(req: http::Request<Full<Bytes>>) -> Resp {
         .expect("response");
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.expect("body").to_bytes();
-    (parts.status.as_u16(), parts.headers, String::from_utf8_lossy(&body).into_owned())
+    (
+        parts.status.as_u16(),
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
 }
 
 /// GET with extra headers.
@@ -156,7 +167,11 @@ where
 
 /// A free TCP port on 127.0.0.1 (for configs of a gateway started as a separate process).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Resident memory of a process in KiB, from /proc.
