@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A header or query matcher, compiled.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum ValueTest {
     /// Equal to.
     Exact(String),
@@ -52,7 +52,7 @@ pub enum PathSpec {
 }
 
 /// Everything one route needs to match.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RouteMatch {
     /// Lowercase exact host or `*.suffix`.
     pub host: Option<String>,

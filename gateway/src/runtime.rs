@@ -225,7 +225,7 @@ impl Runtime {
             let mut routes = Vec::new();
             for (i, r) in cfg.routes.iter().enumerate() {
                 if r.listeners.is_empty() || r.listeners.contains(&l.name) {
-                    matches.push(compile_match(&r.matcher, src, i)?);
+                    matches.push(compiled[i].0.clone());
                     routes.push(compiled[i].1.clone());
                 }
             }

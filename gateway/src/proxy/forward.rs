@@ -31,6 +31,7 @@ pub async fn forward(
     watch: &BodyWatch,
     declared_len: Option<u64>,
 ) -> Result<(Response<Body>, String), ProxyError> {
+    let limit = route.max_body_size.unwrap_or(info.max_body_size);
     let host = request_host_parts(&parts);
     let path_and_query = rewrite_path(route, &parts.uri, params);
     let mut headers = parts.headers;
@@ -67,7 +68,7 @@ pub async fn forward(
     let (mut once, replay): (Option<Body>, Option<Bytes>) = if replayable {
         match body.collect().await {
             Ok(c) => (None, Some(c.to_bytes())),
-            Err(e) => return Err(body_error(watch, &e.to_string(), route)),
+            Err(e) => return Err(body_error(watch, &e.to_string(), limit)),
         }
     } else {
         (Some(body), None)
@@ -135,7 +136,7 @@ pub async fn forward(
             }
             Ok(Err(e)) => {
                 if watch.too_large.load(Ordering::Acquire) || watch.broken.load(Ordering::Acquire) {
-                    return Err(body_error(watch, &chain(&e), route));
+                    return Err(body_error(watch, &chain(&e), limit));
                 }
                 ep.record(false, &cluster.passive);
                 let connect = e.is_connect();
@@ -194,11 +195,9 @@ fn can_retry(
     attempt < p.cfg.attempts && p.retries(outcome) && Instant::now() < deadline && p.withdraw()
 }
 
-fn body_error(watch: &BodyWatch, detail: &str, route: &Route) -> ProxyError {
+fn body_error(watch: &BodyWatch, detail: &str, limit: u64) -> ProxyError {
     if watch.too_large.load(Ordering::Acquire) {
-        ProxyError::BodyTooLarge {
-            limit: route.max_body_size.unwrap_or_default(),
-        }
+        ProxyError::BodyTooLarge { limit }
     } else {
         ProxyError::BadRequestBody(detail.to_owned())
     }

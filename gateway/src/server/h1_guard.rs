@@ -46,6 +46,8 @@ pub struct GuardLimits {
 
 const IO_PRESENT: &str = "the socket is present until the guard is dropped";
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Bytes read from the socket at a time while they need checking.
+const SCRATCH: usize = 16 * 1024;
 /// Longest chunk-size line (size and extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4096;
 
@@ -185,6 +187,7 @@ pub struct Guarded<IO: AsyncWrite + Unpin + Send + 'static> {
     /// Where in `ready` the head of the message being read starts, while none of it was delivered.
     msg_start: Option<usize>,
     held_buf: Vec<u8>,
+    scratch: Vec<u8>,
     pending_reject: Option<Reject>,
     reject_out: Option<bytes::Bytes>,
     eof: bool,
@@ -206,6 +209,7 @@ impl<IO: AsyncWrite + Unpin + Send + 'static> Guarded<IO> {
             ready: BytesMut::new(),
             msg_start: None,
             held_buf: Vec::new(),
+            scratch: Vec::new(),
             pending_reject: None,
             reject_out: None,
             eof: false,
@@ -806,19 +810,59 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Guarded<
                 }
                 continue;
             }
-            let mut tmp = [0u8; 16384];
-            let mut rb = ReadBuf::new(&mut tmp);
-            match Pin::new(this.io.as_mut().expect(IO_PRESENT)).poll_read(cx, &mut rb) {
-                Poll::Ready(Ok(())) => {
-                    let filled = rb.filled();
-                    if filled.is_empty() {
+            // Bytes that need no checking (a tunnel or HTTP/2, a Content-Length body) go straight into
+            // hyper's buffer; the rest is read into a scratch buffer and checked first.
+            let direct = match this.state {
+                State::Passthrough => Some(buf.remaining()),
+                State::Length(n) => Some(buf.remaining().min(n.min(usize::MAX as u64) as usize)),
+                _ => None,
+            };
+            if let Some(limit) = direct.filter(|&l| l > 0) {
+                let dst = buf.initialize_unfilled_to(limit);
+                let mut rb = ReadBuf::new(dst);
+                let r = Pin::new(this.io.as_mut().expect(IO_PRESENT)).poll_read(cx, &mut rb);
+                let n = rb.filled().len();
+                match r {
+                    Poll::Ready(Ok(())) if n == 0 => {
                         this.eof = true;
                         continue;
                     }
-                    this.last_read = Instant::now();
-                    let data = filled.to_vec();
-                    this.feed(&data);
+                    Poll::Ready(Ok(())) => {
+                        buf.advance(n);
+                        this.last_read = Instant::now();
+                        if let State::Length(left) = &mut this.state {
+                            *left -= n as u64;
+                            if *left == 0 {
+                                this.state = State::Head(Vec::new(), None);
+                            }
+                        }
+                        return Poll::Ready(Ok(()));
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {
+                        if this.poll_timers(cx) {
+                            continue;
+                        }
+                        return Poll::Pending;
+                    }
                 }
+            }
+            let mut scratch = std::mem::take(&mut this.scratch);
+            scratch.resize(SCRATCH, 0);
+            let mut rb = ReadBuf::new(&mut scratch);
+            let r = Pin::new(this.io.as_mut().expect(IO_PRESENT)).poll_read(cx, &mut rb);
+            let n = rb.filled().len();
+            if let Poll::Ready(Ok(())) = r {
+                if n == 0 {
+                    this.eof = true;
+                } else {
+                    this.last_read = Instant::now();
+                    this.feed(&scratch[..n]);
+                }
+            }
+            this.scratch = scratch;
+            match r {
+                Poll::Ready(Ok(())) => continue,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {
                     if this.poll_timers(cx) {
