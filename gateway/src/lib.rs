@@ -4,19 +4,21 @@
 //! clusters; `server` accepts connections and hands requests to `proxy`, which routes them and forwards
 //! them through `upstream`; `errors` turns failures into responses in one place; `admin` and `metrics`
 //! show what happens.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod admin;
 pub mod body;
 pub mod config;
 pub mod errors;
 pub mod filter;
+pub mod host;
 pub mod metrics;
 pub mod proxy;
 pub mod router;
 pub mod runtime;
 pub mod server;
 pub mod upstream;
+pub mod wasm;
 
 pub use config::Config;
 pub use runtime::{Runtime, Source};

@@ -1,0 +1,237 @@
+//! Metrics that plugins define: counters, gauges and histograms, owned by the plugin that defined them
+//! and exported in the Prometheus text format as `plugin_<name>{plugin="..."}`.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+/// Upper bounds of histogram buckets (plus `+Inf`).
+pub const HISTOGRAM_BUCKETS: [u64; 14] = [
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 100_000,
+];
+
+/// Most metrics one process holds across plugins; defining more fails. Default: 10 000.
+pub const MAX_METRICS: usize = 10_000;
+
+/// What kind of metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down; set by `record`.
+    Gauge,
+    /// Records observations into buckets.
+    Histogram,
+}
+
+/// Why a metric operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MetricError {
+    /// No metric has that id (for this plugin).
+    #[error("no such metric")]
+    NotFound,
+    /// The operation does not apply to this kind of metric (or a counter would go down).
+    #[error("operation not valid for this metric")]
+    BadArgument,
+    /// [`MAX_METRICS`] are defined already.
+    #[error("too many metrics")]
+    TooMany,
+}
+
+struct Metric {
+    plugin: String,
+    name: String,
+    kind: MetricKind,
+    value: i64,
+    buckets: [u64; HISTOGRAM_BUCKETS.len() + 1],
+    sum: u64,
+    count: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_name: HashMap<(String, String), u32>,
+    metrics: Vec<Metric>,
+}
+
+/// Every plugin-defined metric of the process.
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+impl Metrics {
+    /// Defines a metric (or returns the id of the one the plugin defined under that name before).
+    pub fn define(&self, plugin: &str, kind: MetricKind, name: &str) -> Result<u32, MetricError> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (plugin.to_string(), name.to_string());
+        if let Some(&id) = inner.by_name.get(&key) {
+            return if inner.metrics[id as usize].kind == kind {
+                Ok(id)
+            } else {
+                Err(MetricError::BadArgument)
+            };
+        }
+        if inner.metrics.len() >= MAX_METRICS {
+            return Err(MetricError::TooMany);
+        }
+        let id = inner.metrics.len() as u32;
+        inner.metrics.push(Metric {
+            plugin: plugin.to_string(),
+            name: name.to_string(),
+            kind,
+            value: 0,
+            buckets: [0; HISTOGRAM_BUCKETS.len() + 1],
+            sum: 0,
+            count: 0,
+        });
+        inner.by_name.insert(key, id);
+        Ok(id)
+    }
+
+    fn with<R>(
+        &self,
+        plugin: &str,
+        id: u32,
+        f: impl FnOnce(&mut Metric) -> Result<R, MetricError>,
+    ) -> Result<R, MetricError> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        match inner.metrics.get_mut(id as usize) {
+            Some(m) if m.plugin == plugin => f(m),
+            _ => Err(MetricError::NotFound),
+        }
+    }
+
+    /// Adds `offset` to a counter (which cannot go down) or a gauge.
+    pub fn increment(&self, plugin: &str, id: u32, offset: i64) -> Result<(), MetricError> {
+        self.with(plugin, id, |m| match m.kind {
+            MetricKind::Counter if offset >= 0 => {
+                m.value = m.value.saturating_add(offset);
+                Ok(())
+            }
+            MetricKind::Gauge => {
+                m.value = m.value.saturating_add(offset);
+                Ok(())
+            }
+            _ => Err(MetricError::BadArgument),
+        })
+    }
+
+    /// Records a value: adds to a counter, sets a gauge, observes into a histogram (as Envoy does).
+    pub fn record(&self, plugin: &str, id: u32, value: u64) -> Result<(), MetricError> {
+        let v = i64::try_from(value).unwrap_or(i64::MAX);
+        self.with(plugin, id, |m| {
+            match m.kind {
+                MetricKind::Counter => m.value = m.value.saturating_add(v),
+                MetricKind::Gauge => m.value = v,
+                MetricKind::Histogram => {
+                    let slot = HISTOGRAM_BUCKETS
+                        .iter()
+                        .position(|b| value <= *b)
+                        .unwrap_or(HISTOGRAM_BUCKETS.len());
+                    m.buckets[slot] += 1;
+                    m.sum = m.sum.saturating_add(value);
+                    m.count += 1;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The value of a counter or gauge (a negative gauge reads as 0, the ABI being unsigned).
+    pub fn get(&self, plugin: &str, id: u32) -> Result<u64, MetricError> {
+        self.with(plugin, id, |m| match m.kind {
+            MetricKind::Histogram => Err(MetricError::BadArgument),
+            _ => Ok(u64::try_from(m.value).unwrap_or(0)),
+        })
+    }
+
+    /// Appends every plugin metric in the Prometheus text format.
+    pub fn render_prometheus(&self, out: &mut String) {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut by_family: Vec<(String, &Metric)> = inner
+            .metrics
+            .iter()
+            .map(|m| (format!("plugin_{}", sanitize(&m.name)), m))
+            .collect();
+        by_family.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.plugin.cmp(&b.1.plugin)));
+        let mut last_family = String::new();
+        for (family, m) in by_family {
+            if family != last_family {
+                let kind = match m.kind {
+                    MetricKind::Counter => "counter",
+                    MetricKind::Gauge => "gauge",
+                    MetricKind::Histogram => "histogram",
+                };
+                let _ = writeln!(out, "# TYPE {family} {kind}");
+                last_family = family.clone();
+            }
+            let plugin = escape_label(&m.plugin);
+            match m.kind {
+                MetricKind::Counter | MetricKind::Gauge => {
+                    let _ = writeln!(out, "{family}{{plugin=\"{plugin}\"}} {}", m.value);
+                }
+                MetricKind::Histogram => {
+                    let mut cumulative = 0;
+                    for (i, bound) in HISTOGRAM_BUCKETS.iter().enumerate() {
+                        cumulative += m.buckets[i];
+                        let _ = writeln!(
+                            out,
+                            "{family}_bucket{{plugin=\"{plugin}\",le=\"{bound}\"}} {cumulative}"
+                        );
+                    }
+                    cumulative += m.buckets[HISTOGRAM_BUCKETS.len()];
+                    let _ = writeln!(
+                        out,
+                        "{family}_bucket{{plugin=\"{plugin}\",le=\"+Inf\"}} {cumulative}"
+                    );
+                    let _ = writeln!(out, "{family}_sum{{plugin=\"{plugin}\"}} {}", m.sum);
+                    let _ = writeln!(out, "{family}_count{{plugin=\"{plugin}\"}} {}", m.count);
+                }
+            }
+        }
+    }
+}
+
+/// A Prometheus metric name from anything: other characters become `_`.
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == ':' { c } else { '_' })
+        .collect()
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_rendering() {
+        let m = Metrics::default();
+        let c = m.define("p", MetricKind::Counter, "reqs.total").unwrap();
+        assert_eq!(m.define("p", MetricKind::Counter, "reqs.total"), Ok(c));
+        assert_eq!(m.define("p", MetricKind::Gauge, "reqs.total"), Err(MetricError::BadArgument));
+        let g = m.define("p", MetricKind::Gauge, "level").unwrap();
+        let h = m.define("p", MetricKind::Histogram, "size").unwrap();
+        m.increment("p", c, 2).unwrap();
+        assert_eq!(m.increment("p", c, -1), Err(MetricError::BadArgument));
+        assert_eq!(m.increment("other", c, 1), Err(MetricError::NotFound));
+        m.record("p", g, 7).unwrap();
+        m.increment("p", g, -2).unwrap();
+        m.record("p", h, 3).unwrap();
+        m.record("p", h, 1_000_000).unwrap();
+        assert_eq!(m.get("p", c), Ok(2));
+        assert_eq!(m.get("p", g), Ok(5));
+        assert_eq!(m.get("p", h), Err(MetricError::BadArgument));
+        let mut out = String::new();
+        m.render_prometheus(&mut out);
+        assert!(out.contains("# TYPE plugin_reqs_total counter\nplugin_reqs_total{plugin=\"p\"} 2\n"), "{out}");
+        assert!(out.contains("plugin_level{plugin=\"p\"} 5\n"), "{out}");
+        assert!(out.contains("plugin_size_bucket{plugin=\"p\",le=\"5\"} 1\n"), "{out}");
+        assert!(out.contains("plugin_size_bucket{plugin=\"p\",le=\"+Inf\"} 2\n"), "{out}");
+        assert!(out.contains("plugin_size_count{plugin=\"p\"} 2\n"), "{out}");
+    }
+}

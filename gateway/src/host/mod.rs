@@ -1,0 +1,48 @@
+//! The host core: everything a plugin can ask of the gateway, whichever ABI it speaks. The Proxy-Wasm
+//! host (`wasm::proxy_wasm`) and the gateway's WIT world both call into this one place, so shared data,
+//! queues, metrics, logs and outbound HTTP behave the same for both.
+
+mod http;
+mod kv;
+mod log;
+mod metrics;
+mod queue;
+
+pub use http::{CalloutError, Upstreams};
+pub use kv::{CasMismatch, SharedData};
+pub use log::{log_level, plugin_log, LogLevel};
+pub use metrics::{MetricError, MetricKind, Metrics};
+pub use queue::{QueueError, QueueNotify, Queues};
+
+use std::sync::Arc;
+
+/// The services that plugins share within one process. Cheap to clone behind an `Arc`; one per process
+/// (it survives config reloads, so shared data and metrics do too).
+pub struct HostCore {
+    /// Shared key-value data with compare-and-swap tokens.
+    pub shared: SharedData,
+    /// Named shared queues.
+    pub queues: Queues,
+    /// Plugin-defined metrics.
+    pub metrics: Metrics,
+    /// Outbound HTTP to named upstreams.
+    pub upstreams: Arc<dyn Upstreams>,
+}
+
+impl HostCore {
+    /// A host core whose callouts go through `upstreams`.
+    pub fn new(upstreams: Arc<dyn Upstreams>) -> Arc<HostCore> {
+        Arc::new(HostCore {
+            shared: SharedData::default(),
+            queues: Queues::default(),
+            metrics: Metrics::default(),
+            upstreams,
+        })
+    }
+}
+
+impl std::fmt::Debug for HostCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostCore").finish_non_exhaustive()
+    }
+}

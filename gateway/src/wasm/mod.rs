@@ -1,0 +1,220 @@
+//! The Wasm sandbox: the process's engine ([`engine`]), plugin loading with limits and health
+//! ([`Plugins`], [`LoadedPlugin`]), the WASI preview 1 shim ([`wasi`]) and the Proxy-Wasm ABI host
+//! ([`proxy_wasm`]). A loaded plugin makes a [`crate::filter::Filter`] per route config.
+
+pub mod engine;
+mod health;
+mod limits;
+pub mod proxy_wasm;
+pub mod wasi;
+
+pub use engine::{EngineOptions, WasmEngine};
+pub use health::{HealthSnapshot, PluginHealth};
+pub use limits::StoreLimiter;
+
+use crate::config::{self, FailurePolicy, PluginAbi};
+use crate::filter::Filter;
+use crate::host::HostCore;
+use bytes::Bytes;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Why a plugin could not be loaded or configured. Every variant names the plugin (or the file).
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The engine could not be built.
+    #[error("wasm engine: {0}")]
+    Engine(String),
+    /// The compiled-code cache directory is unusable.
+    #[error("wasm cache {path}: {reason}")]
+    Cache {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The `.wasm` file could not be read.
+    #[error("plugin `{plugin}`: cannot read {path}: {reason}")]
+    Read {
+        /// Plugin name.
+        plugin: String,
+        /// Resolved path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The module does not compile (not Wasm, unsupported feature, ...).
+    #[error("plugin `{plugin}`: does not compile: {reason}")]
+    Compile {
+        /// Plugin name.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
+    /// The module is not something this gateway can run (ABI, imports, exports).
+    #[error("plugin `{plugin}`: {reason}")]
+    Unsupported {
+        /// Plugin name.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
+    /// Instantiating or starting the module failed (including a trap in its start functions).
+    #[error("plugin `{plugin}`: failed to start: {reason}")]
+    Start {
+        /// Plugin name.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
+    /// `on_vm_start` returned false.
+    #[error("plugin `{plugin}`: rejected its VM configuration (on_vm_start returned false)")]
+    VmStartRejected {
+        /// Plugin name.
+        plugin: String,
+    },
+    /// `on_configure` returned false for a route's config.
+    #[error("plugin `{plugin}`: rejected the configuration of route `{route}` (on_configure returned false)")]
+    ConfigureRejected {
+        /// Plugin name.
+        plugin: String,
+        /// Route name.
+        route: String,
+    },
+    /// The plugin failed (trapped, hit a limit) while being configured.
+    #[error("plugin `{plugin}`: failed while configuring route `{route}`: {reason}")]
+    ConfigureFailed {
+        /// Plugin name.
+        plugin: String,
+        /// Route name.
+        route: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Loads plugins into the process's engine.
+#[derive(Debug, Clone)]
+pub struct Plugins {
+    engine: Arc<WasmEngine>,
+}
+
+impl Plugins {
+    /// Plugins loaded into `engine` (one per process; keep it across reloads so its cache stays warm).
+    pub fn new(engine: Arc<WasmEngine>) -> Plugins {
+        Plugins { engine }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<WasmEngine> {
+        &self.engine
+    }
+
+    /// Reads, compiles (or loads from cache) and starts the plugin `cfg`; a relative path is resolved
+    /// against `base_dir`. Call from within a tokio runtime (timers and callouts are spawned on it).
+    pub async fn load(
+        &self,
+        cfg: &config::Plugin,
+        base_dir: &Path,
+        host: Arc<HostCore>,
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let path = if cfg.path.is_absolute() {
+            cfg.path.clone()
+        } else {
+            base_dir.join(&cfg.path)
+        };
+        let bytes = std::fs::read(&path).map_err(|e| PluginError::Read {
+            plugin: cfg.name.clone(),
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let is_component = bytes.len() >= 8 && bytes[0..4] == *b"\0asm" && bytes[6..8] == [1, 0];
+        let abi = cfg.abi.unwrap_or(if is_component {
+            PluginAbi::Component
+        } else {
+            PluginAbi::ProxyWasm
+        });
+        if abi == PluginAbi::Component || is_component {
+            return Err(PluginError::Unsupported {
+                plugin: cfg.name.clone(),
+                reason: "components (the gateway's WIT world) are not supported yet; this file is a component"
+                    .into(),
+            });
+        }
+        let (module, sha256) = self.engine.module(&cfg.name, &bytes)?;
+        let vm_config = match &cfg.vm_config {
+            None => Bytes::new(),
+            Some(serde_json::Value::String(s)) => Bytes::from(s.clone()),
+            Some(other) => Bytes::from(other.to_string()),
+        };
+        let plugin = proxy_wasm::ProxyWasmPlugin::new(
+            self.engine.clone(),
+            cfg.name.clone(),
+            module,
+            cfg.limits.clone(),
+            vm_config,
+            host,
+        )
+        .await?;
+        Ok(Arc::new(LoadedPlugin {
+            name: cfg.name.clone(),
+            sha256,
+            inner: plugin,
+        }))
+    }
+}
+
+/// One loaded plugin: compiled, started, ready to be configured per route.
+#[derive(Debug)]
+pub struct LoadedPlugin {
+    name: String,
+    sha256: String,
+    inner: Arc<proxy_wasm::ProxyWasmPlugin>,
+}
+
+impl LoadedPlugin {
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The sha256 of its `.wasm` file, in hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Its health counters (for the admin API and metrics).
+    pub fn health(&self) -> &Arc<PluginHealth> {
+        self.inner.health()
+    }
+
+    /// A filter for `route` with this route's plugin config (`on_configure` runs now; false → error).
+    /// `policy` is recorded on the filter for the chain to read ([`ProxyWasmFilter::failure_policy`]).
+    pub async fn filter(
+        &self,
+        route: &str,
+        config: Bytes,
+        policy: FailurePolicy,
+    ) -> Result<Arc<dyn Filter>, PluginError> {
+        Ok(self.proxy_wasm_filter(route, config, policy).await?)
+    }
+
+    /// Like [`LoadedPlugin::filter`], with the concrete type.
+    pub async fn proxy_wasm_filter(
+        &self,
+        route: &str,
+        config: Bytes,
+        policy: FailurePolicy,
+    ) -> Result<Arc<proxy_wasm::ProxyWasmFilter>, PluginError> {
+        proxy_wasm::ProxyWasmPlugin::filter(&self.inner, route, config, policy).await
+    }
+}
+
+/// The bytes a route's filter config becomes: a string as it is, anything else as JSON, none as empty.
+pub fn config_bytes(config: Option<&serde_json::Value>) -> Bytes {
+    match config {
+        None => Bytes::new(),
+        Some(serde_json::Value::String(s)) => Bytes::from(s.clone()),
+        Some(other) => Bytes::from(other.to_string()),
+    }
+}

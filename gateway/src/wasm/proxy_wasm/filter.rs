@@ -1,0 +1,473 @@
+//! [`ProxyWasmFilter`]: one plugin with one route's config, as a [`Filter`]. A request's context runs
+//! the ABI's HTTP callbacks; a callback that pauses while callouts are in flight makes the phase wait
+//! for their responses (`on_http_call_response`) until the plugin resumes, answers, or has nothing
+//! left to wait for.
+
+use super::abi::action;
+use super::state::{HttpCtx, PendingCall};
+use super::vm::Vm;
+use super::ProxyWasmPlugin;
+use crate::config::FailurePolicy;
+use crate::filter::{
+    BodyMode, Filter, FilterCtx, FilterError, LocalResponse, RequestHead, RequestInfo,
+    ResponseHead, Verdict,
+};
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{HeaderMap, Method, StatusCode, Uri};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// A Proxy-Wasm plugin configured for one route.
+pub struct ProxyWasmFilter {
+    plugin: Arc<ProxyWasmPlugin>,
+    root_id: u32,
+    route: Arc<str>,
+    policy: FailurePolicy,
+}
+
+impl std::fmt::Debug for ProxyWasmFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyWasmFilter")
+            .field("plugin", &self.plugin.name())
+            .field("route", &self.route)
+            .field("root_id", &self.root_id)
+            .finish()
+    }
+}
+
+impl ProxyWasmFilter {
+    pub(super) fn new(
+        plugin: Arc<ProxyWasmPlugin>,
+        root_id: u32,
+        route: Arc<str>,
+        policy: FailurePolicy,
+    ) -> ProxyWasmFilter {
+        ProxyWasmFilter {
+            plugin,
+            root_id,
+            route,
+            policy,
+        }
+    }
+
+    /// The failure policy this filter was configured with on its route.
+    pub fn failure_policy(&self) -> FailurePolicy {
+        self.policy
+    }
+
+    /// The root context id of this route's config.
+    pub fn root_id(&self) -> u32 {
+        self.root_id
+    }
+
+    /// The route.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+}
+
+impl Drop for ProxyWasmFilter {
+    fn drop(&mut self) {
+        self.plugin.drop_root(self.root_id);
+    }
+}
+
+impl Filter for ProxyWasmFilter {
+    fn name(&self) -> &str {
+        self.plugin.name()
+    }
+
+    fn new_ctx(&self, info: &RequestInfo) -> Result<Box<dyn FilterCtx>, FilterError> {
+        let limit = self.plugin.limits.instances;
+        let live = self.plugin.live_contexts.fetch_add(1, Ordering::AcqRel);
+        if live >= limit {
+            self.plugin.live_contexts.fetch_sub(1, Ordering::AcqRel);
+            return Err(FilterError::Unavailable(format!(
+                "plugin `{}` has {limit} requests in flight (its instance limit)",
+                self.plugin.name()
+            )));
+        }
+        Ok(Box::new(ProxyWasmCtx {
+            plugin: self.plugin.clone(),
+            root_id: self.root_id,
+            id: self.plugin.next_id(),
+            info: Some(info.clone()),
+            generation: None,
+            finished: false,
+        }))
+    }
+}
+
+/// One request's HTTP context.
+struct ProxyWasmCtx {
+    plugin: Arc<ProxyWasmPlugin>,
+    root_id: u32,
+    id: u32,
+    /// Until the context is created in the VM (at its first phase).
+    info: Option<RequestInfo>,
+    /// The VM generation the context lives in.
+    generation: Option<u64>,
+    finished: bool,
+}
+
+/// The data a phase lends to the guest.
+enum Lent<'a> {
+    ReqHeaders(&'a mut RequestHead),
+    ReqBody(&'a mut Bytes),
+    ReqTrailers(&'a mut HeaderMap),
+    RespHeaders(&'a mut ResponseHead),
+    RespBody(&'a mut Bytes),
+    RespTrailers(&'a mut HeaderMap),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    ReqHeaders,
+    ReqBody,
+    ReqTrailers,
+    RespHeaders,
+    RespBody,
+    RespTrailers,
+}
+
+fn placeholder_req() -> RequestHead {
+    RequestHead {
+        method: Method::GET,
+        uri: Uri::default(),
+        headers: HeaderMap::new(),
+    }
+}
+
+fn lend(http: &mut HttpCtx, lent: &mut Lent<'_>) {
+    match lent {
+        Lent::ReqHeaders(r) => http.req = Some(std::mem::replace(*r, placeholder_req())),
+        Lent::ReqBody(b) => {
+            http.req_body_size += b.len() as u64;
+            http.req_body = Some(std::mem::take(*b));
+        }
+        Lent::ReqTrailers(t) => http.req_trailers = Some(std::mem::take(*t)),
+        Lent::RespHeaders(r) => {
+            let status = r.status;
+            http.resp = Some(std::mem::replace(
+                *r,
+                ResponseHead {
+                    status,
+                    headers: HeaderMap::new(),
+                },
+            ))
+        }
+        Lent::RespBody(b) => {
+            http.resp_body_size += b.len() as u64;
+            http.resp_body = Some(std::mem::take(*b));
+        }
+        Lent::RespTrailers(t) => http.resp_trailers = Some(std::mem::take(*t)),
+    }
+}
+
+/// Gives the data back; headers stay readable in the context for later phases (as copies).
+fn take_back(http: &mut HttpCtx, lent: &mut Lent<'_>) {
+    match lent {
+        Lent::ReqHeaders(r) => {
+            if let Some(req) = &http.req {
+                **r = req.clone();
+            }
+        }
+        Lent::ReqBody(b) => **b = http.req_body.take().unwrap_or_default(),
+        Lent::ReqTrailers(t) => **t = http.req_trailers.take().unwrap_or_default(),
+        Lent::RespHeaders(r) => {
+            if let Some(resp) = &http.resp {
+                **r = resp.clone();
+            }
+        }
+        Lent::RespBody(b) => **b = http.resp_body.take().unwrap_or_default(),
+        Lent::RespTrailers(t) => **t = http.resp_trailers.take().unwrap_or_default(),
+    }
+}
+
+impl ProxyWasmCtx {
+    /// The VM this context lives in, creating the context on first use.
+    async fn vm<'s>(
+        &mut self,
+        slot: &'s mut super::Slot,
+    ) -> Result<&'s mut Vm, FilterError> {
+        let plugin = &self.plugin;
+        if let Some(generation) = self.generation {
+            return match slot.vm.as_mut() {
+                Some(vm) if vm.generation == generation => Ok(vm),
+                _ => Err(FilterError::Unavailable(format!(
+                    "plugin `{}` was restarted after a failure during this request",
+                    plugin.name()
+                ))),
+            };
+        }
+        plugin.ensure_vm(slot).await.map_err(|e| {
+            FilterError::Unavailable(format!("plugin `{}` cannot start: {e}", plugin.name()))
+        })?;
+        let Some(vm) = slot.vm.as_mut() else {
+            return Err(FilterError::Unavailable("no VM".into()));
+        };
+        if !vm.store.data().roots.contains_key(&self.root_id) {
+            return Err(FilterError::Unavailable(format!(
+                "plugin `{}` has no root context for this route",
+                plugin.name()
+            )));
+        }
+        let info = self.info.take().ok_or_else(|| FilterError::Unavailable("context lost".into()))?;
+        self.generation = Some(vm.generation);
+        let r = plugin.create_http(vm, self.id, self.root_id, info).await;
+        if let Err(e) = r {
+            plugin.discard(slot);
+            return Err(e);
+        }
+        slot.vm.as_mut().ok_or_else(|| FilterError::Unavailable("no VM".into()))
+    }
+
+    /// Runs one callback with `lent` data, then waits for callouts while the plugin is paused.
+    async fn phase(
+        &mut self,
+        phase: Phase,
+        mut lent: Lent<'_>,
+        size: u32,
+        end_of_stream: bool,
+    ) -> Result<Verdict, FilterError> {
+        let plugin = self.plugin.clone();
+        let id = self.id;
+        let (action_code, mut pending) = {
+            let mut slot = plugin.slot.lock().await;
+            let vm = self.vm(&mut slot).await?;
+            let eos = end_of_stream as u32;
+            let e = &vm.exports;
+            let (three, two) = match phase {
+                Phase::ReqHeaders => (e.on_request_headers.clone(), None),
+                Phase::ReqBody => (e.on_request_body.clone(), None),
+                Phase::ReqTrailers => (None, e.on_request_trailers.clone()),
+                Phase::RespHeaders => (e.on_response_headers.clone(), None),
+                Phase::RespBody => (e.on_response_body.clone(), None),
+                Phase::RespTrailers => (None, e.on_response_trailers.clone()),
+            };
+            let Some(http) = vm.store.data_mut().https.get_mut(&id) else {
+                return Err(FilterError::Unavailable("context lost".into()));
+            };
+            http.continue_request = false;
+            http.continue_response = false;
+            lend(http, &mut lent);
+            ProxyWasmPlugin::enter(vm, id);
+            let r = match (three, two) {
+                (Some(f), _) => plugin.call(vm, &f, (id, size, eos)).await,
+                (None, Some(f)) => plugin.call(vm, &f, (id, size)).await,
+                (None, None) => Ok(action::CONTINUE),
+            };
+            if let Some(http) = vm.store.data_mut().https.get_mut(&id) {
+                take_back(http, &mut lent);
+            }
+            let action_code = match r {
+                Ok(a) => a,
+                Err(e) => {
+                    plugin.discard(&mut slot);
+                    return Err(e);
+                }
+            };
+            if action_code > action::PAUSE {
+                plugin.health.failure(crate::wasm::health::FailureKind::Trap);
+                plugin.discard(&mut slot);
+                return Err(FilterError::Abi(format!(
+                    "callback returned {action_code}, which is not an action"
+                )));
+            }
+            let pending = plugin.after_callback(vm, Some(id));
+            (action_code, pending)
+        };
+
+        let response_phase = matches!(phase, Phase::RespHeaders | Phase::RespBody | Phase::RespTrailers);
+        let mut resumed = false;
+        while action_code == action::PAUSE && !resumed && !pending.is_empty() {
+            if self.local_response_ready().await? {
+                break;
+            }
+            let (call, rest) = wait_first(pending).await;
+            pending = rest;
+            let (token, result) = call;
+            let mut slot = plugin.slot.lock().await;
+            let vm = self.vm(&mut slot).await?;
+            let Some(http) = vm.store.data_mut().https.get_mut(&id) else {
+                return Err(FilterError::Unavailable("context lost".into()));
+            };
+            lend(http, &mut lent);
+            let r = plugin.deliver_callout(vm, id, token, result).await;
+            if let Some(http) = vm.store.data_mut().https.get_mut(&id) {
+                take_back(http, &mut lent);
+                resumed = if response_phase {
+                    http.continue_response
+                } else {
+                    http.continue_request
+                };
+            }
+            if let Err(e) = r {
+                plugin.discard(&mut slot);
+                return Err(e);
+            }
+            pending.extend(plugin.after_callback(vm, Some(id)));
+        }
+
+        let mut slot = plugin.slot.lock().await;
+        let vm = self.vm(&mut slot).await?;
+        let Some(http) = vm.store.data_mut().https.get_mut(&id) else {
+            return Err(FilterError::Unavailable("context lost".into()));
+        };
+        plugin.health.success();
+        if let Some(local) = http.local.take() {
+            return Ok(Verdict::Respond(local));
+        }
+        if std::mem::take(&mut http.closed) {
+            return Ok(Verdict::Respond(LocalResponse {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                headers: HeaderMap::new(),
+                body: Bytes::from_static(b"stream closed by plugin\n"),
+            }));
+        }
+        let body_phase = matches!(phase, Phase::ReqBody | Phase::RespBody);
+        if action_code == action::PAUSE && !resumed && body_phase && !end_of_stream {
+            return Ok(Verdict::Buffer);
+        }
+        Ok(Verdict::Continue)
+    }
+
+    async fn local_response_ready(&mut self) -> Result<bool, FilterError> {
+        let plugin = self.plugin.clone();
+        let mut slot = plugin.slot.lock().await;
+        let vm = self.vm(&mut slot).await?;
+        Ok(vm
+            .store
+            .data()
+            .https
+            .get(&self.id)
+            .is_some_and(|h| h.local.is_some()))
+    }
+
+    fn finish(&mut self) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        let plugin = self.plugin.clone();
+        let id = self.id;
+        let generation = self.generation;
+        plugin.shared.handle.clone().spawn(async move {
+            if let Some(generation) = generation {
+                let mut slot = plugin.slot.lock().await;
+                if let Some(vm) = slot.vm.as_mut() {
+                    if vm.generation == generation && plugin.finish_http(vm, id).await.is_err() {
+                        plugin.discard(&mut slot);
+                    }
+                }
+            }
+            plugin.live_contexts.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+}
+
+type CallResult = Result<http::Response<Bytes>, crate::host::CalloutError>;
+
+/// Waits for the first callout to finish; returns it and the ones still in flight.
+async fn wait_first(pending: Vec<PendingCall>) -> ((u32, CallResult), Vec<PendingCall>) {
+    let mut calls = pending;
+    let (result, index) = {
+        let futs = calls.iter_mut().map(|c| &mut c.rx);
+        let (r, i, _) = futures_util::future::select_all(futs).await;
+        (r, i)
+    };
+    let call = calls.swap_remove(index);
+    let result = result.unwrap_or_else(|_| {
+        Err(crate::host::CalloutError::Failed("callout task ended".into()))
+    });
+    ((call.token, result), calls)
+}
+
+impl Drop for ProxyWasmCtx {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn count(h: &HeaderMap) -> u32 {
+    h.len() as u32
+}
+
+impl FilterCtx for ProxyWasmCtx {
+    fn on_request_headers<'a>(
+        &'a mut self,
+        req: &'a mut RequestHead,
+        end_of_stream: bool,
+    ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+        Box::pin(async move {
+            // Pseudo-headers count too: :method, :scheme, :authority, :path.
+            let n = count(&req.headers) + 4 - req.headers.contains_key(http::header::HOST) as u32;
+            self.phase(Phase::ReqHeaders, Lent::ReqHeaders(req), n, end_of_stream).await
+        })
+    }
+
+    fn request_body_mode(&self) -> BodyMode {
+        BodyMode::Stream
+    }
+
+    fn on_request_body<'a>(
+        &'a mut self,
+        body: &'a mut Bytes,
+        end_of_stream: bool,
+    ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+        Box::pin(async move {
+            let n = body.len() as u32;
+            self.phase(Phase::ReqBody, Lent::ReqBody(body), n, end_of_stream).await
+        })
+    }
+
+    fn on_request_trailers<'a>(
+        &'a mut self,
+        trailers: &'a mut HeaderMap,
+    ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+        Box::pin(async move {
+            let n = count(trailers);
+            self.phase(Phase::ReqTrailers, Lent::ReqTrailers(trailers), n, true).await
+        })
+    }
+
+    fn on_response_headers<'a>(
+        &'a mut self,
+        resp: &'a mut ResponseHead,
+        end_of_stream: bool,
+    ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+        Box::pin(async move {
+            let n = count(&resp.headers) + 1;
+            self.phase(Phase::RespHeaders, Lent::RespHeaders(resp), n, end_of_stream).await
+        })
+    }
+
+    fn response_body_mode(&self) -> BodyMode {
+        BodyMode::Stream
+    }
+
+    fn on_response_body<'a>(
+        &'a mut self,
+        body: &'a mut Bytes,
+        end_of_stream: bool,
+    ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+        Box::pin(async move {
+            let n = body.len() as u32;
+            self.phase(Phase::RespBody, Lent::RespBody(body), n, end_of_stream).await
+        })
+    }
+
+    fn on_response_trailers<'a>(
+        &'a mut self,
+        trailers: &'a mut HeaderMap,
+    ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+        Box::pin(async move {
+            let n = count(trailers);
+            self.phase(Phase::RespTrailers, Lent::RespTrailers(trailers), n, true).await
+        })
+    }
+
+    fn on_done(&mut self) {
+        self.finish();
+    }
+}

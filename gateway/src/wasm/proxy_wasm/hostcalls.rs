@@ -1,0 +1,656 @@
+//! The Proxy-Wasm host functions (module `env`), 0.2.1 names plus the 0.2.0 ones that differ.
+//! Each answers with a status; only a broken guest allocator traps.
+
+use super::abi::{buffer, stream, Status};
+use super::memory::{self, copy_out, read, write_u32, write_u64};
+use super::properties;
+use super::state::{deserialize, map_ref, value, PendingCall, VmState};
+use crate::filter::LocalResponse;
+use crate::host::{self, CalloutError, MetricError, MetricKind, QueueError};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use wasmtime::{Caller, Linker};
+
+/// Longest callout timeout; a timeout of 0 means this. Default: 60s.
+pub const MAX_CALLOUT_TIMEOUT: Duration = Duration::from_secs(60);
+
+type C<'a> = Caller<'a, VmState>;
+type R = wasmtime::Result<u32>;
+
+fn st(r: Result<(), Status>) -> u32 {
+    match r {
+        Ok(()) => Status::Ok.code(),
+        Err(s) => s.code(),
+    }
+}
+
+macro_rules! tryst {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(s) => return Ok(Status::code(s)),
+        }
+    };
+}
+
+/// Defines every host function on `linker`.
+pub fn add_to_linker(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
+    logging(linker)?;
+    buffers(linker)?;
+    headers(linker)?;
+    streams(linker)?;
+    shared(linker)?;
+    callouts(linker)?;
+    metrics(linker)?;
+    properties_and_misc(linker)?;
+    Ok(())
+}
+
+fn logging(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
+    linker.func_wrap("env", "proxy_log", |mut c: C<'_>, level: u32, ptr: u32, len: u32| -> R {
+        let msg = tryst!(read(&mut c, ptr, len));
+        let level = tryst!(host::LogLevel::from_u32(level).ok_or(Status::BadArgument));
+        host::plugin_log(&c.data().shared.name, level, &String::from_utf8_lossy(&msg));
+        Ok(0)
+    })?;
+    linker.func_wrap("env", "proxy_get_log_level", |mut c: C<'_>, ret: u32| -> R {
+        Ok(st(write_u32(&mut c, ret, host::log_level() as u32)))
+    })?;
+    linker.func_wrap("env", "proxy_get_current_time_nanoseconds", |mut c: C<'_>, ret: u32| -> R {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Ok(st(write_u64(&mut c, ret, now.as_nanos() as u64)))
+    })?;
+    linker.func_wrap("env", "proxy_set_tick_period_milliseconds", |mut c: C<'_>, ms: u32| -> R {
+        let state = c.data_mut();
+        let root = tryst!(state.root_of_effective().ok_or(Status::BadArgument));
+        state.tick_changes.push((root, ms));
+        Ok(0)
+    })?;
+    Ok(())
+}
+
+/// The buffer `ty` of the effective context, if it exists now.
+fn buffer_of(state: &mut VmState, ty: u32) -> Result<Option<&mut Bytes>, Status> {
+    let effective = state.effective;
+    Ok(match ty {
+        buffer::HTTP_REQUEST_BODY => state.https.get_mut(&effective).and_then(|h| h.req_body.as_mut()),
+        buffer::HTTP_RESPONSE_BODY => state.https.get_mut(&effective).and_then(|h| h.resp_body.as_mut()),
+        buffer::HTTP_CALL_RESPONSE_BODY => state.callout.as_mut().map(|c| &mut c.body),
+        buffer::DOWNSTREAM_DATA | buffer::UPSTREAM_DATA | buffer::GRPC_RECEIVE_BUFFER => None,
+        buffer::CALL_DATA => state.call_data.as_mut(),
+        _ => return Err(Status::BadArgument),
+    })
+}
+
+fn buffers(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
+    linker.func_wrap_async(
+        "env",
+        "proxy_get_buffer_bytes",
+        |mut c: C<'_>, (ty, start, max, ptr_ptr, size_ptr): (u32, u32, u32, u32, u32)| {
+            Box::new(async move {
+                let data: Bytes = {
+                    let state = c.data_mut();
+                    let fixed = match ty {
+                        buffer::VM_CONFIGURATION => Some(state.shared.vm_config.clone()),
+                        buffer::PLUGIN_CONFIGURATION => state
+                            .root_of_effective()
+                            .and_then(|r| state.roots.get(&r))
+                            .map(|r| r.config.clone()),
+                        _ => None,
+                    };
+                    match fixed {
+                        Some(b) => b,
+                        None => match buffer_of(state, ty) {
+                            Err(s) => return Ok(s.code()),
+                            Ok(None) => return Ok(Status::NotFound.code()),
+                            Ok(Some(b)) => b.clone(),
+                        },
+                    }
+                };
+                let start = (start as usize).min(data.len());
+                let end = start.saturating_add(max as usize).min(data.len());
+                Ok(st(copy_out(&mut c, &data[start..end], ptr_ptr, size_ptr).await?))
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_buffer_status",
+        |mut c: C<'_>, ty: u32, len_ptr: u32, flags_ptr: u32| -> R {
+            let len = {
+                let state = c.data_mut();
+                match ty {
+                    buffer::VM_CONFIGURATION => state.shared.vm_config.len(),
+                    buffer::PLUGIN_CONFIGURATION => tryst!(state
+                        .root_of_effective()
+                        .and_then(|r| state.roots.get(&r))
+                        .map(|r| r.config.len())
+                        .ok_or(Status::NotFound)),
+                    _ => tryst!(tryst!(buffer_of(state, ty)).map(|b| b.len()).ok_or(Status::NotFound)),
+                }
+            };
+            Ok(st(write_u32(&mut c, len_ptr, len as u32).and_then(|_| write_u32(&mut c, flags_ptr, 0))))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_buffer_bytes",
+        |mut c: C<'_>, ty: u32, start: u32, len: u32, ptr: u32, size: u32| -> R {
+            let data = tryst!(read(&mut c, ptr, size));
+            if matches!(ty, buffer::VM_CONFIGURATION | buffer::PLUGIN_CONFIGURATION | buffer::HTTP_CALL_RESPONSE_BODY) {
+                return Ok(Status::BadArgument.code());
+            }
+            let buf = tryst!(tryst!(buffer_of(c.data_mut(), ty)).ok_or(Status::NotFound));
+            // Envoy: start 0 drains `len` bytes then prepends; start at or past the end appends;
+            // anything in between is refused.
+            let (start, len) = (start as usize, len as usize);
+            let mut out = Vec::with_capacity(buf.len() + data.len());
+            if start == 0 {
+                out.extend_from_slice(&data);
+                out.extend_from_slice(&buf[len.min(buf.len())..]);
+            } else if start >= buf.len() {
+                out.extend_from_slice(buf);
+                out.extend_from_slice(&data);
+            } else {
+                return Ok(Status::BadArgument.code());
+            }
+            *buf = Bytes::from(out);
+            Ok(0)
+        },
+    )?;
+    Ok(())
+}
+
+fn headers(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
+    linker.func_wrap_async(
+        "env",
+        "proxy_get_header_map_pairs",
+        |mut c: C<'_>, (ty, ptr_ptr, size_ptr): (u32, u32, u32)| {
+            Box::new(async move {
+                let pairs = match map_ref(c.data_mut(), ty) {
+                    Ok(m) => m.pairs(),
+                    Err(Status::NotFound) => Vec::new(),
+                    Err(s) => return Ok(s.code()),
+                };
+                let bytes = super::abi::serialize_map(&pairs);
+                Ok(st(copy_out(&mut c, &bytes, ptr_ptr, size_ptr).await?))
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_header_map_pairs",
+        |mut c: C<'_>, ty: u32, ptr: u32, size: u32| -> R {
+            let bytes = tryst!(read(&mut c, ptr, size));
+            let pairs = tryst!(deserialize(&bytes));
+            let mut m = tryst!(map_ref(c.data_mut(), ty));
+            Ok(st(m.set_pairs(&pairs)))
+        },
+    )?;
+    linker.func_wrap_async(
+        "env",
+        "proxy_get_header_map_value",
+        |mut c: C<'_>, (ty, kp, ks, ptr_ptr, size_ptr): (u32, u32, u32, u32, u32)| {
+            Box::new(async move {
+                let key = tryst!(read(&mut c, kp, ks));
+                let found = tryst!(map_ref(c.data_mut(), ty)).get(&key);
+                let Some(v) = found else {
+                    return Ok(Status::NotFound.code());
+                };
+                Ok(st(copy_out(&mut c, &v, ptr_ptr, size_ptr).await?))
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_size",
+        |mut c: C<'_>, ty: u32, ret: u32| -> R {
+            let n = match map_ref(c.data_mut(), ty) {
+                Ok(m) => super::abi::serialize_map(&m.pairs()).len(),
+                Err(s) => return Ok(s.code()),
+            };
+            Ok(st(write_u32(&mut c, ret, n as u32)))
+        },
+    )?;
+    for (name, op) in [
+        ("proxy_add_header_map_value", 0u8),
+        ("proxy_replace_header_map_value", 1u8),
+    ] {
+        linker.func_wrap(
+            "env",
+            name,
+            move |mut c: C<'_>, ty: u32, kp: u32, ks: u32, vp: u32, vs: u32| -> R {
+                let key = tryst!(read(&mut c, kp, ks));
+                let val = tryst!(read(&mut c, vp, vs));
+                let mut m = tryst!(map_ref(c.data_mut(), ty));
+                Ok(st(if op == 0 { m.add(&key, &val) } else { m.replace(&key, &val) }))
+            },
+        )?;
+    }
+    linker.func_wrap(
+        "env",
+        "proxy_remove_header_map_value",
+        |mut c: C<'_>, ty: u32, kp: u32, ks: u32| -> R {
+            let key = tryst!(read(&mut c, kp, ks));
+            let mut m = tryst!(map_ref(c.data_mut(), ty));
+            Ok(st(m.remove(&key)))
+        },
+    )?;
+    Ok(())
+}
+
+fn continue_stream(c: &mut C<'_>, ty: u32) -> u32 {
+    let effective = c.data().effective;
+    let Some(http) = c.data_mut().https.get_mut(&effective) else {
+        return Status::NotFound.code();
+    };
+    match ty {
+        stream::HTTP_REQUEST => http.continue_request = true,
+        stream::HTTP_RESPONSE => http.continue_response = true,
+        // TCP streams do not exist on an HTTP context.
+        stream::DOWNSTREAM | stream::UPSTREAM => return Status::BadArgument.code(),
+        _ => return Status::BadArgument.code(),
+    }
+    0
+}
+
+fn streams(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
+    linker.func_wrap("env", "proxy_continue_stream", |mut c: C<'_>, ty: u32| -> R {
+        Ok(continue_stream(&mut c, ty))
+    })?;
+    linker.func_wrap("env", "proxy_continue_request", |mut c: C<'_>| -> R {
+        Ok(continue_stream(&mut c, stream::HTTP_REQUEST))
+    })?;
+    linker.func_wrap("env", "proxy_continue_response", |mut c: C<'_>| -> R {
+        Ok(continue_stream(&mut c, stream::HTTP_RESPONSE))
+    })?;
+    linker.func_wrap("env", "proxy_close_stream", |mut c: C<'_>, ty: u32| -> R {
+        if ty > stream::UPSTREAM {
+            return Ok(Status::BadArgument.code());
+        }
+        let effective = c.data().effective;
+        let http = tryst!(c.data_mut().https.get_mut(&effective).ok_or(Status::NotFound));
+        http.closed = true;
+        Ok(0)
+    })?;
+    linker.func_wrap("env", "proxy_clear_route_cache", |_c: C<'_>| -> R { Ok(0) })?;
+    linker.func_wrap(
+        "env",
+        "proxy_send_local_response",
+        |mut c: C<'_>,
+         status: u32,
+         _details_ptr: u32,
+         _details_size: u32,
+         body_ptr: u32,
+         body_size: u32,
+         headers_ptr: u32,
+         headers_size: u32,
+         grpc_status: i32|
+         -> R {
+            let body = tryst!(read(&mut c, body_ptr, body_size));
+            let raw_headers = tryst!(read(&mut c, headers_ptr, headers_size));
+            let pairs = tryst!(deserialize(&raw_headers));
+            let mut headers = HeaderMap::new();
+            for (k, v) in &pairs {
+                let name = tryst!(http::header::HeaderName::from_bytes(&k.to_ascii_lowercase())
+                    .map_err(|_| Status::BadArgument));
+                headers.append(name, tryst!(value(v)));
+            }
+            let (status, body) = if grpc_status >= 0 {
+                // The gRPC form: a trailers-only style answer with HTTP 200 and the gRPC status.
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/grpc"),
+                );
+                headers.insert("grpc-status", http::HeaderValue::from(grpc_status));
+                if !body.is_empty() {
+                    let msg = percent_encode(&body);
+                    headers.insert("grpc-message", tryst!(value(msg.as_bytes())));
+                }
+                (StatusCode::OK, Bytes::new())
+            } else {
+                let code = tryst!(u16::try_from(status)
+                    .ok()
+                    .and_then(|s| StatusCode::from_u16(s).ok())
+                    .ok_or(Status::BadArgument));
+                (code, Bytes::from(body))
+            };
+            let effective = c.data().effective;
+            let http = tryst!(c.data_mut().https.get_mut(&effective).ok_or(Status::NotFound));
+            http.local = Some(LocalResponse { status, headers, body });
+            Ok(0)
+        },
+    )?;
+    Ok(())
+}
+
+fn percent_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
+    linker.func_wrap_async(
+        "env",
+        "proxy_get_shared_data",
+        |mut c: C<'_>, (kp, ks, ptr_ptr, size_ptr, cas_ptr): (u32, u32, u32, u32, u32)| {
+            Box::new(async move {
+                let key = tryst!(read(&mut c, kp, ks));
+                let shared = c.data().shared.clone();
+                let Some((v, cas)) = shared.host.shared.get(&shared.namespace, &String::from_utf8_lossy(&key))
+                else {
+                    return Ok(Status::NotFound.code());
+                };
+                tryst!(write_u32(&mut c, cas_ptr, cas));
+                Ok(st(copy_out(&mut c, &v, ptr_ptr, size_ptr).await?))
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_shared_data",
+        |mut c: C<'_>, kp: u32, ks: u32, vp: u32, vs: u32, cas: u32| -> R {
+            let key = tryst!(read(&mut c, kp, ks));
+            let v = tryst!(read(&mut c, vp, vs));
+            let shared = c.data().shared.clone();
+            let r = shared.host.shared.set(
+                &shared.namespace,
+                &String::from_utf8_lossy(&key),
+                Bytes::from(v),
+                Some(cas),
+            );
+            Ok(if r.is_ok() { 0 } else { Status::CasMismatch.code() })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_register_shared_queue",
+        |mut c: C<'_>, np: u32, ns: u32, ret: u32| -> R {
+            let name = tryst!(read(&mut c, np, ns));
+            let root = tryst!(c.data().root_of_effective().ok_or(Status::BadArgument));
+            let shared = c.data().shared.clone();
+            let notify = shared.queue_notifier(root);
+            let id = shared
+                .host
+                .queues
+                .register(&shared.namespace, &String::from_utf8_lossy(&name), Some(notify));
+            Ok(st(write_u32(&mut c, ret, id)))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_resolve_shared_queue",
+        |mut c: C<'_>, vp: u32, vs: u32, np: u32, ns: u32, ret: u32| -> R {
+            let vm_id = tryst!(read(&mut c, vp, vs));
+            let name = tryst!(read(&mut c, np, ns));
+            let shared = c.data().shared.clone();
+            // An empty VM id means this VM's own namespace.
+            let namespace = if vm_id.is_empty() {
+                shared.namespace.clone()
+            } else {
+                String::from_utf8_lossy(&vm_id).into_owned()
+            };
+            let id = tryst!(shared
+                .host
+                .queues
+                .resolve(&namespace, &String::from_utf8_lossy(&name))
+                .ok_or(Status::NotFound));
+            Ok(st(write_u32(&mut c, ret, id)))
+        },
+    )?;
+    linker.func_wrap_async(
+        "env",
+        "proxy_dequeue_shared_queue",
+        |mut c: C<'_>, (id, ptr_ptr, size_ptr): (u32, u32, u32)| {
+            Box::new(async move {
+                let shared = c.data().shared.clone();
+                match shared.host.queues.dequeue(id) {
+                    Err(_) => Ok(Status::NotFound.code()),
+                    Ok(None) => Ok(Status::Empty.code()),
+                    Ok(Some(v)) => Ok(st(copy_out(&mut c, &v, ptr_ptr, size_ptr).await?)),
+                }
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_enqueue_shared_queue",
+        |mut c: C<'_>, id: u32, vp: u32, vs: u32| -> R {
+            let v = tryst!(read(&mut c, vp, vs));
+            let shared = c.data().shared.clone();
+            Ok(match shared.host.queues.enqueue(id, Bytes::from(v)) {
+                Ok(()) => 0,
+                Err(QueueError::NotFound) => Status::NotFound.code(),
+                Err(QueueError::Full) => Status::InternalFailure.code(),
+            })
+        },
+    )?;
+    Ok(())
+}
+
+/// Builds the callout request from the ABI's header map; `:method`, `:path` and `:authority` are
+/// required (as in Envoy).
+fn callout_request(pairs: &[(Vec<u8>, Vec<u8>)], body: Vec<u8>) -> Result<http::Request<Bytes>, Status> {
+    let mut builder = http::Request::builder();
+    let (mut method, mut path, mut authority) = (None, None, None);
+    let mut headers = HeaderMap::new();
+    for (k, v) in pairs {
+        match k.as_slice() {
+            b":method" => method = Some(v.clone()),
+            b":path" => path = Some(v.clone()),
+            b":authority" => authority = Some(v.clone()),
+            b":scheme" => {}
+            k if k.starts_with(b":") => return Err(Status::BadArgument),
+            k => {
+                let name = http::header::HeaderName::from_bytes(&k.to_ascii_lowercase())
+                    .map_err(|_| Status::BadArgument)?;
+                headers.append(name, value(v)?);
+            }
+        }
+    }
+    let (Some(method), Some(path), Some(authority)) = (method, path, authority) else {
+        return Err(Status::BadArgument);
+    };
+    headers.insert(http::header::HOST, value(&authority)?);
+    builder = builder
+        .method(http::Method::from_bytes(&method).map_err(|_| Status::BadArgument)?)
+        .uri(http::uri::PathAndQuery::try_from(path.as_slice()).map_err(|_| Status::BadArgument)?.as_str());
+    let mut req = builder.body(Bytes::from(body)).map_err(|_| Status::BadArgument)?;
+    *req.headers_mut() = headers;
+    Ok(req)
+}
+
+fn callouts(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_http_call",
+        |mut c: C<'_>,
+         up: u32,
+         up_size: u32,
+         hp: u32,
+         hs: u32,
+         bp: u32,
+         bs: u32,
+         _tp: u32,
+         _ts: u32,
+         timeout_ms: u32,
+         token_ptr: u32|
+         -> R {
+            let upstream = tryst!(read(&mut c, up, up_size));
+            let raw = tryst!(read(&mut c, hp, hs));
+            let body = tryst!(read(&mut c, bp, bs));
+            tryst!(memory::check(&mut c, token_ptr, 4));
+            let upstream = String::from_utf8_lossy(&upstream).into_owned();
+            let shared = c.data().shared.clone();
+            if !shared.host.upstreams.has(&upstream) {
+                return Ok(Status::BadArgument.code());
+            }
+            let pairs = tryst!(deserialize(&raw));
+            let req = tryst!(callout_request(&pairs, body));
+            let timeout = match timeout_ms {
+                0 => MAX_CALLOUT_TIMEOUT,
+                ms => Duration::from_millis(ms as u64).min(MAX_CALLOUT_TIMEOUT),
+            };
+            let state = c.data_mut();
+            state.next_token = state.next_token.wrapping_add(1).max(1);
+            let token = state.next_token;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let fut = shared.host.upstreams.call(&upstream, req, timeout);
+            shared.handle.spawn(async move {
+                let result = match tokio::time::timeout(timeout, fut).await {
+                    Ok(r) => r,
+                    Err(_) => Err(CalloutError::Timeout),
+                };
+                let _ = tx.send(result);
+            });
+            let context_id = state.effective;
+            state.pending.push(PendingCall { token, context_id, rx });
+            Ok(st(write_u32(&mut c, token_ptr, token)))
+        },
+    )?;
+    // gRPC callouts are not offered: a call cannot be started (InternalFailure, which the SDKs
+    // handle as an error) and no token ever exists (NotFound).
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_call",
+        |c: C<'_>, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32| -> R {
+            tracing::warn!(plugin = %c.data().shared.name, "gRPC callouts are not implemented");
+            Ok(Status::InternalFailure.code())
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_stream",
+        |c: C<'_>, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32| -> R {
+            tracing::warn!(plugin = %c.data().shared.name, "gRPC streams are not implemented");
+            Ok(Status::InternalFailure.code())
+        },
+    )?;
+    linker.func_wrap("env", "proxy_grpc_send", |_c: C<'_>, _: u32, _: u32, _: u32, _: u32| -> R {
+        Ok(Status::NotFound.code())
+    })?;
+    linker.func_wrap("env", "proxy_grpc_cancel", |_c: C<'_>, _: u32| -> R {
+        Ok(Status::NotFound.code())
+    })?;
+    linker.func_wrap("env", "proxy_grpc_close", |_c: C<'_>, _: u32| -> R {
+        Ok(Status::NotFound.code())
+    })?;
+    linker.func_wrap_async(
+        "env",
+        "proxy_get_status",
+        |mut c: C<'_>, (code_ptr, ptr_ptr, size_ptr): (u32, u32, u32)| {
+            Box::new(async move {
+                let (code, msg) = c.data().status.clone();
+                tryst!(write_u32(&mut c, code_ptr, code));
+                Ok(st(copy_out(&mut c, &msg, ptr_ptr, size_ptr).await?))
+            })
+        },
+    )?;
+    Ok(())
+}
+
+fn metric_status(r: Result<(), MetricError>) -> u32 {
+    match r {
+        Ok(()) => 0,
+        Err(MetricError::NotFound) => Status::NotFound.code(),
+        Err(MetricError::BadArgument) => Status::BadArgument.code(),
+        Err(MetricError::TooMany) => Status::InternalFailure.code(),
+    }
+}
+
+fn metrics(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_define_metric",
+        |mut c: C<'_>, ty: u32, np: u32, ns: u32, ret: u32| -> R {
+            let name = tryst!(read(&mut c, np, ns));
+            let kind = match ty {
+                0 => MetricKind::Counter,
+                1 => MetricKind::Gauge,
+                2 => MetricKind::Histogram,
+                _ => return Ok(Status::BadArgument.code()),
+            };
+            tryst!(memory::check(&mut c, ret, 4));
+            let shared = c.data().shared.clone();
+            match shared.host.metrics.define(&shared.name, kind, &String::from_utf8_lossy(&name)) {
+                Ok(id) => Ok(st(write_u32(&mut c, ret, id))),
+                Err(e) => Ok(metric_status(Err(e))),
+            }
+        },
+    )?;
+    linker.func_wrap("env", "proxy_increment_metric", |c: C<'_>, id: u32, offset: i64| -> R {
+        let shared = c.data().shared.clone();
+        Ok(metric_status(shared.host.metrics.increment(&shared.name, id, offset)))
+    })?;
+    linker.func_wrap("env", "proxy_record_metric", |c: C<'_>, id: u32, v: u64| -> R {
+        let shared = c.data().shared.clone();
+        Ok(metric_status(shared.host.metrics.record(&shared.name, id, v)))
+    })?;
+    linker.func_wrap("env", "proxy_get_metric", |mut c: C<'_>, id: u32, ret: u32| -> R {
+        let shared = c.data().shared.clone();
+        match shared.host.metrics.get(&shared.name, id) {
+            Ok(v) => Ok(st(write_u64(&mut c, ret, v))),
+            Err(e) => Ok(metric_status(Err(e))),
+        }
+    })?;
+    Ok(())
+}
+
+fn properties_and_misc(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
+    linker.func_wrap_async(
+        "env",
+        "proxy_get_property",
+        |mut c: C<'_>, (pp, ps, ptr_ptr, size_ptr): (u32, u32, u32, u32)| {
+            Box::new(async move {
+                let path = tryst!(read(&mut c, pp, ps));
+                let v = tryst!(properties::get(c.data(), &path));
+                Ok(st(copy_out(&mut c, &v, ptr_ptr, size_ptr).await?))
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_property",
+        |mut c: C<'_>, pp: u32, ps: u32, vp: u32, vs: u32| -> R {
+            let path = tryst!(read(&mut c, pp, ps));
+            let v = tryst!(read(&mut c, vp, vs));
+            Ok(st(properties::set(c.data_mut(), path, Bytes::from(v))))
+        },
+    )?;
+    linker.func_wrap("env", "proxy_set_effective_context", |mut c: C<'_>, id: u32| -> R {
+        let state = c.data_mut();
+        if state.roots.contains_key(&id) || state.https.contains_key(&id) {
+            state.effective = id;
+            Ok(0)
+        } else {
+            Ok(Status::BadArgument.code())
+        }
+    })?;
+    linker.func_wrap("env", "proxy_done", |c: C<'_>| -> R {
+        let state = c.data();
+        Ok(if state.roots.contains_key(&state.effective) { 0 } else { Status::NotFound.code() })
+    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_call_foreign_function",
+        |mut c: C<'_>, np: u32, ns: u32, _ap: u32, _as: u32, ret_ptr: u32, ret_size: u32| -> R {
+            let name = tryst!(read(&mut c, np, ns));
+            tryst!(memory::check(&mut c, ret_ptr, 4).and_then(|_| memory::check(&mut c, ret_size, 4)));
+            tracing::debug!(
+                plugin = %c.data().shared.name,
+                function = %String::from_utf8_lossy(&name),
+                "unknown foreign function"
+            );
+            Ok(Status::NotFound.code())
+        },
+    )?;
+    Ok(())
+}

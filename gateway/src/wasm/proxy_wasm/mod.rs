@@ -1,0 +1,395 @@
+//! The Proxy-Wasm ABI host (0.2.1 and 0.2.0). One VM per plugin, shared by every route's root context
+//! and every request's HTTP context behind an async lock (as Envoy runs one VM per worker; this gateway
+//! runs one per plugin). A VM that traps or hits a limit is thrown away; the next call starts a fresh
+//! one and replays the root contexts of the live filters (`on_vm_start`, `on_configure`).
+
+mod abi;
+mod filter;
+mod hostcalls;
+mod memory;
+mod properties;
+mod state;
+mod vm;
+
+pub use abi::{deserialize_map, serialize_map, Status};
+pub use filter::ProxyWasmFilter;
+pub use hostcalls::MAX_CALLOUT_TIMEOUT;
+pub use memory::AbiViolation;
+
+use crate::config::{FailurePolicy, PluginLimits};
+use crate::host::{HostCore, QueueNotify};
+use crate::wasm::{PluginError, PluginHealth, WasmEngine};
+use bytes::Bytes;
+use state::VmState;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use vm::Vm;
+use wasmtime::{InstancePre, Linker, Module};
+
+/// CPU time that starting a VM (`_initialize`, `_start`, `main`) may take, when the per-call limit is
+/// smaller. Default: 1s.
+pub const START_CPU_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What host functions need of the plugin, outside the store.
+pub(crate) struct Shared {
+    pub name: Arc<str>,
+    pub host: Arc<HostCore>,
+    pub vm_config: Bytes,
+    /// Shared data and queue namespace: the VM id. Plugins in this gateway have no configurable VM id,
+    /// so all Proxy-Wasm plugins share the empty one, as Envoy filters with the default `vm_id` do.
+    pub namespace: String,
+    pub handle: tokio::runtime::Handle,
+    pub plugin: OnceLock<Weak<ProxyWasmPlugin>>,
+}
+
+impl Shared {
+    /// A hook that delivers `on_queue_ready` to `root` on the VM.
+    pub fn queue_notifier(&self, root: u32) -> QueueNotify {
+        let weak = self.plugin.get().cloned().unwrap_or_default();
+        let handle = self.handle.clone();
+        Arc::new(move |queue_id| {
+            let weak = weak.clone();
+            handle.spawn(async move {
+                if let Some(plugin) = weak.upgrade() {
+                    plugin.root_callback(root, vm::RootCall::QueueReady(queue_id)).await;
+                }
+            });
+        })
+    }
+}
+
+/// A live filter's root context, replayed on every new VM.
+#[derive(Clone)]
+struct RootSpec {
+    id: u32,
+    route: Arc<str>,
+    config: Bytes,
+}
+
+struct Slot {
+    vm: Option<Vm>,
+    generation: u64,
+}
+
+/// A loaded Proxy-Wasm plugin.
+pub struct ProxyWasmPlugin {
+    shared: Arc<Shared>,
+    engine: Arc<WasmEngine>,
+    pre: InstancePre<VmState>,
+    limits: PluginLimits,
+    slot: tokio::sync::Mutex<Slot>,
+    roots: Mutex<Vec<RootSpec>>,
+    health: Arc<PluginHealth>,
+    next_context: AtomicU32,
+    live_contexts: AtomicU32,
+    ticks: Mutex<HashMap<u32, tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for ProxyWasmPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyWasmPlugin")
+            .field("name", &self.shared.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn background_handle() -> tokio::runtime::Handle {
+    if let Ok(h) = tokio::runtime::Handle::try_current() {
+        return h;
+    }
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("wasm-background")
+            .enable_all()
+            .build()
+            .expect("a tokio runtime for plugin timers and callouts")
+    })
+    .handle()
+    .clone()
+}
+
+impl ProxyWasmPlugin {
+    /// Links the module against the host, checks its ABI version and starts its first VM.
+    pub(crate) async fn new(
+        engine: Arc<WasmEngine>,
+        name: String,
+        module: Module,
+        limits: PluginLimits,
+        vm_config: Bytes,
+        host: Arc<HostCore>,
+    ) -> Result<Arc<ProxyWasmPlugin>, PluginError> {
+        let unsupported = |reason: String| PluginError::Unsupported {
+            plugin: name.clone(),
+            reason,
+        };
+        let exports: Vec<String> = module.exports().map(|e| e.name().to_string()).collect();
+        let has = |n: &str| exports.iter().any(|e| e == n);
+        if !(has("proxy_abi_version_0_2_1") || has("proxy_abi_version_0_2_0")) {
+            return Err(unsupported(if has("proxy_abi_version_0_1_0") {
+                "Proxy-Wasm ABI 0.1.0 is not supported (0.2.0 and 0.2.1 are)".into()
+            } else {
+                "not a Proxy-Wasm module (no proxy_abi_version_0_2_x export)".into()
+            }));
+        }
+        if !has("memory") {
+            return Err(unsupported("the module exports no memory".into()));
+        }
+        if !(has("proxy_on_memory_allocate") || has("malloc")) {
+            return Err(unsupported(
+                "the module exports no allocator (proxy_on_memory_allocate or malloc)".into(),
+            ));
+        }
+        let mut linker: Linker<VmState> = Linker::new(engine.engine());
+        hostcalls::add_to_linker(&mut linker).map_err(|e| unsupported(format!("{e:#}")))?;
+        crate::wasm::wasi::add_to_linker(&mut linker).map_err(|e| unsupported(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| unsupported(format!("cannot link: {e:#}")))?;
+        let shared = Arc::new(Shared {
+            name: Arc::from(name.as_str()),
+            host,
+            vm_config,
+            namespace: String::new(),
+            handle: background_handle(),
+            plugin: OnceLock::new(),
+        });
+        let plugin = Arc::new(ProxyWasmPlugin {
+            shared: shared.clone(),
+            engine,
+            pre,
+            limits,
+            slot: tokio::sync::Mutex::new(Slot {
+                vm: None,
+                generation: 0,
+            }),
+            roots: Mutex::new(Vec::new()),
+            health: Arc::new(PluginHealth::default()),
+            next_context: AtomicU32::new(1),
+            live_contexts: AtomicU32::new(0),
+            ticks: Mutex::new(HashMap::new()),
+        });
+        let _ = shared.plugin.set(Arc::downgrade(&plugin));
+        let mut slot = plugin.slot.lock().await;
+        plugin
+            .ensure_vm(&mut slot)
+            .await
+            .map_err(|reason| PluginError::Start {
+                plugin: name.clone(),
+                reason,
+            })?;
+        drop(slot);
+        Ok(plugin)
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Its health counters.
+    pub fn health(&self) -> &Arc<PluginHealth> {
+        &self.health
+    }
+
+    fn next_id(&self) -> u32 {
+        self.next_context.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Creates the root context for one route's config and runs `on_vm_start` and `on_configure`.
+    pub(crate) async fn filter(
+        this: &Arc<ProxyWasmPlugin>,
+        route: &str,
+        config: Bytes,
+        policy: FailurePolicy,
+    ) -> Result<Arc<ProxyWasmFilter>, PluginError> {
+        let spec = RootSpec {
+            id: this.next_id(),
+            route: Arc::from(route),
+            config,
+        };
+        let mut slot = this.slot.lock().await;
+        this.ensure_vm(&mut slot)
+            .await
+            .map_err(|reason| PluginError::Start {
+                plugin: this.name().to_string(),
+                reason,
+            })?;
+        let vm = slot.vm.as_mut().expect("ensure_vm leaves a VM");
+        match this.start_root(vm, &spec).await {
+            Ok(()) => {}
+            Err(e) => {
+                let failed = matches!(e, vm::RootError::Failed(_));
+                // The root context stays in the VM's table only if it started; a failed VM goes.
+                vm.store.data_mut().roots.remove(&spec.id);
+                if failed {
+                    this.discard(&mut slot);
+                }
+                return Err(e.into_plugin_error(this.name(), route));
+            }
+        }
+        this.roots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(spec.clone());
+        drop(slot);
+        Ok(Arc::new(ProxyWasmFilter::new(
+            this.clone(),
+            spec.id,
+            spec.route,
+            policy,
+        )))
+    }
+
+    /// Forgets a root context (its filter is gone): timers stop and the VM deletes the context.
+    pub(crate) fn drop_root(self: &Arc<Self>, root_id: u32) {
+        self.roots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|r| r.id != root_id);
+        if let Some(t) = self
+            .ticks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&root_id)
+        {
+            t.abort();
+        }
+        let this = self.clone();
+        self.shared.handle.spawn(async move {
+            this.root_callback(root_id, vm::RootCall::Delete).await;
+        });
+    }
+
+    fn discard(&self, slot: &mut Slot) {
+        if slot.vm.take().is_some() {
+            self.health.instance_discarded();
+            tracing::warn!(plugin = %self.shared.name, "plugin VM discarded after a failure");
+        }
+    }
+
+    /// Starts a VM if there is none (the first, or a replacement) and replays the live root contexts.
+    async fn ensure_vm(&self, slot: &mut Slot) -> Result<(), String> {
+        if slot.vm.is_some() {
+            return Ok(());
+        }
+        slot.generation += 1;
+        let mut vm = self.start_vm(slot.generation).await?;
+        let roots = self
+            .roots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for spec in &roots {
+            if let Err(e) = self.start_root(&mut vm, spec).await {
+                return Err(format!(
+                    "replaying route `{}` on a new VM: {}",
+                    spec.route,
+                    e.into_plugin_error(self.name(), &spec.route)
+                ));
+            }
+        }
+        slot.vm = Some(vm);
+        Ok(())
+    }
+
+    /// Applies the effects of a callback (timers) and hands out callouts: those of `keep` are
+    /// returned for the caller to wait on, the others are delivered in the background.
+    fn after_callback(
+        self: &Arc<Self>,
+        vm: &mut Vm,
+        keep: Option<u32>,
+    ) -> Vec<state::PendingCall> {
+        let state = vm.store.data_mut();
+        for (root, ms) in std::mem::take(&mut state.tick_changes) {
+            self.set_tick(root, ms);
+        }
+        let mut mine = Vec::new();
+        for call in std::mem::take(&mut state.pending) {
+            if Some(call.context_id) == keep {
+                mine.push(call);
+            } else {
+                let this = self.clone();
+                let generation = vm.generation;
+                self.shared.handle.spawn(async move {
+                    this.deliver_detached(call, generation).await;
+                });
+            }
+        }
+        mine
+    }
+
+    fn deliver_detached(
+        self: Arc<Self>,
+        call: state::PendingCall,
+        generation: u64,
+    ) -> futures_util::future::BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let token = call.token;
+            let context_id = call.context_id;
+            let result = call.rx.await.unwrap_or_else(|_| {
+                Err(crate::host::CalloutError::Failed("callout task ended".into()))
+            });
+            let mut slot = self.slot.lock().await;
+            let Some(vm) = slot.vm.as_mut() else { return };
+            if vm.generation != generation {
+                return;
+            }
+            let outcome = self
+                .deliver_callout(vm, context_id, token, result)
+                .await;
+            match outcome {
+                Ok(()) => {
+                    let _ = self.after_callback(vm, None);
+                }
+                Err(_) => self.discard(&mut slot),
+            }
+        })
+    }
+
+    fn set_tick(self: &Arc<Self>, root: u32, ms: u32) {
+        let mut ticks = self.ticks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = ticks.remove(&root) {
+            old.abort();
+        }
+        if ms == 0 {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let period = std::time::Duration::from_millis(ms as u64);
+        let task = self.shared.handle.spawn(async move {
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                let Some(plugin) = weak.upgrade() else { return };
+                plugin.root_callback(root, vm::RootCall::Tick).await;
+            }
+        });
+        ticks.insert(root, task);
+    }
+
+    /// Runs a callback on a root context in the background (tick, queue, delete).
+    async fn root_callback(self: &Arc<Self>, root: u32, call: vm::RootCall) {
+        let mut slot = self.slot.lock().await;
+        if !matches!(call, vm::RootCall::Delete) && self.ensure_vm(&mut slot).await.is_err() {
+            return;
+        }
+        let Some(vm) = slot.vm.as_mut() else { return };
+        if !vm.store.data().roots.contains_key(&root) {
+            return;
+        }
+        match self.call_root(vm, root, call).await {
+            Ok(()) => {
+                let _ = self.after_callback(vm, None);
+            }
+            Err(e) => {
+                tracing::warn!(plugin = %self.shared.name, "root context callback failed: {e}");
+                self.discard(&mut slot);
+            }
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! What the host keeps for one VM: its contexts (root contexts per route config, HTTP contexts per
+//! request) and the effects of host calls that the caller applies after each callback.
+
+use super::abi::{map, Status};
+use super::Shared;
+use crate::filter::{LocalResponse, RequestHead, RequestInfo, ResponseHead};
+use crate::host::CalloutError;
+use crate::wasm::StoreLimiter;
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, HOST};
+use http::{HeaderMap, Method, StatusCode, Uri};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use tokio::sync::oneshot;
+use wasmtime::{Memory, TypedFunc};
+
+/// Data of one VM's store.
+pub struct VmState {
+    pub shared: Arc<Shared>,
+    pub limiter: StoreLimiter,
+    pub memory: Option<Memory>,
+    pub malloc: Option<TypedFunc<u32, u32>>,
+    /// The context the running callback was called for.
+    pub current: u32,
+    /// The context host calls act on (`proxy_set_effective_context` changes it for the callback).
+    pub effective: u32,
+    pub roots: HashMap<u32, RootCtx>,
+    pub https: HashMap<u32, HttpCtx>,
+    /// The callout response being delivered by `on_http_call_response`.
+    pub callout: Option<CalloutResponse>,
+    /// `proxy_get_status`: code and message of the last callout.
+    pub status: (u32, Bytes),
+    /// Callouts started during the callback, collected by the caller.
+    pub pending: Vec<PendingCall>,
+    pub next_token: u32,
+    /// Tick periods set during the callback: (root context, milliseconds).
+    pub tick_changes: Vec<(u32, u32)>,
+    /// Foreign function arguments while `on_foreign_function` runs (never: none are registered).
+    pub call_data: Option<Bytes>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl VmState {
+    pub fn new(shared: Arc<Shared>, memory_cap: u64) -> VmState {
+        VmState {
+            shared,
+            limiter: StoreLimiter::new(memory_cap),
+            memory: None,
+            malloc: None,
+            current: 0,
+            effective: 0,
+            roots: HashMap::new(),
+            https: HashMap::new(),
+            callout: None,
+            status: (0, Bytes::new()),
+            pending: Vec::new(),
+            next_token: 0,
+            tick_changes: Vec::new(),
+            call_data: None,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        }
+    }
+
+    /// The root context that owns the effective context.
+    pub fn root_of_effective(&self) -> Option<u32> {
+        if self.roots.contains_key(&self.effective) {
+            Some(self.effective)
+        } else {
+            self.https.get(&self.effective).map(|h| h.root_id)
+        }
+    }
+}
+
+/// A root context: one per (plugin, route config).
+pub struct RootCtx {
+    pub route: Arc<str>,
+    pub config: Bytes,
+    pub properties: HashMap<Vec<u8>, Bytes>,
+}
+
+/// An HTTP context: one per request.
+pub struct HttpCtx {
+    pub root_id: u32,
+    pub info: RequestInfo,
+    pub started: Instant,
+    pub started_wall: SystemTime,
+    pub req: Option<RequestHead>,
+    pub resp: Option<ResponseHead>,
+    pub req_body: Option<Bytes>,
+    pub resp_body: Option<Bytes>,
+    pub req_trailers: Option<HeaderMap>,
+    pub resp_trailers: Option<HeaderMap>,
+    pub properties: HashMap<Vec<u8>, Bytes>,
+    pub local: Option<LocalResponse>,
+    pub continue_request: bool,
+    pub continue_response: bool,
+    pub closed: bool,
+    pub req_body_size: u64,
+    pub resp_body_size: u64,
+}
+
+impl HttpCtx {
+    pub fn new(root_id: u32, info: RequestInfo) -> HttpCtx {
+        HttpCtx {
+            root_id,
+            info,
+            started: Instant::now(),
+            started_wall: SystemTime::now(),
+            req: None,
+            resp: None,
+            req_body: None,
+            resp_body: None,
+            req_trailers: None,
+            resp_trailers: None,
+            properties: HashMap::new(),
+            local: None,
+            continue_request: false,
+            continue_response: false,
+            closed: false,
+            req_body_size: 0,
+            resp_body_size: 0,
+        }
+    }
+}
+
+/// A callout response (or failure) being delivered.
+pub struct CalloutResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A callout in flight.
+pub struct PendingCall {
+    pub token: u32,
+    pub context_id: u32,
+    pub rx: oneshot::Receiver<Result<http::Response<Bytes>, CalloutError>>,
+}
+
+/// A header map as the ABI sees it, with pseudo-headers.
+pub enum MapRef<'a> {
+    Request(&'a mut RequestHead, &'static str),
+    Response(&'a mut ResponseHead),
+    Plain(&'a mut HeaderMap),
+    Callout(&'a mut CalloutResponse),
+}
+
+/// Finds the map `map_type` of the effective context. Maps that do not exist in this phase are
+/// `BadArgument` (as in Envoy); gRPC metadata is `NotFound` (gRPC callouts are not offered).
+pub fn map_ref(state: &mut VmState, map_type: u32) -> Result<MapRef<'_>, Status> {
+    let effective = state.effective;
+    if map_type == map::HTTP_CALL_RESPONSE_HEADERS {
+        return state
+            .callout
+            .as_mut()
+            .map(MapRef::Callout)
+            .ok_or(Status::BadArgument);
+    }
+    if map_type == map::HTTP_CALL_RESPONSE_TRAILERS {
+        // Callout responses carry no trailers here: an empty map during delivery.
+        return match state.callout.as_mut() {
+            Some(_) => Err(Status::NotFound),
+            None => Err(Status::BadArgument),
+        };
+    }
+    if map_type == map::GRPC_INITIAL_METADATA || map_type == map::GRPC_TRAILING_METADATA {
+        return Err(Status::NotFound);
+    }
+    let http = state.https.get_mut(&effective).ok_or(Status::BadArgument)?;
+    let scheme = http.info.scheme;
+    match map_type {
+        map::REQUEST_HEADERS => http
+            .req
+            .as_mut()
+            .map(|r| MapRef::Request(r, scheme))
+            .ok_or(Status::BadArgument),
+        map::REQUEST_TRAILERS => http
+            .req_trailers
+            .as_mut()
+            .map(MapRef::Plain)
+            .ok_or(Status::BadArgument),
+        map::RESPONSE_HEADERS => http
+            .resp
+            .as_mut()
+            .map(MapRef::Response)
+            .ok_or(Status::BadArgument),
+        map::RESPONSE_TRAILERS => http
+            .resp_trailers
+            .as_mut()
+            .map(MapRef::Plain)
+            .ok_or(Status::BadArgument),
+        _ => Err(Status::BadArgument),
+    }
+}
+
+fn name(key: &[u8]) -> Result<HeaderName, Status> {
+    HeaderName::from_bytes(&key.to_ascii_lowercase()).map_err(|_| Status::BadArgument)
+}
+
+/// A header value a plugin wants to set: CR, LF, NUL and other control bytes are refused.
+pub fn value(v: &[u8]) -> Result<HeaderValue, Status> {
+    HeaderValue::from_bytes(v).map_err(|_| Status::BadArgument)
+}
+
+fn authority(req: &RequestHead) -> Option<Vec<u8>> {
+    req.headers
+        .get(HOST)
+        .map(|v| v.as_bytes().to_vec())
+        .or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes().to_vec()))
+}
+
+fn set_uri(req: &mut RequestHead, path: Option<&[u8]>, authority: Option<&[u8]>) -> Result<(), Status> {
+    let mut parts = req.uri.clone().into_parts();
+    if let Some(p) = path {
+        if !(p.starts_with(b"/") || p == b"*") {
+            return Err(Status::BadArgument);
+        }
+        parts.path_and_query = Some(
+            http::uri::PathAndQuery::try_from(p).map_err(|_| Status::BadArgument)?,
+        );
+    }
+    if let Some(a) = authority {
+        if parts.authority.is_some() {
+            parts.authority =
+                Some(http::uri::Authority::try_from(a).map_err(|_| Status::BadArgument)?);
+        }
+    }
+    req.uri = Uri::from_parts(parts).map_err(|_| Status::BadArgument)?;
+    Ok(())
+}
+
+impl MapRef<'_> {
+    /// Every pair, pseudo-headers first.
+    pub fn pairs(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let headers = match self {
+            MapRef::Request(req, scheme) => {
+                out.push((b":method".to_vec(), req.method.as_str().as_bytes().to_vec()));
+                let scheme = req.uri.scheme_str().unwrap_or(scheme);
+                out.push((b":scheme".to_vec(), scheme.as_bytes().to_vec()));
+                if let Some(a) = authority(req) {
+                    out.push((b":authority".to_vec(), a));
+                }
+                let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                out.push((b":path".to_vec(), path.as_bytes().to_vec()));
+                &req.headers
+            }
+            MapRef::Response(resp) => {
+                out.push((b":status".to_vec(), resp.status.as_str().as_bytes().to_vec()));
+                &resp.headers
+            }
+            MapRef::Callout(c) => {
+                out.push((b":status".to_vec(), c.status.as_str().as_bytes().to_vec()));
+                &c.headers
+            }
+            MapRef::Plain(h) => &**h,
+        };
+        let skip_host = matches!(self, MapRef::Request(..));
+        for (k, v) in headers.iter() {
+            if skip_host && k == HOST {
+                continue;
+            }
+            out.push((k.as_str().as_bytes().to_vec(), v.as_bytes().to_vec()));
+        }
+        out
+    }
+
+    /// The first value of `key`.
+    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let key = key.to_ascii_lowercase();
+        if key.starts_with(b":") {
+            return self
+                .pairs()
+                .into_iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v);
+        }
+        let headers = match self {
+            MapRef::Request(r, _) => &r.headers,
+            MapRef::Response(r) => &r.headers,
+            MapRef::Callout(c) => &c.headers,
+            MapRef::Plain(h) => &**h,
+        };
+        let name = HeaderName::from_bytes(&key).ok()?;
+        headers.get(name).map(|v| v.as_bytes().to_vec())
+    }
+
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        match self {
+            MapRef::Request(r, _) => &mut r.headers,
+            MapRef::Response(r) => &mut r.headers,
+            MapRef::Callout(c) => &mut c.headers,
+            MapRef::Plain(h) => h,
+        }
+    }
+
+    fn set_pseudo(&mut self, key: &[u8], v: &[u8]) -> Result<(), Status> {
+        value(v)?;
+        match (self, key) {
+            (MapRef::Request(r, _), b":method") => {
+                r.method = Method::from_bytes(v).map_err(|_| Status::BadArgument)?;
+            }
+            (MapRef::Request(r, _), b":path") => set_uri(r, Some(v), None)?,
+            (MapRef::Request(r, _), b":authority") => {
+                set_uri(r, None, Some(v))?;
+                r.headers.insert(HOST, value(v)?);
+            }
+            (MapRef::Request(r, _), b":scheme") => {
+                // The scheme of the downstream connection is a fact; a plugin may only restate it.
+                let current = r.uri.scheme_str().unwrap_or("");
+                if !current.is_empty() && current.as_bytes() != v {
+                    return Err(Status::BadArgument);
+                }
+            }
+            (MapRef::Response(r), b":status") => {
+                r.status = StatusCode::from_bytes(v).map_err(|_| Status::BadArgument)?;
+            }
+            (MapRef::Callout(c), b":status") => {
+                c.status = StatusCode::from_bytes(v).map_err(|_| Status::BadArgument)?;
+            }
+            _ => return Err(Status::BadArgument),
+        }
+        Ok(())
+    }
+
+    /// Adds a value (a pseudo-header is replaced, having one value).
+    pub fn add(&mut self, key: &[u8], v: &[u8]) -> Result<(), Status> {
+        let key = key.to_ascii_lowercase();
+        if key.starts_with(b":") {
+            return self.set_pseudo(&key, v);
+        }
+        let (n, v) = (name(&key)?, value(v)?);
+        self.headers_mut().append(n, v);
+        Ok(())
+    }
+
+    /// Replaces all values of `key` with one (adds it when absent).
+    pub fn replace(&mut self, key: &[u8], v: &[u8]) -> Result<(), Status> {
+        let key = key.to_ascii_lowercase();
+        if key.starts_with(b":") {
+            return self.set_pseudo(&key, v);
+        }
+        let (n, v) = (name(&key)?, value(v)?);
+        self.headers_mut().insert(n, v);
+        Ok(())
+    }
+
+    /// Removes `key`. Removing `:authority` removes `host`; other pseudo-headers cannot be removed
+    /// and are left as they are.
+    pub fn remove(&mut self, key: &[u8]) -> Result<(), Status> {
+        let key = key.to_ascii_lowercase();
+        if key == b":authority" {
+            if let MapRef::Request(r, _) = self {
+                r.headers.remove(HOST);
+            }
+            return Ok(());
+        }
+        if key.starts_with(b":") {
+            return Ok(());
+        }
+        let n = name(&key)?;
+        self.headers_mut().remove(n);
+        Ok(())
+    }
+
+    /// Replaces the whole map (pseudo-headers in `pairs` are set; absent ones keep their values).
+    /// Validated first, so a bad pair changes nothing.
+    pub fn set_pairs(&mut self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<(), Status> {
+        let mut fresh = HeaderMap::new();
+        let mut pseudo = Vec::new();
+        for (k, v) in pairs {
+            let k = k.to_ascii_lowercase();
+            if k.starts_with(b":") {
+                value(v)?;
+                pseudo.push((k, v));
+            } else {
+                fresh.append(name(&k)?, value(v)?);
+            }
+        }
+        let keep_host = match self {
+            MapRef::Request(r, _) if !pseudo.iter().any(|(k, _)| k == b":authority") => {
+                r.headers.get(HOST).cloned()
+            }
+            _ => None,
+        };
+        *self.headers_mut() = fresh;
+        if let Some(h) = keep_host {
+            self.headers_mut().insert(HOST, h);
+        }
+        for (k, v) in pseudo {
+            self.set_pseudo(&k, v)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses a map sent by the guest.
+pub fn deserialize(bytes: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Status> {
+    super::abi::deserialize_map(bytes).ok_or(Status::SerializationFailure)
+}

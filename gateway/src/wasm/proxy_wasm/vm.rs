@@ -1,0 +1,401 @@
+//! One VM: a store with an instance of the plugin, its callbacks, and calling them under the limits.
+
+use super::memory::AbiViolation;
+use super::state::{CalloutResponse, HttpCtx, RootCtx, VmState};
+use super::{ProxyWasmPlugin, RootSpec, START_CPU_LIMIT};
+use crate::filter::{FilterError, RequestInfo};
+use crate::host::CalloutError;
+use crate::wasm::health::FailureKind;
+use crate::wasm::wasi::{ProcExit, WasiHost};
+use crate::wasm::{PluginError, WasmEngine};
+use bytes::Bytes;
+use std::collections::HashMap;
+use wasmtime::{Instance, Memory, Store, Trap, TypedFunc, WasmParams, WasmResults};
+
+impl WasiHost for VmState {
+    fn memory(&self) -> Option<Memory> {
+        self.memory
+    }
+
+    fn output(&mut self, fd: u32, bytes: &[u8]) {
+        let buf = if fd == 1 { &mut self.stdout } else { &mut self.stderr };
+        buf.extend_from_slice(bytes);
+        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]);
+            let level = if fd == 1 {
+                crate::host::LogLevel::Info
+            } else {
+                crate::host::LogLevel::Error
+            };
+            crate::host::plugin_log(&self.shared.name, level, &text);
+        }
+        // A line longer than this is logged in pieces rather than held without bound.
+        if buf.len() > 16 << 10 {
+            let text = String::from_utf8_lossy(buf).into_owned();
+            buf.clear();
+            crate::host::plugin_log(&self.shared.name, crate::host::LogLevel::Info, &text);
+        }
+    }
+}
+
+type F1 = TypedFunc<u32, ()>;
+type F2 = TypedFunc<(u32, u32), ()>;
+type F1R = TypedFunc<u32, u32>;
+type F2R = TypedFunc<(u32, u32), u32>;
+type F3R = TypedFunc<(u32, u32, u32), u32>;
+
+/// The callbacks a module exports (all optional but the allocator).
+pub struct Exports {
+    on_context_create: Option<F2>,
+    on_vm_start: Option<F2R>,
+    on_configure: Option<F2R>,
+    on_tick: Option<F1>,
+    on_queue_ready: Option<F2>,
+    pub on_request_headers: Option<F3R>,
+    pub on_request_body: Option<F3R>,
+    pub on_request_trailers: Option<F2R>,
+    pub on_response_headers: Option<F3R>,
+    pub on_response_body: Option<F3R>,
+    pub on_response_trailers: Option<F2R>,
+    on_http_call_response: Option<TypedFunc<(u32, u32, u32, u32, u32), ()>>,
+    on_done: Option<F1R>,
+    on_log: Option<F1>,
+    on_delete: Option<F1>,
+}
+
+/// A running VM.
+pub struct Vm {
+    pub store: Store<VmState>,
+    pub exports: Exports,
+    pub generation: u64,
+}
+
+/// A root context callback run in the background.
+pub enum RootCall {
+    Tick,
+    QueueReady(u32),
+    Delete,
+}
+
+/// Why a root context did not start.
+pub enum RootError {
+    VmStartRejected,
+    ConfigureRejected,
+    Failed(FilterError),
+}
+
+impl RootError {
+    pub fn into_plugin_error(self, plugin: &str, route: &str) -> PluginError {
+        match self {
+            RootError::VmStartRejected => PluginError::VmStartRejected {
+                plugin: plugin.to_string(),
+            },
+            RootError::ConfigureRejected => PluginError::ConfigureRejected {
+                plugin: plugin.to_string(),
+                route: route.to_string(),
+            },
+            RootError::Failed(e) => PluginError::ConfigureFailed {
+                plugin: plugin.to_string(),
+                route: route.to_string(),
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
+fn typed<P: WasmParams, R: WasmResults>(
+    store: &mut Store<VmState>,
+    instance: &Instance,
+    name: &str,
+) -> Result<Option<TypedFunc<P, R>>, String> {
+    match instance.get_func(&mut *store, name) {
+        None => Ok(None),
+        Some(f) => f
+            .typed::<P, R>(&*store)
+            .map(Some)
+            .map_err(|e| format!("export `{name}` has the wrong signature: {e:#}")),
+    }
+}
+
+/// Turns a failed call into the filter error, using what the limiter saw.
+fn classify(err: wasmtime::Error, memory_hit: bool) -> (FilterError, FailureKind) {
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        if *trap == Trap::Interrupt {
+            return (FilterError::CpuLimit, FailureKind::Cpu);
+        }
+    }
+    if memory_hit {
+        return (FilterError::MemoryLimit, FailureKind::Memory);
+    }
+    if let Some(abi) = err.downcast_ref::<AbiViolation>() {
+        return (FilterError::Abi(abi.0.clone()), FailureKind::Trap);
+    }
+    if let Some(exit) = err.downcast_ref::<ProcExit>() {
+        return (FilterError::Trap(exit.to_string()), FailureKind::Trap);
+    }
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        return (FilterError::Trap(trap.to_string()), FailureKind::Trap);
+    }
+    (FilterError::Trap(format!("{err:#}")), FailureKind::Trap)
+}
+
+impl ProxyWasmPlugin {
+    fn cpu_ticks(&self) -> u64 {
+        WasmEngine::ticks_for(self.limits.cpu_per_call.0)
+    }
+
+    /// Calls `f` with the per-call limits; a failure is classified and counted.
+    pub(super) async fn call<P, R>(
+        &self,
+        vm: &mut Vm,
+        f: &TypedFunc<P, R>,
+        args: P,
+    ) -> Result<R, FilterError>
+    where
+        P: WasmParams + Sync,
+        R: WasmResults + Sync,
+    {
+        self.health.call();
+        vm.store.set_epoch_deadline(self.cpu_ticks());
+        vm.store.data_mut().limiter.reset();
+        match f.call_async(&mut vm.store, args).await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let (err, kind) = classify(e, vm.store.data().limiter.hit());
+                self.health.failure(kind);
+                tracing::warn!(plugin = %self.shared.name, "plugin call failed: {err}");
+                Err(err)
+            }
+        }
+    }
+
+    /// Sets the context a callback runs for.
+    pub(super) fn enter(vm: &mut Vm, context_id: u32) {
+        let state = vm.store.data_mut();
+        state.current = context_id;
+        state.effective = context_id;
+    }
+
+    /// Instantiates the module and runs its start functions as proxy-wasm-cpp-host does: a reactor's
+    /// `_initialize` (then `main(0, 0)` if exported), otherwise a command's `_start`.
+    pub(super) async fn start_vm(&self, generation: u64) -> Result<Vm, String> {
+        let state = VmState::new(self.shared.clone(), self.limits.memory.0);
+        let mut store = Store::new(self.engine.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        let start_budget = self.limits.cpu_per_call.0.max(START_CPU_LIMIT);
+        store.set_epoch_deadline(WasmEngine::ticks_for(start_budget));
+        self.health.instance_created();
+        let instance = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| format!("instantiation failed: {e:#}"))?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or("the module exports no memory")?;
+        let malloc = match typed::<u32, u32>(&mut store, &instance, "proxy_on_memory_allocate")? {
+            Some(f) => f,
+            None => typed::<u32, u32>(&mut store, &instance, "malloc")?
+                .ok_or("the module exports no allocator")?,
+        };
+        store.data_mut().memory = Some(memory);
+        store.data_mut().malloc = Some(malloc);
+
+        let run = |e: wasmtime::Error, store: &Store<VmState>| {
+            let (err, _) = classify(e, store.data().limiter.hit());
+            format!("start function failed: {err}")
+        };
+        if let Some(init) = typed::<(), ()>(&mut store, &instance, "_initialize")? {
+            init.call_async(&mut store, ()).await.map_err(|e| run(e, &store))?;
+            if let Some(main) = typed::<(u32, u32), u32>(&mut store, &instance, "main")? {
+                main.call_async(&mut store, (0, 0)).await.map_err(|e| run(e, &store))?;
+            }
+        } else if let Some(start) = typed::<(), ()>(&mut store, &instance, "_start")? {
+            match start.call_async(&mut store, ()).await {
+                Ok(()) => {}
+                Err(e) if matches!(e.downcast_ref::<ProcExit>(), Some(ProcExit(0))) => {}
+                Err(e) => return Err(run(e, &store)),
+            }
+        }
+
+        let exports = Exports {
+            on_context_create: typed(&mut store, &instance, "proxy_on_context_create")?,
+            on_vm_start: typed(&mut store, &instance, "proxy_on_vm_start")?,
+            on_configure: typed(&mut store, &instance, "proxy_on_configure")?,
+            on_tick: typed(&mut store, &instance, "proxy_on_tick")?,
+            on_queue_ready: typed(&mut store, &instance, "proxy_on_queue_ready")?,
+            on_request_headers: typed(&mut store, &instance, "proxy_on_request_headers")?,
+            on_request_body: typed(&mut store, &instance, "proxy_on_request_body")?,
+            on_request_trailers: typed(&mut store, &instance, "proxy_on_request_trailers")?,
+            on_response_headers: typed(&mut store, &instance, "proxy_on_response_headers")?,
+            on_response_body: typed(&mut store, &instance, "proxy_on_response_body")?,
+            on_response_trailers: typed(&mut store, &instance, "proxy_on_response_trailers")?,
+            on_http_call_response: typed(&mut store, &instance, "proxy_on_http_call_response")?,
+            on_done: typed(&mut store, &instance, "proxy_on_done")?,
+            on_log: typed(&mut store, &instance, "proxy_on_log")?,
+            on_delete: typed(&mut store, &instance, "proxy_on_delete")?,
+        };
+        Ok(Vm {
+            store,
+            exports,
+            generation,
+        })
+    }
+
+    /// Creates a root context and runs `on_vm_start` and `on_configure` on it.
+    pub(super) async fn start_root(&self, vm: &mut Vm, spec: &RootSpec) -> Result<(), RootError> {
+        vm.store.data_mut().roots.insert(
+            spec.id,
+            RootCtx {
+                route: spec.route.clone(),
+                config: spec.config.clone(),
+                properties: HashMap::new(),
+            },
+        );
+        Self::enter(vm, spec.id);
+        if let Some(f) = vm.exports.on_context_create.clone() {
+            self.call(vm, &f, (spec.id, 0)).await.map_err(RootError::Failed)?;
+        }
+        if let Some(f) = vm.exports.on_vm_start.clone() {
+            Self::enter(vm, spec.id);
+            let size = self.shared.vm_config.len() as u32;
+            if self.call(vm, &f, (spec.id, size)).await.map_err(RootError::Failed)? == 0 {
+                return Err(RootError::VmStartRejected);
+            }
+        }
+        if let Some(f) = vm.exports.on_configure.clone() {
+            Self::enter(vm, spec.id);
+            let size = spec.config.len() as u32;
+            if self.call(vm, &f, (spec.id, size)).await.map_err(RootError::Failed)? == 0 {
+                return Err(RootError::ConfigureRejected);
+            }
+        }
+        self.health.success();
+        Ok(())
+    }
+
+    /// Runs a background callback on a root context.
+    pub(super) async fn call_root(
+        &self,
+        vm: &mut Vm,
+        root: u32,
+        call: RootCall,
+    ) -> Result<(), FilterError> {
+        Self::enter(vm, root);
+        match call {
+            RootCall::Tick => {
+                if let Some(f) = vm.exports.on_tick.clone() {
+                    self.call(vm, &f, root).await?;
+                }
+            }
+            RootCall::QueueReady(q) => {
+                if let Some(f) = vm.exports.on_queue_ready.clone() {
+                    self.call(vm, &f, (root, q)).await?;
+                }
+            }
+            RootCall::Delete => {
+                if let Some(f) = vm.exports.on_done.clone() {
+                    self.call(vm, &f, root).await?;
+                }
+                if let Some(f) = vm.exports.on_delete.clone() {
+                    Self::enter(vm, root);
+                    self.call(vm, &f, root).await?;
+                }
+                vm.store.data_mut().roots.remove(&root);
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates an HTTP context for a request.
+    pub(super) async fn create_http(
+        &self,
+        vm: &mut Vm,
+        id: u32,
+        root: u32,
+        info: RequestInfo,
+    ) -> Result<(), FilterError> {
+        vm.store
+            .data_mut()
+            .https
+            .insert(id, HttpCtx::new(root, info));
+        Self::enter(vm, id);
+        if let Some(f) = vm.exports.on_context_create.clone() {
+            self.call(vm, &f, (id, root)).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends an HTTP context: `on_done`, `on_log`, `on_delete`.
+    pub(super) async fn finish_http(&self, vm: &mut Vm, id: u32) -> Result<(), FilterError> {
+        if !vm.store.data().https.contains_key(&id) {
+            return Ok(());
+        }
+        for f in [vm.exports.on_done.clone().map(Ok), vm.exports.on_log.clone().map(Err), vm.exports.on_delete.clone().map(Err)]
+            .into_iter()
+            .flatten()
+        {
+            Self::enter(vm, id);
+            match f {
+                Ok(done) => {
+                    self.call(vm, &done, id).await?;
+                }
+                Err(f) => self.call(vm, &f, id).await?,
+            }
+        }
+        vm.store.data_mut().https.remove(&id);
+        Ok(())
+    }
+
+    /// Delivers a callout's response (or failure) to the context that made it, with the effective
+    /// context set to that context.
+    pub(super) async fn deliver_callout(
+        &self,
+        vm: &mut Vm,
+        context_id: u32,
+        token: u32,
+        result: Result<http::Response<Bytes>, CalloutError>,
+    ) -> Result<(), FilterError> {
+        let Some(f) = vm.exports.on_http_call_response.clone() else {
+            return Ok(());
+        };
+        {
+            let state = vm.store.data();
+            if !state.https.contains_key(&context_id) && !state.roots.contains_key(&context_id) {
+                return Ok(());
+            }
+        }
+        let (args, callout, status) = match result {
+            Ok(resp) => {
+                let (parts, body) = resp.into_parts();
+                let n = parts.headers.len() as u32 + 1;
+                let len = body.len() as u32;
+                (
+                    (context_id, token, n, len, 0),
+                    Some(CalloutResponse {
+                        status: parts.status,
+                        headers: parts.headers,
+                        body,
+                    }),
+                    (0, Bytes::new()),
+                )
+            }
+            Err(e) => {
+                let msg = match &e {
+                    CalloutError::Timeout => "timeout".to_string(),
+                    other => other.to_string(),
+                };
+                ((context_id, token, 0, 0, 0), None, (11, Bytes::from(msg)))
+            }
+        };
+        Self::enter(vm, context_id);
+        let state = vm.store.data_mut();
+        state.callout = callout;
+        state.status = status;
+        let r = self.call(vm, &f, args).await;
+        vm.store.data_mut().callout = None;
+        r
+    }
+}
