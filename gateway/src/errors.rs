@@ -43,6 +43,9 @@ pub enum ProxyError {
         /// The cause.
         detail: String,
     },
+    /// A filter failed and its failure policy is closed.
+    #[error(transparent)]
+    Filter(#[from] crate::filter::chain::ChainError),
     /// No response headers within the route's timeout.
     #[error("upstream {endpoint} timed out after {after_ms} ms")]
     Timeout {
@@ -67,6 +70,12 @@ impl ProxyError {
             ProxyError::Connect { .. } => (StatusCode::BAD_GATEWAY, "upstream_connect_failure"),
             ProxyError::Protocol { .. } => (StatusCode::BAD_GATEWAY, "upstream_protocol_error"),
             ProxyError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            ProxyError::Filter(e) => match e.error {
+                crate::filter::FilterError::Unavailable(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "filter_unavailable")
+                }
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "filter_failed"),
+            },
         }
     }
 

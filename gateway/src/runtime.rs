@@ -129,6 +129,18 @@ pub struct Route {
     pub max_body_size: Option<u64>,
     /// Figures.
     pub stats: Arc<RouteStats>,
+    /// The Wasm filter chain, if the route has filters.
+    pub filters: Option<Arc<[crate::filter::chain::Stage]>>,
+}
+
+impl Route {
+    /// The upstream cluster's name, if the route forwards.
+    pub fn upstream_name(&self) -> Option<&str> {
+        match &self.action {
+            Action::Upstream(c) => Some(&c.name),
+            _ => None,
+        }
+    }
 }
 
 /// The router of one listener and the routes it can return.
@@ -551,6 +563,7 @@ fn compile_route(
         retry: r.retry.clone().map(RetryPolicy::new),
         max_body_size: r.max_body_size.map(|s| s.0),
         stats: metrics.route(&r.name),
+        filters: None,
     })
 }
 

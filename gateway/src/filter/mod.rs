@@ -6,6 +6,8 @@
 //! response headers, response body, done. Request phases run in chain order, response phases in reverse.
 //! Each phase answers with a [`Verdict`]: go on, answer locally, or (body phases) wait for more body.
 
+pub mod chain;
+
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, Method, StatusCode, Uri};

@@ -87,13 +87,13 @@ pub async fn forward(
     let start = Instant::now();
     let deadline = start + route.timeout;
     let mut attempt = 0u32;
-    let mut last: Option<usize> = None;
+    let mut idx = cluster
+        .policy
+        .pick(&cluster.endpoints, hash_key, None)
+        .ok_or_else(|| ProxyError::NoHealthyEndpoint {
+            upstream: cluster.name.clone(),
+        })?;
     loop {
-        let Some(idx) = cluster.policy.pick(&cluster.endpoints, hash_key, last) else {
-            return Err(ProxyError::NoHealthyEndpoint {
-                upstream: cluster.name.clone(),
-            });
-        };
         let ep = cluster.endpoints[idx].clone();
         let guard = EndpointGuard::new(ep.clone());
         let body = match (&replay, once.take()) {
@@ -121,18 +121,11 @@ pub async fn forward(
         cluster.stats.requests.fetch_add(1, Ordering::Relaxed);
         let result = tokio::time::timeout(per_try, cluster.client.request(req)).await;
         cluster.stats.latency.observe(now.elapsed());
-        let outcome = match result {
+        let (outcome, result) = match result {
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
                 ep.record(!matches!(status, 502..=504), &cluster.passive);
-                let out = TryOutcome::Status(status);
-                if !can_retry(retry, out, attempt, deadline) {
-                    let (mut p, incoming) = resp.into_parts();
-                    strip_hop_by_hop(&mut p.headers);
-                    let b = Tracked::new(body::boxed(incoming), Box::new(move |_, _| drop(guard)));
-                    return Ok((Response::from_parts(p, body::boxed(b)), ep.address.clone()));
-                }
-                out
+                (TryOutcome::Status(status), Ok(resp))
             }
             Ok(Err(e)) => {
                 if watch.too_large.load(Ordering::Acquire) || watch.broken.load(Ordering::Acquire) {
@@ -143,56 +136,64 @@ pub async fn forward(
                 cluster
                     .stats
                     .error(if connect { "connect" } else { "protocol" });
-                let out = if connect {
-                    TryOutcome::ConnectFailure
+                let endpoint = ep.address.clone();
+                let detail = chain(&e);
+                if connect {
+                    (
+                        TryOutcome::ConnectFailure,
+                        Err(ProxyError::Connect { endpoint, detail }),
+                    )
                 } else {
-                    TryOutcome::Reset
-                };
-                if !can_retry(retry, out, attempt, deadline) {
-                    let endpoint = ep.address.clone();
-                    let detail = chain(&e);
-                    return Err(if connect {
-                        ProxyError::Connect { endpoint, detail }
-                    } else {
-                        ProxyError::Protocol { endpoint, detail }
-                    });
+                    (
+                        TryOutcome::Reset,
+                        Err(ProxyError::Protocol { endpoint, detail }),
+                    )
                 }
-                out
             }
             Err(_) => {
                 ep.record(false, &cluster.passive);
                 cluster.stats.error("timeout");
-                let out = TryOutcome::Timeout;
-                if !can_retry(retry, out, attempt, deadline) {
-                    return Err(ProxyError::Timeout {
-                        endpoint: ep.address.clone(),
-                        after_ms: start.elapsed().as_millis() as u64,
-                    });
-                }
-                out
+                let err = ProxyError::Timeout {
+                    endpoint: ep.address.clone(),
+                    after_ms: start.elapsed().as_millis() as u64,
+                };
+                (TryOutcome::Timeout, Err(err))
             }
         };
+        // Retry only when the policy allows it, another try can start before the deadline (backoff
+        // included), an endpoint is available for it, and the budget has a retry left.
+        let next = retry.and_then(|p| {
+            if attempt >= p.cfg.attempts || !p.retries(outcome) {
+                return None;
+            }
+            let pause = p.backoff(attempt + 1);
+            if Instant::now() + pause >= deadline {
+                return None;
+            }
+            let next = cluster
+                .policy
+                .pick(&cluster.endpoints, hash_key, Some(idx))?;
+            p.withdraw().then_some((next, pause))
+        });
+        let Some((next, pause)) = next else {
+            return match result {
+                Ok(resp) => {
+                    let (mut p, incoming) = resp.into_parts();
+                    strip_hop_by_hop(&mut p.headers);
+                    let b = Tracked::new(body::boxed(incoming), Box::new(move |_, _| drop(guard)));
+                    Ok((Response::from_parts(p, body::boxed(b)), ep.address.clone()))
+                }
+                Err(e) => Err(e),
+            };
+        };
+        drop(result);
         drop(guard);
         attempt += 1;
         cluster.stats.retries.fetch_add(1, Ordering::Relaxed);
-        let policy = retry.expect("can_retry needs a policy");
-        let pause = policy
-            .backoff(attempt)
-            .min(deadline.saturating_duration_since(Instant::now()));
         tracing::debug!(route = %route.name, endpoint = %ep.address, ?outcome, attempt, "retrying");
         tokio::time::sleep(pause).await;
-        last = Some(idx);
+        idx = next;
     }
-}
-
-fn can_retry(
-    retry: Option<&crate::upstream::retry::RetryPolicy>,
-    outcome: TryOutcome,
-    attempt: u32,
-    deadline: Instant,
-) -> bool {
-    let Some(p) = retry else { return false };
-    attempt < p.cfg.attempts && p.retries(outcome) && Instant::now() < deadline && p.withdraw()
 }
 
 fn body_error(watch: &BodyWatch, detail: &str, limit: u64) -> ProxyError {
@@ -223,20 +224,33 @@ fn rewrite_path(route: &Route, uri: &Uri, params: &Params) -> String {
             Some(rest) => format!("/{rest}"),
             None => path.to_owned(),
         },
-        Some(PathRewrite::Template(t)) => {
-            let mut out = t.clone();
-            for (name, value) in params {
-                out = out
-                    .replace(&format!("{{{name}}}"), value)
-                    .replace(&format!("{{*{name}}}"), value);
-            }
-            out
-        }
+        Some(PathRewrite::Template(t)) => fill_template(t, params),
     };
     match uri.query() {
         Some(q) => format!("{new_path}?{q}"),
         None => new_path,
     }
+}
+
+/// Replaces each `{name}` (or `{*name}`) of a template with its parameter, in one pass, so that a
+/// value that itself looks like `{other}` is left as it is.
+fn fill_template(t: &str, params: &Params) -> String {
+    let mut out = String::with_capacity(t.len() + 16);
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        let name = rest[open + 1..open + close].trim_start_matches('*');
+        match params.iter().find(|(n, _)| &**n == name) {
+            Some((_, v)) => out.push_str(v),
+            None => out.push_str(&rest[open..=open + close]),
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn cookie(h: &http::HeaderMap, name: &str) -> Option<String> {

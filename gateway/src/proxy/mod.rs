@@ -5,6 +5,8 @@ mod headers;
 
 use crate::body::{self, Body, BodyWatch, Limited, Tracked};
 use crate::errors::{self, ProxyError};
+use crate::filter::chain::{local_to_response, ChainError, ChainRun, Flow};
+use crate::filter::{LocalResponse, RequestHead, RequestInfo, ResponseHead};
 use crate::metrics::Metrics;
 use crate::router::RouteRequest;
 use crate::runtime::{Action, Route, Runtime};
@@ -12,9 +14,12 @@ use crate::server::h1_guard::ConnShared;
 use arc_swap::ArcSwap;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body::Body as _;
+use http_body_util::BodyExt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::oneshot;
 
 /// State shared by every connection of the process.
 pub struct Shared {
@@ -31,6 +36,8 @@ pub struct ConnInfo {
     pub listener: Arc<str>,
     /// Client address.
     pub peer: SocketAddr,
+    /// The local address the connection came in on.
+    pub local: SocketAddr,
     /// `http` or `https`.
     pub scheme: &'static str,
     /// The connection's guard state.
@@ -66,9 +73,13 @@ pub async fn handle(
     let snapshot = shared.runtime.load_full();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let (resp, route, upstream, endpoint) =
-        route_and_serve(&snapshot, &info, &shared.metrics, req).await;
-    let mut resp = resp;
+    let Served {
+        mut resp,
+        route,
+        upstream,
+        endpoint,
+        chain,
+    } = route_and_serve(&snapshot, &info, &shared.metrics, req).await;
     if let Some(r) = &route {
         r.response_headers.apply(resp.headers_mut());
         r.stats.latency.observe(start.elapsed());
@@ -89,6 +100,7 @@ pub async fn handle(
         body::boxed(Tracked::new(
             b,
             Box::new(move |bytes, complete| {
+                drop(chain);
                 drop(in_flight);
                 finish(&metrics, done, bytes, complete, log);
             }),
@@ -123,12 +135,36 @@ fn finish(metrics: &Metrics, d: Done, bytes: u64, complete: bool, log: bool) {
     }
 }
 
-type Served = (
-    Response<Body>,
-    Option<Arc<Route>>,
-    Option<String>,
-    Option<String>,
-);
+/// What serving a request produced, for the response and the access log.
+struct Served {
+    resp: Response<Body>,
+    route: Option<Arc<Route>>,
+    upstream: Option<String>,
+    endpoint: Option<String>,
+    /// Kept until the response body is done, so filters see `on_done` after the exchange.
+    chain: Option<ChainRun>,
+}
+
+impl Served {
+    fn plain(resp: Response<Body>) -> Served {
+        Served {
+            resp,
+            route: None,
+            upstream: None,
+            endpoint: None,
+            chain: None,
+        }
+    }
+
+    fn routed(resp: Response<Body>, route: Arc<Route>) -> Served {
+        Served {
+            route: Some(route),
+            ..Served::plain(resp)
+        }
+    }
+}
+
+static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
 async fn route_and_serve(
     rt: &Runtime,
@@ -144,12 +180,7 @@ async fn route_and_serve(
         info.conn.decide_upgrade(false);
     }
     if req.method() == http::Method::CONNECT {
-        return (
-            errors::respond(&ProxyError::MethodNotAllowed),
-            None,
-            None,
-            None,
-        );
+        return Served::plain(errors::respond(&ProxyError::MethodNotAllowed));
     }
     if req.uri() == "*" {
         // OPTIONS * asks about the server, not a resource: the gateway answers for itself.
@@ -159,39 +190,29 @@ async fn route_and_serve(
             header::ALLOW,
             HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"),
         );
-        return (resp, None, None, None);
+        return Served::plain(resp);
     }
     if req.version() == http::Version::HTTP_2 {
         let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
         if uri_len > info.max_uri_bytes {
             metrics.refused.inc(414);
-            return (
-                errors::json_error(
-                    StatusCode::URI_TOO_LONG,
-                    "uri_too_long",
-                    "request target too long",
-                ),
-                None,
-                None,
-                None,
-            );
+            return Served::plain(errors::json_error(
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                "request target too long",
+            ));
         }
         if req.headers().len() > info.max_headers {
             metrics.refused.inc(431);
-            return (
-                errors::json_error(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "headers_too_large",
-                    "too many header fields",
-                ),
-                None,
-                None,
-                None,
-            );
+            return Served::plain(errors::json_error(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                "too many header fields",
+            ));
         }
     }
     let Some(listener) = rt.listeners.get(&*info.listener) else {
-        return (errors::respond(&ProxyError::NoRoute), None, None, None);
+        return Served::plain(errors::respond(&ProxyError::NoRoute));
     };
     let host = headers::request_host(&req).unwrap_or_default();
     let found = listener.find(&RouteRequest {
@@ -202,92 +223,250 @@ async fn route_and_serve(
         headers: req.headers(),
     });
     let Some((route, params)) = found else {
-        return (errors::respond(&ProxyError::NoRoute), None, None, None);
+        return Served::plain(errors::respond(&ProxyError::NoRoute));
     };
     let route = route.clone();
     let limit = route.max_body_size.unwrap_or(info.max_body_size);
-    let declared = req
+    let mut declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return (
-            errors::respond(&ProxyError::BodyTooLarge { limit }),
-            Some(route),
-            None,
-            None,
-        );
+        return Served::routed(errors::respond(&ProxyError::BodyTooLarge { limit }), route);
     }
-    match &route.action {
-        Action::Direct {
-            status,
-            body,
-            headers,
-        } => {
-            let mut resp = Response::new(body::full(body.clone()));
-            *resp.status_mut() = *status;
-            *resp.headers_mut() = headers.clone();
-            (resp, Some(route), None, None)
+    let watch = Arc::new(BodyWatch::default());
+    let (mut parts, incoming) = req.into_parts();
+    let end_of_stream = incoming.is_end_stream();
+    let mut body = if end_of_stream {
+        body::empty()
+    } else {
+        body::boxed(Limited::new(body::boxed(incoming), limit, watch.clone()))
+    };
+
+    // The request phase of the route's filters.
+    let mut chain = None;
+    let mut upto = 0;
+    let mut body_verdict = None;
+    if let Some(stages) = &route.filters {
+        let request_info = RequestInfo {
+            route: Arc::from(route.name.as_str()),
+            upstream: route.upstream_name().map(Arc::from),
+            peer: info.peer,
+            local: info.local,
+            scheme: info.scheme,
+            protocol: match parts.version {
+                http::Version::HTTP_10 => "1.0",
+                http::Version::HTTP_2 => "2",
+                _ => "1.1",
+            },
+            id: REQUEST_IDS.fetch_add(1, Ordering::Relaxed),
+        };
+        let run = match ChainRun::start(stages.clone(), &request_info) {
+            Ok(run) => run,
+            Err(e) => return Served::routed(errors::respond(&ProxyError::Filter(e)), route),
+        };
+        upto = stages.len();
+        let mut head = RequestHead {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: std::mem::take(&mut parts.headers),
+        };
+        match run.request_headers(&mut head, end_of_stream).await {
+            Ok(Flow::Continue) => {}
+            Ok(Flow::Respond { response, upto }) => {
+                let resp = response_phase(&run, local_to_response(response), upto).await;
+                return Served {
+                    chain: Some(run),
+                    ..Served::routed(resp, route)
+                };
+            }
+            Err(e) => return Served::routed(errors::respond(&ProxyError::Filter(e)), route),
         }
-        Action::Redirect(rd) => (
-            redirect(rd, &req, &host, info.scheme),
-            Some(route),
-            None,
-            None,
-        ),
+        parts.method = head.method;
+        parts.uri = head.uri;
+        parts.headers = head.headers;
+        if !end_of_stream && run.wants_request_body().await {
+            // A filter may change the body, so its length is no longer known.
+            parts.headers.remove(header::CONTENT_LENGTH);
+            declared = None;
+            let (b, verdict) = run.request_body(body);
+            body = b;
+            body_verdict = Some(verdict);
+        }
+        chain = Some(run);
+    }
+
+    let mut served = match &route.action {
         Action::Upstream(cluster) => {
-            let cluster = cluster.clone();
-            let watch = Arc::new(BodyWatch::default());
-            let (parts, incoming) = req.into_parts();
-            let body = if incoming.is_end_stream() {
-                body::empty()
-            } else {
-                body::boxed(Limited::new(body::boxed(incoming), limit, watch.clone()))
+            let fwd = forward::forward(
+                &route, cluster, info, parts, body, &params, &watch, declared,
+            );
+            let outcome = match body_verdict {
+                None => Backend::Done(fwd.await),
+                Some(verdict) => {
+                    tokio::select! {
+                        r = fwd => Backend::Done(r),
+                        Some(v) = body_phase_answer(verdict) => v,
+                    }
+                }
             };
-            let result = forward::forward(
-                &route, &cluster, info, parts, body, &params, &watch, declared,
-            )
-            .await;
             let upstream = Some(cluster.name.clone());
-            match result {
-                Ok((resp, endpoint)) => (resp, Some(route), upstream, Some(endpoint)),
-                Err(e) => {
+            match outcome {
+                Backend::Done(Ok((resp, endpoint))) => Served {
+                    upstream,
+                    endpoint: Some(endpoint),
+                    ..Served::routed(resp, route.clone())
+                },
+                Backend::Done(Err(e)) => {
                     let (status, _) = e.status();
                     if status.is_server_error() {
                         tracing::warn!(route = %route.name, upstream = %cluster.name, endpoint = e.endpoint().unwrap_or("-"), error = %e, "upstream request failed");
                     }
-                    let endpoint = e.endpoint().map(str::to_owned);
-                    (errors::respond(&e), Some(route), upstream, endpoint)
+                    Served {
+                        upstream,
+                        endpoint: e.endpoint().map(str::to_owned),
+                        ..Served::routed(errors::respond(&e), route.clone())
+                    }
+                }
+                Backend::Local(r, at) => {
+                    upto = at;
+                    Served::routed(local_to_response(r), route.clone())
+                }
+                Backend::Failed(e) => {
+                    return Served::routed(errors::respond(&ProxyError::Filter(e)), route)
                 }
             }
         }
+        action => {
+            // A fixed answer; filters that asked for the request body still see all of it first.
+            if let Some(verdict) = body_verdict {
+                let drained = body.collect().await;
+                match body_phase_answer(verdict).await {
+                    Some(Backend::Local(r, at)) => {
+                        upto = at;
+                        let resp = local_to_response(r);
+                        return finish_chain(chain, resp, upto, route).await;
+                    }
+                    Some(Backend::Failed(e)) => {
+                        return Served::routed(errors::respond(&ProxyError::Filter(e)), route)
+                    }
+                    _ => {}
+                }
+                if let Err(e) = drained {
+                    let err = if watch.too_large.load(Ordering::Acquire) {
+                        ProxyError::BodyTooLarge { limit }
+                    } else {
+                        ProxyError::BadRequestBody(e.to_string())
+                    };
+                    return Served::routed(errors::respond(&err), route);
+                }
+            }
+            let resp = match action {
+                Action::Direct {
+                    status,
+                    body,
+                    headers,
+                } => {
+                    let mut resp = Response::new(body::full(body.clone()));
+                    *resp.status_mut() = *status;
+                    *resp.headers_mut() = headers.clone();
+                    resp
+                }
+                Action::Redirect(rd) => redirect(rd, &parts.uri, &host, info.scheme),
+                Action::Upstream(_) => errors::json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "route action changed while serving",
+                ),
+            };
+            return finish_chain(chain, resp, upto, route).await;
+        }
+    };
+    if let Some(run) = chain {
+        served.resp = response_phase(&run, served.resp, upto).await;
+        served.chain = Some(run);
+    }
+    served
+}
+
+/// What the backend step ended in.
+enum Backend {
+    Done(Result<(Response<Body>, String), ProxyError>),
+    Local(LocalResponse, usize),
+    Failed(ChainError),
+}
+
+/// Resolves if a filter answered (or failed) during the request body; never resolves otherwise.
+async fn body_phase_answer(
+    verdict: oneshot::Receiver<Result<Flow, ChainError>>,
+) -> Option<Backend> {
+    match verdict.await {
+        Ok(Ok(Flow::Respond { response, upto })) => Some(Backend::Local(response, upto)),
+        Ok(Err(e)) => Some(Backend::Failed(e)),
+        _ => std::future::pending().await,
     }
 }
 
-fn redirect<B>(
+async fn finish_chain(
+    chain: Option<ChainRun>,
+    resp: Response<Body>,
+    upto: usize,
+    route: Arc<Route>,
+) -> Served {
+    let mut served = Served::routed(resp, route);
+    if let Some(run) = chain {
+        served.resp = response_phase(&run, served.resp, upto).await;
+        served.chain = Some(run);
+    }
+    served
+}
+
+/// The response phase of filters `0..upto`, in reverse order.
+async fn response_phase(run: &ChainRun, resp: Response<Body>, upto: usize) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    let mut head = ResponseHead {
+        status: parts.status,
+        headers: std::mem::take(&mut parts.headers),
+    };
+    match run
+        .response_headers(&mut head, body.is_end_stream(), upto)
+        .await
+    {
+        Ok(Flow::Continue) => {}
+        Ok(Flow::Respond { response, .. }) => return local_to_response(response),
+        Err(e) => return errors::respond(&ProxyError::Filter(e)),
+    }
+    parts.status = head.status;
+    parts.headers = head.headers;
+    let body = if !body.is_end_stream() && run.wants_response_body(upto).await {
+        parts.headers.remove(header::CONTENT_LENGTH);
+        run.response_body(body, upto).0
+    } else {
+        body
+    };
+    Response::from_parts(parts, body)
+}
+
+fn redirect(
     rd: &crate::config::Redirect,
-    req: &Request<B>,
+    uri: &http::Uri,
     host: &str,
     scheme: &str,
 ) -> Response<Body> {
     let scheme = rd.scheme.as_deref().unwrap_or(scheme);
     let bare_host = crate::router::normalize_host(host);
-    let host = rd.host.as_deref().unwrap_or(&bare_host);
+    let target_host = rd.host.as_deref().unwrap_or(&bare_host);
     let port = match rd.port {
         Some(p) => format!(":{p}"),
         None if rd.host.is_none() && rd.scheme.is_none() => {
-            host_port(req).map(|p| format!(":{p}")).unwrap_or_default()
+            host_port(host).map(|p| format!(":{p}")).unwrap_or_default()
         }
         None => String::new(),
     };
-    let path = rd.path.as_deref().unwrap_or(req.uri().path());
-    let query = req
-        .uri()
-        .query()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
-    let location = format!("{scheme}://{host}{port}{path}{query}");
+    let path = rd.path.as_deref().unwrap_or(uri.path());
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let location = format!("{scheme}://{target_host}{port}{path}{query}");
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::from_u16(rd.status).unwrap_or(StatusCode::FOUND);
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -296,9 +475,9 @@ fn redirect<B>(
     resp
 }
 
-fn host_port<B>(req: &Request<B>) -> Option<String> {
-    let h = headers::request_host(req)?;
-    let (_, port) = h.rsplit_once(':')?;
-    (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(']'))
-        .then(|| port.to_owned())
+/// The port of a `host:port` Host value, if it has one.
+fn host_port(host: &str) -> Option<&str> {
+    let (_, port) = host.rsplit_once(':')?;
+    (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(']'))
+        .then_some(port)
 }

@@ -234,6 +234,7 @@ async fn accept_loop(
         let info = ConnInfo {
             listener: name.clone(),
             peer,
+            local: stream.local_addr().unwrap_or(peer),
             scheme: "http",
             conn: Arc::new(ConnShared::default()),
             max_body_size: l.limits.max_body_size.0,

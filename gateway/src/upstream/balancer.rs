@@ -3,7 +3,6 @@
 
 use super::EndpointState;
 use rand::Rng;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -179,11 +178,12 @@ pub fn hash_str(s: &str) -> u64 {
     stable_hash(s.as_bytes())
 }
 
-/// Hashes an IP address.
+/// Hashes an IP address (stable across builds and processes).
 pub fn hash_ip(ip: std::net::IpAddr) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    ip.hash(&mut h);
-    stable_hash(&h.finish().to_le_bytes())
+    match ip {
+        std::net::IpAddr::V4(v4) => stable_hash(&v4.octets()),
+        std::net::IpAddr::V6(v6) => stable_hash(&v6.octets()),
+    }
 }
 
 #[cfg(test)]

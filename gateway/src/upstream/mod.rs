@@ -85,7 +85,9 @@ impl EndpointState {
         let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if n >= passive.consecutive_failures {
             self.consecutive_failures.store(0, Ordering::Relaxed);
-            let times = (self.ejections.fetch_add(1, Ordering::Relaxed) + 1).min(10);
+            // 1x, 2x, 4x, 8x, then 10x the ejection time for consecutive ejections.
+            let prior = self.ejections.fetch_add(1, Ordering::Relaxed);
+            let times = 1u32.checked_shl(prior).unwrap_or(u32::MAX).min(10);
             let d = passive.ejection_time.0 * times;
             tracing::warn!(endpoint = %self.address, failures = n, ejected_for_ms = d.as_millis() as u64, "endpoint ejected");
             self.eject_for(d);

@@ -1,0 +1,650 @@
+//! Running a route's filters on one request: request phases in order, response phases in reverse, bodies
+//! streamed through the filters that asked for them (and only those), failure policies applied.
+
+use super::{
+    BodyMode, Filter, FilterCtx, FilterError, LocalResponse, RequestHead, RequestInfo,
+    ResponseHead, Verdict,
+};
+use crate::body::{self, Body, BoxError};
+use crate::config::FailurePolicy;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Response};
+use http_body::{Body as _, Frame};
+use http_body_util::{BodyExt, StreamBody};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+/// Frames in flight between a body task and the body it feeds.
+const BODY_CHANNEL: usize = 4;
+
+/// One filter stage of a route.
+pub struct Stage {
+    /// The configured filter.
+    pub filter: Arc<dyn Filter>,
+    /// What a failure does.
+    pub policy: FailurePolicy,
+    /// Requests on which this stage failed and was skipped (fail-open) or failed the request.
+    pub failures: AtomicU64,
+}
+
+/// A filter failure that ends the request (fail-closed).
+#[derive(Debug, thiserror::Error)]
+#[error("filter `{plugin}` failed: {error}")]
+pub struct ChainError {
+    /// The plugin's name.
+    pub plugin: String,
+    /// What happened.
+    pub error: FilterError,
+}
+
+/// What a request phase decided for the whole chain.
+pub enum Flow {
+    /// Go on to the backend.
+    Continue,
+    /// Answer with this response; the response phase runs on filters `0..upto`.
+    Respond {
+        /// The response.
+        response: LocalResponse,
+        /// Filters before the one that answered.
+        upto: usize,
+    },
+}
+
+struct Slot {
+    ctx: Option<Box<dyn FilterCtx>>,
+}
+
+/// The contexts of one request; `on_done` runs for each when the last holder (the request, or a body
+/// task still streaming) lets go.
+struct Slots(Vec<Slot>);
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        for s in self.0.iter_mut() {
+            if let Some(mut c) = s.ctx.take() {
+                c.on_done();
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Slots {
+    type Target = Vec<Slot>;
+    fn deref(&self) -> &Vec<Slot> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Slots {
+    fn deref_mut(&mut self) -> &mut Vec<Slot> {
+        &mut self.0
+    }
+}
+
+/// The filter contexts of one request.
+pub struct ChainRun {
+    stages: Arc<[Stage]>,
+    slots: Arc<Mutex<Slots>>,
+}
+
+impl ChainRun {
+    /// Makes the contexts for one request. A stage whose context cannot be made fails the request
+    /// (closed) or is skipped (open).
+    pub fn start(stages: Arc<[Stage]>, info: &RequestInfo) -> Result<ChainRun, ChainError> {
+        let mut slots = Vec::with_capacity(stages.len());
+        for stage in stages.iter() {
+            let ctx = match stage.filter.new_ctx(info) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    fail_open_or_closed(stage, e)?;
+                    None
+                }
+            };
+            slots.push(Slot { ctx });
+        }
+        Ok(ChainRun {
+            stages,
+            slots: Arc::new(Mutex::new(Slots(slots))),
+        })
+    }
+
+    /// The request headers phase, in chain order.
+    pub async fn request_headers(
+        &self,
+        head: &mut RequestHead,
+        end_of_stream: bool,
+    ) -> Result<Flow, ChainError> {
+        let mut slots = self.slots.lock().await;
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let Some(ctx) = slot.ctx.as_mut() else {
+                continue;
+            };
+            match ctx.on_request_headers(head, end_of_stream).await {
+                Ok(Verdict::Continue) | Ok(Verdict::Buffer) => {}
+                Ok(Verdict::Respond(response)) => return Ok(Flow::Respond { response, upto: i }),
+                Err(e) => {
+                    slot.ctx = None;
+                    fail_open_or_closed(&self.stages[i], e)?;
+                }
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Whether any filter wants to see the request body.
+    pub async fn wants_request_body(&self) -> bool {
+        self.slots.lock().await.iter().any(|s| {
+            s.ctx
+                .as_ref()
+                .is_some_and(|c| c.request_body_mode() == BodyMode::Stream)
+        })
+    }
+
+    /// Whether any of filters `0..upto` wants to see the response body.
+    pub async fn wants_response_body(&self, upto: usize) -> bool {
+        self.slots.lock().await[..upto].iter().any(|s| {
+            s.ctx
+                .as_ref()
+                .is_some_and(|c| c.response_body_mode() == BodyMode::Stream)
+        })
+    }
+
+    /// Streams the request body through the filters that asked for it. Returns the body to send on,
+    /// and a receiver that yields a local response (or a failure) if a filter answers during the body.
+    pub fn request_body(&self, body: Body) -> (Body, oneshot::Receiver<Result<Flow, ChainError>>) {
+        self.body_task(body, Direction::Request, self.stages.len())
+    }
+
+    /// The response headers phase on filters `0..upto`, in reverse order.
+    pub async fn response_headers(
+        &self,
+        head: &mut ResponseHead,
+        end_of_stream: bool,
+        upto: usize,
+    ) -> Result<Flow, ChainError> {
+        let mut slots = self.slots.lock().await;
+        for i in (0..upto).rev() {
+            let slot = &mut slots[i];
+            let Some(ctx) = slot.ctx.as_mut() else {
+                continue;
+            };
+            match ctx.on_response_headers(head, end_of_stream).await {
+                Ok(Verdict::Continue) | Ok(Verdict::Buffer) => {}
+                Ok(Verdict::Respond(response)) => return Ok(Flow::Respond { response, upto: i }),
+                Err(e) => {
+                    slot.ctx = None;
+                    fail_open_or_closed(&self.stages[i], e)?;
+                }
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Streams the response body through filters `0..upto` (in reverse) that asked for it. A filter
+    /// cannot replace the response once its headers are sent: an answer or a failure in this phase ends
+    /// the body with an error (the client sees a broken response), and is reported on the receiver.
+    pub fn response_body(
+        &self,
+        body: Body,
+        upto: usize,
+    ) -> (Body, oneshot::Receiver<Result<Flow, ChainError>>) {
+        self.body_task(body, Direction::Response, upto)
+    }
+
+    fn body_task(
+        &self,
+        mut body: Body,
+        dir: Direction,
+        upto: usize,
+    ) -> (Body, oneshot::Receiver<Result<Flow, ChainError>>) {
+        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(BODY_CHANNEL);
+        let (done_tx, done_rx) = oneshot::channel();
+        let slots = self.slots.clone();
+        let stages = self.stages.clone();
+        tokio::spawn(async move {
+            let mut slots = slots.lock().await;
+            let order: Vec<usize> = match dir {
+                Direction::Request => (0..upto).collect(),
+                Direction::Response => (0..upto).rev().collect(),
+            };
+            // Per filter: what it asked to buffer so far.
+            let mut held: Vec<Option<BytesMut>> = (0..stages.len()).map(|_| None).collect();
+            let mut trailers: Option<HeaderMap> = None;
+            let outcome = loop {
+                let (chunk, eos) = match body.frame().await {
+                    None => (Bytes::new(), true),
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(e)).await;
+                        break Ok(Flow::Continue);
+                    }
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(d) => (d, body.is_end_stream()),
+                        Err(frame) => {
+                            trailers = frame.into_trailers().ok();
+                            (Bytes::new(), true)
+                        }
+                    },
+                };
+                match run_chunk(&mut slots, &stages, &order, &mut held, chunk, eos, dir).await {
+                    Ok(ChunkFlow::Send(data)) => {
+                        if !data.is_empty() && tx.send(Ok(Frame::data(data))).await.is_err() {
+                            break Ok(Flow::Continue);
+                        }
+                    }
+                    Ok(ChunkFlow::Respond(response, upto)) => {
+                        let _ = tx
+                            .send(Err("a filter answered during the body".into()))
+                            .await;
+                        break Ok(Flow::Respond { response, upto });
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string().into())).await;
+                        break Err(e);
+                    }
+                }
+                if eos {
+                    if let Some(mut t) = trailers.take() {
+                        match run_trailers(&mut slots, &stages, &order, &mut t, dir).await {
+                            Ok(None) => {
+                                let _ = tx.send(Ok(Frame::trailers(t))).await;
+                            }
+                            Ok(Some((response, upto))) => {
+                                let _ = tx.send(Err("a filter answered on trailers".into())).await;
+                                break Ok(Flow::Respond { response, upto });
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(e.to_string().into())).await;
+                                break Err(e);
+                            }
+                        }
+                    }
+                    break Ok(Flow::Continue);
+                }
+            };
+            let _ = done_tx.send(outcome);
+        });
+        let stream =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|f| (f, rx)) },
+            );
+        (body::boxed(StreamBody::new(stream)), done_rx)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Request,
+    Response,
+}
+
+enum ChunkFlow {
+    Send(Bytes),
+    Respond(LocalResponse, usize),
+}
+
+/// Runs one chunk through the filters in `order`. A filter that buffers keeps the chunk (and those
+/// after it) until the end of the stream, then sees the whole body at once.
+async fn run_chunk(
+    slots: &mut [Slot],
+    stages: &[Stage],
+    order: &[usize],
+    held: &mut [Option<BytesMut>],
+    mut data: Bytes,
+    eos: bool,
+    dir: Direction,
+) -> Result<ChunkFlow, ChainError> {
+    for &i in order {
+        let Some(ctx) = slots[i].ctx.as_mut() else {
+            continue;
+        };
+        let mode = match dir {
+            Direction::Request => ctx.request_body_mode(),
+            Direction::Response => ctx.response_body_mode(),
+        };
+        if mode == BodyMode::Skip {
+            continue;
+        }
+        if let Some(buf) = held[i].as_mut() {
+            buf.extend_from_slice(&data);
+            if !eos {
+                return Ok(ChunkFlow::Send(Bytes::new()));
+            }
+            data = held[i].take().map(BytesMut::freeze).unwrap_or_default();
+        }
+        let verdict = match dir {
+            Direction::Request => ctx.on_request_body(&mut data, eos).await,
+            Direction::Response => ctx.on_response_body(&mut data, eos).await,
+        };
+        match verdict {
+            Ok(Verdict::Continue) => {}
+            Ok(Verdict::Buffer) if !eos => {
+                held[i] = Some(BytesMut::from(&data[..]));
+                return Ok(ChunkFlow::Send(Bytes::new()));
+            }
+            // Buffering at the end of the stream has nothing more to wait for.
+            Ok(Verdict::Buffer) => {}
+            Ok(Verdict::Respond(r)) => return Ok(ChunkFlow::Respond(r, i)),
+            Err(e) => {
+                slots[i].ctx = None;
+                fail_open_or_closed(&stages[i], e)?;
+            }
+        }
+    }
+    Ok(ChunkFlow::Send(data))
+}
+
+async fn run_trailers(
+    slots: &mut [Slot],
+    stages: &[Stage],
+    order: &[usize],
+    trailers: &mut HeaderMap,
+    dir: Direction,
+) -> Result<Option<(LocalResponse, usize)>, ChainError> {
+    for &i in order {
+        let Some(ctx) = slots[i].ctx.as_mut() else {
+            continue;
+        };
+        let verdict = match dir {
+            Direction::Request => ctx.on_request_trailers(trailers).await,
+            Direction::Response => ctx.on_response_trailers(trailers).await,
+        };
+        match verdict {
+            Ok(Verdict::Respond(r)) => return Ok(Some((r, i))),
+            Ok(_) => {}
+            Err(e) => {
+                slots[i].ctx = None;
+                fail_open_or_closed(&stages[i], e)?;
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Applies a stage's failure policy: open skips it (logged, counted), closed fails the request.
+fn fail_open_or_closed(stage: &Stage, error: FilterError) -> Result<(), ChainError> {
+    stage.failures.fetch_add(1, Ordering::Relaxed);
+    match stage.policy {
+        FailurePolicy::Open => {
+            tracing::warn!(plugin = stage.filter.name(), %error, "filter failed; skipped (failure policy open)");
+            Ok(())
+        }
+        FailurePolicy::Closed => {
+            tracing::warn!(plugin = stage.filter.name(), %error, "filter failed; request failed (failure policy closed)");
+            Err(ChainError {
+                plugin: stage.filter.name().to_owned(),
+                error,
+            })
+        }
+    }
+}
+
+/// A local response as an HTTP response.
+pub fn local_to_response(r: LocalResponse) -> Response<Body> {
+    let mut resp = Response::new(body::full(r.body));
+    *resp.status_mut() = r.status;
+    *resp.headers_mut() = r.headers;
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    //! The chain's ordering, buffering and failure policies, with filters written in Rust for the test.
+    use super::*;
+    use crate::filter::{Filter, FilterCtx, RequestInfo};
+    use futures_util::future::BoxFuture;
+    use http::StatusCode;
+    use std::sync::Mutex as StdMutex;
+
+    /// A filter that records its calls and acts as told.
+    struct Probe {
+        name: &'static str,
+        log: Arc<StdMutex<Vec<String>>>,
+        body: BodyMode,
+        buffer: bool,
+        respond_on_headers: bool,
+        fail_on_headers: bool,
+    }
+
+    struct ProbeCtx {
+        name: &'static str,
+        log: Arc<StdMutex<Vec<String>>>,
+        body: BodyMode,
+        buffer: bool,
+        respond_on_headers: bool,
+        fail_on_headers: bool,
+    }
+
+    impl Filter for Probe {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn new_ctx(&self, _: &RequestInfo) -> Result<Box<dyn FilterCtx>, FilterError> {
+            Ok(Box::new(ProbeCtx {
+                name: self.name,
+                log: self.log.clone(),
+                body: self.body,
+                buffer: self.buffer,
+                respond_on_headers: self.respond_on_headers,
+                fail_on_headers: self.fail_on_headers,
+            }))
+        }
+    }
+
+    impl FilterCtx for ProbeCtx {
+        fn on_request_headers<'a>(
+            &'a mut self,
+            req: &'a mut RequestHead,
+            _: bool,
+        ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+            Box::pin(async move {
+                self.log.lock().unwrap().push(format!("{}:req", self.name));
+                req.headers.append("x-seen", self.name.parse().unwrap());
+                if self.fail_on_headers {
+                    return Err(FilterError::Trap("boom".into()));
+                }
+                if self.respond_on_headers {
+                    return Ok(Verdict::Respond(LocalResponse {
+                        status: StatusCode::FORBIDDEN,
+                        headers: HeaderMap::new(),
+                        body: Bytes::from_static(b"denied"),
+                    }));
+                }
+                Ok(Verdict::Continue)
+            })
+        }
+        fn request_body_mode(&self) -> BodyMode {
+            self.body
+        }
+        fn on_request_body<'a>(
+            &'a mut self,
+            body: &'a mut Bytes,
+            eos: bool,
+        ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+            Box::pin(async move {
+                self.log.lock().unwrap().push(format!(
+                    "{}:body:{}:{eos}",
+                    self.name,
+                    String::from_utf8_lossy(body)
+                ));
+                if self.buffer && !eos {
+                    return Ok(Verdict::Buffer);
+                }
+                *body = Bytes::from(String::from_utf8_lossy(body).to_uppercase());
+                Ok(Verdict::Continue)
+            })
+        }
+        fn on_response_headers<'a>(
+            &'a mut self,
+            resp: &'a mut ResponseHead,
+            _: bool,
+        ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+            Box::pin(async move {
+                self.log.lock().unwrap().push(format!(
+                    "{}:resp:{}",
+                    self.name,
+                    resp.status.as_u16()
+                ));
+                Ok(Verdict::Continue)
+            })
+        }
+        fn on_done(&mut self) {
+            self.log.lock().unwrap().push(format!("{}:done", self.name));
+        }
+    }
+
+    fn stage(p: Probe, policy: FailurePolicy) -> Stage {
+        Stage {
+            filter: Arc::new(p),
+            policy,
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    fn probe(name: &'static str, log: &Arc<StdMutex<Vec<String>>>) -> Probe {
+        Probe {
+            name,
+            log: log.clone(),
+            body: BodyMode::Skip,
+            buffer: false,
+            respond_on_headers: false,
+            fail_on_headers: false,
+        }
+    }
+
+    fn info() -> RequestInfo {
+        RequestInfo {
+            route: Arc::from("r"),
+            upstream: None,
+            peer: "127.0.0.1:1".parse().unwrap(),
+            local: "127.0.0.1:2".parse().unwrap(),
+            scheme: "http",
+            protocol: "1.1",
+            id: 1,
+        }
+    }
+
+    fn head() -> RequestHead {
+        RequestHead {
+            method: http::Method::GET,
+            uri: "/".parse().unwrap(),
+            headers: HeaderMap::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn request_in_order_response_in_reverse_and_local_responses_skip_the_rest() {
+        let log = Arc::new(StdMutex::new(Vec::new()));
+        let mut c = probe("c", &log);
+        c.respond_on_headers = true;
+        let stages: Arc<[Stage]> = vec![
+            stage(probe("a", &log), FailurePolicy::Closed),
+            stage(probe("b", &log), FailurePolicy::Closed),
+            stage(c, FailurePolicy::Closed),
+            stage(probe("d", &log), FailurePolicy::Closed),
+        ]
+        .into();
+        let run = ChainRun::start(stages, &info()).unwrap();
+        let mut h = head();
+        let Flow::Respond { response, upto } = run.request_headers(&mut h, true).await.unwrap()
+        else {
+            panic!("c answers");
+        };
+        assert_eq!((response.status.as_u16(), upto), (403, 2));
+        let mut rh = ResponseHead {
+            status: response.status,
+            headers: HeaderMap::new(),
+        };
+        run.response_headers(&mut rh, true, upto).await.unwrap();
+        drop(run);
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "a:req",
+                "b:req",
+                "c:req",
+                "b:resp:403",
+                "a:resp:403",
+                "a:done",
+                "b:done",
+                "c:done",
+                "d:done"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn failure_policies() {
+        let log = Arc::new(StdMutex::new(Vec::new()));
+        let mut bad = probe("bad", &log);
+        bad.fail_on_headers = true;
+        let open: Arc<[Stage]> = vec![
+            stage(bad, FailurePolicy::Open),
+            stage(probe("next", &log), FailurePolicy::Closed),
+        ]
+        .into();
+        let run = ChainRun::start(open.clone(), &info()).unwrap();
+        let mut h = head();
+        assert!(matches!(
+            run.request_headers(&mut h, true).await,
+            Ok(Flow::Continue)
+        ));
+        assert_eq!(h.headers.get_all("x-seen").iter().count(), 2);
+        assert_eq!(open[0].failures.load(Ordering::Relaxed), 1);
+
+        let mut bad = probe("bad", &log);
+        bad.fail_on_headers = true;
+        let closed: Arc<[Stage]> = vec![
+            stage(bad, FailurePolicy::Closed),
+            stage(probe("never", &log), FailurePolicy::Closed),
+        ]
+        .into();
+        let run = ChainRun::start(closed, &info()).unwrap();
+        let err = run
+            .request_headers(&mut head(), true)
+            .await
+            .err()
+            .expect("closed fails");
+        assert_eq!(err.plugin, "bad");
+        assert!(!log.lock().unwrap().iter().any(|l| l == "never:req"));
+    }
+
+    #[tokio::test]
+    async fn bodies_stream_through_interested_filters_and_buffer_on_request() {
+        let log = Arc::new(StdMutex::new(Vec::new()));
+        let mut streamer = probe("s", &log);
+        streamer.body = BodyMode::Stream;
+        let mut bufferer = probe("b", &log);
+        bufferer.body = BodyMode::Stream;
+        bufferer.buffer = true;
+        let stages: Arc<[Stage]> = vec![
+            stage(streamer, FailurePolicy::Closed),
+            stage(probe("skip", &log), FailurePolicy::Closed),
+            stage(bufferer, FailurePolicy::Closed),
+        ]
+        .into();
+        let run = ChainRun::start(stages, &info()).unwrap();
+        assert!(run.wants_request_body().await);
+        let frames = vec![
+            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from("ab"))),
+            Ok(Frame::data(Bytes::from("cd"))),
+        ];
+        let input = body::boxed(StreamBody::new(futures_util::stream::iter(frames)));
+        let (out, verdict) = run.request_body(input);
+        let bytes = out.collect().await.unwrap().to_bytes();
+        assert_eq!(bytes, "ABCD");
+        assert!(matches!(verdict.await, Ok(Ok(Flow::Continue))));
+        let log = log.lock().unwrap().clone();
+        assert_eq!(
+            log,
+            [
+                "s:body:ab:false",
+                "b:body:AB:false",
+                "s:body:cd:false",
+                "s:body::true",
+                "b:body:ABCD:true"
+            ]
+        );
+    }
+}
