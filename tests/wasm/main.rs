@@ -1,1 +1,10 @@
+//! Integration tests of the Wasm sandbox and the Proxy-Wasm host: real fixture plugins built from
+//! source (`tests/fixtures/proxy-wasm`), driven through the `Filter` trait.
 
+mod support;
+
+mod bodies;
+mod callouts;
+mod hostcalls;
+mod hostile;
+mod loading;

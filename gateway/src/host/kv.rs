@@ -86,8 +86,13 @@ mod tests {
         assert!(kv.get("ns", "k").is_none());
         let t1 = kv.set("ns", "k", Bytes::from_static(b"a"), None).unwrap();
         assert_eq!(kv.get("ns", "k").unwrap(), (Bytes::from_static(b"a"), t1));
-        assert_eq!(kv.set("ns", "k", Bytes::from_static(b"b"), Some(t1 + 7)), Err(CasMismatch));
-        let t2 = kv.set("ns", "k", Bytes::from_static(b"b"), Some(t1)).unwrap();
+        assert_eq!(
+            kv.set("ns", "k", Bytes::from_static(b"b"), Some(t1 + 7)),
+            Err(CasMismatch)
+        );
+        let t2 = kv
+            .set("ns", "k", Bytes::from_static(b"b"), Some(t1))
+            .unwrap();
         assert_ne!(t1, t2);
         assert!(kv.get("other", "k").is_none());
         assert_eq!(kv.remove("ns", "k", Some(t1)), Err(CasMismatch));

@@ -196,12 +196,20 @@ impl Metrics {
 /// A Prometheus metric name from anything: other characters become `_`.
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == ':' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
 fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -213,7 +221,10 @@ mod tests {
         let m = Metrics::default();
         let c = m.define("p", MetricKind::Counter, "reqs.total").unwrap();
         assert_eq!(m.define("p", MetricKind::Counter, "reqs.total"), Ok(c));
-        assert_eq!(m.define("p", MetricKind::Gauge, "reqs.total"), Err(MetricError::BadArgument));
+        assert_eq!(
+            m.define("p", MetricKind::Gauge, "reqs.total"),
+            Err(MetricError::BadArgument)
+        );
         let g = m.define("p", MetricKind::Gauge, "level").unwrap();
         let h = m.define("p", MetricKind::Histogram, "size").unwrap();
         m.increment("p", c, 2).unwrap();
@@ -228,10 +239,19 @@ mod tests {
         assert_eq!(m.get("p", h), Err(MetricError::BadArgument));
         let mut out = String::new();
         m.render_prometheus(&mut out);
-        assert!(out.contains("# TYPE plugin_reqs_total counter\nplugin_reqs_total{plugin=\"p\"} 2\n"), "{out}");
+        assert!(
+            out.contains("# TYPE plugin_reqs_total counter\nplugin_reqs_total{plugin=\"p\"} 2\n"),
+            "{out}"
+        );
         assert!(out.contains("plugin_level{plugin=\"p\"} 5\n"), "{out}");
-        assert!(out.contains("plugin_size_bucket{plugin=\"p\",le=\"5\"} 1\n"), "{out}");
-        assert!(out.contains("plugin_size_bucket{plugin=\"p\",le=\"+Inf\"} 2\n"), "{out}");
+        assert!(
+            out.contains("plugin_size_bucket{plugin=\"p\",le=\"5\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("plugin_size_bucket{plugin=\"p\",le=\"+Inf\"} 2\n"),
+            "{out}"
+        );
         assert!(out.contains("plugin_size_count{plugin=\"p\"} 2\n"), "{out}");
     }
 }

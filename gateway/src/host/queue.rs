@@ -110,7 +110,11 @@ mod tests {
         let queues = Queues::default();
         let seen = Arc::new(AtomicU32::new(0));
         let s = seen.clone();
-        let id = queues.register("vm", "q", Some(Arc::new(move |id| s.store(id, Ordering::SeqCst))));
+        let id = queues.register(
+            "vm",
+            "q",
+            Some(Arc::new(move |id| s.store(id, Ordering::SeqCst))),
+        );
         assert_eq!(queues.resolve("vm", "q"), Some(id));
         assert_eq!(queues.resolve("other", "q"), None);
         assert_eq!(queues.dequeue(id), Ok(None));
@@ -119,7 +123,10 @@ mod tests {
         assert_eq!(seen.load(Ordering::SeqCst), id);
         assert_eq!(queues.dequeue(id), Ok(Some(Bytes::from_static(b"one"))));
         assert_eq!(queues.dequeue(id), Ok(Some(Bytes::from_static(b"two"))));
-        assert_eq!(queues.enqueue(id + 100, Bytes::new()), Err(QueueError::NotFound));
+        assert_eq!(
+            queues.enqueue(id + 100, Bytes::new()),
+            Err(QueueError::NotFound)
+        );
         assert_eq!(queues.register("vm", "q", None), id);
         for _ in 0..MAX_QUEUE_LEN {
             queues.enqueue(id, Bytes::new()).unwrap();

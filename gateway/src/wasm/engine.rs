@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, OptLevel, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, Module, OptLevel, PoolingAllocationConfig,
+};
 
 /// How often the ticker advances the engine's epoch; CPU limits are counted in these ticks. Default: 5ms.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);

@@ -97,6 +97,9 @@ pub mod action {
     pub const PAUSE: u32 = 1;
 }
 
+/// Header pairs as bytes.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Serializes pairs in the Proxy-Wasm map format: count, then (key length, value length) pairs, then
 /// each key and value followed by a NUL. An empty map is the 4-byte count 0.
 pub fn serialize_map<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
@@ -120,7 +123,7 @@ pub fn serialize_map<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8
 }
 
 /// Parses the map format; `None` if it is malformed. Empty input is an empty map.
-pub fn deserialize_map(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+pub fn deserialize_map(bytes: &[u8]) -> Option<Pairs> {
     if bytes.is_empty() {
         return Some(Vec::new());
     }
@@ -152,7 +155,10 @@ mod tests {
 
     #[test]
     fn map_round_trip_and_malformed() {
-        let pairs = vec![(b"a".to_vec(), b"1".to_vec()), (b":path".to_vec(), Vec::new())];
+        let pairs = vec![
+            (b"a".to_vec(), b"1".to_vec()),
+            (b":path".to_vec(), Vec::new()),
+        ];
         let bytes = serialize_map(&pairs);
         assert_eq!(deserialize_map(&bytes), Some(pairs));
         assert_eq!(serialize_map::<&[u8], &[u8]>(&[]), vec![0, 0, 0, 0]);

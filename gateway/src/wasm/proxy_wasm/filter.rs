@@ -187,10 +187,7 @@ fn take_back(http: &mut HttpCtx, lent: &mut Lent<'_>) {
 
 impl ProxyWasmCtx {
     /// The VM this context lives in, creating the context on first use.
-    async fn vm<'s>(
-        &mut self,
-        slot: &'s mut super::Slot,
-    ) -> Result<&'s mut Vm, FilterError> {
+    async fn vm<'s>(&mut self, slot: &'s mut super::Slot) -> Result<&'s mut Vm, FilterError> {
         let plugin = &self.plugin;
         if let Some(generation) = self.generation {
             return match slot.vm.as_mut() {
@@ -213,14 +210,19 @@ impl ProxyWasmCtx {
                 plugin.name()
             )));
         }
-        let info = self.info.take().ok_or_else(|| FilterError::Unavailable("context lost".into()))?;
+        let info = self
+            .info
+            .take()
+            .ok_or_else(|| FilterError::Unavailable("context lost".into()))?;
         self.generation = Some(vm.generation);
         let r = plugin.create_http(vm, self.id, self.root_id, info).await;
         if let Err(e) = r {
             plugin.discard(slot);
             return Err(e);
         }
-        slot.vm.as_mut().ok_or_else(|| FilterError::Unavailable("no VM".into()))
+        slot.vm
+            .as_mut()
+            .ok_or_else(|| FilterError::Unavailable("no VM".into()))
     }
 
     /// Runs one callback with `lent` data, then waits for callouts while the plugin is paused.
@@ -269,7 +271,9 @@ impl ProxyWasmCtx {
                 }
             };
             if action_code > action::PAUSE {
-                plugin.health.failure(crate::wasm::health::FailureKind::Trap);
+                plugin
+                    .health
+                    .failure(crate::wasm::health::FailureKind::Trap);
                 plugin.discard(&mut slot);
                 return Err(FilterError::Abi(format!(
                     "callback returned {action_code}, which is not an action"
@@ -279,7 +283,10 @@ impl ProxyWasmCtx {
             (action_code, pending)
         };
 
-        let response_phase = matches!(phase, Phase::RespHeaders | Phase::RespBody | Phase::RespTrailers);
+        let response_phase = matches!(
+            phase,
+            Phase::RespHeaders | Phase::RespBody | Phase::RespTrailers
+        );
         let mut resumed = false;
         while action_code == action::PAUSE && !resumed && !pending.is_empty() {
             if self.local_response_ready().await? {
@@ -378,7 +385,9 @@ async fn wait_first(pending: Vec<PendingCall>) -> ((u32, CallResult), Vec<Pendin
     };
     let call = calls.swap_remove(index);
     let result = result.unwrap_or_else(|_| {
-        Err(crate::host::CalloutError::Failed("callout task ended".into()))
+        Err(crate::host::CalloutError::Failed(
+            "callout task ended".into(),
+        ))
     });
     ((call.token, result), calls)
 }
@@ -402,7 +411,8 @@ impl FilterCtx for ProxyWasmCtx {
         Box::pin(async move {
             // Pseudo-headers count too: :method, :scheme, :authority, :path.
             let n = count(&req.headers) + 4 - req.headers.contains_key(http::header::HOST) as u32;
-            self.phase(Phase::ReqHeaders, Lent::ReqHeaders(req), n, end_of_stream).await
+            self.phase(Phase::ReqHeaders, Lent::ReqHeaders(req), n, end_of_stream)
+                .await
         })
     }
 
@@ -417,7 +427,8 @@ impl FilterCtx for ProxyWasmCtx {
     ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
         Box::pin(async move {
             let n = body.len() as u32;
-            self.phase(Phase::ReqBody, Lent::ReqBody(body), n, end_of_stream).await
+            self.phase(Phase::ReqBody, Lent::ReqBody(body), n, end_of_stream)
+                .await
         })
     }
 
@@ -427,7 +438,8 @@ impl FilterCtx for ProxyWasmCtx {
     ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
         Box::pin(async move {
             let n = count(trailers);
-            self.phase(Phase::ReqTrailers, Lent::ReqTrailers(trailers), n, true).await
+            self.phase(Phase::ReqTrailers, Lent::ReqTrailers(trailers), n, true)
+                .await
         })
     }
 
@@ -438,7 +450,13 @@ impl FilterCtx for ProxyWasmCtx {
     ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
         Box::pin(async move {
             let n = count(&resp.headers) + 1;
-            self.phase(Phase::RespHeaders, Lent::RespHeaders(resp), n, end_of_stream).await
+            self.phase(
+                Phase::RespHeaders,
+                Lent::RespHeaders(resp),
+                n,
+                end_of_stream,
+            )
+            .await
         })
     }
 
@@ -453,7 +471,8 @@ impl FilterCtx for ProxyWasmCtx {
     ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
         Box::pin(async move {
             let n = body.len() as u32;
-            self.phase(Phase::RespBody, Lent::RespBody(body), n, end_of_stream).await
+            self.phase(Phase::RespBody, Lent::RespBody(body), n, end_of_stream)
+                .await
         })
     }
 
@@ -463,7 +482,8 @@ impl FilterCtx for ProxyWasmCtx {
     ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
         Box::pin(async move {
             let n = count(trailers);
-            self.phase(Phase::RespTrailers, Lent::RespTrailers(trailers), n, true).await
+            self.phase(Phase::RespTrailers, Lent::RespTrailers(trailers), n, true)
+                .await
         })
     }
 

@@ -48,25 +48,41 @@ pub fn add_to_linker(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
 }
 
 fn logging(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
-    linker.func_wrap("env", "proxy_log", |mut c: C<'_>, level: u32, ptr: u32, len: u32| -> R {
-        let msg = tryst!(read(&mut c, ptr, len));
-        let level = tryst!(host::LogLevel::from_u32(level).ok_or(Status::BadArgument));
-        host::plugin_log(&c.data().shared.name, level, &String::from_utf8_lossy(&msg));
-        Ok(0)
-    })?;
-    linker.func_wrap("env", "proxy_get_log_level", |mut c: C<'_>, ret: u32| -> R {
-        Ok(st(write_u32(&mut c, ret, host::log_level() as u32)))
-    })?;
-    linker.func_wrap("env", "proxy_get_current_time_nanoseconds", |mut c: C<'_>, ret: u32| -> R {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        Ok(st(write_u64(&mut c, ret, now.as_nanos() as u64)))
-    })?;
-    linker.func_wrap("env", "proxy_set_tick_period_milliseconds", |mut c: C<'_>, ms: u32| -> R {
-        let state = c.data_mut();
-        let root = tryst!(state.root_of_effective().ok_or(Status::BadArgument));
-        state.tick_changes.push((root, ms));
-        Ok(0)
-    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_log",
+        |mut c: C<'_>, level: u32, ptr: u32, len: u32| -> R {
+            let msg = tryst!(read(&mut c, ptr, len));
+            let level = tryst!(host::LogLevel::from_u32(level).ok_or(Status::BadArgument));
+            host::plugin_log(&c.data().shared.name, level, &String::from_utf8_lossy(&msg));
+            Ok(0)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_log_level",
+        |mut c: C<'_>, ret: u32| -> R { Ok(st(write_u32(&mut c, ret, host::log_level() as u32))) },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_current_time_nanoseconds",
+        |mut c: C<'_>, ret: u32| -> R {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            Ok(st(write_u64(&mut c, ret, now.as_nanos() as u64)))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_tick_period_milliseconds",
+        |mut c: C<'_>, ms: u32| -> R {
+            let state = c.data_mut();
+            let root = tryst!(state.root_of_effective().ok_or(Status::BadArgument));
+            state.tick_changes.push((root, ms));
+            Ok(0)
+        },
+    )?;
     Ok(())
 }
 
@@ -74,8 +90,14 @@ fn logging(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
 fn buffer_of(state: &mut VmState, ty: u32) -> Result<Option<&mut Bytes>, Status> {
     let effective = state.effective;
     Ok(match ty {
-        buffer::HTTP_REQUEST_BODY => state.https.get_mut(&effective).and_then(|h| h.req_body.as_mut()),
-        buffer::HTTP_RESPONSE_BODY => state.https.get_mut(&effective).and_then(|h| h.resp_body.as_mut()),
+        buffer::HTTP_REQUEST_BODY => state
+            .https
+            .get_mut(&effective)
+            .and_then(|h| h.req_body.as_mut()),
+        buffer::HTTP_RESPONSE_BODY => state
+            .https
+            .get_mut(&effective)
+            .and_then(|h| h.resp_body.as_mut()),
         buffer::HTTP_CALL_RESPONSE_BODY => state.callout.as_mut().map(|c| &mut c.body),
         buffer::DOWNSTREAM_DATA | buffer::UPSTREAM_DATA | buffer::GRPC_RECEIVE_BUFFER => None,
         buffer::CALL_DATA => state.call_data.as_mut(),
@@ -110,7 +132,9 @@ fn buffers(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 };
                 let start = (start as usize).min(data.len());
                 let end = start.saturating_add(max as usize).min(data.len());
-                Ok(st(copy_out(&mut c, &data[start..end], ptr_ptr, size_ptr).await?))
+                Ok(st(
+                    copy_out(&mut c, &data[start..end], ptr_ptr, size_ptr).await?
+                ))
             })
         },
     )?;
@@ -127,10 +151,13 @@ fn buffers(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                         .and_then(|r| state.roots.get(&r))
                         .map(|r| r.config.len())
                         .ok_or(Status::NotFound)),
-                    _ => tryst!(tryst!(buffer_of(state, ty)).map(|b| b.len()).ok_or(Status::NotFound)),
+                    _ => tryst!(tryst!(buffer_of(state, ty))
+                        .map(|b| b.len())
+                        .ok_or(Status::NotFound)),
                 }
             };
-            Ok(st(write_u32(&mut c, len_ptr, len as u32).and_then(|_| write_u32(&mut c, flags_ptr, 0))))
+            Ok(st(write_u32(&mut c, len_ptr, len as u32)
+                .and_then(|_| write_u32(&mut c, flags_ptr, 0))))
         },
     )?;
     linker.func_wrap(
@@ -138,7 +165,12 @@ fn buffers(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "proxy_set_buffer_bytes",
         |mut c: C<'_>, ty: u32, start: u32, len: u32, ptr: u32, size: u32| -> R {
             let data = tryst!(read(&mut c, ptr, size));
-            if matches!(ty, buffer::VM_CONFIGURATION | buffer::PLUGIN_CONFIGURATION | buffer::HTTP_CALL_RESPONSE_BODY) {
+            if matches!(
+                ty,
+                buffer::VM_CONFIGURATION
+                    | buffer::PLUGIN_CONFIGURATION
+                    | buffer::HTTP_CALL_RESPONSE_BODY
+            ) {
                 return Ok(Status::BadArgument.code());
             }
             let buf = tryst!(tryst!(buffer_of(c.data_mut(), ty)).ok_or(Status::NotFound));
@@ -224,7 +256,11 @@ fn headers(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 let key = tryst!(read(&mut c, kp, ks));
                 let val = tryst!(read(&mut c, vp, vs));
                 let mut m = tryst!(map_ref(c.data_mut(), ty));
-                Ok(st(if op == 0 { m.add(&key, &val) } else { m.replace(&key, &val) }))
+                Ok(st(if op == 0 {
+                    m.add(&key, &val)
+                } else {
+                    m.replace(&key, &val)
+                }))
             },
         )?;
     }
@@ -256,9 +292,11 @@ fn continue_stream(c: &mut C<'_>, ty: u32) -> u32 {
 }
 
 fn streams(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
-    linker.func_wrap("env", "proxy_continue_stream", |mut c: C<'_>, ty: u32| -> R {
-        Ok(continue_stream(&mut c, ty))
-    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_continue_stream",
+        |mut c: C<'_>, ty: u32| -> R { Ok(continue_stream(&mut c, ty)) },
+    )?;
     linker.func_wrap("env", "proxy_continue_request", |mut c: C<'_>| -> R {
         Ok(continue_stream(&mut c, stream::HTTP_REQUEST))
     })?;
@@ -270,7 +308,11 @@ fn streams(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             return Ok(Status::BadArgument.code());
         }
         let effective = c.data().effective;
-        let http = tryst!(c.data_mut().https.get_mut(&effective).ok_or(Status::NotFound));
+        let http = tryst!(c
+            .data_mut()
+            .https
+            .get_mut(&effective)
+            .ok_or(Status::NotFound));
         http.closed = true;
         Ok(0)
     })?;
@@ -293,8 +335,10 @@ fn streams(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             let pairs = tryst!(deserialize(&raw_headers));
             let mut headers = HeaderMap::new();
             for (k, v) in &pairs {
-                let name = tryst!(http::header::HeaderName::from_bytes(&k.to_ascii_lowercase())
-                    .map_err(|_| Status::BadArgument));
+                let name = tryst!(
+                    http::header::HeaderName::from_bytes(&k.to_ascii_lowercase())
+                        .map_err(|_| Status::BadArgument)
+                );
                 headers.append(name, tryst!(value(v)));
             }
             let (status, body) = if grpc_status >= 0 {
@@ -317,8 +361,16 @@ fn streams(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 (code, Bytes::from(body))
             };
             let effective = c.data().effective;
-            let http = tryst!(c.data_mut().https.get_mut(&effective).ok_or(Status::NotFound));
-            http.local = Some(LocalResponse { status, headers, body });
+            let http = tryst!(c
+                .data_mut()
+                .https
+                .get_mut(&effective)
+                .ok_or(Status::NotFound));
+            http.local = Some(LocalResponse {
+                status,
+                headers,
+                body,
+            });
             Ok(0)
         },
     )?;
@@ -345,7 +397,10 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             Box::new(async move {
                 let key = tryst!(read(&mut c, kp, ks));
                 let shared = c.data().shared.clone();
-                let Some((v, cas)) = shared.host.shared.get(&shared.namespace, &String::from_utf8_lossy(&key))
+                let Some((v, cas)) = shared
+                    .host
+                    .shared
+                    .get(&shared.namespace, &String::from_utf8_lossy(&key))
                 else {
                     return Ok(Status::NotFound.code());
                 };
@@ -367,7 +422,11 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 Bytes::from(v),
                 Some(cas),
             );
-            Ok(if r.is_ok() { 0 } else { Status::CasMismatch.code() })
+            Ok(if r.is_ok() {
+                0
+            } else {
+                Status::CasMismatch.code()
+            })
         },
     )?;
     linker.func_wrap(
@@ -378,10 +437,11 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             let root = tryst!(c.data().root_of_effective().ok_or(Status::BadArgument));
             let shared = c.data().shared.clone();
             let notify = shared.queue_notifier(root);
-            let id = shared
-                .host
-                .queues
-                .register(&shared.namespace, &String::from_utf8_lossy(&name), Some(notify));
+            let id = shared.host.queues.register(
+                &shared.namespace,
+                &String::from_utf8_lossy(&name),
+                Some(notify),
+            );
             Ok(st(write_u32(&mut c, ret, id)))
         },
     )?;
@@ -438,7 +498,10 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
 
 /// Builds the callout request from the ABI's header map; `:method`, `:path` and `:authority` are
 /// required (as in Envoy).
-fn callout_request(pairs: &[(Vec<u8>, Vec<u8>)], body: Vec<u8>) -> Result<http::Request<Bytes>, Status> {
+fn callout_request(
+    pairs: &[(Vec<u8>, Vec<u8>)],
+    body: Vec<u8>,
+) -> Result<http::Request<Bytes>, Status> {
     let mut builder = http::Request::builder();
     let (mut method, mut path, mut authority) = (None, None, None);
     let mut headers = HeaderMap::new();
@@ -462,8 +525,14 @@ fn callout_request(pairs: &[(Vec<u8>, Vec<u8>)], body: Vec<u8>) -> Result<http::
     headers.insert(http::header::HOST, value(&authority)?);
     builder = builder
         .method(http::Method::from_bytes(&method).map_err(|_| Status::BadArgument)?)
-        .uri(http::uri::PathAndQuery::try_from(path.as_slice()).map_err(|_| Status::BadArgument)?.as_str());
-    let mut req = builder.body(Bytes::from(body)).map_err(|_| Status::BadArgument)?;
+        .uri(
+            http::uri::PathAndQuery::try_from(path.as_slice())
+                .map_err(|_| Status::BadArgument)?
+                .as_str(),
+        );
+    let mut req = builder
+        .body(Bytes::from(body))
+        .map_err(|_| Status::BadArgument)?;
     *req.headers_mut() = headers;
     Ok(req)
 }
@@ -512,7 +581,11 @@ fn callouts(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 let _ = tx.send(result);
             });
             let context_id = state.effective;
-            state.pending.push(PendingCall { token, context_id, rx });
+            state.pending.push(PendingCall {
+                token,
+                context_id,
+                rx,
+            });
             Ok(st(write_u32(&mut c, token_ptr, token)))
         },
     )?;
@@ -521,7 +594,20 @@ fn callouts(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "env",
         "proxy_grpc_call",
-        |c: C<'_>, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32| -> R {
+        |c: C<'_>,
+         _: u32,
+         _: u32,
+         _: u32,
+         _: u32,
+         _: u32,
+         _: u32,
+         _: u32,
+         _: u32,
+         _: u32,
+         _: u32,
+         _: u32,
+         _: u32|
+         -> R {
             tracing::warn!(plugin = %c.data().shared.name, "gRPC callouts are not implemented");
             Ok(Status::InternalFailure.code())
         },
@@ -534,9 +620,11 @@ fn callouts(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             Ok(Status::InternalFailure.code())
         },
     )?;
-    linker.func_wrap("env", "proxy_grpc_send", |_c: C<'_>, _: u32, _: u32, _: u32, _: u32| -> R {
-        Ok(Status::NotFound.code())
-    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_send",
+        |_c: C<'_>, _: u32, _: u32, _: u32, _: u32| -> R { Ok(Status::NotFound.code()) },
+    )?;
     linker.func_wrap("env", "proxy_grpc_cancel", |_c: C<'_>, _: u32| -> R {
         Ok(Status::NotFound.code())
     })?;
@@ -580,27 +668,51 @@ fn metrics(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             };
             tryst!(memory::check(&mut c, ret, 4));
             let shared = c.data().shared.clone();
-            match shared.host.metrics.define(&shared.name, kind, &String::from_utf8_lossy(&name)) {
+            match shared
+                .host
+                .metrics
+                .define(&shared.name, kind, &String::from_utf8_lossy(&name))
+            {
                 Ok(id) => Ok(st(write_u32(&mut c, ret, id))),
                 Err(e) => Ok(metric_status(Err(e))),
             }
         },
     )?;
-    linker.func_wrap("env", "proxy_increment_metric", |c: C<'_>, id: u32, offset: i64| -> R {
-        let shared = c.data().shared.clone();
-        Ok(metric_status(shared.host.metrics.increment(&shared.name, id, offset)))
-    })?;
-    linker.func_wrap("env", "proxy_record_metric", |c: C<'_>, id: u32, v: u64| -> R {
-        let shared = c.data().shared.clone();
-        Ok(metric_status(shared.host.metrics.record(&shared.name, id, v)))
-    })?;
-    linker.func_wrap("env", "proxy_get_metric", |mut c: C<'_>, id: u32, ret: u32| -> R {
-        let shared = c.data().shared.clone();
-        match shared.host.metrics.get(&shared.name, id) {
-            Ok(v) => Ok(st(write_u64(&mut c, ret, v))),
-            Err(e) => Ok(metric_status(Err(e))),
-        }
-    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_increment_metric",
+        |c: C<'_>, id: u32, offset: i64| -> R {
+            let shared = c.data().shared.clone();
+            Ok(metric_status(shared.host.metrics.increment(
+                &shared.name,
+                id,
+                offset,
+            )))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_record_metric",
+        |c: C<'_>, id: u32, v: u64| -> R {
+            let shared = c.data().shared.clone();
+            Ok(metric_status(shared.host.metrics.record(
+                &shared.name,
+                id,
+                v,
+            )))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_metric",
+        |mut c: C<'_>, id: u32, ret: u32| -> R {
+            let shared = c.data().shared.clone();
+            match shared.host.metrics.get(&shared.name, id) {
+                Ok(v) => Ok(st(write_u64(&mut c, ret, v))),
+                Err(e) => Ok(metric_status(Err(e))),
+            }
+        },
+    )?;
     Ok(())
 }
 
@@ -625,25 +737,35 @@ fn properties_and_misc(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             Ok(st(properties::set(c.data_mut(), path, Bytes::from(v))))
         },
     )?;
-    linker.func_wrap("env", "proxy_set_effective_context", |mut c: C<'_>, id: u32| -> R {
-        let state = c.data_mut();
-        if state.roots.contains_key(&id) || state.https.contains_key(&id) {
-            state.effective = id;
-            Ok(0)
-        } else {
-            Ok(Status::BadArgument.code())
-        }
-    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_effective_context",
+        |mut c: C<'_>, id: u32| -> R {
+            let state = c.data_mut();
+            if state.roots.contains_key(&id) || state.https.contains_key(&id) {
+                state.effective = id;
+                Ok(0)
+            } else {
+                Ok(Status::BadArgument.code())
+            }
+        },
+    )?;
     linker.func_wrap("env", "proxy_done", |c: C<'_>| -> R {
         let state = c.data();
-        Ok(if state.roots.contains_key(&state.effective) { 0 } else { Status::NotFound.code() })
+        Ok(if state.roots.contains_key(&state.effective) {
+            0
+        } else {
+            Status::NotFound.code()
+        })
     })?;
     linker.func_wrap(
         "env",
         "proxy_call_foreign_function",
         |mut c: C<'_>, np: u32, ns: u32, _ap: u32, _as: u32, ret_ptr: u32, ret_size: u32| -> R {
             let name = tryst!(read(&mut c, np, ns));
-            tryst!(memory::check(&mut c, ret_ptr, 4).and_then(|_| memory::check(&mut c, ret_size, 4)));
+            tryst!(
+                memory::check(&mut c, ret_ptr, 4).and_then(|_| memory::check(&mut c, ret_size, 4))
+            );
             tracing::debug!(
                 plugin = %c.data().shared.name,
                 function = %String::from_utf8_lossy(&name),

@@ -52,7 +52,9 @@ impl Shared {
             let weak = weak.clone();
             handle.spawn(async move {
                 if let Some(plugin) = weak.upgrade() {
-                    plugin.root_callback(root, vm::RootCall::QueueReady(queue_id)).await;
+                    plugin
+                        .root_callback(root, vm::RootCall::QueueReady(queue_id))
+                        .await;
                 }
             });
         })
@@ -219,7 +221,9 @@ impl ProxyWasmPlugin {
             })?;
         let vm = slot.vm.as_mut().expect("ensure_vm leaves a VM");
         match this.start_root(vm, &spec).await {
-            Ok(()) => {}
+            Ok(()) => {
+                let _ = this.after_callback(vm, None);
+            }
             Err(e) => {
                 let failed = matches!(e, vm::RootError::Failed(_));
                 // The root context stays in the VM's table only if it started; a failed VM goes.
@@ -271,17 +275,13 @@ impl ProxyWasmPlugin {
     }
 
     /// Starts a VM if there is none (the first, or a replacement) and replays the live root contexts.
-    async fn ensure_vm(&self, slot: &mut Slot) -> Result<(), String> {
+    async fn ensure_vm(self: &Arc<Self>, slot: &mut Slot) -> Result<(), String> {
         if slot.vm.is_some() {
             return Ok(());
         }
         slot.generation += 1;
         let mut vm = self.start_vm(slot.generation).await?;
-        let roots = self
-            .roots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let roots = self.roots.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for spec in &roots {
             if let Err(e) = self.start_root(&mut vm, spec).await {
                 return Err(format!(
@@ -291,17 +291,14 @@ impl ProxyWasmPlugin {
                 ));
             }
         }
+        let _ = self.after_callback(&mut vm, None);
         slot.vm = Some(vm);
         Ok(())
     }
 
     /// Applies the effects of a callback (timers) and hands out callouts: those of `keep` are
     /// returned for the caller to wait on, the others are delivered in the background.
-    fn after_callback(
-        self: &Arc<Self>,
-        vm: &mut Vm,
-        keep: Option<u32>,
-    ) -> Vec<state::PendingCall> {
+    fn after_callback(self: &Arc<Self>, vm: &mut Vm, keep: Option<u32>) -> Vec<state::PendingCall> {
         let state = vm.store.data_mut();
         for (root, ms) in std::mem::take(&mut state.tick_changes) {
             self.set_tick(root, ms);
@@ -330,16 +327,16 @@ impl ProxyWasmPlugin {
             let token = call.token;
             let context_id = call.context_id;
             let result = call.rx.await.unwrap_or_else(|_| {
-                Err(crate::host::CalloutError::Failed("callout task ended".into()))
+                Err(crate::host::CalloutError::Failed(
+                    "callout task ended".into(),
+                ))
             });
             let mut slot = self.slot.lock().await;
             let Some(vm) = slot.vm.as_mut() else { return };
             if vm.generation != generation {
                 return;
             }
-            let outcome = self
-                .deliver_callout(vm, context_id, token, result)
-                .await;
+            let outcome = self.deliver_callout(vm, context_id, token, result).await;
             match outcome {
                 Ok(()) => {
                     let _ = self.after_callback(vm, None);

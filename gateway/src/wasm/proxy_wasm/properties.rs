@@ -76,7 +76,8 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
                         .or_else(|| r.uri.authority().map(|a| text(a.as_str())))
                 }),
                 ["scheme"] => Some(text(
-                    req.and_then(|r| r.uri.scheme_str()).unwrap_or(h.info.scheme),
+                    req.and_then(|r| r.uri.scheme_str())
+                        .unwrap_or(h.info.scheme),
                 )),
                 ["method"] => req.map(|r| text(r.method.as_str())),
                 ["headers"] => req.map(|r| header_map(&r.headers)),
@@ -90,12 +91,11 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
                         .unwrap_or_else(|| text(h.info.id.to_string())),
                 ),
                 ["protocol"] => Some(text(format!("HTTP/{}", h.info.protocol))),
-                ["time"] => Some(int(
-                    h.started_wall
-                        .duration_since(UNIX_EPOCH)
-                        .map(|d| d.as_nanos() as i64)
-                        .unwrap_or(0),
-                )),
+                ["time"] => Some(int(h
+                    .started_wall
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as i64)
+                    .unwrap_or(0))),
                 ["duration"] => Some(int(h.started.elapsed().as_nanos() as i64)),
                 ["size"] => Some(int(h.req_body_size as i64)),
                 ["trailers"] => h.req_trailers.as_ref().map(header_map),

@@ -212,15 +212,18 @@ fn authority(req: &RequestHead) -> Option<Vec<u8>> {
         .or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes().to_vec()))
 }
 
-fn set_uri(req: &mut RequestHead, path: Option<&[u8]>, authority: Option<&[u8]>) -> Result<(), Status> {
+fn set_uri(
+    req: &mut RequestHead,
+    path: Option<&[u8]>,
+    authority: Option<&[u8]>,
+) -> Result<(), Status> {
     let mut parts = req.uri.clone().into_parts();
     if let Some(p) = path {
         if !(p.starts_with(b"/") || p == b"*") {
             return Err(Status::BadArgument);
         }
-        parts.path_and_query = Some(
-            http::uri::PathAndQuery::try_from(p).map_err(|_| Status::BadArgument)?,
-        );
+        parts.path_and_query =
+            Some(http::uri::PathAndQuery::try_from(p).map_err(|_| Status::BadArgument)?);
     }
     if let Some(a) = authority {
         if parts.authority.is_some() {
@@ -249,7 +252,10 @@ impl MapRef<'_> {
                 &req.headers
             }
             MapRef::Response(resp) => {
-                out.push((b":status".to_vec(), resp.status.as_str().as_bytes().to_vec()));
+                out.push((
+                    b":status".to_vec(),
+                    resp.status.as_str().as_bytes().to_vec(),
+                ));
                 &resp.headers
             }
             MapRef::Callout(c) => {
@@ -398,6 +404,6 @@ impl MapRef<'_> {
 }
 
 /// Parses a map sent by the guest.
-pub fn deserialize(bytes: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Status> {
+pub fn deserialize(bytes: &[u8]) -> Result<super::abi::Pairs, Status> {
     super::abi::deserialize_map(bytes).ok_or(Status::SerializationFailure)
 }

@@ -18,7 +18,11 @@ impl WasiHost for VmState {
     }
 
     fn output(&mut self, fd: u32, bytes: &[u8]) {
-        let buf = if fd == 1 { &mut self.stdout } else { &mut self.stderr };
+        let buf = if fd == 1 {
+            &mut self.stdout
+        } else {
+            &mut self.stderr
+        };
         buf.extend_from_slice(bytes);
         while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=nl).collect();
@@ -44,6 +48,7 @@ type F2 = TypedFunc<(u32, u32), ()>;
 type F1R = TypedFunc<u32, u32>;
 type F2R = TypedFunc<(u32, u32), u32>;
 type F3R = TypedFunc<(u32, u32, u32), u32>;
+type F5 = TypedFunc<(u32, u32, u32, u32, u32), ()>;
 
 /// The callbacks a module exports (all optional but the allocator).
 pub struct Exports {
@@ -58,7 +63,7 @@ pub struct Exports {
     pub on_response_headers: Option<F3R>,
     pub on_response_body: Option<F3R>,
     pub on_response_trailers: Option<F2R>,
-    on_http_call_response: Option<TypedFunc<(u32, u32, u32, u32, u32), ()>>,
+    on_http_call_response: Option<F5>,
     on_done: Option<F1R>,
     on_log: Option<F1>,
     on_delete: Option<F1>,
@@ -208,9 +213,13 @@ impl ProxyWasmPlugin {
             format!("start function failed: {err}")
         };
         if let Some(init) = typed::<(), ()>(&mut store, &instance, "_initialize")? {
-            init.call_async(&mut store, ()).await.map_err(|e| run(e, &store))?;
+            init.call_async(&mut store, ())
+                .await
+                .map_err(|e| run(e, &store))?;
             if let Some(main) = typed::<(u32, u32), u32>(&mut store, &instance, "main")? {
-                main.call_async(&mut store, (0, 0)).await.map_err(|e| run(e, &store))?;
+                main.call_async(&mut store, (0, 0))
+                    .await
+                    .map_err(|e| run(e, &store))?;
             }
         } else if let Some(start) = typed::<(), ()>(&mut store, &instance, "_start")? {
             match start.call_async(&mut store, ()).await {
@@ -256,23 +265,34 @@ impl ProxyWasmPlugin {
         );
         Self::enter(vm, spec.id);
         if let Some(f) = vm.exports.on_context_create.clone() {
-            self.call(vm, &f, (spec.id, 0)).await.map_err(RootError::Failed)?;
+            self.call(vm, &f, (spec.id, 0))
+                .await
+                .map_err(RootError::Failed)?;
         }
         if let Some(f) = vm.exports.on_vm_start.clone() {
             Self::enter(vm, spec.id);
             let size = self.shared.vm_config.len() as u32;
-            if self.call(vm, &f, (spec.id, size)).await.map_err(RootError::Failed)? == 0 {
+            if self
+                .call(vm, &f, (spec.id, size))
+                .await
+                .map_err(RootError::Failed)?
+                == 0
+            {
                 return Err(RootError::VmStartRejected);
             }
         }
         if let Some(f) = vm.exports.on_configure.clone() {
             Self::enter(vm, spec.id);
             let size = spec.config.len() as u32;
-            if self.call(vm, &f, (spec.id, size)).await.map_err(RootError::Failed)? == 0 {
+            if self
+                .call(vm, &f, (spec.id, size))
+                .await
+                .map_err(RootError::Failed)?
+                == 0
+            {
                 return Err(RootError::ConfigureRejected);
             }
         }
-        self.health.success();
         Ok(())
     }
 
@@ -333,9 +353,13 @@ impl ProxyWasmPlugin {
         if !vm.store.data().https.contains_key(&id) {
             return Ok(());
         }
-        for f in [vm.exports.on_done.clone().map(Ok), vm.exports.on_log.clone().map(Err), vm.exports.on_delete.clone().map(Err)]
-            .into_iter()
-            .flatten()
+        for f in [
+            vm.exports.on_done.clone().map(Ok),
+            vm.exports.on_log.clone().map(Err),
+            vm.exports.on_delete.clone().map(Err),
+        ]
+        .into_iter()
+        .flatten()
         {
             Self::enter(vm, id);
             match f {

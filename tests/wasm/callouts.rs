@@ -1,0 +1,109 @@
+//! HTTP callouts: pause, the callout's response, resume; denial; timeout; bad upstreams.
+
+use crate::support::*;
+use gateway::filter::Verdict;
+
+#[tokio::test]
+async fn pause_callout_resume() {
+    let p = load(plugin_cfg("callout", &fixtures().kitchen), host().await).await;
+    let f = filter(&p, "r", "").await;
+    let (v, req, _ctx) = request_headers(
+        &f,
+        &[("x-test", "callout"), ("x-callout-body", "please")],
+        true,
+    )
+    .await;
+    assert!(matches!(v, Ok(Verdict::Continue)), "{v:?}");
+    assert_eq!(hv(&req.headers, "x-callout-status"), "200");
+    assert_eq!(hv(&req.headers, "x-callout-body"), "allowed");
+    assert_eq!(hv(&req.headers, "x-callout-echo"), "kitchen");
+    assert_eq!(hv(&req.headers, "x-callout-code"), "0");
+}
+
+#[tokio::test]
+async fn callout_response_can_deny_locally() {
+    let p = load(
+        plugin_cfg("callout-deny", &fixtures().kitchen),
+        host().await,
+    )
+    .await;
+    let f = filter(&p, "r", "").await;
+    let (v, _, _ctx) = request_headers(
+        &f,
+        &[("x-test", "callout"), ("x-callout-body", "deny")],
+        true,
+    )
+    .await;
+    let Ok(Verdict::Respond(local)) = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(local.status, 403);
+    assert_eq!(hv(&local.headers, "x-denied-by"), "callout");
+    assert_eq!(&local.body[..], b"forbidden");
+}
+
+#[tokio::test]
+async fn callout_timeout_is_delivered_as_a_failure() {
+    let p = load(
+        plugin_cfg("callout-slow", &fixtures().kitchen),
+        host().await,
+    )
+    .await;
+    let f = filter(&p, "r", "").await;
+    let started = std::time::Instant::now();
+    let (v, _, _ctx) = request_headers(&f, &[("x-test", "callout-slow")], true).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    let Ok(Verdict::Respond(local)) = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(local.status, 504);
+    assert_eq!(hv(&local.headers, "x-status-code"), "11");
+    assert_eq!(hv(&local.headers, "x-status-message"), "timeout");
+}
+
+#[tokio::test]
+async fn callout_to_unknown_upstream_or_without_pseudo_headers_is_bad_argument() {
+    let p = load(plugin_cfg("callout-bad", &fixtures().kitchen), host().await).await;
+    let f = filter(&p, "r", "").await;
+    let (v, req, _ctx) = request_headers(&f, &[("x-test", "callout-unknown")], true).await;
+    assert!(matches!(v, Ok(Verdict::Continue)));
+    assert_eq!(
+        hv(&req.headers, "x-callout-error"),
+        "BadArgument,BadArgument"
+    );
+}
+
+#[tokio::test]
+async fn local_responses_plain_and_grpc() {
+    let p = load(plugin_cfg("local", &fixtures().kitchen), host().await).await;
+    let f = filter(&p, "r", "").await;
+    let (v, _, _ctx) = request_headers(&f, &[("x-test", "deny")], true).await;
+    let Ok(Verdict::Respond(local)) = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(local.status, 403);
+    assert_eq!(hv(&local.headers, "x-denied"), "1");
+    assert_eq!(&local.body[..], b"denied by kitchen");
+
+    let (v, _, _ctx) = request_headers(&f, &[("x-test", "grpc-deny")], true).await;
+    let Ok(Verdict::Respond(local)) = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(local.status, 200);
+    assert_eq!(hv(&local.headers, "content-type"), "application/grpc");
+    assert_eq!(hv(&local.headers, "grpc-status"), "7");
+    assert_eq!(hv(&local.headers, "grpc-message"), "no entry");
+    assert_eq!(hv(&local.headers, "x-grpc-denied"), "1");
+
+    // A local response from the response phase.
+    let (_, _, mut ctx) = request_headers(&f, &[("x-test", "resp-deny")], true).await;
+    let mut resp = gateway::filter::ResponseHead {
+        status: http::StatusCode::OK,
+        headers: Default::default(),
+    };
+    let v = ctx.on_response_headers(&mut resp, false).await;
+    let Ok(Verdict::Respond(local)) = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(local.status, 418);
+}
