@@ -56,12 +56,13 @@ fn metric(text: &str, series: &str) -> Option<f64> {
     })
 }
 
-/// An address on which nothing listens (bound, then released).
-fn closed_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let a = l.local_addr().unwrap();
-    drop(l);
-    a
+/// An address that refuses connections: a socket bound to it but not listening, so that no other
+/// test can take the port while the returned socket is alive.
+fn closed_addr() -> (tokio::net::TcpSocket, SocketAddr) {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let a = s.local_addr().unwrap();
+    (s, a)
 }
 
 /// A listener that is never accepted: connections complete in the kernel's backlog, requests are
@@ -360,7 +361,7 @@ async fn route_timeout_answers_504_upstream_timeout_in_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_failure_answers_502_upstream_connect_failure() {
-    let dead = closed_addr();
+    let (_hold, dead) = closed_addr();
     let gw = TestGateway::start(&one_route(&[format!("\"{dead}\"")], "", "")).await;
     let r = get(&gw.url("/x")).await;
     assert_eq!(r.0, 502, "{r:?}");
@@ -490,7 +491,7 @@ async fn retried_post_body_is_replayed_intact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_failure_is_retried_on_the_live_endpoint() {
     let live = MockUpstream::start("live").await;
-    let dead = closed_addr();
+    let (_hold, dead) = closed_addr();
     let gw = TestGateway::start(&one_route(
         &[format!("\"{dead}\""), ep(&live)],
         "",
@@ -1209,7 +1210,7 @@ async fn http2_client_reaches_an_http1_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_metrics_count_tries_retries_and_errors() {
     let up = MockUpstream::start("billing").await;
-    let dead = closed_addr();
+    let (_hold, dead) = closed_addr();
     let yaml = format!(
         "upstreams:
   - name: billing
