@@ -1,10 +1,15 @@
-//! The admin API: `/healthz`, `/readyz`, `/metrics`, `/config`. Loopback by default; when a token is
-//! configured (required off loopback) every request must carry `Authorization: Bearer <token>`.
+//! The admin API: `/healthz`, `/readyz`, `/metrics`, `/config` (GET shows the running config, PUT
+//! applies a new one), `/reload` (POST reads the config file again, GET shows the last reload). Loopback
+//! by default; when a token is configured (required off loopback) every request must carry
+//! `Authorization: Bearer <token>`.
 
 use crate::body::{self, Body};
 use crate::errors::json_error;
 use crate::proxy::Shared;
+use crate::reload::{ReloadError, Reloader, Report, Trigger};
 use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
@@ -12,6 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+/// The largest config accepted by `PUT /config`; larger bodies get 413. Default: 16MiB.
+pub const MAX_CONFIG_BODY: usize = 16 << 20;
 
 /// Compares two byte strings in time that depends only on their lengths.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -28,6 +36,7 @@ pub async fn serve(
     token: Option<String>,
     draining: Arc<AtomicBool>,
     mut stop: watch::Receiver<bool>,
+    reloader: Arc<Reloader>,
 ) {
     let token: Option<Arc<str>> = token.map(Arc::from);
     loop {
@@ -41,10 +50,17 @@ pub async fn serve(
         let shared = shared.clone();
         let token = token.clone();
         let draining = draining.clone();
+        let reloader = reloader.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let resp = answer(&req, &shared, token.as_deref(), &draining);
-                async move { Ok::<_, Infallible>(resp) }
+                let shared = shared.clone();
+                let token = token.clone();
+                let draining = draining.clone();
+                let reloader = reloader.clone();
+                async move {
+                    let resp = answer(req, &shared, token.as_deref(), &draining, &reloader).await;
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -53,11 +69,12 @@ pub async fn serve(
     }
 }
 
-fn answer<B>(
-    req: &Request<B>,
+async fn answer(
+    req: Request<Incoming>,
     shared: &Shared,
     token: Option<&str>,
     draining: &AtomicBool,
+    reloader: &Reloader,
 ) -> Response<Body> {
     if let Some(t) = token {
         let given = req
@@ -83,7 +100,8 @@ fn answer<B>(
         );
         r
     };
-    match (req.method(), req.uri().path()) {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    match (&method, path.as_str()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
         (&Method::GET, "/readyz") => {
             if draining.load(Ordering::SeqCst) {
@@ -112,13 +130,88 @@ fn answer<B>(
                 ),
             }
         }
-        (_, "/healthz" | "/readyz" | "/metrics" | "/config") => json_error(
+        (&Method::PUT, "/config") => {
+            let limited = http_body_util::Limited::new(req.into_body(), MAX_CONFIG_BODY);
+            let bytes = match limited.collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return json_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_large",
+                        &format!("a config is at most {MAX_CONFIG_BODY} bytes"),
+                    )
+                }
+                Err(e) => {
+                    return json_error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string())
+                }
+            };
+            let Ok(text) = String::from_utf8(bytes.to_vec()) else {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "the config must be UTF-8 YAML or JSON",
+                );
+            };
+            reload_response(reloader.reload_text(Trigger::PutConfig, text).await)
+        }
+        (&Method::POST, "/reload") => reload_response(reloader.reload_file(Trigger::Admin).await),
+        (&Method::GET, "/reload") => {
+            let body = serde_json::json!({
+                "file": reloader.file().display().to_string(),
+                "generation": reloader.generation(),
+                "last": reloader.last(),
+            });
+            text(StatusCode::OK, "application/json", format!("{body:#}\n"))
+        }
+        (_, "/healthz" | "/readyz" | "/metrics") => json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "use GET",
         ),
+        (_, "/config") => json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use GET, or PUT with a new config",
+        ),
+        (_, "/reload") => json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use POST to reload, GET for the last result",
+        ),
         _ => json_error(StatusCode::NOT_FOUND, "not_found", "unknown admin path"),
     }
+}
+
+/// 200 with the report, or 400 `{"error":"reload_failed","message":...}` with the located field.
+fn reload_response(r: Result<Report, ReloadError>) -> Response<Body> {
+    let (status, body) = match r {
+        Ok(report) => (
+            StatusCode::OK,
+            serde_json::to_value(&report).unwrap_or_default(),
+        ),
+        Err(ReloadError::Config(e)) => (
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({
+                "error": "reload_failed",
+                "message": e.to_string(),
+                "file": e.file.display().to_string(),
+                "line": e.location.map(|l| l.0),
+                "column": e.location.map(|l| l.1),
+                "field": e.field,
+            }),
+        ),
+        Err(e @ ReloadError::Internal(_)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({"error": "reload_failed", "message": e.to_string()}),
+        ),
+    };
+    let mut resp = Response::new(body::full(format!("{body:#}\n")));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 #[cfg(test)]

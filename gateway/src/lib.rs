@@ -3,7 +3,7 @@
 //! The map: `config` (what the user writes) is compiled by `runtime` into routers, routes and upstream
 //! clusters; `server` accepts connections and hands requests to `proxy`, which routes them and forwards
 //! them through `upstream`; `errors` turns failures into responses in one place; `admin` and `metrics`
-//! show what happens.
+//! show what happens; `reload` swaps in a new runtime while traffic flows.
 #![deny(unsafe_code)]
 
 pub mod admin;
@@ -14,6 +14,7 @@ pub mod filter;
 pub mod host;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod router;
 pub mod runtime;
 pub mod server;

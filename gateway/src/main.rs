@@ -1,8 +1,10 @@
-//! The `gateway` binary: `run`, `check`, `--version`.
+//! The `gateway` binary: `run`, `check`, `--version`. `run` reloads its config file when the file
+//! changes and on SIGHUP, and drains on SIGTERM/SIGINT.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gateway::config::LogFormat;
+use gateway::reload::Trigger;
 use gateway::{Gateway, Runtime, Source};
 use std::path::PathBuf;
 
@@ -82,26 +84,33 @@ fn init_logging(format: LogFormat) {
 fn run(path: PathBuf) -> anyhow::Result<()> {
     let (cfg, src) = Source::load(&path)?;
     init_logging(cfg.server.log_format);
-    let drain = cfg.server.drain_timeout.0;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let gw = Gateway::start(cfg, src).await?;
-        wait_for_signal().await;
+        use tokio::signal::unix::{signal, SignalKind};
+        // Installed before serving, so that an early SIGHUP reloads instead of killing the process.
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+        let mut gw = Gateway::start(cfg, src).await?;
+        gw.watch_config_file();
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the config file");
+                    // The outcome is logged, counted and shown on the admin API by the reloader.
+                    let _ = gw.reloader().reload_file(Trigger::Signal).await;
+                }
+            }
+        }
         tracing::info!("shutting down");
+        // The drain timeout of the config serving now: it may have been reloaded.
+        let drain = gw.shared.runtime.load().config.server.drain_timeout.0;
         gw.shutdown(drain).await;
         Ok(())
     })
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -112,6 +112,14 @@ pub struct Metrics {
     pub refused: StatusCounts,
     /// Requests that matched no route.
     pub no_route: AtomicU64,
+    /// Config reloads applied.
+    pub reloads_ok: AtomicU64,
+    /// Config reloads refused (the running config stayed).
+    pub reloads_failed: AtomicU64,
+    /// Whether the last reload was applied (1 until a reload fails).
+    pub last_reload_ok: AtomicBool,
+    /// Unix time in seconds of the last config applied (start or reload).
+    pub last_reload_success_unix: AtomicU64,
 }
 
 impl Metrics {
@@ -246,6 +254,27 @@ impl Metrics {
             out,
             "# TYPE gateway_connections_rejected_total counter\ngateway_connections_rejected_total {}",
             self.connections_rejected.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE gateway_reloads_total counter\ngateway_reloads_total{{result=\"ok\"}} {}\ngateway_reloads_total{{result=\"error\"}} {}",
+            self.reloads_ok.load(Ordering::Relaxed),
+            self.reloads_failed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE gateway_config_last_reload_successful gauge\ngateway_config_last_reload_successful {}",
+            u8::from(self.last_reload_ok.load(Ordering::Relaxed))
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE gateway_config_last_reload_success_timestamp_seconds gauge\ngateway_config_last_reload_success_timestamp_seconds {}",
+            self.last_reload_success_unix.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE gateway_runtimes_live gauge\ngateway_runtimes_live {}",
+            crate::runtime::live_runtimes()
         );
         out
     }

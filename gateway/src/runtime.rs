@@ -10,8 +10,17 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Runtimes alive in this process: built and not yet dropped (shown as `gateway_runtimes_live`).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// How many runtimes are alive: the serving one plus old ones still held by requests in flight.
+pub fn live_runtimes() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
 
 /// Default route timeout (whole upstream exchange until response headers).
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -169,13 +178,33 @@ pub struct Runtime {
     pub listeners: HashMap<String, ListenerRoutes>,
     /// Clusters by name.
     pub upstreams: HashMap<String, Arc<Cluster>>,
+    /// Clusters taken over unchanged from the previous runtime (already started).
+    kept: HashSet<String>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Runtime {
     /// Compiles and validates `cfg`. Starts nothing: see [`Runtime::start`].
     pub fn build(cfg: Config, src: &Source, metrics: &Metrics) -> Result<Runtime, ConfigError> {
+        Runtime::build_with(cfg, src, metrics, None)
+    }
+
+    /// Like [`Runtime::build`], taking over from `previous` every cluster whose config did not change, so
+    /// that its connection pool and health state survive a reload.
+    pub fn build_with(
+        cfg: Config,
+        src: &Source,
+        metrics: &Metrics,
+        previous: Option<&Runtime>,
+    ) -> Result<Runtime, ConfigError> {
         check_listeners(&cfg, src)?;
         let mut upstreams = HashMap::new();
+        let mut kept = HashSet::new();
         for (i, u) in cfg.upstreams.iter().enumerate() {
             let at = |f: &str| format!("upstreams[{i}].{f}");
             if upstreams.contains_key(&u.name) {
@@ -204,6 +233,11 @@ impl Runtime {
                 if a.interval.0.is_zero() {
                     return Err(src.err(at("health.active.interval"), "must be more than 0"));
                 }
+            }
+            if let Some(c) = previous.and_then(|p| p.unchanged_cluster(u)) {
+                kept.insert(u.name.clone());
+                upstreams.insert(u.name.clone(), c);
+                continue;
             }
             let cluster = Cluster::new(u, metrics.upstream(&u.name));
             upstreams.insert(u.name.clone(), Arc::new(cluster));
@@ -244,17 +278,32 @@ impl Runtime {
             let router = Router::new(matches).map_err(|e| src.err("routes", e.0))?;
             listeners.insert(l.name.clone(), ListenerRoutes { router, routes });
         }
+        LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Runtime {
             config: cfg,
             listeners,
             upstreams,
+            kept,
         })
+    }
+
+    /// This runtime's cluster for `u`, if it was built from the same upstream config.
+    fn unchanged_cluster(&self, u: &config::Upstream) -> Option<Arc<Cluster>> {
+        let same = self.config.upstreams.iter().any(|p| p == u);
+        same.then(|| self.upstreams.get(&u.name).cloned()).flatten()
+    }
+
+    /// Names of the clusters taken over from the previous runtime.
+    pub fn kept_upstreams(&self) -> &HashSet<String> {
+        &self.kept
     }
 
     /// Starts background work (active health checks) and registers health with `/metrics`.
     pub fn start(&self, metrics: &Metrics) {
         for (name, c) in &self.upstreams {
-            c.start_health_checks();
+            if !self.kept.contains(name) {
+                c.start_health_checks();
+            }
             let weak = Arc::downgrade(c);
             metrics.set_health(
                 name,

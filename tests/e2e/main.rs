@@ -5,6 +5,7 @@ mod harness;
 mod malformed;
 mod limits;
 mod routing;
+mod reload;
 mod admin;
 mod cli;
 mod streaming;

@@ -159,7 +159,7 @@ impl Default for AccessLog {
 }
 
 /// One listening socket.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Listener {
     /// Unique name, used by routes that are restricted to some listeners.
@@ -172,7 +172,7 @@ pub struct Listener {
 }
 
 /// Limits applied on a listener. Every default is chosen to be safe for an internet-facing gateway.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Bytes in a request head (request line and headers); over it: 431. Default: 32KiB.
@@ -209,7 +209,7 @@ impl Default for Limits {
 }
 
 /// The admin API listener.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Admin {
     /// Default: 127.0.0.1:9901. A non-loopback address requires `token`.
@@ -236,7 +236,7 @@ fn redact<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Er
 }
 
 /// A named cluster of upstream endpoints.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
     /// Unique name that routes refer to.
@@ -265,7 +265,7 @@ fn default_connect_timeout() -> Dur {
 }
 
 /// One endpoint of a cluster.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Endpoint {
     /// `host:port`.
     pub address: String,
@@ -303,7 +303,7 @@ impl<'de> Deserialize<'de> for Endpoint {
 
 /// Load-balancing policy: `round_robin`, `least_request`, `random`, or
 /// `{consistent_hash: {header: NAME}}` (also `cookie: NAME` or `client_ip: true`).
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(try_from = "RawBalancer", rename_all = "snake_case")]
 pub enum Balancer {
     /// Smooth weighted round robin.
@@ -359,7 +359,7 @@ impl TryFrom<RawBalancer> for Balancer {
 }
 
 /// What a consistent-hash balancer hashes.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum HashKey {
     /// A request header's value.
@@ -382,7 +382,7 @@ pub enum Protocol {
 }
 
 /// Connection pool settings.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Pool {
     /// How long an idle pooled connection is kept. Default: 90s.
@@ -401,7 +401,7 @@ impl Default for Pool {
 }
 
 /// Health checking.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Health {
     /// Ejects endpoints that fail requests. On by default.
@@ -411,7 +411,7 @@ pub struct Health {
 }
 
 /// Passive health: consecutive failures eject an endpoint for a while.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Passive {
     /// Consecutive failures (connect errors, timeouts, 502/503/504) that eject. 0 disables. Default: 5.
@@ -430,7 +430,7 @@ impl Default for Passive {
 }
 
 /// Active health checks.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Active {
     /// Path requested with GET; a 2xx answer is healthy.

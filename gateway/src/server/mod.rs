@@ -7,6 +7,7 @@ use crate::admin;
 use crate::config::{Config, Listener};
 use crate::metrics::Metrics;
 use crate::proxy::{self, ConnInfo, Shared};
+use crate::reload::{self, ReloadError, Reloader, Report, Trigger};
 use crate::runtime::{Runtime, Source};
 use arc_swap::ArcSwap;
 use h1_guard::{ConnShared, GuardLimits, Guarded};
@@ -53,6 +54,8 @@ pub struct Gateway {
     draining: Arc<AtomicBool>,
     graceful: Arc<GracefulShutdown>,
     accept_tasks: Vec<tokio::task::JoinHandle<()>>,
+    reloader: Arc<Reloader>,
+    watcher: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Gateway {
@@ -61,12 +64,14 @@ impl Gateway {
         let metrics = Arc::new(Metrics::default());
         let runtime = Runtime::build(cfg, &src, &metrics)?;
         runtime.start(&metrics);
+        let file = src.path.clone();
         let listeners: Vec<Listener> = runtime.config.listeners.clone();
         let admin_cfg = runtime.config.admin.clone();
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
         });
+        let reloader = Arc::new(Reloader::new(shared.clone(), file));
         let (stop, stop_rx) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());
         let mut addrs = HashMap::new();
@@ -117,6 +122,7 @@ impl Gateway {
             admin_cfg.token.clone(),
             draining.clone(),
             stop_admin_rx,
+            reloader.clone(),
         ));
         Ok(Gateway {
             shared,
@@ -128,7 +134,32 @@ impl Gateway {
             draining,
             graceful,
             accept_tasks,
+            reloader,
+            watcher: None,
         })
+    }
+
+    /// What applies reloads to this gateway (every trigger goes through it).
+    pub fn reloader(&self) -> &Arc<Reloader> {
+        &self.reloader
+    }
+
+    /// Applies a new config (YAML or JSON text) as a reload: validated and built completely, then
+    /// swapped in; on error nothing changes.
+    pub async fn reload_from(&self, text: &str) -> Result<Report, ReloadError> {
+        self.reloader
+            .reload_text(Trigger::Api, text.to_owned())
+            .await
+    }
+
+    /// Reloads the config file whenever its content changes, until shutdown (see [`Reloader::watch`]).
+    pub fn watch_config_file(&mut self) {
+        if self.watcher.is_none() {
+            self.watcher = Some(
+                self.reloader
+                    .watch(reload::WATCH_INTERVAL, reload::WATCH_DEBOUNCE),
+            );
+        }
     }
 
     /// The bound address of a listener.
@@ -145,6 +176,9 @@ impl Gateway {
     /// on the response in flight; HTTP/2: GOAWAY), and waits up to `drain` for them. Returns whether
     /// every connection finished in time.
     pub async fn shutdown(self, drain: Duration) -> bool {
+        if let Some(w) = &self.watcher {
+            w.abort();
+        }
         self.draining.store(true, Ordering::SeqCst);
         let _ = self.stop.send(true);
         for t in self.accept_tasks {

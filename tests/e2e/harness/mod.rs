@@ -288,3 +288,87 @@ impl Drop for GatewayProcess {
         let _ = self.child.wait();
     }
 }
+
+/// The config text `TestGateway::start` serves for `yaml`: one listener `main` on 127.0.0.1:0 unless the
+/// YAML has listeners, the admin API on 127.0.0.1:0 unless it has `admin:`, no access log unless set.
+/// Reloads of a `TestGateway` must send text built the same way, since listeners cannot change.
+pub fn config_text(yaml: &str) -> String {
+    let mut text = String::new();
+    if !yaml.contains("listeners:") {
+        text.push_str("listeners:\n  - name: main\n    address: 127.0.0.1:0\n");
+    }
+    if !yaml.contains("admin:") {
+        text.push_str("admin:\n  address: 127.0.0.1:0\n");
+    }
+    if !yaml.contains("access_log") {
+        text.push_str("server:\n  access_log: {enabled: false}\n");
+    }
+    text.push_str(yaml);
+    text
+}
+
+/// Replaces a file in one step (write a sibling, rename), so that a watcher never reads half of it.
+pub fn replace_file(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A request to the admin API with a method and a body.
+pub async fn admin_call(admin: SocketAddr, method: &str, path: &str, body: &str) -> Resp {
+    request(
+        http::Request::builder()
+            .method(method)
+            .uri(format!("http://{admin}{path}"))
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .unwrap(),
+    )
+    .await
+}
+
+/// A gateway started in-process from a config file, so that `POST /reload` has a file to read.
+pub struct FileGateway {
+    pub gw: TestGateway,
+    pub config_path: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl FileGateway {
+    /// Writes `config_text(yaml)` to a file and starts the gateway from it (the file is not watched).
+    pub async fn start(yaml: &str) -> FileGateway {
+        let dir = TempDir::new("file");
+        let config_path = dir.0.join("gateway.yaml");
+        std::fs::write(&config_path, config_text(yaml)).unwrap();
+        let (cfg, src) = Source::load(&config_path).unwrap();
+        let first = cfg.listeners[0].name.clone();
+        let gw = Gateway::start(cfg, src)
+            .await
+            .unwrap_or_else(|e| panic!("gateway did not start: {e}\n{yaml}"));
+        FileGateway {
+            gw: TestGateway {
+                addr: gw.addr(&first).expect("listener"),
+                admin: gw.admin_addr(),
+                gw: Some(gw),
+            },
+            config_path,
+            _dir: dir,
+        }
+    }
+
+    /// Replaces the config file with `config_text(yaml)`.
+    pub fn write(&self, yaml: &str) {
+        replace_file(&self.config_path, &config_text(yaml));
+    }
+}
+
+impl GatewayProcess {
+    /// Replaces the config file with `yaml` plus the listener and admin sections it was started with.
+    pub fn write_config(&self, yaml: &str) {
+        let text = format!(
+            "listeners:\n  - name: main\n    address: 127.0.0.1:{}\nadmin:\n  address: 127.0.0.1:{}\n{yaml}",
+            self.addr.port(),
+            self.admin.port()
+        );
+        replace_file(&self.config_path, &text);
+    }
+}

@@ -1,0 +1,448 @@
+//! Hot reload. Every trigger (the watched config file, SIGHUP, admin `POST /reload` and `PUT /config`,
+//! [`crate::Gateway::reload_from`]) goes through one [`Reloader`], which builds the new [`Runtime`] on a
+//! blocking thread, swaps it in whole and starts it. Reloads never interleave; one that fails changes
+//! nothing and says why (in its answer, the log, `/metrics` and [`Reloader::last`]).
+//!
+//! What a reload cannot change, because it would need new sockets or a new log subscriber: listeners
+//! (names, addresses, limits), the admin API, and `server.log_format`. A config that changes them is
+//! refused with the field named; the gateway must be restarted to apply it.
+
+use crate::config::{field_error, Config, ConfigError};
+use crate::proxy::Shared;
+use crate::runtime::{Runtime, Source};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// How often the config file is checked for changes. Default: 500ms.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a changed config file must stay unchanged before it is loaded, so that a file being
+/// written is not read half way. Default: 200ms.
+pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// The name given to a config that came in the body of `PUT /config`, next to the config file so that
+/// relative paths in it mean the same as in the file.
+pub const PUT_CONFIG_NAME: &str = "<PUT config>";
+
+/// The part of the message of a refused listener, admin or log format change that says what to do.
+const RESTART: &str = "restart the gateway to apply this";
+
+/// What started a reload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// The watched config file changed.
+    File,
+    /// SIGHUP.
+    Signal,
+    /// Admin `POST /reload`.
+    Admin,
+    /// Admin `PUT /config`.
+    PutConfig,
+    /// A call of the library API ([`crate::Gateway::reload_from`]).
+    Api,
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Trigger::File => "file",
+            Trigger::Signal => "signal",
+            Trigger::Admin => "admin",
+            Trigger::PutConfig => "put_config",
+            Trigger::Api => "api",
+        })
+    }
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new config is invalid, or changes what only a restart can change.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Building the runtime failed unexpectedly (a panic in the build).
+    #[error("the reload failed: {0}")]
+    Internal(String),
+}
+
+/// The outcome of one reload, as `GET /reload` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// What started it.
+    pub trigger: Trigger,
+    /// `ok` or `error`.
+    pub result: &'static str,
+    /// When it finished, in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// What was applied, or the error (`file:line:col: field: message`).
+    pub message: String,
+    /// The generation serving afterwards: 0 is the config the gateway started with, each applied
+    /// reload adds one.
+    pub generation: u64,
+}
+
+/// Where a reload takes its config from.
+enum Input {
+    /// The config file, read again.
+    File,
+    /// Config text (YAML or JSON) given directly.
+    Text(String, PathBuf),
+}
+
+/// Applies reloads to a running gateway, one at a time.
+pub struct Reloader {
+    shared: Arc<Shared>,
+    file: PathBuf,
+    serial: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
+    last: Mutex<Option<Report>>,
+}
+
+impl Reloader {
+    /// A reloader for the gateway serving `shared`, whose config file is `file`.
+    pub fn new(shared: Arc<Shared>, file: PathBuf) -> Reloader {
+        let m = &shared.metrics;
+        m.last_reload_ok.store(true, Ordering::Relaxed);
+        m.last_reload_success_unix
+            .store(unix_ms() / 1000, Ordering::Relaxed);
+        Reloader {
+            shared,
+            file,
+            serial: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The config file that [`Reloader::reload_file`] reads.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// The generation serving now (0: the config the gateway started with).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// The outcome of the last reload, if there was one.
+    pub fn last(&self) -> Option<Report> {
+        self.last.lock().unwrap().clone()
+    }
+
+    /// Reads the config file again and applies it.
+    pub async fn reload_file(&self, trigger: Trigger) -> Result<Report, ReloadError> {
+        self.apply(trigger, Input::File).await
+    }
+
+    /// Applies config text (YAML or JSON). Errors name it [`PUT_CONFIG_NAME`], beside the config file.
+    pub async fn reload_text(&self, trigger: Trigger, text: String) -> Result<Report, ReloadError> {
+        let name = self.file.with_file_name(PUT_CONFIG_NAME);
+        self.apply(trigger, Input::Text(text, name)).await
+    }
+
+    async fn apply(&self, trigger: Trigger, input: Input) -> Result<Report, ReloadError> {
+        let _one_at_a_time = self.serial.lock().await;
+        let current = self.shared.runtime.load_full();
+        let metrics = self.shared.metrics.clone();
+        let file = self.file.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let (cfg, src) = match input {
+                Input::File => Source::load(&file)?,
+                Input::Text(text, path) => {
+                    let cfg = Config::parse(&path, &text)?;
+                    (
+                        cfg,
+                        Source {
+                            path,
+                            text: Some(text),
+                        },
+                    )
+                }
+            };
+            let cfg = keep_fixed(cfg, &src, &current.config)?;
+            Runtime::build_with(cfg, &src, &metrics, Some(&current))
+        })
+        .await;
+        let m = &self.shared.metrics;
+        let built = match built {
+            Ok(Ok(rt)) => Ok(rt),
+            Ok(Err(e)) => Err(ReloadError::Config(e)),
+            Err(e) => Err(ReloadError::Internal(e.to_string())),
+        };
+        match built {
+            Ok(rt) => {
+                let message = format!(
+                    "applied: {} routes, {} upstreams ({} kept with their connections and health)",
+                    rt.config.routes.len(),
+                    rt.upstreams.len(),
+                    rt.kept_upstreams().len()
+                );
+                let new = Arc::new(rt);
+                self.shared.runtime.store(new.clone());
+                new.start(m);
+                let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+                m.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                m.last_reload_ok.store(true, Ordering::Relaxed);
+                m.last_reload_success_unix
+                    .store(unix_ms() / 1000, Ordering::Relaxed);
+                tracing::info!(%trigger, generation, "config reloaded: {message}");
+                Ok(self.record(trigger, "ok", message))
+            }
+            Err(e) => {
+                m.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                m.last_reload_ok.store(false, Ordering::Relaxed);
+                tracing::warn!(%trigger, error = %e, "config reload failed; the running config stays");
+                self.record(trigger, "error", e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    fn record(&self, trigger: Trigger, result: &'static str, message: String) -> Report {
+        let report = Report {
+            trigger,
+            result,
+            at_unix_ms: unix_ms(),
+            message,
+            generation: self.generation(),
+        };
+        *self.last.lock().unwrap() = Some(report.clone());
+        report
+    }
+
+    /// Watches the config file and reloads it when its content changes: its size and modification
+    /// time are checked every `interval`; a change must hold still for `debounce` and change the
+    /// content's sha256 to trigger a reload. A missing file is waited for; the running config stays.
+    pub fn watch(
+        self: &Arc<Self>,
+        interval: Duration,
+        debounce: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let file = this.file.clone();
+            let mut seen = stat(&file).await;
+            let mut seen_hash = content_hash(&file).await;
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let mut now = stat(&file).await;
+                if now.is_none() || now == seen {
+                    continue;
+                }
+                loop {
+                    tokio::time::sleep(debounce).await;
+                    let again = stat(&file).await;
+                    if again == now {
+                        break;
+                    }
+                    now = again;
+                }
+                if now.is_none() {
+                    continue;
+                }
+                seen = now;
+                let hash = content_hash(&file).await;
+                if hash.is_none() || hash == seen_hash {
+                    continue;
+                }
+                seen_hash = hash;
+                tracing::info!(file = %file.display(), "config file changed; reloading");
+                // The outcome is logged, counted and recorded by `apply`.
+                let _ = this.reload_file(Trigger::File).await;
+            }
+        })
+    }
+}
+
+/// Size and modification time of a file, if it can be read.
+async fn stat(path: &Path) -> Option<(u64, Option<SystemTime>)> {
+    let m = tokio::fs::metadata(path).await.ok()?;
+    Some((m.len(), m.modified().ok()))
+}
+
+async fn content_hash(path: &Path) -> Option<[u8; 32]> {
+    let bytes = tokio::fs::read(path).await.ok()?;
+    Some(Sha256::digest(&bytes).into())
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Refuses changes that need a restart (listeners, the admin API, the log format). A token written as
+/// `<redacted>` (as `/config` shows it) means the running token, so `/config` can be edited and sent
+/// back with `PUT /config`.
+fn keep_fixed(mut cfg: Config, src: &Source, running: &Config) -> Result<Config, ConfigError> {
+    if cfg.admin.token.as_deref() == Some("<redacted>") {
+        cfg.admin.token = running.admin.token.clone();
+    }
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        let Some(old) = running.listeners.iter().find(|o| o.name == l.name) else {
+            return Err(located(
+                src,
+                &format!("listeners[{i}].name"),
+                format!(
+                    "listener `{}` is new; listeners cannot change on reload; {RESTART}",
+                    l.name
+                ),
+            ));
+        };
+        if old.address != l.address {
+            return Err(located(
+                src,
+                &format!("listeners[{i}].address"),
+                format!(
+                    "the address of listener `{}` changed from `{}` to `{}`; listeners cannot change on reload; {RESTART}",
+                    l.name, old.address, l.address
+                ),
+            ));
+        }
+        if old.limits != l.limits {
+            let which = first_difference(&old.limits, &l.limits);
+            return Err(located(
+                src,
+                &format!("listeners[{i}].limits.{which}"),
+                format!(
+                    "the limits of listener `{}` changed; listeners cannot change on reload; {RESTART}",
+                    l.name
+                ),
+            ));
+        }
+    }
+    if let Some(gone) = running
+        .listeners
+        .iter()
+        .find(|o| !cfg.listeners.iter().any(|l| l.name == o.name))
+    {
+        return Err(located(
+            src,
+            "listeners",
+            format!(
+                "listener `{}` was removed; listeners cannot change on reload; {RESTART}",
+                gone.name
+            ),
+        ));
+    }
+    if cfg.admin.address != running.admin.address {
+        return Err(located(
+            src,
+            "admin.address",
+            format!("the admin API cannot move on reload; {RESTART}"),
+        ));
+    }
+    if cfg.admin.token != running.admin.token {
+        return Err(located(
+            src,
+            "admin.token",
+            format!("the admin token cannot change on reload; {RESTART}"),
+        ));
+    }
+    if cfg.server.log_format != running.server.log_format {
+        return Err(located(
+            src,
+            "server.log_format",
+            format!("the log format cannot change on reload; {RESTART}"),
+        ));
+    }
+    Ok(cfg)
+}
+
+/// The first field (in serialized form) in which two values differ.
+fn first_difference<T: Serialize>(a: &T, b: &T) -> String {
+    let (a, b) = (serde_json::to_value(a), serde_json::to_value(b));
+    if let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (a, b) {
+        if let Some((k, _)) = a.iter().find(|(k, v)| b.get(*k) != Some(*v)) {
+            return k.clone();
+        }
+    }
+    String::new()
+}
+
+/// A config error located at `field`, or at the closest enclosing field written in the text (a field
+/// left to its default is not in the text).
+fn located(src: &Source, field: &str, message: String) -> ConfigError {
+    let field = field.trim_end_matches('.');
+    let mut err = field_error(&src.path, src.text.as_deref(), field, message);
+    let mut at = field;
+    while err.location.is_none() {
+        let Some(i) = at.rfind(['.', '[']) else {
+            break;
+        };
+        at = &at[..i];
+        err.location = field_error(&src.path, src.text.as_deref(), at, String::new()).location;
+    }
+    err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> (Config, Source) {
+        let path = Path::new("gw.yaml");
+        let cfg = Config::parse(path, yaml).unwrap();
+        let src = Source {
+            path: path.into(),
+            text: Some(yaml.into()),
+        };
+        (cfg, src)
+    }
+
+    const BASE: &str = "listeners:\n  - name: main\n    address: 127.0.0.1:8080\n";
+
+    fn refused(new: &str) -> ConfigError {
+        let (running, _) = parse(BASE);
+        let (cfg, src) = parse(new);
+        keep_fixed(cfg, &src, &running).expect_err(new)
+    }
+
+    #[test]
+    fn listener_changes_are_refused_with_the_field() {
+        let e = refused("listeners:\n  - name: main\n    address: 127.0.0.1:8081\n");
+        assert_eq!(e.field, "listeners[0].address");
+        assert_eq!(e.location, Some((3, 5)));
+        assert!(e.message.contains("restart"), "{e}");
+        let e = refused(&format!("{BASE}    limits: {{max_connections: 5}}\n"));
+        assert_eq!(e.field, "listeners[0].limits.max_connections");
+        assert_eq!(e.location.map(|l| l.0), Some(4));
+        let e = refused(&format!(
+            "{BASE}  - name: extra\n    address: 127.0.0.1:8082\n"
+        ));
+        assert_eq!(e.field, "listeners[1].name");
+        assert!(e.message.contains("`extra` is new"), "{e}");
+        let e = refused("listeners:\n  - name: other\n    address: 127.0.0.1:8080\n");
+        assert!(e.message.contains("`other` is new"), "{e}");
+        let e = refused(&format!("{BASE}admin: {{address: 127.0.0.1:9999}}\n"));
+        assert_eq!(e.field, "admin.address");
+        let e = refused(&format!("{BASE}server: {{log_format: json}}\n"));
+        assert_eq!(e.field, "server.log_format");
+    }
+
+    #[test]
+    fn routes_may_change_and_a_redacted_token_means_the_running_one() {
+        let (running, _) = parse(&format!(
+            "{BASE}admin: {{address: 127.0.0.1:9901, token: t0k}}\n"
+        ));
+        let (cfg, src) = parse(&format!(
+            "{BASE}admin: {{address: 127.0.0.1:9901, token: <redacted>}}\nroutes:\n  - name: r\n    direct_response: {{}}\n"
+        ));
+        let cfg = keep_fixed(cfg, &src, &running).unwrap();
+        assert_eq!(cfg.admin.token.as_deref(), Some("t0k"));
+        let (cfg, src) = parse(&format!(
+            "{BASE}admin: {{address: 127.0.0.1:9901, token: other}}\n"
+        ));
+        assert_eq!(
+            keep_fixed(cfg, &src, &running).unwrap_err().field,
+            "admin.token"
+        );
+    }
+}
