@@ -114,11 +114,11 @@ async fn answer(
                 text(StatusCode::OK, "text/plain", "ready\n".into())
             }
         }
-        (&Method::GET, "/metrics") => text(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            shared.metrics.render(),
-        ),
+        (&Method::GET, "/metrics") => text(StatusCode::OK, "text/plain; version=0.0.4", {
+            let mut text = shared.metrics.render();
+            shared.plugins.render_metrics(&mut text);
+            text
+        }),
         (&Method::GET, "/config") => {
             let rt = shared.runtime.load();
             match serde_json::to_string_pretty(&rt.config) {

@@ -13,6 +13,7 @@ pub mod errors;
 pub mod filter;
 pub mod host;
 pub mod metrics;
+pub mod plugins;
 pub mod proxy;
 pub mod reload;
 pub mod router;

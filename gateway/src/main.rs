@@ -58,14 +58,23 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Validates completely, as a start would: every plugin is loaded and configured with each route's
+/// config. Nothing is bound or served.
 fn check(path: &std::path::Path) -> Result<String, gateway::config::ConfigError> {
     let (cfg, src) = Source::load(path)?;
     let rt = Runtime::build(cfg, &src, &Default::default())?;
+    let plugins = gateway::plugins::PluginHost::new(Some(gateway::plugins::default_cache_dir()));
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| src.err("(check)", format!("cannot start the async runtime: {e}")))?;
+    io.block_on(plugins.attach(&src, &rt))?;
     Ok(format!(
-        "{} listeners, {} routes, {} upstreams",
+        "{} listeners, {} routes, {} upstreams, {} plugins",
         rt.config.listeners.len(),
         rt.config.routes.len(),
-        rt.config.upstreams.len()
+        rt.config.upstreams.len(),
+        rt.config.plugins.len()
     ))
 }
 

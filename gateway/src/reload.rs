@@ -165,12 +165,16 @@ impl Reloader {
                 }
             };
             let cfg = keep_fixed(cfg, &src, &current.config)?;
-            Runtime::build_with(cfg, &src, &metrics, Some(&current))
+            Runtime::build_with(cfg, &src, &metrics, Some(&current)).map(|rt| (rt, src))
         })
         .await;
         let m = &self.shared.metrics;
         let built = match built {
-            Ok(Ok(rt)) => Ok(rt),
+            // Every plugin loaded, instantiated and configured with each route's config before the swap.
+            Ok(Ok((rt, src))) => match self.shared.plugins.attach(&src, &rt).await {
+                Ok(()) => Ok(rt),
+                Err(e) => Err(ReloadError::Config(e)),
+            },
             Ok(Err(e)) => Err(ReloadError::Config(e)),
             Err(e) => Err(ReloadError::Internal(e.to_string())),
         };

@@ -53,7 +53,8 @@ impl Source {
         ))
     }
 
-    fn err(&self, field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+    /// A config error at `field`, located in this source's text.
+    pub fn err(&self, field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
         field_error(&self.path, self.text.as_deref(), &field.into(), msg.into())
     }
 }
@@ -138,8 +139,8 @@ pub struct Route {
     pub max_body_size: Option<u64>,
     /// Figures.
     pub stats: Arc<RouteStats>,
-    /// The Wasm filter chain, if the route has filters.
-    pub filters: Option<Arc<[crate::filter::chain::Stage]>>,
+    /// The Wasm filter chain, set once by [`Runtime::attach_filters`] before the runtime serves.
+    pub filters: std::sync::OnceLock<Arc<[crate::filter::chain::Stage]>>,
 }
 
 impl Route {
@@ -296,6 +297,20 @@ impl Runtime {
     /// Names of the clusters taken over from the previous runtime.
     pub fn kept_upstreams(&self) -> &HashSet<String> {
         &self.kept
+    }
+
+    /// Gives routes their filter stages (made by `plugins::WasmServices::attach`), by route name.
+    pub fn attach_filters(&self, mut stages: HashMap<String, Arc<[crate::filter::chain::Stage]>>) {
+        let mut seen = HashSet::new();
+        for routes in self.listeners.values() {
+            for r in &routes.routes {
+                if seen.insert(Arc::as_ptr(r)) {
+                    if let Some(s) = stages.remove(&r.name) {
+                        let _ = r.filters.set(s);
+                    }
+                }
+            }
+        }
     }
 
     /// Starts background work (active health checks) and registers health with `/metrics`.
@@ -612,7 +627,7 @@ fn compile_route(
         retry: r.retry.clone().map(RetryPolicy::new),
         max_body_size: r.max_body_size.map(|s| s.0),
         stats: metrics.route(&r.name),
-        filters: None,
+        filters: std::sync::OnceLock::new(),
     })
 }
 

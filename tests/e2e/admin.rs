@@ -109,7 +109,6 @@ async fn readyz_says_draining_during_shutdown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_log_has_one_json_line_per_request() {
-    use std::io::BufRead;
     let up = MockUpstream::start("up").await;
     let mut gw = GatewayProcess::start_with_log(
         &format!(
@@ -125,11 +124,19 @@ async fn access_log_has_one_json_line_per_request() {
     gw.wait_exit(std::time::Duration::from_secs(5))
         .await
         .expect("exit");
-    let stderr = gw.child.stderr.take().unwrap();
-    let lines: Vec<serde_json::Value> = std::io::BufReader::new(stderr)
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|l| serde_json::from_str(&l).ok())
+    // The reader thread has the lines once the pipe closed at exit.
+    assert!(
+        eventually(std::time::Duration::from_secs(2), || async {
+            gw.log.lock().unwrap().iter().any(|l| l.contains("/two"))
+        })
+        .await
+    );
+    let lines: Vec<serde_json::Value> = gw
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
         .filter(|v: &serde_json::Value| v["target"] == "access")
         .collect();
     assert_eq!(lines.len(), 2, "{lines:?}");

@@ -2,12 +2,13 @@
 
 mod harness;
 
-mod malformed;
-mod limits;
-mod routing;
-mod reload;
 mod admin;
 mod cli;
-mod streaming;
+mod limits;
+mod malformed;
+mod reload;
+mod routing;
 mod shutdown;
+mod streaming;
 mod upstreams;
+mod filters;

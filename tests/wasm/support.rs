@@ -10,54 +10,15 @@ use gateway::wasm::{EngineOptions, LoadedPlugin, Plugins, WasmEngine};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-/// The fixture `.wasm` files.
-pub struct Fixtures {
-    pub kitchen: PathBuf,
-    pub kitchen_unknown: PathBuf,
-    pub hostile: PathBuf,
-}
+pub use xtask::Fixtures;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Builds `tests/fixtures/proxy-wasm` for wasm32-wasip1 and wasm32-unknown-unknown into
-/// `target/fixtures` (once per process; cargo makes repeated builds cheap).
+/// The fixture plugins, built from source once per test process (see `xtask::proxy_wasm_fixtures`).
 pub fn fixtures() -> &'static Fixtures {
-    static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
-    FIXTURES.get_or_init(|| {
-        let root = repo_root();
-        let target = root.join("target/fixtures");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .current_dir(root.join("tests/fixtures/proxy-wasm"))
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip1",
-                "--target",
-                "wasm32-unknown-unknown",
-            ])
-            .env("CARGO_TARGET_DIR", &target)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .status()
-            .expect("run cargo to build the fixture plugins");
-        assert!(status.success(), "building the fixture plugins failed");
-        Fixtures {
-            kitchen: target.join("wasm32-wasip1/release/kitchen_sink.wasm"),
-            kitchen_unknown: target.join("wasm32-unknown-unknown/release/kitchen_sink.wasm"),
-            hostile: target.join("wasm32-wasip1/release/hostile.wasm"),
-        }
-    })
+    xtask::proxy_wasm_fixtures().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The process's plugin loader (one engine, as in the gateway).

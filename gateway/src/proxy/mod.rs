@@ -27,6 +27,8 @@ pub struct Shared {
     pub runtime: ArcSwap<Runtime>,
     /// Metrics registry (kept across reloads).
     pub metrics: Arc<Metrics>,
+    /// The Wasm plugin host (kept across reloads).
+    pub plugins: Arc<crate::plugins::PluginHost>,
 }
 
 /// Facts about the connection a request came on.
@@ -248,7 +250,7 @@ async fn route_and_serve(
     let mut chain = None;
     let mut upto = 0;
     let mut body_verdict = None;
-    if let Some(stages) = &route.filters {
+    if let Some(stages) = route.filters.get() {
         let request_info = RequestInfo {
             route: Arc::from(route.name.as_str()),
             upstream: route.upstream_name().map(Arc::from),

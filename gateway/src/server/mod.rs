@@ -6,6 +6,7 @@ pub mod h1_guard;
 use crate::admin;
 use crate::config::{Config, Listener};
 use crate::metrics::Metrics;
+use crate::plugins::PluginHost;
 use crate::proxy::{self, ConnInfo, Shared};
 use crate::reload::{self, ReloadError, Reloader, Report, Trigger};
 use crate::runtime::{Runtime, Source};
@@ -63,6 +64,8 @@ impl Gateway {
     pub async fn start(cfg: Config, src: Source) -> Result<Gateway, StartError> {
         let metrics = Arc::new(Metrics::default());
         let runtime = Runtime::build(cfg, &src, &metrics)?;
+        let plugins = Arc::new(PluginHost::new(Some(crate::plugins::default_cache_dir())));
+        plugins.attach(&src, &runtime).await?;
         runtime.start(&metrics);
         let file = src.path.clone();
         let listeners: Vec<Listener> = runtime.config.listeners.clone();
@@ -70,7 +73,9 @@ impl Gateway {
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
+            plugins: plugins.clone(),
         });
+        plugins.bind(&shared);
         let reloader = Arc::new(Reloader::new(shared.clone(), file));
         let (stop, stop_rx) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());

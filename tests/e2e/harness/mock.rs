@@ -4,9 +4,11 @@
 //! - `/status/{code}`: answers with that status;
 //! - `/delay/{ms}`: waits, then 200;
 //! - `/close`: drops the connection without answering;
+//! - `/auth`: 200 `allowed` (no newline: plugins copy it into a header);
 //! - `/echo`: answers with the request body;
 //! - `/upload`: reads the body without keeping it and answers with its length;
 //! - `/stream/{n}`: answers with n chunks of 64 KiB, generated as they are sent;
+//! - `/foo/{n}`: n chunks `foo {i}\n`, streamed;
 //! - `/trailers`: a body followed by trailers;
 //! - anything else: 200 `mock {name} {path}`.
 
@@ -182,6 +184,8 @@ async fn handle(
         Response::new(full("delayed\n"))
     } else if path == "/close" {
         return Err(std::io::Error::other("closing without a response"));
+    } else if path == "/auth" {
+        Response::new(full("allowed"))
     } else if path == "/echo" {
         Response::new(full(body))
     } else if path == "/upload" {
@@ -191,6 +195,12 @@ async fn handle(
         let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
         let stream = futures_util::stream::iter(
             (0..n).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))),
+        );
+        Response::new(StreamBody::new(stream).boxed())
+    } else if let Some(n) = path.strip_prefix("/foo/") {
+        let n: usize = n.parse().unwrap_or(1);
+        let stream = futures_util::stream::iter(
+            (0..n).map(|i| Ok::<_, Infallible>(Frame::data(Bytes::from(format!("foo {i}\n"))))),
         );
         Response::new(StreamBody::new(stream).boxed())
     } else if path == "/trailers" {

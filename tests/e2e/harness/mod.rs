@@ -187,6 +187,8 @@ pub fn rss_kib(pid: u32) -> u64 {
 /// The gateway binary started as its own process (for signals and memory figures).
 pub struct GatewayProcess {
     pub child: std::process::Child,
+    /// Lines the process wrote to stderr so far (read continuously, so the pipe never fills).
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub config_path: std::path::PathBuf,
@@ -229,7 +231,7 @@ impl GatewayProcess {
         );
         let config_path = dir.0.join("gateway.yaml");
         std::fs::write(&config_path, text).unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
             .args(["run", "--config"])
             .arg(&config_path)
             .env("GATEWAY_LOG", log)
@@ -237,6 +239,18 @@ impl GatewayProcess {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start the gateway binary");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap().push(line);
+            }
+        });
         let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
         let ready = eventually(Duration::from_secs(20), || async move {
             TcpStream::connect(admin).await.is_ok()
@@ -245,6 +259,7 @@ impl GatewayProcess {
         assert!(ready, "the gateway process did not start");
         GatewayProcess {
             child,
+            log,
             addr: format!("127.0.0.1:{port}").parse().unwrap(),
             admin,
             config_path,

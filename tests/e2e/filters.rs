@@ -1,0 +1,260 @@
+//! Wasm filters on routes through the real gateway: a Proxy-Wasm filter written for Envoy runs
+//! unchanged, chains keep Envoy's order, callouts pause and resume, bodies are rewritten, and hostile
+//! plugins fail by policy while the gateway carries on.
+
+use crate::harness::*;
+use std::path::Path;
+use std::time::Duration;
+
+fn demo() -> &'static Path {
+    &xtask::examples()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .proxy_wasm_demo
+}
+
+fn fixtures() -> &'static xtask::Fixtures {
+    xtask::proxy_wasm_fixtures().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn plugins() -> String {
+    let f = fixtures();
+    format!(
+        "plugins:\n  - name: demo\n    path: {}\n  - name: kitchen\n    path: {}\n  - name: hostile\n    path: {}\n    limits: {{memory: 16MiB, cpu_per_call: 50ms}}\n",
+        demo().display(),
+        f.kitchen.display(),
+        f.hostile.display()
+    )
+}
+
+fn upstreams(up: &MockUpstream, callee: &MockUpstream) -> String {
+    format!(
+        "upstreams:\n  - name: up\n    endpoints: [\"{}\"]\n  - name: mock\n    endpoints: [\"{}\"]\n",
+        up.addr, callee.addr
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envoy_proxy_wasm_filter_runs_unchanged_with_each_routes_config() {
+    let up = MockUpstream::start("up").await;
+    let callee = MockUpstream::start("callee").await;
+    let gw = TestGateway::start(&format!(
+        "{}{}routes:\n\
+         \x20 - name: a\n    match: {{path: {{prefix: /a}}}}\n    upstream: up\n    filters: [{{plugin: demo, config: hello-a}}]\n\
+         \x20 - name: b\n    match: {{path: {{prefix: /b}}}}\n    upstream: up\n    filters: [{{plugin: demo, config: hello-b}}]\n\
+         \x20 - name: plain\n    upstream: up\n",
+        plugins(),
+        upstreams(&up, &callee)
+    ))
+    .await;
+    let (s, h, _) = get(&gw.url("/a")).await;
+    assert_eq!(s, 200);
+    assert_eq!(h["x-wasm-filter"], "proxy-wasm-demo");
+    assert_eq!(up.last().headers["x-demo-greeting"], "hello-a");
+    get(&gw.url("/b")).await;
+    assert_eq!(up.last().headers["x-demo-greeting"], "hello-b");
+    let (s, h, _) = get(&gw.url("/plain")).await;
+    assert_eq!(s, 200);
+    assert!(h.get("x-wasm-filter").is_none());
+    let hits = up.hits();
+    let (s, _, body) = get_with(&gw.url("/a"), &[("x-demo-deny", "1")]).await;
+    assert_eq!((s, body.as_str()), (403, "denied by a Wasm filter\n"));
+    assert_eq!(up.hits(), hits, "a local response skips the backend");
+    let m = gw.metrics().await;
+    assert!(m.contains("plugin_demo_requests"), "{m}");
+    assert!(
+        m.contains("gateway_plugin_calls_total{plugin=\"demo\"}"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_response_still_runs_the_response_phase_of_the_filters_before_it() {
+    let up = MockUpstream::start("up").await;
+    let callee = MockUpstream::start("callee").await;
+    let gw = TestGateway::start(&format!(
+        "{}{}routes:\n  - name: r\n    upstream: up\n    filters:\n      - {{plugin: kitchen, config: \"tag=outer\"}}\n      - {{plugin: demo, config: inner}}\n",
+        plugins(),
+        upstreams(&up, &callee)
+    ))
+    .await;
+    let (s, h, _) = get_with(&gw.url("/x"), &[("x-demo-deny", "1")]).await;
+    assert_eq!(s, 403);
+    assert_eq!(
+        h["x-resp-tag"], "outer",
+        "the outer filter saw the local response"
+    );
+    assert!(
+        h.get("x-wasm-filter").is_none(),
+        "the answering filter's own response phase does not run"
+    );
+    assert_eq!(up.hits(), 0);
+    // Without the deny, both response phases run (in reverse order) on the upstream's answer.
+    let (s, h, _) = get(&gw.url("/x")).await;
+    assert_eq!(s, 200);
+    assert_eq!(h["x-resp-tag"], "outer");
+    assert_eq!(h["x-wasm-filter"], "proxy-wasm-demo");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callout_pauses_the_request_and_its_answer_resumes_or_denies_it() {
+    let up = MockUpstream::start("up").await;
+    let callee = MockUpstream::start("callee").await;
+    let gw = TestGateway::start(&format!(
+        "{}{}routes:\n  - name: r\n    upstream: up\n    filters: [{{plugin: kitchen}}]\n",
+        plugins(),
+        upstreams(&up, &callee)
+    ))
+    .await;
+    let (s, _, body) = get_with(
+        &gw.url("/x"),
+        &[("x-test", "callout"), ("x-callout-body", "hi")],
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let seen = up.last();
+    assert_eq!(seen.headers["x-callout-status"], "200");
+    assert_eq!(seen.headers["x-callout-body"], "allowed");
+    let call = callee.last();
+    assert_eq!((call.method.as_str(), call.uri.as_str()), ("POST", "/auth"));
+    assert_eq!(call.body, "hi");
+    callee.fail_next(1, 403);
+    let hits = up.hits();
+    let (s, h, _) = get_with(&gw.url("/x"), &[("x-test", "callout")]).await;
+    assert_eq!(s, 403);
+    assert_eq!(h["x-denied-by"], "callout");
+    assert_eq!(up.hits(), hits);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_upstream_body_is_rewritten_and_request_bodies_are_buffered() {
+    let up = MockUpstream::start("up").await;
+    let callee = MockUpstream::start("callee").await;
+    let gw = TestGateway::start(&format!(
+        "{}{}routes:\n  - name: r\n    upstream: up\n    max_body_size: 1KiB\n    filters: [{{plugin: kitchen}}]\n",
+        plugins(),
+        upstreams(&up, &callee)
+    ))
+    .await;
+    let (s, h, body) = get_with(&gw.url("/foo/3"), &[("x-test", "resp-stream")]).await;
+    assert_eq!(s, 200);
+    assert!(h.get("content-length").is_none());
+    assert_eq!(body, "bar 0\nbar 1\nbar 2\n");
+    // A filter that buffers the request body gets all of it (chunked, in pieces) and rewrites it.
+    let resp = raw(
+        gw.addr,
+        b"POST /echo HTTP/1.1\r\nHost: h\r\nx-test: body-buffer\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert_eq!(up.last().body, "ABCDEF");
+    // Buffering is bounded by the route's body limit.
+    let big = format!(
+        "POST /echo HTTP/1.1\r\nHost: h\r\nx-test: body-buffer\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n400\r\n{}\r\n400\r\n{}\r\n0\r\n\r\n",
+        "a".repeat(1024),
+        "b".repeat(1024)
+    );
+    let resp = raw(gw.addr, big.as_bytes(), Duration::from_secs(2)).await;
+    assert_eq!(status_of(&resp), 413, "{resp}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_plugins_fail_by_policy_and_the_gateway_carries_on() {
+    let up = MockUpstream::start("up").await;
+    let callee = MockUpstream::start("callee").await;
+    let gw = TestGateway::start(&format!(
+        "{}{}routes:\n\
+         \x20 - name: closed\n    match: {{path: {{prefix: /closed}}}}\n    upstream: up\n    filters: [{{plugin: hostile}}]\n\
+         \x20 - name: open\n    match: {{path: {{prefix: /open}}}}\n    upstream: up\n    filters: [{{plugin: hostile, failure: open}}]\n\
+         \x20 - name: other\n    upstream: up\n",
+        plugins(),
+        upstreams(&up, &callee)
+    ))
+    .await;
+    for mode in ["trap", "loop", "memory", "recursion", "crlf-sdk"] {
+        let (s, _, body) = get_with(&gw.url("/closed"), &[("x-hostile", mode)]).await;
+        assert_eq!(s, 500, "{mode}: {body}");
+        assert!(body.contains("filter_failed"), "{mode}: {body}");
+        // Other routes are unaffected and the next request on this one succeeds.
+        assert_eq!(get(&gw.url("/other")).await.0, 200, "{mode}");
+        assert_eq!(get(&gw.url("/closed")).await.0, 200, "{mode}");
+        // Fail open: the filter is skipped and the request goes on.
+        let (s, _, _) = get_with(&gw.url("/open"), &[("x-hostile", mode)]).await;
+        assert_eq!(s, 200, "{mode} open");
+    }
+    // Bad pointers and CR/LF values through the raw ABI get error statuses, never a forwarded header.
+    for mode in ["bad-pointers", "crlf"] {
+        let (s, _, _) = get_with(&gw.url("/closed"), &[("x-hostile", mode)]).await;
+        assert_eq!(s, 200, "{mode}");
+        assert!(up.last().headers.get("x-injected").is_none(), "{mode}");
+    }
+    let m = gw.metrics().await;
+    for want in [
+        "gateway_plugin_traps_total{plugin=\"hostile\"}",
+        "gateway_plugin_cpu_limit_total{plugin=\"hostile\"} 2",
+        "gateway_plugin_memory_limit_total{plugin=\"hostile\"} 2",
+        "gateway_requests_total{route=\"closed\",status=\"500\"} 5",
+    ] {
+        assert!(m.contains(want), "missing {want} in\n{m}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_route_config_stops_the_start_with_its_field() {
+    let up = MockUpstream::start("up").await;
+    let callee = MockUpstream::start("callee").await;
+    let err = TestGateway::try_start(&format!(
+        "{}{}routes:\n  - name: ok\n    upstream: up\n  - name: bad\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"reject=1\"}}]\n",
+        plugins(),
+        upstreams(&up, &callee)
+    ))
+    .await
+    .err()
+    .expect("on_configure false rejects the config");
+    let text = err.to_string();
+    assert!(text.contains("routes[1].filters[0].config"), "{text}");
+    assert!(text.contains("kitchen"), "{text}");
+    let err = TestGateway::try_start(
+        "plugins:\n  - name: missing\n    path: /nonexistent/plugin.wasm\nroutes: []\n",
+    )
+    .await
+    .err()
+    .expect("a missing file is an error");
+    assert!(err.to_string().contains("plugins[0].path"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_trapping_requests_keep_memory_bounded() {
+    let up = MockUpstream::start("up").await;
+    let callee = MockUpstream::start("callee").await;
+    let gw = GatewayProcess::start(&format!(
+        "{}{}routes:\n  - name: r\n    upstream: up\n    filters: [{{plugin: hostile}}]\nserver:\n  access_log: {{enabled: false}}\n",
+        plugins(),
+        upstreams(&up, &callee)
+    ))
+    .await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let trap = |c: &hyper_util::client::legacy::Client<_, _>| {
+        let req = http::Request::get(gw.url("/t"))
+            .header("x-hostile", "trap")
+            .body(Default::default())
+            .unwrap();
+        c.request(req)
+    };
+    for _ in 0..100 {
+        assert_eq!(trap(&client).await.unwrap().status(), 500);
+    }
+    let base = rss_kib(gw.pid());
+    for _ in 0..1000 {
+        assert_eq!(trap(&client).await.unwrap().status(), 500);
+    }
+    let after = rss_kib(gw.pid());
+    let growth_mib = after.saturating_sub(base) as f64 / 1024.0;
+    eprintln!("RSS after 100 traps {base} KiB, after 1000 more {after} KiB (+{growth_mib:.1} MiB)");
+    assert!(
+        growth_mib < 16.0,
+        "RSS grew {growth_mib:.1} MiB over 1000 trapping requests"
+    );
+    assert_eq!(get(&gw.url("/fine")).await.0, 200);
+}

@@ -1,0 +1,92 @@
+//! Builds the Wasm plugins that live outside the main workspace (they target wasm32), for the demo
+//! (`cargo xtask demo`) and for the tests (which call these functions).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the repository root")
+        .to_path_buf()
+}
+
+/// Builds the cargo workspace at `dir` (relative to the root) in release mode for `targets`, into
+/// `target/<out>`; returns that target directory. Builds of one process are serialized.
+pub fn build_wasm(dir: &str, targets: &[&str], out: &str) -> Result<PathBuf, String> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let root = repo_root();
+    let target_dir = root.join("target").join(out);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root.join(dir)).args(["build", "--release"]);
+    for t in targets {
+        cmd.args(["--target", t]);
+    }
+    let status = cmd
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .map_err(|e| format!("cannot run cargo for {dir}: {e}"))?;
+    if !status.success() {
+        return Err(format!("building the plugins in {dir} failed ({status})"));
+    }
+    Ok(target_dir)
+}
+
+/// The example plugins (`examples/proxy-wasm-filter`), built once per process.
+pub fn examples() -> Result<&'static Examples, String> {
+    static BUILT: OnceLock<Result<Examples, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let t = build_wasm("examples/proxy-wasm-filter", &["wasm32-wasip1"], "examples")?;
+            Ok(Examples {
+                proxy_wasm_demo: t.join("wasm32-wasip1/release/proxy_wasm_demo.wasm"),
+            })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Paths of the built example plugins.
+#[derive(Debug)]
+pub struct Examples {
+    /// The quickstart's Proxy-Wasm filter.
+    pub proxy_wasm_demo: PathBuf,
+}
+
+/// The Proxy-Wasm test fixtures (`tests/fixtures/proxy-wasm`), built once per process for
+/// wasm32-wasip1 and wasm32-unknown-unknown.
+pub fn proxy_wasm_fixtures() -> Result<&'static Fixtures, String> {
+    static BUILT: OnceLock<Result<Fixtures, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let t = build_wasm(
+                "tests/fixtures/proxy-wasm",
+                &["wasm32-wasip1", "wasm32-unknown-unknown"],
+                "fixtures",
+            )?;
+            Ok(Fixtures {
+                kitchen: t.join("wasm32-wasip1/release/kitchen_sink.wasm"),
+                kitchen_unknown: t.join("wasm32-unknown-unknown/release/kitchen_sink.wasm"),
+                hostile: t.join("wasm32-wasip1/release/hostile.wasm"),
+            })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Paths of the built fixture plugins.
+#[derive(Debug)]
+pub struct Fixtures {
+    /// Every host function and phase, driven by the `x-test` request header (wasm32-wasip1).
+    pub kitchen: PathBuf,
+    /// The same for wasm32-unknown-unknown.
+    pub kitchen_unknown: PathBuf,
+    /// Trap, loop, memory hog, recursion, bad pointers, CR/LF headers (`x-hostile` header).
+    pub hostile: PathBuf,
+}

@@ -1,0 +1,44 @@
+//! `cargo xtask demo`: build the example plugins, then serve the quickstart demo.
+//! `cargo xtask plugins`: only build them.
+
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let cmd = std::env::args().nth(1).unwrap_or_default();
+    match cmd.as_str() {
+        "plugins" | "demo" => {
+            if let Err(e) = xtask::examples() {
+                eprintln!("xtask: {e}");
+                return ExitCode::FAILURE;
+            }
+            if cmd == "plugins" {
+                return ExitCode::SUCCESS;
+            }
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .current_dir(xtask::repo_root())
+                .args([
+                    "run",
+                    "-p",
+                    "gateway",
+                    "--",
+                    "run",
+                    "--config",
+                    "examples/quickstart/gateway.yaml",
+                ])
+                .status();
+            match status {
+                Ok(s) if s.success() => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("xtask: cannot run the gateway: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        _ => {
+            eprintln!("usage: cargo xtask demo | plugins");
+            ExitCode::FAILURE
+        }
+    }
+}
