@@ -309,6 +309,76 @@ async fn a_failed_reload_changes_nothing_and_says_where() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_whose_plugins_fail_changes_nothing() {
+    let fg = FileGateway::start(&one_route("v1")).await;
+    let gw = &fg.gw;
+    let cases = [
+        (
+            "routes:\n  - name: r\n    filters: [{plugin: nope}]\n    direct_response: {body: v2}\n",
+            "routes[0].filters[0].plugin",
+        ),
+        (
+            "plugins:\n  - name: p\n    path: missing.wasm\nroutes:\n  - name: r\n    filters: [{plugin: p}]\n    direct_response: {body: v2}\n",
+            "plugins[0].path",
+        ),
+    ];
+    for (yaml, field) in cases {
+        fg.write(yaml);
+        let (s, _, body) = admin_call(gw.admin, "POST", "/reload", "").await;
+        assert_eq!(s, 400, "{body}");
+        let e = json(&body);
+        assert_eq!(e["field"], field, "{body}");
+        assert!(e["line"].as_u64().is_some(), "{body}");
+        assert_eq!(get(&gw.url("/")).await.2, "v1");
+    }
+    assert_eq!(
+        json(&admin_call(gw.admin, "GET", "/reload", "").await.2)["generation"],
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_gives_routes_new_filter_instances_with_their_new_config() {
+    let demo = &xtask::examples()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .proxy_wasm_demo;
+    let up = MockUpstream::start("up").await;
+    let cfg = |a: &str, b_filters: &str| {
+        config_text(&format!(
+            "plugins:\n  - name: demo\n    path: {}\nupstreams:\n  - name: up\n    endpoints: [\"{}\"]\nroutes:\n  - name: a\n    match: {{path: {{prefix: /a}}}}\n    upstream: up\n    filters: [{{plugin: demo, config: {a}}}]\n  - name: b\n    upstream: up\n{b_filters}",
+            demo.display(),
+            up.addr
+        ))
+    };
+    let gw = TestGateway::start(&cfg("hello-1", "")).await;
+    let handle = gw.gw.as_ref().unwrap();
+    get(&gw.url("/a")).await;
+    assert_eq!(up.last().headers["x-demo-greeting"], "hello-1");
+    let (_, h, _) = get(&gw.url("/b")).await;
+    assert!(h.get("x-wasm-filter").is_none());
+
+    handle
+        .reload_from(&cfg(
+            "hello-2",
+            "    filters: [{plugin: demo, config: hello-b}]\n",
+        ))
+        .await
+        .unwrap();
+    get(&gw.url("/a")).await;
+    assert_eq!(up.last().headers["x-demo-greeting"], "hello-2");
+    let (_, h, _) = get(&gw.url("/b")).await;
+    assert_eq!(h["x-wasm-filter"], "proxy-wasm-demo");
+    assert_eq!(up.last().headers["x-demo-greeting"], "hello-b");
+
+    // Back without the filter on b.
+    handle.reload_from(&cfg("hello-1", "")).await.unwrap();
+    let (_, h, _) = get(&gw.url("/b")).await;
+    assert!(h.get("x-wasm-filter").is_none());
+    get(&gw.url("/a")).await;
+    assert_eq!(up.last().headers["x-demo-greeting"], "hello-1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_changes_are_refused_with_the_field_named() {
     let base = "listeners:\n  - name: main\n    address: 127.0.0.1:0\n";
     let routes =
