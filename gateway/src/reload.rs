@@ -1,7 +1,10 @@
 //! Hot reload. Every trigger (the watched config file, SIGHUP, admin `POST /reload` and `PUT /config`,
-//! [`crate::Gateway::reload_from`]) goes through one [`Reloader`], which builds the new [`Runtime`] on a
-//! blocking thread, swaps it in whole and starts it. Reloads never interleave; one that fails changes
-//! nothing and says why (in its answer, the log, `/metrics` and [`Reloader::last`]).
+//! [`crate::Gateway::reload_from`]) goes through one [`Reloader`], which parses and builds the new
+//! [`Runtime`] on a blocking thread (reusing the clusters whose config did not change), loads its plugins
+//! and configures every route's filters, then swaps it in whole and starts it. Reloads never interleave;
+//! one that fails changes nothing and says why (in its answer, the log, `/metrics` and
+//! [`Reloader::last`]). Requests keep the runtime they loaded, so an old runtime is freed when its last
+//! request ends (`gateway_runtimes_live`).
 //!
 //! What a reload cannot change, because it would need new sockets or a new log subscriber: listeners
 //! (names, addresses, limits), the admin API, and `server.log_format`. A config that changes them is
