@@ -19,6 +19,7 @@ pub mod reload;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 pub mod wasm;
 

@@ -108,6 +108,8 @@ pub struct Metrics {
     pub connections_total: AtomicU64,
     /// Client connections closed at once because of `max_connections`.
     pub connections_rejected: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshake_errors: AtomicU64,
     /// Requests refused before routing (malformed HTTP/1, limits), by status.
     pub refused: StatusCounts,
     /// Requests that matched no route.
@@ -249,6 +251,11 @@ impl Metrics {
             out,
             "# TYPE gateway_connections_total counter\ngateway_connections_total {}",
             self.connections_total.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE gateway_tls_handshake_errors_total counter\ngateway_tls_handshake_errors_total {}",
+            self.tls_handshake_errors.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

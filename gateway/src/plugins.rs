@@ -282,7 +282,7 @@ impl Upstreams for GatewayUpstreams {
                 .path_and_query()
                 .map_or("/", |p| p.as_str())
                 .to_owned();
-            parts.uri = format!("http://{}{pq}", ep.address)
+            parts.uri = format!("{}://{}{pq}", cluster.scheme, ep.address)
                 .parse()
                 .map_err(|e| CalloutError::BadRequest(format!("{e}")))?;
             parts.version = match cluster.protocol {

@@ -179,6 +179,9 @@ pub struct Runtime {
     pub listeners: HashMap<String, ListenerRoutes>,
     /// Clusters by name.
     pub upstreams: HashMap<String, Arc<Cluster>>,
+    /// TLS configs of the listeners that terminate TLS, by listener name (certificate files are read
+    /// when the runtime is built, so a reload picks up new certificates).
+    pub listener_tls: HashMap<String, Arc<rustls::ServerConfig>>,
     /// Clusters taken over unchanged from the previous runtime (already started).
     kept: HashSet<String>,
 }
@@ -204,6 +207,13 @@ impl Runtime {
         previous: Option<&Runtime>,
     ) -> Result<Runtime, ConfigError> {
         check_listeners(&cfg, src)?;
+        let mut listener_tls = HashMap::new();
+        for (i, l) in cfg.listeners.iter().enumerate() {
+            if let Some(t) = &l.tls {
+                let at = format!("listeners[{i}].tls");
+                listener_tls.insert(l.name.clone(), crate::tls::server_config(src, &at, t)?);
+            }
+        }
         let mut upstreams = HashMap::new();
         let mut kept = HashSet::new();
         for (i, u) in cfg.upstreams.iter().enumerate() {
@@ -240,7 +250,12 @@ impl Runtime {
                 upstreams.insert(u.name.clone(), c);
                 continue;
             }
-            let cluster = Cluster::new(u, metrics.upstream(&u.name));
+            let tls = u
+                .tls
+                .as_ref()
+                .map(|t| crate::tls::client_config(src, &at("tls"), t))
+                .transpose()?;
+            let cluster = Cluster::new(u, metrics.upstream(&u.name), tls);
             upstreams.insert(u.name.clone(), Arc::new(cluster));
         }
 
@@ -285,6 +300,7 @@ impl Runtime {
             listeners,
             upstreams,
             kept,
+            listener_tls,
         })
     }
 

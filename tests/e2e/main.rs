@@ -12,3 +12,4 @@ mod shutdown;
 mod streaming;
 mod upstreams;
 mod filters;
+mod tls;

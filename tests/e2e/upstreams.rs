@@ -89,17 +89,7 @@ async fn get_from(ip: IpAddr, url: &str) -> Resp {
     let req = http::Request::get(url)
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req))
-        .await
-        .expect("response in time")
-        .expect("response");
-    let (parts, body) = resp.into_parts();
-    let body = body.collect().await.expect("body").to_bytes();
-    (
-        parts.status.as_u16(),
-        parts.headers,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
+    request_via(&client, req).await
 }
 
 /// The `x-upstream` header of a response (the mock that answered).

@@ -169,6 +169,45 @@ pub struct Listener {
     /// Connection and request limits.
     #[serde(default)]
     pub limits: Limits,
+    /// TLS termination. Default: none (cleartext HTTP/1.1 and HTTP/2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
+}
+
+/// TLS on a listener.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// Certificates, chosen by SNI against each certificate's DNS names; the first is the default.
+    pub certificates: Vec<CertKey>,
+    /// Client-certificate authentication. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// A PEM certificate chain and its PEM private key (paths relative to the config file).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CertKey {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+/// Client certificates on a listener.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuth {
+    /// CA bundle that client certificates must chain to.
+    pub ca: PathBuf,
+    /// Refuse clients without a certificate. Default: true.
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Limits applied on a listener. Every default is chosen to be safe for an internet-facing gateway.
@@ -258,6 +297,26 @@ pub struct Upstream {
     /// Passive and active health checking.
     #[serde(default)]
     pub health: Health,
+    /// TLS to the endpoints. Default: none (cleartext).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
+}
+
+/// TLS to an upstream's endpoints.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamTls {
+    /// CA bundle to verify endpoints with. Default: the system roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// Name sent in SNI and verified against the certificate. Default: the endpoint's host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// Client certificate for mutual TLS. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<CertKey>,
+    /// Accept any certificate. Default: false. Logged as a warning at every load: never in production.
+    pub insecure_skip_verify: bool,
 }
 
 fn default_connect_timeout() -> Dur {

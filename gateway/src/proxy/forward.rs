@@ -101,7 +101,7 @@ pub async fn forward(
             (None, Some(b)) => b,
             (None, None) => body::empty(),
         };
-        let uri: Uri = format!("http://{}{}", ep.address, path_and_query)
+        let uri: Uri = format!("{}://{}{}", cluster.scheme, ep.address, path_and_query)
             .parse()
             .map_err(|e: http::uri::InvalidUri| ProxyError::Protocol {
                 endpoint: ep.address.clone(),

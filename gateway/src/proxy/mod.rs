@@ -42,6 +42,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// The verified client certificate, on TLS listeners with client authentication.
+    pub peer_cert: Option<Arc<crate::tls::PeerCert>>,
     /// The connection's guard state.
     pub conn: Arc<ConnShared>,
     /// Listener body limit (used when a route sets none).

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 /// Why the gateway could not start.
@@ -275,37 +275,63 @@ async fn accept_loop(
             peer,
             local: stream.local_addr().unwrap_or(peer),
             scheme: "http",
+            peer_cert: None,
             conn: Arc::new(ConnShared::default()),
             max_body_size: l.limits.max_body_size.0,
             max_uri_bytes: l.limits.max_uri_bytes.0 as usize,
             max_headers: l.limits.max_headers,
         };
-        let fut = serve_connection(
-            stream,
-            info,
-            shared.clone(),
-            limits.clone(),
-            builder.clone(),
-            graceful.watcher(),
-        );
+        let tls = shared.runtime.load().listener_tls.get(&*name).cloned();
+        let handshake_timeout = l.limits.header_read_timeout.0;
+        let watcher = graceful.watcher();
+        let (shared, limits, builder) = (shared.clone(), limits.clone(), builder.clone());
         tokio::spawn(async move {
             metrics.connections_total.fetch_add(1, Ordering::Relaxed);
             metrics.connections_active.fetch_add(1, Ordering::Relaxed);
-            fut.await;
+            let mut info = info;
+            match tls {
+                None => serve_connection(stream, info, shared, limits, builder, watcher).await,
+                Some(cfg) => {
+                    let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(stream);
+                    match tokio::time::timeout(handshake_timeout, accept).await {
+                        Ok(Ok(tls)) => {
+                            info.scheme = "https";
+                            info.peer_cert = tls
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .and_then(crate::tls::peer_cert)
+                                .map(Arc::new);
+                            serve_connection(tls, info, shared, limits, builder, watcher).await
+                        }
+                        Ok(Err(e)) => {
+                            metrics.tls_handshake_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(peer = %info.peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            metrics.tls_handshake_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(peer = %info.peer, "TLS handshake timed out");
+                        }
+                    }
+                }
+            }
             metrics.connections_active.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }
 }
 
-fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<IO>(
+    stream: IO,
     info: ConnInfo,
     shared: Arc<Shared>,
     limits: Arc<GuardLimits>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     watcher: hyper_util::server::graceful::Watcher,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let metrics = shared.metrics.clone();
     let io = Guarded::new(stream, limits, info.conn.clone())
         .on_reject(move |r| metrics.refused.inc(r.status));
@@ -317,10 +343,7 @@ fn serve_connection(
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), svc)
         .into_owned();
-    let fut = watcher.watch(conn);
-    async move {
-        if let Err(e) = fut.await {
-            tracing::debug!(error = %e, "connection ended with an error");
-        }
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }

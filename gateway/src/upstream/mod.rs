@@ -118,8 +118,8 @@ impl Drop for EndpointGuard {
     }
 }
 
-/// The HTTP client of a cluster.
-pub type HttpClient = Client<HttpConnector, Body>;
+/// The HTTP client of a cluster (TLS when the cluster has it).
+pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
 /// A compiled upstream cluster.
 pub struct Cluster {
@@ -135,6 +135,8 @@ pub struct Cluster {
     pub protocol: config::Protocol,
     /// Pooled client.
     pub client: HttpClient,
+    /// `https` when the cluster speaks TLS, else `http`.
+    pub scheme: &'static str,
     /// Passive health settings.
     pub passive: config::Passive,
     /// Active health settings.
@@ -145,8 +147,13 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Compiles a cluster from config (no I/O, no tasks).
-    pub fn new(cfg: &config::Upstream, stats: Arc<UpstreamStats>) -> Cluster {
+    /// Compiles a cluster from config (no I/O, no tasks). `tls` is the client config when the cluster
+    /// speaks TLS (see `tls::client_config`).
+    pub fn new(
+        cfg: &config::Upstream,
+        stats: Arc<UpstreamStats>,
+        tls: Option<rustls::ClientConfig>,
+    ) -> Cluster {
         let endpoints: Vec<_> = cfg
             .endpoints
             .iter()
@@ -155,6 +162,31 @@ impl Cluster {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.connect_timeout.0));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        // A cluster without TLS never dials https; its TLS config is an empty, unused one.
+        let tls_config = tls.unwrap_or_else(|| {
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+        });
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config)
+            .https_or_http();
+        let builder = match cfg.tls.as_ref().and_then(|t| t.server_name.clone()) {
+            Some(name) => builder.with_server_name_resolver(move |_: &_| {
+                rustls::pki_types::ServerName::try_from(name.clone())
+            }),
+            None => builder,
+        };
+        let connector = match cfg.protocol {
+            config::Protocol::Http1 => builder.enable_http1().wrap_connector(connector),
+            config::Protocol::Http2 => builder.enable_http2().wrap_connector(connector),
+        };
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_idle_timeout(cfg.pool.idle_timeout.0)
@@ -173,6 +205,7 @@ impl Cluster {
             hash_key,
             protocol: cfg.protocol,
             client: builder.build(connector),
+            scheme,
             passive: cfg.health.passive.clone(),
             active: cfg.health.active.clone(),
             stats,
@@ -225,7 +258,7 @@ impl Cluster {
     }
 
     async fn probe(&self, ep: &EndpointState, active: &config::Active) -> bool {
-        let uri = format!("http://{}{}", ep.address, active.path);
+        let uri = format!("{}://{}{}", self.scheme, ep.address, active.path);
         let Ok(req) = http::Request::get(uri)
             .header(http::header::USER_AGENT, "gateway-health-check")
             .body(crate::body::empty())

@@ -96,7 +96,18 @@ pub async fn get(url: &str) -> Resp {
 
 /// Sends a request with a fresh client.
 pub async fn request(req: http::Request<Full<Bytes>>) -> Resp {
-    let resp = tokio::time::timeout(Duration::from_secs(20), client().request(req))
+    request_via(&client(), req).await
+}
+
+/// Sends a request with `client` and collects the whole response.
+pub async fn request_via<C>(
+    client: &Client<C, Full<Bytes>>,
+    req: http::Request<Full<Bytes>>,
+) -> Resp
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req))
         .await
         .expect("response in time")
         .expect("response");
