@@ -64,14 +64,29 @@ pub struct RouteMatch {
     pub headers: Vec<(http::HeaderName, ValueTest)>,
     /// Query parameter name and test.
     pub query: Vec<(String, ValueTest)>,
+    /// Client certificate matchers.
+    pub client_cert: Vec<(CertField, ValueTest)>,
+}
+
+/// Which part of a client certificate a matcher looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertField {
+    /// The subject distinguished name.
+    Subject,
+    /// Any subject alternative name.
+    San,
 }
 
 impl RouteMatch {
     fn extra_matchers(&self) -> usize {
-        usize::from(!self.methods.is_empty()) + self.headers.len() + self.query.len()
+        usize::from(!self.methods.is_empty())
+            + self.headers.len()
+            + self.query.len()
+            + self.client_cert.len()
     }
 
-    fn rest_matches(&self, method: &Method, headers: &HeaderMap, query: &Query) -> bool {
+    fn rest_matches(&self, req: &RouteRequest<'_>, query: &Query) -> bool {
+        let (method, headers) = (req.method, req.headers);
         (self.methods.is_empty() || self.methods.contains(method))
             && self.headers.iter().all(|(name, test)| {
                 let mut values = headers.get_all(name).iter().peekable();
@@ -84,6 +99,17 @@ impl RouteMatch {
                 .query
                 .iter()
                 .all(|(name, test)| test.test(query.get(name)))
+            && self
+                .client_cert
+                .iter()
+                .all(|(field, test)| match (field, req.client_cert) {
+                    (_, None) => test.test(None),
+                    (CertField::Subject, Some(c)) => test.test(Some(&c.subject)),
+                    (CertField::San, Some(c)) => match test {
+                        ValueTest::Present(want) => *want,
+                        _ => c.sans.iter().any(|s| test.test(Some(s))),
+                    },
+                })
     }
 }
 
@@ -102,6 +128,8 @@ pub struct RouteRequest<'a> {
     pub method: &'a Method,
     /// Headers.
     pub headers: &'a HeaderMap,
+    /// The verified client certificate, if any.
+    pub client_cert: Option<&'a crate::tls::PeerCert>,
 }
 
 /// Lazily parsed query parameters.
@@ -293,7 +321,7 @@ impl Router {
         req: &RouteRequest<'_>,
         query: &Query<'_>,
     ) -> Option<(usize, Params)> {
-        let ok = |i: u32| self.matches[i as usize].rest_matches(req.method, req.headers, query);
+        let ok = |i: u32| self.matches[i as usize].rest_matches(req, query);
         if let Some(ids) = idx.exact.get(req.path) {
             if let Some(&i) = ids.iter().find(|&&i| ok(i)) {
                 return Some((i as usize, Vec::new()));
@@ -450,6 +478,7 @@ mod tests {
             methods: vec![],
             headers: vec![],
             query: vec![],
+            client_cert: vec![],
         }
     }
 
@@ -464,6 +493,7 @@ mod tests {
             query,
             method: &Method::GET,
             headers: &HeaderMap::new(),
+            client_cert: None,
         })
     }
 

@@ -447,6 +447,7 @@ fn compile_match(m: &config::Match, src: &Source, i: usize) -> Result<RouteMatch
             methods: vec![],
             headers: vec![],
             query: vec![],
+            client_cert: vec![],
         }])
         .map_err(|e| src.err(at("path.template"), e.0))?;
     }
@@ -470,6 +471,23 @@ fn compile_match(m: &config::Match, src: &Source, i: usize) -> Result<RouteMatch
         })?;
         headers.push((name, value_test(v, src, &at(&format!("headers[{j}]")))?));
     }
+    let mut client_cert = Vec::new();
+    for (j, v) in m.client_cert.iter().enumerate() {
+        let field = match v.name.as_str() {
+            "subject" => crate::router::CertField::Subject,
+            "san" => crate::router::CertField::San,
+            other => {
+                return Err(src.err(
+                    at(&format!("client_cert[{j}].name")),
+                    format!("`{other}` is not a certificate field; use `subject` or `san`"),
+                ))
+            }
+        };
+        client_cert.push((
+            field,
+            value_test(v, src, &at(&format!("client_cert[{j}]")))?,
+        ));
+    }
     let mut query = Vec::new();
     for (j, v) in m.query.iter().enumerate() {
         query.push((
@@ -483,6 +501,7 @@ fn compile_match(m: &config::Match, src: &Source, i: usize) -> Result<RouteMatch
         methods,
         headers,
         query,
+        client_cert,
     })
 }
 
@@ -699,6 +718,17 @@ mod tests {
             err.message
         );
         assert_eq!(err.location.map(|l| l.0), Some(4));
+    }
+
+    #[test]
+    fn the_effective_config_reads_back_as_the_same_config() {
+        let yaml = format!(
+            "{BASE}upstreams:\n  - name: a\n    endpoints: [127.0.0.1:1]\n    balancer: {{consistent_hash: {{client_ip: true}}}}\n  - name: b\n    endpoints: [127.0.0.1:2]\n    balancer: {{consistent_hash: {{header: x-user}}}}\n  - name: c\n    endpoints: [127.0.0.1:3]\n    balancer: least_request\n"
+        );
+        let rt = build(&yaml).unwrap();
+        let json = serde_json::to_string(&rt.config).unwrap();
+        let back = Config::parse(Path::new("back.json"), &json).unwrap();
+        assert_eq!(back.upstreams, rt.config.upstreams);
     }
 
     #[test]

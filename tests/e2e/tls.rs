@@ -392,3 +392,39 @@ async fn certificates_reload_while_a_connection_stays_open() {
     );
     assert!(connect(gw.addr, trust, "second.example.com").await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_match_on_the_verified_client_certificate() {
+    let dir = TempDir::new("tls-match");
+    let ca = Ca::new(&dir.0, "ca");
+    let clients = Ca::new(&dir.0, "clients");
+    let server = ca.leaf("server", &["127.0.0.1"], false);
+    let (ac, ak) = clients.leaf("admin-client", &["admin.clients.example.com"], false);
+    let (uc, uk) = clients.leaf("user-client", &["user.clients.example.com"], false);
+    let gw = TestGateway::start(&format!(
+        "{}routes:\n\
+         \x20 - name: admins\n    match: {{client_cert: [{{name: san, exact: \"DNS:admin.clients.example.com\"}}]}}\n    direct_response: {{body: admin}}\n\
+         \x20 - name: by-subject\n    match: {{client_cert: [{{name: subject, regex: \"CN=user-.*\"}}]}}\n    direct_response: {{body: user}}\n\
+         \x20 - name: anonymous\n    match: {{client_cert: [{{name: subject, present: false}}]}}\n    direct_response: {{body: anonymous}}\n",
+        listener(
+            &dir.0,
+            &[server],
+            &format!("      client_auth: {{ca: {}, required: false}}\n", clients.pem_path("clients").display())
+        )
+    ))
+    .await;
+    for (cert, want) in [
+        (Some((&ac, &ak)), "admin"),
+        (Some((&uc, &uk)), "user"),
+        (None, "anonymous"),
+    ] {
+        let cfg = client(
+            &ca.pem_path("ca"),
+            cert.map(|(c, k)| (c.as_path(), k.as_path())),
+            &[],
+        );
+        let mut s = connect(gw.addr, cfg, "127.0.0.1").await.unwrap();
+        let resp = get_on(&mut s, "/").await;
+        assert!(resp.ends_with(want), "{want}: {resp}");
+    }
+}

@@ -418,8 +418,7 @@ impl TryFrom<RawBalancer> for Balancer {
 }
 
 /// What a consistent-hash balancer hashes.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Debug, PartialEq)]
 pub enum HashKey {
     /// A request header's value.
     Header(String),
@@ -427,6 +426,20 @@ pub enum HashKey {
     Cookie(String),
     /// The client's IP address.
     ClientIp,
+}
+
+impl Serialize for HashKey {
+    /// Written the way it is read: `{header: NAME}`, `{cookie: NAME}` or `{client_ip: true}`.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        match self {
+            HashKey::Header(h) => m.serialize_entry("header", h)?,
+            HashKey::Cookie(c) => m.serialize_entry("cookie", c)?,
+            HashKey::ClientIp => m.serialize_entry("client_ip", &true)?,
+        }
+        m.end()
+    }
 }
 
 /// Upstream protocol.
@@ -584,6 +597,11 @@ pub struct Match {
     /// Query parameter matchers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub query: Vec<ValueMatch>,
+    /// Matchers on the verified client certificate (TLS listeners with `client_auth`): `name` is
+    /// `subject` (the RFC 4514 subject, e.g. `CN=client-1`) or `san` (any subject alternative name,
+    /// written `DNS:host`, `URI:...` or `email:...`). `present: false` matches requests without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_cert: Vec<ValueMatch>,
 }
 
 /// How a path is matched: write exactly one of `exact`, `prefix`, `template` or `regex`.

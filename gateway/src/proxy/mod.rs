@@ -225,6 +225,7 @@ async fn route_and_serve(
         query: req.uri().query(),
         method: req.method(),
         headers: req.headers(),
+        client_cert: info.peer_cert.as_deref(),
     });
     let Some((route, params)) = found else {
         return Served::plain(errors::respond(&ProxyError::NoRoute));
