@@ -233,50 +233,102 @@ impl Reloader {
         let this = self.clone();
         tokio::spawn(async move {
             let file = this.file.clone();
-            let mut seen = stat(&file).await;
-            let mut seen_hash = content_hash(&file).await;
+            let mut seen = stats(&this.watched_files()).await;
+            let mut seen_hash = content_hash(&this.watched_files()).await;
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let mut now = stat(&file).await;
-                if now.is_none() || now == seen {
+                let files = this.watched_files();
+                let mut now = stats(&files).await;
+                if now.first().is_none_or(Option::is_none) || now == seen {
                     continue;
                 }
                 loop {
                     tokio::time::sleep(debounce).await;
-                    let again = stat(&file).await;
+                    let again = stats(&files).await;
                     if again == now {
                         break;
                     }
                     now = again;
                 }
-                if now.is_none() {
+                if now.first().is_none_or(Option::is_none) {
                     continue;
                 }
                 seen = now;
-                let hash = content_hash(&file).await;
-                if hash.is_none() || hash == seen_hash {
+                let hash = content_hash(&files).await;
+                if hash == seen_hash {
                     continue;
                 }
                 seen_hash = hash;
-                tracing::info!(file = %file.display(), "config file changed; reloading");
+                tracing::info!(file = %file.display(), "config file or a file it names changed; reloading");
                 // The outcome is logged, counted and recorded by `apply`.
                 let _ = this.reload_file(Trigger::File).await;
             }
         })
     }
+
+    /// The config file, then every file the running config names: TLS certificates, keys and CA
+    /// bundles, and plugin modules (relative paths resolved against the config file's folder).
+    fn watched_files(&self) -> Vec<PathBuf> {
+        let rt = self.shared.runtime.load();
+        let base = self.file.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let at = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let mut files = vec![self.file.clone()];
+        for l in &rt.config.listeners {
+            if let Some(t) = &l.tls {
+                for c in &t.certificates {
+                    files.push(at(&c.cert));
+                    files.push(at(&c.key));
+                }
+                if let Some(a) = &t.client_auth {
+                    files.push(at(&a.ca));
+                }
+            }
+        }
+        for u in &rt.config.upstreams {
+            if let Some(t) = &u.tls {
+                files.extend(t.ca.as_deref().map(at));
+                if let Some(c) = &t.client_cert {
+                    files.push(at(&c.cert));
+                    files.push(at(&c.key));
+                }
+            }
+        }
+        files.extend(rt.config.plugins.iter().map(|p| at(&p.path)));
+        files
+    }
+}
+
+/// Size and modification time of each file (None for one that cannot be read).
+async fn stats(paths: &[PathBuf]) -> Vec<Option<(u64, Option<SystemTime>)>> {
+    let mut out = Vec::with_capacity(paths.len());
+    for p in paths {
+        out.push(stat(p).await);
+    }
+    out
+}
+
+/// One hash over the contents of all the files (a missing file counts as empty).
+async fn content_hash(paths: &[PathBuf]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in paths {
+        let bytes = tokio::fs::read(p).await.unwrap_or_default();
+        h.update(Sha256::digest(&bytes));
+    }
+    h.finalize().into()
 }
 
 /// Size and modification time of a file, if it can be read.
 async fn stat(path: &Path) -> Option<(u64, Option<SystemTime>)> {
     let m = tokio::fs::metadata(path).await.ok()?;
     Some((m.len(), m.modified().ok()))
-}
-
-async fn content_hash(path: &Path) -> Option<[u8; 32]> {
-    let bytes = tokio::fs::read(path).await.ok()?;
-    Some(Sha256::digest(&bytes).into())
 }
 
 fn unix_ms() -> u64 {

@@ -428,3 +428,38 @@ async fn routes_match_on_the_verified_client_certificate() {
         assert!(resp.ends_with(want), "{want}: {resp}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewed_certificate_files_are_picked_up_without_a_command() {
+    let dir = TempDir::new("tls-watch");
+    let ca = Ca::new(&dir.0, "ca");
+    let (c, k) = ca.leaf("server", &["old.example.com", "127.0.0.1"], false);
+    let gw = GatewayProcess::start_full(
+        "routes:\n  - name: r\n    direct_response: {body: ok}\n",
+        &format!(
+            "    tls:\n      certificates: [{{cert: {}, key: {}}}]\n",
+            c.display(),
+            k.display()
+        ),
+        "warn",
+    )
+    .await;
+    let trust = client(&ca.pem_path("ca"), None, &[]);
+    let mut open = connect(gw.addr, trust.clone(), "old.example.com")
+        .await
+        .unwrap();
+    assert_eq!(status_of(&get_on(&mut open, "/").await), 200);
+    // The certificate is renewed on disk (as a certificate manager would): the gateway notices.
+    ca.leaf("server", &["new.example.com", "127.0.0.1"], false);
+    let renewed = eventually(Duration::from_secs(10), || {
+        let trust = trust.clone();
+        async move { connect(gw.addr, trust, "new.example.com").await.is_ok() }
+    })
+    .await;
+    assert!(renewed, "new connections get the renewed certificate");
+    assert_eq!(
+        status_of(&get_on(&mut open, "/").await),
+        200,
+        "the old connection still serves"
+    );
+}

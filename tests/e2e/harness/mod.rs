@@ -234,11 +234,16 @@ impl GatewayProcess {
 
     /// Like `start`, with `GATEWAY_LOG` set to `log`; stderr is piped for the test to read.
     pub async fn start_with_log(yaml: &str, log: &str) -> GatewayProcess {
+        Self::start_full(yaml, "", log).await
+    }
+
+    /// Like `start`, with `listener_extra` (indented YAML lines) added to the listener `main`.
+    pub async fn start_full(yaml: &str, listener_extra: &str, log: &str) -> GatewayProcess {
         let dir = TempDir::new("proc");
         let port = free_port();
         let admin_port = free_port();
         let text = format!(
-            "listeners:\n  - name: main\n    address: 127.0.0.1:{port}\nadmin:\n  address: 127.0.0.1:{admin_port}\n{yaml}"
+            "listeners:\n  - name: main\n    address: 127.0.0.1:{port}\n{listener_extra}admin:\n  address: 127.0.0.1:{admin_port}\n{yaml}"
         );
         let config_path = dir.0.join("gateway.yaml");
         std::fs::write(&config_path, text).unwrap();
