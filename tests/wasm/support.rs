@@ -142,6 +142,8 @@ pub fn plugin_cfg(name: &str, path: &Path) -> config::Plugin {
         abi: None,
         limits: PluginLimits::default(),
         vm_config: None,
+        capabilities: Default::default(),
+        instance_mode: Default::default(),
     }
 }
 

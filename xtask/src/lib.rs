@@ -90,3 +90,44 @@ pub struct Fixtures {
     /// Trap, loop, memory hog, recursion, bad pointers, CR/LF headers (`x-hostile` header).
     pub hostile: PathBuf,
 }
+
+/// The component test fixtures (`tests/fixtures/components`, written with `plugin-sdk`), built once
+/// per process for wasm32-wasip2, which makes components directly.
+pub fn component_fixtures() -> Result<&'static ComponentFixtures, String> {
+    static BUILT: OnceLock<Result<ComponentFixtures, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let t = build_wasm(
+                "tests/fixtures/components",
+                &["wasm32-wasip2"],
+                "fixtures-components",
+            )?;
+            Ok(ComponentFixtures {
+                kitchen: t.join("wasm32-wasip2/release/kitchen_sink_component.wasm"),
+                hostile: t.join("wasm32-wasip2/release/hostile_component.wasm"),
+            })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Paths of the built fixture components.
+#[derive(Debug)]
+pub struct ComponentFixtures {
+    /// Every host import of the WIT world, driven by the `x-test` request header.
+    pub kitchen: PathBuf,
+    /// Trap, loop, memory hog, recursion, bad status (`x-hostile` header); `trap` config traps `init`.
+    pub hostile: PathBuf,
+}
+
+/// The Rust filter template (`examples/rust-filter`), built once per process for wasm32-wasip2.
+pub fn rust_filter_example() -> Result<&'static PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let t = build_wasm("examples/rust-filter", &["wasm32-wasip2"], "examples-rust")?;
+            Ok(t.join("wasm32-wasip2/release/rust_filter.wasm"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}

@@ -52,6 +52,39 @@ pub struct Plugin {
     /// Proxy-Wasm VM configuration (passed to `on_vm_start`). Default: empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm_config: Option<serde_json::Value>,
+    /// What a component plugin (the gateway's WIT world) may use beyond logs, metrics, clock and
+    /// randomness. Default: nothing (no upstreams, no key-value store).
+    #[serde(default)]
+    pub capabilities: PluginCapabilities,
+    /// How a component plugin's instances serve requests. Default: `fresh`.
+    #[serde(default)]
+    pub instance_mode: InstanceMode,
+}
+
+/// Capabilities granted to a component plugin. A call outside them returns a typed `denied` error to
+/// the plugin and is logged.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginCapabilities {
+    /// Upstreams the plugin may send HTTP requests to, by name. Default: none.
+    pub upstreams: Vec<String>,
+    /// The key-value store namespace the plugin reads and writes; plugins that name the same
+    /// namespace share data. Default: none (the store is denied).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kv_namespace: Option<String>,
+}
+
+/// How a component plugin's instances serve requests.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceMode {
+    /// A new instance for every request (from a pre-linked component and the pooling allocator):
+    /// nothing in the guest's memory survives a request.
+    #[default]
+    Fresh,
+    /// Warm instances are kept and reused by one request after another (never two at once), for
+    /// guests whose start is expensive. Request handles still only live for one call.
+    Reuse,
 }
 
 /// Plugin ABI.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use wasmtime::component::Component;
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, Module, OptLevel, PoolingAllocationConfig,
 };
@@ -78,6 +79,7 @@ impl WasmEngine {
             .total_memories(options.max_instances)
             .total_tables(options.max_instances)
             .total_stacks(options.max_instances)
+            .total_component_instances(options.max_instances)
             .max_memory_size(usize::try_from(options.max_memory).unwrap_or(usize::MAX));
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
@@ -155,6 +157,48 @@ impl WasmEngine {
         Ok((module, sha256))
     }
 
+    /// Compiles the component `bytes`, or loads the compiled form from the cache (as [`Self::module`]).
+    pub fn component(
+        &self,
+        plugin: &str,
+        bytes: &[u8],
+    ) -> Result<(Component, String), PluginError> {
+        let sha256 = hex(&Sha256::digest(bytes));
+        let compile = || {
+            self.compilations.fetch_add(1, Ordering::Relaxed);
+            Component::new(&self.engine, bytes).map_err(|e| PluginError::Compile {
+                plugin: plugin.to_string(),
+                reason: format!("{e:#}"),
+            })
+        };
+        let Some(dir) = &self.cache_dir else {
+            return Ok((compile()?, sha256));
+        };
+        let path = dir.join(format!("{sha256}-{}.component.cwasm", self.settings_key));
+        if path.is_file() {
+            #[allow(unsafe_code)]
+            // SAFETY: as in `load_cached`: the file is this build's own `Component::serialize` output,
+            // named by the source's sha256 and the engine's compatibility hash.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok((c, sha256)),
+                Err(e) => tracing::warn!(
+                    plugin,
+                    path = %path.display(),
+                    "cached component unusable, compiling again: {e:#}"
+                ),
+            }
+        }
+        let component = compile()?;
+        let written = component
+            .serialize()
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|bytes| write_bytes_atomically(&path, &bytes));
+        if let Err(e) = written {
+            tracing::warn!(plugin, path = %path.display(), "could not cache compiled component: {e}");
+        }
+        Ok((component, sha256))
+    }
+
     fn compile(&self, plugin: &str, bytes: &[u8]) -> Result<Module, PluginError> {
         self.compilations.fetch_add(1, Ordering::Relaxed);
         Module::new(&self.engine, bytes).map_err(|e| PluginError::Compile {
@@ -182,6 +226,10 @@ impl Drop for WasmEngine {
 
 fn write_atomically(path: &Path, module: &Module) -> Result<(), String> {
     let bytes = module.serialize().map_err(|e| format!("{e:#}"))?;
+    write_bytes_atomically(path, &bytes)
+}
+
+fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
     std::fs::rename(&tmp, path).map_err(|e| e.to_string())

@@ -1,7 +1,9 @@
 //! The Wasm sandbox: the process's engine ([`engine`]), plugin loading with limits and health
-//! ([`Plugins`], [`LoadedPlugin`]), the WASI preview 1 shim ([`wasi`]) and the Proxy-Wasm ABI host
-//! ([`proxy_wasm`]). A loaded plugin makes a [`crate::filter::Filter`] per route config.
+//! ([`Plugins`], [`LoadedPlugin`]), the WASI preview 1 shim ([`wasi`]), the Proxy-Wasm ABI host
+//! ([`proxy_wasm`]) and the host of the gateway's WIT world ([`component`]). A loaded plugin makes a
+//! [`crate::filter::Filter`] per route config.
 
+pub mod component;
 pub mod engine;
 mod health;
 mod limits;
@@ -81,6 +83,16 @@ pub enum PluginError {
         /// Route name.
         route: String,
     },
+    /// A component's `init` returned an error for a route's config.
+    #[error("plugin `{plugin}`: rejected the configuration of route `{route}`: {message}")]
+    InitRejected {
+        /// Plugin name.
+        plugin: String,
+        /// Route name.
+        route: String,
+        /// The plugin's message.
+        message: String,
+    },
     /// The plugin failed (trapped, hit a limit) while being configured.
     #[error("plugin `{plugin}`: failed while configuring route `{route}`: {reason}")]
     ConfigureFailed {
@@ -135,11 +147,37 @@ impl Plugins {
             PluginAbi::ProxyWasm
         });
         if abi == PluginAbi::Component || is_component {
-            return Err(PluginError::Unsupported {
-                plugin: cfg.name.clone(),
-                reason: "components (the gateway's WIT world) are not supported yet; this file is a component"
-                    .into(),
-            });
+            if !is_component || abi != PluginAbi::Component {
+                return Err(PluginError::Unsupported {
+                    plugin: cfg.name.clone(),
+                    reason: format!(
+                        "the config says abi `{}` but the file is {}",
+                        if abi == PluginAbi::Component {
+                            "component"
+                        } else {
+                            "proxy_wasm"
+                        },
+                        if is_component {
+                            "a component"
+                        } else {
+                            "a core module"
+                        }
+                    ),
+                });
+            }
+            let (compiled, sha256) = self.engine.component(&cfg.name, &bytes)?;
+            let plugin = component::ComponentPlugin::new(
+                self.engine.clone(),
+                cfg.name.clone(),
+                compiled,
+                cfg,
+                host,
+            )?;
+            return Ok(Arc::new(LoadedPlugin {
+                name: cfg.name.clone(),
+                sha256,
+                inner: Inner::Component(plugin),
+            }));
         }
         let (module, sha256) = self.engine.module(&cfg.name, &bytes)?;
         let vm_config = match &cfg.vm_config {
@@ -159,7 +197,7 @@ impl Plugins {
         Ok(Arc::new(LoadedPlugin {
             name: cfg.name.clone(),
             sha256,
-            inner: plugin,
+            inner: Inner::ProxyWasm(plugin),
         }))
     }
 }
@@ -169,7 +207,13 @@ impl Plugins {
 pub struct LoadedPlugin {
     name: String,
     sha256: String,
-    inner: Arc<proxy_wasm::ProxyWasmPlugin>,
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    ProxyWasm(Arc<proxy_wasm::ProxyWasmPlugin>),
+    Component(Arc<component::ComponentPlugin>),
 }
 
 impl LoadedPlugin {
@@ -185,7 +229,18 @@ impl LoadedPlugin {
 
     /// Its health counters (for the admin API and metrics).
     pub fn health(&self) -> &Arc<PluginHealth> {
-        self.inner.health()
+        match &self.inner {
+            Inner::ProxyWasm(p) => p.health(),
+            Inner::Component(c) => c.health(),
+        }
+    }
+
+    /// The ABI the plugin speaks.
+    pub fn abi(&self) -> PluginAbi {
+        match &self.inner {
+            Inner::ProxyWasm(_) => PluginAbi::ProxyWasm,
+            Inner::Component(_) => PluginAbi::Component,
+        }
     }
 
     /// A filter for `route` with this route's plugin config (`on_configure` runs now; false → error).
@@ -196,7 +251,32 @@ impl LoadedPlugin {
         config: Bytes,
         policy: FailurePolicy,
     ) -> Result<Arc<dyn Filter>, PluginError> {
-        Ok(self.proxy_wasm_filter(route, config, policy).await?)
+        match &self.inner {
+            Inner::ProxyWasm(p) => {
+                Ok(proxy_wasm::ProxyWasmPlugin::filter(p, route, config, policy).await?)
+            }
+            Inner::Component(c) => {
+                Ok(component::ComponentPlugin::filter(c, route, config, policy).await?)
+            }
+        }
+    }
+
+    /// Like [`LoadedPlugin::filter`], with the concrete type of a component plugin.
+    pub async fn component_filter(
+        &self,
+        route: &str,
+        config: Bytes,
+        policy: FailurePolicy,
+    ) -> Result<Arc<component::ComponentFilter>, PluginError> {
+        match &self.inner {
+            Inner::Component(c) => {
+                component::ComponentPlugin::filter(c, route, config, policy).await
+            }
+            Inner::ProxyWasm(_) => Err(PluginError::Unsupported {
+                plugin: self.name.clone(),
+                reason: "a Proxy-Wasm plugin, not a component".into(),
+            }),
+        }
     }
 
     /// Like [`LoadedPlugin::filter`], with the concrete type.
@@ -206,7 +286,15 @@ impl LoadedPlugin {
         config: Bytes,
         policy: FailurePolicy,
     ) -> Result<Arc<proxy_wasm::ProxyWasmFilter>, PluginError> {
-        proxy_wasm::ProxyWasmPlugin::filter(&self.inner, route, config, policy).await
+        match &self.inner {
+            Inner::ProxyWasm(p) => {
+                proxy_wasm::ProxyWasmPlugin::filter(p, route, config, policy).await
+            }
+            Inner::Component(_) => Err(PluginError::Unsupported {
+                plugin: self.name.clone(),
+                reason: "a component, not a Proxy-Wasm plugin".into(),
+            }),
+        }
     }
 }
 

@@ -1,0 +1,455 @@
+//! The host side of the WIT imports: request and response handles, outbound HTTP, logs, metrics,
+//! clock, randomness and request facts. Everything that is shared goes through [`crate::host`].
+
+use super::bindings::gateway::filter::{clock, facts, http_client, log, metrics, random, types};
+use super::state::{body_bytes, CompState, Phase, RequestRes, ResponseRes};
+use crate::host::{plugin_log, CalloutError, LogLevel, MetricKind};
+use crate::wasm::proxy_wasm::MAX_CALLOUT_TIMEOUT;
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::HeaderMap;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
+use types::HostError;
+use wasmtime::component::Resource;
+
+/// Most bytes `random.bytes` returns in one call. Default: 65 536.
+pub const MAX_RANDOM_BYTES: u32 = 65_536;
+
+fn name_value(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), HostError> {
+    let n = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| HostError::Invalid(format!("bad header name `{name}`")))?;
+    let v = HeaderValue::from_str(value)
+        .map_err(|_| HostError::Invalid(format!("bad value for header `{name}`")))?;
+    Ok((n, v))
+}
+
+fn values(h: &HeaderMap, name: &str) -> Vec<String> {
+    h.get_all(name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect()
+}
+
+/// Every header as (name, value) pairs; values that are not UTF-8 are shown lossily.
+pub(crate) fn pairs(h: &HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The header map of `pairs`; the first bad name or value is the error.
+pub(crate) fn header_map(pairs: &[(String, String)]) -> Result<HeaderMap, HostError> {
+    let mut h = HeaderMap::with_capacity(pairs.len());
+    for (n, v) in pairs {
+        let (n, v) = name_value(n, v)?;
+        h.append(n, v);
+    }
+    Ok(h)
+}
+
+enum Edit<'a> {
+    Set(&'a str, &'a str),
+    Append(&'a str, &'a str),
+    Remove(&'a str),
+}
+
+fn edit(h: &mut HeaderMap, e: Edit<'_>) -> Result<(), HostError> {
+    match e {
+        Edit::Set(n, v) => {
+            let (n, v) = name_value(n, v)?;
+            h.insert(n, v);
+        }
+        Edit::Append(n, v) => {
+            let (n, v) = name_value(n, v)?;
+            h.append(n, v);
+        }
+        Edit::Remove(n) => {
+            let n = HeaderName::from_bytes(n.as_bytes())
+                .map_err(|_| HostError::Invalid(format!("bad header name `{n}`")))?;
+            h.remove(n);
+        }
+    }
+    Ok(())
+}
+
+fn wrong_phase(what: &str) -> HostError {
+    HostError::WrongPhase(format!("{what} is not possible in this phase"))
+}
+
+impl CompState {
+    fn req_headers_mut(&mut self) -> Result<&mut HeaderMap, HostError> {
+        match (self.phase, self.req.as_mut()) {
+            (Phase::RequestHead, Some(r)) => Ok(&mut r.headers),
+            _ => Err(wrong_phase("changing request headers")),
+        }
+    }
+
+    fn resp_headers_mut(&mut self) -> Result<&mut HeaderMap, HostError> {
+        match (self.phase, self.resp.as_mut()) {
+            (Phase::ResponseHead, Some(r)) => Ok(&mut r.headers),
+            _ => Err(wrong_phase("changing response headers")),
+        }
+    }
+
+    fn req_uri(&self) -> Option<&http::Uri> {
+        self.req.as_ref().map(|r| &r.uri)
+    }
+}
+
+impl types::Host for CompState {}
+
+impl types::HostRequest for CompState {
+    fn method(&mut self, _: Resource<RequestRes>) -> String {
+        self.req
+            .as_ref()
+            .map(|r| r.method.to_string())
+            .unwrap_or_default()
+    }
+
+    fn path(&mut self, _: Resource<RequestRes>) -> String {
+        self.req_uri()
+            .map(|u| u.path().to_string())
+            .unwrap_or_default()
+    }
+
+    fn query(&mut self, _: Resource<RequestRes>) -> Option<String> {
+        self.req_uri().and_then(|u| u.query().map(str::to_string))
+    }
+
+    fn set_path_with_query(
+        &mut self,
+        _: Resource<RequestRes>,
+        pq: String,
+    ) -> Result<(), HostError> {
+        let req = match (self.phase, self.req.as_mut()) {
+            (Phase::RequestHead, Some(r)) => r,
+            _ => return Err(wrong_phase("changing the path")),
+        };
+        if !pq.starts_with('/') {
+            return Err(HostError::Invalid("the path must start with `/`".into()));
+        }
+        let pq: http::uri::PathAndQuery = pq
+            .parse()
+            .map_err(|e| HostError::Invalid(format!("bad path: {e}")))?;
+        let mut parts = req.uri.clone().into_parts();
+        parts.path_and_query = Some(pq);
+        req.uri = http::Uri::from_parts(parts)
+            .map_err(|e| HostError::Invalid(format!("bad path: {e}")))?;
+        Ok(())
+    }
+
+    fn header(&mut self, _: Resource<RequestRes>, name: String) -> Vec<String> {
+        self.req
+            .as_ref()
+            .map(|r| values(&r.headers, &name))
+            .unwrap_or_default()
+    }
+
+    fn headers(&mut self, _: Resource<RequestRes>) -> Vec<(String, String)> {
+        self.req
+            .as_ref()
+            .map(|r| pairs(&r.headers))
+            .unwrap_or_default()
+    }
+
+    fn set_header(
+        &mut self,
+        _: Resource<RequestRes>,
+        name: String,
+        value: String,
+    ) -> Result<(), HostError> {
+        edit(self.req_headers_mut()?, Edit::Set(&name, &value))
+    }
+
+    fn append_header(
+        &mut self,
+        _: Resource<RequestRes>,
+        name: String,
+        value: String,
+    ) -> Result<(), HostError> {
+        edit(self.req_headers_mut()?, Edit::Append(&name, &value))
+    }
+
+    fn remove_header(&mut self, _: Resource<RequestRes>, name: String) -> Result<(), HostError> {
+        edit(self.req_headers_mut()?, Edit::Remove(&name))
+    }
+
+    fn body(&mut self, _: Resource<RequestRes>) -> Option<Vec<u8>> {
+        match self.phase {
+            Phase::RequestBody => body_bytes(&self.body),
+            _ => None,
+        }
+    }
+
+    fn set_body(&mut self, _: Resource<RequestRes>, body: Vec<u8>) -> Result<(), HostError> {
+        if self.phase != Phase::RequestBody {
+            return Err(wrong_phase("replacing the request body"));
+        }
+        self.body = Some(Bytes::from(body));
+        Ok(())
+    }
+
+    fn drop(&mut self, _: Resource<RequestRes>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl types::HostResponse for CompState {
+    fn status(&mut self, _: Resource<ResponseRes>) -> u16 {
+        self.resp.as_ref().map(|r| r.status.as_u16()).unwrap_or(0)
+    }
+
+    fn set_status(&mut self, _: Resource<ResponseRes>, status: u16) -> Result<(), HostError> {
+        let resp = match (self.phase, self.resp.as_mut()) {
+            (Phase::ResponseHead, Some(r)) => r,
+            _ => return Err(wrong_phase("changing the status")),
+        };
+        resp.status = http::StatusCode::from_u16(status)
+            .map_err(|_| HostError::Invalid(format!("bad status {status}")))?;
+        Ok(())
+    }
+
+    fn header(&mut self, _: Resource<ResponseRes>, name: String) -> Vec<String> {
+        self.resp
+            .as_ref()
+            .map(|r| values(&r.headers, &name))
+            .unwrap_or_default()
+    }
+
+    fn headers(&mut self, _: Resource<ResponseRes>) -> Vec<(String, String)> {
+        self.resp
+            .as_ref()
+            .map(|r| pairs(&r.headers))
+            .unwrap_or_default()
+    }
+
+    fn set_header(
+        &mut self,
+        _: Resource<ResponseRes>,
+        name: String,
+        value: String,
+    ) -> Result<(), HostError> {
+        edit(self.resp_headers_mut()?, Edit::Set(&name, &value))
+    }
+
+    fn append_header(
+        &mut self,
+        _: Resource<ResponseRes>,
+        name: String,
+        value: String,
+    ) -> Result<(), HostError> {
+        edit(self.resp_headers_mut()?, Edit::Append(&name, &value))
+    }
+
+    fn remove_header(&mut self, _: Resource<ResponseRes>, name: String) -> Result<(), HostError> {
+        edit(self.resp_headers_mut()?, Edit::Remove(&name))
+    }
+
+    fn body(&mut self, _: Resource<ResponseRes>) -> Option<Vec<u8>> {
+        match self.phase {
+            Phase::ResponseBody => body_bytes(&self.body),
+            _ => None,
+        }
+    }
+
+    fn set_body(&mut self, _: Resource<ResponseRes>, body: Vec<u8>) -> Result<(), HostError> {
+        if self.phase != Phase::ResponseBody {
+            return Err(wrong_phase("replacing the response body"));
+        }
+        self.body = Some(Bytes::from(body));
+        Ok(())
+    }
+
+    fn drop(&mut self, _: Resource<ResponseRes>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl http_client::Host for CompState {
+    async fn send(
+        &mut self,
+        upstream: String,
+        request: http_client::OutgoingRequest,
+    ) -> Result<http_client::IncomingResponse, http_client::HttpError> {
+        use http_client::HttpError;
+        let shared = self.shared.clone();
+        if !shared.capabilities.upstreams.contains(&upstream) {
+            tracing::warn!(plugin = %shared.name, upstream, "denied: outbound HTTP to an upstream not granted in `capabilities.upstreams`");
+            return Err(HttpError::Denied(format!(
+                "upstream `{upstream}` is not granted to this plugin"
+            )));
+        }
+        if !shared.host.upstreams.has(&upstream) {
+            return Err(HttpError::Denied(format!("no upstream `{upstream}`")));
+        }
+        let method = http::Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| HttpError::BadRequest(format!("bad method `{}`", request.method)))?;
+        if !request.path_with_query.starts_with('/') {
+            return Err(HttpError::BadRequest("the path must start with `/`".into()));
+        }
+        let uri: http::Uri = request
+            .path_with_query
+            .parse()
+            .map_err(|e| HttpError::BadRequest(format!("bad path: {e}")))?;
+        let headers = header_map(&request.headers).map_err(|e| match e {
+            HostError::Invalid(m) => HttpError::BadRequest(m),
+            other => HttpError::BadRequest(format!("{other:?}")),
+        })?;
+        let mut req = http::Request::new(Bytes::from(request.body));
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
+        let timeout = match request.timeout_ms {
+            0 => MAX_CALLOUT_TIMEOUT,
+            ms => Duration::from_millis(ms as u64).min(MAX_CALLOUT_TIMEOUT),
+        };
+        let fut = shared.host.upstreams.call(&upstream, req, timeout);
+        let result = match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(CalloutError::Timeout),
+        };
+        self.waited = true;
+        match result {
+            Ok(resp) => {
+                let (parts, body) = resp.into_parts();
+                Ok(http_client::IncomingResponse {
+                    status: parts.status.as_u16(),
+                    headers: pairs(&parts.headers),
+                    body: body.to_vec(),
+                })
+            }
+            Err(CalloutError::UnknownUpstream(u)) => {
+                Err(HttpError::Denied(format!("no upstream `{u}`")))
+            }
+            Err(CalloutError::BadRequest(m)) => Err(HttpError::BadRequest(m)),
+            Err(CalloutError::Timeout) => Err(HttpError::Timeout),
+            Err(CalloutError::Failed(m)) => Err(HttpError::Failed(m)),
+        }
+    }
+}
+
+fn level(l: log::Level) -> LogLevel {
+    match l {
+        log::Level::Trace => LogLevel::Trace,
+        log::Level::Debug => LogLevel::Debug,
+        log::Level::Info => LogLevel::Info,
+        log::Level::Warn => LogLevel::Warn,
+        log::Level::Error => LogLevel::Error,
+    }
+}
+
+impl log::Host for CompState {
+    fn log(&mut self, l: log::Level, message: String) {
+        plugin_log(&self.shared.name, level(l), &message);
+    }
+
+    fn enabled(&mut self, l: log::Level) -> bool {
+        level(l) >= crate::host::log_level()
+    }
+}
+
+impl CompState {
+    fn metric(
+        &self,
+        kind: MetricKind,
+        name: &str,
+        op: impl FnOnce(&crate::host::Metrics, &str, u32) -> Result<(), crate::host::MetricError>,
+    ) -> Result<(), HostError> {
+        let plugin = &self.shared.name;
+        let m = &self.shared.host.metrics;
+        let id = m
+            .define(plugin, kind, name)
+            .map_err(|e| HostError::Invalid(format!("metric `{name}`: {e}")))?;
+        op(m, plugin, id).map_err(|e| HostError::Invalid(format!("metric `{name}`: {e}")))
+    }
+}
+
+impl metrics::Host for CompState {
+    fn counter_add(&mut self, name: String, delta: u64) -> Result<(), HostError> {
+        let delta = i64::try_from(delta).unwrap_or(i64::MAX);
+        self.metric(MetricKind::Counter, &name, |m, p, id| {
+            m.increment(p, id, delta)
+        })
+    }
+
+    fn gauge_set(&mut self, name: String, value: u64) -> Result<(), HostError> {
+        self.metric(MetricKind::Gauge, &name, |m, p, id| m.record(p, id, value))
+    }
+
+    fn gauge_add(&mut self, name: String, delta: i64) -> Result<(), HostError> {
+        self.metric(MetricKind::Gauge, &name, |m, p, id| {
+            m.increment(p, id, delta)
+        })
+    }
+
+    fn histogram_record(&mut self, name: String, value: u64) -> Result<(), HostError> {
+        self.metric(MetricKind::Histogram, &name, |m, p, id| {
+            m.record(p, id, value)
+        })
+    }
+}
+
+impl clock::Host for CompState {
+    fn now_ms(&mut self) -> u64 {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    fn monotonic_ns(&mut self) -> u64 {
+        static START: OnceLock<Instant> = OnceLock::new();
+        START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    }
+}
+
+impl random::Host for CompState {
+    fn bytes(&mut self, len: u32) -> Vec<u8> {
+        use rand::RngCore;
+        let mut v = vec![0; len.min(MAX_RANDOM_BYTES) as usize];
+        rand::rng().fill_bytes(&mut v);
+        v
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        rand::random()
+    }
+}
+
+impl facts::Host for CompState {
+    fn get(&mut self) -> facts::RequestFacts {
+        let Some(i) = self.info.as_ref() else {
+            return facts::RequestFacts {
+                route: String::new(),
+                upstream: None,
+                client_address: String::new(),
+                local_address: String::new(),
+                scheme: String::new(),
+                protocol: String::new(),
+                request_id: 0,
+                tls: None,
+            };
+        };
+        facts::RequestFacts {
+            route: i.route.to_string(),
+            upstream: i.upstream.as_ref().map(|u| u.to_string()),
+            client_address: i.peer.to_string(),
+            local_address: i.local.to_string(),
+            scheme: i.scheme.to_string(),
+            protocol: i.protocol.to_string(),
+            request_id: i.id,
+            // The filter interface carries no SNI or ALPN (yet): TLS shows as present, its details as
+            // unknown.
+            tls: (i.scheme == "https").then_some(facts::TlsFacts {
+                server_name: None,
+                alpn: None,
+            }),
+        }
+    }
+}

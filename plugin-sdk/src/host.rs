@@ -1,0 +1,512 @@
+//! What the gateway offers a filter besides the request and response: one module per capability.
+
+/// Outbound HTTP to the gateway's named upstreams (only those granted in the plugin's
+/// `capabilities.upstreams`). The gateway waits for the response without blocking other requests;
+/// to the filter the call is a plain function call.
+///
+/// ```no_run
+/// use gateway_plugin_sdk::http;
+/// let resp = http::send("auth", http::Request::new("POST", "/check").body(b"token"))?;
+/// if resp.status == 200 { /* allowed */ }
+/// # Ok::<(), gateway_plugin_sdk::Error>(())
+/// ```
+pub mod http {
+    use crate::__bindings::gateway::filter::http_client as wit;
+    use crate::Error;
+
+    /// A request to an upstream.
+    ///
+    /// ```no_run
+    /// let r = gateway_plugin_sdk::http::Request::new("GET", "/users/1").header("accept", "application/json");
+    /// # let _ = r;
+    /// ```
+    #[derive(Debug, Clone, Default)]
+    pub struct Request {
+        /// Method.
+        pub method: String,
+        /// Path and query, starting with `/`.
+        pub path_with_query: String,
+        /// Headers.
+        pub headers: Vec<(String, String)>,
+        /// Body.
+        pub body: Vec<u8>,
+        /// Milliseconds to wait for the whole response; 0 means the gateway's maximum (60 s).
+        pub timeout_ms: u32,
+    }
+
+    impl Request {
+        /// A request with no headers, no body and the default timeout.
+        ///
+        /// ```no_run
+        /// let r = gateway_plugin_sdk::http::Request::new("DELETE", "/sessions/7");
+        /// # let _ = r;
+        /// ```
+        pub fn new(method: &str, path_with_query: &str) -> Request {
+            Request {
+                method: method.to_string(),
+                path_with_query: path_with_query.to_string(),
+                ..Request::default()
+            }
+        }
+
+        /// Adds a header.
+        ///
+        /// ```no_run
+        /// let r = gateway_plugin_sdk::http::Request::new("GET", "/").header("x-from", "filter");
+        /// # let _ = r;
+        /// ```
+        pub fn header(mut self, name: &str, value: &str) -> Request {
+            self.headers.push((name.to_string(), value.to_string()));
+            self
+        }
+
+        /// Sets the body.
+        ///
+        /// ```no_run
+        /// let r = gateway_plugin_sdk::http::Request::new("POST", "/").body(b"{}");
+        /// # let _ = r;
+        /// ```
+        pub fn body(mut self, body: &[u8]) -> Request {
+            self.body = body.to_vec();
+            self
+        }
+
+        /// Sets the timeout in milliseconds.
+        ///
+        /// ```no_run
+        /// let r = gateway_plugin_sdk::http::Request::new("GET", "/").timeout_ms(250);
+        /// # let _ = r;
+        /// ```
+        pub fn timeout_ms(mut self, ms: u32) -> Request {
+            self.timeout_ms = ms;
+            self
+        }
+    }
+
+    /// An upstream's response.
+    ///
+    /// ```no_run
+    /// # let resp: gateway_plugin_sdk::http::Response = todo!();
+    /// let text = String::from_utf8_lossy(&resp.body);
+    /// # let _ = text;
+    /// ```
+    #[derive(Debug, Clone)]
+    pub struct Response {
+        /// Status code.
+        pub status: u16,
+        /// Headers.
+        pub headers: Vec<(String, String)>,
+        /// Body.
+        pub body: Vec<u8>,
+    }
+
+    impl Response {
+        /// The first value of a header.
+        ///
+        /// ```no_run
+        /// # let resp: gateway_plugin_sdk::http::Response = todo!();
+        /// let ct = resp.header("content-type");
+        /// # let _ = ct;
+        /// ```
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// Sends `request` to `upstream`. Errors: [`Error::Denied`] (not granted, or no such
+    /// upstream), [`Error::BadRequest`], [`Error::Timeout`], [`Error::Failed`].
+    ///
+    /// ```no_run
+    /// use gateway_plugin_sdk::http;
+    /// match http::send("auth", http::Request::new("GET", "/check")) {
+    ///     Ok(resp) => { let _ = resp.status; }
+    ///     Err(e) => gateway_plugin_sdk::log::warn(&format!("auth call: {e}")),
+    /// }
+    /// ```
+    pub fn send(upstream: &str, request: Request) -> Result<Response, Error> {
+        let r = wit::send(
+            upstream,
+            &wit::OutgoingRequest {
+                method: request.method,
+                path_with_query: request.path_with_query,
+                headers: request.headers,
+                body: request.body,
+                timeout_ms: request.timeout_ms,
+            },
+        );
+        match r {
+            Ok(resp) => Ok(Response {
+                status: resp.status,
+                headers: resp.headers,
+                body: resp.body,
+            }),
+            Err(wit::HttpError::Denied(m)) => Err(Error::Denied(m)),
+            Err(wit::HttpError::BadRequest(m)) => Err(Error::BadRequest(m)),
+            Err(wit::HttpError::Timeout) => Err(Error::Timeout),
+            Err(wit::HttpError::Failed(m)) => Err(Error::Failed(m)),
+        }
+    }
+
+    /// A `GET` of `path_with_query` on `upstream`.
+    ///
+    /// ```no_run
+    /// let resp = gateway_plugin_sdk::http::get("users", "/users/1")?;
+    /// # let _ = resp;
+    /// # Ok::<(), gateway_plugin_sdk::Error>(())
+    /// ```
+    pub fn get(upstream: &str, path_with_query: &str) -> Result<Response, Error> {
+        send(upstream, Request::new("GET", path_with_query))
+    }
+}
+
+/// The shared key-value store, in the namespace granted by the plugin's `capabilities.kv_namespace`
+/// (without one, every call is [`crate::Error::Denied`]). Every write gets a new version, used by
+/// [`kv::compare_and_swap`].
+///
+/// ```no_run
+/// use gateway_plugin_sdk::kv;
+/// let hits = kv::increment("hits", 1)?;
+/// # let _ = hits;
+/// # Ok::<(), gateway_plugin_sdk::Error>(())
+/// ```
+pub mod kv {
+    use crate::__bindings::gateway::filter::kv as wit;
+    use crate::Error;
+
+    /// A value and its version.
+    ///
+    /// ```no_run
+    /// if let Some(e) = gateway_plugin_sdk::kv::get("k")? { let _ = (e.value, e.version); }
+    /// # Ok::<(), gateway_plugin_sdk::Error>(())
+    /// ```
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Entry {
+        /// The value.
+        pub value: Vec<u8>,
+        /// The version of the write that made it (never 0).
+        pub version: u32,
+    }
+
+    fn err(e: wit::KvError) -> Error {
+        match e {
+            wit::KvError::Denied(m) => Error::Denied(m),
+            wit::KvError::VersionMismatch => Error::VersionMismatch,
+            wit::KvError::NotANumber => Error::NotANumber,
+            wit::KvError::Invalid(m) => Error::Invalid(m),
+        }
+    }
+
+    /// The value of `key`, if set and not expired.
+    ///
+    /// ```no_run
+    /// let v = gateway_plugin_sdk::kv::get("config:limit")?;
+    /// # let _ = v;
+    /// # Ok::<(), gateway_plugin_sdk::Error>(())
+    /// ```
+    pub fn get(key: &str) -> Result<Option<Entry>, Error> {
+        wit::get(key)
+            .map(|o| {
+                o.map(|e| Entry {
+                    value: e.value,
+                    version: e.version,
+                })
+            })
+            .map_err(err)
+    }
+
+    /// Sets `key`, expiring after `ttl_ms` milliseconds if given; returns the new version.
+    ///
+    /// ```no_run
+    /// gateway_plugin_sdk::kv::set("session:1", b"alice", Some(60_000))?;
+    /// # Ok::<(), gateway_plugin_sdk::Error>(())
+    /// ```
+    pub fn set(key: &str, value: &[u8], ttl_ms: Option<u64>) -> Result<u32, Error> {
+        wit::set(key, value, ttl_ms).map_err(err)
+    }
+
+    /// Removes `key`.
+    ///
+    /// ```no_run
+    /// gateway_plugin_sdk::kv::delete("session:1")?;
+    /// # Ok::<(), gateway_plugin_sdk::Error>(())
+    /// ```
+    pub fn delete(key: &str) -> Result<(), Error> {
+        wit::delete(key).map_err(err)
+    }
+
+    /// Adds `delta` to the decimal integer at `key` (absent is 0), atomically; returns the result.
+    ///
+    /// ```no_run
+    /// let n = gateway_plugin_sdk::kv::increment("requests", 1)?;
+    /// # let _ = n;
+    /// # Ok::<(), gateway_plugin_sdk::Error>(())
+    /// ```
+    pub fn increment(key: &str, delta: i64) -> Result<i64, Error> {
+        wit::increment(key, delta).map_err(err)
+    }
+
+    /// Writes `value` only if `version` is still the key's version; returns the new version.
+    ///
+    /// ```no_run
+    /// use gateway_plugin_sdk::kv;
+    /// if let Some(e) = kv::get("k")? {
+    ///     let _ = kv::compare_and_swap("k", e.version, b"next", None);
+    /// }
+    /// # Ok::<(), gateway_plugin_sdk::Error>(())
+    /// ```
+    pub fn compare_and_swap(
+        key: &str,
+        version: u32,
+        value: &[u8],
+        ttl_ms: Option<u64>,
+    ) -> Result<u32, Error> {
+        wit::compare_and_swap(key, version, value, ttl_ms).map_err(err)
+    }
+}
+
+/// Logging through the gateway's logger (target `plugin`, with the plugin's name).
+///
+/// ```no_run
+/// gateway_plugin_sdk::log::info("configured");
+/// ```
+pub mod log {
+    use crate::__bindings::gateway::filter::log as wit;
+
+    /// Logs at trace level.
+    ///
+    /// ```no_run
+    /// gateway_plugin_sdk::log::trace("entering on_request");
+    /// ```
+    pub fn trace(message: &str) {
+        wit::log(wit::Level::Trace, message)
+    }
+
+    /// Logs at debug level.
+    ///
+    /// ```no_run
+    /// gateway_plugin_sdk::log::debug("cache miss");
+    /// ```
+    pub fn debug(message: &str) {
+        wit::log(wit::Level::Debug, message)
+    }
+
+    /// Logs at info level.
+    ///
+    /// ```no_run
+    /// gateway_plugin_sdk::log::info("configured");
+    /// ```
+    pub fn info(message: &str) {
+        wit::log(wit::Level::Info, message)
+    }
+
+    /// Logs at warn level.
+    ///
+    /// ```no_run
+    /// gateway_plugin_sdk::log::warn("upstream slow");
+    /// ```
+    pub fn warn(message: &str) {
+        wit::log(wit::Level::Warn, message)
+    }
+
+    /// Logs at error level.
+    ///
+    /// ```no_run
+    /// gateway_plugin_sdk::log::error("cannot parse token");
+    /// ```
+    pub fn error(message: &str) {
+        wit::log(wit::Level::Error, message)
+    }
+
+    /// Whether debug messages are recorded (to skip building expensive ones).
+    ///
+    /// ```no_run
+    /// if gateway_plugin_sdk::log::debug_enabled() { gateway_plugin_sdk::log::debug("details"); }
+    /// ```
+    pub fn debug_enabled() -> bool {
+        wit::enabled(wit::Level::Debug)
+    }
+}
+
+/// Metrics defined by name on first use, exported on the gateway's `/metrics` as
+/// `plugin_<name>{plugin="..."}`.
+///
+/// ```no_run
+/// gateway_plugin_sdk::metrics::counter_add("denied_total", 1);
+/// ```
+pub mod metrics {
+    use crate::__bindings::gateway::filter::metrics as wit;
+    use crate::Error;
+
+    /// Adds to a counter.
+    ///
+    /// ```no_run
+    /// gateway_plugin_sdk::metrics::counter_add("requests_total", 1).unwrap();
+    /// ```
+    pub fn counter_add(name: &str, delta: u64) -> Result<(), Error> {
+        Ok(wit::counter_add(name, delta)?)
+    }
+
+    /// Sets a gauge.
+    ///
+    /// ```no_run
+    /// gateway_plugin_sdk::metrics::gauge_set("queue_depth", 3).unwrap();
+    /// ```
+    pub fn gauge_set(name: &str, value: u64) -> Result<(), Error> {
+        Ok(wit::gauge_set(name, value)?)
+    }
+
+    /// Adds to a gauge (may be negative).
+    ///
+    /// ```no_run
+    /// gateway_plugin_sdk::metrics::gauge_add("in_flight", -1).unwrap();
+    /// ```
+    pub fn gauge_add(name: &str, delta: i64) -> Result<(), Error> {
+        Ok(wit::gauge_add(name, delta)?)
+    }
+
+    /// Records a value into a histogram.
+    ///
+    /// ```no_run
+    /// gateway_plugin_sdk::metrics::histogram_record("body_bytes", 512).unwrap();
+    /// ```
+    pub fn histogram_record(name: &str, value: u64) -> Result<(), Error> {
+        Ok(wit::histogram_record(name, value)?)
+    }
+}
+
+/// Time.
+///
+/// ```no_run
+/// let now = gateway_plugin_sdk::clock::now_ms();
+/// # let _ = now;
+/// ```
+pub mod clock {
+    use crate::__bindings::gateway::filter::clock as wit;
+
+    /// Milliseconds since the Unix epoch.
+    ///
+    /// ```no_run
+    /// let now = gateway_plugin_sdk::clock::now_ms();
+    /// # let _ = now;
+    /// ```
+    pub fn now_ms() -> u64 {
+        wit::now_ms()
+    }
+
+    /// A monotonic clock in nanoseconds (only differences mean something).
+    ///
+    /// ```no_run
+    /// use gateway_plugin_sdk::clock::monotonic_ns;
+    /// let start = monotonic_ns();
+    /// let took = monotonic_ns() - start;
+    /// # let _ = took;
+    /// ```
+    pub fn monotonic_ns() -> u64 {
+        wit::monotonic_ns()
+    }
+}
+
+/// Randomness from the gateway's cryptographically secure generator.
+///
+/// ```no_run
+/// let id = gateway_plugin_sdk::random::u64();
+/// # let _ = id;
+/// ```
+pub mod random {
+    use crate::__bindings::gateway::filter::random as wit;
+
+    /// `len` random bytes (at most 65 536).
+    ///
+    /// ```no_run
+    /// let nonce = gateway_plugin_sdk::random::bytes(16);
+    /// # let _ = nonce;
+    /// ```
+    pub fn bytes(len: u32) -> Vec<u8> {
+        wit::bytes(len)
+    }
+
+    /// A random 64-bit number.
+    ///
+    /// ```no_run
+    /// let n = gateway_plugin_sdk::random::u64();
+    /// # let _ = n;
+    /// ```
+    pub fn u64() -> u64 {
+        wit::next_u64()
+    }
+}
+
+/// Facts about the current request that are not headers.
+///
+/// ```no_run
+/// let f = gateway_plugin_sdk::facts::get();
+/// gateway_plugin_sdk::log::info(&format!("route {} from {}", f.route, f.client_address));
+/// ```
+pub mod facts {
+    use crate::__bindings::gateway::filter::facts as wit;
+
+    /// TLS facts of the client connection.
+    ///
+    /// ```no_run
+    /// if let Some(tls) = gateway_plugin_sdk::facts::get().tls { let _ = tls.server_name; }
+    /// ```
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Tls {
+        /// SNI server name, when known.
+        pub server_name: Option<String>,
+        /// Negotiated ALPN protocol, when known.
+        pub alpn: Option<String>,
+    }
+
+    /// The request's facts.
+    ///
+    /// ```no_run
+    /// let route = gateway_plugin_sdk::facts::get().route;
+    /// # let _ = route;
+    /// ```
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Facts {
+        /// The route's name.
+        pub route: String,
+        /// The upstream the route forwards to, if any.
+        pub upstream: Option<String>,
+        /// The client's address (`ip:port`).
+        pub client_address: String,
+        /// The local address the request came in on.
+        pub local_address: String,
+        /// `http` or `https`.
+        pub scheme: String,
+        /// `1.0`, `1.1` or `2`.
+        pub protocol: String,
+        /// A process-unique request id.
+        pub request_id: u64,
+        /// Present when the client connected over TLS.
+        pub tls: Option<Tls>,
+    }
+
+    /// The facts of the request being handled (empty strings during `init`).
+    ///
+    /// ```no_run
+    /// let id = gateway_plugin_sdk::facts::get().request_id;
+    /// # let _ = id;
+    /// ```
+    pub fn get() -> Facts {
+        let f = wit::get();
+        Facts {
+            route: f.route,
+            upstream: f.upstream,
+            client_address: f.client_address,
+            local_address: f.local_address,
+            scheme: f.scheme,
+            protocol: f.protocol,
+            request_id: f.request_id,
+            tls: f.tls.map(|t| Tls {
+                server_name: t.server_name,
+                alpn: t.alpn,
+            }),
+        }
+    }
+}
