@@ -4,12 +4,12 @@ mod harness;
 
 mod admin;
 mod cli;
+mod filters;
 mod limits;
 mod malformed;
 mod reload;
 mod routing;
 mod shutdown;
 mod streaming;
-mod upstreams;
-mod filters;
 mod tls;
+mod upstreams;

@@ -156,10 +156,9 @@ async fn sni_picks_the_certificate_alpn_offers_h2_and_http1_still_works() {
         );
     }
     // An unknown name gets the default certificate (a.example.com), which does not match it.
-    let err = connect(gw.addr, trust.clone(), "unknown.example.com")
-        .await
-        .err()
-        .expect("name mismatch");
+    let Err(err) = connect(gw.addr, trust.clone(), "unknown.example.com").await else {
+        panic!("the default certificate does not match unknown.example.com");
+    };
     assert!(
         err.to_string().contains("NotValidForName") || err.to_string().contains("not valid for"),
         "{err}"
@@ -226,7 +225,7 @@ async fn client_certificates_are_required_or_optional() {
     let route = "routes:\n  - name: r\n    direct_response: {body: hello}\n";
     let gw = TestGateway::start(&format!(
         "{}{route}",
-        listener(&dir.0, &[server.clone()], &auth(true))
+        listener(&dir.0, std::slice::from_ref(&server), &auth(true))
     ))
     .await;
     let with = client(&ca.pem_path("ca"), Some((&cc, &ck)), &[]);
@@ -377,14 +376,9 @@ async fn certificates_reload_while_a_connection_stays_open() {
     // A key that does not match its certificate is refused, naming the file; nothing changes.
     let (_, other_key) = ca.leaf("unrelated", &["x.example.com"], false);
     std::fs::copy(&other_key, &k).unwrap();
-    let err = gw
-        .gw
-        .as_ref()
-        .unwrap()
-        .reload_from(&full)
-        .await
-        .err()
-        .expect("mismatched key refused");
+    let Err(err) = gw.gw.as_ref().unwrap().reload_from(&full).await else {
+        panic!("a mismatched key is refused");
+    };
     let msg = err.to_string();
     assert!(
         msg.contains("certificates[0].key") && msg.contains("server.key"),
