@@ -588,3 +588,26 @@ async fn a_failed_warm_instance_is_replaced() {
     // The init instance served until the trap; one replacement serves the rest.
     assert_eq!(p.health().snapshot().instances_created, 2);
 }
+
+#[tokio::test]
+async fn the_rust_filter_template_builds_and_runs() {
+    let path = xtask::rust_filter_example().unwrap_or_else(|e| panic!("{e}"));
+    let host = host().await;
+    let mut cfg = plugin_cfg("api-key", path);
+    cfg.capabilities.kv_namespace = Some("api-key".into());
+    let p = load(cfg, host).await;
+    let f = filter(&p, "r", "x-api-key").await;
+    let (v, _, _ctx) = request_headers(&f, &[], true).await;
+    match v {
+        Ok(Verdict::Respond(r)) => assert_eq!(r.status, 401),
+        other => panic!("{other:?}"),
+    }
+    for n in 1..=2 {
+        let (v, req, mut ctx) = request_headers(&f, &[("x-api-key", "k1")], true).await;
+        assert!(matches!(v, Ok(Verdict::Continue)), "{v:?}");
+        assert_eq!(hv(&req.headers, "x-api-key-requests"), n.to_string());
+        let mut resp = response(&[]);
+        ctx.on_response_headers(&mut resp, true).await.unwrap();
+        assert_eq!(hv(&resp.headers, "x-filtered-by"), "rust-filter");
+    }
+}
