@@ -19,7 +19,7 @@ fn fixtures() -> &'static xtask::Fixtures {
 fn plugins() -> String {
     let f = fixtures();
     format!(
-        "plugins:\n  - name: demo\n    path: {}\n  - name: kitchen\n    path: {}\n  - name: hostile\n    path: {}\n    limits: {{memory: 16MiB, cpu_per_call: 50ms}}\n",
+        "plugins:\n  - name: demo\n    path: {}\n  - name: kitchen\n    path: {}\n  - name: hostile\n    path: {}\n    limits: {{memory: 16MiB, cpu_per_call: 250ms}}\n",
         demo().display(),
         f.kitchen.display(),
         f.hostile.display()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 async fn hostile() -> (Arc<gateway::wasm::LoadedPlugin>, Arc<dyn Filter>) {
     let mut cfg = plugin_cfg("hostile", &fixtures().hostile);
-    cfg.limits.cpu_per_call = gateway::config::Dur(Duration::from_millis(50));
+    cfg.limits.cpu_per_call = gateway::config::Dur(Duration::from_millis(250));
     cfg.limits.memory = Size(16 << 20);
     let p = load(cfg, host().await).await;
     let f = filter(&p, "r", "").await;
