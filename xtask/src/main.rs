@@ -1,11 +1,27 @@
 //! `cargo xtask demo`: build the example plugins, then serve the quickstart demo.
 //! `cargo xtask plugins`: only build them.
+//! `cargo xtask bench [ARGS]`: the benchmark (`bench/run.py`, see BENCHMARKS.md); ARGS go to it.
 
 use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
     let cmd = std::env::args().nth(1).unwrap_or_default();
     match cmd.as_str() {
+        "bench" => {
+            let status = Command::new("python3")
+                .current_dir(xtask::repo_root())
+                .arg("bench/run.py")
+                .args(std::env::args().skip(2))
+                .status();
+            match status {
+                Ok(s) if s.success() => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("xtask: cannot run python3 bench/run.py: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         "plugins" | "demo" => {
             if let Err(e) = xtask::examples() {
                 eprintln!("xtask: {e}");
@@ -37,7 +53,7 @@ fn main() -> ExitCode {
             }
         }
         _ => {
-            eprintln!("usage: cargo xtask demo | plugins");
+            eprintln!("usage: cargo xtask demo | plugins | bench [--help | ARGS]");
             ExitCode::FAILURE
         }
     }

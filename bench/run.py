@@ -1,0 +1,942 @@
+#!/usr/bin/env python3
+"""The gateway's benchmark (issue 8): the gateway against nginx and against itself, in one run.
+
+    cargo xtask bench            (or: python3 bench/run.py)
+    python3 bench/run.py --help  (rounds, trial length, connections, a quick smoke run...)
+
+What it does, in order:
+
+1. Installs nginx, wrk, h2load (nghttp2-client) and valgrind from Debian if any is missing.
+2. Builds `cargo build --release -p gateway` and the benchmark's Proxy-Wasm filters (bench/filters).
+3. Starts the upstream (nginx answering a fixed 100-byte body), nginx as a reverse proxy to it, and
+   one gateway process per gateway scenario, all on 127.0.0.1. The proxies under test are pinned to
+   core 1 (`taskset -c 1`), the upstream and the load generators to core 0.
+4. Load: wrk (HTTP/1.1 keep-alive, 1 thread, fixed connections) in short trials, the scenarios
+   interleaved round by round; h2load for HTTP/2 the same way. Per trial: requests/s, p50/p99
+   latency, CPU time of the proxy process from /proc/<pid>/stat (utime+stime) divided by requests,
+   RSS, and how much CPU other processes on the machine used meanwhile.
+5. Callgrind: each gateway scenario (and nginx, for comparison) runs under valgrind; a simple client
+   sends a warm-up, then a fixed number of requests between two `callgrind_control --dump`s, so the
+   instructions per request exclude start-up; the idle cost (timers) is measured and subtracted.
+6. Prints a table, writes bench/results/latest.json and BENCHMARKS.md (keeping its Notes section).
+
+Standard library only. Everything started is killed on exit.
+"""
+
+import argparse
+import datetime
+import glob
+import http.client
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORK = os.path.join(ROOT, "target", "bench", "run")
+RESULTS = os.path.join(ROOT, "bench", "results", "latest.json")
+BENCHMARKS_MD = os.path.join(ROOT, "BENCHMARKS.md")
+BUILT_GATEWAY = os.path.join(ROOT, "target", "release", "gateway")
+GATEWAY = os.path.join(WORK, "gateway")  # a copy: other builds may replace target/release/gateway mid-run
+FILTERS_DIR = os.path.join(ROOT, "bench", "filters")
+FILTERS_TARGET = os.path.join(ROOT, "target", "bench")
+FILTERS_WASM = os.path.join(FILTERS_TARGET, "wasm32-wasip1", "release", "bench_filters.wasm")
+
+PROXY_CORE = "1"  # the proxy under test
+LOAD_CORE = "0"  # wrk / h2load and the upstream
+HOST = "127.0.0.1"
+UPSTREAM_PORT = 18000
+NGINX_PORT = 18001
+NGINX_H2_PORT = 18002
+GATEWAY_PORT0 = 18010  # + scenario index; admin on + 1000
+UPSTREAM_BODY = '{"ok":true,"from":"bench-upstream","pad":"' + "x" * 55 + '"}\n'  # 100 bytes
+assert len(UPSTREAM_BODY) == 100
+AUTH_HEADERS = {"authorization": "Bearer bench-token", "x-internal": "1"}
+
+# ---------------------------------------------------------------------------------------------------
+# Scenarios
+#
+# server: "upstream" (direct), "nginx", or a gateway config (dict below).
+# Each gateway config becomes its own gateway process: CPU and RSS are that process's alone.
+
+
+def gw_route(name, path_match, filters=(), **extra):
+    r = {"name": name, "match": {"path": path_match}, "upstream": "up"}
+    if filters:
+        r["filters"] = [{"plugin": "bench", "config": c} for c in filters]
+    r.update(extra)
+    return r
+
+
+def many_routes(n):
+    """`n` routes of which one (`bench`, a template route) is benchmarked: the others are a third
+    exact paths, a third prefixes and a third templates, none of which matches /bench/items/42."""
+    routes = []
+    for i in range(n - 1):
+        kind = i % 3
+        if kind == 0:
+            m = {"exact": f"/s{i:05d}/health"}
+        elif kind == 1:
+            m = {"prefix": f"/s{i:05d}/"}
+        else:
+            m = {"template": f"/s{i:05d}/items/{{id}}"}
+        routes.append(gw_route(f"r{i:05d}", m))
+    routes.insert((n - 1) // 2, gw_route("bench", {"template": "/bench/items/{id}"}))
+    return routes
+
+
+REALISTIC_ROUTE = gw_route(
+    "bench",
+    {"prefix": "/"},
+    filters=["auth", "ratelimit"],
+    request_headers={"set": {"x-team": "bench"}, "add": {"x-via": "gateway"}, "remove": ["x-internal"]},
+    response_headers={"set": {"cache-control": "no-store"}, "remove": ["server"]},
+)
+
+GATEWAYS = {
+    "gw": [gw_route("bench", {"prefix": "/"})],
+    "gw-noop1": [gw_route("bench", {"prefix": "/"}, filters=["noop"])],
+    "gw-noop10": [gw_route("bench", {"prefix": "/"}, filters=["noop"] * 10)],
+    "gw-realistic": [REALISTIC_ROUTE],
+    "gw-routes10": many_routes(10),
+    "gw-routes10k": many_routes(10_000),
+}
+
+# name, server, path, body bytes (POST when > 0), extra request headers, description
+SCENARIOS = [
+    ("direct", "upstream", "/", 0, {}, "wrk -> upstream nginx (no proxy)"),
+    ("nginx", "nginx", "/", 0, {}, "nginx reverse proxy, keep-alive upstream pool"),
+    ("gw", "gw", "/", 0, {}, "gateway, one prefix route, no filters"),
+    ("gw-noop1", "gw-noop1", "/", 0, {}, "gateway + 1 no-op Proxy-Wasm filter"),
+    ("gw-noop10", "gw-noop10", "/", 0, {}, "gateway + chain of 10 no-op Proxy-Wasm filters"),
+    ("gw-realistic", "gw-realistic", "/", 0, AUTH_HEADERS,
+     "gateway + auth filter + shared-data rate-limit filter + route header rewrites"),
+    ("gw-routes10", "gw-routes10", "/bench/items/42", 0, {}, "gateway, benchmarked route among 10"),
+    ("gw-routes10k", "gw-routes10k", "/bench/items/42", 0, {}, "gateway, benchmarked route among 10 000"),
+    ("nginx-post1k", "nginx", "/post", 1024, {}, "nginx, POST 1 KiB body"),
+    ("gw-post1k", "gw", "/post", 1024, {}, "gateway, POST 1 KiB body, no filters"),
+    ("gw-noop1-post1k", "gw-noop1", "/post", 1024, {}, "gateway + 1 no-op filter, POST 1 KiB"),
+    ("nginx-post1m", "nginx", "/post", 1 << 20, {}, "nginx, POST 1 MiB body"),
+    ("gw-post1m", "gw", "/post", 1 << 20, {}, "gateway, POST 1 MiB body, no filters"),
+    ("gw-noop1-post1m", "gw-noop1", "/post", 1 << 20, {}, "gateway + 1 no-op filter, POST 1 MiB"),
+]
+
+# HTTP/2 downstream (h2c, prior knowledge), driven by h2load: nginx's h2 port and the plain gateway.
+H2_SCENARIOS = [
+    ("nginx-h2", "nginx-h2", "/", "nginx, HTTP/2 downstream (h2c), HTTP/1.1 upstream"),
+    ("gw-h2", "gw", "/", "gateway, HTTP/2 downstream (h2c), HTTP/1.1 upstream, no filters"),
+]
+
+NOT_AVAILABLE = [
+    ("gw-wit-noop1", "one no-op WIT filter (Rust)",
+     "not in the harness yet: component plugins (6c165d9) and the Rust filter template"
+     " (examples/rust-filter, 23745ae) landed during the first benchmark run; next: a no-op component"
+     " built like examples/rust-filter"),
+    ("gw-go-noop1", "one no-op Go filter",
+     "no Go SDK yet (plugin-sdk/go/ does not exist); the Go-vs-Rust target cannot be measured"),
+]
+
+# Targets of issue 8, as ratios: (label, scenario, baseline, max ratio)
+TARGETS = [
+    ("gateway without filters <= nginx (CPU per request)", "gw", "nginx", 1.0),
+    ("one no-op Wasm filter <= 1.05x gateway without filters", "gw-noop1", "gw", 1.05),
+    ("10-filter chain <= 1.3x gateway without filters", "gw-noop10", "gw", 1.3),
+    ("10 000 routes <= 1.05x 10 routes", "gw-routes10k", "gw-routes10", 1.05),
+    ("Go filter <= 1.2x Rust filter", None, None, 1.2),
+]
+
+# ---------------------------------------------------------------------------------------------------
+# Processes
+
+STARTED = []  # Popen objects, killed on exit
+UPSTREAM_PID = [0]
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def start(name, argv, core=None, env=None):
+    if core is not None:
+        argv = ["taskset", "-c", core] + argv
+    out = open(os.path.join(WORK, f"{name}.log"), "ab")
+    p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         env=env, start_new_session=True)
+    p.bench_name = name
+    STARTED.append(p)
+    return p
+
+
+def stop(p, timeout=20):
+    if p.poll() is None:
+        try:
+            os.kill(p.pid, signal.SIGTERM)
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        except ProcessLookupError:
+            pass
+    if p in STARTED:
+        STARTED.remove(p)
+
+
+def stop_all(*_):
+    for p in list(STARTED):
+        try:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=5)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+    STARTED.clear()
+
+
+def on_signal(signum, _frame):
+    stop_all()
+    sys.exit(128 + signum)
+
+
+def http_get(port, path="/", headers=None, timeout=2.0):
+    c = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        c.request("GET", path, headers=headers or {})
+        r = c.getresponse()
+        r.read()
+        return r.status
+    finally:
+        c.close()
+
+
+def wait_ready(p, port, path="/", headers=None, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            raise RuntimeError(f"{p.bench_name} exited ({p.returncode}); see {WORK}/{p.bench_name}.log")
+        try:
+            status = http_get(port, path, headers)
+            if status == 200:
+                return
+            last = f"status {status}"
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.2)
+    raise RuntimeError(f"{p.bench_name} not ready on {port}{path} after {timeout}s: {last}")
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of the whole process (all threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def machine_busy_seconds():
+    """CPU seconds spent busy on the whole machine (all cores) so far."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds():
+    """CPU of this script's finished children (wrk, h2load)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Setup
+
+
+def ensure_tools(allow_install):
+    need = {"nginx": "nginx", ECHO_MODULE: "libnginx-mod-http-echo", "wrk": "wrk", "h2load": "nghttp2-client", "valgrind": "valgrind",
+            "callgrind_control": "valgrind", "taskset": "util-linux"}
+    missing = sorted({pkg for tool, pkg in need.items()
+                      if shutil.which(tool) is None and not os.path.exists(tool)})
+    if not missing:
+        return
+    if not allow_install:
+        sys.exit(f"missing tools (Debian packages {' '.join(missing)}); run without --no-install")
+    if os.geteuid() != 0:
+        sys.exit(f"missing Debian packages {' '.join(missing)}: run as root, or apt-get install them")
+    log(f"installing {' '.join(missing)} from Debian")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update"], check=True, env=env, timeout=600)
+    subprocess.run(["apt-get", "install", "-y", "--no-install-recommends"] + missing, check=True,
+                   env=env, timeout=900)
+    # Debian starts nginx as a service on install; the benchmark runs its own instances.
+    subprocess.run(["sh", "-c", "command -v systemctl >/dev/null && systemctl stop nginx; "
+                    "nginx -s stop 2>/dev/null; true"], check=False)
+
+
+def build():
+    cargo = os.environ.get("CARGO", "cargo")
+    log("building the gateway (release)")
+    subprocess.run([cargo, "build", "--release", "-p", "gateway"], cwd=ROOT, check=True)
+    log("building the benchmark filters (wasm32-wasip1)")
+    env = {k: v for k, v in os.environ.items() if k not in ("RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS")}
+    env["CARGO_TARGET_DIR"] = FILTERS_TARGET
+    subprocess.run([cargo, "build", "--release", "--target", "wasm32-wasip1"], cwd=FILTERS_DIR,
+                   env=env, check=True)
+
+
+ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
+
+
+def nginx_conf(name, server_block, modules=()):
+    d = os.path.join(WORK, name)
+    os.makedirs(d, exist_ok=True)
+    temps = "\n".join(f"    {t}_temp_path {d}/{t};" for t in
+                      ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    loads = "".join(f"load_module {m};\n" for m in modules)
+    conf = f"""# generated by bench/run.py
+{loads}daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    default_type text/plain;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    client_max_body_size 16m;
+{temps}
+{server_block}
+}}
+"""
+    path = os.path.join(d, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    return path, d
+
+
+def start_upstream():
+    body = UPSTREAM_BODY.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    # GET: `return`. POST (path /post): the whole body is read before answering, as an application
+    # would; with `return`, nginx answers at once and discards the body afterwards, and a proxy that
+    # gets the answer while still sending a 1 MiB body has to close the client connection.
+    conf, d = nginx_conf("upstream", f"""    server {{
+        listen {HOST}:{UPSTREAM_PORT};
+        location / {{ return 200 "{body}"; }}
+        location /post {{
+            client_body_buffer_size 2m;
+            echo_read_request_body;
+            echo -n "{body}";
+        }}
+    }}""", modules=[ECHO_MODULE])
+    p = start("upstream", ["nginx", "-p", d, "-c", conf], core=LOAD_CORE)
+    wait_ready(p, UPSTREAM_PORT)
+    return p
+
+
+def nginx_proxy_block():
+    # Streams request bodies like the gateway does (no spooling to disk), HTTP/1.1 keep-alive pool.
+    return f"""    upstream up {{
+        server {HOST}:{UPSTREAM_PORT};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen {HOST}:{NGINX_PORT};
+        listen {HOST}:{NGINX_H2_PORT} http2;
+        location / {{
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_request_buffering off;
+        }}
+    }}"""
+
+
+def start_nginx(name="nginx", core=PROXY_CORE, prefix=None):
+    conf, d = nginx_conf(name, nginx_proxy_block())
+    argv = ["nginx", "-p", d, "-c", conf]
+    p = start(name, (prefix or []) + argv, core=core)
+    return p
+
+
+def gateway_config(name, routes, port):
+    uses_filters = any(r.get("filters") for r in routes)
+    cfg = {
+        "listeners": [{"name": "bench", "address": f"{HOST}:{port}"}],
+        "admin": {"address": f"{HOST}:{port + 1000}"},
+        "server": {"access_log": {"enabled": False}},
+        "upstreams": [{"name": "up", "endpoints": [f"{HOST}:{UPSTREAM_PORT}"],
+                       "pool": {"max_idle_per_endpoint": 64}}],
+        "routes": routes,
+    }
+    if uses_filters:
+        # 10 stages of one plugin take 10 of its contexts per request: 32 connections need 320+.
+        cfg["plugins"] = [{"name": "bench", "path": FILTERS_WASM, "limits": {"instances": 1000}}]
+    path = os.path.join(WORK, f"{name}.yaml")
+    with open(path, "w") as f:
+        f.write("# generated by bench/run.py\n")
+        json.dump(cfg, f, indent=1)  # JSON is valid YAML
+    return path
+
+
+def gateway_env():
+    return dict(os.environ, GATEWAY_LOG="warn")
+
+
+def start_gateway(name, port, prefix=None, core=PROXY_CORE):
+    conf = os.path.join(WORK, f"{name}.yaml")
+    return start(name, (prefix or []) + [GATEWAY, "run", "--config", conf], core=core,
+                 env=gateway_env())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Load
+
+
+WRK_LUA = """
+{setup}
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCHJSON {{"requests":%d,"duration_us":%d,"bytes":%d,"connect":%d,"read":%d,"write":%d,'
+    .. '"status":%d,"timeout":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"mean_us":%.1f}}\\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status,
+    e.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean))
+end
+"""
+
+
+def wrk_script(name, body_bytes, headers):
+    setup = []
+    if body_bytes:
+        setup.append('wrk.method = "POST"')
+        setup.append(f'wrk.body = string.rep("x", {body_bytes})')
+        setup.append('wrk.headers["content-type"] = "application/octet-stream"')
+    for k, v in headers.items():
+        setup.append(f'wrk.headers["{k}"] = "{v}"')
+    path = os.path.join(WORK, f"wrk-{name}.lua")
+    with open(path, "w") as f:
+        f.write(WRK_LUA.format(setup="\n".join(setup)))
+    return path
+
+
+def run_wrk(port, path, script, seconds, connections):
+    argv = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+            "--timeout", "5s", "--latency", "-s", script, f"http://{HOST}:{port}{path}"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
+    m = re.search(r"^BENCHJSON (.*)$", out, re.M)
+    if not m:
+        raise RuntimeError(f"wrk gave no result:\n{out}")
+    r = json.loads(m.group(1))
+    r["errors"] = r.pop("connect") + r.pop("read") + r.pop("write") + r.pop("status") + r.pop("timeout")
+    return r
+
+
+def run_h2load(port, path, seconds, connections):
+    argv = ["taskset", "-c", LOAD_CORE, "h2load", "-t1", f"-c{connections}", "-m1",
+            f"-D{seconds}", f"http://{HOST}:{port}{path}"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored", out)
+    mt = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    if not m or not mt:
+        raise RuntimeError(f"h2load gave no result:\n{out}")
+    done, ok = int(m.group(3)), int(m.group(4))
+    sc = re.search(r"status codes: (\d+) 2xx", out)
+    two_xx = int(sc.group(1)) if sc else ok
+
+    def us(s):
+        for unit, f in (("us", 1), ("ms", 1e3), ("s", 1e6)):
+            if s.endswith(unit):
+                return float(s[: -len(unit)]) * f
+        return float(s)
+
+    return {"requests": done, "duration_us": int(seconds * 1e6), "errors": done - two_xx,
+            "mean_us": us(mt.group(3)), "p50_us": None, "p99_us": None, "max_us": us(mt.group(2))}
+
+
+def trial(kind, name, pid, port, path, seconds, connections, script=None):
+    up = UPSTREAM_PID[0]
+    busy0, cpu0, t0 = machine_busy_seconds(), proc_cpu_seconds(pid), time.monotonic()
+    up0, load0 = proc_cpu_seconds(up), children_cpu_seconds()
+    if kind == "h2":
+        r = run_h2load(port, path, seconds, connections)
+    else:
+        r = run_wrk(port, path, script, seconds, connections)
+    cpu = proc_cpu_seconds(pid) - cpu0
+    busy, wall = machine_busy_seconds() - busy0, time.monotonic() - t0
+    ours = cpu + (children_cpu_seconds() - load0) + (proc_cpu_seconds(up) - up0 if up != pid else 0)
+    n = max(r["requests"], 1)
+    r.update({
+        "rps": r["requests"] / (r["duration_us"] / 1e6),
+        "cpu_us_per_req": cpu * 1e6 / n,
+        "proxy_core_util": cpu / wall,
+        "rss_kib": proc_rss_kib(pid),
+        "machine_busy_cores": busy / wall,
+        # CPU used meanwhile by processes other than the proxy, the upstream and the load generator,
+        # in cores: other people's builds and tests. Above ~0.1 the wall-clock figures are disturbed.
+        "foreign_cores": max(0.0, busy - ours) / wall,
+    })
+    return r
+
+
+# ---------------------------------------------------------------------------------------------------
+# Callgrind
+
+
+def callgrind_prefix(name):
+    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={WORK}/callgrind/{name}.%p",
+            "--dump-instr=no", "--collect-jumps=no"]
+
+
+def callgrind_total(path):
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"no totals in {path}")
+
+
+def callgrind_dump(pid, name):
+    before = set(glob.glob(f"{WORK}/callgrind/{name}.{pid}.*"))
+    subprocess.run(["callgrind_control", "--dump", str(pid)], capture_output=True, timeout=120,
+                   check=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        new = set(glob.glob(f"{WORK}/callgrind/{name}.{pid}.*")) - before
+        if new:
+            f = new.pop()
+            time.sleep(0.3)  # let it be written out
+            return f
+        time.sleep(0.1)
+    raise RuntimeError(f"callgrind_control --dump of {pid} wrote no file")
+
+
+def client(port, path, n, body_bytes, headers, h2=False):
+    """Sends `n` requests one after another on one keep-alive connection; all must answer 200."""
+    if h2:
+        out = subprocess.run(["taskset", "-c", LOAD_CORE, "h2load", "-n", str(n), "-c1", "-m1",
+                              f"http://{HOST}:{port}{path}"], capture_output=True, text=True,
+                             timeout=600).stdout
+        if not re.search(rf"status codes: {n} 2xx", out):
+            raise RuntimeError(f"h2load: not every request succeeded:\n{out}")
+        return
+    body = b"x" * body_bytes if body_bytes else None
+    c = http.client.HTTPConnection(HOST, port, timeout=120)
+    try:
+        for _ in range(n):
+            c.request("POST" if body else "GET", path, body=body, headers=headers)
+            r = c.getresponse()
+            r.read()
+            if r.status != 200:
+                raise RuntimeError(f"callgrind client: status {r.status}")
+    finally:
+        c.close()
+
+
+def callgrind_scenario(name, server, path, body_bytes, headers, n, idle_s, h2=False):
+    os.makedirs(f"{WORK}/callgrind", exist_ok=True)
+    tag = f"cg-{name}"
+    if server == "nginx":
+        p = start_nginx(tag, prefix=callgrind_prefix(tag))
+        port = NGINX_H2_PORT if h2 else NGINX_PORT
+    else:
+        port = GATEWAY_PORT0 + list(GATEWAYS).index(server)
+        p = start_gateway(server, port, prefix=callgrind_prefix(tag))
+        p.bench_name = tag
+    try:
+        wait_ready(p, port, "/bench/items/1" if "routes" in server else "/", headers, timeout=300)
+        warm = max(20, n // 20)
+        client(port, path, warm, body_bytes, headers, h2)
+        callgrind_dump(p.pid, tag)  # start-up + warm-up
+        time.sleep(idle_s)
+        t = time.monotonic()
+        idle = callgrind_total(callgrind_dump(p.pid, tag))
+        idle_per_s = idle / (time.monotonic() - t + idle_s)
+        t = time.monotonic()
+        client(port, path, n, body_bytes, headers, h2)
+        part = callgrind_dump(p.pid, tag)
+        elapsed = time.monotonic() - t
+        total = callgrind_total(part)
+        per_req = (total - idle_per_s * elapsed) / n
+        return {"requests": n, "ir_total": total, "seconds": elapsed, "idle_ir_per_s": idle_per_s,
+                "ir_per_req": per_req, "ir_per_req_raw": total / n, "profile": os.path.relpath(part, ROOT)}
+    finally:
+        stop(p, timeout=60)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Report
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def summarize(trials):
+    return {
+        "rps": med(t["rps"] for t in trials),
+        "cpu_us_per_req": med(t["cpu_us_per_req"] for t in trials),
+        "p50_us": med(t.get("p50_us") for t in trials),
+        "p99_us": med(t.get("p99_us") for t in trials),
+        "mean_us": med(t.get("mean_us") for t in trials),
+        "rss_kib": max(t["rss_kib"] for t in trials),
+        "errors": sum(t["errors"] for t in trials),
+        "proxy_core_util": med(t["proxy_core_util"] for t in trials),
+        "cpu_spread": (max(t["cpu_us_per_req"] for t in trials) - min(t["cpu_us_per_req"] for t in trials))
+        / max(med(t["cpu_us_per_req"] for t in trials), 1e-9),
+    }
+
+
+def fmt(v, spec=".1f"):
+    return "-" if v is None else format(v, spec)
+
+
+def ratio(a, b):
+    return None if a is None or b in (None, 0) else a / b
+
+
+def table(res):
+    s = res["scenarios"]
+    cg = res["callgrind"]
+    base_g = s.get("gw", {}).get("summary", {})
+    base_n = s.get("nginx", {}).get("summary", {})
+    base_d = s.get("direct", {}).get("summary", {})
+    cg_gw = cg.get("gw", {}).get("ir_per_req")
+    rows = ["| scenario | req/s | CPU µs/req | p50 µs | p99 µs | RSS MiB | ×direct rps | ×nginx CPU | "
+            "×gw CPU | Ir/req (callgrind) | ×gw Ir |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, *_ in SCENARIOS + H2_SCENARIOS:
+        if name not in s:
+            continue
+        m = s[name]["summary"]
+        h2 = name.endswith("-h2")
+        c = cg.get(name, {}).get("ir_per_req")
+        rows.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            name, fmt(m["rps"], ",.0f"), fmt(m["cpu_us_per_req"], ".2f"),
+            fmt(m["p50_us"] if not h2 else m["mean_us"], ".0f") + (" (mean)" if h2 else ""),
+            fmt(m["p99_us"], ".0f"), fmt(m["rss_kib"] / 1024, ".1f"),
+            fmt(ratio(m["rps"], base_d.get("rps")), ".2f"),
+            fmt(ratio(m["cpu_us_per_req"], base_n.get("cpu_us_per_req")), ".2f"),
+            fmt(ratio(m["cpu_us_per_req"], base_g.get("cpu_us_per_req")), ".2f"),
+            "n/a (1)" if "error" in cg.get(name, {}) else fmt(c, ",.0f"), fmt(ratio(c, cg_gw), ".2f")))
+    for name, what, why in NOT_AVAILABLE:
+        rows.append(f"| {name} | not available: {why} | | | | | | | | | |")
+    errors = sorted({re.sub(r"^error: \S+?:\d+:\d+: ", "", c["error"]) for c in cg.values() if "error" in c})
+    for e in errors:
+        rows.append("")
+        rows.append(f"(1) callgrind could not run this scenario: `{e}`")
+    return "\n".join(rows)
+
+
+def targets(res):
+    s, cg = res["scenarios"], res["callgrind"]
+    out = []
+    for label, a, b, limit in TARGETS:
+        if a is None:
+            out.append({"target": label, "limit": limit, "status": "not available",
+                        "why": NOT_AVAILABLE[1][2]})
+            continue
+        cpu = ratio(s.get(a, {}).get("summary", {}).get("cpu_us_per_req"),
+                    s.get(b, {}).get("summary", {}).get("cpu_us_per_req"))
+        ir = ratio(cg.get(a, {}).get("ir_per_req"), cg.get(b, {}).get("ir_per_req"))
+        out.append({"target": label, "scenario": a, "baseline": b, "limit": limit,
+                    "cpu_ratio": cpu, "cpu_pass": None if cpu is None else cpu <= limit,
+                    "ir_ratio": ir, "ir_pass": None if ir is None else ir <= limit})
+    return out
+
+
+def targets_table(ts):
+    def mark(p):
+        return "-" if p is None else ("pass" if p else "**miss**")
+
+    rows = ["| target | limit | CPU µs/req ratio | | callgrind Ir/req ratio | |", "|---|---:|---:|---|---:|---|"]
+    for t in ts:
+        if t.get("status") == "not available":
+            rows.append(f"| {t['target']} | {t['limit']} | not available: {t['why']} | | | |")
+            continue
+        rows.append(f"| {t['target']} | {t['limit']} | {fmt(t['cpu_ratio'], '.3f')} | {mark(t['cpu_pass'])} | "
+                    f"{fmt(t['ir_ratio'], '.3f')} | {mark(t['ir_pass'])} |")
+    return "\n".join(rows)
+
+
+def machine():
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "gateway", "Cargo.lock"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.split("\n")
+    dirty = [line[3:] for line in dirty if line.strip()]
+
+    def version(argv):
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            return (r.stdout + r.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "?"
+
+    return {"nproc": os.cpu_count(), "cpu": model, "kernel": os.uname().release, "commit": commit,
+            "gateway_sources_modified": dirty,
+            "nginx": version(["nginx", "-v"]), "wrk": version(["wrk", "-v"]),
+            "h2load": version(["h2load", "--version"]), "valgrind": version(["valgrind", "--version"])}
+
+
+NOTES_MARK = "<!-- Everything below this line is kept when bench/run.py rewrites this file. -->"
+
+
+def write_markdown(res):
+    m = res["machine"]
+    o = res["options"]
+    busy = res["load"]
+    notes = "## Notes\n\n(none yet)\n"
+    if os.path.exists(BENCHMARKS_MD):
+        old = open(BENCHMARKS_MD).read()
+        if NOTES_MARK in old:
+            notes = old.split(NOTES_MARK, 1)[1].lstrip("\n")
+    busy_line = (
+        f"Load average before the run: {busy['before'][0]:.2f}, after: {busy['after'][0]:.2f}; "
+        f"CPU taken by other processes during the trials (other than proxy, upstream and load generator): "
+        f"median {busy['median_foreign_cores']:.2f} cores, max {busy['max_foreign_cores']:.2f}; "
+        f"{busy['trials_disturbed']} of {busy['trials']} trials above 0.1 core. "
+        + ("**The machine was busy with other work during this run (other engineers' builds/tests): "
+           "wall-clock figures are noisy; prefer the callgrind figures.**" if busy["busy"] else
+           "The machine was otherwise quiet."))
+    text = f"""# Benchmarks
+
+The gateway against nginx and against itself, measured in one run as ratios (issue 8). Written by
+`cargo xtask bench` (`python3 bench/run.py`); raw figures: [bench/results/latest.json](bench/results/latest.json).
+
+- Date: {res['date']}
+- Commit: `{m['commit']}`{(' plus uncommitted changes in the working tree to ' + ', '.join(m['gateway_sources_modified'])) if m['gateway_sources_modified'] else ''}
+- Machine: {m['nproc']} cores, {m['cpu']}, Linux {m['kernel']}
+- Tools: {m['nginx']}; {m['wrk']}; {m['h2load']}; {m['valgrind']}
+- Load: {o['rounds']} rounds × {len(res['scenarios'])} scenarios × {o['seconds']} s, interleaved; {o['connections']}
+  keep-alive connections; wrk/h2load with 1 thread. Proxy under test on core {PROXY_CORE}, load generator
+  and upstream on core {LOAD_CORE}. Medians over the rounds (RSS: maximum).
+- {busy_line}
+
+## Results
+
+{table(res)}
+
+- **CPU µs/req**: utime+stime of the proxy process (all its threads) over a trial, from /proc, divided by
+  the requests of the trial. For `direct` it is the upstream nginx's (there is no proxy).
+- **×direct rps**: requests/s relative to wrk straight to the upstream. **×nginx CPU**, **×gw CPU**: CPU
+  per request relative to nginx as a proxy and to the gateway without filters (same method and body).
+- **Ir/req**: instructions per request of the proxy under callgrind: {o['callgrind_requests']} requests
+  (1 MiB bodies: {o['callgrind_requests_1m']}) sent one after another on one keep-alive connection after a
+  warm-up, between two `callgrind_control --dump`s, minus the idle cost (timers) measured just before.
+  This is the figure that does not move with machine load.
+- HTTP/2 rows: h2load (`-c{o['connections']} -m1`); h2load reports no percentiles, so p50 shows the mean.
+
+## Targets (issue 8)
+
+{targets_table(res['targets'])}
+
+## Scenarios
+
+| scenario | what |
+|---|---|
+""" + "\n".join(f"| {n} | {d} |" for n, _, _, _, _, d in SCENARIOS) + "\n" + \
+        "\n".join(f"| {n} | {d} |" for n, _, _, d in H2_SCENARIOS) + "\n" + \
+        "\n".join(f"| {n} | not available: {why} |" for n, _, why in NOT_AVAILABLE) + f"""
+
+- Upstream: nginx (`master_process off`, 1 worker, core {LOAD_CORE}) answering every request with a fixed
+  100-byte body via `return 200`: C, steady, and no code of ours in the baseline.
+- nginx proxy: 1 worker process (`master_process off`), keep-alive upstream pool (`keepalive 64`,
+  HTTP/1.1), `proxy_request_buffering off` (streams bodies as the gateway does), access log off.
+- Gateway: one process per configuration, access log off, `GATEWAY_LOG=warn`, upstream pool of 64 idle
+  connections. Filters are the Proxy-Wasm module `bench/filters` (proxy-wasm 0.2.5 Rust SDK):
+  `noop` does nothing (SDK defaults), `auth` requires `authorization: Bearer bench-token` then removes
+  it and sets `x-auth-user`, `ratelimit` counts requests per one-second window in shared data
+  (get + CAS set) with a limit never reached.
+- Realistic chain (`gw-realistic`): filters `auth`, then `ratelimit`, then the route's header rewrites:
+  request `set x-team`, `add x-via`, `remove x-internal`; response `set cache-control`, `remove server`.
+  wrk sends `authorization` and `x-internal`.
+- 10 000 routes: the benchmarked route is the template route `/bench/items/{{id}}`, placed in the middle;
+  the others are a third exact paths (`/sNNNNN/health`), a third prefixes (`/sNNNNN/`) and a third
+  templates (`/sNNNNN/items/{{id}}`), none matching. `gw-routes10` is the same with 10 routes.
+
+## Reproduce
+
+```
+cargo xtask bench                 # about 12 minutes; installs nginx, wrk, nghttp2-client, valgrind if missing
+python3 bench/run.py --quick      # a 2-minute smoke run (1 round of 2 s, fewer callgrind requests)
+python3 bench/run.py --help       # rounds, seconds, connections, --no-callgrind, --only SCENARIO...
+callgrind_annotate --inclusive=yes target/bench/run/callgrind/cg-gw.<pid>.3 | head -60   # a profile
+```
+
+Needs root to install the tools (Debian), 2 cores or more, and ports 18000-18020 and 19010-19020 free
+on 127.0.0.1. Nothing is sent anywhere else. Run it on an otherwise idle machine when you can.
+
+{NOTES_MARK}
+
+{notes}"""
+    with open(BENCHMARKS_MD, "w") as f:
+        f.write(text)
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5, help="length of one wrk/h2load trial")
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--callgrind-requests", type=int, default=2000)
+    ap.add_argument("--no-callgrind", action="store_true")
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--no-install", action="store_true")
+    ap.add_argument("--no-write", action="store_true", help="print only; keep BENCHMARKS.md and the JSON")
+    ap.add_argument("--only", action="append", help="run only this scenario (repeatable)")
+    ap.add_argument("--quick", action="store_true", help="1 round of 2 s, 300 callgrind requests")
+    a = ap.parse_args()
+    if a.quick:
+        a.rounds, a.seconds, a.callgrind_requests = 1, 2, 300
+    n1m = max(20, a.callgrind_requests // 20)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("needs at least 2 cores (proxy on core 1, load on core 0)")
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+    ensure_tools(not a.no_install)
+    if not a.no_build:
+        build()
+    shutil.copy2(BUILT_GATEWAY, GATEWAY)
+    built = machine()  # the commit the binary was built from
+    started_at = time.monotonic()
+    load_before = loadavg()
+    log(f"load average {load_before}")
+
+    scenarios = [s for s in SCENARIOS if not a.only or s[0] in a.only]
+    h2s = [s for s in H2_SCENARIOS if not a.only or s[0] in a.only]
+    servers = {s[1] for s in scenarios} | {s[1] for s in h2s}
+    ports, pids = {}, {}
+    res = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+           "options": {"rounds": a.rounds, "seconds": a.seconds, "connections": a.connections,
+                       "callgrind_requests": a.callgrind_requests, "callgrind_requests_1m": n1m},
+           "scenarios": {}, "callgrind": {}}
+    try:
+        up = start_upstream()
+        ports["upstream"], pids["upstream"] = UPSTREAM_PORT, up.pid
+        UPSTREAM_PID[0] = up.pid
+        if servers & {"nginx", "nginx-h2"}:
+            p = start_nginx()
+            wait_ready(p, NGINX_PORT)
+            ports["nginx"], ports["nginx-h2"] = NGINX_PORT, NGINX_H2_PORT
+            pids["nginx"] = pids["nginx-h2"] = p.pid
+        for i, (g, routes) in enumerate(GATEWAYS.items()):
+            port = GATEWAY_PORT0 + i
+            gateway_config(g, routes, port)
+            if g in servers:
+                p = start_gateway(g, port)
+                path = "/bench/items/1" if "routes" in g else "/"
+                wait_ready(p, port, path, AUTH_HEADERS, timeout=120)
+                ports[g], pids[g] = port, p.pid
+        scripts = {n: wrk_script(n, b, h) for n, _, _, b, h, _ in scenarios}
+
+        # Warm-up (pools, caches, JIT): 1 s each, not recorded.
+        for n, srv, path, _, _, _ in scenarios:
+            run_wrk(ports[srv], path, scripts[n], 1, a.connections)
+        trials = {n: [] for n, *_ in scenarios + h2s}
+        for r in range(a.rounds):
+            for n, srv, path, _, _, _ in scenarios:
+                t = trial("h1", n, pids[srv], ports[srv], path, a.seconds, a.connections, scripts[n])
+                trials[n].append(t)
+                log(f"round {r + 1}/{a.rounds} {n}: {t['rps']:,.0f} req/s, {t['cpu_us_per_req']:.2f} µs/req, "
+                    f"p99 {t['p99_us']} µs, foreign cores {t['foreign_cores']:.2f}, errors {t['errors']}")
+            for n, srv, path, _ in h2s:
+                t = trial("h2", n, pids[srv], ports[srv], path, a.seconds, a.connections)
+                trials[n].append(t)
+                log(f"round {r + 1}/{a.rounds} {n}: {t['rps']:,.0f} req/s, {t['cpu_us_per_req']:.2f} µs/req, "
+                    f"foreign cores {t['foreign_cores']:.2f}, errors {t['errors']}")
+        for n, *_ in scenarios + h2s:
+            res["scenarios"][n] = {"trials": trials[n], "summary": summarize(trials[n])}
+        load_mid = loadavg()
+        for p in list(STARTED):
+            if p is not up:
+                stop(p)
+
+        if not a.no_callgrind:
+            cg_list = [("nginx", "nginx", "/", 0, {}, False)]
+            cg_list += [(n, srv, path, b, h, False) for n, srv, path, b, h, _ in scenarios if srv in GATEWAYS]
+            cg_list += [(n, srv, path, 0, {}, True) for n, srv, path, _ in h2s if srv in GATEWAYS]
+            for n, srv, path, b, h, h2 in cg_list:
+                if a.only and n not in a.only:
+                    continue
+                count = n1m if b >= (1 << 20) else a.callgrind_requests
+                log(f"callgrind {n}: {count} requests")
+                try:
+                    c = callgrind_scenario(n, srv, path, b, h, count, 2.0, h2)
+                    res["callgrind"][n] = c
+                    log(f"callgrind {n}: {c['ir_per_req']:,.0f} Ir/req (idle {c['idle_ir_per_s']:,.0f} Ir/s)")
+                except Exception as e:  # one failed scenario must not lose the run
+                    why = str(e)
+                    logf = os.path.join(WORK, f"{srv}.log")
+                    if os.path.exists(logf):  # the gateway's own reason, if it gave one
+                        errs = [ln for ln in open(logf, errors="replace") if ln.startswith("error:")]
+                        if errs:
+                            why = errs[-1].strip()
+                    log(f"callgrind {n} failed: {why}")
+                    res["callgrind"][n] = {"error": why}
+    finally:
+        stop_all()
+
+    foreign = [t["foreign_cores"] for s in res["scenarios"].values() for t in s["trials"]]
+    own = [t["proxy_core_util"] for s in res["scenarios"].values() for t in s["trials"]]
+    res["load"] = {"before": load_before, "after_load_trials": load_mid, "after": loadavg(),
+                   "median_foreign_cores": med(foreign) or 0.0, "max_foreign_cores": max(foreign, default=0.0),
+                   "trials_disturbed": sum(f > 0.1 for f in foreign), "trials": len(foreign),
+                   # Busy: other processes took more than 0.1 core in a quarter of the trials, or the
+                   # load average was high before starting.
+                   "busy": bool(load_before[0] > 1.0 or sum(f > 0.1 for f in foreign) * 4 > len(foreign)),
+                   "median_proxy_core_util": med(own)}
+    res["machine"] = built
+    res["targets"] = targets(res)
+    res["not_available"] = [{"scenario": n, "what": w, "why": y} for n, w, y in NOT_AVAILABLE]
+    res["wall_seconds"] = time.monotonic() - started_at
+    print(table(res))
+    print()
+    print(targets_table(res["targets"]))
+    if not a.no_write:
+        os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+        with open(RESULTS, "w") as f:
+            json.dump(res, f, indent=1)
+            f.write("\n")
+        write_markdown(res)
+        log(f"wrote {os.path.relpath(RESULTS, ROOT)} and BENCHMARKS.md")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        stop_all()
