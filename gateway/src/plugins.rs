@@ -20,25 +20,23 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-/// Plugin instances across all plugins of the process (the engine's pool size).
-pub const MAX_INSTANCES: u32 = 512;
-/// Linear memory a single instance may reserve at most; a plugin's `limits.memory` cannot go higher.
-pub const MAX_INSTANCE_MEMORY: u64 = 1 << 30;
-
 /// The process's plugin host: the Wasm services, started the first time a config has plugins (the
 /// engine reserves address space for its instance pool, so a gateway without plugins does not start
 /// one).
 pub struct PluginHost {
     cache_dir: Option<PathBuf>,
+    pool: crate::config::WasmPool,
     services: Mutex<Option<Arc<WasmServices>>>,
     shared: OnceLock<Weak<Shared>>,
 }
 
 impl PluginHost {
-    /// A host that caches compiled code in `cache_dir` (None: no disk cache).
-    pub fn new(cache_dir: Option<PathBuf>) -> PluginHost {
+    /// A host that caches compiled code in `cache_dir` (None: no disk cache), with the engine's
+    /// instance pool sized by `pool`.
+    pub fn new(cache_dir: Option<PathBuf>, pool: crate::config::WasmPool) -> PluginHost {
         PluginHost {
             cache_dir,
+            pool,
             services: Mutex::new(None),
             shared: OnceLock::new(),
         }
@@ -72,7 +70,7 @@ impl PluginHost {
             match &*slot {
                 Some(s) => s.clone(),
                 None => {
-                    let s = WasmServices::new(self.cache_dir.clone()).map_err(|e| {
+                    let s = WasmServices::new(self.cache_dir.clone(), &self.pool).map_err(|e| {
                         src.err("plugins", format!("cannot start the Wasm engine: {e}"))
                     })?;
                     if let Some(shared) = self.shared.get().and_then(Weak::upgrade) {
@@ -127,11 +125,14 @@ pub fn default_cache_dir() -> PathBuf {
 
 impl WasmServices {
     /// Starts the engine (with its epoch ticker) and the host core.
-    pub fn new(cache_dir: Option<PathBuf>) -> Result<Arc<WasmServices>, wasm::PluginError> {
+    pub fn new(
+        cache_dir: Option<PathBuf>,
+        pool: &crate::config::WasmPool,
+    ) -> Result<Arc<WasmServices>, wasm::PluginError> {
         let engine = WasmEngine::new(EngineOptions {
             cache_dir,
-            max_instances: MAX_INSTANCES,
-            max_memory: MAX_INSTANCE_MEMORY,
+            max_instances: pool.max_instances,
+            max_memory: pool.max_instance_memory.0,
         })?;
         let upstreams = Arc::new(GatewayUpstreams::default());
         Ok(Arc::new(WasmServices {

@@ -258,3 +258,23 @@ async fn a_thousand_trapping_requests_keep_memory_bounded() {
     );
     assert_eq!(get(&gw.url("/fine")).await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_wasm_pool_serves_filters() {
+    let up = MockUpstream::start("up").await;
+    let yaml = |plugin_memory: &str| {
+        format!(
+            "server:\n  access_log: {{enabled: false}}\n  wasm_pool: {{max_instances: 16, max_instance_memory: 32MiB}}\n\
+             plugins:\n  - name: demo\n    path: {}\n    limits: {{memory: {plugin_memory}}}\n\
+             upstreams:\n  - name: up\n    endpoints: [\"{}\"]\n\
+             routes:\n  - name: r\n    upstream: up\n    filters: [{{plugin: demo, config: small}}]\n",
+            demo().display(),
+            up.addr
+        )
+    };
+    let gw = TestGateway::start(&yaml("16MiB")).await;
+    let (s, h, _) = get(&gw.url("/x")).await;
+    assert_eq!(s, 200);
+    assert_eq!(h["x-wasm-filter"], "proxy-wasm-demo");
+    assert_eq!(up.last().headers["x-demo-greeting"], "small");
+}

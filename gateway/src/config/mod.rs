@@ -154,6 +154,31 @@ pub struct Server {
     pub access_log: AccessLog,
     /// Log line format, for the access log and every other log. Default: text.
     pub log_format: LogFormat,
+    /// The Wasm engine's instance pool, shared by all plugins. Read at start; a reload does not
+    /// change it.
+    pub wasm_pool: WasmPool,
+}
+
+/// The Wasm engine's pooling allocator. The engine reserves address space (not memory) for
+/// `max_instances` slots of `max_instance_memory` each, so lower figures suit tools that cannot map
+/// large reservations (valgrind) or hosts with a limited address space.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WasmPool {
+    /// Plugin instances alive at once across all plugins. Default: 512.
+    pub max_instances: u32,
+    /// Linear memory one instance may use at most; a plugin's `limits.memory` cannot exceed it.
+    /// Default: 1GiB.
+    pub max_instance_memory: Size,
+}
+
+impl Default for WasmPool {
+    fn default() -> Self {
+        WasmPool {
+            max_instances: 512,
+            max_instance_memory: Size(1 << 30),
+        }
+    }
 }
 
 /// Log line format.
@@ -173,6 +198,7 @@ impl Default for Server {
             drain_timeout: Dur(Duration::from_secs(30)),
             access_log: AccessLog::default(),
             log_format: LogFormat::Text,
+            wasm_pool: WasmPool::default(),
         }
     }
 }

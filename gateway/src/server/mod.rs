@@ -64,7 +64,10 @@ impl Gateway {
     pub async fn start(cfg: Config, src: Source) -> Result<Gateway, StartError> {
         let metrics = Arc::new(Metrics::default());
         let runtime = Runtime::build(cfg, &src, &metrics)?;
-        let plugins = Arc::new(PluginHost::new(Some(crate::plugins::default_cache_dir())));
+        let plugins = Arc::new(PluginHost::new(
+            Some(crate::plugins::default_cache_dir()),
+            runtime.config.server.wasm_pool.clone(),
+        ));
         plugins.attach(&src, &runtime).await?;
         runtime.start(&metrics);
         let file = src.path.clone();
