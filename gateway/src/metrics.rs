@@ -242,25 +242,29 @@ impl Metrics {
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "# TYPE gateway_connections_active gauge\ngateway_connections_active {}",
-            self.connections_active.load(Ordering::Relaxed)
+        scalar(
+            &mut out,
+            "gateway_connections_active",
+            "gauge",
+            self.connections_active.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "# TYPE gateway_connections_total counter\ngateway_connections_total {}",
-            self.connections_total.load(Ordering::Relaxed)
+        scalar(
+            &mut out,
+            "gateway_connections_total",
+            "counter",
+            self.connections_total.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "# TYPE gateway_tls_handshake_errors_total counter\ngateway_tls_handshake_errors_total {}",
-            self.tls_handshake_errors.load(Ordering::Relaxed)
+        scalar(
+            &mut out,
+            "gateway_tls_handshake_errors_total",
+            "counter",
+            self.tls_handshake_errors.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "# TYPE gateway_connections_rejected_total counter\ngateway_connections_rejected_total {}",
-            self.connections_rejected.load(Ordering::Relaxed)
+        scalar(
+            &mut out,
+            "gateway_connections_rejected_total",
+            "counter",
+            self.connections_rejected.load(Ordering::Relaxed),
         );
         let _ = writeln!(
             out,
@@ -268,23 +272,31 @@ impl Metrics {
             self.reloads_ok.load(Ordering::Relaxed),
             self.reloads_failed.load(Ordering::Relaxed)
         );
-        let _ = writeln!(
-            out,
-            "# TYPE gateway_config_last_reload_successful gauge\ngateway_config_last_reload_successful {}",
-            u8::from(self.last_reload_ok.load(Ordering::Relaxed))
+        scalar(
+            &mut out,
+            "gateway_config_last_reload_successful",
+            "gauge",
+            u8::from(self.last_reload_ok.load(Ordering::Relaxed)),
         );
-        let _ = writeln!(
-            out,
-            "# TYPE gateway_config_last_reload_success_timestamp_seconds gauge\ngateway_config_last_reload_success_timestamp_seconds {}",
-            self.last_reload_success_unix.load(Ordering::Relaxed)
+        scalar(
+            &mut out,
+            "gateway_config_last_reload_success_timestamp_seconds",
+            "gauge",
+            self.last_reload_success_unix.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "# TYPE gateway_runtimes_live gauge\ngateway_runtimes_live {}",
-            crate::runtime::live_runtimes()
+        scalar(
+            &mut out,
+            "gateway_runtimes_live",
+            "gauge",
+            crate::runtime::live_runtimes(),
         );
         out
     }
+}
+
+/// Writes one unlabelled metric with its TYPE line.
+fn scalar(out: &mut String, name: &str, kind: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
 }
 
 /// Escapes a Prometheus label value.

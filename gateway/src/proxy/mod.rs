@@ -76,7 +76,13 @@ pub async fn handle(
     let start = Instant::now();
     let snapshot = shared.runtime.load_full();
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let log = snapshot.config.server.access_log.enabled;
+    // Only the access log needs the path after the request is gone.
+    let path = if log {
+        req.uri().path().to_owned()
+    } else {
+        String::new()
+    };
     let Served {
         mut resp,
         route,
@@ -98,7 +104,6 @@ pub async fn handle(
         status: resp.status().as_u16(),
         start,
     };
-    let log = snapshot.config.server.access_log.enabled;
     let metrics = shared.metrics.clone();
     resp.map(move |b| {
         body::boxed(Tracked::new(
