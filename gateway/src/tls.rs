@@ -318,6 +318,40 @@ impl ServerCertVerifier for NoVerification {
     }
 }
 
+/// What a TLS handshake established, kept for the connection's requests (route matchers, filters).
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    /// The SNI server name the client sent.
+    pub server_name: Option<String>,
+    /// The negotiated ALPN protocol.
+    pub alpn: Option<String>,
+    /// The protocol version (`TLSv1.2`, `TLSv1.3`).
+    pub version: &'static str,
+    /// The verified client certificate, if the client presented one.
+    pub peer_cert: Option<PeerCert>,
+}
+
+impl TlsInfo {
+    /// Reads the facts of an established server-side connection.
+    pub fn of(conn: &rustls::ServerConnection) -> TlsInfo {
+        TlsInfo {
+            server_name: conn.server_name().map(str::to_string),
+            alpn: conn
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+            version: match conn.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                _ => "unknown",
+            },
+            peer_cert: conn
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(peer_cert),
+        }
+    }
+}
+
 /// The verified client certificate of a connection: subject and DNS/URI/email SANs.
 #[derive(Debug, Clone, Default)]
 pub struct PeerCert {

@@ -455,10 +455,31 @@ pub mod facts {
     /// ```
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct Tls {
-        /// SNI server name, when known.
+        /// The SNI server name the client sent, if any.
         pub server_name: Option<String>,
-        /// Negotiated ALPN protocol, when known.
+        /// The negotiated ALPN protocol (`h2`, `http/1.1`), if any.
         pub alpn: Option<String>,
+        /// The protocol version (`TLSv1.2`, `TLSv1.3`).
+        pub version: String,
+        /// The verified client certificate, when the client presented one (mutual TLS).
+        pub client_certificate: Option<ClientCertificate>,
+    }
+
+    /// A client certificate the listener verified.
+    ///
+    /// ```no_run
+    /// let subject = gateway_plugin_sdk::facts::get()
+    ///     .tls
+    ///     .and_then(|t| t.client_certificate)
+    ///     .map(|c| c.subject);
+    /// # let _ = subject;
+    /// ```
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ClientCertificate {
+        /// The subject distinguished name, RFC 4514 style (`CN=alice, O=Example`).
+        pub subject: String,
+        /// The subject alternative names (`DNS:...`, `IP:...`, `URI:...`, `EMAIL:...`).
+        pub sans: Vec<String>,
     }
 
     /// The request's facts.
@@ -506,6 +527,11 @@ pub mod facts {
             tls: f.tls.map(|t| Tls {
                 server_name: t.server_name,
                 alpn: t.alpn,
+                version: t.version,
+                client_certificate: t.client_certificate.map(|c| ClientCertificate {
+                    subject: c.subject,
+                    sans: c.sans,
+                }),
             }),
         }
     }

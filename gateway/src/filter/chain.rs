@@ -522,6 +522,7 @@ mod tests {
             scheme: "http",
             protocol: "1.1",
             id: 1,
+            tls: None,
         }
     }
 

@@ -84,6 +84,8 @@ pub struct RequestInfo {
     pub protocol: &'static str,
     /// A process-unique request id.
     pub id: u64,
+    /// What the TLS handshake established, when the client connected over TLS.
+    pub tls: Option<Arc<crate::tls::TlsInfo>>,
 }
 
 /// Why a filter failed. The chain applies the filter's failure policy to it.

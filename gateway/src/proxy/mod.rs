@@ -42,8 +42,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// `http` or `https`.
     pub scheme: &'static str,
-    /// The verified client certificate, on TLS listeners with client authentication.
-    pub peer_cert: Option<Arc<crate::tls::PeerCert>>,
+    /// What the TLS handshake established, on TLS listeners.
+    pub tls: Option<Arc<crate::tls::TlsInfo>>,
     /// The connection's guard state.
     pub conn: Arc<ConnShared>,
     /// Listener body limit (used when a route sets none).
@@ -230,7 +230,7 @@ async fn route_and_serve(
         query: req.uri().query(),
         method: req.method(),
         headers: req.headers(),
-        client_cert: info.peer_cert.as_deref(),
+        client_cert: info.tls.as_ref().and_then(|t| t.peer_cert.as_ref()),
     });
     let Some((route, params)) = found else {
         return Served::plain(errors::respond(&ProxyError::NoRoute));
@@ -271,6 +271,7 @@ async fn route_and_serve(
                 _ => "1.1",
             },
             id: REQUEST_IDS.fetch_add(1, Ordering::Relaxed),
+            tls: info.tls.clone(),
         };
         let run = match ChainRun::start(stages.clone(), &request_info) {
             Ok(run) => run,

@@ -278,7 +278,7 @@ async fn accept_loop(
             peer,
             local: stream.local_addr().unwrap_or(peer),
             scheme: "http",
-            peer_cert: None,
+            tls: None,
             conn: Arc::new(ConnShared::default()),
             max_body_size: l.limits.max_body_size.0,
             max_uri_bytes: l.limits.max_uri_bytes.0 as usize,
@@ -299,13 +299,7 @@ async fn accept_loop(
                     match tokio::time::timeout(handshake_timeout, accept).await {
                         Ok(Ok(tls)) => {
                             info.scheme = "https";
-                            info.peer_cert = tls
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|c| c.first())
-                                .and_then(crate::tls::peer_cert)
-                                .map(Arc::new);
+                            info.tls = Some(Arc::new(crate::tls::TlsInfo::of(tls.get_ref().1)));
                             serve_connection(tls, info, shared, limits, builder, watcher).await
                         }
                         Ok(Err(e)) => {

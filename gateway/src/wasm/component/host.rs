@@ -444,11 +444,14 @@ impl facts::Host for CompState {
             scheme: i.scheme.to_string(),
             protocol: i.protocol.to_string(),
             request_id: i.id,
-            // The filter interface carries no SNI or ALPN (yet): TLS shows as present, its details as
-            // unknown.
-            tls: (i.scheme == "https").then_some(facts::TlsFacts {
-                server_name: None,
-                alpn: None,
+            tls: i.tls.as_ref().map(|t| facts::TlsFacts {
+                server_name: t.server_name.clone(),
+                alpn: t.alpn.clone(),
+                version: t.version.to_string(),
+                client_certificate: t.peer_cert.as_ref().map(|c| facts::ClientCertificate {
+                    subject: c.subject.clone(),
+                    sans: c.sans.clone(),
+                }),
             }),
         }
     }

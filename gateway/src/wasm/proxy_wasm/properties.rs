@@ -125,10 +125,22 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
         ["destination", part] => http.and_then(|h| addr(h.info.local, part)),
         ["connection", rest @ ..] => {
             let h = http.ok_or(Status::NotFound)?;
+            let tls = h.info.tls.as_deref();
+            let peer = tls.and_then(|t| t.peer_cert.as_ref());
+            // Envoy gives the first SAN of a kind, without our `KIND:` prefix.
+            let first_san = |kind: &str| {
+                peer.and_then(|c| c.sans.iter().find_map(|s| s.strip_prefix(kind)))
+                    .map(text)
+            };
             match rest {
                 ["id"] => Some(int(h.info.id as i64)),
-                ["mtls"] => Some(Bytes::from_static(&[0])),
-                ["tls_version"] if h.info.scheme == "https" => Some(text("TLSv1.3")),
+                ["mtls"] => Some(Bytes::from_static(if peer.is_some() { &[1] } else { &[0] })),
+                ["tls_version"] => tls.map(|t| text(t.version)),
+                ["requested_server_name"] => tls.and_then(|t| t.server_name.as_deref().map(text)),
+                ["alpn"] => tls.and_then(|t| t.alpn.as_deref().map(text)),
+                ["subject_peer_certificate"] => peer.map(|c| text(&c.subject)),
+                ["dns_san_peer_certificate"] => first_san("DNS:"),
+                ["uri_san_peer_certificate"] => first_san("URI:"),
                 _ => None,
             }
         }
