@@ -33,6 +33,7 @@ import re
 import resource
 import shutil
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -47,6 +48,12 @@ GATEWAY = os.path.join(WORK, "gateway")  # a copy: other builds may replace targ
 FILTERS_DIR = os.path.join(ROOT, "bench", "filters")
 FILTERS_TARGET = os.path.join(ROOT, "target", "bench")
 FILTERS_WASM = os.path.join(FILTERS_TARGET, "wasm32-wasip1", "release", "bench_filters.wasm")
+WIT_FILTERS_DIR = os.path.join(ROOT, "bench", "filters-wit")
+WIT_FILTERS_TARGET = os.path.join(ROOT, "target", "bench-wit")
+WIT_FILTERS_WASM = os.path.join(WIT_FILTERS_TARGET, "wasm32-wasip2", "release", "bench_filters_wit.wasm")
+TLS_DIR = os.path.join(WORK, "tls")  # the certificate both TLS proxies serve, made at bench time
+TLS_CERT = os.path.join(TLS_DIR, "cert.pem")
+TLS_KEY = os.path.join(TLS_DIR, "key.pem")
 
 PROXY_CORE = "1"  # the proxy under test
 LOAD_CORE = "0"  # wrk / h2load and the upstream
@@ -54,10 +61,12 @@ HOST = "127.0.0.1"
 UPSTREAM_PORT = 18000
 NGINX_PORT = 18001
 NGINX_H2_PORT = 18002
+NGINX_TLS_PORT = 18003
 GATEWAY_PORT0 = 18010  # + scenario index; admin on + 1000
 UPSTREAM_BODY = '{"ok":true,"from":"bench-upstream","pad":"' + "x" * 55 + '"}\n'  # 100 bytes
 assert len(UPSTREAM_BODY) == 100
 AUTH_HEADERS = {"authorization": "Bearer bench-token", "x-internal": "1"}
+CLOSE = {"connection": "close"}  # a new connection (and TLS handshake) per request
 
 # ---------------------------------------------------------------------------------------------------
 # Scenarios
@@ -69,7 +78,8 @@ AUTH_HEADERS = {"authorization": "Bearer bench-token", "x-internal": "1"}
 def gw_route(name, path_match, filters=(), **extra):
     r = {"name": name, "match": {"path": path_match}, "upstream": "up"}
     if filters:
-        r["filters"] = [{"plugin": "bench", "config": c} for c in filters]
+        r["filters"] = [{"plugin": "bench", "config": c} if isinstance(c, str) else
+                        {"plugin": c[0], "config": c[1]} for c in filters]
     r.update(extra)
     return r
 
@@ -106,6 +116,18 @@ GATEWAYS = {
     "gw-realistic": [REALISTIC_ROUTE],
     "gw-routes10": many_routes(10),
     "gw-routes10k": many_routes(10_000),
+    "gw-wit": [gw_route("bench", {"prefix": "/"}, filters=[("wit-noop", "")])],
+    "gw-wit-reuse": [gw_route("bench", {"prefix": "/"}, filters=[("wit-noop-reuse", "")])],
+    "gw-tls": [gw_route("bench", {"prefix": "/"})],
+}
+TLS_GATEWAYS = {"gw-tls"}  # their listener terminates TLS with TLS_CERT
+
+# The plugins a gateway config may use, by name (only those its routes name are loaded).
+# 10 stages of one plugin take 10 of its contexts per request: 32 connections need 320+.
+PLUGINS = {
+    "bench": {"path": FILTERS_WASM, "limits": {"instances": 1000}},
+    "wit-noop": {"path": WIT_FILTERS_WASM, "instance_mode": "fresh", "limits": {"instances": 1000}},
+    "wit-noop-reuse": {"path": WIT_FILTERS_WASM, "instance_mode": "reuse", "limits": {"instances": 1000}},
 }
 
 # name, server, path, body bytes (POST when > 0), extra request headers, description
@@ -125,7 +147,18 @@ SCENARIOS = [
     ("nginx-post1m", "nginx", "/post", 1 << 20, {}, "nginx, POST 1 MiB body"),
     ("gw-post1m", "gw", "/post", 1 << 20, {}, "gateway, POST 1 MiB body, no filters"),
     ("gw-noop1-post1m", "gw-noop1", "/post", 1 << 20, {}, "gateway + 1 no-op filter, POST 1 MiB"),
+    ("gw-wit-noop1", "gw-wit", "/", 0, {},
+     "gateway + 1 no-op WIT filter (component, Rust SDK, bench/filters-wit), instance_mode fresh"),
+    ("gw-wit-noop1-reuse", "gw-wit-reuse", "/", 0, {},
+     "gateway + 1 no-op WIT filter (component, Rust SDK), instance_mode reuse"),
+    ("nginx-tls", "nginx-tls", "/", 0, {}, "nginx, HTTPS keep-alive (TLS 1.3, ECDSA P-256, same cert)"),
+    ("gw-tls", "gw-tls", "/", 0, {}, "gateway, HTTPS keep-alive (TLS 1.3, ECDSA P-256, same cert), no filters"),
+    ("nginx-tls-conn", "nginx-tls", "/", 0, CLOSE,
+     "nginx, HTTPS, a new connection and full TLS handshake per request (`Connection: close`)"),
+    ("gw-tls-conn", "gw-tls", "/", 0, CLOSE,
+     "gateway, HTTPS, a new connection and full TLS handshake per request (`Connection: close`)"),
 ]
+TLS_SERVERS = {"nginx-tls"} | TLS_GATEWAYS
 
 # HTTP/2 downstream (h2c, prior knowledge), driven by h2load: nginx's h2 port and the plain gateway.
 H2_SCENARIOS = [
@@ -134,10 +167,6 @@ H2_SCENARIOS = [
 ]
 
 NOT_AVAILABLE = [
-    ("gw-wit-noop1", "one no-op WIT filter (Rust)",
-     "not in the harness yet: component plugins (6c165d9) and the Rust filter template"
-     " (examples/rust-filter, 23745ae) landed during the first benchmark run; next: a no-op component"
-     " built like examples/rust-filter"),
     ("gw-go-noop1", "one no-op Go filter",
      "no Go SDK yet (plugin-sdk/go/ does not exist); the Go-vs-Rust target cannot be measured"),
 ]
@@ -146,9 +175,20 @@ NOT_AVAILABLE = [
 TARGETS = [
     ("gateway without filters <= nginx (CPU per request)", "gw", "nginx", 1.0),
     ("one no-op Wasm filter <= 1.05x gateway without filters", "gw-noop1", "gw", 1.05),
+    ("one no-op WIT filter (fresh) <= 1.05x gateway without filters", "gw-wit-noop1", "gw", 1.05),
+    ("one no-op WIT filter (reuse) <= 1.05x gateway without filters", "gw-wit-noop1-reuse", "gw", 1.05),
     ("10-filter chain <= 1.3x gateway without filters", "gw-noop10", "gw", 1.3),
     ("10 000 routes <= 1.05x 10 routes", "gw-routes10k", "gw-routes10", 1.05),
     ("Go filter <= 1.2x Rust filter", None, None, 1.2),
+]
+
+# Other ratios worth reading (not targets of issue 8): (label, scenario, baseline)
+COMPARISONS = [
+    ("HTTPS keep-alive: gateway / nginx", "gw-tls", "nginx-tls"),
+    ("HTTPS, handshake per request: gateway / nginx", "gw-tls-conn", "nginx-tls-conn"),
+    ("HTTPS keep-alive / cleartext (gateway)", "gw-tls", "gw"),
+    ("no-op WIT filter, fresh / Proxy-Wasm no-op filter", "gw-wit-noop1", "gw-noop1"),
+    ("no-op WIT filter, reuse / fresh", "gw-wit-noop1-reuse", "gw-wit-noop1"),
 ]
 
 # ---------------------------------------------------------------------------------------------------
@@ -203,8 +243,16 @@ def on_signal(signum, _frame):
     sys.exit(128 + signum)
 
 
-def http_get(port, path="/", headers=None, timeout=2.0):
-    c = http.client.HTTPConnection(HOST, port, timeout=timeout)
+def connection(port, tls, timeout):
+    if not tls:
+        return http.client.HTTPConnection(HOST, port, timeout=timeout)
+    # The benchmark's own self-signed certificate: trusted as its own anchor, name checked.
+    ctx = ssl.create_default_context(cafile=TLS_CERT)
+    return http.client.HTTPSConnection("localhost", port, timeout=timeout, context=ctx)
+
+
+def http_get(port, path="/", headers=None, timeout=2.0, tls=False):
+    c = connection(port, tls, timeout)
     try:
         c.request("GET", path, headers=headers or {})
         r = c.getresponse()
@@ -214,14 +262,14 @@ def http_get(port, path="/", headers=None, timeout=2.0):
         c.close()
 
 
-def wait_ready(p, port, path="/", headers=None, timeout=60.0):
+def wait_ready(p, port, path="/", headers=None, timeout=60.0, tls=False):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
         if p.poll() is not None:
             raise RuntimeError(f"{p.bench_name} exited ({p.returncode}); see {WORK}/{p.bench_name}.log")
         try:
-            status = http_get(port, path, headers)
+            status = http_get(port, path, headers, tls=tls)
             if status == 200:
                 return
             last = f"status {status}"
@@ -270,8 +318,9 @@ def loadavg():
 
 
 def ensure_tools(allow_install):
-    need = {"nginx": "nginx", ECHO_MODULE: "libnginx-mod-http-echo", "wrk": "wrk", "h2load": "nghttp2-client", "valgrind": "valgrind",
-            "callgrind_control": "valgrind", "taskset": "util-linux"}
+    need = {"nginx": "nginx", ECHO_MODULE: "libnginx-mod-http-echo", "wrk": "wrk", "h2load": "nghttp2-client",
+            "valgrind": "valgrind", "callgrind_control": "valgrind", "taskset": "util-linux",
+            "openssl": "openssl"}
     missing = sorted({pkg for tool, pkg in need.items()
                       if shutil.which(tool) is None and not os.path.exists(tool)})
     if not missing:
@@ -299,6 +348,20 @@ def build():
     env["CARGO_TARGET_DIR"] = FILTERS_TARGET
     subprocess.run([cargo, "build", "--release", "--target", "wasm32-wasip1"], cwd=FILTERS_DIR,
                    env=env, check=True)
+    log("building the benchmark's no-op WIT filter (wasm32-wasip2)")
+    env["CARGO_TARGET_DIR"] = WIT_FILTERS_TARGET
+    subprocess.run([cargo, "build", "--release", "--target", "wasm32-wasip2"], cwd=WIT_FILTERS_DIR,
+                   env=env, check=True)
+
+
+def make_certificate():
+    """A self-signed ECDSA P-256 certificate for `localhost` / 127.0.0.1, served by nginx and the
+    gateway alike (so both do the same signature per handshake)."""
+    os.makedirs(TLS_DIR, exist_ok=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "7", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", TLS_KEY, "-out", TLS_CERT], check=True, capture_output=True, timeout=60)
 
 
 ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
@@ -362,6 +425,10 @@ def nginx_proxy_block():
     server {{
         listen {HOST}:{NGINX_PORT};
         listen {HOST}:{NGINX_H2_PORT} http2;
+        listen {HOST}:{NGINX_TLS_PORT} ssl;
+        ssl_certificate {TLS_CERT};
+        ssl_certificate_key {TLS_KEY};
+        ssl_protocols TLSv1.2 TLSv1.3;
         location / {{
             proxy_pass http://up;
             proxy_http_version 1.1;
@@ -378,20 +445,31 @@ def start_nginx(name="nginx", core=PROXY_CORE, prefix=None):
     return p
 
 
-def gateway_config(name, routes, port):
-    uses_filters = any(r.get("filters") for r in routes)
+def gateway_config(name, routes, port, callgrind=False):
+    """Writes the gateway's config; `callgrind`: a small Wasm instance pool (valgrind cannot map the
+    default pool's address-space reservation) and `<name>-cg.yaml`."""
+    used = sorted({f["plugin"] for r in routes for f in r.get("filters", [])})
+    listener = {"name": "bench", "address": f"{HOST}:{port}"}
+    if name in TLS_GATEWAYS:
+        listener["tls"] = {"certificates": [{"cert": TLS_CERT, "key": TLS_KEY}]}
     cfg = {
-        "listeners": [{"name": "bench", "address": f"{HOST}:{port}"}],
+        "listeners": [listener],
         "admin": {"address": f"{HOST}:{port + 1000}"},
         "server": {"access_log": {"enabled": False}},
         "upstreams": [{"name": "up", "endpoints": [f"{HOST}:{UPSTREAM_PORT}"],
                        "pool": {"max_idle_per_endpoint": 64}}],
         "routes": routes,
     }
-    if uses_filters:
-        # 10 stages of one plugin take 10 of its contexts per request: 32 connections need 320+.
-        cfg["plugins"] = [{"name": "bench", "path": FILTERS_WASM, "limits": {"instances": 1000}}]
-    path = os.path.join(WORK, f"{name}.yaml")
+    if used:
+        cfg["plugins"] = [dict(PLUGINS[u], name=u) for u in used]
+        if callgrind:
+            # Each slot reserves about 4 GiB of address space whatever the memory limit, and valgrind
+            # maps at most a few tens of GiB. One request at a time needs one Proxy-Wasm VM per plugin,
+            # or one component instance per stage in flight.
+            cfg["server"]["wasm_pool"] = {"max_instances": 6, "max_instance_memory": "64MiB"}
+            for pl in cfg["plugins"]:
+                pl["limits"] = dict(pl["limits"], instances=20)
+    path = os.path.join(WORK, f"{name}{'-cg' if callgrind else ''}.yaml")
     with open(path, "w") as f:
         f.write("# generated by bench/run.py\n")
         json.dump(cfg, f, indent=1)  # JSON is valid YAML
@@ -402,8 +480,8 @@ def gateway_env():
     return dict(os.environ, GATEWAY_LOG="warn")
 
 
-def start_gateway(name, port, prefix=None, core=PROXY_CORE):
-    conf = os.path.join(WORK, f"{name}.yaml")
+def start_gateway(name, port, prefix=None, core=PROXY_CORE, conf=None):
+    conf = conf or os.path.join(WORK, f"{name}.yaml")
     return start(name, (prefix or []) + [GATEWAY, "run", "--config", conf], core=core,
                  env=gateway_env())
 
@@ -439,9 +517,10 @@ def wrk_script(name, body_bytes, headers):
     return path
 
 
-def run_wrk(port, path, script, seconds, connections):
+def run_wrk(port, path, script, seconds, connections, tls=False):
+    url = f"https://localhost:{port}{path}" if tls else f"http://{HOST}:{port}{path}"
     argv = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
-            "--timeout", "5s", "--latency", "-s", script, f"http://{HOST}:{port}{path}"]
+            "--timeout", "5s", "--latency", "-s", script, url]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
     m = re.search(r"^BENCHJSON (.*)$", out, re.M)
     if not m:
@@ -474,14 +553,14 @@ def run_h2load(port, path, seconds, connections):
             "mean_us": us(mt.group(3)), "p50_us": None, "p99_us": None, "max_us": us(mt.group(2))}
 
 
-def trial(kind, name, pid, port, path, seconds, connections, script=None):
+def trial(kind, name, pid, port, path, seconds, connections, script=None, tls=False):
     up = UPSTREAM_PID[0]
     busy0, cpu0, t0 = machine_busy_seconds(), proc_cpu_seconds(pid), time.monotonic()
     up0, load0 = proc_cpu_seconds(up), children_cpu_seconds()
     if kind == "h2":
         r = run_h2load(port, path, seconds, connections)
     else:
-        r = run_wrk(port, path, script, seconds, connections)
+        r = run_wrk(port, path, script, seconds, connections, tls)
     cpu = proc_cpu_seconds(pid) - cpu0
     busy, wall = machine_busy_seconds() - busy0, time.monotonic() - t0
     ours = cpu + (children_cpu_seconds() - load0) + (proc_cpu_seconds(up) - up0 if up != pid else 0)
@@ -531,8 +610,9 @@ def callgrind_dump(pid, name):
     raise RuntimeError(f"callgrind_control --dump of {pid} wrote no file")
 
 
-def client(port, path, n, body_bytes, headers, h2=False):
-    """Sends `n` requests one after another on one keep-alive connection; all must answer 200."""
+def client(port, path, n, body_bytes, headers, h2=False, tls=False):
+    """Sends `n` requests one after another on one keep-alive connection (with `connection: close`
+    in `headers`: a new connection each); all must answer 200."""
     if h2:
         out = subprocess.run(["taskset", "-c", LOAD_CORE, "h2load", "-n", str(n), "-c1", "-m1",
                               f"http://{HOST}:{port}{path}"], capture_output=True, text=True,
@@ -541,7 +621,7 @@ def client(port, path, n, body_bytes, headers, h2=False):
             raise RuntimeError(f"h2load: not every request succeeded:\n{out}")
         return
     body = b"x" * body_bytes if body_bytes else None
-    c = http.client.HTTPConnection(HOST, port, timeout=120)
+    c = connection(port, tls, 120)
     try:
         for _ in range(n):
             c.request("POST" if body else "GET", path, body=body, headers=headers)
@@ -556,24 +636,26 @@ def client(port, path, n, body_bytes, headers, h2=False):
 def callgrind_scenario(name, server, path, body_bytes, headers, n, idle_s, h2=False):
     os.makedirs(f"{WORK}/callgrind", exist_ok=True)
     tag = f"cg-{name}"
-    if server == "nginx":
+    tls = server in TLS_SERVERS
+    if server.startswith("nginx"):
         p = start_nginx(tag, prefix=callgrind_prefix(tag))
-        port = NGINX_H2_PORT if h2 else NGINX_PORT
+        port = NGINX_H2_PORT if h2 else NGINX_TLS_PORT if tls else NGINX_PORT
     else:
         port = GATEWAY_PORT0 + list(GATEWAYS).index(server)
-        p = start_gateway(server, port, prefix=callgrind_prefix(tag))
+        conf = gateway_config(server, GATEWAYS[server], port, callgrind=True)
+        p = start_gateway(server, port, prefix=callgrind_prefix(tag), conf=conf)
         p.bench_name = tag
     try:
-        wait_ready(p, port, "/bench/items/1" if "routes" in server else "/", headers, timeout=300)
+        wait_ready(p, port, "/bench/items/1" if "routes" in server else "/", headers, timeout=300, tls=tls)
         warm = max(20, n // 20)
-        client(port, path, warm, body_bytes, headers, h2)
+        client(port, path, warm, body_bytes, headers, h2, tls)
         callgrind_dump(p.pid, tag)  # start-up + warm-up
         time.sleep(idle_s)
         t = time.monotonic()
         idle = callgrind_total(callgrind_dump(p.pid, tag))
         idle_per_s = idle / (time.monotonic() - t + idle_s)
         t = time.monotonic()
-        client(port, path, n, body_bytes, headers, h2)
+        client(port, path, n, body_bytes, headers, h2, tls)
         part = callgrind_dump(p.pid, tag)
         elapsed = time.monotonic() - t
         total = callgrind_total(part)
@@ -627,15 +709,16 @@ def table(res):
             "×gw CPU | Ir/req (callgrind) | ×gw Ir |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, *_ in SCENARIOS + H2_SCENARIOS:
-        if name not in s:
+        if name not in s and name not in cg:
             continue
-        m = s[name]["summary"]
+        m = s[name]["summary"] if name in s else {k: None for k in (
+            "rps", "cpu_us_per_req", "p50_us", "p99_us", "mean_us")}
         h2 = name.endswith("-h2")
         c = cg.get(name, {}).get("ir_per_req")
         rows.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             name, fmt(m["rps"], ",.0f"), fmt(m["cpu_us_per_req"], ".2f"),
             fmt(m["p50_us"] if not h2 else m["mean_us"], ".0f") + (" (mean)" if h2 else ""),
-            fmt(m["p99_us"], ".0f"), fmt(m["rss_kib"] / 1024, ".1f"),
+            fmt(m["p99_us"], ".0f"), fmt(m["rss_kib"] / 1024 if m.get("rss_kib") else None, ".1f"),
             fmt(ratio(m["rps"], base_d.get("rps")), ".2f"),
             fmt(ratio(m["cpu_us_per_req"], base_n.get("cpu_us_per_req")), ".2f"),
             fmt(ratio(m["cpu_us_per_req"], base_g.get("cpu_us_per_req")), ".2f"),
@@ -655,7 +738,7 @@ def targets(res):
     for label, a, b, limit in TARGETS:
         if a is None:
             out.append({"target": label, "limit": limit, "status": "not available",
-                        "why": NOT_AVAILABLE[1][2]})
+                        "why": dict((k, y) for k, _, y in NOT_AVAILABLE).get("gw-go-noop1", "?")})
             continue
         cpu = ratio(s.get(a, {}).get("summary", {}).get("cpu_us_per_req"),
                     s.get(b, {}).get("summary", {}).get("cpu_us_per_req"))
@@ -664,6 +747,27 @@ def targets(res):
                     "cpu_ratio": cpu, "cpu_pass": None if cpu is None else cpu <= limit,
                     "ir_ratio": ir, "ir_pass": None if ir is None else ir <= limit})
     return out
+
+
+def comparisons(res):
+    s, cg = res["scenarios"], res["callgrind"]
+    out = []
+    for label, a, b in COMPARISONS:
+        out.append({"what": label, "scenario": a, "baseline": b,
+                    "cpu_ratio": ratio(s.get(a, {}).get("summary", {}).get("cpu_us_per_req"),
+                                       s.get(b, {}).get("summary", {}).get("cpu_us_per_req")),
+                    "rps_ratio": ratio(s.get(a, {}).get("summary", {}).get("rps"),
+                                       s.get(b, {}).get("summary", {}).get("rps")),
+                    "ir_ratio": ratio(cg.get(a, {}).get("ir_per_req"), cg.get(b, {}).get("ir_per_req"))})
+    return out
+
+
+def comparisons_table(cs):
+    rows = ["| ratio | scenarios | CPU µs/req | req/s | Ir/req |", "|---|---|---:|---:|---:|"]
+    for c in cs:
+        rows.append(f"| {c['what']} | {c['scenario']} / {c['baseline']} | {fmt(c['cpu_ratio'], '.2f')} | "
+                    f"{fmt(c['rps_ratio'], '.2f')} | {fmt(c['ir_ratio'], '.2f')} |")
+    return "\n".join(rows)
 
 
 def targets_table(ts):
@@ -758,6 +862,10 @@ The gateway against nginx and against itself, measured in one run as ratios (iss
 
 {targets_table(res['targets'])}
 
+## Other ratios (same run)
+
+{comparisons_table(res['comparisons'])}
+
 ## Scenarios
 
 | scenario | what |
@@ -774,7 +882,13 @@ The gateway against nginx and against itself, measured in one run as ratios (iss
   connections. Filters are the Proxy-Wasm module `bench/filters` (proxy-wasm 0.2.5 Rust SDK):
   `noop` does nothing (SDK defaults), `auth` requires `authorization: Bearer bench-token` then removes
   it and sets `x-auth-user`, `ratelimit` counts requests per one-second window in shared data
-  (get + CAS set) with a limit never reached.
+  (get + CAS set) with a limit never reached. The WIT rows use `bench/filters-wit`, a component
+  written with the Rust SDK (`plugin-sdk`) that implements nothing (SDK defaults: continue, no body
+  phases), once with `instance_mode: fresh` (a new instance per request) and once with `reuse`.
+- TLS rows: one self-signed ECDSA P-256 certificate for `localhost`, made with `openssl` at bench time,
+  served by nginx (OpenSSL, TLS 1.2/1.3, its default session settings) and the gateway (rustls); wrk
+  negotiates TLS 1.3 and does not resume sessions. `-conn` rows send `Connection: close`, so every
+  request is a new TCP connection and a full handshake.
 - Realistic chain (`gw-realistic`): filters `auth`, then `ratelimit`, then the route's header rewrites:
   request `set x-team`, `add x-via`, `remove x-internal`; response `set cache-control`, `remove server`.
   wrk sends `authorization` and `x-internal`.
@@ -811,6 +925,7 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--callgrind-requests", type=int, default=2000)
     ap.add_argument("--no-callgrind", action="store_true")
+    ap.add_argument("--no-load", action="store_true", help="skip the wrk/h2load trials (callgrind only)")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--no-install", action="store_true")
     ap.add_argument("--no-write", action="store_true", help="print only; keep BENCHMARKS.md and the JSON")
@@ -830,6 +945,7 @@ def main():
     ensure_tools(not a.no_install)
     if not a.no_build:
         build()
+    make_certificate()
     shutil.copy2(BUILT_GATEWAY, GATEWAY)
     built = machine()  # the commit the binary was built from
     started_at = time.monotonic()
@@ -838,6 +954,8 @@ def main():
 
     scenarios = [s for s in SCENARIOS if not a.only or s[0] in a.only]
     h2s = [s for s in H2_SCENARIOS if not a.only or s[0] in a.only]
+    if a.no_load:
+        scenarios, h2s = [], []
     servers = {s[1] for s in scenarios} | {s[1] for s in h2s}
     ports, pids = {}, {}
     res = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -848,28 +966,29 @@ def main():
         up = start_upstream()
         ports["upstream"], pids["upstream"] = UPSTREAM_PORT, up.pid
         UPSTREAM_PID[0] = up.pid
-        if servers & {"nginx", "nginx-h2"}:
+        if servers & {"nginx", "nginx-h2", "nginx-tls"}:
             p = start_nginx()
             wait_ready(p, NGINX_PORT)
-            ports["nginx"], ports["nginx-h2"] = NGINX_PORT, NGINX_H2_PORT
-            pids["nginx"] = pids["nginx-h2"] = p.pid
+            ports["nginx"], ports["nginx-h2"], ports["nginx-tls"] = NGINX_PORT, NGINX_H2_PORT, NGINX_TLS_PORT
+            pids["nginx"] = pids["nginx-h2"] = pids["nginx-tls"] = p.pid
         for i, (g, routes) in enumerate(GATEWAYS.items()):
             port = GATEWAY_PORT0 + i
             gateway_config(g, routes, port)
             if g in servers:
                 p = start_gateway(g, port)
                 path = "/bench/items/1" if "routes" in g else "/"
-                wait_ready(p, port, path, AUTH_HEADERS, timeout=120)
+                wait_ready(p, port, path, AUTH_HEADERS, timeout=120, tls=g in TLS_SERVERS)
                 ports[g], pids[g] = port, p.pid
         scripts = {n: wrk_script(n, b, h) for n, _, _, b, h, _ in scenarios}
 
         # Warm-up (pools, caches, JIT): 1 s each, not recorded.
         for n, srv, path, _, _, _ in scenarios:
-            run_wrk(ports[srv], path, scripts[n], 1, a.connections)
+            run_wrk(ports[srv], path, scripts[n], 1, a.connections, srv in TLS_SERVERS)
         trials = {n: [] for n, *_ in scenarios + h2s}
         for r in range(a.rounds):
             for n, srv, path, _, _, _ in scenarios:
-                t = trial("h1", n, pids[srv], ports[srv], path, a.seconds, a.connections, scripts[n])
+                t = trial("h1", n, pids[srv], ports[srv], path, a.seconds, a.connections, scripts[n],
+                          srv in TLS_SERVERS)
                 trials[n].append(t)
                 log(f"round {r + 1}/{a.rounds} {n}: {t['rps']:,.0f} req/s, {t['cpu_us_per_req']:.2f} µs/req, "
                     f"p99 {t['p99_us']} µs, foreign cores {t['foreign_cores']:.2f}, errors {t['errors']}")
@@ -886,13 +1005,16 @@ def main():
                 stop(p)
 
         if not a.no_callgrind:
-            cg_list = [("nginx", "nginx", "/", 0, {}, False)]
-            cg_list += [(n, srv, path, b, h, False) for n, srv, path, b, h, _ in scenarios if srv in GATEWAYS]
-            cg_list += [(n, srv, path, 0, {}, True) for n, srv, path, _ in h2s if srv in GATEWAYS]
+            cg_list = [(n, srv, path, b, h, False) for n, srv, path, b, h, _ in SCENARIOS
+                       if n in ("nginx", "nginx-tls", "nginx-tls-conn")]
+            cg_list += [(n, srv, path, b, h, False) for n, srv, path, b, h, _ in SCENARIOS if srv in GATEWAYS]
+            cg_list += [(n, srv, path, 0, {}, True) for n, srv, path, _ in H2_SCENARIOS if srv in GATEWAYS]
             for n, srv, path, b, h, h2 in cg_list:
                 if a.only and n not in a.only:
                     continue
                 count = n1m if b >= (1 << 20) else a.callgrind_requests
+                if h.get("connection") == "close":  # a handshake each: slow under valgrind
+                    count = max(20, count // 10)
                 log(f"callgrind {n}: {count} requests")
                 try:
                     c = callgrind_scenario(n, srv, path, b, h, count, 2.0, h2)
@@ -921,11 +1043,14 @@ def main():
                    "median_proxy_core_util": med(own)}
     res["machine"] = built
     res["targets"] = targets(res)
+    res["comparisons"] = comparisons(res)
     res["not_available"] = [{"scenario": n, "what": w, "why": y} for n, w, y in NOT_AVAILABLE]
     res["wall_seconds"] = time.monotonic() - started_at
     print(table(res))
     print()
     print(targets_table(res["targets"]))
+    print()
+    print(comparisons_table(res["comparisons"]))
     if not a.no_write:
         os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
         with open(RESULTS, "w") as f:

@@ -1,5 +1,6 @@
 //! The admin API: `/healthz`, `/readyz`, `/metrics`, `/config` (GET shows the running config, PUT
-//! applies a new one), `/reload` (POST reads the config file again, GET shows the last reload). Loopback
+//! applies a new one), `/reload` (POST reads the config file again, GET shows the last reload),
+//! `/plugins` (each plugin's hash, source, routes, instances, calls, failures and last reload). Loopback
 //! by default; when a token is configured (required off loopback) every request must carry
 //! `Authorization: Bearer <token>`.
 
@@ -163,7 +164,22 @@ async fn answer(
             });
             text(StatusCode::OK, "application/json", format!("{body:#}\n"))
         }
-        (_, "/healthz" | "/readyz" | "/metrics") => json_error(
+        (&Method::GET, "/plugins") => {
+            let rt = shared.runtime.load();
+            let (plugins, cache) = match shared.plugins.services() {
+                Some(s) => (s.describe(&rt), s.cache_figures()),
+                None => (Vec::new(), serde_json::Value::Null),
+            };
+            let body = serde_json::json!({
+                "plugins": plugins,
+                "cache": cache,
+                "live_plugins": crate::wasm::live_plugins(),
+                "live_instances": crate::wasm::live_instances(),
+                "last_reload": reloader.last(),
+            });
+            text(StatusCode::OK, "application/json", format!("{body:#}\n"))
+        }
+        (_, "/healthz" | "/readyz" | "/metrics" | "/plugins") => json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "use GET",

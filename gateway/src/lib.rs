@@ -13,6 +13,8 @@ pub mod errors;
 pub mod filter;
 pub mod host;
 pub mod metrics;
+pub mod plugin_source;
+pub mod plugin_test;
 pub mod plugins;
 pub mod proxy;
 pub mod reload;

@@ -1,4 +1,4 @@
-//! The `gateway` binary: `run`, `check`, `--version`. `run` reloads its config file when the file
+//! The `gateway` binary: `run`, `check`, `plugin test`, `--version`. `run` reloads its config file when the file
 //! changes and on SIGHUP, and drains on SIGTERM/SIGINT.
 
 use anyhow::Context;
@@ -33,6 +33,26 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Work with plugins.
+    Plugin {
+        #[command(subcommand)]
+        cmd: PluginCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCmd {
+    /// Run a built filter against the requests of fixture files, in-process, and check the outcome
+    /// (PASS/FAIL per case; non-zero exit on any failure). The format is in `gateway::plugin_test`.
+    Test {
+        /// Fixture files (`*.test.yaml`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Test this `.wasm` file instead of the fixture's `plugin.path` (e.g. another SDK's build of
+        /// the same filter).
+        #[arg(long)]
+        wasm: Option<PathBuf>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +68,16 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
+        Cmd::Plugin {
+            cmd: PluginCmd::Test { files, wasm },
+        } => {
+            init_logging_default(LogFormat::Text, "warn");
+            if gateway::plugin_test::run_files(&files, wasm.as_deref()) {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            }
+        }
         Cmd::Run { config } => match run(config) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
@@ -82,8 +112,13 @@ fn check(path: &std::path::Path) -> Result<String, gateway::config::ConfigError>
 }
 
 fn init_logging(format: LogFormat) {
+    init_logging_default(format, "info")
+}
+
+/// Logs to stderr, filtered by `GATEWAY_LOG` (default: `default`).
+fn init_logging_default(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEWAY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -4,18 +4,20 @@
 //! The engine, the host core (shared data, queues, plugin metrics) and the compiled-code cache live for
 //! the whole process; a config (re)load creates new filters from them.
 
-use crate::config::ConfigError;
+use crate::config::{self, ConfigError};
 use crate::filter::chain::Stage;
 use crate::host::{CalloutError, HostCore, Upstreams};
+use crate::plugin_source;
 use crate::proxy::Shared;
 use crate::runtime::{Runtime, Source};
+use crate::wasm::engine::Origin;
 use crate::wasm::{self, EngineOptions, LoadedPlugin, Plugins, WasmEngine};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body_util::BodyExt;
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -57,20 +59,25 @@ impl PluginHost {
 
     /// Loads `cfg`'s plugins and attaches filter stages to `rt`'s routes (see
     /// [`WasmServices::attach`]). Starts the Wasm services on first use.
-    pub async fn attach(&self, src: &Source, rt: &Runtime) -> Result<(), ConfigError> {
+    pub async fn attach(&self, src: &Source, rt: &Runtime) -> Result<AttachReport, ConfigError> {
         let cfg = &rt.config;
         if cfg.plugins.is_empty() && cfg.routes.iter().all(|r| r.filters.is_empty()) {
             if let Some(s) = self.services() {
-                s.loaded.lock().unwrap().clear();
+                *s.state.lock().unwrap() = State::default();
             }
-            return Ok(());
+            return Ok(AttachReport::default());
         }
         let services = {
             let mut slot = self.services.lock().unwrap();
             match &*slot {
                 Some(s) => s.clone(),
                 None => {
-                    let s = WasmServices::new(self.cache_dir.clone(), &self.pool).map_err(|e| {
+                    // `server.cache_dir` (relative to the config file) wins over the default.
+                    let dir = match &cfg.server.cache_dir {
+                        Some(d) => Some(plugin_source::resolve(src, d)),
+                        None => self.cache_dir.clone(),
+                    };
+                    let s = WasmServices::new(dir, &self.pool).map_err(|e| {
                         src.err("plugins", format!("cannot start the Wasm engine: {e}"))
                     })?;
                     if let Some(shared) = self.shared.get().and_then(Weak::upgrade) {
@@ -84,8 +91,15 @@ impl PluginHost {
         services.attach(src, rt).await
     }
 
-    /// Prometheus text for plugins (nothing when no plugin was ever loaded).
+    /// Prometheus text for plugins: live plugins and instances, and (once a plugin was loaded) the
+    /// plugins' own figures.
     pub fn render_metrics(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# TYPE gateway_plugins_live gauge\ngateway_plugins_live {}\n# TYPE gateway_wasm_instances_live gauge\ngateway_wasm_instances_live {}",
+            wasm::live_plugins(),
+            wasm::live_instances()
+        );
         if let Some(s) = self.services() {
             s.render_metrics(out);
         }
@@ -98,8 +112,11 @@ pub struct WasmServices {
     /// Shared data, queues and metrics of all plugins.
     pub host: Arc<HostCore>,
     upstreams: Arc<GatewayUpstreams>,
-    /// Plugins of the serving config, by name (for metrics and the admin API).
-    loaded: Mutex<Vec<Arc<LoadedPlugin>>>,
+    /// Where compiled code and fetched plugins are kept.
+    cache_dir: Option<PathBuf>,
+    /// Plugins and route stages of the serving config (for reuse by the next reload, metrics and the
+    /// admin API).
+    state: Mutex<State>,
 }
 
 impl std::fmt::Debug for WasmServices {
@@ -130,7 +147,7 @@ impl WasmServices {
         pool: &crate::config::WasmPool,
     ) -> Result<Arc<WasmServices>, wasm::PluginError> {
         let engine = WasmEngine::new(EngineOptions {
-            cache_dir,
+            cache_dir: cache_dir.clone(),
             max_instances: pool.max_instances,
             max_memory: pool.max_instance_memory.0,
         })?;
@@ -139,7 +156,8 @@ impl WasmServices {
             plugins: Plugins::new(engine),
             host: HostCore::new(upstreams.clone()),
             upstreams,
-            loaded: Mutex::new(Vec::new()),
+            cache_dir,
+            state: Mutex::new(State::default()),
         }))
     }
 
@@ -148,63 +166,162 @@ impl WasmServices {
         let _ = self.upstreams.shared.set(Arc::downgrade(shared));
     }
 
-    /// Loads every plugin of `rt`'s config and makes the filter stages of every route that has filters, then
-    /// attaches them to `rt`. Errors name the config field: the plugin's `path` for load failures, the
-    /// route's filter for a rejected config.
-    pub async fn attach(&self, src: &Source, rt: &Runtime) -> Result<(), ConfigError> {
+    /// Loads every plugin of `rt`'s config and makes the filter stages of every route that has filters,
+    /// then attaches them to `rt`. A plugin whose file content (sha256) and settings (abi, limits,
+    /// capabilities, instance mode, vm_config) are those of the serving config's plugin of the same
+    /// name is taken over as it is: not read from a URL, not compiled, its instances and their state
+    /// kept. A route whose filters (same plugins, configs and failure policies) are unchanged keeps its
+    /// filter stages, and so its warm instances. Nothing changes here until everything has loaded and
+    /// been configured; then the new set becomes the serving one (the caller swaps `rt` in right
+    /// after). Errors name the config field: the plugin's `path`, `url` or `sha256` for load failures,
+    /// the route's filter for a rejected config.
+    pub async fn attach(&self, src: &Source, rt: &Runtime) -> Result<AttachReport, ConfigError> {
+        match self.attach_inner(src, rt).await {
+            Ok(r) => Ok(r),
+            Err((plugin, e)) => {
+                let mut state = self.state.lock().unwrap();
+                if let Some(p) =
+                    plugin.and_then(|n| state.plugins.iter_mut().find(|p| p.cfg.name == n))
+                {
+                    p.last = PluginReload::error(e.to_string());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn attach_inner(
+        &self,
+        src: &Source,
+        rt: &Runtime,
+    ) -> Result<AttachReport, (Option<String>, ConfigError)> {
         let cfg = &rt.config;
-        let base = src.path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut by_name: HashMap<&str, (usize, Arc<LoadedPlugin>)> = HashMap::new();
+        let previous = self.state.lock().unwrap().clone();
+        let mut report = AttachReport::default();
+        let mut plugins: Vec<ServingPlugin> = Vec::with_capacity(cfg.plugins.len());
         for (i, p) in cfg.plugins.iter().enumerate() {
-            if by_name.contains_key(p.name.as_str()) {
-                return Err(src.err(
+            let named = |e: ConfigError| (Some(p.name.clone()), e);
+            if plugins.iter().any(|q| q.cfg.name == p.name) {
+                return Err(named(src.err(
                     format!("plugins[{i}].name"),
                     format!("plugin `{}` is defined twice", p.name),
-                ));
+                )));
             }
-            let loaded = self
+            // A path is read to learn its content's hash; a URL's content is pinned by its sha256.
+            let (sha256, mut wasm) = if p.path.is_some() {
+                let w = plugin_source::read_path(p, i, src).await.map_err(named)?;
+                (w.sha256.clone(), Some(w))
+            } else {
+                (plugin_source::pinned(p).unwrap_or_default(), None)
+            };
+            let same = previous
                 .plugins
-                .load(p, &base, self.host.clone())
+                .iter()
+                .find(|q| q.cfg.name == p.name && q.sha256 == sha256 && same_settings(&q.cfg, p));
+            if let Some(old) = same {
+                report.plugins_reused.push(p.name.clone());
+                plugins.push(ServingPlugin {
+                    cfg: p.clone(),
+                    sha256,
+                    plugin: old.plugin.clone(),
+                    last: PluginReload::ok("reused", None, "unchanged: kept with its instances"),
+                });
+                continue;
+            }
+            let wasm = match wasm.take() {
+                Some(w) => w,
+                None => plugin_source::fetch_url(p, i, src, self.cache_dir.as_deref())
+                    .await
+                    .map_err(named)?,
+            };
+            let field = if p.path.is_some() { "path" } else { "url" };
+            let (plugin, origin) = self
+                .plugins
+                .load_bytes(p, wasm.bytes, self.host.clone())
                 .await
-                .map_err(|e| src.err(format!("plugins[{i}].path"), e.to_string()))?;
-            by_name.insert(p.name.as_str(), (i, loaded));
+                .map_err(|e| named(src.err(format!("plugins[{i}].{field}"), e.to_string())))?;
+            report.plugins_loaded.push(p.name.clone());
+            let how = match origin {
+                Origin::Compiled => "compiled",
+                Origin::Memory => "compiled code taken from the memory cache",
+                Origin::Disk => "compiled code loaded from the disk cache",
+            };
+            tracing::info!(plugin = %p.name, sha256 = %wasm.sha256, "plugin loaded: {how}");
+            plugins.push(ServingPlugin {
+                cfg: p.clone(),
+                sha256: wasm.sha256,
+                plugin,
+                last: PluginReload::ok("loaded", Some(origin), how),
+            });
         }
-        let mut stages_by_route = HashMap::new();
+        let mut routes = HashMap::new();
         for (i, r) in cfg.routes.iter().enumerate() {
             if r.filters.is_empty() {
                 continue;
             }
-            let mut stages = Vec::with_capacity(r.filters.len());
+            let mut key = Vec::with_capacity(r.filters.len());
             for (j, f) in r.filters.iter().enumerate() {
-                let Some((_, plugin)) = by_name.get(f.plugin.as_str()) else {
-                    return Err(src.err(
-                        format!("routes[{i}].filters[{j}].plugin"),
-                        format!("unknown plugin `{}`; define it under `plugins`", f.plugin),
+                let Some(p) = plugins.iter().find(|p| p.cfg.name == f.plugin) else {
+                    return Err((
+                        None,
+                        src.err(
+                            format!("routes[{i}].filters[{j}].plugin"),
+                            format!("unknown plugin `{}`; define it under `plugins`", f.plugin),
+                        ),
                     ));
                 };
-                let filter = plugin
-                    .filter(&r.name, wasm::config_bytes(f.config.as_ref()), f.failure)
+                key.push(StageKey {
+                    plugin: p.plugin.clone(),
+                    config: wasm::config_bytes(f.config.as_ref()),
+                    policy: f.failure,
+                });
+            }
+            if let Some(old) = previous.routes.get(&r.name).filter(|old| old.key == key) {
+                report.routes_kept.push(r.name.clone());
+                routes.insert(r.name.clone(), old.clone());
+                continue;
+            }
+            let mut stages = Vec::with_capacity(key.len());
+            for (j, k) in key.iter().enumerate() {
+                let filter = k
+                    .plugin
+                    .filter(&r.name, k.config.clone(), k.policy)
                     .await
                     .map_err(|e| {
-                        src.err(format!("routes[{i}].filters[{j}].config"), e.to_string())
+                        (
+                            Some(k.plugin.name().to_owned()),
+                            src.err(format!("routes[{i}].filters[{j}].config"), e.to_string()),
+                        )
                     })?;
                 stages.push(Stage {
                     filter,
-                    policy: f.failure,
+                    policy: k.policy,
                     failures: AtomicU64::new(0),
                 });
             }
-            stages_by_route.insert(r.name.clone(), Arc::<[Stage]>::from(stages));
+            report.routes_rebuilt.push(r.name.clone());
+            routes.insert(
+                r.name.clone(),
+                RouteStages {
+                    key,
+                    stages: Arc::from(stages),
+                },
+            );
         }
-        rt.attach_filters(stages_by_route);
-        *self.loaded.lock().unwrap() = by_name.into_values().map(|(_, p)| p).collect();
-        Ok(())
+        rt.attach_filters(
+            routes
+                .iter()
+                .map(|(name, r)| (name.clone(), r.stages.clone()))
+                .collect(),
+        );
+        *self.state.lock().unwrap() = State { plugins, routes };
+        Ok(report)
     }
 
-    /// Prometheus text for plugins: health counters of the serving config's plugins and the metrics the
-    /// plugins defined themselves.
+    /// Prometheus text for plugins: health counters of the serving config's plugins, the compiled-code
+    /// caches, and the metrics the plugins defined themselves.
     pub fn render_metrics(&self, out: &mut String) {
-        let loaded = self.loaded.lock().unwrap().clone();
+        let loaded = self.loaded();
         let families: [(&str, &str, HealthField); 6] = [
             ("gateway_plugin_calls_total", "counter", |h| h.calls),
             ("gateway_plugin_failures_total", "counter", |h| h.failures),
@@ -229,13 +346,195 @@ impl WasmServices {
                 );
             }
         }
+        let engine = self.plugins.engine();
+        let _ = writeln!(
+            out,
+            "# TYPE gateway_wasm_compilations_total counter\ngateway_wasm_compilations_total {}",
+            engine.compilations()
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE gateway_wasm_cache_hits_total counter\ngateway_wasm_cache_hits_total{{cache=\"memory\"}} {}\ngateway_wasm_cache_hits_total{{cache=\"disk\"}} {}",
+            engine.memory_cache_hits(),
+            engine.disk_cache_hits()
+        );
         self.host.metrics.render_prometheus(out);
     }
 
     /// The serving config's plugins.
     pub fn loaded(&self) -> Vec<Arc<LoadedPlugin>> {
-        self.loaded.lock().unwrap().clone()
+        let state = self.state.lock().unwrap();
+        state.plugins.iter().map(|p| p.plugin.clone()).collect()
     }
+
+    /// The serving config's plugins as `GET /plugins` shows them; `rt` is the serving runtime (for the
+    /// routes that use each plugin).
+    pub fn describe(&self, rt: &Runtime) -> Vec<serde_json::Value> {
+        let state = self.state.lock().unwrap();
+        state
+            .plugins
+            .iter()
+            .map(|p| {
+                let health = p.plugin.health().snapshot();
+                let routes: Vec<&str> = rt
+                    .config
+                    .routes
+                    .iter()
+                    .filter(|r| r.filters.iter().any(|f| f.plugin == p.cfg.name))
+                    .map(|r| r.name.as_str())
+                    .collect();
+                let source = match (&p.cfg.path, &p.cfg.url) {
+                    (Some(path), _) => serde_json::json!({"path": path}),
+                    (None, url) => serde_json::json!({"url": url}),
+                };
+                serde_json::json!({
+                    "name": p.cfg.name,
+                    "sha256": p.sha256,
+                    "source": source,
+                    "abi": p.plugin.abi(),
+                    "routes": routes,
+                    "instances": p.plugin.instances(),
+                    "calls": health.calls,
+                    "failures": health.failures,
+                    "healthy": health.healthy,
+                    "last_reload": p.last,
+                })
+            })
+            .collect()
+    }
+
+    /// Compiled-code figures of the engine: compilations and cache hits.
+    pub fn cache_figures(&self) -> serde_json::Value {
+        let e = self.plugins.engine();
+        serde_json::json!({
+            "dir": self.cache_dir,
+            "compilations": e.compilations(),
+            "memory_hits": e.memory_cache_hits(),
+            "disk_hits": e.disk_cache_hits(),
+        })
+    }
+}
+
+/// What [`WasmServices::attach`] did, by name.
+#[derive(Debug, Default, Clone)]
+pub struct AttachReport {
+    /// Plugins taken over unchanged from the serving config.
+    pub plugins_reused: Vec<String>,
+    /// Plugins loaded (compiled, or taken from a cache of compiled code).
+    pub plugins_loaded: Vec<String>,
+    /// Routes with filters that kept their filter stages.
+    pub routes_kept: Vec<String>,
+    /// Routes with filters that got new filter stages.
+    pub routes_rebuilt: Vec<String>,
+}
+
+impl std::fmt::Display for AttachReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "plugins: {} reused, {} loaded; routes with filters: {} kept, {} rebuilt",
+            self.plugins_reused.len(),
+            self.plugins_loaded.len(),
+            self.routes_kept.len(),
+            self.routes_rebuilt.len()
+        )
+    }
+}
+
+/// The last reload's outcome for one plugin, as `/plugins` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginReload {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// `ok` or `error`.
+    pub result: &'static str,
+    /// `reused` (kept from the previous config), `loaded`, or `failed`.
+    pub action: &'static str,
+    /// Where a loaded plugin's compiled code came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compiled: Option<Origin>,
+    /// What happened, or the error (the plugin that serves is the one loaded before).
+    pub message: String,
+}
+
+impl PluginReload {
+    fn ok(action: &'static str, compiled: Option<Origin>, message: &str) -> PluginReload {
+        PluginReload {
+            at_unix_ms: unix_ms(),
+            result: "ok",
+            action,
+            compiled,
+            message: message.to_owned(),
+        }
+    }
+
+    fn error(message: String) -> PluginReload {
+        PluginReload {
+            at_unix_ms: unix_ms(),
+            result: "error",
+            action: "failed",
+            compiled: None,
+            message,
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Whether two plugin configs load the same plugin from the same content: everything but where the
+/// file comes from (`path`, `url`, `sha256`, `ca`) is equal.
+fn same_settings(a: &config::Plugin, b: &config::Plugin) -> bool {
+    let strip = |p: &config::Plugin| config::Plugin {
+        path: None,
+        url: None,
+        sha256: None,
+        ca: None,
+        ..p.clone()
+    };
+    strip(a) == strip(b)
+}
+
+/// The plugins and route stages of the serving config.
+#[derive(Clone, Default)]
+struct State {
+    plugins: Vec<ServingPlugin>,
+    routes: HashMap<String, RouteStages>,
+}
+
+/// A plugin of the serving config.
+#[derive(Clone)]
+struct ServingPlugin {
+    cfg: config::Plugin,
+    sha256: String,
+    plugin: Arc<LoadedPlugin>,
+    last: PluginReload,
+}
+
+/// What a route's filter stages were made from.
+#[derive(Clone)]
+struct StageKey {
+    plugin: Arc<LoadedPlugin>,
+    config: Bytes,
+    policy: config::FailurePolicy,
+}
+
+impl PartialEq for StageKey {
+    fn eq(&self, other: &StageKey) -> bool {
+        Arc::ptr_eq(&self.plugin, &other.plugin)
+            && self.config == other.config
+            && self.policy == other.policy
+    }
+}
+
+/// A route's filter stages and what they were made from.
+#[derive(Clone)]
+struct RouteStages {
+    key: Vec<StageKey>,
+    stages: Arc<[Stage]>,
 }
 
 /// Reads one counter of a plugin's health.

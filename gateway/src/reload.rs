@@ -4,10 +4,12 @@
 //! and configures every route's filters, then swaps it in whole and starts it. Reloads never interleave;
 //! one that fails changes nothing and says why (in its answer, the log, `/metrics` and
 //! [`Reloader::last`]). Requests keep the runtime they loaded, so an old runtime is freed when its last
-//! request ends (`gateway_runtimes_live`).
+//! request ends (`gateway_runtimes_live`). Unchanged plugins and the filter stages of unchanged routes
+//! are carried over into the new runtime (see [`crate::plugins::WasmServices::attach`]).
 //!
-//! What a reload cannot change, because it would need new sockets or a new log subscriber: listeners
-//! (names, addresses, limits), the admin API, and `server.log_format`. A config that changes them is
+//! What a reload cannot change, because it would need new sockets, a new log subscriber or a new Wasm
+//! engine: listeners (names, addresses, limits), the admin API, `server.log_format` and
+//! `server.cache_dir`. A config that changes them is
 //! refused with the field named; the gateway must be restarted to apply it.
 
 use crate::config::{field_error, Config, ConfigError};
@@ -175,16 +177,16 @@ impl Reloader {
         let built = match built {
             // Every plugin loaded, instantiated and configured with each route's config before the swap.
             Ok(Ok((rt, src))) => match self.shared.plugins.attach(&src, &rt).await {
-                Ok(()) => Ok(rt),
+                Ok(plugins) => Ok((rt, plugins)),
                 Err(e) => Err(ReloadError::Config(e)),
             },
             Ok(Err(e)) => Err(ReloadError::Config(e)),
             Err(e) => Err(ReloadError::Internal(e.to_string())),
         };
         match built {
-            Ok(rt) => {
+            Ok((rt, plugins)) => {
                 let message = format!(
-                    "applied: {} routes, {} upstreams ({} kept with their connections and health)",
+                    "applied: {} routes, {} upstreams ({} kept with their connections and health); {plugins}",
                     rt.config.routes.len(),
                     rt.upstreams.len(),
                     rt.kept_upstreams().len()
@@ -301,7 +303,12 @@ impl Reloader {
                 }
             }
         }
-        files.extend(rt.config.plugins.iter().map(|p| at(&p.path)));
+        files.extend(
+            rt.config
+                .plugins
+                .iter()
+                .filter_map(|p| p.path.as_deref().map(at)),
+        );
         files
     }
 }
@@ -403,6 +410,13 @@ fn keep_fixed(mut cfg: Config, src: &Source, running: &Config) -> Result<Config,
             src,
             "admin.token",
             format!("the admin token cannot change on reload; {RESTART}"),
+        ));
+    }
+    if cfg.server.cache_dir != running.server.cache_dir {
+        return Err(located(
+            src,
+            "server.cache_dir",
+            format!("the cache directory cannot change on reload; {RESTART}"),
         ));
     }
     if cfg.server.log_format != running.server.log_format {

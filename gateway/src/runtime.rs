@@ -207,6 +207,7 @@ impl Runtime {
         previous: Option<&Runtime>,
     ) -> Result<Runtime, ConfigError> {
         check_listeners(&cfg, src)?;
+        crate::plugin_source::check(&cfg, src)?;
         let mut listener_tls = HashMap::new();
         for (i, l) in cfg.listeners.iter().enumerate() {
             if let Some(t) = &l.tls {

@@ -81,6 +81,7 @@ fn run_refuses_an_invalid_config() {
 #[test]
 fn every_example_config_is_valid() {
     xtask::examples().expect("the example plugins build");
+    xtask::rust_example_filters().expect("the Rust SDK example filters build");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut checked = 0;
     for entry in std::fs::read_dir(&root).unwrap() {

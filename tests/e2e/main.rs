@@ -4,11 +4,16 @@ mod harness;
 
 mod admin;
 mod cli;
+mod components;
 mod filters;
+mod go_sdk;
+mod guide;
 mod limits;
 mod malformed;
+mod plugin_sources;
 mod reload;
 mod routing;
+mod sdk_examples;
 mod shutdown;
 mod streaming;
 mod tls;

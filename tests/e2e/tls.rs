@@ -457,3 +457,248 @@ async fn renewed_certificate_files_are_picked_up_without_a_command() {
         "the old connection still serves"
     );
 }
+
+// TLS facts reach filters: the WIT world's `facts.get().tls` and the Proxy-Wasm `connection.*`
+// properties, over a listener with optional client certificates (and absent over plain HTTP).
+
+/// Writes a client certificate for `CN=<file>, O=Example Clients` with a DNS, a URI and an email
+/// subject alternative name; returns the certificate and key paths.
+fn client_leaf(ca: &Ca, file: &str) -> (PathBuf, PathBuf) {
+    use rcgen::SanType;
+    let mut p = CertificateParams::new(vec![format!("{file}.example.com")]).unwrap();
+    p.subject_alt_names.push(SanType::URI(
+        format!("spiffe://example.org/{file}").try_into().unwrap(),
+    ));
+    p.subject_alt_names.push(SanType::Rfc822Name(
+        format!("{file}@example.com").try_into().unwrap(),
+    ));
+    p.distinguished_name.push(DnType::CommonName, file);
+    p.distinguished_name
+        .push(DnType::OrganizationName, "Example Clients");
+    let key = KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    let (c, k) = (
+        ca.dir.join(format!("{file}.crt")),
+        ca.dir.join(format!("{file}.key")),
+    );
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+/// A gateway with a TLS listener `main` (certificate for `gw.example.com`, client certificates
+/// optional) and a plain listener `plain`; `/wit/...` runs the component kitchen sink and `/pw/...` the
+/// Proxy-Wasm one, both forwarding to `up`.
+struct FactsSetup {
+    _dir: TempDir,
+    ca: Ca,
+    clients: Ca,
+    up: MockUpstream,
+    gw: TestGateway,
+}
+
+async fn facts_setup(tag: &str) -> FactsSetup {
+    let dir = TempDir::new(tag);
+    let ca = Ca::new(&dir.0, "ca");
+    let clients = Ca::new(&dir.0, "clients");
+    let (sc, sk) = ca.leaf("server", &["gw.example.com"], false);
+    let up = MockUpstream::start("up").await;
+    let component = &xtask::component_fixtures()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .kitchen;
+    let proxy_wasm = &xtask::proxy_wasm_fixtures()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .kitchen;
+    let gw = TestGateway::start(&format!(
+        "listeners:\n  - name: main\n    address: 127.0.0.1:0\n    tls:\n      certificates: [{{cert: {}, key: {}}}]\n      client_auth: {{ca: {}, required: false}}\n  - name: plain\n    address: 127.0.0.1:0\n\
+         plugins:\n  - name: wit\n    path: {}\n  - name: pw\n    path: {}\n\
+         upstreams:\n  - name: up\n    endpoints: [\"{}\"]\n\
+         routes:\n\
+         \x20 - name: wit\n    match: {{path: {{prefix: /wit/}}}}\n    upstream: up\n    filters: [{{plugin: wit}}]\n\
+         \x20 - name: pw\n    match: {{path: {{prefix: /pw/}}}}\n    upstream: up\n    filters: [{{plugin: pw}}]\n",
+        sc.display(),
+        sk.display(),
+        clients.pem_path("clients").display(),
+        component.display(),
+        proxy_wasm.display(),
+        up.addr
+    ))
+    .await;
+    FactsSetup {
+        _dir: dir,
+        ca,
+        clients,
+        up,
+        gw,
+    }
+}
+
+impl FactsSetup {
+    /// A client trusting the server's CA, with the client certificate `cert` if given.
+    fn client(
+        &self,
+        cert: Option<&(PathBuf, PathBuf)>,
+        alpn: &[&[u8]],
+    ) -> Arc<rustls::ClientConfig> {
+        client(
+            &self.ca.pem_path("ca"),
+            cert.map(|(c, k)| (c.as_path(), k.as_path())),
+            alpn,
+        )
+    }
+
+    /// GET `path` with `x-test: test` over a new HTTP/1.1 connection to `gw.example.com` with
+    /// `cfg`; returns the headers the upstream saw.
+    async fn headers_seen(
+        &self,
+        cfg: Arc<rustls::ClientConfig>,
+        path: &str,
+        test: &str,
+    ) -> http::HeaderMap {
+        let mut s = connect(self.gw.addr, cfg, "gw.example.com").await.unwrap();
+        let hits = self.up.hits();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: gw.example.com\r\nx-test: {test}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut resp = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut resp)).await;
+        let resp = String::from_utf8_lossy(&resp).into_owned();
+        assert_eq!(status_of(&resp), 200, "{resp}");
+        assert_eq!(self.up.hits(), hits + 1);
+        self.up.last().headers
+    }
+}
+
+fn h(headers: &http::HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_else(|| "<absent>".into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_filters_see_the_tls_facts_of_the_connection() {
+    let t = facts_setup("tls-facts-wit").await;
+    let cert = client_leaf(&t.clients, "client-1");
+    let seen = t
+        .headers_seen(t.client(Some(&cert), &[b"http/1.1"]), "/wit/x", "facts")
+        .await;
+    assert_eq!(h(&seen, "x-scheme"), "https");
+    assert_eq!(h(&seen, "x-tls"), "true");
+    assert_eq!(h(&seen, "x-tls-server-name"), "gw.example.com");
+    assert_eq!(h(&seen, "x-tls-alpn"), "http/1.1");
+    assert_eq!(h(&seen, "x-tls-version"), "TLSv1.3");
+    assert_eq!(h(&seen, "x-tls-client-cert"), "true");
+    assert_eq!(h(&seen, "x-tls-subject"), "CN=client-1, O=Example Clients");
+    assert_eq!(
+        h(&seen, "x-tls-sans"),
+        "DNS:client-1.example.com,URI:spiffe://example.org/client-1,email:client-1@example.com"
+    );
+    // Without a client certificate (optional here) and without ALPN.
+    let seen = t.headers_seen(t.client(None, &[]), "/wit/x", "facts").await;
+    assert_eq!(h(&seen, "x-tls"), "true");
+    assert_eq!(h(&seen, "x-tls-server-name"), "gw.example.com");
+    assert_eq!(h(&seen, "x-tls-alpn"), "");
+    assert_eq!(h(&seen, "x-tls-client-cert"), "false");
+    assert_eq!(h(&seen, "x-tls-subject"), "<absent>");
+    // HTTP/2 negotiated by ALPN.
+    let s = connect(
+        t.gw.addr,
+        t.client(Some(&cert), &[b"h2", b"http/1.1"]),
+        "gw.example.com",
+    )
+    .await
+    .unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(s),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let resp = send
+        .send_request(
+            http::Request::get("https://gw.example.com/wit/x")
+                .header("x-test", "facts")
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = t.up.last().headers;
+    assert_eq!(h(&seen, "x-protocol"), "2");
+    assert_eq!(h(&seen, "x-tls-alpn"), "h2");
+    assert_eq!(h(&seen, "x-tls-subject"), "CN=client-1, O=Example Clients");
+    // Plain HTTP: no TLS facts.
+    let plain = t.gw.gw.as_ref().unwrap().addr("plain").unwrap();
+    let (s, _, _) = get_with(&format!("http://{plain}/wit/x"), &[("x-test", "facts")]).await;
+    assert_eq!(s, 200);
+    let seen = t.up.last().headers;
+    assert_eq!(h(&seen, "x-scheme"), "http");
+    assert_eq!(h(&seen, "x-tls"), "false");
+    assert_eq!(h(&seen, "x-tls-version"), "<absent>");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_wasm_filters_read_the_tls_connection_properties() {
+    let t = facts_setup("tls-facts-pw").await;
+    let cert = client_leaf(&t.clients, "client-2");
+    let seen = t
+        .headers_seen(t.client(Some(&cert), &[b"http/1.1"]), "/pw/x", "tls-props")
+        .await;
+    for (name, want) in [
+        ("mtls", "true"),
+        ("tls_version", "TLSv1.3"),
+        ("requested_server_name", "gw.example.com"),
+        ("alpn", "http/1.1"),
+        ("subject_peer_certificate", "CN=client-2, O=Example Clients"),
+        ("dns_san_peer_certificate", "client-2.example.com"),
+        ("uri_san_peer_certificate", "spiffe://example.org/client-2"),
+    ] {
+        assert_eq!(
+            h(&seen, &format!("x-prop-connection-{name}")),
+            want,
+            "{name}"
+        );
+    }
+    // TLS without a client certificate: not mutual, no peer certificate properties.
+    let seen = t
+        .headers_seen(t.client(None, &[]), "/pw/x", "tls-props")
+        .await;
+    for (name, want) in [
+        ("mtls", "false"),
+        ("tls_version", "TLSv1.3"),
+        ("requested_server_name", "gw.example.com"),
+        ("alpn", "<none>"),
+        ("subject_peer_certificate", "<none>"),
+        ("dns_san_peer_certificate", "<none>"),
+        ("uri_san_peer_certificate", "<none>"),
+    ] {
+        assert_eq!(
+            h(&seen, &format!("x-prop-connection-{name}")),
+            want,
+            "{name}"
+        );
+    }
+    // Plain HTTP: no TLS at all.
+    let plain = t.gw.gw.as_ref().unwrap().addr("plain").unwrap();
+    let (s, _, _) = get_with(&format!("http://{plain}/pw/x"), &[("x-test", "tls-props")]).await;
+    assert_eq!(s, 200);
+    let seen = t.up.last().headers;
+    assert_eq!(h(&seen, "x-prop-connection-mtls"), "false");
+    for name in [
+        "tls_version",
+        "requested_server_name",
+        "subject_peer_certificate",
+    ] {
+        assert_eq!(
+            h(&seen, &format!("x-prop-connection-{name}")),
+            "<none>",
+            "{name}"
+        );
+    }
+}

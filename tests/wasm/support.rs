@@ -138,7 +138,10 @@ pub async fn host() -> Arc<HostCore> {
 pub fn plugin_cfg(name: &str, path: &Path) -> config::Plugin {
     config::Plugin {
         name: name.into(),
-        path: path.into(),
+        path: Some(path.into()),
+        url: None,
+        sha256: None,
+        ca: None,
         abi: None,
         limits: PluginLimits::default(),
         vm_config: None,
@@ -174,6 +177,7 @@ pub fn info() -> RequestInfo {
         scheme: "http",
         protocol: "1.1",
         id: 42,
+        tls: None,
     }
 }
 

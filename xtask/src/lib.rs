@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
+pub mod go;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -130,4 +132,40 @@ pub fn rust_filter_example() -> Result<&'static PathBuf, String> {
         })
         .as_ref()
         .map_err(Clone::clone)
+}
+
+/// The example filters written with the Rust SDK (`examples/filters/rust`, one cargo workspace), built
+/// once per process for wasm32-wasip2.
+pub fn rust_example_filters() -> Result<&'static ExampleFilters, String> {
+    static BUILT: OnceLock<Result<ExampleFilters, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let t = build_wasm(
+                "examples/filters/rust",
+                &["wasm32-wasip2"],
+                "examples-filters-rust",
+            )?;
+            let release = t.join("wasm32-wasip2/release");
+            Ok(ExampleFilters {
+                header_rewrite: release.join("header_rewrite.wasm"),
+                auth_callout: release.join("auth_callout.wasm"),
+                json_redact: release.join("json_redact.wasm"),
+                request_counter: release.join("request_counter.wasm"),
+            })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Paths of the four example filters of `examples/filters/README.md` (built from either SDK).
+#[derive(Debug, Clone)]
+pub struct ExampleFilters {
+    /// Sets, adds and removes request and response headers.
+    pub header_rewrite: PathBuf,
+    /// Asks an auth upstream about every request.
+    pub auth_callout: PathBuf,
+    /// Redacts keys in JSON response bodies.
+    pub json_redact: PathBuf,
+    /// Counts requests in the shared store.
+    pub request_counter: PathBuf,
 }

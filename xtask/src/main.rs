@@ -1,6 +1,8 @@
 //! `cargo xtask demo`: build the example plugins, then serve the quickstart demo.
 //! `cargo xtask plugins`: only build them.
 //! `cargo xtask bench [ARGS]`: the benchmark (`bench/run.py`, see BENCHMARKS.md); ARGS go to it.
+//! `cargo xtask go-filter build DIR [-o OUT.wasm]`: build a Go filter into a component (see
+//! plugin-sdk/go/README.md); `cargo xtask go-filter test`: the Go SDK's own tests, natively.
 
 use std::process::{Command, ExitCode};
 
@@ -22,8 +24,14 @@ fn main() -> ExitCode {
                 }
             }
         }
+        "go-filter" => go_filter(std::env::args().skip(2).collect()),
         "plugins" | "demo" => {
             if let Err(e) = xtask::examples() {
+                eprintln!("xtask: {e}");
+                return ExitCode::FAILURE;
+            }
+            // The quickstart's `orders` route runs header-rewrite, written with the Rust SDK.
+            if let Err(e) = xtask::rust_example_filters() {
                 eprintln!("xtask: {e}");
                 return ExitCode::FAILURE;
             }
@@ -53,7 +61,56 @@ fn main() -> ExitCode {
             }
         }
         _ => {
-            eprintln!("usage: cargo xtask demo | plugins | bench [--help | ARGS]");
+            eprintln!("usage: cargo xtask demo | plugins | bench [--help | ARGS] | go-filter build DIR [-o OUT]");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `go-filter build DIR [-o OUT]` and `go-filter test`.
+fn go_filter(args: Vec<String>) -> ExitCode {
+    let usage = "usage: cargo xtask go-filter build DIR [-o OUT.wasm] | go-filter test";
+    let result = match args.first().map(String::as_str) {
+        Some("build") => {
+            let (mut dir, mut out) = (None, None);
+            let mut rest = args[1..].iter();
+            while let Some(a) = rest.next() {
+                match a.as_str() {
+                    "-o" | "--out" => out = rest.next().map(std::path::PathBuf::from),
+                    _ if dir.is_none() && !a.starts_with('-') => {
+                        dir = Some(std::path::PathBuf::from(a))
+                    }
+                    _ => {
+                        eprintln!("{usage}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            let Some(dir) = dir else {
+                eprintln!("{usage}");
+                return ExitCode::FAILURE;
+            };
+            let out = out.unwrap_or_else(|| {
+                let name = std::fs::canonicalize(&dir)
+                    .ok()
+                    .and_then(|d| d.file_name().map(|n| n.to_string_lossy().replace('-', "_")))
+                    .unwrap_or_else(|| "filter".into());
+                dir.join(format!("{name}.wasm"))
+            });
+            xtask::go::build_go_filter(&dir, &out).map(|()| {
+                println!("{}", out.display());
+            })
+        }
+        Some("test") => xtask::go::go_test_sdk().map(|text| print!("{text}")),
+        _ => {
+            eprintln!("{usage}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
             ExitCode::FAILURE
         }
     }

@@ -35,13 +35,25 @@ pub struct Config {
 }
 
 /// A Wasm plugin: one module or component, loaded once and configured per route.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Plugin {
     /// Unique name that routes refer to.
     pub name: String,
-    /// Path of the `.wasm` file (relative paths are relative to the config file).
-    pub path: PathBuf,
+    /// Path of the `.wasm` file (relative paths are relative to the config file). Write exactly one of
+    /// `path` and `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// An `https://` URL to fetch the `.wasm` file from (once: it is kept in the cache directory by its
+    /// sha256 and not fetched again). Needs `sha256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The sha256 of the `.wasm` file, in hex: required with `url`, checked when given with `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// CA bundle (PEM) to verify the server of `url` with. Default: the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
     /// Which ABI the plugin speaks. Default: detected from the file (a core module is Proxy-Wasm, a
     /// component is the gateway's WIT world).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,7 +110,7 @@ pub enum PluginAbi {
 }
 
 /// Sandbox limits of a plugin.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginLimits {
     /// Linear memory per instance. Default: 64MiB.
@@ -157,6 +169,11 @@ pub struct Server {
     /// The Wasm engine's instance pool, shared by all plugins. Read at start; a reload does not
     /// change it.
     pub wasm_pool: WasmPool,
+    /// Where compiled plugin code and plugins fetched from URLs are kept (relative paths are relative
+    /// to the config file). Read at start; a reload does not change it. Default:
+    /// `$GATEWAY_CACHE_DIR`, else `$XDG_CACHE_HOME/gateway/wasm`, else `$HOME/.cache/gateway/wasm`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// The Wasm engine's pooling allocator. The engine reserves address space (not memory) for
@@ -199,6 +216,7 @@ impl Default for Server {
             access_log: AccessLog::default(),
             log_format: LogFormat::Text,
             wasm_pool: WasmPool::default(),
+            cache_dir: None,
         }
     }
 }

@@ -1,39 +1,122 @@
-//! Shared key-value data with compare-and-swap, in the Proxy-Wasm shared-data model: every value has a
-//! CAS token that changes on each write; a write that names a token succeeds only if it is current.
+//! The one key-value store both plugin ABIs use: values are bytes in namespaces, every write gets a
+//! new version (never 0), a value may expire, `increment` keeps decimal text and is atomic, and
+//! compare-and-swap writes only over the version it names.
+//!
+//! The Proxy-Wasm shared data (`proxy_{get,set}_shared_data`) is [`SharedData::get`] and
+//! [`SharedData::set`], where a CAS token of 0 means "no check" as the Proxy-Wasm spec says. The WIT
+//! world's `kv` interface is [`SharedData::put`], [`SharedData::delete`], [`SharedData::increment`] and
+//! [`SharedData::compare_and_swap`], where a version always has to match.
 
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-/// A write named a CAS token that is no longer current.
+/// A write named a version (CAS token) that is no longer current.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("compare-and-swap token mismatch")]
 pub struct CasMismatch;
 
-#[derive(Default)]
-struct Entry {
-    value: Bytes,
-    cas: u32,
+/// Why `increment` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IncrementError {
+    /// The stored value is not a decimal integer.
+    #[error("the value is not a decimal integer")]
+    NotANumber,
+    /// The sum does not fit in an `i64`.
+    #[error("the increment overflows")]
+    Overflow,
 }
 
-/// Shared data, partitioned by namespace (a Proxy-Wasm VM id; the WIT world uses its own).
+/// Writes between two sweeps of expired entries, at least (a sweep also waits for as many writes as
+/// there are entries, so its cost is amortized). Default: 1024.
+const SWEEP_EVERY: usize = 1024;
+
+struct Entry {
+    value: Bytes,
+    version: u32,
+    /// When the value stops being visible; `None` for never.
+    expires: Option<Instant>,
+}
+
+impl Entry {
+    fn live(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|t| t > now)
+    }
+}
+
+#[derive(Default)]
+struct Store {
+    map: HashMap<(String, String), Entry>,
+    last_version: u32,
+    writes_since_sweep: usize,
+}
+
+impl Store {
+    fn live(&self, slot: &(String, String), now: Instant) -> Option<&Entry> {
+        self.map.get(slot).filter(|e| e.live(now))
+    }
+
+    fn next_version(&mut self) -> u32 {
+        // Versions are never 0: 0 means "no CAS" on the Proxy-Wasm wire.
+        self.last_version = self.last_version.checked_add(1).unwrap_or(1);
+        self.last_version
+    }
+
+    fn write(&mut self, slot: (String, String), value: Bytes, expires: Option<Instant>) -> u32 {
+        let version = self.next_version();
+        self.map.insert(
+            slot,
+            Entry {
+                value,
+                version,
+                expires,
+            },
+        );
+        self.writes_since_sweep += 1;
+        if self.writes_since_sweep >= SWEEP_EVERY.max(self.map.len()) {
+            let now = Instant::now();
+            self.map.retain(|_, e| e.live(now));
+            self.writes_since_sweep = 0;
+        }
+        version
+    }
+}
+
+fn slot(namespace: &str, key: &str) -> (String, String) {
+    (namespace.to_string(), key.to_string())
+}
+
+fn expiry(ttl: Option<Duration>, now: Instant) -> Option<Instant> {
+    // A TTL too large for the clock is as good as none.
+    ttl.and_then(|t| now.checked_add(t))
+}
+
+/// The shared key-value store, partitioned by namespace (a Proxy-Wasm VM id, or `wit:<namespace>` for
+/// the WIT world). One per process, in the [`crate::host::HostCore`].
 #[derive(Default)]
 pub struct SharedData {
-    // One lock: every operation is a short map access, and CAS needs read-compare-write to be atomic.
-    map: Mutex<HashMap<(String, String), Entry>>,
-    next_cas: Mutex<u32>,
+    // One lock: every operation is a short map access, and CAS and increment need
+    // read-compare-write to be atomic.
+    store: Mutex<Store>,
 }
 
 impl SharedData {
-    /// The value and its CAS token, or `None` when the key has never been written.
-    pub fn get(&self, namespace: &str, key: &str) -> Option<(Bytes, u32)> {
-        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&(namespace.to_string(), key.to_string()))
-            .map(|e| (e.value.clone(), e.cas))
+    fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes `value`. With `cas` set (non-zero), the write happens only if it is the key's current token.
-    /// Returns the new token.
+    /// The value and its version, or `None` when the key is not set (or has expired).
+    pub fn get(&self, namespace: &str, key: &str) -> Option<(Bytes, u32)> {
+        let store = self.lock();
+        store
+            .live(&slot(namespace, key), Instant::now())
+            .map(|e| (e.value.clone(), e.version))
+    }
+
+    /// Proxy-Wasm `set_shared_data`: writes `value` (without expiry). With `cas` set and non-zero, the
+    /// write happens only if it is the key's current version; 0 or `None` means no check. Returns the
+    /// new version.
     pub fn set(
         &self,
         namespace: &str,
@@ -41,37 +124,90 @@ impl SharedData {
         value: Bytes,
         cas: Option<u32>,
     ) -> Result<u32, CasMismatch> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = (namespace.to_string(), key.to_string());
-        let current = map.get(&slot).map(|e| e.cas);
+        let mut store = self.lock();
+        let slot = slot(namespace, key);
         if let Some(want) = cas.filter(|c| *c != 0) {
-            if current != Some(want) {
+            if store.live(&slot, Instant::now()).map(|e| e.version) != Some(want) {
                 return Err(CasMismatch);
             }
         }
-        let token = self.next_token();
-        map.insert(slot, Entry { value, cas: token });
-        Ok(token)
+        Ok(store.write(slot, value, None))
     }
 
-    /// Removes the key (with the same CAS rule as `set`).
+    /// Writes `value` unconditionally; with `ttl` it expires that long from now. Returns the version.
+    pub fn put(&self, namespace: &str, key: &str, value: Bytes, ttl: Option<Duration>) -> u32 {
+        let now = Instant::now();
+        self.lock()
+            .write(slot(namespace, key), value, expiry(ttl, now))
+    }
+
+    /// Writes `value` only if `version` is the key's current version (a version of 0, an absent or an
+    /// expired key never match); with `ttl` it expires that long from now. Returns the new version.
+    pub fn compare_and_swap(
+        &self,
+        namespace: &str,
+        key: &str,
+        version: u32,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<u32, CasMismatch> {
+        let now = Instant::now();
+        let mut store = self.lock();
+        let slot = slot(namespace, key);
+        match store.live(&slot, now) {
+            Some(e) if e.version == version => Ok(store.write(slot, value, expiry(ttl, now))),
+            _ => Err(CasMismatch),
+        }
+    }
+
+    /// Adds `delta` to the decimal integer at `key` (an absent or expired key counts as 0) and returns
+    /// the sum, atomically. An existing expiry is kept.
+    pub fn increment(&self, namespace: &str, key: &str, delta: i64) -> Result<i64, IncrementError> {
+        let now = Instant::now();
+        let mut store = self.lock();
+        let slot = slot(namespace, key);
+        let (current, expires) = match store.live(&slot, now) {
+            None => (0, None),
+            Some(e) => {
+                let n = std::str::from_utf8(&e.value)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i64>().ok())
+                    .ok_or(IncrementError::NotANumber)?;
+                (n, e.expires)
+            }
+        };
+        let sum = current.checked_add(delta).ok_or(IncrementError::Overflow)?;
+        store.write(slot, Bytes::from(sum.to_string()), expires);
+        Ok(sum)
+    }
+
+    /// Removes the key (nothing happens if it is absent).
+    pub fn delete(&self, namespace: &str, key: &str) {
+        self.lock().map.remove(&slot(namespace, key));
+    }
+
+    /// Removes the key with the rule of [`SharedData::set`]: a non-zero `cas` must be the current
+    /// version.
     pub fn remove(&self, namespace: &str, key: &str, cas: Option<u32>) -> Result<(), CasMismatch> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = (namespace.to_string(), key.to_string());
+        let mut store = self.lock();
+        let slot = slot(namespace, key);
         if let Some(want) = cas.filter(|c| *c != 0) {
-            if map.get(&slot).map(|e| e.cas) != Some(want) {
+            if store.live(&slot, Instant::now()).map(|e| e.version) != Some(want) {
                 return Err(CasMismatch);
             }
         }
-        map.remove(&slot);
+        store.map.remove(&slot);
         Ok(())
     }
 
-    fn next_token(&self) -> u32 {
-        let mut next = self.next_cas.lock().unwrap_or_else(|e| e.into_inner());
-        // Tokens are never 0: 0 means "no CAS" on the wire.
-        *next = next.checked_add(1).unwrap_or(1);
-        *next
+    /// Entries held, including expired ones not swept yet.
+    pub fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -80,30 +216,159 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    fn b(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
     #[test]
-    fn cas_rules() {
+    fn proxy_wasm_cas_rules() {
         let kv = SharedData::default();
         assert!(kv.get("ns", "k").is_none());
-        let t1 = kv.set("ns", "k", Bytes::from_static(b"a"), None).unwrap();
-        assert_eq!(kv.get("ns", "k").unwrap(), (Bytes::from_static(b"a"), t1));
+        // A token on a key that was never written does not match.
+        assert_eq!(kv.set("ns", "k", b("a"), Some(3)), Err(CasMismatch));
+        let t1 = kv.set("ns", "k", b("a"), None).unwrap();
+        assert_ne!(t1, 0);
+        assert_eq!(kv.get("ns", "k").unwrap(), (b("a"), t1));
+        assert_eq!(kv.set("ns", "k", b("b"), Some(t1 + 7)), Err(CasMismatch));
+        let t2 = kv.set("ns", "k", b("b"), Some(t1)).unwrap();
+        assert_ne!(t1, t2);
+        // 0 means "no check".
+        let t3 = kv.set("ns", "k", b("c"), Some(0)).unwrap();
+        assert_eq!(kv.get("ns", "k").unwrap(), (b("c"), t3));
+        assert_eq!(kv.remove("ns", "k", Some(t2)), Err(CasMismatch));
+        kv.remove("ns", "k", Some(t3)).unwrap();
+        assert!(kv.get("ns", "k").is_none());
+        kv.set("ns", "k", b("d"), None).unwrap();
+        kv.remove("ns", "k", Some(0)).unwrap();
+        assert!(kv.get("ns", "k").is_none());
+    }
+
+    #[test]
+    fn values_expire_after_their_ttl() {
+        let kv = SharedData::default();
+        kv.put("ns", "short", b("s"), Some(Duration::from_millis(200)));
+        kv.put("ns", "long", b("l"), Some(Duration::from_secs(60)));
+        kv.put("ns", "forever", b("f"), None);
+        assert_eq!(kv.get("ns", "short").unwrap().0, b("s"));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(kv.get("ns", "short").is_none());
+        assert_eq!(kv.get("ns", "long").unwrap().0, b("l"));
+        assert_eq!(kv.get("ns", "forever").unwrap().0, b("f"));
+        // An expired key counts as absent for increment and compare-and-swap, and its old version
+        // no longer matches.
+        let v = kv.put("ns", "gone", b("41"), Some(Duration::from_millis(1)));
+        std::thread::sleep(Duration::from_millis(10));
         assert_eq!(
-            kv.set("ns", "k", Bytes::from_static(b"b"), Some(t1 + 7)),
+            kv.compare_and_swap("ns", "gone", v, b("x"), None),
             Err(CasMismatch)
         );
-        let t2 = kv
-            .set("ns", "k", Bytes::from_static(b"b"), Some(t1))
+        assert_eq!(kv.increment("ns", "gone", 1), Ok(1));
+        assert_eq!(kv.set("ns", "short", b("y"), Some(v)), Err(CasMismatch));
+    }
+
+    #[test]
+    fn increment_keeps_the_ttl() {
+        let kv = SharedData::default();
+        kv.put("ns", "n", b("1"), Some(Duration::from_millis(200)));
+        assert_eq!(kv.increment("ns", "n", 1), Ok(2));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(kv.get("ns", "n").is_none(), "the increment kept the expiry");
+    }
+
+    #[test]
+    fn expired_entries_are_swept() {
+        let kv = SharedData::default();
+        for i in 0..100 {
+            kv.put(
+                "ns",
+                &format!("k{i}"),
+                b("v"),
+                Some(Duration::from_millis(1)),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        for i in 0..SWEEP_EVERY {
+            kv.put("other", &format!("k{}", i % 10), b("v"), None);
+        }
+        assert!(kv.len() <= 10, "{} entries left", kv.len());
+        assert!(!kv.is_empty());
+    }
+
+    #[test]
+    fn increment_on_missing_and_non_numeric_values() {
+        let kv = SharedData::default();
+        assert_eq!(kv.increment("ns", "n", 5), Ok(5));
+        assert_eq!(kv.increment("ns", "n", -7), Ok(-2));
+        assert_eq!(kv.get("ns", "n").unwrap().0, b("-2"));
+        kv.put("ns", "text", b("abc"), None);
+        let before = kv.get("ns", "text").unwrap();
+        assert_eq!(
+            kv.increment("ns", "text", 1),
+            Err(IncrementError::NotANumber)
+        );
+        assert_eq!(kv.get("ns", "text").unwrap(), before, "nothing written");
+        kv.put("ns", "big", Bytes::from(i64::MAX.to_string()), None);
+        assert_eq!(kv.increment("ns", "big", 1), Err(IncrementError::Overflow));
+        // Each increment is a write with a new version.
+        let (_, v1) = kv.get("ns", "n").unwrap();
+        kv.increment("ns", "n", 0).unwrap();
+        assert_ne!(kv.get("ns", "n").unwrap().1, v1);
+    }
+
+    #[test]
+    fn compare_and_swap_needs_the_current_version() {
+        let kv = SharedData::default();
+        assert_eq!(
+            kv.compare_and_swap("ns", "k", 1, b("x"), None),
+            Err(CasMismatch),
+            "an absent key never matches"
+        );
+        let v1 = kv.put("ns", "k", b("one"), None);
+        assert_eq!(
+            kv.compare_and_swap("ns", "k", 0, b("x"), None),
+            Err(CasMismatch),
+            "0 is never a version"
+        );
+        assert_eq!(
+            kv.compare_and_swap("ns", "k", v1.wrapping_add(1000), b("x"), None),
+            Err(CasMismatch)
+        );
+        assert_eq!(kv.get("ns", "k").unwrap(), (b("one"), v1));
+        let v2 = kv
+            .compare_and_swap("ns", "k", v1, b("two"), Some(Duration::from_millis(200)))
             .unwrap();
-        assert_ne!(t1, t2);
-        assert!(kv.get("other", "k").is_none());
-        assert_eq!(kv.remove("ns", "k", Some(t1)), Err(CasMismatch));
-        kv.remove("ns", "k", Some(t2)).unwrap();
-        assert!(kv.get("ns", "k").is_none());
+        assert_ne!(v1, v2);
+        assert_eq!(
+            kv.compare_and_swap("ns", "k", v1, b("three"), None),
+            Err(CasMismatch),
+            "a version is used once"
+        );
+        assert_eq!(kv.get("ns", "k").unwrap(), (b("two"), v2));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(kv.get("ns", "k").is_none(), "the swap set the TTL");
+    }
+
+    #[test]
+    fn namespaces_are_apart() {
+        let kv = SharedData::default();
+        kv.put("a", "k", b("in a"), None);
+        kv.set("b", "k", b("in b"), None).unwrap();
+        assert_eq!(kv.get("a", "k").unwrap().0, b("in a"));
+        assert_eq!(kv.get("b", "k").unwrap().0, b("in b"));
+        assert!(kv.get("c", "k").is_none());
+        assert_eq!(kv.increment("c", "k", 1), Ok(1));
+        kv.delete("a", "k");
+        assert!(kv.get("a", "k").is_none());
+        assert_eq!(kv.get("b", "k").unwrap().0, b("in b"));
+        // The namespace and key are not joined into one string that two pairs could share.
+        kv.put("x:", "y", b("1"), None);
+        assert!(kv.get("x", ":y").is_none());
     }
 
     #[test]
     fn concurrent_cas_increments_lose_nothing() {
         let kv = Arc::new(SharedData::default());
-        kv.set("ns", "n", Bytes::from_static(b"0"), None).unwrap();
+        kv.set("ns", "n", b("0"), None).unwrap();
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let kv = kv.clone();
@@ -124,6 +389,25 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(kv.get("ns", "n").unwrap().0, Bytes::from_static(b"2000"));
+        assert_eq!(kv.get("ns", "n").unwrap().0, b("2000"));
+    }
+
+    #[test]
+    fn concurrent_increments_lose_nothing() {
+        let kv = Arc::new(SharedData::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let kv = kv.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..500 {
+                        kv.increment("ns", "n", 1).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(kv.get("ns", "n").unwrap().0, b("2000"));
     }
 }

@@ -9,7 +9,7 @@ mod metrics;
 mod queue;
 
 pub use http::{CalloutError, Upstreams};
-pub use kv::{CasMismatch, SharedData};
+pub use kv::{CasMismatch, IncrementError, SharedData};
 pub use log::{log_level, plugin_log, LogLevel};
 pub use metrics::{MetricError, MetricKind, Metrics};
 pub use queue::{QueueError, QueueNotify, Queues};

@@ -1,7 +1,7 @@
 //! Forwarding to an upstream cluster: the upstream request, endpoint choice, timeouts, retries and
 //! passive health.
 
-use super::headers::{request_host, set_forwarded, strip_hop_by_hop};
+use super::headers::{request_host_value, set_forwarded, strip_hop_by_hop};
 use super::ConnInfo;
 use crate::body::{self, Body, BodyWatch, Tracked};
 use crate::config::{HashKey, Protocol};
@@ -9,13 +9,15 @@ use crate::errors::ProxyError;
 use crate::router::Params;
 use crate::runtime::{PathRewrite, Route};
 use crate::upstream::retry::TryOutcome;
-use crate::upstream::{hash_ip, hash_str, Cluster, EndpointGuard};
+use crate::upstream::{hash_ip, hash_str, Cluster, EndpointGuard, EndpointState};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
 use http::{request::Parts, Request, Response, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Sends the request to an endpoint of `cluster` (retrying by the route's policy) and returns the
@@ -30,15 +32,15 @@ pub async fn forward(
     params: &Params,
     watch: &BodyWatch,
     declared_len: Option<u64>,
-) -> Result<(Response<Body>, String), ProxyError> {
+) -> Result<(Response<Body>, Arc<EndpointState>), ProxyError> {
     let limit = route.max_body_size.unwrap_or(info.max_body_size);
-    let host = request_host_parts(&parts);
-    let path_and_query = rewrite_path(route, &parts.uri, params);
+    let host = request_host_value(&parts.uri, &parts.headers);
+    let path_and_query = upstream_path(route, &parts.uri, params);
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
-    set_forwarded(&mut headers, info.peer, info.scheme, host.as_deref());
+    set_forwarded(&mut headers, info.peer, info.scheme, host.as_ref());
     if !headers.contains_key(header::HOST) {
-        if let Some(v) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+        if let Some(v) = host {
             headers.insert(header::HOST, v);
         }
     }
@@ -84,6 +86,8 @@ pub async fn forward(
         HashKey::ClientIp => Some(hash_ip(info.peer.ip())),
     });
 
+    // Without retries there is one try, which takes the headers; with retries each try gets a copy.
+    let mut headers = Some(headers);
     let start = Instant::now();
     let deadline = start + route.timeout;
     let mut attempt = 0u32;
@@ -101,17 +105,15 @@ pub async fn forward(
             (None, Some(b)) => b,
             (None, None) => body::empty(),
         };
-        let uri: Uri = format!("{}://{}{}", cluster.scheme, ep.address, path_and_query)
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| ProxyError::Protocol {
-                endpoint: ep.address.clone(),
-                detail: format!("cannot build the upstream URI: {e}"),
-            })?;
+        let uri = upstream_uri(cluster.scheme, &ep, &path_and_query)?;
         let mut req = Request::new(body);
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = uri;
         *req.version_mut() = version;
-        *req.headers_mut() = headers.clone();
+        *req.headers_mut() = match retry {
+            Some(_) => headers.clone().unwrap_or_default(),
+            None => headers.take().unwrap_or_default(),
+        };
 
         let now = Instant::now();
         let remaining = deadline.saturating_duration_since(now);
@@ -181,7 +183,7 @@ pub async fn forward(
                     let (mut p, incoming) = resp.into_parts();
                     strip_hop_by_hop(&mut p.headers);
                     let b = Tracked::new(body::boxed(incoming), Box::new(move |_, _| drop(guard)));
-                    Ok((Response::from_parts(p, body::boxed(b)), ep.address.clone()))
+                    Ok((Response::from_parts(p, body::boxed(b)), ep))
                 }
                 Err(e) => Err(e),
             };
@@ -204,13 +206,57 @@ fn body_error(watch: &BodyWatch, detail: &str, limit: u64) -> ProxyError {
     }
 }
 
-fn request_host_parts(parts: &Parts) -> Option<String> {
-    let mut probe = Request::new(());
-    *probe.uri_mut() = parts.uri.clone();
-    if let Some(h) = parts.headers.get(header::HOST) {
-        probe.headers_mut().insert(header::HOST, h.clone());
+/// The path and query sent upstream: the request's own (shared, not copied) when the route does not
+/// rewrite it, else the rewritten text.
+enum UpstreamPath {
+    Same(PathAndQuery),
+    Text(String),
+}
+
+impl UpstreamPath {
+    fn as_str(&self) -> &str {
+        match self {
+            UpstreamPath::Same(pq) => pq.as_str(),
+            UpstreamPath::Text(s) => s,
+        }
     }
-    request_host(&probe)
+}
+
+fn upstream_path(route: &Route, uri: &Uri, params: &Params) -> UpstreamPath {
+    match uri.path_and_query() {
+        // `path?query` exactly as `rewrite_path` would write it without a rewrite.
+        Some(pq) if route.path_rewrite.is_none() && pq.as_str().starts_with('/') => {
+            UpstreamPath::Same(pq.clone())
+        }
+        _ => UpstreamPath::Text(rewrite_path(route, uri, params)),
+    }
+}
+
+/// `scheme://endpoint/path?query`, from parts parsed once where possible.
+fn upstream_uri(
+    scheme: &'static str,
+    ep: &EndpointState,
+    path: &UpstreamPath,
+) -> Result<Uri, ProxyError> {
+    let invalid = |e: &dyn std::fmt::Display| ProxyError::Protocol {
+        endpoint: ep.address.clone(),
+        detail: format!("cannot build the upstream URI: {e}"),
+    };
+    let known = match scheme {
+        "http" => Some(Scheme::HTTP),
+        "https" => Some(Scheme::HTTPS),
+        _ => None,
+    };
+    if let (Some(s), Some(authority), UpstreamPath::Same(pq)) = (known, &ep.authority, path) {
+        let mut p = http::uri::Parts::default();
+        p.scheme = Some(s);
+        p.authority = Some(authority.clone());
+        p.path_and_query = Some(pq.clone());
+        return Uri::from_parts(p).map_err(|e| invalid(&e));
+    }
+    format!("{scheme}://{}{}", ep.address, path.as_str())
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| invalid(&e))
 }
 
 /// The path and query sent upstream after the route's rewrite.

@@ -1,18 +1,33 @@
 //! Header hygiene between client and upstream: hop-by-hop removal and X-Forwarded-*.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::Request;
 use std::net::SocketAddr;
 
-/// The Host of a request: the Host header, or the authority of an absolute or HTTP/2 URI.
-pub fn request_host<B>(req: &Request<B>) -> Option<String> {
-    if let Some(a) = req.uri().authority() {
-        return Some(a.as_str().to_owned());
+/// The Host of a request as a header value, without copying: the authority of an absolute or HTTP/2
+/// URI, else the Host header if it is visible ASCII.
+pub fn request_host_value(uri: &http::Uri, headers: &HeaderMap) -> Option<HeaderValue> {
+    if let Some(a) = uri.authority() {
+        return HeaderValue::from_str(a.as_str()).ok();
     }
-    req.headers()
+    headers
         .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
+        .filter(|h| h.to_str().is_ok())
+        .cloned()
+}
+
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Hop-by-hop whatever the Connection header says.
+fn always_hop_by_hop(n: &HeaderName) -> bool {
+    n == header::CONNECTION
+        || n == header::TE
+        || n == header::TRANSFER_ENCODING
+        || n == header::UPGRADE
+        || n == KEEP_ALIVE
+        || n.as_str().starts_with("proxy-")
 }
 
 /// Removes hop-by-hop headers: Connection and every header it names, Keep-Alive, TE,
@@ -22,59 +37,75 @@ pub fn request_host<B>(req: &Request<B>) -> Option<String> {
 /// hop-by-hop headers), and an HTTP/1.1 hop only sends the trailer fields it declares, so removing it
 /// would drop the trailers themselves.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<HeaderName> = h
+    // One pass over the names; the map is only changed when something is to go (headers named by
+    // Connection can only be present along with Connection, which always goes).
+    if !h.keys().any(always_hop_by_hop) {
+        return;
+    }
+    let mut remove: Vec<HeaderName> = h.keys().filter(|k| always_hop_by_hop(k)).cloned().collect();
+    // Headers named by Connection, looked up without copying the token; tokens that are not valid
+    // header names cannot name a header and are skipped.
+    for token in h
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        h.remove(n);
+        .map(str::trim)
+    {
+        if h.contains_key(token) {
+            if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+                remove.push(n);
+            }
+        }
     }
-    for n in [
-        header::CONNECTION,
-        header::TE,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        HeaderName::from_static("keep-alive"),
-    ] {
-        h.remove(n);
-    }
-    let proxy: Vec<HeaderName> = h
-        .keys()
-        .filter(|k| k.as_str().starts_with("proxy-"))
-        .cloned()
-        .collect();
-    for n in proxy {
+    for n in remove {
         h.remove(n);
     }
 }
 
+/// Writes an IPv4 address in dotted decimal, as `Ipv4Addr`'s `Display` does.
+fn push_ipv4(out: &mut Vec<u8>, ip: std::net::Ipv4Addr) {
+    for (i, o) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        if o >= 100 {
+            out.push(b'0' + o / 100);
+        }
+        if o >= 10 {
+            out.push(b'0' + o / 10 % 10);
+        }
+        out.push(b'0' + o % 10);
+    }
+}
+
 /// Sets X-Forwarded-For (appending the client), X-Forwarded-Proto and X-Forwarded-Host.
-pub fn set_forwarded(h: &mut HeaderMap, peer: SocketAddr, scheme: &str, host: Option<&str>) {
-    let ip = peer.ip().to_string();
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let prior: Vec<String> = h
-        .get_all(&xff)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .collect();
-    let value = if prior.is_empty() {
-        ip
-    } else {
-        format!("{}, {ip}", prior.join(", "))
-    };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        h.insert(xff, v);
+pub fn set_forwarded(
+    h: &mut HeaderMap,
+    peer: SocketAddr,
+    scheme: &str,
+    host: Option<&HeaderValue>,
+) {
+    let mut value: Vec<u8> = Vec::with_capacity(48);
+    for prior in h.get_all(&X_FORWARDED_FOR).iter() {
+        if let Ok(p) = prior.to_str() {
+            value.extend_from_slice(p.as_bytes());
+            value.extend_from_slice(b", ");
+        }
+    }
+    match peer.ip() {
+        std::net::IpAddr::V4(ip) => push_ipv4(&mut value, ip),
+        ip => value.extend_from_slice(ip.to_string().as_bytes()),
+    }
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
+        h.insert(X_FORWARDED_FOR, v);
     }
     h.insert(
-        HeaderName::from_static("x-forwarded-proto"),
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if scheme == "https" { "https" } else { "http" }),
     );
-    if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        h.insert(HeaderName::from_static("x-forwarded-host"), v);
+    if let Some(v) = host {
+        h.insert(X_FORWARDED_HOST, v.clone());
     }
 }
 
@@ -107,10 +138,63 @@ mod tests {
             &mut h,
             "192.0.2.7:5555".parse().unwrap(),
             "http",
-            Some("example.com"),
+            Some(&HeaderValue::from_static("example.com")),
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "example.com");
+    }
+
+    #[test]
+    fn connection_tokens_any_case_and_nothing_to_strip() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static(" X-Secret ,, bad token"),
+        );
+        h.append(header::CONNECTION, HeaderValue::from_static("Close"));
+        h.append(
+            HeaderName::from_static("x-secret"),
+            HeaderValue::from_static("1"),
+        );
+        h.append(
+            HeaderName::from_static("close"),
+            HeaderValue::from_static("1"),
+        );
+        h.append(header::HOST, HeaderValue::from_static("a"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            vec!["host"]
+        );
+
+        let mut h = HeaderMap::new();
+        h.append(header::HOST, HeaderValue::from_static("a"));
+        h.append(
+            HeaderName::from_static("x-proxy"),
+            HeaderValue::from_static("1"),
+        );
+        let before = h.clone();
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h, before);
+    }
+
+    #[test]
+    fn forwarded_for_addresses() {
+        for (peer, prior, want) in [
+            ("0.0.0.0:1", None, "0.0.0.0"),
+            ("10.99.100.255:1", None, "10.99.100.255"),
+            ("127.0.0.1:1", Some(""), ", 127.0.0.1"),
+            ("[2001:db8::1]:1", Some("1.2.3.4"), "1.2.3.4, 2001:db8::1"),
+        ] {
+            let mut h = HeaderMap::new();
+            if let Some(p) = prior {
+                h.append("x-forwarded-for", HeaderValue::from_static(p));
+            }
+            set_forwarded(&mut h, peer.parse().unwrap(), "https", None);
+            assert_eq!(h["x-forwarded-for"], want, "{peer}");
+            assert_eq!(h["x-forwarded-proto"], "https");
+            assert!(!h.contains_key("x-forwarded-host"));
+        }
     }
 }

@@ -54,11 +54,27 @@ pub struct ConnInfo {
     pub max_headers: usize,
 }
 
+/// The endpoint that answered (or failed), for the access log; named without copying when known.
+enum EndpointName {
+    State(Arc<crate::upstream::EndpointState>),
+    Text(String),
+}
+
+impl EndpointName {
+    fn as_str(&self) -> &str {
+        match self {
+            EndpointName::State(ep) => &ep.address,
+            EndpointName::Text(s) => s,
+        }
+    }
+}
+
 /// What the access log and metrics need after the response is done.
 struct Done {
     route: Option<Arc<Route>>,
-    upstream: Option<String>,
-    endpoint: Option<String>,
+    /// The request went to the route's upstream cluster.
+    forwarded: bool,
+    endpoint: Option<EndpointName>,
     method: http::Method,
     path: String,
     peer: SocketAddr,
@@ -86,7 +102,7 @@ pub async fn handle(
     let Served {
         mut resp,
         route,
-        upstream,
+        forwarded,
         endpoint,
         chain,
     } = route_and_serve(&snapshot, &info, &shared.metrics, req).await;
@@ -96,7 +112,7 @@ pub async fn handle(
     }
     let done = Done {
         route,
-        upstream,
+        forwarded,
         endpoint,
         method,
         path,
@@ -131,8 +147,13 @@ fn finish(metrics: &Metrics, d: Done, bytes: u64, complete: bool, log: bool) {
         tracing::info!(
             target: "access",
             route = d.route.as_ref().map(|r| r.name.as_str()).unwrap_or("-"),
-            upstream = d.upstream.as_deref().unwrap_or("-"),
-            endpoint = d.endpoint.as_deref().unwrap_or("-"),
+            upstream = d
+                .route
+                .as_ref()
+                .and_then(|r| r.upstream_name())
+                .filter(|_| d.forwarded)
+                .unwrap_or("-"),
+            endpoint = d.endpoint.as_ref().map_or("-", EndpointName::as_str),
             client = %d.peer.ip(),
             method = %d.method,
             path = %d.path,
@@ -148,8 +169,9 @@ fn finish(metrics: &Metrics, d: Done, bytes: u64, complete: bool, log: bool) {
 struct Served {
     resp: Response<Body>,
     route: Option<Arc<Route>>,
-    upstream: Option<String>,
-    endpoint: Option<String>,
+    /// The route's upstream cluster was asked (its name is the route's `upstream_name`).
+    forwarded: bool,
+    endpoint: Option<EndpointName>,
     /// Kept until the response body is done, so filters see `on_done` after the exchange.
     chain: Option<ChainRun>,
 }
@@ -159,7 +181,7 @@ impl Served {
         Served {
             resp,
             route: None,
-            upstream: None,
+            forwarded: false,
             endpoint: None,
             chain: None,
         }
@@ -223,9 +245,18 @@ async fn route_and_serve(
     let Some(listener) = rt.listeners.get(&*info.listener) else {
         return Served::plain(errors::respond(&ProxyError::NoRoute));
     };
-    let host = headers::request_host(&req).unwrap_or_default();
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or_default();
     let found = listener.find(&RouteRequest {
-        host: &host,
+        host,
         path: req.uri().path(),
         query: req.uri().query(),
         method: req.method(),
@@ -236,6 +267,11 @@ async fn route_and_serve(
         return Served::plain(errors::respond(&ProxyError::NoRoute));
     };
     let route = route.clone();
+    // The Host as the client sent it, kept only for a redirect (filters may change the headers).
+    let host = match route.action {
+        Action::Redirect(_) => host.to_owned(),
+        _ => String::new(),
+    };
     let limit = route.max_body_size.unwrap_or(info.max_body_size);
     let mut declared = req
         .headers()
@@ -322,11 +358,10 @@ async fn route_and_serve(
                     }
                 }
             };
-            let upstream = Some(cluster.name.clone());
             match outcome {
                 Backend::Done(Ok((resp, endpoint))) => Served {
-                    upstream,
-                    endpoint: Some(endpoint),
+                    forwarded: true,
+                    endpoint: Some(EndpointName::State(endpoint)),
                     ..Served::routed(resp, route.clone())
                 },
                 Backend::Done(Err(e)) => {
@@ -335,8 +370,8 @@ async fn route_and_serve(
                         tracing::warn!(route = %route.name, upstream = %cluster.name, endpoint = e.endpoint().unwrap_or("-"), error = %e, "upstream request failed");
                     }
                     Served {
-                        upstream,
-                        endpoint: e.endpoint().map(str::to_owned),
+                        forwarded: true,
+                        endpoint: e.endpoint().map(|e| EndpointName::Text(e.to_owned())),
                         ..Served::routed(errors::respond(&e), route.clone())
                     }
                 }
@@ -403,7 +438,7 @@ async fn route_and_serve(
 
 /// What the backend step ended in.
 enum Backend {
-    Done(Result<(Response<Body>, String), ProxyError>),
+    Done(Result<(Response<Body>, Arc<crate::upstream::EndpointState>), ProxyError>),
     Local(LocalResponse, usize),
     Failed(ChainError),
 }

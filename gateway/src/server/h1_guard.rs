@@ -254,6 +254,37 @@ impl<IO: AsyncWrite + Unpin + Send + 'static> Guarded<IO> {
         self.eof = true;
     }
 
+    /// A complete head arrived: validates it, passes it on and follows the framing it declares.
+    /// Returns false when the connection failed.
+    fn head_complete(&mut self, head_bytes: &[u8]) -> bool {
+        let info = match validate_head(head_bytes, &self.limits) {
+            Ok(info) => info,
+            Err(r) => {
+                self.fail(r, true);
+                return false;
+            }
+        };
+        self.msg_start = Some(self.ready.len());
+        self.ready.extend_from_slice(head_bytes);
+        self.state = match info.framing {
+            _ if info.upgrade => {
+                self.shared
+                    .upgrade
+                    .store(UPGRADE_WAITING, Ordering::Release);
+                if info.framing != Framing::None {
+                    self.fail(bad("upgrade request with a body"), true);
+                    return false;
+                }
+                State::AwaitUpgrade
+            }
+            Framing::None => State::Head(Vec::new(), None),
+            Framing::Length(0) => State::Head(Vec::new(), None),
+            Framing::Length(n) => State::Length(n),
+            Framing::Chunked => State::Chunked(Chunk::Size(Vec::new())),
+        };
+        true
+    }
+
     /// Runs the state machine over newly read bytes, moving validated ones to `ready`.
     fn feed(&mut self, mut input: &[u8]) {
         while !input.is_empty() {
@@ -294,6 +325,16 @@ impl<IO: AsyncWrite + Unpin + Send + 'static> Guarded<IO> {
                             return;
                         }
                         *started = Some(Instant::now());
+                        // The usual case: the whole head came in one read. It is checked where it
+                        // is, with no copy into the head buffer.
+                        if let Some(end) = find_head_end(input) {
+                            let (head_bytes, rest) = input.split_at(end);
+                            input = rest;
+                            if !self.head_complete(head_bytes) {
+                                return;
+                            }
+                            continue;
+                        }
                     }
                     let before = head.len();
                     head.extend_from_slice(input);
@@ -304,29 +345,8 @@ impl<IO: AsyncWrite + Unpin + Send + 'static> Guarded<IO> {
                             let used = end - before;
                             input = &input[used..];
                             let head_bytes = std::mem::take(head);
-                            let head_bytes = &head_bytes[..end];
-                            match validate_head(head_bytes, &self.limits) {
-                                Ok(info) => {
-                                    self.msg_start = Some(self.ready.len());
-                                    self.ready.extend_from_slice(head_bytes);
-                                    self.state = match info.framing {
-                                        _ if info.upgrade => {
-                                            self.shared
-                                                .upgrade
-                                                .store(UPGRADE_WAITING, Ordering::Release);
-                                            if info.framing != Framing::None {
-                                                self.fail(bad("upgrade request with a body"), true);
-                                                return;
-                                            }
-                                            State::AwaitUpgrade
-                                        }
-                                        Framing::None => State::Head(Vec::new(), None),
-                                        Framing::Length(0) => State::Head(Vec::new(), None),
-                                        Framing::Length(n) => State::Length(n),
-                                        Framing::Chunked => State::Chunked(Chunk::Size(Vec::new())),
-                                    };
-                                }
-                                Err(r) => return self.fail(r, true),
+                            if !self.head_complete(&head_bytes[..end]) {
+                                return;
                             }
                         }
                         None => {
@@ -361,9 +381,59 @@ impl<IO: AsyncWrite + Unpin + Send + 'static> Guarded<IO> {
     }
 }
 
+/// The index of the first `needle` in `hay`, eight bytes at a time.
+fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO * u64::from(needle);
+    let mut chunks = hay.chunks_exact(8);
+    let mut at = 0;
+    for c in chunks.by_ref() {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ pattern;
+        // The lowest byte flagged here is the first zero byte of `w` (borrows only run upwards).
+        let zero = w.wrapping_sub(LO) & !w & HI;
+        if zero != 0 {
+            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == needle)
+        .map(|i| at + i)
+}
+
+/// The lines of `b` split at LF (as `split(|&b| b == b'\n')` does), each without a trailing CR.
+fn lines(b: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(b);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        let line = match find_byte(r, b'\n') {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                &r[..i]
+            }
+            None => {
+                rest = None;
+                r
+            }
+        };
+        Some(line.strip_suffix(b"\r").unwrap_or(line))
+    })
+}
+
 /// The index just past the `\r\n\r\n` that ends a head, if present.
 fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+    let mut from = 0;
+    while let Some(i) = find_byte(&buf[from..], b'\n') {
+        let i = from + i;
+        if i >= 3 && &buf[i - 3..=i] == b"\r\n\r\n" {
+            return Some(i + 1);
+        }
+        from = i + 1;
+    }
+    None
 }
 
 /// Checks an incomplete head for what is already certain: bare LF, size limits.
@@ -382,17 +452,88 @@ fn check_partial_head(head: &[u8], limits: &GuardLimits) -> Result<(), Reject> {
 }
 
 fn has_bare_lf(b: &[u8]) -> bool {
-    b.iter()
-        .enumerate()
-        .any(|(i, &c)| c == b'\n' && (i == 0 || b[i - 1] != b'\r'))
+    let mut from = 0;
+    while let Some(i) = find_byte(&b[from..], b'\n') {
+        let i = from + i;
+        if i == 0 || b[i - 1] != b'\r' {
+            return true;
+        }
+        from = i + 1;
+    }
+    false
 }
 
+/// A table of the bytes for which `f` holds.
+const fn byte_table(kind: u8) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = match kind {
+            // tchar (RFC 9110 section 5.6.2)
+            0 => {
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'!' | b'#'
+                            | b'$'
+                            | b'%'
+                            | b'&'
+                            | b'\''
+                            | b'*'
+                            | b'+'
+                            | b'-'
+                            | b'.'
+                            | b'^'
+                            | b'_'
+                            | b'`'
+                            | b'|'
+                            | b'~'
+                    )
+            }
+            // field-vchar, SP and HTAB (obs-text allowed)
+            1 => b == b'\t' || b == b' ' || (b >= 0x21 && b <= 0x7e) || b >= 0x80,
+            // what a Host value may hold
+            _ => {
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'-' | b'.'
+                            | b'_'
+                            | b'~'
+                            | b'!'
+                            | b'$'
+                            | b'&'
+                            | b'\''
+                            | b'('
+                            | b')'
+                            | b'*'
+                            | b'+'
+                            | b','
+                            | b';'
+                            | b'='
+                            | b':'
+                            | b'['
+                            | b']'
+                            | b'%'
+                    )
+            }
+        };
+        i += 1;
+    }
+    t
+}
+
+static TCHAR: [bool; 256] = byte_table(0);
+static FIELD_VCHAR: [bool; 256] = byte_table(1);
+static HOST_CHAR: [bool; 256] = byte_table(2);
+
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[b as usize]
 }
 
 fn is_field_vchar(b: u8) -> bool {
-    b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80
+    FIELD_VCHAR[b as usize]
 }
 
 fn trim_ows(v: &[u8]) -> &[u8] {
@@ -453,9 +594,7 @@ pub fn validate_head(head: &[u8], limits: &GuardLimits) -> Result<HeadInfo, Reje
         return Err(reject(431, "request head too large"));
     }
     let body = &head[..head.len() - 4];
-    let mut lines = body
-        .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut lines = lines(body);
     let request_line = lines.next().unwrap_or_default();
     let mut parts = request_line.split(|&b| b == b' ');
     let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
@@ -504,12 +643,13 @@ pub fn validate_head(head: &[u8], limits: &GuardLimits) -> Result<HeadInfo, Reje
     let mut connection_upgrade = false;
     let mut has_upgrade = false;
     validate_fields(lines, limits, |name, value| {
+        // Only names of the lengths below can matter.
+        if !matches!(name.len(), 4 | 7 | 10 | 14 | 17) {
+            return Ok(());
+        }
         if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
-            if !value
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b))
-            {
+            if !value.iter().all(|&b| HOST_CHAR[b as usize]) {
                 return Err(bad("invalid Host header"));
             }
         } else if name.eq_ignore_ascii_case(b"content-length") {
@@ -642,13 +782,7 @@ fn feed_chunked(
                             return Err(bad("line ends with a bare LF"));
                         }
                         let fields = &section[..end - 2];
-                        validate_fields(
-                            fields
-                                .split(|&b| b == b'\n')
-                                .map(|l| l.strip_suffix(b"\r").unwrap_or(l)),
-                            limits,
-                            |_, _| Ok(()),
-                        )?;
+                        validate_fields(lines(fields), limits, |_, _| Ok(()))?;
                         used += end - before;
                         return Ok((used, true));
                     }

@@ -30,6 +30,8 @@ pub struct EndpointState {
     pub address: String,
     /// Relative weight.
     pub weight: u32,
+    /// `address` parsed as a URI authority once (when it parses), for building upstream URIs.
+    pub authority: Option<http::uri::Authority>,
     in_flight: AtomicUsize,
     consecutive_failures: AtomicU32,
     ejections: AtomicU32,
@@ -43,6 +45,7 @@ impl EndpointState {
     /// A healthy endpoint.
     pub fn new(address: String, weight: u32) -> Self {
         EndpointState {
+            authority: address.parse().ok(),
             address,
             weight,
             in_flight: AtomicUsize::new(0),

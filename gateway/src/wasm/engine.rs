@@ -1,13 +1,15 @@
 //! The one `wasmtime::Engine` of the process: pooling allocator, epoch interruption driven by a ticker
-//! thread, fiber-based async calls, copy-on-write memory images, and an on-disk cache of compiled code
-//! keyed by the module's sha256 and the engine's settings.
+//! thread, fiber-based async calls, copy-on-write memory images, and caches of compiled code keyed by
+//! the module's sha256: in memory (the last [`MEMORY_CACHE_ENTRIES`] used), and on disk (also keyed by
+//! the engine's compatibility hash, so a restart or another build never loads code for other settings;
+//! an unusable entry is compiled again and overwritten).
 
 use super::PluginError;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::Component;
 use wasmtime::{
@@ -52,7 +54,59 @@ pub struct WasmEngine {
     cache_dir: Option<PathBuf>,
     settings_key: String,
     compilations: AtomicU64,
+    disk_hits: AtomicU64,
+    memory_hits: AtomicU64,
+    memory: Mutex<MemoryCache>,
     stop: Arc<AtomicBool>,
+}
+
+/// Compiled code: a core module (Proxy-Wasm) or a component (the WIT world).
+#[derive(Clone)]
+pub enum Compiled {
+    /// A core module.
+    Module(Module),
+    /// A component.
+    Component(Component),
+}
+
+/// Where compiled code came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Compiled now.
+    Compiled,
+    /// The memory cache: compiled for an earlier config of this process.
+    Memory,
+    /// The disk cache: compiled by an earlier process (or engine) with the same settings.
+    Disk,
+}
+
+/// Compiled code kept in memory, by sha256 and kind: enough for the plugins of the serving config and
+/// a few earlier versions (switching back and forth between versions compiles nothing).
+pub const MEMORY_CACHE_ENTRIES: usize = 16;
+
+/// The memory cache: the most recently used [`MEMORY_CACHE_ENTRIES`] entries.
+#[derive(Default)]
+struct MemoryCache {
+    entries: std::collections::VecDeque<((String, bool), Compiled)>,
+}
+
+impl MemoryCache {
+    fn get(&mut self, key: &(String, bool)) -> Option<Compiled> {
+        let i = self.entries.iter().position(|(k, _)| k == key)?;
+        let entry = self.entries.remove(i)?;
+        let c = entry.1.clone();
+        self.entries.push_back(entry);
+        Some(c)
+    }
+
+    fn put(&mut self, key: (String, bool), c: Compiled) {
+        self.entries.retain(|(k, _)| *k != key);
+        self.entries.push_back((key, c));
+        while self.entries.len() > MEMORY_CACHE_ENTRIES {
+            self.entries.pop_front();
+        }
+    }
 }
 
 impl std::fmt::Debug for WasmEngine {
@@ -113,6 +167,9 @@ impl WasmEngine {
             cache_dir: options.cache_dir,
             settings_key,
             compilations: AtomicU64::new(0),
+            disk_hits: AtomicU64::new(0),
+            memory_hits: AtomicU64::new(0),
+            memory: Mutex::new(MemoryCache::default()),
             stop,
         }))
     }
@@ -133,88 +190,124 @@ impl WasmEngine {
         (cpu.as_nanos() / EPOCH_TICK.as_nanos()).saturating_add(1) as u64
     }
 
-    /// Compiles `bytes`, or loads the compiled form from the cache.
+    /// Compiles `bytes`, or takes the compiled form from the memory or disk cache.
     pub fn module(&self, plugin: &str, bytes: &[u8]) -> Result<(Module, String), PluginError> {
-        let sha256 = hex(&Sha256::digest(bytes));
-        let Some(dir) = &self.cache_dir else {
-            return Ok((self.compile(plugin, bytes)?, sha256));
-        };
-        let path = dir.join(format!("{sha256}-{}.cwasm", self.settings_key));
-        if path.is_file() {
-            match self.load_cached(&path) {
-                Ok(module) => return Ok((module, sha256)),
-                Err(e) => tracing::warn!(
-                    plugin,
-                    path = %path.display(),
-                    "cached module unusable, compiling again: {e:#}"
-                ),
-            }
+        match self.compiled(plugin, bytes, false)? {
+            (Compiled::Module(m), sha256, _) => Ok((m, sha256)),
+            (Compiled::Component(_), ..) => unreachable!("asked for a module"),
         }
-        let module = self.compile(plugin, bytes)?;
-        if let Err(e) = write_atomically(&path, &module) {
-            tracing::warn!(plugin, path = %path.display(), "could not cache compiled module: {e}");
-        }
-        Ok((module, sha256))
     }
 
-    /// Compiles the component `bytes`, or loads the compiled form from the cache (as [`Self::module`]).
+    /// Compiles the component `bytes`, or takes the compiled form from the memory or disk cache (as
+    /// [`Self::module`]).
     pub fn component(
         &self,
         plugin: &str,
         bytes: &[u8],
     ) -> Result<(Component, String), PluginError> {
+        match self.compiled(plugin, bytes, true)? {
+            (Compiled::Component(c), sha256, _) => Ok((c, sha256)),
+            (Compiled::Module(_), ..) => unreachable!("asked for a component"),
+        }
+    }
+
+    /// How many compiled modules or components came from the disk cache.
+    pub fn disk_cache_hits(&self) -> u64 {
+        self.disk_hits.load(Ordering::Relaxed)
+    }
+
+    /// How many compiled modules or components came from the memory cache.
+    pub fn memory_cache_hits(&self) -> u64 {
+        self.memory_hits.load(Ordering::Relaxed)
+    }
+
+    /// The compiled form of `bytes` (a component when `component`), its sha256 in hex, and where it
+    /// came from: the memory cache (code compiled for an earlier config), the disk cache (code compiled
+    /// by an earlier process), or the compiler. Compiling takes long: call it off the async workers.
+    pub fn compiled(
+        &self,
+        plugin: &str,
+        bytes: &[u8],
+        component: bool,
+    ) -> Result<(Compiled, String, Origin), PluginError> {
         let sha256 = hex(&Sha256::digest(bytes));
-        let compile = || {
+        let key = (sha256.clone(), component);
+        if let Some(c) = self.memory.lock().unwrap().get(&key) {
+            self.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok((c, sha256, Origin::Memory));
+        }
+        let (compiled, origin) = self.compiled_uncached(plugin, bytes, &sha256, component)?;
+        self.memory.lock().unwrap().put(key, compiled.clone());
+        Ok((compiled, sha256, origin))
+    }
+
+    fn compiled_uncached(
+        &self,
+        plugin: &str,
+        bytes: &[u8],
+        sha256: &str,
+        component: bool,
+    ) -> Result<(Compiled, Origin), PluginError> {
+        let compile = || -> Result<Compiled, PluginError> {
             self.compilations.fetch_add(1, Ordering::Relaxed);
-            Component::new(&self.engine, bytes).map_err(|e| PluginError::Compile {
+            let compiled = if component {
+                Component::new(&self.engine, bytes).map(Compiled::Component)
+            } else {
+                Module::new(&self.engine, bytes).map(Compiled::Module)
+            };
+            compiled.map_err(|e| PluginError::Compile {
                 plugin: plugin.to_string(),
                 reason: format!("{e:#}"),
             })
         };
         let Some(dir) = &self.cache_dir else {
-            return Ok((compile()?, sha256));
+            return Ok((compile()?, Origin::Compiled));
         };
-        let path = dir.join(format!("{sha256}-{}.component.cwasm", self.settings_key));
+        let kind = if component { ".component" } else { "" };
+        let path = dir.join(format!("{sha256}-{}{kind}.cwasm", self.settings_key));
         if path.is_file() {
-            #[allow(unsafe_code)]
-            // SAFETY: as in `load_cached`: the file is this build's own `Component::serialize` output,
-            // named by the source's sha256 and the engine's compatibility hash.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(c) => return Ok((c, sha256)),
+            match self.load_cached(&path, component) {
+                Ok(c) => {
+                    self.disk_hits.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(plugin, path = %path.display(), "compiled plugin code loaded from the disk cache");
+                    return Ok((c, Origin::Disk));
+                }
                 Err(e) => tracing::warn!(
                     plugin,
                     path = %path.display(),
-                    "cached component unusable, compiling again: {e:#}"
+                    "cached compiled code unusable, compiling again: {e:#}"
                 ),
             }
         }
-        let component = compile()?;
-        let written = component
-            .serialize()
+        let compiled = compile()?;
+        let serialized = match &compiled {
+            Compiled::Module(m) => m.serialize(),
+            Compiled::Component(c) => c.serialize(),
+        };
+        let written = serialized
             .map_err(|e| format!("{e:#}"))
             .and_then(|bytes| write_bytes_atomically(&path, &bytes));
         if let Err(e) = written {
-            tracing::warn!(plugin, path = %path.display(), "could not cache compiled component: {e}");
+            tracing::warn!(plugin, path = %path.display(), "could not cache compiled code: {e}");
         }
-        Ok((component, sha256))
-    }
-
-    fn compile(&self, plugin: &str, bytes: &[u8]) -> Result<Module, PluginError> {
-        self.compilations.fetch_add(1, Ordering::Relaxed);
-        Module::new(&self.engine, bytes).map_err(|e| PluginError::Compile {
-            plugin: plugin.to_string(),
-            reason: format!("{e:#}"),
-        })
+        Ok((compiled, Origin::Compiled))
     }
 
     #[allow(unsafe_code)]
-    fn load_cached(&self, path: &Path) -> wasmtime::Result<Module> {
+    fn load_cached(&self, path: &Path, component: bool) -> wasmtime::Result<Compiled> {
         // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output. This file was written
-        // by `write_atomically` below from `Module::serialize` of this same build of wasmtime; its name
-        // holds the sha256 of the source and the engine's compatibility hash, so a file for other code or
-        // other settings is never opened, and wasmtime still checks its header for version and settings.
-        // The cache directory belongs to the gateway (like its binary, it must not be writable by others).
-        unsafe { Module::deserialize_file(&self.engine, path) }
+        // by `write_bytes_atomically` from `Module::serialize` (or `Component::serialize`) of this same
+        // build of wasmtime; its name holds the sha256 of the source and the engine's compatibility
+        // hash, so a file for other code or other settings is never opened, and wasmtime still checks
+        // its header for version and settings. The cache directory belongs to the gateway (like its
+        // binary, it must not be writable by others).
+        unsafe {
+            if component {
+                Component::deserialize_file(&self.engine, path).map(Compiled::Component)
+            } else {
+                Module::deserialize_file(&self.engine, path).map(Compiled::Module)
+            }
+        }
     }
 }
 
@@ -222,11 +315,6 @@ impl Drop for WasmEngine {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
-}
-
-fn write_atomically(path: &Path, module: &Module) -> Result<(), String> {
-    let bytes = module.serialize().map_err(|e| format!("{e:#}"))?;
-    write_bytes_atomically(path, &bytes)
 }
 
 fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {

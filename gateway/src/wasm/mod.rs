@@ -122,83 +122,169 @@ impl Plugins {
         &self.engine
     }
 
-    /// Reads, compiles (or loads from cache) and starts the plugin `cfg`; a relative path is resolved
-    /// against `base_dir`. Call from within a tokio runtime (timers and callouts are spawned on it).
+    /// Reads, compiles (or loads from cache) and starts the plugin `cfg` from its `path`; a relative
+    /// path is resolved against `base_dir`. Call from within a tokio runtime (timers and callouts are
+    /// spawned on it).
     pub async fn load(
         &self,
         cfg: &config::Plugin,
         base_dir: &Path,
         host: Arc<HostCore>,
     ) -> Result<Arc<LoadedPlugin>, PluginError> {
-        let path = if cfg.path.is_absolute() {
-            cfg.path.clone()
+        let Some(p) = &cfg.path else {
+            return Err(PluginError::Unsupported {
+                plugin: cfg.name.clone(),
+                reason:
+                    "no `path` to read (a `url` source is fetched by the gateway's plugin host)"
+                        .into(),
+            });
+        };
+        let path = if p.is_absolute() {
+            p.clone()
         } else {
-            base_dir.join(&cfg.path)
+            base_dir.join(p)
         };
         let bytes = std::fs::read(&path).map_err(|e| PluginError::Read {
             plugin: cfg.name.clone(),
             path: path.clone(),
             reason: e.to_string(),
         })?;
+        Ok(self.load_bytes(cfg, bytes.into(), host).await?.0)
+    }
+
+    /// Compiles (or takes from a cache) and starts the plugin `cfg` whose `.wasm` file is `bytes`, and
+    /// says where its compiled code came from. Compilation runs on a blocking thread, so the async
+    /// workers keep serving meanwhile.
+    pub async fn load_bytes(
+        &self,
+        cfg: &config::Plugin,
+        bytes: Arc<[u8]>,
+        host: Arc<HostCore>,
+    ) -> Result<(Arc<LoadedPlugin>, engine::Origin), PluginError> {
         let is_component = bytes.len() >= 8 && bytes[0..4] == *b"\0asm" && bytes[6..8] == [1, 0];
         let abi = cfg.abi.unwrap_or(if is_component {
             PluginAbi::Component
         } else {
             PluginAbi::ProxyWasm
         });
-        if abi == PluginAbi::Component || is_component {
-            if !is_component || abi != PluginAbi::Component {
-                return Err(PluginError::Unsupported {
+        if is_component != (abi == PluginAbi::Component) {
+            return Err(PluginError::Unsupported {
+                plugin: cfg.name.clone(),
+                reason: format!(
+                    "the config says abi `{}` but the file is {}",
+                    if abi == PluginAbi::Component {
+                        "component"
+                    } else {
+                        "proxy_wasm"
+                    },
+                    if is_component {
+                        "a component"
+                    } else {
+                        "a core module"
+                    }
+                ),
+            });
+        }
+        let engine = self.engine.clone();
+        let name = cfg.name.clone();
+        let (compiled, sha256, origin) =
+            tokio::task::spawn_blocking(move || engine.compiled(&name, &bytes, is_component))
+                .await
+                .map_err(|e| PluginError::Compile {
                     plugin: cfg.name.clone(),
-                    reason: format!(
-                        "the config says abi `{}` but the file is {}",
-                        if abi == PluginAbi::Component {
-                            "component"
-                        } else {
-                            "proxy_wasm"
-                        },
-                        if is_component {
-                            "a component"
-                        } else {
-                            "a core module"
-                        }
-                    ),
-                });
+                    reason: format!("the compiler thread failed: {e}"),
+                })??;
+        let inner = match compiled {
+            engine::Compiled::Component(compiled) => {
+                Inner::Component(component::ComponentPlugin::new(
+                    self.engine.clone(),
+                    cfg.name.clone(),
+                    compiled,
+                    cfg,
+                    host,
+                )?)
             }
-            let (compiled, sha256) = self.engine.component(&cfg.name, &bytes)?;
-            let plugin = component::ComponentPlugin::new(
-                self.engine.clone(),
-                cfg.name.clone(),
-                compiled,
-                cfg,
-                host,
-            )?;
-            return Ok(Arc::new(LoadedPlugin {
+            engine::Compiled::Module(module) => {
+                let vm_config = match &cfg.vm_config {
+                    None => Bytes::new(),
+                    Some(serde_json::Value::String(s)) => Bytes::from(s.clone()),
+                    Some(other) => Bytes::from(other.to_string()),
+                };
+                Inner::ProxyWasm(
+                    proxy_wasm::ProxyWasmPlugin::new(
+                        self.engine.clone(),
+                        cfg.name.clone(),
+                        module,
+                        cfg.limits.clone(),
+                        vm_config,
+                        host,
+                    )
+                    .await?,
+                )
+            }
+        };
+        LIVE_PLUGINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok((
+            Arc::new(LoadedPlugin {
                 name: cfg.name.clone(),
                 sha256,
-                inner: Inner::Component(plugin),
-            }));
-        }
-        let (module, sha256) = self.engine.module(&cfg.name, &bytes)?;
-        let vm_config = match &cfg.vm_config {
-            None => Bytes::new(),
-            Some(serde_json::Value::String(s)) => Bytes::from(s.clone()),
-            Some(other) => Bytes::from(other.to_string()),
-        };
-        let plugin = proxy_wasm::ProxyWasmPlugin::new(
-            self.engine.clone(),
-            cfg.name.clone(),
-            module,
-            cfg.limits.clone(),
-            vm_config,
-            host,
-        )
-        .await?;
-        Ok(Arc::new(LoadedPlugin {
-            name: cfg.name.clone(),
-            sha256,
-            inner: Inner::ProxyWasm(plugin),
-        }))
+                inner,
+            }),
+            origin,
+        ))
+    }
+}
+
+/// Wasm instances (component instances and Proxy-Wasm VMs) alive in this process (shown as
+/// `gateway_wasm_instances_live`).
+static LIVE_INSTANCES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many Wasm instances are alive, across all plugins.
+pub fn live_instances() -> usize {
+    LIVE_INSTANCES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Counts one instance as alive (in the process and in its plugin's counter) until dropped.
+pub(crate) struct InstanceGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl InstanceGuard {
+    pub(crate) fn new(plugin: &Arc<std::sync::atomic::AtomicUsize>) -> InstanceGuard {
+        plugin.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        LIVE_INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InstanceGuard(plugin.clone())
+    }
+}
+
+impl Drop for InstanceGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        LIVE_INSTANCES.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A plugin's instances at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct InstanceCounts {
+    /// Instances alive (component instances, or Proxy-Wasm VMs).
+    pub live: usize,
+    /// Of those, instances not serving a request now.
+    pub idle: usize,
+    /// Requests being served by the plugin now.
+    pub in_flight: usize,
+}
+
+/// Loaded plugins alive in this process (shown as `gateway_plugins_live`).
+static LIVE_PLUGINS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many loaded plugins are alive: those of the serving config plus old ones still held by requests
+/// in flight.
+pub fn live_plugins() -> usize {
+    LIVE_PLUGINS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+impl Drop for LoadedPlugin {
+    fn drop(&mut self) {
+        LIVE_PLUGINS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -232,6 +318,19 @@ impl LoadedPlugin {
         match &self.inner {
             Inner::ProxyWasm(p) => p.health(),
             Inner::Component(c) => c.health(),
+        }
+    }
+
+    /// Its instances now.
+    pub fn instances(&self) -> InstanceCounts {
+        let (live, in_flight) = match &self.inner {
+            Inner::ProxyWasm(p) => p.instance_counts(),
+            Inner::Component(c) => c.instance_counts(),
+        };
+        InstanceCounts {
+            live,
+            idle: live.saturating_sub(in_flight),
+            in_flight,
         }
     }
 

@@ -62,6 +62,7 @@ pub struct ComponentPlugin {
     mode: InstanceMode,
     health: Arc<PluginHealth>,
     live: AtomicU32,
+    instances: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for ComponentPlugin {
@@ -77,6 +78,7 @@ impl std::fmt::Debug for ComponentPlugin {
 pub(crate) struct Instance {
     store: Store<CompState>,
     bindings: bindings::Filter,
+    _live: crate::wasm::InstanceGuard,
 }
 
 /// Turns a failed call into the filter error, using what the limiter saw.
@@ -133,6 +135,7 @@ impl ComponentPlugin {
             mode: cfg.instance_mode,
             health: Arc::new(PluginHealth::default()),
             live: AtomicU32::new(0),
+            instances: Arc::default(),
         }))
     }
 
@@ -144,6 +147,14 @@ impl ComponentPlugin {
     /// Its health counters.
     pub fn health(&self) -> &Arc<PluginHealth> {
         &self.health
+    }
+
+    /// Instances alive and requests in flight.
+    pub(crate) fn instance_counts(&self) -> (usize, usize) {
+        (
+            self.instances.load(Ordering::Relaxed),
+            self.live.load(Ordering::Relaxed) as usize,
+        )
     }
 
     /// Its instance mode.
@@ -179,7 +190,11 @@ impl ComponentPlugin {
                 return Err(InitError::Failed(err));
             }
         };
-        let mut inst = Instance { store, bindings };
+        let mut inst = Instance {
+            store,
+            bindings,
+            _live: crate::wasm::InstanceGuard::new(&self.instances),
+        };
         inst.store
             .set_epoch_deadline(WasmEngine::ticks_for(start_budget));
         inst.store.data_mut().limiter.reset();

@@ -280,6 +280,10 @@ impl ProxyWasmCtx {
                 )));
             }
             let pending = plugin.after_callback(vm, Some(id));
+            if action_code != action::PAUSE || pending.is_empty() {
+                // Nothing to wait for: the verdict under the same lock.
+                return phase_verdict(&plugin, vm, id, phase, action_code, false, end_of_stream);
+            }
             (action_code, pending)
         };
 
@@ -319,25 +323,7 @@ impl ProxyWasmCtx {
 
         let mut slot = plugin.slot.lock().await;
         let vm = self.vm(&mut slot).await?;
-        let Some(http) = vm.store.data_mut().https.get_mut(&id) else {
-            return Err(FilterError::Unavailable("context lost".into()));
-        };
-        plugin.health.success();
-        if let Some(local) = http.local.take() {
-            return Ok(Verdict::Respond(local));
-        }
-        if std::mem::take(&mut http.closed) {
-            return Ok(Verdict::Respond(LocalResponse {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                headers: HeaderMap::new(),
-                body: Bytes::from_static(b"stream closed by plugin\n"),
-            }));
-        }
-        let body_phase = matches!(phase, Phase::ReqBody | Phase::RespBody);
-        if action_code == action::PAUSE && !resumed && body_phase && !end_of_stream {
-            return Ok(Verdict::Buffer);
-        }
-        Ok(Verdict::Continue)
+        phase_verdict(&plugin, vm, id, phase, action_code, resumed, end_of_stream)
     }
 
     async fn local_response_ready(&mut self) -> Result<bool, FilterError> {
@@ -371,6 +357,37 @@ impl ProxyWasmCtx {
             plugin.live_contexts.fetch_sub(1, Ordering::AcqRel);
         });
     }
+}
+
+/// What a phase ended in, once the plugin has nothing left to wait for.
+fn phase_verdict(
+    plugin: &ProxyWasmPlugin,
+    vm: &mut Vm,
+    id: u32,
+    phase: Phase,
+    action_code: u32,
+    resumed: bool,
+    end_of_stream: bool,
+) -> Result<Verdict, FilterError> {
+    let Some(http) = vm.store.data_mut().https.get_mut(&id) else {
+        return Err(FilterError::Unavailable("context lost".into()));
+    };
+    plugin.health.success();
+    if let Some(local) = http.local.take() {
+        return Ok(Verdict::Respond(local));
+    }
+    if std::mem::take(&mut http.closed) {
+        return Ok(Verdict::Respond(LocalResponse {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(b"stream closed by plugin\n"),
+        }));
+    }
+    let body_phase = matches!(phase, Phase::ReqBody | Phase::RespBody);
+    if action_code == action::PAUSE && !resumed && body_phase && !end_of_stream {
+        return Ok(Verdict::Buffer);
+    }
+    Ok(Verdict::Continue)
 }
 
 type CallResult = Result<http::Response<Bytes>, crate::host::CalloutError>;

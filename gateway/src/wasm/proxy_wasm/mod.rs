@@ -85,6 +85,7 @@ pub struct ProxyWasmPlugin {
     health: Arc<PluginHealth>,
     next_context: AtomicU32,
     live_contexts: AtomicU32,
+    instances: Arc<std::sync::atomic::AtomicUsize>,
     ticks: Mutex<HashMap<u32, tokio::task::JoinHandle<()>>>,
 }
 
@@ -171,6 +172,7 @@ impl ProxyWasmPlugin {
             health: Arc::new(PluginHealth::default()),
             next_context: AtomicU32::new(1),
             live_contexts: AtomicU32::new(0),
+            instances: Arc::default(),
             ticks: Mutex::new(HashMap::new()),
         });
         let _ = shared.plugin.set(Arc::downgrade(&plugin));
@@ -189,6 +191,14 @@ impl ProxyWasmPlugin {
     /// Its name.
     pub fn name(&self) -> &str {
         &self.shared.name
+    }
+
+    /// VMs alive (the serving one, and one being replaced) and requests in flight.
+    pub(crate) fn instance_counts(&self) -> (usize, usize) {
+        (
+            self.instances.load(Ordering::Relaxed),
+            self.live_contexts.load(Ordering::Relaxed) as usize,
+        )
     }
 
     /// Its health counters.

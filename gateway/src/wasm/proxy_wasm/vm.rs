@@ -74,6 +74,7 @@ pub struct Vm {
     pub store: Store<VmState>,
     pub exports: Exports,
     pub generation: u64,
+    _live: crate::wasm::InstanceGuard,
 }
 
 /// A root context callback run in the background.
@@ -250,6 +251,7 @@ impl ProxyWasmPlugin {
             store,
             exports,
             generation,
+            _live: crate::wasm::InstanceGuard::new(&self.instances),
         })
     }
 

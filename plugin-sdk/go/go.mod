@@ -1,0 +1,3 @@
+module gateway/filter
+
+go 1.24

@@ -1,0 +1,362 @@
+package abi
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+)
+
+// host helpers: what the host does when it returns values (allocate through realloc, write).
+
+func hostString(m Memory, at uint32, s string) {
+	p := m.String(s)
+	put32(m, at, p)
+	put32(m, at+4, uint32(len(s)))
+}
+
+func hostStrings(m Memory, at uint32, ss []string) {
+	base := m.Alloc(uint32(8*len(ss)), 4)
+	for i, s := range ss {
+		hostString(m, base+uint32(8*i), s)
+	}
+	put32(m, at, base)
+	put32(m, at+4, uint32(len(ss)))
+}
+
+func hostHeaders(m Memory, at uint32, hs []Header) {
+	base := m.Alloc(uint32(16*len(hs)), 4)
+	for i, h := range hs {
+		hostString(m, base+uint32(16*i), h.Name)
+		hostString(m, base+uint32(16*i)+8, h.Value)
+	}
+	put32(m, at, base)
+	put32(m, at+4, uint32(len(hs)))
+}
+
+func fresh(t *testing.T) *FakeMemory {
+	t.Helper()
+	f := NewFakeMemory()
+	Mem = f
+	return f
+}
+
+func TestStringResultsAndRelease(t *testing.T) {
+	f := fresh(t)
+	var gotHandle uint32
+	reqMethod = func(h, ret uint32) {
+		gotHandle = h
+		hostString(Mem, ret, "PATCH")
+	}
+	before := f.Size()
+	if got := Method(42); got != "PATCH" || gotHandle != 42 {
+		t.Fatalf("Method = %q (handle %d)", got, gotHandle)
+	}
+	if f.Size() != before {
+		t.Fatalf("the call kept %d bytes", f.Size()-before)
+	}
+	reqPath = func(h, ret uint32) { hostString(Mem, ret, "") }
+	if got := Path(1); got != "" {
+		t.Fatalf("empty path = %q", got)
+	}
+}
+
+func TestOptions(t *testing.T) {
+	fresh(t)
+	reqQuery = func(h, ret uint32) {}
+	if q, ok := Query(1); ok || q != "" {
+		t.Fatalf("none: %q %v", q, ok)
+	}
+	reqQuery = func(h, ret uint32) {
+		put8(Mem, ret, 1)
+		hostString(Mem, ret+4, "a=1&b")
+	}
+	if q, ok := Query(1); !ok || q != "a=1&b" {
+		t.Fatalf("some: %q %v", q, ok)
+	}
+	respBody = func(h, ret uint32) {
+		put8(Mem, ret, 1)
+		p := Mem.Slice([]byte{0, 1, 2})
+		put32(Mem, ret+4, p)
+		put32(Mem, ret+8, 3)
+	}
+	if b, ok := Body(KindResponse, 1); !ok || !reflect.DeepEqual(b, []byte{0, 1, 2}) {
+		t.Fatalf("body: %v %v", b, ok)
+	}
+}
+
+func TestListsOfStringsAndHeaders(t *testing.T) {
+	fresh(t)
+	var gotName string
+	reqHeader = func(h, p, n, ret uint32) {
+		gotName = LiftString(Mem, p, n)
+		hostStrings(Mem, ret, []string{"1", "", "three"})
+	}
+	if got := HeaderValues(KindRequest, 3, "x-multi"); !reflect.DeepEqual(got, []string{"1", "", "three"}) || gotName != "x-multi" {
+		t.Fatalf("header: %q (asked %q)", got, gotName)
+	}
+	want := []Header{{"a", "1"}, {"content-type", "application/json"}}
+	respHeaders = func(h, ret uint32) { hostHeaders(Mem, ret, want) }
+	if got := Headers(KindResponse, 3); !reflect.DeepEqual(got, want) {
+		t.Fatalf("headers: %v", got)
+	}
+	respHeaders = func(h, ret uint32) { hostHeaders(Mem, ret, nil) }
+	if got := Headers(KindResponse, 3); len(got) != 0 {
+		t.Fatalf("no headers: %v", got)
+	}
+}
+
+func TestHostErrors(t *testing.T) {
+	fresh(t)
+	cases := []struct {
+		disc uint8
+		kind ErrorKind
+	}{{0, Denied}, {1, Invalid}, {2, WrongPhase}, {3, Unsupported}}
+	for _, c := range cases {
+		var name, value string
+		reqSetHeader = func(h, np, nn, vp, vn, ret uint32) {
+			name, value = LiftString(Mem, np, nn), LiftString(Mem, vp, vn)
+			put8(Mem, ret, 1)
+			put8(Mem, ret+4, c.disc)
+			hostString(Mem, ret+8, "why")
+		}
+		err := ChangeHeader(KindRequest, 1, SetHeader, "x-a", "b")
+		var e *Error
+		if !errors.As(err, &e) || e.Kind != c.kind || e.Message != "why" || name != "x-a" || value != "b" {
+			t.Fatalf("case %d: %v (%q=%q)", c.disc, err, name, value)
+		}
+		if !errors.Is(err, &Error{Kind: c.kind}) || errors.Is(err, &Error{Kind: Timeout}) {
+			t.Fatalf("errors.Is on %v", err)
+		}
+	}
+	respSetStatus = func(h, status, ret uint32) {
+		if status != 404 {
+			t.Errorf("status %d", status)
+		}
+	}
+	if err := SetStatus(1, 404); err != nil {
+		t.Fatalf("ok result: %v", err)
+	}
+}
+
+func TestHTTPSend(t *testing.T) {
+	fresh(t)
+	var seen OutgoingRequest
+	var seenUp string
+	httpSend = func(up, upn, mp, mn, pp, pn, hp, hn, bp, bn, timeout, ret uint32) {
+		seenUp = LiftString(Mem, up, upn)
+		seen = OutgoingRequest{Method: LiftString(Mem, mp, mn), PathWithQuery: LiftString(Mem, pp, pn), Body: LiftBytes(Mem, bp, bn), TimeoutMs: timeout}
+		seen.Headers = LiftHeaders(Mem, hp, hn)
+		put16(Mem, ret+4, 201)
+		hostHeaders(Mem, ret+8, []Header{{"x-user", "alice"}})
+		p := Mem.Slice([]byte("ok"))
+		put32(Mem, ret+16, p)
+		put32(Mem, ret+20, 2)
+	}
+	req := &OutgoingRequest{Method: "POST", PathWithQuery: "/check?x=1", Headers: []Header{{"authorization", "Bearer a"}, {"x-e", ""}}, Body: []byte("tok"), TimeoutMs: 250}
+	resp, err := HTTPSend("auth", req)
+	if err != nil || resp.Status != 201 || string(resp.Body) != "ok" || !reflect.DeepEqual(resp.Headers, []Header{{"x-user", "alice"}}) {
+		t.Fatalf("response: %+v %v", resp, err)
+	}
+	if seenUp != "auth" || !reflect.DeepEqual(&seen, req) {
+		t.Fatalf("request as the host saw it: %q %+v", seenUp, seen)
+	}
+	for disc, kind := range []ErrorKind{Denied, BadRequest, Timeout, Failed} {
+		httpSend = func(up, upn, mp, mn, pp, pn, hp, hn, bp, bn, timeout, ret uint32) {
+			put8(Mem, ret, 1)
+			put8(Mem, ret+4, uint8(disc))
+			if kind != Timeout {
+				hostString(Mem, ret+8, "m")
+			}
+		}
+		_, err := HTTPSend("x", &OutgoingRequest{})
+		var e *Error
+		if !errors.As(err, &e) || e.Kind != kind || (kind != Timeout) != (e.Message == "m") {
+			t.Fatalf("http error %d: %v", disc, err)
+		}
+	}
+}
+
+func TestKV(t *testing.T) {
+	fresh(t)
+	kvGet = func(p, n, ret uint32) {
+		if LiftString(Mem, p, n) != "k" {
+			t.Errorf("key")
+		}
+		put8(Mem, ret+4, 1)
+		p2 := Mem.Slice([]byte("v"))
+		put32(Mem, ret+8, p2)
+		put32(Mem, ret+12, 1)
+		put32(Mem, ret+16, 9)
+	}
+	v, ver, found, err := KVGet("k")
+	if string(v) != "v" || ver != 9 || !found || err != nil {
+		t.Fatalf("get: %q %d %v %v", v, ver, found, err)
+	}
+	kvGet = func(p, n, ret uint32) {}
+	if _, _, found, err := KVGet("k"); found || err != nil {
+		t.Fatalf("get none: %v %v", found, err)
+	}
+	kvGet = func(p, n, ret uint32) {
+		put8(Mem, ret, 1)
+		put8(Mem, ret+4, 0)
+		hostString(Mem, ret+8, "no namespace")
+	}
+	if _, _, _, err := KVGet("k"); !errors.Is(err, &Error{Kind: Denied}) || err.Error() != "denied: no namespace" {
+		t.Fatalf("get denied: %v", err)
+	}
+	var has uint32
+	var ttlSeen uint64
+	kvSet = func(kp, kn, vp, vn, hasTTL uint32, ttl uint64, ret uint32) {
+		has, ttlSeen = hasTTL, ttl
+		put32(Mem, ret+4, 77)
+	}
+	ms := uint64(1500)
+	if ver, err := KVSet("k", []byte("v"), &ms); ver != 77 || err != nil || has != 1 || ttlSeen != 1500 {
+		t.Fatalf("set: %d %v ttl %d/%d", ver, err, has, ttlSeen)
+	}
+	if _, _ = KVSet("k", nil, nil); has != 0 {
+		t.Fatalf("set without ttl: %d", has)
+	}
+	kvIncrement = func(p, n uint32, delta int64, ret uint32) {
+		if Mem.(*FakeMemory).Bytes(ret, 24) == nil || ret%8 != 0 {
+			t.Errorf("return area of result<s64> must be 8-aligned: %d", ret)
+		}
+		binaryPut64(ret+8, uint64(delta*2))
+	}
+	if n, err := KVIncrement("k", -21); n != -42 || err != nil {
+		t.Fatalf("increment: %d %v", n, err)
+	}
+	kvIncrement = func(p, n uint32, delta int64, ret uint32) {
+		put8(Mem, ret, 1)
+		put8(Mem, ret+8, 2)
+	}
+	if _, err := KVIncrement("k", 1); !errors.Is(err, &Error{Kind: NotANumber}) {
+		t.Fatalf("not a number: %v", err)
+	}
+	kvCompareAndSwap = func(kp, kn, version, vp, vn, hasTTL uint32, ttl uint64, ret uint32) {
+		put8(Mem, ret, 1)
+		put8(Mem, ret+4, 1)
+	}
+	if _, err := KVCompareAndSwap("k", 3, nil, nil); !errors.Is(err, &Error{Kind: VersionMismatch}) {
+		t.Fatalf("mismatch: %v", err)
+	}
+	kvDelete = func(p, n, ret uint32) {
+		put8(Mem, ret, 1)
+		put8(Mem, ret+4, 3)
+		hostString(Mem, ret+8, "too long")
+	}
+	if err := KVDelete("k"); !errors.Is(err, &Error{Kind: Invalid}) {
+		t.Fatalf("invalid: %v", err)
+	}
+}
+
+func binaryPut64(at uint32, v uint64) {
+	b := Mem.Bytes(at, 8)
+	for i := 0; i < 8; i++ {
+		b[i] = byte(v >> (8 * i))
+	}
+}
+
+func TestFacts(t *testing.T) {
+	fresh(t)
+	factsGet = func(ret uint32) {
+		if ret%8 != 0 {
+			t.Errorf("request-facts is 8-aligned: %d", ret)
+		}
+		hostString(Mem, ret, "api")
+		put8(Mem, ret+8, 1)
+		hostString(Mem, ret+12, "backend")
+		hostString(Mem, ret+20, "127.0.0.1:5000")
+		hostString(Mem, ret+28, "127.0.0.1:8080")
+		hostString(Mem, ret+36, "https")
+		hostString(Mem, ret+44, "2")
+		binaryPut64(ret+56, 1<<40+7)
+		put8(Mem, ret+64, 1)
+		tls := ret + 68
+		put8(Mem, tls, 1)
+		hostString(Mem, tls+4, "example.com")
+		hostString(Mem, tls+24, "TLSv1.3")
+		put8(Mem, tls+32, 1)
+		hostString(Mem, tls+36, "CN=alice")
+		hostStrings(Mem, tls+44, []string{"DNS:a", "IP:127.0.0.1"})
+	}
+	got := Facts()
+	want := RequestFacts{
+		Route: "api", Upstream: "backend", HasUpstream: true, ClientAddress: "127.0.0.1:5000",
+		LocalAddress: "127.0.0.1:8080", Scheme: "https", Protocol: "2", RequestID: 1<<40 + 7,
+		TLS: &TLSFacts{ServerName: "example.com", HasServerName: true, Version: "TLSv1.3",
+			ClientCertificate: &ClientCertificate{Subject: "CN=alice", SANs: []string{"DNS:a", "IP:127.0.0.1"}}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("facts:\n got %+v %+v\nwant %+v %+v", got, got.TLS, want, want.TLS)
+	}
+	factsGet = func(ret uint32) {}
+	if got := Facts(); got.TLS != nil || got.HasUpstream {
+		t.Fatalf("no tls, no upstream: %+v", got)
+	}
+}
+
+func TestLowerExportResults(t *testing.T) {
+	f := fresh(t)
+	ret := LowerInitResult(f, 2, 1, "", false)
+	if ret%4 != 0 || u8(f, ret) != 0 || u8(f, ret+4) != 2 || u8(f, ret+5) != 1 {
+		t.Fatalf("init ok: % x", f.Bytes(ret, 12))
+	}
+	ret = LowerInitResult(f, 0, 0, "bad config", true)
+	if u8(f, ret) != 1 || StringAt(f, ret+4) != "bad config" {
+		t.Fatalf("init err: % x", f.Bytes(ret, 12))
+	}
+	ret = LowerAction(f, false, 0, nil, nil)
+	if u8(f, ret) != 0 {
+		t.Fatalf("continue")
+	}
+	ret = LowerAction(f, true, 418, []Header{{"content-type", "text/plain"}, {"x", ""}}, []byte("tea"))
+	if u8(f, ret) != 1 || u16(f, ret+4) != 418 || string(BytesAt(f, ret+16)) != "tea" ||
+		!reflect.DeepEqual(HeadersAt(f, ret+8), []Header{{"content-type", "text/plain"}, {"x", ""}}) {
+		t.Fatalf("respond: % x", f.Bytes(ret, 24))
+	}
+}
+
+func TestLogMetricsClockRandom(t *testing.T) {
+	fresh(t)
+	var level uint32
+	var msg string
+	logLog = func(l, p, n uint32) { level, msg = l, LiftString(Mem, p, n) }
+	Log(3, "careful")
+	if level != 3 || msg != "careful" {
+		t.Fatalf("log: %d %q", level, msg)
+	}
+	logEnabled = func(l uint32) uint32 { return map[bool]uint32{true: 1}[l >= 2] }
+	if LogEnabled(1) || !LogEnabled(4) {
+		t.Fatalf("enabled")
+	}
+	var delta int64
+	metricsGaugeAdd = func(p, n uint32, d int64, ret uint32) { delta = d }
+	if err := Metric(GaugeAdd, "g", uint64(^uint64(4))); err != nil || delta != -5 {
+		t.Fatalf("gauge add: %v %d", err, delta)
+	}
+	randomBytes = func(n, ret uint32) {
+		p := Mem.Slice(make([]byte, n))
+		put32(Mem, ret, p)
+		put32(Mem, ret+4, n)
+	}
+	if b := RandomBytes(33); len(b) != 33 {
+		t.Fatalf("random bytes: %d", len(b))
+	}
+	clockNowMs = func() uint64 { return 5 }
+	if NowMs() != 5 {
+		t.Fatalf("now")
+	}
+}
+
+func TestErrorText(t *testing.T) {
+	if got := (&Error{Kind: Timeout}).Error(); got != "timeout" {
+		t.Fatal(got)
+	}
+	if got := (&Error{Kind: WrongPhase, Message: "body phase"}).Error(); got != "wrong phase: body phase" {
+		t.Fatal(got)
+	}
+	if errors.Is(&Error{Kind: Denied, Message: "a"}, &Error{Kind: Denied, Message: "b"}) {
+		t.Fatal("a target with a message matches only that message")
+	}
+}

@@ -1,0 +1,294 @@
+package abi
+
+// The host calls as Go functions: each lowers its arguments, gives the host a return area, lifts
+// the result (copying it into Go values) and releases every block of the call.
+
+// Handle kinds: which resource a handle is.
+const (
+	KindRequest  = 0
+	KindResponse = 1
+)
+
+func scope() func() {
+	mark := Mem.Mark()
+	return func() { Mem.Release(mark) }
+}
+
+// Method is request.method.
+func Method(h uint32) string {
+	defer scope()()
+	ret := Mem.Alloc(8, 4)
+	reqMethod(h, ret)
+	return StringAt(Mem, ret)
+}
+
+// Path is request.path.
+func Path(h uint32) string {
+	defer scope()()
+	ret := Mem.Alloc(8, 4)
+	reqPath(h, ret)
+	return StringAt(Mem, ret)
+}
+
+// Query is request.query.
+func Query(h uint32) (string, bool) {
+	defer scope()()
+	ret := Mem.Alloc(12, 4)
+	reqQuery(h, ret)
+	return OptionStringAt(Mem, ret)
+}
+
+// SetPathWithQuery is request.set-path-with-query.
+func SetPathWithQuery(h uint32, pathWithQuery string) error {
+	defer scope()()
+	p, n := LowerString(Mem, pathWithQuery)
+	ret := Mem.Alloc(16, 4)
+	reqSetPathWithQuery(h, p, n, ret)
+	return UnitResultAt(Mem, ret)
+}
+
+// HeaderValues is request.header or response.header.
+func HeaderValues(kind int, h uint32, name string) []string {
+	defer scope()()
+	p, n := LowerString(Mem, name)
+	ret := Mem.Alloc(8, 4)
+	if kind == KindRequest {
+		reqHeader(h, p, n, ret)
+	} else {
+		respHeader(h, p, n, ret)
+	}
+	return StringsAt(Mem, ret)
+}
+
+// Headers is request.headers or response.headers.
+func Headers(kind int, h uint32) []Header {
+	defer scope()()
+	ret := Mem.Alloc(8, 4)
+	if kind == KindRequest {
+		reqHeaders(h, ret)
+	} else {
+		respHeaders(h, ret)
+	}
+	return HeadersAt(Mem, ret)
+}
+
+// HeaderOp says which header change to make.
+type HeaderOp int
+
+// The header changes.
+const (
+	SetHeader HeaderOp = iota
+	AppendHeader
+	RemoveHeader
+)
+
+// ChangeHeader is set-header, append-header or remove-header of request or response.
+func ChangeHeader(kind int, h uint32, op HeaderOp, name, value string) error {
+	defer scope()()
+	np, nn := LowerString(Mem, name)
+	vp, vn := LowerString(Mem, value)
+	ret := Mem.Alloc(16, 4)
+	switch {
+	case kind == KindRequest && op == SetHeader:
+		reqSetHeader(h, np, nn, vp, vn, ret)
+	case kind == KindRequest && op == AppendHeader:
+		reqAppendHeader(h, np, nn, vp, vn, ret)
+	case kind == KindRequest:
+		reqRemoveHeader(h, np, nn, ret)
+	case op == SetHeader:
+		respSetHeader(h, np, nn, vp, vn, ret)
+	case op == AppendHeader:
+		respAppendHeader(h, np, nn, vp, vn, ret)
+	default:
+		respRemoveHeader(h, np, nn, ret)
+	}
+	return UnitResultAt(Mem, ret)
+}
+
+// Body is request.body or response.body.
+func Body(kind int, h uint32) ([]byte, bool) {
+	defer scope()()
+	ret := Mem.Alloc(12, 4)
+	if kind == KindRequest {
+		reqBody(h, ret)
+	} else {
+		respBody(h, ret)
+	}
+	return OptionBytesAt(Mem, ret)
+}
+
+// SetBody is request.set-body or response.set-body.
+func SetBody(kind int, h uint32, body []byte) error {
+	defer scope()()
+	p, n := LowerBytes(Mem, body)
+	ret := Mem.Alloc(16, 4)
+	if kind == KindRequest {
+		reqSetBody(h, p, n, ret)
+	} else {
+		respSetBody(h, p, n, ret)
+	}
+	return UnitResultAt(Mem, ret)
+}
+
+// Status is response.status.
+func Status(h uint32) uint16 { return uint16(respStatus(h)) }
+
+// SetStatus is response.set-status.
+func SetStatus(h uint32, status uint16) error {
+	defer scope()()
+	ret := Mem.Alloc(16, 4)
+	respSetStatus(h, uint32(status), ret)
+	return UnitResultAt(Mem, ret)
+}
+
+// OutgoingRequest is http-client.outgoing-request.
+type OutgoingRequest struct {
+	Method, PathWithQuery string
+	Headers               []Header
+	Body                  []byte
+	TimeoutMs             uint32
+}
+
+// HTTPSend is http-client.send.
+func HTTPSend(upstream string, r *OutgoingRequest) (IncomingResponse, error) {
+	defer scope()()
+	up, upn := LowerString(Mem, upstream)
+	mp, mn := LowerString(Mem, r.Method)
+	pp, pn := LowerString(Mem, r.PathWithQuery)
+	hp, hn := LowerHeaders(Mem, r.Headers)
+	bp, bn := LowerBytes(Mem, r.Body)
+	ret := Mem.Alloc(24, 4)
+	httpSend(up, upn, mp, mn, pp, pn, hp, hn, bp, bn, r.TimeoutMs, ret)
+	return HTTPResultAt(Mem, ret)
+}
+
+func ttl(ms *uint64) (uint32, uint64) {
+	if ms == nil {
+		return 0, 0
+	}
+	return 1, *ms
+}
+
+// KVGet is kv.get.
+func KVGet(key string) ([]byte, uint32, bool, error) {
+	defer scope()()
+	p, n := LowerString(Mem, key)
+	ret := Mem.Alloc(20, 4)
+	kvGet(p, n, ret)
+	return KVEntryResultAt(Mem, ret)
+}
+
+// KVSet is kv.set.
+func KVSet(key string, value []byte, ttlMs *uint64) (uint32, error) {
+	defer scope()()
+	kp, kn := LowerString(Mem, key)
+	vp, vn := LowerBytes(Mem, value)
+	has, t := ttl(ttlMs)
+	ret := Mem.Alloc(16, 4)
+	kvSet(kp, kn, vp, vn, has, t, ret)
+	return KVU32ResultAt(Mem, ret)
+}
+
+// KVDelete is kv.delete.
+func KVDelete(key string) error {
+	defer scope()()
+	p, n := LowerString(Mem, key)
+	ret := Mem.Alloc(16, 4)
+	kvDelete(p, n, ret)
+	return KVUnitResultAt(Mem, ret)
+}
+
+// KVIncrement is kv.increment.
+func KVIncrement(key string, delta int64) (int64, error) {
+	defer scope()()
+	p, n := LowerString(Mem, key)
+	ret := Mem.Alloc(24, 8)
+	kvIncrement(p, n, delta, ret)
+	return KVS64ResultAt(Mem, ret)
+}
+
+// KVCompareAndSwap is kv.compare-and-swap.
+func KVCompareAndSwap(key string, version uint32, value []byte, ttlMs *uint64) (uint32, error) {
+	defer scope()()
+	kp, kn := LowerString(Mem, key)
+	vp, vn := LowerBytes(Mem, value)
+	has, t := ttl(ttlMs)
+	ret := Mem.Alloc(16, 4)
+	kvCompareAndSwap(kp, kn, version, vp, vn, has, t, ret)
+	return KVU32ResultAt(Mem, ret)
+}
+
+// Log is log.log (level: 0 trace .. 4 error).
+func Log(level uint32, message string) {
+	defer scope()()
+	p, n := LowerString(Mem, message)
+	logLog(level, p, n)
+}
+
+// LogEnabled is log.enabled.
+func LogEnabled(level uint32) bool { return logEnabled(level) != 0 }
+
+// MetricOp says which metrics call to make.
+type MetricOp int
+
+// The metrics calls.
+const (
+	CounterAdd MetricOp = iota
+	GaugeSet
+	GaugeAdd
+	HistogramRecord
+)
+
+// Metric is metrics.counter-add, gauge-set, gauge-add or histogram-record; v is the u64 or s64
+// argument's bits.
+func Metric(op MetricOp, name string, v uint64) error {
+	defer scope()()
+	p, n := LowerString(Mem, name)
+	ret := Mem.Alloc(16, 4)
+	switch op {
+	case CounterAdd:
+		metricsCounterAdd(p, n, v, ret)
+	case GaugeSet:
+		metricsGaugeSet(p, n, v, ret)
+	case GaugeAdd:
+		metricsGaugeAdd(p, n, int64(v), ret)
+	default:
+		metricsHistogramRecord(p, n, v, ret)
+	}
+	return UnitResultAt(Mem, ret)
+}
+
+// NowMs is clock.now-ms.
+func NowMs() uint64 { return clockNowMs() }
+
+// MonotonicNs is clock.monotonic-ns.
+func MonotonicNs() uint64 { return clockMonotonicNs() }
+
+// RandomBytes is random.bytes.
+func RandomBytes(n uint32) []byte {
+	defer scope()()
+	ret := Mem.Alloc(8, 4)
+	randomBytes(n, ret)
+	return BytesAt(Mem, ret)
+}
+
+// RandomU64 is random.next-u64.
+func RandomU64() uint64 { return randomNextU64() }
+
+// Facts is facts.get.
+func Facts() RequestFacts {
+	defer scope()()
+	ret := Mem.Alloc(RequestFactsSize, 8)
+	factsGet(ret)
+	return RequestFactsAt(Mem, ret)
+}
+
+// DropBorrow ends the guest's borrow of the request or response handle an export was given: the
+// canonical ABI requires it before the export returns.
+func DropBorrow(kind int, h uint32) {
+	if kind == KindRequest {
+		reqDrop(h)
+	} else {
+		respDrop(h)
+	}
+}

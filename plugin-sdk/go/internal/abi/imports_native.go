@@ -1,0 +1,88 @@
+//go:build !wasip1
+
+package abi
+
+// Outside wasip1 the host functions are variables that native tests set to play the host; unset,
+// they panic with noHost.
+
+var reqMethod = func(h, ret uint32) { panic(noHost) }
+
+var reqPath = func(h, ret uint32) { panic(noHost) }
+
+var reqQuery = func(h, ret uint32) { panic(noHost) }
+
+var reqSetPathWithQuery = func(h, p, n, ret uint32) { panic(noHost) }
+
+var reqHeader = func(h, p, n, ret uint32) { panic(noHost) }
+
+var reqHeaders = func(h, ret uint32) { panic(noHost) }
+
+var reqSetHeader = func(h, np, nn, vp, vn, ret uint32) { panic(noHost) }
+
+var reqAppendHeader = func(h, np, nn, vp, vn, ret uint32) { panic(noHost) }
+
+var reqRemoveHeader = func(h, p, n, ret uint32) { panic(noHost) }
+
+var reqBody = func(h, ret uint32) { panic(noHost) }
+
+var reqSetBody = func(h, p, n, ret uint32) { panic(noHost) }
+
+var respStatus = func(h uint32) uint32 { panic(noHost) }
+
+var respSetStatus = func(h, status, ret uint32) { panic(noHost) }
+
+var respHeader = func(h, p, n, ret uint32) { panic(noHost) }
+
+var respHeaders = func(h, ret uint32) { panic(noHost) }
+
+var respSetHeader = func(h, np, nn, vp, vn, ret uint32) { panic(noHost) }
+
+var respAppendHeader = func(h, np, nn, vp, vn, ret uint32) { panic(noHost) }
+
+var respRemoveHeader = func(h, p, n, ret uint32) { panic(noHost) }
+
+var respBody = func(h, ret uint32) { panic(noHost) }
+
+var respSetBody = func(h, p, n, ret uint32) { panic(noHost) }
+
+var httpSend = func(up, upn, mp, mn, pp, pn, hp, hn, bp, bn, timeout, ret uint32) { panic(noHost) }
+
+var kvGet = func(p, n, ret uint32) { panic(noHost) }
+
+var kvSet = func(kp, kn, vp, vn, hasTTL uint32, ttl uint64, ret uint32) { panic(noHost) }
+
+var kvDelete = func(p, n, ret uint32) { panic(noHost) }
+
+var kvIncrement = func(p, n uint32, delta int64, ret uint32) { panic(noHost) }
+
+var kvCompareAndSwap = func(kp, kn, version, vp, vn, hasTTL uint32, ttl uint64, ret uint32) { panic(noHost) }
+
+var logLog = func(level, p, n uint32) { panic(noHost) }
+
+var logEnabled = func(level uint32) uint32 { panic(noHost) }
+
+var metricsCounterAdd = func(p, n uint32, delta uint64, ret uint32) { panic(noHost) }
+
+var metricsGaugeSet = func(p, n uint32, value uint64, ret uint32) { panic(noHost) }
+
+var metricsGaugeAdd = func(p, n uint32, delta int64, ret uint32) { panic(noHost) }
+
+var metricsHistogramRecord = func(p, n uint32, value uint64, ret uint32) { panic(noHost) }
+
+var clockNowMs = func() uint64 { panic(noHost) }
+
+var clockMonotonicNs = func() uint64 { panic(noHost) }
+
+var randomBytes = func(n, ret uint32) { panic(noHost) }
+
+var randomNextU64 = func() uint64 { panic(noHost) }
+
+var factsGet = func(ret uint32) { panic(noHost) }
+
+// Drops records the borrow handles dropped in a native build (request handles as is, response
+// handles with the high bit set), for tests of the exports.
+var Drops []uint32
+
+var reqDrop = func(h uint32) { Drops = append(Drops, h) }
+
+var respDrop = func(h uint32) { Drops = append(Drops, h|1<<31) }

@@ -1,0 +1,656 @@
+//! Component plugins (the gateway's WIT world, written with `plugin-sdk`) through the real gateway:
+//! every host import of the world reached from requests over real sockets, capabilities and their
+//! typed denials, bodies whole and in chunks, logs on the process's stderr, metrics on the admin API,
+//! hostile components failing by each route's policy, and requests in flight on one filter never
+//! seeing each other's data, in both instance modes.
+
+use crate::harness::*;
+use bytes::Bytes;
+use http_body_util::Full;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+fn fixtures() -> &'static xtask::ComponentFixtures {
+    xtask::component_fixtures().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn kitchen() -> &'static Path {
+    &fixtures().kitchen
+}
+
+/// A `plugins:` entry; `extra` is indented YAML lines (capabilities, instance mode, limits).
+fn plugin(name: &str, wasm: &Path, extra: &str) -> String {
+    format!("  - name: {name}\n    path: {}\n{extra}", wasm.display())
+}
+
+/// A route `/<name>/...` to the upstream `up` (the prefix `/<name>` stripped) with one filter.
+fn route(name: &str, plugin: &str, config: &str, filter_extra: &str) -> String {
+    format!(
+        "  - name: {name}\n    match: {{path: {{prefix: /{name}/}}}}\n    rewrite: {{strip_prefix: /{name}}}\n    upstream: up\n    filters: [{{plugin: {plugin}, config: \"{config}\"{filter_extra}}}]\n"
+    )
+}
+
+/// The backends of a test: `up` serves the routes, `callee` is what plugins call out to.
+struct Backends {
+    up: MockUpstream,
+    callee: MockUpstream,
+    /// A port nothing listens on (the upstream `dead`).
+    dead: u16,
+}
+
+impl Backends {
+    async fn start() -> Backends {
+        Backends {
+            up: MockUpstream::start("up").await,
+            callee: MockUpstream::start("callee").await,
+            dead: free_port(),
+        }
+    }
+
+    fn yaml(&self, plugins: &[String], routes: &[String]) -> String {
+        format!(
+            "plugins:\n{}upstreams:\n  - name: up\n    endpoints: [\"{}\"]\n  - name: callee\n    endpoints: [\"{}\"]\n  - name: dead\n    endpoints: [\"127.0.0.1:{}\"]\n    health: {{passive: {{consecutive_failures: 0}}}}\nroutes:\n{}",
+            plugins.concat(),
+            self.up.addr,
+            self.callee.addr,
+            self.dead,
+            routes.concat()
+        )
+    }
+
+    async fn gateway(&self, plugins: &[String], routes: &[String]) -> TestGateway {
+        TestGateway::start(&self.yaml(plugins, routes)).await
+    }
+}
+
+/// A header's value as a string ("" when absent).
+fn hv(h: &http::HeaderMap, name: &str) -> String {
+    h.get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+/// GETs `path` with `x-test: test` and `extra` headers; returns the response and the headers the
+/// upstream `up` saw (the filter's results).
+async fn run(
+    gw: &TestGateway,
+    b: &Backends,
+    path: &str,
+    test: &str,
+    extra: &[(&str, &str)],
+) -> (Resp, http::HeaderMap) {
+    let mut headers = vec![("x-test", test)];
+    headers.extend_from_slice(extra);
+    let hits = b.up.hits();
+    let resp = get_with(&gw.url(path), &headers).await;
+    assert_eq!(resp.0, 200, "{test}: {}", resp.2);
+    assert_eq!(
+        b.up.hits(),
+        hits + 1,
+        "{test}: the request reached the upstream"
+    );
+    (resp, b.up.last().headers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_and_response_handles_read_and_change_the_real_exchange() {
+    let b = Backends::start().await;
+    let gw = b
+        .gateway(
+            &[plugin("kitchen", kitchen(), "")],
+            &[route("h", "kitchen", "", "")],
+        )
+        .await;
+    let req = http::Request::get(gw.url("/h/path?q=1"))
+        .header("x-test", "headers")
+        .header("x-multi", "1")
+        .header("x-multi", "2")
+        .header("x-remove-me", "bye")
+        .header("x-resp-test", "edit")
+        .header("x-want-status", "299")
+        .header("x-id", "A")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, h, body) = request(req).await;
+    let seen = b.up.last();
+    // The request as the filter saw it, and as it changed it.
+    let u = &seen.headers;
+    assert_eq!(hv(u, "x-method"), "GET");
+    assert_eq!(hv(u, "x-path"), "/h/path");
+    assert_eq!(hv(u, "x-query"), "q=1");
+    assert_eq!(hv(u, "x-host"), gw.addr.to_string());
+    assert_eq!(hv(u, "x-multi"), "1|2");
+    let count: usize = hv(u, "x-count").parse().unwrap();
+    assert!(count >= 6, "{count}");
+    let appended: Vec<_> = u.get_all("x-appended").iter().collect();
+    assert_eq!(appended, ["a", "b"]);
+    assert!(u.get("x-remove-me").is_none());
+    assert_eq!(hv(u, "x-bad-name"), "invalid");
+    assert_eq!(hv(u, "x-body-in-headers"), "true");
+    assert_eq!(hv(u, "x-bad-path"), "invalid");
+    assert_eq!(
+        seen.uri, "/rewritten?x=1",
+        "set-path-with-query reached the upstream"
+    );
+    // The response handle: status read and changed, headers read, set, appended and removed.
+    assert_eq!(status, 299, "{body}");
+    assert_eq!(hv(&h, "x-status-seen"), "200");
+    assert_eq!(hv(&h, "x-resp-status-before"), "200");
+    assert_eq!(hv(&h, "x-resp-status-after"), "299");
+    assert_eq!(hv(&h, "x-resp-bad-status"), "invalid");
+    assert_eq!(hv(&h, "x-resp-upstream"), "up");
+    assert!(h.get("x-upstream").is_none(), "removed by the filter");
+    let count: usize = hv(&h, "x-resp-count").parse().unwrap();
+    assert!(count >= 2, "{count}");
+    let appended: Vec<_> = h.get_all("x-resp-appended").iter().collect();
+    assert_eq!(appended, ["a", "b"]);
+    assert_eq!(hv(&h, "x-resp-bad-name"), "invalid");
+    assert_eq!(hv(&h, "x-resp-body-in-headers"), "true");
+    assert_eq!(hv(&h, "x-resp-set-body-in-headers"), "wrong-phase");
+    assert_eq!(hv(&h, "x-id-echo"), "A");
+    assert_eq!(body, "mock up /rewritten\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_response_answers_without_the_backend() {
+    let b = Backends::start().await;
+    let gw = b
+        .gateway(
+            &[plugin("kitchen", kitchen(), "")],
+            &[route("r", "kitchen", "", "")],
+        )
+        .await;
+    let (s, h, body) = get_with(&gw.url("/r/x"), &[("x-test", "respond")]).await;
+    assert_eq!((s, body.as_str()), (418, "i am a teapot\n"));
+    assert_eq!(hv(&h, "x-local"), "yes");
+    assert_eq!(b.up.hits(), 0);
+    let (s, _, _) = get(&gw.url("/r/x")).await;
+    assert_eq!(s, 200);
+    assert_eq!(b.up.hits(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_whole_and_in_chunks() {
+    let b = Backends::start().await;
+    let gw = b
+        .gateway(
+            &[plugin("kitchen", kitchen(), "")],
+            &[
+                route("whole", "kitchen", "request-body=whole", ""),
+                route("chunks", "kitchen", "request-body=chunks", ""),
+            ],
+        )
+        .await;
+    let req = http::Request::post(gw.url("/whole/echo"))
+        .body(Full::new(Bytes::from_static(b"abcd")))
+        .unwrap();
+    let (s, h, body) = request(req).await;
+    assert_eq!((s, body.as_str()), (200, "ABCD|chunks=1"));
+    assert_eq!(b.up.last().body, "ABCD|chunks=1");
+    // In the body phase the request headers are read-only.
+    assert_eq!(hv(&h, "x-body-phase-set-header"), "wrong-phase");
+
+    // Chunks: the body arrives in pieces with pauses between them, and each piece is a call.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"POST /chunks/echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nab\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.write_all(b"2\r\ncd\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.write_all(b"0\r\n\r\n").await.unwrap();
+    let resp = read_all(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    let body = String::from_utf8_lossy(&b.up.last().body).into_owned();
+    // Two calls with data; the end of the stream may come with the last piece or in a third call.
+    assert!(
+        body == "ABCD|chunks=2" || body == "ABCD|chunks=3",
+        "the body was not seen in chunks: {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_bodies_whole_and_in_chunks() {
+    let b = Backends::start().await;
+    let gw = b
+        .gateway(
+            &[plugin("kitchen", kitchen(), "")],
+            &[
+                route("whole", "kitchen", "response-body=whole", ""),
+                route("chunks", "kitchen", "response-body=chunks", ""),
+            ],
+        )
+        .await;
+    // Whole: one call with all 18 bytes, replaced; response headers are read-only by then.
+    let (s, _, body) = get(&gw.url("/whole/foo/3")).await;
+    assert_eq!((s, body.as_str()), (200, "len=18;late=wrong-phase"));
+    // An answer from the response body phase comes after the response headers were committed: the
+    // gateway breaks the response off rather than send the upstream's body unfiltered.
+    let resp = raw(
+        gw.addr,
+        b"POST /whole/echo HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\ndeny this",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(!resp.contains("deny this"), "{resp}");
+    assert!(
+        !resp.contains("\r\n0\r\n\r\n"),
+        "not a complete response: {resp}"
+    );
+    assert_eq!(
+        get(&gw.url("/whole/foo/1")).await.2,
+        "len=6;late=wrong-phase"
+    );
+    // Chunks: 4 x 64 KiB stream through; only the last call (end of stream) replaces its chunk.
+    let (s, _, body) = get(&gw.url("/chunks/stream/4")).await;
+    assert_eq!(s, 200);
+    let xs = body.bytes().take_while(|c| *c == b'x').count();
+    let tail = &body[xs..];
+    let last: usize = tail
+        .strip_prefix("len=")
+        .and_then(|t| t.strip_suffix(";late=wrong-phase"))
+        .unwrap_or_else(|| panic!("unexpected tail {tail}"))
+        .parse()
+        .unwrap();
+    assert!(xs > 0, "earlier chunks passed through unchanged");
+    assert_eq!(xs + last, 4 * 64 * 1024);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_http_reaches_granted_upstreams_and_denials_are_typed() {
+    let b = Backends::start().await;
+    let gw = b
+        .gateway(
+            &[
+                plugin(
+                    "kitchen",
+                    kitchen(),
+                    "    capabilities: {upstreams: [callee, ghost, dead]}\n",
+                ),
+                plugin("bare", kitchen(), ""),
+            ],
+            &[route("r", "kitchen", "", ""), route("bare", "bare", "", "")],
+        )
+        .await;
+    let call = |up: &'static str, extra: Vec<(&'static str, &'static str)>| {
+        let mut h = vec![("x-upstream", up)];
+        h.extend(extra);
+        h
+    };
+    let (_, h) = run(
+        &gw,
+        &b,
+        "/r/x",
+        "http",
+        &call("callee", vec![("x-body", "hi")]),
+    )
+    .await;
+    assert_eq!(hv(&h, "x-call-status"), "200");
+    assert_eq!(hv(&h, "x-call-body"), "allowed");
+    let c = b.callee.last();
+    assert_eq!((c.method.as_str(), c.uri.as_str()), ("POST", "/auth"));
+    assert_eq!(hv(&c.headers, "x-from"), "kitchen");
+    assert_eq!(c.body, "hi");
+    // The upstream's answer comes back whatever its status.
+    b.callee.fail_next(1, 403);
+    let (_, h) = run(&gw, &b, "/r/x", "http", &call("callee", vec![])).await;
+    assert_eq!(hv(&h, "x-call-status"), "403");
+    let callee_hits = b.callee.hits();
+    // `up` exists but is not granted; `ghost` is granted but does not exist.
+    for up in ["up", "ghost"] {
+        let (_, h) = run(&gw, &b, "/r/x", "http", &call(up, vec![])).await;
+        assert_eq!(hv(&h, "x-call-error"), "denied", "{up}");
+        assert!(h.get("x-call-status").is_none());
+    }
+    let (_, h) = run(&gw, &b, "/bare/x", "http", &call("callee", vec![])).await;
+    assert_eq!(hv(&h, "x-call-error"), "denied", "no grants at all");
+    assert_eq!(b.callee.hits(), callee_hits, "denied calls never left");
+    let (_, h) = run(
+        &gw,
+        &b,
+        "/r/x",
+        "http",
+        &call("callee", vec![("x-call-path", "no-slash")]),
+    )
+    .await;
+    assert_eq!(hv(&h, "x-call-error"), "bad-request");
+    let started = Instant::now();
+    let (_, h) = run(
+        &gw,
+        &b,
+        "/r/x",
+        "http",
+        &call(
+            "callee",
+            vec![("x-call-path", "/delay/3000"), ("x-timeout-ms", "200")],
+        ),
+    )
+    .await;
+    assert_eq!(hv(&h, "x-call-error"), "timeout");
+    assert!(started.elapsed() < Duration::from_millis(2500));
+    let (_, h) = run(&gw, &b, "/r/x", "http", &call("dead", vec![])).await;
+    assert_eq!(hv(&h, "x-call-error"), "failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_value_store_keeps_data_across_requests_by_namespace() {
+    let b = Backends::start().await;
+    let ns = |n: &str| format!("    capabilities: {{kv_namespace: {n}}}\n");
+    let gw = b
+        .gateway(
+            &[
+                plugin("kitchen", kitchen(), &ns("shared")),
+                plugin(
+                    "kitchen-reuse",
+                    kitchen(),
+                    &format!("{}    instance_mode: reuse\n", ns("shared")),
+                ),
+                plugin("other", kitchen(), &ns("other")),
+                plugin("bare", kitchen(), ""),
+            ],
+            &[
+                route("fresh", "kitchen", "", ""),
+                route("reuse", "kitchen-reuse", "", ""),
+                route("other", "other", "", ""),
+                route("bare", "bare", "", ""),
+            ],
+        )
+        .await;
+    let (_, h) = run(&gw, &b, "/fresh/x", "kv", &[("x-key", "k")]).await;
+    assert_eq!(hv(&h, "x-kv-before"), "none");
+    assert_eq!(hv(&h, "x-kv-get"), "one");
+    assert_eq!(hv(&h, "x-kv-version-matches"), "true");
+    assert_eq!(hv(&h, "x-kv-cas-stale"), "version-mismatch");
+    assert_eq!(hv(&h, "x-kv-cas"), "two");
+    assert_eq!(hv(&h, "x-kv-cas-new-version"), "true");
+    assert_eq!(hv(&h, "x-kv-incr-nan"), "not-a-number");
+    assert_eq!(hv(&h, "x-kv-deleted"), "true");
+    assert_eq!(hv(&h, "x-kv-incr"), "5,3");
+    assert_eq!(hv(&h, "x-kv-long"), "true");
+    // Across requests (fresh instances remember nothing): the 1 ms TTL has passed, the long one not.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let read = |path: &'static str, key: &'static str| {
+        let (gw, b) = (&gw, &b);
+        async move {
+            let (_, h) = run(gw, b, path, "kv-read", &[("x-key", key)]).await;
+            hv(&h, "x-kv-value")
+        }
+    };
+    assert_eq!(read("/fresh/x", "k:ttl").await, "absent");
+    assert_eq!(read("/fresh/x", "k:long").await, "long");
+    assert_eq!(read("/fresh/x", "k:n").await, "3");
+    // Another plugin granted the same namespace shares it; another namespace does not.
+    assert_eq!(read("/reuse/x", "k:long").await, "long");
+    assert_eq!(read("/other/x", "k:long").await, "absent");
+    let incr = |path: &'static str| {
+        let (gw, b) = (&gw, &b);
+        async move {
+            let (_, h) = run(gw, b, path, "kv-incr", &[("x-key", "hits")]).await;
+            hv(&h, "x-kv-value")
+        }
+    };
+    assert_eq!(incr("/fresh/x").await, "1");
+    assert_eq!(incr("/reuse/x").await, "2");
+    assert_eq!(incr("/other/x").await, "1");
+    assert_eq!(incr("/fresh/x").await, "3");
+    // No namespace granted: every call is denied, typed.
+    let (_, h) = run(&gw, &b, "/bare/x", "kv", &[]).await;
+    assert_eq!(hv(&h, "x-kv-error"), "denied");
+    let (_, h) = run(&gw, &b, "/bare/x", "kv-incr", &[("x-key", "hits")]).await;
+    assert_eq!(hv(&h, "x-kv-error"), "denied");
+    // Concurrent increments through the gateway lose nothing.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let url = gw.url(if i % 2 == 0 { "/fresh/x" } else { "/reuse/x" });
+            tokio::spawn(async move {
+                let (s, _, _) =
+                    get_with(&url, &[("x-test", "kv-incr"), ("x-key", "together")]).await;
+                assert_eq!(s, 200);
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(read("/fresh/x", "together").await, "20");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_logs_reach_the_gateways_stderr_at_their_levels() {
+    let b = Backends::start().await;
+    let gw = GatewayProcess::start_with_log(
+        &b.yaml(
+            &[plugin("kitchen", kitchen(), "")],
+            &[route("r", "kitchen", "", "")],
+        ),
+        "warn,plugin=debug",
+    )
+    .await;
+    let (s, _, _) = get_with(&gw.url("/r/x"), &[("x-test", "log")]).await;
+    assert_eq!(s, 200);
+    let h = b.up.last().headers;
+    assert_eq!(hv(&h, "x-logged"), "5");
+    assert_eq!(hv(&h, "x-debug-enabled"), "true");
+    let lines = || gw.log.lock().unwrap().clone();
+    let has = |text: &str| {
+        lines()
+            .iter()
+            .any(|l| l.contains(text) && l.contains("kitchen"))
+    };
+    let all_there = eventually(Duration::from_secs(5), || async {
+        [
+            "kitchen debug",
+            "kitchen info",
+            "kitchen warn",
+            "kitchen error",
+        ]
+        .iter()
+        .all(|m| has(m))
+    })
+    .await;
+    assert!(all_there, "{:#?}", lines());
+    for level in ["DEBUG", "INFO", "WARN", "ERROR"] {
+        let m = format!("kitchen {}", level.to_lowercase());
+        assert!(
+            lines().iter().any(|l| l.contains(&m) && l.contains(level)),
+            "{m} at {level}: {:#?}",
+            lines()
+        );
+    }
+    assert!(!has("kitchen trace"), "trace is below the filter");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_clock_randomness_and_plain_http_facts() {
+    let b = Backends::start().await;
+    let gw = b
+        .gateway(
+            &[plugin("kitchen", kitchen(), "")],
+            &[route("facts", "kitchen", "", "")],
+        )
+        .await;
+    let (_, h) = run(&gw, &b, "/facts/x", "metrics", &[]).await;
+    assert_eq!(hv(&h, "x-metric-clash"), "invalid");
+    run(&gw, &b, "/facts/x", "metrics", &[]).await;
+    let m = gw.metrics().await;
+    for want in [
+        "plugin_kitchen_requests{plugin=\"kitchen\"} 4\n",
+        "plugin_kitchen_level{plugin=\"kitchen\"} 4\n",
+        "plugin_kitchen_sizes_count{plugin=\"kitchen\"} 2\n",
+    ] {
+        assert!(m.contains(want), "missing {want} in\n{m}");
+    }
+
+    let (_, h) = run(&gw, &b, "/facts/x", "clock", &[]).await;
+    let now: u64 = hv(&h, "x-now-ms").parse().unwrap();
+    let sys = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(sys.abs_diff(now) < 10_000, "{now} vs {sys}");
+    assert_eq!(hv(&h, "x-monotonic"), "true");
+
+    let (_, h) = run(&gw, &b, "/facts/x", "random", &[]).await;
+    assert_eq!(hv(&h, "x-random-len"), "16");
+    assert_eq!(hv(&h, "x-random-capped"), "65536");
+    assert_eq!(hv(&h, "x-random-differ"), "true");
+
+    // Facts: over raw sockets, so the test knows the client's address.
+    let mut ids = Vec::new();
+    for version in ["1.1", "1.0"] {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        let client = s.local_addr().unwrap();
+        s.write_all(
+            format!("GET /facts/x HTTP/{version}\r\nHost: h\r\nx-test: facts\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let resp = read_all(&mut s, Duration::from_secs(5)).await;
+        assert_eq!(status_of(&resp), 200, "{resp}");
+        let h = b.up.last().headers;
+        assert_eq!(hv(&h, "x-route"), "facts");
+        assert_eq!(hv(&h, "x-upstream"), "up");
+        assert_eq!(hv(&h, "x-client"), client.to_string());
+        assert_eq!(hv(&h, "x-local"), gw.addr.to_string());
+        assert_eq!(hv(&h, "x-scheme"), "http");
+        assert_eq!(hv(&h, "x-protocol"), version);
+        assert_eq!(hv(&h, "x-tls"), "false");
+        assert!(h.get("x-tls-version").is_none());
+        ids.push(hv(&h, "x-request-id").parse::<u64>().unwrap());
+    }
+    assert_ne!(ids[0], ids[1], "request ids are unique");
+}
+
+/// Request A holds its filter (its body is still arriving) while B goes all the way through the same
+/// filter; then many requests at once. Each only ever sees its own `x-id`.
+async fn requests_in_flight_do_not_see_each_other(mode: &str) {
+    let b = Backends::start().await;
+    let gw = b
+        .gateway(
+            &[plugin(
+                "kitchen",
+                kitchen(),
+                &format!("    instance_mode: {mode}\n"),
+            )],
+            &[route("r", "kitchen", "request-body=whole", "")],
+        )
+        .await;
+    let mut a = TcpStream::connect(gw.addr).await.unwrap();
+    a.write_all(
+        b"POST /r/echo HTTP/1.1\r\nHost: h\r\nx-id: A\r\nContent-Length: 4\r\nConnection: close\r\n\r\nab",
+    )
+    .await
+    .unwrap();
+    // A's headers have been through the filter once the gateway waits for the rest of the body.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let req = http::Request::post(gw.url("/r/echo"))
+        .header("x-id", "B")
+        .body(Full::new(Bytes::from_static(b"xy")))
+        .unwrap();
+    let (s, h, body) = request(req).await;
+    assert_eq!((s, body.as_str()), (200, "XY|chunks=1"));
+    assert_eq!(hv(&h, "x-id-echo"), "B");
+    a.write_all(b"cd").await.unwrap();
+    let resp = read_all(&mut a, Duration::from_secs(5)).await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert!(resp.to_lowercase().contains("x-id-echo: a\r\n"), "{resp}");
+    assert!(resp.ends_with("ABCD|chunks=1"), "{resp}");
+    // Many at once, each stashing its id in the guest and reading it back in its response phase.
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let url = gw.url("/r/echo");
+            tokio::spawn(async move {
+                let id = format!("id-{i}");
+                let req = http::Request::post(url)
+                    .header("x-id", &id)
+                    .body(Full::new(Bytes::from(id.clone())))
+                    .unwrap();
+                let (s, h, body) = request(req).await;
+                assert_eq!(s, 200);
+                assert_eq!(hv(&h, "x-id-echo"), id);
+                assert_eq!(body, format!("{}|chunks=1", id.to_uppercase()));
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let served: Vec<u64> =
+        b.up.seen()
+            .iter()
+            .map(|s| hv(&s.headers, "x-served").parse().unwrap())
+            .collect();
+    let most = served.iter().copied().max().unwrap();
+    match mode {
+        "fresh" => assert_eq!(most, 1, "a fresh instance serves one request"),
+        _ => assert!(most > 1, "warm instances were reused: {served:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_on_one_filter_are_isolated_in_fresh_mode() {
+    requests_in_flight_do_not_see_each_other("fresh").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_on_one_filter_are_isolated_in_reuse_mode() {
+    requests_in_flight_do_not_see_each_other("reuse").await;
+}
+
+async fn hostile_components_fail_by_policy(mode: &str) {
+    let b = Backends::start().await;
+    let gw = b
+        .gateway(
+            &[plugin(
+                "hostile",
+                &fixtures().hostile,
+                &format!(
+                    "    instance_mode: {mode}\n    limits: {{memory: 16MiB, cpu_per_call: 250ms}}\n"
+                ),
+            )],
+            &[
+                route("closed", "hostile", "", ""),
+                route("open", "hostile", "", ", failure: open"),
+            ],
+        )
+        .await;
+    for misdeed in ["trap", "loop", "memory"] {
+        let started = Instant::now();
+        let (s, _, body) = get_with(&gw.url("/closed/x"), &[("x-hostile", misdeed)]).await;
+        assert_eq!(s, 500, "{misdeed}: {body}");
+        assert!(body.contains("filter_failed"), "{misdeed}: {body}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{misdeed}");
+        // The next request on the same route succeeds, through the filter.
+        let (s, _, _) = get(&gw.url("/closed/x")).await;
+        assert_eq!(s, 200, "{misdeed}: next");
+        assert_eq!(hv(&b.up.last().headers, "x-hostile-ok"), "1", "{misdeed}");
+        // Fail open: the request goes on without the filter's changes.
+        let (s, _, _) = get_with(&gw.url("/open/x"), &[("x-hostile", misdeed)]).await;
+        assert_eq!(s, 200, "{misdeed}: open");
+        assert!(b.up.last().headers.get("x-hostile-ok").is_none());
+        let (s, _, _) = get(&gw.url("/open/x")).await;
+        assert_eq!(s, 200, "{misdeed}: next open");
+        assert_eq!(hv(&b.up.last().headers, "x-hostile-ok"), "1", "{misdeed}");
+    }
+    let m = gw.metrics().await;
+    for want in [
+        "gateway_plugin_cpu_limit_total{plugin=\"hostile\"} 2",
+        "gateway_plugin_memory_limit_total{plugin=\"hostile\"} 2",
+        "gateway_requests_total{route=\"closed\",status=\"500\"} 3",
+    ] {
+        assert!(m.contains(want), "missing {want} in\n{m}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_components_fail_by_policy_in_fresh_mode() {
+    hostile_components_fail_by_policy("fresh").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_components_fail_by_policy_in_reuse_mode() {
+    hostile_components_fail_by_policy("reuse").await;
+}

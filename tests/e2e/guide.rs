@@ -1,0 +1,276 @@
+//! The README's guide "Write your first filter (Rust)", followed command by command: the commands are
+//! read from the README itself (between the `guide:first-filter` markers), so the guide cannot drift
+//! from what works. They run in a temporary copy of the parts of the repository the guide touches, with
+//! only the ports (free ones instead of 8080 and 9901) and the `gateway` binary (this build's) put in.
+//! Every command must succeed, and print what the guide's `#>` lines say it prints.
+
+use crate::harness::{free_port, TempDir};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One command of the guide and the output it should print.
+#[derive(Debug)]
+struct Step {
+    command: String,
+    expect: Vec<String>,
+}
+
+/// The `sh` blocks between the markers, as steps: a line is a command (with its here-document, if it
+/// has one), `#>` lines are expected output of the command before, other comments and blank lines are
+/// skipped.
+fn guide_steps(readme: &str) -> Vec<Step> {
+    let start = readme
+        .find("<!-- guide:first-filter -->")
+        .expect("the README has the guide's start marker");
+    let end = readme
+        .find("<!-- /guide:first-filter -->")
+        .expect("the README has the guide's end marker");
+    let mut steps: Vec<Step> = Vec::new();
+    let mut in_block = false;
+    let mut lines = readme[start..end].lines();
+    while let Some(line) = lines.next() {
+        if line.starts_with("```") {
+            in_block = !in_block && line.trim() == "```sh";
+            continue;
+        }
+        if !in_block || line.trim().is_empty() {
+            continue;
+        }
+        if let Some(out) = line.strip_prefix("#> ") {
+            steps
+                .last_mut()
+                .expect("expected output follows a command")
+                .expect
+                .push(out.to_string());
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let mut command = line.to_string();
+        if let Some((_, tag)) = line.split_once("<<") {
+            let tag = tag.trim().trim_matches('\'').trim_matches('"').to_string();
+            for body in lines.by_ref() {
+                command.push('\n');
+                command.push_str(body);
+                if body == tag {
+                    break;
+                }
+            }
+        }
+        steps.push(Step {
+            command,
+            expect: Vec::new(),
+        });
+    }
+    steps
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "target" {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// What a fresh clone has that the guide uses: the template, the SDK and the WIT world it is built
+/// from, and the toolchain file (which brings the wasm32-wasip2 target).
+fn repository_copy(root: &Path, dir: &Path) {
+    copy_dir(
+        &root.join("examples/rust-filter"),
+        &dir.join("examples/rust-filter"),
+    );
+    std::os::unix::fs::symlink(root.join("plugin-sdk"), dir.join("plugin-sdk")).unwrap();
+    std::os::unix::fs::symlink(root.join("wit"), dir.join("wit")).unwrap();
+    std::fs::copy(
+        root.join("rust-toolchain.toml"),
+        dir.join("rust-toolchain.toml"),
+    )
+    .unwrap();
+}
+
+/// A shell for the guide's commands, without the settings of the test's own cargo run that would send
+/// the build elsewhere.
+fn shell(command: &str, cwd: &Path) -> Command {
+    let mut c = Command::new("sh");
+    c.args(["-c", command])
+        .current_dir(cwd)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env("GATEWAY_LOG", "warn");
+    c
+}
+
+/// Kills the background gateway (which this test started) when the test ends, however it ends.
+struct Background(Vec<std::process::Child>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `curl` if the machine has it; otherwise makes the same request (its `-H` headers and URL)
+/// with this test's HTTP client and prints it as `curl -i` would: status line, headers, body.
+async fn curl(command: &str, cwd: &Path) -> (bool, String) {
+    let has_curl = Command::new("curl")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_curl {
+        let out = shell(command, cwd).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        return (out.status.success(), text);
+    }
+    let mut headers = Vec::new();
+    let mut url = None;
+    let mut words = command.split('\'');
+    let mut plain = Vec::new();
+    // Quoted parts are header values after -H; the rest is split on spaces.
+    let mut quoted = false;
+    for part in words.by_ref() {
+        if quoted {
+            headers.push(part.to_string());
+        } else {
+            plain.extend(part.split_whitespace().map(str::to_string));
+        }
+        quoted = !quoted;
+    }
+    for w in plain {
+        if w.contains("localhost:") || w.starts_with("http") {
+            url = Some(if w.starts_with("http") {
+                w
+            } else {
+                format!("http://{w}")
+            });
+        }
+    }
+    let url = url.expect("the curl command has a URL");
+    let pairs: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|h| h.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let borrowed: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (status, h, body) = crate::harness::get_with(&url, &borrowed).await;
+    let mut text = format!("HTTP/1.1 {status}\n");
+    for (k, v) in &h {
+        text.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("")));
+    }
+    text.push('\n');
+    text.push_str(&body);
+    (true, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_filter_guide_works_as_written() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let steps = guide_steps(&readme);
+    assert!(steps.len() >= 8, "the guide has its commands: {steps:#?}");
+    let dir = TempDir::new("guide");
+    repository_copy(&root, &dir.0);
+    let gateway = PathBuf::from(env!("CARGO_BIN_EXE_gateway"));
+    let (port, admin) = (free_port(), free_port());
+    let mut cwd = dir.0.clone();
+    let mut background = Background(Vec::new());
+    for step in &steps {
+        let mut command = step
+            .command
+            .replace(":8080", &format!(":{port}"))
+            .replace(":9901", &format!(":{admin}"));
+        if let Some(rest) = command.strip_prefix("gateway ") {
+            command = format!("{} {rest}", gateway.display());
+        }
+        if let Some(to) = command.strip_prefix("cd ") {
+            cwd = cwd.join(to.trim());
+            assert!(cwd.is_dir(), "{command}: no such directory");
+            continue;
+        }
+        let (ok, output) = if let Some(cmd) = command.strip_suffix(" &") {
+            // Served in the background: ready once the admin API answers.
+            let mut child = shell(&format!("exec {cmd}"), &cwd)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let started = Instant::now();
+            let mut up = false;
+            while started.elapsed() < Duration::from_secs(30) {
+                if std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok() {
+                    up = true;
+                    break;
+                }
+                if let Some(status) = child.try_wait().unwrap() {
+                    let mut err = String::new();
+                    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+                    panic!("{command}: exited with {status}: {err}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            background.0.push(child);
+            (up, String::from("(serving)"))
+        } else if command.starts_with("curl ") {
+            curl(&command, &cwd).await
+        } else {
+            let out = tokio::task::spawn_blocking({
+                let mut c = shell(&command, &cwd);
+                move || c.output().unwrap()
+            })
+            .await
+            .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            (out.status.success(), text)
+        };
+        assert!(ok, "the guide's command failed: {command}\n{output}");
+        for want in &step.expect {
+            assert!(
+                output.contains(want.as_str()),
+                "{command}: the guide says it prints {want:?}; it printed:\n{output}"
+            );
+        }
+    }
+    assert_eq!(background.0.len(), 1, "the guide serves the filter");
+}
+
+#[test]
+fn the_guide_is_read_from_the_readme() {
+    let steps = guide_steps(
+        "x\n<!-- guide:first-filter -->\n```sh\n# a comment\ncd a\n\ncat > f <<'EOF'\nk: v\n#> not output\nEOF\ngateway check\n#> ok\n```\n```yaml\nnot: run\n```\n<!-- /guide:first-filter -->\nafter\n",
+    );
+    let got: Vec<(&str, Vec<String>)> = steps
+        .iter()
+        .map(|s| (s.command.as_str(), s.expect.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("cd a", vec![]),
+            ("cat > f <<'EOF'\nk: v\n#> not output\nEOF", vec![]),
+            ("gateway check", vec!["ok".to_string()]),
+        ]
+    );
+}
