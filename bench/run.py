@@ -51,6 +51,8 @@ FILTERS_WASM = os.path.join(FILTERS_TARGET, "wasm32-wasip1", "release", "bench_f
 WIT_FILTERS_DIR = os.path.join(ROOT, "bench", "filters-wit")
 WIT_FILTERS_TARGET = os.path.join(ROOT, "target", "bench-wit")
 WIT_FILTERS_WASM = os.path.join(WIT_FILTERS_TARGET, "wasm32-wasip2", "release", "bench_filters_wit.wasm")
+GO_FILTER_DIR = os.path.join("bench", "filters-go")  # relative: `cargo xtask go-filter build` takes it so
+GO_FILTER_WASM = os.path.join(ROOT, "target", "bench-go", "bench_filters_go.wasm")
 TLS_DIR = os.path.join(WORK, "tls")  # the certificate both TLS proxies serve, made at bench time
 TLS_CERT = os.path.join(TLS_DIR, "cert.pem")
 TLS_KEY = os.path.join(TLS_DIR, "key.pem")
@@ -118,6 +120,8 @@ GATEWAYS = {
     "gw-routes10k": many_routes(10_000),
     "gw-wit": [gw_route("bench", {"prefix": "/"}, filters=[("wit-noop", "")])],
     "gw-wit-reuse": [gw_route("bench", {"prefix": "/"}, filters=[("wit-noop-reuse", "")])],
+    "gw-go": [gw_route("bench", {"prefix": "/"}, filters=[("go-noop", "")])],
+    "gw-go-reuse": [gw_route("bench", {"prefix": "/"}, filters=[("go-noop-reuse", "")])],
     "gw-tls": [gw_route("bench", {"prefix": "/"})],
 }
 TLS_GATEWAYS = {"gw-tls"}  # their listener terminates TLS with TLS_CERT
@@ -128,6 +132,8 @@ PLUGINS = {
     "bench": {"path": FILTERS_WASM, "limits": {"instances": 1000}},
     "wit-noop": {"path": WIT_FILTERS_WASM, "instance_mode": "fresh", "limits": {"instances": 1000}},
     "wit-noop-reuse": {"path": WIT_FILTERS_WASM, "instance_mode": "reuse", "limits": {"instances": 1000}},
+    "go-noop": {"path": GO_FILTER_WASM, "instance_mode": "fresh", "limits": {"instances": 1000}},
+    "go-noop-reuse": {"path": GO_FILTER_WASM, "instance_mode": "reuse", "limits": {"instances": 1000}},
 }
 
 # name, server, path, body bytes (POST when > 0), extra request headers, description
@@ -151,6 +157,10 @@ SCENARIOS = [
      "gateway + 1 no-op WIT filter (component, Rust SDK, bench/filters-wit), instance_mode fresh"),
     ("gw-wit-noop1-reuse", "gw-wit-reuse", "/", 0, {},
      "gateway + 1 no-op WIT filter (component, Rust SDK), instance_mode reuse"),
+    ("gw-go-noop1", "gw-go", "/", 0, {},
+     "gateway + 1 no-op Go filter (component, Go SDK plugin-sdk/go, bench/filters-go), instance_mode fresh"),
+    ("gw-go-noop1-reuse", "gw-go-reuse", "/", 0, {},
+     "gateway + 1 no-op Go filter (component, Go SDK), instance_mode reuse"),
     ("nginx-tls", "nginx-tls", "/", 0, {}, "nginx, HTTPS keep-alive (TLS 1.3, ECDSA P-256, same cert)"),
     ("gw-tls", "gw-tls", "/", 0, {}, "gateway, HTTPS keep-alive (TLS 1.3, ECDSA P-256, same cert), no filters"),
     ("nginx-tls-conn", "nginx-tls", "/", 0, CLOSE,
@@ -166,10 +176,7 @@ H2_SCENARIOS = [
     ("gw-h2", "gw", "/", "gateway, HTTP/2 downstream (h2c), HTTP/1.1 upstream, no filters"),
 ]
 
-NOT_AVAILABLE = [
-    ("gw-go-noop1", "one no-op Go filter",
-     "no Go SDK yet (plugin-sdk/go/ does not exist); the Go-vs-Rust target cannot be measured"),
-]
+NOT_AVAILABLE = []  # (scenario, what, why), filled when something cannot be built
 
 # Targets of issue 8, as ratios: (label, scenario, baseline, max ratio)
 TARGETS = [
@@ -179,7 +186,8 @@ TARGETS = [
     ("one no-op WIT filter (reuse) <= 1.05x gateway without filters", "gw-wit-noop1-reuse", "gw", 1.05),
     ("10-filter chain <= 1.3x gateway without filters", "gw-noop10", "gw", 1.3),
     ("10 000 routes <= 1.05x 10 routes", "gw-routes10k", "gw-routes10", 1.05),
-    ("Go filter <= 1.2x Rust filter", None, None, 1.2),
+    ("Go filter <= 1.2x Rust filter (fresh instances)", "gw-go-noop1", "gw-wit-noop1", 1.2),
+    ("Go filter <= 1.2x Rust filter (reused instances)", "gw-go-noop1-reuse", "gw-wit-noop1-reuse", 1.2),
 ]
 
 # Other ratios worth reading (not targets of issue 8): (label, scenario, baseline)
@@ -352,6 +360,27 @@ def build():
     env["CARGO_TARGET_DIR"] = WIT_FILTERS_TARGET
     subprocess.run([cargo, "build", "--release", "--target", "wasm32-wasip2"], cwd=WIT_FILTERS_DIR,
                    env=env, check=True)
+    build_go_filter(cargo)
+
+
+def build_go_filter(cargo):
+    """The no-op Go filter, with the Go SDK's own build command; when it cannot be built the Go rows
+    are reported as not available (with the reason) instead of failing the run."""
+    log("building the benchmark's no-op Go filter (cargo xtask go-filter build)")
+    r = subprocess.run([cargo, "run", "-q", "-p", "xtask", "--", "go-filter", "build", GO_FILTER_DIR,
+                        "-o", GO_FILTER_WASM], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    if r.returncode != 0 or not os.path.exists(GO_FILTER_WASM):
+        why = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        log(f"the Go filter could not be built: {why}")
+        go_not_available(f"the Go filter did not build: {why}")
+
+
+def go_not_available(why):
+    global SCENARIOS
+    for n, _, _, _, _, d in SCENARIOS:
+        if n.startswith("gw-go-"):
+            NOT_AVAILABLE.append((n, d, why))
+    SCENARIOS = [s for s in SCENARIOS if not s[0].startswith("gw-go-")]
 
 
 def make_certificate():
@@ -736,9 +765,10 @@ def targets(res):
     s, cg = res["scenarios"], res["callgrind"]
     out = []
     for label, a, b, limit in TARGETS:
-        if a is None:
+        missing = dict((k, y) for k, _, y in NOT_AVAILABLE)
+        if a in missing or b in missing:
             out.append({"target": label, "limit": limit, "status": "not available",
-                        "why": dict((k, y) for k, _, y in NOT_AVAILABLE).get("gw-go-noop1", "?")})
+                        "why": missing.get(a) or missing.get(b)})
             continue
         cpu = ratio(s.get(a, {}).get("summary", {}).get("cpu_us_per_req"),
                     s.get(b, {}).get("summary", {}).get("cpu_us_per_req"))
@@ -945,6 +975,8 @@ def main():
     ensure_tools(not a.no_install)
     if not a.no_build:
         build()
+    elif not os.path.exists(GO_FILTER_WASM):
+        go_not_available(f"{os.path.relpath(GO_FILTER_WASM, ROOT)} is not built (--no-build)")
     make_certificate()
     shutil.copy2(BUILT_GATEWAY, GATEWAY)
     built = machine()  # the commit the binary was built from
@@ -977,7 +1009,21 @@ def main():
             if g in servers:
                 p = start_gateway(g, port)
                 path = "/bench/items/1" if "routes" in g else "/"
-                wait_ready(p, port, path, AUTH_HEADERS, timeout=120, tls=g in TLS_SERVERS)
+                try:
+                    wait_ready(p, port, path, AUTH_HEADERS, timeout=120, tls=g in TLS_SERVERS)
+                except RuntimeError as e:
+                    if not g.startswith("gw-go"):
+                        raise
+                    # The Go SDK is the newest part: a Go filter that cannot start is reported, and
+                    # the rest of the run goes on.
+                    stop(p)
+                    errs = [ln.strip() for ln in open(os.path.join(WORK, f"{g}.log"), errors="replace")
+                            if ln.startswith("error:")]
+                    why = re.sub(r"^error: \S+?:\d+:\d+: ", "", errs[-1]) if errs else str(e)
+                    log(f"{g} did not start: {why}")
+                    go_not_available(f"the gateway did not start with the Go filter: {why}")
+                    scenarios = [x for x in scenarios if not x[0].startswith("gw-go-")]
+                    continue
                 ports[g], pids[g] = port, p.pid
         scripts = {n: wrk_script(n, b, h) for n, _, _, b, h, _ in scenarios}
 

@@ -11,6 +11,7 @@
 //!   config: {header: x-api-key}                         # the route's `config:` for the filter
 //!   capabilities: {upstreams: [auth], kv_namespace: ns} # as in the gateway config
 //!   instance_mode: fresh                                # or reuse
+//!   limits: {cpu_per_call: 100ms}                       # as in the gateway config, optional
 //! route: api                                            # the route name the filter sees (default `test`)
 //! cases:                                                # run in order; they share the store
 //!   - name: a key lets the request through
@@ -924,7 +925,7 @@ mod tests {
     fn fixture_errors_name_file_line_and_field() {
         let p = Path::new("f.test.yaml");
         let e = parse(p, "plugin: {path: x.wasm}\ncases:\n  - name: a\n    request: {path: /}\n    expect: {respons: {}}\n").unwrap_err();
-        assert_eq!(e.field, "cases[0].expect");
+        assert_eq!(e.field, "cases[0].expect.respons");
         assert_eq!(e.location.map(|l| l.0), Some(5));
         assert!(
             e.message.contains("unknown field `respons`"),
@@ -934,6 +935,30 @@ mod tests {
         let e = parse(p, "plugin: {path: x.wasm}\ncases:\n  - name: a\n    request: {path: /, method: 5}\n    upstreams: {auth: {error: nope}}\n").unwrap_err();
         assert!(e.field.starts_with("cases[0].upstreams"), "{e}");
         assert!(e.message.contains("timeout"), "{e}");
+    }
+
+    #[test]
+    fn the_documented_format_parses() {
+        let src = include_str!("plugin_test.rs");
+        let doc: String = src
+            .lines()
+            .skip_while(|l| *l != "//! ```yaml")
+            .skip(1)
+            .take_while(|l| *l != "//! ```")
+            .map(|l| {
+                format!(
+                    "{}\n",
+                    l.strip_prefix("//!")
+                        .unwrap_or(l)
+                        .strip_prefix(' ')
+                        .unwrap_or("")
+                )
+            })
+            .collect();
+        assert!(doc.contains("cases:"), "{doc}");
+        let f = parse(Path::new("doc.yaml"), &doc).unwrap_or_else(|e| panic!("{e}\n{doc}"));
+        assert_eq!(f.cases.len(), 1);
+        assert!(prepare(&f.cases[0]).is_ok());
     }
 
     #[test]

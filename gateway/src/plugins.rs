@@ -1,8 +1,10 @@
 //! Plugins on routes: loading the config's plugins into the process's Wasm engine, configuring one
 //! filter per route stage, and the upstream access plugins get for their HTTP callouts.
 //!
-//! The engine, the host core (shared data, queues, plugin metrics) and the compiled-code cache live for
-//! the whole process; a config (re)load creates new filters from them.
+//! The engine, the host core (shared data, queues, plugin metrics) and the compiled-code caches live for
+//! the whole process. A config (re)load takes over the plugins and route filter stages that did not
+//! change, and loads or configures the rest ([`WasmServices::attach`]); plugin files come from
+//! [`crate::plugin_source`].
 
 use crate::config::{self, ConfigError};
 use crate::filter::chain::Stage;
@@ -33,8 +35,8 @@ pub struct PluginHost {
 }
 
 impl PluginHost {
-    /// A host that caches compiled code in `cache_dir` (None: no disk cache), with the engine's
-    /// instance pool sized by `pool`.
+    /// A host that caches compiled code and fetched plugins in `cache_dir` (None: no disk cache) unless
+    /// the config's `server.cache_dir` names another, with the engine's instance pool sized by `pool`.
     pub fn new(cache_dir: Option<PathBuf>, pool: crate::config::WasmPool) -> PluginHost {
         PluginHost {
             cache_dir,

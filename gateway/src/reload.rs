@@ -498,6 +498,9 @@ mod tests {
         assert_eq!(e.field, "admin.address");
         let e = refused(&format!("{BASE}server: {{log_format: json}}\n"));
         assert_eq!(e.field, "server.log_format");
+        let e = refused(&format!("{BASE}server: {{cache_dir: /tmp/other}}\n"));
+        assert_eq!(e.field, "server.cache_dir");
+        assert_eq!(e.location.map(|l| l.0), Some(4));
     }
 
     #[test]

@@ -184,6 +184,9 @@ pub struct Runtime {
     pub listener_tls: HashMap<String, Arc<rustls::ServerConfig>>,
     /// Clusters taken over unchanged from the previous runtime (already started).
     kept: HashSet<String>,
+    /// A digest of the files each cluster's TLS config names (CA bundle, client certificate and
+    /// key), as read when the cluster was built: a cluster is only taken over when they are unchanged.
+    cluster_files: HashMap<String, [u8; 32]>,
 }
 
 impl Drop for Runtime {
@@ -217,6 +220,7 @@ impl Runtime {
         }
         let mut upstreams = HashMap::new();
         let mut kept = HashSet::new();
+        let mut cluster_files = HashMap::new();
         for (i, u) in cfg.upstreams.iter().enumerate() {
             let at = |f: &str| format!("upstreams[{i}].{f}");
             if upstreams.contains_key(&u.name) {
@@ -246,7 +250,9 @@ impl Runtime {
                     return Err(src.err(at("health.active.interval"), "must be more than 0"));
                 }
             }
-            if let Some(c) = previous.and_then(|p| p.unchanged_cluster(u)) {
+            let files = tls_files_digest(src, u);
+            cluster_files.insert(u.name.clone(), files);
+            if let Some(c) = previous.and_then(|p| p.unchanged_cluster(u, &files)) {
                 kept.insert(u.name.clone());
                 upstreams.insert(u.name.clone(), c);
                 continue;
@@ -301,13 +307,16 @@ impl Runtime {
             listeners,
             upstreams,
             kept,
+            cluster_files,
             listener_tls,
         })
     }
 
-    /// This runtime's cluster for `u`, if it was built from the same upstream config.
-    fn unchanged_cluster(&self, u: &config::Upstream) -> Option<Arc<Cluster>> {
-        let same = self.config.upstreams.iter().any(|p| p == u);
+    /// This runtime's cluster for `u`, if it was built from the same upstream config and the same
+    /// contents of the files that config names.
+    fn unchanged_cluster(&self, u: &config::Upstream, files: &[u8; 32]) -> Option<Arc<Cluster>> {
+        let same = self.config.upstreams.iter().any(|p| p == u)
+            && self.cluster_files.get(&u.name) == Some(files);
         same.then(|| self.upstreams.get(&u.name).cloned()).flatten()
     }
 
@@ -673,6 +682,25 @@ pub fn template_params(t: &str) -> Vec<String> {
         .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
         .map(|s| s.trim_start_matches('*').to_owned())
         .collect()
+}
+
+/// A digest of the contents of the files an upstream's TLS config names (a file that cannot be read
+/// counts as empty: building the cluster then reports it).
+fn tls_files_digest(src: &Source, u: &config::Upstream) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    if let Some(t) = &u.tls {
+        let files = t.ca.iter().chain(
+            t.client_cert
+                .iter()
+                .flat_map(|c| [&c.cert, &c.key].into_iter()),
+        );
+        for f in files {
+            let bytes = std::fs::read(crate::tls::resolve(src, f)).unwrap_or_default();
+            h.update(Sha256::digest(bytes));
+        }
+    }
+    h.finalize().into()
 }
 
 #[cfg(test)]

@@ -19,7 +19,8 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn resolve(src: &Source, p: &Path) -> PathBuf {
+/// `p` as the config means it: relative paths are relative to the config file's directory.
+pub fn resolve(src: &Source, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {

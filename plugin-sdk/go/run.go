@@ -22,6 +22,7 @@ func Register(f Filter) {
 func exportInit(ptr, n uint32) uint32 {
 	config := abi.LiftString(abi.Mem, ptr, n)
 	abi.Mem.Release(0)
+	abi.Collect()
 	if registered == nil {
 		return abi.LowerInitResult(abi.Mem, 0, 0,
 			"the Go filter registered no filter: call filter.Register from an init function", true)
@@ -47,6 +48,7 @@ func lowerAction(a Action) uint32 {
 
 func handler() Filter {
 	abi.Mem.Release(0)
+	abi.Collect()
 	if registered == nil {
 		return Base{}
 	}

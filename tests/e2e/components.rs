@@ -395,6 +395,25 @@ async fn the_key_value_store_keeps_data_across_requests_by_namespace() {
     assert_eq!(incr("/reuse/x").await, "2");
     assert_eq!(incr("/other/x").await, "1");
     assert_eq!(incr("/fresh/x").await, "3");
+    // Keys up to 1 KiB and values up to 1 MiB; beyond, the store says why.
+    use gateway::wasm::component::{MAX_KEY_LEN, MAX_VALUE_LEN};
+    for (key_len, value_len, want) in [
+        (MAX_KEY_LEN, 1, "ok"),
+        (MAX_KEY_LEN + 1, 1, "invalid"),
+        (1, MAX_VALUE_LEN, "ok"),
+        (1, MAX_VALUE_LEN + 1, "invalid"),
+    ] {
+        let (k, v) = (key_len.to_string(), value_len.to_string());
+        let (_, h) = run(
+            &gw,
+            &b,
+            "/fresh/x",
+            "kv-limits",
+            &[("x-key-len", &k), ("x-value-len", &v)],
+        )
+        .await;
+        assert_eq!(hv(&h, "x-kv-set"), want, "key {key_len}, value {value_len}");
+    }
     // No namespace granted: every call is denied, typed.
     let (_, h) = run(&gw, &b, "/bare/x", "kv", &[]).await;
     assert_eq!(hv(&h, "x-kv-error"), "denied");
@@ -417,6 +436,17 @@ async fn the_key_value_store_keeps_data_across_requests_by_namespace() {
     assert_eq!(read("/fresh/x", "together").await, "20");
 }
 
+/// GETs `/r/x` with `x-test: test` from a gateway process; returns the response and what `up` saw.
+async fn run_proc(gw: &GatewayProcess, b: &Backends, test: &str) -> (Resp, http::HeaderMap) {
+    let resp = get_with(
+        &gw.url("/r/x"),
+        &[("x-test", test), ("x-upstream", "callee")],
+    )
+    .await;
+    assert_eq!(resp.0, 200, "{test}: {}", resp.2);
+    (resp, b.up.last().headers)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_logs_reach_the_gateways_stderr_at_their_levels() {
     let b = Backends::start().await;
@@ -428,9 +458,7 @@ async fn plugin_logs_reach_the_gateways_stderr_at_their_levels() {
         "warn,plugin=debug",
     )
     .await;
-    let (s, _, _) = get_with(&gw.url("/r/x"), &[("x-test", "log")]).await;
-    assert_eq!(s, 200);
-    let h = b.up.last().headers;
+    let (_, h) = run_proc(&gw, &b, "log").await;
     assert_eq!(hv(&h, "x-logged"), "5");
     assert_eq!(hv(&h, "x-debug-enabled"), "true");
     let lines = || gw.log.lock().unwrap().clone();
@@ -460,6 +488,25 @@ async fn plugin_logs_reach_the_gateways_stderr_at_their_levels() {
         );
     }
     assert!(!has("kitchen trace"), "trace is below the filter");
+    // Denied capabilities are logged by the host, naming the plugin.
+    for test in ["http", "kv"] {
+        let (_, h) = run_proc(&gw, &b, test).await;
+        assert_eq!(
+            hv(
+                &h,
+                if test == "kv" {
+                    "x-kv-error"
+                } else {
+                    "x-call-error"
+                }
+            ),
+            "denied"
+        );
+    }
+    for denial in ["denied: outbound HTTP", "denied: key-value store"] {
+        let logged = eventually(Duration::from_secs(5), || async { has(denial) }).await;
+        assert!(logged, "{denial}: {:#?}", lines());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -617,7 +664,7 @@ async fn hostile_components_fail_by_policy(mode: &str) {
             ],
         )
         .await;
-    for misdeed in ["trap", "loop", "memory"] {
+    for misdeed in ["trap", "loop", "memory", "recursion", "bad-status"] {
         let started = Instant::now();
         let (s, _, body) = get_with(&gw.url("/closed/x"), &[("x-hostile", misdeed)]).await;
         assert_eq!(s, 500, "{misdeed}: {body}");
@@ -639,7 +686,10 @@ async fn hostile_components_fail_by_policy(mode: &str) {
     for want in [
         "gateway_plugin_cpu_limit_total{plugin=\"hostile\"} 2",
         "gateway_plugin_memory_limit_total{plugin=\"hostile\"} 2",
-        "gateway_requests_total{route=\"closed\",status=\"500\"} 3",
+        // trap, recursion and bad-status trap, on both routes.
+        "gateway_plugin_traps_total{plugin=\"hostile\"} 6",
+        "gateway_plugin_failures_total{plugin=\"hostile\"} 10",
+        "gateway_requests_total{route=\"closed\",status=\"500\"} 5",
     ] {
         assert!(m.contains(want), "missing {want} in\n{m}");
     }

@@ -94,6 +94,12 @@ fn repository_copy(root: &Path, dir: &Path) {
     );
     std::os::unix::fs::symlink(root.join("plugin-sdk"), dir.join("plugin-sdk")).unwrap();
     std::os::unix::fs::symlink(root.join("wit"), dir.join("wit")).unwrap();
+    // The template's build directory is kept between runs (the copy in the guide copies the link),
+    // so that the SDK's dependencies are built once; the filter itself is rebuilt every time.
+    let build = root.join("target/guide");
+    let _ = std::fs::remove_file(build.join("wasm32-wasip2/release/rust_filter.wasm"));
+    std::fs::create_dir_all(&build).unwrap();
+    std::os::unix::fs::symlink(&build, dir.join("examples/rust-filter/target")).unwrap();
     std::fs::copy(
         root.join("rust-toolchain.toml"),
         dir.join("rust-toolchain.toml"),
@@ -141,47 +147,56 @@ async fn curl(command: &str, cwd: &Path) -> (bool, String) {
             + &String::from_utf8_lossy(&out.stderr);
         return (out.status.success(), text);
     }
-    let mut headers = Vec::new();
-    let mut url = None;
-    let mut words = command.split('\'');
-    let mut plain = Vec::new();
-    // Quoted parts are header values after -H; the rest is split on spaces.
-    let mut quoted = false;
-    for part in words.by_ref() {
-        if quoted {
-            headers.push(part.to_string());
-        } else {
-            plain.extend(part.split_whitespace().map(str::to_string));
-        }
-        quoted = !quoted;
-    }
-    for w in plain {
-        if w.contains("localhost:") || w.starts_with("http") {
-            url = Some(if w.starts_with("http") {
-                w
-            } else {
-                format!("http://{w}")
-            });
-        }
-    }
-    let url = url.expect("the curl command has a URL");
-    let pairs: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|h| h.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
+    let (url, pairs) = curl_request(command);
     let borrowed: Vec<(&str, &str)> = pairs
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let (status, h, body) = crate::harness::get_with(&url, &borrowed).await;
-    let mut text = format!("HTTP/1.1 {status}\n");
+    let mut text = format!("HTTP/1.1 {status}\r\n");
     for (k, v) in &h {
-        text.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("")));
+        text.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap_or("")));
     }
-    text.push('\n');
+    text.push_str("\r\n");
     text.push_str(&body);
     (true, text)
+}
+
+/// The URL and `-H` headers of a `curl` command line (header values in single quotes).
+fn curl_request(command: &str) -> (String, Vec<(String, String)>) {
+    let mut url = None;
+    let mut headers = Vec::new();
+    for (i, part) in command.split('\'').enumerate() {
+        if i % 2 == 1 {
+            if let Some((k, v)) = part.split_once(':') {
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+            continue;
+        }
+        for w in part.split_whitespace() {
+            if w.starts_with("http://") {
+                url = Some(w.to_string());
+            } else if w.starts_with("localhost:") || w.starts_with("127.0.0.1:") {
+                url = Some(format!("http://{w}"));
+            }
+        }
+    }
+    (url.expect("the curl command has a URL"), headers)
+}
+
+#[test]
+fn curl_commands_are_understood_without_curl() {
+    assert_eq!(
+        curl_request("curl -i -H 'x-api-key: k1' localhost:8080/"),
+        (
+            "http://localhost:8080/".to_string(),
+            vec![("x-api-key".to_string(), "k1".to_string())]
+        )
+    );
+    assert_eq!(
+        curl_request("curl -i http://127.0.0.1:1/a"),
+        ("http://127.0.0.1:1/a".to_string(), vec![])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,4 +288,54 @@ fn the_guide_is_read_from_the_readme() {
             ("gateway check", vec!["ok".to_string()]),
         ]
     );
+}
+
+/// The quickstart (`cargo xtask demo`) serves the filter written with the Rust SDK on `/api/orders`, as
+/// the README's first paragraph says: its config with free ports, and the plugin paths (relative to
+/// `examples/quickstart`) made absolute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quickstart_serves_the_rust_sdk_filter() {
+    xtask::examples().unwrap_or_else(|e| panic!("{e}"));
+    xtask::rust_example_filters().unwrap_or_else(|e| panic!("{e}"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("examples/quickstart/gateway.yaml")).unwrap();
+    let (public, backend, admin) = (free_port(), free_port(), free_port());
+    let text = text
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{public}"))
+        .replace("127.0.0.1:8081", &format!("127.0.0.1:{backend}"))
+        .replace("127.0.0.1:9901", &format!("127.0.0.1:{admin}"))
+        .replace("../../target/", &format!("{}/target/", root.display()));
+    let dir = TempDir::new("quickstart");
+    let config = dir.0.join("gateway.yaml");
+    std::fs::write(&config, text).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("GATEWAY_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _serving = Background(vec![child]);
+    let up = crate::harness::eventually(Duration::from_secs(30), || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", admin))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(up, "the quickstart gateway did not start");
+    let (s, h, body) =
+        crate::harness::get(&format!("http://127.0.0.1:{public}/api/orders/7")).await;
+    assert_eq!(s, 200, "{h:?} {body}");
+    assert_eq!(h["x-rust-sdk"], "header-rewrite");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert!(
+        h.get("server").is_none(),
+        "the backend's server header is removed: {h:?}"
+    );
+    assert_eq!(body, "{\"order\": \"from the backend\"}\n");
+    let (s, h, _) = crate::harness::get(&format!("http://127.0.0.1:{public}/api/users/42")).await;
+    assert_eq!(s, 200);
+    assert_eq!(h["x-wasm-filter"], "proxy-wasm-demo");
+    assert!(h.get("x-rust-sdk").is_none());
 }

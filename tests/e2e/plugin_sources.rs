@@ -189,7 +189,16 @@ async fn sha256_mismatch_unreachable_url_and_error_answers_fail_the_reload_and_t
     let (b1, b2) = (std::fs::read(v1).unwrap(), std::fs::read(v2).unwrap());
     let (sha1, sha2) = (sha256_hex(&b1), sha256_hex(&b2));
     let dir = TempDir::new("url-errors");
-    let server = WasmServer::start(&dir.0, vec![("/v1.wasm", b1.clone()), ("/v2.wasm", b2)]).await;
+    let big = vec![0u8; gateway::plugin_source::MAX_FETCH_BYTES + 1];
+    let server = WasmServer::start(
+        &dir.0,
+        vec![
+            ("/v1.wasm", b1.clone()),
+            ("/v2.wasm", b2),
+            ("/big.wasm", big),
+        ],
+    )
+    .await;
     let cache = dir.0.join("cache");
     let good = url_config(&cache, &server.url("/v1.wasm"), &sha1, &server.ca, "one");
     let fg = FileGateway::start(&good).await;
@@ -227,6 +236,14 @@ async fn sha256_mismatch_unreachable_url_and_error_answers_fail_the_reload_and_t
             url_config(&cache, &server.url("/missing.wasm"), &sha2, &server.ca, "x"),
             "plugins[0].url",
             "the server answered 404".to_string(),
+        ),
+        (
+            url_config(&cache, &server.url("/big.wasm"), &sha2, &server.ca, "x"),
+            "plugins[0].url",
+            format!(
+                "the file is larger than {} bytes",
+                gateway::plugin_source::MAX_FETCH_BYTES
+            ),
         ),
         (
             url_config(&cache, &server.url("/v2.wasm"), &sha2, &other_ca, "x"),
@@ -283,6 +300,31 @@ async fn a_url_without_sha256_is_a_config_error_with_file_line_and_field() {
     assert!(
         text.starts_with(&format!("test.yaml:{line}:5: plugins[0].url: "))
             && text.contains("needs `sha256`"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_with_sha256_is_checked() {
+    let (v1, v2) = versioned_builds();
+    let sha1 = sha256_hex(&std::fs::read(v1).unwrap());
+    let sha2 = sha256_hex(&std::fs::read(v2).unwrap());
+    let yaml = |path: &Path, sha: &str| {
+        format!(
+            "plugins:\n  - name: ver\n    path: {}\n    sha256: {sha}\nroutes:\n  - name: r\n    filters: [{{plugin: ver, config: r}}]\n    direct_response: {{}}\n",
+            path.display()
+        )
+    };
+    let gw = TestGateway::start(&yaml(v1, &sha1.to_uppercase())).await;
+    assert_eq!(get(&gw.url("/")).await.2, versioned_body("v1", "r", 1));
+    let e = TestGateway::try_start(&yaml(v2, &sha1))
+        .await
+        .err()
+        .expect("refused");
+    let text = e.to_string();
+    assert!(
+        text.contains("plugins[0].sha256")
+            && text.contains(&format!("has {sha2}, the config pins {sha1}")),
         "{text}"
     );
 }

@@ -582,6 +582,33 @@ fn plugin_test_reports_each_difference_and_fails() {
 }
 
 #[test]
+fn plugin_test_drives_the_body_phases() {
+    let kitchen = &xtask::component_fixtures()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .kitchen;
+    let dir = TempDir::new("plugin-test-body");
+    let fixture = dir.0.join("body.test.yaml");
+    std::fs::write(
+        &fixture,
+        format!(
+            "plugin:\n  path: {}\n  config: request-body=whole\ncases:\n  - name: the filter rewrites the request body\n    request: {{method: POST, path: /upload, body: abc}}\n    expect:\n      backend: {{method: POST, body: \"ABC|chunks=1\"}}\n  - name: a wrong body is a difference\n    request: {{method: POST, path: /upload, body: xyz}}\n    expect:\n      backend: {{body_contains: xyz}}\n",
+            kitchen.display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = plugin_test(&[fixture.as_os_str()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("PASS  the filter rewrites the request body"),
+        "{out}{err}"
+    );
+    assert!(
+        out.contains("FAIL  a wrong body is a difference\n      backend.body: expected to contain \"xyz\"\n        got \"XYZ|chunks=1\""),
+        "{out}{err}"
+    );
+}
+
+#[test]
 fn plugin_test_expects_failed_filters_and_locates_bad_fixtures() {
     let hostile = &xtask::component_fixtures()
         .unwrap_or_else(|e| panic!("{e}"))

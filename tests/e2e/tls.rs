@@ -338,6 +338,40 @@ async fn upstream_tls_verifies_and_can_present_a_client_certificate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_ca_file_changed_on_disk_rebuilds_its_cluster_on_reload() {
+    let dir = TempDir::new("tls-up-ca");
+    let ca = Ca::new(&dir.0, "ca");
+    let other = Ca::new(&dir.0, "other");
+    let up = TestGateway::start(&format!(
+        "{}routes:\n  - name: r\n    direct_response: {{body: from-tls-upstream}}\n",
+        listener(&dir.0, &[ca.leaf("up", &["up.example.com"], false)], "")
+    ))
+    .await;
+    // The cluster trusts `bundle.pem`, which first holds a CA that did not sign the upstream.
+    let bundle = dir.0.join("bundle.pem");
+    std::fs::copy(other.pem_path("other"), &bundle).unwrap();
+    let text = format!(
+        "upstreams:\n  - name: up\n    endpoints: [\"{}\"]\n    health: {{passive: {{consecutive_failures: 0}}}}\n    tls: {{ca: {}, server_name: up.example.com}}\nroutes:\n  - name: r\n    upstream: up\n",
+        up.addr,
+        bundle.display()
+    );
+    let gw = TestGateway::start(&text).await;
+    assert_eq!(get(&gw.url("/")).await.0, 502);
+    // The same config text, a new bundle: the reload must not keep the old cluster.
+    std::fs::copy(ca.pem_path("ca"), &bundle).unwrap();
+    let full = format!(
+        "listeners:\n  - name: main\n    address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nserver:\n  access_log: {{enabled: false}}\n{text}"
+    );
+    let report = gw.gw.as_ref().unwrap().reload_from(&full).await.unwrap();
+    assert!(report.message.contains("(0 kept"), "{}", report.message);
+    let (s, _, body) = get(&gw.url("/")).await;
+    assert_eq!((s, body.as_str()), (200, "from-tls-upstream"));
+    // Unchanged files and text: the cluster (and its pool) is taken over.
+    let report = gw.gw.as_ref().unwrap().reload_from(&full).await.unwrap();
+    assert!(report.message.contains("(1 kept"), "{}", report.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_reload_while_a_connection_stays_open() {
     let dir = TempDir::new("tls-reload");
     let ca = Ca::new(&dir.0, "ca");

@@ -230,7 +230,7 @@ pub fn componentize(core: &[u8]) -> Result<Vec<u8>, String> {
     .map_err(|e| format!("cannot embed the world's metadata: {e:#}"))?;
     wit_component::ComponentEncoder::default()
         .validate(true)
-        .realloc_via_memory_grow(true)
+        .realloc_via_memory_grow(false)
         .module(&module)
         .map_err(|e| format!("not a module of the filter world: {e:#}"))?
         .adapter(

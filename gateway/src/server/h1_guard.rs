@@ -1079,3 +1079,145 @@ impl<IO: AsyncWrite + Unpin + Send + 'static> Drop for Guarded<IO> {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Inputs of every length up to 40 over a small alphabet that makes CR, LF and colons common.
+    fn samples() -> Vec<Vec<u8>> {
+        let alphabet = b"\r\n:a \x00\xff";
+        let mut out = vec![Vec::new()];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 1..=40 {
+            for _ in 0..60 {
+                let v: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        alphabet[(x % alphabet.len() as u64) as usize]
+                    })
+                    .collect();
+                out.push(v);
+            }
+        }
+        out.push(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n\r\n".to_vec());
+        out
+    }
+
+    #[test]
+    fn byte_search_matches_the_obvious_definitions() {
+        for s in samples() {
+            for needle in [b'\n', b'\r', b':', 0, 0xff] {
+                assert_eq!(
+                    find_byte(&s, needle),
+                    s.iter().position(|&b| b == needle),
+                    "{s:?}"
+                );
+            }
+            assert_eq!(
+                find_head_end(&s),
+                s.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4),
+                "{s:?}"
+            );
+            assert_eq!(
+                has_bare_lf(&s),
+                s.iter()
+                    .enumerate()
+                    .any(|(i, &c)| c == b'\n' && (i == 0 || s[i - 1] != b'\r')),
+                "{s:?}"
+            );
+            let want: Vec<&[u8]> = s
+                .split(|&b| b == b'\n')
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                .collect();
+            assert_eq!(lines(&s).collect::<Vec<_>>(), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn byte_tables_match_the_grammar() {
+        for b in 0..=255u8 {
+            assert_eq!(
+                is_tchar(b),
+                b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+            );
+            assert_eq!(
+                is_field_vchar(b),
+                b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80
+            );
+            assert_eq!(
+                HOST_CHAR[b as usize],
+                b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b)
+            );
+        }
+    }
+
+    #[test]
+    fn heads() {
+        let limits = GuardLimits {
+            max_header_bytes: 1024,
+            max_headers: 4,
+            max_uri_bytes: 64,
+            header_read_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+        };
+        let ok = |h: &str| validate_head(h.as_bytes(), &limits);
+        assert_eq!(
+            ok("GET / HTTP/1.1\r\nHost: a\r\nX-Long-Header-Name: 1\r\n\r\n"),
+            Ok(HeadInfo {
+                framing: Framing::None,
+                upgrade: false
+            })
+        );
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nHOST: a\r\nContent-Length: 5, 5\r\n\r\n").map(|i| i.framing),
+            Ok(Framing::Length(5))
+        );
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n")
+                .map(|i| i.framing),
+            Ok(Framing::Chunked)
+        );
+        assert_eq!(
+            ok("GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: x\r\n\r\n")
+                .map(|i| i.upgrade),
+            Ok(true)
+        );
+        let err = |h: &str| ok(h).unwrap_err();
+        assert_eq!(
+            err("GET / HTTP/1.1\nHost: a\r\n\r\n").reason,
+            "line ends with a bare LF"
+        );
+        assert_eq!(err("GET / HTTP/1.1\r\n\r\n").reason, "missing Host header");
+        assert_eq!(
+            err("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n").reason,
+            "more than one Host header"
+        );
+        assert_eq!(
+            err("GET / HTTP/1.1\r\nHost: a b\r\n\r\n").reason,
+            "invalid Host header"
+        );
+        assert_eq!(
+            err("GET / HTTP/1.1\r\nHost: a\r\nBad Name: 1\r\n\r\n").reason,
+            "invalid character in header name"
+        );
+        assert_eq!(
+            err("GET / HTTP/1.1\r\nHost: a\r\nx: \x01\r\n\r\n").reason,
+            "invalid character in header value"
+        );
+        assert_eq!(
+            err("GET / HTTP/1.1\r\nHost: a\r\nnocolon\r\n\r\n").reason,
+            "header line without a colon"
+        );
+        assert_eq!(
+            err("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n").reason,
+            "both Content-Length and Transfer-Encoding"
+        );
+        assert_eq!(
+            err("GET / HTTP/1.1\r\nHost: a\r\na: 1\r\nb: 1\r\nc: 1\r\nd: 1\r\n\r\n").status,
+            431
+        );
+    }
+}

@@ -64,3 +64,37 @@ func cabiRealloc(old, oldSize, align, newSize uint32) uint32 {
 	}
 	return p
 }
+
+// adapterArenaSize is the static memory the WASI preview 1 adapter may allocate (its state, once).
+const adapterArenaSize = 256 << 10
+
+// adapterArena is where cabiReallocAdapter allocates: Go's static data, which the Go heap never
+// overlaps. (An adapter that grew memory itself, `--realloc-via-memory-grow`, would get pages the
+// Go runtime later hands out again: Go's sbrk assumes it owns all memory past its data.)
+var (
+	adapterArena [adapterArenaSize]byte
+	adapterUsed  uint32
+)
+
+// cabiReallocAdapter is the WASI adapter's allocator. The adapter calls it first while the Go runtime
+// is still initializing (from the runtime's first WASI calls), so it must not allocate, grow the
+// stack or touch the scheduler: a bump allocator over a static array.
+//
+//go:wasmexport cabi_realloc_adapter
+//go:nosplit
+func cabiReallocAdapter(old, oldSize, align, newSize uint32) uint32 {
+	if align == 0 {
+		align = 1
+	}
+	start := (adapterUsed + align - 1) &^ (align - 1)
+	if newSize > adapterArenaSize || start > adapterArenaSize-newSize {
+		return 0 // the adapter traps on a null allocation
+	}
+	adapterUsed = start + newSize
+	base := uint32(uintptr(unsafe.Pointer(&adapterArena[0])))
+	if old != 0 && oldSize > 0 {
+		n := min(oldSize, newSize)
+		copy(adapterArena[start:start+n], unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(nil), old)), n))
+	}
+	return base + start
+}
