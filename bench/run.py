@@ -6,8 +6,10 @@
 
 What it does, in order:
 
-1. Installs nginx, wrk, h2load (nghttp2-client) and valgrind from Debian if any is missing.
-2. Builds `cargo build --release -p gateway` and the benchmark's Proxy-Wasm filters (bench/filters).
+1. Installs nginx, wrk, h2load (nghttp2-client), valgrind and openssl from Debian if any is missing.
+2. Builds `cargo build --release -p gateway`, the benchmark's Proxy-Wasm filters (bench/filters), its
+   no-op WIT filter (bench/filters-wit, Rust SDK) and no-op Go filter (bench/filters-go, Go SDK), and
+   makes a self-signed certificate that nginx and the gateway both serve in the TLS scenarios.
 3. Starts the upstream (nginx answering a fixed 100-byte body), nginx as a reverse proxy to it, and
    one gateway process per gateway scenario, all on 127.0.0.1. The proxies under test are pinned to
    core 1 (`taskset -c 1`), the upstream and the load generators to core 0.
@@ -929,14 +931,16 @@ The gateway against nginx and against itself, measured in one run as ratios (iss
 ## Reproduce
 
 ```
-cargo xtask bench                 # about 12 minutes; installs nginx, wrk, nghttp2-client, valgrind if missing
-python3 bench/run.py --quick      # a 2-minute smoke run (1 round of 2 s, fewer callgrind requests)
-python3 bench/run.py --help       # rounds, seconds, connections, --no-callgrind, --only SCENARIO...
+cargo xtask bench                 # about 15 minutes; installs nginx, wrk, nghttp2-client, valgrind, openssl if missing
+python3 bench/run.py --quick      # a smoke run (1 round of 2 s, fewer callgrind requests)
+python3 bench/run.py --no-build --no-load --no-write --only gw   # callgrind of one scenario, nothing written
+python3 bench/run.py --help       # rounds, seconds, connections, --no-callgrind, --no-load, --only SCENARIO...
 callgrind_annotate --inclusive=yes target/bench/run/callgrind/cg-gw.<pid>.3 | head -60   # a profile
 ```
 
 Needs root to install the tools (Debian), 2 cores or more, and ports 18000-18020 and 19010-19020 free
-on 127.0.0.1. Nothing is sent anywhere else. Run it on an otherwise idle machine when you can.
+on 127.0.0.1. The Go rows need Go 1.24+ (`cargo xtask go-filter build` installs it from PyPI when
+missing); if the Go filter cannot be built or loaded, its rows say why and the rest of the run goes on. Nothing is sent anywhere else. Run it on an otherwise idle machine when you can.
 
 {NOTES_MARK}
 

@@ -24,7 +24,8 @@ pub enum Error {
     /// # }
     /// ```
     Invalid(String),
-    /// The call does not apply in this phase (changing request headers from a body handler).
+    /// The call does not apply in this phase (changing request headers from a chunk-mode body
+    /// handler, once the headers have gone on).
     ///
     /// ```no_run
     /// # use gateway_plugin_sdk::{Error, Request};
@@ -121,7 +122,10 @@ pub enum BodyMode {
     /// Not at all: the body streams past, nothing is buffered.
     #[default]
     Skip,
-    /// Once, whole: the gateway buffers it (up to the route's body limit).
+    /// Once, whole: the gateway buffers it (up to the route's body limit) and holds back the head of
+    /// that direction until the body handler has run, so the handler may still change the headers
+    /// (and the path, or the status), or answer with its own response instead. The head then goes on
+    /// with a `Content-Length` for the body as the handler left it.
     Whole,
     /// Chunk by chunk, as it arrives.
     Chunks,
@@ -282,7 +286,8 @@ impl<'a> Request<'a> {
         self.inner.query()
     }
 
-    /// Replaces path and query (request headers phase only).
+    /// Replaces path and query (in `on_request`, or in `on_request_body` when the request body is
+    /// asked for whole).
     ///
     /// ```no_run
     /// # fn f(req: &gateway_plugin_sdk::Request) {
@@ -328,7 +333,8 @@ impl<'a> Request<'a> {
         self.inner.headers()
     }
 
-    /// Sets a header, replacing its values (request headers phase only).
+    /// Sets a header, replacing its values (in `on_request`, or in `on_request_body` when the request
+    /// body is asked for whole).
     ///
     /// ```no_run
     /// # fn f(req: &gateway_plugin_sdk::Request) {
@@ -339,7 +345,8 @@ impl<'a> Request<'a> {
         Ok(self.inner.set_header(name, value)?)
     }
 
-    /// Adds a value to a header (request headers phase only).
+    /// Adds a value to a header (in `on_request`, or in `on_request_body` when the request body is
+    /// asked for whole).
     ///
     /// ```no_run
     /// # fn f(req: &gateway_plugin_sdk::Request) {
@@ -350,7 +357,8 @@ impl<'a> Request<'a> {
         Ok(self.inner.append_header(name, value)?)
     }
 
-    /// Removes a header (request headers phase only).
+    /// Removes a header (in `on_request`, or in `on_request_body` when the request body is asked for
+    /// whole).
     ///
     /// ```no_run
     /// # fn f(req: &gateway_plugin_sdk::Request) {
@@ -413,7 +421,8 @@ impl<'a> Response<'a> {
         self.inner.status()
     }
 
-    /// Changes the status code (response headers phase only).
+    /// Changes the status code (in `on_response`, or in `on_response_body` when the response body is
+    /// asked for whole).
     ///
     /// ```no_run
     /// # fn f(resp: &gateway_plugin_sdk::Response) {
@@ -460,7 +469,8 @@ impl<'a> Response<'a> {
         self.inner.headers()
     }
 
-    /// Sets a header (response headers phase only).
+    /// Sets a header (in `on_response`, or in `on_response_body` when the response body is asked for
+    /// whole).
     ///
     /// ```no_run
     /// # fn f(resp: &gateway_plugin_sdk::Response) {
@@ -471,7 +481,8 @@ impl<'a> Response<'a> {
         Ok(self.inner.set_header(name, value)?)
     }
 
-    /// Adds a value to a header (response headers phase only).
+    /// Adds a value to a header (in `on_response`, or in `on_response_body` when the response body is
+    /// asked for whole).
     ///
     /// ```no_run
     /// # fn f(resp: &gateway_plugin_sdk::Response) {
@@ -482,7 +493,8 @@ impl<'a> Response<'a> {
         Ok(self.inner.append_header(name, value)?)
     }
 
-    /// Removes a header (response headers phase only).
+    /// Removes a header (in `on_response`, or in `on_response_body` when the response body is asked
+    /// for whole).
     ///
     /// ```no_run
     /// # fn f(resp: &gateway_plugin_sdk::Response) {

@@ -189,8 +189,8 @@ async fn request_bodies_whole_and_in_chunks() {
     let (s, h, body) = request(req).await;
     assert_eq!((s, body.as_str()), (200, "ABCD|chunks=1"));
     assert_eq!(b.up.last().body, "ABCD|chunks=1");
-    // In the body phase the request headers are read-only.
-    assert_eq!(hv(&h, "x-body-phase-set-header"), "wrong-phase");
+    // A whole-mode body call may still change the request head (it waited for the body).
+    assert_eq!(hv(&h, "x-body-phase-set-header"), "ok");
 
     // Chunks: the body arrives in pieces with pauses between them, and each piece is a call.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
@@ -203,6 +203,13 @@ async fn request_bodies_whole_and_in_chunks() {
     s.write_all(b"0\r\n\r\n").await.unwrap();
     let resp = read_all(&mut s, Duration::from_secs(5)).await;
     assert_eq!(status_of(&resp), 200, "{resp}");
+    // In chunk mode the request head went upstream first: the body calls cannot change it.
+    assert!(
+        resp.to_lowercase()
+            .contains("x-body-phase-set-header: wrong-phase\r\n"),
+        "{resp}"
+    );
+    assert!(b.up.last().headers.get("x-late").is_none());
     let body = String::from_utf8_lossy(&b.up.last().body).into_owned();
     // Two calls with data; the end of the stream may come with the last piece or in a third call.
     assert!(
@@ -223,26 +230,21 @@ async fn response_bodies_whole_and_in_chunks() {
             ],
         )
         .await;
-    // Whole: one call with all 18 bytes, replaced; response headers are read-only by then.
-    let (s, _, body) = get(&gw.url("/whole/foo/3")).await;
-    assert_eq!((s, body.as_str()), (200, "len=18;late=wrong-phase"));
-    // An answer from the response body phase comes after the response headers were committed: the
-    // gateway breaks the response off rather than send the upstream's body unfiltered.
+    // Whole: one call with all 18 bytes, replaced; the response head waited for it, so the call's
+    // header edit is allowed (more in the whole-body section below).
+    let (s, h, body) = get(&gw.url("/whole/foo/3")).await;
+    assert_eq!((s, body.as_str()), (200, "len=18;late=ok"));
+    assert_eq!(hv(&h, "x-late"), "1");
+    // An answer from the whole response body phase replaces the response.
     let resp = raw(
         gw.addr,
-        b"POST /whole/echo HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\ndeny this",
+        b"POST /whole/echo HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\nConnection: close\r\n\r\ndeny this",
         Duration::from_secs(3),
     )
     .await;
-    assert!(!resp.contains("deny this"), "{resp}");
-    assert!(
-        !resp.contains("\r\n0\r\n\r\n"),
-        "not a complete response: {resp}"
-    );
-    assert_eq!(
-        get(&gw.url("/whole/foo/1")).await.2,
-        "len=6;late=wrong-phase"
-    );
+    assert_eq!(status_of(&resp), 403, "{resp}");
+    assert!(resp.ends_with("\r\n\r\ndenied by body\n"), "{resp}");
+    assert_eq!(get(&gw.url("/whole/foo/1")).await.2, "len=6;late=ok");
     // Chunks: 4 x 64 KiB stream through; only the last call (end of stream) replaces its chunk.
     let (s, _, body) = get(&gw.url("/chunks/stream/4")).await;
     assert_eq!(s, 200);
@@ -703,4 +705,239 @@ async fn hostile_components_fail_by_policy_in_fresh_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_components_fail_by_policy_in_reuse_mode() {
     hostile_components_fail_by_policy("reuse").await;
+}
+
+// Whole-body mode holds the head: a filter that asks for the whole body sees it before the head of
+// that direction is sent on, so its body call may change the head or answer instead; chunk mode still
+// streams with the head already sent.
+
+/// A backend that answers every request with a chunked `first`, then waits for `release` before it
+/// sends `last` and ends the body.
+async fn paused_upstream() -> (std::net::SocketAddr, std::sync::Arc<tokio::sync::Notify>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let r = release.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let r = r.clone();
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+                if s.write_all(format!("{head}5\r\nfirst\r\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                r.notified().await;
+                let _ = s.write_all(b"4\r\nlast\r\n0\r\n\r\n").await;
+                let _ = read_all(&mut s, Duration::from_millis(200)).await;
+            });
+        }
+    });
+    (addr, release)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_response_body_call_changes_the_head_and_the_length_is_right() {
+    let b = Backends::start().await;
+    let gw = b
+        .gateway(
+            &[plugin("kitchen", kitchen(), "")],
+            &[
+                route("whole", "kitchen", "response-body=whole", ""),
+                route("small", "kitchen", "response-body=whole", "") + "    max_body_size: 1KiB\n",
+                route(
+                    "smallopen",
+                    "kitchen",
+                    "response-body=whole",
+                    ", failure: open",
+                ) + "    max_body_size: 1KiB\n",
+            ],
+        )
+        .await;
+    // Header and status set in the body call arrive, with the length of the replaced body.
+    let (s, h, body) = get_with(
+        &gw.url("/whole/foo/3"),
+        &[("x-resp-test", "late-status"), ("x-want-status", "299")],
+    )
+    .await;
+    assert_eq!((s, body.as_str()), (299, "len=18;late=ok;status=ok"));
+    assert_eq!(hv(&h, "x-late"), "1");
+    assert_eq!(hv(&h, "content-length"), body.len().to_string());
+    assert!(h.get("transfer-encoding").is_none());
+    // The same on HTTP/1.1 bytes on the wire: a Content-Length message, not chunked.
+    let resp = raw(
+        gw.addr,
+        b"GET /whole/foo/2 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    let lower = resp.to_lowercase();
+    assert!(lower.contains("\r\ncontent-length: 14\r\n"), "{resp}");
+    assert!(!lower.contains("transfer-encoding"), "{resp}");
+    assert!(resp.ends_with("\r\n\r\nlen=12;late=ok"), "{resp}");
+
+    // A local answer from the body call replaces the response: its status, headers and body only.
+    let req = http::Request::post(gw.url("/whole/echo"))
+        .body(Full::new(Bytes::from_static(b"deny this")))
+        .unwrap();
+    let (s, h, body) = request(req).await;
+    assert_eq!((s, body.as_str()), (403, "denied by body\n"));
+    assert_eq!(hv(&h, "x-denied-by"), "response-body");
+    assert_eq!(hv(&h, "content-length"), "15");
+    assert!(h.get("x-upstream").is_none(), "{h:?}");
+    assert!(h.get("x-late").is_none(), "{h:?}");
+
+    // Trailers still pass after a held body (HTTP/2 client, so they are delivered).
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    let resp = client
+        .get(gw.url("/whole/trailers").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(hv(resp.headers(), "x-late"), "1");
+    let collected = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap();
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    assert_eq!(collected.to_bytes(), "len=14;late=ok");
+    assert_eq!(hv(&trailers, "x-checksum"), "abc123");
+
+    // Over the route's body limit the filter fails by its policy: closed fails the request ...
+    let (s, _, body) = get(&gw.url("/small/stream/1")).await;
+    assert_eq!(s, 500, "{body}");
+    assert!(
+        body.contains("over the whole-body limit of 1024 bytes"),
+        "{body}"
+    );
+    // ... open skips the filter and the body streams on unchanged.
+    let (s, h, body) = get(&gw.url("/smallopen/stream/2")).await;
+    assert_eq!(s, 200);
+    assert_eq!(body.len(), 2 * 64 * 1024);
+    assert!(body.bytes().all(|c| c == b'x'));
+    assert!(h.get("x-late").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_request_body_call_changes_the_head_upstream_and_can_answer() {
+    let b = Backends::start().await;
+    let gw = b
+        .gateway(
+            &[plugin("kitchen", kitchen(), "")],
+            &[
+                route("whole", "kitchen", "request-body=whole", ""),
+                route("small", "kitchen", "request-body=whole", "") + "    max_body_size: 1KiB\n",
+            ],
+        )
+        .await;
+    // A chunked request: the upstream gets the header set in the body call and a Content-Length for
+    // the replaced body.
+    let resp = raw(
+        gw.addr,
+        b"POST /whole/echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert!(resp.ends_with("ABCD|chunks=1"), "{resp}");
+    let seen = b.up.last();
+    assert_eq!(seen.body, "ABCD|chunks=1");
+    assert_eq!(hv(&seen.headers, "x-late"), "1");
+    assert_eq!(hv(&seen.headers, "content-length"), "13");
+    assert!(seen.headers.get("transfer-encoding").is_none());
+    // A declared length that the filter changes is corrected too.
+    let req = http::Request::post(gw.url("/whole/echo"))
+        .body(Full::new(Bytes::from_static(b"xyz")))
+        .unwrap();
+    let (s, h, body) = request(req).await;
+    assert_eq!((s, body.as_str()), (200, "XYZ|chunks=1"));
+    assert_eq!(hv(&h, "x-body-phase-set-header"), "ok");
+    assert_eq!(hv(&b.up.last().headers, "content-length"), "12");
+
+    // A local answer from the body call: the upstream is not asked.
+    let hits = b.up.hits();
+    let req = http::Request::post(gw.url("/whole/echo"))
+        .body(Full::new(Bytes::from_static(b"deny me")))
+        .unwrap();
+    let (s, h, body) = request(req).await;
+    assert_eq!((s, body.as_str()), (403, "denied by request body\n"));
+    assert_eq!(hv(&h, "x-denied-by"), "request-body");
+    assert_eq!(b.up.hits(), hits);
+
+    // Over the route's limit: 413 as without the filter, also when the length was not declared.
+    let big = Bytes::from(vec![b'a'; 2048]);
+    let req = http::Request::post(gw.url("/small/echo"))
+        .body(Full::new(big))
+        .unwrap();
+    assert_eq!(request(req).await.0, 413);
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"POST /small/echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n400\r\n")
+        .await
+        .unwrap();
+    s.write_all(&[b'a'; 0x400]).await.unwrap();
+    s.write_all(b"\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The gateway may answer and close as soon as the limit is crossed.
+    let _ = s.write_all(b"400\r\n").await;
+    let _ = s.write_all(&[b'a'; 0x400]).await;
+    let _ = s.write_all(b"\r\n0\r\n\r\n").await;
+    let resp = read_all(&mut s, Duration::from_secs(3)).await;
+    assert_eq!(status_of(&resp), 413, "{resp}");
+    assert_eq!(b.up.hits(), hits);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_mode_streams_while_whole_mode_holds_the_response_head() {
+    let (addr, release) = paused_upstream().await;
+    let gw = TestGateway::start(&format!(
+        "plugins:\n{}upstreams:\n  - name: up\n    endpoints: [\"{addr}\"]\nroutes:\n{}{}",
+        plugin("kitchen", kitchen(), ""),
+        route("chunks", "kitchen", "response-body=chunks", ""),
+        route("whole", "kitchen", "response-body=whole", ""),
+    ))
+    .await;
+    // Chunks: the first chunk reaches the client while the upstream is still waiting to finish.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /chunks/x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let early = read_all(&mut s, Duration::from_millis(1500)).await;
+    assert_eq!(status_of(&early), 200, "{early}");
+    assert!(
+        early.contains("first"),
+        "the first chunk did not stream: {early}"
+    );
+    release.notify_one();
+    let rest = read_all(&mut s, Duration::from_secs(3)).await;
+    let all = early + &rest;
+    // The last call's replacement says the header edit was refused; the header is not there.
+    assert!(all.contains(";late=wrong-phase"), "{all}");
+    assert!(!all.to_lowercase().contains("x-late:"), "{all}");
+
+    // Whole: nothing reaches the client until the upstream has finished.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /whole/x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let early = read_all(&mut s, Duration::from_millis(700)).await;
+    assert_eq!(early, "", "the head was sent before the body was whole");
+    release.notify_one();
+    let resp = read_all(&mut s, Duration::from_secs(3)).await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    let lower = resp.to_lowercase();
+    assert!(lower.contains("\r\nx-late: 1\r\n"), "{resp}");
+    assert!(lower.contains("\r\ncontent-length: 13\r\n"), "{resp}");
+    assert!(resp.ends_with("\r\n\r\nlen=9;late=ok"), "{resp}");
 }

@@ -296,25 +296,35 @@ async fn logs_metrics_clock_random_and_facts() {
 }
 
 #[tokio::test]
-async fn whole_request_body_is_buffered_then_replaced_and_headers_are_then_read_only() {
+async fn whole_request_body_is_one_call_with_the_request_head_open_to_changes() {
     let (_p, f, _h) = kitchen("request-body=whole").await;
-    let (v, _req, mut ctx) = request_headers(&f, &[], false).await;
+    let (v, mut req, mut ctx) = request_headers(&f, &[], false).await;
     assert!(matches!(v, Ok(Verdict::Continue)), "{v:?}");
-    assert_eq!(ctx.request_body_mode(), gateway::filter::BodyMode::Stream);
-    let mut chunk = Bytes::from_static(b"ab");
-    assert!(matches!(
-        ctx.on_request_body(&mut chunk, false).await,
-        Ok(Verdict::Buffer)
-    ));
+    assert_eq!(ctx.request_body_mode(), gateway::filter::BodyMode::Whole);
     let mut whole = Bytes::from_static(b"abcd");
     assert!(matches!(
-        ctx.on_request_body(&mut whole, true).await,
+        ctx.on_request_body_whole(&mut req, &mut whole).await,
         Ok(Verdict::Continue)
     ));
     assert_eq!(&whole[..], b"ABCD|chunks=1");
+    // The head lent to the body call is the live one: the header phase's edit is there, and the
+    // body call's edit comes back.
+    assert_eq!(hv(&req.headers, "x-served"), "1");
+    assert_eq!(hv(&req.headers, "x-late"), "1");
     let mut resp = response(&[]);
     ctx.on_response_headers(&mut resp, true).await.unwrap();
-    assert_eq!(hv(&resp.headers, "x-body-phase-set-header"), "wrong-phase");
+    assert_eq!(hv(&resp.headers, "x-body-phase-set-header"), "ok");
+
+    // A local answer from the whole body call.
+    let (_, mut req, mut ctx) = request_headers(&f, &[], false).await;
+    let mut body = Bytes::from_static(b"deny this");
+    match ctx.on_request_body_whole(&mut req, &mut body).await {
+        Ok(Verdict::Respond(r)) => {
+            assert_eq!(r.status, 403);
+            assert_eq!(hv(&r.headers, "x-denied-by"), "request-body");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -330,6 +340,10 @@ async fn request_body_in_chunks() {
     let mut b = Bytes::from_static(b"cd");
     ctx.on_request_body(&mut b, true).await.unwrap();
     assert_eq!(&b[..], b"CD|chunks=2");
+    // In chunk mode the request head has gone upstream: the body calls cannot change it.
+    let mut resp = response(&[]);
+    ctx.on_response_headers(&mut resp, true).await.unwrap();
+    assert_eq!(hv(&resp.headers, "x-body-phase-set-header"), "wrong-phase");
 }
 
 #[tokio::test]
@@ -345,22 +359,39 @@ async fn response_handle_status_headers_and_whole_body() {
     assert_eq!(hv(&resp.headers, "x-status-seen"), "200");
     assert_eq!(hv(&resp.headers, "x-id-echo"), "A");
     assert!(resp.headers.get("server").is_none());
-    assert_eq!(ctx.response_body_mode(), gateway::filter::BodyMode::Stream);
-    let mut part = Bytes::from_static(b"hello");
-    assert!(matches!(
-        ctx.on_response_body(&mut part, false).await,
-        Ok(Verdict::Buffer)
-    ));
+    assert_eq!(ctx.response_body_mode(), gateway::filter::BodyMode::Whole);
     let mut whole = Bytes::from_static(b"hello world");
-    ctx.on_response_body(&mut whole, true).await.unwrap();
-    assert_eq!(&whole[..], b"len=11;late=wrong-phase");
+    ctx.on_response_body_whole(&mut resp, &mut whole)
+        .await
+        .unwrap();
+    // The whole body call sees the live head (the header phase's edits) and may change it.
+    assert_eq!(&whole[..], b"len=11;late=ok");
+    assert_eq!(hv(&resp.headers, "x-late"), "1");
+    assert_eq!(hv(&resp.headers, "x-id-echo"), "A");
+    assert_eq!(resp.status, 418);
+
+    let headers = [("x-resp-test", "late-status"), ("x-want-status", "299")];
+    let (_, _req, mut ctx) = request_headers(&f, &headers, true).await;
+    let mut resp = response(&[]);
+    ctx.on_response_headers(&mut resp, false).await.unwrap();
+    // (`late-status` is not `edit`: the header phase leaves the status alone.)
+    assert_eq!(resp.status, 200);
+    let mut whole = Bytes::from_static(b"abc");
+    ctx.on_response_body_whole(&mut resp, &mut whole)
+        .await
+        .unwrap();
+    assert_eq!(&whole[..], b"len=3;late=ok;status=ok");
+    assert_eq!(resp.status, 299);
 
     let (_, _req, mut ctx) = request_headers(&f, &[], true).await;
     let mut resp = response(&[]);
     ctx.on_response_headers(&mut resp, false).await.unwrap();
     let mut body = Bytes::from_static(b"deny this");
-    match ctx.on_response_body(&mut body, true).await {
-        Ok(Verdict::Respond(r)) => assert_eq!(r.status, 403),
+    match ctx.on_response_body_whole(&mut resp, &mut body).await {
+        Ok(Verdict::Respond(r)) => {
+            assert_eq!(r.status, 403);
+            assert_eq!(hv(&r.headers, "x-denied-by"), "response-body");
+        }
         other => panic!("{other:?}"),
     }
 }

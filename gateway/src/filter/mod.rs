@@ -65,6 +65,10 @@ pub enum BodyMode {
     Skip,
     /// Chunks are shown as they arrive.
     Stream,
+    /// The whole body, once: the chain holds this direction's head, collects the body (bounded by the
+    /// route's body limit) and calls `on_request_body_whole` / `on_response_body_whole` with the head
+    /// still open to changes, then sends head and body on with a correct `Content-Length`.
+    Whole,
 }
 
 /// Facts about the request that are not headers (for properties and request facts).
@@ -106,6 +110,9 @@ pub enum FilterError {
     /// No instance could be had (instance limit, instantiation failure).
     #[error("plugin unavailable: {0}")]
     Unavailable(String),
+    /// The filter asked for a whole body that is over the limit of this many bytes.
+    #[error("the body is over the whole-body limit of {0} bytes")]
+    BodyTooLarge(u64),
 }
 
 /// One configured filter stage.
@@ -145,6 +152,16 @@ pub trait FilterCtx: Send {
         Box::pin(async { Ok(Verdict::Continue) })
     }
 
+    /// The whole request body of a filter whose mode is [`BodyMode::Whole`], with the request head not
+    /// yet sent upstream: the filter may change both. Filters of other modes never see this call.
+    fn on_request_body_whole<'a>(
+        &'a mut self,
+        _req: &'a mut RequestHead,
+        body: &'a mut Bytes,
+    ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+        self.on_request_body(body, true)
+    }
+
     /// Request trailers, if the request has any (they end the request body).
     fn on_request_trailers<'a>(
         &'a mut self,
@@ -174,6 +191,16 @@ pub trait FilterCtx: Send {
         _end_of_stream: bool,
     ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
         Box::pin(async { Ok(Verdict::Continue) })
+    }
+
+    /// The whole response body of a filter whose mode is [`BodyMode::Whole`], with the response head not
+    /// yet sent to the client: the filter may change both, or answer instead.
+    fn on_response_body_whole<'a>(
+        &'a mut self,
+        _resp: &'a mut ResponseHead,
+        body: &'a mut Bytes,
+    ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+        self.on_response_body(body, true)
     }
 
     /// Response trailers, if the response has any.

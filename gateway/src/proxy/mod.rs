@@ -5,7 +5,7 @@ mod headers;
 
 use crate::body::{self, Body, BodyWatch, Limited, Tracked};
 use crate::errors::{self, ProxyError};
-use crate::filter::chain::{local_to_response, ChainError, ChainRun, Flow};
+use crate::filter::chain::{local_to_response, ChainError, ChainRun, Flow, Held};
 use crate::filter::{LocalResponse, RequestHead, RequestInfo, ResponseHead};
 use crate::metrics::Metrics;
 use crate::router::RouteRequest;
@@ -310,7 +310,7 @@ async fn route_and_serve(
             tls: info.tls.clone(),
         };
         let run = match ChainRun::start(stages.clone(), &request_info) {
-            Ok(run) => run,
+            Ok(run) => run.with_body_limit(limit),
             Err(e) => return Served::routed(errors::respond(&ProxyError::Filter(e)), route),
         };
         upto = stages.len();
@@ -330,10 +330,37 @@ async fn route_and_serve(
             }
             Err(e) => return Served::routed(errors::respond(&ProxyError::Filter(e)), route),
         }
+        // A filter asked for the whole body: the head waits for it, and may still change.
+        let held = !end_of_stream && run.holds_request_body().await;
+        if held {
+            let taken = std::mem::replace(&mut body, body::empty());
+            let err = match run.request_body_whole(&mut head, taken).await {
+                Held::Body(b, len) => {
+                    (body, declared) = (b, len);
+                    None
+                }
+                Held::Respond { response, upto } => {
+                    let resp = response_phase(&run, local_to_response(response), upto).await;
+                    return Served {
+                        chain: Some(run),
+                        ..Served::routed(resp, route)
+                    };
+                }
+                Held::Failed(e) => Some(ProxyError::Filter(e)),
+                Held::TooLarge(_) | Held::Overflow(_) => Some(ProxyError::BodyTooLarge { limit }),
+                Held::Unreadable(_) if watch.too_large.load(Ordering::Acquire) => {
+                    Some(ProxyError::BodyTooLarge { limit })
+                }
+                Held::Unreadable(e) => Some(ProxyError::BadRequestBody(e.to_string())),
+            };
+            if let Some(err) = err {
+                return Served::routed(errors::respond(&err), route);
+            }
+        }
         parts.method = head.method;
         parts.uri = head.uri;
         parts.headers = head.headers;
-        if !end_of_stream && run.wants_request_body().await {
+        if !held && !end_of_stream && run.wants_request_body().await {
             // A filter may change the body, so its length is no longer known.
             parts.headers.remove(header::CONTENT_LENGTH);
             declared = None;
@@ -483,9 +510,32 @@ async fn response_phase(run: &ChainRun, resp: Response<Body>, upto: usize) -> Re
         Ok(Flow::Respond { response, .. }) => return local_to_response(response),
         Err(e) => return errors::respond(&ProxyError::Filter(e)),
     }
+    // A filter asked for the whole body: the head waits for it, and may still change.
+    let mut held = false;
+    let body = if !body.is_end_stream() && run.holds_response_body(upto).await {
+        match run.response_body_whole(&mut head, body, upto).await {
+            Held::Body(b, _) => {
+                held = true;
+                b
+            }
+            Held::Overflow(b) => b,
+            Held::Respond { response, .. } => return local_to_response(response),
+            Held::Failed(e) => return errors::respond(&ProxyError::Filter(e)),
+            Held::TooLarge(_) | Held::Unreadable(_) => {
+                tracing::warn!("the response body held for a whole-body filter broke off");
+                return errors::json_error(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_protocol_error",
+                    "the response body broke off before it was whole",
+                );
+            }
+        }
+    } else {
+        body
+    };
     parts.status = head.status;
     parts.headers = head.headers;
-    let body = if !body.is_end_stream() && run.wants_response_body(upto).await {
+    let body = if !held && !body.is_end_stream() && run.wants_response_body(upto).await {
         parts.headers.remove(header::CONTENT_LENGTH);
         run.response_body(body, upto).0
     } else {

@@ -37,6 +37,9 @@ enum Lent<'a> {
     ReqBody(&'a mut Bytes),
     Resp(&'a mut ResponseHead),
     RespBody(&'a mut Bytes),
+    /// A whole-mode body call: the body and the live head, which the call may change.
+    ReqWhole(&'a mut RequestHead, &'a mut Bytes),
+    RespWhole(&'a mut ResponseHead, &'a mut Bytes),
 }
 
 fn placeholder_req() -> RequestHead {
@@ -91,6 +94,7 @@ impl ComponentCtx {
         let ticks = plugin.cpu_ticks();
         let inst = self.instance().await?;
         let state = inst.store.data_mut();
+        state.whole = matches!(lent, Lent::ReqWhole(..) | Lent::RespWhole(..));
         state.phase = match &mut lent {
             Lent::Req(r) => {
                 state.req = Some(std::mem::replace(*r, placeholder_req()));
@@ -115,6 +119,23 @@ impl ComponentCtx {
                 state.body = Some(std::mem::take(*b));
                 Phase::ResponseBody
             }
+            Lent::ReqWhole(r, b) => {
+                state.req = Some(std::mem::replace(*r, placeholder_req()));
+                state.body = Some(std::mem::take(*b));
+                Phase::RequestBody
+            }
+            Lent::RespWhole(r, b) => {
+                let status = r.status;
+                state.resp = Some(std::mem::replace(
+                    *r,
+                    ResponseHead {
+                        status,
+                        headers: HeaderMap::new(),
+                    },
+                ));
+                state.body = Some(std::mem::take(*b));
+                Phase::ResponseBody
+            }
         };
         state.limiter.reset();
         state.waited = false;
@@ -133,9 +154,18 @@ impl ComponentCtx {
                 b.call_on_response_body(s, Resource::new_borrow(HANDLE), eos)
                     .await
             }
+            Lent::ReqWhole(..) => {
+                b.call_on_request_body(s, Resource::new_borrow(HANDLE), true)
+                    .await
+            }
+            Lent::RespWhole(..) => {
+                b.call_on_response_body(s, Resource::new_borrow(HANDLE), true)
+                    .await
+            }
         };
         let state = inst.store.data_mut();
         state.phase = Phase::Idle;
+        state.whole = false;
         match &mut lent {
             Lent::Req(r) => {
                 if let Some(req) = state.req.take() {
@@ -151,6 +181,20 @@ impl ComponentCtx {
                     if keep_resp {
                         state.resp = Some(resp.clone());
                     }
+                    **r = resp;
+                }
+            }
+            Lent::ReqWhole(r, b) => {
+                **b = state.body.take().unwrap_or_default();
+                if let Some(req) = state.req.take() {
+                    state.req = Some(req.clone());
+                    **r = req;
+                }
+            }
+            Lent::RespWhole(r, b) => {
+                **b = state.body.take().unwrap_or_default();
+                if let Some(resp) = state.resp.take() {
+                    state.resp = Some(resp.clone());
                     **r = resp;
                 }
             }
@@ -220,7 +264,8 @@ impl Drop for ComponentCtx {
 fn mode(m: WitBodyMode) -> BodyMode {
     match m {
         WitBodyMode::Skip => BodyMode::Skip,
-        WitBodyMode::Whole | WitBodyMode::Chunks => BodyMode::Stream,
+        WitBodyMode::Whole => BodyMode::Whole,
+        WitBodyMode::Chunks => BodyMode::Stream,
     }
 }
 
@@ -251,6 +296,14 @@ impl FilterCtx for ComponentCtx {
         })
     }
 
+    fn on_request_body_whole<'a>(
+        &'a mut self,
+        req: &'a mut RequestHead,
+        body: &'a mut Bytes,
+    ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+        Box::pin(self.run(Lent::ReqWhole(req, body), true))
+    }
+
     fn on_response_headers<'a>(
         &'a mut self,
         resp: &'a mut ResponseHead,
@@ -275,6 +328,14 @@ impl FilterCtx for ComponentCtx {
                 _ => self.run(Lent::RespBody(body), end_of_stream).await,
             }
         })
+    }
+
+    fn on_response_body_whole<'a>(
+        &'a mut self,
+        resp: &'a mut ResponseHead,
+        body: &'a mut Bytes,
+    ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+        Box::pin(self.run(Lent::RespWhole(resp, body), true))
     }
 
     fn on_done(&mut self) {

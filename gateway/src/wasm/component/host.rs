@@ -86,6 +86,7 @@ impl CompState {
     fn req_headers_mut(&mut self) -> Result<&mut HeaderMap, HostError> {
         match (self.phase, self.req.as_mut()) {
             (Phase::RequestHead, Some(r)) => Ok(&mut r.headers),
+            (Phase::RequestBody, Some(r)) if self.whole => Ok(&mut r.headers),
             _ => Err(wrong_phase("changing request headers")),
         }
     }
@@ -93,6 +94,7 @@ impl CompState {
     fn resp_headers_mut(&mut self) -> Result<&mut HeaderMap, HostError> {
         match (self.phase, self.resp.as_mut()) {
             (Phase::ResponseHead, Some(r)) => Ok(&mut r.headers),
+            (Phase::ResponseBody, Some(r)) if self.whole => Ok(&mut r.headers),
             _ => Err(wrong_phase("changing response headers")),
         }
     }
@@ -129,6 +131,7 @@ impl types::HostRequest for CompState {
     ) -> Result<(), HostError> {
         let req = match (self.phase, self.req.as_mut()) {
             (Phase::RequestHead, Some(r)) => r,
+            (Phase::RequestBody, Some(r)) if self.whole => r,
             _ => return Err(wrong_phase("changing the path")),
         };
         if !pq.starts_with('/') {
@@ -208,6 +211,7 @@ impl types::HostResponse for CompState {
     fn set_status(&mut self, _: Resource<ResponseRes>, status: u16) -> Result<(), HostError> {
         let resp = match (self.phase, self.resp.as_mut()) {
             (Phase::ResponseHead, Some(r)) => r,
+            (Phase::ResponseBody, Some(r)) if self.whole => r,
             _ => return Err(wrong_phase("changing the status")),
         };
         resp.status = http::StatusCode::from_u16(status)

@@ -43,6 +43,9 @@ pub struct CompState {
     pub(crate) resp: Option<ResponseHead>,
     /// The body (chunk or whole) lent to a body handler.
     pub(crate) body: Option<Bytes>,
+    /// The body handler running is a whole-mode one: the head (`req` or `resp`) is the live one, not
+    /// yet sent on, and may change.
+    pub(crate) whole: bool,
     /// Facts of the request being served; `None` between requests.
     pub(crate) info: Option<RequestInfo>,
     /// Set by host calls that waited (outbound HTTP): the next epoch deadline grants a fresh CPU budget
@@ -61,6 +64,7 @@ impl CompState {
             req: None,
             resp: None,
             body: None,
+            whole: false,
             info: None,
             waited: false,
         }
@@ -72,6 +76,7 @@ impl CompState {
         self.req = None;
         self.resp = None;
         self.body = None;
+        self.whole = false;
         self.info = None;
     }
 }
