@@ -42,7 +42,7 @@ use crate::config::{
     self, field_error, ConfigError, FailurePolicy, InstanceMode, PluginCapabilities, PluginLimits,
 };
 use crate::errors::{self, ProxyError};
-use crate::filter::chain::{local_to_response, ChainRun, Flow, Stage};
+use crate::filter::chain::{local_to_response, ChainRun, Flow, Held, Stage};
 use crate::filter::{RequestHead, RequestInfo, ResponseHead};
 use crate::host::{CalloutError, HostCore, Upstreams};
 use crate::wasm::{self, EngineOptions, Plugins, WasmEngine};
@@ -614,7 +614,30 @@ async fn exchange(stages: &Arc<[Stage]>, info: &RequestInfo, p: &Prepared) -> Se
         Ok(Flow::Continue) => {
             let mut body = p.body.clone();
             let mut answered = None;
-            if !body.is_empty() && run.wants_request_body().await {
+            // As the proxy: a filter that asks for the whole body holds the head, which its body
+            // call may still change.
+            let held = !body.is_empty() && run.holds_request_body().await;
+            if held {
+                match run
+                    .request_body_whole(&mut head, body::full(body.clone()))
+                    .await
+                {
+                    Held::Body(b, _) => {
+                        body = b.collect().await.map(|c| c.to_bytes()).unwrap_or_default()
+                    }
+                    Held::Respond { response, upto } => answered = Some((response, upto)),
+                    Held::Failed(e) => {
+                        seen.failure = Some(e.to_string());
+                        fill(&mut seen, errors::respond(&ProxyError::Filter(e))).await;
+                        return seen;
+                    }
+                    Held::TooLarge(_) | Held::Overflow(_) | Held::Unreadable(_) => {
+                        seen.failure = Some("the request body is over the whole-body limit".into());
+                        return seen;
+                    }
+                }
+            }
+            if !held && !body.is_empty() && run.wants_request_body().await {
                 let (out, verdict) = run.request_body(body::full(body.clone()));
                 let collected = out.collect().await.map(|c| c.to_bytes());
                 match verdict.await {
@@ -666,10 +689,32 @@ async fn exchange(stages: &Arc<[Stage]>, info: &RequestInfo, p: &Prepared) -> Se
             return seen;
         }
     }
+    let held = !resp_body.is_empty() && run.holds_response_body(upto).await;
+    let mut resp_body = resp_body;
+    if held {
+        match run
+            .response_body_whole(&mut rhead, body::full(resp_body.clone()), upto)
+            .await
+        {
+            Held::Body(b, _) => {
+                resp_body = b.collect().await.map(|c| c.to_bytes()).unwrap_or_default()
+            }
+            Held::Respond { response, .. } => {
+                fill(&mut seen, local_to_response(response)).await;
+                return seen;
+            }
+            Held::Failed(e) => {
+                seen.failure = Some(e.to_string());
+                fill(&mut seen, errors::respond(&ProxyError::Filter(e))).await;
+                return seen;
+            }
+            Held::TooLarge(_) | Held::Overflow(_) | Held::Unreadable(_) => {}
+        }
+    }
     seen.status = rhead.status.as_u16();
     seen.headers = rhead.headers;
     seen.body = resp_body.clone();
-    if !resp_body.is_empty() && run.wants_response_body(upto).await {
+    if !held && !resp_body.is_empty() && run.wants_response_body(upto).await {
         seen.headers.remove(http::header::CONTENT_LENGTH);
         let (out, verdict) = run.response_body(body::full(resp_body), upto);
         match out.collect().await {

@@ -941,3 +941,83 @@ async fn chunk_mode_streams_while_whole_mode_holds_the_response_head() {
     assert!(lower.contains("\r\ncontent-length: 13\r\n"), "{resp}");
     assert!(resp.ends_with("\r\n\r\nlen=9;late=ok"), "{resp}");
 }
+
+/// A backend that sends each request it gets, as raw text (head, chunked body, trailers), on the
+/// channel, and answers `ok`.
+async fn recording_upstream() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut text = String::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                        let head = head.to_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .and_then(|n| n.trim().parse::<usize>().ok());
+                        let complete = match len {
+                            Some(n) => rest.len() >= n,
+                            None if head.contains("transfer-encoding: chunked") => {
+                                rest.ends_with("\r\n\r\n")
+                                    && (rest.starts_with("0\r\n") || rest.contains("\r\n0\r\n"))
+                            }
+                            None => true,
+                        };
+                        if complete {
+                            break;
+                        }
+                    }
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+                    }
+                }
+                let _ = tx.send(text);
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_trailers_pass_after_a_held_request_body() {
+    let (addr, mut seen) = recording_upstream().await;
+    let gw = TestGateway::start(&format!(
+        "plugins:\n{}upstreams:\n  - name: up\n    endpoints: [\"{addr}\"]\nroutes:\n{}",
+        plugin("kitchen", kitchen(), ""),
+        route("whole", "kitchen", "request-body=whole", ""),
+    ))
+    .await;
+    let resp = raw(
+        gw.addr,
+        b"POST /whole/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\nConnection: close\r\n\r\n2\r\nab\r\n2\r\ncd\r\n0\r\nx-sum: 7\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    let up = tokio::time::timeout(Duration::from_secs(3), seen.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let lower = up.to_lowercase();
+    // The body as the filter left it, sent chunked (trailers need it), then the trailers.
+    assert!(lower.contains("\r\nx-late: 1\r\n"), "{up}");
+    assert!(!lower.contains("content-length"), "{up}");
+    assert!(up.contains("ABCD|chunks=1"), "{up}");
+    assert!(lower.ends_with("\r\n0\r\nx-sum: 7\r\n\r\n"), "{up}");
+}
