@@ -25,7 +25,8 @@ func (r *Request) Path() string { return abi.Path(r.h()) }
 // Query is the query string without '?', and whether there is one.
 func (r *Request) Query() (string, bool) { return abi.Query(r.h()) }
 
-// SetPathWithQuery replaces path and query ("/a/b?x=1"). OnRequest only.
+// SetPathWithQuery replaces path and query ("/a/b?x=1"). In OnRequest, or in
+// OnRequestBody of a filter that asked for the whole request body (the head is held until then).
 func (r *Request) SetPathWithQuery(pathWithQuery string) error {
 	return abi.SetPathWithQuery(r.h(), pathWithQuery)
 }
@@ -43,17 +44,20 @@ func (r *Request) HeaderAll(name string) []string {
 // Headers is every header, in order.
 func (r *Request) Headers() []Header { return abi.Headers(abi.KindRequest, r.h()) }
 
-// SetHeader sets a header, replacing every value it had. OnRequest only.
+// SetHeader sets a header, replacing every value it had. In OnRequest, or in
+// OnRequestBody of a filter that asked for the whole request body (the head is held until then).
 func (r *Request) SetHeader(name, value string) error {
 	return abi.ChangeHeader(abi.KindRequest, r.h(), abi.SetHeader, name, value)
 }
 
-// AppendHeader adds a value to a header. OnRequest only.
+// AppendHeader adds a value to a header. In OnRequest, or in
+// OnRequestBody of a filter that asked for the whole request body (the head is held until then).
 func (r *Request) AppendHeader(name, value string) error {
 	return abi.ChangeHeader(abi.KindRequest, r.h(), abi.AppendHeader, name, value)
 }
 
-// RemoveHeader removes a header. OnRequest only.
+// RemoveHeader removes a header. In OnRequest, or in
+// OnRequestBody of a filter that asked for the whole request body (the head is held until then).
 func (r *Request) RemoveHeader(name string) error {
 	return abi.ChangeHeader(abi.KindRequest, r.h(), abi.RemoveHeader, name, "")
 }
@@ -80,7 +84,8 @@ func (r *Response) h() uint32 {
 // Status is the status code.
 func (r *Response) Status() uint16 { return abi.Status(r.h()) }
 
-// SetStatus changes the status code. OnResponse only.
+// SetStatus changes the status code. In OnResponse, or in
+// OnResponseBody of a filter that asked for the whole response body (the head is held until then).
 func (r *Response) SetStatus(status uint16) error { return abi.SetStatus(r.h(), status) }
 
 // Header is the first value of a header, and whether it has one.
@@ -96,17 +101,20 @@ func (r *Response) HeaderAll(name string) []string {
 // Headers is every header, in order.
 func (r *Response) Headers() []Header { return abi.Headers(abi.KindResponse, r.h()) }
 
-// SetHeader sets a header. OnResponse only.
+// SetHeader sets a header. In OnResponse, or in
+// OnResponseBody of a filter that asked for the whole response body (the head is held until then).
 func (r *Response) SetHeader(name, value string) error {
 	return abi.ChangeHeader(abi.KindResponse, r.h(), abi.SetHeader, name, value)
 }
 
-// AppendHeader adds a value to a header. OnResponse only.
+// AppendHeader adds a value to a header. In OnResponse, or in
+// OnResponseBody of a filter that asked for the whole response body (the head is held until then).
 func (r *Response) AppendHeader(name, value string) error {
 	return abi.ChangeHeader(abi.KindResponse, r.h(), abi.AppendHeader, name, value)
 }
 
-// RemoveHeader removes a header. OnResponse only.
+// RemoveHeader removes a header. In OnResponse, or in
+// OnResponseBody of a filter that asked for the whole response body (the head is held until then).
 func (r *Response) RemoveHeader(name string) error {
 	return abi.ChangeHeader(abi.KindResponse, r.h(), abi.RemoveHeader, name, "")
 }

@@ -328,6 +328,56 @@ pub mod log {
     pub fn debug_enabled() -> bool {
         wit::enabled(wit::Level::Debug)
     }
+
+    /// Log levels, for [`log`] and [`enabled`].
+    ///
+    /// ```no_run
+    /// use gateway_plugin_sdk::log::{self, Level};
+    /// log::log(Level::Info, "configured");
+    /// ```
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum Level {
+        /// Trace.
+        Trace,
+        /// Debug.
+        Debug,
+        /// Info.
+        Info,
+        /// Warn.
+        Warn,
+        /// Error.
+        Error,
+    }
+
+    fn wit_level(level: Level) -> wit::Level {
+        match level {
+            Level::Trace => wit::Level::Trace,
+            Level::Debug => wit::Level::Debug,
+            Level::Info => wit::Level::Info,
+            Level::Warn => wit::Level::Warn,
+            Level::Error => wit::Level::Error,
+        }
+    }
+
+    /// Logs `message` at `level`.
+    ///
+    /// ```no_run
+    /// use gateway_plugin_sdk::log::{self, Level};
+    /// log::log(Level::Warn, "retrying");
+    /// ```
+    pub fn log(level: Level, message: &str) {
+        wit::log(wit_level(level), message)
+    }
+
+    /// Whether messages at `level` are recorded (to skip building expensive ones).
+    ///
+    /// ```no_run
+    /// use gateway_plugin_sdk::log::{self, Level};
+    /// if log::enabled(Level::Trace) { log::trace("every detail"); }
+    /// ```
+    pub fn enabled(level: Level) -> bool {
+        wit::enabled(wit_level(level))
+    }
 }
 
 /// Metrics defined by name on first use, exported on the gateway's `/metrics` as

@@ -463,6 +463,7 @@ async fn plugin_logs_reach_the_gateways_stderr_at_their_levels() {
     let (_, h) = run_proc(&gw, &b, "log").await;
     assert_eq!(hv(&h, "x-logged"), "5");
     assert_eq!(hv(&h, "x-debug-enabled"), "true");
+    assert_eq!(hv(&h, "x-trace-enabled"), "false");
     let lines = || gw.log.lock().unwrap().clone();
     let has = |text: &str| {
         lines()
@@ -475,6 +476,7 @@ async fn plugin_logs_reach_the_gateways_stderr_at_their_levels() {
             "kitchen info",
             "kitchen warn",
             "kitchen error",
+            "kitchen leveled warn",
         ]
         .iter()
         .all(|m| has(m))
