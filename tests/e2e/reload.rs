@@ -1097,6 +1097,22 @@ async fn a_restart_loads_compiled_code_from_the_disk_cache_and_a_corrupt_entry_i
     assert!(logged, "the disk cache hit is logged");
     drop(second);
 
+    // An entry that others may write is not executed: it is compiled again (and replaced).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&entries[0], std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    let untrusted = GatewayProcess::start_with_log(&yaml, "info").await;
+    assert_eq!(compiled(&untrusted).await, ("compiled".into(), 1, 0));
+    let logged = untrusted
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("is not trusted"));
+    assert!(logged, "the refusal is logged");
+    drop(untrusted);
+
     std::fs::write(&entries[0], b"not compiled code").unwrap();
     let third = GatewayProcess::start_with_log(&yaml, "info").await;
     assert_eq!(compiled(&third).await, ("compiled".into(), 1, 0));

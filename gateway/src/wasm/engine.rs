@@ -143,7 +143,11 @@ impl WasmEngine {
         let settings_key = format!("{:016x}", hasher.finish());
 
         if let Some(dir) = &options.cache_dir {
-            std::fs::create_dir_all(dir).map_err(|e| PluginError::Cache {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir).map_err(|e| PluginError::Cache {
                 path: dir.clone(),
                 reason: e.to_string(),
             })?;
@@ -295,6 +299,10 @@ impl WasmEngine {
 
     #[allow(unsafe_code)]
     fn load_cached(&self, path: &Path, component: bool) -> wasmtime::Result<Compiled> {
+        writable_only_by_owner(path)?;
+        if let Some(dir) = path.parent() {
+            writable_only_by_owner(dir)?;
+        }
         // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output. This file was written
         // by `write_bytes_atomically` from `Module::serialize` (or `Component::serialize`) of this same
         // build of wasmtime; its name holds the sha256 of the source and the engine's compatibility
@@ -315,6 +323,26 @@ impl Drop for WasmEngine {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// Compiled code from the cache is executed as is, so a file (or directory) that others may write is
+/// not trusted: it is compiled again instead.
+fn writable_only_by_owner(path: &Path) -> wasmtime::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o022 != 0 {
+            wasmtime::bail!(
+                "{} is writable by group or others (mode {:o}); cached code there is not trusted",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
