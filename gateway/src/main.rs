@@ -94,7 +94,7 @@ fn check(path: &std::path::Path) -> Result<String, gateway::config::ConfigError>
     let (cfg, src) = Source::load(path)?;
     let rt = Runtime::build(cfg, &src, &Default::default())?;
     let plugins = gateway::plugins::PluginHost::new(
-        Some(gateway::plugins::default_cache_dir()),
+        gateway::plugins::default_cache_dir(),
         rt.config.server.wasm_pool.clone(),
     );
     let io = tokio::runtime::Builder::new_multi_thread()

@@ -286,7 +286,7 @@ pub async fn run_file(path: &Path, wasm: Option<&Path>) -> Result<Report, Config
     });
     let host = HostCore::new(mocks.clone());
     let engine = WasmEngine::new(EngineOptions {
-        cache_dir: Some(crate::plugins::default_cache_dir()),
+        cache_dir: crate::plugins::default_cache_dir(),
         max_instances: 64,
         ..EngineOptions::default()
     })
@@ -803,9 +803,7 @@ fn compare_message(
         }
     }
     if let Some(part) = &want.body_contains {
-        let found = body
-            .windows(part.len().max(1))
-            .any(|w| w == part.as_bytes());
+        let found = part.is_empty() || body.windows(part.len()).any(|w| w == part.as_bytes());
         if !found {
             out.push(format!(
                 "{what}.body: expected to contain {}\n  got {}",

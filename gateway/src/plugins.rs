@@ -128,18 +128,16 @@ impl std::fmt::Debug for WasmServices {
 }
 
 /// The default directory for compiled plugin code: `$GATEWAY_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/gateway/wasm`, else `$HOME/.cache/gateway/wasm`, else a temporary directory.
-pub fn default_cache_dir() -> PathBuf {
+/// `$XDG_CACHE_HOME/gateway/wasm`, else `$HOME/.cache/gateway/wasm`, else none (no disk cache: a
+/// shared temporary directory is not a place to load executable code from).
+pub fn default_cache_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("GATEWAY_CACHE_DIR") {
-        return PathBuf::from(d);
+        return Some(PathBuf::from(d));
     }
     if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(d).join("gateway/wasm");
+        return Some(PathBuf::from(d).join("gateway/wasm"));
     }
-    if let Some(d) = std::env::var_os("HOME") {
-        return PathBuf::from(d).join(".cache/gateway/wasm");
-    }
-    std::env::temp_dir().join("gateway-wasm-cache")
+    std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/gateway/wasm"))
 }
 
 impl WasmServices {

@@ -1113,6 +1113,21 @@ async fn a_restart_loads_compiled_code_from_the_disk_cache_and_a_corrupt_entry_i
     assert!(logged, "the refusal is logged");
     drop(untrusted);
 
+    // An entry that is a symlink (even to good compiled code) is not followed: compiled again.
+    let elsewhere = cache.0.join("elsewhere.bin");
+    std::fs::rename(&entries[0], &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &entries[0]).unwrap();
+    let linked = GatewayProcess::start_with_log(&yaml, "info").await;
+    assert_eq!(compiled(&linked).await, ("compiled".into(), 1, 0));
+    drop(linked);
+    assert!(
+        !std::fs::symlink_metadata(&entries[0])
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the symlink was replaced by a file of the gateway's own"
+    );
+
     std::fs::write(&entries[0], b"not compiled code").unwrap();
     let third = GatewayProcess::start_with_log(&yaml, "info").await;
     assert_eq!(compiled(&third).await, ("compiled".into(), 1, 0));

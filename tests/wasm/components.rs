@@ -471,6 +471,48 @@ async fn reuse_mode_serves_requests_one_after_another_on_a_warm_instance() {
     assert_eq!(p.health().snapshot().instances_created, 1);
 }
 
+/// A request dropped in the middle of a guest call (here: waiting on a slow callout, as when the
+/// client goes away) leaves its warm instance half-way through the call: it is thrown away, and the
+/// next request gets a new instance.
+#[tokio::test]
+async fn a_reuse_instance_cancelled_mid_call_is_not_reused() {
+    let host = host().await;
+    let p = load(
+        granted(kitchen_cfg(InstanceMode::Reuse), &["mock"], None),
+        host,
+    )
+    .await;
+    let f: Arc<dyn Filter> = p
+        .component_filter("r", Bytes::new(), config::FailurePolicy::Closed)
+        .await
+        .unwrap();
+    let (_, req, mut ctx) = request_headers(&f, &[], true).await;
+    assert_eq!(hv(&req.headers, "x-served"), "1");
+    ctx.on_done();
+    drop(ctx);
+    let mut ctx = f.new_ctx(&info()).unwrap();
+    let mut req = request(&[
+        ("x-test", "http"),
+        ("x-call-path", "/slow"),
+        ("x-timeout-ms", "5000"),
+    ]);
+    let cut = tokio::time::timeout(
+        Duration::from_millis(200),
+        ctx.on_request_headers(&mut req, true),
+    )
+    .await;
+    assert!(cut.is_err(), "the callout was still waiting");
+    drop(ctx);
+    let (_, req, mut ctx) = request_headers(&f, &[], true).await;
+    assert_eq!(
+        hv(&req.headers, "x-served"),
+        "1",
+        "a new instance, not the one cut mid-call"
+    );
+    ctx.on_done();
+    assert_eq!(p.health().snapshot().instances_created, 2);
+}
+
 /// Two requests in flight on one filter, their phases interleaved: each sees only its own data.
 async fn interleaved_requests_do_not_see_each_other(mode: InstanceMode) {
     let host = host().await;

@@ -284,6 +284,8 @@ async fn route_and_serve(
     let watch = Arc::new(BodyWatch::default());
     let (mut parts, incoming) = req.into_parts();
     let end_of_stream = incoming.is_end_stream();
+    // The answer to a HEAD request has no body, whatever its Content-Length says.
+    let head_request = parts.method == http::Method::HEAD;
     let mut body = if end_of_stream {
         body::empty()
     } else {
@@ -322,7 +324,8 @@ async fn route_and_serve(
         match run.request_headers(&mut head, end_of_stream).await {
             Ok(Flow::Continue) => {}
             Ok(Flow::Respond { response, upto }) => {
-                let resp = response_phase(&run, local_to_response(response), upto).await;
+                let resp =
+                    response_phase(&run, local_to_response(response), upto, head_request).await;
                 return Served {
                     chain: Some(run),
                     ..Served::routed(resp, route)
@@ -340,7 +343,8 @@ async fn route_and_serve(
                     None
                 }
                 Held::Respond { response, upto } => {
-                    let resp = response_phase(&run, local_to_response(response), upto).await;
+                    let resp =
+                        response_phase(&run, local_to_response(response), upto, head_request).await;
                     return Served {
                         chain: Some(run),
                         ..Served::routed(resp, route)
@@ -419,7 +423,7 @@ async fn route_and_serve(
                     Some(Backend::Local(r, at)) => {
                         upto = at;
                         let resp = local_to_response(r);
-                        return finish_chain(chain, resp, upto, route).await;
+                        return finish_chain(chain, resp, upto, route, head_request).await;
                     }
                     Some(Backend::Failed(e)) => {
                         return Served::routed(errors::respond(&ProxyError::Filter(e)), route)
@@ -453,11 +457,11 @@ async fn route_and_serve(
                     "route action changed while serving",
                 ),
             };
-            return finish_chain(chain, resp, upto, route).await;
+            return finish_chain(chain, resp, upto, route, head_request).await;
         }
     };
     if let Some(run) = chain {
-        served.resp = response_phase(&run, served.resp, upto).await;
+        served.resp = response_phase(&run, served.resp, upto, head_request).await;
         served.chain = Some(run);
     }
     served
@@ -486,18 +490,29 @@ async fn finish_chain(
     resp: Response<Body>,
     upto: usize,
     route: Arc<Route>,
+    head_request: bool,
 ) -> Served {
     let mut served = Served::routed(resp, route);
     if let Some(run) = chain {
-        served.resp = response_phase(&run, served.resp, upto).await;
+        served.resp = response_phase(&run, served.resp, upto, head_request).await;
         served.chain = Some(run);
     }
     served
 }
 
-/// The response phase of filters `0..upto`, in reverse order.
-async fn response_phase(run: &ChainRun, resp: Response<Body>, upto: usize) -> Response<Body> {
+/// The response phase of filters `0..upto`, in reverse order. `head_request`: the response to a HEAD
+/// request, which (like a 1xx, 204 or 304) has no body to show filters, and keeps its Content-Length.
+async fn response_phase(
+    run: &ChainRun,
+    resp: Response<Body>,
+    upto: usize,
+    head_request: bool,
+) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
+    let bodiless = head_request
+        || parts.status.is_informational()
+        || parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED;
     let mut head = ResponseHead {
         status: parts.status,
         headers: std::mem::take(&mut parts.headers),
@@ -512,7 +527,7 @@ async fn response_phase(run: &ChainRun, resp: Response<Body>, upto: usize) -> Re
     }
     // A filter asked for the whole body: the head waits for it, and may still change.
     let mut held = false;
-    let body = if !body.is_end_stream() && run.holds_response_body(upto).await {
+    let body = if !bodiless && !body.is_end_stream() && run.holds_response_body(upto).await {
         match run.response_body_whole(&mut head, body, upto).await {
             Held::Body(b, _) => {
                 held = true;
@@ -535,7 +550,8 @@ async fn response_phase(run: &ChainRun, resp: Response<Body>, upto: usize) -> Re
     };
     parts.status = head.status;
     parts.headers = head.headers;
-    let body = if !held && !body.is_end_stream() && run.wants_response_body(upto).await {
+    let body = if !bodiless && !held && !body.is_end_stream() && run.wants_response_body(upto).await
+    {
         parts.headers.remove(header::CONTENT_LENGTH);
         run.response_body(body, upto).0
     } else {

@@ -65,7 +65,7 @@ impl Gateway {
         let metrics = Arc::new(Metrics::default());
         let runtime = Runtime::build(cfg, &src, &metrics)?;
         let plugins = Arc::new(PluginHost::new(
-            Some(crate::plugins::default_cache_dir()),
+            crate::plugins::default_cache_dir(),
             runtime.config.server.wasm_pool.clone(),
         ));
         plugins.attach(&src, &runtime).await?;

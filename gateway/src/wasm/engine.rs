@@ -299,21 +299,22 @@ impl WasmEngine {
 
     #[allow(unsafe_code)]
     fn load_cached(&self, path: &Path, component: bool) -> wasmtime::Result<Compiled> {
-        writable_only_by_owner(path)?;
         if let Some(dir) = path.parent() {
-            writable_only_by_owner(dir)?;
+            trusted(&std::fs::metadata(dir)?, dir)?;
         }
-        // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output. This file was written
-        // by `write_bytes_atomically` from `Module::serialize` (or `Component::serialize`) of this same
-        // build of wasmtime; its name holds the sha256 of the source and the engine's compatibility
-        // hash, so a file for other code or other settings is never opened, and wasmtime still checks
-        // its header for version and settings. The cache directory belongs to the gateway (like its
-        // binary, it must not be writable by others).
+        let bytes = read_trusted(path)?;
+        // SAFETY: `deserialize` trusts the bytes to be wasmtime's own output, and runs the machine
+        // code in them. These were written by `write_bytes_atomically` from `Module::serialize` (or
+        // `Component::serialize`) of this same build of wasmtime; the name holds the sha256 of the
+        // source and the engine's compatibility hash, so a file for other code or other settings is
+        // never opened, and wasmtime still checks the header for version and settings. The file and
+        // its directory must belong to the gateway's user and be writable by nobody else, and the
+        // file is read through one handle that does not follow symlinks (`read_trusted`).
         unsafe {
             if component {
-                Component::deserialize_file(&self.engine, path).map(Compiled::Component)
+                Component::deserialize(&self.engine, &bytes).map(Compiled::Component)
             } else {
-                Module::deserialize_file(&self.engine, path).map(Compiled::Module)
+                Module::deserialize(&self.engine, &bytes).map(Compiled::Module)
             }
         }
     }
@@ -325,30 +326,75 @@ impl Drop for WasmEngine {
     }
 }
 
-/// Compiled code from the cache is executed as is, so a file (or directory) that others may write is
-/// not trusted: it is compiled again instead.
-fn writable_only_by_owner(path: &Path) -> wasmtime::Result<()> {
+/// Compiled code from the cache is executed as it is, so only a file or directory that belongs to
+/// the gateway's user and that nobody else may write is trusted; anything else is compiled again.
+fn trusted(meta: &std::fs::Metadata, path: &Path) -> wasmtime::Result<()> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)?.permissions().mode();
-        if mode & 0o022 != 0 {
+        use std::os::unix::fs::MetadataExt;
+        let euid = effective_uid();
+        if meta.uid() != euid {
+            wasmtime::bail!(
+                "{} belongs to uid {}, not to the gateway's user ({euid}); cached code there is not trusted",
+                path.display(),
+                meta.uid()
+            );
+        }
+        if meta.mode() & 0o022 != 0 {
             wasmtime::bail!(
                 "{} is writable by group or others (mode {:o}); cached code there is not trusted",
                 path.display(),
-                mode & 0o777
+                meta.mode() & 0o777
             );
         }
     }
     #[cfg(not(unix))]
-    let _ = path;
+    let _ = (meta, path);
     Ok(())
 }
 
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Reads a cache entry through one handle that does not follow symlinks, checked with `trusted`.
+fn read_trusted(path: &Path) -> wasmtime::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    let mut file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        wasmtime::bail!("{} is not a regular file", path.display());
+    }
+    trusted(&meta, path)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Writes `path` through a new file of a random name (never an existing file or a symlink planted
+/// under a predictable name) renamed over it.
 fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+    use std::io::Write;
+    let tmp = path.with_extension(format!("tmp{:016x}", rand::random::<u64>()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| e.to_string())?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    drop(file);
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.to_string());
+    }
+    Ok(())
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -247,7 +247,10 @@ impl ComponentCtx {
             return;
         }
         if let Some(inst) = self.inst.take() {
-            if !self.failed {
+            // A phase other than idle means the request ended (its future was dropped) in the
+            // middle of a guest call: the guest's state is half-way through it, so the instance
+            // is not given to another request.
+            if !self.failed && inst.store.data().phase == Phase::Idle {
                 self.inner.release(inst);
             }
         }
