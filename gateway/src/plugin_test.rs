@@ -43,7 +43,7 @@ use crate::config::{
 };
 use crate::errors::{self, ProxyError};
 use crate::filter::chain::{local_to_response, ChainRun, Flow, Held, Stage};
-use crate::filter::{RequestHead, RequestInfo, ResponseHead};
+use crate::filter::{BodyMode, RequestHead, RequestInfo, ResponseHead};
 use crate::host::{CalloutError, HostCore, Upstreams};
 use crate::wasm::{self, EngineOptions, Plugins, WasmEngine};
 use bytes::Bytes;
@@ -616,7 +616,12 @@ async fn exchange(stages: &Arc<[Stage]>, info: &RequestInfo, p: &Prepared) -> Se
             let mut answered = None;
             // As the proxy: a filter that asks for the whole body holds the head, which its body
             // call may still change.
-            let held = !body.is_empty() && run.holds_request_body().await;
+            let mode = if body.is_empty() {
+                BodyMode::Skip
+            } else {
+                run.request_body_mode().await
+            };
+            let held = mode == BodyMode::Whole;
             if held {
                 match run
                     .request_body_whole(&mut head, body::full(body.clone()))
@@ -637,7 +642,7 @@ async fn exchange(stages: &Arc<[Stage]>, info: &RequestInfo, p: &Prepared) -> Se
                     }
                 }
             }
-            if !held && !body.is_empty() && run.wants_request_body().await {
+            if mode == BodyMode::Stream {
                 let (out, verdict) = run.request_body(body::full(body.clone()));
                 let collected = out.collect().await.map(|c| c.to_bytes());
                 match verdict.await {
@@ -689,7 +694,12 @@ async fn exchange(stages: &Arc<[Stage]>, info: &RequestInfo, p: &Prepared) -> Se
             return seen;
         }
     }
-    let held = !resp_body.is_empty() && run.holds_response_body(upto).await;
+    let mode = if resp_body.is_empty() {
+        BodyMode::Skip
+    } else {
+        run.response_body_mode(upto).await
+    };
+    let held = mode == BodyMode::Whole;
     let mut resp_body = resp_body;
     if held {
         match run
@@ -714,7 +724,7 @@ async fn exchange(stages: &Arc<[Stage]>, info: &RequestInfo, p: &Prepared) -> Se
     seen.status = rhead.status.as_u16();
     seen.headers = rhead.headers;
     seen.body = resp_body.clone();
-    if !held && !resp_body.is_empty() && run.wants_response_body(upto).await {
+    if mode == BodyMode::Stream {
         seen.headers.remove(http::header::CONTENT_LENGTH);
         let (out, verdict) = run.response_body(body::full(resp_body), upto);
         match out.collect().await {

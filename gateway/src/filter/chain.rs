@@ -137,22 +137,17 @@ impl ChainRun {
         Ok(Flow::Continue)
     }
 
-    /// Whether any filter wants to see the request body.
-    pub async fn wants_request_body(&self) -> bool {
-        self.slots.lock().await.iter().any(|s| {
-            s.ctx
-                .as_ref()
-                .is_some_and(|c| c.request_body_mode() != BodyMode::Skip)
-        })
+    /// What the filters ask of the request body, the most demanding first: `Whole` if one holds it,
+    /// else `Stream` if one wants to see it, else `Skip`.
+    pub async fn request_body_mode(&self) -> BodyMode {
+        let slots = self.slots.lock().await;
+        strongest(slots.iter(), |c| c.request_body_mode())
     }
 
-    /// Whether any of filters `0..upto` wants to see the response body.
-    pub async fn wants_response_body(&self, upto: usize) -> bool {
-        self.slots.lock().await[..upto].iter().any(|s| {
-            s.ctx
-                .as_ref()
-                .is_some_and(|c| c.response_body_mode() != BodyMode::Skip)
-        })
+    /// Like [`ChainRun::request_body_mode`], for the response body and filters `0..upto`.
+    pub async fn response_body_mode(&self, upto: usize) -> BodyMode {
+        let slots = self.slots.lock().await;
+        strongest(slots[..upto].iter(), |c| c.response_body_mode())
     }
 
     /// Streams the request body through the filters that asked for it. Returns the body to send on,
@@ -204,24 +199,6 @@ impl ChainRun {
     pub fn with_body_limit(mut self, limit: u64) -> ChainRun {
         self.body_limit = limit;
         self
-    }
-
-    /// Whether a filter asked for the whole request body (the request head then waits for it).
-    pub async fn holds_request_body(&self) -> bool {
-        self.slots.lock().await.iter().any(|s| {
-            s.ctx
-                .as_ref()
-                .is_some_and(|c| c.request_body_mode() == BodyMode::Whole)
-        })
-    }
-
-    /// Whether one of filters `0..upto` asked for the whole response body.
-    pub async fn holds_response_body(&self, upto: usize) -> bool {
-        self.slots.lock().await[..upto].iter().any(|s| {
-            s.ctx
-                .as_ref()
-                .is_some_and(|c| c.response_body_mode() == BodyMode::Whole)
-        })
     }
 
     /// Holds the request: reads all of `body` (whose limit is enforced by the body itself, as a
@@ -654,6 +631,16 @@ impl http_body::Body for Prepended {
 }
 
 /// Applies a stage's failure policy: open skips it (logged, counted), closed fails the request.
+fn strongest<'a>(
+    slots: impl Iterator<Item = &'a Slot>,
+    mode: impl Fn(&dyn FilterCtx) -> BodyMode,
+) -> BodyMode {
+    slots
+        .filter_map(|s| s.ctx.as_deref().map(&mode))
+        .max()
+        .unwrap_or(BodyMode::Skip)
+}
+
 fn fail_open_or_closed(stage: &Stage, error: FilterError) -> Result<(), ChainError> {
     stage.failures.fetch_add(1, Ordering::Relaxed);
     match stage.policy {
@@ -936,7 +923,7 @@ mod tests {
         ]
         .into();
         let run = ChainRun::start(stages, &info()).unwrap();
-        assert!(run.wants_request_body().await);
+        assert_eq!(run.request_body_mode().await, BodyMode::Stream);
         let frames = vec![
             Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from("ab"))),
             Ok(Frame::data(Bytes::from("cd"))),
@@ -978,7 +965,7 @@ mod tests {
             HeaderValue::from_static("chunked"),
         );
         run.request_headers(&mut h, false).await.unwrap();
-        assert!(run.holds_request_body().await);
+        assert_eq!(run.request_body_mode().await, BodyMode::Whole);
         let frames = vec![
             Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from("ab"))),
             Ok(Frame::data(Bytes::from("cd"))),
@@ -1028,7 +1015,7 @@ mod tests {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
         };
-        assert!(run.holds_response_body(1).await);
+        assert_eq!(run.response_body_mode(1).await, BodyMode::Whole);
         match run
             .response_body_whole(&mut rh, body::full("abcd"), 1)
             .await

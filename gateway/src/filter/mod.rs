@@ -58,8 +58,9 @@ pub enum Verdict {
     Buffer,
 }
 
-/// How a filter wants to see bodies. Asked once per request, after its header phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a filter wants to see bodies. Asked once per request, after its header phase. Ordered by how
+/// much the chain must do for it: `Skip` < `Stream` < `Whole`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum BodyMode {
     /// The body passes without this filter seeing it; no buffering is added.
     Skip,

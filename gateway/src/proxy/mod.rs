@@ -6,7 +6,7 @@ mod headers;
 use crate::body::{self, Body, BodyWatch, Limited, Tracked};
 use crate::errors::{self, ProxyError};
 use crate::filter::chain::{local_to_response, ChainError, ChainRun, Flow, Held};
-use crate::filter::{LocalResponse, RequestHead, RequestInfo, ResponseHead};
+use crate::filter::{BodyMode, LocalResponse, RequestHead, RequestInfo, ResponseHead};
 use crate::metrics::Metrics;
 use crate::router::RouteRequest;
 use crate::runtime::{Action, Route, Runtime};
@@ -334,7 +334,12 @@ async fn route_and_serve(
             Err(e) => return Served::routed(errors::respond(&ProxyError::Filter(e)), route),
         }
         // A filter asked for the whole body: the head waits for it, and may still change.
-        let held = !end_of_stream && run.holds_request_body().await;
+        let mode = if end_of_stream {
+            BodyMode::Skip
+        } else {
+            run.request_body_mode().await
+        };
+        let held = mode == BodyMode::Whole;
         if held {
             let taken = std::mem::replace(&mut body, body::empty());
             let err = match run.request_body_whole(&mut head, taken).await {
@@ -364,7 +369,7 @@ async fn route_and_serve(
         parts.method = head.method;
         parts.uri = head.uri;
         parts.headers = head.headers;
-        if !held && !end_of_stream && run.wants_request_body().await {
+        if mode == BodyMode::Stream {
             // A filter may change the body, so its length is no longer known.
             parts.headers.remove(header::CONTENT_LENGTH);
             declared = None;
@@ -527,13 +532,22 @@ async fn response_phase(
     }
     // A filter asked for the whole body: the head waits for it, and may still change.
     let mut held = false;
-    let body = if !bodiless && !body.is_end_stream() && run.holds_response_body(upto).await {
+    let mut mode = if bodiless || body.is_end_stream() {
+        BodyMode::Skip
+    } else {
+        run.response_body_mode(upto).await
+    };
+    let body = if mode == BodyMode::Whole {
         match run.response_body_whole(&mut head, body, upto).await {
             Held::Body(b, _) => {
                 held = true;
                 b
             }
-            Held::Overflow(b) => b,
+            Held::Overflow(b) => {
+                // The whole-mode filters failed open: ask again who still wants the body.
+                mode = run.response_body_mode(upto).await;
+                b
+            }
             Held::Respond { response, .. } => return local_to_response(response),
             Held::Failed(e) => return errors::respond(&ProxyError::Filter(e)),
             Held::TooLarge(_) | Held::Unreadable(_) => {
@@ -550,8 +564,7 @@ async fn response_phase(
     };
     parts.status = head.status;
     parts.headers = head.headers;
-    let body = if !bodiless && !held && !body.is_end_stream() && run.wants_response_body(upto).await
-    {
+    let body = if !held && mode != BodyMode::Skip && !body.is_end_stream() {
         parts.headers.remove(header::CONTENT_LENGTH);
         run.response_body(body, upto).0
     } else {
