@@ -42,7 +42,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORK = os.path.join(ROOT, "target", "bench", "run")
+WORK = os.environ.get("BENCH_WORK") or os.path.join(ROOT, "target", "bench", "run")
 RESULTS = os.path.join(ROOT, "bench", "results", "latest.json")
 BENCHMARKS_MD = os.path.join(ROOT, "BENCHMARKS.md")
 BUILT_GATEWAY = os.path.join(ROOT, "target", "release", "gateway")

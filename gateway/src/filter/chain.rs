@@ -191,7 +191,21 @@ impl ChainRun {
         body: Body,
         upto: usize,
     ) -> (Body, oneshot::Receiver<Result<Flow, ChainError>>) {
-        self.body_task(body, Direction::Response, upto)
+        let (done_tx, done_rx) = oneshot::channel();
+        let run = InlineRun {
+            body,
+            slots: self.slots.clone(),
+            guard: None,
+            stages: self.stages.clone(),
+            order: (0..upto).rev().collect(),
+            held: (0..self.stages.len()).map(|_| None).collect(),
+            dir: Direction::Response,
+            done: Some(done_tx),
+            queued: None,
+        };
+        let stream = futures_util::stream::unfold(run, InlineRun::next);
+        let body = InlineBody(std::sync::Mutex::new(Box::pin(stream)));
+        (body::boxed(body), done_rx)
     }
 
     /// Sets the most bytes a held response body may have (the route's body limit). Default:
@@ -354,6 +368,134 @@ impl ChainRun {
                 |mut rx| async move { rx.recv().await.map(|f| (f, rx)) },
             );
         (body::boxed(StreamBody::new(stream)), done_rx)
+    }
+}
+
+type FrameResult = Result<Frame<Bytes>, BoxError>;
+
+/// A body filtered as it is read, on the reader's task: each frame the reader asks for is read from
+/// `body` and run through the filters before it is handed on (no task, no channel; the reader's pace
+/// is the filters' pace). The outcome goes to `done` when the body ends.
+struct InlineRun {
+    body: Body,
+    slots: Arc<Mutex<Slots>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<Slots>>,
+    stages: Arc<[Stage]>,
+    order: Vec<usize>,
+    held: Vec<Option<BytesMut>>,
+    dir: Direction,
+    done: Option<oneshot::Sender<Result<Flow, ChainError>>>,
+    /// Trailers to send after the last data frame.
+    queued: Option<HeaderMap>,
+}
+
+impl InlineRun {
+    fn end(&mut self, outcome: Result<Flow, ChainError>) {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(outcome);
+        }
+        self.guard = None;
+    }
+
+    async fn next(mut self) -> Option<(FrameResult, InlineRun)> {
+        if let Some(t) = self.queued.take() {
+            return Some((Ok(Frame::trailers(t)), self));
+        }
+        if self.done.is_none() {
+            return None;
+        }
+        if self.guard.is_none() {
+            self.guard = Some(self.slots.clone().lock_owned().await);
+        }
+        loop {
+            let mut trailers = None;
+            let (chunk, eos) = match self.body.frame().await {
+                None => (Bytes::new(), true),
+                Some(Err(e)) => {
+                    self.end(Ok(Flow::Continue));
+                    return Some((Err(e), self));
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(d) => (d, self.body.is_end_stream()),
+                    Err(frame) => {
+                        trailers = frame.into_trailers().ok();
+                        (Bytes::new(), true)
+                    }
+                },
+            };
+            let Some(slots) = self.guard.as_mut() else {
+                return None;
+            };
+            let flow = run_chunk(
+                slots,
+                &self.stages,
+                &self.order,
+                &mut self.held,
+                chunk,
+                eos,
+                self.dir,
+            )
+            .await;
+            let data = match flow {
+                Ok(ChunkFlow::Send(data)) => data,
+                Ok(ChunkFlow::Respond(response, upto)) => {
+                    self.end(Ok(Flow::Respond { response, upto }));
+                    return Some((Err("a filter answered during the body".into()), self));
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    self.end(Err(e));
+                    return Some((Err(msg.into()), self));
+                }
+            };
+            if eos {
+                if let Some(mut t) = trailers {
+                    match run_trailers(slots, &self.stages, &self.order, &mut t, self.dir).await {
+                        Ok(None) => self.queued = Some(t),
+                        Ok(Some((response, upto))) => {
+                            self.end(Ok(Flow::Respond { response, upto }));
+                            return Some((Err("a filter answered on trailers".into()), self));
+                        }
+                        Err(e) => {
+                            let msg = e.to_string();
+                            self.end(Err(e));
+                            return Some((Err(msg.into()), self));
+                        }
+                    }
+                }
+                self.end(Ok(Flow::Continue));
+            }
+            if !data.is_empty() {
+                return Some((Ok(Frame::data(data)), self));
+            }
+            if let Some(t) = self.queued.take() {
+                return Some((Ok(Frame::trailers(t)), self));
+            }
+            if eos {
+                return None;
+            }
+        }
+    }
+}
+
+/// [`InlineRun`]'s stream as a body. The stream holds filter calls in progress, which are `Send` but
+/// not `Sync`; the mutex makes the body `Sync` without ever being locked (only `get_mut` is used).
+struct InlineBody(std::sync::Mutex<futures_util::stream::BoxStream<'static, FrameResult>>);
+
+impl http_body::Body for InlineBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<FrameResult>> {
+        let stream = self
+            .get_mut()
+            .0
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner());
+        futures_util::Stream::poll_next(stream.as_mut(), cx)
     }
 }
 

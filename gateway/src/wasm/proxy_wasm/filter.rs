@@ -187,7 +187,7 @@ fn take_back(http: &mut HttpCtx, lent: &mut Lent<'_>) {
 
 impl ProxyWasmCtx {
     /// The VM this context lives in, creating the context on first use.
-    async fn vm<'s>(&mut self, slot: &'s mut super::Slot) -> Result<&'s mut Vm, FilterError> {
+    fn vm<'s>(&mut self, slot: &'s mut super::Slot) -> Result<&'s mut Vm, FilterError> {
         let plugin = &self.plugin;
         if let Some(generation) = self.generation {
             return match slot.vm.as_mut() {
@@ -198,7 +198,7 @@ impl ProxyWasmCtx {
                 ))),
             };
         }
-        plugin.ensure_vm(slot).await.map_err(|e| {
+        plugin.ensure_vm(slot).map_err(|e| {
             FilterError::Unavailable(format!("plugin `{}` cannot start: {e}", plugin.name()))
         })?;
         let Some(vm) = slot.vm.as_mut() else {
@@ -215,7 +215,7 @@ impl ProxyWasmCtx {
             .take()
             .ok_or_else(|| FilterError::Unavailable("context lost".into()))?;
         self.generation = Some(vm.generation);
-        let r = plugin.create_http(vm, self.id, self.root_id, info).await;
+        let r = plugin.create_http(vm, self.id, self.root_id, info);
         if let Err(e) = r {
             plugin.discard(slot);
             return Err(e);
@@ -237,16 +237,16 @@ impl ProxyWasmCtx {
         let id = self.id;
         let (action_code, mut pending) = {
             let mut slot = plugin.slot.lock().await;
-            let vm = self.vm(&mut slot).await?;
+            let vm = self.vm(&mut slot)?;
             let eos = end_of_stream as u32;
-            let e = &vm.exports;
+            let e = vm.exports.clone();
             let (three, two) = match phase {
-                Phase::ReqHeaders => (e.on_request_headers.clone(), None),
-                Phase::ReqBody => (e.on_request_body.clone(), None),
-                Phase::ReqTrailers => (None, e.on_request_trailers.clone()),
-                Phase::RespHeaders => (e.on_response_headers.clone(), None),
-                Phase::RespBody => (e.on_response_body.clone(), None),
-                Phase::RespTrailers => (None, e.on_response_trailers.clone()),
+                Phase::ReqHeaders => (e.on_request_headers.as_ref(), None),
+                Phase::ReqBody => (e.on_request_body.as_ref(), None),
+                Phase::ReqTrailers => (None, e.on_request_trailers.as_ref()),
+                Phase::RespHeaders => (e.on_response_headers.as_ref(), None),
+                Phase::RespBody => (e.on_response_body.as_ref(), None),
+                Phase::RespTrailers => (None, e.on_response_trailers.as_ref()),
             };
             let Some(http) = vm.store.data_mut().https.get_mut(&id) else {
                 return Err(FilterError::Unavailable("context lost".into()));
@@ -256,8 +256,8 @@ impl ProxyWasmCtx {
             lend(http, &mut lent);
             ProxyWasmPlugin::enter(vm, id);
             let r = match (three, two) {
-                (Some(f), _) => plugin.call(vm, &f, (id, size, eos)).await,
-                (None, Some(f)) => plugin.call(vm, &f, (id, size)).await,
+                (Some(f), _) => plugin.call(vm, f, (id, size, eos)),
+                (None, Some(f)) => plugin.call(vm, f, (id, size)),
                 (None, None) => Ok(action::CONTINUE),
             };
             if let Some(http) = vm.store.data_mut().https.get_mut(&id) {
@@ -300,12 +300,12 @@ impl ProxyWasmCtx {
             pending = rest;
             let (token, result) = call;
             let mut slot = plugin.slot.lock().await;
-            let vm = self.vm(&mut slot).await?;
+            let vm = self.vm(&mut slot)?;
             let Some(http) = vm.store.data_mut().https.get_mut(&id) else {
                 return Err(FilterError::Unavailable("context lost".into()));
             };
             lend(http, &mut lent);
-            let r = plugin.deliver_callout(vm, id, token, result).await;
+            let r = plugin.deliver_callout(vm, id, token, result);
             if let Some(http) = vm.store.data_mut().https.get_mut(&id) {
                 take_back(http, &mut lent);
                 resumed = if response_phase {
@@ -322,14 +322,14 @@ impl ProxyWasmCtx {
         }
 
         let mut slot = plugin.slot.lock().await;
-        let vm = self.vm(&mut slot).await?;
+        let vm = self.vm(&mut slot)?;
         phase_verdict(&plugin, vm, id, phase, action_code, resumed, end_of_stream)
     }
 
     async fn local_response_ready(&mut self) -> Result<bool, FilterError> {
         let plugin = self.plugin.clone();
         let mut slot = plugin.slot.lock().await;
-        let vm = self.vm(&mut slot).await?;
+        let vm = self.vm(&mut slot)?;
         Ok(vm
             .store
             .data()
@@ -344,19 +344,31 @@ impl ProxyWasmCtx {
         }
         let plugin = self.plugin.clone();
         let id = self.id;
-        let generation = self.generation;
-        plugin.shared.handle.clone().spawn(async move {
-            if let Some(generation) = generation {
-                let mut slot = plugin.slot.lock().await;
-                if let Some(vm) = slot.vm.as_mut() {
-                    if vm.generation == generation && plugin.finish_http(vm, id).await.is_err() {
-                        plugin.discard(&mut slot);
-                    }
-                }
-            }
+        let Some(generation) = self.generation else {
             plugin.live_contexts.fetch_sub(1, Ordering::AcqRel);
+            return;
+        };
+        // The callbacks are short and run without waiting: here, when the VM is free (the common
+        // case), otherwise in a task that waits for it.
+        if let Ok(mut slot) = plugin.slot.try_lock() {
+            finish_in(&plugin, &mut slot, id, generation);
+            return;
+        }
+        plugin.shared.handle.clone().spawn(async move {
+            let mut slot = plugin.slot.lock().await;
+            finish_in(&plugin, &mut slot, id, generation);
         });
     }
+}
+
+/// Ends context `id` in the VM of `generation` (if it still runs) and releases its slot.
+fn finish_in(plugin: &ProxyWasmPlugin, slot: &mut super::Slot, id: u32, generation: u64) {
+    if let Some(vm) = slot.vm.as_mut() {
+        if vm.generation == generation && plugin.finish_http(vm, id).is_err() {
+            plugin.discard(slot);
+        }
+    }
+    plugin.live_contexts.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// What a phase ended in, once the plugin has nothing left to wait for.

@@ -106,36 +106,32 @@ fn buffer_of(state: &mut VmState, ty: u32) -> Result<Option<&mut Bytes>, Status>
 }
 
 fn buffers(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
-    linker.func_wrap_async(
+    linker.func_wrap(
         "env",
         "proxy_get_buffer_bytes",
-        |mut c: C<'_>, (ty, start, max, ptr_ptr, size_ptr): (u32, u32, u32, u32, u32)| {
-            Box::new(async move {
-                let data: Bytes = {
-                    let state = c.data_mut();
-                    let fixed = match ty {
-                        buffer::VM_CONFIGURATION => Some(state.shared.vm_config.clone()),
-                        buffer::PLUGIN_CONFIGURATION => state
-                            .root_of_effective()
-                            .and_then(|r| state.roots.get(&r))
-                            .map(|r| r.config.clone()),
-                        _ => None,
-                    };
-                    match fixed {
-                        Some(b) => b,
-                        None => match buffer_of(state, ty) {
-                            Err(s) => return Ok(s.code()),
-                            Ok(None) => return Ok(Status::NotFound.code()),
-                            Ok(Some(b)) => b.clone(),
-                        },
-                    }
+        |mut c: C<'_>, ty: u32, start: u32, max: u32, ptr_ptr: u32, size_ptr: u32| -> R {
+            let data: Bytes = {
+                let state = c.data_mut();
+                let fixed = match ty {
+                    buffer::VM_CONFIGURATION => Some(state.shared.vm_config.clone()),
+                    buffer::PLUGIN_CONFIGURATION => state
+                        .root_of_effective()
+                        .and_then(|r| state.roots.get(&r))
+                        .map(|r| r.config.clone()),
+                    _ => None,
                 };
-                let start = (start as usize).min(data.len());
-                let end = start.saturating_add(max as usize).min(data.len());
-                Ok(st(
-                    copy_out(&mut c, &data[start..end], ptr_ptr, size_ptr).await?
-                ))
-            })
+                match fixed {
+                    Some(b) => b,
+                    None => match buffer_of(state, ty) {
+                        Err(s) => return Ok(s.code()),
+                        Ok(None) => return Ok(Status::NotFound.code()),
+                        Ok(Some(b)) => b.clone(),
+                    },
+                }
+            };
+            let start = (start as usize).min(data.len());
+            let end = start.saturating_add(max as usize).min(data.len());
+            Ok(st(copy_out(&mut c, &data[start..end], ptr_ptr, size_ptr)?))
         },
     )?;
     linker.func_wrap(
@@ -195,19 +191,17 @@ fn buffers(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
 }
 
 fn headers(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
-    linker.func_wrap_async(
+    linker.func_wrap(
         "env",
         "proxy_get_header_map_pairs",
-        |mut c: C<'_>, (ty, ptr_ptr, size_ptr): (u32, u32, u32)| {
-            Box::new(async move {
-                let pairs = match map_ref(c.data_mut(), ty) {
-                    Ok(m) => m.pairs(),
-                    Err(Status::NotFound) => Vec::new(),
-                    Err(s) => return Ok(s.code()),
-                };
-                let bytes = super::abi::serialize_map(&pairs);
-                Ok(st(copy_out(&mut c, &bytes, ptr_ptr, size_ptr).await?))
-            })
+        |mut c: C<'_>, ty: u32, ptr_ptr: u32, size_ptr: u32| -> R {
+            let pairs = match map_ref(c.data_mut(), ty) {
+                Ok(m) => m.pairs(),
+                Err(Status::NotFound) => Vec::new(),
+                Err(s) => return Ok(s.code()),
+            };
+            let bytes = super::abi::serialize_map(&pairs);
+            Ok(st(copy_out(&mut c, &bytes, ptr_ptr, size_ptr)?))
         },
     )?;
     linker.func_wrap(
@@ -220,18 +214,16 @@ fn headers(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             Ok(st(m.set_pairs(&pairs)))
         },
     )?;
-    linker.func_wrap_async(
+    linker.func_wrap(
         "env",
         "proxy_get_header_map_value",
-        |mut c: C<'_>, (ty, kp, ks, ptr_ptr, size_ptr): (u32, u32, u32, u32, u32)| {
-            Box::new(async move {
-                let key = tryst!(read(&mut c, kp, ks));
-                let found = tryst!(map_ref(c.data_mut(), ty)).get(&key);
-                let Some(v) = found else {
-                    return Ok(Status::NotFound.code());
-                };
-                Ok(st(copy_out(&mut c, &v, ptr_ptr, size_ptr).await?))
-            })
+        |mut c: C<'_>, ty: u32, kp: u32, ks: u32, ptr_ptr: u32, size_ptr: u32| -> R {
+            let key = tryst!(read(&mut c, kp, ks));
+            let found = tryst!(map_ref(c.data_mut(), ty)).get(&key);
+            let Some(v) = found else {
+                return Ok(Status::NotFound.code());
+            };
+            Ok(st(copy_out(&mut c, &v, ptr_ptr, size_ptr)?))
         },
     )?;
     linker.func_wrap(
@@ -390,23 +382,21 @@ fn percent_encode(bytes: &[u8]) -> String {
 }
 
 fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
-    linker.func_wrap_async(
+    linker.func_wrap(
         "env",
         "proxy_get_shared_data",
-        |mut c: C<'_>, (kp, ks, ptr_ptr, size_ptr, cas_ptr): (u32, u32, u32, u32, u32)| {
-            Box::new(async move {
-                let key = tryst!(read(&mut c, kp, ks));
-                let shared = c.data().shared.clone();
-                let Some((v, cas)) = shared
-                    .host
-                    .shared
-                    .get(&shared.namespace, &String::from_utf8_lossy(&key))
-                else {
-                    return Ok(Status::NotFound.code());
-                };
-                tryst!(write_u32(&mut c, cas_ptr, cas));
-                Ok(st(copy_out(&mut c, &v, ptr_ptr, size_ptr).await?))
-            })
+        |mut c: C<'_>, kp: u32, ks: u32, ptr_ptr: u32, size_ptr: u32, cas_ptr: u32| -> R {
+            let key = tryst!(read(&mut c, kp, ks));
+            let shared = c.data().shared.clone();
+            let Some((v, cas)) = shared
+                .host
+                .shared
+                .get(&shared.namespace, &String::from_utf8_lossy(&key))
+            else {
+                return Ok(Status::NotFound.code());
+            };
+            tryst!(write_u32(&mut c, cas_ptr, cas));
+            Ok(st(copy_out(&mut c, &v, ptr_ptr, size_ptr)?))
         },
     )?;
     linker.func_wrap(
@@ -466,18 +456,16 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             Ok(st(write_u32(&mut c, ret, id)))
         },
     )?;
-    linker.func_wrap_async(
+    linker.func_wrap(
         "env",
         "proxy_dequeue_shared_queue",
-        |mut c: C<'_>, (id, ptr_ptr, size_ptr): (u32, u32, u32)| {
-            Box::new(async move {
-                let shared = c.data().shared.clone();
-                match shared.host.queues.dequeue(id) {
-                    Err(_) => Ok(Status::NotFound.code()),
-                    Ok(None) => Ok(Status::Empty.code()),
-                    Ok(Some(v)) => Ok(st(copy_out(&mut c, &v, ptr_ptr, size_ptr).await?)),
-                }
-            })
+        |mut c: C<'_>, id: u32, ptr_ptr: u32, size_ptr: u32| -> R {
+            let shared = c.data().shared.clone();
+            match shared.host.queues.dequeue(id) {
+                Err(_) => Ok(Status::NotFound.code()),
+                Ok(None) => Ok(Status::Empty.code()),
+                Ok(Some(v)) => Ok(st(copy_out(&mut c, &v, ptr_ptr, size_ptr)?)),
+            }
         },
     )?;
     linker.func_wrap(
@@ -631,15 +619,13 @@ fn callouts(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_grpc_close", |_c: C<'_>, _: u32| -> R {
         Ok(Status::NotFound.code())
     })?;
-    linker.func_wrap_async(
+    linker.func_wrap(
         "env",
         "proxy_get_status",
-        |mut c: C<'_>, (code_ptr, ptr_ptr, size_ptr): (u32, u32, u32)| {
-            Box::new(async move {
-                let (code, msg) = c.data().status.clone();
-                tryst!(write_u32(&mut c, code_ptr, code));
-                Ok(st(copy_out(&mut c, &msg, ptr_ptr, size_ptr).await?))
-            })
+        |mut c: C<'_>, code_ptr: u32, ptr_ptr: u32, size_ptr: u32| -> R {
+            let (code, msg) = c.data().status.clone();
+            tryst!(write_u32(&mut c, code_ptr, code));
+            Ok(st(copy_out(&mut c, &msg, ptr_ptr, size_ptr)?))
         },
     )?;
     Ok(())
@@ -717,15 +703,13 @@ fn metrics(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
 }
 
 fn properties_and_misc(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
-    linker.func_wrap_async(
+    linker.func_wrap(
         "env",
         "proxy_get_property",
-        |mut c: C<'_>, (pp, ps, ptr_ptr, size_ptr): (u32, u32, u32, u32)| {
-            Box::new(async move {
-                let path = tryst!(read(&mut c, pp, ps));
-                let v = tryst!(properties::get(c.data(), &path));
-                Ok(st(copy_out(&mut c, &v, ptr_ptr, size_ptr).await?))
-            })
+        |mut c: C<'_>, pp: u32, ps: u32, ptr_ptr: u32, size_ptr: u32| -> R {
+            let path = tryst!(read(&mut c, pp, ps));
+            let v = tryst!(properties::get(c.data(), &path));
+            Ok(st(copy_out(&mut c, &v, ptr_ptr, size_ptr)?))
         },
     )?;
     linker.func_wrap(

@@ -61,7 +61,7 @@ pub fn check(caller: &mut Caller<'_, VmState>, ptr: u32, len: usize) -> Result<(
 /// Gives `bytes` to the guest: allocates with its allocator, copies, and writes the pointer and size to
 /// `ptr_ptr` and `size_ptr`. Empty data is a null pointer and size 0, as in the reference host.
 /// `Ok(Err(status))` is a status for the guest; `Err` traps it.
-pub async fn copy_out(
+pub fn copy_out(
     caller: &mut Caller<'_, VmState>,
     bytes: &[u8],
     ptr_ptr: u32,
@@ -78,7 +78,7 @@ pub async fn copy_out(
         let Some(malloc) = caller.data().malloc.clone() else {
             return Ok(Err(Status::InternalFailure));
         };
-        ptr = malloc.call_async(&mut *caller, len).await?;
+        ptr = malloc.call(&mut *caller, len)?;
         if ptr == 0 || check(caller, ptr, bytes.len()).is_err() {
             return Err(wasmtime::Error::new(AbiViolation(format!(
                 "the guest allocator returned {ptr:#x} for {len} bytes, outside its memory"

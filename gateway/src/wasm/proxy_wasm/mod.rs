@@ -179,7 +179,6 @@ impl ProxyWasmPlugin {
         let mut slot = plugin.slot.lock().await;
         plugin
             .ensure_vm(&mut slot)
-            .await
             .map_err(|reason| PluginError::Start {
                 plugin: name.clone(),
                 reason,
@@ -224,13 +223,12 @@ impl ProxyWasmPlugin {
         };
         let mut slot = this.slot.lock().await;
         this.ensure_vm(&mut slot)
-            .await
             .map_err(|reason| PluginError::Start {
                 plugin: this.name().to_string(),
                 reason,
             })?;
         let vm = slot.vm.as_mut().expect("ensure_vm leaves a VM");
-        match this.start_root(vm, &spec).await {
+        match this.start_root(vm, &spec) {
             Ok(()) => {
                 let _ = this.after_callback(vm, None);
             }
@@ -285,15 +283,15 @@ impl ProxyWasmPlugin {
     }
 
     /// Starts a VM if there is none (the first, or a replacement) and replays the live root contexts.
-    async fn ensure_vm(self: &Arc<Self>, slot: &mut Slot) -> Result<(), String> {
+    fn ensure_vm(self: &Arc<Self>, slot: &mut Slot) -> Result<(), String> {
         if slot.vm.is_some() {
             return Ok(());
         }
         slot.generation += 1;
-        let mut vm = self.start_vm(slot.generation).await?;
+        let mut vm = self.start_vm(slot.generation)?;
         let roots = self.roots.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for spec in &roots {
-            if let Err(e) = self.start_root(&mut vm, spec).await {
+            if let Err(e) = self.start_root(&mut vm, spec) {
                 return Err(format!(
                     "replaying route `{}` on a new VM: {}",
                     spec.route,
@@ -346,7 +344,7 @@ impl ProxyWasmPlugin {
             if vm.generation != generation {
                 return;
             }
-            let outcome = self.deliver_callout(vm, context_id, token, result).await;
+            let outcome = self.deliver_callout(vm, context_id, token, result);
             match outcome {
                 Ok(()) => {
                     let _ = self.after_callback(vm, None);
@@ -382,14 +380,14 @@ impl ProxyWasmPlugin {
     /// Runs a callback on a root context in the background (tick, queue, delete).
     async fn root_callback(self: &Arc<Self>, root: u32, call: vm::RootCall) {
         let mut slot = self.slot.lock().await;
-        if !matches!(call, vm::RootCall::Delete) && self.ensure_vm(&mut slot).await.is_err() {
+        if !matches!(call, vm::RootCall::Delete) && self.ensure_vm(&mut slot).is_err() {
             return;
         }
         let Some(vm) = slot.vm.as_mut() else { return };
         if !vm.store.data().roots.contains_key(&root) {
             return;
         }
-        match self.call_root(vm, root, call).await {
+        match self.call_root(vm, root, call) {
             Ok(()) => {
                 let _ = self.after_callback(vm, None);
             }

@@ -72,7 +72,7 @@ pub struct Exports {
 /// A running VM.
 pub struct Vm {
     pub store: Store<VmState>,
-    pub exports: Exports,
+    pub exports: std::sync::Arc<Exports>,
     pub generation: u64,
     _live: crate::wasm::InstanceGuard,
 }
@@ -152,20 +152,20 @@ impl ProxyWasmPlugin {
     }
 
     /// Calls `f` with the per-call limits; a failure is classified and counted.
-    pub(super) async fn call<P, R>(
+    pub(super) fn call<P, R>(
         &self,
         vm: &mut Vm,
         f: &TypedFunc<P, R>,
         args: P,
     ) -> Result<R, FilterError>
     where
-        P: WasmParams + Sync,
-        R: WasmResults + Sync,
+        P: WasmParams,
+        R: WasmResults,
     {
         self.health.call();
         vm.store.set_epoch_deadline(self.cpu_ticks());
         vm.store.data_mut().limiter.reset();
-        match f.call_async(&mut vm.store, args).await {
+        match f.call(&mut vm.store, args) {
             Ok(r) => Ok(r),
             Err(e) => {
                 let (err, kind) = classify(e, vm.store.data().limiter.hit());
@@ -185,7 +185,7 @@ impl ProxyWasmPlugin {
 
     /// Instantiates the module and runs its start functions as proxy-wasm-cpp-host does: a reactor's
     /// `_initialize` (then `main(0, 0)` if exported), otherwise a command's `_start`.
-    pub(super) async fn start_vm(&self, generation: u64) -> Result<Vm, String> {
+    pub(super) fn start_vm(&self, generation: u64) -> Result<Vm, String> {
         let state = VmState::new(self.shared.clone(), self.limits.memory.0);
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -195,8 +195,7 @@ impl ProxyWasmPlugin {
         self.health.instance_created();
         let instance = self
             .pre
-            .instantiate_async(&mut store)
-            .await
+            .instantiate(&mut store)
             .map_err(|e| format!("instantiation failed: {e:#}"))?;
         let memory = instance
             .get_memory(&mut store, "memory")
@@ -214,23 +213,19 @@ impl ProxyWasmPlugin {
             format!("start function failed: {err}")
         };
         if let Some(init) = typed::<(), ()>(&mut store, &instance, "_initialize")? {
-            init.call_async(&mut store, ())
-                .await
-                .map_err(|e| run(e, &store))?;
+            init.call(&mut store, ()).map_err(|e| run(e, &store))?;
             if let Some(main) = typed::<(u32, u32), u32>(&mut store, &instance, "main")? {
-                main.call_async(&mut store, (0, 0))
-                    .await
-                    .map_err(|e| run(e, &store))?;
+                main.call(&mut store, (0, 0)).map_err(|e| run(e, &store))?;
             }
         } else if let Some(start) = typed::<(), ()>(&mut store, &instance, "_start")? {
-            match start.call_async(&mut store, ()).await {
+            match start.call(&mut store, ()) {
                 Ok(()) => {}
                 Err(e) if matches!(e.downcast_ref::<ProcExit>(), Some(ProcExit(0))) => {}
                 Err(e) => return Err(run(e, &store)),
             }
         }
 
-        let exports = Exports {
+        let exports = std::sync::Arc::new(Exports {
             on_context_create: typed(&mut store, &instance, "proxy_on_context_create")?,
             on_vm_start: typed(&mut store, &instance, "proxy_on_vm_start")?,
             on_configure: typed(&mut store, &instance, "proxy_on_configure")?,
@@ -246,7 +241,7 @@ impl ProxyWasmPlugin {
             on_done: typed(&mut store, &instance, "proxy_on_done")?,
             on_log: typed(&mut store, &instance, "proxy_on_log")?,
             on_delete: typed(&mut store, &instance, "proxy_on_delete")?,
-        };
+        });
         Ok(Vm {
             store,
             exports,
@@ -256,7 +251,7 @@ impl ProxyWasmPlugin {
     }
 
     /// Creates a root context and runs `on_vm_start` and `on_configure` on it.
-    pub(super) async fn start_root(&self, vm: &mut Vm, spec: &RootSpec) -> Result<(), RootError> {
+    pub(super) fn start_root(&self, vm: &mut Vm, spec: &RootSpec) -> Result<(), RootError> {
         vm.store.data_mut().roots.insert(
             spec.id,
             RootCtx {
@@ -266,29 +261,25 @@ impl ProxyWasmPlugin {
             },
         );
         Self::enter(vm, spec.id);
-        if let Some(f) = vm.exports.on_context_create.clone() {
-            self.call(vm, &f, (spec.id, 0))
-                .await
-                .map_err(RootError::Failed)?;
+        if let Some(f) = vm.exports.clone().on_context_create.as_ref() {
+            self.call(vm, f, (spec.id, 0)).map_err(RootError::Failed)?;
         }
-        if let Some(f) = vm.exports.on_vm_start.clone() {
+        if let Some(f) = vm.exports.clone().on_vm_start.as_ref() {
             Self::enter(vm, spec.id);
             let size = self.shared.vm_config.len() as u32;
             if self
                 .call(vm, &f, (spec.id, size))
-                .await
                 .map_err(RootError::Failed)?
                 == 0
             {
                 return Err(RootError::VmStartRejected);
             }
         }
-        if let Some(f) = vm.exports.on_configure.clone() {
+        if let Some(f) = vm.exports.clone().on_configure.as_ref() {
             Self::enter(vm, spec.id);
             let size = spec.config.len() as u32;
             if self
                 .call(vm, &f, (spec.id, size))
-                .await
                 .map_err(RootError::Failed)?
                 == 0
             {
@@ -299,7 +290,7 @@ impl ProxyWasmPlugin {
     }
 
     /// Runs a background callback on a root context.
-    pub(super) async fn call_root(
+    pub(super) fn call_root(
         &self,
         vm: &mut Vm,
         root: u32,
@@ -308,22 +299,22 @@ impl ProxyWasmPlugin {
         Self::enter(vm, root);
         match call {
             RootCall::Tick => {
-                if let Some(f) = vm.exports.on_tick.clone() {
-                    self.call(vm, &f, root).await?;
+                if let Some(f) = vm.exports.clone().on_tick.as_ref() {
+                    self.call(vm, f, root)?;
                 }
             }
             RootCall::QueueReady(q) => {
-                if let Some(f) = vm.exports.on_queue_ready.clone() {
-                    self.call(vm, &f, (root, q)).await?;
+                if let Some(f) = vm.exports.clone().on_queue_ready.as_ref() {
+                    self.call(vm, f, (root, q))?;
                 }
             }
             RootCall::Delete => {
-                if let Some(f) = vm.exports.on_done.clone() {
-                    self.call(vm, &f, root).await?;
+                if let Some(f) = vm.exports.clone().on_done.as_ref() {
+                    self.call(vm, f, root)?;
                 }
-                if let Some(f) = vm.exports.on_delete.clone() {
+                if let Some(f) = vm.exports.clone().on_delete.as_ref() {
                     Self::enter(vm, root);
-                    self.call(vm, &f, root).await?;
+                    self.call(vm, f, root)?;
                 }
                 vm.store.data_mut().roots.remove(&root);
             }
@@ -332,7 +323,7 @@ impl ProxyWasmPlugin {
     }
 
     /// Creates an HTTP context for a request.
-    pub(super) async fn create_http(
+    pub(super) fn create_http(
         &self,
         vm: &mut Vm,
         id: u32,
@@ -342,23 +333,24 @@ impl ProxyWasmPlugin {
         vm.store
             .data_mut()
             .https
-            .insert(id, HttpCtx::new(root, info));
+            .insert(id, Box::new(HttpCtx::new(root, info)));
         Self::enter(vm, id);
-        if let Some(f) = vm.exports.on_context_create.clone() {
-            self.call(vm, &f, (id, root)).await?;
+        if let Some(f) = vm.exports.clone().on_context_create.as_ref() {
+            self.call(vm, f, (id, root))?;
         }
         Ok(())
     }
 
     /// Ends an HTTP context: `on_done`, `on_log`, `on_delete`.
-    pub(super) async fn finish_http(&self, vm: &mut Vm, id: u32) -> Result<(), FilterError> {
+    pub(super) fn finish_http(&self, vm: &mut Vm, id: u32) -> Result<(), FilterError> {
         if !vm.store.data().https.contains_key(&id) {
             return Ok(());
         }
+        let exports = vm.exports.clone();
         for f in [
-            vm.exports.on_done.clone().map(Ok),
-            vm.exports.on_log.clone().map(Err),
-            vm.exports.on_delete.clone().map(Err),
+            exports.on_done.as_ref().map(Ok),
+            exports.on_log.as_ref().map(Err),
+            exports.on_delete.as_ref().map(Err),
         ]
         .into_iter()
         .flatten()
@@ -366,9 +358,9 @@ impl ProxyWasmPlugin {
             Self::enter(vm, id);
             match f {
                 Ok(done) => {
-                    self.call(vm, &done, id).await?;
+                    self.call(vm, done, id)?;
                 }
-                Err(f) => self.call(vm, &f, id).await?,
+                Err(f) => self.call(vm, f, id)?,
             }
         }
         vm.store.data_mut().https.remove(&id);
@@ -377,14 +369,15 @@ impl ProxyWasmPlugin {
 
     /// Delivers a callout's response (or failure) to the context that made it, with the effective
     /// context set to that context.
-    pub(super) async fn deliver_callout(
+    pub(super) fn deliver_callout(
         &self,
         vm: &mut Vm,
         context_id: u32,
         token: u32,
         result: Result<http::Response<Bytes>, CalloutError>,
     ) -> Result<(), FilterError> {
-        let Some(f) = vm.exports.on_http_call_response.clone() else {
+        let exports = vm.exports.clone();
+        let Some(f) = exports.on_http_call_response.as_ref() else {
             return Ok(());
         };
         {
@@ -420,7 +413,7 @@ impl ProxyWasmPlugin {
         let state = vm.store.data_mut();
         state.callout = callout;
         state.status = status;
-        let r = self.call(vm, &f, args).await;
+        let r = self.call(vm, f, args);
         vm.store.data_mut().callout = None;
         r
     }
