@@ -368,32 +368,7 @@ pub async fn run_file(path: &Path, wasm: Option<&Path>) -> Result<Report, Config
 
 /// Parses fixture text; `path` names it in errors.
 fn parse(path: &Path, text: &str) -> Result<Fixture, ConfigError> {
-    let de = serde_yaml_ng::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
-        let inner = e.into_inner();
-        let location = inner.location().map(|l| (l.line(), l.column()));
-        let mut message = inner.to_string();
-        if let Some(i) = message.find(" at line ") {
-            message.truncate(i);
-        }
-        // serde_path_to_error prefixes the path of the map the error is in: it is in `field` already.
-        if let Some((prefix, rest)) = message.split_once(": ") {
-            if field.starts_with(prefix) {
-                message = rest.to_owned();
-            }
-        }
-        ConfigError {
-            file: path.to_owned(),
-            location,
-            field: if field == "." {
-                "(top level)".into()
-            } else {
-                field
-            },
-            message,
-        }
-    })
+    crate::config::from_yaml(path, text)
 }
 
 /// A case with its headers, methods and statuses checked and converted.

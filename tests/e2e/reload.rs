@@ -232,7 +232,7 @@ async fn a_failed_reload_changes_nothing_and_says_where() {
         (
             "routes:\n  - name: r\n    direct_response: {body: \"v2\", colour: red}\n",
             10,
-            "routes[0].direct_response",
+            "routes[0].direct_response.colour",
             "unknown field `colour`",
         ),
     ];

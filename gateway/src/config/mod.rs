@@ -944,31 +944,44 @@ impl Config {
 
     /// Parses config text; `path` names it in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let de = serde_yaml_ng::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
-            let inner = e.into_inner();
-            let location = inner.location().map(|l| (l.line(), l.column()));
-            let mut message = inner.to_string();
-            // serde_yaml appends " at line L column C"; the location is reported separately.
-            if let Some(i) = message.find(" at line ") {
-                message.truncate(i);
-            }
-            if let Some(rest) = message.strip_prefix(&format!("{field}: ")) {
+        from_yaml(path, text)
+    }
+}
+
+/// Deserializes YAML `text` (a config, a plugin test fixture); an error names `path`, the line and
+/// column, and the field's path, once.
+pub fn from_yaml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        let location = inner.location().map(|l| (l.line(), l.column()));
+        let mut message = inner.to_string();
+        // serde_yaml appends " at line L column C"; the location is reported separately.
+        if let Some(i) = message.find(" at line ") {
+            message.truncate(i);
+        }
+        // serde_yaml prefixes the path of the map the error is in, which `field` already holds
+        // (the whole path, or the map's path for an unknown field).
+        if let Some((prefix, rest)) = message.split_once(": ") {
+            if !prefix.contains(' ') && field.starts_with(prefix) {
                 message = rest.to_owned();
             }
-            ConfigError {
-                file: path.to_owned(),
-                location,
-                field: if field == "." {
-                    "(top level)".into()
-                } else {
-                    field
-                },
-                message,
-            }
-        })
-    }
+        }
+        ConfigError {
+            file: path.to_owned(),
+            location,
+            field: if field == "." {
+                "(top level)".into()
+            } else {
+                field
+            },
+            message,
+        }
+    })
 }
 
 /// Builds a config error for a field found invalid after parsing, locating it in `text`.

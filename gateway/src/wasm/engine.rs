@@ -1,5 +1,6 @@
 //! The one `wasmtime::Engine` of the process: pooling allocator, epoch interruption driven by a ticker
-//! thread, fiber-based async calls, copy-on-write memory images, and caches of compiled code keyed by
+//! thread, fiber-based async calls for components (Proxy-Wasm callbacks, whose host functions never wait,
+//! are called synchronously on the caller's thread), copy-on-write memory images, and caches of compiled code keyed by
 //! the module's sha256: in memory (the last [`MEMORY_CACHE_ENTRIES`] used), and on disk (also keyed by
 //! the engine's compatibility hash, so a restart or another build never loads code for other settings;
 //! an unusable entry is compiled again and overwritten).
