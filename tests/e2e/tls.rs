@@ -479,7 +479,7 @@ async fn renewed_certificate_files_are_picked_up_without_a_command() {
     assert_eq!(status_of(&get_on(&mut open, "/").await), 200);
     // The certificate is renewed on disk (as a certificate manager would): the gateway notices.
     ca.leaf("server", &["new.example.com", "127.0.0.1"], false);
-    let renewed = eventually(Duration::from_secs(10), || {
+    let renewed = eventually(Duration::from_secs(30), || {
         let trust = trust.clone();
         async move { connect(gw.addr, trust, "new.example.com").await.is_ok() }
     })
