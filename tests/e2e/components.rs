@@ -1023,3 +1023,64 @@ async fn request_trailers_pass_after_a_held_request_body() {
     assert!(up.contains("ABCD|chunks=1"), "{up}");
     assert!(lower.ends_with("\r\n0\r\nx-sum: 7\r\n\r\n"), "{up}");
 }
+
+/// A filter that holds the response body whole is not shown (and does not wait for) a body that a
+/// response cannot have: the answer to HEAD keeps the backend's Content-Length and sends no body, 204
+/// and 304 go through, and the keep-alive connection stays in step for the request after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_body_filters_skip_responses_without_a_body() {
+    let b = Backends::start().await;
+    let gw = b
+        .gateway(
+            &[plugin("kitchen", kitchen(), "")],
+            &[route("whole", "kitchen", "response-body=whole", "")],
+        )
+        .await;
+    // What the backend itself says to HEAD.
+    let direct = raw(
+        b.up.addr,
+        b"HEAD /auth HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    let length = direct
+        .to_lowercase()
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: ").map(str::to_owned))
+        .unwrap_or_else(|| panic!("the backend sends a length to HEAD: {direct}"));
+    assert!(length.trim() != "0", "{direct}");
+
+    let started = Instant::now();
+    let resp = raw(
+        gw.addr,
+        b"HEAD /whole/auth HTTP/1.1\r\nHost: h\r\n\r\n\
+          GET /whole/status/204 HTTP/1.1\r\nHost: h\r\n\r\n\
+          GET /whole/status/304 HTTP/1.1\r\nHost: h\r\n\r\n\
+          GET /whole/foo/2 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "nothing waits for a body that cannot come: {resp}"
+    );
+    let parts: Vec<&str> = resp.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(parts.len(), 4, "four answers in order: {resp}");
+    let head = parts[0].to_lowercase();
+    assert!(head.starts_with("200 "), "{resp}");
+    assert!(
+        head.contains(&format!("\r\ncontent-length: {}\r\n", length.trim())),
+        "HEAD keeps the backend's length: {resp}"
+    );
+    assert!(head.ends_with("\r\n\r\n"), "no body after HEAD: {resp}");
+    assert!(
+        parts[1].starts_with("204 ") && parts[1].ends_with("\r\n\r\n"),
+        "{resp}"
+    );
+    assert!(
+        parts[2].starts_with("304 ") && parts[2].ends_with("\r\n\r\n"),
+        "{resp}"
+    );
+    assert!(parts[3].starts_with("200 "), "{resp}");
+    assert!(parts[3].ends_with("\r\n\r\nlen=12;late=ok"), "{resp}");
+}

@@ -401,9 +401,7 @@ impl InlineRun {
         if let Some(t) = self.queued.take() {
             return Some((Ok(Frame::trailers(t)), self));
         }
-        if self.done.is_none() {
-            return None;
-        }
+        self.done.as_ref()?;
         if self.guard.is_none() {
             self.guard = Some(self.slots.clone().lock_owned().await);
         }
@@ -423,9 +421,7 @@ impl InlineRun {
                     }
                 },
             };
-            let Some(slots) = self.guard.as_mut() else {
-                return None;
-            };
+            let slots = self.guard.as_mut()?;
             let flow = run_chunk(
                 slots,
                 &self.stages,

@@ -405,3 +405,111 @@ fn hex(bytes: &[u8]) -> String {
         s
     })
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// The smallest valid module: the magic number and version.
+    const EMPTY_MODULE: &[u8] = b"\0asm\x01\0\0\0";
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "gateway-engine-{name}-{}-{:x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn engine(cache: &Path) -> Arc<WasmEngine> {
+        WasmEngine::new(EngineOptions {
+            cache_dir: Some(cache.to_owned()),
+            max_instances: 2,
+            max_memory: 1 << 20,
+        })
+        .unwrap()
+    }
+
+    fn entry(cache: &Path) -> PathBuf {
+        std::fs::read_dir(cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+            .expect("a cache entry")
+    }
+
+    fn set_mode(p: &Path, mode: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn cached_code_is_used_only_when_nobody_else_can_write_it() {
+        let root = scratch("trust");
+        let cache = root.join("cache");
+        let (_, _, origin) = engine(&cache).compiled("p", EMPTY_MODULE, false).unwrap();
+        assert_eq!(origin, Origin::Compiled);
+        let file = entry(&cache);
+
+        // Owned by us, 0644 in a 0700 directory: loaded.
+        let e = engine(&cache);
+        assert_eq!(
+            e.compiled("p", EMPTY_MODULE, false).unwrap().2,
+            Origin::Disk
+        );
+        assert_eq!(e.compilations(), 0);
+
+        // Group- or other-writable entry: compiled again (and rewritten, so trusted afterwards).
+        for mode in [0o664, 0o646] {
+            set_mode(&file, mode);
+            let e = engine(&cache);
+            assert_eq!(
+                e.compiled("p", EMPTY_MODULE, false).unwrap().2,
+                Origin::Compiled
+            );
+            assert_eq!(e.compilations(), 1, "mode {mode:o}");
+            let file = entry(&cache);
+            assert_eq!(
+                std::fs::metadata(&file).unwrap().permissions().mode() & 0o022,
+                0
+            );
+        }
+
+        // A directory others may write: nothing in it is trusted.
+        set_mode(&cache, 0o777);
+        let e = engine(&cache);
+        assert_eq!(
+            e.compiled("p", EMPTY_MODULE, false).unwrap().2,
+            Origin::Compiled
+        );
+        set_mode(&cache, 0o700);
+
+        // A symlink in place of the entry is not followed.
+        let file = entry(&cache);
+        let elsewhere = root.join("elsewhere.cwasm");
+        std::fs::rename(&file, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &file).unwrap();
+        let e = engine(&cache);
+        assert_eq!(
+            e.compiled("p", EMPTY_MODULE, false).unwrap().2,
+            Origin::Compiled
+        );
+
+        // An entry that belongs to another user (needs root to arrange).
+        if effective_uid() == 0 {
+            let file = entry(&cache);
+            std::os::unix::fs::chown(&file, Some(65534), None).unwrap();
+            let meta = std::fs::symlink_metadata(&file).unwrap();
+            let err = trusted(&meta, &file).unwrap_err().to_string();
+            assert!(err.contains("belongs to uid 65534"), "{err}");
+            let e = engine(&cache);
+            assert_eq!(
+                e.compiled("p", EMPTY_MODULE, false).unwrap().2,
+                Origin::Compiled
+            );
+        }
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

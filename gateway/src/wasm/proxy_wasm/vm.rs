@@ -268,7 +268,7 @@ impl ProxyWasmPlugin {
             Self::enter(vm, spec.id);
             let size = self.shared.vm_config.len() as u32;
             if self
-                .call(vm, &f, (spec.id, size))
+                .call(vm, f, (spec.id, size))
                 .map_err(RootError::Failed)?
                 == 0
             {
@@ -279,7 +279,7 @@ impl ProxyWasmPlugin {
             Self::enter(vm, spec.id);
             let size = spec.config.len() as u32;
             if self
-                .call(vm, &f, (spec.id, size))
+                .call(vm, f, (spec.id, size))
                 .map_err(RootError::Failed)?
                 == 0
             {
