@@ -120,7 +120,7 @@ impl ChainRun {
         head: &mut RequestHead,
         end_of_stream: bool,
     ) -> Result<Flow, ChainError> {
-        let mut slots = self.slots.lock().await;
+        let mut slots = super::lock(&self.slots).await;
         for (i, slot) in slots.iter_mut().enumerate() {
             let Some(ctx) = slot.ctx.as_mut() else {
                 continue;
@@ -140,13 +140,13 @@ impl ChainRun {
     /// What the filters ask of the request body, the most demanding first: `Whole` if one holds it,
     /// else `Stream` if one wants to see it, else `Skip`.
     pub async fn request_body_mode(&self) -> BodyMode {
-        let slots = self.slots.lock().await;
+        let slots = super::lock(&self.slots).await;
         strongest(slots.iter(), |c| c.request_body_mode())
     }
 
     /// Like [`ChainRun::request_body_mode`], for the response body and filters `0..upto`.
     pub async fn response_body_mode(&self, upto: usize) -> BodyMode {
-        let slots = self.slots.lock().await;
+        let slots = super::lock(&self.slots).await;
         strongest(slots[..upto].iter(), |c| c.response_body_mode())
     }
 
@@ -163,7 +163,7 @@ impl ChainRun {
         end_of_stream: bool,
         upto: usize,
     ) -> Result<Flow, ChainError> {
-        let mut slots = self.slots.lock().await;
+        let mut slots = super::lock(&self.slots).await;
         for i in (0..upto).rev() {
             let slot = &mut slots[i];
             let Some(ctx) = slot.ctx.as_mut() else {
@@ -227,7 +227,7 @@ impl ChainRun {
             Collected::Broken(e) => return Held::Unreadable(e),
         };
         let order: Vec<usize> = (0..self.stages.len()).collect();
-        let mut slots = self.slots.lock().await;
+        let mut slots = super::lock(&self.slots).await;
         let outcome = run_whole(
             &mut slots,
             &self.stages,
@@ -255,7 +255,7 @@ impl ChainRun {
             Collected::All(data, trailers) => (data, trailers),
             Collected::Broken(e) => return Held::Unreadable(e),
             Collected::Over(read, rest) => {
-                let mut slots = self.slots.lock().await;
+                let mut slots = super::lock(&self.slots).await;
                 for i in (0..upto).rev() {
                     let whole = slots[i]
                         .ctx
@@ -277,7 +277,7 @@ impl ChainRun {
             }
         };
         let order: Vec<usize> = (0..upto).rev().collect();
-        let mut slots = self.slots.lock().await;
+        let mut slots = super::lock(&self.slots).await;
         let outcome = run_whole(
             &mut slots,
             &self.stages,
@@ -301,7 +301,7 @@ impl ChainRun {
         let slots = self.slots.clone();
         let stages = self.stages.clone();
         tokio::spawn(async move {
-            let mut slots = slots.lock().await;
+            let mut slots = super::lock(&slots).await;
             let order: Vec<usize> = match dir {
                 Direction::Request => (0..upto).collect(),
                 Direction::Response => (0..upto).rev().collect(),
@@ -403,7 +403,10 @@ impl InlineRun {
         }
         self.done.as_ref()?;
         if self.guard.is_none() {
-            self.guard = Some(self.slots.clone().lock_owned().await);
+            self.guard = Some(match self.slots.clone().try_lock_owned() {
+                Ok(g) => g,
+                Err(_) => self.slots.clone().lock_owned().await,
+            });
         }
         loop {
             let mut trailers = None;

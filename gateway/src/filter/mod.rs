@@ -215,3 +215,12 @@ pub trait FilterCtx: Send {
     /// The request is over (normally or not). Called exactly once.
     fn on_done(&mut self) {}
 }
+
+/// Takes `m`'s lock: at once when it is free (the usual case for a request's own filter state, whose
+/// phases run one after another), else by waiting in line.
+pub(crate) async fn lock<T>(m: &tokio::sync::Mutex<T>) -> tokio::sync::MutexGuard<'_, T> {
+    match m.try_lock() {
+        Ok(g) => g,
+        Err(_) => m.lock().await,
+    }
+}

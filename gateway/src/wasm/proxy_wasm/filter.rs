@@ -236,7 +236,7 @@ impl ProxyWasmCtx {
         let plugin = self.plugin.clone();
         let id = self.id;
         let (action_code, mut pending) = {
-            let mut slot = plugin.slot.lock().await;
+            let mut slot = crate::filter::lock(&plugin.slot).await;
             let vm = self.vm(&mut slot)?;
             let eos = end_of_stream as u32;
             let e = vm.exports.clone();
@@ -299,7 +299,7 @@ impl ProxyWasmCtx {
             let (call, rest) = wait_first(pending).await;
             pending = rest;
             let (token, result) = call;
-            let mut slot = plugin.slot.lock().await;
+            let mut slot = crate::filter::lock(&plugin.slot).await;
             let vm = self.vm(&mut slot)?;
             let Some(http) = vm.store.data_mut().https.get_mut(&id) else {
                 return Err(FilterError::Unavailable("context lost".into()));
@@ -321,14 +321,14 @@ impl ProxyWasmCtx {
             pending.extend(plugin.after_callback(vm, Some(id)));
         }
 
-        let mut slot = plugin.slot.lock().await;
+        let mut slot = crate::filter::lock(&plugin.slot).await;
         let vm = self.vm(&mut slot)?;
         phase_verdict(&plugin, vm, id, phase, action_code, resumed, end_of_stream)
     }
 
     async fn local_response_ready(&mut self) -> Result<bool, FilterError> {
         let plugin = self.plugin.clone();
-        let mut slot = plugin.slot.lock().await;
+        let mut slot = crate::filter::lock(&plugin.slot).await;
         let vm = self.vm(&mut slot)?;
         Ok(vm
             .store
@@ -355,7 +355,7 @@ impl ProxyWasmCtx {
             return;
         }
         plugin.shared.handle.clone().spawn(async move {
-            let mut slot = plugin.slot.lock().await;
+            let mut slot = crate::filter::lock(&plugin.slot).await;
             finish_in(&plugin, &mut slot, id, generation);
         });
     }
