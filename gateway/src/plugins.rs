@@ -593,7 +593,7 @@ impl Upstreams for GatewayUpstreams {
             let exchange = async {
                 let resp = cluster
                     .client
-                    .request(req)
+                    .send(idx, req)
                     .await
                     .map_err(|e| CalloutError::Failed(e.to_string()))?;
                 let (parts, body) = resp.into_parts();

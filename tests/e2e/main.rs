@@ -11,6 +11,7 @@ mod guide;
 mod limits;
 mod malformed;
 mod plugin_sources;
+mod pool;
 mod reload;
 mod routing;
 mod sdk_examples;

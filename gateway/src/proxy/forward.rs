@@ -3,13 +3,13 @@
 
 use super::headers::{request_host_value, set_forwarded, strip_hop_by_hop};
 use super::ConnInfo;
-use crate::body::{self, Body, BodyWatch, Tracked};
+use crate::body::{self, Body, BodyWatch};
 use crate::config::{HashKey, Protocol};
 use crate::errors::ProxyError;
 use crate::router::Params;
 use crate::runtime::{PathRewrite, Route};
 use crate::upstream::retry::TryOutcome;
-use crate::upstream::{hash_ip, hash_str, Cluster, EndpointGuard, EndpointState};
+use crate::upstream::{hash_ip, hash_str, Cluster, EndpointGuard, EndpointState, PooledBody};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
@@ -105,7 +105,7 @@ pub async fn forward(
             (None, Some(b)) => b,
             (None, None) => body::empty(),
         };
-        let uri = upstream_uri(cluster.scheme, &ep, &path_and_query)?;
+        let uri = upstream_uri(cluster.scheme, version, &ep, &path_and_query)?;
         let mut req = Request::new(body);
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = uri;
@@ -121,7 +121,7 @@ pub async fn forward(
             .and_then(|p| p.cfg.per_try_timeout)
             .map_or(remaining, |t| t.0.min(remaining));
         cluster.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let result = tokio::time::timeout(per_try, cluster.client.request(req)).await;
+        let result = tokio::time::timeout(per_try, cluster.client.send(idx, req)).await;
         cluster.stats.latency.observe(now.elapsed());
         let (outcome, result) = match result {
             Ok(Ok(resp)) => {
@@ -182,7 +182,10 @@ pub async fn forward(
                 Ok(resp) => {
                     let (mut p, incoming) = resp.into_parts();
                     strip_hop_by_hop(&mut p.headers);
-                    let b = Tracked::new(body::boxed(incoming), Box::new(move |_, _| drop(guard)));
+                    let b = UpstreamBody {
+                        inner: incoming,
+                        _guard: guard,
+                    };
                     Ok((Response::from_parts(p, body::boxed(b)), ep))
                 }
                 Err(e) => Err(e),
@@ -195,6 +198,32 @@ pub async fn forward(
         tracing::debug!(route = %route.name, endpoint = %ep.address, ?outcome, attempt, "retrying");
         tokio::time::sleep(pause).await;
         idx = next;
+    }
+}
+
+/// An upstream response body; the endpoint counts the request in flight until the body is dropped.
+struct UpstreamBody {
+    inner: PooledBody,
+    _guard: EndpointGuard,
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -232,12 +261,17 @@ fn upstream_path(route: &Route, uri: &Uri, params: &Params) -> UpstreamPath {
     }
 }
 
-/// `scheme://endpoint/path?query`, from parts parsed once where possible.
+/// `scheme://endpoint/path?query`, from parts parsed once where possible; for HTTP/1 the request's own
+/// path and query alone when they go unchanged (the origin form the upstream client sends anyway).
 fn upstream_uri(
     scheme: &'static str,
+    version: Version,
     ep: &EndpointState,
     path: &UpstreamPath,
 ) -> Result<Uri, ProxyError> {
+    if let (Version::HTTP_11, UpstreamPath::Same(pq)) = (version, path) {
+        return Ok(Uri::from(pq.clone()));
+    }
     let invalid = |e: &dyn std::fmt::Display| ProxyError::Protocol {
         endpoint: ep.address.clone(),
         detail: format!("cannot build the upstream URI: {e}"),

@@ -1,15 +1,15 @@
 //! Upstream clusters: endpoints with their health, a balancer, and a pooled HTTP client.
 
 mod balancer;
+mod client;
 pub mod retry;
 
 pub use balancer::{hash_ip, hash_str, Policy};
+pub use client::{Client, ClientError, PooledBody};
 
-use crate::body::Body;
 use crate::config;
 use crate::metrics::UpstreamStats;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http_body_util::BodyExt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -58,8 +58,13 @@ impl EndpointState {
 
     /// Not ejected and not marked unhealthy by active checks.
     pub fn is_available(&self) -> bool {
-        self.active_healthy.load(Ordering::Relaxed)
-            && self.ejected_until.load(Ordering::Relaxed) <= now_nanos()
+        if !self.active_healthy.load(Ordering::Relaxed) {
+            return false;
+        }
+        // 0: never ejected, or the last ejection is over and a success since has cleared it; the
+        // usual case needs no clock.
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        until == 0 || until <= now_nanos()
     }
 
     /// Requests in flight to this endpoint.
@@ -76,9 +81,20 @@ impl EndpointState {
     /// Records the outcome of a request for passive health.
     pub fn record(&self, ok: bool, passive: &config::Passive) {
         if ok {
-            self.consecutive_failures.store(0, Ordering::Relaxed);
-            if self.ejected_until.load(Ordering::Relaxed) <= now_nanos() {
+            if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+                self.consecutive_failures.store(0, Ordering::Relaxed);
+            }
+            // A success after an ejection is over resets the ejection count and clears the
+            // ejection (unless a new one has just replaced it).
+            let until = self.ejected_until.load(Ordering::Relaxed);
+            if until != 0 && until <= now_nanos() {
                 self.ejections.store(0, Ordering::Relaxed);
+                let _ = self.ejected_until.compare_exchange(
+                    until,
+                    0,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
             }
             return;
         }
@@ -121,9 +137,6 @@ impl Drop for EndpointGuard {
     }
 }
 
-/// The HTTP client of a cluster (TLS when the cluster has it).
-pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
-
 /// A compiled upstream cluster.
 pub struct Cluster {
     /// Name from config.
@@ -136,8 +149,8 @@ pub struct Cluster {
     pub hash_key: Option<config::HashKey>,
     /// Protocol to endpoints.
     pub protocol: config::Protocol,
-    /// Pooled client.
-    pub client: HttpClient,
+    /// Pooled client, with a pool per endpoint (indexed like `endpoints`).
+    pub client: Client,
     /// `https` when the cluster speaks TLS, else `http`.
     pub scheme: &'static str,
     /// Passive health settings.
@@ -162,41 +175,8 @@ impl Cluster {
             .iter()
             .map(|e| Arc::new(EndpointState::new(e.address.clone(), e.weight)))
             .collect();
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(cfg.connect_timeout.0));
-        connector.set_nodelay(true);
-        connector.enforce_http(false);
         let scheme = if tls.is_some() { "https" } else { "http" };
-        // A cluster without TLS never dials https; its TLS config is an empty, unused one.
-        let tls_config = tls.unwrap_or_else(|| {
-            rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth()
-        });
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config)
-            .https_or_http();
-        let builder = match cfg.tls.as_ref().and_then(|t| t.server_name.clone()) {
-            Some(name) => builder.with_server_name_resolver(move |_: &_| {
-                rustls::pki_types::ServerName::try_from(name.clone())
-            }),
-            None => builder,
-        };
-        let connector = match cfg.protocol {
-            config::Protocol::Http1 => builder.enable_http1().wrap_connector(connector),
-            config::Protocol::Http2 => builder.enable_http2().wrap_connector(connector),
-        };
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_idle_timeout(cfg.pool.idle_timeout.0)
-            .pool_max_idle_per_host(cfg.pool.max_idle_per_endpoint)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .http2_only(cfg.protocol == config::Protocol::Http2);
+        let client = Client::new(cfg, tls);
         let hash_key = match &cfg.balancer {
             config::Balancer::ConsistentHash(k) => Some(k.clone()),
             _ => None,
@@ -207,7 +187,7 @@ impl Cluster {
             endpoints,
             hash_key,
             protocol: cfg.protocol,
-            client: builder.build(connector),
+            client,
             scheme,
             passive: cfg.health.passive.clone(),
             active: cfg.health.active.clone(),
@@ -239,7 +219,7 @@ impl Cluster {
                     return;
                 };
                 for (i, ep) in cluster.endpoints.iter().enumerate() {
-                    let ok = cluster.probe(ep, &active).await;
+                    let ok = cluster.probe(i, ep, &active).await;
                     let (good, badn) = &mut streaks[i];
                     if ok {
                         *good += 1;
@@ -260,7 +240,7 @@ impl Cluster {
         *self.checker.lock().unwrap() = Some(handle);
     }
 
-    async fn probe(&self, ep: &EndpointState, active: &config::Active) -> bool {
+    async fn probe(&self, idx: usize, ep: &EndpointState, active: &config::Active) -> bool {
         let uri = format!("{}://{}{}", self.scheme, ep.address, active.path);
         let Ok(req) = http::Request::get(uri)
             .header(http::header::USER_AGENT, "gateway-health-check")
@@ -268,10 +248,16 @@ impl Cluster {
         else {
             return false;
         };
-        match tokio::time::timeout(active.timeout.0, self.client.request(req)).await {
-            Ok(Ok(resp)) => resp.status().is_success(),
-            _ => false,
-        }
+        let deadline = tokio::time::Instant::now() + active.timeout.0;
+        let Ok(Ok(resp)) = tokio::time::timeout_at(deadline, self.client.send(idx, req)).await
+        else {
+            return false;
+        };
+        let ok = resp.status().is_success();
+        // The verdict is the status. Reading the (small) answer, within the same timeout, lets the
+        // next probe reuse the connection.
+        let _ = tokio::time::timeout_at(deadline, resp.into_body().collect()).await;
+        ok
     }
 }
 
