@@ -1087,9 +1087,10 @@ def main():
     res["load"] = {"before": load_before, "after_load_trials": load_mid, "after": loadavg(),
                    "median_foreign_cores": med(foreign) or 0.0, "max_foreign_cores": max(foreign, default=0.0),
                    "trials_disturbed": sum(f > 0.1 for f in foreign), "trials": len(foreign),
-                   # Busy: other processes took more than 0.1 core in a quarter of the trials, or the
-                   # load average was high before starting.
-                   "busy": bool(load_before[0] > 1.0 or sum(f > 0.1 for f in foreign) * 4 > len(foreign)),
+                   # Busy: other processes took more than 0.1 core in a quarter of the trials. (The
+                   # load average before the run is reported but not used: it still counts the build
+                   # that just ended.)
+                   "busy": bool(sum(f > 0.1 for f in foreign) * 4 > len(foreign)),
                    "median_proxy_core_util": med(own)}
     res["machine"] = built
     res["targets"] = targets(res)
