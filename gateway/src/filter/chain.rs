@@ -191,18 +191,7 @@ impl ChainRun {
         body: Body,
         upto: usize,
     ) -> (Body, oneshot::Receiver<Result<Flow, ChainError>>) {
-        let (done_tx, done_rx) = oneshot::channel();
-        let run = InlineRun {
-            body,
-            slots: self.slots.clone(),
-            guard: None,
-            stages: self.stages.clone(),
-            order: (0..upto).rev().collect(),
-            held: (0..self.stages.len()).map(|_| None).collect(),
-            dir: Direction::Response,
-            done: Some(done_tx),
-            queued: None,
-        };
+        let (run, done_rx) = self.inline_run(body, Direction::Response, upto);
         let stream = futures_util::stream::unfold(run, InlineRun::next);
         let body = InlineBody(std::sync::Mutex::new(Box::pin(stream)));
         (body::boxed(body), done_rx)
@@ -290,77 +279,52 @@ impl ChainRun {
         held(outcome, &mut head.headers, data, trailers)
     }
 
+    /// Filters `0..upto` (in order for requests, in reverse for responses) run over `body` as it is
+    /// read; the receiver gets the outcome when the body ends.
+    fn inline_run(
+        &self,
+        body: Body,
+        dir: Direction,
+        upto: usize,
+    ) -> (InlineRun, oneshot::Receiver<Result<Flow, ChainError>>) {
+        let (done_tx, done_rx) = oneshot::channel();
+        let order = match dir {
+            Direction::Request => (0..upto).collect(),
+            Direction::Response => (0..upto).rev().collect(),
+        };
+        let run = InlineRun {
+            body,
+            slots: self.slots.clone(),
+            guard: None,
+            stages: self.stages.clone(),
+            order,
+            held: (0..self.stages.len()).map(|_| None).collect(),
+            dir,
+            done: Some(done_tx),
+            queued: None,
+        };
+        (run, done_rx)
+    }
+
+    /// Like [`Self::inline_run`], read by a task of its own into a small channel, so the filters see
+    /// the body as it arrives whatever the reader's pace (request bodies: as the client sends them,
+    /// not as the upstream takes them).
     fn body_task(
         &self,
-        mut body: Body,
+        body: Body,
         dir: Direction,
         upto: usize,
     ) -> (Body, oneshot::Receiver<Result<Flow, ChainError>>) {
-        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(BODY_CHANNEL);
-        let (done_tx, done_rx) = oneshot::channel();
-        let slots = self.slots.clone();
-        let stages = self.stages.clone();
+        let (tx, rx) = mpsc::channel::<FrameResult>(BODY_CHANNEL);
+        let (run, done_rx) = self.inline_run(body, dir, upto);
         tokio::spawn(async move {
-            let mut slots = super::lock(&slots).await;
-            let order: Vec<usize> = match dir {
-                Direction::Request => (0..upto).collect(),
-                Direction::Response => (0..upto).rev().collect(),
-            };
-            // Per filter: what it asked to buffer so far.
-            let mut held: Vec<Option<BytesMut>> = (0..stages.len()).map(|_| None).collect();
-            let mut trailers: Option<HeaderMap> = None;
-            let outcome = loop {
-                let (chunk, eos) = match body.frame().await {
-                    None => (Bytes::new(), true),
-                    Some(Err(e)) => {
-                        let _ = tx.send(Err(e)).await;
-                        break Ok(Flow::Continue);
-                    }
-                    Some(Ok(frame)) => match frame.into_data() {
-                        Ok(d) => (d, body.is_end_stream()),
-                        Err(frame) => {
-                            trailers = frame.into_trailers().ok();
-                            (Bytes::new(), true)
-                        }
-                    },
-                };
-                match run_chunk(&mut slots, &stages, &order, &mut held, chunk, eos, dir).await {
-                    Ok(ChunkFlow::Send(data)) => {
-                        if !data.is_empty() && tx.send(Ok(Frame::data(data))).await.is_err() {
-                            break Ok(Flow::Continue);
-                        }
-                    }
-                    Ok(ChunkFlow::Respond(response, upto)) => {
-                        let _ = tx
-                            .send(Err("a filter answered during the body".into()))
-                            .await;
-                        break Ok(Flow::Respond { response, upto });
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e.to_string().into())).await;
-                        break Err(e);
-                    }
+            let mut frames = std::pin::pin!(futures_util::stream::unfold(run, InlineRun::next));
+            while let Some(frame) = futures_util::StreamExt::next(&mut frames).await {
+                if tx.send(frame).await.is_err() {
+                    // Nobody reads on: the filters' outcome no longer matters.
+                    break;
                 }
-                if eos {
-                    if let Some(mut t) = trailers.take() {
-                        match run_trailers(&mut slots, &stages, &order, &mut t, dir).await {
-                            Ok(None) => {
-                                let _ = tx.send(Ok(Frame::trailers(t))).await;
-                            }
-                            Ok(Some((response, upto))) => {
-                                let _ = tx.send(Err("a filter answered on trailers".into())).await;
-                                break Ok(Flow::Respond { response, upto });
-                            }
-                            Err(e) => {
-                                let _ = tx.send(Err(e.to_string().into())).await;
-                                break Err(e);
-                            }
-                        }
-                    }
-                    break Ok(Flow::Continue);
-                }
-            };
-            let _ = done_tx.send(outcome);
+            }
         });
         let stream =
             futures_util::stream::unfold(
@@ -374,8 +338,9 @@ impl ChainRun {
 type FrameResult = Result<Frame<Bytes>, BoxError>;
 
 /// A body filtered as it is read, on the reader's task: each frame the reader asks for is read from
-/// `body` and run through the filters before it is handed on (no task, no channel; the reader's pace
-/// is the filters' pace). The outcome goes to `done` when the body ends.
+/// `body` and run through the filters before it is handed on (the reader's pace is the filters'
+/// pace). The outcome goes to `done` when the body ends. Response bodies are read this way by hyper
+/// itself; request bodies by a task of their own ([`ChainRun::body_task`]).
 struct InlineRun {
     body: Body,
     slots: Arc<Mutex<Slots>>,
