@@ -18,6 +18,9 @@ pub enum ProxyError {
     /// The client's request body broke off or was malformed.
     #[error("request body could not be read: {0}")]
     BadRequestBody(String),
+    /// The request's path or authority has no canonical form (see `crate::canonical`).
+    #[error("bad request target: {0}")]
+    BadTarget(#[from] crate::canonical::BadTarget),
     /// CONNECT is not proxied.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -63,6 +66,7 @@ impl ProxyError {
             ProxyError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
             ProxyError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ProxyError::BadRequestBody(_) => (StatusCode::BAD_REQUEST, "bad_request_body"),
+            ProxyError::BadTarget(_) => (StatusCode::BAD_REQUEST, "bad_request_target"),
             ProxyError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ProxyError::NoHealthyEndpoint { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "no_healthy_endpoint")

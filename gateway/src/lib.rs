@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod canonical;
 pub mod config;
 pub mod errors;
 pub mod filter;

@@ -43,8 +43,10 @@ impl ValueTest {
 pub enum PathSpec {
     /// Whole path.
     Exact(String),
-    /// String prefix.
+    /// Whole leading segments: `/api` matches `/api`, `/api/...` and `/api;...`.
     Prefix(String),
+    /// String prefix, on any character.
+    StringPrefix(String),
     /// Segment template.
     Template(String),
     /// Whole-path regular expression.
@@ -250,7 +252,9 @@ impl Router {
             match &m.path {
                 None => idx.prefix.entry(String::new()).or_default().push(id),
                 Some(PathSpec::Exact(p)) => idx.exact.entry(p.clone()).or_default().push(id),
-                Some(PathSpec::Prefix(p)) => idx.prefix.entry(p.clone()).or_default().push(id),
+                Some(PathSpec::Prefix(p)) | Some(PathSpec::StringPrefix(p)) => {
+                    idx.prefix.entry(p.clone()).or_default().push(id)
+                }
                 Some(PathSpec::Template(t)) => {
                     insert_template(&mut idx.templates, t, id)?;
                     r.template_literals[i] = literal_segments(t);
@@ -357,7 +361,15 @@ impl Router {
                 continue;
             }
             if let Some(ids) = idx.prefix.get(&req.path[..len]) {
-                if let Some(&i) = ids.iter().find(|&&i| ok(i)) {
+                // A segment prefix ends where a segment does: at the end, before `/` or `;`, or
+                // with a `/` of its own.
+                let boundary = len == req.path.len()
+                    || matches!(req.path.as_bytes()[len], b'/' | b';')
+                    || req.path[..len].ends_with('/');
+                let fits = |i: u32| {
+                    boundary || !matches!(self.matches[i as usize].path, Some(PathSpec::Prefix(_)))
+                };
+                if let Some(&i) = ids.iter().find(|&&i| fits(i) && ok(i)) {
                     return Some((i as usize, Vec::new()));
                 }
             }
@@ -428,6 +440,9 @@ fn walk_template(
     hits: &mut Vec<(u32, Params)>,
 ) {
     for (name, id) in &node.rest {
+        if segs.iter().any(|s| crate::canonical::has_escaped_slash(s)) {
+            continue;
+        }
         let mut p = params.clone();
         p.push((name.clone(), segs.join("/")));
         hits.push((*id, p));
@@ -442,7 +457,12 @@ fn walk_template(
         walk_template(child, rest, params, hits);
     }
     if let Some((name, child)) = &node.param {
-        if !first.is_empty() {
+        // A parameter is one segment: never empty, a dot segment or one holding an encoded slash.
+        if !first.is_empty()
+            && *first != "."
+            && *first != ".."
+            && !crate::canonical::has_escaped_slash(first)
+        {
             params.push((name.clone(), (*first).to_owned()));
             walk_template(child, rest, params, hits);
             params.pop();
@@ -557,6 +577,37 @@ mod tests {
         assert!(find(&r, "h", "/other").is_none());
         assert!(Router::new(vec![m(None, Some(PathSpec::Template("/a{x}".into())))]).is_err());
         assert!(Router::new(vec![m(None, Some(PathSpec::Template("/{*r}/x".into())))]).is_err());
+    }
+
+    #[test]
+    fn prefixes_end_on_segments_unless_string_prefixes() {
+        use PathSpec::*;
+        let r = Router::new(vec![
+            m(None, None),                                // 0
+            m(None, Some(Prefix("/api".into()))),         // 1
+            m(None, Some(Prefix("/api/admin".into()))),   // 2
+            m(None, Some(StringPrefix("/str".into()))),   // 3
+            m(None, Some(Prefix("/slash/".into()))),      // 4
+            m(None, Some(Template("/t/{id}".into()))),    // 5
+            m(None, Some(Template("/r/{*rest}".into()))), // 6
+        ])
+        .unwrap();
+        let route = |p: &str| find(&r, "h", p).unwrap().0;
+        assert_eq!(route("/api"), 1);
+        assert_eq!(route("/api/"), 1);
+        assert_eq!(route("/apiadmin/x"), 0);
+        assert_eq!(route("/api/admin"), 2);
+        assert_eq!(route("/api/admin/x"), 2);
+        assert_eq!(route("/api/admin;v=1/x"), 2);
+        assert_eq!(route("/api/adminx"), 1);
+        assert_eq!(route("/strx"), 3);
+        assert_eq!(route("/slash/x"), 4);
+        assert_eq!(route("/slash"), 0);
+        assert_eq!(route("/t/42"), 5);
+        assert_eq!(route("/t/a%2Fb"), 0);
+        assert_eq!(route("/t/.."), 0);
+        assert_eq!(route("/r/a/b"), 6);
+        assert_eq!(route("/r/a%2F..%2Fb"), 0);
     }
 
     #[test]

@@ -157,6 +157,8 @@ impl Route {
 pub struct ListenerRoutes {
     router: Router,
     routes: Vec<Arc<Route>>,
+    /// The listener's policy for encoded slashes in paths.
+    pub escaped_slashes: config::EscapedSlashes,
 }
 
 impl ListenerRoutes {
@@ -299,7 +301,14 @@ impl Runtime {
                 }
             }
             let router = Router::new(matches).map_err(|e| src.err("routes", e.0))?;
-            listeners.insert(l.name.clone(), ListenerRoutes { router, routes });
+            listeners.insert(
+                l.name.clone(),
+                ListenerRoutes {
+                    router,
+                    routes,
+                    escaped_slashes: l.paths.escaped_slashes,
+                },
+            );
         }
         LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Runtime {
@@ -418,6 +427,18 @@ fn check_host_port(a: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A route's path in the canonical form requests are matched in (`/a//b` -> `/a/b`, `%7e` -> `~`), so
+/// that a matcher written either way matches the same requests.
+fn canonical_path(
+    p: &str,
+    src: &Source,
+    at: &dyn Fn(&str) -> String,
+) -> Result<String, ConfigError> {
+    crate::canonical::normalize_path(p, config::EscapedSlashes::Keep)
+        .map(|c| c.into_owned())
+        .map_err(|e| src.err(at("path"), format!("`{p}`: {e}")))
+}
+
 fn compile_match(m: &config::Match, src: &Source, i: usize) -> Result<RouteMatch, ConfigError> {
     let at = |f: &str| format!("routes[{i}].match.{f}");
     let host = match &m.host {
@@ -436,14 +457,20 @@ fn compile_match(m: &config::Match, src: &Source, i: usize) -> Result<RouteMatch
     };
     let path = match &m.path {
         None => None,
-        Some(PathMatch::Exact(p)) | Some(PathMatch::Prefix(p)) | Some(PathMatch::Template(p))
+        Some(PathMatch::Exact(p))
+        | Some(PathMatch::Prefix(p))
+        | Some(PathMatch::StringPrefix(p))
+        | Some(PathMatch::Template(p))
             if !p.starts_with('/') =>
         {
             return Err(src.err(at("path"), format!("`{p}` must start with /")));
         }
-        Some(PathMatch::Exact(p)) => Some(PathSpec::Exact(p.clone())),
-        Some(PathMatch::Prefix(p)) => Some(PathSpec::Prefix(p.clone())),
-        Some(PathMatch::Template(p)) => Some(PathSpec::Template(p.clone())),
+        Some(PathMatch::Exact(p)) => Some(PathSpec::Exact(canonical_path(p, src, &at)?)),
+        Some(PathMatch::Prefix(p)) => Some(PathSpec::Prefix(canonical_path(p, src, &at)?)),
+        Some(PathMatch::StringPrefix(p)) => {
+            Some(PathSpec::StringPrefix(canonical_path(p, src, &at)?))
+        }
+        Some(PathMatch::Template(p)) => Some(PathSpec::Template(canonical_path(p, src, &at)?)),
         Some(PathMatch::Regex(r)) => {
             regex::Regex::new(r)
                 .map_err(|e| src.err(at("path.regex"), format!("invalid regex: {e}")))?;
@@ -629,7 +656,8 @@ fn compile_route(
             ));
         }
         if let Some(p) = &rw.strip_prefix {
-            path_rewrite = Some(PathRewrite::StripPrefix(p.clone()));
+            let p = canonical_path(p, src, &|_: &str| at("rewrite.strip_prefix"))?;
+            path_rewrite = Some(PathRewrite::StripPrefix(p));
         }
         if let Some(p) = &rw.path {
             if !p.starts_with('/') {

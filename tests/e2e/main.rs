@@ -10,6 +10,7 @@ mod go_sdk;
 mod guide;
 mod limits;
 mod malformed;
+mod paths;
 mod plugin_sources;
 mod pool;
 mod reload;

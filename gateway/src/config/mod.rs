@@ -249,6 +249,32 @@ pub struct Listener {
     /// TLS termination. Default: none (cleartext HTTP/1.1 and HTTP/2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ListenerTls>,
+    /// How request paths are made canonical before routing (see `crate::canonical`).
+    #[serde(default)]
+    pub paths: PathPolicy,
+}
+
+/// How a listener makes request paths canonical. Dot segments, repeated slashes and percent-encoded
+/// unreserved characters are always normalized; this chooses what encoded slashes do.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PathPolicy {
+    /// What `%2F`, `%5C` and `\` in a path do. Default: `reject` (400).
+    pub escaped_slashes: EscapedSlashes,
+}
+
+/// What encoded slashes (`%2F`), encoded backslashes (`%5C`) and backslashes in a path do.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EscapedSlashes {
+    /// The request is refused with 400. The default.
+    #[default]
+    Reject,
+    /// They are data, not separators: kept as `%2F` and `%5C` (a backslash is sent as `%5C`), never
+    /// matched by a template parameter.
+    Keep,
+    /// They become `/` before dot segments are resolved and slashes merged.
+    Decode,
 }
 
 /// TLS on a listener.
@@ -681,14 +707,18 @@ pub struct Match {
     pub client_cert: Vec<ValueMatch>,
 }
 
-/// How a path is matched: write exactly one of `exact`, `prefix`, `template` or `regex`.
+/// How a path is matched: write exactly one of `exact`, `prefix`, `string_prefix`, `template` or
+/// `regex`. Every matcher sees the canonical path (see `crate::canonical`).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(try_from = "RawPathMatch", rename_all = "snake_case")]
 pub enum PathMatch {
     /// The whole path.
     Exact(String),
-    /// A string prefix of the path.
+    /// Whole leading segments of the path: `/api` matches `/api`, `/api/x` and `/api;v=1`, not
+    /// `/apix`.
     Prefix(String),
+    /// A string prefix of the path, on any character: `/api` also matches `/apix`.
+    StringPrefix(String),
     /// Segments with `{name}` parameters, e.g. `/users/{id}`; `{*rest}` as the last segment takes the rest.
     Template(String),
     /// A regular expression that must match the whole path.
@@ -700,6 +730,7 @@ pub enum PathMatch {
 struct RawPathMatch {
     exact: Option<String>,
     prefix: Option<String>,
+    string_prefix: Option<String>,
     template: Option<String>,
     regex: Option<String>,
 }
@@ -707,12 +738,20 @@ struct RawPathMatch {
 impl TryFrom<RawPathMatch> for PathMatch {
     type Error = String;
     fn try_from(r: RawPathMatch) -> Result<Self, String> {
-        match (r.exact, r.prefix, r.template, r.regex) {
-            (Some(p), None, None, None) => Ok(PathMatch::Exact(p)),
-            (None, Some(p), None, None) => Ok(PathMatch::Prefix(p)),
-            (None, None, Some(p), None) => Ok(PathMatch::Template(p)),
-            (None, None, None, Some(p)) => Ok(PathMatch::Regex(p)),
-            _ => Err("write exactly one of `exact`, `prefix`, `template` or `regex`".into()),
+        let one = [
+            r.exact.map(PathMatch::Exact),
+            r.prefix.map(PathMatch::Prefix),
+            r.string_prefix.map(PathMatch::StringPrefix),
+            r.template.map(PathMatch::Template),
+            r.regex.map(PathMatch::Regex),
+        ];
+        let mut given = one.into_iter().flatten();
+        match (given.next(), given.next()) {
+            (Some(m), None) => Ok(m),
+            _ => Err(
+                "write exactly one of `exact`, `prefix`, `string_prefix`, `template` or `regex`"
+                    .into(),
+            ),
         }
     }
 }

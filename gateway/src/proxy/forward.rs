@@ -48,6 +48,9 @@ pub async fn forward(
         headers.insert(header::HOST, h.clone());
     }
     route.request_headers.apply(&mut headers);
+    // The gateway answered `Expect: 100-continue` itself (hyper does when the body is first read);
+    // the upstream gets the body without being asked.
+    headers.remove(header::EXPECT);
     // TE is hop-by-hop: it says what the gateway, as the upstream's client, accepts. The gateway passes
     // trailers on (to clients that accept them), so it always asks for them.
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -299,10 +302,13 @@ fn rewrite_path(route: &Route, uri: &Uri, params: &Params) -> String {
     let new_path = match &route.path_rewrite {
         None => path.to_owned(),
         Some(PathRewrite::Replace(p)) => p.clone(),
+        // Only whole segments are stripped: `/api` takes `/api/x` to `/x`, and leaves `/apix` alone.
         Some(PathRewrite::StripPrefix(prefix)) => match path.strip_prefix(prefix.as_str()) {
             Some(rest) if rest.starts_with('/') => rest.to_owned(),
-            Some(rest) => format!("/{rest}"),
-            None => path.to_owned(),
+            Some(rest) if rest.is_empty() || rest.starts_with(';') || prefix.ends_with('/') => {
+                format!("/{rest}")
+            }
+            _ => path.to_owned(),
         },
         Some(PathRewrite::Template(t)) => fill_template(t, params),
     };

@@ -3,16 +3,15 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::SocketAddr;
 
-/// The Host of a request as a header value, without copying: the authority of an absolute or HTTP/2
-/// URI, else the Host header if it is visible ASCII.
+/// The Host of a request as a header value, without copying: the Host header, which
+/// `crate::canonical` made the request's one authority before routing (a filter may have changed it
+/// since), else the URI's authority.
 pub fn request_host_value(uri: &http::Uri, headers: &HeaderMap) -> Option<HeaderValue> {
-    if let Some(a) = uri.authority() {
-        return HeaderValue::from_str(a.as_str()).ok();
+    if let Some(h) = headers.get(header::HOST).filter(|h| h.to_str().is_ok()) {
+        return Some(h.clone());
     }
-    headers
-        .get(header::HOST)
-        .filter(|h| h.to_str().is_ok())
-        .cloned()
+    uri.authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
 }
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");

@@ -4,6 +4,7 @@ mod forward;
 mod headers;
 
 use crate::body::{self, Body, BodyWatch, Limited, Tracked};
+use crate::canonical;
 use crate::errors::{self, ProxyError};
 use crate::filter::chain::{local_to_response, ChainError, ChainRun, Flow, Held};
 use crate::filter::{BodyMode, LocalResponse, RequestHead, RequestInfo, ResponseHead};
@@ -223,7 +224,8 @@ async fn route_and_serve(
         );
         return Served::plain(resp);
     }
-    if req.version() == http::Version::HTTP_2 {
+    let h2 = req.version() == http::Version::HTTP_2;
+    if h2 {
         let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
         if uri_len > info.max_uri_bytes {
             metrics.refused.inc(414);
@@ -233,27 +235,34 @@ async fn route_and_serve(
                 "request target too long",
             ));
         }
-        if req.headers().len() > info.max_headers {
-            metrics.refused.inc(431);
-            return Served::plain(errors::json_error(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "headers_too_large",
-                "too many header fields",
-            ));
-        }
     }
     let Some(listener) = rt.listeners.get(&*info.listener) else {
         return Served::plain(errors::respond(&ProxyError::NoRoute));
     };
+    // One authority and one path from here on: what routing sees is what the upstream gets.
+    let (mut parts, incoming) = req.into_parts();
+    if let Err(e) = canonical::canonicalize(
+        &mut parts.uri,
+        &mut parts.headers,
+        h2,
+        listener.escaped_slashes,
+    ) {
+        metrics.refused.inc(400);
+        return Served::plain(errors::respond(&ProxyError::BadTarget(e)));
+    }
+    let req = Request::from_parts(parts, incoming);
+    if h2 && req.headers().len() > info.max_headers {
+        metrics.refused.inc(431);
+        return Served::plain(errors::json_error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "too many header fields",
+        ));
+    }
     let host = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
     let found = listener.find(&RouteRequest {
         host,
