@@ -381,6 +381,119 @@ mod tests {
         assert!(accepted > 10_000, "only {accepted} accepted");
     }
 
+    /// How a lenient backend reads a path: every escape decoded once (but `%3B`, which no server takes
+    /// for a parameter delimiter), backslashes as slashes, dot segments resolved (clamped at the
+    /// root), empty segments dropped.
+    fn lenient(p: &str) -> Vec<Vec<u8>> {
+        let b = p.as_bytes();
+        let mut bytes = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            let esc = (b[i] == b'%')
+                .then(|| Some(hex(*b.get(i + 1)?)? << 4 | hex(*b.get(i + 2)?)?))
+                .flatten()
+                .filter(|&v| v != b';');
+            match esc {
+                Some(v) => {
+                    bytes.push(v);
+                    i += 3;
+                }
+                None => {
+                    bytes.push(if b[i] == b'\\' { b'/' } else { b[i] });
+                    i += 1;
+                }
+            }
+        }
+        let mut segs: Vec<Vec<u8>> = Vec::new();
+        for s in bytes.split(|&c| c == b'/') {
+            match s {
+                b"" | b"." => {}
+                b".." => {
+                    segs.pop();
+                }
+                s => segs.push(s.to_vec()),
+            }
+        }
+        segs
+    }
+
+    /// Seeded random paths through the canonical form and a router with a deny route under an allowed
+    /// prefix: whatever the gateway accepts reaches the deny route exactly when a lenient backend
+    /// would read it as a path under `/api/admin`, and routing the canonical path again picks the same.
+    #[test]
+    fn random_paths_cannot_walk_around_a_prefix_route() {
+        use crate::router::{PathSpec, RouteMatch, RouteRequest, Router};
+        const ALPHABET: &[&str] = &[
+            "/api", "/admin", "/%61dmin", "/%61", "dmin", "/.", "/..", "/%2e", "/%2E%2e", "%2f",
+            "%5c", "\\\\", ";", ";x", "%3B", "%25", "/x", "/%41PI", "%00", "%", "/", "//", "admin",
+        ];
+        let r = Router::new(vec![
+            RouteMatch {
+                host: None,
+                path: Some(PathSpec::Prefix("/api/admin".into())),
+                methods: vec![],
+                headers: vec![],
+                query: vec![],
+                client_cert: vec![],
+            },
+            RouteMatch {
+                host: None,
+                path: Some(PathSpec::Prefix("/api".into())),
+                methods: vec![],
+                headers: vec![],
+                query: vec![],
+                client_cert: vec![],
+            },
+        ])
+        .unwrap();
+        let headers = HeaderMap::new();
+        let find = |path: &str| {
+            r.find(&RouteRequest {
+                host: "h",
+                path,
+                query: None,
+                method: &http::Method::GET,
+                headers: &headers,
+                client_cert: None,
+            })
+            .map(|(i, _)| i)
+        };
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut denied, mut accepted) = (0, 0);
+        for _ in 0..100_000 {
+            let mut p = String::from(if next() % 2 == 0 { "/api" } else { "" });
+            for _ in 0..1 + next() % 6 {
+                p.push_str(ALPHABET[(next() % ALPHABET.len() as u64) as usize]);
+            }
+            let Ok(c) = normalize_path(&p, EscapedSlashes::Reject) else {
+                continue;
+            };
+            accepted += 1;
+            let lenient = lenient(&p);
+            let under_admin = lenient.len() >= 2
+                && lenient[0] == b"api"
+                && (lenient[1] == b"admin" || lenient[1].starts_with(b"admin;"));
+            let hit = find(&c);
+            assert_eq!(hit == Some(0), under_admin, "{p} -> {c}");
+            assert_eq!(lenient, super::tests::lenient(&c), "{p} -> {c}");
+            assert_eq!(
+                find(&normalize_path(&c, EscapedSlashes::Reject).unwrap()),
+                hit
+            );
+            denied += usize::from(under_admin);
+        }
+        assert!(
+            accepted > 20_000 && denied > 500,
+            "{accepted} accepted, {denied} denied"
+        );
+    }
+
     #[test]
     fn authorities() {
         let run = |uri: &str, host: Option<&str>, h2: bool| {
