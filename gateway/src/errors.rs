@@ -21,6 +21,13 @@ pub enum ProxyError {
     /// The request's path or authority has no canonical form (see `crate::canonical`).
     #[error("bad request target: {0}")]
     BadTarget(#[from] crate::canonical::BadTarget),
+    /// An HTTP/2 request target over the listener's `max_uri_bytes` (the HTTP/1 guard answers
+    /// HTTP/1's).
+    #[error("request target too long")]
+    UriTooLong,
+    /// An HTTP/2 request with more header fields than the listener's `max_headers`.
+    #[error("too many header fields")]
+    TooManyHeaders,
     /// CONNECT is not proxied.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -59,26 +66,139 @@ pub enum ProxyError {
     },
 }
 
+/// Where a failure came from: what pingora's error type calls the fault's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The client sent something the gateway refuses.
+    Client,
+    /// The upstream failed or could not be reached.
+    Upstream,
+    /// A filter failed.
+    Filter,
+    /// The gateway itself (nothing matched, a limit of its own).
+    Gateway,
+}
+
+/// How an error is answered: status, stable code, where it came from, and whether the request may
+/// be tried again as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Class {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The stable, machine-readable code in the body (`upstream_timeout`, ...).
+    pub code: &'static str,
+    /// Where it came from.
+    pub origin: Origin,
+    /// Whether sending the same request again may succeed.
+    pub retryable: bool,
+}
+
 impl ProxyError {
+    /// The error's class.
+    pub fn class(&self) -> Class {
+        use Origin::*;
+        let (status, code, origin, retryable) = match self {
+            ProxyError::NoRoute => (StatusCode::NOT_FOUND, "no_route", Gateway, false),
+            ProxyError::BodyTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                Client,
+                false,
+            ),
+            ProxyError::BadRequestBody(_) => {
+                (StatusCode::BAD_REQUEST, "bad_request_body", Client, false)
+            }
+            ProxyError::BadTarget(_) => {
+                (StatusCode::BAD_REQUEST, "bad_request_target", Client, false)
+            }
+            ProxyError::UriTooLong => (StatusCode::URI_TOO_LONG, status_code(414), Client, false),
+            ProxyError::TooManyHeaders => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                status_code(431),
+                Client,
+                false,
+            ),
+            ProxyError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                Client,
+                false,
+            ),
+            ProxyError::NoHealthyEndpoint { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_healthy_endpoint",
+                Upstream,
+                true,
+            ),
+            ProxyError::Connect { .. } => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_connect_failure",
+                Upstream,
+                true,
+            ),
+            ProxyError::Protocol { .. } => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_protocol_error",
+                Upstream,
+                false,
+            ),
+            ProxyError::Timeout { .. } => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                Upstream,
+                true,
+            ),
+            ProxyError::Filter(e) => match e.error {
+                crate::filter::FilterError::Unavailable(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "filter_unavailable",
+                    Filter,
+                    true,
+                ),
+                _ => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "filter_failed",
+                    Filter,
+                    false,
+                ),
+            },
+        };
+        Class {
+            status,
+            code,
+            origin,
+            retryable,
+        }
+    }
+
     /// Status and short machine-readable code for this error.
     pub fn status(&self) -> (StatusCode, &'static str) {
+        let c = self.class();
+        (c.status, c.code)
+    }
+
+    /// What the client is told: the kind of failure, never internal detail (endpoint addresses, trap
+    /// messages, the upstream's own words), which goes to the log line with the same request id.
+    pub fn public_message(&self) -> std::borrow::Cow<'static, str> {
         match self {
-            ProxyError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
-            ProxyError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
-            ProxyError::BadRequestBody(_) => (StatusCode::BAD_REQUEST, "bad_request_body"),
-            ProxyError::BadTarget(_) => (StatusCode::BAD_REQUEST, "bad_request_target"),
-            ProxyError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            ProxyError::NoHealthyEndpoint { .. } => {
-                (StatusCode::SERVICE_UNAVAILABLE, "no_healthy_endpoint")
+            ProxyError::NoRoute => "no route matches this request".into(),
+            ProxyError::BodyTooLarge { limit } => {
+                format!("the request body exceeds the limit of {limit} bytes").into()
             }
-            ProxyError::Connect { .. } => (StatusCode::BAD_GATEWAY, "upstream_connect_failure"),
-            ProxyError::Protocol { .. } => (StatusCode::BAD_GATEWAY, "upstream_protocol_error"),
-            ProxyError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            ProxyError::BadRequestBody(_) => "the request body could not be read".into(),
+            ProxyError::BadTarget(e) => format!("bad request target: {e}").into(),
+            ProxyError::UriTooLong => "request target too long".into(),
+            ProxyError::TooManyHeaders => "too many header fields".into(),
+            ProxyError::MethodNotAllowed => "method not allowed".into(),
+            ProxyError::NoHealthyEndpoint { .. } => "no healthy upstream endpoint".into(),
+            ProxyError::Connect { .. } => "the upstream could not be reached".into(),
+            ProxyError::Protocol { .. } => "the exchange with the upstream failed".into(),
+            ProxyError::Timeout { .. } => "the upstream did not answer in time".into(),
             ProxyError::Filter(e) => match e.error {
                 crate::filter::FilterError::Unavailable(_) => {
-                    (StatusCode::SERVICE_UNAVAILABLE, "filter_unavailable")
+                    format!("filter `{}` is unavailable", e.plugin).into()
                 }
-                _ => (StatusCode::INTERNAL_SERVER_ERROR, "filter_failed"),
+                _ => format!("filter `{}` failed", e.plugin).into(),
             },
         }
     }
@@ -94,22 +214,148 @@ impl ProxyError {
     }
 }
 
-/// The response for an error: its status and a small JSON body `{"error": code, "message": text}`.
-pub fn respond(err: &ProxyError) -> Response<Body> {
-    let (status, code) = err.status();
-    json_error(status, code, &err.to_string())
+/// The stable code of a status the gateway answers with itself: its reason phrase in snake case
+/// (`431` -> `request_header_fields_too_large`).
+pub fn status_code(status: u16) -> &'static str {
+    match status {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "payload_too_large",
+        414 => "uri_too_long",
+        431 => "request_header_fields_too_large",
+        500 => "internal",
+        501 => "not_implemented",
+        503 => "unavailable",
+        505 => "http_version_not_supported",
+        _ => "error",
+    }
 }
 
-/// A small JSON error response.
-pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let body = serde_json::json!({ "error": code, "message": message }).to_string() + "\n";
-    let mut resp = Response::new(full(body));
+/// A request's id: made by the gateway per request, or the client's `x-request-id` on a listener
+/// that trusts it. It is sent to the upstream, written in error bodies and in log lines.
+#[derive(Debug, Clone)]
+pub struct RequestId {
+    seq: u64,
+    value: http::HeaderValue,
+}
+
+/// The request id header.
+pub const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
+/// The most bytes of a client's `x-request-id` that a trusting listener takes (longer ones are
+/// replaced). Default: 128.
+pub const MAX_REQUEST_ID: usize = 128;
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static ID_SALT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+impl RequestId {
+    /// A new id: 16 hex digits, unique in this process and unlikely to repeat across restarts.
+    pub fn new() -> RequestId {
+        let seq = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        RequestId {
+            seq,
+            value: Self::text(seq),
+        }
+    }
+
+    fn text(seq: u64) -> http::HeaderValue {
+        let salt = *ID_SALT.get_or_init(rand::random::<u64>);
+        // A bijection of the counter, so that ids of one process never repeat.
+        let v = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ salt;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 16];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = HEX[((v >> (60 - 4 * i)) & 15) as usize];
+        }
+        http::HeaderValue::from_bytes(&out).expect("hex is a header value")
+    }
+
+    /// The client's id if it is one the gateway can carry (visible ASCII, at most
+    /// [`MAX_REQUEST_ID`] bytes), else a new one.
+    pub fn from_client(value: Option<&http::HeaderValue>) -> RequestId {
+        match value {
+            Some(v)
+                if !v.is_empty()
+                    && v.len() <= MAX_REQUEST_ID
+                    && v.as_bytes().iter().all(|b| b.is_ascii_graphic()) =>
+            {
+                RequestId {
+                    seq: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                    value: v.clone(),
+                }
+            }
+            _ => RequestId::new(),
+        }
+    }
+
+    /// The id as a header value.
+    pub fn header(&self) -> &http::HeaderValue {
+        &self.value
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        self.value.to_str().unwrap_or("-")
+    }
+
+    /// The process-unique number of the request (the filters' numeric request id).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        RequestId::new()
+    }
+}
+
+/// The response for an error: its status, `x-request-id`, and the one body shape of every error the
+/// gateway answers, `{"error": code, "message": text, "request_id": id}`. The detail is logged with
+/// the same request id (5xx at warn, 4xx at debug).
+pub fn respond(err: &ProxyError, id: &RequestId) -> Response<Body> {
+    let class = err.class();
+    if class.status.is_server_error() {
+        tracing::warn!(request_id = id.as_str(), code = class.code, error = %err, "request failed");
+    } else {
+        tracing::debug!(request_id = id.as_str(), code = class.code, error = %err, "request refused");
+    }
+    error_response(class.status, class.code, &err.public_message(), id)
+}
+
+/// The body of every error the gateway answers itself.
+pub fn error_body(code: &str, message: &str, id: &RequestId) -> String {
+    serde_json::json!({ "error": code, "message": message, "request_id": id.as_str() }).to_string()
+        + "\n"
+}
+
+/// An error response with the body shape of [`respond`].
+pub fn error_response(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    id: &RequestId,
+) -> Response<Body> {
+    let mut resp = Response::new(full(error_body(code, message, id)));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
+    let h = resp.headers_mut();
+    h.insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),
     );
+    h.insert(REQUEST_ID, id.header().clone());
     resp
+}
+
+/// A small JSON error response with a new request id (for answers outside a proxied request, such
+/// as the admin API's).
+pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    error_response(status, code, message, &RequestId::new())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod body;
 pub mod canonical;
 pub mod config;
 pub mod errors;
+pub mod exchange;
 pub mod filter;
 pub mod host;
 pub mod metrics;

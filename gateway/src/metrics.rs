@@ -96,6 +96,10 @@ impl UpstreamStats {
 /// Endpoint health as seen by `/metrics`.
 pub type HealthProbe = Arc<dyn Fn() -> Vec<(String, bool)> + Send + Sync>;
 
+/// Runtimes alive in this process: built and not yet dropped, the serving one plus old ones still
+/// held by requests in flight (shown as `gateway_runtimes_live`).
+pub static RUNTIMES_LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// The registry.
 #[derive(Default)]
 pub struct Metrics {
@@ -288,7 +292,7 @@ impl Metrics {
             &mut out,
             "gateway_runtimes_live",
             "gauge",
-            crate::runtime::live_runtimes(),
+            RUNTIMES_LIVE.load(Ordering::Relaxed),
         );
         out
     }

@@ -5,7 +5,7 @@
 //! and never touch the network again.
 
 use crate::config::{Config, ConfigError, Plugin, UpstreamTls};
-use crate::runtime::Source;
+use crate::config::Source;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};

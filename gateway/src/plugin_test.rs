@@ -37,13 +37,14 @@
 //!
 //! Errors in the file are [`ConfigError`]s naming the file, line, column and field, like config errors.
 
-use crate::body;
+use crate::body::{self, BodyWatch};
 use crate::config::{
     self, field_error, ConfigError, FailurePolicy, InstanceMode, PluginCapabilities, PluginLimits,
 };
-use crate::errors::{self, ProxyError};
-use crate::filter::chain::{local_to_response, ChainRun, Flow, Held, Stage};
-use crate::filter::{BodyMode, RequestHead, RequestInfo, ResponseHead};
+use crate::errors::{ProxyError, RequestId};
+use crate::exchange::{body_error, Backend, Exchange};
+use crate::filter::chain::{Stage, DEFAULT_WHOLE_BODY_LIMIT};
+use crate::filter::{RequestHead, RequestInfo};
 use crate::host::{CalloutError, HostCore, Upstreams};
 use crate::wasm::{self, EngineOptions, Plugins, WasmEngine};
 use bytes::Bytes;
@@ -561,166 +562,82 @@ struct Seen {
     failure: Option<String>,
 }
 
-/// Runs one request through the chain: request phases, the backend (the fixture's answer), response
-/// phases; as the proxy does, but in memory.
+/// Runs one request through the same exchange the proxy runs (request phases, bodies, the backend,
+/// response phases), with the fixture's answer as the backend, in memory.
 async fn exchange(stages: &Arc<[Stage]>, info: &RequestInfo, p: &Prepared) -> Seen {
     let mut seen = Seen::default();
-    let run = match ChainRun::start(stages.clone(), info) {
-        Ok(run) => run,
-        Err(e) => {
-            seen.failure = Some(e.to_string());
-            fill(&mut seen, errors::respond(&ProxyError::Filter(e))).await;
-            return seen;
-        }
+    let mut req = http::Request::new(());
+    *req.method_mut() = p.method.clone();
+    *req.uri_mut() = p.uri.clone();
+    *req.headers_mut() = p.headers.clone();
+    let (parts, ()) = req.into_parts();
+    let id = RequestId::new();
+    let exchange = Exchange {
+        stages: Some(stages),
+        limit: DEFAULT_WHOLE_BODY_LIMIT,
+        id: &id,
     };
-    let mut head = RequestHead {
-        method: p.method.clone(),
-        uri: p.uri.clone(),
-        headers: p.headers.clone(),
-    };
-    let flow = run.request_headers(&mut head, p.body.is_empty()).await;
-    let (resp, upto) = match flow {
-        Err(e) => {
-            seen.failure = Some(e.to_string());
-            fill(&mut seen, errors::respond(&ProxyError::Filter(e))).await;
-            return seen;
-        }
-        Ok(Flow::Respond { response, upto }) => (local_to_response(response), upto),
-        Ok(Flow::Continue) => {
-            let mut body = p.body.clone();
-            let mut answered = None;
-            // As the proxy: a filter that asks for the whole body holds the head, which its body
-            // call may still change.
-            let mode = if body.is_empty() {
-                BodyMode::Skip
-            } else {
-                run.request_body_mode().await
-            };
-            let held = mode == BodyMode::Whole;
-            if held {
-                match run
-                    .request_body_whole(&mut head, body::full(body.clone()))
-                    .await
-                {
-                    Held::Body(b, _) => {
-                        body = b.collect().await.map(|c| c.to_bytes()).unwrap_or_default()
-                    }
-                    Held::Respond { response, upto } => answered = Some((response, upto)),
-                    Held::Failed(e) => {
-                        seen.failure = Some(e.to_string());
-                        fill(&mut seen, errors::respond(&ProxyError::Filter(e))).await;
-                        return seen;
-                    }
-                    Held::TooLarge(_) | Held::Overflow(_) | Held::Unreadable(_) => {
-                        seen.failure = Some("the request body is over the whole-body limit".into());
-                        return seen;
-                    }
-                }
-            }
-            if mode == BodyMode::Stream {
-                let (out, verdict) = run.request_body(body::full(body.clone()));
-                let collected = out.collect().await.map(|c| c.to_bytes());
-                match verdict.await {
-                    Ok(Ok(Flow::Respond { response, upto })) => answered = Some((response, upto)),
-                    Ok(Err(e)) => {
-                        seen.failure = Some(e.to_string());
-                        fill(&mut seen, errors::respond(&ProxyError::Filter(e))).await;
-                        return seen;
-                    }
-                    _ => body = collected.unwrap_or_default(),
-                }
-            }
-            match answered {
-                Some((response, upto)) => (local_to_response(response), upto),
-                None => {
-                    seen.backend = Some((head, body));
-                    let mut resp = http::Response::new(body::full(p.backend_body.clone()));
-                    *resp.status_mut() = p.backend_status;
-                    *resp.headers_mut() = p.backend_headers.clone();
-                    (resp, stages.len())
-                }
-            }
-        }
-    };
-    // The response phases, in reverse, on the filters before the one that answered (all of them for
-    // the backend's answer).
-    let (parts, resp_body) = resp.into_parts();
-    let resp_body = resp_body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    let mut rhead = ResponseHead {
-        status: parts.status,
-        headers: parts.headers,
-    };
-    match run
-        .response_headers(&mut rhead, resp_body.is_empty(), upto)
-        .await
-    {
-        Ok(Flow::Continue) => {}
-        Ok(Flow::Respond { response, .. }) => {
-            fill(&mut seen, local_to_response(response)).await;
-            return seen;
-        }
-        Err(e) => {
-            seen.failure = Some(e.to_string());
-            fill(&mut seen, errors::respond(&ProxyError::Filter(e))).await;
-            return seen;
-        }
-    }
-    let mode = if resp_body.is_empty() {
-        BodyMode::Skip
+    let body = if p.body.is_empty() {
+        body::empty()
     } else {
-        run.response_body_mode(upto).await
+        body::full(p.body.clone())
     };
-    let held = mode == BodyMode::Whole;
-    let mut resp_body = resp_body;
-    if held {
-        match run
-            .response_body_whole(&mut rhead, body::full(resp_body.clone()), upto)
-            .await
-        {
-            Held::Body(b, _) => {
-                resp_body = b.collect().await.map(|c| c.to_bytes()).unwrap_or_default()
-            }
-            Held::Respond { response, .. } => {
-                fill(&mut seen, local_to_response(response)).await;
-                return seen;
-            }
-            Held::Failed(e) => {
-                seen.failure = Some(e.to_string());
-                fill(&mut seen, errors::respond(&ProxyError::Filter(e))).await;
-                return seen;
-            }
-            Held::TooLarge(_) | Held::Overflow(_) | Held::Unreadable(_) => {}
+    let backend = FixtureBackend { p };
+    let outcome = exchange.run(|| info.clone(), parts, body, backend).await;
+    seen.backend = outcome.note;
+    seen.failure = outcome.error.map(|e| e.to_string());
+    let (parts, b) = outcome.resp.into_parts();
+    seen.status = parts.status.as_u16();
+    seen.headers = parts.headers;
+    match b.collect().await {
+        Ok(c) => seen.body = c.to_bytes(),
+        Err(e) => {
+            let chain = match outcome.response_body {
+                Some(v) => v.await.ok().and_then(|r| r.err()),
+                None => None,
+            };
+            seen.failure = Some(match chain {
+                Some(chain) => chain.to_string(),
+                None => format!("the response body broke off: {e}"),
+            });
         }
     }
-    seen.status = rhead.status.as_u16();
-    seen.headers = rhead.headers;
-    seen.body = resp_body.clone();
-    if mode == BodyMode::Stream {
-        seen.headers.remove(http::header::CONTENT_LENGTH);
-        let (out, verdict) = run.response_body(body::full(resp_body), upto);
-        match out.collect().await {
-            Ok(c) => seen.body = c.to_bytes(),
-            Err(e) => {
-                seen.body = Bytes::new();
-                seen.failure = Some(match verdict.await {
-                    Ok(Err(chain)) => chain.to_string(),
-                    _ => format!("the response body broke off: {e}"),
-                });
-            }
-        }
-    }
+    drop(outcome.chain);
     seen
 }
 
-async fn fill(seen: &mut Seen, resp: http::Response<body::Body>) {
-    let (parts, b) = resp.into_parts();
-    seen.status = parts.status.as_u16();
-    seen.headers = parts.headers;
-    seen.body = b.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+/// The fixture's answer as a backend: it reads the whole request body and records the request.
+struct FixtureBackend<'a> {
+    p: &'a Prepared,
+}
+
+impl Backend for FixtureBackend<'_> {
+    type Note = Option<(RequestHead, Bytes)>;
+
+    async fn serve(
+        self,
+        parts: http::request::Parts,
+        body: body::Body,
+        _declared: Option<u64>,
+        watch: Arc<BodyWatch>,
+    ) -> (Result<http::Response<body::Body>, ProxyError>, Self::Note) {
+        let body = match body.collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                let err = body_error(&watch, e.to_string(), DEFAULT_WHOLE_BODY_LIMIT);
+                return (Err(err), None);
+            }
+        };
+        let head = RequestHead {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+        };
+        let mut resp = http::Response::new(body::full(self.p.backend_body.clone()));
+        *resp.status_mut() = self.p.backend_status;
+        *resp.headers_mut() = self.p.backend_headers.clone();
+        (Ok(resp), Some((head, body)))
+    }
 }
 
 /// A value for a diff line: text as a quoted string, binary as its length.

@@ -10,10 +10,10 @@ use crate::config::{self, ConfigError};
 use crate::filter::chain::Stage;
 use crate::host::{CalloutError, HostCore, Upstreams};
 use crate::plugin_source;
-use crate::proxy::Shared;
 use crate::runtime::{Runtime, Source};
 use crate::wasm::engine::Origin;
 use crate::wasm::{self, EngineOptions, LoadedPlugin, Plugins, WasmEngine};
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body_util::BodyExt;
@@ -31,7 +31,7 @@ pub struct PluginHost {
     cache_dir: Option<PathBuf>,
     pool: crate::config::WasmPool,
     services: Mutex<Option<Arc<WasmServices>>>,
-    shared: OnceLock<Weak<Shared>>,
+    serving: OnceLock<Weak<ArcSwap<Runtime>>>,
 }
 
 impl PluginHost {
@@ -42,15 +42,15 @@ impl PluginHost {
             cache_dir,
             pool,
             services: Mutex::new(None),
-            shared: OnceLock::new(),
+            serving: OnceLock::new(),
         }
     }
 
     /// Lets plugin callouts reach the upstreams of the serving runtime.
-    pub fn bind(&self, shared: &Arc<Shared>) {
-        let _ = self.shared.set(Arc::downgrade(shared));
+    pub fn bind(&self, serving: &Arc<ArcSwap<Runtime>>) {
+        let _ = self.serving.set(Arc::downgrade(serving));
         if let Some(s) = self.services() {
-            s.bind(shared);
+            s.bind(serving);
         }
     }
 
@@ -82,8 +82,8 @@ impl PluginHost {
                     let s = WasmServices::new(dir, &self.pool).map_err(|e| {
                         src.err("plugins", format!("cannot start the Wasm engine: {e}"))
                     })?;
-                    if let Some(shared) = self.shared.get().and_then(Weak::upgrade) {
-                        s.bind(&shared);
+                    if let Some(serving) = self.serving.get().and_then(Weak::upgrade) {
+                        s.bind(&serving);
                     }
                     *slot = Some(s.clone());
                     s
@@ -162,8 +162,8 @@ impl WasmServices {
     }
 
     /// Lets plugin callouts reach the upstreams of the serving runtime.
-    pub fn bind(&self, shared: &Arc<Shared>) {
-        let _ = self.upstreams.shared.set(Arc::downgrade(shared));
+    pub fn bind(&self, serving: &Arc<ArcSwap<Runtime>>) {
+        let _ = self.upstreams.serving.set(Arc::downgrade(serving));
     }
 
     /// Loads every plugin of `rt`'s config and makes the filter stages of every route that has filters,
@@ -543,13 +543,13 @@ type HealthField = fn(&wasm::HealthSnapshot) -> u64;
 /// Plugin callouts through the upstream clusters of whatever runtime is serving.
 #[derive(Default)]
 struct GatewayUpstreams {
-    shared: OnceLock<Weak<Shared>>,
+    serving: OnceLock<Weak<ArcSwap<Runtime>>>,
 }
 
 impl GatewayUpstreams {
     fn cluster(&self, name: &str) -> Option<Arc<crate::upstream::Cluster>> {
-        let shared = self.shared.get()?.upgrade()?;
-        let rt = shared.runtime.load();
+        let serving = self.serving.get()?.upgrade()?;
+        let rt = serving.load();
         rt.upstreams.get(name).cloned()
     }
 }

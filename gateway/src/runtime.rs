@@ -1,63 +1,26 @@
 //! `Config` compiled into what serves: routers per listener, routes with their actions, upstream
 //! clusters. Building validates everything; a build that fails says which field of which file is wrong.
 
-use crate::config::{self, field_error, Config, ConfigError, PathMatch};
-use crate::metrics::{Metrics, RouteStats};
+pub use crate::config::Source;
+use crate::config::{self, Config, ConfigError, PathMatch};
+use crate::metrics::{Metrics, RouteStats, RUNTIMES_LIVE};
 use crate::router::{PathSpec, RouteMatch, Router, ValueTest};
 use crate::upstream::retry::RetryPolicy;
 use crate::upstream::Cluster;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Runtimes alive in this process: built and not yet dropped (shown as `gateway_runtimes_live`).
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
 /// How many runtimes are alive: the serving one plus old ones still held by requests in flight.
 pub fn live_runtimes() -> usize {
-    LIVE.load(Ordering::Relaxed)
+    RUNTIMES_LIVE.load(Ordering::Relaxed)
 }
 
 /// Default route timeout (whole upstream exchange until response headers).
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Where a config came from, for error messages.
-#[derive(Clone, Debug)]
-pub struct Source {
-    /// File path (or a name for configs given in memory).
-    pub path: PathBuf,
-    /// The text, to locate fields in.
-    pub text: Option<String>,
-}
-
-impl Source {
-    /// Reads and parses a config file.
-    pub fn load(path: &Path) -> Result<(Config, Source), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_owned(),
-            location: None,
-            field: "(file)".into(),
-            message: format!("cannot read: {e}"),
-        })?;
-        let cfg = Config::parse(path, &text)?;
-        Ok((
-            cfg,
-            Source {
-                path: path.to_owned(),
-                text: Some(text),
-            },
-        ))
-    }
-
-    /// A config error at `field`, located in this source's text.
-    pub fn err(&self, field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
-        field_error(&self.path, self.text.as_deref(), &field.into(), msg.into())
-    }
-}
 
 /// Header changes, compiled.
 #[derive(Debug, Default)]
@@ -159,6 +122,8 @@ pub struct ListenerRoutes {
     routes: Vec<Arc<Route>>,
     /// The listener's policy for encoded slashes in paths.
     pub escaped_slashes: config::EscapedSlashes,
+    /// The listener takes a client's `x-request-id`.
+    pub trust_request_id: bool,
 }
 
 impl ListenerRoutes {
@@ -193,7 +158,7 @@ pub struct Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        LIVE.fetch_sub(1, Ordering::Relaxed);
+        RUNTIMES_LIVE.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -307,10 +272,11 @@ impl Runtime {
                     router,
                     routes,
                     escaped_slashes: l.paths.escaped_slashes,
+                    trust_request_id: l.trust_request_id,
                 },
             );
         }
-        LIVE.fetch_add(1, Ordering::Relaxed);
+        RUNTIMES_LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Runtime {
             config: cfg,
             listeners,
@@ -734,6 +700,7 @@ fn tls_files_digest(src: &Source, u: &config::Upstream) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn build(yaml: &str) -> Result<Runtime, ConfigError> {
         let path = Path::new("test.yaml");

@@ -4,7 +4,7 @@
 //! file and the config field.
 
 use crate::config::{self, ConfigError};
-use crate::runtime::Source;
+use crate::config::Source;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};

@@ -5,6 +5,7 @@ mod harness;
 mod admin;
 mod cli;
 mod components;
+mod errors;
 mod filters;
 mod go_sdk;
 mod guide;

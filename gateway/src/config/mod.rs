@@ -2,8 +2,10 @@
 //! the file, line, column and field. Turning it into something that serves is `runtime`'s job.
 
 mod locate;
+mod source;
 mod units;
 
+pub use source::Source;
 pub use units::{parse_duration, parse_size, Dur, Size};
 
 use serde::{Deserialize, Serialize};
@@ -252,6 +254,10 @@ pub struct Listener {
     /// How request paths are made canonical before routing (see `crate::canonical`).
     #[serde(default)]
     pub paths: PathPolicy,
+    /// Take a client's `x-request-id` as the request's id (for a listener behind another proxy that
+    /// sets it). Default: false, every request gets an id of the gateway's.
+    #[serde(default)]
+    pub trust_request_id: bool,
 }
 
 /// How a listener makes request paths canonical. Dot segments, repeated slashes and percent-encoded

@@ -6,6 +6,7 @@ use super::ConnInfo;
 use crate::body::{self, Body, BodyWatch};
 use crate::config::{HashKey, Protocol};
 use crate::errors::ProxyError;
+use crate::exchange::body_error;
 use crate::router::Params;
 use crate::runtime::{PathRewrite, Route};
 use crate::upstream::retry::TryOutcome;
@@ -58,6 +59,14 @@ pub async fn forward(
         Protocol::Http1 => Version::HTTP_11,
         Protocol::Http2 => Version::HTTP_2,
     };
+    // Over HTTP/2 the request's authority is `:authority`, with no `host` header beside it (RFC 9113
+    // 8.3.1), as Envoy sends it; over HTTP/1 it is the Host header.
+    let authority = match version {
+        Version::HTTP_2 => headers
+            .remove(header::HOST)
+            .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok()),
+        _ => None,
+    };
 
     let retry = route
         .retry
@@ -73,7 +82,7 @@ pub async fn forward(
     let (mut once, replay): (Option<Body>, Option<Bytes>) = if replayable {
         match body.collect().await {
             Ok(c) => (None, Some(c.to_bytes())),
-            Err(e) => return Err(body_error(watch, &e.to_string(), limit)),
+            Err(e) => return Err(body_error(watch, e.to_string(), limit)),
         }
     } else {
         (Some(body), None)
@@ -108,7 +117,7 @@ pub async fn forward(
             (None, Some(b)) => b,
             (None, None) => body::empty(),
         };
-        let uri = upstream_uri(cluster.scheme, version, &ep, &path_and_query)?;
+        let uri = upstream_uri(cluster.scheme, version, &ep, authority.as_ref(), &path_and_query)?;
         let mut req = Request::new(body);
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = uri;
@@ -134,7 +143,7 @@ pub async fn forward(
             }
             Ok(Err(e)) => {
                 if watch.too_large.load(Ordering::Acquire) || watch.broken.load(Ordering::Acquire) {
-                    return Err(body_error(watch, &chain(&e), limit));
+                    return Err(body_error(watch, chain(&e), limit));
                 }
                 ep.record(false, &cluster.passive);
                 let connect = e.is_connect();
@@ -230,14 +239,6 @@ impl http_body::Body for UpstreamBody {
     }
 }
 
-fn body_error(watch: &BodyWatch, detail: &str, limit: u64) -> ProxyError {
-    if watch.too_large.load(Ordering::Acquire) {
-        ProxyError::BodyTooLarge { limit }
-    } else {
-        ProxyError::BadRequestBody(detail.to_owned())
-    }
-}
-
 /// The path and query sent upstream: the request's own (shared, not copied) when the route does not
 /// rewrite it, else the rewritten text.
 enum UpstreamPath {
@@ -264,12 +265,14 @@ fn upstream_path(route: &Route, uri: &Uri, params: &Params) -> UpstreamPath {
     }
 }
 
-/// `scheme://endpoint/path?query`, from parts parsed once where possible; for HTTP/1 the request's own
-/// path and query alone when they go unchanged (the origin form the upstream client sends anyway).
+/// `scheme://authority/path?query`, from parts parsed once where possible; for HTTP/1 the request's
+/// own path and query alone when they go unchanged (the origin form the upstream client sends
+/// anyway). `authority`: the request's, for HTTP/2 (else the endpoint's address).
 fn upstream_uri(
     scheme: &'static str,
     version: Version,
     ep: &EndpointState,
+    authority: Option<&http::uri::Authority>,
     path: &UpstreamPath,
 ) -> Result<Uri, ProxyError> {
     if let (Version::HTTP_11, UpstreamPath::Same(pq)) = (version, path) {
@@ -284,14 +287,16 @@ fn upstream_uri(
         "https" => Some(Scheme::HTTPS),
         _ => None,
     };
-    if let (Some(s), Some(authority), UpstreamPath::Same(pq)) = (known, &ep.authority, path) {
+    let authority = authority.or(ep.authority.as_ref());
+    if let (Some(s), Some(authority), UpstreamPath::Same(pq)) = (known, authority, path) {
         let mut p = http::uri::Parts::default();
         p.scheme = Some(s);
         p.authority = Some(authority.clone());
         p.path_and_query = Some(pq.clone());
         return Uri::from_parts(p).map_err(|e| invalid(&e));
     }
-    format!("{scheme}://{}{}", ep.address, path.as_str())
+    let authority = authority.map_or(ep.address.as_str(), |a| a.as_str());
+    format!("{scheme}://{authority}{}", path.as_str())
         .parse()
         .map_err(|e: http::uri::InvalidUri| invalid(&e))
 }

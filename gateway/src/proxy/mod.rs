@@ -3,29 +3,27 @@
 mod forward;
 mod headers;
 
-use crate::body::{self, Body, BodyWatch, Limited, Tracked};
+use crate::body::{self, Body, BodyWatch, Tracked};
 use crate::canonical;
-use crate::errors::{self, ProxyError};
-use crate::filter::chain::{local_to_response, ChainError, ChainRun, Flow, Held};
-use crate::filter::{BodyMode, LocalResponse, RequestHead, RequestInfo, ResponseHead};
+use crate::errors::{self, ProxyError, RequestId, REQUEST_ID};
+use crate::exchange::{Backend, Exchange};
+use crate::filter::chain::ChainRun;
+use crate::filter::RequestInfo;
 use crate::metrics::Metrics;
 use crate::router::RouteRequest;
-use crate::runtime::{Action, Route, Runtime};
+use crate::runtime::{Action, ListenerRoutes, Route, Runtime};
 use crate::server::h1_guard::ConnShared;
 use arc_swap::ArcSwap;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body::Body as _;
-use http_body_util::BodyExt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::oneshot;
 
 /// State shared by every connection of the process.
 pub struct Shared {
-    /// The serving snapshot; swapped whole on reload.
-    pub runtime: ArcSwap<Runtime>,
+    /// The serving snapshot; swapped whole on reload (plugin callouts reach its upstreams too).
+    pub runtime: Arc<ArcSwap<Runtime>>,
     /// Metrics registry (kept across reloads).
     pub metrics: Arc<Metrics>,
     /// The Wasm plugin host (kept across reloads).
@@ -81,6 +79,7 @@ struct Done {
     peer: SocketAddr,
     status: u16,
     start: Instant,
+    id: RequestId,
 }
 
 /// Serves one request.
@@ -100,13 +99,18 @@ pub async fn handle(
     } else {
         String::new()
     };
+    let listener = snapshot.listeners.get(&*info.listener);
+    let id = match listener {
+        Some(l) if l.trust_request_id => RequestId::from_client(req.headers().get(REQUEST_ID)),
+        _ => RequestId::new(),
+    };
     let Served {
         mut resp,
         route,
         forwarded,
         endpoint,
         chain,
-    } = route_and_serve(&snapshot, &info, &shared.metrics, req).await;
+    } = route_and_serve(listener, &info, &id, req).await;
     if let Some(r) = &route {
         r.response_headers.apply(resp.headers_mut());
         r.stats.latency.observe(start.elapsed());
@@ -120,6 +124,7 @@ pub async fn handle(
         peer: info.peer,
         status: resp.status().as_u16(),
         start,
+        id,
     };
     let metrics = shared.metrics.clone();
     resp.map(move |b| {
@@ -156,6 +161,7 @@ fn finish(metrics: &Metrics, d: Done, bytes: u64, complete: bool, log: bool) {
                 .unwrap_or("-"),
             endpoint = d.endpoint.as_ref().map_or("-", EndpointName::as_str),
             client = %d.peer.ip(),
+            request_id = d.id.as_str(),
             method = %d.method,
             path = %d.path,
             status = d.status,
@@ -187,21 +193,12 @@ impl Served {
             chain: None,
         }
     }
-
-    fn routed(resp: Response<Body>, route: Arc<Route>) -> Served {
-        Served {
-            route: Some(route),
-            ..Served::plain(resp)
-        }
-    }
 }
 
-static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
-
 async fn route_and_serve(
-    rt: &Runtime,
+    listener: Option<&ListenerRoutes>,
     info: &ConnInfo,
-    metrics: &Metrics,
+    id: &RequestId,
     req: Request<hyper::body::Incoming>,
 ) -> Served {
     let is_upgrade =
@@ -212,7 +209,7 @@ async fn route_and_serve(
         info.conn.decide_upgrade(false);
     }
     if req.method() == http::Method::CONNECT {
-        return Served::plain(errors::respond(&ProxyError::MethodNotAllowed));
+        return Served::plain(errors::respond(&ProxyError::MethodNotAllowed, id));
     }
     if req.uri() == "*" {
         // OPTIONS * asks about the server, not a resource: the gateway answers for itself.
@@ -228,16 +225,11 @@ async fn route_and_serve(
     if h2 {
         let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
         if uri_len > info.max_uri_bytes {
-            metrics.refused.inc(414);
-            return Served::plain(errors::json_error(
-                StatusCode::URI_TOO_LONG,
-                "uri_too_long",
-                "request target too long",
-            ));
+            return Served::plain(errors::respond(&ProxyError::UriTooLong, id));
         }
     }
-    let Some(listener) = rt.listeners.get(&*info.listener) else {
-        return Served::plain(errors::respond(&ProxyError::NoRoute));
+    let Some(listener) = listener else {
+        return Served::plain(errors::respond(&ProxyError::NoRoute, id));
     };
     // One authority and one path from here on: what routing sees is what the upstream gets.
     let (mut parts, incoming) = req.into_parts();
@@ -247,18 +239,13 @@ async fn route_and_serve(
         h2,
         listener.escaped_slashes,
     ) {
-        metrics.refused.inc(400);
-        return Served::plain(errors::respond(&ProxyError::BadTarget(e)));
+        return Served::plain(errors::respond(&ProxyError::BadTarget(e), id));
     }
+    if h2 && parts.headers.len() > info.max_headers {
+        return Served::plain(errors::respond(&ProxyError::TooManyHeaders, id));
+    }
+    parts.headers.insert(REQUEST_ID, id.header().clone());
     let req = Request::from_parts(parts, incoming);
-    if h2 && req.headers().len() > info.max_headers {
-        metrics.refused.inc(431);
-        return Served::plain(errors::json_error(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
-            "too many header fields",
-        ));
-    }
     let host = req
         .headers()
         .get(header::HOST)
@@ -273,313 +260,117 @@ async fn route_and_serve(
         client_cert: info.tls.as_ref().and_then(|t| t.peer_cert.as_ref()),
     });
     let Some((route, params)) = found else {
-        return Served::plain(errors::respond(&ProxyError::NoRoute));
+        return Served::plain(errors::respond(&ProxyError::NoRoute, id));
     };
     let route = route.clone();
-    // The Host as the client sent it, kept only for a redirect (filters may change the headers).
+    // The authority as routed, kept only for a redirect (filters may change the headers).
     let host = match route.action {
         Action::Redirect(_) => host.to_owned(),
         _ => String::new(),
     };
-    let limit = route.max_body_size.unwrap_or(info.max_body_size);
-    let mut declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Served::routed(errors::respond(&ProxyError::BodyTooLarge { limit }), route);
-    }
-    let watch = Arc::new(BodyWatch::default());
-    let (mut parts, incoming) = req.into_parts();
-    let end_of_stream = incoming.is_end_stream();
-    // The answer to a HEAD request has no body, whatever its Content-Length says.
-    let head_request = parts.method == http::Method::HEAD;
-    let mut body = if end_of_stream {
+    let backend = RouteBackend {
+        route: &route,
+        info,
+        params: &params,
+        host: &host,
+    };
+    let (parts, incoming) = req.into_parts();
+    let incoming = if incoming.is_end_stream() {
         body::empty()
     } else {
-        body::boxed(Limited::new(body::boxed(incoming), limit, watch.clone()))
+        body::boxed(incoming)
     };
+    let exchange = Exchange {
+        stages: route.filters.get(),
+        limit: route.max_body_size.unwrap_or(info.max_body_size),
+        id,
+    };
+    let version = parts.version;
+    let request_info = || RequestInfo {
+        route: Arc::from(route.name.as_str()),
+        upstream: route.upstream_name().map(Arc::from),
+        peer: info.peer,
+        local: info.local,
+        scheme: info.scheme,
+        protocol: match version {
+            http::Version::HTTP_10 => "1.0",
+            http::Version::HTTP_2 => "2",
+            _ => "1.1",
+        },
+        id: id.seq(),
+        tls: info.tls.clone(),
+    };
+    let outcome = exchange.run(request_info, parts, incoming, backend).await;
+    Served {
+        resp: outcome.resp,
+        forwarded: outcome.served && route.upstream_name().is_some(),
+        endpoint: outcome.note,
+        chain: outcome.chain,
+        route: Some(route),
+    }
+}
 
-    // The request phase of the route's filters.
-    let mut chain = None;
-    let mut upto = 0;
-    let mut body_verdict = None;
-    if let Some(stages) = route.filters.get() {
-        let request_info = RequestInfo {
-            route: Arc::from(route.name.as_str()),
-            upstream: route.upstream_name().map(Arc::from),
-            peer: info.peer,
-            local: info.local,
-            scheme: info.scheme,
-            protocol: match parts.version {
-                http::Version::HTTP_10 => "1.0",
-                http::Version::HTTP_2 => "2",
-                _ => "1.1",
-            },
-            id: REQUEST_IDS.fetch_add(1, Ordering::Relaxed),
-            tls: info.tls.clone(),
-        };
-        let run = match ChainRun::start(stages.clone(), &request_info) {
-            Ok(run) => run.with_body_limit(limit),
-            Err(e) => return Served::routed(errors::respond(&ProxyError::Filter(e)), route),
-        };
-        upto = stages.len();
-        let mut head = RequestHead {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            headers: std::mem::take(&mut parts.headers),
-        };
-        match run.request_headers(&mut head, end_of_stream).await {
-            Ok(Flow::Continue) => {}
-            Ok(Flow::Respond { response, upto }) => {
-                let resp =
-                    response_phase(&run, local_to_response(response), upto, head_request).await;
-                return Served {
-                    chain: Some(run),
-                    ..Served::routed(resp, route)
+/// The backend a route names: its upstream cluster, a fixed response or a redirect.
+struct RouteBackend<'a> {
+    route: &'a Route,
+    info: &'a ConnInfo,
+    params: &'a crate::router::Params,
+    /// The request's authority, for a redirect to the same host.
+    host: &'a str,
+}
+
+impl Backend for RouteBackend<'_> {
+    type Note = Option<EndpointName>;
+
+    fn takes_body(&self) -> bool {
+        matches!(self.route.action, Action::Upstream(_))
+    }
+
+    async fn serve(
+        self,
+        parts: http::request::Parts,
+        body: Body,
+        declared: Option<u64>,
+        watch: Arc<BodyWatch>,
+    ) -> (Result<Response<Body>, ProxyError>, Self::Note) {
+        let route = self.route;
+        let resp = match &route.action {
+            Action::Upstream(cluster) => {
+                let fwd = forward::forward(
+                    route,
+                    cluster,
+                    self.info,
+                    parts,
+                    body,
+                    self.params,
+                    &watch,
+                    declared,
+                );
+                return match fwd.await {
+                    Ok((resp, endpoint)) => (Ok(resp), Some(EndpointName::State(endpoint))),
+                    Err(e) => {
+                        if e.status().0.is_server_error() {
+                            tracing::warn!(route = %route.name, upstream = %cluster.name, endpoint = e.endpoint().unwrap_or("-"), error = %e, "upstream request failed");
+                        }
+                        let endpoint = e.endpoint().map(|e| EndpointName::Text(e.to_owned()));
+                        (Err(e), endpoint)
+                    }
                 };
             }
-            Err(e) => return Served::routed(errors::respond(&ProxyError::Filter(e)), route),
-        }
-        // A filter asked for the whole body: the head waits for it, and may still change.
-        let mode = if end_of_stream {
-            BodyMode::Skip
-        } else {
-            run.request_body_mode().await
+            Action::Direct {
+                status,
+                body,
+                headers,
+            } => {
+                let mut resp = Response::new(body::full(body.clone()));
+                *resp.status_mut() = *status;
+                *resp.headers_mut() = headers.clone();
+                resp
+            }
+            Action::Redirect(rd) => redirect(rd, &parts.uri, self.host, self.info.scheme),
         };
-        let held = mode == BodyMode::Whole;
-        if held {
-            let taken = std::mem::replace(&mut body, body::empty());
-            let err = match run.request_body_whole(&mut head, taken).await {
-                Held::Body(b, len) => {
-                    (body, declared) = (b, len);
-                    None
-                }
-                Held::Respond { response, upto } => {
-                    let resp =
-                        response_phase(&run, local_to_response(response), upto, head_request).await;
-                    return Served {
-                        chain: Some(run),
-                        ..Served::routed(resp, route)
-                    };
-                }
-                Held::Failed(e) => Some(ProxyError::Filter(e)),
-                Held::TooLarge(_) | Held::Overflow(_) => Some(ProxyError::BodyTooLarge { limit }),
-                Held::Unreadable(_) if watch.too_large.load(Ordering::Acquire) => {
-                    Some(ProxyError::BodyTooLarge { limit })
-                }
-                Held::Unreadable(e) => Some(ProxyError::BadRequestBody(e.to_string())),
-            };
-            if let Some(err) = err {
-                return Served::routed(errors::respond(&err), route);
-            }
-        }
-        parts.method = head.method;
-        parts.uri = head.uri;
-        parts.headers = head.headers;
-        if mode == BodyMode::Stream {
-            // A filter may change the body, so its length is no longer known.
-            parts.headers.remove(header::CONTENT_LENGTH);
-            declared = None;
-            let (b, verdict) = run.request_body(body);
-            body = b;
-            body_verdict = Some(verdict);
-        }
-        chain = Some(run);
+        (Ok(resp), None)
     }
-
-    let mut served = match &route.action {
-        Action::Upstream(cluster) => {
-            let fwd = forward::forward(
-                &route, cluster, info, parts, body, &params, &watch, declared,
-            );
-            let outcome = match body_verdict {
-                None => Backend::Done(fwd.await),
-                Some(verdict) => {
-                    tokio::select! {
-                        r = fwd => Backend::Done(r),
-                        Some(v) = body_phase_answer(verdict) => v,
-                    }
-                }
-            };
-            match outcome {
-                Backend::Done(Ok((resp, endpoint))) => Served {
-                    forwarded: true,
-                    endpoint: Some(EndpointName::State(endpoint)),
-                    ..Served::routed(resp, route.clone())
-                },
-                Backend::Done(Err(e)) => {
-                    let (status, _) = e.status();
-                    if status.is_server_error() {
-                        tracing::warn!(route = %route.name, upstream = %cluster.name, endpoint = e.endpoint().unwrap_or("-"), error = %e, "upstream request failed");
-                    }
-                    Served {
-                        forwarded: true,
-                        endpoint: e.endpoint().map(|e| EndpointName::Text(e.to_owned())),
-                        ..Served::routed(errors::respond(&e), route.clone())
-                    }
-                }
-                Backend::Local(r, at) => {
-                    upto = at;
-                    Served::routed(local_to_response(r), route.clone())
-                }
-                Backend::Failed(e) => {
-                    return Served::routed(errors::respond(&ProxyError::Filter(e)), route)
-                }
-            }
-        }
-        action => {
-            // A fixed answer; filters that asked for the request body still see all of it first.
-            if let Some(verdict) = body_verdict {
-                let drained = body.collect().await;
-                match body_phase_answer(verdict).await {
-                    Some(Backend::Local(r, at)) => {
-                        upto = at;
-                        let resp = local_to_response(r);
-                        return finish_chain(chain, resp, upto, route, head_request).await;
-                    }
-                    Some(Backend::Failed(e)) => {
-                        return Served::routed(errors::respond(&ProxyError::Filter(e)), route)
-                    }
-                    _ => {}
-                }
-                if let Err(e) = drained {
-                    let err = if watch.too_large.load(Ordering::Acquire) {
-                        ProxyError::BodyTooLarge { limit }
-                    } else {
-                        ProxyError::BadRequestBody(e.to_string())
-                    };
-                    return Served::routed(errors::respond(&err), route);
-                }
-            }
-            let resp = match action {
-                Action::Direct {
-                    status,
-                    body,
-                    headers,
-                } => {
-                    let mut resp = Response::new(body::full(body.clone()));
-                    *resp.status_mut() = *status;
-                    *resp.headers_mut() = headers.clone();
-                    resp
-                }
-                Action::Redirect(rd) => redirect(rd, &parts.uri, &host, info.scheme),
-                Action::Upstream(_) => errors::json_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "route action changed while serving",
-                ),
-            };
-            return finish_chain(chain, resp, upto, route, head_request).await;
-        }
-    };
-    if let Some(run) = chain {
-        served.resp = response_phase(&run, served.resp, upto, head_request).await;
-        served.chain = Some(run);
-    }
-    served
-}
-
-/// What the backend step ended in.
-enum Backend {
-    Done(Result<(Response<Body>, Arc<crate::upstream::EndpointState>), ProxyError>),
-    Local(LocalResponse, usize),
-    Failed(ChainError),
-}
-
-/// Resolves if a filter answered (or failed) during the request body; never resolves otherwise.
-async fn body_phase_answer(
-    verdict: oneshot::Receiver<Result<Flow, ChainError>>,
-) -> Option<Backend> {
-    match verdict.await {
-        Ok(Ok(Flow::Respond { response, upto })) => Some(Backend::Local(response, upto)),
-        Ok(Err(e)) => Some(Backend::Failed(e)),
-        _ => std::future::pending().await,
-    }
-}
-
-async fn finish_chain(
-    chain: Option<ChainRun>,
-    resp: Response<Body>,
-    upto: usize,
-    route: Arc<Route>,
-    head_request: bool,
-) -> Served {
-    let mut served = Served::routed(resp, route);
-    if let Some(run) = chain {
-        served.resp = response_phase(&run, served.resp, upto, head_request).await;
-        served.chain = Some(run);
-    }
-    served
-}
-
-/// The response phase of filters `0..upto`, in reverse order. `head_request`: the response to a HEAD
-/// request, which (like a 1xx, 204 or 304) has no body to show filters, and keeps its Content-Length.
-async fn response_phase(
-    run: &ChainRun,
-    resp: Response<Body>,
-    upto: usize,
-    head_request: bool,
-) -> Response<Body> {
-    let (mut parts, body) = resp.into_parts();
-    let bodiless = head_request
-        || parts.status.is_informational()
-        || parts.status == StatusCode::NO_CONTENT
-        || parts.status == StatusCode::NOT_MODIFIED;
-    let mut head = ResponseHead {
-        status: parts.status,
-        headers: std::mem::take(&mut parts.headers),
-    };
-    match run
-        .response_headers(&mut head, body.is_end_stream(), upto)
-        .await
-    {
-        Ok(Flow::Continue) => {}
-        Ok(Flow::Respond { response, .. }) => return local_to_response(response),
-        Err(e) => return errors::respond(&ProxyError::Filter(e)),
-    }
-    // A filter asked for the whole body: the head waits for it, and may still change.
-    let mut held = false;
-    let mut mode = if bodiless || body.is_end_stream() {
-        BodyMode::Skip
-    } else {
-        run.response_body_mode(upto).await
-    };
-    let body = if mode == BodyMode::Whole {
-        match run.response_body_whole(&mut head, body, upto).await {
-            Held::Body(b, _) => {
-                held = true;
-                b
-            }
-            Held::Overflow(b) => {
-                // The whole-mode filters failed open: ask again who still wants the body.
-                mode = run.response_body_mode(upto).await;
-                b
-            }
-            Held::Respond { response, .. } => return local_to_response(response),
-            Held::Failed(e) => return errors::respond(&ProxyError::Filter(e)),
-            Held::TooLarge(_) | Held::Unreadable(_) => {
-                tracing::warn!("the response body held for a whole-body filter broke off");
-                return errors::json_error(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_protocol_error",
-                    "the response body broke off before it was whole",
-                );
-            }
-        }
-    } else {
-        body
-    };
-    parts.status = head.status;
-    parts.headers = head.headers;
-    let body = if !held && mode != BodyMode::Skip && !body.is_end_stream() {
-        parts.headers.remove(header::CONTENT_LENGTH);
-        run.response_body(body, upto).0
-    } else {
-        body
-    };
-    Response::from_parts(parts, body)
 }
 
 fn redirect(

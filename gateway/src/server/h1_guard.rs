@@ -858,15 +858,16 @@ fn reject_bytes(r: &Reject) -> bytes::Bytes {
         505 => "HTTP Version Not Supported",
         _ => "Error",
     };
-    let body = format!(
-        "{{\"error\":\"{}\",\"message\":\"{}\"}}\n",
-        reason.to_ascii_lowercase().replace(' ', "_"),
-        r.reason
-    );
+    // The body every error answered by the gateway has (see `errors::respond`).
+    let id = crate::errors::RequestId::new();
+    let code = crate::errors::status_code(r.status);
+    tracing::debug!(request_id = id.as_str(), code, reason = r.reason, "HTTP/1 request refused");
+    let body = crate::errors::error_body(code, r.reason, &id);
     bytes::Bytes::from(format!(
-        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {}\r\nconnection: close\r\n\r\n{body}",
         r.status,
-        body.len()
+        body.len(),
+        id.as_str()
     ))
 }
 

@@ -74,11 +74,11 @@ impl Gateway {
         let listeners: Vec<Listener> = runtime.config.listeners.clone();
         let admin_cfg = runtime.config.admin.clone();
         let shared = Arc::new(Shared {
-            runtime: ArcSwap::from_pointee(runtime),
+            runtime: Arc::new(ArcSwap::from_pointee(runtime)),
             metrics,
             plugins: plugins.clone(),
         });
-        plugins.bind(&shared);
+        plugins.bind(&shared.runtime);
         let reloader = Arc::new(Reloader::new(shared.clone(), file));
         let (stop, stop_rx) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());

@@ -6,13 +6,13 @@
 pub mod component;
 pub mod engine;
 mod health;
-mod limits;
 pub mod proxy_wasm;
+pub(crate) mod sandbox;
 pub mod wasi;
 
 pub use engine::{EngineOptions, WasmEngine};
 pub use health::{HealthSnapshot, PluginHealth};
-pub use limits::StoreLimiter;
+pub use sandbox::{live_instances, StoreLimiter, START_CPU_LIMIT};
 
 use crate::config::{self, FailurePolicy, PluginAbi};
 use crate::filter::Filter;
@@ -232,33 +232,6 @@ impl Plugins {
             }),
             origin,
         ))
-    }
-}
-
-/// Wasm instances (component instances and Proxy-Wasm VMs) alive in this process (shown as
-/// `gateway_wasm_instances_live`).
-static LIVE_INSTANCES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// How many Wasm instances are alive, across all plugins.
-pub fn live_instances() -> usize {
-    LIVE_INSTANCES.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Counts one instance as alive (in the process and in its plugin's counter) until dropped.
-pub(crate) struct InstanceGuard(Arc<std::sync::atomic::AtomicUsize>);
-
-impl InstanceGuard {
-    pub(crate) fn new(plugin: &Arc<std::sync::atomic::AtomicUsize>) -> InstanceGuard {
-        plugin.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        LIVE_INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        InstanceGuard(plugin.clone())
-    }
-}
-
-impl Drop for InstanceGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        LIVE_INSTANCES.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

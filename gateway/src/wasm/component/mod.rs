@@ -78,7 +78,7 @@ impl std::fmt::Debug for ComponentPlugin {
 pub(crate) struct Instance {
     store: Store<CompState>,
     bindings: bindings::Filter,
-    _live: crate::wasm::InstanceGuard,
+    _live: crate::wasm::sandbox::InstanceGuard,
 }
 
 /// Turns a failed call into the filter error, using what the limiter saw.
@@ -193,7 +193,7 @@ impl ComponentPlugin {
         let mut inst = Instance {
             store,
             bindings,
-            _live: crate::wasm::InstanceGuard::new(&self.instances),
+            _live: crate::wasm::sandbox::InstanceGuard::new(&self.instances),
         };
         inst.store
             .set_epoch_deadline(WasmEngine::ticks_for(start_budget));

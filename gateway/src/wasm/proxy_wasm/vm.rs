@@ -74,7 +74,7 @@ pub struct Vm {
     pub store: Store<VmState>,
     pub exports: std::sync::Arc<Exports>,
     pub generation: u64,
-    _live: crate::wasm::InstanceGuard,
+    _live: crate::wasm::sandbox::InstanceGuard,
 }
 
 /// A root context callback run in the background.
@@ -246,7 +246,7 @@ impl ProxyWasmPlugin {
             store,
             exports,
             generation,
-            _live: crate::wasm::InstanceGuard::new(&self.instances),
+            _live: crate::wasm::sandbox::InstanceGuard::new(&self.instances),
         })
     }
 
