@@ -1,9 +1,12 @@
 //! An API gateway whose request and response filter chains are sandboxed WebAssembly plugins.
 //!
 //! The map: `config` (what the user writes) is compiled by `runtime` into routers, routes and upstream
-//! clusters; `server` accepts connections and hands requests to `proxy`, which routes them and forwards
-//! them through `upstream`; `errors` turns failures into responses in one place; `admin` and `metrics`
-//! show what happens; `reload` swaps in a new runtime while traffic flows.
+//! clusters; `server` accepts connections and hands requests to `proxy`, which makes their target
+//! canonical (`canonical`), routes them and runs them through an `exchange`: the route's filters
+//! (`filter`, run by the Wasm host in `wasm`) around a backend (an `upstream` cluster, a fixed
+//! response; `plugin_runner` plugs in a test fixture instead); `errors` turns failures into
+//! responses in one place; `admin` and `metrics` show what happens; `reload` swaps in a new runtime
+//! while traffic flows.
 #![deny(unsafe_code)]
 
 pub mod admin;
@@ -16,7 +19,7 @@ pub mod filter;
 pub mod host;
 pub mod metrics;
 pub mod plugin_source;
-pub mod plugin_test;
+pub mod plugin_runner;
 pub mod plugins;
 pub mod proxy;
 pub mod reload;

@@ -43,7 +43,7 @@ enum Cmd {
 #[derive(Subcommand)]
 enum PluginCmd {
     /// Run a built filter against the requests of fixture files, in-process, and check the outcome
-    /// (PASS/FAIL per case; non-zero exit on any failure). The format is in `gateway::plugin_test`.
+    /// (PASS/FAIL per case; non-zero exit on any failure). The format is in `gateway::plugin_runner`.
     Test {
         /// Fixture files (`*.test.yaml`).
         #[arg(required = true)]
@@ -72,7 +72,7 @@ fn main() -> std::process::ExitCode {
             cmd: PluginCmd::Test { files, wasm },
         } => {
             init_logging_default(LogFormat::Text, "warn");
-            if gateway::plugin_test::run_files(&files, wasm.as_deref()) {
+            if gateway::plugin_runner::run_files(&files, wasm.as_deref()) {
                 std::process::ExitCode::SUCCESS
             } else {
                 std::process::ExitCode::FAILURE

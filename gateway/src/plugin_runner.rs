@@ -1,6 +1,6 @@
 //! `gateway plugin test`: runs a built filter against requests described in a fixture file and checks
-//! the outcome, in-process, without a server: the real plugin host loads the plugin and the real
-//! filter chain ([`ChainRun`]) drives its phases; the backend and the upstreams the plugin calls are
+//! the outcome, in-process, without a server: the real plugin host loads the plugin and the proxy's
+//! own exchange ([`Exchange`]) drives its phases; the backend and the upstreams the plugin calls are
 //! answered from the fixture.
 //!
 //! A fixture is YAML, so that plugins in any language can use it:
@@ -884,7 +884,7 @@ mod tests {
 
     #[test]
     fn the_documented_format_parses() {
-        let src = include_str!("plugin_test.rs");
+        let src = include_str!("plugin_runner.rs");
         let doc: String = src
             .lines()
             .skip_while(|l| *l != "//! ```yaml")
