@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod builder;
 pub mod canonical;
 pub mod config;
 pub mod errors;

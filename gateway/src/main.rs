@@ -3,9 +3,10 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use gateway::builder::RuntimeBuilder;
 use gateway::config::LogFormat;
 use gateway::reload::Trigger;
-use gateway::{Gateway, Runtime, Source};
+use gateway::{Gateway, Source};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -92,16 +93,16 @@ fn main() -> std::process::ExitCode {
 /// config. Nothing is bound or served.
 fn check(path: &std::path::Path) -> Result<String, gateway::config::ConfigError> {
     let (cfg, src) = Source::load(path)?;
-    let rt = Runtime::build(cfg, &src, &Default::default())?;
     let plugins = gateway::plugins::PluginHost::new(
         gateway::plugins::default_cache_dir(),
-        rt.config.server.wasm_pool.clone(),
+        cfg.server.wasm_pool.clone(),
     );
     let io = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| src.err("(check)", format!("cannot start the async runtime: {e}")))?;
-    io.block_on(plugins.attach(&src, &rt))?;
+    let built = io.block_on(RuntimeBuilder::new(&plugins, Default::default()).build(cfg, &src))?;
+    let rt = built.runtime;
     Ok(format!(
         "{} listeners, {} routes, {} upstreams, {} plugins",
         rt.config.listeners.len(),

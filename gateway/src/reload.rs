@@ -1,7 +1,8 @@
 //! Hot reload. Every trigger (the watched config file, SIGHUP, admin `POST /reload` and `PUT /config`,
-//! [`crate::Gateway::reload_from`]) goes through one [`Reloader`], which parses and builds the new
-//! [`Runtime`] on a blocking thread (reusing the clusters whose config did not change), loads its plugins
-//! and configures every route's filters, then swaps it in whole and starts it. Reloads never interleave;
+//! [`crate::Gateway::reload_from`]) goes through one [`Reloader`], which parses the new config on a
+//! blocking thread and builds it with the [`RuntimeBuilder`] that starts and `gateway check` use too
+//! (reusing the clusters whose config did not change, loading its plugins and configuring every
+//! route's filters), then swaps it in whole and starts it. Reloads never interleave;
 //! one that fails changes nothing and says why (in its answer, the log, `/metrics` and
 //! [`Reloader::last`]). Requests keep the runtime they loaded, so an old runtime is freed when its last
 //! request ends (`gateway_runtimes_live`). Unchanged plugins and the filter stages of unchanged routes
@@ -12,9 +13,10 @@
 //! `server.cache_dir`. A config that changes them is
 //! refused with the field named; the gateway must be restarted to apply it.
 
+use crate::builder::RuntimeBuilder;
 use crate::config::{field_error, Config, ConfigError};
 use crate::proxy::Shared;
-use crate::runtime::{Runtime, Source};
+use crate::runtime::Source;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -155,7 +157,8 @@ impl Reloader {
         let current = self.shared.runtime.load_full();
         let metrics = self.shared.metrics.clone();
         let file = self.file.clone();
-        let built = tokio::task::spawn_blocking(move || {
+        let previous = current.clone();
+        let parsed = tokio::task::spawn_blocking(move || {
             let (cfg, src) = match input {
                 Input::File => Source::load(&file)?,
                 Input::Text(text, path) => {
@@ -169,17 +172,18 @@ impl Reloader {
                     )
                 }
             };
-            let cfg = keep_fixed(cfg, &src, &current.config)?;
-            Runtime::build_with(cfg, &src, &metrics, Some(&current)).map(|rt| (rt, src))
+            keep_fixed(cfg, &src, &current.config).map(|cfg| (cfg, src))
         })
         .await;
         let m = &self.shared.metrics;
-        let built = match built {
-            // Every plugin loaded, instantiated and configured with each route's config before the swap.
-            Ok(Ok((rt, src))) => match self.shared.plugins.attach(&src, &rt).await {
-                Ok(plugins) => Ok((rt, plugins)),
-                Err(e) => Err(ReloadError::Config(e)),
-            },
+        // Every plugin loaded, instantiated and configured with each route's config before the swap.
+        let built = match parsed {
+            Ok(Ok((cfg, src))) => RuntimeBuilder::new(&self.shared.plugins, metrics)
+                .replacing(previous)
+                .build(cfg, &src)
+                .await
+                .map(|b| (b.runtime, b.plugins))
+                .map_err(ReloadError::Config),
             Ok(Err(e)) => Err(ReloadError::Config(e)),
             Err(e) => Err(ReloadError::Internal(e.to_string())),
         };

@@ -4,12 +4,13 @@
 pub mod h1_guard;
 
 use crate::admin;
+use crate::builder::RuntimeBuilder;
 use crate::config::{Config, Listener};
 use crate::metrics::Metrics;
 use crate::plugins::PluginHost;
 use crate::proxy::{self, ConnInfo, Shared};
 use crate::reload::{self, ReloadError, Reloader, Report, Trigger};
-use crate::runtime::{Runtime, Source};
+use crate::runtime::Source;
 use arc_swap::ArcSwap;
 use h1_guard::{ConnShared, GuardLimits, Guarded};
 use hyper::service::service_fn;
@@ -63,12 +64,14 @@ impl Gateway {
     /// Validates `cfg`, binds every listener and the admin API, and starts serving.
     pub async fn start(cfg: Config, src: Source) -> Result<Gateway, StartError> {
         let metrics = Arc::new(Metrics::default());
-        let runtime = Runtime::build(cfg, &src, &metrics)?;
         let plugins = Arc::new(PluginHost::new(
             crate::plugins::default_cache_dir(),
-            runtime.config.server.wasm_pool.clone(),
+            cfg.server.wasm_pool.clone(),
         ));
-        plugins.attach(&src, &runtime).await?;
+        let runtime = RuntimeBuilder::new(&plugins, metrics.clone())
+            .build(cfg, &src)
+            .await?
+            .runtime;
         runtime.start(&metrics);
         let file = src.path.clone();
         let listeners: Vec<Listener> = runtime.config.listeners.clone();
