@@ -116,9 +116,10 @@ async fn answer(
             }
         }
         (&Method::GET, "/metrics") => text(StatusCode::OK, "text/plain; version=0.0.4", {
-            let mut text = shared.metrics.render();
-            shared.plugins.render_metrics(&mut text);
-            text
+            let mut e = crate::metrics::Exposition::default();
+            shared.metrics.expose(&mut e);
+            shared.plugins.expose_metrics(&mut e);
+            e.render()
         }),
         (&Method::GET, "/config") => {
             let rt = shared.runtime.load();

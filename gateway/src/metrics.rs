@@ -1,11 +1,16 @@
-//! Process-wide metrics, kept across config reloads, rendered as Prometheus text on `/metrics`.
+//! Process-wide metrics, kept across config reloads, shown as Prometheus text on `/metrics`.
 //!
-//! The hot path touches only atomics of objects it already holds (its route's and upstream's stats); the
-//! registry's maps are locked only when a runtime is built and when `/metrics` is rendered.
+//! The hot path touches only atomics of objects it already holds (its route's and upstream's stats,
+//! counts by status in a small lock-free table); the registry's maps are locked only when a runtime
+//! is built and when `/metrics` is scraped. Every writer (these figures, the plugins' health, the
+//! metrics plugins define) adds its families to one [`Exposition`], written by prometheus-client's
+//! text encoder: `# HELP` and `# TYPE` for every family, counters ending in `_total`, label values
+//! escaped in one place.
 
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
 use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,33 +39,75 @@ impl Histogram {
             .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cum = 0;
-        for (i, b) in BUCKETS.iter().enumerate() {
-            cum += self.counts[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cum}");
+    /// Per-bucket counts (the last is `+Inf`), the sum in seconds, and the count.
+    fn snapshot(&self) -> Value {
+        let buckets = BUCKETS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(self.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+            .collect::<Vec<_>>();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        Value::Histogram {
+            sum: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            count,
+            buckets,
         }
-        cum += self.counts[BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cum}");
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {cum}");
     }
 }
 
-/// Counts by status code.
+/// Distinct statuses counted one by one per [`StatusCounts`]; more are counted as `status="other"`.
+/// Default: 24.
+const STATUS_SLOTS: usize = 24;
+
+/// Counts by status code, without a lock: a small table whose slots are claimed by the first response
+/// with each status.
 #[derive(Debug, Default)]
-pub struct StatusCounts(Mutex<BTreeMap<u16, u64>>);
+pub struct StatusCounts {
+    status: [AtomicU16; STATUS_SLOTS],
+    count: [AtomicU64; STATUS_SLOTS],
+    other: AtomicU64,
+}
 
 impl StatusCounts {
     /// Counts one response.
     pub fn inc(&self, status: u16) {
-        *self.0.lock().unwrap().entry(status).or_default() += 1;
+        for (slot, count) in self.status.iter().zip(&self.count) {
+            let mut s = slot.load(Ordering::Acquire);
+            if s == 0 {
+                s = match slot.compare_exchange(0, status, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => status,
+                    Err(taken) => taken,
+                };
+            }
+            if s == status {
+                count.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        self.other.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The count for a status.
     pub fn get(&self, status: u16) -> u64 {
-        self.0.lock().unwrap().get(&status).copied().unwrap_or(0)
+        self.status
+            .iter()
+            .zip(&self.count)
+            .find(|(s, _)| s.load(Ordering::Acquire) == status)
+            .map_or(0, |(_, c)| c.load(Ordering::Relaxed))
+    }
+
+    /// Every status counted, in order, and the count of statuses past the table.
+    fn snapshot(&self) -> (Vec<(u16, u64)>, u64) {
+        let mut v: Vec<(u16, u64)> = self
+            .status
+            .iter()
+            .zip(&self.count)
+            .map(|(s, c)| (s.load(Ordering::Acquire), c.load(Ordering::Relaxed)))
+            .filter(|&(s, _)| s != 0)
+            .collect();
+        v.sort_unstable();
+        (v, self.other.load(Ordering::Relaxed))
     }
 }
 
@@ -78,18 +125,23 @@ pub struct RouteStats {
 pub struct UpstreamStats {
     /// Tries sent (retries included).
     pub requests: AtomicU64,
-    /// Tries that failed: connect, protocol, timeout.
-    pub errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Tries that failed, by kind (see [`UPSTREAM_ERRORS`]).
+    pub errors: [AtomicU64; UPSTREAM_ERRORS.len()],
     /// Retries sent.
     pub retries: AtomicU64,
     /// Time to response headers per try.
     pub latency: Histogram,
 }
 
+/// The kinds of failed upstream tries.
+pub const UPSTREAM_ERRORS: [&str; 3] = ["connect", "protocol", "timeout"];
+
 impl UpstreamStats {
-    /// Counts a failed try by kind.
+    /// Counts a failed try by kind, one of [`UPSTREAM_ERRORS`].
     pub fn error(&self, kind: &'static str) {
-        *self.errors.lock().unwrap().entry(kind).or_default() += 1;
+        if let Some(i) = UPSTREAM_ERRORS.iter().position(|k| *k == kind) {
+            self.errors[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -162,152 +214,291 @@ impl Metrics {
         self.health.lock().unwrap().retain(|k, _| keep(k));
     }
 
-    /// Prometheus text exposition.
+    /// Prometheus text exposition of these figures alone (see [`Metrics::expose`]).
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        out.push_str("# TYPE gateway_requests_total counter\n");
+        let mut e = Exposition::default();
+        self.expose(&mut e);
+        e.render()
+    }
+
+    /// Adds the gateway's own families to `e`.
+    pub fn expose(&self, e: &mut Exposition) {
         let routes = self.routes.lock().unwrap().clone();
+        let f = e.counter("gateway_requests", "Responses by route and status.");
         for (name, s) in &routes {
-            for (status, n) in s.responses.0.lock().unwrap().iter() {
-                let _ = writeln!(
-                    out,
-                    "gateway_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                    esc(name)
-                );
+            let (counts, other) = s.responses.snapshot();
+            for (status, n) in counts {
+                f.sample(&[("route", name), ("status", &status.to_string())], n);
+            }
+            if other > 0 {
+                f.sample(&[("route", name), ("status", "other")], other);
             }
         }
-        let _ = writeln!(
-            out,
-            "gateway_requests_total{{route=\"\",status=\"404\"}} {}",
-            self.no_route.load(Ordering::Relaxed)
+        f.sample(
+            &[("route", ""), ("status", "404")],
+            self.no_route.load(Ordering::Relaxed),
         );
-        out.push_str("# TYPE gateway_request_duration_seconds histogram\n");
+        let f = e.histogram(
+            "gateway_request_duration_seconds",
+            "Time from a request to its response headers, by route.",
+        );
         for (name, s) in &routes {
-            s.latency.render(
-                &mut out,
-                "gateway_request_duration_seconds",
-                &format!("route=\"{}\"", esc(name)),
-            );
+            f.sample(&[("route", name)], s.latency.snapshot());
         }
-        out.push_str("# TYPE gateway_requests_refused_total counter\n");
-        for (status, n) in self.refused.0.lock().unwrap().iter() {
-            let _ = writeln!(
-                out,
-                "gateway_requests_refused_total{{status=\"{status}\"}} {n}"
-            );
+        let f = e.counter(
+            "gateway_requests_refused",
+            "Requests refused before routing (malformed HTTP, limits), by status.",
+        );
+        let (counts, other) = self.refused.snapshot();
+        for (status, n) in counts {
+            f.sample(&[("status", &status.to_string())], n);
+        }
+        if other > 0 {
+            f.sample(&[("status", "other")], other);
         }
         let ups = self.upstreams.lock().unwrap().clone();
-        out.push_str("# TYPE gateway_upstream_requests_total counter\n");
+        let f = e.counter(
+            "gateway_upstream_requests",
+            "Tries sent to an upstream cluster, retries included.",
+        );
         for (name, s) in &ups {
-            let _ = writeln!(
-                out,
-                "gateway_upstream_requests_total{{upstream=\"{}\"}} {}",
-                esc(name),
-                s.requests.load(Ordering::Relaxed)
-            );
+            f.sample(&[("upstream", name)], s.requests.load(Ordering::Relaxed));
         }
-        out.push_str("# TYPE gateway_upstream_retries_total counter\n");
+        let f = e.counter(
+            "gateway_upstream_retries",
+            "Retries sent to an upstream cluster.",
+        );
         for (name, s) in &ups {
-            let _ = writeln!(
-                out,
-                "gateway_upstream_retries_total{{upstream=\"{}\"}} {}",
-                esc(name),
-                s.retries.load(Ordering::Relaxed)
-            );
+            f.sample(&[("upstream", name)], s.retries.load(Ordering::Relaxed));
         }
-        out.push_str("# TYPE gateway_upstream_errors_total counter\n");
+        let f = e.counter(
+            "gateway_upstream_errors",
+            "Tries that failed, by upstream cluster and kind (connect, protocol, timeout).",
+        );
         for (name, s) in &ups {
-            for (kind, n) in s.errors.lock().unwrap().iter() {
-                let _ = writeln!(
-                    out,
-                    "gateway_upstream_errors_total{{upstream=\"{}\",kind=\"{kind}\"}} {n}",
-                    esc(name)
-                );
+            for (kind, n) in UPSTREAM_ERRORS.iter().zip(&s.errors) {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    f.sample(&[("upstream", name), ("kind", kind)], n);
+                }
             }
         }
-        out.push_str("# TYPE gateway_upstream_duration_seconds histogram\n");
+        let f = e.histogram(
+            "gateway_upstream_duration_seconds",
+            "Time from a try to its response headers, by upstream cluster.",
+        );
         for (name, s) in &ups {
-            s.latency.render(
-                &mut out,
-                "gateway_upstream_duration_seconds",
-                &format!("upstream=\"{}\"", esc(name)),
-            );
+            f.sample(&[("upstream", name)], s.latency.snapshot());
         }
-        out.push_str("# TYPE gateway_upstream_endpoint_healthy gauge\n");
         let health = self.health.lock().unwrap().clone();
+        let f = e.gauge(
+            "gateway_upstream_endpoint_healthy",
+            "Whether an endpoint takes traffic (1) or is ejected or unhealthy (0).",
+        );
         for (name, probe) in &health {
             for (ep, healthy) in probe() {
-                let _ = writeln!(
-                    out,
-                    "gateway_upstream_endpoint_healthy{{upstream=\"{}\",endpoint=\"{}\"}} {}",
-                    esc(name),
-                    esc(&ep),
-                    u8::from(healthy)
-                );
+                f.sample(&[("upstream", name), ("endpoint", &ep)], u64::from(healthy));
             }
         }
-        scalar(
-            &mut out,
-            "gateway_connections_active",
-            "gauge",
-            self.connections_active.load(Ordering::Relaxed),
-        );
-        scalar(
-            &mut out,
-            "gateway_connections_total",
-            "counter",
-            self.connections_total.load(Ordering::Relaxed),
-        );
-        scalar(
-            &mut out,
-            "gateway_tls_handshake_errors_total",
-            "counter",
-            self.tls_handshake_errors.load(Ordering::Relaxed),
-        );
-        scalar(
-            &mut out,
-            "gateway_connections_rejected_total",
-            "counter",
-            self.connections_rejected.load(Ordering::Relaxed),
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE gateway_reloads_total counter\ngateway_reloads_total{{result=\"ok\"}} {}\ngateway_reloads_total{{result=\"error\"}} {}",
-            self.reloads_ok.load(Ordering::Relaxed),
-            self.reloads_failed.load(Ordering::Relaxed)
-        );
-        scalar(
-            &mut out,
+        e.gauge("gateway_connections_active", "Open client connections.")
+            .value(self.connections_active.load(Ordering::Relaxed));
+        e.counter("gateway_connections", "Client connections accepted.")
+            .value(self.connections_total.load(Ordering::Relaxed));
+        e.counter(
+            "gateway_tls_handshake_errors",
+            "TLS handshakes that failed or timed out.",
+        )
+        .value(self.tls_handshake_errors.load(Ordering::Relaxed));
+        e.counter(
+            "gateway_connections_rejected",
+            "Client connections closed at once because of max_connections.",
+        )
+        .value(self.connections_rejected.load(Ordering::Relaxed));
+        e.counter("gateway_reloads", "Config reloads, by result.")
+            .sample(&[("result", "ok")], self.reloads_ok.load(Ordering::Relaxed))
+            .sample(
+                &[("result", "error")],
+                self.reloads_failed.load(Ordering::Relaxed),
+            );
+        e.gauge(
             "gateway_config_last_reload_successful",
-            "gauge",
-            u8::from(self.last_reload_ok.load(Ordering::Relaxed)),
-        );
-        scalar(
-            &mut out,
+            "Whether the last reload was applied.",
+        )
+        .value(u64::from(self.last_reload_ok.load(Ordering::Relaxed)));
+        e.gauge(
             "gateway_config_last_reload_success_timestamp_seconds",
-            "gauge",
-            self.last_reload_success_unix.load(Ordering::Relaxed),
-        );
-        scalar(
-            &mut out,
+            "Unix time of the last config applied (start or reload).",
+        )
+        .value(self.last_reload_success_unix.load(Ordering::Relaxed));
+        e.gauge(
             "gateway_runtimes_live",
-            "gauge",
-            RUNTIMES_LIVE.load(Ordering::Relaxed),
-        );
+            "Runtimes alive: the serving one and old ones held by requests in flight.",
+        )
+        .value(RUNTIMES_LIVE.load(Ordering::Relaxed) as u64);
+    }
+}
+
+/// A sample's value.
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// A counter's or an unsigned gauge's value.
+    Int(u64),
+    /// A gauge that may be negative.
+    Signed(i64),
+    /// A histogram: per-bucket counts (not cumulative) by upper bound, the sum and the count.
+    Histogram {
+        /// Sum of the observations.
+        sum: f64,
+        /// Number of observations.
+        count: u64,
+        /// Upper bound and count of each bucket.
+        buckets: Vec<(f64, u64)>,
+    },
+}
+
+impl From<u64> for Value {
+    fn from(v: u64) -> Value {
+        Value::Int(v)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Value {
+        Value::Signed(v)
+    }
+}
+
+/// One metric family of a scrape: its name (counters without `_total`, which the encoder adds), help,
+/// type and samples.
+#[derive(Debug)]
+pub struct Family {
+    name: String,
+    help: String,
+    kind: MetricType,
+    unlabelled: Option<Value>,
+    samples: Vec<(Vec<(String, String)>, Value)>,
+}
+
+impl Family {
+    /// Adds a sample with these labels.
+    pub fn sample(&mut self, labels: &[(&str, &str)], v: impl Into<Value>) -> &mut Family {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.samples.push((labels, v.into()));
+        self
+    }
+
+    /// Sets the family's one sample without labels.
+    pub fn value(&mut self, v: impl Into<Value>) -> &mut Family {
+        self.unlabelled = Some(v.into());
+        self
+    }
+}
+
+/// Every metric family of one scrape of `/metrics`, written by prometheus-client's encoder.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    families: Vec<Family>,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, help: &str, kind: MetricType) -> &mut Family {
+        let name = match kind {
+            MetricType::Counter => name.strip_suffix("_total").unwrap_or(name),
+            _ => name,
+        };
+        self.families.push(Family {
+            name: name.to_owned(),
+            help: help.to_owned(),
+            kind,
+            unlabelled: None,
+            samples: Vec::new(),
+        });
+        self.families.last_mut().expect("just pushed")
+    }
+
+    /// A counter family; `name` gets `_total` (a `_total` it already has is not doubled).
+    pub fn counter(&mut self, name: &str, help: &str) -> &mut Family {
+        self.family(name, help, MetricType::Counter)
+    }
+
+    /// A gauge family.
+    pub fn gauge(&mut self, name: &str, help: &str) -> &mut Family {
+        self.family(name, help, MetricType::Gauge)
+    }
+
+    /// A histogram family.
+    pub fn histogram(&mut self, name: &str, help: &str) -> &mut Family {
+        self.family(name, help, MetricType::Histogram)
+    }
+
+    /// The Prometheus text (format 0.0.4).
+    pub fn render(self) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(self));
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail; an encoder error would be a bug in a family's shape.
+        if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry) {
+            tracing::error!(error = %e, "cannot write the metrics");
+        }
         out
     }
 }
 
-/// Writes one unlabelled metric with its TYPE line.
-fn scalar(out: &mut String, name: &str, kind: &str, value: impl std::fmt::Display) {
-    let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
+/// A sample's value as the encoder takes it.
+#[derive(Debug)]
+struct Sample<'a>(&'a Value, MetricType);
+
+impl EncodeMetric for Sample<'_> {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        match (self.0, self.1) {
+            (Value::Int(v), MetricType::Counter) => {
+                encoder.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(v, None)
+            }
+            (Value::Signed(v), MetricType::Counter) => encoder
+                .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
+                &u64::try_from(*v).unwrap_or(0),
+                None,
+            ),
+            (Value::Int(v), _) => encoder.encode_gauge(v),
+            (Value::Signed(v), _) => encoder.encode_gauge(v),
+            (
+                Value::Histogram {
+                    sum,
+                    count,
+                    buckets,
+                },
+                _,
+            ) => encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                *sum, *count, buckets, None,
+            ),
+        }
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.1
+    }
 }
 
-/// Escapes a Prometheus label value.
-pub fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+impl prometheus_client::collector::Collector for Exposition {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        for f in &self.families {
+            let mut m = encoder.encode_descriptor(&f.name, &f.help, None, f.kind)?;
+            if let Some(v) = &f.unlabelled {
+                Sample(v, f.kind).encode(m)?;
+                continue;
+            }
+            for (labels, v) in &f.samples {
+                Sample(v, f.kind).encode(m.encode_family(labels)?)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -331,5 +522,61 @@ mod tests {
         );
         assert!(text.contains("gateway_request_duration_seconds_count{route=\"api\"} 1"));
         assert!(Arc::ptr_eq(&m.route("api"), &r));
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_and_counters_end_in_total() {
+        let m = Metrics::default();
+        m.route("a\"b").responses.inc(503);
+        m.upstream("u").error("timeout");
+        m.refused.inc(400);
+        let text = m.render();
+        let lines: Vec<&str> = text.lines().collect();
+        let mut families = 0;
+        for (i, l) in lines.iter().enumerate() {
+            if let Some(rest) = l.strip_prefix("# TYPE ") {
+                families += 1;
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(
+                    lines[i - 1].starts_with(&format!("# HELP {name} ")),
+                    "{text}"
+                );
+                if kind == "counter" {
+                    assert!(name.ends_with("_total"), "{name}");
+                }
+            } else if !l.starts_with('#') {
+                let name = l.split(['{', ' ']).next().unwrap();
+                assert!(
+                    text.contains(&format!(
+                        "# TYPE {}",
+                        name.trim_end_matches("_bucket")
+                            .trim_end_matches("_sum")
+                            .trim_end_matches("_count")
+                    )),
+                    "{name} has no family"
+                );
+            }
+        }
+        assert!(families >= 15, "{text}");
+        // Label values are escaped once, by the encoder.
+        assert!(
+            text.contains("gateway_requests_total{route=\"a\\\"b\",status=\"503\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("gateway_upstream_errors_total{upstream=\"u\",kind=\"timeout\"} 1"));
+        assert!(text.contains("gateway_requests_refused_total{status=\"400\"} 1"));
+    }
+
+    #[test]
+    fn status_counts_past_the_table_count_as_other() {
+        let c = StatusCounts::default();
+        for s in 100..100 + STATUS_SLOTS as u16 + 5 {
+            c.inc(s);
+        }
+        c.inc(100);
+        assert_eq!(c.get(100), 2);
+        let (counted, other) = c.snapshot();
+        assert_eq!(counted.len(), STATUS_SLOTS);
+        assert_eq!(other, 5);
     }
 }

@@ -9,6 +9,7 @@
 use crate::config::{self, ConfigError};
 use crate::filter::chain::Stage;
 use crate::host::{CalloutError, HostCore, Upstreams};
+use crate::metrics::Exposition;
 use crate::plugin_source;
 use crate::runtime::{Runtime, Source};
 use crate::wasm::engine::Origin;
@@ -18,7 +19,6 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body_util::BodyExt;
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -93,17 +93,18 @@ impl PluginHost {
         services.attach(src, rt).await
     }
 
-    /// Prometheus text for plugins: live plugins and instances, and (once a plugin was loaded) the
-    /// plugins' own figures.
-    pub fn render_metrics(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# TYPE gateway_plugins_live gauge\ngateway_plugins_live {}\n# TYPE gateway_wasm_instances_live gauge\ngateway_wasm_instances_live {}",
-            wasm::live_plugins(),
-            wasm::live_instances()
-        );
+    /// Adds the plugin families to `e`: live plugins and instances, and (once a plugin was loaded)
+    /// the plugins' own figures.
+    pub fn expose_metrics(&self, e: &mut Exposition) {
+        e.gauge("gateway_plugins_live", "Plugins loaded and not yet freed.")
+            .value(wasm::live_plugins() as u64);
+        e.gauge(
+            "gateway_wasm_instances_live",
+            "Wasm instances alive (component instances and Proxy-Wasm VMs).",
+        )
+        .value(wasm::live_instances() as u64);
         if let Some(s) = self.services() {
-            s.render_metrics(out);
+            s.expose_metrics(e);
         }
     }
 }
@@ -318,47 +319,63 @@ impl WasmServices {
         Ok(report)
     }
 
-    /// Prometheus text for plugins: health counters of the serving config's plugins, the compiled-code
-    /// caches, and the metrics the plugins defined themselves.
-    pub fn render_metrics(&self, out: &mut String) {
+    /// Adds the plugins' families to `e`: health counters of the serving config's plugins, the
+    /// compiled-code caches, and the metrics the plugins defined themselves.
+    pub fn expose_metrics(&self, e: &mut Exposition) {
         let loaded = self.loaded();
-        let families: [(&str, &str, HealthField); 6] = [
-            ("gateway_plugin_calls_total", "counter", |h| h.calls),
-            ("gateway_plugin_failures_total", "counter", |h| h.failures),
-            ("gateway_plugin_traps_total", "counter", |h| h.traps),
-            ("gateway_plugin_cpu_limit_total", "counter", |h| {
-                h.cpu_limits
+        let snaps: Vec<_> = loaded
+            .iter()
+            .map(|p| (p.name(), p.health().snapshot()))
+            .collect();
+        let counters: [(&str, &str, HealthField); 5] = [
+            ("gateway_plugin_calls", "Guest calls, by plugin.", |h| {
+                h.calls
             }),
-            ("gateway_plugin_memory_limit_total", "counter", |h| {
-                h.memory_limits
+            (
+                "gateway_plugin_failures",
+                "Requests a plugin failed (any cause), by plugin.",
+                |h| h.failures,
+            ),
+            ("gateway_plugin_traps", "Guest traps, by plugin.", |h| {
+                h.traps
             }),
-            ("gateway_plugin_healthy", "gauge", |h| u64::from(h.healthy)),
+            (
+                "gateway_plugin_cpu_limit",
+                "Calls stopped by the CPU time limit, by plugin.",
+                |h| h.cpu_limits,
+            ),
+            (
+                "gateway_plugin_memory_limit",
+                "Calls stopped by the memory limit, by plugin.",
+                |h| h.memory_limits,
+            ),
         ];
-        for (name, kind, read) in families {
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for p in &loaded {
-                let snap = p.health().snapshot();
-                let _ = writeln!(
-                    out,
-                    "{name}{{plugin=\"{}\"}} {}",
-                    crate::metrics::esc(p.name()),
-                    read(&snap)
-                );
+        for (name, help, read) in counters {
+            let f = e.counter(name, help);
+            for (plugin, snap) in &snaps {
+                f.sample(&[("plugin", plugin)], read(snap));
             }
         }
+        let f = e.gauge(
+            "gateway_plugin_healthy",
+            "Whether a plugin is healthy (not failing repeatedly), by plugin.",
+        );
+        for (plugin, snap) in &snaps {
+            f.sample(&[("plugin", plugin)], u64::from(snap.healthy));
+        }
         let engine = self.plugins.engine();
-        let _ = writeln!(
-            out,
-            "# TYPE gateway_wasm_compilations_total counter\ngateway_wasm_compilations_total {}",
-            engine.compilations()
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE gateway_wasm_cache_hits_total counter\ngateway_wasm_cache_hits_total{{cache=\"memory\"}} {}\ngateway_wasm_cache_hits_total{{cache=\"disk\"}} {}",
-            engine.memory_cache_hits(),
-            engine.disk_cache_hits()
-        );
-        self.host.metrics.render_prometheus(out);
+        e.counter(
+            "gateway_wasm_compilations",
+            "Plugins compiled (not taken from a cache of compiled code).",
+        )
+        .value(engine.compilations());
+        e.counter(
+            "gateway_wasm_cache_hits",
+            "Compiled plugin code taken from a cache, by cache.",
+        )
+        .sample(&[("cache", "memory")], engine.memory_cache_hits())
+        .sample(&[("cache", "disk")], engine.disk_cache_hits());
+        self.host.metrics.expose(e);
     }
 
     /// The serving config's plugins.

@@ -252,10 +252,11 @@ async fn logs_metrics_clock_random_and_facts() {
 
     let h = test_headers(&f, "metrics", &[]).await;
     assert_eq!(hv(&h, "x-metric-clash"), "invalid");
-    let mut out = String::new();
-    host.metrics.render_prometheus(&mut out);
+    let mut e = gateway::metrics::Exposition::default();
+    host.metrics.expose(&mut e);
+    let out = e.render();
     assert!(
-        out.contains("plugin_kitchen_requests{plugin=\"kitchen\"} 2\n"),
+        out.contains("plugin_kitchen_requests_total{plugin=\"kitchen\"} 2\n"),
         "{out}"
     );
     assert!(

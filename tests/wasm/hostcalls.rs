@@ -130,8 +130,9 @@ async fn metrics_are_defined_updated_and_rendered() {
         hv(&req.headers, "x-metrics"),
         "counter=2,gauge=6,negative=BadArgument,bad_id=NotFound"
     );
-    let mut out = String::new();
-    host.metrics.render_prometheus(&mut out);
+    let mut e = gateway::metrics::Exposition::default();
+    host.metrics.expose(&mut e);
+    let out = e.render();
     assert!(
         out.contains("plugin_kitchen_requests_total{plugin=\"metrics-plugin\"} 2\n"),
         "{out}"

@@ -2,7 +2,6 @@
 //! and exported in the Prometheus text format as `plugin_<name>{plugin="..."}`.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::Mutex;
 
 /// Upper bounds of histogram buckets (plus `+Inf`).
@@ -146,8 +145,9 @@ impl Metrics {
         })
     }
 
-    /// Appends every plugin metric in the Prometheus text format.
-    pub fn render_prometheus(&self, out: &mut String) {
+    /// Adds every plugin metric to `e`, one family per name (`plugin_<name>`, counters ending in
+    /// `_total`), a sample per plugin that defined it.
+    pub fn expose(&self, e: &mut crate::metrics::Exposition) {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut by_family: Vec<(String, &Metric)> = inner
             .metrics
@@ -155,38 +155,44 @@ impl Metrics {
             .map(|m| (format!("plugin_{}", sanitize(&m.name)), m))
             .collect();
         by_family.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.plugin.cmp(&b.1.plugin)));
-        let mut last_family = String::new();
+        let mut current: Option<(String, MetricKind, &mut crate::metrics::Family)> = None;
         for (family, m) in by_family {
-            if family != last_family {
-                let kind = match m.kind {
-                    MetricKind::Counter => "counter",
-                    MetricKind::Gauge => "gauge",
-                    MetricKind::Histogram => "histogram",
+            let same = current
+                .as_ref()
+                .is_some_and(|(name, kind, _)| *name == family && *kind == m.kind);
+            if !same {
+                let help = format!("Defined by plugins: {}.", m.name);
+                let f = match m.kind {
+                    MetricKind::Counter => e.counter(&family, &help),
+                    MetricKind::Gauge => e.gauge(&family, &help),
+                    MetricKind::Histogram => e.histogram(&family, &help),
                 };
-                let _ = writeln!(out, "# TYPE {family} {kind}");
-                last_family = family.clone();
+                current = Some((family, m.kind, f));
             }
-            let plugin = escape_label(&m.plugin);
+            let (_, _, f) = current.as_mut().expect("set above");
+            let labels = [("plugin", m.plugin.as_str())];
             match m.kind {
-                MetricKind::Counter | MetricKind::Gauge => {
-                    let _ = writeln!(out, "{family}{{plugin=\"{plugin}\"}} {}", m.value);
+                MetricKind::Counter => {
+                    f.sample(&labels, u64::try_from(m.value).unwrap_or(0));
+                }
+                MetricKind::Gauge => {
+                    f.sample(&labels, m.value);
                 }
                 MetricKind::Histogram => {
-                    let mut cumulative = 0;
-                    for (i, bound) in HISTOGRAM_BUCKETS.iter().enumerate() {
-                        cumulative += m.buckets[i];
-                        let _ = writeln!(
-                            out,
-                            "{family}_bucket{{plugin=\"{plugin}\",le=\"{bound}\"}} {cumulative}"
-                        );
-                    }
-                    cumulative += m.buckets[HISTOGRAM_BUCKETS.len()];
-                    let _ = writeln!(
-                        out,
-                        "{family}_bucket{{plugin=\"{plugin}\",le=\"+Inf\"}} {cumulative}"
+                    let buckets = HISTOGRAM_BUCKETS
+                        .iter()
+                        .map(|&b| b as f64)
+                        .chain(std::iter::once(f64::INFINITY))
+                        .zip(m.buckets.iter().copied())
+                        .collect();
+                    f.sample(
+                        &labels,
+                        crate::metrics::Value::Histogram {
+                            sum: m.sum as f64,
+                            count: m.count,
+                            buckets,
+                        },
                     );
-                    let _ = writeln!(out, "{family}_sum{{plugin=\"{plugin}\"}} {}", m.sum);
-                    let _ = writeln!(out, "{family}_count{{plugin=\"{plugin}\"}} {}", m.count);
                 }
             }
         }
@@ -204,12 +210,6 @@ fn sanitize(name: &str) -> String {
             }
         })
         .collect()
-}
-
-fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -237,8 +237,9 @@ mod tests {
         assert_eq!(m.get("p", c), Ok(2));
         assert_eq!(m.get("p", g), Ok(5));
         assert_eq!(m.get("p", h), Err(MetricError::BadArgument));
-        let mut out = String::new();
-        m.render_prometheus(&mut out);
+        let mut e = crate::metrics::Exposition::default();
+        m.expose(&mut e);
+        let out = e.render();
         assert!(
             out.contains("# TYPE plugin_reqs_total counter\nplugin_reqs_total{plugin=\"p\"} 2\n"),
             "{out}"

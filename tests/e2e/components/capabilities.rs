@@ -269,7 +269,7 @@ async fn metrics_clock_randomness_and_plain_http_facts() {
     run(&gw, &b, "/facts/x", "metrics", &[]).await;
     let m = gw.metrics().await;
     for want in [
-        "plugin_kitchen_requests{plugin=\"kitchen\"} 4\n",
+        "plugin_kitchen_requests_total{plugin=\"kitchen\"} 4\n",
         "plugin_kitchen_level{plugin=\"kitchen\"} 4\n",
         "plugin_kitchen_sizes_count{plugin=\"kitchen\"} 2\n",
     ] {
