@@ -22,31 +22,53 @@ use tokio::sync::watch;
 /// The largest config accepted by `PUT /config`; larger bodies get 413. Default: 16MiB.
 pub const MAX_CONFIG_BODY: usize = 16 << 20;
 
-/// Compares two byte strings in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
+/// Whether `authorization` carries the bearer token `token`: the scheme in any case (RFC 9110
+/// section 11.1), the token compared in time that depends only on its length (subtle's
+/// constant-time comparison).
+pub fn bearer_matches(authorization: Option<&header::HeaderValue>, token: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some((scheme, given)) = authorization
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+    else {
         return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    };
+    scheme.eq_ignore_ascii_case("bearer")
+        && bool::from(given.trim_start().as_bytes().ct_eq(token.as_bytes()))
 }
 
-/// Serves the admin API until `stop` fires.
+/// Serves the admin API until `stop` fires. The admin listener has limits of its own, so that it
+/// cannot take what the data plane needs: at most `max_connections` connections (more are closed as
+/// soon as accepted), a head must arrive within `header_read_timeout`, and a failed accept (out of
+/// descriptors) waits a moment instead of spinning.
 pub async fn serve(
     tcp: TcpListener,
     shared: Arc<Shared>,
-    token: Option<String>,
+    admin: crate::config::Admin,
     draining: Arc<AtomicBool>,
     mut stop: watch::Receiver<bool>,
     reloader: Arc<Reloader>,
 ) {
-    let token: Option<Arc<str>> = token.map(Arc::from);
+    let token: Option<Arc<str>> = admin.token.clone().map(Arc::from);
+    let public_health = admin.public_health;
+    let permits = Arc::new(tokio::sync::Semaphore::new(admin.max_connections.max(1)));
+    let head_timeout = admin.header_read_timeout.0;
     loop {
         let (stream, _) = tokio::select! {
             _ = stop.changed() => return,
             r = tcp.accept() => match r {
                 Ok(x) => x,
-                Err(_) => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
             },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!("admin max_connections reached; closing a new connection");
+            drop(stream);
+            continue;
         };
         let shared = shared.clone();
         let token = token.clone();
@@ -59,32 +81,42 @@ pub async fn serve(
                 let draining = draining.clone();
                 let reloader = reloader.clone();
                 async move {
-                    let resp = answer(req, &shared, token.as_deref(), &draining, &reloader).await;
+                    let auth = Auth {
+                        token: token.as_deref(),
+                        public_health,
+                    };
+                    let resp = answer(req, &shared, auth, &draining, &reloader).await;
                     Ok::<_, Infallible>(resp)
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(head_timeout)
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
+            drop(permit);
         });
     }
+}
+
+/// Who may ask what: the token every request must carry when one is set, except `/healthz` and
+/// `/readyz` when `public_health` says so.
+#[derive(Clone, Copy)]
+struct Auth<'a> {
+    token: Option<&'a str>,
+    public_health: bool,
 }
 
 async fn answer(
     req: Request<Incoming>,
     shared: &Shared,
-    token: Option<&str>,
+    auth: Auth<'_>,
     draining: &AtomicBool,
     reloader: &Reloader,
 ) -> Response<Body> {
-    if let Some(t) = token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), t.as_bytes()) {
+    let health = req.method() == Method::GET && matches!(req.uri().path(), "/healthz" | "/readyz");
+    if let Some(t) = auth.token.filter(|_| !(health && auth.public_health)) {
+        if !bearer_matches(req.headers().get(header::AUTHORIZATION), t) {
             return json_error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -233,12 +265,19 @@ fn reload_response(r: Result<Report, ReloadError>) -> Response<Body> {
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::bearer_matches;
+    use http::HeaderValue;
 
     #[test]
     fn token_comparison() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secre"));
+        let ok = |v: &str| bearer_matches(Some(&HeaderValue::from_str(v).unwrap()), "secret");
+        assert!(ok("Bearer secret"));
+        assert!(ok("bearer secret"));
+        assert!(ok("BEARER  secret"));
+        assert!(!ok("Bearer secreT"));
+        assert!(!ok("Bearer secre"));
+        assert!(!ok("Basic secret"));
+        assert!(!ok("Bearersecret"));
+        assert!(!bearer_matches(None, "secret"));
     }
 }

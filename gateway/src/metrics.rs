@@ -164,6 +164,10 @@ pub struct Metrics {
     pub connections_total: AtomicU64,
     /// Client connections closed at once because of `max_connections`.
     pub connections_rejected: AtomicU64,
+    /// Accepts that failed because the process or system is out of descriptors.
+    pub accept_errors_fd_limit: AtomicU64,
+    /// Accepts that failed otherwise.
+    pub accept_errors_other: AtomicU64,
     /// TLS handshakes that failed or timed out.
     pub tls_handshake_errors: AtomicU64,
     /// Requests refused before routing (malformed HTTP/1, limits), by status.
@@ -314,6 +318,18 @@ impl Metrics {
             "Client connections closed at once because of max_connections.",
         )
         .value(self.connections_rejected.load(Ordering::Relaxed));
+        e.counter(
+            "gateway_accept_errors",
+            "Failed accepts on data-plane listeners, by kind (fd_limit: out of descriptors).",
+        )
+        .sample(
+            &[("kind", "fd_limit")],
+            self.accept_errors_fd_limit.load(Ordering::Relaxed),
+        )
+        .sample(
+            &[("kind", "other")],
+            self.accept_errors_other.load(Ordering::Relaxed),
+        );
         e.counter("gateway_reloads", "Config reloads, by result.")
             .sample(&[("result", "ok")], self.reloads_ok.load(Ordering::Relaxed))
             .sample(

@@ -149,3 +149,76 @@ async fn access_log_has_one_json_line_per_request() {
     assert_eq!(l["bytes"], "mock up /two\n".len());
     assert!(l["duration_ms"].as_f64().unwrap() > 0.0);
 }
+
+/// Half-sent heads on the admin port are closed after its head timeout, connections past its own
+/// limit are closed at once, and the data plane keeps serving all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_cannot_starve_the_data_plane() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = TestGateway::start(
+        "admin:\n  address: 127.0.0.1:0\n  max_connections: 8\n  header_read_timeout: 500ms\n\
+         routes:\n  - name: r\n    direct_response: {body: ok}\n",
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        let mut s = tokio::net::TcpStream::connect(gw.admin).await.unwrap();
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await;
+        held.push(s);
+    }
+    // The data plane answers while they are held.
+    assert_eq!(get(&gw.url("/")).await.2, "ok");
+    // Past the limit: closed at once. Within it: closed by the head timeout.
+    let mut all = 0;
+    for s in held.iter_mut() {
+        let mut buf = [0u8; 512];
+        // EOF, a reset, or a last answer before the close: anything but waiting on.
+        let read = tokio::time::timeout(std::time::Duration::from_secs(3), s.read(&mut buf)).await;
+        all += usize::from(read.is_ok());
+    }
+    assert_eq!(all, 40, "every half-sent head was closed");
+    // And the admin API answers again.
+    let (s, _, _) = admin_call(gw.admin, "GET", "/healthz", "").await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_can_be_public_and_the_bearer_scheme_is_case_insensitive() {
+    let gw = TestGateway::start(
+        "admin:\n  address: 127.0.0.1:0\n  token: s3cret\n  public_health: true\n\
+         routes:\n  - name: r\n    direct_response: {body: ok}\n",
+    )
+    .await;
+    let admin = |p: &str| format!("http://{}{p}", gw.admin);
+    assert_eq!(get(&admin("/healthz")).await.0, 200);
+    assert_eq!(get(&admin("/readyz")).await.0, 200);
+    assert_eq!(get(&admin("/metrics")).await.0, 401);
+    assert_eq!(get(&admin("/config")).await.0, 401);
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let auth = format!("{scheme} s3cret");
+        let (s, _, _) = get_with(&admin("/metrics"), &[("authorization", auth.as_str())]).await;
+        assert_eq!(s, 200, "{scheme}");
+    }
+    let (s, _, _) = get_with(&admin("/metrics"), &[("authorization", "Basic s3cret")]).await;
+    assert_eq!(s, 401);
+    // Without public_health, health needs the token too.
+    let gw = TestGateway::start(
+        "admin:\n  address: 127.0.0.1:0\n  token: s3cret\nroutes:\n  - name: r\n    direct_response: {body: ok}\n",
+    )
+    .await;
+    assert_eq!(get(&format!("http://{}/healthz", gw.admin)).await.0, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deeply_nested_config_is_refused_promptly_and_changes_nothing() {
+    let gw = TestGateway::start("routes:\n  - name: r\n    direct_response: {body: ok}\n").await;
+    let before = admin_call(gw.admin, "GET", "/config", "").await.2;
+    let deep = format!("routes: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    let start = std::time::Instant::now();
+    let (s, _, body) = admin_call(gw.admin, "PUT", "/config", &deep).await;
+    assert!((400..500).contains(&s), "{s} {body}");
+    assert!(body.contains("nest deeper than 64"), "{body}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(admin_call(gw.admin, "GET", "/config", "").await.2, before);
+    assert_eq!(get(&gw.url("/")).await.2, "ok");
+}

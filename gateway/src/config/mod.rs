@@ -365,6 +365,15 @@ pub struct Admin {
     /// Bearer token required on every admin request when set.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "redact")]
     pub token: Option<String>,
+    /// Serve `GET /healthz` and `/readyz` without the token (for load balancers); every other path
+    /// still requires it. Default: false.
+    pub public_health: bool,
+    /// Open admin connections; more are closed as soon as accepted, so the admin API cannot take
+    /// the descriptors the data plane needs. Default: 64.
+    pub max_connections: usize,
+    /// Time for an admin client to send a whole request head (from the connection's start or the
+    /// previous response); then the connection is closed. Default: 10s.
+    pub header_read_timeout: Dur,
 }
 
 impl Default for Admin {
@@ -372,6 +381,9 @@ impl Default for Admin {
         Admin {
             address: "127.0.0.1:9901".into(),
             token: None,
+            public_health: false,
+            max_connections: 64,
+            header_read_timeout: Dur(Duration::from_secs(10)),
         }
     }
 }
@@ -978,13 +990,7 @@ pub struct ConfigError {
 impl Config {
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_owned(),
-            location: None,
-            field: "(file)".into(),
-            message: format!("cannot read: {e}"),
-        })?;
-        Config::parse(path, &text)
+        Source::load(path).map(|(cfg, _)| cfg)
     }
 
     /// Parses config text; `path` names it in errors.
@@ -993,12 +999,70 @@ impl Config {
     }
 }
 
+/// The largest config text (a file, `PUT /config`, a plugin test fixture) that is parsed; a larger
+/// one is refused before parsing. Default: 16MiB.
+pub const MAX_CONFIG_BYTES: usize = 16 << 20;
+
+/// The deepest nesting of lists and maps in a config; a deeper one is refused before the text is
+/// deserialized (a real config nests about 8 deep; 200 KB of nested lists used to take 20 s of CPU
+/// while every other reload waited). Default: 64.
+pub const MAX_CONFIG_DEPTH: usize = 64;
+
+/// Refuses text over [`MAX_CONFIG_BYTES`] or nested deeper than [`MAX_CONFIG_DEPTH`], in one linear
+/// pass over the YAML events that stops at the first one past the limit.
+fn check_bounds(path: &Path, text: &str) -> Result<(), ConfigError> {
+    use yaml_rust2::parser::{Event, Parser};
+    let err = |location, message: String| ConfigError {
+        file: path.to_owned(),
+        location,
+        field: "(top level)".into(),
+        message,
+    };
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(err(
+            None,
+            format!(
+                "the config is {} bytes; at most {MAX_CONFIG_BYTES} are read",
+                text.len()
+            ),
+        ));
+    }
+    let mut parser = Parser::new_from_str(text);
+    let mut depth = 0usize;
+    loop {
+        match parser.next_token() {
+            Ok((Event::SequenceStart(..) | Event::MappingStart(..), mark)) => {
+                depth += 1;
+                if depth > MAX_CONFIG_DEPTH {
+                    return Err(err(
+                        Some((mark.line(), mark.col() + 1)),
+                        format!("lists and maps nest deeper than {MAX_CONFIG_DEPTH} levels here"),
+                    ));
+                }
+            }
+            Ok((Event::SequenceEnd | Event::MappingEnd, _)) => depth = depth.saturating_sub(1),
+            Ok((Event::StreamEnd, _)) => return Ok(()),
+            Ok(_) => {}
+            // The scanner's own nesting limit (flow collections) is the same refusal.
+            Err(e) if e.info().contains("recursion limit") => {
+                return Err(err(
+                    Some((e.marker().line(), e.marker().col() + 1)),
+                    format!("lists and maps nest deeper than {MAX_CONFIG_DEPTH} levels here"),
+                ));
+            }
+            // A syntax error: the deserializer reports it with its location and field.
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
 /// Deserializes YAML `text` (a config, a plugin test fixture); an error names `path`, the line and
-/// column, and the field's path, once.
+/// column, and the field's path, once. Text over the size or nesting limits is refused first.
 pub fn from_yaml<T: serde::de::DeserializeOwned>(
     path: &Path,
     text: &str,
 ) -> Result<T, ConfigError> {
+    check_bounds(path, text)?;
     let de = serde_yaml_ng::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
@@ -1036,5 +1100,39 @@ pub fn field_error(path: &Path, text: Option<&str>, field: &str, message: String
         location: text.and_then(|t| locate::locate(t, field)),
         field: field.to_owned(),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_or_huge_configs_are_refused_before_parsing() {
+        let path = Path::new("deep.yaml");
+        // 200 KB of nested lists (the shape that took 20 s of CPU), in flow and block style.
+        let flow = format!("routes: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let start = std::time::Instant::now();
+        let e = Config::parse(path, &flow).unwrap_err();
+        assert!(e.message.contains("nest deeper than 64"), "{e}");
+        assert_eq!(e.location.map(|(line, _)| line), Some(1), "{e}");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "no superlinear work"
+        );
+        let mut block = String::from("routes:\n");
+        for i in 0..100 {
+            block.push_str(&" ".repeat(2 * i + 2));
+            block.push_str("-\n");
+        }
+        let e = Config::parse(path, &block).unwrap_err();
+        assert!(e.message.contains("nest deeper"), "{e}");
+        let big = format!("# {}\nlisteners: []\n", "x".repeat(MAX_CONFIG_BYTES));
+        let e = Config::parse(path, &big).unwrap_err();
+        assert!(e.message.contains("at most"), "{e}");
+        // At the limit it parses (and fails for what it says, not for its depth).
+        let ok = format!("x: {}1{}\n", "[".repeat(63), "]".repeat(63));
+        let e = Config::parse(path, &ok).unwrap_err();
+        assert!(!e.message.contains("nest"), "{e}");
     }
 }

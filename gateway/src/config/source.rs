@@ -16,12 +16,24 @@ pub struct Source {
 impl Source {
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<(Config, Source), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let cannot = |message: String| ConfigError {
             file: path.to_owned(),
             location: None,
             field: "(file)".into(),
-            message: format!("cannot read: {e}"),
-        })?;
+            message,
+        };
+        // A file over the size limit is not read into memory at all.
+        let len = std::fs::metadata(path)
+            .map_err(|e| cannot(format!("cannot read: {e}")))?
+            .len();
+        if len > super::MAX_CONFIG_BYTES as u64 {
+            return Err(cannot(format!(
+                "the file is {len} bytes; at most {} are read",
+                super::MAX_CONFIG_BYTES
+            )));
+        }
+        let text =
+            std::fs::read_to_string(path).map_err(|e| cannot(format!("cannot read: {e}")))?;
         let cfg = Config::parse(path, &text)?;
         Ok((
             cfg,

@@ -861,7 +861,12 @@ fn reject_bytes(r: &Reject) -> bytes::Bytes {
     // The body every error answered by the gateway has (see `errors::respond`).
     let id = crate::errors::RequestId::new();
     let code = crate::errors::status_code(r.status);
-    tracing::debug!(request_id = id.as_str(), code, reason = r.reason, "HTTP/1 request refused");
+    tracing::debug!(
+        request_id = id.as_str(),
+        code,
+        reason = r.reason,
+        "HTTP/1 request refused"
+    );
     let body = crate::errors::error_body(code, r.reason, &id);
     bytes::Bytes::from(format!(
         "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {}\r\nconnection: close\r\n\r\n{body}",

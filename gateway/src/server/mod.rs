@@ -130,7 +130,7 @@ impl Gateway {
         let admin_task = tokio::spawn(admin::serve(
             admin_tcp,
             shared.clone(),
-            admin_cfg.token.clone(),
+            admin_cfg.clone(),
             draining.clone(),
             stop_admin_rx,
             reloader.clone(),
@@ -254,15 +254,32 @@ async fn accept_loop(
 ) {
     let limits = Arc::new(guard_limits(&l));
     let builder = Arc::new(http_builder(&l));
-    let permits = Arc::new(Semaphore::new(l.limits.max_connections));
     let name: Arc<str> = Arc::from(l.name.as_str());
+    let max = connection_budget(l.limits.max_connections, descriptor_limit());
+    if max < l.limits.max_connections {
+        tracing::warn!(listener = %name, configured = l.limits.max_connections, max, "max_connections is more than the process's descriptor limit allows; capped (raise `ulimit -n`)");
+    }
+    let permits = Arc::new(Semaphore::new(max));
+    let mut last_warned: Option<std::time::Instant> = None;
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.changed() => return,
             r = tcp.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    tracing::warn!(listener = %name, error = %e, "accept failed");
+                    // Out of descriptors: established connections keep being served; new ones wait
+                    // in the kernel's backlog until some close.
+                    let fd = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                    let counter = if fd {
+                        &shared.metrics.accept_errors_fd_limit
+                    } else {
+                        &shared.metrics.accept_errors_other
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    if last_warned.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                        tracing::warn!(listener = %name, error = %e, "accept failed");
+                        last_warned = Some(std::time::Instant::now());
+                    }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
@@ -322,6 +339,27 @@ async fn accept_loop(
     }
 }
 
+/// The process's soft limit on open descriptors, if it has one.
+fn descriptor_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the rlimit it is given, which lives for the call.
+    #[allow(unsafe_code)]
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    (ok && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+/// Client connections a listener may hold: `configured`, or half the descriptor limit if that is
+/// less (the other half is for upstream connections, the admin API, plugin and certificate files).
+pub fn connection_budget(configured: usize, descriptor_limit: Option<u64>) -> usize {
+    match descriptor_limit {
+        Some(n) => configured.min(usize::try_from(n / 2).unwrap_or(usize::MAX).max(1)),
+        None => configured,
+    }
+}
+
 async fn serve_connection<IO>(
     stream: IO,
     info: ConnInfo,
@@ -345,5 +383,20 @@ async fn serve_connection<IO>(
         .into_owned();
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connection_budget;
+
+    #[test]
+    fn max_connections_fits_the_descriptor_limit() {
+        assert_eq!(connection_budget(10_000, Some(1024)), 512);
+        assert_eq!(connection_budget(100, Some(1024)), 100);
+        assert_eq!(connection_budget(10_000, Some(1_048_576)), 10_000);
+        assert_eq!(connection_budget(10_000, None), 10_000);
+        assert_eq!(connection_budget(10, Some(1)), 1);
+        assert!(super::descriptor_limit().is_some_and(|n| n > 0));
     }
 }
