@@ -155,7 +155,10 @@ async fn answer(
         }),
         (&Method::GET, "/config") => {
             let rt = shared.runtime.load();
-            match serde_json::to_string_pretty(&rt.config) {
+            // Shown without secrets (see `config::redact`).
+            match crate::config::redact::view(&rt.config)
+                .and_then(|v| serde_json::to_string_pretty(&v))
+            {
                 Ok(s) => text(StatusCode::OK, "application/json", s + "\n"),
                 Err(e) => json_error(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -222,3 +222,34 @@ async fn a_deeply_nested_config_is_refused_promptly_and_changes_nothing() {
     assert_eq!(admin_call(gw.admin, "GET", "/config", "").await.2, before);
     assert_eq!(get(&gw.url("/")).await.2, "ok");
 }
+
+/// `/config` shows no secret of routes, filters or plugins (the rule is in `config::redact`), and
+/// the gateway still uses them: the upstream gets the real header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_shows_no_secret_and_the_running_config_keeps_them() {
+    let up = MockUpstream::start("up").await;
+    let demo = &xtask::examples()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .proxy_wasm_demo;
+    let gw = TestGateway::start(&format!(
+        "plugins:\n  - {{name: demo, path: {}, vm_config: {{signing_key: vmk3y, mode: strict}}}}\n\
+         upstreams:\n  - {{name: up, endpoints: [\"{}\"]}}\n\
+         routes:\n  - name: api\n    upstream: up\n\
+         \x20   request_headers: {{set: {{authorization: Bearer upstr3am, x-team: core}}, add: {{x-api-key: ak3y}}}}\n\
+         \x20   filters: [{{plugin: demo, config: {{password: hunter2, user: ann}}}}]\n",
+        demo.display(),
+        up.addr
+    ))
+    .await;
+    let (s, _, body) = admin_call(gw.admin, "GET", "/config", "").await;
+    assert_eq!(s, 200);
+    for secret in ["vmk3y", "upstr3am", "ak3y", "hunter2"] {
+        assert!(!body.contains(secret), "{secret} shown in {body}");
+    }
+    for shown in ["\"api\"", "strict", "core", "ann", &up.addr.to_string()] {
+        assert!(body.contains(shown), "{shown} not shown in {body}");
+    }
+    assert_eq!(get(&gw.url("/x")).await.0, 200);
+    assert_eq!(up.last().headers["authorization"], "Bearer upstr3am");
+    assert_eq!(up.last().headers["x-api-key"], "ak3y");
+}

@@ -95,3 +95,31 @@ fn every_example_config_is_valid() {
     }
     assert!(checked >= 4, "found {checked} example configs");
 }
+
+#[test]
+fn a_garbage_wasm_is_reported_in_one_line() {
+    let junk = write("junk.wasm", "this is not wasm at all\n");
+    let bad = {
+        let p = write("bad.wasm", "");
+        std::fs::write(&p, b"\0asm\x01\0\0\0\xff\xff\xff").unwrap();
+        p
+    };
+    for (wasm, reason) in [
+        (&junk, "not a WebAssembly module or component"),
+        (&bad, "does not compile"),
+    ] {
+        let p = write(
+            "garbage.yaml",
+            &format!(
+                "listeners: [{{name: main, address: 127.0.0.1:0}}]\nplugins:\n  - {{name: junk, path: {}}}\nroutes:\n  - {{name: r, direct_response: {{}}, filters: [{{plugin: junk}}]}}\n",
+                wasm.display()
+            ),
+        );
+        let (code, _, err) = gateway(&["check", "--config", p.to_str().unwrap()]);
+        assert_eq!(code, 1);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        for part in ["garbage.yaml:3:", "plugins[0].path", "plugin `junk`", reason] {
+            assert!(err.contains(part), "{part} not in {err}");
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! the file, line, column and field. Turning it into something that serves is `runtime`'s job.
 
 mod locate;
+pub mod redact;
 mod source;
 mod units;
 

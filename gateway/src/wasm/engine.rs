@@ -260,9 +260,13 @@ impl WasmEngine {
             } else {
                 Module::new(&self.engine, bytes).map(Compiled::Module)
             };
-            compiled.map_err(|e| PluginError::Compile {
-                plugin: plugin.to_string(),
-                reason: format!("{e:#}"),
+            compiled.map_err(|e| {
+                // wasmtime's reasons can span lines (pretty-printed byte arrays): one line each.
+                let reason = format!("{e:#}").split_whitespace().collect::<Vec<_>>().join(" ");
+                PluginError::Compile {
+                    plugin: plugin.to_string(),
+                    reason,
+                }
             })
         };
         let Some(dir) = &self.cache_dir else {

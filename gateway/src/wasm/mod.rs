@@ -161,7 +161,16 @@ impl Plugins {
         bytes: Arc<[u8]>,
         host: Arc<HostCore>,
     ) -> Result<(Arc<LoadedPlugin>, engine::Origin), PluginError> {
-        let is_component = bytes.len() >= 8 && bytes[0..4] == *b"\0asm" && bytes[6..8] == [1, 0];
+        if !bytes.starts_with(b"\0asm") || bytes.len() < 8 {
+            return Err(PluginError::Unsupported {
+                plugin: cfg.name.clone(),
+                reason: format!(
+                    "not a WebAssembly module or component ({} bytes without the `\\0asm` header)",
+                    bytes.len()
+                ),
+            });
+        }
+        let is_component = bytes[6..8] == [1, 0];
         let abi = cfg.abi.unwrap_or(if is_component {
             PluginAbi::Component
         } else {
