@@ -1,6 +1,7 @@
 //! Body types: the one boxed body that flows through the proxy, a request-size limit that also holds
 //! mid-stream, and a response wrapper that reports bytes and completion.
 
+use crate::conn::StreamClock;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
@@ -107,25 +108,42 @@ impl HttpBody for Limited {
     }
 }
 
-/// Called once when a response body is finished or dropped, with the bytes sent and whether it ended
-/// normally.
-pub type OnDone = Box<dyn FnOnce(u64, bool) + Send + Sync>;
+/// How a response body ended, for the access log and the connection's accounting.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyEnd {
+    /// Bytes handed to the client's connection.
+    pub bytes: u64,
+    /// The body reached its end.
+    pub complete: bool,
+    /// The body broke off with an error (an upstream that failed mid-body), rather than being
+    /// dropped by the client's side.
+    pub failed: bool,
+}
 
-/// A response body that counts bytes and reports when it is done.
+/// Called once when a response body is finished or dropped.
+pub type OnDone = Box<dyn FnOnce(BodyEnd) + Send + Sync>;
+
+/// A response body that counts bytes, reports when it is done, and (on HTTP/2) keeps the clock
+/// that tells whether the client stopped reading it.
 pub struct Tracked {
     inner: Body,
     bytes: u64,
     complete: bool,
+    failed: bool,
+    clock: Option<Arc<StreamClock>>,
     on_done: Option<OnDone>,
 }
 
 impl Tracked {
-    /// Wraps `inner`.
-    pub fn new(inner: Body, on_done: OnDone) -> Self {
+    /// Wraps `inner`; with a `clock`, a piece handed over starts it and being asked for the next
+    /// stops it.
+    pub fn new(inner: Body, clock: Option<Arc<StreamClock>>, on_done: OnDone) -> Self {
         Tracked {
             inner,
             bytes: 0,
             complete: false,
+            failed: false,
+            clock,
             on_done: Some(on_done),
         }
     }
@@ -140,15 +158,22 @@ impl HttpBody for Tracked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if let Some(c) = &this.clock {
+            c.resume();
+        }
         let r = Pin::new(&mut this.inner).poll_frame(cx);
         match &r {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {
                     this.bytes += d.len() as u64;
+                    if let Some(c) = &this.clock {
+                        c.wait();
+                    }
                 }
             }
+            Poll::Ready(Some(Err(_))) => this.failed = true,
             Poll::Ready(None) => this.complete = true,
-            _ => {}
+            Poll::Pending => {}
         }
         r
     }
@@ -165,7 +190,11 @@ impl HttpBody for Tracked {
 impl Drop for Tracked {
     fn drop(&mut self) {
         if let Some(f) = self.on_done.take() {
-            f(self.bytes, self.complete || self.inner.is_end_stream());
+            f(BodyEnd {
+                bytes: self.bytes,
+                complete: self.complete || self.inner.is_end_stream(),
+                failed: self.failed,
+            });
         }
     }
 }

@@ -168,6 +168,10 @@ pub struct Metrics {
     pub accept_errors_fd_limit: AtomicU64,
     /// Accepts that failed otherwise.
     pub accept_errors_other: AtomicU64,
+    /// HTTP/2 connections sent GOAWAY because their client cancelled too many streams.
+    pub h2_reset_goaways: AtomicU64,
+    /// Connections closed because their client did not read a response for the send timeout.
+    pub send_timeouts: AtomicU64,
     /// TLS handshakes that failed or timed out.
     pub tls_handshake_errors: AtomicU64,
     /// Requests refused before routing (malformed HTTP/1, limits), by status.
@@ -330,6 +334,16 @@ impl Metrics {
             &[("kind", "other")],
             self.accept_errors_other.load(Ordering::Relaxed),
         );
+        e.counter(
+            "gateway_h2_reset_goaways",
+            "HTTP/2 connections shut down because their client cancelled too many streams.",
+        )
+        .value(self.h2_reset_goaways.load(Ordering::Relaxed));
+        e.counter(
+            "gateway_send_timeouts",
+            "Connections closed because their client did not read a response for the send timeout.",
+        )
+        .value(self.send_timeouts.load(Ordering::Relaxed));
         e.counter("gateway_reloads", "Config reloads, by result.")
             .sample(&[("result", "ok")], self.reloads_ok.load(Ordering::Relaxed))
             .sample(

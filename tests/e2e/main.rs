@@ -18,6 +18,7 @@ mod reload;
 mod routing;
 mod sdk_examples;
 mod shutdown;
+mod stalls;
 mod streaming;
 mod tls;
 mod upstreams;

@@ -338,6 +338,13 @@ pub struct Limits {
     pub max_connections: usize,
     /// Concurrent HTTP/2 streams per connection (advertised in SETTINGS). Default: 100.
     pub h2_max_concurrent_streams: u32,
+    /// Time a write to a client may wait without progress (the client does not read its socket);
+    /// then the connection is closed, and its responses and their upstream connections are let go,
+    /// as nginx's `send_timeout`. Default: 30s.
+    pub send_timeout: Dur,
+    /// HTTP/2 streams a client may cancel (RST_STREAM before its response ended) per connection in
+    /// 10 seconds; past it the connection gets GOAWAY, as a rapid-reset flood does. Default: 200.
+    pub h2_max_resets: u64,
     /// Request body size when a route does not set its own; over it: 413. Default: 10MiB.
     pub max_body_size: Size,
 }
@@ -352,6 +359,8 @@ impl Default for Limits {
             idle_timeout: Dur(Duration::from_secs(60)),
             max_connections: 10_000,
             h2_max_concurrent_streams: 100,
+            send_timeout: Dur(Duration::from_secs(30)),
+            h2_max_resets: 200,
             max_body_size: Size(10 * 1024 * 1024),
         }
     }

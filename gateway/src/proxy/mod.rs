@@ -5,6 +5,7 @@ mod headers;
 
 use crate::body::{self, Body, BodyWatch, Tracked};
 use crate::canonical;
+use crate::conn::ConnShared;
 use crate::errors::{self, ProxyError, RequestId, REQUEST_ID};
 use crate::exchange::{Backend, Exchange};
 use crate::filter::chain::ChainRun;
@@ -12,7 +13,6 @@ use crate::filter::RequestInfo;
 use crate::metrics::Metrics;
 use crate::router::RouteRequest;
 use crate::runtime::{Action, ListenerRoutes, Route, Runtime};
-use crate::server::h1_guard::ConnShared;
 use arc_swap::ArcSwap;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body::Body as _;
@@ -51,6 +51,24 @@ pub struct ConnInfo {
     pub max_uri_bytes: usize,
     /// Header count limit, likewise.
     pub max_headers: usize,
+    /// HTTP/2 streams the client may cancel per connection in [`crate::conn::RESET_WINDOW`].
+    pub h2_max_resets: u64,
+}
+
+/// Counts an HTTP/2 request as cancelled by the client if it is dropped before its response head
+/// was made (hyper drops the request's future when the client resets the stream); a cancel after
+/// the head is seen when the response body is dropped before its end.
+struct ResetWatch<'a> {
+    info: &'a ConnInfo,
+    done: bool,
+}
+
+impl Drop for ResetWatch<'_> {
+    fn drop(&mut self) {
+        if !self.done && self.info.conn.note_reset(self.info.h2_max_resets) {
+            tracing::warn!(peer = %self.info.peer, limit = self.info.h2_max_resets, "HTTP/2 client cancelled too many streams; sending GOAWAY");
+        }
+    }
 }
 
 /// The endpoint that answered (or failed), for the access log; named without copying when known.
@@ -89,6 +107,11 @@ pub async fn handle(
     req: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
     let in_flight = info.conn.start_request();
+    let version = req.version();
+    let mut reset_watch = ResetWatch {
+        info: &info,
+        done: version != http::Version::HTTP_2,
+    };
     let start = Instant::now();
     let snapshot = shared.runtime.load_full();
     let method = req.method().clone();
@@ -111,6 +134,8 @@ pub async fn handle(
         endpoint,
         chain,
     } = route_and_serve(listener, &info, &id, req).await;
+    reset_watch.done = true;
+    drop(reset_watch);
     if let Some(r) = &route {
         r.response_headers.apply(resp.headers_mut());
         r.stats.latency.observe(start.elapsed());
@@ -127,13 +152,23 @@ pub async fn handle(
         id,
     };
     let metrics = shared.metrics.clone();
+    // On HTTP/2 the response's clock lets the connection find a stream the client stopped reading,
+    // and a stream dropped before its end (not broken by the backend) was cancelled by the client.
+    let h2 = (version == http::Version::HTTP_2).then(|| (info.conn.clone(), info.h2_max_resets));
+    let clock = h2.as_ref().map(|(conn, _)| conn.stream_clock());
     resp.map(move |b| {
         body::boxed(Tracked::new(
             b,
-            Box::new(move |bytes, complete| {
+            clock,
+            Box::new(move |end| {
                 drop(chain);
                 drop(in_flight);
-                finish(&metrics, done, bytes, complete, log);
+                if let Some((conn, limit)) = h2 {
+                    if !end.complete && !end.failed && conn.note_reset(limit) {
+                        tracing::warn!(peer = %done.peer, limit, "HTTP/2 client cancelled too many streams; sending GOAWAY");
+                    }
+                }
+                finish(&metrics, done, end.bytes, end.complete, log);
             }),
         ))
     })

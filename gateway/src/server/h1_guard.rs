@@ -17,12 +17,12 @@
 //! rest is passed through as a tunnel, otherwise parsing goes on. No byte is tunnelled before the
 //! upstream agreed.
 
+use crate::conn::{ConnShared, UPGRADE_NO, UPGRADE_NONE, UPGRADE_WAITING, UPGRADE_YES};
 use bytes::{Buf, BytesMut};
-use futures_util::task::AtomicWaker;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -42,6 +42,9 @@ pub struct GuardLimits {
     pub header_read_timeout: Duration,
     /// Time without bytes and without a request in flight; then the connection is closed.
     pub idle_timeout: Duration,
+    /// Time a write to the client may wait without progress (the client does not read); then the
+    /// connection fails, and the response and its upstream connection are let go.
+    pub send_timeout: Duration,
 }
 
 const IO_PRESENT: &str = "the socket is present until the guard is dropped";
@@ -50,73 +53,6 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const SCRATCH: usize = 16 * 1024;
 /// Longest chunk-size line (size and extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4096;
-
-const UPGRADE_NONE: u8 = 0;
-const UPGRADE_WAITING: u8 = 1;
-const UPGRADE_YES: u8 = 2;
-const UPGRADE_NO: u8 = 3;
-
-/// State shared between a connection's guard and the requests served on it.
-#[derive(Debug)]
-pub struct ConnShared {
-    in_flight: AtomicUsize,
-    /// Nanoseconds since `epoch` when the last request finished.
-    idle_since: AtomicU64,
-    epoch: Instant,
-    upgrade: AtomicU8,
-    waker: AtomicWaker,
-}
-
-impl Default for ConnShared {
-    fn default() -> Self {
-        ConnShared {
-            in_flight: AtomicUsize::new(0),
-            idle_since: AtomicU64::new(0),
-            epoch: Instant::now(),
-            upgrade: AtomicU8::new(UPGRADE_NONE),
-            waker: AtomicWaker::new(),
-        }
-    }
-}
-
-/// Marks one request in flight on a connection until dropped.
-#[derive(Debug)]
-pub struct InFlight(Arc<ConnShared>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let now = self.0.epoch.elapsed().as_nanos() as u64;
-            self.0.idle_since.store(now, Ordering::Release);
-            self.0.waker.wake();
-        }
-    }
-}
-
-impl ConnShared {
-    /// Counts a request in flight until the returned guard drops.
-    pub fn start_request(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(self.clone())
-    }
-
-    /// Tells the guard whether the upgrade asked for by the current request happened. Only meaningful
-    /// while an upgrade request is pending; otherwise does nothing.
-    pub fn decide_upgrade(&self, upgraded: bool) {
-        let to = if upgraded { UPGRADE_YES } else { UPGRADE_NO };
-        if self
-            .upgrade
-            .compare_exchange(UPGRADE_WAITING, to, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            self.waker.wake();
-        }
-    }
-
-    fn idle_since(&self) -> Instant {
-        self.epoch + Duration::from_nanos(self.idle_since.load(Ordering::Acquire))
-    }
-}
 
 /// Why a request was refused before it reached hyper.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +130,10 @@ pub struct Guarded<IO: AsyncWrite + Unpin + Send + 'static> {
     shared: Arc<ConnShared>,
     last_read: Instant,
     timer: Pin<Box<Sleep>>,
+    /// The send timeout's clock, armed when a write has to wait (made on the first wait).
+    write_stall: Option<Pin<Box<Sleep>>>,
+    /// A write is waiting for the client to read.
+    write_waiting: bool,
     on_reject: Option<OnReject>,
 }
 
@@ -215,6 +155,8 @@ impl<IO: AsyncWrite + Unpin + Send + 'static> Guarded<IO> {
             eof: false,
             shared,
             last_read: now,
+            write_stall: None,
+            write_waiting: false,
             on_reject: None,
         }
     }
@@ -884,7 +826,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Guarded<IO> {
                 Some((*started + self.limits.header_read_timeout, true))
             }
             State::Head(..) | State::Sniff(_) | State::Passthrough => {
-                if self.shared.in_flight.load(Ordering::Acquire) > 0 {
+                if self.shared.busy() {
                     return None;
                 }
                 let since = self.last_read.max(self.shared.idle_since());
@@ -1036,13 +978,50 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Guarded<
     }
 }
 
+impl<IO: AsyncWrite + Unpin + Send + 'static> Guarded<IO> {
+    /// A write's outcome, with the send timeout applied: a write that waits is timed from the
+    /// first wait; any progress stops the clock.
+    fn timed<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match r {
+            Poll::Pending => {
+                if !self.write_waiting {
+                    self.write_waiting = true;
+                    let deadline = tokio::time::Instant::now() + self.limits.send_timeout;
+                    match &mut self.write_stall {
+                        Some(t) => t.as_mut().reset(deadline),
+                        None => {
+                            self.write_stall = Some(Box::pin(tokio::time::sleep_until(deadline)))
+                        }
+                    }
+                }
+                let stall = self.write_stall.as_mut().expect("armed above");
+                if stall.as_mut().poll(cx).is_ready() {
+                    tracing::debug!("the client did not read for the send timeout; closing");
+                    self.shared.note_send_timeout();
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "send timeout: the client does not read",
+                    )));
+                }
+                Poll::Pending
+            }
+            ready => {
+                self.write_waiting = false;
+                ready
+            }
+        }
+    }
+}
+
 impl<IO: AsyncWrite + Unpin + Send + 'static> AsyncWrite for Guarded<IO> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(self.io.as_mut().expect(IO_PRESENT)).poll_write(cx, buf)
+        let this = &mut *self;
+        let r = Pin::new(this.io.as_mut().expect(IO_PRESENT)).poll_write(cx, buf);
+        this.timed(cx, r)
     }
 
     fn poll_write_vectored(
@@ -1050,7 +1029,9 @@ impl<IO: AsyncWrite + Unpin + Send + 'static> AsyncWrite for Guarded<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(self.io.as_mut().expect(IO_PRESENT)).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        let r = Pin::new(this.io.as_mut().expect(IO_PRESENT)).poll_write_vectored(cx, bufs);
+        this.timed(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -1058,7 +1039,9 @@ impl<IO: AsyncWrite + Unpin + Send + 'static> AsyncWrite for Guarded<IO> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(self.io.as_mut().expect(IO_PRESENT)).poll_flush(cx)
+        let this = &mut *self;
+        let r = Pin::new(this.io.as_mut().expect(IO_PRESENT)).poll_flush(cx);
+        this.timed(cx, r)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -1200,6 +1183,7 @@ mod tests {
             max_uri_bytes: 1024,
             header_read_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
+            send_timeout: Duration::from_secs(1),
         };
         let seeds: [&[u8]; 6] = [
             b"GET /a?b=c HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n",
@@ -1299,6 +1283,7 @@ mod tests {
             max_uri_bytes: 64,
             header_read_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
+            send_timeout: Duration::from_secs(1),
         };
         let ok = |h: &str| validate_head(h.as_bytes(), &limits);
         assert_eq!(

@@ -6,13 +6,14 @@ pub mod h1_guard;
 use crate::admin;
 use crate::builder::RuntimeBuilder;
 use crate::config::{Config, Listener};
+use crate::conn::ConnShared;
 use crate::metrics::Metrics;
 use crate::plugins::PluginHost;
 use crate::proxy::{self, ConnInfo, Shared};
 use crate::reload::{self, ReloadError, Reloader, Report, Trigger};
 use crate::runtime::Source;
 use arc_swap::ArcSwap;
-use h1_guard::{ConnShared, GuardLimits, Guarded};
+use h1_guard::{GuardLimits, Guarded};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -225,6 +226,7 @@ fn guard_limits(l: &Listener) -> GuardLimits {
         max_uri_bytes: l.limits.max_uri_bytes.0 as usize,
         header_read_timeout: l.limits.header_read_timeout.0,
         idle_timeout: l.limits.idle_timeout.0,
+        send_timeout: l.limits.send_timeout.0,
     }
 }
 
@@ -303,24 +305,29 @@ async fn accept_loop(
             max_body_size: l.limits.max_body_size.0,
             max_uri_bytes: l.limits.max_uri_bytes.0 as usize,
             max_headers: l.limits.max_headers,
+            h2_max_resets: l.limits.h2_max_resets,
         };
         let tls = shared.runtime.load().listener_tls.get(&*name).cloned();
         let handshake_timeout = l.limits.header_read_timeout.0;
         let watcher = graceful.watcher();
+        let drain = stop.clone();
         let (shared, limits, builder) = (shared.clone(), limits.clone(), builder.clone());
         tokio::spawn(async move {
             metrics.connections_total.fetch_add(1, Ordering::Relaxed);
             metrics.connections_active.fetch_add(1, Ordering::Relaxed);
             let mut info = info;
             match tls {
-                None => serve_connection(stream, info, shared, limits, builder, watcher).await,
+                None => {
+                    serve_connection(stream, info, shared, limits, builder, watcher, drain).await
+                }
                 Some(cfg) => {
                     let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(stream);
                     match tokio::time::timeout(handshake_timeout, accept).await {
                         Ok(Ok(tls)) => {
                             info.scheme = "https";
                             info.tls = Some(Arc::new(crate::tls::TlsInfo::of(tls.get_ref().1)));
-                            serve_connection(tls, info, shared, limits, builder, watcher).await
+                            serve_connection(tls, info, shared, limits, builder, watcher, drain)
+                                .await
                         }
                         Ok(Err(e)) => {
                             metrics.tls_handshake_errors.fetch_add(1, Ordering::Relaxed);
@@ -367,10 +374,14 @@ async fn serve_connection<IO>(
     limits: Arc<GuardLimits>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     watcher: hyper_util::server::graceful::Watcher,
+    mut drain: watch::Receiver<bool>,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let conn_state = info.conn.clone();
+    let counters = shared.metrics.clone();
     let metrics = shared.metrics.clone();
+    let send_timeout = limits.send_timeout;
     let io = Guarded::new(stream, limits, info.conn.clone())
         .on_reject(move |r| metrics.refused.inc(r.status));
     let svc = service_fn(move |req| {
@@ -381,8 +392,53 @@ async fn serve_connection<IO>(
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), svc)
         .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
+    // The drain watcher only counts the connection (the drain waits for it); the connection is
+    // told to finish here, on a drain or when its client cancels too many HTTP/2 streams, so that
+    // both go through hyper's graceful shutdown (GOAWAY, in-flight streams finish).
+    let _counted = watcher;
+    let mut conn = std::pin::pin!(conn);
+    let mut finishing = *drain.borrow();
+    if finishing {
+        conn.as_mut().graceful_shutdown();
+    }
+    // HTTP/2 responses the client stops reading (a flow-control window left closed) do not block
+    // the socket, so the guard's write clock does not see them: their clocks are looked at a few
+    // times per send timeout, from the first HTTP/2 response on.
+    let mut stall_check: Option<tokio::time::Interval> = None;
+    let result = loop {
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            _ = drain.changed(), if !finishing => {
+                finishing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = conn_state.abuse.notified(), if !finishing => {
+                finishing = true;
+                counters.h2_reset_goaways.fetch_add(1, Ordering::Relaxed);
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = conn_state.streams_started.notified(), if stall_check.is_none() => {
+                let period = (send_timeout / 4).max(Duration::from_millis(50));
+                let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                stall_check = Some(every);
+            }
+            _ = async { stall_check.as_mut().expect("checked").tick().await }, if stall_check.is_some() => {
+                if conn_state.longest_wait() >= send_timeout {
+                    // hyper offers no handle to reset one stream, so the connection goes; its
+                    // streams' bodies, and their upstream connections, are dropped with it.
+                    tracing::debug!("an HTTP/2 client did not read a response for the send timeout; closing");
+                    conn_state.note_send_timeout();
+                    break Ok(());
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+    if conn_state.send_timed_out() {
+        counters.send_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 }
 

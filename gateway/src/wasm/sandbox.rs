@@ -365,7 +365,10 @@ mod tests {
         let (e, k) = kind(Trap::UnreachableCodeReached.into(), false);
         assert_eq!(k, "trap");
         assert!(e.starts_with("plugin trapped:"), "{e}");
-        let (e, k) = kind(wasmtime::Error::new(AbiViolation("bad pointer".into())), false);
+        let (e, k) = kind(
+            wasmtime::Error::new(AbiViolation("bad pointer".into())),
+            false,
+        );
         assert_eq!(k, "trap");
         assert_eq!(e, "plugin misused the host ABI: bad pointer");
         let (e, k) = kind(wasmtime::Error::new(ProcExit(3)), false);

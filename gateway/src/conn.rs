@@ -1,0 +1,258 @@
+//! What one client connection shares between its server side (the HTTP/1 guard, the serving loop)
+//! and the requests served on it: requests in flight and the time it went idle, the outcome of a
+//! pending upgrade, the streams its client cancelled, and the clocks of responses waiting for the
+//! client to read.
+//!
+//! It sits below both `server` and `proxy`, so the request path reaches it without reaching back
+//! into the server.
+
+use futures_util::task::AtomicWaker;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+/// No upgrade asked for.
+pub(crate) const UPGRADE_NONE: u8 = 0;
+/// An upgrade was asked for; the request handler has not decided yet.
+pub(crate) const UPGRADE_WAITING: u8 = 1;
+/// The upstream switched protocols: the rest of the connection is a tunnel.
+pub(crate) const UPGRADE_YES: u8 = 2;
+/// The upgrade did not happen: parsing goes on.
+pub(crate) const UPGRADE_NO: u8 = 3;
+
+/// The window in which a connection's cancelled HTTP/2 streams are counted (see
+/// `Limits::h2_max_resets`).
+pub const RESET_WINDOW: Duration = Duration::from_secs(10);
+
+/// State shared between a connection's server side and the requests served on it.
+#[derive(Debug)]
+pub struct ConnShared {
+    in_flight: AtomicUsize,
+    /// Nanoseconds since `epoch` when the last request finished.
+    idle_since: AtomicU64,
+    epoch: Instant,
+    /// One of the `UPGRADE_*` states.
+    pub(crate) upgrade: AtomicU8,
+    /// Woken when the last request ends or an upgrade is decided.
+    pub(crate) waker: AtomicWaker,
+    /// Streams the client cancelled in the current window, and the window's start (seconds since
+    /// `epoch`).
+    resets: AtomicU64,
+    reset_window: AtomicU64,
+    /// Told once the client cancelled too many streams: the connection is to be shut down.
+    pub abuse: tokio::sync::Notify,
+    /// Clocks of the HTTP/2 responses being sent, to find one the client stopped reading.
+    streams: Mutex<Streams>,
+    /// Told when the first stream clock is made, so the serving loop starts looking at them.
+    pub streams_started: tokio::sync::Notify,
+    /// A write to the client waited longer than the send timeout.
+    send_timed_out: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Streams {
+    clocks: Vec<Weak<StreamClock>>,
+    /// Length at which dead entries are swept out before the next push.
+    sweep_at: usize,
+}
+
+impl Default for ConnShared {
+    fn default() -> Self {
+        ConnShared {
+            in_flight: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            epoch: Instant::now(),
+            upgrade: AtomicU8::new(UPGRADE_NONE),
+            waker: AtomicWaker::new(),
+            resets: AtomicU64::new(0),
+            reset_window: AtomicU64::new(0),
+            abuse: tokio::sync::Notify::new(),
+            streams: Mutex::default(),
+            streams_started: tokio::sync::Notify::new(),
+            send_timed_out: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Marks one request in flight on a connection until dropped.
+#[derive(Debug)]
+pub struct InFlight(Arc<ConnShared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let now = self.0.epoch.elapsed().as_nanos() as u64;
+            self.0.idle_since.store(now, Ordering::Release);
+            self.0.waker.wake();
+        }
+    }
+}
+
+impl ConnShared {
+    /// Counts a request in flight until the returned guard drops.
+    pub fn start_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    /// Whether a request is in flight.
+    pub(crate) fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    /// When the last request finished (the connection's start if none has).
+    pub(crate) fn idle_since(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.idle_since.load(Ordering::Acquire))
+    }
+
+    /// Tells the guard whether the upgrade asked for by the current request happened. Only meaningful
+    /// while an upgrade request is pending; otherwise does nothing.
+    pub fn decide_upgrade(&self, upgraded: bool) {
+        let to = if upgraded { UPGRADE_YES } else { UPGRADE_NO };
+        if self
+            .upgrade
+            .compare_exchange(UPGRADE_WAITING, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.waker.wake();
+        }
+    }
+
+    /// Counts a stream the client cancelled before its response ended; returns true (once) when
+    /// the count in the current [`RESET_WINDOW`] goes past `limit`, and tells [`ConnShared::abuse`].
+    pub fn note_reset(&self, limit: u64) -> bool {
+        let now = self.epoch.elapsed().as_secs();
+        let start = self.reset_window.load(Ordering::Acquire);
+        if now >= start + RESET_WINDOW.as_secs()
+            && self
+                .reset_window
+                .compare_exchange(start, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            self.resets.store(0, Ordering::Release);
+        }
+        let n = self.resets.fetch_add(1, Ordering::AcqRel) + 1;
+        if n == limit + 1 {
+            self.abuse.notify_one();
+            return true;
+        }
+        false
+    }
+
+    /// A clock for one response being sent on this connection; [`ConnShared::longest_wait`] sees
+    /// it until it is dropped.
+    pub fn stream_clock(&self) -> Arc<StreamClock> {
+        let clock = Arc::new(StreamClock {
+            since: AtomicU64::new(0),
+            epoch: self.epoch,
+        });
+        let mut s = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        if s.clocks.is_empty() && s.sweep_at == 0 {
+            self.streams_started.notify_one();
+        }
+        if s.clocks.len() >= s.sweep_at {
+            s.clocks.retain(|c| c.strong_count() > 0);
+            s.sweep_at = (s.clocks.len() * 2).max(64);
+        }
+        s.clocks.push(Arc::downgrade(&clock));
+        clock
+    }
+
+    /// How long the response that has waited longest for the client to read has been waiting
+    /// (zero if none waits).
+    pub fn longest_wait(&self) -> Duration {
+        let now = self.epoch.elapsed();
+        let mut s = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let mut longest = Duration::ZERO;
+        s.clocks.retain(|c| match c.upgrade() {
+            Some(c) => {
+                if let Some(since) = c.waiting_since() {
+                    longest = longest.max(now.saturating_sub(since));
+                }
+                true
+            }
+            None => false,
+        });
+        longest
+    }
+
+    /// Records that a write to the client waited longer than the send timeout.
+    pub(crate) fn note_send_timeout(&self) {
+        self.send_timed_out.store(true, Ordering::Release);
+    }
+
+    /// Whether a write to the client waited longer than the send timeout.
+    pub fn send_timed_out(&self) -> bool {
+        self.send_timed_out.load(Ordering::Acquire)
+    }
+}
+
+/// When a response being sent handed over its last piece without being asked for the next: it
+/// waits for the client to make room (an HTTP/2 flow-control window).
+#[derive(Debug)]
+pub struct StreamClock {
+    /// Milliseconds since the connection's epoch, plus one, when the wait began; 0 when not
+    /// waiting.
+    since: AtomicU64,
+    epoch: Instant,
+}
+
+impl StreamClock {
+    /// The response handed over a piece and waits to be asked for the next.
+    #[inline]
+    pub fn wait(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64 + 1;
+        self.since.store(ms, Ordering::Relaxed);
+    }
+
+    /// The response was asked for its next piece (or ended).
+    #[inline]
+    pub fn resume(&self) {
+        if self.since.load(Ordering::Relaxed) != 0 {
+            self.since.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn waiting_since(&self) -> Option<Duration> {
+        match self.since.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms - 1)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resets_past_the_limit_notify_once_per_window() {
+        let c = ConnShared::default();
+        for _ in 0..3 {
+            assert!(!c.note_reset(3));
+        }
+        assert!(c.note_reset(3));
+        assert!(!c.note_reset(3));
+    }
+
+    #[test]
+    fn the_longest_wait_is_of_live_waiting_clocks_only() {
+        let c = ConnShared::default();
+        assert_eq!(c.longest_wait(), Duration::ZERO);
+        let a = c.stream_clock();
+        let b = c.stream_clock();
+        a.wait();
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(c.longest_wait() >= Duration::from_millis(20));
+        a.resume();
+        assert_eq!(c.longest_wait(), Duration::ZERO);
+        b.wait();
+        drop(b);
+        assert_eq!(c.longest_wait(), Duration::ZERO);
+        // Dead clocks are swept as new ones come.
+        for _ in 0..1000 {
+            drop(c.stream_clock());
+        }
+        assert!(c.streams.lock().unwrap().clocks.len() <= 130);
+    }
+}
