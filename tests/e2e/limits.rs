@@ -199,3 +199,76 @@ async fn h2_concurrent_streams_are_capped() {
         up.max_in_flight()
     );
 }
+
+/// Out of descriptors, the data plane keeps serving the connections it has and says so in a metric;
+/// once descriptors free up, the waiting connections are taken in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_descriptors_established_connections_are_served_and_counted() {
+    use tokio::io::AsyncReadExt;
+    let gw = GatewayProcess::start("routes:\n  - name: r\n    direct_response: {body: ok}\n").await;
+    let mut kept = TcpStream::connect(gw.addr).await.unwrap();
+    let ask = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+    let answer = async |s: &mut TcpStream| {
+        s.write_all(ask).await.unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = tokio::time::timeout(W, s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        status_of(&String::from_utf8_lossy(&buf[..n]))
+    };
+    assert_eq!(answer(&mut kept).await, 200);
+    // Lower the running gateway's descriptor limit to a few above what it holds now.
+    let pid = gw.child.id() as libc::pid_t;
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as u64;
+    let lim = libc::rlimit {
+        rlim_cur: open + 4,
+        rlim_max: open + 4,
+    };
+    // SAFETY: prlimit reads `lim` and writes nothing (the old limit is not asked for).
+    let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &lim, std::ptr::null_mut()) };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let mut crowd = Vec::new();
+    for _ in 0..20 {
+        crowd.push(TcpStream::connect(gw.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The established connection is served all along.
+    assert_eq!(answer(&mut kept).await, 200);
+    assert_eq!(answer(&mut kept).await, 200);
+    // The crowd leaves; the metric says what happened.
+    drop(crowd);
+    drop(kept);
+    let counted = eventually(Duration::from_secs(10), || async {
+        let Ok(mut s) = TcpStream::connect(gw.admin).await else {
+            return false;
+        };
+        let _ = s
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            .await;
+        let m = read_all(&mut s, W).await;
+        m.lines().any(|l| {
+            l.starts_with("gateway_accept_errors_total{kind=\"fd_limit\"}") && !l.ends_with(" 0")
+        })
+    })
+    .await;
+    assert!(
+        counted,
+        "accept failures for want of descriptors were counted"
+    );
+    // And new connections are served again.
+    let again = eventually(Duration::from_secs(5), || async {
+        status_of(
+            &raw(
+                gw.addr,
+                b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+                W,
+            )
+            .await,
+        ) == 200
+    })
+    .await;
+    assert!(again);
+}
