@@ -206,23 +206,36 @@ pub async fn fetch_url(
 }
 
 /// GETs `url` over https with `tls`: a 200 answer's body, at most [`MAX_FETCH_BYTES`]. Redirects are
-/// not followed.
+/// not followed. Sent by the upstream client (one cluster of one endpoint, the URL's authority), so
+/// the gateway has one HTTP client stack.
 async fn get(url: &str, tls: rustls::ClientConfig) -> Result<Bytes, String> {
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(FETCH_TIMEOUT));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .wrap_connector(http);
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, http_body_util::Empty<Bytes>>(connector);
-    let req = http::Request::get(url)
+    let uri: http::Uri = url.parse().map_err(|e| format!("`{url}`: {e}"))?;
+    let authority = uri.authority().ok_or("the URL has no host")?;
+    let address = format!(
+        "{}:{}",
+        authority.host(),
+        authority.port_u16().unwrap_or(443)
+    );
+    let cluster = crate::config::Upstream {
+        name: "plugin-fetch".into(),
+        endpoints: vec![crate::config::Endpoint { address, weight: 1 }],
+        balancer: Default::default(),
+        protocol: crate::config::Protocol::Http1,
+        connect_timeout: crate::config::Dur(FETCH_TIMEOUT),
+        pool: crate::config::Pool {
+            max_idle_per_endpoint: 0,
+            ..Default::default()
+        },
+        health: Default::default(),
+        tls: Some(Default::default()),
+    };
+    let client = crate::upstream::Client::new(&cluster, Some(tls));
+    let req = http::Request::get(uri.clone())
+        .header(http::header::HOST, authority.as_str())
         .header(http::header::USER_AGENT, "gateway-plugin-fetch")
-        .body(http_body_util::Empty::new())
+        .body(crate::body::empty())
         .map_err(|e| e.to_string())?;
-    let resp = client.request(req).await.map_err(|e| {
+    let resp = client.send(0, req).await.map_err(|e| {
         let mut m = e.to_string();
         let mut cause = std::error::Error::source(&e);
         while let Some(c) = cause {

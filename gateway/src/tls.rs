@@ -226,7 +226,8 @@ pub fn client_config(
                 }
             }
             None => {
-                let native = rustls_native_certs_or_empty();
+                // The platform's store (SSL_CERT_FILE / SSL_CERT_DIR honoured), as rustls-native-certs finds it.
+                let native = rustls_native_certs::load_native_certs().certs;
                 if native.is_empty() {
                     return Err(src.err(
                         format!("{at}.ca"),
@@ -250,24 +251,6 @@ pub fn client_config(
                 .map_err(|e| src.err(format!("{at}.client_cert"), e.to_string()))
         }
     }
-}
-
-/// System root certificates (from the platform store), or none.
-fn rustls_native_certs_or_empty() -> Vec<CertificateDer<'static>> {
-    let dirs = [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/ssl/cert.pem",
-    ];
-    for f in dirs {
-        if let Ok(iter) = CertificateDer::pem_file_iter(f) {
-            let certs: Vec<_> = iter.filter_map(Result::ok).collect();
-            if !certs.is_empty() {
-                return certs;
-            }
-        }
-    }
-    Vec::new()
 }
 
 /// A verifier that accepts any certificate (only with `insecure_skip_verify`).
