@@ -29,6 +29,43 @@ async fn endless_upstream() -> (
     (addr, rx)
 }
 
+/// Sends `GET path` over a raw HTTP/2 connection whose client never reads a body unless told to
+/// (its connection task keeps reading frames and answering pings: the socket never blocks).
+async fn h2_get(gw: &TestGateway, path: &str) -> http::Response<h2::RecvStream> {
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::get(format!("http://{}{path}", gw.addr))
+        .body(())
+        .unwrap();
+    let (resp, _) = client.send_request(req, true).unwrap();
+    resp.await.unwrap()
+}
+
+/// Waits for the endless upstream's connection to be closed under it, at least `after` from now;
+/// then for the gateway to have closed the client's connection and counted a send timeout.
+async fn upstream_let_go(
+    gw: &TestGateway,
+    closed: tokio::sync::oneshot::Receiver<Instant>,
+    after: Duration,
+) {
+    let start = Instant::now();
+    let at = tokio::time::timeout(Duration::from_secs(20), closed)
+        .await
+        .expect("the upstream connection was let go")
+        .unwrap();
+    assert!(at.duration_since(start) >= after);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let m = gw.metrics().await;
+            m.contains("gateway_connections_active 0")
+                && m.contains("gateway_send_timeouts_total 1")
+        })
+        .await
+    );
+}
+
 fn config(up: std::net::SocketAddr) -> String {
     format!(
         "listeners:\n  - {{name: main, address: 127.0.0.1:0, limits: {{send_timeout: 1s, h2_max_resets: 50}}}}\n\
@@ -47,20 +84,7 @@ async fn a_client_that_does_not_read_is_cut_and_its_upstream_let_go() {
         .unwrap();
     // The client never reads; the gateway cuts it after the send timeout, and the upstream sees
     // its connection closed.
-    let start = Instant::now();
-    let at = tokio::time::timeout(Duration::from_secs(20), closed)
-        .await
-        .expect("the upstream connection was let go")
-        .unwrap();
-    assert!(at.duration_since(start) >= Duration::from_millis(900));
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            let m = gw.metrics().await;
-            m.contains("gateway_connections_active 0")
-                && m.contains("gateway_send_timeouts_total 1")
-        })
-        .await
-    );
+    upstream_let_go(&gw, closed, Duration::from_millis(900)).await;
     drop(c);
 }
 
@@ -68,32 +92,10 @@ async fn a_client_that_does_not_read_is_cut_and_its_upstream_let_go() {
 async fn an_http2_client_that_leaves_its_window_closed_is_cut_and_its_upstream_let_go() {
     let (up, closed) = endless_upstream().await;
     let gw = TestGateway::start(&config(up)).await;
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    // The client's connection task keeps reading frames (it answers pings, the socket never
-    // blocks), but the response body is never read, so the stream's window stays closed.
-    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(conn);
-    let mut client = client.ready().await.unwrap();
-    let req = http::Request::get(format!("http://{}/big", gw.addr))
-        .body(())
-        .unwrap();
-    let (resp, _) = client.send_request(req, true).unwrap();
-    let resp = resp.await.unwrap();
+    // The response body is never read, so the stream's window stays closed.
+    let resp = h2_get(&gw, "/big").await;
     assert_eq!(resp.status(), 200);
-    let start = Instant::now();
-    let at = tokio::time::timeout(Duration::from_secs(20), closed)
-        .await
-        .expect("the upstream connection was let go")
-        .unwrap();
-    assert!(at.duration_since(start) >= Duration::from_millis(700));
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            let m = gw.metrics().await;
-            m.contains("gateway_send_timeouts_total 1")
-                && m.contains("gateway_connections_active 0")
-        })
-        .await
-    );
+    upstream_let_go(&gw, closed, Duration::from_millis(700)).await;
     drop(resp);
 }
 
@@ -101,15 +103,7 @@ async fn an_http2_client_that_leaves_its_window_closed_is_cut_and_its_upstream_l
 async fn an_http2_client_that_reads_slowly_is_not_cut() {
     let up = MockUpstream::start("up").await;
     let gw = TestGateway::start(&config(up.addr)).await;
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(conn);
-    let mut client = client.ready().await.unwrap();
-    let req = http::Request::get(format!("http://{}/stream/40", gw.addr))
-        .body(())
-        .unwrap();
-    let (resp, _) = client.send_request(req, true).unwrap();
-    let mut body = resp.await.unwrap().into_body();
+    let mut body = h2_get(&gw, "/stream/40").await.into_body();
     // 40 chunks of 64 KiB with a pause every 256 KiB read: longer than the send timeout in all.
     let mut total = 0usize;
     let mut since_pause = 0usize;
