@@ -131,8 +131,16 @@ pub struct Tracked {
     complete: bool,
     failed: bool,
     clock: Option<Arc<StreamClock>>,
+    /// With a clock: the rest of a data frame larger than [`CLOCKED_PIECE`], handed over in
+    /// pieces.
+    rest: Bytes,
     on_done: Option<OnDone>,
 }
+
+/// The largest piece of a clocked (HTTP/2) response handed over at once: the protocol's default
+/// frame size, so that the clock measures how long the client takes to make room for 16 KiB,
+/// not for however large a piece the backend produced.
+pub const CLOCKED_PIECE: usize = 16 * 1024;
 
 impl Tracked {
     /// Wraps `inner`; with a `clock`, a piece handed over starts it and being asked for the next
@@ -144,6 +152,7 @@ impl Tracked {
             complete: false,
             failed: false,
             clock,
+            rest: Bytes::new(),
             on_done: Some(on_done),
         }
     }
@@ -158,32 +167,64 @@ impl HttpBody for Tracked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if let Some(c) = &this.clock {
-            c.resume();
-        }
-        let r = Pin::new(&mut this.inner).poll_frame(cx);
-        match &r {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(d) = frame.data_ref() {
-                    this.bytes += d.len() as u64;
-                    if let Some(c) = &this.clock {
-                        c.wait();
+        let Some(clock) = &this.clock else {
+            let r = Pin::new(&mut this.inner).poll_frame(cx);
+            match &r {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(d) = frame.data_ref() {
+                        this.bytes += d.len() as u64;
                     }
                 }
+                Poll::Ready(Some(Err(_))) => this.failed = true,
+                Poll::Ready(None) => this.complete = true,
+                Poll::Pending => {}
             }
-            Poll::Ready(Some(Err(_))) => this.failed = true,
-            Poll::Ready(None) => this.complete = true,
-            Poll::Pending => {}
+            return r;
+        };
+        clock.resume();
+        if !this.rest.is_empty() {
+            let piece = this.rest.split_to(this.rest.len().min(CLOCKED_PIECE));
+            this.bytes += piece.len() as u64;
+            clock.wait();
+            return Poll::Ready(Some(Ok(Frame::data(piece))));
         }
-        r
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(mut data) => {
+                    if data.len() > CLOCKED_PIECE {
+                        this.rest = data.split_off(CLOCKED_PIECE);
+                    }
+                    this.bytes += data.len() as u64;
+                    clock.wait();
+                    Poll::Ready(Some(Ok(Frame::data(data))))
+                }
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            Poll::Ready(Some(Err(e))) => {
+                this.failed = true;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.complete = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.rest.is_empty() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let inner = self.inner.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + rest);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint
     }
 }
 
@@ -192,7 +233,7 @@ impl Drop for Tracked {
         if let Some(f) = self.on_done.take() {
             f(BodyEnd {
                 bytes: self.bytes,
-                complete: self.complete || self.inner.is_end_stream(),
+                complete: self.complete || (self.rest.is_empty() && self.inner.is_end_stream()),
                 failed: self.failed,
             });
         }

@@ -187,7 +187,6 @@ pub fn canonicalize(
 ) -> Result<(), BadTarget> {
     let authority = match uri.authority() {
         Some(a) => {
-            check_authority(a)?;
             if h2 {
                 // RFC 9113 8.3.1: a `host` header must not name another entity than `:authority`.
                 if let Some(h) = headers.get(header::HOST) {
@@ -196,23 +195,25 @@ pub fn canonicalize(
                     }
                 }
             }
-            Some(HeaderValue::from_str(a.as_str()).map_err(|_| BadTarget::BadAuthority)?)
+            Some(canonical_authority(a)?)
         }
         None => {
-            let h = headers.get(header::HOST).ok_or(BadTarget::NoAuthority);
-            match h {
-                Ok(h) => {
+            let mut hosts = headers.get_all(header::HOST).iter();
+            match (hosts.next(), hosts.next()) {
+                // One Host, one authority (the HTTP/1 guard refuses a second one before this;
+                // an HTTP/2 request without `:authority` may carry several).
+                (Some(_), Some(_)) => return Err(BadTarget::BadAuthority),
+                (Some(h), None) => {
                     let a = h
                         .to_str()
                         .ok()
                         .and_then(|s| s.parse::<Authority>().ok())
                         .ok_or(BadTarget::BadAuthority)?;
-                    check_authority(&a)?;
-                    None
+                    Some(canonical_authority(&a)?)
                 }
                 // HTTP/1.0 may name no host; such a request is routed by its path alone.
-                Err(_) if !h2 => None,
-                Err(e) => return Err(e),
+                (None, _) if !h2 => None,
+                (None, _) => return Err(BadTarget::NoAuthority),
             }
         }
     };
@@ -238,12 +239,26 @@ pub fn canonicalize(
     Ok(())
 }
 
-/// `host[:port]` with no user information (RFC 9110 section 4.2.4 forbids it in http(s) URIs).
-fn check_authority(a: &Authority) -> Result<(), BadTarget> {
-    if a.as_str().contains('@') || a.host().is_empty() {
+/// `host[:port]` with no user information (RFC 9110 section 4.2.4 forbids it in http(s) URIs), as
+/// the one `Host` value: a fully qualified name's trailing dot is dropped (`admin.internal.` is
+/// `admin.internal`, for routing and for the upstream alike, as nginx and Envoy's
+/// `strip_trailing_host_dot` do).
+fn canonical_authority(a: &Authority) -> Result<HeaderValue, BadTarget> {
+    let host = a.host();
+    if a.as_str().contains('@') || host.is_empty() {
         return Err(BadTarget::BadAuthority);
     }
-    Ok(())
+    let Some(bare) = host.strip_suffix('.') else {
+        return HeaderValue::from_str(a.as_str()).map_err(|_| BadTarget::BadAuthority);
+    };
+    if bare.is_empty() || bare.ends_with('.') {
+        return Err(BadTarget::BadAuthority);
+    }
+    let text = match a.port() {
+        Some(p) => format!("{bare}:{p}"),
+        None => bare.to_owned(),
+    };
+    HeaderValue::from_str(&text).map_err(|_| BadTarget::BadAuthority)
 }
 
 /// HTTP/2 may split `cookie` into crumbs; they are one header again for what follows (routing,

@@ -184,6 +184,15 @@ async fn one_authority_routes_and_reaches_the_upstream() {
         h1(gw.addr, b"http://u@www.public/x", "www.public").await,
         "400"
     );
+    // A fully qualified name's trailing dot is dropped: the same route, the same host upstream.
+    assert_eq!(h1(gw.addr, b"/secret", "admin.internal.").await, "403");
+    assert_eq!(h1(gw.addr, b"/secret", "www.public.").await, "fwd /secret");
+    assert_eq!(up.last().headers["host"], "www.public");
+    assert_eq!(
+        h1(gw.addr, b"http://admin.internal./x", "www.public").await,
+        "403"
+    );
+    assert_eq!(h1(gw.addr, b"/secret", "www.public..").await, "400");
 
     // HTTP/2: `:authority` routes; a `host` header that names another host is malformed (RFC 9113
     // 8.3.1); the same host in another case is fine. One connection to the gateway, any authority.
@@ -196,12 +205,18 @@ async fn one_authority_routes_and_reaches_the_upstream() {
     .await
     .unwrap();
     tokio::spawn(conn);
-    for (host, want) in [
-        (None, "fwd /secret"),
-        (Some("admin.internal".to_owned()), "400"),
-        (Some(format!("WWW.Public:{port}")), "fwd /secret"),
+    for (authority, host, want) in [
+        ("www.public", None, "fwd /secret"),
+        ("www.public", Some("admin.internal".to_owned()), "400"),
+        (
+            "www.public",
+            Some(format!("WWW.Public:{port}")),
+            "fwd /secret",
+        ),
+        ("www.public.", None, "fwd /secret"),
+        ("admin.internal.", None, "403"),
     ] {
-        let mut b = http::Request::get(format!("http://www.public:{port}/secret"));
+        let mut b = http::Request::get(format!("http://{authority}:{port}/secret"));
         if let Some(h) = &host {
             b = b.header("host", h.as_str());
         }
@@ -215,12 +230,48 @@ async fn one_authority_routes_and_reaches_the_upstream() {
             .unwrap()
             .to_bytes();
         let got = outcome(status, &String::from_utf8_lossy(&body));
-        assert_eq!(got, want, "host {host:?}");
-        if want != "400" {
+        assert_eq!(got, want, "{authority} host {host:?}");
+        if want.starts_with("fwd") {
             assert_eq!(
                 up.last().headers["host"],
                 format!("www.public:{port}").as_str()
             );
+        }
+    }
+}
+
+/// An HTTP/2 request without `:authority` is routed by its one `host` header; two are malformed,
+/// as they are over HTTP/1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_without_authority_takes_exactly_one_host() {
+    let up = MockUpstream::start("app").await;
+    let gw = TestGateway::start(&config(&up)).await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    for (hosts, want) in [
+        (&["www.public"][..], "fwd /secret"),
+        (&["admin.internal"][..], "403"),
+        (&["www.public", "admin.internal"][..], "400"),
+        (&["admin.internal", "www.public"][..], "400"),
+    ] {
+        let mut b = http::Request::get("/secret");
+        for h in hosts {
+            b = b.header("host", *h);
+        }
+        let (resp, _) = client.send_request(b.body(()).unwrap(), true).unwrap();
+        let resp = resp.await.unwrap();
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut text = Vec::new();
+        while let Some(chunk) = body.data().await {
+            text.extend_from_slice(&chunk.unwrap());
+        }
+        let got = outcome(status, &String::from_utf8_lossy(&text));
+        assert_eq!(got, want, "hosts {hosts:?}");
+        if want.starts_with("fwd") {
+            assert_eq!(up.last().headers["host"], hosts[0]);
         }
     }
 }

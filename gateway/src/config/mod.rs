@@ -1060,10 +1060,65 @@ fn check_bounds(path: &Path, text: &str) -> Result<(), ConfigError> {
                     format!("lists and maps nest deeper than {MAX_CONFIG_DEPTH} levels here"),
                 ));
             }
-            // A syntax error: the deserializer reports it with its location and field.
-            Err(_) => return Ok(()),
+            // A syntax error here: the deserializer (a different YAML reader) reports it with its
+            // location and field, unless it would accept what this one refused; so before it
+            // reads the text, a plain count of the nesting must stay within the limit too.
+            Err(_) => {
+                return match lexical_depth_over(text, MAX_CONFIG_DEPTH) {
+                    Some(at) => Err(err(
+                        Some(at),
+                        format!("lists and maps nest deeper than {MAX_CONFIG_DEPTH} levels here"),
+                    )),
+                    None => Ok(()),
+                }
+            }
         }
     }
+}
+
+/// Where the nesting of `text` goes past `limit`, counted without a YAML parser: flow brackets
+/// (`[`, `{`) outside quotes and comments, plus block levels (indentation deeper than the line
+/// above). Over-counts rather than under-counts; the 1-based line and column of the first excess.
+fn lexical_depth_over(text: &str, limit: usize) -> Option<(usize, usize)> {
+    let mut flow = 0usize;
+    let mut indents: Vec<usize> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let body = line.trim_start_matches([' ', '\t']);
+        let indent = line.len() - body.len();
+        if flow == 0 && !body.is_empty() && !body.starts_with('#') {
+            while indents.last().is_some_and(|&i| i >= indent) {
+                indents.pop();
+            }
+            indents.push(indent);
+        }
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        let mut chars = line.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match (quote, c) {
+                (Some('"'), '\\') => {
+                    chars.next();
+                }
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '#') if prev == ' ' || prev == '\t' => break,
+                (None, '[' | '{') => {
+                    flow += 1;
+                    if flow + indents.len() > limit {
+                        return Some((n + 1, i + 1));
+                    }
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+            prev = c;
+        }
+        if indents.len() > limit {
+            return Some((n + 1, indent + 1));
+        }
+    }
+    None
 }
 
 /// Deserializes YAML `text` (a config, a plugin test fixture); an error names `path`, the line and
@@ -1143,6 +1198,32 @@ mod tests {
         // At the limit it parses (and fails for what it says, not for its depth).
         let ok = format!("x: {}1{}\n", "[".repeat(63), "]".repeat(63));
         let e = Config::parse(path, &ok).unwrap_err();
+        assert!(!e.message.contains("nest"), "{e}");
+    }
+
+    #[test]
+    fn text_the_bounds_reader_cannot_scan_is_still_bounded() {
+        let path = Path::new("deep.yaml");
+        // A tab after a colon: refused by the reader that counts depth, accepted by the one that
+        // deserializes; the nesting behind it is still counted.
+        let deep = format!(
+            "x:\tb\nroutes: {}{}\n",
+            "[".repeat(20_000),
+            "]".repeat(20_000)
+        );
+        let e = Config::parse(path, &deep).unwrap_err();
+        assert!(e.message.contains("nest deeper than 64"), "{e}");
+        assert_eq!(e.location, Some((2, 72)), "{e}");
+        let mut block = String::from("x:\tb\nroutes:\n");
+        for i in 0..100 {
+            block.push_str(&" ".repeat(i + 1));
+            block.push_str("- a:\n");
+        }
+        let e = Config::parse(path, &block).unwrap_err();
+        assert!(e.message.contains("nest deeper"), "{e}");
+        // Brackets in quotes and comments are not nesting.
+        let fine = format!("x:\tb\ny: \"{}\" # {}\n", "[".repeat(100), "{".repeat(100));
+        let e = Config::parse(path, &fine).unwrap_err();
         assert!(!e.message.contains("nest"), "{e}");
     }
 }
