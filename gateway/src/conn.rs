@@ -20,9 +20,14 @@ pub(crate) const UPGRADE_YES: u8 = 2;
 /// The upgrade did not happen: parsing goes on.
 pub(crate) const UPGRADE_NO: u8 = 3;
 
-/// The window in which a connection's cancelled HTTP/2 streams are counted (see
-/// `Limits::h2_max_resets`).
+/// The time over which a connection's client may cancel `Limits::h2_max_resets` HTTP/2 streams: the
+/// count drains at that many per this window, continuously.
 pub const RESET_WINDOW: Duration = Duration::from_secs(10);
+
+/// Past this many streams times the reset limit, a connection whose client cancelled more than
+/// half of all its streams is cut too, however slowly it cancelled them (as Envoy's premature
+/// reset check does).
+pub const RESET_RATIO_AFTER: u64 = 4;
 
 /// State shared between a connection's server side and the requests served on it.
 #[derive(Debug)]
@@ -35,10 +40,13 @@ pub struct ConnShared {
     pub(crate) upgrade: AtomicU8,
     /// Woken when the last request ends or an upgrade is decided.
     pub(crate) waker: AtomicWaker,
-    /// Streams the client cancelled in the current window, and the window's start (seconds since
-    /// `epoch`).
-    resets: AtomicU64,
-    reset_window: AtomicU64,
+    /// Cancelled streams, draining at the limit per [`RESET_WINDOW`], and when last drained.
+    reset_level: Mutex<(f64, Instant)>,
+    /// HTTP/2 streams started and cancelled over the connection's life.
+    streams_total: AtomicU64,
+    resets_total: AtomicU64,
+    /// The client was found abusive (told once).
+    abusive: AtomicBool,
     /// Told once the client cancelled too many streams: the connection is to be shut down.
     pub abuse: tokio::sync::Notify,
     /// Clocks of the HTTP/2 responses being sent, to find one the client stopped reading.
@@ -64,8 +72,10 @@ impl Default for ConnShared {
             epoch: Instant::now(),
             upgrade: AtomicU8::new(UPGRADE_NONE),
             waker: AtomicWaker::new(),
-            resets: AtomicU64::new(0),
-            reset_window: AtomicU64::new(0),
+            reset_level: Mutex::new((0.0, Instant::now())),
+            streams_total: AtomicU64::new(0),
+            resets_total: AtomicU64::new(0),
+            abusive: AtomicBool::new(false),
             abuse: tokio::sync::Notify::new(),
             streams: Mutex::default(),
             streams_started: tokio::sync::Notify::new(),
@@ -118,21 +128,31 @@ impl ConnShared {
         }
     }
 
+    /// Counts an HTTP/2 stream started on this connection.
+    pub fn note_stream(&self) {
+        self.streams_total.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts a stream the client cancelled before its response ended; returns true (once) when
-    /// the count in the current [`RESET_WINDOW`] goes past `limit`, and tells [`ConnShared::abuse`].
+    /// the client cancelled more than `limit` within [`RESET_WINDOW`] (a count that drains
+    /// continuously), or more than half of its streams once it has started
+    /// [`RESET_RATIO_AFTER`] × `limit`; then tells [`ConnShared::abuse`].
     pub fn note_reset(&self, limit: u64) -> bool {
-        let now = self.epoch.elapsed().as_secs();
-        let start = self.reset_window.load(Ordering::Acquire);
-        if now >= start + RESET_WINDOW.as_secs()
-            && self
-                .reset_window
-                .compare_exchange(start, now, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            self.resets.store(0, Ordering::Release);
-        }
-        let n = self.resets.fetch_add(1, Ordering::AcqRel) + 1;
-        if n == limit + 1 {
+        self.note_reset_at(limit, Instant::now())
+    }
+
+    fn note_reset_at(&self, limit: u64, now: Instant) -> bool {
+        let total = self.resets_total.fetch_add(1, Ordering::Relaxed) + 1;
+        let over_rate = {
+            let mut l = self.reset_level.lock().unwrap_or_else(|e| e.into_inner());
+            let drained = now.saturating_duration_since(l.1).as_secs_f64() * limit as f64
+                / RESET_WINDOW.as_secs_f64();
+            *l = ((l.0 - drained).max(0.0) + 1.0, now);
+            l.0 > limit as f64
+        };
+        let streams = self.streams_total.load(Ordering::Relaxed);
+        let over_share = streams >= RESET_RATIO_AFTER * limit && total * 2 > streams;
+        if (over_rate || over_share) && !self.abusive.swap(true, Ordering::AcqRel) {
             self.abuse.notify_one();
             return true;
         }
@@ -226,13 +246,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resets_past_the_limit_notify_once_per_window() {
+    fn resets_past_the_limit_notify_once() {
         let c = ConnShared::default();
+        let t = Instant::now();
         for _ in 0..3 {
-            assert!(!c.note_reset(3));
+            assert!(!c.note_reset_at(3, t));
         }
-        assert!(c.note_reset(3));
-        assert!(!c.note_reset(3));
+        assert!(c.note_reset_at(3, t));
+        assert!(!c.note_reset_at(3, t));
+    }
+
+    #[test]
+    fn the_count_drains_continuously_so_no_window_boundary_doubles_it() {
+        let c = ConnShared::default();
+        let t = Instant::now();
+        // 10 per 10 s: a burst of 10 at the end of one second and 10 more at the start of the
+        // next is over the limit (a fixed window would have let 19 through).
+        for i in 0..10 {
+            assert!(!c.note_reset_at(10, t), "{i}");
+        }
+        let later = t + Duration::from_millis(1100);
+        assert!(!c.note_reset_at(10, later));
+        assert!(c.note_reset_at(10, later));
+        // Spaced at the drain rate, it never is.
+        let c = ConnShared::default();
+        for i in 0..35 {
+            c.note_stream();
+            c.note_stream();
+            c.note_stream();
+            assert!(!c.note_reset_at(10, t + Duration::from_secs(i)), "{i}");
+        }
+    }
+
+    #[test]
+    fn slowly_spaced_resets_of_most_streams_are_cut_in_the_end() {
+        let c = ConnShared::default();
+        let t = Instant::now();
+        // One stream, one reset, every two seconds: within the rate, but every stream cancelled.
+        let mut cut = None;
+        for i in 0..100u64 {
+            c.note_stream();
+            if c.note_reset_at(10, t + Duration::from_secs(2 * i)) {
+                cut = Some(i);
+                break;
+            }
+        }
+        assert_eq!(cut, Some(RESET_RATIO_AFTER * 10 - 1));
     }
 
     #[test]

@@ -343,7 +343,9 @@ pub struct Limits {
     /// as nginx's `send_timeout`. Default: 30s.
     pub send_timeout: Dur,
     /// HTTP/2 streams a client may cancel (RST_STREAM before its response ended) per connection in
-    /// 10 seconds; past it the connection gets GOAWAY, as a rapid-reset flood does. Default: 200.
+    /// 10 seconds (a count that drains continuously); past it, or once a client that started 4x
+    /// this many streams cancelled more than half of them, the connection gets GOAWAY, as a
+    /// rapid-reset flood does. Default: 200.
     pub h2_max_resets: u64,
     /// Request body size when a route does not set its own; over it: 413. Default: 10MiB.
     pub max_body_size: Size,

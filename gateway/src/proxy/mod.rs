@@ -51,7 +51,8 @@ pub struct ConnInfo {
     pub max_uri_bytes: usize,
     /// Header count limit, likewise.
     pub max_headers: usize,
-    /// HTTP/2 streams the client may cancel per connection in [`crate::conn::RESET_WINDOW`].
+    /// HTTP/2 streams the client may cancel per connection in [`crate::conn::RESET_WINDOW`] (see
+    /// [`crate::conn::ConnShared::note_reset`]).
     pub h2_max_resets: u64,
 }
 
@@ -108,6 +109,9 @@ pub async fn handle(
 ) -> Response<Body> {
     let in_flight = info.conn.start_request();
     let version = req.version();
+    if version == http::Version::HTTP_2 {
+        info.conn.note_stream();
+    }
     let mut reset_watch = ResetWatch {
         info: &info,
         done: version != http::Version::HTTP_2,
