@@ -402,7 +402,9 @@ impl WasmServices {
                     .collect();
                 let source = match (&p.cfg.path, &p.cfg.url) {
                     (Some(path), _) => serde_json::json!({"path": path}),
-                    (None, url) => serde_json::json!({"url": url}),
+                    (None, url) => serde_json::json!({
+                        "url": url.as_deref().map(crate::config::redact::shown_url)
+                    }),
                 };
                 serde_json::json!({
                     "name": p.cfg.name,

@@ -1,11 +1,15 @@
 //! The config as `GET /config` shows it: without secrets.
 //!
-//! The rule, one for every free-form part of the config (header values a route sets, a filter's
-//! `config`, a plugin's `vm_config`): a value is shown as `<redacted>` when its key or header name
-//! contains one of [`SECRET_WORDS`] (in any case), at any depth; a filter `config` or `vm_config` that
-//! is a plain string (its structure unknown) is redacted whole. The admin token is always redacted.
-//! Paths (certificate keys, CA bundles) are not secrets and are shown. The running config itself is
-//! never changed: plugins get their config as written.
+//! The rule, one for every free-form part of the config (header values a route sets, a route's
+//! `match`, a filter's `config`, a plugin's `vm_config`): a value is shown as `<redacted>` when its
+//! key or header name contains one of [`SECRET_WORDS`] (in any case), at any depth; in an object
+//! that names a field (`name`, `header` or `key` holding such a name, as in
+//! `{name: x-api-key, exact: ...}` or `{name: authorization, value: ...}`), every other value is
+//! redacted too; a filter `config` or `vm_config` that is a plain string (its structure unknown) is
+//! redacted whole. A plugin `url` is shown without user information and query (a presigned URL's
+//! signature). The admin token is always redacted. Paths (certificate keys, CA bundles) are not
+//! secrets and are shown. The running config itself is never changed: plugins get their config as
+//! written.
 
 use super::Config;
 use serde_json::Value;
@@ -52,6 +56,9 @@ pub fn view(cfg: &Config) -> serde_json::Result<Value> {
             {
                 by_name(m);
             }
+            if let Some(m) = r.get_mut("match") {
+                by_name(m);
+            }
             if let Some(filters) = r.get_mut("filters").and_then(Value::as_array_mut) {
                 for f in filters {
                     if let Some(c) = f.get_mut("config") {
@@ -66,6 +73,9 @@ pub fn view(cfg: &Config) -> serde_json::Result<Value> {
             if let Some(c) = p.get_mut("vm_config") {
                 free_form(c);
             }
+            if let Some(Value::String(url)) = p.get_mut("url") {
+                *url = shown_url(url);
+            }
         }
     }
     Ok(v)
@@ -79,11 +89,56 @@ fn free_form(v: &mut Value) {
     }
 }
 
-/// Redacts the value of every key that holds a secret, at any depth.
+/// A URL as shown: without user information, and with its query (a presigned URL's signature, a
+/// token) as [`REDACTED`].
+pub fn shown_url(url: &str) -> String {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return REDACTED.into();
+    };
+    let mut out = String::new();
+    if let Some(s) = uri.scheme_str() {
+        out.push_str(s);
+        out.push_str("://");
+    }
+    if let Some(a) = uri.authority() {
+        let hostport = a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h);
+        out.push_str(hostport);
+    }
+    out.push_str(uri.path());
+    if uri.query().is_some() {
+        out.push('?');
+        out.push_str(REDACTED);
+    }
+    out
+}
+
+/// Fields that name another field of the same object (`{name: authorization, value: ...}`); `key`
+/// only beside a `value` (alone, a `key` is itself a secret).
+const NAMING_FIELDS: [&str; 3] = ["name", "header", "key"];
+
+/// Redacts the value of every key that holds a secret, at any depth, and every value beside a
+/// naming field that names a secret.
 fn by_name(v: &mut Value) {
     match v {
         Value::Object(m) => {
+            let naming = |f: &str| f != "key" || m.contains_key("value");
+            let named = NAMING_FIELDS
+                .iter()
+                .copied()
+                .filter(|f| naming(f))
+                .find(|f| {
+                    m.get(*f)
+                        .and_then(Value::as_str)
+                        .is_some_and(is_secret_name)
+                });
             for (k, val) in m.iter_mut() {
+                if let Some(named) = named {
+                    if k != named {
+                        *val = Value::String(REDACTED.into());
+                    }
+                    // The naming field itself is shown: what it names is redacted.
+                    continue;
+                }
                 if is_secret_name(k) {
                     *val = Value::String(REDACTED.into());
                 } else {
@@ -134,6 +189,29 @@ mod tests {
             "p.wasm",
         ] {
             assert!(text.contains(shown), "{shown} not in {text}");
+        }
+        // Route matchers and name/value lists, and a plugin URL's user information and query.
+        let cfg2 = Config::parse(
+            std::path::Path::new("c.yaml"),
+            "listeners: [{name: main, address: 127.0.0.1:0}]\n\
+             plugins:\n  - {name: p, url: \"https://u:pw@example.com/p.wasm?X-Amz-Signature=s1g\", sha256: \"0000000000000000000000000000000000000000000000000000000000000000\"}\n\
+             routes:\n  - name: r\n    match: {headers: [{name: x-api-key, exact: m4tch}, {name: x-team, exact: core}], query: [{name: access_token, exact: qu3ry}]}\n\
+             \x20   direct_response: {body: ok}\n\
+             \x20   filters: [{plugin: p, config: {set_headers: [{name: authorization, value: Bearer l1st}, {name: x-env, value: prod}], pairs: [{key: x-api-key, value: p4ir}]}}]\n",
+        )
+        .unwrap();
+        let text2 = serde_json::to_string(&view(&cfg2).unwrap()).unwrap();
+        for secret in ["m4tch", "qu3ry", "l1st", "p4ir", "pw", "s1g"] {
+            assert!(!text2.contains(secret), "{secret} in {text2}");
+        }
+        for shown in [
+            "\"x-team\"",
+            "\"core\"",
+            "\"prod\"",
+            "\"x-api-key\"",
+            "https://example.com/p.wasm?<redacted>",
+        ] {
+            assert!(text2.contains(shown), "{shown} not in {text2}");
         }
         // The running config is untouched.
         assert_eq!(
