@@ -88,6 +88,13 @@ impl Gateway {
         let graceful = Arc::new(GracefulShutdown::new());
         let mut addrs = HashMap::new();
         let mut accept_tasks = Vec::new();
+        // Client connections of all listeners together stay within half the descriptor limit
+        // (the other half is for upstream connections, the admin API, plugin and certificate
+        // files); each listener's `max_connections` applies within it.
+        let client_budget = Arc::new(Semaphore::new(connection_budget(
+            Semaphore::MAX_PERMITS,
+            descriptor_limit(),
+        )));
         for l in listeners {
             let tcp = TcpListener::bind(&l.address)
                 .await
@@ -109,6 +116,7 @@ impl Gateway {
                 shared.clone(),
                 stop_rx.clone(),
                 graceful.clone(),
+                client_budget.clone(),
             )));
         }
         let draining = Arc::new(AtomicBool::new(false));
@@ -253,6 +261,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     graceful: Arc<GracefulShutdown>,
+    client_budget: Arc<Semaphore>,
 ) {
     let limits = Arc::new(guard_limits(&l));
     let builder = Arc::new(http_builder(&l));
@@ -288,11 +297,22 @@ async fn accept_loop(
             },
         };
         let metrics = shared.metrics.clone();
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            metrics.connections_rejected.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(listener = %name, %peer, "max_connections reached; closing new connection");
-            drop(stream);
-            continue;
+        let permit = match (
+            permits.clone().try_acquire_owned(),
+            client_budget.clone().try_acquire_owned(),
+        ) {
+            (Ok(listener), Ok(process)) => (listener, process),
+            (l, _) => {
+                metrics.connections_rejected.fetch_add(1, Ordering::Relaxed);
+                let what = if l.is_err() {
+                    "max_connections reached"
+                } else {
+                    "the process's client connections fill half its descriptor limit"
+                };
+                tracing::warn!(listener = %name, %peer, "{what}; closing new connection");
+                drop(stream);
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let info = ConnInfo {
@@ -358,8 +378,9 @@ fn descriptor_limit() -> Option<u64> {
     (ok && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
 }
 
-/// Client connections a listener may hold: `configured`, or half the descriptor limit if that is
-/// less (the other half is for upstream connections, the admin API, plugin and certificate files).
+/// Client connections a listener, or all listeners together, may hold: `configured`, or half the
+/// descriptor limit if that is less (the other half is for upstream connections, the admin API,
+/// plugin and certificate files).
 pub fn connection_budget(configured: usize, descriptor_limit: Option<u64>) -> usize {
     match descriptor_limit {
         Some(n) => configured.min(usize::try_from(n / 2).unwrap_or(usize::MAX).max(1)),
