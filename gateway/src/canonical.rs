@@ -41,6 +41,9 @@ pub enum BadTarget {
     /// A `.` or `..` segment with `;` parameters.
     #[error("the path has a dot segment with parameters")]
     DotParameters,
+    /// `;` parameters while the listener refuses them.
+    #[error("the path has ; parameters")]
+    Parameters,
     /// The path does not start with `/`.
     #[error("the path does not start with /")]
     NotAbsolute,

@@ -122,6 +122,8 @@ pub struct ListenerRoutes {
     routes: Vec<Arc<Route>>,
     /// The listener's policy for encoded slashes in paths.
     pub escaped_slashes: config::EscapedSlashes,
+    /// The listener refuses paths with `;` parameters.
+    pub reject_parameters: bool,
     /// The listener takes a client's `x-request-id`.
     pub trust_request_id: bool,
 }
@@ -272,6 +274,7 @@ impl Runtime {
                     router,
                     routes,
                     escaped_slashes: l.paths.escaped_slashes,
+                    reject_parameters: l.paths.parameters == config::PathParameters::Reject,
                     trust_request_id: l.trust_request_id,
                 },
             );

@@ -338,3 +338,25 @@ async fn expect_continue_is_answered_by_the_gateway_and_not_forwarded() {
     assert!(rest.contains("200 OK") && rest.ends_with("hello"), "{rest}");
     assert!(!up.last().headers.contains_key("expect"));
 }
+
+/// A listener for backends that strip `;` parameters refuses them, over HTTP/1 and HTTP/2; the
+/// default listener routes them as part of their segment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_can_refuse_path_parameters() {
+    let up = MockUpstream::start("app").await;
+    let yaml = config(&up).replace(
+        "  - {name: main, address: 127.0.0.1:0}\n",
+        "  - {name: main, address: 127.0.0.1:0, paths: {parameters: reject}}\n  - {name: lax, address: 127.0.0.1:0}\n",
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let lax = gw.gw.as_ref().unwrap().addr("lax").unwrap();
+    let h2c = h2_client();
+    for target in ["/api;x/admin", "/api/admin;", "/items/1;v=2"] {
+        assert_eq!(h1(gw.addr, target.as_bytes(), "h").await, "400", "{target}");
+        assert_eq!(h2(&h2c, gw.addr, target).await, "400", "{target}");
+    }
+    assert_eq!(h1(gw.addr, b"/api/ok", "h").await, "fwd /ok");
+    assert_eq!(h2(&h2c, gw.addr, "/api/ok").await, "fwd /ok");
+    assert_eq!(h1(lax, b"/api;x/admin", "h").await, "fwd /;x/admin");
+    assert_eq!(h1(lax, b"/api/admin;", "h").await, "403");
+}

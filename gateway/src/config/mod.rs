@@ -268,6 +268,20 @@ pub struct Listener {
 pub struct PathPolicy {
     /// What `%2F`, `%5C` and `\` in a path do. Default: `reject` (400).
     pub escaped_slashes: EscapedSlashes,
+    /// What `;` parameters in a path do. Default: `keep` (part of their segment).
+    pub parameters: PathParameters,
+}
+
+/// What `;` parameters in a path (`/api;x/admin`, `/admin;jsessionid=1`) do.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PathParameters {
+    /// They are part of their segment, routed and forwarded as they came. The default.
+    #[default]
+    Keep,
+    /// The request is refused with 400: for backends that strip parameters from every segment
+    /// (Tomcat, Jetty, Spring), where `/api;x/admin` means `/api/admin`.
+    Reject,
 }
 
 /// What encoded slashes (`%2F`), encoded backslashes (`%5C`) and backslashes in a path do.

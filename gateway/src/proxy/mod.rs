@@ -280,6 +280,10 @@ async fn route_and_serve(
     ) {
         return Served::plain(errors::respond(&ProxyError::BadTarget(e), id));
     }
+    if listener.reject_parameters && parts.uri.path().contains(';') {
+        let e = canonical::BadTarget::Parameters;
+        return Served::plain(errors::respond(&ProxyError::BadTarget(e), id));
+    }
     if h2 && parts.headers.len() > info.max_headers {
         return Served::plain(errors::respond(&ProxyError::TooManyHeaders, id));
     }
