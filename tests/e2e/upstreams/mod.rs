@@ -51,17 +51,6 @@ fn error_code(body: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The value of one series in Prometheus text, e.g. `gateway_upstream_requests_total{upstream="up"}`.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
 /// An address that refuses connections: a socket bound to it but not listening, so that no other
 /// test can take the port while the returned socket is alive.
 fn closed_addr() -> (tokio::net::TcpSocket, SocketAddr) {
@@ -104,14 +93,6 @@ fn answered_by(r: &Resp) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned()
-}
-
-/// All values of a header, as strings.
-fn values(h: &http::HeaderMap, name: &str) -> Vec<String> {
-    h.get_all(name)
-        .iter()
-        .map(|v| v.to_str().unwrap_or("?").to_owned())
-        .collect()
 }
 
 /// A minimal HTTP/1.1 upstream that answers every request head with `response` (keep-alive).
