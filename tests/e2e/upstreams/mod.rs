@@ -24,23 +24,16 @@ use tokio::net::TcpListener;
 // Helpers
 // ---------------------------------------------------------------------------------------------------
 
-/// An endpoint entry for a mock (weight 1).
-fn ep(m: &MockUpstream) -> String {
-    format!("\"{}\"", m.addr)
-}
-
-/// An endpoint entry with a weight.
-fn ep_w(addr: SocketAddr, weight: u32) -> String {
-    format!("{{address: \"{addr}\", weight: {weight}}}")
-}
-
 /// One upstream `up` with these endpoints and extra upstream lines (indented 4 spaces), and one
 /// catch-all route `r` to it with extra route lines (indented 4 spaces).
-fn one_route(endpoints: &[String], upstream_extra: &str, route_extra: &str) -> String {
-    format!(
-        "upstreams:\n  - name: up\n    endpoints: [{}]\n{upstream_extra}routes:\n  - name: r\n    upstream: up\n{route_extra}",
-        endpoints.join(", ")
-    )
+fn one_route(endpoints: &[SocketAddr], upstream_extra: &str, route_extra: &str) -> String {
+    let up = endpoints
+        .iter()
+        .fold(Upstream::new("up"), |up, addr| up.endpoint(addr));
+    GatewayConfig::new()
+        .upstream(up.lines(upstream_extra))
+        .route(Route::new("r").upstream("up").lines(route_extra))
+        .yaml()
 }
 
 /// The `error` code of a JSON error body ("" if the body is not one).
