@@ -25,7 +25,8 @@ pub enum CalloutError {
 }
 
 /// Sends plugin callouts to named upstreams. The gateway implements it over its clusters (with
-/// [`callout`]), `gateway plugin test` with answers from a fixture file. The future must be `'static`: it is spawned and outlives the host call that started it.
+/// [`callout`]), `gateway plugin test` with answers from a fixture file. The future must be
+/// `'static`: it is spawned and outlives the host call that started it.
 pub trait Upstreams: Send + Sync {
     /// Whether `upstream` exists, so that a call to an unknown one fails at dispatch, as in Envoy.
     fn has(&self, upstream: &str) -> bool;
