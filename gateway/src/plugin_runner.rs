@@ -280,7 +280,7 @@ pub async fn run_file(path: &Path, wasm: Option<&Path>) -> Result<Report, Config
         .enumerate()
         .map(|(i, case)| prepare(case).map_err(|(f, m)| err(&format!("cases[{i}].{f}"), m)))
         .collect::<Result<Vec<_>, _>>()?;
-    let mocks = Arc::new(MockUpstreams {
+    let mocks = Arc::new(FixtureUpstreams {
         granted: fixture.plugin.capabilities.upstreams.clone(),
         answers: Mutex::default(),
         calls: Mutex::default(),
@@ -791,15 +791,17 @@ fn compare(case: &Case, p: &Prepared, seen: &Seen, calls: &[(String, String)]) -
     out
 }
 
-/// Outbound calls answered from the current case's `upstreams`, recorded as (upstream, path).
-struct MockUpstreams {
+/// Outbound calls answered from the current case's `upstreams`, recorded as (upstream, path): the
+/// fixture's answers, in-process, so a plugin author's test needs no server (the gateway's own tests
+/// use a mock server instead, through the real callout client).
+struct FixtureUpstreams {
     /// The upstreams the plugin is granted: they exist, whether or not a case mocks them.
     granted: Vec<String>,
     answers: Mutex<BTreeMap<String, Result<http::Response<Bytes>, CalloutError>>>,
     calls: Mutex<Vec<(String, String)>>,
 }
 
-impl Upstreams for MockUpstreams {
+impl Upstreams for FixtureUpstreams {
     fn has(&self, upstream: &str) -> bool {
         self.granted.iter().any(|g| g == upstream)
             || self.answers.lock().unwrap().contains_key(upstream)

@@ -17,7 +17,6 @@ use crate::wasm::{self, EngineOptions, LoadedPlugin, Plugins, WasmEngine};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http_body_util::BodyExt;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -587,47 +586,8 @@ impl Upstreams for GatewayUpstreams {
         let cluster = self.cluster(upstream);
         let name = upstream.to_owned();
         Box::pin(async move {
-            let cluster = cluster.ok_or(CalloutError::UnknownUpstream(name.clone()))?;
-            let idx = cluster
-                .policy
-                .pick(&cluster.endpoints, None, None)
-                .ok_or_else(|| {
-                    CalloutError::Failed(format!("no healthy endpoint in upstream `{name}`"))
-                })?;
-            let ep = cluster.endpoints[idx].clone();
-            let (mut parts, body) = req.into_parts();
-            let pq = parts
-                .uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_owned();
-            parts.uri = format!("{}://{}{pq}", cluster.scheme, ep.address)
-                .parse()
-                .map_err(|e| CalloutError::BadRequest(format!("{e}")))?;
-            parts.version = match cluster.protocol {
-                crate::config::Protocol::Http1 => http::Version::HTTP_11,
-                crate::config::Protocol::Http2 => http::Version::HTTP_2,
-            };
-            let req = http::Request::from_parts(parts, crate::body::full(body));
-            let exchange = async {
-                let resp = cluster
-                    .client
-                    .send(idx, req)
-                    .await
-                    .map_err(|e| CalloutError::Failed(e.to_string()))?;
-                let (parts, body) = resp.into_parts();
-                let body = body
-                    .collect()
-                    .await
-                    .map_err(|e| CalloutError::Failed(e.to_string()))?
-                    .to_bytes();
-                Ok(http::Response::from_parts(parts, body))
-            };
-            let result = tokio::time::timeout(timeout, exchange)
-                .await
-                .map_err(|_| CalloutError::Timeout)?;
-            ep.record(result.is_ok(), &cluster.passive);
-            result
+            let cluster = cluster.ok_or(CalloutError::UnknownUpstream(name))?;
+            crate::host::callout(&cluster, req, timeout).await
         })
     }
 }

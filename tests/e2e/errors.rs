@@ -7,10 +7,6 @@ use bytes::Bytes;
 use http_body_util::Full;
 use std::time::Duration;
 
-fn json(body: &str) -> serde_json::Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
-}
-
 /// Every error body is `{"error", "message", "request_id"}` and nothing else.
 fn check_shape(body: &str, code: &str) -> String {
     let v = json(body);

@@ -18,19 +18,21 @@ fn fixtures() -> &'static xtask::Fixtures {
 
 fn plugins() -> String {
     let f = fixtures();
-    format!(
-        "plugins:\n  - name: demo\n    path: {}\n  - name: kitchen\n    path: {}\n  - name: hostile\n    path: {}\n    limits: {{memory: 16MiB, cpu_per_call: 250ms}}\n",
-        demo().display(),
-        f.kitchen.display(),
-        f.hostile.display()
-    )
+    GatewayConfig::new()
+        .plugin(Plugin::new("demo", demo()))
+        .plugin(Plugin::new("kitchen", &f.kitchen))
+        .plugin(
+            Plugin::new("hostile", &f.hostile)
+                .lines("    limits: {memory: 16MiB, cpu_per_call: 250ms}\n"),
+        )
+        .yaml()
 }
 
 fn upstreams(up: &MockUpstream, callee: &MockUpstream) -> String {
-    format!(
-        "upstreams:\n  - name: up\n    endpoints: [\"{}\"]\n  - name: mock\n    endpoints: [\"{}\"]\n",
-        up.addr, callee.addr
-    )
+    GatewayConfig::new()
+        .upstream(Upstream::new("up").endpoint(up.addr))
+        .upstream(Upstream::new("mock").endpoint(callee.addr))
+        .yaml()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

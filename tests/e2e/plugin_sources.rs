@@ -122,10 +122,6 @@ fn url_config(cache: &Path, url: &str, sha: &str, ca: &Path, label: &str) -> Str
     )
 }
 
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_url_plugin_is_fetched_once_verified_cached_and_works_offline_after() {
     let (v1, _) = versioned_builds();

@@ -15,10 +15,13 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// One upstream `up` at `addr` with extra upstream lines (indented 4 spaces), and one catch-all route
+/// `r` to it.
 fn one_route(addr: SocketAddr, upstream_extra: &str) -> String {
-    format!(
-        "upstreams:\n  - name: up\n    endpoints: [\"{addr}\"]\n{upstream_extra}routes:\n  - name: r\n    upstream: up\n"
-    )
+    GatewayConfig::new()
+        .upstream(Upstream::new("up").endpoint(addr).lines(upstream_extra))
+        .route(Route::new("r").upstream("up"))
+        .yaml()
 }
 
 /// Counts of a test upstream's connections.

@@ -26,19 +26,12 @@ fn mode_yaml(mode: InstanceMode) -> &'static str {
 
 /// One plugin definition.
 fn plugin(name: &str, path: &std::path::Path, mode: InstanceMode, capabilities: &str) -> String {
-    format!(
-        "  - name: {name}\n    path: {}\n    instance_mode: {}\n    capabilities: {capabilities}\n",
-        path.display(),
-        mode_yaml(mode)
-    )
-}
-
-/// A header's values, in order.
-fn values(h: &http::HeaderMap, name: &str) -> Vec<String> {
-    h.get_all(name)
-        .iter()
-        .map(|v| v.to_str().unwrap_or("<binary>").to_string())
-        .collect()
+    Plugin::new(name, path)
+        .lines(&format!(
+            "    instance_mode: {}\n    capabilities: {capabilities}\n",
+            mode_yaml(mode)
+        ))
+        .to_string()
 }
 
 /// A request as the examples' service saw it.

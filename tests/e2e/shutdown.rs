@@ -6,10 +6,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn config(up: &MockUpstream, drain: &str) -> String {
-    format!(
-        "upstreams:\n  - name: up\n    endpoints: [\"{}\"]\nroutes:\n  - name: all\n    upstream: up\n    timeout: 30s\nserver:\n  drain_timeout: {drain}\n",
-        up.addr
-    )
+    GatewayConfig::new()
+        .upstream(Upstream::new("up").endpoint(up.addr))
+        .route(Route::new("all").upstream("up").lines("    timeout: 30s\n"))
+        .raw(&format!("server:\n  drain_timeout: {drain}\n"))
+        .yaml()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -197,14 +197,14 @@ async fn queues_deliver_on_queue_ready() {
     let (_, req, _ctx) =
         request_headers(&f, &[("x-test", "queue"), ("x-message", "hello")], true).await;
     assert_eq!(hv(&req.headers, "x-queue-result"), "ok,NotFound,NotFound");
-    assert!(eventually(|| shared(&host, "queue-last:qq") == "hello").await);
+    assert!(eventually(WAIT, async || shared(&host, "queue-last:qq") == "hello").await);
     // The host side can feed the queue too.
     let id = host.queues.resolve("", "q-qq").unwrap();
     host.queues
         .enqueue(id, bytes::Bytes::from_static(b"from-host"))
         .unwrap();
-    assert!(eventually(|| shared(&host, "queue-last:qq") == "from-host").await);
-    assert!(eventually(|| shared(&host, "queue-count:qq") == "2").await);
+    assert!(eventually(WAIT, async || shared(&host, "queue-last:qq") == "from-host").await);
+    assert!(eventually(WAIT, async || shared(&host, "queue-count:qq") == "2").await);
 }
 
 #[tokio::test]
@@ -212,9 +212,11 @@ async fn ticks_run_on_the_root_context_and_stop_with_the_filter() {
     let host = host().await;
     let p = load(plugin_cfg("ticker", &fixtures().kitchen), host.clone()).await;
     let f = filter(&p, "r", "tag=t;tick_ms=10;tick_callout=1").await;
-    assert!(eventually(|| shared(&host, "ticks:t").parse::<u32>().unwrap_or(0) >= 3).await);
-    // A callout made from on_tick is delivered to the root context.
-    assert!(eventually(|| shared(&host, "tick-callout:t") == "ok /tick").await);
+    let ticks = || shared(&host, "ticks:t").parse::<u32>().unwrap_or(0);
+    assert!(eventually(WAIT, async || ticks() >= 3).await);
+    // A callout made from on_tick is delivered to the root context (with the mock's answer).
+    let answer = "mock mock /tick\n";
+    assert!(eventually(WAIT, async || shared(&host, "tick-callout:t") == answer).await);
     drop(f);
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let stopped = shared(&host, "ticks:t");
@@ -250,7 +252,7 @@ async fn response_phase_headers_status_and_on_log() {
     assert_eq!(resp.status, http::StatusCode::ACCEPTED);
     ctx.on_done();
     drop(ctx);
-    assert!(eventually(|| shared(&host, "logged:resp") == "1").await);
+    assert!(eventually(WAIT, async || shared(&host, "logged:resp") == "1").await);
     // Reading response headers in the request phase is a wrong-phase call: BadArgument.
     let (_, req, _ctx) = request_headers(&f, &[("x-test", "wrong-phase")], true).await;
     assert_eq!(hv(&req.headers, "x-wrong-phase"), "2");

@@ -120,5 +120,5 @@ async fn instance_limit_bounds_requests_in_flight() {
         Err(FilterError::Unavailable(_))
     ));
     drop(a);
-    assert!(eventually(|| f.new_ctx(&info()).is_ok()).await);
+    assert!(eventually(WAIT, async || f.new_ctx(&info()).is_ok()).await);
 }

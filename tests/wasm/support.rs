@@ -1,18 +1,21 @@
-//! Test support: builds the fixture plugins from source once per test process, a mock upstream on
-//! 127.0.0.1, an `Upstreams` over it, and helpers to drive a filter's phases.
+//! Test support for driving filters without a gateway: the fixture plugins built from source once per
+//! test process, a host core whose upstream `mock` is a mock server, and helpers to drive a filter's
+//! phases. The mock upstream, `eventually` and the config builder come from the support crate shared
+//! with `tests/e2e`.
 
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
-use gateway::config::{self, FailurePolicy, PluginLimits};
+use gateway::config::{self, FailurePolicy};
 use gateway::filter::{Filter, FilterCtx, FilterError, RequestHead, RequestInfo, Verdict};
-use gateway::host::{CalloutError, HostCore, Upstreams};
+use gateway::host::HostCore;
 use gateway::wasm::{EngineOptions, LoadedPlugin, Plugins, WasmEngine};
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use std::net::SocketAddr;
+use gateway_test_support::{MockUpstreams, Plugin};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+
+pub use gateway_test_support::{eventually, hv};
+
+/// How long these tests wait for something to happen (`eventually(WAIT, ..)`).
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub use xtask::Fixtures;
 
@@ -35,119 +38,16 @@ pub fn plugins() -> &'static Plugins {
     })
 }
 
-/// A mock upstream: `/auth` answers 200 `allowed` (403 `forbidden` when the body is `deny`) and echoes
-/// `x-from`; `/slow` answers after 3s; anything else 200 `ok <path>`.
-pub async fn mock_upstream() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                    let path = req.uri().path().to_string();
-                    let from = req.headers().get("x-from").cloned();
-                    let body = req
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    if path == "/slow" {
-                        tokio::time::sleep(Duration::from_secs(3)).await;
-                    }
-                    let (status, text) = match path.as_str() {
-                        "/auth" if &body[..] == b"deny" => (403, "forbidden".to_string()),
-                        "/auth" => (200, "allowed".to_string()),
-                        p => (200, format!("ok {p}")),
-                    };
-                    let mut resp = hyper::Response::builder().status(status);
-                    if let Some(f) = from {
-                        resp = resp.header("x-echo-from", f);
-                    }
-                    Ok::<_, std::convert::Infallible>(
-                        resp.body(Full::new(Bytes::from(text))).unwrap(),
-                    )
-                });
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-/// Callouts to the one upstream `mock`, over a fresh HTTP/1 connection each.
-pub struct TestUpstreams {
-    pub mock: SocketAddr,
-}
-
-impl Upstreams for TestUpstreams {
-    fn has(&self, upstream: &str) -> bool {
-        upstream == "mock"
-    }
-
-    fn call(
-        &self,
-        upstream: &str,
-        req: http::Request<Bytes>,
-        _timeout: Duration,
-    ) -> BoxFuture<'static, Result<http::Response<Bytes>, CalloutError>> {
-        let addr = self.mock;
-        let known = upstream == "mock";
-        let name = upstream.to_string();
-        Box::pin(async move {
-            if !known {
-                return Err(CalloutError::UnknownUpstream(name));
-            }
-            let stream = tokio::net::TcpStream::connect(addr)
-                .await
-                .map_err(|e| CalloutError::Failed(e.to_string()))?;
-            let (mut send, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                    .await
-                    .map_err(|e| CalloutError::Failed(e.to_string()))?;
-            tokio::spawn(conn);
-            let req = req.map(Full::new);
-            let resp = send
-                .send_request(req)
-                .await
-                .map_err(|e| CalloutError::Failed(e.to_string()))?;
-            let (parts, body) = resp.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| CalloutError::Failed(e.to_string()))?
-                .to_bytes();
-            Ok(http::Response::from_parts(parts, body))
-        })
-    }
-}
-
-/// A host core whose `mock` upstream is a fresh mock server.
+/// A host core whose one upstream, `mock`, is a fresh [`MockUpstream`](gateway_test_support::MockUpstream):
+/// `/auth` answers `allowed` (403 `forbidden` to the body `deny`), `/slow` answers after 3 s, and
+/// `x-from` comes back as `x-echo-from`.
 pub async fn host() -> Arc<HostCore> {
-    let mock = mock_upstream().await;
-    HostCore::new(Arc::new(TestUpstreams { mock }))
+    HostCore::new(Arc::new(MockUpstreams::start(&["mock"]).await))
 }
 
-/// A plugin config.
+/// A plugin config, as the gateway parses a `plugins:` entry with only a name and a path.
 pub fn plugin_cfg(name: &str, path: &Path) -> config::Plugin {
-    config::Plugin {
-        name: name.into(),
-        path: Some(path.into()),
-        url: None,
-        sha256: None,
-        ca: None,
-        abi: None,
-        limits: PluginLimits::default(),
-        vm_config: None,
-        capabilities: Default::default(),
-        instance_mode: Default::default(),
-    }
+    Plugin::new(name, path).config()
 }
 
 /// Loads a plugin.
@@ -212,24 +112,6 @@ pub async fn request_headers(
     let mut req = request(headers);
     let v = ctx.on_request_headers(&mut req, end_of_stream).await;
     (v, req, ctx)
-}
-
-/// A header's value as a string ("" when absent).
-pub fn hv(h: &http::HeaderMap, name: &str) -> String {
-    h.get(name)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
-}
-
-/// Waits up to 5s for `check` to hold.
-pub async fn eventually(mut check: impl FnMut() -> bool) -> bool {
-    for _ in 0..500 {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
 }
 
 /// A shared-data value of the Proxy-Wasm namespace as a string.

@@ -1,7 +1,10 @@
-//! Outbound HTTP from plugins: the gateway implements [`Upstreams`] over its upstream clusters.
+//! Outbound HTTP from plugins: the gateway implements [`Upstreams`] over its upstream clusters, each
+//! call made by [`callout`].
 
+use crate::upstream::Cluster;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use http_body_util::BodyExt;
 use std::time::Duration;
 
 /// Why a callout got no response.
@@ -21,8 +24,9 @@ pub enum CalloutError {
     Failed(String),
 }
 
-/// Sends plugin callouts to named upstreams. The gateway implements it over its clusters; tests use a
-/// small client. The future must be `'static`: it is spawned and outlives the host call that started it.
+/// Sends plugin callouts to named upstreams. The gateway implements it over its clusters (with
+/// [`callout`]), `gateway plugin test` with answers from a fixture file. The future must be
+/// `'static`: it is spawned and outlives the host call that started it.
 pub trait Upstreams: Send + Sync {
     /// Whether `upstream` exists, so that a call to an unknown one fails at dispatch, as in Envoy.
     fn has(&self, upstream: &str) -> bool;
@@ -34,4 +38,56 @@ pub trait Upstreams: Send + Sync {
         req: http::Request<Bytes>,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<http::Response<Bytes>, CalloutError>>;
+}
+
+/// Sends one callout to an endpoint of `cluster` (picked by its balancer, over its pooled client) and
+/// reads the whole response within `timeout`; the outcome counts for the endpoint's passive health.
+pub async fn callout(
+    cluster: &Cluster,
+    req: http::Request<Bytes>,
+    timeout: Duration,
+) -> Result<http::Response<Bytes>, CalloutError> {
+    let idx = cluster
+        .policy
+        .pick(&cluster.endpoints, None, None)
+        .ok_or_else(|| {
+            CalloutError::Failed(format!(
+                "no healthy endpoint in upstream `{}`",
+                cluster.name
+            ))
+        })?;
+    let ep = cluster.endpoints[idx].clone();
+    let (mut parts, body) = req.into_parts();
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    parts.uri = format!("{}://{}{pq}", cluster.scheme, ep.address)
+        .parse()
+        .map_err(|e| CalloutError::BadRequest(format!("{e}")))?;
+    parts.version = match cluster.protocol {
+        crate::config::Protocol::Http1 => http::Version::HTTP_11,
+        crate::config::Protocol::Http2 => http::Version::HTTP_2,
+    };
+    let req = http::Request::from_parts(parts, crate::body::full(body));
+    let exchange = async {
+        let resp = cluster
+            .client
+            .send(idx, req)
+            .await
+            .map_err(|e| CalloutError::Failed(e.to_string()))?;
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| CalloutError::Failed(e.to_string()))?
+            .to_bytes();
+        Ok(http::Response::from_parts(parts, body))
+    };
+    let result = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| CalloutError::Timeout)?;
+    ep.record(result.is_ok(), &cluster.passive);
+    result
 }

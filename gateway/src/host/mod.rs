@@ -8,7 +8,7 @@ mod log;
 mod metrics;
 mod queue;
 
-pub use http::{CalloutError, Upstreams};
+pub use http::{callout, CalloutError, Upstreams};
 pub use kv::{CasMismatch, IncrementError, SharedData};
 pub use log::{log_level, plugin_log, LogLevel};
 pub use metrics::{MetricError, MetricKind, Metrics};

@@ -26,15 +26,17 @@ fn kitchen() -> &'static Path {
 }
 
 /// A `plugins:` entry; `extra` is indented YAML lines (capabilities, instance mode, limits).
-fn plugin(name: &str, wasm: &Path, extra: &str) -> String {
-    format!("  - name: {name}\n    path: {}\n{extra}", wasm.display())
+fn plugin(name: &str, wasm: &Path, extra: &str) -> Plugin {
+    Plugin::new(name, wasm).lines(extra)
 }
 
 /// A route `/<name>/...` to the upstream `up` (the prefix `/<name>` stripped) with one filter.
-fn route(name: &str, plugin: &str, config: &str, filter_extra: &str) -> String {
-    format!(
-        "  - name: {name}\n    match: {{path: {{prefix: /{name}/}}}}\n    rewrite: {{strip_prefix: /{name}}}\n    upstream: up\n    filters: [{{plugin: {plugin}, config: \"{config}\"{filter_extra}}}]\n"
-    )
+fn route(name: &str, plugin: &str, config: &str, filter_extra: &str) -> Route {
+    Route::new(name)
+        .prefix(&format!("/{name}/"))
+        .strip_prefix(&format!("/{name}"))
+        .upstream("up")
+        .filter_with(plugin, config, filter_extra)
 }
 
 /// The backends of a test: `up` serves the routes, `callee` is what plugins call out to.
@@ -54,27 +56,27 @@ impl Backends {
         }
     }
 
-    fn yaml(&self, plugins: &[String], routes: &[String]) -> String {
-        format!(
-            "plugins:\n{}upstreams:\n  - name: up\n    endpoints: [\"{}\"]\n  - name: callee\n    endpoints: [\"{}\"]\n  - name: dead\n    endpoints: [\"127.0.0.1:{}\"]\n    health: {{passive: {{consecutive_failures: 0}}}}\nroutes:\n{}",
-            plugins.concat(),
-            self.up.addr,
-            self.callee.addr,
-            self.dead,
-            routes.concat()
-        )
+    fn yaml(&self, plugins: &[Plugin], routes: &[Route]) -> String {
+        let mut cfg = GatewayConfig::new()
+            .upstream(Upstream::new("up").endpoint(self.up.addr))
+            .upstream(Upstream::new("callee").endpoint(self.callee.addr))
+            .upstream(
+                Upstream::new("dead")
+                    .endpoint(format!("127.0.0.1:{}", self.dead))
+                    .lines("    health: {passive: {consecutive_failures: 0}}\n"),
+            );
+        for p in plugins {
+            cfg = cfg.plugin(p.clone());
+        }
+        for r in routes {
+            cfg = cfg.route(r.clone());
+        }
+        cfg.yaml()
     }
 
-    async fn gateway(&self, plugins: &[String], routes: &[String]) -> TestGateway {
+    async fn gateway(&self, plugins: &[Plugin], routes: &[Route]) -> TestGateway {
         TestGateway::start(&self.yaml(plugins, routes)).await
     }
-}
-
-/// A header's value as a string ("" when absent).
-fn hv(h: &http::HeaderMap, name: &str) -> String {
-    h.get(name)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
 }
 
 /// GETs `path` with `x-test: test` and `extra` headers; returns the response and the headers the

@@ -50,13 +50,15 @@ async fn whole_response_body_call_changes_the_head_and_the_length_is_right() {
             &[plugin("kitchen", kitchen(), "")],
             &[
                 route("whole", "kitchen", "response-body=whole", ""),
-                route("small", "kitchen", "response-body=whole", "") + "    max_body_size: 1KiB\n",
+                route("small", "kitchen", "response-body=whole", "")
+                    .lines("    max_body_size: 1KiB\n"),
                 route(
                     "smallopen",
                     "kitchen",
                     "response-body=whole",
                     ", failure: open",
-                ) + "    max_body_size: 1KiB\n",
+                )
+                .lines("    max_body_size: 1KiB\n"),
             ],
         )
         .await;
@@ -134,7 +136,8 @@ async fn whole_request_body_call_changes_the_head_upstream_and_can_answer() {
             &[plugin("kitchen", kitchen(), "")],
             &[
                 route("whole", "kitchen", "request-body=whole", ""),
-                route("small", "kitchen", "request-body=whole", "") + "    max_body_size: 1KiB\n",
+                route("small", "kitchen", "request-body=whole", "")
+                    .lines("    max_body_size: 1KiB\n"),
             ],
         )
         .await;

@@ -1,9 +1,8 @@
-//! The end-to-end harness: the real gateway on ephemeral ports, mock upstreams that count hits and can
-//! delay, fail, stream or close, and clients that speak HTTP or raw bytes over real sockets.
+//! The end-to-end harness: the real gateway on ephemeral ports (in-process or as its own process), and
+//! clients that speak HTTP or raw bytes over real sockets. The mock upstream, `eventually` and the
+//! config builder come from the support crate shared with `tests/wasm`.
 
 #![allow(dead_code)]
-
-pub mod mock;
 
 use bytes::Bytes;
 use gateway::{Config, Gateway, Source};
@@ -16,7 +15,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub use mock::MockUpstream;
+pub use gateway_test_support::{
+    eventually, free_port, hv, metric, values, GatewayConfig, MockUpstream, Plugin, Route, TempDir,
+    Upstream,
+};
 
 /// A running gateway for one test.
 pub struct TestGateway {
@@ -34,29 +36,25 @@ impl TestGateway {
             .unwrap_or_else(|e| panic!("gateway did not start: {e}\n{yaml}"))
     }
 
+    /// Like `start`, returning why the gateway did not start.
     pub async fn try_start(yaml: &str) -> Result<TestGateway, gateway::server::StartError> {
-        let mut text = String::new();
-        if !yaml.contains("listeners:") {
-            text.push_str("listeners:\n  - name: main\n    address: 127.0.0.1:0\n");
-        }
-        if !yaml.contains("admin:") {
-            text.push_str("admin:\n  address: 127.0.0.1:0\n");
-        }
-        if !yaml.contains("access_log") {
-            text.push_str("server:\n  access_log: {enabled: false}\n");
-        }
-        text.push_str(yaml);
+        let text = config_text(yaml);
         let path = Path::new("test.yaml");
         let cfg = Config::parse(path, &text)?;
+        let src = Source {
+            path: path.into(),
+            text: Some(text.clone()),
+        };
+        Self::from_config(cfg, src).await
+    }
+
+    /// Starts a gateway from a parsed config; its address is that of the first listener.
+    async fn from_config(
+        cfg: Config,
+        src: Source,
+    ) -> Result<TestGateway, gateway::server::StartError> {
         let first = cfg.listeners[0].name.clone();
-        let gw = Gateway::start(
-            cfg,
-            Source {
-                path: path.into(),
-                text: Some(text.clone()),
-            },
-        )
-        .await?;
+        let gw = Gateway::start(cfg, src).await?;
         Ok(TestGateway {
             addr: gw.addr(&first).expect("listener"),
             admin: gw.admin_addr(),
@@ -75,6 +73,11 @@ impl TestGateway {
     pub async fn shutdown(mut self, drain: Duration) -> bool {
         self.gw.take().unwrap().shutdown(drain).await
     }
+}
+
+/// Parses a JSON body, or panics with the text.
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 /// A response as the tests look at it.
@@ -158,33 +161,6 @@ pub fn status_of(resp: &str) -> u16 {
         .unwrap_or(0)
 }
 
-/// Polls `f` until it returns true or `within` passes.
-pub async fn eventually<F, Fut>(within: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = tokio::time::Instant::now() + within;
-    loop {
-        if f().await {
-            return true;
-        }
-        if tokio::time::Instant::now() > end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A free TCP port on 127.0.0.1 (for configs of a gateway started as a separate process).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Resident memory of a process in KiB, from /proc.
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -206,25 +182,6 @@ pub struct GatewayProcess {
     _dir: TempDir,
 }
 
-/// A directory removed when dropped.
-pub struct TempDir(pub std::path::PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let p = std::env::temp_dir().join(format!("gateway-test-{}-{tag}-{n}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 impl GatewayProcess {
     /// Writes `yaml` (which must not define listeners or admin: one listener `main` and the admin API
     /// are added on free ports) and starts `gateway run`, waiting until the admin API answers.
@@ -242,9 +199,7 @@ impl GatewayProcess {
         let dir = TempDir::new("proc");
         let port = free_port();
         let admin_port = free_port();
-        let text = format!(
-            "listeners:\n  - name: main\n    address: 127.0.0.1:{port}\n{listener_extra}admin:\n  address: 127.0.0.1:{admin_port}\n{yaml}"
-        );
+        let text = process_config_text(port, listener_extra, admin_port, yaml);
         let config_path = dir.0.join("gateway.yaml");
         std::fs::write(&config_path, text).unwrap();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
@@ -371,16 +326,11 @@ impl FileGateway {
         let config_path = dir.0.join("gateway.yaml");
         std::fs::write(&config_path, config_text(yaml)).unwrap();
         let (cfg, src) = Source::load(&config_path).unwrap();
-        let first = cfg.listeners[0].name.clone();
-        let gw = Gateway::start(cfg, src)
+        let gw = TestGateway::from_config(cfg, src)
             .await
             .unwrap_or_else(|e| panic!("gateway did not start: {e}\n{yaml}"));
         FileGateway {
-            gw: TestGateway {
-                addr: gw.addr(&first).expect("listener"),
-                admin: gw.admin_addr(),
-                gw: Some(gw),
-            },
+            gw,
             config_path,
             _dir: dir,
         }
@@ -395,11 +345,15 @@ impl FileGateway {
 impl GatewayProcess {
     /// Replaces the config file with `yaml` plus the listener and admin sections it was started with.
     pub fn write_config(&self, yaml: &str) {
-        let text = format!(
-            "listeners:\n  - name: main\n    address: 127.0.0.1:{}\nadmin:\n  address: 127.0.0.1:{}\n{yaml}",
-            self.addr.port(),
-            self.admin.port()
-        );
+        let text = process_config_text(self.addr.port(), "", self.admin.port(), yaml);
         replace_file(&self.config_path, &text);
     }
+}
+
+/// The config text of a `GatewayProcess`: `yaml` after one listener `main` on `port` (with
+/// `listener_extra`, indented YAML lines) and the admin API on `admin_port`.
+fn process_config_text(port: u16, listener_extra: &str, admin_port: u16, yaml: &str) -> String {
+    format!(
+        "listeners:\n  - name: main\n    address: 127.0.0.1:{port}\n{listener_extra}admin:\n  address: 127.0.0.1:{admin_port}\n{yaml}"
+    )
 }

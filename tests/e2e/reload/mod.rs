@@ -13,22 +13,15 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The value of a metric line that starts with `name` (labels included).
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 async fn admin_metric(admin: SocketAddr, name: &str) -> Option<f64> {
     metric(&get(&format!("http://{admin}/metrics")).await.2, name)
 }
 
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
+/// One route `r` that answers `body` itself.
 fn one_route(body: &str) -> String {
-    format!("routes:\n  - name: r\n    direct_response: {{body: \"{body}\"}}\n")
+    GatewayConfig::new()
+        .route(Route::new("r").respond(body))
+        .yaml()
 }
 
 /// The two builds of the versioned fixture filter (`tests/fixtures/versioned`): each answers every

@@ -6,7 +6,13 @@ use super::*;
 async fn round_robin_follows_weights_exactly() {
     let a = MockUpstream::start("a").await;
     let b = MockUpstream::start("b").await;
-    let gw = TestGateway::start(&one_route(&[ep_w(a.addr, 3), ep_w(b.addr, 1)], "", "")).await;
+    let gw = TestGateway::start(
+        &GatewayConfig::new()
+            .upstream(Upstream::new("up").weighted(a.addr, 3).weighted(b.addr, 1))
+            .route(Route::new("r").upstream("up"))
+            .yaml(),
+    )
+    .await;
     let mut by_header: HashMap<String, usize> = HashMap::new();
     for i in 0..40 {
         let r = get(&gw.url(&format!("/rr/{i}"))).await;
@@ -26,7 +32,7 @@ async fn round_robin_follows_weights_exactly() {
 async fn random_sends_traffic_to_every_endpoint() {
     let a = MockUpstream::start("a").await;
     let b = MockUpstream::start("b").await;
-    let gw = TestGateway::start(&one_route(&[ep(&a), ep(&b)], "    balancer: random\n", "")).await;
+    let gw = TestGateway::start(&one_route(&[a.addr, b.addr], "    balancer: random\n", "")).await;
     for _ in 0..40 {
         assert_eq!(get(&gw.url("/rand")).await.0, 200);
     }
@@ -46,13 +52,13 @@ async fn least_request_sends_fewer_requests_to_a_slow_endpoint() {
     let fast = MockUpstream::start("fast").await;
     let slow = MockUpstream::start("slow").await;
     let relay = TestGateway::start(&one_route(
-        &[ep(&slow)],
+        &[slow.addr],
         "",
         "    rewrite: {path: /delay/300}\n",
     ))
     .await;
     let gw = TestGateway::start(&one_route(
-        &[ep(&fast), format!("\"{}\"", relay.addr)],
+        &[fast.addr, relay.addr],
         "    balancer: least_request\n",
         "",
     ))
@@ -109,7 +115,7 @@ async fn three_mocks() -> (MockUpstream, MockUpstream, MockUpstream) {
 async fn consistent_hash_by_header_is_sticky_and_spreads() {
     let (m0, m1, m2) = three_mocks().await;
     let gw = TestGateway::start(&one_route(
-        &[ep(&m0), ep(&m1), ep(&m2)],
+        &[m0.addr, m1.addr, m2.addr],
         "    balancer: {consistent_hash: {header: x-user}}\n",
         "",
     ))
@@ -129,7 +135,7 @@ async fn consistent_hash_by_header_is_sticky_and_spreads() {
 async fn consistent_hash_by_cookie_is_sticky_and_spreads() {
     let (m0, m1, m2) = three_mocks().await;
     let gw = TestGateway::start(&one_route(
-        &[ep(&m0), ep(&m1), ep(&m2)],
+        &[m0.addr, m1.addr, m2.addr],
         "    balancer: {consistent_hash: {cookie: sid}}\n",
         "",
     ))
@@ -163,7 +169,7 @@ fn rand_suffix() -> u64 {
 async fn consistent_hash_by_client_ip_is_sticky_and_spreads() {
     let (m0, m1, m2) = three_mocks().await;
     let gw = TestGateway::start(&one_route(
-        &[ep(&m0), ep(&m1), ep(&m2)],
+        &[m0.addr, m1.addr, m2.addr],
         "    balancer: {consistent_hash: {client_ip: true}}\n",
         "",
     ))

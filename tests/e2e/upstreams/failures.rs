@@ -5,7 +5,7 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_timeout_answers_504_upstream_timeout_in_time() {
     let up = MockUpstream::start("up").await;
-    let gw = TestGateway::start(&one_route(&[ep(&up)], "", "    timeout: 200ms\n")).await;
+    let gw = TestGateway::start(&one_route(&[up.addr], "", "    timeout: 200ms\n")).await;
     let t = Instant::now();
     let r = get(&gw.url("/delay/2000")).await;
     let took = t.elapsed();
@@ -23,7 +23,7 @@ async fn route_timeout_answers_504_upstream_timeout_in_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_failure_answers_502_upstream_connect_failure() {
     let (_hold, dead) = closed_addr();
-    let gw = TestGateway::start(&one_route(&[format!("\"{dead}\"")], "", "")).await;
+    let gw = TestGateway::start(&one_route(&[dead], "", "")).await;
     let r = get(&gw.url("/x")).await;
     assert_eq!(r.0, 502, "{r:?}");
     assert_eq!(error_code(&r.2), "upstream_connect_failure", "{}", r.2);
@@ -32,7 +32,7 @@ async fn connect_failure_answers_502_upstream_connect_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connection_answers_502_upstream_protocol_error() {
     let up = MockUpstream::start("up").await;
-    let gw = TestGateway::start(&one_route(&[ep(&up)], "", "")).await;
+    let gw = TestGateway::start(&one_route(&[up.addr], "", "")).await;
     let r = get(&gw.url("/close")).await;
     assert_eq!(r.0, 502, "{r:?}");
     assert_eq!(error_code(&r.2), "upstream_protocol_error", "{}", r.2);
@@ -47,7 +47,7 @@ async fn dropped_connection_answers_502_upstream_protocol_error() {
 async fn retry_on_503_succeeds_on_the_next_try() {
     let up = MockUpstream::start("up").await;
     let gw = TestGateway::start(&one_route(
-        &[ep(&up)],
+        &[up.addr],
         "",
         "    retry: {attempts: 2, on: [503]}\n",
     ))
@@ -65,7 +65,7 @@ async fn retry_on_503_succeeds_on_the_next_try() {
 async fn retries_exhausted_pass_the_last_answer_through() {
     let up = MockUpstream::start("up").await;
     let gw = TestGateway::start(&one_route(
-        &[ep(&up)],
+        &[up.addr],
         "",
         "    retry: {attempts: 2, on: [503]}\n",
     ))
@@ -90,7 +90,7 @@ async fn retries_exhausted_pass_the_last_answer_through() {
 async fn broken_exchange_is_retried_on_reset() {
     let up = MockUpstream::start("up").await;
     let gw = TestGateway::start(&one_route(
-        &[ep(&up)],
+        &[up.addr],
         "",
         "    retry: {attempts: 2, on: [reset], backoff_base: 5ms}\n",
     ))
@@ -128,7 +128,7 @@ async fn post_is_retried_only_when_non_idempotent_retries_are_allowed() {
 async fn retried_post_body_is_replayed_intact() {
     let up = MockUpstream::start("up").await;
     let gw = TestGateway::start(&one_route(
-        &[ep(&up)],
+        &[up.addr],
         "",
         "    retry: {attempts: 2, on: [503], allow_non_idempotent: true}\n",
     ))
@@ -152,7 +152,7 @@ async fn connect_failure_is_retried_on_the_live_endpoint() {
     let live = MockUpstream::start("live").await;
     let (_hold, dead) = closed_addr();
     let gw = TestGateway::start(&one_route(
-        &[format!("\"{dead}\""), ep(&live)],
+        &[dead, live.addr],
         "",
         "    retry: {attempts: 2, on: [connect_failure], backoff_base: 5ms}\n",
     ))
@@ -184,7 +184,7 @@ async fn connect_failure_is_retried_on_the_live_endpoint() {
 async fn empty_retry_budget_stops_retries() {
     let up = MockUpstream::start("up").await;
     let gw = TestGateway::start(&one_route(
-        &[ep(&up)],
+        &[up.addr],
         "",
         "    retry: {attempts: 2, on: [503], budget_ratio: 0, budget_min_per_second: 0}\n",
     ))
@@ -210,7 +210,7 @@ async fn per_try_timeout_retries_a_slow_try() {
     let hole = black_hole();
     let fast = MockUpstream::start("fast").await;
     let gw = TestGateway::start(&one_route(
-        &[format!("\"{}\"", hole.local_addr().unwrap()), ep(&fast)],
+        &[hole.local_addr().unwrap(), fast.addr],
         "",
         "    timeout: 5s\n    retry: {attempts: 1, on: [timeout], per_try_timeout: 200ms, backoff_base: 5ms}\n",
     ))
@@ -249,7 +249,7 @@ async fn per_try_timeout_retries_a_slow_try() {
 async fn body_over_the_retry_buffer_limit_is_not_retried() {
     let up = MockUpstream::start("up").await;
     let gw = TestGateway::start(&one_route(
-        &[ep(&up)],
+        &[up.addr],
         "",
         "    retry: {attempts: 2, on: [503], allow_non_idempotent: true, buffer_limit: 16}\n",
     ))
@@ -273,7 +273,7 @@ async fn route_deadline_reached_during_backoff_does_not_charge_the_endpoint() {
     // One real failure per round; passive health needs two in a row to eject.
     let up = MockUpstream::start("up").await;
     let gw = TestGateway::start(&one_route(
-        &[ep(&up)],
+        &[up.addr],
         "    health:\n      passive: {consecutive_failures: 2, ejection_time: 10s}\n",
         "    timeout: 200ms\n    retry: {attempts: 2, on: [503], backoff_base: 1s, backoff_max: 1s}\n",
     ))

@@ -5,7 +5,7 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_headers_and_host_pass_through() {
     let up = MockUpstream::start("up").await;
-    let gw = TestGateway::start(&one_route(&[ep(&up)], "", "")).await;
+    let gw = TestGateway::start(&one_route(&[up.addr], "", "")).await;
     let r = get_with(
         &gw.url("/fwd"),
         &[
@@ -39,7 +39,7 @@ async fn forwarded_headers_and_host_pass_through() {
 async fn host_is_rewritten_when_configured() {
     let up = MockUpstream::start("up").await;
     let gw = TestGateway::start(&one_route(
-        &[ep(&up)],
+        &[up.addr],
         "",
         "    rewrite: {host: users.internal}\n",
     ))
@@ -58,7 +58,7 @@ async fn host_is_rewritten_when_configured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hop_by_hop_headers_are_not_forwarded_to_the_upstream() {
     let up = MockUpstream::start("up").await;
-    let gw = TestGateway::start(&one_route(&[ep(&up)], "", "")).await;
+    let gw = TestGateway::start(&one_route(&[up.addr], "", "")).await;
     let req = b"GET /hop HTTP/1.1\r\nHost: front.example\r\nConnection: close, x-secret\r\nX-Secret: named by Connection\r\nKeep-Alive: timeout=5\r\nTE: gzip;q=0.5\r\nTrailer: x-checksum\r\nUpgrade: websocket\r\nProxy-Authorization: Basic dXNlcjpwYXNz\r\nProxy-Connection: keep-alive\r\nX-Keep: yes\r\n\r\n";
     let resp = raw(gw.addr, req, Duration::from_millis(1000)).await;
     assert_eq!(status_of(&resp), 200, "{resp}");
@@ -92,7 +92,7 @@ async fn hop_by_hop_headers_are_not_forwarded_to_the_client() {
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: x-secret\r\nX-Secret: s\r\nKeep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\nProxy-Agent: up\r\nTrailer: x-t\r\nX-Keep: yes\r\n\r\nok",
     )
     .await;
-    let gw = TestGateway::start(&one_route(&[format!("\"{addr}\"")], "", "")).await;
+    let gw = TestGateway::start(&one_route(&[addr], "", "")).await;
     let r = get(&gw.url("/resp")).await;
     assert_eq!((r.0, r.2.as_str()), (200, "ok"), "{r:?}");
     for name in [
@@ -126,7 +126,7 @@ async fn hop_by_hop_headers_are_not_forwarded_to_the_client() {
 async fn request_and_response_header_changes_reach_their_targets() {
     let up = MockUpstream::start("up").await;
     let gw = TestGateway::start(&one_route(
-        &[ep(&up)],
+        &[up.addr],
         "",
         "    request_headers: {set: {x-team: core}, add: {x-via: gw}, remove: [x-internal]}\n    response_headers: {set: {cache-control: no-store, x-upstream: hidden}}\n",
     ))

@@ -8,7 +8,7 @@ async fn passive_health_ejects_a_failing_endpoint() {
     let good = MockUpstream::start("good").await;
     bad.fail_next(1000, 503);
     let gw = TestGateway::start(&one_route(
-        &[ep(&bad), ep(&good)],
+        &[bad.addr, good.addr],
         "    health:\n      passive: {consecutive_failures: 2, ejection_time: 10s}\n",
         "",
     ))
@@ -42,7 +42,7 @@ async fn passive_health_with_every_endpoint_ejected_answers_503_no_healthy_endpo
     let only = MockUpstream::start("only").await;
     only.fail_next(1000, 503);
     let gw = TestGateway::start(&one_route(
-        &[ep(&only)],
+        &[only.addr],
         "    health:\n      passive: {consecutive_failures: 2, ejection_time: 10s}\n",
         "",
     ))
@@ -67,7 +67,7 @@ async fn passive_ejection_time_doubles_with_each_consecutive_ejection() {
     let bad = MockUpstream::start("bad").await;
     bad.fail_next(100_000, 503);
     let gw = TestGateway::start(&one_route(
-        &[ep(&bad)],
+        &[bad.addr],
         "    health:\n      passive: {consecutive_failures: 1, ejection_time: 100ms}\n",
         "",
     ))
@@ -188,7 +188,7 @@ async fn active_health_brings_an_endpoint_back_after_healthy_threshold() {
     // The first three probes fail, the following ones pass.
     up.fail_next(3, 500);
     let gw = TestGateway::start(&one_route(
-        &[ep(&up)],
+        &[up.addr],
         "    health:\n      active: {path: /healthz, interval: 100ms, unhealthy_threshold: 2, healthy_threshold: 2}\n",
         "",
     ))

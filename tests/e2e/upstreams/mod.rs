@@ -24,23 +24,16 @@ use tokio::net::TcpListener;
 // Helpers
 // ---------------------------------------------------------------------------------------------------
 
-/// An endpoint entry for a mock (weight 1).
-fn ep(m: &MockUpstream) -> String {
-    format!("\"{}\"", m.addr)
-}
-
-/// An endpoint entry with a weight.
-fn ep_w(addr: SocketAddr, weight: u32) -> String {
-    format!("{{address: \"{addr}\", weight: {weight}}}")
-}
-
 /// One upstream `up` with these endpoints and extra upstream lines (indented 4 spaces), and one
 /// catch-all route `r` to it with extra route lines (indented 4 spaces).
-fn one_route(endpoints: &[String], upstream_extra: &str, route_extra: &str) -> String {
-    format!(
-        "upstreams:\n  - name: up\n    endpoints: [{}]\n{upstream_extra}routes:\n  - name: r\n    upstream: up\n{route_extra}",
-        endpoints.join(", ")
-    )
+fn one_route(endpoints: &[SocketAddr], upstream_extra: &str, route_extra: &str) -> String {
+    let up = endpoints
+        .iter()
+        .fold(Upstream::new("up"), |up, addr| up.endpoint(addr));
+    GatewayConfig::new()
+        .upstream(up.lines(upstream_extra))
+        .route(Route::new("r").upstream("up").lines(route_extra))
+        .yaml()
 }
 
 /// The `error` code of a JSON error body ("" if the body is not one).
@@ -49,17 +42,6 @@ fn error_code(body: &str) -> String {
         .ok()
         .and_then(|v| v["error"].as_str().map(str::to_owned))
         .unwrap_or_default()
-}
-
-/// The value of one series in Prometheus text, e.g. `gateway_upstream_requests_total{upstream="up"}`.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
 }
 
 /// An address that refuses connections: a socket bound to it but not listening, so that no other
@@ -104,14 +86,6 @@ fn answered_by(r: &Resp) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned()
-}
-
-/// All values of a header, as strings.
-fn values(h: &http::HeaderMap, name: &str) -> Vec<String> {
-    h.get_all(name)
-        .iter()
-        .map(|v| v.to_str().unwrap_or("?").to_owned())
-        .collect()
 }
 
 /// A minimal HTTP/1.1 upstream that answers every request head with `response` (keep-alive).

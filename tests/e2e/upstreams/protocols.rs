@@ -5,7 +5,7 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_upstream_gets_http2() {
     let up = MockUpstream::start("up").await;
-    let gw = TestGateway::start(&one_route(&[ep(&up)], "    protocol: http2\n", "")).await;
+    let gw = TestGateway::start(&one_route(&[up.addr], "    protocol: http2\n", "")).await;
     let r = get(&gw.url("/h2?q=1")).await;
     assert_eq!((r.0, r.2.as_str()), (200, "mock up /h2\n"), "{r:?}");
     let seen = up.last();
@@ -46,7 +46,7 @@ async fn http2_upstream_gets_http2() {
 async fn http2_upstream_is_health_checked_over_http2() {
     let up = MockUpstream::start("up").await;
     let gw = TestGateway::start(&one_route(
-        &[ep(&up)],
+        &[up.addr],
         "    protocol: http2\n    health:\n      active: {path: /healthz, interval: 100ms, unhealthy_threshold: 2}\n",
         "",
     ))
@@ -73,7 +73,7 @@ async fn http2_upstream_is_health_checked_over_http2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_client_reaches_an_http1_upstream() {
     let up = MockUpstream::start("up").await;
-    let gw = TestGateway::start(&one_route(&[ep(&up)], "", "")).await;
+    let gw = TestGateway::start(&one_route(&[up.addr], "", "")).await;
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http();

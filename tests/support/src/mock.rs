@@ -3,14 +3,18 @@
 //!
 //! - `/status/{code}`: answers with that status;
 //! - `/delay/{ms}`: waits, then 200;
+//! - `/slow`: waits 3 s, then 200 (longer than the callout timeouts of the fixture plugins);
 //! - `/close`: drops the connection without answering;
-//! - `/auth`: 200 `allowed` (no newline: plugins copy it into a header);
+//! - `/auth`: 200 `allowed`, or 403 `forbidden` when the request body is `deny` (no newline: plugins
+//!   copy it into a header);
 //! - `/echo`: answers with the request body;
 //! - `/upload`: reads the body without keeping it and answers with its length;
 //! - `/stream/{n}`: answers with n chunks of 64 KiB, generated as they are sent;
 //! - `/foo/{n}`: n chunks `foo {i}\n`, streamed;
 //! - `/trailers`: a body followed by trailers;
 //! - anything else: 200 `mock {name} {path}`.
+//!
+//! Every answer carries `x-upstream: {name}`, and `x-echo-from` with the request's `x-from` if it had one.
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response};
@@ -179,11 +183,18 @@ async fn handle(
         let mut r = Response::new(full(format!("status {code}\n")));
         *r.status_mut() = http::StatusCode::from_u16(code.parse().unwrap_or(500)).unwrap();
         r
+    } else if path == "/slow" {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Response::new(full("delayed\n"))
     } else if let Some(ms) = path.strip_prefix("/delay/") {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
         Response::new(full("delayed\n"))
     } else if path == "/close" {
         return Err(std::io::Error::other("closing without a response"));
+    } else if path == "/auth" && &body[..] == b"deny" {
+        let mut r = Response::new(full("forbidden"));
+        *r.status_mut() = http::StatusCode::FORBIDDEN;
+        r
     } else if path == "/auth" {
         Response::new(full("allowed"))
     } else if path == "/echo" {
@@ -219,5 +230,8 @@ async fn handle(
     };
     resp.headers_mut()
         .insert("x-upstream", st.name.parse().unwrap());
+    if let Some(from) = parts.headers.get("x-from") {
+        resp.headers_mut().insert("x-echo-from", from.clone());
+    }
     Ok(resp)
 }
