@@ -4,8 +4,8 @@
 //! kept in the cache directory under that sha256; later loads (reloads, restarts) read the cached copy
 //! and never touch the network again.
 
-use crate::config::{Config, ConfigError, Plugin, UpstreamTls};
 use crate::config::Source;
+use crate::config::{Config, ConfigError, Plugin, UpstreamTls};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};

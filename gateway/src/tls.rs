@@ -3,8 +3,8 @@
 //! Files are read when a runtime is built, so a reload picks up changed certificates; errors name the
 //! file and the config field.
 
-use crate::config::{self, ConfigError};
 use crate::config::Source;
+use crate::config::{self, ConfigError};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};

@@ -118,7 +118,12 @@ fn a_garbage_wasm_is_reported_in_one_line() {
         let (code, _, err) = gateway(&["check", "--config", p.to_str().unwrap()]);
         assert_eq!(code, 1);
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-        for part in ["garbage.yaml:3:", "plugins[0].path", "plugin `junk`", reason] {
+        for part in [
+            "garbage.yaml:3:",
+            "plugins[0].path",
+            "plugin `junk`",
+            reason,
+        ] {
             assert!(err.contains(part), "{part} not in {err}");
         }
     }

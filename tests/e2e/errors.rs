@@ -90,17 +90,28 @@ async fn request_ids_reach_the_upstream_and_client_ids_only_when_trusted() {
     let inner = gw.gw.as_ref().unwrap().addr("inner").unwrap();
     // Made by the gateway, whatever the client says, on an ordinary listener.
     get_with(&gw.url("/a"), &[("x-request-id", "client-1")]).await;
-    let id = up.last().headers["x-request-id"].to_str().unwrap().to_owned();
+    let id = up.last().headers["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(id, "client-1");
     assert_eq!(id.len(), 16);
     assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
     // Taken from the client on a trusting listener; made when it has none or a bad one.
-    get_with(&format!("http://{inner}/a"), &[("x-request-id", "client-1")]).await;
+    get_with(
+        &format!("http://{inner}/a"),
+        &[("x-request-id", "client-1")],
+    )
+    .await;
     assert_eq!(up.last().headers["x-request-id"], "client-1");
     get(&format!("http://{inner}/a")).await;
     assert_eq!(up.last().headers["x-request-id"].len(), 16);
     let long = "x".repeat(200);
-    get_with(&format!("http://{inner}/a"), &[("x-request-id", long.as_str())]).await;
+    get_with(
+        &format!("http://{inner}/a"),
+        &[("x-request-id", long.as_str())],
+    )
+    .await;
     assert_eq!(up.last().headers["x-request-id"].len(), 16);
     // One id per request.
     get(&gw.url("/a")).await;

@@ -117,7 +117,13 @@ pub async fn forward(
             (None, Some(b)) => b,
             (None, None) => body::empty(),
         };
-        let uri = upstream_uri(cluster.scheme, version, &ep, authority.as_ref(), &path_and_query)?;
+        let uri = upstream_uri(
+            cluster.scheme,
+            version,
+            &ep,
+            authority.as_ref(),
+            &path_and_query,
+        )?;
         let mut req = Request::new(body);
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = uri;

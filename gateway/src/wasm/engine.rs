@@ -262,7 +262,10 @@ impl WasmEngine {
             };
             compiled.map_err(|e| {
                 // wasmtime's reasons can span lines (pretty-printed byte arrays): one line each.
-                let reason = format!("{e:#}").split_whitespace().collect::<Vec<_>>().join(" ");
+                let reason = format!("{e:#}")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 PluginError::Compile {
                     plugin: plugin.to_string(),
                     reason,
