@@ -10,11 +10,9 @@ use crate::filter::{
     BodyMode, FilterCtx, FilterError, LocalResponse, RequestHead, RequestInfo, ResponseHead,
     Verdict,
 };
-use crate::wasm::health::FailureKind;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, Method, StatusCode, Uri};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use wasmtime::component::Resource;
 
@@ -91,7 +89,6 @@ impl ComponentCtx {
         let plugin = self.inner.plugin.clone();
         let keep_req = self.inner.options.0 != WitBodyMode::Skip;
         let keep_resp = self.inner.options.1 != WitBodyMode::Skip;
-        let ticks = plugin.cpu_ticks();
         let inst = self.instance().await?;
         let state = inst.store.data_mut();
         state.whole = matches!(lent, Lent::ReqWhole(..) | Lent::RespWhole(..));
@@ -137,10 +134,7 @@ impl ComponentCtx {
                 Phase::ResponseBody
             }
         };
-        state.limiter.reset();
-        state.waited = false;
-        inst.store.set_epoch_deadline(ticks);
-        plugin.health.call();
+        plugin.sandbox.enter(&mut inst.store);
         let b = &inst.bindings;
         let s = &mut inst.store;
         let r = match &lent {
@@ -199,17 +193,16 @@ impl ComponentCtx {
                 }
             }
         }
-        let action = match r {
+        let action = match plugin.sandbox.leave(r, &mut inst.store) {
             Ok(a) => a,
-            Err(e) => {
-                let err = plugin.failed(&e, &inst.store);
+            Err(err) => {
                 self.discard();
                 return Err(err);
             }
         };
         match action {
             Action::Continue => {
-                plugin.health.success();
+                plugin.sandbox.success();
                 Ok(Verdict::Continue)
             }
             Action::Respond(local) => {
@@ -219,7 +212,7 @@ impl ComponentCtx {
                     header_map(&local.headers).map_err(|e| format!("local response with {e:?}"));
                 match (status, headers) {
                     (Ok(status), Ok(headers)) => {
-                        plugin.health.success();
+                        plugin.sandbox.success();
                         Ok(Verdict::Respond(LocalResponse {
                             status,
                             headers,
@@ -227,17 +220,18 @@ impl ComponentCtx {
                         }))
                     }
                     (Err(m), _) | (_, Err(m)) => {
-                        plugin.health.failure(FailureKind::Trap);
-                        plugin.health.instance_discarded();
+                        let err = plugin.sandbox.violation(m);
                         self.discard();
-                        Err(FilterError::Abi(m))
+                        Err(err)
                     }
                 }
             }
         }
     }
 
+    /// Throws the instance away after a failure; later phases of this request are not run.
     fn discard(&mut self) {
+        self.inner.plugin.sandbox.discarded();
         self.inst = None;
         self.failed = true;
     }
@@ -254,7 +248,7 @@ impl ComponentCtx {
                 self.inner.release(inst);
             }
         }
-        self.inner.plugin.live.fetch_sub(1, Ordering::AcqRel);
+        self.inner.plugin.sandbox.release();
     }
 }
 

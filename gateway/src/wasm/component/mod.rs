@@ -14,15 +14,14 @@ pub use host::MAX_RANDOM_BYTES;
 pub use kv::{MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use state::{CompState, RequestRes, ResponseRes};
 
-use crate::config::{FailurePolicy, InstanceMode, PluginCapabilities, PluginLimits};
+use crate::config::{FailurePolicy, InstanceMode, PluginCapabilities};
 use crate::filter::{Filter, FilterCtx, FilterError, RequestInfo};
 use crate::host::HostCore;
-use crate::wasm::health::FailureKind;
+use crate::wasm::sandbox::{InstanceGuard, Sandbox};
 use crate::wasm::{PluginError, PluginHealth, WasmEngine};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::Store;
 
 /// Generated bindings of the `filter` world.
 pub(crate) mod bindings {
@@ -42,10 +41,6 @@ pub(crate) mod bindings {
 
 use bindings::gateway::filter::types::{BodyMode as WitBodyMode, Options};
 
-/// CPU time that instantiating a component and its `init` may take, when the per-call limit is
-/// smaller. Default: 1s.
-pub const START_CPU_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// What host calls need of the plugin, outside the store.
 pub struct PluginShared {
     pub(crate) name: Arc<str>,
@@ -56,13 +51,9 @@ pub struct PluginShared {
 /// A loaded component plugin.
 pub struct ComponentPlugin {
     shared: Arc<PluginShared>,
-    engine: Arc<WasmEngine>,
     pre: bindings::FilterPre<CompState>,
-    limits: PluginLimits,
     mode: InstanceMode,
-    health: Arc<PluginHealth>,
-    live: AtomicU32,
-    instances: Arc<std::sync::atomic::AtomicUsize>,
+    sandbox: Sandbox,
 }
 
 impl std::fmt::Debug for ComponentPlugin {
@@ -78,23 +69,7 @@ impl std::fmt::Debug for ComponentPlugin {
 pub(crate) struct Instance {
     store: Store<CompState>,
     bindings: bindings::Filter,
-    _live: crate::wasm::sandbox::InstanceGuard,
-}
-
-/// Turns a failed call into the filter error, using what the limiter saw.
-fn classify(err: &wasmtime::Error, memory_hit: bool) -> (FilterError, FailureKind) {
-    if let Some(trap) = err.downcast_ref::<Trap>() {
-        if *trap == Trap::Interrupt {
-            return (FilterError::CpuLimit, FailureKind::Cpu);
-        }
-    }
-    if memory_hit {
-        return (FilterError::MemoryLimit, FailureKind::Memory);
-    }
-    if let Some(trap) = err.downcast_ref::<Trap>() {
-        return (FilterError::Trap(trap.to_string()), FailureKind::Trap);
-    }
-    (FilterError::Trap(format!("{err:#}")), FailureKind::Trap)
+    _live: InstanceGuard,
 }
 
 impl ComponentPlugin {
@@ -123,19 +98,16 @@ impl ComponentPlugin {
                 "not a gateway:filter@0.1.0 component (exports): {e:#}"
             ))
         })?;
+        let name: Arc<str> = Arc::from(name.as_str());
         Ok(Arc::new(ComponentPlugin {
             shared: Arc::new(PluginShared {
-                name: Arc::from(name.as_str()),
+                name: name.clone(),
                 host,
                 capabilities: cfg.capabilities.clone(),
             }),
-            engine,
             pre,
-            limits: cfg.limits.clone(),
             mode: cfg.instance_mode,
-            health: Arc::new(PluginHealth::default()),
-            live: AtomicU32::new(0),
-            instances: Arc::default(),
+            sandbox: Sandbox::new(name, engine, &cfg.limits),
         }))
     }
 
@@ -146,15 +118,12 @@ impl ComponentPlugin {
 
     /// Its health counters.
     pub fn health(&self) -> &Arc<PluginHealth> {
-        &self.health
+        self.sandbox.health()
     }
 
     /// Instances alive and requests in flight.
     pub(crate) fn instance_counts(&self) -> (usize, usize) {
-        (
-            self.instances.load(Ordering::Relaxed),
-            self.live.load(Ordering::Relaxed) as usize,
-        )
+        self.sandbox.instance_counts()
     }
 
     /// Its instance mode.
@@ -162,64 +131,32 @@ impl ComponentPlugin {
         self.mode
     }
 
-    fn cpu_ticks(&self) -> u64 {
-        WasmEngine::ticks_for(self.limits.cpu_per_call.0)
-    }
-
-    /// A new instance with `init(config)` run on it.
+    /// A new instance with `init(config)` run on it, under the start budget.
     async fn instantiate(&self, config: &str) -> Result<(Instance, Options), InitError> {
-        let state = CompState::new(self.shared.clone(), self.limits.memory.0);
-        let mut store = Store::new(self.engine.engine(), state);
-        store.limiter(|s| &mut s.limiter);
-        let ticks = self.cpu_ticks();
-        store.epoch_deadline_callback(move |mut ctx| {
-            if std::mem::take(&mut ctx.data_mut().waited) {
-                Ok(UpdateDeadline::Continue(ticks))
-            } else {
-                Err(Trap::Interrupt.into())
-            }
-        });
-        let start_budget = self.limits.cpu_per_call.0.max(START_CPU_LIMIT);
-        store.set_epoch_deadline(WasmEngine::ticks_for(start_budget));
-        self.health.instance_created();
+        let state = CompState::new(self.shared.clone(), self.sandbox.memory_cap());
+        let mut store: Store<CompState> = self.sandbox.store(state);
         let bindings = match self.pre.instantiate_async(&mut store).await {
             Ok(b) => b,
-            Err(e) => {
-                let (err, kind) = classify(&e, store.data().limiter.hit());
-                self.health.failure(kind);
-                return Err(InitError::Failed(err));
-            }
+            Err(e) => return Err(InitError::Failed(self.sandbox.failed(&e, &mut store))),
         };
         let mut inst = Instance {
             store,
             bindings,
-            _live: crate::wasm::sandbox::InstanceGuard::new(&self.instances),
+            _live: self.sandbox.instance_guard(),
         };
-        inst.store
-            .set_epoch_deadline(WasmEngine::ticks_for(start_budget));
-        inst.store.data_mut().limiter.reset();
-        self.health.call();
-        let r = inst
-            .bindings
-            .call_init(&mut inst.store, config)
-            .await
-            .map_err(|e| InitError::Failed(self.failed(&e, &inst.store)));
+        self.sandbox.enter_start(&mut inst.store);
+        let r = inst.bindings.call_init(&mut inst.store, config).await;
+        let r = self.sandbox.leave(r, &mut inst.store).map_err(|e| {
+            self.sandbox.discarded();
+            InitError::Failed(e)
+        });
         match r? {
             Ok(options) => {
-                self.health.success();
+                self.sandbox.success();
                 Ok((inst, options))
             }
             Err(message) => Err(InitError::Rejected(message)),
         }
-    }
-
-    /// Counts and logs a failed call; the caller throws the instance away.
-    fn failed(&self, e: &wasmtime::Error, store: &Store<CompState>) -> FilterError {
-        let (err, kind) = classify(e, store.data().limiter.hit());
-        self.health.failure(kind);
-        self.health.instance_discarded();
-        tracing::warn!(plugin = %self.shared.name, "plugin call failed: {err}");
-        err
     }
 
     /// Configures the plugin for `route`: `init` runs now on a new instance, and its error rejects
@@ -344,7 +281,7 @@ impl FilterInner {
         }
         inst.store.data_mut().end_request();
         let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
-        if warm.len() < self.plugin.limits.instances as usize {
+        if warm.len() < self.plugin.sandbox.instance_limit() as usize {
             warm.push(inst);
         }
     }
@@ -356,15 +293,7 @@ impl Filter for ComponentFilter {
     }
 
     fn new_ctx(&self, info: &RequestInfo) -> Result<Box<dyn FilterCtx>, FilterError> {
-        let plugin = &self.inner.plugin;
-        let limit = plugin.limits.instances;
-        if plugin.live.fetch_add(1, Ordering::AcqRel) >= limit {
-            plugin.live.fetch_sub(1, Ordering::AcqRel);
-            return Err(FilterError::Unavailable(format!(
-                "plugin `{}` has {limit} requests in flight (its instance limit)",
-                plugin.name()
-            )));
-        }
+        self.inner.plugin.sandbox.admit()?;
         Ok(Box::new(ctx::ComponentCtx::new(
             self.inner.clone(),
             info.clone(),

@@ -4,6 +4,7 @@
 
 use super::PluginShared;
 use crate::filter::{RequestHead, RequestInfo, ResponseHead};
+use crate::wasm::sandbox::SandboxState;
 use crate::wasm::StoreLimiter;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -78,6 +79,18 @@ impl CompState {
         self.body = None;
         self.whole = false;
         self.info = None;
+    }
+}
+
+impl SandboxState for CompState {
+    const WAITS: bool = true;
+
+    fn limiter(&mut self) -> &mut StoreLimiter {
+        &mut self.limiter
+    }
+
+    fn take_waited(&mut self) -> bool {
+        std::mem::take(&mut self.waited)
     }
 }
 

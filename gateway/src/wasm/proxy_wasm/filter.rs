@@ -15,7 +15,6 @@ use crate::filter::{
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, Method, StatusCode, Uri};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// A Proxy-Wasm plugin configured for one route.
@@ -79,15 +78,7 @@ impl Filter for ProxyWasmFilter {
     }
 
     fn new_ctx(&self, info: &RequestInfo) -> Result<Box<dyn FilterCtx>, FilterError> {
-        let limit = self.plugin.limits.instances;
-        let live = self.plugin.live_contexts.fetch_add(1, Ordering::AcqRel);
-        if live >= limit {
-            self.plugin.live_contexts.fetch_sub(1, Ordering::AcqRel);
-            return Err(FilterError::Unavailable(format!(
-                "plugin `{}` has {limit} requests in flight (its instance limit)",
-                self.plugin.name()
-            )));
-        }
+        self.plugin.sandbox.admit()?;
         Ok(Box::new(ProxyWasmCtx {
             plugin: self.plugin.clone(),
             root_id: self.root_id,
@@ -271,13 +262,11 @@ impl ProxyWasmCtx {
                 }
             };
             if action_code > action::PAUSE {
-                plugin
-                    .health
-                    .failure(crate::wasm::health::FailureKind::Trap);
-                plugin.discard(&mut slot);
-                return Err(FilterError::Abi(format!(
+                let err = plugin.sandbox.violation(format!(
                     "callback returned {action_code}, which is not an action"
-                )));
+                ));
+                plugin.discard(&mut slot);
+                return Err(err);
             }
             let pending = plugin.after_callback(vm, Some(id));
             if action_code != action::PAUSE || pending.is_empty() {
@@ -345,7 +334,7 @@ impl ProxyWasmCtx {
         let plugin = self.plugin.clone();
         let id = self.id;
         let Some(generation) = self.generation else {
-            plugin.live_contexts.fetch_sub(1, Ordering::AcqRel);
+            plugin.sandbox.release();
             return;
         };
         // The callbacks are short and run without waiting: here, when the VM is free (the common
@@ -368,7 +357,7 @@ fn finish_in(plugin: &ProxyWasmPlugin, slot: &mut super::Slot, id: u32, generati
             plugin.discard(slot);
         }
     }
-    plugin.live_contexts.fetch_sub(1, Ordering::AcqRel);
+    plugin.sandbox.release();
 }
 
 /// What a phase ended in, once the plugin has nothing left to wait for.
@@ -384,7 +373,7 @@ fn phase_verdict(
     let Some(http) = vm.store.data_mut().https.get_mut(&id) else {
         return Err(FilterError::Unavailable("context lost".into()));
     };
-    plugin.health.success();
+    plugin.sandbox.success();
     if let Some(local) = http.local.take() {
         return Ok(Verdict::Respond(local));
     }

@@ -18,6 +18,7 @@ pub use memory::AbiViolation;
 
 use crate::config::{FailurePolicy, PluginLimits};
 use crate::host::{HostCore, QueueNotify};
+use crate::wasm::sandbox::Sandbox;
 use crate::wasm::{PluginError, PluginHealth, WasmEngine};
 use bytes::Bytes;
 use state::VmState;
@@ -26,10 +27,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use vm::Vm;
 use wasmtime::{InstancePre, Linker, Module};
-
-/// CPU time that starting a VM (`_initialize`, `_start`, `main`) may take, when the per-call limit is
-/// smaller. Default: 1s.
-pub const START_CPU_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What host functions need of the plugin, outside the store.
 pub(crate) struct Shared {
@@ -77,15 +74,11 @@ struct Slot {
 /// A loaded Proxy-Wasm plugin.
 pub struct ProxyWasmPlugin {
     shared: Arc<Shared>,
-    engine: Arc<WasmEngine>,
     pre: InstancePre<VmState>,
-    limits: PluginLimits,
+    sandbox: Sandbox,
     slot: tokio::sync::Mutex<Slot>,
     roots: Mutex<Vec<RootSpec>>,
-    health: Arc<PluginHealth>,
     next_context: AtomicU32,
-    live_contexts: AtomicU32,
-    instances: Arc<std::sync::atomic::AtomicUsize>,
     ticks: Mutex<HashMap<u32, tokio::task::JoinHandle<()>>>,
 }
 
@@ -161,18 +154,14 @@ impl ProxyWasmPlugin {
         });
         let plugin = Arc::new(ProxyWasmPlugin {
             shared: shared.clone(),
-            engine,
             pre,
-            limits,
+            sandbox: Sandbox::new(shared.name.clone(), engine, &limits),
             slot: tokio::sync::Mutex::new(Slot {
                 vm: None,
                 generation: 0,
             }),
             roots: Mutex::new(Vec::new()),
-            health: Arc::new(PluginHealth::default()),
             next_context: AtomicU32::new(1),
-            live_contexts: AtomicU32::new(0),
-            instances: Arc::default(),
             ticks: Mutex::new(HashMap::new()),
         });
         let _ = shared.plugin.set(Arc::downgrade(&plugin));
@@ -194,15 +183,12 @@ impl ProxyWasmPlugin {
 
     /// VMs alive (the serving one, and one being replaced) and requests in flight.
     pub(crate) fn instance_counts(&self) -> (usize, usize) {
-        (
-            self.instances.load(Ordering::Relaxed),
-            self.live_contexts.load(Ordering::Relaxed) as usize,
-        )
+        self.sandbox.instance_counts()
     }
 
     /// Its health counters.
     pub fn health(&self) -> &Arc<PluginHealth> {
-        &self.health
+        self.sandbox.health()
     }
 
     fn next_id(&self) -> u32 {
@@ -277,7 +263,7 @@ impl ProxyWasmPlugin {
 
     fn discard(&self, slot: &mut Slot) {
         if slot.vm.take().is_some() {
-            self.health.instance_discarded();
+            self.sandbox.discarded();
             tracing::warn!(plugin = %self.shared.name, "plugin VM discarded after a failure");
         }
     }
