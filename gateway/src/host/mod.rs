@@ -1,6 +1,7 @@
 //! The host core: everything a plugin can ask of the gateway, whichever ABI it speaks. The Proxy-Wasm
 //! host (`wasm::proxy_wasm`) and the gateway's WIT world both call into this one place, so shared data,
-//! queues, metrics, logs and outbound HTTP behave the same for both.
+//! queues, metrics, logs and outbound HTTP (grants, request building, timeout) behave the same for
+//! both. Nothing here knows of wasmtime: the ABIs translate their wire formats into these calls.
 
 mod http;
 mod kv;
@@ -8,7 +9,9 @@ mod log;
 mod metrics;
 mod queue;
 
-pub use http::{CalloutError, Upstreams};
+pub use http::{
+    callout_request, callout_timeout, CalloutError, Grants, Upstreams, MAX_CALLOUT_TIMEOUT,
+};
 pub use kv::{CasMismatch, IncrementError, SharedData};
 pub use log::{log_level, plugin_log, LogLevel};
 pub use metrics::{MetricError, MetricKind, Metrics};

@@ -226,6 +226,7 @@ impl Plugins {
                         module,
                         cfg.limits.clone(),
                         vm_config,
+                        crate::host::Grants::listed_or_any_upstream(cfg.capabilities.as_ref()),
                         host,
                     )
                     .await?,

@@ -3,13 +3,14 @@
 
 use super::bindings::gateway::filter::{clock, facts, http_client, log, metrics, random, types};
 use super::state::{body_bytes, CompState, Phase, RequestRes, ResponseRes};
-use crate::host::{plugin_log, CalloutError, LogLevel, MetricKind};
-use crate::wasm::proxy_wasm::MAX_CALLOUT_TIMEOUT;
+use crate::host::{
+    callout_request, callout_timeout, plugin_log, CalloutError, LogLevel, MetricKind,
+};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 use types::HostError;
 use wasmtime::component::Resource;
 
@@ -275,66 +276,49 @@ impl types::HostResponse for CompState {
     }
 }
 
+fn http_error(e: CalloutError) -> http_client::HttpError {
+    use http_client::HttpError;
+    match e {
+        e @ CalloutError::NotGranted(_) => HttpError::Denied(e.to_string()),
+        CalloutError::UnknownUpstream(u) => HttpError::Denied(format!("no upstream `{u}`")),
+        CalloutError::BadRequest(m) => HttpError::BadRequest(m),
+        CalloutError::Timeout => HttpError::Timeout,
+        CalloutError::Failed(m) => HttpError::Failed(m),
+    }
+}
+
 impl http_client::Host for CompState {
     async fn send(
         &mut self,
         upstream: String,
         request: http_client::OutgoingRequest,
     ) -> Result<http_client::IncomingResponse, http_client::HttpError> {
-        use http_client::HttpError;
         let shared = self.shared.clone();
-        if !shared.capabilities.upstreams.contains(&upstream) {
-            tracing::warn!(plugin = %shared.name, upstream, "denied: outbound HTTP to an upstream not granted in `capabilities.upstreams`");
-            return Err(HttpError::Denied(format!(
-                "upstream `{upstream}` is not granted to this plugin"
-            )));
-        }
-        if !shared.host.upstreams.has(&upstream) {
-            return Err(HttpError::Denied(format!("no upstream `{upstream}`")));
-        }
-        let method = http::Method::from_bytes(request.method.as_bytes())
-            .map_err(|_| HttpError::BadRequest(format!("bad method `{}`", request.method)))?;
-        if !request.path_with_query.starts_with('/') {
-            return Err(HttpError::BadRequest("the path must start with `/`".into()));
-        }
-        let uri: http::Uri = request
-            .path_with_query
-            .parse()
-            .map_err(|e| HttpError::BadRequest(format!("bad path: {e}")))?;
+        let host = &shared.host;
+        host.callout_allowed(&shared.name, &shared.grants, &upstream)
+            .map_err(http_error)?;
         let headers = header_map(&request.headers).map_err(|e| match e {
-            HostError::Invalid(m) => HttpError::BadRequest(m),
-            other => HttpError::BadRequest(format!("{other:?}")),
+            HostError::Invalid(m) => http_client::HttpError::BadRequest(m),
+            other => http_client::HttpError::BadRequest(format!("{other:?}")),
         })?;
-        let mut req = http::Request::new(Bytes::from(request.body));
-        *req.method_mut() = method;
-        *req.uri_mut() = uri;
-        *req.headers_mut() = headers;
-        let timeout = match request.timeout_ms {
-            0 => MAX_CALLOUT_TIMEOUT,
-            ms => Duration::from_millis(ms as u64).min(MAX_CALLOUT_TIMEOUT),
-        };
-        let fut = shared.host.upstreams.call(&upstream, req, timeout);
-        let result = match tokio::time::timeout(timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(CalloutError::Timeout),
-        };
+        let req = callout_request(
+            request.method.as_bytes(),
+            request.path_with_query.as_bytes(),
+            None,
+            headers,
+            Bytes::from(request.body),
+        )
+        .map_err(http_error)?;
+        let timeout = callout_timeout(u64::from(request.timeout_ms));
+        let result = host.callout(&upstream, req, timeout).await;
         self.waited = true;
-        match result {
-            Ok(resp) => {
-                let (parts, body) = resp.into_parts();
-                Ok(http_client::IncomingResponse {
-                    status: parts.status.as_u16(),
-                    headers: pairs(&parts.headers),
-                    body: body.to_vec(),
-                })
-            }
-            Err(CalloutError::UnknownUpstream(u)) => {
-                Err(HttpError::Denied(format!("no upstream `{u}`")))
-            }
-            Err(CalloutError::BadRequest(m)) => Err(HttpError::BadRequest(m)),
-            Err(CalloutError::Timeout) => Err(HttpError::Timeout),
-            Err(CalloutError::Failed(m)) => Err(HttpError::Failed(m)),
-        }
+        let resp = result.map_err(http_error)?;
+        let (parts, body) = resp.into_parts();
+        Ok(http_client::IncomingResponse {
+            status: parts.status.as_u16(),
+            headers: pairs(&parts.headers),
+            body: body.to_vec(),
+        })
     }
 }
 

@@ -14,9 +14,9 @@ pub use host::MAX_RANDOM_BYTES;
 pub use kv::{MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use state::{CompState, RequestRes, ResponseRes};
 
-use crate::config::{FailurePolicy, InstanceMode, PluginCapabilities};
+use crate::config::{FailurePolicy, InstanceMode};
 use crate::filter::{Filter, FilterCtx, FilterError, RequestInfo};
-use crate::host::HostCore;
+use crate::host::{Grants, HostCore};
 use crate::wasm::sandbox::{InstanceGuard, Sandbox};
 use crate::wasm::{PluginError, PluginHealth, WasmEngine};
 use std::sync::{Arc, Mutex};
@@ -45,7 +45,7 @@ use bindings::gateway::filter::types::{BodyMode as WitBodyMode, Options};
 pub struct PluginShared {
     pub(crate) name: Arc<str>,
     pub(crate) host: Arc<HostCore>,
-    pub(crate) capabilities: PluginCapabilities,
+    pub(crate) grants: Grants,
 }
 
 /// A loaded component plugin.
@@ -103,7 +103,7 @@ impl ComponentPlugin {
             shared: Arc::new(PluginShared {
                 name: name.clone(),
                 host,
-                capabilities: cfg.capabilities.clone(),
+                grants: Grants::listed(cfg.capabilities.as_ref()),
             }),
             pre,
             mode: cfg.instance_mode,

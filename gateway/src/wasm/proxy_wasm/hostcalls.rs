@@ -6,14 +6,11 @@ use super::memory::{self, copy_out, read, write_u32, write_u64};
 use super::properties;
 use super::state::{deserialize, map_ref, value, PendingCall, VmState};
 use crate::filter::LocalResponse;
-use crate::host::{self, CalloutError, MetricError, MetricKind, QueueError};
+use crate::host::{self, MetricError, MetricKind, QueueError};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 use wasmtime::{Caller, Linker};
-
-/// Longest callout timeout; a timeout of 0 means this. Default: 60s.
-pub const MAX_CALLOUT_TIMEOUT: Duration = Duration::from_secs(60);
 
 type C<'a> = Caller<'a, VmState>;
 type R = wasmtime::Result<u32>;
@@ -484,13 +481,11 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
-/// Builds the callout request from the ABI's header map; `:method`, `:path` and `:authority` are
-/// required (as in Envoy).
-fn callout_request(
-    pairs: &[(Vec<u8>, Vec<u8>)],
-    body: Vec<u8>,
-) -> Result<http::Request<Bytes>, Status> {
-    let mut builder = http::Request::builder();
+/// The parts of a callout request in the ABI's header map: `:method`, `:path` and `:authority` are
+/// required (as in Envoy), `:scheme` is ignored, other pseudo-headers are refused.
+type CalloutParts = (Vec<u8>, Vec<u8>, Vec<u8>, HeaderMap);
+
+fn callout_parts(pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<CalloutParts, Status> {
     let (mut method, mut path, mut authority) = (None, None, None);
     let mut headers = HeaderMap::new();
     for (k, v) in pairs {
@@ -507,22 +502,10 @@ fn callout_request(
             }
         }
     }
-    let (Some(method), Some(path), Some(authority)) = (method, path, authority) else {
-        return Err(Status::BadArgument);
-    };
-    headers.insert(http::header::HOST, value(&authority)?);
-    builder = builder
-        .method(http::Method::from_bytes(&method).map_err(|_| Status::BadArgument)?)
-        .uri(
-            http::uri::PathAndQuery::try_from(path.as_slice())
-                .map_err(|_| Status::BadArgument)?
-                .as_str(),
-        );
-    let mut req = builder
-        .body(Bytes::from(body))
-        .map_err(|_| Status::BadArgument)?;
-    *req.headers_mut() = headers;
-    Ok(req)
+    match (method, path, authority) {
+        (Some(m), Some(p), Some(a)) => Ok((m, p, a, headers)),
+        _ => Err(Status::BadArgument),
+    }
 }
 
 fn callouts(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
@@ -547,26 +530,24 @@ fn callouts(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             tryst!(memory::check(&mut c, token_ptr, 4));
             let upstream = String::from_utf8_lossy(&upstream).into_owned();
             let shared = c.data().shared.clone();
-            if !shared.host.upstreams.has(&upstream) {
-                return Ok(Status::BadArgument.code());
-            }
+            // Not granted or unknown: BadArgument, as Envoy answers a bad cluster name.
+            let allowed = shared
+                .host
+                .callout_allowed(&shared.name, &shared.grants, &upstream);
+            tryst!(allowed.map_err(|_| Status::BadArgument));
             let pairs = tryst!(deserialize(&raw));
-            let req = tryst!(callout_request(&pairs, body));
-            let timeout = match timeout_ms {
-                0 => MAX_CALLOUT_TIMEOUT,
-                ms => Duration::from_millis(ms as u64).min(MAX_CALLOUT_TIMEOUT),
-            };
+            let (method, path, authority, headers) = tryst!(callout_parts(&pairs));
+            let req =
+                host::callout_request(&method, &path, Some(&authority), headers, Bytes::from(body));
+            let req = tryst!(req.map_err(|_| Status::BadArgument));
+            let timeout = host::callout_timeout(u64::from(timeout_ms));
+            let fut = shared.host.callout(&upstream, req, timeout);
             let state = c.data_mut();
             state.next_token = state.next_token.wrapping_add(1).max(1);
             let token = state.next_token;
             let (tx, rx) = tokio::sync::oneshot::channel();
-            let fut = shared.host.upstreams.call(&upstream, req, timeout);
             shared.handle.spawn(async move {
-                let result = match tokio::time::timeout(timeout, fut).await {
-                    Ok(r) => r,
-                    Err(_) => Err(CalloutError::Timeout),
-                };
-                let _ = tx.send(result);
+                let _ = tx.send(fut.await);
             });
             let context_id = state.effective;
             state.pending.push(PendingCall {

@@ -11,13 +11,13 @@ mod properties;
 mod state;
 mod vm;
 
+pub use crate::host::MAX_CALLOUT_TIMEOUT;
 pub use abi::{deserialize_map, serialize_map, Status};
 pub use filter::ProxyWasmFilter;
-pub use hostcalls::MAX_CALLOUT_TIMEOUT;
 pub use memory::AbiViolation;
 
 use crate::config::{FailurePolicy, PluginLimits};
-use crate::host::{HostCore, QueueNotify};
+use crate::host::{Grants, HostCore, QueueNotify};
 use crate::wasm::sandbox::Sandbox;
 use crate::wasm::{PluginError, PluginHealth, WasmEngine};
 use bytes::Bytes;
@@ -32,6 +32,8 @@ use wasmtime::{InstancePre, Linker, Module};
 pub(crate) struct Shared {
     pub name: Arc<str>,
     pub host: Arc<HostCore>,
+    /// What the plugin may call ([`Grants::listed_or_any_upstream`]).
+    pub grants: Grants,
     pub vm_config: Bytes,
     /// Shared data and queue namespace: the VM id. Plugins in this gateway have no configurable VM id,
     /// so all Proxy-Wasm plugins share the empty one, as Envoy filters with the default `vm_id` do.
@@ -115,6 +117,7 @@ impl ProxyWasmPlugin {
         module: Module,
         limits: PluginLimits,
         vm_config: Bytes,
+        grants: Grants,
         host: Arc<HostCore>,
     ) -> Result<Arc<ProxyWasmPlugin>, PluginError> {
         let unsupported = |reason: String| PluginError::Unsupported {
@@ -147,6 +150,7 @@ impl ProxyWasmPlugin {
         let shared = Arc::new(Shared {
             name: Arc::from(name.as_str()),
             host,
+            grants,
             vm_config,
             namespace: String::new(),
             handle: background_handle(),
