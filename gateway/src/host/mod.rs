@@ -3,12 +3,17 @@
 //! queues, metrics, logs and outbound HTTP (grants, request building, timeout) behave the same for
 //! both. Nothing here knows of wasmtime: the ABIs translate their wire formats into these calls.
 
+mod handle;
 mod http;
 mod kv;
 mod log;
 mod metrics;
 mod queue;
 
+pub use handle::{
+    edit_headers, header_name, header_value, set_authority, set_path_with_query, status,
+    HandleError, HeaderEdit, HttpData, Lent, Phase,
+};
 pub use http::{
     callout_request, callout_timeout, CalloutError, Grants, Upstreams, MAX_CALLOUT_TIMEOUT,
 };

@@ -90,11 +90,11 @@ fn buffer_of(state: &mut VmState, ty: u32) -> Result<Option<&mut Bytes>, Status>
         buffer::HTTP_REQUEST_BODY => state
             .https
             .get_mut(&effective)
-            .and_then(|h| h.req_body.as_mut()),
+            .and_then(|h| h.data.req_body.as_mut()),
         buffer::HTTP_RESPONSE_BODY => state
             .https
             .get_mut(&effective)
-            .and_then(|h| h.resp_body.as_mut()),
+            .and_then(|h| h.data.resp_body.as_mut()),
         buffer::HTTP_CALL_RESPONSE_BODY => state.callout.as_mut().map(|c| &mut c.body),
         buffer::DOWNSTREAM_DATA | buffer::UPSTREAM_DATA | buffer::GRPC_RECEIVE_BUFFER => None,
         buffer::CALL_DATA => state.call_data.as_mut(),
