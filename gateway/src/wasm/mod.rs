@@ -4,6 +4,7 @@
 //! [`crate::filter::Filter`] per route config.
 
 pub mod component;
+mod context;
 pub mod engine;
 mod health;
 pub mod proxy_wasm;
@@ -203,34 +204,18 @@ impl Plugins {
                     plugin: cfg.name.clone(),
                     reason: format!("the compiler thread failed: {e}"),
                 })??;
+        let ctx = context::PluginCtx::new(cfg, abi, self.engine.clone(), host);
         let inner = match compiled {
-            engine::Compiled::Component(compiled) => {
-                Inner::Component(component::ComponentPlugin::new(
-                    self.engine.clone(),
-                    cfg.name.clone(),
-                    compiled,
-                    cfg,
-                    host,
-                )?)
-            }
+            engine::Compiled::Component(compiled) => Inner::Component(
+                component::ComponentPlugin::new(ctx, compiled, cfg.instance_mode)?,
+            ),
             engine::Compiled::Module(module) => {
                 let vm_config = match &cfg.vm_config {
                     None => Bytes::new(),
                     Some(serde_json::Value::String(s)) => Bytes::from(s.clone()),
                     Some(other) => Bytes::from(other.to_string()),
                 };
-                Inner::ProxyWasm(
-                    proxy_wasm::ProxyWasmPlugin::new(
-                        self.engine.clone(),
-                        cfg.name.clone(),
-                        module,
-                        cfg.limits.clone(),
-                        vm_config,
-                        crate::host::Grants::listed_or_any_upstream(cfg.capabilities.as_ref()),
-                        host,
-                    )
-                    .await?,
-                )
+                Inner::ProxyWasm(proxy_wasm::ProxyWasmPlugin::new(ctx, module, vm_config).await?)
             }
         };
         LIVE_PLUGINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

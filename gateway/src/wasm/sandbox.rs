@@ -171,6 +171,11 @@ impl Sandbox {
         }
     }
 
+    /// The process's engine.
+    pub(crate) fn engine(&self) -> &wasmtime::Engine {
+        self.engine.engine()
+    }
+
     /// The plugin's health counters.
     pub(crate) fn health(&self) -> &Arc<PluginHealth> {
         &self.health

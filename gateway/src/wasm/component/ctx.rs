@@ -77,7 +77,7 @@ impl ComponentCtx {
         };
         let inst = self.instance().await?;
         inst.store.data_mut().data.lend(&mut lent);
-        plugin.sandbox.enter(&mut inst.store);
+        plugin.ctx.sandbox.enter(&mut inst.store);
         let b = &inst.bindings;
         let s = &mut inst.store;
         let r = match &lent {
@@ -103,7 +103,7 @@ impl ComponentCtx {
             Lent::RequestTrailers(_) | Lent::ResponseTrailers(_) => Ok(Action::Continue),
         };
         inst.store.data_mut().data.take_back(&mut lent, keep_head);
-        let action = match plugin.sandbox.leave(r, &mut inst.store) {
+        let action = match plugin.ctx.sandbox.leave(r, &mut inst.store) {
             Ok(a) => a,
             Err(err) => {
                 self.discard();
@@ -112,7 +112,7 @@ impl ComponentCtx {
         };
         match action {
             Action::Continue => {
-                plugin.sandbox.success();
+                plugin.ctx.sandbox.success();
                 Ok(Verdict::Continue)
             }
             Action::Respond(local) => {
@@ -122,7 +122,7 @@ impl ComponentCtx {
                     header_map(&local.headers).map_err(|e| format!("local response with {e:?}"));
                 match (status, headers) {
                     (Ok(status), Ok(headers)) => {
-                        plugin.sandbox.success();
+                        plugin.ctx.sandbox.success();
                         Ok(Verdict::Respond(LocalResponse {
                             status,
                             headers,
@@ -130,7 +130,7 @@ impl ComponentCtx {
                         }))
                     }
                     (Err(m), _) | (_, Err(m)) => {
-                        let err = plugin.sandbox.violation(m);
+                        let err = plugin.ctx.sandbox.violation(m);
                         self.discard();
                         Err(err)
                     }
@@ -141,7 +141,7 @@ impl ComponentCtx {
 
     /// Throws the instance away after a failure; later phases of this request are not run.
     fn discard(&mut self) {
-        self.inner.plugin.sandbox.discarded();
+        self.inner.plugin.ctx.sandbox.discarded();
         self.inst = None;
         self.failed = true;
     }
@@ -158,7 +158,7 @@ impl ComponentCtx {
                 self.inner.release(inst);
             }
         }
-        self.inner.plugin.sandbox.release();
+        self.inner.plugin.ctx.sandbox.release();
     }
 }
 

@@ -290,10 +290,8 @@ impl http_client::Host for CompState {
         upstream: String,
         request: http_client::OutgoingRequest,
     ) -> Result<http_client::IncomingResponse, http_client::HttpError> {
-        let shared = self.shared.clone();
-        let host = &shared.host;
-        host.callout_allowed(&shared.name, &shared.grants, &upstream)
-            .map_err(http_error)?;
+        let ctx = self.ctx.clone();
+        ctx.callout_allowed(&upstream).map_err(http_error)?;
         let headers = header_map(&request.headers).map_err(|e| match e {
             HostError::Invalid(m) => http_client::HttpError::BadRequest(m),
             other => http_client::HttpError::BadRequest(format!("{other:?}")),
@@ -307,7 +305,7 @@ impl http_client::Host for CompState {
         )
         .map_err(http_error)?;
         let timeout = callout_timeout(u64::from(request.timeout_ms));
-        let result = host.callout(&upstream, req, timeout).await;
+        let result = ctx.host.callout(&upstream, req, timeout).await;
         self.waited = true;
         let resp = result.map_err(http_error)?;
         let (parts, body) = resp.into_parts();
@@ -331,7 +329,7 @@ fn level(l: log::Level) -> LogLevel {
 
 impl log::Host for CompState {
     fn log(&mut self, l: log::Level, message: String) {
-        plugin_log(&self.shared.name, level(l), &message);
+        plugin_log(&self.ctx.name, level(l), &message);
     }
 
     fn enabled(&mut self, l: log::Level) -> bool {
@@ -346,8 +344,8 @@ impl CompState {
         name: &str,
         op: impl FnOnce(&crate::host::Metrics, &str, u32) -> Result<(), crate::host::MetricError>,
     ) -> Result<(), HostError> {
-        let plugin = &self.shared.name;
-        let m = &self.shared.host.metrics;
+        let plugin = &self.ctx.name;
+        let m = &self.ctx.host.metrics;
         let id = m
             .define(plugin, kind, name)
             .map_err(|e| HostError::Invalid(format!("metric `{name}`: {e}")))?;

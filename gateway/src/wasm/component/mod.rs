@@ -16,9 +16,9 @@ pub use state::{CompState, RequestRes, ResponseRes};
 
 use crate::config::{FailurePolicy, InstanceMode};
 use crate::filter::{Filter, FilterCtx, FilterError, RequestInfo};
-use crate::host::{Grants, HostCore};
-use crate::wasm::sandbox::{InstanceGuard, Sandbox};
-use crate::wasm::{PluginError, PluginHealth, WasmEngine};
+use crate::wasm::context::PluginCtx;
+use crate::wasm::sandbox::InstanceGuard;
+use crate::wasm::{PluginError, PluginHealth};
 use std::sync::{Arc, Mutex};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::Store;
@@ -41,25 +41,17 @@ pub(crate) mod bindings {
 
 use bindings::gateway::filter::types::{BodyMode as WitBodyMode, Options};
 
-/// What host calls need of the plugin, outside the store.
-pub struct PluginShared {
-    pub(crate) name: Arc<str>,
-    pub(crate) host: Arc<HostCore>,
-    pub(crate) grants: Grants,
-}
-
 /// A loaded component plugin.
 pub struct ComponentPlugin {
-    shared: Arc<PluginShared>,
+    ctx: Arc<PluginCtx>,
     pre: bindings::FilterPre<CompState>,
     mode: InstanceMode,
-    sandbox: Sandbox,
 }
 
 impl std::fmt::Debug for ComponentPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ComponentPlugin")
-            .field("name", &self.shared.name)
+            .field("name", &self.ctx.name)
             .field("mode", &self.mode)
             .finish_non_exhaustive()
     }
@@ -75,17 +67,15 @@ pub(crate) struct Instance {
 impl ComponentPlugin {
     /// Links the component against the host (the WIT world and WASI with nothing granted).
     pub(crate) fn new(
-        engine: Arc<WasmEngine>,
-        name: String,
+        ctx: Arc<PluginCtx>,
         component: Component,
-        cfg: &crate::config::Plugin,
-        host: Arc<HostCore>,
+        mode: InstanceMode,
     ) -> Result<Arc<ComponentPlugin>, PluginError> {
         let unsupported = |reason: String| PluginError::Unsupported {
-            plugin: name.clone(),
+            plugin: ctx.name.to_string(),
             reason,
         };
-        let mut linker: Linker<CompState> = Linker::new(engine.engine());
+        let mut linker: Linker<CompState> = Linker::new(ctx.sandbox.engine());
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| unsupported(format!("{e:#}")))?;
         bindings::Filter::add_to_linker::<CompState, HasSelf<CompState>>(&mut linker, |s| s)
@@ -98,32 +88,22 @@ impl ComponentPlugin {
                 "not a gateway:filter@0.1.0 component (exports): {e:#}"
             ))
         })?;
-        let name: Arc<str> = Arc::from(name.as_str());
-        Ok(Arc::new(ComponentPlugin {
-            shared: Arc::new(PluginShared {
-                name: name.clone(),
-                host,
-                grants: Grants::listed(cfg.capabilities.as_ref()),
-            }),
-            pre,
-            mode: cfg.instance_mode,
-            sandbox: Sandbox::new(name, engine, &cfg.limits),
-        }))
+        Ok(Arc::new(ComponentPlugin { ctx, pre, mode }))
     }
 
     /// Its name.
     pub fn name(&self) -> &str {
-        &self.shared.name
+        &self.ctx.name
     }
 
     /// Its health counters.
     pub fn health(&self) -> &Arc<PluginHealth> {
-        self.sandbox.health()
+        self.ctx.sandbox.health()
     }
 
     /// Instances alive and requests in flight.
     pub(crate) fn instance_counts(&self) -> (usize, usize) {
-        self.sandbox.instance_counts()
+        self.ctx.sandbox.instance_counts()
     }
 
     /// Its instance mode.
@@ -133,26 +113,26 @@ impl ComponentPlugin {
 
     /// A new instance with `init(config)` run on it, under the start budget.
     async fn instantiate(&self, config: &str) -> Result<(Instance, Options), InitError> {
-        let state = CompState::new(self.shared.clone(), self.sandbox.memory_cap());
-        let mut store: Store<CompState> = self.sandbox.store(state);
+        let state = CompState::new(self.ctx.clone(), self.ctx.sandbox.memory_cap());
+        let mut store: Store<CompState> = self.ctx.sandbox.store(state);
         let bindings = match self.pre.instantiate_async(&mut store).await {
             Ok(b) => b,
-            Err(e) => return Err(InitError::Failed(self.sandbox.failed(&e, &mut store))),
+            Err(e) => return Err(InitError::Failed(self.ctx.sandbox.failed(&e, &mut store))),
         };
         let mut inst = Instance {
             store,
             bindings,
-            _live: self.sandbox.instance_guard(),
+            _live: self.ctx.sandbox.instance_guard(),
         };
-        self.sandbox.enter_start(&mut inst.store);
+        self.ctx.sandbox.enter_start(&mut inst.store);
         let r = inst.bindings.call_init(&mut inst.store, config).await;
-        let r = self.sandbox.leave(r, &mut inst.store).map_err(|e| {
-            self.sandbox.discarded();
+        let r = self.ctx.sandbox.leave(r, &mut inst.store).map_err(|e| {
+            self.ctx.sandbox.discarded();
             InitError::Failed(e)
         });
         match r? {
             Ok(options) => {
-                self.sandbox.success();
+                self.ctx.sandbox.success();
                 Ok((inst, options))
             }
             Err(message) => Err(InitError::Rejected(message)),
@@ -281,7 +261,7 @@ impl FilterInner {
         }
         inst.store.data_mut().end_request();
         let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
-        if warm.len() < self.plugin.sandbox.instance_limit() as usize {
+        if warm.len() < self.plugin.ctx.sandbox.instance_limit() as usize {
             warm.push(inst);
         }
     }
@@ -293,7 +273,7 @@ impl Filter for ComponentFilter {
     }
 
     fn new_ctx(&self, info: &RequestInfo) -> Result<Box<dyn FilterCtx>, FilterError> {
-        self.inner.plugin.sandbox.admit()?;
+        self.inner.plugin.ctx.sandbox.admit()?;
         Ok(Box::new(ctx::ComponentCtx::new(
             self.inner.clone(),
             info.clone(),

@@ -2,9 +2,9 @@
 //! the plugin's grants and host core, and the data of the call in progress (the request or response
 //! lent to the guest for exactly one call).
 
-use super::PluginShared;
 use crate::filter::RequestInfo;
 use crate::host::HttpData;
+use crate::wasm::context::PluginCtx;
 use crate::wasm::sandbox::SandboxState;
 use crate::wasm::StoreLimiter;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ pub struct CompState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: StoreLimiter,
-    pub(crate) shared: Arc<PluginShared>,
+    pub(crate) ctx: Arc<PluginCtx>,
     /// The request data lent to the running handler (the head, read-only copies of heads sent
     /// on), and which handler that is.
     pub(crate) data: HttpData,
@@ -33,12 +33,12 @@ pub struct CompState {
 }
 
 impl CompState {
-    pub(crate) fn new(shared: Arc<PluginShared>, memory_cap: u64) -> CompState {
+    pub(crate) fn new(ctx: Arc<PluginCtx>, memory_cap: u64) -> CompState {
         CompState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
             limiter: StoreLimiter::new(memory_cap),
-            shared,
+            ctx,
             data: HttpData::default(),
             info: None,
             waited: false,

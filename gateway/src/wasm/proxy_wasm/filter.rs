@@ -79,7 +79,7 @@ impl Filter for ProxyWasmFilter {
     }
 
     fn new_ctx(&self, info: &RequestInfo) -> Result<Box<dyn FilterCtx>, FilterError> {
-        self.plugin.sandbox.admit()?;
+        self.plugin.sandbox().admit()?;
         Ok(Box::new(ProxyWasmCtx {
             plugin: self.plugin.clone(),
             root_id: self.root_id,
@@ -195,7 +195,7 @@ impl ProxyWasmCtx {
                 }
             };
             if action_code > action::PAUSE {
-                let err = plugin.sandbox.violation(format!(
+                let err = plugin.sandbox().violation(format!(
                     "callback returned {action_code}, which is not an action"
                 ));
                 plugin.discard(&mut slot);
@@ -264,7 +264,7 @@ impl ProxyWasmCtx {
         let plugin = self.plugin.clone();
         let id = self.id;
         let Some(generation) = self.generation else {
-            plugin.sandbox.release();
+            plugin.sandbox().release();
             return;
         };
         // The callbacks are short and run without waiting: here, when the VM is free (the common
@@ -287,7 +287,7 @@ fn finish_in(plugin: &ProxyWasmPlugin, slot: &mut super::Slot, id: u32, generati
             plugin.discard(slot);
         }
     }
-    plugin.sandbox.release();
+    plugin.sandbox().release();
 }
 
 /// What a phase ended in, once the plugin has nothing left to wait for.
@@ -303,7 +303,7 @@ fn phase_verdict(
     let Some(http) = vm.store.data_mut().https.get_mut(&id) else {
         return Err(FilterError::Unavailable("context lost".into()));
     };
-    plugin.sandbox.success();
+    plugin.sandbox().success();
     if let Some(local) = http.local.take() {
         return Ok(Verdict::Respond(local));
     }

@@ -51,7 +51,11 @@ fn logging(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         |mut c: C<'_>, level: u32, ptr: u32, len: u32| -> R {
             let msg = tryst!(read(&mut c, ptr, len));
             let level = tryst!(host::LogLevel::from_u32(level).ok_or(Status::BadArgument));
-            host::plugin_log(&c.data().shared.name, level, &String::from_utf8_lossy(&msg));
+            host::plugin_log(
+                &c.data().shared.ctx.name,
+                level,
+                &String::from_utf8_lossy(&msg),
+            );
             Ok(0)
         },
     )?;
@@ -386,6 +390,7 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             let key = tryst!(read(&mut c, kp, ks));
             let shared = c.data().shared.clone();
             let Some((v, cas)) = shared
+                .ctx
                 .host
                 .shared
                 .get(&shared.namespace, &String::from_utf8_lossy(&key))
@@ -403,7 +408,7 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             let key = tryst!(read(&mut c, kp, ks));
             let v = tryst!(read(&mut c, vp, vs));
             let shared = c.data().shared.clone();
-            let r = shared.host.shared.set(
+            let r = shared.ctx.host.shared.set(
                 &shared.namespace,
                 &String::from_utf8_lossy(&key),
                 Bytes::from(v),
@@ -424,7 +429,7 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             let root = tryst!(c.data().root_of_effective().ok_or(Status::BadArgument));
             let shared = c.data().shared.clone();
             let notify = shared.queue_notifier(root);
-            let id = shared.host.queues.register(
+            let id = shared.ctx.host.queues.register(
                 &shared.namespace,
                 &String::from_utf8_lossy(&name),
                 Some(notify),
@@ -446,6 +451,7 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 String::from_utf8_lossy(&vm_id).into_owned()
             };
             let id = tryst!(shared
+                .ctx
                 .host
                 .queues
                 .resolve(&namespace, &String::from_utf8_lossy(&name))
@@ -458,7 +464,7 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "proxy_dequeue_shared_queue",
         |mut c: C<'_>, id: u32, ptr_ptr: u32, size_ptr: u32| -> R {
             let shared = c.data().shared.clone();
-            match shared.host.queues.dequeue(id) {
+            match shared.ctx.host.queues.dequeue(id) {
                 Err(_) => Ok(Status::NotFound.code()),
                 Ok(None) => Ok(Status::Empty.code()),
                 Ok(Some(v)) => Ok(st(copy_out(&mut c, &v, ptr_ptr, size_ptr)?)),
@@ -471,7 +477,7 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         |mut c: C<'_>, id: u32, vp: u32, vs: u32| -> R {
             let v = tryst!(read(&mut c, vp, vs));
             let shared = c.data().shared.clone();
-            Ok(match shared.host.queues.enqueue(id, Bytes::from(v)) {
+            Ok(match shared.ctx.host.queues.enqueue(id, Bytes::from(v)) {
                 Ok(()) => 0,
                 Err(QueueError::NotFound) => Status::NotFound.code(),
                 Err(QueueError::Full) => Status::InternalFailure.code(),
@@ -531,9 +537,7 @@ fn callouts(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             let upstream = String::from_utf8_lossy(&upstream).into_owned();
             let shared = c.data().shared.clone();
             // Not granted or unknown: BadArgument, as Envoy answers a bad cluster name.
-            let allowed = shared
-                .host
-                .callout_allowed(&shared.name, &shared.grants, &upstream);
+            let allowed = shared.ctx.callout_allowed(&upstream);
             tryst!(allowed.map_err(|_| Status::BadArgument));
             let pairs = tryst!(deserialize(&raw));
             let (method, path, authority, headers) = tryst!(callout_parts(&pairs));
@@ -541,7 +545,7 @@ fn callouts(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 host::callout_request(&method, &path, Some(&authority), headers, Bytes::from(body));
             let req = tryst!(req.map_err(|_| Status::BadArgument));
             let timeout = host::callout_timeout(u64::from(timeout_ms));
-            let fut = shared.host.callout(&upstream, req, timeout);
+            let fut = shared.ctx.host.callout(&upstream, req, timeout);
             let state = c.data_mut();
             state.next_token = state.next_token.wrapping_add(1).max(1);
             let token = state.next_token;
@@ -577,7 +581,7 @@ fn callouts(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
          _: u32,
          _: u32|
          -> R {
-            tracing::warn!(plugin = %c.data().shared.name, "gRPC callouts are not implemented");
+            tracing::warn!(plugin = %c.data().shared.ctx.name, "gRPC callouts are not implemented");
             Ok(Status::InternalFailure.code())
         },
     )?;
@@ -585,7 +589,7 @@ fn callouts(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "env",
         "proxy_grpc_stream",
         |c: C<'_>, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32| -> R {
-            tracing::warn!(plugin = %c.data().shared.name, "gRPC streams are not implemented");
+            tracing::warn!(plugin = %c.data().shared.ctx.name, "gRPC streams are not implemented");
             Ok(Status::InternalFailure.code())
         },
     )?;
@@ -635,11 +639,11 @@ fn metrics(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             };
             tryst!(memory::check(&mut c, ret, 4));
             let shared = c.data().shared.clone();
-            match shared
-                .host
-                .metrics
-                .define(&shared.name, kind, &String::from_utf8_lossy(&name))
-            {
+            match shared.ctx.host.metrics.define(
+                &shared.ctx.name,
+                kind,
+                &String::from_utf8_lossy(&name),
+            ) {
                 Ok(id) => Ok(st(write_u32(&mut c, ret, id))),
                 Err(e) => Ok(metric_status(Err(e))),
             }
@@ -650,8 +654,8 @@ fn metrics(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "proxy_increment_metric",
         |c: C<'_>, id: u32, offset: i64| -> R {
             let shared = c.data().shared.clone();
-            Ok(metric_status(shared.host.metrics.increment(
-                &shared.name,
+            Ok(metric_status(shared.ctx.host.metrics.increment(
+                &shared.ctx.name,
                 id,
                 offset,
             )))
@@ -662,8 +666,8 @@ fn metrics(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "proxy_record_metric",
         |c: C<'_>, id: u32, v: u64| -> R {
             let shared = c.data().shared.clone();
-            Ok(metric_status(shared.host.metrics.record(
-                &shared.name,
+            Ok(metric_status(shared.ctx.host.metrics.record(
+                &shared.ctx.name,
                 id,
                 v,
             )))
@@ -674,7 +678,7 @@ fn metrics(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "proxy_get_metric",
         |mut c: C<'_>, id: u32, ret: u32| -> R {
             let shared = c.data().shared.clone();
-            match shared.host.metrics.get(&shared.name, id) {
+            match shared.ctx.host.metrics.get(&shared.ctx.name, id) {
                 Ok(v) => Ok(st(write_u64(&mut c, ret, v))),
                 Err(e) => Ok(metric_status(Err(e))),
             }
@@ -732,7 +736,7 @@ fn properties_and_misc(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 memory::check(&mut c, ret_ptr, 4).and_then(|_| memory::check(&mut c, ret_size, 4))
             );
             tracing::debug!(
-                plugin = %c.data().shared.name,
+                plugin = %c.data().shared.ctx.name,
                 function = %String::from_utf8_lossy(&name),
                 "unknown foreign function"
             );

@@ -16,10 +16,11 @@ pub use abi::{deserialize_map, serialize_map, Status};
 pub use filter::ProxyWasmFilter;
 pub use memory::AbiViolation;
 
-use crate::config::{FailurePolicy, PluginLimits};
-use crate::host::{Grants, HostCore, QueueNotify};
+use crate::config::FailurePolicy;
+use crate::host::QueueNotify;
+use crate::wasm::context::PluginCtx;
 use crate::wasm::sandbox::Sandbox;
-use crate::wasm::{PluginError, PluginHealth, WasmEngine};
+use crate::wasm::{PluginError, PluginHealth};
 use bytes::Bytes;
 use state::VmState;
 use std::collections::HashMap;
@@ -30,10 +31,8 @@ use wasmtime::{InstancePre, Linker, Module};
 
 /// What host functions need of the plugin, outside the store.
 pub(crate) struct Shared {
-    pub name: Arc<str>,
-    pub host: Arc<HostCore>,
-    /// What the plugin may call ([`Grants::listed_or_any_upstream`]).
-    pub grants: Grants,
+    /// The plugin's name, host core, grants and sandbox, as for components.
+    pub ctx: Arc<PluginCtx>,
     pub vm_config: Bytes,
     /// Shared data and queue namespace: the VM id. Plugins in this gateway have no configurable VM id,
     /// so all Proxy-Wasm plugins share the empty one, as Envoy filters with the default `vm_id` do.
@@ -77,7 +76,6 @@ struct Slot {
 pub struct ProxyWasmPlugin {
     shared: Arc<Shared>,
     pre: InstancePre<VmState>,
-    sandbox: Sandbox,
     slot: tokio::sync::Mutex<Slot>,
     roots: Mutex<Vec<RootSpec>>,
     next_context: AtomicU32,
@@ -87,7 +85,7 @@ pub struct ProxyWasmPlugin {
 impl std::fmt::Debug for ProxyWasmPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProxyWasmPlugin")
-            .field("name", &self.shared.name)
+            .field("name", &self.shared.ctx.name)
             .finish_non_exhaustive()
     }
 }
@@ -112,14 +110,11 @@ fn background_handle() -> tokio::runtime::Handle {
 impl ProxyWasmPlugin {
     /// Links the module against the host, checks its ABI version and starts its first VM.
     pub(crate) async fn new(
-        engine: Arc<WasmEngine>,
-        name: String,
+        ctx: Arc<PluginCtx>,
         module: Module,
-        limits: PluginLimits,
         vm_config: Bytes,
-        grants: Grants,
-        host: Arc<HostCore>,
     ) -> Result<Arc<ProxyWasmPlugin>, PluginError> {
+        let name = ctx.name.to_string();
         let unsupported = |reason: String| PluginError::Unsupported {
             plugin: name.clone(),
             reason,
@@ -141,16 +136,14 @@ impl ProxyWasmPlugin {
                 "the module exports no allocator (proxy_on_memory_allocate or malloc)".into(),
             ));
         }
-        let mut linker: Linker<VmState> = Linker::new(engine.engine());
+        let mut linker: Linker<VmState> = Linker::new(ctx.sandbox.engine());
         hostcalls::add_to_linker(&mut linker).map_err(|e| unsupported(format!("{e:#}")))?;
         crate::wasm::wasi::add_to_linker(&mut linker).map_err(|e| unsupported(format!("{e:#}")))?;
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| unsupported(format!("cannot link: {e:#}")))?;
         let shared = Arc::new(Shared {
-            name: Arc::from(name.as_str()),
-            host,
-            grants,
+            ctx,
             vm_config,
             namespace: String::new(),
             handle: background_handle(),
@@ -159,7 +152,6 @@ impl ProxyWasmPlugin {
         let plugin = Arc::new(ProxyWasmPlugin {
             shared: shared.clone(),
             pre,
-            sandbox: Sandbox::new(shared.name.clone(), engine, &limits),
             slot: tokio::sync::Mutex::new(Slot {
                 vm: None,
                 generation: 0,
@@ -180,19 +172,25 @@ impl ProxyWasmPlugin {
         Ok(plugin)
     }
 
+    /// Its sandbox: limits, health, admission.
+    #[inline]
+    pub(crate) fn sandbox(&self) -> &Sandbox {
+        &self.shared.ctx.sandbox
+    }
+
     /// Its name.
     pub fn name(&self) -> &str {
-        &self.shared.name
+        &self.shared.ctx.name
     }
 
     /// VMs alive (the serving one, and one being replaced) and requests in flight.
     pub(crate) fn instance_counts(&self) -> (usize, usize) {
-        self.sandbox.instance_counts()
+        self.sandbox().instance_counts()
     }
 
     /// Its health counters.
     pub fn health(&self) -> &Arc<PluginHealth> {
-        self.sandbox.health()
+        self.sandbox().health()
     }
 
     fn next_id(&self) -> u32 {
@@ -267,8 +265,8 @@ impl ProxyWasmPlugin {
 
     fn discard(&self, slot: &mut Slot) {
         if slot.vm.take().is_some() {
-            self.sandbox.discarded();
-            tracing::warn!(plugin = %self.shared.name, "plugin VM discarded after a failure");
+            self.sandbox().discarded();
+            tracing::warn!(plugin = %self.shared.ctx.name, "plugin VM discarded after a failure");
         }
     }
 
@@ -382,7 +380,7 @@ impl ProxyWasmPlugin {
                 let _ = self.after_callback(vm, None);
             }
             Err(e) => {
-                tracing::warn!(plugin = %self.shared.name, "root context callback failed: {e}");
+                tracing::warn!(plugin = %self.shared.ctx.name, "root context callback failed: {e}");
                 self.discard(&mut slot);
             }
         }

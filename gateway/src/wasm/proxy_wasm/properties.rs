@@ -55,8 +55,8 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
     let shared = &state.shared;
 
     let builtin: Option<Bytes> = match segs.as_slice() {
-        ["plugin_name"] => Some(text(&*shared.name)),
-        ["plugin_vm_id"] => Some(text(&*shared.name)),
+        ["plugin_name"] => Some(text(&*shared.ctx.name)),
+        ["plugin_vm_id"] => Some(text(&*shared.ctx.name)),
         ["plugin_root_id"] => root.map(|r| text(&*r.route)),
         ["route_name"] | ["xds", "route_name"] => root.map(|r| text(&*r.route)),
         ["cluster_name"] | ["xds", "cluster_name"] | ["upstream", "name"] => {

@@ -40,13 +40,13 @@ impl WasiHost for VmState {
             } else {
                 crate::host::LogLevel::Error
             };
-            crate::host::plugin_log(&self.shared.name, level, &text);
+            crate::host::plugin_log(&self.shared.ctx.name, level, &text);
         }
         // A line longer than this is logged in pieces rather than held without bound.
         if buf.len() > 16 << 10 {
             let text = String::from_utf8_lossy(buf).into_owned();
             buf.clear();
-            crate::host::plugin_log(&self.shared.name, crate::host::LogLevel::Info, &text);
+            crate::host::plugin_log(&self.shared.ctx.name, crate::host::LogLevel::Info, &text);
         }
     }
 }
@@ -145,7 +145,7 @@ impl ProxyWasmPlugin {
         P: WasmParams,
         R: WasmResults,
     {
-        self.sandbox.call(&mut vm.store, f, args)
+        self.sandbox().call(&mut vm.store, f, args)
     }
 
     /// Sets the context a callback runs for.
@@ -158,8 +158,8 @@ impl ProxyWasmPlugin {
     /// Instantiates the module and runs its start functions as proxy-wasm-cpp-host does: a reactor's
     /// `_initialize` (then `main(0, 0)` if exported), otherwise a command's `_start`.
     pub(super) fn start_vm(&self, generation: u64) -> Result<Vm, String> {
-        let state = VmState::new(self.shared.clone(), self.sandbox.memory_cap());
-        let mut store: Store<VmState> = self.sandbox.store(state);
+        let state = VmState::new(self.shared.clone(), self.sandbox().memory_cap());
+        let mut store: Store<VmState> = self.sandbox().store(state);
         let instance = self
             .pre
             .instantiate(&mut store)
@@ -213,7 +213,7 @@ impl ProxyWasmPlugin {
             store,
             exports,
             generation,
-            _live: self.sandbox.instance_guard(),
+            _live: self.sandbox().instance_guard(),
         })
     }
 
