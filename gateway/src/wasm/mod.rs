@@ -1,7 +1,11 @@
-//! The Wasm sandbox: the process's engine ([`engine`]), plugin loading with limits and health
-//! ([`Plugins`], [`LoadedPlugin`]), the WASI preview 1 shim ([`wasi`]), the Proxy-Wasm ABI host
-//! ([`proxy_wasm`]) and the host of the gateway's WIT world ([`component`]). A loaded plugin makes a
-//! [`crate::filter::Filter`] per route config.
+//! The Wasm sandbox: the process's engine ([`engine`]), plugin loading ([`Plugins`],
+//! [`LoadedPlugin`]), the WASI preview 1 shim ([`wasi`]), and the two ABIs, which translate wire
+//! formats only: the Proxy-Wasm host ([`proxy_wasm`]) and the host of the gateway's WIT world
+//! ([`component`]). What both share: `sandbox` (stores, limits, epoch deadlines, failure
+//! classification, health accounting, admission), `context` (one plugin's name, host core, grants and
+//! sandbox) and, outside this module because it knows nothing of wasmtime, [`crate::host`] (the
+//! request handle with its phase rules, callouts, shared data, queues, metrics, logs). A loaded plugin
+//! makes a [`crate::filter::Filter`] per route config.
 
 pub mod component;
 mod context;
