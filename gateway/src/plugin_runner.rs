@@ -78,7 +78,7 @@ struct PluginSpec {
     #[serde(default)]
     config: Option<Value>,
     #[serde(default)]
-    capabilities: PluginCapabilities,
+    capabilities: Option<PluginCapabilities>,
     #[serde(default)]
     instance_mode: InstanceMode,
     #[serde(default)]
@@ -281,7 +281,12 @@ pub async fn run_file(path: &Path, wasm: Option<&Path>) -> Result<Report, Config
         .map(|(i, case)| prepare(case).map_err(|(f, m)| err(&format!("cases[{i}].{f}"), m)))
         .collect::<Result<Vec<_>, _>>()?;
     let mocks = Arc::new(FixtureUpstreams {
-        granted: fixture.plugin.capabilities.upstreams.clone(),
+        granted: fixture
+            .plugin
+            .capabilities
+            .as_ref()
+            .map(|c| c.upstreams.clone())
+            .unwrap_or_default(),
         answers: Mutex::default(),
         calls: Mutex::default(),
     });
@@ -313,9 +318,11 @@ pub async fn run_file(path: &Path, wasm: Option<&Path>) -> Result<Report, Config
             Some(w) => cwd.join(w),
             None => base.join(&fixture.plugin.path),
         },
-        "capabilities": fixture.plugin.capabilities,
         "instance_mode": fixture.plugin.instance_mode,
     });
+    if let Some(caps) = &fixture.plugin.capabilities {
+        cfg["capabilities"] = serde_json::to_value(caps).unwrap_or_default();
+    }
     if let Some(limits) = &fixture.plugin.limits {
         cfg["limits"] = serde_json::to_value(limits).unwrap_or_default();
     }

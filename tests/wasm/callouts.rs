@@ -107,3 +107,45 @@ async fn local_responses_plain_and_grpc() {
     };
     assert_eq!(local.status, 418);
 }
+
+#[tokio::test]
+async fn with_capabilities_callouts_go_only_to_granted_upstreams() {
+    let caps = |upstreams: &[&str]| {
+        Some(gateway::config::PluginCapabilities {
+            upstreams: upstreams.iter().map(|u| u.to_string()).collect(),
+            kv_namespace: None,
+        })
+    };
+    // Granted: the callout is sent and answered as without `capabilities`.
+    let mut cfg = plugin_cfg("callout-granted", &fixtures().kitchen);
+    cfg.capabilities = caps(&["mock"]);
+    let p = load(cfg, host().await).await;
+    let f = filter(&p, "r", "").await;
+    let (v, req, _ctx) = request_headers(
+        &f,
+        &[("x-test", "callout"), ("x-callout-body", "please")],
+        true,
+    )
+    .await;
+    assert!(matches!(v, Ok(Verdict::Continue)), "{v:?}");
+    assert_eq!(hv(&req.headers, "x-callout-status"), "200");
+    assert_eq!(hv(&req.headers, "x-callout-body"), "allowed");
+
+    // Not granted (another upstream is, or none): refused at dispatch with the status of a bad
+    // cluster name, so the plugin carries on without a response to wait for.
+    for (name, granted) in [("callout-other", &["elsewhere"][..]), ("callout-none", &[])] {
+        let mut cfg = plugin_cfg(name, &fixtures().kitchen);
+        cfg.capabilities = caps(granted);
+        let p = load(cfg, host().await).await;
+        let f = filter(&p, "r", "").await;
+        let (v, req, _ctx) = request_headers(
+            &f,
+            &[("x-test", "callout"), ("x-callout-body", "please")],
+            true,
+        )
+        .await;
+        assert!(matches!(v, Ok(Verdict::Continue)), "{name}: {v:?}");
+        assert_eq!(hv(&req.headers, "x-callout-error"), "BadArgument", "{name}");
+        assert!(req.headers.get("x-callout-status").is_none(), "{name}");
+    }
+}

@@ -22,8 +22,9 @@ fn kitchen_cfg(mode: InstanceMode) -> config::Plugin {
 }
 
 fn granted(mut cfg: config::Plugin, upstreams: &[&str], ns: Option<&str>) -> config::Plugin {
-    cfg.capabilities.upstreams = upstreams.iter().map(|u| u.to_string()).collect();
-    cfg.capabilities.kv_namespace = ns.map(str::to_string);
+    let caps = cfg.capabilities.get_or_insert_default();
+    caps.upstreams = upstreams.iter().map(|u| u.to_string()).collect();
+    caps.kv_namespace = ns.map(str::to_string);
     cfg
 }
 
@@ -668,7 +669,7 @@ async fn the_rust_filter_template_builds_and_runs() {
     let path = xtask::rust_filter_example().unwrap_or_else(|e| panic!("{e}"));
     let host = host().await;
     let mut cfg = plugin_cfg("api-key", path);
-    cfg.capabilities.kv_namespace = Some("api-key".into());
+    cfg.capabilities.get_or_insert_default().kv_namespace = Some("api-key".into());
     let p = load(cfg, host).await;
     let f = filter(&p, "r", "x-api-key").await;
     let (v, _, _ctx) = request_headers(&f, &[], true).await;

@@ -67,24 +67,27 @@ pub struct Plugin {
     /// Proxy-Wasm VM configuration (passed to `on_vm_start`). Default: empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm_config: Option<serde_json::Value>,
-    /// What a component plugin (the gateway's WIT world) may use beyond logs, metrics, clock and
-    /// randomness. Default: nothing (no upstreams, no key-value store).
-    #[serde(default)]
-    pub capabilities: PluginCapabilities,
+    /// What the plugin may use beyond logs, metrics, clock and randomness. Default (none given): a
+    /// component gets nothing (no upstreams, no key-value store); a Proxy-Wasm plugin may send
+    /// callouts to any upstream, as filters written for Envoy expect. Given, it is enforced for both
+    /// ABIs (a Proxy-Wasm callout to an upstream not listed is refused with `BadArgument`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<PluginCapabilities>,
     /// How a component plugin's instances serve requests. Default: `fresh`.
     #[serde(default)]
     pub instance_mode: InstanceMode,
 }
 
-/// Capabilities granted to a component plugin. A call outside them returns a typed `denied` error to
-/// the plugin and is logged.
+/// Capabilities granted to a plugin. A call outside them returns a typed error to the plugin
+/// (`denied` in the WIT world, `BadArgument` in Proxy-Wasm) and is logged.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginCapabilities {
     /// Upstreams the plugin may send HTTP requests to, by name. Default: none.
     pub upstreams: Vec<String>,
-    /// The key-value store namespace the plugin reads and writes; plugins that name the same
-    /// namespace share data. Default: none (the store is denied).
+    /// The key-value store namespace a component reads and writes; components that name the same
+    /// namespace share data. Default: none (the store is denied). Proxy-Wasm shared data is not
+    /// affected (it is the VM's, as in Envoy).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kv_namespace: Option<String>,
 }

@@ -1,16 +1,27 @@
-//! Outbound HTTP from plugins: the gateway implements [`Upstreams`] over its upstream clusters, each
-//! call made by [`callout`].
+//! Outbound HTTP from plugins, for both ABIs: what a plugin is granted ([`Grants`]), building its
+//! request ([`callout_request`]), and starting it within its timeout ([`HostCore::callout`]). The
+//! gateway implements [`Upstreams`] over its upstream clusters, each call sent by [`callout`].
 
+use super::HostCore;
+use crate::config::PluginCapabilities;
 use crate::upstream::Cluster;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use http::{HeaderMap, HeaderValue, Method};
 use http_body_util::BodyExt;
+use std::future::Future;
 use std::time::Duration;
+
+/// Longest callout timeout; a timeout of 0 means this. Default: 60s.
+pub const MAX_CALLOUT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why a callout got no response.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CalloutError {
-    /// No upstream of that name exists (or the plugin may not call it).
+    /// The plugin is not granted this upstream (`capabilities.upstreams`).
+    #[error("upstream `{0}` is not granted to this plugin")]
+    NotGranted(String),
+    /// No upstream of that name exists.
     #[error("unknown upstream `{0}`")]
     UnknownUpstream(String),
     /// The request was malformed (missing `:method`, `:path` or `:authority`, bad header).
@@ -31,7 +42,8 @@ pub trait Upstreams: Send + Sync {
     /// Whether `upstream` exists, so that a call to an unknown one fails at dispatch, as in Envoy.
     fn has(&self, upstream: &str) -> bool;
 
-    /// Sends `req` to `upstream` and waits at most `timeout` for the whole response.
+    /// Sends `req` to `upstream`. `timeout` is the callout's (for the upstream's own bookkeeping);
+    /// [`HostCore::callout`] bounds the whole call by it, whatever the implementation does.
     fn call(
         &self,
         upstream: &str,
@@ -90,4 +102,183 @@ pub async fn callout(
         .map_err(|_| CalloutError::Timeout)?;
     ep.record(result.is_ok(), &cluster.passive);
     result
+}
+
+/// The upstreams a plugin may call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum UpstreamGrant {
+    /// Any upstream of the config (a Proxy-Wasm plugin without `capabilities`).
+    Any,
+    /// Only these.
+    Only(Vec<String>),
+}
+
+/// What a plugin is granted beyond logs, metrics, clock and randomness, from its `capabilities`.
+/// Checked by the host for both ABIs; a refusal is logged and answered with the ABI's typed error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grants {
+    upstreams: UpstreamGrant,
+    kv_namespace: Option<String>,
+}
+
+impl Grants {
+    /// Exactly `capabilities` (nothing without it): the grants of a component.
+    pub fn listed(capabilities: Option<&PluginCapabilities>) -> Grants {
+        let caps = capabilities.cloned().unwrap_or_default();
+        Grants {
+            upstreams: UpstreamGrant::Only(caps.upstreams),
+            kv_namespace: caps.kv_namespace,
+        }
+    }
+
+    /// `capabilities` when the config lists them, otherwise every upstream: the grants of a
+    /// Proxy-Wasm plugin (filters written for Envoy call clusters by name, with no grants).
+    pub fn listed_or_any_upstream(capabilities: Option<&PluginCapabilities>) -> Grants {
+        match capabilities {
+            Some(_) => Grants::listed(capabilities),
+            None => Grants {
+                upstreams: UpstreamGrant::Any,
+                kv_namespace: None,
+            },
+        }
+    }
+
+    /// Whether the plugin may send requests to `upstream`.
+    pub fn upstream(&self, upstream: &str) -> bool {
+        match &self.upstreams {
+            UpstreamGrant::Any => true,
+            UpstreamGrant::Only(list) => list.iter().any(|u| u == upstream),
+        }
+    }
+
+    /// The key-value namespace the plugin may use, if any.
+    pub fn kv_namespace(&self) -> Option<&str> {
+        self.kv_namespace.as_deref()
+    }
+}
+
+/// The timeout of a callout asked for `ms` milliseconds: 0 is [`MAX_CALLOUT_TIMEOUT`], and no
+/// callout waits longer than that.
+pub fn callout_timeout(ms: u64) -> Duration {
+    match ms {
+        0 => MAX_CALLOUT_TIMEOUT,
+        ms => Duration::from_millis(ms).min(MAX_CALLOUT_TIMEOUT),
+    }
+}
+
+/// The request of a callout: `method`, `path_with_query` (which starts with `/`) and `headers` as
+/// the ABI read them; `authority`, when given, becomes the `host` header.
+pub fn callout_request(
+    method: &[u8],
+    path_with_query: &[u8],
+    authority: Option<&[u8]>,
+    mut headers: HeaderMap,
+    body: Bytes,
+) -> Result<http::Request<Bytes>, CalloutError> {
+    let bad = CalloutError::BadRequest;
+    let method = Method::from_bytes(method)
+        .map_err(|_| bad(format!("bad method `{}`", String::from_utf8_lossy(method))))?;
+    if !path_with_query.starts_with(b"/") {
+        return Err(bad("the path must start with `/`".into()));
+    }
+    let uri = http::uri::PathAndQuery::try_from(path_with_query)
+        .map(http::Uri::from)
+        .map_err(|e| bad(format!("bad path: {e}")))?;
+    if let Some(a) = authority {
+        let host = HeaderValue::from_bytes(a).map_err(|_| bad("bad `:authority`".into()))?;
+        headers.insert(http::header::HOST, host);
+    }
+    let mut req = http::Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    Ok(req)
+}
+
+impl HostCore {
+    /// Whether `plugin` may send a callout to `upstream` now: it is granted (a refusal is logged)
+    /// and exists.
+    pub fn callout_allowed(
+        &self,
+        plugin: &str,
+        grants: &Grants,
+        upstream: &str,
+    ) -> Result<(), CalloutError> {
+        if !grants.upstream(upstream) {
+            tracing::warn!(
+                plugin,
+                upstream,
+                "denied: outbound HTTP to an upstream not granted in `capabilities.upstreams`"
+            );
+            return Err(CalloutError::NotGranted(upstream.to_string()));
+        }
+        if !self.upstreams.has(upstream) {
+            return Err(CalloutError::UnknownUpstream(upstream.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Starts a callout that [`HostCore::callout_allowed`] allowed: `req` to `upstream`, bounded by
+    /// `timeout` (from [`callout_timeout`]). The future is `'static`, to be awaited or spawned.
+    pub fn callout(
+        &self,
+        upstream: &str,
+        req: http::Request<Bytes>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<http::Response<Bytes>, CalloutError>> + Send + 'static {
+        let fut = self.upstreams.call(upstream, req, timeout);
+        async move {
+            match tokio::time::timeout(timeout, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(CalloutError::Timeout),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_of_each_abi() {
+        let caps = PluginCapabilities {
+            upstreams: vec!["auth".into()],
+            kv_namespace: None,
+        };
+        assert!(!Grants::listed(None).upstream("auth"));
+        assert!(Grants::listed(Some(&caps)).upstream("auth"));
+        assert!(!Grants::listed(Some(&caps)).upstream("other"));
+        assert!(Grants::listed_or_any_upstream(None).upstream("other"));
+        assert!(!Grants::listed_or_any_upstream(Some(&caps)).upstream("other"));
+        assert!(
+            !Grants::listed_or_any_upstream(Some(&PluginCapabilities::default())).upstream("auth")
+        );
+    }
+
+    #[test]
+    fn timeouts_are_clamped_once() {
+        assert_eq!(callout_timeout(0), MAX_CALLOUT_TIMEOUT);
+        assert_eq!(callout_timeout(250), Duration::from_millis(250));
+        assert_eq!(callout_timeout(u64::MAX), MAX_CALLOUT_TIMEOUT);
+    }
+
+    #[test]
+    fn requests_need_a_method_and_an_absolute_path() {
+        let r = callout_request(
+            b"POST",
+            b"/a?b=1",
+            Some(b"svc"),
+            HeaderMap::new(),
+            Bytes::new(),
+        )
+        .unwrap();
+        assert_eq!(r.method(), Method::POST);
+        assert_eq!(r.uri(), "/a?b=1");
+        assert_eq!(r.headers()["host"], "svc");
+        for (m, p) in [(&b"G T"[..], &b"/"[..]), (b"GET", b"a"), (b"GET", b"/a b")] {
+            let e = callout_request(m, p, None, HeaderMap::new(), Bytes::new());
+            assert!(matches!(e, Err(CalloutError::BadRequest(_))), "{e:?}");
+        }
+    }
 }

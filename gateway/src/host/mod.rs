@@ -1,14 +1,22 @@
 //! The host core: everything a plugin can ask of the gateway, whichever ABI it speaks. The Proxy-Wasm
 //! host (`wasm::proxy_wasm`) and the gateway's WIT world both call into this one place, so shared data,
-//! queues, metrics, logs and outbound HTTP behave the same for both.
+//! queues, metrics, logs and outbound HTTP (grants, request building, timeout) behave the same for
+//! both. Nothing here knows of wasmtime: the ABIs translate their wire formats into these calls.
 
+mod handle;
 mod http;
 mod kv;
 mod log;
 mod metrics;
 mod queue;
 
-pub use http::{callout, CalloutError, Upstreams};
+pub use handle::{
+    edit_headers, header_name, header_value, set_authority, set_path_with_query, status,
+    HandleError, HeaderEdit, HttpData, Lent, Phase,
+};
+pub use http::{
+    callout, callout_request, callout_timeout, CalloutError, Grants, Upstreams, MAX_CALLOUT_TIMEOUT,
+};
 pub use kv::{CasMismatch, IncrementError, SharedData};
 pub use log::{log_level, plugin_log, LogLevel};
 pub use metrics::{MetricError, MetricKind, Metrics};

@@ -1,9 +1,14 @@
-//! The Wasm sandbox: the process's engine ([`engine`]), plugin loading with limits and health
-//! ([`Plugins`], [`LoadedPlugin`]), the WASI preview 1 shim ([`wasi`]), the Proxy-Wasm ABI host
-//! ([`proxy_wasm`]) and the host of the gateway's WIT world ([`component`]). A loaded plugin makes a
-//! [`crate::filter::Filter`] per route config.
+//! The Wasm sandbox: the process's engine ([`engine`]), plugin loading ([`Plugins`],
+//! [`LoadedPlugin`]), the WASI preview 1 shim ([`wasi`]), and the two ABIs, which translate wire
+//! formats only: the Proxy-Wasm host ([`proxy_wasm`]) and the host of the gateway's WIT world
+//! ([`component`]). What both share: `sandbox` (stores, limits, epoch deadlines, failure
+//! classification, health accounting, admission), `context` (one plugin's name, host core, grants and
+//! sandbox) and, outside this module because it knows nothing of wasmtime, [`crate::host`] (the
+//! request handle with its phase rules, callouts, shared data, queues, metrics, logs). A loaded plugin
+//! makes a [`crate::filter::Filter`] per route config.
 
 pub mod component;
+mod context;
 pub mod engine;
 mod health;
 pub mod proxy_wasm;
@@ -203,33 +208,18 @@ impl Plugins {
                     plugin: cfg.name.clone(),
                     reason: format!("the compiler thread failed: {e}"),
                 })??;
+        let ctx = context::PluginCtx::new(cfg, abi, self.engine.clone(), host);
         let inner = match compiled {
-            engine::Compiled::Component(compiled) => {
-                Inner::Component(component::ComponentPlugin::new(
-                    self.engine.clone(),
-                    cfg.name.clone(),
-                    compiled,
-                    cfg,
-                    host,
-                )?)
-            }
+            engine::Compiled::Component(compiled) => Inner::Component(
+                component::ComponentPlugin::new(ctx, compiled, cfg.instance_mode)?,
+            ),
             engine::Compiled::Module(module) => {
                 let vm_config = match &cfg.vm_config {
                     None => Bytes::new(),
                     Some(serde_json::Value::String(s)) => Bytes::from(s.clone()),
                     Some(other) => Bytes::from(other.to_string()),
                 };
-                Inner::ProxyWasm(
-                    proxy_wasm::ProxyWasmPlugin::new(
-                        self.engine.clone(),
-                        cfg.name.clone(),
-                        module,
-                        cfg.limits.clone(),
-                        vm_config,
-                        host,
-                    )
-                    .await?,
-                )
+                Inner::ProxyWasm(proxy_wasm::ProxyWasmPlugin::new(ctx, module, vm_config).await?)
             }
         };
         LIVE_PLUGINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -127,16 +127,9 @@ pub fn live_instances() -> usize {
     LIVE_INSTANCES.load(Ordering::Relaxed)
 }
 
-/// Counts one instance as alive (in the process and in its plugin's counter) until dropped.
+/// Counts one instance as alive (in the process and in its plugin's counter) until dropped; made by
+/// [`Sandbox::instance_guard`].
 pub(crate) struct InstanceGuard(Arc<AtomicUsize>);
-
-impl InstanceGuard {
-    pub(crate) fn new(plugin: &Arc<AtomicUsize>) -> InstanceGuard {
-        plugin.fetch_add(1, Ordering::Relaxed);
-        LIVE_INSTANCES.fetch_add(1, Ordering::Relaxed);
-        InstanceGuard(plugin.clone())
-    }
-}
 
 impl Drop for InstanceGuard {
     fn drop(&mut self) {
@@ -302,6 +295,28 @@ impl Sandbox {
         self.enter(store);
         let r = f.call(&mut *store, args);
         self.leave(r, store)
+    }
+
+    /// A call ended well: the plugin's run of failures is over.
+    #[inline]
+    pub(crate) fn success(&self) {
+        self.health.success();
+    }
+
+    /// The guest answered a call with something its ABI does not allow (an action or a local
+    /// response that does not exist): counted and logged as a trap; the caller throws the instance
+    /// away.
+    #[cold]
+    pub(crate) fn violation(&self, message: String) -> FilterError {
+        self.health.failure(FailureKind::Trap);
+        tracing::warn!(plugin = %self.name, "plugin misused the host ABI: {message}");
+        FilterError::Abi(message)
+    }
+
+    /// Counts an instance thrown away after a failure.
+    #[cold]
+    pub(crate) fn discarded(&self) {
+        self.health.instance_discarded();
     }
 
     /// Takes one request in, if fewer than the plugin's instance limit are in flight; each admitted

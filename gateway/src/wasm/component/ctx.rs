@@ -4,17 +4,15 @@
 
 use super::bindings::gateway::filter::types::{Action, BodyMode as WitBodyMode};
 use super::host::header_map;
-use super::state::Phase;
 use super::{FilterInner, Instance};
 use crate::filter::{
     BodyMode, FilterCtx, FilterError, LocalResponse, RequestHead, RequestInfo, ResponseHead,
     Verdict,
 };
-use crate::wasm::health::FailureKind;
+use crate::host::{Lent, Phase};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http::{HeaderMap, Method, StatusCode, Uri};
-use std::sync::atomic::Ordering;
+use http::StatusCode;
 use std::sync::Arc;
 use wasmtime::component::Resource;
 
@@ -29,25 +27,6 @@ pub(crate) struct ComponentCtx {
     /// The instance failed during this request; later phases are not run.
     failed: bool,
     done: bool,
-}
-
-/// What a handler call is lent.
-enum Lent<'a> {
-    Req(&'a mut RequestHead),
-    ReqBody(&'a mut Bytes),
-    Resp(&'a mut ResponseHead),
-    RespBody(&'a mut Bytes),
-    /// A whole-mode body call: the body and the live head, which the call may change.
-    ReqWhole(&'a mut RequestHead, &'a mut Bytes),
-    RespWhole(&'a mut ResponseHead, &'a mut Bytes),
-}
-
-fn placeholder_req() -> RequestHead {
-    RequestHead {
-        method: Method::GET,
-        uri: Uri::default(),
-        headers: HeaderMap::new(),
-    }
 }
 
 impl ComponentCtx {
@@ -91,125 +70,49 @@ impl ComponentCtx {
         let plugin = self.inner.plugin.clone();
         let keep_req = self.inner.options.0 != WitBodyMode::Skip;
         let keep_resp = self.inner.options.1 != WitBodyMode::Skip;
-        let ticks = plugin.cpu_ticks();
-        let inst = self.instance().await?;
-        let state = inst.store.data_mut();
-        state.whole = matches!(lent, Lent::ReqWhole(..) | Lent::RespWhole(..));
-        state.phase = match &mut lent {
-            Lent::Req(r) => {
-                state.req = Some(std::mem::replace(*r, placeholder_req()));
-                Phase::RequestHead
-            }
-            Lent::ReqBody(b) => {
-                state.body = Some(std::mem::take(*b));
-                Phase::RequestBody
-            }
-            Lent::Resp(r) => {
-                let status = r.status;
-                state.resp = Some(std::mem::replace(
-                    *r,
-                    ResponseHead {
-                        status,
-                        headers: HeaderMap::new(),
-                    },
-                ));
-                Phase::ResponseHead
-            }
-            Lent::RespBody(b) => {
-                state.body = Some(std::mem::take(*b));
-                Phase::ResponseBody
-            }
-            Lent::ReqWhole(r, b) => {
-                state.req = Some(std::mem::replace(*r, placeholder_req()));
-                state.body = Some(std::mem::take(*b));
-                Phase::RequestBody
-            }
-            Lent::RespWhole(r, b) => {
-                let status = r.status;
-                state.resp = Some(std::mem::replace(
-                    *r,
-                    ResponseHead {
-                        status,
-                        headers: HeaderMap::new(),
-                    },
-                ));
-                state.body = Some(std::mem::take(*b));
-                Phase::ResponseBody
-            }
+        let keep_head = match &lent {
+            Lent::RequestHead(_) => keep_req,
+            Lent::ResponseHead(_) => keep_resp,
+            _ => true,
         };
-        state.limiter.reset();
-        state.waited = false;
-        inst.store.set_epoch_deadline(ticks);
-        plugin.health.call();
+        let inst = self.instance().await?;
+        inst.store.data_mut().data.lend(&mut lent);
+        plugin.ctx.sandbox.enter(&mut inst.store);
         let b = &inst.bindings;
         let s = &mut inst.store;
         let r = match &lent {
-            Lent::Req(_) => b.call_on_request(s, Resource::new_borrow(HANDLE)).await,
-            Lent::ReqBody(_) => {
+            Lent::RequestHead(_) => b.call_on_request(s, Resource::new_borrow(HANDLE)).await,
+            Lent::RequestBody(_) => {
                 b.call_on_request_body(s, Resource::new_borrow(HANDLE), eos)
                     .await
             }
-            Lent::Resp(_) => b.call_on_response(s, Resource::new_borrow(HANDLE)).await,
-            Lent::RespBody(_) => {
+            Lent::ResponseHead(_) => b.call_on_response(s, Resource::new_borrow(HANDLE)).await,
+            Lent::ResponseBody(_) => {
                 b.call_on_response_body(s, Resource::new_borrow(HANDLE), eos)
                     .await
             }
-            Lent::ReqWhole(..) => {
+            Lent::WholeRequest(..) => {
                 b.call_on_request_body(s, Resource::new_borrow(HANDLE), true)
                     .await
             }
-            Lent::RespWhole(..) => {
+            Lent::WholeResponse(..) => {
                 b.call_on_response_body(s, Resource::new_borrow(HANDLE), true)
                     .await
             }
+            // The WIT world has no trailer handlers; trailers are never lent to a component.
+            Lent::RequestTrailers(_) | Lent::ResponseTrailers(_) => Ok(Action::Continue),
         };
-        let state = inst.store.data_mut();
-        state.phase = Phase::Idle;
-        state.whole = false;
-        match &mut lent {
-            Lent::Req(r) => {
-                if let Some(req) = state.req.take() {
-                    if keep_req {
-                        state.req = Some(req.clone());
-                    }
-                    **r = req;
-                }
-            }
-            Lent::ReqBody(b) | Lent::RespBody(b) => **b = state.body.take().unwrap_or_default(),
-            Lent::Resp(r) => {
-                if let Some(resp) = state.resp.take() {
-                    if keep_resp {
-                        state.resp = Some(resp.clone());
-                    }
-                    **r = resp;
-                }
-            }
-            Lent::ReqWhole(r, b) => {
-                **b = state.body.take().unwrap_or_default();
-                if let Some(req) = state.req.take() {
-                    state.req = Some(req.clone());
-                    **r = req;
-                }
-            }
-            Lent::RespWhole(r, b) => {
-                **b = state.body.take().unwrap_or_default();
-                if let Some(resp) = state.resp.take() {
-                    state.resp = Some(resp.clone());
-                    **r = resp;
-                }
-            }
-        }
-        let action = match r {
+        inst.store.data_mut().data.take_back(&mut lent, keep_head);
+        let action = match plugin.ctx.sandbox.leave(r, &mut inst.store) {
             Ok(a) => a,
-            Err(e) => {
-                let err = plugin.failed(&e, &inst.store);
+            Err(err) => {
                 self.discard();
                 return Err(err);
             }
         };
         match action {
             Action::Continue => {
-                plugin.health.success();
+                plugin.ctx.sandbox.success();
                 Ok(Verdict::Continue)
             }
             Action::Respond(local) => {
@@ -219,7 +122,7 @@ impl ComponentCtx {
                     header_map(&local.headers).map_err(|e| format!("local response with {e:?}"));
                 match (status, headers) {
                     (Ok(status), Ok(headers)) => {
-                        plugin.health.success();
+                        plugin.ctx.sandbox.success();
                         Ok(Verdict::Respond(LocalResponse {
                             status,
                             headers,
@@ -227,17 +130,18 @@ impl ComponentCtx {
                         }))
                     }
                     (Err(m), _) | (_, Err(m)) => {
-                        plugin.health.failure(FailureKind::Trap);
-                        plugin.health.instance_discarded();
+                        let err = plugin.ctx.sandbox.violation(m);
                         self.discard();
-                        Err(FilterError::Abi(m))
+                        Err(err)
                     }
                 }
             }
         }
     }
 
+    /// Throws the instance away after a failure; later phases of this request are not run.
     fn discard(&mut self) {
+        self.inner.plugin.ctx.sandbox.discarded();
         self.inst = None;
         self.failed = true;
     }
@@ -250,11 +154,11 @@ impl ComponentCtx {
             // A phase other than idle means the request ended (its future was dropped) in the
             // middle of a guest call: the guest's state is half-way through it, so the instance
             // is not given to another request.
-            if !self.failed && inst.store.data().phase == Phase::Idle {
+            if !self.failed && inst.store.data().data.phase == Phase::Idle {
                 self.inner.release(inst);
             }
         }
-        self.inner.plugin.live.fetch_sub(1, Ordering::AcqRel);
+        self.inner.plugin.ctx.sandbox.release();
     }
 }
 
@@ -278,7 +182,7 @@ impl FilterCtx for ComponentCtx {
         req: &'a mut RequestHead,
         _end_of_stream: bool,
     ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
-        Box::pin(self.run(Lent::Req(req), false))
+        Box::pin(self.run(Lent::RequestHead(req), false))
     }
 
     fn request_body_mode(&self) -> BodyMode {
@@ -294,7 +198,7 @@ impl FilterCtx for ComponentCtx {
             match self.inner.options.0 {
                 WitBodyMode::Skip => Ok(Verdict::Continue),
                 WitBodyMode::Whole if !end_of_stream => Ok(Verdict::Buffer),
-                _ => self.run(Lent::ReqBody(body), end_of_stream).await,
+                _ => self.run(Lent::RequestBody(body), end_of_stream).await,
             }
         })
     }
@@ -304,7 +208,7 @@ impl FilterCtx for ComponentCtx {
         req: &'a mut RequestHead,
         body: &'a mut Bytes,
     ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
-        Box::pin(self.run(Lent::ReqWhole(req, body), true))
+        Box::pin(self.run(Lent::WholeRequest(req, body), true))
     }
 
     fn on_response_headers<'a>(
@@ -312,7 +216,7 @@ impl FilterCtx for ComponentCtx {
         resp: &'a mut ResponseHead,
         _end_of_stream: bool,
     ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
-        Box::pin(self.run(Lent::Resp(resp), false))
+        Box::pin(self.run(Lent::ResponseHead(resp), false))
     }
 
     fn response_body_mode(&self) -> BodyMode {
@@ -328,7 +232,7 @@ impl FilterCtx for ComponentCtx {
             match self.inner.options.1 {
                 WitBodyMode::Skip => Ok(Verdict::Continue),
                 WitBodyMode::Whole if !end_of_stream => Ok(Verdict::Buffer),
-                _ => self.run(Lent::RespBody(body), end_of_stream).await,
+                _ => self.run(Lent::ResponseBody(body), end_of_stream).await,
             }
         })
     }
@@ -338,7 +242,7 @@ impl FilterCtx for ComponentCtx {
         resp: &'a mut ResponseHead,
         body: &'a mut Bytes,
     ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
-        Box::pin(self.run(Lent::RespWhole(resp, body), true))
+        Box::pin(self.run(Lent::WholeResponse(resp, body), true))
     }
 
     fn on_done(&mut self) {

@@ -2,26 +2,30 @@
 //! clock, randomness and request facts. Everything that is shared goes through [`crate::host`].
 
 use super::bindings::gateway::filter::{clock, facts, http_client, log, metrics, random, types};
-use super::state::{body_bytes, CompState, Phase, RequestRes, ResponseRes};
-use crate::host::{plugin_log, CalloutError, LogLevel, MetricKind};
-use crate::wasm::proxy_wasm::MAX_CALLOUT_TIMEOUT;
+use super::state::{CompState, RequestRes, ResponseRes};
+use crate::host::{
+    callout_request, callout_timeout, edit_headers, header_name, header_value, plugin_log,
+    set_path_with_query, status, CalloutError, HandleError, HeaderEdit, LogLevel, MetricKind,
+    Phase,
+};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 use types::HostError;
 use wasmtime::component::Resource;
 
 /// Most bytes `random.bytes` returns in one call. Default: 65 536.
 pub const MAX_RANDOM_BYTES: u32 = 65_536;
 
-fn name_value(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), HostError> {
-    let n = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| HostError::Invalid(format!("bad header name `{name}`")))?;
-    let v = HeaderValue::from_str(value)
-        .map_err(|_| HostError::Invalid(format!("bad value for header `{name}`")))?;
-    Ok((n, v))
+fn host_error(e: HandleError) -> HostError {
+    match e {
+        HandleError::WrongPhase(what) => {
+            HostError::WrongPhase(format!("{what} is not possible in this phase"))
+        }
+        HandleError::Invalid(m) => HostError::Invalid(m),
+    }
 }
 
 fn values(h: &HeaderMap, name: &str) -> Vec<String> {
@@ -53,6 +57,13 @@ pub(crate) fn header_map(pairs: &[(String, String)]) -> Result<HeaderMap, HostEr
     Ok(h)
 }
 
+fn name_value(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), HostError> {
+    let n = header_name(name.as_bytes()).map_err(host_error)?;
+    let v = header_value(name.as_bytes(), value.as_bytes()).map_err(host_error)?;
+    Ok((n, v))
+}
+
+/// What a header call changes, once its name and value are checked.
 enum Edit<'a> {
     Set(&'a str, &'a str),
     Append(&'a str, &'a str),
@@ -63,44 +74,37 @@ fn edit(h: &mut HeaderMap, e: Edit<'_>) -> Result<(), HostError> {
     match e {
         Edit::Set(n, v) => {
             let (n, v) = name_value(n, v)?;
-            h.insert(n, v);
+            edit_headers(h, HeaderEdit::Set(n, v));
         }
         Edit::Append(n, v) => {
             let (n, v) = name_value(n, v)?;
-            h.append(n, v);
+            edit_headers(h, HeaderEdit::Append(n, v));
         }
         Edit::Remove(n) => {
-            let n = HeaderName::from_bytes(n.as_bytes())
-                .map_err(|_| HostError::Invalid(format!("bad header name `{n}`")))?;
-            h.remove(n);
+            let n = header_name(n.as_bytes()).map_err(host_error)?;
+            edit_headers(h, HeaderEdit::Remove(&n));
         }
     }
     Ok(())
 }
 
-fn wrong_phase(what: &str) -> HostError {
-    HostError::WrongPhase(format!("{what} is not possible in this phase"))
-}
-
 impl CompState {
     fn req_headers_mut(&mut self) -> Result<&mut HeaderMap, HostError> {
-        match (self.phase, self.req.as_mut()) {
-            (Phase::RequestHead, Some(r)) => Ok(&mut r.headers),
-            (Phase::RequestBody, Some(r)) if self.whole => Ok(&mut r.headers),
-            _ => Err(wrong_phase("changing request headers")),
-        }
+        self.data
+            .request_head_mut("changing request headers")
+            .map(|r| &mut r.headers)
+            .map_err(host_error)
     }
 
     fn resp_headers_mut(&mut self) -> Result<&mut HeaderMap, HostError> {
-        match (self.phase, self.resp.as_mut()) {
-            (Phase::ResponseHead, Some(r)) => Ok(&mut r.headers),
-            (Phase::ResponseBody, Some(r)) if self.whole => Ok(&mut r.headers),
-            _ => Err(wrong_phase("changing response headers")),
-        }
+        self.data
+            .response_head_mut("changing response headers")
+            .map(|r| &mut r.headers)
+            .map_err(host_error)
     }
 
     fn req_uri(&self) -> Option<&http::Uri> {
-        self.req.as_ref().map(|r| &r.uri)
+        self.data.req.as_ref().map(|r| &r.uri)
     }
 }
 
@@ -108,7 +112,8 @@ impl types::Host for CompState {}
 
 impl types::HostRequest for CompState {
     fn method(&mut self, _: Resource<RequestRes>) -> String {
-        self.req
+        self.data
+            .req
             .as_ref()
             .map(|r| r.method.to_string())
             .unwrap_or_default()
@@ -129,33 +134,24 @@ impl types::HostRequest for CompState {
         _: Resource<RequestRes>,
         pq: String,
     ) -> Result<(), HostError> {
-        let req = match (self.phase, self.req.as_mut()) {
-            (Phase::RequestHead, Some(r)) => r,
-            (Phase::RequestBody, Some(r)) if self.whole => r,
-            _ => return Err(wrong_phase("changing the path")),
-        };
-        if !pq.starts_with('/') {
-            return Err(HostError::Invalid("the path must start with `/`".into()));
-        }
-        let pq: http::uri::PathAndQuery = pq
-            .parse()
-            .map_err(|e| HostError::Invalid(format!("bad path: {e}")))?;
-        let mut parts = req.uri.clone().into_parts();
-        parts.path_and_query = Some(pq);
-        req.uri = http::Uri::from_parts(parts)
-            .map_err(|e| HostError::Invalid(format!("bad path: {e}")))?;
-        Ok(())
+        let req = self
+            .data
+            .request_head_mut("changing the path")
+            .map_err(host_error)?;
+        set_path_with_query(req, pq.as_bytes(), false).map_err(host_error)
     }
 
     fn header(&mut self, _: Resource<RequestRes>, name: String) -> Vec<String> {
-        self.req
+        self.data
+            .req
             .as_ref()
             .map(|r| values(&r.headers, &name))
             .unwrap_or_default()
     }
 
     fn headers(&mut self, _: Resource<RequestRes>) -> Vec<(String, String)> {
-        self.req
+        self.data
+            .req
             .as_ref()
             .map(|r| pairs(&r.headers))
             .unwrap_or_default()
@@ -184,17 +180,16 @@ impl types::HostRequest for CompState {
     }
 
     fn body(&mut self, _: Resource<RequestRes>) -> Option<Vec<u8>> {
-        match self.phase {
-            Phase::RequestBody => body_bytes(&self.body),
-            _ => None,
-        }
+        self.data.body_mut(false).map(|b| b.to_vec())
     }
 
     fn set_body(&mut self, _: Resource<RequestRes>, body: Vec<u8>) -> Result<(), HostError> {
-        if self.phase != Phase::RequestBody {
-            return Err(wrong_phase("replacing the request body"));
+        if self.data.phase != Phase::RequestBody {
+            return Err(host_error(HandleError::WrongPhase(
+                "replacing the request body",
+            )));
         }
-        self.body = Some(Bytes::from(body));
+        self.data.req_body = Some(Bytes::from(body));
         Ok(())
     }
 
@@ -205,29 +200,33 @@ impl types::HostRequest for CompState {
 
 impl types::HostResponse for CompState {
     fn status(&mut self, _: Resource<ResponseRes>) -> u16 {
-        self.resp.as_ref().map(|r| r.status.as_u16()).unwrap_or(0)
+        self.data
+            .resp
+            .as_ref()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0)
     }
 
-    fn set_status(&mut self, _: Resource<ResponseRes>, status: u16) -> Result<(), HostError> {
-        let resp = match (self.phase, self.resp.as_mut()) {
-            (Phase::ResponseHead, Some(r)) => r,
-            (Phase::ResponseBody, Some(r)) if self.whole => r,
-            _ => return Err(wrong_phase("changing the status")),
-        };
-        resp.status = http::StatusCode::from_u16(status)
-            .map_err(|_| HostError::Invalid(format!("bad status {status}")))?;
+    fn set_status(&mut self, _: Resource<ResponseRes>, code: u16) -> Result<(), HostError> {
+        let resp = self
+            .data
+            .response_head_mut("changing the status")
+            .map_err(host_error)?;
+        resp.status = status(code).map_err(host_error)?;
         Ok(())
     }
 
     fn header(&mut self, _: Resource<ResponseRes>, name: String) -> Vec<String> {
-        self.resp
+        self.data
+            .resp
             .as_ref()
             .map(|r| values(&r.headers, &name))
             .unwrap_or_default()
     }
 
     fn headers(&mut self, _: Resource<ResponseRes>) -> Vec<(String, String)> {
-        self.resp
+        self.data
+            .resp
             .as_ref()
             .map(|r| pairs(&r.headers))
             .unwrap_or_default()
@@ -256,22 +255,32 @@ impl types::HostResponse for CompState {
     }
 
     fn body(&mut self, _: Resource<ResponseRes>) -> Option<Vec<u8>> {
-        match self.phase {
-            Phase::ResponseBody => body_bytes(&self.body),
-            _ => None,
-        }
+        self.data.body_mut(true).map(|b| b.to_vec())
     }
 
     fn set_body(&mut self, _: Resource<ResponseRes>, body: Vec<u8>) -> Result<(), HostError> {
-        if self.phase != Phase::ResponseBody {
-            return Err(wrong_phase("replacing the response body"));
+        if self.data.phase != Phase::ResponseBody {
+            return Err(host_error(HandleError::WrongPhase(
+                "replacing the response body",
+            )));
         }
-        self.body = Some(Bytes::from(body));
+        self.data.resp_body = Some(Bytes::from(body));
         Ok(())
     }
 
     fn drop(&mut self, _: Resource<ResponseRes>) -> wasmtime::Result<()> {
         Ok(())
+    }
+}
+
+fn http_error(e: CalloutError) -> http_client::HttpError {
+    use http_client::HttpError;
+    match e {
+        e @ CalloutError::NotGranted(_) => HttpError::Denied(e.to_string()),
+        CalloutError::UnknownUpstream(u) => HttpError::Denied(format!("no upstream `{u}`")),
+        CalloutError::BadRequest(m) => HttpError::BadRequest(m),
+        CalloutError::Timeout => HttpError::Timeout,
+        CalloutError::Failed(m) => HttpError::Failed(m),
     }
 }
 
@@ -281,60 +290,30 @@ impl http_client::Host for CompState {
         upstream: String,
         request: http_client::OutgoingRequest,
     ) -> Result<http_client::IncomingResponse, http_client::HttpError> {
-        use http_client::HttpError;
-        let shared = self.shared.clone();
-        if !shared.capabilities.upstreams.contains(&upstream) {
-            tracing::warn!(plugin = %shared.name, upstream, "denied: outbound HTTP to an upstream not granted in `capabilities.upstreams`");
-            return Err(HttpError::Denied(format!(
-                "upstream `{upstream}` is not granted to this plugin"
-            )));
-        }
-        if !shared.host.upstreams.has(&upstream) {
-            return Err(HttpError::Denied(format!("no upstream `{upstream}`")));
-        }
-        let method = http::Method::from_bytes(request.method.as_bytes())
-            .map_err(|_| HttpError::BadRequest(format!("bad method `{}`", request.method)))?;
-        if !request.path_with_query.starts_with('/') {
-            return Err(HttpError::BadRequest("the path must start with `/`".into()));
-        }
-        let uri: http::Uri = request
-            .path_with_query
-            .parse()
-            .map_err(|e| HttpError::BadRequest(format!("bad path: {e}")))?;
+        let ctx = self.ctx.clone();
+        ctx.callout_allowed(&upstream).map_err(http_error)?;
         let headers = header_map(&request.headers).map_err(|e| match e {
-            HostError::Invalid(m) => HttpError::BadRequest(m),
-            other => HttpError::BadRequest(format!("{other:?}")),
+            HostError::Invalid(m) => http_client::HttpError::BadRequest(m),
+            other => http_client::HttpError::BadRequest(format!("{other:?}")),
         })?;
-        let mut req = http::Request::new(Bytes::from(request.body));
-        *req.method_mut() = method;
-        *req.uri_mut() = uri;
-        *req.headers_mut() = headers;
-        let timeout = match request.timeout_ms {
-            0 => MAX_CALLOUT_TIMEOUT,
-            ms => Duration::from_millis(ms as u64).min(MAX_CALLOUT_TIMEOUT),
-        };
-        let fut = shared.host.upstreams.call(&upstream, req, timeout);
-        let result = match tokio::time::timeout(timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(CalloutError::Timeout),
-        };
+        let req = callout_request(
+            request.method.as_bytes(),
+            request.path_with_query.as_bytes(),
+            None,
+            headers,
+            Bytes::from(request.body),
+        )
+        .map_err(http_error)?;
+        let timeout = callout_timeout(u64::from(request.timeout_ms));
+        let result = ctx.host.callout(&upstream, req, timeout).await;
         self.waited = true;
-        match result {
-            Ok(resp) => {
-                let (parts, body) = resp.into_parts();
-                Ok(http_client::IncomingResponse {
-                    status: parts.status.as_u16(),
-                    headers: pairs(&parts.headers),
-                    body: body.to_vec(),
-                })
-            }
-            Err(CalloutError::UnknownUpstream(u)) => {
-                Err(HttpError::Denied(format!("no upstream `{u}`")))
-            }
-            Err(CalloutError::BadRequest(m)) => Err(HttpError::BadRequest(m)),
-            Err(CalloutError::Timeout) => Err(HttpError::Timeout),
-            Err(CalloutError::Failed(m)) => Err(HttpError::Failed(m)),
-        }
+        let resp = result.map_err(http_error)?;
+        let (parts, body) = resp.into_parts();
+        Ok(http_client::IncomingResponse {
+            status: parts.status.as_u16(),
+            headers: pairs(&parts.headers),
+            body: body.to_vec(),
+        })
     }
 }
 
@@ -350,7 +329,7 @@ fn level(l: log::Level) -> LogLevel {
 
 impl log::Host for CompState {
     fn log(&mut self, l: log::Level, message: String) {
-        plugin_log(&self.shared.name, level(l), &message);
+        plugin_log(&self.ctx.name, level(l), &message);
     }
 
     fn enabled(&mut self, l: log::Level) -> bool {
@@ -365,8 +344,8 @@ impl CompState {
         name: &str,
         op: impl FnOnce(&crate::host::Metrics, &str, u32) -> Result<(), crate::host::MetricError>,
     ) -> Result<(), HostError> {
-        let plugin = &self.shared.name;
-        let m = &self.shared.host.metrics;
+        let plugin = &self.ctx.name;
+        let m = &self.ctx.host.metrics;
         let id = m
             .define(plugin, kind, name)
             .map_err(|e| HostError::Invalid(format!("metric `{name}`: {e}")))?;

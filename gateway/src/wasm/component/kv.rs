@@ -16,8 +16,8 @@ pub const MAX_VALUE_LEN: usize = 1 << 20;
 impl CompState {
     /// The plugin's namespace in the store, after checking the key's size.
     fn checked_key(&self, op: &str, key: &str) -> Result<String, KvError> {
-        let Some(ns) = &self.shared.capabilities.kv_namespace else {
-            tracing::warn!(plugin = %self.shared.name, op, "denied: key-value store without `capabilities.kv_namespace`");
+        let Some(ns) = self.ctx.grants.kv_namespace() else {
+            tracing::warn!(plugin = %self.ctx.name, op, "denied: key-value store without `capabilities.kv_namespace`");
             return Err(KvError::Denied(
                 "no key-value namespace is granted to this plugin".into(),
             ));
@@ -31,7 +31,7 @@ impl CompState {
     }
 
     fn store(&self) -> &SharedData {
-        &self.shared.host.shared
+        &self.ctx.host.shared
     }
 }
 

@@ -14,15 +14,14 @@ pub use host::MAX_RANDOM_BYTES;
 pub use kv::{MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use state::{CompState, RequestRes, ResponseRes};
 
-use crate::config::{FailurePolicy, InstanceMode, PluginCapabilities, PluginLimits};
+use crate::config::{FailurePolicy, InstanceMode};
 use crate::filter::{Filter, FilterCtx, FilterError, RequestInfo};
-use crate::host::HostCore;
-use crate::wasm::health::FailureKind;
-use crate::wasm::{PluginError, PluginHealth, WasmEngine};
-use std::sync::atomic::{AtomicU32, Ordering};
+use crate::wasm::context::PluginCtx;
+use crate::wasm::sandbox::InstanceGuard;
+use crate::wasm::{PluginError, PluginHealth};
 use std::sync::{Arc, Mutex};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::Store;
 
 /// Generated bindings of the `filter` world.
 pub(crate) mod bindings {
@@ -42,33 +41,17 @@ pub(crate) mod bindings {
 
 use bindings::gateway::filter::types::{BodyMode as WitBodyMode, Options};
 
-/// CPU time that instantiating a component and its `init` may take, when the per-call limit is
-/// smaller. Default: 1s.
-pub const START_CPU_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// What host calls need of the plugin, outside the store.
-pub struct PluginShared {
-    pub(crate) name: Arc<str>,
-    pub(crate) host: Arc<HostCore>,
-    pub(crate) capabilities: PluginCapabilities,
-}
-
 /// A loaded component plugin.
 pub struct ComponentPlugin {
-    shared: Arc<PluginShared>,
-    engine: Arc<WasmEngine>,
+    ctx: Arc<PluginCtx>,
     pre: bindings::FilterPre<CompState>,
-    limits: PluginLimits,
     mode: InstanceMode,
-    health: Arc<PluginHealth>,
-    live: AtomicU32,
-    instances: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for ComponentPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ComponentPlugin")
-            .field("name", &self.shared.name)
+            .field("name", &self.ctx.name)
             .field("mode", &self.mode)
             .finish_non_exhaustive()
     }
@@ -78,39 +61,21 @@ impl std::fmt::Debug for ComponentPlugin {
 pub(crate) struct Instance {
     store: Store<CompState>,
     bindings: bindings::Filter,
-    _live: crate::wasm::sandbox::InstanceGuard,
-}
-
-/// Turns a failed call into the filter error, using what the limiter saw.
-fn classify(err: &wasmtime::Error, memory_hit: bool) -> (FilterError, FailureKind) {
-    if let Some(trap) = err.downcast_ref::<Trap>() {
-        if *trap == Trap::Interrupt {
-            return (FilterError::CpuLimit, FailureKind::Cpu);
-        }
-    }
-    if memory_hit {
-        return (FilterError::MemoryLimit, FailureKind::Memory);
-    }
-    if let Some(trap) = err.downcast_ref::<Trap>() {
-        return (FilterError::Trap(trap.to_string()), FailureKind::Trap);
-    }
-    (FilterError::Trap(format!("{err:#}")), FailureKind::Trap)
+    _live: InstanceGuard,
 }
 
 impl ComponentPlugin {
     /// Links the component against the host (the WIT world and WASI with nothing granted).
     pub(crate) fn new(
-        engine: Arc<WasmEngine>,
-        name: String,
+        ctx: Arc<PluginCtx>,
         component: Component,
-        cfg: &crate::config::Plugin,
-        host: Arc<HostCore>,
+        mode: InstanceMode,
     ) -> Result<Arc<ComponentPlugin>, PluginError> {
         let unsupported = |reason: String| PluginError::Unsupported {
-            plugin: name.clone(),
+            plugin: ctx.name.to_string(),
             reason,
         };
-        let mut linker: Linker<CompState> = Linker::new(engine.engine());
+        let mut linker: Linker<CompState> = Linker::new(ctx.sandbox.engine());
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| unsupported(format!("{e:#}")))?;
         bindings::Filter::add_to_linker::<CompState, HasSelf<CompState>>(&mut linker, |s| s)
@@ -123,38 +88,22 @@ impl ComponentPlugin {
                 "not a gateway:filter@0.1.0 component (exports): {e:#}"
             ))
         })?;
-        Ok(Arc::new(ComponentPlugin {
-            shared: Arc::new(PluginShared {
-                name: Arc::from(name.as_str()),
-                host,
-                capabilities: cfg.capabilities.clone(),
-            }),
-            engine,
-            pre,
-            limits: cfg.limits.clone(),
-            mode: cfg.instance_mode,
-            health: Arc::new(PluginHealth::default()),
-            live: AtomicU32::new(0),
-            instances: Arc::default(),
-        }))
+        Ok(Arc::new(ComponentPlugin { ctx, pre, mode }))
     }
 
     /// Its name.
     pub fn name(&self) -> &str {
-        &self.shared.name
+        &self.ctx.name
     }
 
     /// Its health counters.
     pub fn health(&self) -> &Arc<PluginHealth> {
-        &self.health
+        self.ctx.sandbox.health()
     }
 
     /// Instances alive and requests in flight.
     pub(crate) fn instance_counts(&self) -> (usize, usize) {
-        (
-            self.instances.load(Ordering::Relaxed),
-            self.live.load(Ordering::Relaxed) as usize,
-        )
+        self.ctx.sandbox.instance_counts()
     }
 
     /// Its instance mode.
@@ -162,64 +111,32 @@ impl ComponentPlugin {
         self.mode
     }
 
-    fn cpu_ticks(&self) -> u64 {
-        WasmEngine::ticks_for(self.limits.cpu_per_call.0)
-    }
-
-    /// A new instance with `init(config)` run on it.
+    /// A new instance with `init(config)` run on it, under the start budget.
     async fn instantiate(&self, config: &str) -> Result<(Instance, Options), InitError> {
-        let state = CompState::new(self.shared.clone(), self.limits.memory.0);
-        let mut store = Store::new(self.engine.engine(), state);
-        store.limiter(|s| &mut s.limiter);
-        let ticks = self.cpu_ticks();
-        store.epoch_deadline_callback(move |mut ctx| {
-            if std::mem::take(&mut ctx.data_mut().waited) {
-                Ok(UpdateDeadline::Continue(ticks))
-            } else {
-                Err(Trap::Interrupt.into())
-            }
-        });
-        let start_budget = self.limits.cpu_per_call.0.max(START_CPU_LIMIT);
-        store.set_epoch_deadline(WasmEngine::ticks_for(start_budget));
-        self.health.instance_created();
+        let state = CompState::new(self.ctx.clone(), self.ctx.sandbox.memory_cap());
+        let mut store: Store<CompState> = self.ctx.sandbox.store(state);
         let bindings = match self.pre.instantiate_async(&mut store).await {
             Ok(b) => b,
-            Err(e) => {
-                let (err, kind) = classify(&e, store.data().limiter.hit());
-                self.health.failure(kind);
-                return Err(InitError::Failed(err));
-            }
+            Err(e) => return Err(InitError::Failed(self.ctx.sandbox.failed(&e, &mut store))),
         };
         let mut inst = Instance {
             store,
             bindings,
-            _live: crate::wasm::sandbox::InstanceGuard::new(&self.instances),
+            _live: self.ctx.sandbox.instance_guard(),
         };
-        inst.store
-            .set_epoch_deadline(WasmEngine::ticks_for(start_budget));
-        inst.store.data_mut().limiter.reset();
-        self.health.call();
-        let r = inst
-            .bindings
-            .call_init(&mut inst.store, config)
-            .await
-            .map_err(|e| InitError::Failed(self.failed(&e, &inst.store)));
+        self.ctx.sandbox.enter_start(&mut inst.store);
+        let r = inst.bindings.call_init(&mut inst.store, config).await;
+        let r = self.ctx.sandbox.leave(r, &mut inst.store).map_err(|e| {
+            self.ctx.sandbox.discarded();
+            InitError::Failed(e)
+        });
         match r? {
             Ok(options) => {
-                self.health.success();
+                self.ctx.sandbox.success();
                 Ok((inst, options))
             }
             Err(message) => Err(InitError::Rejected(message)),
         }
-    }
-
-    /// Counts and logs a failed call; the caller throws the instance away.
-    fn failed(&self, e: &wasmtime::Error, store: &Store<CompState>) -> FilterError {
-        let (err, kind) = classify(e, store.data().limiter.hit());
-        self.health.failure(kind);
-        self.health.instance_discarded();
-        tracing::warn!(plugin = %self.shared.name, "plugin call failed: {err}");
-        err
     }
 
     /// Configures the plugin for `route`: `init` runs now on a new instance, and its error rejects
@@ -344,7 +261,7 @@ impl FilterInner {
         }
         inst.store.data_mut().end_request();
         let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
-        if warm.len() < self.plugin.limits.instances as usize {
+        if warm.len() < self.plugin.ctx.sandbox.instance_limit() as usize {
             warm.push(inst);
         }
     }
@@ -356,15 +273,7 @@ impl Filter for ComponentFilter {
     }
 
     fn new_ctx(&self, info: &RequestInfo) -> Result<Box<dyn FilterCtx>, FilterError> {
-        let plugin = &self.inner.plugin;
-        let limit = plugin.limits.instances;
-        if plugin.live.fetch_add(1, Ordering::AcqRel) >= limit {
-            plugin.live.fetch_sub(1, Ordering::AcqRel);
-            return Err(FilterError::Unavailable(format!(
-                "plugin `{}` has {limit} requests in flight (its instance limit)",
-                plugin.name()
-            )));
-        }
+        self.inner.plugin.ctx.sandbox.admit()?;
         Ok(Box::new(ctx::ComponentCtx::new(
             self.inner.clone(),
             info.clone(),

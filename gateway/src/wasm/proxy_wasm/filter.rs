@@ -4,7 +4,7 @@
 //! left to wait for.
 
 use super::abi::action;
-use super::state::{HttpCtx, PendingCall};
+use super::state::PendingCall;
 use super::vm::Vm;
 use super::ProxyWasmPlugin;
 use crate::config::FailurePolicy;
@@ -12,10 +12,10 @@ use crate::filter::{
     BodyMode, Filter, FilterCtx, FilterError, LocalResponse, RequestHead, RequestInfo,
     ResponseHead, Verdict,
 };
+use crate::host::{Lent, Phase};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http::{HeaderMap, Method, StatusCode, Uri};
-use std::sync::atomic::Ordering;
+use http::{HeaderMap, StatusCode};
 use std::sync::Arc;
 
 /// A Proxy-Wasm plugin configured for one route.
@@ -79,15 +79,7 @@ impl Filter for ProxyWasmFilter {
     }
 
     fn new_ctx(&self, info: &RequestInfo) -> Result<Box<dyn FilterCtx>, FilterError> {
-        let limit = self.plugin.limits.instances;
-        let live = self.plugin.live_contexts.fetch_add(1, Ordering::AcqRel);
-        if live >= limit {
-            self.plugin.live_contexts.fetch_sub(1, Ordering::AcqRel);
-            return Err(FilterError::Unavailable(format!(
-                "plugin `{}` has {limit} requests in flight (its instance limit)",
-                self.plugin.name()
-            )));
-        }
+        self.plugin.sandbox().admit()?;
         Ok(Box::new(ProxyWasmCtx {
             plugin: self.plugin.clone(),
             root_id: self.root_id,
@@ -109,80 +101,6 @@ struct ProxyWasmCtx {
     /// The VM generation the context lives in.
     generation: Option<u64>,
     finished: bool,
-}
-
-/// The data a phase lends to the guest.
-enum Lent<'a> {
-    ReqHeaders(&'a mut RequestHead),
-    ReqBody(&'a mut Bytes),
-    ReqTrailers(&'a mut HeaderMap),
-    RespHeaders(&'a mut ResponseHead),
-    RespBody(&'a mut Bytes),
-    RespTrailers(&'a mut HeaderMap),
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    ReqHeaders,
-    ReqBody,
-    ReqTrailers,
-    RespHeaders,
-    RespBody,
-    RespTrailers,
-}
-
-fn placeholder_req() -> RequestHead {
-    RequestHead {
-        method: Method::GET,
-        uri: Uri::default(),
-        headers: HeaderMap::new(),
-    }
-}
-
-fn lend(http: &mut HttpCtx, lent: &mut Lent<'_>) {
-    match lent {
-        Lent::ReqHeaders(r) => http.req = Some(std::mem::replace(*r, placeholder_req())),
-        Lent::ReqBody(b) => {
-            http.req_body_size += b.len() as u64;
-            http.req_body = Some(std::mem::take(*b));
-        }
-        Lent::ReqTrailers(t) => http.req_trailers = Some(std::mem::take(*t)),
-        Lent::RespHeaders(r) => {
-            let status = r.status;
-            http.resp = Some(std::mem::replace(
-                *r,
-                ResponseHead {
-                    status,
-                    headers: HeaderMap::new(),
-                },
-            ))
-        }
-        Lent::RespBody(b) => {
-            http.resp_body_size += b.len() as u64;
-            http.resp_body = Some(std::mem::take(*b));
-        }
-        Lent::RespTrailers(t) => http.resp_trailers = Some(std::mem::take(*t)),
-    }
-}
-
-/// Gives the data back; headers stay readable in the context for later phases (as copies).
-fn take_back(http: &mut HttpCtx, lent: &mut Lent<'_>) {
-    match lent {
-        Lent::ReqHeaders(r) => {
-            if let Some(req) = &http.req {
-                **r = req.clone();
-            }
-        }
-        Lent::ReqBody(b) => **b = http.req_body.take().unwrap_or_default(),
-        Lent::ReqTrailers(t) => **t = http.req_trailers.take().unwrap_or_default(),
-        Lent::RespHeaders(r) => {
-            if let Some(resp) = &http.resp {
-                **r = resp.clone();
-            }
-        }
-        Lent::RespBody(b) => **b = http.resp_body.take().unwrap_or_default(),
-        Lent::RespTrailers(t) => **t = http.resp_trailers.take().unwrap_or_default(),
-    }
 }
 
 impl ProxyWasmCtx {
@@ -228,32 +146,38 @@ impl ProxyWasmCtx {
     /// Runs one callback with `lent` data, then waits for callouts while the plugin is paused.
     async fn phase(
         &mut self,
-        phase: Phase,
         mut lent: Lent<'_>,
         size: u32,
         end_of_stream: bool,
     ) -> Result<Verdict, FilterError> {
         let plugin = self.plugin.clone();
         let id = self.id;
+        let phase = lent.phase();
         let (action_code, mut pending) = {
             let mut slot = crate::filter::lock(&plugin.slot).await;
             let vm = self.vm(&mut slot)?;
             let eos = end_of_stream as u32;
             let e = vm.exports.clone();
             let (three, two) = match phase {
-                Phase::ReqHeaders => (e.on_request_headers.as_ref(), None),
-                Phase::ReqBody => (e.on_request_body.as_ref(), None),
-                Phase::ReqTrailers => (None, e.on_request_trailers.as_ref()),
-                Phase::RespHeaders => (e.on_response_headers.as_ref(), None),
-                Phase::RespBody => (e.on_response_body.as_ref(), None),
-                Phase::RespTrailers => (None, e.on_response_trailers.as_ref()),
+                Phase::RequestHeaders => (e.on_request_headers.as_ref(), None),
+                Phase::RequestBody => (e.on_request_body.as_ref(), None),
+                Phase::RequestTrailers => (None, e.on_request_trailers.as_ref()),
+                Phase::ResponseHeaders => (e.on_response_headers.as_ref(), None),
+                Phase::ResponseBody => (e.on_response_body.as_ref(), None),
+                Phase::ResponseTrailers => (None, e.on_response_trailers.as_ref()),
+                Phase::Idle => (None, None),
             };
             let Some(http) = vm.store.data_mut().https.get_mut(&id) else {
                 return Err(FilterError::Unavailable("context lost".into()));
             };
             http.continue_request = false;
             http.continue_response = false;
-            lend(http, &mut lent);
+            match &lent {
+                Lent::RequestBody(b) => http.req_body_size += b.len() as u64,
+                Lent::ResponseBody(b) => http.resp_body_size += b.len() as u64,
+                _ => {}
+            }
+            http.data.lend(&mut lent);
             ProxyWasmPlugin::enter(vm, id);
             let r = match (three, two) {
                 (Some(f), _) => plugin.call(vm, f, (id, size, eos)),
@@ -261,7 +185,7 @@ impl ProxyWasmCtx {
                 (None, None) => Ok(action::CONTINUE),
             };
             if let Some(http) = vm.store.data_mut().https.get_mut(&id) {
-                take_back(http, &mut lent);
+                http.data.take_back(&mut lent, true);
             }
             let action_code = match r {
                 Ok(a) => a,
@@ -271,13 +195,11 @@ impl ProxyWasmCtx {
                 }
             };
             if action_code > action::PAUSE {
-                plugin
-                    .health
-                    .failure(crate::wasm::health::FailureKind::Trap);
-                plugin.discard(&mut slot);
-                return Err(FilterError::Abi(format!(
+                let err = plugin.sandbox().violation(format!(
                     "callback returned {action_code}, which is not an action"
-                )));
+                ));
+                plugin.discard(&mut slot);
+                return Err(err);
             }
             let pending = plugin.after_callback(vm, Some(id));
             if action_code != action::PAUSE || pending.is_empty() {
@@ -287,10 +209,7 @@ impl ProxyWasmCtx {
             (action_code, pending)
         };
 
-        let response_phase = matches!(
-            phase,
-            Phase::RespHeaders | Phase::RespBody | Phase::RespTrailers
-        );
+        let response_phase = phase.is_response();
         let mut resumed = false;
         while action_code == action::PAUSE && !resumed && !pending.is_empty() {
             if self.local_response_ready().await? {
@@ -304,10 +223,10 @@ impl ProxyWasmCtx {
             let Some(http) = vm.store.data_mut().https.get_mut(&id) else {
                 return Err(FilterError::Unavailable("context lost".into()));
             };
-            lend(http, &mut lent);
+            http.data.lend(&mut lent);
             let r = plugin.deliver_callout(vm, id, token, result);
             if let Some(http) = vm.store.data_mut().https.get_mut(&id) {
-                take_back(http, &mut lent);
+                http.data.take_back(&mut lent, true);
                 resumed = if response_phase {
                     http.continue_response
                 } else {
@@ -345,7 +264,7 @@ impl ProxyWasmCtx {
         let plugin = self.plugin.clone();
         let id = self.id;
         let Some(generation) = self.generation else {
-            plugin.live_contexts.fetch_sub(1, Ordering::AcqRel);
+            plugin.sandbox().release();
             return;
         };
         // The callbacks are short and run without waiting: here, when the VM is free (the common
@@ -368,7 +287,7 @@ fn finish_in(plugin: &ProxyWasmPlugin, slot: &mut super::Slot, id: u32, generati
             plugin.discard(slot);
         }
     }
-    plugin.live_contexts.fetch_sub(1, Ordering::AcqRel);
+    plugin.sandbox().release();
 }
 
 /// What a phase ended in, once the plugin has nothing left to wait for.
@@ -384,7 +303,7 @@ fn phase_verdict(
     let Some(http) = vm.store.data_mut().https.get_mut(&id) else {
         return Err(FilterError::Unavailable("context lost".into()));
     };
-    plugin.health.success();
+    plugin.sandbox().success();
     if let Some(local) = http.local.take() {
         return Ok(Verdict::Respond(local));
     }
@@ -395,8 +314,7 @@ fn phase_verdict(
             body: Bytes::from_static(b"stream closed by plugin\n"),
         }));
     }
-    let body_phase = matches!(phase, Phase::ReqBody | Phase::RespBody);
-    if action_code == action::PAUSE && !resumed && body_phase && !end_of_stream {
+    if action_code == action::PAUSE && !resumed && phase.is_body() && !end_of_stream {
         return Ok(Verdict::Buffer);
     }
     Ok(Verdict::Continue)
@@ -440,8 +358,7 @@ impl FilterCtx for ProxyWasmCtx {
         Box::pin(async move {
             // Pseudo-headers count too: :method, :scheme, :authority, :path.
             let n = count(&req.headers) + 4 - req.headers.contains_key(http::header::HOST) as u32;
-            self.phase(Phase::ReqHeaders, Lent::ReqHeaders(req), n, end_of_stream)
-                .await
+            self.phase(Lent::RequestHead(req), n, end_of_stream).await
         })
     }
 
@@ -456,8 +373,7 @@ impl FilterCtx for ProxyWasmCtx {
     ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
         Box::pin(async move {
             let n = body.len() as u32;
-            self.phase(Phase::ReqBody, Lent::ReqBody(body), n, end_of_stream)
-                .await
+            self.phase(Lent::RequestBody(body), n, end_of_stream).await
         })
     }
 
@@ -467,8 +383,7 @@ impl FilterCtx for ProxyWasmCtx {
     ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
         Box::pin(async move {
             let n = count(trailers);
-            self.phase(Phase::ReqTrailers, Lent::ReqTrailers(trailers), n, true)
-                .await
+            self.phase(Lent::RequestTrailers(trailers), n, true).await
         })
     }
 
@@ -479,13 +394,7 @@ impl FilterCtx for ProxyWasmCtx {
     ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
         Box::pin(async move {
             let n = count(&resp.headers) + 1;
-            self.phase(
-                Phase::RespHeaders,
-                Lent::RespHeaders(resp),
-                n,
-                end_of_stream,
-            )
-            .await
+            self.phase(Lent::ResponseHead(resp), n, end_of_stream).await
         })
     }
 
@@ -500,8 +409,7 @@ impl FilterCtx for ProxyWasmCtx {
     ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
         Box::pin(async move {
             let n = body.len() as u32;
-            self.phase(Phase::RespBody, Lent::RespBody(body), n, end_of_stream)
-                .await
+            self.phase(Lent::ResponseBody(body), n, end_of_stream).await
         })
     }
 
@@ -511,8 +419,7 @@ impl FilterCtx for ProxyWasmCtx {
     ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
         Box::pin(async move {
             let n = count(trailers);
-            self.phase(Phase::RespTrailers, Lent::RespTrailers(trailers), n, true)
-                .await
+            self.phase(Lent::ResponseTrailers(trailers), n, true).await
         })
     }
 

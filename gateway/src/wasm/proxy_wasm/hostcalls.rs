@@ -6,14 +6,11 @@ use super::memory::{self, copy_out, read, write_u32, write_u64};
 use super::properties;
 use super::state::{deserialize, map_ref, value, PendingCall, VmState};
 use crate::filter::LocalResponse;
-use crate::host::{self, CalloutError, MetricError, MetricKind, QueueError};
+use crate::host::{self, MetricError, MetricKind, QueueError};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 use wasmtime::{Caller, Linker};
-
-/// Longest callout timeout; a timeout of 0 means this. Default: 60s.
-pub const MAX_CALLOUT_TIMEOUT: Duration = Duration::from_secs(60);
 
 type C<'a> = Caller<'a, VmState>;
 type R = wasmtime::Result<u32>;
@@ -54,7 +51,11 @@ fn logging(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         |mut c: C<'_>, level: u32, ptr: u32, len: u32| -> R {
             let msg = tryst!(read(&mut c, ptr, len));
             let level = tryst!(host::LogLevel::from_u32(level).ok_or(Status::BadArgument));
-            host::plugin_log(&c.data().shared.name, level, &String::from_utf8_lossy(&msg));
+            host::plugin_log(
+                &c.data().shared.ctx.name,
+                level,
+                &String::from_utf8_lossy(&msg),
+            );
             Ok(0)
         },
     )?;
@@ -93,11 +94,11 @@ fn buffer_of(state: &mut VmState, ty: u32) -> Result<Option<&mut Bytes>, Status>
         buffer::HTTP_REQUEST_BODY => state
             .https
             .get_mut(&effective)
-            .and_then(|h| h.req_body.as_mut()),
+            .and_then(|h| h.data.req_body.as_mut()),
         buffer::HTTP_RESPONSE_BODY => state
             .https
             .get_mut(&effective)
-            .and_then(|h| h.resp_body.as_mut()),
+            .and_then(|h| h.data.resp_body.as_mut()),
         buffer::HTTP_CALL_RESPONSE_BODY => state.callout.as_mut().map(|c| &mut c.body),
         buffer::DOWNSTREAM_DATA | buffer::UPSTREAM_DATA | buffer::GRPC_RECEIVE_BUFFER => None,
         buffer::CALL_DATA => state.call_data.as_mut(),
@@ -389,6 +390,7 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             let key = tryst!(read(&mut c, kp, ks));
             let shared = c.data().shared.clone();
             let Some((v, cas)) = shared
+                .ctx
                 .host
                 .shared
                 .get(&shared.namespace, &String::from_utf8_lossy(&key))
@@ -406,7 +408,7 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             let key = tryst!(read(&mut c, kp, ks));
             let v = tryst!(read(&mut c, vp, vs));
             let shared = c.data().shared.clone();
-            let r = shared.host.shared.set(
+            let r = shared.ctx.host.shared.set(
                 &shared.namespace,
                 &String::from_utf8_lossy(&key),
                 Bytes::from(v),
@@ -427,7 +429,7 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             let root = tryst!(c.data().root_of_effective().ok_or(Status::BadArgument));
             let shared = c.data().shared.clone();
             let notify = shared.queue_notifier(root);
-            let id = shared.host.queues.register(
+            let id = shared.ctx.host.queues.register(
                 &shared.namespace,
                 &String::from_utf8_lossy(&name),
                 Some(notify),
@@ -449,6 +451,7 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 String::from_utf8_lossy(&vm_id).into_owned()
             };
             let id = tryst!(shared
+                .ctx
                 .host
                 .queues
                 .resolve(&namespace, &String::from_utf8_lossy(&name))
@@ -461,7 +464,7 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "proxy_dequeue_shared_queue",
         |mut c: C<'_>, id: u32, ptr_ptr: u32, size_ptr: u32| -> R {
             let shared = c.data().shared.clone();
-            match shared.host.queues.dequeue(id) {
+            match shared.ctx.host.queues.dequeue(id) {
                 Err(_) => Ok(Status::NotFound.code()),
                 Ok(None) => Ok(Status::Empty.code()),
                 Ok(Some(v)) => Ok(st(copy_out(&mut c, &v, ptr_ptr, size_ptr)?)),
@@ -474,7 +477,7 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         |mut c: C<'_>, id: u32, vp: u32, vs: u32| -> R {
             let v = tryst!(read(&mut c, vp, vs));
             let shared = c.data().shared.clone();
-            Ok(match shared.host.queues.enqueue(id, Bytes::from(v)) {
+            Ok(match shared.ctx.host.queues.enqueue(id, Bytes::from(v)) {
                 Ok(()) => 0,
                 Err(QueueError::NotFound) => Status::NotFound.code(),
                 Err(QueueError::Full) => Status::InternalFailure.code(),
@@ -484,13 +487,11 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
-/// Builds the callout request from the ABI's header map; `:method`, `:path` and `:authority` are
-/// required (as in Envoy).
-fn callout_request(
-    pairs: &[(Vec<u8>, Vec<u8>)],
-    body: Vec<u8>,
-) -> Result<http::Request<Bytes>, Status> {
-    let mut builder = http::Request::builder();
+/// The parts of a callout request in the ABI's header map: `:method`, `:path` and `:authority` are
+/// required (as in Envoy), `:scheme` is ignored, other pseudo-headers are refused.
+type CalloutParts = (Vec<u8>, Vec<u8>, Vec<u8>, HeaderMap);
+
+fn callout_parts(pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<CalloutParts, Status> {
     let (mut method, mut path, mut authority) = (None, None, None);
     let mut headers = HeaderMap::new();
     for (k, v) in pairs {
@@ -507,22 +508,10 @@ fn callout_request(
             }
         }
     }
-    let (Some(method), Some(path), Some(authority)) = (method, path, authority) else {
-        return Err(Status::BadArgument);
-    };
-    headers.insert(http::header::HOST, value(&authority)?);
-    builder = builder
-        .method(http::Method::from_bytes(&method).map_err(|_| Status::BadArgument)?)
-        .uri(
-            http::uri::PathAndQuery::try_from(path.as_slice())
-                .map_err(|_| Status::BadArgument)?
-                .as_str(),
-        );
-    let mut req = builder
-        .body(Bytes::from(body))
-        .map_err(|_| Status::BadArgument)?;
-    *req.headers_mut() = headers;
-    Ok(req)
+    match (method, path, authority) {
+        (Some(m), Some(p), Some(a)) => Ok((m, p, a, headers)),
+        _ => Err(Status::BadArgument),
+    }
 }
 
 fn callouts(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
@@ -547,26 +536,22 @@ fn callouts(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             tryst!(memory::check(&mut c, token_ptr, 4));
             let upstream = String::from_utf8_lossy(&upstream).into_owned();
             let shared = c.data().shared.clone();
-            if !shared.host.upstreams.has(&upstream) {
-                return Ok(Status::BadArgument.code());
-            }
+            // Not granted or unknown: BadArgument, as Envoy answers a bad cluster name.
+            let allowed = shared.ctx.callout_allowed(&upstream);
+            tryst!(allowed.map_err(|_| Status::BadArgument));
             let pairs = tryst!(deserialize(&raw));
-            let req = tryst!(callout_request(&pairs, body));
-            let timeout = match timeout_ms {
-                0 => MAX_CALLOUT_TIMEOUT,
-                ms => Duration::from_millis(ms as u64).min(MAX_CALLOUT_TIMEOUT),
-            };
+            let (method, path, authority, headers) = tryst!(callout_parts(&pairs));
+            let req =
+                host::callout_request(&method, &path, Some(&authority), headers, Bytes::from(body));
+            let req = tryst!(req.map_err(|_| Status::BadArgument));
+            let timeout = host::callout_timeout(u64::from(timeout_ms));
+            let fut = shared.ctx.host.callout(&upstream, req, timeout);
             let state = c.data_mut();
             state.next_token = state.next_token.wrapping_add(1).max(1);
             let token = state.next_token;
             let (tx, rx) = tokio::sync::oneshot::channel();
-            let fut = shared.host.upstreams.call(&upstream, req, timeout);
             shared.handle.spawn(async move {
-                let result = match tokio::time::timeout(timeout, fut).await {
-                    Ok(r) => r,
-                    Err(_) => Err(CalloutError::Timeout),
-                };
-                let _ = tx.send(result);
+                let _ = tx.send(fut.await);
             });
             let context_id = state.effective;
             state.pending.push(PendingCall {
@@ -596,7 +581,7 @@ fn callouts(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
          _: u32,
          _: u32|
          -> R {
-            tracing::warn!(plugin = %c.data().shared.name, "gRPC callouts are not implemented");
+            tracing::warn!(plugin = %c.data().shared.ctx.name, "gRPC callouts are not implemented");
             Ok(Status::InternalFailure.code())
         },
     )?;
@@ -604,7 +589,7 @@ fn callouts(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "env",
         "proxy_grpc_stream",
         |c: C<'_>, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32| -> R {
-            tracing::warn!(plugin = %c.data().shared.name, "gRPC streams are not implemented");
+            tracing::warn!(plugin = %c.data().shared.ctx.name, "gRPC streams are not implemented");
             Ok(Status::InternalFailure.code())
         },
     )?;
@@ -654,11 +639,11 @@ fn metrics(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             };
             tryst!(memory::check(&mut c, ret, 4));
             let shared = c.data().shared.clone();
-            match shared
-                .host
-                .metrics
-                .define(&shared.name, kind, &String::from_utf8_lossy(&name))
-            {
+            match shared.ctx.host.metrics.define(
+                &shared.ctx.name,
+                kind,
+                &String::from_utf8_lossy(&name),
+            ) {
                 Ok(id) => Ok(st(write_u32(&mut c, ret, id))),
                 Err(e) => Ok(metric_status(Err(e))),
             }
@@ -669,8 +654,8 @@ fn metrics(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "proxy_increment_metric",
         |c: C<'_>, id: u32, offset: i64| -> R {
             let shared = c.data().shared.clone();
-            Ok(metric_status(shared.host.metrics.increment(
-                &shared.name,
+            Ok(metric_status(shared.ctx.host.metrics.increment(
+                &shared.ctx.name,
                 id,
                 offset,
             )))
@@ -681,8 +666,8 @@ fn metrics(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "proxy_record_metric",
         |c: C<'_>, id: u32, v: u64| -> R {
             let shared = c.data().shared.clone();
-            Ok(metric_status(shared.host.metrics.record(
-                &shared.name,
+            Ok(metric_status(shared.ctx.host.metrics.record(
+                &shared.ctx.name,
                 id,
                 v,
             )))
@@ -693,7 +678,7 @@ fn metrics(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "proxy_get_metric",
         |mut c: C<'_>, id: u32, ret: u32| -> R {
             let shared = c.data().shared.clone();
-            match shared.host.metrics.get(&shared.name, id) {
+            match shared.ctx.host.metrics.get(&shared.ctx.name, id) {
                 Ok(v) => Ok(st(write_u64(&mut c, ret, v))),
                 Err(e) => Ok(metric_status(Err(e))),
             }
@@ -751,7 +736,7 @@ fn properties_and_misc(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 memory::check(&mut c, ret_ptr, 4).and_then(|_| memory::check(&mut c, ret_size, 4))
             );
             tracing::debug!(
-                plugin = %c.data().shared.name,
+                plugin = %c.data().shared.ctx.name,
                 function = %String::from_utf8_lossy(&name),
                 "unknown foreign function"
             );

@@ -5,11 +5,7 @@ use super::abi::Status;
 use super::state::VmState;
 use wasmtime::Caller;
 
-/// The guest broke the ABI in a way that cannot be answered with a status (its allocator returned
-/// memory it does not have, a callback returned a value outside the ABI). Traps the call.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct AbiViolation(pub String);
+pub use crate::wasm::sandbox::AbiViolation;
 
 /// Copies `len` bytes at `ptr` out of guest memory.
 pub fn read(caller: &mut Caller<'_, VmState>, ptr: u32, len: u32) -> Result<Vec<u8>, Status> {

@@ -11,14 +11,16 @@ mod properties;
 mod state;
 mod vm;
 
+pub use crate::host::MAX_CALLOUT_TIMEOUT;
 pub use abi::{deserialize_map, serialize_map, Status};
 pub use filter::ProxyWasmFilter;
-pub use hostcalls::MAX_CALLOUT_TIMEOUT;
 pub use memory::AbiViolation;
 
-use crate::config::{FailurePolicy, PluginLimits};
-use crate::host::{HostCore, QueueNotify};
-use crate::wasm::{PluginError, PluginHealth, WasmEngine};
+use crate::config::FailurePolicy;
+use crate::host::QueueNotify;
+use crate::wasm::context::PluginCtx;
+use crate::wasm::sandbox::Sandbox;
+use crate::wasm::{PluginError, PluginHealth};
 use bytes::Bytes;
 use state::VmState;
 use std::collections::HashMap;
@@ -27,14 +29,10 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use vm::Vm;
 use wasmtime::{InstancePre, Linker, Module};
 
-/// CPU time that starting a VM (`_initialize`, `_start`, `main`) may take, when the per-call limit is
-/// smaller. Default: 1s.
-pub const START_CPU_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// What host functions need of the plugin, outside the store.
 pub(crate) struct Shared {
-    pub name: Arc<str>,
-    pub host: Arc<HostCore>,
+    /// The plugin's name, host core, grants and sandbox, as for components.
+    pub ctx: Arc<PluginCtx>,
     pub vm_config: Bytes,
     /// Shared data and queue namespace: the VM id. Plugins in this gateway have no configurable VM id,
     /// so all Proxy-Wasm plugins share the empty one, as Envoy filters with the default `vm_id` do.
@@ -77,22 +75,17 @@ struct Slot {
 /// A loaded Proxy-Wasm plugin.
 pub struct ProxyWasmPlugin {
     shared: Arc<Shared>,
-    engine: Arc<WasmEngine>,
     pre: InstancePre<VmState>,
-    limits: PluginLimits,
     slot: tokio::sync::Mutex<Slot>,
     roots: Mutex<Vec<RootSpec>>,
-    health: Arc<PluginHealth>,
     next_context: AtomicU32,
-    live_contexts: AtomicU32,
-    instances: Arc<std::sync::atomic::AtomicUsize>,
     ticks: Mutex<HashMap<u32, tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for ProxyWasmPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProxyWasmPlugin")
-            .field("name", &self.shared.name)
+            .field("name", &self.shared.ctx.name)
             .finish_non_exhaustive()
     }
 }
@@ -117,13 +110,11 @@ fn background_handle() -> tokio::runtime::Handle {
 impl ProxyWasmPlugin {
     /// Links the module against the host, checks its ABI version and starts its first VM.
     pub(crate) async fn new(
-        engine: Arc<WasmEngine>,
-        name: String,
+        ctx: Arc<PluginCtx>,
         module: Module,
-        limits: PluginLimits,
         vm_config: Bytes,
-        host: Arc<HostCore>,
     ) -> Result<Arc<ProxyWasmPlugin>, PluginError> {
+        let name = ctx.name.to_string();
         let unsupported = |reason: String| PluginError::Unsupported {
             plugin: name.clone(),
             reason,
@@ -145,15 +136,14 @@ impl ProxyWasmPlugin {
                 "the module exports no allocator (proxy_on_memory_allocate or malloc)".into(),
             ));
         }
-        let mut linker: Linker<VmState> = Linker::new(engine.engine());
+        let mut linker: Linker<VmState> = Linker::new(ctx.sandbox.engine());
         hostcalls::add_to_linker(&mut linker).map_err(|e| unsupported(format!("{e:#}")))?;
         crate::wasm::wasi::add_to_linker(&mut linker).map_err(|e| unsupported(format!("{e:#}")))?;
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| unsupported(format!("cannot link: {e:#}")))?;
         let shared = Arc::new(Shared {
-            name: Arc::from(name.as_str()),
-            host,
+            ctx,
             vm_config,
             namespace: String::new(),
             handle: background_handle(),
@@ -161,18 +151,13 @@ impl ProxyWasmPlugin {
         });
         let plugin = Arc::new(ProxyWasmPlugin {
             shared: shared.clone(),
-            engine,
             pre,
-            limits,
             slot: tokio::sync::Mutex::new(Slot {
                 vm: None,
                 generation: 0,
             }),
             roots: Mutex::new(Vec::new()),
-            health: Arc::new(PluginHealth::default()),
             next_context: AtomicU32::new(1),
-            live_contexts: AtomicU32::new(0),
-            instances: Arc::default(),
             ticks: Mutex::new(HashMap::new()),
         });
         let _ = shared.plugin.set(Arc::downgrade(&plugin));
@@ -187,22 +172,25 @@ impl ProxyWasmPlugin {
         Ok(plugin)
     }
 
+    /// Its sandbox: limits, health, admission.
+    #[inline]
+    pub(crate) fn sandbox(&self) -> &Sandbox {
+        &self.shared.ctx.sandbox
+    }
+
     /// Its name.
     pub fn name(&self) -> &str {
-        &self.shared.name
+        &self.shared.ctx.name
     }
 
     /// VMs alive (the serving one, and one being replaced) and requests in flight.
     pub(crate) fn instance_counts(&self) -> (usize, usize) {
-        (
-            self.instances.load(Ordering::Relaxed),
-            self.live_contexts.load(Ordering::Relaxed) as usize,
-        )
+        self.sandbox().instance_counts()
     }
 
     /// Its health counters.
     pub fn health(&self) -> &Arc<PluginHealth> {
-        &self.health
+        self.sandbox().health()
     }
 
     fn next_id(&self) -> u32 {
@@ -277,8 +265,8 @@ impl ProxyWasmPlugin {
 
     fn discard(&self, slot: &mut Slot) {
         if slot.vm.take().is_some() {
-            self.health.instance_discarded();
-            tracing::warn!(plugin = %self.shared.name, "plugin VM discarded after a failure");
+            self.sandbox().discarded();
+            tracing::warn!(plugin = %self.shared.ctx.name, "plugin VM discarded after a failure");
         }
     }
 
@@ -392,7 +380,7 @@ impl ProxyWasmPlugin {
                 let _ = self.after_callback(vm, None);
             }
             Err(e) => {
-                tracing::warn!(plugin = %self.shared.name, "root context callback failed: {e}");
+                tracing::warn!(plugin = %self.shared.ctx.name, "root context callback failed: {e}");
                 self.discard(&mut slot);
             }
         }

@@ -55,8 +55,8 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
     let shared = &state.shared;
 
     let builtin: Option<Bytes> = match segs.as_slice() {
-        ["plugin_name"] => Some(text(&*shared.name)),
-        ["plugin_vm_id"] => Some(text(&*shared.name)),
+        ["plugin_name"] => Some(text(&*shared.ctx.name)),
+        ["plugin_vm_id"] => Some(text(&*shared.ctx.name)),
         ["plugin_root_id"] => root.map(|r| text(&*r.route)),
         ["route_name"] | ["xds", "route_name"] => root.map(|r| text(&*r.route)),
         ["cluster_name"] | ["xds", "cluster_name"] | ["upstream", "name"] => {
@@ -64,7 +64,7 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
         }
         ["request", rest @ ..] => {
             let h = http.ok_or(Status::NotFound)?;
-            let req = h.req.as_ref();
+            let req = h.data.req.as_ref();
             match rest {
                 ["path"] => req.and_then(|r| r.uri.path_and_query().map(|p| text(p.as_str()))),
                 ["url_path"] => req.map(|r| text(r.uri.path())),
@@ -98,19 +98,19 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
                     .unwrap_or(0))),
                 ["duration"] => Some(int(h.started.elapsed().as_nanos() as i64)),
                 ["size"] => Some(int(h.req_body_size as i64)),
-                ["trailers"] => h.req_trailers.as_ref().map(header_map),
+                ["trailers"] => h.data.req_trailers.as_ref().map(header_map),
                 _ => None,
             }
         }
         ["response", rest @ ..] => {
             let h = http.ok_or(Status::NotFound)?;
-            let resp = h.resp.as_ref();
+            let resp = h.data.resp.as_ref();
             match rest {
                 ["code"] => resp.map(|r| int(r.status.as_u16() as i64)),
                 ["code_details"] => resp.map(|_| text("via_upstream")),
                 ["headers"] => resp.map(|r| header_map(&r.headers)),
                 ["headers", name] => resp.and_then(|r| map_or_field(&r.headers, Some(name))),
-                ["trailers"] => h.resp_trailers.as_ref().map(header_map),
+                ["trailers"] => h.data.resp_trailers.as_ref().map(header_map),
                 ["size"] => Some(int(h.resp_body_size as i64)),
                 ["grpc_status"] => resp.and_then(|r| {
                     r.headers

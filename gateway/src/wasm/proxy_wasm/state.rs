@@ -4,11 +4,14 @@
 use super::abi::{map, Status};
 use super::Shared;
 use crate::filter::{LocalResponse, RequestHead, RequestInfo, ResponseHead};
-use crate::host::CalloutError;
+use crate::host::{
+    edit_headers, header_name, header_value, set_authority, set_path_with_query, CalloutError,
+    HandleError, HeaderEdit, HttpData,
+};
 use crate::wasm::StoreLimiter;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, HOST};
-use http::{HeaderMap, Method, StatusCode, Uri};
+use http::{HeaderMap, Method, StatusCode};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -112,12 +115,8 @@ pub struct HttpCtx {
     pub info: RequestInfo,
     pub started: Instant,
     pub started_wall: SystemTime,
-    pub req: Option<RequestHead>,
-    pub resp: Option<ResponseHead>,
-    pub req_body: Option<Bytes>,
-    pub resp_body: Option<Bytes>,
-    pub req_trailers: Option<HeaderMap>,
-    pub resp_trailers: Option<HeaderMap>,
+    /// What the running callback was lent, and copies of the heads for later callbacks.
+    pub data: HttpData,
     pub properties: HashMap<Vec<u8>, Bytes>,
     pub local: Option<LocalResponse>,
     pub continue_request: bool,
@@ -134,12 +133,7 @@ impl HttpCtx {
             info,
             started: Instant::now(),
             started_wall: SystemTime::now(),
-            req: None,
-            resp: None,
-            req_body: None,
-            resp_body: None,
-            req_trailers: None,
-            resp_trailers: None,
+            data: HttpData::default(),
             properties: HashMap::new(),
             local: None,
             continue_request: false,
@@ -196,6 +190,7 @@ pub fn map_ref(state: &mut VmState, map_type: u32) -> Result<MapRef<'_>, Status>
     }
     let http = state.https.get_mut(&effective).ok_or(Status::BadArgument)?;
     let scheme = http.info.scheme;
+    let http = &mut http.data;
     match map_type {
         map::REQUEST_HEADERS => http
             .req
@@ -221,13 +216,17 @@ pub fn map_ref(state: &mut VmState, map_type: u32) -> Result<MapRef<'_>, Status>
     }
 }
 
+fn bad(_: HandleError) -> Status {
+    Status::BadArgument
+}
+
 fn name(key: &[u8]) -> Result<HeaderName, Status> {
-    HeaderName::from_bytes(&key.to_ascii_lowercase()).map_err(|_| Status::BadArgument)
+    header_name(key).map_err(bad)
 }
 
 /// A header value a plugin wants to set: CR, LF, NUL and other control bytes are refused.
 pub fn value(v: &[u8]) -> Result<HeaderValue, Status> {
-    HeaderValue::from_bytes(v).map_err(|_| Status::BadArgument)
+    header_value(b"", v).map_err(bad)
 }
 
 fn authority(req: &RequestHead) -> Option<Vec<u8>> {
@@ -235,29 +234,6 @@ fn authority(req: &RequestHead) -> Option<Vec<u8>> {
         .get(HOST)
         .map(|v| v.as_bytes().to_vec())
         .or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes().to_vec()))
-}
-
-fn set_uri(
-    req: &mut RequestHead,
-    path: Option<&[u8]>,
-    authority: Option<&[u8]>,
-) -> Result<(), Status> {
-    let mut parts = req.uri.clone().into_parts();
-    if let Some(p) = path {
-        if !(p.starts_with(b"/") || p == b"*") {
-            return Err(Status::BadArgument);
-        }
-        parts.path_and_query =
-            Some(http::uri::PathAndQuery::try_from(p).map_err(|_| Status::BadArgument)?);
-    }
-    if let Some(a) = authority {
-        if parts.authority.is_some() {
-            parts.authority =
-                Some(http::uri::Authority::try_from(a).map_err(|_| Status::BadArgument)?);
-        }
-    }
-    req.uri = Uri::from_parts(parts).map_err(|_| Status::BadArgument)?;
-    Ok(())
 }
 
 impl MapRef<'_> {
@@ -334,11 +310,8 @@ impl MapRef<'_> {
             (MapRef::Request(r, _), b":method") => {
                 r.method = Method::from_bytes(v).map_err(|_| Status::BadArgument)?;
             }
-            (MapRef::Request(r, _), b":path") => set_uri(r, Some(v), None)?,
-            (MapRef::Request(r, _), b":authority") => {
-                set_uri(r, None, Some(v))?;
-                r.headers.insert(HOST, value(v)?);
-            }
+            (MapRef::Request(r, _), b":path") => set_path_with_query(r, v, true).map_err(bad)?,
+            (MapRef::Request(r, _), b":authority") => set_authority(r, v).map_err(bad)?,
             (MapRef::Request(r, _), b":scheme") => {
                 // The scheme of the downstream connection is a fact; a plugin may only restate it.
                 let current = r.uri.scheme_str().unwrap_or("");
@@ -364,7 +337,7 @@ impl MapRef<'_> {
             return self.set_pseudo(&key, v);
         }
         let (n, v) = (name(&key)?, value(v)?);
-        self.headers_mut().append(n, v);
+        edit_headers(self.headers_mut(), HeaderEdit::Append(n, v));
         Ok(())
     }
 
@@ -375,7 +348,7 @@ impl MapRef<'_> {
             return self.set_pseudo(&key, v);
         }
         let (n, v) = (name(&key)?, value(v)?);
-        self.headers_mut().insert(n, v);
+        edit_headers(self.headers_mut(), HeaderEdit::Set(n, v));
         Ok(())
     }
 
@@ -393,7 +366,7 @@ impl MapRef<'_> {
             return Ok(());
         }
         let n = name(&key)?;
-        self.headers_mut().remove(n);
+        edit_headers(self.headers_mut(), HeaderEdit::Remove(&n));
         Ok(())
     }
 

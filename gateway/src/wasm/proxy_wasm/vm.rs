@@ -1,16 +1,24 @@
 //! One VM: a store with an instance of the plugin, its callbacks, and calling them under the limits.
 
-use super::memory::AbiViolation;
 use super::state::{CalloutResponse, HttpCtx, RootCtx, VmState};
-use super::{ProxyWasmPlugin, RootSpec, START_CPU_LIMIT};
+use super::{ProxyWasmPlugin, RootSpec};
 use crate::filter::{FilterError, RequestInfo};
 use crate::host::CalloutError;
-use crate::wasm::health::FailureKind;
+use crate::wasm::sandbox::{classify, InstanceGuard, SandboxState, StoreLimiter};
 use crate::wasm::wasi::{ProcExit, WasiHost};
-use crate::wasm::{PluginError, WasmEngine};
+use crate::wasm::PluginError;
 use bytes::Bytes;
 use std::collections::HashMap;
-use wasmtime::{Instance, Memory, Store, Trap, TypedFunc, WasmParams, WasmResults};
+use wasmtime::{Instance, Memory, Store, TypedFunc, WasmParams, WasmResults};
+
+impl SandboxState for VmState {
+    /// Proxy-Wasm host calls never wait: a callout is started and delivered in a later callback.
+    const WAITS: bool = false;
+
+    fn limiter(&mut self) -> &mut StoreLimiter {
+        &mut self.limiter
+    }
+}
 
 impl WasiHost for VmState {
     fn memory(&self) -> Option<Memory> {
@@ -32,13 +40,13 @@ impl WasiHost for VmState {
             } else {
                 crate::host::LogLevel::Error
             };
-            crate::host::plugin_log(&self.shared.name, level, &text);
+            crate::host::plugin_log(&self.shared.ctx.name, level, &text);
         }
         // A line longer than this is logged in pieces rather than held without bound.
         if buf.len() > 16 << 10 {
             let text = String::from_utf8_lossy(buf).into_owned();
             buf.clear();
-            crate::host::plugin_log(&self.shared.name, crate::host::LogLevel::Info, &text);
+            crate::host::plugin_log(&self.shared.ctx.name, crate::host::LogLevel::Info, &text);
         }
     }
 }
@@ -74,7 +82,7 @@ pub struct Vm {
     pub store: Store<VmState>,
     pub exports: std::sync::Arc<Exports>,
     pub generation: u64,
-    _live: crate::wasm::sandbox::InstanceGuard,
+    _live: InstanceGuard,
 }
 
 /// A root context callback run in the background.
@@ -124,34 +132,9 @@ fn typed<P: WasmParams, R: WasmResults>(
     }
 }
 
-/// Turns a failed call into the filter error, using what the limiter saw.
-fn classify(err: wasmtime::Error, memory_hit: bool) -> (FilterError, FailureKind) {
-    if let Some(trap) = err.downcast_ref::<Trap>() {
-        if *trap == Trap::Interrupt {
-            return (FilterError::CpuLimit, FailureKind::Cpu);
-        }
-    }
-    if memory_hit {
-        return (FilterError::MemoryLimit, FailureKind::Memory);
-    }
-    if let Some(abi) = err.downcast_ref::<AbiViolation>() {
-        return (FilterError::Abi(abi.0.clone()), FailureKind::Trap);
-    }
-    if let Some(exit) = err.downcast_ref::<ProcExit>() {
-        return (FilterError::Trap(exit.to_string()), FailureKind::Trap);
-    }
-    if let Some(trap) = err.downcast_ref::<Trap>() {
-        return (FilterError::Trap(trap.to_string()), FailureKind::Trap);
-    }
-    (FilterError::Trap(format!("{err:#}")), FailureKind::Trap)
-}
-
 impl ProxyWasmPlugin {
-    fn cpu_ticks(&self) -> u64 {
-        WasmEngine::ticks_for(self.limits.cpu_per_call.0)
-    }
-
-    /// Calls `f` with the per-call limits; a failure is classified and counted.
+    /// Calls `f` in the sandbox, under the per-call limits; a failure is classified and counted.
+    #[inline]
     pub(super) fn call<P, R>(
         &self,
         vm: &mut Vm,
@@ -162,18 +145,7 @@ impl ProxyWasmPlugin {
         P: WasmParams,
         R: WasmResults,
     {
-        self.health.call();
-        vm.store.set_epoch_deadline(self.cpu_ticks());
-        vm.store.data_mut().limiter.reset();
-        match f.call(&mut vm.store, args) {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                let (err, kind) = classify(e, vm.store.data().limiter.hit());
-                self.health.failure(kind);
-                tracing::warn!(plugin = %self.shared.name, "plugin call failed: {err}");
-                Err(err)
-            }
-        }
+        self.sandbox().call(&mut vm.store, f, args)
     }
 
     /// Sets the context a callback runs for.
@@ -186,13 +158,8 @@ impl ProxyWasmPlugin {
     /// Instantiates the module and runs its start functions as proxy-wasm-cpp-host does: a reactor's
     /// `_initialize` (then `main(0, 0)` if exported), otherwise a command's `_start`.
     pub(super) fn start_vm(&self, generation: u64) -> Result<Vm, String> {
-        let state = VmState::new(self.shared.clone(), self.limits.memory.0);
-        let mut store = Store::new(self.engine.engine(), state);
-        store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-        let start_budget = self.limits.cpu_per_call.0.max(START_CPU_LIMIT);
-        store.set_epoch_deadline(WasmEngine::ticks_for(start_budget));
-        self.health.instance_created();
+        let state = VmState::new(self.shared.clone(), self.sandbox().memory_cap());
+        let mut store: Store<VmState> = self.sandbox().store(state);
         let instance = self
             .pre
             .instantiate(&mut store)
@@ -209,7 +176,7 @@ impl ProxyWasmPlugin {
         store.data_mut().malloc = Some(malloc);
 
         let run = |e: wasmtime::Error, store: &Store<VmState>| {
-            let (err, _) = classify(e, store.data().limiter.hit());
+            let (err, _) = classify(&e, store.data().limiter.hit());
             format!("start function failed: {err}")
         };
         if let Some(init) = typed::<(), ()>(&mut store, &instance, "_initialize")? {
@@ -246,7 +213,7 @@ impl ProxyWasmPlugin {
             store,
             exports,
             generation,
-            _live: crate::wasm::sandbox::InstanceGuard::new(&self.instances),
+            _live: self.sandbox().instance_guard(),
         })
     }
 
