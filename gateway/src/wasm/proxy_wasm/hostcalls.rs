@@ -370,16 +370,12 @@ fn streams(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
+/// `grpc-message` is percent-encoded: every byte outside 0x20..0x7E, and `%` itself (gRPC over
+/// HTTP/2, "Responses").
+const GRPC_MESSAGE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+
 fn percent_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        if (0x20..0x7f).contains(&b) && b != b'%' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::percent_encode(bytes, GRPC_MESSAGE).to_string()
 }
 
 fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
@@ -744,4 +740,15 @@ fn properties_and_misc(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         },
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn grpc_messages_escape_percent_controls_and_non_ascii_only() {
+        assert_eq!(
+            super::percent_encode("50% done: é\n~".as_bytes()),
+            "50%25 done: %C3%A9%0A~"
+        );
+    }
 }
