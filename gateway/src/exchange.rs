@@ -192,7 +192,11 @@ impl Exchange<'_> {
             verdict = Some(v);
         }
 
-        if let (false, Some(mut v)) = (backend.takes_body(), verdict.take()) {
+        // A backend that takes no body: the body is read through the filters first, so that a
+        // filter's answer on it comes before the backend's. (Not one `if let` over a tuple: that
+        // would take the verdict from a backend that does take the body, and lose the race below.)
+        let takes_body = backend.takes_body();
+        if let Some(mut v) = verdict.take_if(|_| !takes_body) {
             let drained = http_body_util::BodyExt::collect(body).await;
             body = body::empty();
             match v.try_recv() {

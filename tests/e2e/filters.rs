@@ -158,6 +158,22 @@ async fn a_chunked_upstream_body_is_rewritten_and_request_bodies_are_buffered() 
     );
     let resp = raw(gw.addr, big.as_bytes(), Duration::from_secs(2)).await;
     assert_eq!(status_of(&resp), 413, "{resp}");
+    // A streaming filter that answers mid-body on an upstream route: its answer is the client's,
+    // not an upstream error.
+    let resp = raw(
+        gw.addr,
+        b"POST /echo HTTP/1.1\r\nHost: h\r\nx-test: body-deny\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n4\r\ndeny\r\n0\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(status_of(&resp), 403, "{resp}");
+    assert!(resp.contains("denied in body"), "{resp}");
+    assert!(
+        !gw.metrics()
+            .await
+            .contains("gateway_upstream_errors_total{"),
+        "no upstream error was counted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
