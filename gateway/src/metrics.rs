@@ -420,6 +420,17 @@ impl Family {
         self
     }
 
+    /// Adds `n` to the last sample written (a counter or gauge written twice for one series).
+    pub fn add_to_last(&mut self, n: i64) {
+        if let Some((_, v)) = self.samples.last_mut() {
+            *v = match *v {
+                Value::Int(x) => Value::Int(x.saturating_add(u64::try_from(n).unwrap_or(0))),
+                Value::Signed(x) => Value::Signed(x.saturating_add(n)),
+                ref h @ Value::Histogram { .. } => h.clone(),
+            };
+        }
+    }
+
     /// Sets the family's one sample without labels.
     pub fn value(&mut self, v: impl Into<Value>) -> &mut Family {
         self.unlabelled = Some(v.into());

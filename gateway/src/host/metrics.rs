@@ -149,23 +149,62 @@ impl Metrics {
     /// `_total`), a sample per plugin that defined it.
     pub fn expose(&self, e: &mut crate::metrics::Exposition) {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        // One family per exposed name: a counter's `_total` is the encoder's, so `hits` and
+        // `hits_total` are one family (and one series per plugin, their values added); a name
+        // taken by another kind gets the kind as a suffix, so no name is typed twice.
+        let rank = |k: MetricKind| match k {
+            MetricKind::Counter => 0,
+            MetricKind::Gauge => 1,
+            MetricKind::Histogram => 2,
+        };
         let mut by_family: Vec<(String, &Metric)> = inner
             .metrics
             .iter()
-            .map(|m| (format!("plugin_{}", sanitize(&m.name)), m))
+            .map(|m| {
+                let name = format!("plugin_{}", sanitize(&m.name));
+                let base = match m.kind {
+                    MetricKind::Counter => name.strip_suffix("_total").map(str::to_owned),
+                    _ => None,
+                };
+                (base.unwrap_or(name), m)
+            })
             .collect();
-        by_family.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.plugin.cmp(&b.1.plugin)));
+        by_family.sort_by(|a, b| {
+            (&a.0, rank(a.1.kind), &a.1.plugin).cmp(&(&b.0, rank(b.1.kind), &b.1.plugin))
+        });
         let mut current: Option<(String, MetricKind, &mut crate::metrics::Family)> = None;
+        let mut last_series: Option<(String, MetricKind, &str)> = None;
         for (family, m) in by_family {
+            let series = (family.clone(), m.kind, m.plugin.as_str());
+            if last_series.as_ref() == Some(&series) {
+                // The same series again (`hits` and `hits_total` of one plugin): counted into
+                // the sample already written.
+                if let (Some((_, _, f)), MetricKind::Counter | MetricKind::Gauge) =
+                    (current.as_mut(), m.kind)
+                {
+                    f.add_to_last(m.value);
+                }
+                continue;
+            }
+            last_series = Some(series);
             let same = current
                 .as_ref()
                 .is_some_and(|(name, kind, _)| *name == family && *kind == m.kind);
             if !same {
                 let help = format!("Defined by plugins: {}.", m.name);
+                let taken = current.as_ref().is_some_and(|(name, _, _)| *name == family);
+                let exposed = if taken {
+                    format!(
+                        "{family}_{}",
+                        ["counter", "gauge", "histogram"][rank(m.kind)]
+                    )
+                } else {
+                    family.clone()
+                };
                 let f = match m.kind {
-                    MetricKind::Counter => e.counter(&family, &help),
-                    MetricKind::Gauge => e.gauge(&family, &help),
-                    MetricKind::Histogram => e.histogram(&family, &help),
+                    MetricKind::Counter => e.counter(&exposed, &help),
+                    MetricKind::Gauge => e.gauge(&exposed, &help),
+                    MetricKind::Histogram => e.histogram(&exposed, &help),
                 };
                 current = Some((family, m.kind, f));
             }
@@ -254,5 +293,40 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("plugin_size_count{plugin=\"p\"} 2\n"), "{out}");
+    }
+}
+
+#[cfg(test)]
+mod exposition_tests {
+    use super::*;
+
+    #[test]
+    fn one_family_per_exposed_name_whatever_the_plugins_called_them() {
+        let m = Metrics::default();
+        let a = m.define("p", MetricKind::Counter, "hits").unwrap();
+        let b = m.define("p", MetricKind::Counter, "hits_total").unwrap();
+        let c = m.define("q", MetricKind::Counter, "hits").unwrap();
+        let g = m.define("r", MetricKind::Gauge, "hits").unwrap();
+        m.increment("p", a, 2).unwrap();
+        m.increment("p", b, 3).unwrap();
+        m.increment("q", c, 1).unwrap();
+        m.record("r", g, 7).unwrap();
+        let mut e = crate::metrics::Exposition::default();
+        m.expose(&mut e);
+        let text = e.render();
+        assert_eq!(
+            text.matches("# TYPE plugin_hits_total counter").count(),
+            1,
+            "{text}"
+        );
+        assert!(text.contains("plugin_hits_total{plugin=\"p\"} 5"), "{text}");
+        assert!(text.contains("plugin_hits_total{plugin=\"q\"} 1"), "{text}");
+        assert_eq!(
+            text.matches("plugin_hits_total{plugin=\"p\"}").count(),
+            1,
+            "{text}"
+        );
+        assert!(text.contains("# TYPE plugin_hits_gauge gauge"), "{text}");
+        assert!(text.contains("plugin_hits_gauge{plugin=\"r\"} 7"), "{text}");
     }
 }
