@@ -97,9 +97,12 @@ pub async fn callout(
             .to_bytes();
         Ok(http::Response::from_parts(parts, body))
     };
-    let result = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| CalloutError::Timeout)?;
+    // Bounded here as well as by `HostCore::callout` (the bound every `Upstreams` gets), so that
+    // an endpoint that did not answer in time counts against its passive health.
+    let result = match tokio::time::timeout(timeout, exchange).await {
+        Ok(r) => r,
+        Err(_) => Err(CalloutError::Timeout),
+    };
     ep.record(result.is_ok(), &cluster.passive);
     result
 }
