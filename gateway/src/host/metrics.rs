@@ -1,8 +1,17 @@
 //! Metrics that plugins define: counters, gauges and histograms, owned by the plugin that defined them
 //! and exported in the Prometheus text format as `plugin_<name>{plugin="..."}`.
 
+use arc_swap::ArcSwap;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Adds without wrapping.
+fn saturating_add(v: &AtomicI64, n: i64) {
+    let _ = v.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |x| {
+        Some(x.saturating_add(n))
+    });
+}
 
 /// Upper bounds of histogram buckets (plus `+Inf`).
 pub const HISTOGRAM_BUCKETS: [u64; 14] = [
@@ -41,50 +50,65 @@ struct Metric {
     plugin: String,
     name: String,
     kind: MetricKind,
-    value: i64,
-    buckets: [u64; HISTOGRAM_BUCKETS.len() + 1],
-    sum: u64,
-    count: u64,
+    value: AtomicI64,
+    buckets: [AtomicU64; HISTOGRAM_BUCKETS.len() + 1],
+    sum: AtomicU64,
 }
 
+/// What guest calls read without a lock: the metrics by id, and their ids by plugin and name.
 #[derive(Default)]
-struct Inner {
-    by_name: HashMap<(String, String), u32>,
-    metrics: Vec<Metric>,
+struct Table {
+    metrics: Vec<Arc<Metric>>,
+    by_name: HashMap<String, HashMap<String, u32>>,
 }
 
-/// Every plugin-defined metric of the process.
+/// Every plugin-defined metric of the process. A guest call (define an existing name, increment,
+/// record, get) reads a published table and touches atomics: nothing is locked per request; only
+/// defining a new metric takes a lock and publishes a new table.
 #[derive(Default)]
 pub struct Metrics {
-    inner: Mutex<Inner>,
+    table: ArcSwap<Table>,
+    defining: Mutex<()>,
 }
 
 impl Metrics {
     /// Defines a metric (or returns the id of the one the plugin defined under that name before).
     pub fn define(&self, plugin: &str, kind: MetricKind, name: &str) -> Result<u32, MetricError> {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (plugin.to_string(), name.to_string());
-        if let Some(&id) = inner.by_name.get(&key) {
-            return if inner.metrics[id as usize].kind == kind {
+        let known = |t: &Table| {
+            let id = *t.by_name.get(plugin)?.get(name)?;
+            Some(if t.metrics[id as usize].kind == kind {
                 Ok(id)
             } else {
                 Err(MetricError::BadArgument)
-            };
+            })
+        };
+        if let Some(r) = known(&self.table.load()) {
+            return r;
         }
-        if inner.metrics.len() >= MAX_METRICS {
+        let _one_at_a_time = self.defining.lock().unwrap_or_else(|e| e.into_inner());
+        let table = self.table.load_full();
+        if let Some(r) = known(&table) {
+            return r;
+        }
+        if table.metrics.len() >= MAX_METRICS {
             return Err(MetricError::TooMany);
         }
-        let id = inner.metrics.len() as u32;
-        inner.metrics.push(Metric {
+        let id = table.metrics.len() as u32;
+        let mut metrics = table.metrics.clone();
+        metrics.push(Arc::new(Metric {
             plugin: plugin.to_string(),
             name: name.to_string(),
             kind,
-            value: 0,
-            buckets: [0; HISTOGRAM_BUCKETS.len() + 1],
-            sum: 0,
-            count: 0,
-        });
-        inner.by_name.insert(key, id);
+            value: AtomicI64::new(0),
+            buckets: Default::default(),
+            sum: AtomicU64::new(0),
+        }));
+        let mut by_name = table.by_name.clone();
+        by_name
+            .entry(plugin.to_string())
+            .or_default()
+            .insert(name.to_string(), id);
+        self.table.store(Arc::new(Table { metrics, by_name }));
         Ok(id)
     }
 
@@ -92,10 +116,10 @@ impl Metrics {
         &self,
         plugin: &str,
         id: u32,
-        f: impl FnOnce(&mut Metric) -> Result<R, MetricError>,
+        f: impl FnOnce(&Metric) -> Result<R, MetricError>,
     ) -> Result<R, MetricError> {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        match inner.metrics.get_mut(id as usize) {
+        let table = self.table.load();
+        match table.metrics.get(id as usize) {
             Some(m) if m.plugin == plugin => f(m),
             _ => Err(MetricError::NotFound),
         }
@@ -104,15 +128,12 @@ impl Metrics {
     /// Adds `offset` to a counter (which cannot go down) or a gauge.
     pub fn increment(&self, plugin: &str, id: u32, offset: i64) -> Result<(), MetricError> {
         self.with(plugin, id, |m| match m.kind {
-            MetricKind::Counter if offset >= 0 => {
-                m.value = m.value.saturating_add(offset);
+            MetricKind::Counter if offset < 0 => Err(MetricError::BadArgument),
+            MetricKind::Counter | MetricKind::Gauge => {
+                saturating_add(&m.value, offset);
                 Ok(())
             }
-            MetricKind::Gauge => {
-                m.value = m.value.saturating_add(offset);
-                Ok(())
-            }
-            _ => Err(MetricError::BadArgument),
+            MetricKind::Histogram => Err(MetricError::BadArgument),
         })
     }
 
@@ -121,16 +142,19 @@ impl Metrics {
         let v = i64::try_from(value).unwrap_or(i64::MAX);
         self.with(plugin, id, |m| {
             match m.kind {
-                MetricKind::Counter => m.value = m.value.saturating_add(v),
-                MetricKind::Gauge => m.value = v,
+                MetricKind::Counter => saturating_add(&m.value, v),
+                MetricKind::Gauge => m.value.store(v, Ordering::Relaxed),
                 MetricKind::Histogram => {
                     let slot = HISTOGRAM_BUCKETS
                         .iter()
                         .position(|b| value <= *b)
                         .unwrap_or(HISTOGRAM_BUCKETS.len());
-                    m.buckets[slot] += 1;
-                    m.sum = m.sum.saturating_add(value);
-                    m.count += 1;
+                    m.buckets[slot].fetch_add(1, Ordering::Relaxed);
+                    let _ = m
+                        .sum
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                            Some(s.saturating_add(value))
+                        });
                 }
             }
             Ok(())
@@ -141,14 +165,14 @@ impl Metrics {
     pub fn get(&self, plugin: &str, id: u32) -> Result<u64, MetricError> {
         self.with(plugin, id, |m| match m.kind {
             MetricKind::Histogram => Err(MetricError::BadArgument),
-            _ => Ok(u64::try_from(m.value).unwrap_or(0)),
+            _ => Ok(u64::try_from(m.value.load(Ordering::Relaxed)).unwrap_or(0)),
         })
     }
 
     /// Adds every plugin metric to `e`, one family per name (`plugin_<name>`, counters ending in
     /// `_total`), a sample per plugin that defined it.
     pub fn expose(&self, e: &mut crate::metrics::Exposition) {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let table = self.table.load_full();
         // One family per exposed name: a counter's `_total` is the encoder's, so `hits` and
         // `hits_total` are one family (and one series per plugin, their values added); a name
         // taken by another kind gets the kind as a suffix, so no name is typed twice.
@@ -157,9 +181,10 @@ impl Metrics {
             MetricKind::Gauge => 1,
             MetricKind::Histogram => 2,
         };
-        let mut by_family: Vec<(String, &Metric)> = inner
+        let mut by_family: Vec<(String, &Metric)> = table
             .metrics
             .iter()
+            .map(|m| &**m)
             .map(|m| {
                 let name = format!("plugin_{}", sanitize(&m.name));
                 let base = match m.kind {
@@ -182,7 +207,7 @@ impl Metrics {
                 if let (Some((_, _, f)), MetricKind::Counter | MetricKind::Gauge) =
                     (current.as_mut(), m.kind)
                 {
-                    f.add_to_last(m.value);
+                    f.add_to_last(m.value.load(Ordering::Relaxed));
                 }
                 continue;
             }
@@ -212,23 +237,28 @@ impl Metrics {
             let labels = [("plugin", m.plugin.as_str())];
             match m.kind {
                 MetricKind::Counter => {
-                    f.sample(&labels, u64::try_from(m.value).unwrap_or(0));
+                    f.sample(
+                        &labels,
+                        u64::try_from(m.value.load(Ordering::Relaxed)).unwrap_or(0),
+                    );
                 }
                 MetricKind::Gauge => {
-                    f.sample(&labels, m.value);
+                    f.sample(&labels, m.value.load(Ordering::Relaxed));
                 }
                 MetricKind::Histogram => {
-                    let buckets = HISTOGRAM_BUCKETS
+                    let buckets: Vec<(f64, u64)> = HISTOGRAM_BUCKETS
                         .iter()
                         .map(|&b| b as f64)
                         .chain(std::iter::once(f64::INFINITY))
-                        .zip(m.buckets.iter().copied())
+                        .zip(m.buckets.iter().map(|b| b.load(Ordering::Relaxed)))
                         .collect();
+                    // The count from the buckets read, so that the two agree in every scrape.
+                    let count = buckets.iter().map(|(_, n)| n).sum();
                     f.sample(
                         &labels,
                         crate::metrics::Value::Histogram {
-                            sum: m.sum as f64,
-                            count: m.count,
+                            sum: m.sum.load(Ordering::Relaxed) as f64,
+                            count,
                             buckets,
                         },
                     );
