@@ -198,7 +198,12 @@ pub fn canonicalize(
                     }
                 }
             }
-            Some(canonical_authority(a)?)
+            match canonical_authority(a)? {
+                Some(v) => Some(v),
+                None => {
+                    Some(HeaderValue::from_str(a.as_str()).map_err(|_| BadTarget::BadAuthority)?)
+                }
+            }
         }
         None => {
             let mut hosts = headers.get_all(header::HOST).iter();
@@ -212,7 +217,7 @@ pub fn canonicalize(
                         .ok()
                         .and_then(|s| s.parse::<Authority>().ok())
                         .ok_or(BadTarget::BadAuthority)?;
-                    Some(canonical_authority(&a)?)
+                    canonical_authority(&a)?
                 }
                 // HTTP/1.0 may name no host; such a request is routed by its path alone.
                 (None, _) if !h2 => None,
@@ -242,17 +247,19 @@ pub fn canonicalize(
     Ok(())
 }
 
-/// `host[:port]` with no user information (RFC 9110 section 4.2.4 forbids it in http(s) URIs), as
-/// the one `Host` value: a fully qualified name's trailing dot is dropped (`admin.internal.` is
+/// Checks `host[:port]` with no user information (RFC 9110 section 4.2.4 forbids it in http(s)
+/// URIs); the `Host` value to write when it is not already canonical: a fully qualified name's
+/// trailing dot is dropped (`admin.internal.` is
 /// `admin.internal`, for routing and for the upstream alike, as nginx and Envoy's
 /// `strip_trailing_host_dot` do).
-fn canonical_authority(a: &Authority) -> Result<HeaderValue, BadTarget> {
+fn canonical_authority(a: &Authority) -> Result<Option<HeaderValue>, BadTarget> {
     let host = a.host();
     if a.as_str().contains('@') || host.is_empty() {
         return Err(BadTarget::BadAuthority);
     }
     let Some(bare) = host.strip_suffix('.') else {
-        return HeaderValue::from_str(a.as_str()).map_err(|_| BadTarget::BadAuthority);
+        // Already canonical: a `Host` that says it stays as it is (nothing to copy or insert).
+        return Ok(None);
     };
     if bare.is_empty() || bare.ends_with('.') {
         return Err(BadTarget::BadAuthority);
@@ -261,7 +268,9 @@ fn canonical_authority(a: &Authority) -> Result<HeaderValue, BadTarget> {
         Some(p) => format!("{bare}:{p}"),
         None => bare.to_owned(),
     };
-    HeaderValue::from_str(&text).map_err(|_| BadTarget::BadAuthority)
+    HeaderValue::from_str(&text)
+        .map(Some)
+        .map_err(|_| BadTarget::BadAuthority)
 }
 
 /// HTTP/2 may split `cookie` into crumbs; they are one header again for what follows (routing,
