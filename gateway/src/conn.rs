@@ -24,6 +24,11 @@ pub(crate) const UPGRADE_NO: u8 = 3;
 /// count drains at that many per this window, continuously.
 pub const RESET_WINDOW: Duration = Duration::from_secs(10);
 
+/// Asks the serving loop to shut the connection down: its client cancelled too many streams.
+pub const ATTEND_ABUSE: u8 = 1;
+/// Asks the serving loop to start looking at stream clocks: the first one was made.
+pub const ATTEND_STREAMS: u8 = 2;
+
 /// Past this many streams times the reset limit, a connection whose client cancelled more than
 /// half of all its streams is cut too, however slowly it cancelled them (as Envoy's premature
 /// reset check does).
@@ -47,12 +52,13 @@ pub struct ConnShared {
     resets_total: AtomicU64,
     /// The client was found abusive (told once).
     abusive: AtomicBool,
-    /// Told once the client cancelled too many streams: the connection is to be shut down.
-    pub abuse: tokio::sync::Notify,
+    /// What the connection's serving loop is asked to look at ([`ATTEND_ABUSE`],
+    /// [`ATTEND_STREAMS`]), and the loop's waker: an atomic and a waker rather than a `Notify`
+    /// per event, because the loop polls them at every wake of the connection.
+    attention: AtomicU8,
+    attention_waker: AtomicWaker,
     /// Clocks of the HTTP/2 responses being sent, to find one the client stopped reading.
     streams: Mutex<Streams>,
-    /// Told when the first stream clock is made, so the serving loop starts looking at them.
-    pub streams_started: tokio::sync::Notify,
     /// A write to the client waited longer than the send timeout.
     send_timed_out: AtomicBool,
 }
@@ -76,9 +82,9 @@ impl Default for ConnShared {
             streams_total: AtomicU64::new(0),
             resets_total: AtomicU64::new(0),
             abusive: AtomicBool::new(false),
-            abuse: tokio::sync::Notify::new(),
+            attention: AtomicU8::new(0),
+            attention_waker: AtomicWaker::new(),
             streams: Mutex::default(),
-            streams_started: tokio::sync::Notify::new(),
             send_timed_out: AtomicBool::new(false),
         }
     }
@@ -136,7 +142,7 @@ impl ConnShared {
     /// Counts a stream the client cancelled before its response ended; returns true (once) when
     /// the client cancelled more than `limit` within [`RESET_WINDOW`] (a count that drains
     /// continuously), or more than half of its streams once it has started
-    /// [`RESET_RATIO_AFTER`] × `limit`; then tells [`ConnShared::abuse`].
+    /// [`RESET_RATIO_AFTER`] × `limit`; then asks the serving loop to shut the connection down.
     pub fn note_reset(&self, limit: u64) -> bool {
         self.note_reset_at(limit, Instant::now())
     }
@@ -153,10 +159,27 @@ impl ConnShared {
         let streams = self.streams_total.load(Ordering::Relaxed);
         let over_share = streams >= RESET_RATIO_AFTER * limit && total * 2 > streams;
         if (over_rate || over_share) && !self.abusive.swap(true, Ordering::AcqRel) {
-            self.abuse.notify_one();
+            self.attend(ATTEND_ABUSE);
             return true;
         }
         false
+    }
+
+    fn attend(&self, what: u8) {
+        self.attention.fetch_or(what, Ordering::AcqRel);
+        self.attention_waker.wake();
+    }
+
+    /// What the serving loop is asked to look at since it last asked (a set of `ATTEND_*` bits);
+    /// pending until there is something.
+    pub fn attention(&self) -> impl std::future::Future<Output = u8> + '_ {
+        std::future::poll_fn(|cx| {
+            self.attention_waker.register(cx.waker());
+            if self.attention.load(Ordering::Acquire) == 0 {
+                return std::task::Poll::Pending;
+            }
+            std::task::Poll::Ready(self.attention.swap(0, Ordering::AcqRel))
+        })
     }
 
     /// A clock for one response being sent on this connection; [`ConnShared::longest_wait`] sees
@@ -168,7 +191,7 @@ impl ConnShared {
         });
         let mut s = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         if s.clocks.is_empty() && s.sweep_at == 0 {
-            self.streams_started.notify_one();
+            self.attend(ATTEND_STREAMS);
         }
         if s.clocks.len() >= s.sweep_at {
             s.clocks.retain(|c| c.strong_count() > 0);

@@ -6,7 +6,7 @@ pub mod h1_guard;
 use crate::admin;
 use crate::builder::RuntimeBuilder;
 use crate::config::{Config, Listener};
-use crate::conn::ConnShared;
+use crate::conn::{ConnShared, ATTEND_ABUSE, ATTEND_STREAMS};
 use crate::metrics::Metrics;
 use crate::plugins::PluginHost;
 use crate::proxy::{self, ConnInfo, Shared};
@@ -428,21 +428,27 @@ async fn serve_connection<IO>(
     let mut stall_check: Option<tokio::time::Interval> = None;
     let result = loop {
         tokio::select! {
+            // The connection first: the other branches are rare, and a fixed order spares the
+            // random draw per poll.
+            biased;
             r = conn.as_mut() => break r,
             _ = drain.changed(), if !finishing => {
                 finishing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = conn_state.abuse.notified(), if !finishing => {
-                finishing = true;
-                counters.h2_reset_goaways.fetch_add(1, Ordering::Relaxed);
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = conn_state.streams_started.notified(), if stall_check.is_none() => {
-                let period = (send_timeout / 4).max(Duration::from_millis(50));
-                let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                stall_check = Some(every);
+            what = conn_state.attention() => {
+                if what & ATTEND_ABUSE != 0 && !finishing {
+                    finishing = true;
+                    counters.h2_reset_goaways.fetch_add(1, Ordering::Relaxed);
+                    conn.as_mut().graceful_shutdown();
+                }
+                if what & ATTEND_STREAMS != 0 && stall_check.is_none() {
+                    let period = (send_timeout / 4).max(Duration::from_millis(50));
+                    let mut every =
+                        tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    stall_check = Some(every);
+                }
             }
             _ = async { stall_check.as_mut().expect("checked").tick().await }, if stall_check.is_some() => {
                 if conn_state.longest_wait() >= send_timeout {
