@@ -7,6 +7,15 @@ use tokio::net::TcpStream;
 
 const W: Duration = Duration::from_millis(1500);
 
+/// Whether a new connection gets a 200 within `within`.
+async fn serves_within(addr: std::net::SocketAddr, within: Duration) -> bool {
+    eventually(within, || async {
+        let ask = b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+        status_of(&raw(addr, ask, W).await) == 200
+    })
+    .await
+}
+
 fn config(up: &MockUpstream, limits: &str) -> String {
     format!(
         "listeners:\n  - name: main\n    address: 127.0.0.1:0\n    limits: {{{limits}}}\n\
@@ -155,18 +164,10 @@ async fn connections_over_max_connections_are_closed() {
     assert!(m.contains("gateway_connections_rejected_total 1"), "{m}");
     drop(a);
     drop(b);
-    let ok = eventually(Duration::from_secs(3), || async {
-        status_of(
-            &raw(
-                gw.addr,
-                b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-                W,
-            )
-            .await,
-        ) == 200
-    })
-    .await;
-    assert!(ok, "a slot frees up when a connection closes");
+    assert!(
+        serves_within(gw.addr, Duration::from_secs(3)).await,
+        "a slot frees up when a connection closes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,16 +260,5 @@ async fn out_of_descriptors_established_connections_are_served_and_counted() {
         "accept failures for want of descriptors were counted"
     );
     // And new connections are served again.
-    let again = eventually(Duration::from_secs(5), || async {
-        status_of(
-            &raw(
-                gw.addr,
-                b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-                W,
-            )
-            .await,
-        ) == 200
-    })
-    .await;
-    assert!(again);
+    assert!(serves_within(gw.addr, Duration::from_secs(5)).await);
 }
