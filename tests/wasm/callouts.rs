@@ -3,9 +3,15 @@
 use crate::support::*;
 use gateway::filter::Verdict;
 
-#[tokio::test]
-async fn pause_callout_resume() {
-    let p = load(plugin_cfg("callout", &fixtures().kitchen), host().await).await;
+/// Loads the kitchen-sink fixture as `cfg` and runs the request phase of its `callout` test: the
+/// verdict and the request head the filter left.
+async fn ask_callout(
+    cfg: gateway::config::Plugin,
+) -> (
+    Result<Verdict, gateway::filter::FilterError>,
+    gateway::filter::RequestHead,
+) {
+    let p = load(cfg, host().await).await;
     let f = filter(&p, "r", "").await;
     let (v, req, _ctx) = request_headers(
         &f,
@@ -13,6 +19,12 @@ async fn pause_callout_resume() {
         true,
     )
     .await;
+    (v, req)
+}
+
+#[tokio::test]
+async fn pause_callout_resume() {
+    let (v, req) = ask_callout(plugin_cfg("callout", &fixtures().kitchen)).await;
     assert!(matches!(v, Ok(Verdict::Continue)), "{v:?}");
     assert_eq!(hv(&req.headers, "x-callout-status"), "200");
     assert_eq!(hv(&req.headers, "x-callout-body"), "allowed");
@@ -119,14 +131,7 @@ async fn with_capabilities_callouts_go_only_to_granted_upstreams() {
     // Granted: the callout is sent and answered as without `capabilities`.
     let mut cfg = plugin_cfg("callout-granted", &fixtures().kitchen);
     cfg.capabilities = caps(&["mock"]);
-    let p = load(cfg, host().await).await;
-    let f = filter(&p, "r", "").await;
-    let (v, req, _ctx) = request_headers(
-        &f,
-        &[("x-test", "callout"), ("x-callout-body", "please")],
-        true,
-    )
-    .await;
+    let (v, req) = ask_callout(cfg).await;
     assert!(matches!(v, Ok(Verdict::Continue)), "{v:?}");
     assert_eq!(hv(&req.headers, "x-callout-status"), "200");
     assert_eq!(hv(&req.headers, "x-callout-body"), "allowed");
@@ -136,14 +141,7 @@ async fn with_capabilities_callouts_go_only_to_granted_upstreams() {
     for (name, granted) in [("callout-other", &["elsewhere"][..]), ("callout-none", &[])] {
         let mut cfg = plugin_cfg(name, &fixtures().kitchen);
         cfg.capabilities = caps(granted);
-        let p = load(cfg, host().await).await;
-        let f = filter(&p, "r", "").await;
-        let (v, req, _ctx) = request_headers(
-            &f,
-            &[("x-test", "callout"), ("x-callout-body", "please")],
-            true,
-        )
-        .await;
+        let (v, req) = ask_callout(cfg).await;
         assert!(matches!(v, Ok(Verdict::Continue)), "{name}: {v:?}");
         assert_eq!(hv(&req.headers, "x-callout-error"), "BadArgument", "{name}");
         assert!(req.headers.get("x-callout-status").is_none(), "{name}");

@@ -215,6 +215,18 @@ impl HttpData {
         }
     }
 
+    /// Replaces the body of the running body call in the request (`response` false) or response
+    /// direction; any other call may not.
+    pub fn replace_body(&mut self, response: bool, body: Bytes) -> Result<(), HandleError> {
+        match (self.phase, response) {
+            (Phase::RequestBody, false) => self.req_body = Some(body),
+            (Phase::ResponseBody, true) => self.resp_body = Some(body),
+            (_, false) => return Err(HandleError::WrongPhase("replacing the request body")),
+            (_, true) => return Err(HandleError::WrongPhase("replacing the response body")),
+        }
+        Ok(())
+    }
+
     /// The body of the running body call in the request (`response` false) or response direction.
     pub fn body_mut(&mut self, response: bool) -> Option<&mut Bytes> {
         match (self.phase, response) {

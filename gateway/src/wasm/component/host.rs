@@ -6,7 +6,6 @@ use super::state::{CompState, RequestRes, ResponseRes};
 use crate::host::{
     callout_request, callout_timeout, edit_headers, header_name, header_value, plugin_log,
     set_path_with_query, status, CalloutError, HandleError, HeaderEdit, LogLevel, MetricKind,
-    Phase,
 };
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
@@ -184,13 +183,9 @@ impl types::HostRequest for CompState {
     }
 
     fn set_body(&mut self, _: Resource<RequestRes>, body: Vec<u8>) -> Result<(), HostError> {
-        if self.data.phase != Phase::RequestBody {
-            return Err(host_error(HandleError::WrongPhase(
-                "replacing the request body",
-            )));
-        }
-        self.data.req_body = Some(Bytes::from(body));
-        Ok(())
+        self.data
+            .replace_body(false, Bytes::from(body))
+            .map_err(host_error)
     }
 
     fn drop(&mut self, _: Resource<RequestRes>) -> wasmtime::Result<()> {
@@ -259,13 +254,9 @@ impl types::HostResponse for CompState {
     }
 
     fn set_body(&mut self, _: Resource<ResponseRes>, body: Vec<u8>) -> Result<(), HostError> {
-        if self.data.phase != Phase::ResponseBody {
-            return Err(host_error(HandleError::WrongPhase(
-                "replacing the response body",
-            )));
-        }
-        self.data.resp_body = Some(Bytes::from(body));
-        Ok(())
+        self.data
+            .replace_body(true, Bytes::from(body))
+            .map_err(host_error)
     }
 
     fn drop(&mut self, _: Resource<ResponseRes>) -> wasmtime::Result<()> {
