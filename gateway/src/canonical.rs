@@ -14,11 +14,12 @@
 //!   escape and a dot segment with parameters (`..;x`, which some servers read as `..`) are refused.
 //!   Encoded slashes (`%2F`), encoded backslashes (`%5C`) and backslashes follow the listener's
 //!   [`EscapedSlashes`] policy: refused (the default), kept as data (`%2F`, `%5C`, never a separator),
-//!   or decoded into `/` before the dot segments are resolved.
+//!   or decoded into `/` before the dot segments are resolved. `;` parameters are kept, or refused
+//!   where the listener's [`PathParameters`] says so.
 //!
 //! Normalizing a canonical path again changes nothing; the query is left as it is.
 
-use crate::config::EscapedSlashes;
+use crate::config::{EscapedSlashes, PathParameters, PathPolicy};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Uri};
 use std::borrow::Cow;
@@ -181,12 +182,12 @@ pub fn has_escaped_slash(segment: &str) -> bool {
 }
 
 /// The authority a request is routed by, and made its one `Host` header; and the request's URI with
-/// its path made canonical. `h2`: the request came over HTTP/2.
+/// its path made canonical under the listener's `paths` policy. `h2`: the request came over HTTP/2.
 pub fn canonicalize(
     uri: &mut Uri,
     headers: &mut HeaderMap,
     h2: bool,
-    slashes: EscapedSlashes,
+    paths: PathPolicy,
 ) -> Result<(), BadTarget> {
     let authority = match uri.authority() {
         Some(a) => {
@@ -233,7 +234,10 @@ pub fn canonicalize(
     }
     let path = uri.path();
     let path = if path.is_empty() { "/" } else { path };
-    let canonical = normalize_path(path, slashes)?;
+    if paths.parameters == PathParameters::Reject && path.contains(';') {
+        return Err(BadTarget::Parameters);
+    }
+    let canonical = normalize_path(path, paths.escaped_slashes)?;
     if let Cow::Owned(p) = canonical {
         let pq = match uri.query() {
             Some(q) => format!("{p}?{q}"),
@@ -529,7 +533,7 @@ mod tests {
             if let Some(host) = host {
                 h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
             }
-            canonicalize(&mut uri, &mut h, h2, Reject).map(|()| {
+            canonicalize(&mut uri, &mut h, h2, PathPolicy::default()).map(|()| {
                 (
                     h.get(header::HOST).map(|v| v.to_str().unwrap().to_owned()),
                     uri,

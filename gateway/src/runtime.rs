@@ -120,10 +120,8 @@ impl Route {
 pub struct ListenerRoutes {
     router: Router,
     routes: Vec<Arc<Route>>,
-    /// The listener's policy for encoded slashes in paths.
-    pub escaped_slashes: config::EscapedSlashes,
-    /// The listener refuses paths with `;` parameters.
-    pub reject_parameters: bool,
+    /// The listener's policy for encoded slashes and `;` parameters in paths.
+    pub paths: config::PathPolicy,
     /// The listener takes a client's `x-request-id`.
     pub trust_request_id: bool,
 }
@@ -273,8 +271,7 @@ impl Runtime {
                 ListenerRoutes {
                     router,
                     routes,
-                    escaped_slashes: l.paths.escaped_slashes,
-                    reject_parameters: l.paths.parameters == config::PathParameters::Reject,
+                    paths: l.paths,
                     trust_request_id: l.trust_request_id,
                 },
             );

@@ -266,7 +266,7 @@ pub struct Listener {
 
 /// How a listener makes request paths canonical. Dot segments, repeated slashes and percent-encoded
 /// unreserved characters are always normalized; this chooses what encoded slashes do.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PathPolicy {
     /// What `%2F`, `%5C` and `\` in a path do. Default: `reject` (400).

@@ -66,9 +66,16 @@ struct ResetWatch<'a> {
 
 impl Drop for ResetWatch<'_> {
     fn drop(&mut self) {
-        if !self.done && self.info.conn.note_reset(self.info.h2_max_resets) {
-            tracing::warn!(peer = %self.info.peer, limit = self.info.h2_max_resets, "HTTP/2 client cancelled too many streams; sending GOAWAY");
+        if !self.done {
+            cancelled(&self.info.conn, self.info.h2_max_resets, self.info.peer);
         }
+    }
+}
+
+/// Counts an HTTP/2 stream its client cancelled, and says so when that made the client abusive.
+fn cancelled(conn: &ConnShared, limit: u64, peer: SocketAddr) {
+    if conn.note_reset(limit) {
+        tracing::warn!(%peer, limit, "HTTP/2 client cancelled too many streams; sending GOAWAY");
     }
 }
 
@@ -168,8 +175,8 @@ pub async fn handle(
                 drop(chain);
                 drop(in_flight);
                 if let Some((conn, limit)) = h2 {
-                    if !end.complete && !end.failed && conn.note_reset(limit) {
-                        tracing::warn!(peer = %done.peer, limit, "HTTP/2 client cancelled too many streams; sending GOAWAY");
+                    if !end.complete && !end.failed {
+                        cancelled(&conn, limit, done.peer);
                     }
                 }
                 finish(&metrics, done, end.bytes, end.complete, log);
@@ -272,16 +279,8 @@ async fn route_and_serve(
     };
     // One authority and one path from here on: what routing sees is what the upstream gets.
     let (mut parts, incoming) = req.into_parts();
-    if let Err(e) = canonical::canonicalize(
-        &mut parts.uri,
-        &mut parts.headers,
-        h2,
-        listener.escaped_slashes,
-    ) {
-        return Served::plain(errors::respond(&ProxyError::BadTarget(e), id));
-    }
-    if listener.reject_parameters && parts.uri.path().contains(';') {
-        let e = canonical::BadTarget::Parameters;
+    if let Err(e) = canonical::canonicalize(&mut parts.uri, &mut parts.headers, h2, listener.paths)
+    {
         return Served::plain(errors::respond(&ProxyError::BadTarget(e), id));
     }
     if h2 && parts.headers.len() > info.max_headers {
