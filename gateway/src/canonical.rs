@@ -212,6 +212,9 @@ pub fn canonicalize(
                 // One Host, one authority (the HTTP/1 guard refuses a second one before this;
                 // an HTTP/2 request without `:authority` may carry several).
                 (Some(_), Some(_)) => return Err(BadTarget::BadAuthority),
+                // Almost every Host is a plain name or IPv4 address with an optional port, and
+                // already canonical: checked in place, neither copied nor parsed.
+                (Some(h), None) if plain_host(h.as_bytes()) => None,
                 (Some(h), None) => {
                     let a = h
                         .to_str()
@@ -249,6 +252,28 @@ pub fn canonicalize(
         *uri = Uri::from_parts(parts).map_err(|_| BadTarget::BadAuthority)?;
     }
     Ok(())
+}
+
+/// Whether `v` is `name[:port]` that [`canonical_authority`] would keep as it is: a non-empty name of
+/// letters, digits, `-` and `.` that does not end in `.`, and a port of one to five digits up to
+/// 65535. Anything else (an IP literal, user information, a trailing dot, other characters) takes
+/// the full parse.
+fn plain_host(v: &[u8]) -> bool {
+    let (name, port) = match v.iter().position(|&b| b == b':') {
+        Some(i) => (&v[..i], Some(&v[i + 1..])),
+        None => (v, None),
+    };
+    let name_ok = !name.is_empty()
+        && name.last() != Some(&b'.')
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    name_ok
+        && port.is_none_or(|p| {
+            (1..=5).contains(&p.len())
+                && p.iter().all(u8::is_ascii_digit)
+                && p.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')) <= 65535
+        })
 }
 
 /// Checks `host[:port]` with no user information (RFC 9110 section 4.2.4 forbids it in http(s)
@@ -563,6 +588,37 @@ mod tests {
         let (host, uri) = run("http://h/a/../b?q=%2e", None, true).unwrap();
         assert_eq!(host.as_deref(), Some("h"));
         assert_eq!(uri.to_string(), "http://h/b?q=%2e");
+    }
+
+    #[test]
+    fn plain_hosts_are_what_the_full_parse_keeps() {
+        let plain = ["a", "a.example", "A-b.Example:8080", "10.0.0.1", "h:1", "h:65535"];
+        let other = [
+            "", ":80", "h:", "h:65536", "h:123456", "h:8a", "a.", "a.:80", "a..", "[::1]:80",
+            "u@h", "a b", "h:80:80", "a_b", "é",
+        ];
+        for v in plain {
+            assert!(plain_host(v.as_bytes()), "{v}");
+            let a: Authority = v.parse().unwrap();
+            assert_eq!(canonical_authority(&a), Ok(None), "{v}");
+        }
+        for v in other {
+            assert!(!plain_host(v.as_bytes()), "{v}");
+        }
+        // Those the fast path leaves to the full parse still come out as before.
+        let host = |v: &str| {
+            let mut uri: Uri = "/x".parse().unwrap();
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_str(v).unwrap());
+            canonicalize(&mut uri, &mut h, false, PathPolicy::default())
+                .map(|()| h[header::HOST].to_str().unwrap().to_owned())
+        };
+        assert_eq!(host("a.example.:8080").as_deref(), Ok("a.example:8080"));
+        assert_eq!(host("[::1]:80").as_deref(), Ok("[::1]:80"));
+        assert_eq!(host("a."), Ok("a".to_owned()));
+        assert_eq!(host("u@h"), Err(BadTarget::BadAuthority));
+        assert_eq!(host("a.."), Err(BadTarget::BadAuthority));
+        assert_eq!(host("h:80:80"), Err(BadTarget::BadAuthority));
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub const RESET_WINDOW: Duration = Duration::from_secs(10);
 pub const ATTEND_ABUSE: u8 = 1;
 /// Asks the serving loop to start looking at stream clocks: the first one was made.
 pub const ATTEND_STREAMS: u8 = 2;
+/// Asks the serving loop to finish the connection gracefully: the gateway is draining.
+pub const ATTEND_DRAIN: u8 = 4;
 
 /// Past this many streams times the reset limit, a connection whose client cancelled more than
 /// half of all its streams is cut too, however slowly it cancelled them (as Envoy's premature
@@ -53,7 +55,7 @@ pub struct ConnShared {
     /// The client was found abusive (told once).
     abusive: AtomicBool,
     /// What the connection's serving loop is asked to look at ([`ATTEND_ABUSE`],
-    /// [`ATTEND_STREAMS`]), and the loop's waker: an atomic and a waker rather than a `Notify`
+    /// [`ATTEND_STREAMS`], [`ATTEND_DRAIN`]), and the loop's waker: an atomic and a waker rather than a `Notify`
     /// per event, because the loop polls them at every wake of the connection.
     attention: AtomicU8,
     attention_waker: AtomicWaker,
@@ -163,6 +165,12 @@ impl ConnShared {
             return true;
         }
         false
+    }
+
+    /// Asks the connection to finish gracefully (HTTP/1: close when idle; HTTP/2: GOAWAY), as the
+    /// gateway does when it drains.
+    pub fn drain(&self) {
+        self.attend(ATTEND_DRAIN);
     }
 
     fn attend(&self, what: u8) {

@@ -35,12 +35,15 @@ pub async fn forward(
     declared_len: Option<u64>,
 ) -> Result<(Response<Body>, Arc<EndpointState>), ProxyError> {
     let limit = route.max_body_size.unwrap_or(info.max_body_size);
-    let host = request_host_value(&parts.uri, &parts.headers);
+    let present = parts.headers.get(header::HOST);
+    let has_host = present.is_some();
+    let host = request_host_value(&parts.uri, present);
     let path_and_query = upstream_path(route, &parts.uri, params);
     let mut headers = parts.headers;
+    // Keeps Host (never hop-by-hop), so `has_host` still holds after it.
     strip_hop_by_hop(&mut headers);
     set_forwarded(&mut headers, info.peer, info.scheme, host.as_ref());
-    if !headers.contains_key(header::HOST) {
+    if !has_host {
         if let Some(v) = host {
             headers.insert(header::HOST, v);
         }

@@ -323,10 +323,12 @@ impl<IO: AsyncWrite + Unpin + Send + 'static> Guarded<IO> {
     }
 }
 
+/// Every byte of a word 1, and every byte's high bit: for looking at eight bytes at a time.
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
 /// The index of the first `needle` in `hay`, eight bytes at a time.
 fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
     let pattern = LO * u64::from(needle);
     let mut chunks = hay.chunks_exact(8);
     let mut at = 0;
@@ -394,6 +396,41 @@ fn check_partial_head(head: &[u8], limits: &GuardLimits) -> Result<(), Reject> {
 }
 
 /// A CR not followed by LF (RFC 9112 section 2.2: invalid, or to be read as SP).
+/// Whether CR and LF appear in `b` only as CRLF pairs: one pass, eight bytes at a time, standing in
+/// for [`has_bare_lf`] and [`has_bare_cr`] on a well-formed head (those say which one is wrong).
+fn crlf_pairs_only(b: &[u8]) -> bool {
+    let (cr, lf) = (LO * u64::from(b'\r'), LO * u64::from(b'\n'));
+    let mut i = 0;
+    while i < b.len() {
+        let rest = &b[i..];
+        // The first CR or LF from `i`: the lowest byte flagged in either word is exact.
+        let found = if rest.len() >= 8 {
+            let w = u64::from_le_bytes([
+                rest[0], rest[1], rest[2], rest[3], rest[4], rest[5], rest[6], rest[7],
+            ]);
+            let (a, c) = (w ^ cr, w ^ lf);
+            let hit = (a.wrapping_sub(LO) & !a | c.wrapping_sub(LO) & !c) & HI;
+            if hit == 0 {
+                i += 8;
+                continue;
+            }
+            (hit.trailing_zeros() / 8) as usize
+        } else {
+            match rest.iter().position(|&x| x == b'\r' || x == b'\n') {
+                Some(j) => j,
+                None => return true,
+            }
+        };
+        let j = i + found;
+        // An LF met first has no CR before it (that CR would have been met, with its LF).
+        if b[j] != b'\r' || b.get(j + 1) != Some(&b'\n') {
+            return false;
+        }
+        i = j + 2;
+    }
+    true
+}
+
 fn has_bare_cr(b: &[u8]) -> bool {
     let mut from = 0;
     while let Some(i) = find_byte(&b[from..], b'\r') {
@@ -491,6 +528,26 @@ fn is_field_vchar(b: u8) -> bool {
     FIELD_VCHAR[b as usize]
 }
 
+/// Whether every byte of a field value is a field-vchar, SP or HTAB (what [`is_field_vchar`]
+/// accepts), eight bytes at a time: every header value of every request goes through here. A word
+/// is looked at byte by byte only when it may hold a control byte (below 0x20, which HTAB is) or DEL.
+fn field_value_ok(v: &[u8]) -> bool {
+    let mut chunks = v.chunks_exact(8);
+    for c in chunks.by_ref() {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        // A byte below 0x20 with its high bit clear sets its high bit in `w - 0x20..`, and the
+        // lowest such byte is always flagged (borrows only run upwards); the same for a zero byte
+        // of `w ^ 0x7f..`, a DEL.
+        let control = w.wrapping_sub(LO * 0x20) & !w & HI;
+        let del = w ^ (LO * 0x7f);
+        let del = del.wrapping_sub(LO) & !del & HI;
+        if control | del != 0 && !c.iter().all(|&b| is_field_vchar(b)) {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| is_field_vchar(b))
+}
+
 fn trim_ows(v: &[u8]) -> &[u8] {
     let start = v
         .iter()
@@ -517,10 +574,7 @@ fn validate_fields<'a>(
         if line[0] == b' ' || line[0] == b'\t' {
             return Err(bad("obsolete line folding"));
         }
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or_else(|| bad("header line without a colon"))?;
+        let colon = find_byte(line, b':').ok_or_else(|| bad("header line without a colon"))?;
         let (name, value) = (&line[..colon], &line[colon + 1..]);
         if name.is_empty() {
             return Err(bad("empty header name"));
@@ -528,7 +582,7 @@ fn validate_fields<'a>(
         if !name.iter().all(|&b| is_tchar(b)) {
             return Err(bad("invalid character in header name"));
         }
-        if !value.iter().all(|&b| is_field_vchar(b)) {
+        if !field_value_ok(value) {
             return Err(bad("invalid character in header value"));
         }
         count += 1;
@@ -542,7 +596,8 @@ fn validate_fields<'a>(
 
 /// Validates a complete request head (ending with the empty line) and tells how the body is framed.
 pub fn validate_head(head: &[u8], limits: &GuardLimits) -> Result<HeadInfo, Reject> {
-    if has_bare_lf(head) {
+    let paired = crlf_pairs_only(head);
+    if !paired && has_bare_lf(head) {
         return Err(bad("line ends with a bare LF"));
     }
     if head.len() > limits.max_header_bytes {
@@ -647,7 +702,7 @@ pub fn validate_head(head: &[u8], limits: &GuardLimits) -> Result<HeadInfo, Reje
     }
     // A CR that no LF follows can only be left where the checks above skip empty lines (a line of a
     // lone CR); hyper's parser refuses it, so it is refused here with the others.
-    if has_bare_cr(head) {
+    if !paired && has_bare_cr(head) {
         return Err(bad("bare CR in the request head"));
     }
     let framing = if !te.is_empty() {
@@ -1117,6 +1172,29 @@ mod tests {
     }
 
     #[test]
+    fn field_value_check_matches_the_byte_table() {
+        // Every byte value at every position of a word and in the tail, among valid bytes.
+        for len in [1, 7, 8, 9, 16, 23] {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut v = vec![b'a'; len];
+                    v[at] = b;
+                    assert_eq!(field_value_ok(&v), is_field_vchar(b), "{b:#x} at {at} of {len}");
+                }
+            }
+        }
+        for s in samples() {
+            assert_eq!(
+                field_value_ok(&s),
+                s.iter().all(|&b| is_field_vchar(b)),
+                "{s:?}"
+            );
+        }
+        assert!(field_value_ok(b""));
+        assert!(field_value_ok("caf\u{e9} \t x".as_bytes()));
+    }
+
+    #[test]
     fn byte_search_matches_the_obvious_definitions() {
         for s in samples() {
             for needle in [b'\n', b'\r', b':', 0, 0xff] {
@@ -1129,6 +1207,11 @@ mod tests {
             assert_eq!(
                 find_head_end(&s),
                 s.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4),
+                "{s:?}"
+            );
+            assert_eq!(
+                crlf_pairs_only(&s),
+                !has_bare_lf(&s) && !has_bare_cr(&s),
                 "{s:?}"
             );
             assert_eq!(

@@ -6,7 +6,7 @@ pub mod h1_guard;
 use crate::admin;
 use crate::builder::RuntimeBuilder;
 use crate::config::{Config, Listener};
-use crate::conn::{ConnShared, ATTEND_ABUSE, ATTEND_STREAMS};
+use crate::conn::{ConnShared, ATTEND_ABUSE, ATTEND_DRAIN, ATTEND_STREAMS};
 use crate::metrics::Metrics;
 use crate::plugins::PluginHost;
 use crate::proxy::{self, ConnInfo, Shared};
@@ -272,9 +272,19 @@ async fn accept_loop(
     }
     let permits = Arc::new(Semaphore::new(max));
     let mut last_warned: Option<std::time::Instant> = None;
+    // The connections this loop accepted, told to finish when the gateway drains: through their
+    // serving loop's one attention atomic, which it polls at every wake anyway, rather than a
+    // drain channel each connection would poll too. Swept of closed ones as it grows.
+    let mut open: Vec<std::sync::Weak<ConnShared>> = Vec::new();
+    let mut sweep_at = 64;
     loop {
         let (stream, peer) = tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.changed() => {
+                for c in open.iter().filter_map(std::sync::Weak::upgrade) {
+                    c.drain();
+                }
+                return;
+            }
             r = tcp.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -315,13 +325,19 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        let conn = Arc::new(ConnShared::default());
+        if open.len() >= sweep_at {
+            open.retain(|c| c.strong_count() > 0);
+            sweep_at = (open.len() * 2).max(64);
+        }
+        open.push(Arc::downgrade(&conn));
         let info = ConnInfo {
             listener: name.clone(),
             peer,
             local: stream.local_addr().unwrap_or(peer),
             scheme: "http",
             tls: None,
-            conn: Arc::new(ConnShared::default()),
+            conn: conn.clone(),
             max_body_size: l.limits.max_body_size.0,
             max_uri_bytes: l.limits.max_uri_bytes.0 as usize,
             max_headers: l.limits.max_headers,
@@ -330,7 +346,6 @@ async fn accept_loop(
         let tls = shared.runtime.load().listener_tls.get(&*name).cloned();
         let handshake_timeout = l.limits.header_read_timeout.0;
         let watcher = graceful.watcher();
-        let drain = stop.clone();
         let (shared, limits, builder) = (shared.clone(), limits.clone(), builder.clone());
         tokio::spawn(async move {
             metrics.connections_total.fetch_add(1, Ordering::Relaxed);
@@ -338,7 +353,7 @@ async fn accept_loop(
             let mut info = info;
             match tls {
                 None => {
-                    serve_connection(stream, info, shared, limits, builder, watcher, drain).await
+                    serve_connection(stream, info, shared, limits, builder, watcher).await
                 }
                 Some(cfg) => {
                     let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(stream);
@@ -346,7 +361,7 @@ async fn accept_loop(
                         Ok(Ok(tls)) => {
                             info.scheme = "https";
                             info.tls = Some(Arc::new(crate::tls::TlsInfo::of(tls.get_ref().1)));
-                            serve_connection(tls, info, shared, limits, builder, watcher, drain)
+                            serve_connection(tls, info, shared, limits, builder, watcher)
                                 .await
                         }
                         Ok(Err(e)) => {
@@ -395,7 +410,6 @@ async fn serve_connection<IO>(
     limits: Arc<GuardLimits>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     watcher: hyper_util::server::graceful::Watcher,
-    mut drain: watch::Receiver<bool>,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -418,10 +432,7 @@ async fn serve_connection<IO>(
     // both go through hyper's graceful shutdown (GOAWAY, in-flight streams finish).
     let _counted = watcher;
     let mut conn = std::pin::pin!(conn);
-    let mut finishing = *drain.borrow();
-    if finishing {
-        conn.as_mut().graceful_shutdown();
-    }
+    let mut finishing = false;
     // HTTP/2 responses the client stops reading (a flow-control window left closed) do not block
     // the socket, so the guard's write clock does not see them: their clocks are looked at a few
     // times per send timeout, from the first HTTP/2 response on.
@@ -432,14 +443,12 @@ async fn serve_connection<IO>(
             // random draw per poll.
             biased;
             r = conn.as_mut() => break r,
-            _ = drain.changed(), if !finishing => {
-                finishing = true;
-                conn.as_mut().graceful_shutdown();
-            }
             what = conn_state.attention() => {
-                if what & ATTEND_ABUSE != 0 && !finishing {
+                if what & (ATTEND_ABUSE | ATTEND_DRAIN) != 0 && !finishing {
                     finishing = true;
-                    counters.h2_reset_goaways.fetch_add(1, Ordering::Relaxed);
+                    if what & ATTEND_ABUSE != 0 {
+                        counters.h2_reset_goaways.fetch_add(1, Ordering::Relaxed);
+                    }
                     conn.as_mut().graceful_shutdown();
                 }
                 if what & ATTEND_STREAMS != 0 && stall_check.is_none() {
