@@ -592,7 +592,14 @@ mod tests {
 
     #[test]
     fn plain_hosts_are_what_the_full_parse_keeps() {
-        let plain = ["a", "a.example", "A-b.Example:8080", "10.0.0.1", "h:1", "h:65535"];
+        let plain = [
+            "a",
+            "a.example",
+            "A-b.Example:8080",
+            "10.0.0.1",
+            "h:1",
+            "h:65535",
+        ];
         let other = [
             "", ":80", "h:", "h:65536", "h:123456", "h:8a", "a.", "a.:80", "a..", "[::1]:80",
             "u@h", "a b", "h:80:80", "a_b", "é",

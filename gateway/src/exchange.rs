@@ -182,6 +182,16 @@ impl Exchange<'_> {
         parts.method = head.method;
         parts.uri = head.uri;
         parts.headers = head.headers;
+        // A Content-Length a filter wrote does not frame the body the backend gets: the client's
+        // does (or, for a held body, the one `held` wrote; a streamed body has none, below).
+        if mode != BodyMode::Whole {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            if let Some(n) = declared {
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, http::HeaderValue::from(n));
+            }
+        }
         let mut verdict = None;
         if mode == BodyMode::Stream {
             // A filter may change the body, so its length is no longer known.
@@ -246,14 +256,20 @@ impl Exchange<'_> {
                 }
             }
         };
-        let mut o = finish(result, note, None, id);
-        let resp = std::mem::replace(&mut o.resp, Response::new(body::empty()));
+        // The backend's response (or its error's) through the response phase.
+        let (resp, error) = match result {
+            Ok(resp) => (resp, None),
+            Err(e) => (errors::respond(&e, id), Some(e)),
+        };
         let answer = response_phase(&run, resp, upto, head_request, id).await;
-        o.resp = answer.resp;
-        o.response_body = answer.body_verdict;
-        o.error = answer.error.or(o.error);
-        o.chain = Some(run);
-        o
+        Outcome {
+            resp: answer.resp,
+            chain: Some(run),
+            served: true,
+            note,
+            error: answer.error.or(error),
+            response_body: answer.body_verdict,
+        }
     }
 }
 
@@ -314,6 +330,8 @@ async fn response_phase(
     id: &RequestId,
 ) -> Answer {
     let (mut parts, body) = resp.into_parts();
+    // The length the backend declared, for a body the filters leave as it is.
+    let declared = parts.headers.get(header::CONTENT_LENGTH).cloned();
     let bodiless = head_request
         || parts.status.is_informational()
         || parts.status == StatusCode::NO_CONTENT
@@ -365,6 +383,26 @@ async fn response_phase(
     };
     parts.status = head.status;
     parts.headers = head.headers;
+    // Framing headers a filter wrote do not reach the wire: hyper frames the body that is sent, and
+    // a body the filters did not touch keeps the length its backend declared. (A 101's `Upgrade`
+    // and `Connection` are the switch itself.)
+    if parts.status != StatusCode::SWITCHING_PROTOCOLS {
+        // A held body's length was written by `held`, from the body itself.
+        let own = held
+            .then(|| parts.headers.get(header::CONTENT_LENGTH).cloned())
+            .flatten();
+        crate::framing::strip_framing(&mut parts.headers);
+        let length = if held {
+            own
+        } else if mode == BodyMode::Skip || body.is_end_stream() {
+            declared
+        } else {
+            None
+        };
+        if let Some(len) = length {
+            parts.headers.insert(header::CONTENT_LENGTH, len);
+        }
+    }
     if !held && mode != BodyMode::Skip && !body.is_end_stream() {
         parts.headers.remove(header::CONTENT_LENGTH);
         let (body, verdict) = run.response_body(body, upto);

@@ -18,6 +18,7 @@ pub mod conn;
 pub mod errors;
 pub mod exchange;
 pub mod filter;
+pub mod framing;
 pub mod host;
 pub mod metrics;
 pub mod plugin_runner;

@@ -524,6 +524,18 @@ fn header_ops(ops: &config::HeaderOps, src: &Source, at: &str) -> Result<HeaderO
         HeaderName::from_bytes(n.as_bytes())
             .map_err(|_| src.err(at, format!("`{n}` is not a valid header name")))
     };
+    // Framing is the gateway's to write (a wrong `content-length` would desync the connection);
+    // removing such a header is harmless.
+    let written = |n: &str| {
+        let name = name(n)?;
+        if crate::framing::is_framing(&name) {
+            return Err(src.err(
+                at,
+                format!("`{n}` frames the message; the gateway writes it from the body it sends"),
+            ));
+        }
+        Ok(name)
+    };
     let value = |n: &str, v: &str| {
         HeaderValue::from_str(v).map_err(|_| {
             src.err(
@@ -537,10 +549,10 @@ fn header_ops(ops: &config::HeaderOps, src: &Source, at: &str) -> Result<HeaderO
         out.remove.push(name(n)?);
     }
     for (n, v) in &ops.set {
-        out.set.push((name(n)?, value(n, v)?));
+        out.set.push((written(n)?, value(n, v)?));
     }
     for (n, v) in &ops.add {
-        out.add.push((name(n)?, value(n, v)?));
+        out.add.push((written(n)?, value(n, v)?));
     }
     Ok(out)
 }

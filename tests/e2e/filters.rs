@@ -70,31 +70,83 @@ async fn an_envoy_proxy_wasm_filter_runs_unchanged_with_each_routes_config() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_local_response_still_runs_the_response_phase_of_the_filters_before_it() {
+async fn a_local_response_goes_back_through_the_filter_that_sent_it_and_those_before_it() {
     let up = MockUpstream::start("up").await;
     let callee = MockUpstream::start("callee").await;
     let gw = TestGateway::start(&format!(
-        "{}{}routes:\n  - name: r\n    upstream: up\n    filters:\n      - {{plugin: kitchen, config: \"tag=outer\"}}\n      - {{plugin: demo, config: inner}}\n",
+        "{}{}routes:\n  - name: r\n    upstream: up\n    filters:\n      - {{plugin: kitchen, config: \"tag=outer\"}}\n      - {{plugin: demo, config: inner}}\n      - {{plugin: kitchen, config: \"tag=after\"}}\n",
         plugins(),
         upstreams(&up, &callee)
     ))
     .await;
     let (s, h, _) = get_with(&gw.url("/x"), &[("x-demo-deny", "1")]).await;
     assert_eq!(s, 403);
-    assert_eq!(
-        h["x-resp-tag"], "outer",
-        "the outer filter saw the local response"
-    );
-    assert!(
-        h.get("x-wasm-filter").is_none(),
-        "the answering filter's own response phase does not run"
-    );
+    // As in Envoy: the answering filter stamps its own reply, the filter before it sees it too; the
+    // filter after it never saw the request and does not see the reply.
+    assert_eq!(h["x-wasm-filter"], "proxy-wasm-demo");
+    assert_eq!(values(&h, "x-resp-seen-by"), ["outer"]);
     assert_eq!(up.hits(), 0);
-    // Without the deny, both response phases run (in reverse order) on the upstream's answer.
+    // Every stage, reached or not, gets `on_log` (the kitchen counts its calls in shared data).
+    let logged = |tag: &'static str| {
+        let url = gw.url("/read");
+        async move {
+            let (_, h, _) = get_with(
+                &url,
+                &[
+                    ("x-test", "get-shared"),
+                    ("x-key", &format!("logged:{tag}")),
+                ],
+            )
+            .await;
+            h.get("x-shared-value")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        }
+    };
+    assert!(
+        eventually(Duration::from_secs(5), async || logged("after").await
+            == "1")
+        .await
+    );
+    // Without the deny, every response phase runs (in reverse order) on the upstream's answer.
     let (s, h, _) = get(&gw.url("/x")).await;
     assert_eq!(s, 200);
-    assert_eq!(h["x-resp-tag"], "outer");
+    assert_eq!(values(&h, "x-resp-seen-by"), ["after", "outer"]);
     assert_eq!(h["x-wasm-filter"], "proxy-wasm-demo");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callout_goes_without_the_hop_by_hop_headers_the_filter_passed() {
+    let up = MockUpstream::start("up").await;
+    let callee = MockUpstream::start("callee").await;
+    let gw = TestGateway::start(&format!(
+        "{}{}routes:\n  - name: r\n    upstream: up\n    filters: [{{plugin: kitchen}}]\n",
+        plugins(),
+        upstreams(&up, &callee)
+    ))
+    .await;
+    let (s, _, body) = get_with(&gw.url("/x"), &[("x-test", "callout-hop")]).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(up.last().headers["x-callout-status"], "200");
+    let call = callee.last();
+    assert_eq!((call.uri.as_str(), &call.body[..]), ("/auth", &b"abc"[..]));
+    for h in [
+        "connection",
+        "x-named",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "upgrade",
+        "transfer-encoding",
+    ] {
+        assert!(
+            call.headers.get(h).is_none(),
+            "{h} reached the callee: {:?}",
+            call.headers
+        );
+    }
+    assert_eq!(call.headers["content-length"], "3", "the body's own length");
+    assert_eq!(call.headers["x-kept"], "1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@ mod cli;
 mod components;
 mod errors;
 mod filters;
+mod framing;
 mod go_sdk;
 mod guide;
 mod limits;

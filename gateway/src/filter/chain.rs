@@ -44,11 +44,13 @@ pub struct ChainError {
 pub enum Flow {
     /// Go on to the backend.
     Continue,
-    /// Answer with this response; the response phase runs on filters `0..upto`.
+    /// Answer with this response; the response phase runs on filters `0..upto`: the filter that
+    /// answered and those before it, in reverse (as Envoy runs a local reply through the filter that
+    /// sent it and the ones that saw the request before it).
     Respond {
         /// The response.
         response: LocalResponse,
-        /// Filters before the one that answered.
+        /// The filter that answered and those before it.
         upto: usize,
     },
 }
@@ -127,7 +129,12 @@ impl ChainRun {
             };
             match ctx.on_request_headers(head, end_of_stream).await {
                 Ok(Verdict::Continue) | Ok(Verdict::Buffer) => {}
-                Ok(Verdict::Respond(response)) => return Ok(Flow::Respond { response, upto: i }),
+                Ok(Verdict::Respond(response)) => {
+                    return Ok(Flow::Respond {
+                        response,
+                        upto: i + 1,
+                    })
+                }
                 Err(e) => {
                     slot.ctx = None;
                     fail_open_or_closed(&self.stages[i], e)?;
@@ -171,7 +178,12 @@ impl ChainRun {
             };
             match ctx.on_response_headers(head, end_of_stream).await {
                 Ok(Verdict::Continue) | Ok(Verdict::Buffer) => {}
-                Ok(Verdict::Respond(response)) => return Ok(Flow::Respond { response, upto: i }),
+                Ok(Verdict::Respond(response)) => {
+                    return Ok(Flow::Respond {
+                        response,
+                        upto: i + 1,
+                    })
+                }
                 Err(e) => {
                     slot.ctx = None;
                     fail_open_or_closed(&self.stages[i], e)?;
@@ -515,7 +527,7 @@ async fn run_chunk(
             }
             // Buffering at the end of the stream has nothing more to wait for.
             Ok(Verdict::Buffer) => {}
-            Ok(Verdict::Respond(r)) => return Ok(ChunkFlow::Respond(r, i)),
+            Ok(Verdict::Respond(r)) => return Ok(ChunkFlow::Respond(r, i + 1)),
             Err(e) => {
                 slots[i].ctx = None;
                 fail_open_or_closed(&stages[i], e)?;
@@ -541,7 +553,7 @@ async fn run_trailers(
             Direction::Response => ctx.on_response_trailers(trailers).await,
         };
         match verdict {
-            Ok(Verdict::Respond(r)) => return Ok(Some((r, i))),
+            Ok(Verdict::Respond(r)) => return Ok(Some((r, i + 1))),
             Ok(_) => {}
             Err(e) => {
                 slots[i].ctx = None;
@@ -568,7 +580,7 @@ pub enum Held {
     Respond {
         /// The response.
         response: LocalResponse,
-        /// Filters before the one that answered.
+        /// The filter that answered and those before it.
         upto: usize,
     },
     /// A request body over this limit.
@@ -653,7 +665,7 @@ async fn run_whole(
         match verdict {
             // Buffering at the end of the stream has nothing more to wait for.
             Ok(Verdict::Continue) | Ok(Verdict::Buffer) => {}
-            Ok(Verdict::Respond(r)) => return Ok(Some((r, i))),
+            Ok(Verdict::Respond(r)) => return Ok(Some((r, i + 1))),
             Err(e) => {
                 slots[i].ctx = None;
                 fail_open_or_closed(&stages[i], e)?;
@@ -769,6 +781,8 @@ pub fn local_to_response(r: LocalResponse) -> Response<Body> {
     let mut resp = Response::new(body::full(r.body));
     *resp.status_mut() = r.status;
     *resp.headers_mut() = r.headers;
+    // The body is what it is: its framing is the gateway's, whatever the filter wrote.
+    crate::framing::strip_framing(resp.headers_mut());
     resp
 }
 
@@ -938,7 +952,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn request_in_order_response_in_reverse_and_local_responses_skip_the_rest() {
+    async fn request_in_order_response_in_reverse_and_local_responses_go_back_through_the_answering_filter(
+    ) {
         let log = Arc::new(StdMutex::new(Vec::new()));
         let mut c = probe("c", &log);
         c.respond_on_headers = true;
@@ -955,7 +970,7 @@ mod tests {
         else {
             panic!("c answers");
         };
-        assert_eq!((response.status.as_u16(), upto), (403, 2));
+        assert_eq!((response.status.as_u16(), upto), (403, 3));
         let mut rh = ResponseHead {
             status: response.status,
             headers: HeaderMap::new(),
@@ -968,6 +983,7 @@ mod tests {
                 "a:req",
                 "b:req",
                 "c:req",
+                "c:resp:403",
                 "b:resp:403",
                 "a:resp:403",
                 "a:done",

@@ -170,7 +170,8 @@ pub fn callout_timeout(ms: u64) -> Duration {
 }
 
 /// The request of a callout: `method`, `path_with_query` (which starts with `/`) and `headers` as
-/// the ABI read them; `authority`, when given, becomes the `host` header.
+/// the ABI read them, without hop-by-hop headers and `content-length` (the gateway frames the body
+/// it sends); `authority`, when given, becomes the `host` header.
 pub fn callout_request(
     method: &[u8],
     path_with_query: &[u8],
@@ -191,6 +192,9 @@ pub fn callout_request(
         let host = HeaderValue::from_bytes(a).map_err(|_| bad("bad `:authority`".into()))?;
         headers.insert(http::header::HOST, host);
     }
+    // Hop-by-hop headers are the gateway's, as on the main request; the length is the body's.
+    crate::framing::strip_hop_by_hop(&mut headers);
+    headers.remove(http::header::CONTENT_LENGTH);
     let mut req = http::Request::new(body);
     *req.method_mut() = method;
     *req.uri_mut() = uri;

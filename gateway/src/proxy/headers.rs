@@ -1,66 +1,23 @@
 //! Header hygiene between client and upstream: hop-by-hop removal and X-Forwarded-*.
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+pub use crate::framing::strip_hop_by_hop;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use std::net::SocketAddr;
 
 /// The Host of a request as a header value, without copying: the Host header, which
 /// `crate::canonical` made the request's one authority before routing (a filter may have changed it
 /// since), else the URI's authority.
-pub fn request_host_value(uri: &http::Uri, headers: &HeaderMap) -> Option<HeaderValue> {
-    if let Some(h) = headers.get(header::HOST).filter(|h| h.to_str().is_ok()) {
+pub fn request_host_value(uri: &http::Uri, host: Option<&HeaderValue>) -> Option<HeaderValue> {
+    if let Some(h) = host.filter(|h| h.to_str().is_ok()) {
         return Some(h.clone());
     }
     uri.authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
 }
 
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-/// Hop-by-hop whatever the Connection header says.
-fn always_hop_by_hop(n: &HeaderName) -> bool {
-    n == header::CONNECTION
-        || n == header::TE
-        || n == header::TRANSFER_ENCODING
-        || n == header::UPGRADE
-        || n == KEEP_ALIVE
-        || n.as_str().starts_with("proxy-")
-}
-
-/// Removes hop-by-hop headers: Connection and every header it names, Keep-Alive, TE,
-/// Transfer-Encoding, Upgrade, and Proxy-*.
-///
-/// `Trailer` is kept: it is end-to-end (RFC 9110 section 6.6.2; RFC 2616 listed "Trailers" among
-/// hop-by-hop headers), and an HTTP/1.1 hop only sends the trailer fields it declares, so removing it
-/// would drop the trailers themselves.
-pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // One pass over the names; the map is only changed when something is to go (headers named by
-    // Connection can only be present along with Connection, which always goes).
-    if !h.keys().any(always_hop_by_hop) {
-        return;
-    }
-    let mut remove: Vec<HeaderName> = h.keys().filter(|k| always_hop_by_hop(k)).cloned().collect();
-    // Headers named by Connection, looked up without copying the token; tokens that are not valid
-    // header names cannot name a header and are skipped.
-    for token in h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-    {
-        if h.contains_key(token) {
-            if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
-                remove.push(n);
-            }
-        }
-    }
-    for n in remove {
-        h.remove(n);
-    }
-}
 
 /// Writes an IPv4 address in dotted decimal, as `Ipv4Addr`'s `Display` does.
 fn push_ipv4(out: &mut Vec<u8>, ip: std::net::Ipv4Addr) {
@@ -85,11 +42,15 @@ pub fn set_forwarded(
     scheme: &str,
     host: Option<&HeaderValue>,
 ) {
+    // One lookup of X-Forwarded-For for reading the prior values and writing the new one.
+    let entry = h.entry(X_FORWARDED_FOR);
     let mut value: Vec<u8> = Vec::with_capacity(48);
-    for prior in h.get_all(&X_FORWARDED_FOR).iter() {
-        if let Ok(p) = prior.to_str() {
-            value.extend_from_slice(p.as_bytes());
-            value.extend_from_slice(b", ");
+    if let http::header::Entry::Occupied(prior) = &entry {
+        for p in prior.iter() {
+            if let Ok(p) = p.to_str() {
+                value.extend_from_slice(p.as_bytes());
+                value.extend_from_slice(b", ");
+            }
         }
     }
     match peer.ip() {
@@ -97,7 +58,14 @@ pub fn set_forwarded(
         ip => value.extend_from_slice(ip.to_string().as_bytes()),
     }
     if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
-        h.insert(X_FORWARDED_FOR, v);
+        match entry {
+            http::header::Entry::Occupied(mut o) => {
+                o.insert(v);
+            }
+            http::header::Entry::Vacant(e) => {
+                e.insert(v);
+            }
+        }
     }
     h.insert(
         X_FORWARDED_PROTO,
@@ -111,6 +79,7 @@ pub fn set_forwarded(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header;
 
     #[test]
     fn hop_by_hop_and_forwarded() {
@@ -161,6 +130,7 @@ mod tests {
             HeaderValue::from_static("1"),
         );
         h.append(header::HOST, HeaderValue::from_static("a"));
+        h.append(header::CONNECTION, HeaderValue::from_static("host"));
         strip_hop_by_hop(&mut h);
         assert_eq!(
             h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),

@@ -1179,7 +1179,11 @@ mod tests {
                 for b in 0..=255u8 {
                     let mut v = vec![b'a'; len];
                     v[at] = b;
-                    assert_eq!(field_value_ok(&v), is_field_vchar(b), "{b:#x} at {at} of {len}");
+                    assert_eq!(
+                        field_value_ok(&v),
+                        is_field_vchar(b),
+                        "{b:#x} at {at} of {len}"
+                    );
                 }
             }
         }

@@ -352,17 +352,14 @@ async fn accept_loop(
             metrics.connections_active.fetch_add(1, Ordering::Relaxed);
             let mut info = info;
             match tls {
-                None => {
-                    serve_connection(stream, info, shared, limits, builder, watcher).await
-                }
+                None => serve_connection(stream, info, shared, limits, builder, watcher).await,
                 Some(cfg) => {
                     let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(stream);
                     match tokio::time::timeout(handshake_timeout, accept).await {
                         Ok(Ok(tls)) => {
                             info.scheme = "https";
                             info.tls = Some(Arc::new(crate::tls::TlsInfo::of(tls.get_ref().1)));
-                            serve_connection(tls, info, shared, limits, builder, watcher)
-                                .await
+                            serve_connection(tls, info, shared, limits, builder, watcher).await
                         }
                         Ok(Err(e)) => {
                             metrics.tls_handshake_errors.fetch_add(1, Ordering::Relaxed);

@@ -262,32 +262,60 @@ impl ProxyWasmCtx {
             return;
         }
         let plugin = self.plugin.clone();
-        let id = self.id;
-        let Some(generation) = self.generation else {
-            plugin.sandbox().release();
-            return;
+        let (id, root) = (self.id, self.root_id);
+        // A context the chain never reached (a filter before it answered, or the request failed
+        // first) is made now, as Envoy makes it for its log: every stage sees `on_done` and
+        // `on_log` in every case.
+        let end = match (self.generation, self.info.take()) {
+            (Some(generation), _) => End::Created(generation),
+            (None, Some(info)) => End::Unreached(info),
+            (None, None) => {
+                plugin.sandbox().release();
+                return;
+            }
         };
         // The callbacks are short and run without waiting: here, when the VM is free (the common
         // case), otherwise in a task that waits for it.
         if let Ok(mut slot) = plugin.slot.try_lock() {
-            finish_in(&plugin, &mut slot, id, generation);
+            end.run(&plugin, &mut slot, id, root);
             return;
         }
         plugin.shared.handle.clone().spawn(async move {
             let mut slot = crate::filter::lock(&plugin.slot).await;
-            finish_in(&plugin, &mut slot, id, generation);
+            end.run(&plugin, &mut slot, id, root);
         });
     }
 }
 
-/// Ends context `id` in the VM of `generation` (if it still runs) and releases its slot.
-fn finish_in(plugin: &ProxyWasmPlugin, slot: &mut super::Slot, id: u32, generation: u64) {
-    if let Some(vm) = slot.vm.as_mut() {
-        if vm.generation == generation && plugin.finish_http(vm, id).is_err() {
-            plugin.discard(slot);
+/// How a request's context ends.
+enum End {
+    /// It lives in the VM of this generation.
+    Created(u64),
+    /// The chain never reached it: it is made in the running VM (none is started for it) only to
+    /// be ended.
+    Unreached(RequestInfo),
+}
+
+impl End {
+    /// Ends context `id` (`on_done`, `on_log`, `on_delete`) and releases its instance slot.
+    fn run(self, plugin: &ProxyWasmPlugin, slot: &mut super::Slot, id: u32, root: u32) {
+        if let Some(vm) = slot.vm.as_mut() {
+            let ended = match self {
+                End::Created(generation) if vm.generation == generation => {
+                    plugin.finish_http(vm, id)
+                }
+                End::Created(_) => Ok(()),
+                End::Unreached(info) if vm.store.data().roots.contains_key(&root) => plugin
+                    .create_http(vm, id, root, info)
+                    .and_then(|()| plugin.finish_http(vm, id)),
+                End::Unreached(_) => Ok(()),
+            };
+            if ended.is_err() {
+                plugin.discard(slot);
+            }
         }
+        plugin.sandbox().release();
     }
-    plugin.sandbox().release();
 }
 
 /// What a phase ended in, once the plugin has nothing left to wait for.

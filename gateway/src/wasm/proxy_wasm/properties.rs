@@ -33,6 +33,14 @@ fn map_or_field(h: &HeaderMap, field: Option<&str>) -> Option<Bytes> {
     }
 }
 
+/// The request's host: its `Host` header, else its URI's authority.
+fn host_of(r: &crate::filter::RequestHead) -> Option<Bytes> {
+    r.headers
+        .get(HOST)
+        .map(|v| Bytes::copy_from_slice(v.as_bytes()))
+        .or_else(|| r.uri.authority().map(|a| text(a.as_str())))
+}
+
 fn addr(a: SocketAddr, part: &str) -> Option<Bytes> {
     match part {
         "address" => Some(text(a.to_string())),
@@ -69,12 +77,7 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
                 ["path"] => req.and_then(|r| r.uri.path_and_query().map(|p| text(p.as_str()))),
                 ["url_path"] => req.map(|r| text(r.uri.path())),
                 ["query"] => req.map(|r| text(r.uri.query().unwrap_or(""))),
-                ["host"] => req.and_then(|r| {
-                    r.headers
-                        .get(HOST)
-                        .map(|v| Bytes::copy_from_slice(v.as_bytes()))
-                        .or_else(|| r.uri.authority().map(|a| text(a.as_str())))
-                }),
+                ["host"] => req.and_then(host_of),
                 ["scheme"] => Some(text(
                     req.and_then(|r| r.uri.scheme_str())
                         .unwrap_or(h.info.scheme),
@@ -119,6 +122,47 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
                         .map(int)
                 }),
                 _ => None,
+            }
+        }
+        ["connection_id"] => http.map(|h| int(h.info.id as i64)),
+        // Kong Gateway's names for the same facts, as text (ngx_wasm_module answers in text).
+        ["kong", rest @ ..] => {
+            let h = http.ok_or(Status::NotFound)?;
+            let req = h.data.req.as_ref();
+            match rest {
+                ["route_id"] => root.map(|r| text(&*r.route)),
+                ["service_id"] => h.info.upstream.as_deref().map(text),
+                ["client", "protocol"] | ["request", "forwarded_scheme"] => {
+                    Some(text(h.info.scheme))
+                }
+                ["request", "port"] | ["request", "forwarded_port"] => {
+                    Some(text(h.info.local.port().to_string()))
+                }
+                ["request", "forwarded_host"] => req.and_then(host_of),
+                _ => None,
+            }
+        }
+        // nginx variables, as Kong's ngx_wasm_module exposes them: text.
+        ["ngx", var] => {
+            let h = http.ok_or(Status::NotFound)?;
+            let req = h.data.req.as_ref();
+            match *var {
+                "remote_addr" => Some(text(h.info.peer.ip().to_string())),
+                "remote_port" => Some(text(h.info.peer.port().to_string())),
+                "server_addr" => Some(text(h.info.local.ip().to_string())),
+                "server_port" => Some(text(h.info.local.port().to_string())),
+                "scheme" => Some(text(h.info.scheme)),
+                "server_protocol" => Some(text(format!("HTTP/{}", h.info.protocol))),
+                "request_method" => req.map(|r| text(r.method.as_str())),
+                "request_uri" => req.and_then(|r| r.uri.path_and_query().map(|p| text(p.as_str()))),
+                "uri" => req.map(|r| text(r.uri.path())),
+                "args" | "query_string" => req.map(|r| text(r.uri.query().unwrap_or(""))),
+                "host" => req.and_then(host_of),
+                "request_id" => Some(text(h.info.id.to_string())),
+                v => v.strip_prefix("http_").and_then(|name| {
+                    let name = name.replace('_', "-");
+                    req.and_then(|r| map_or_field(&r.headers, Some(&name)))
+                }),
             }
         }
         ["source", part] => http.and_then(|h| addr(h.info.peer, part)),

@@ -1,0 +1,136 @@
+//! The headers that frame a message or a connection. The gateway decides them from the body it
+//! really sends and the connection it keeps, never from what a client, a backend, a filter or a
+//! config says:
+//!
+//! - hop-by-hop headers of a message passed on (a proxied request or response, a filter's callout)
+//!   go: [`strip_hop_by_hop`];
+//! - a head that a filter or the gateway made (a local reply, a response the filters changed)
+//!   loses the framing headers it was given, and hyper frames the body that is sent:
+//!   [`strip_framing`]. A `content-length: 0` on an 11-byte body would otherwise desync the
+//!   keep-alive connection (the client reads the 11 bytes as the start of the next response).
+
+use http::header::{self, HeaderMap, HeaderName};
+
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The headers that frame a message or its connection, which only the gateway writes.
+pub const FRAMING: [HeaderName; 7] = [
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::UPGRADE,
+    header::TE,
+];
+
+/// Whether `name` is one of [`FRAMING`].
+pub fn is_framing(name: &HeaderName) -> bool {
+    FRAMING.contains(name)
+}
+
+/// Removes the [`FRAMING`] headers from a head the gateway is about to send with a body it frames
+/// itself.
+pub fn strip_framing(h: &mut HeaderMap) {
+    // One pass to find out; almost no head has any.
+    if !h.keys().any(is_framing) {
+        return;
+    }
+    for n in &FRAMING {
+        h.remove(n);
+    }
+}
+
+const HOP_CONNECTION: u8 = 1;
+const HOP_TE: u8 = 2;
+const HOP_TRANSFER_ENCODING: u8 = 4;
+const HOP_UPGRADE: u8 = 8;
+const HOP_KEEP_ALIVE: u8 = 16;
+const HOP_PROXY: u8 = 32;
+
+/// Which of the headers that are hop-by-hop whatever the Connection header says `n` is (a `HOP_*`
+/// bit, or 0).
+fn hop_bit(n: &HeaderName) -> u8 {
+    if *n == header::CONNECTION {
+        HOP_CONNECTION
+    } else if *n == header::TE {
+        HOP_TE
+    } else if *n == header::TRANSFER_ENCODING {
+        HOP_TRANSFER_ENCODING
+    } else if *n == header::UPGRADE {
+        HOP_UPGRADE
+    } else if *n == KEEP_ALIVE {
+        HOP_KEEP_ALIVE
+    } else if n.as_str().starts_with("proxy-") {
+        HOP_PROXY
+    } else {
+        0
+    }
+}
+
+/// Removes hop-by-hop headers: Connection and every header it names, Keep-Alive, TE,
+/// Transfer-Encoding, Upgrade, and Proxy-*.
+///
+/// `Trailer` is kept: it is end-to-end (RFC 9110 section 6.6.2; RFC 2616 listed "Trailers" among
+/// hop-by-hop headers), and an HTTP/1.1 hop only sends the trailer fields it declares, so removing it
+/// would drop the trailers themselves.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // One pass over the names says which are present; the map is only looked up and changed for
+    // those (headers named by Connection can only be present along with Connection). This runs on
+    // every request and response, most of which carry only `Connection: keep-alive`.
+    let found = h.keys().fold(0u8, |acc, k| acc | hop_bit(k));
+    if found == 0 {
+        return;
+    }
+    if found & HOP_CONNECTION != 0 {
+        // Headers named by Connection, looked up without copying the token; tokens that are not
+        // valid header names cannot name a header and are skipped, `keep-alive` goes below, and
+        // `Host` is never hop-by-hop (the upstream request always carries one).
+        let mut named: Vec<HeaderName> = Vec::new();
+        for v in h.get_all(header::CONNECTION) {
+            for token in v.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.is_empty()
+                    || token.eq_ignore_ascii_case(b"keep-alive")
+                    || token.eq_ignore_ascii_case(b"host")
+                {
+                    continue;
+                }
+                let Ok(token) = std::str::from_utf8(token) else {
+                    continue;
+                };
+                if h.contains_key(token) {
+                    if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+                        named.push(n);
+                    }
+                }
+            }
+        }
+        for n in named {
+            h.remove(n);
+        }
+        h.remove(header::CONNECTION);
+    }
+    if found & HOP_TE != 0 {
+        h.remove(header::TE);
+    }
+    if found & HOP_TRANSFER_ENCODING != 0 {
+        h.remove(header::TRANSFER_ENCODING);
+    }
+    if found & HOP_UPGRADE != 0 {
+        h.remove(header::UPGRADE);
+    }
+    if found & HOP_KEEP_ALIVE != 0 {
+        h.remove(KEEP_ALIVE);
+    }
+    if found & HOP_PROXY != 0 {
+        let proxy: Vec<HeaderName> = h
+            .keys()
+            .filter(|k| k.as_str().starts_with("proxy-"))
+            .cloned()
+            .collect();
+        for n in proxy {
+            h.remove(n);
+        }
+    }
+}
