@@ -155,6 +155,13 @@ impl ProxyError {
                     Filter,
                     true,
                 ),
+                // Never sent: the stream is reset instead.
+                crate::filter::FilterError::Reset => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "stream_reset",
+                    Filter,
+                    false,
+                ),
                 _ => (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "filter_failed",
@@ -197,6 +204,9 @@ impl ProxyError {
             ProxyError::Filter(e) => match e.error {
                 crate::filter::FilterError::Unavailable(_) => {
                     format!("filter `{}` is unavailable", e.plugin).into()
+                }
+                crate::filter::FilterError::Reset => {
+                    format!("filter `{}` closed the stream", e.plugin).into()
                 }
                 _ => format!("filter `{}` failed", e.plugin).into(),
             },

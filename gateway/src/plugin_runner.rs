@@ -60,6 +60,10 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// How long a filter under test may keep a request paused with nothing in flight (the gateway
+/// uses the route's timeout).
+const PAUSE_LIMIT: Duration = Duration::from_secs(5);
+
 /// A fixture file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -360,6 +364,7 @@ pub async fn run_file(path: &Path, wasm: Option<&Path>) -> Result<Report, Config
             protocol: "1.1",
             id: i as u64 + 1,
             tls: None,
+            timeout: PAUSE_LIMIT,
         };
         let seen = exchange(&stages, &info, prepared).await;
         let calls = std::mem::take(&mut *mocks.calls.lock().unwrap());

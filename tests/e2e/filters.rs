@@ -348,3 +348,120 @@ async fn a_small_wasm_pool_serves_filters() {
     assert_eq!(h["x-wasm-filter"], "proxy-wasm-demo");
     assert_eq!(up.last().headers["x-demo-greeting"], "small");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_with_nothing_in_flight_holds_until_the_filter_continues_or_the_timeout() {
+    let up = MockUpstream::start("up").await;
+    let callee = MockUpstream::start("callee").await;
+    let gw = TestGateway::start(&format!(
+        "{}{}routes:\n  - name: r\n    upstream: up\n    timeout: 400ms\n    filters: [{{plugin: kitchen, config: \"tag=p;tick_ms=20\"}}]\n",
+        plugins(),
+        upstreams(&up, &callee)
+    ))
+    .await;
+    // Paused in the request headers; the root context's tick continues it (as a filter waiting for
+    // an outside event would).
+    let (s, _, body) = get_with(&gw.url("/x"), &[("x-test", "pause")]).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(up.last().headers["x-paused"], "1");
+    // Paused in the response headers, continued the same way.
+    let (s, h, _) = get_with(&gw.url("/x"), &[("x-test", "pause-response")]).await;
+    assert_eq!(s, 200);
+    assert_eq!(h["x-paused"], "1");
+    // Never continued: held until the route's timeout, not let through.
+    let hits = up.hits();
+    let (s, _, body) = get_with(&gw.url("/x"), &[("x-test", "pause-forever")]).await;
+    assert_eq!(s, 504, "{body}");
+    assert!(body.contains("paused past the route's timeout"), "{body}");
+    assert_eq!(up.hits(), hits, "the request never reached the upstream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stream_is_reset_not_answered() {
+    let up = MockUpstream::start("up").await;
+    let callee = MockUpstream::start("callee").await;
+    let gw = TestGateway::start(&format!(
+        "{}{}routes:\n  - name: r\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=c\"}}]\n",
+        plugins(),
+        upstreams(&up, &callee)
+    ))
+    .await;
+    // HTTP/1: the connection is closed without a response, and the gateway serves the next one.
+    let text = raw(
+        gw.addr,
+        b"GET /x HTTP/1.1\r\nHost: h\r\nx-test: reset\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(text, "", "no response on a closed stream");
+    assert_eq!(up.hits(), 0);
+    let (s, _, _) = get(&gw.url("/x")).await;
+    assert_eq!(s, 200);
+    // HTTP/2: the stream is reset; the connection carries on with the next stream.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let req = |test: &str| {
+        http::Request::get(gw.url("/x"))
+            .header("x-test", test)
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap()
+    };
+    let err = client.request(req("reset")).await.expect_err("reset");
+    let reason = std::error::Error::source(&err)
+        .and_then(|e| e.downcast_ref::<hyper::Error>())
+        .map(|e| format!("{e:?}"))
+        .unwrap_or_else(|| format!("{err:?}"));
+    assert!(
+        reason.contains("INTERNAL_ERROR") || reason.contains("Reset"),
+        "{reason}"
+    );
+    let ok = client.request(req("none")).await.expect("the next stream");
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_context_whose_on_done_returns_false_lives_until_proxy_done() {
+    let up = MockUpstream::start("up").await;
+    let callee = MockUpstream::start("callee").await;
+    let gw = TestGateway::start(&format!(
+        "{}{}routes:\n\
+         \x20 - name: d\n    match: {{path: {{prefix: /d}}}}\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=d\"}}]\n\
+         \x20 - name: r\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=r\"}}]\n",
+        plugins(),
+        upstreams(&up, &callee)
+    ))
+    .await;
+    let read = |key: &'static str| {
+        let url = gw.url("/read");
+        async move {
+            let (_, h, _) = get_with(&url, &[("x-test", "get-shared"), ("x-key", key)]).await;
+            h.get("x-shared-value")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        }
+    };
+    let (s, _, _) = get_with(&gw.url("/d"), &[("x-test", "keep-done")]).await;
+    assert_eq!(s, 200);
+    // Its on_done said false: it is kept, so it has not logged.
+    assert!(
+        eventually(Duration::from_secs(5), async || !read("keep-done:d")
+            .await
+            .is_empty())
+        .await
+    );
+    assert_eq!(read("logged:d").await, "");
+    // Another request's filter calls proxy_done on it: it ends (on_log, on_delete).
+    let (s, _, _) = get_with(
+        &gw.url("/r"),
+        &[("x-test", "finish-kept"), ("x-kept-tag", "d")],
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(up.last().headers["x-done"], "ok");
+    assert!(
+        eventually(Duration::from_secs(5), async || read("logged:d").await
+            == "1")
+        .await
+    );
+}

@@ -78,6 +78,7 @@ pub fn info() -> RequestInfo {
         protocol: "1.1",
         id: 42,
         tls: None,
+        timeout: std::time::Duration::from_secs(2),
     }
 }
 

@@ -760,6 +760,13 @@ fn strongest<'a>(
 }
 
 fn fail_open_or_closed(stage: &Stage, error: FilterError) -> Result<(), ChainError> {
+    if matches!(error, FilterError::Reset) {
+        // The filter's own decision: the request ends whatever the policy says.
+        return Err(ChainError {
+            plugin: stage.filter.name().to_owned(),
+            error,
+        });
+    }
     stage.failures.fetch_add(1, Ordering::Relaxed);
     match stage.policy {
         FailurePolicy::Open => {
@@ -940,6 +947,7 @@ mod tests {
             protocol: "1.1",
             id: 1,
             tls: None,
+            timeout: std::time::Duration::from_secs(5),
         }
     }
 

@@ -91,6 +91,9 @@ pub struct RequestInfo {
     pub id: u64,
     /// What the TLS handshake established, when the client connected over TLS.
     pub tls: Option<Arc<crate::tls::TlsInfo>>,
+    /// The route's timeout: also the longest a filter may keep the request paused waiting for
+    /// something of its own (a Proxy-Wasm filter's `Pause` with nothing in flight).
+    pub timeout: std::time::Duration,
 }
 
 /// Why a filter failed. The chain applies the filter's failure policy to it.
@@ -114,6 +117,11 @@ pub enum FilterError {
     /// The filter asked for a whole body that is over the limit of this many bytes.
     #[error("the body is over the whole-body limit of {0} bytes")]
     BodyTooLarge(u64),
+    /// The filter closed the stream (Proxy-Wasm `proxy_close_stream`): the request ends without an
+    /// answer, as a reset (HTTP/2 `RST_STREAM`, HTTP/1 the connection closed). Not a failure, so the
+    /// failure policy does not apply.
+    #[error("the filter closed the stream")]
+    Reset,
 }
 
 /// One configured filter stage.

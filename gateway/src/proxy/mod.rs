@@ -108,12 +108,25 @@ struct Done {
     id: RequestId,
 }
 
+/// A filter closed the stream: the request ends without a response. hyper resets the HTTP/2 stream
+/// (`RST_STREAM`) or closes the HTTP/1 connection.
+#[derive(Debug)]
+pub struct StreamReset;
+
+impl std::fmt::Display for StreamReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a filter closed the stream")
+    }
+}
+
+impl std::error::Error for StreamReset {}
+
 /// Serves one request.
 pub async fn handle(
     shared: Arc<Shared>,
     info: ConnInfo,
     req: Request<hyper::body::Incoming>,
-) -> Response<Body> {
+) -> Result<Response<Body>, StreamReset> {
     let in_flight = info.conn.start_request();
     let version = req.version();
     if version == http::Version::HTTP_2 {
@@ -144,9 +157,28 @@ pub async fn handle(
         forwarded,
         endpoint,
         chain,
+        reset,
     } = route_and_serve(listener, &info, &id, req).await;
     reset_watch.done = true;
     drop(reset_watch);
+    if reset {
+        drop(chain);
+        drop(in_flight);
+        let done = Done {
+            route,
+            forwarded,
+            endpoint,
+            method,
+            path,
+            peer: info.peer,
+            // No response: logged with status 0, counted in no status.
+            status: 0,
+            start,
+            id,
+        };
+        finish(&shared.metrics, done, 0, false, log);
+        return Err(StreamReset);
+    }
     if let Some(r) = &route {
         r.response_headers.apply(resp.headers_mut());
         r.stats.latency.observe(start.elapsed());
@@ -167,7 +199,7 @@ pub async fn handle(
     // and a stream dropped before its end (not broken by the backend) was cancelled by the client.
     let h2 = (version == http::Version::HTTP_2).then(|| (info.conn.clone(), info.h2_max_resets));
     let clock = h2.as_ref().map(|(conn, _)| conn.stream_clock());
-    resp.map(move |b| {
+    Ok(resp.map(move |b| {
         body::boxed(Tracked::new(
             b,
             clock,
@@ -182,11 +214,12 @@ pub async fn handle(
                 finish(&metrics, done, end.bytes, end.complete, log);
             }),
         ))
-    })
+    }))
 }
 
 fn finish(metrics: &Metrics, d: Done, bytes: u64, complete: bool, log: bool) {
     match &d.route {
+        Some(_) if d.status == 0 => {}
         Some(r) => r.stats.responses.inc(d.status),
         None if d.status == 404 => {
             metrics
@@ -227,6 +260,8 @@ struct Served {
     endpoint: Option<EndpointName>,
     /// Kept until the response body is done, so filters see `on_done` after the exchange.
     chain: Option<ChainRun>,
+    /// A filter closed the stream: no response is sent, the stream is reset.
+    reset: bool,
 }
 
 impl Served {
@@ -237,6 +272,7 @@ impl Served {
             forwarded: false,
             endpoint: None,
             chain: None,
+            reset: false,
         }
     }
 }
@@ -341,14 +377,20 @@ async fn route_and_serve(
         },
         id: id.seq(),
         tls: info.tls.clone(),
+        timeout: route.timeout,
     };
     let outcome = exchange.run(request_info, parts, incoming, backend).await;
+    let reset = matches!(
+        &outcome.error,
+        Some(ProxyError::Filter(e)) if matches!(e.error, crate::filter::FilterError::Reset)
+    );
     Served {
         resp: outcome.resp,
         forwarded: outcome.served && route.upstream_name().is_some(),
         endpoint: outcome.note,
         chain: outcome.chain,
         route: Some(route),
+        reset,
     }
 }
 

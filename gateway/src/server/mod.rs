@@ -19,7 +19,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -419,7 +418,9 @@ async fn serve_connection<IO>(
     let svc = service_fn(move |req| {
         let shared = shared.clone();
         let info = info.clone();
-        async move { Ok::<_, Infallible>(proxy::handle(shared, info, req).await) }
+        // A filter that closed the stream makes this an error: hyper resets the HTTP/2 stream or
+        // closes the HTTP/1 connection, with no response.
+        async move { proxy::handle(shared, info, req).await }
     });
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), svc)

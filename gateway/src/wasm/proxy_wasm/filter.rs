@@ -84,6 +84,7 @@ impl Filter for ProxyWasmFilter {
             plugin: self.plugin.clone(),
             root_id: self.root_id,
             id: self.plugin.next_id(),
+            pause_limit: info.timeout,
             info: Some(info.clone()),
             generation: None,
             finished: false,
@@ -96,6 +97,8 @@ struct ProxyWasmCtx {
     plugin: Arc<ProxyWasmPlugin>,
     root_id: u32,
     id: u32,
+    /// The longest a callback's `Pause` may hold the request (the route's timeout).
+    pause_limit: std::time::Duration,
     /// Until the context is created in the VM (at its first phase).
     info: Option<RequestInfo>,
     /// The VM generation the context lives in.
@@ -153,7 +156,11 @@ impl ProxyWasmCtx {
         let plugin = self.plugin.clone();
         let id = self.id;
         let phase = lent.phase();
-        let (action_code, mut pending) = {
+        // As in Envoy, a `Pause` from a header or trailer callback, or from the last body callback,
+        // holds the stream until the filter continues it (or answers, or closes it), even with
+        // nothing in flight; bounded by the route's timeout. A `Pause` mid-body buffers instead.
+        let holds = !phase.is_body() || end_of_stream;
+        let (action_code, mut pending, wake) = {
             let mut slot = crate::filter::lock(&plugin.slot).await;
             let vm = self.vm(&mut slot)?;
             let eos = end_of_stream as u32;
@@ -202,31 +209,65 @@ impl ProxyWasmCtx {
                 return Err(err);
             }
             let pending = plugin.after_callback(vm, Some(id));
-            if action_code != action::PAUSE || pending.is_empty() {
+            let answered = vm
+                .store
+                .data()
+                .https
+                .get(&id)
+                .is_none_or(|h| h.local.is_some() || h.closed);
+            if action_code != action::PAUSE || answered || (pending.is_empty() && !holds) {
                 // Nothing to wait for: the verdict under the same lock.
                 return phase_verdict(&plugin, vm, id, phase, action_code, false, end_of_stream);
             }
-            (action_code, pending)
+            let wake = vm.store.data().https.get(&id).map(|h| h.wake.clone());
+            (action_code, pending, wake.unwrap_or_default())
         };
 
         let response_phase = phase.is_response();
         let mut resumed = false;
-        while action_code == action::PAUSE && !resumed && !pending.is_empty() {
+        let deadline = tokio::time::Instant::now() + self.pause_limit;
+        while action_code == action::PAUSE && !resumed && (holds || !pending.is_empty()) {
             if self.local_response_ready().await? {
                 break;
             }
-            let (call, rest) = wait_first(pending).await;
-            pending = rest;
-            let (token, result) = call;
+            let woke = tokio::select! {
+                call = first_done(&mut pending), if !pending.is_empty() => Some(call),
+                _ = wake.notified() => None,
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(
+                        plugin = plugin.name(),
+                        limit_ms = self.pause_limit.as_millis() as u64,
+                        "a paused filter was not resumed within the route's timeout"
+                    );
+                    return Ok(Verdict::Respond(LocalResponse {
+                        status: StatusCode::GATEWAY_TIMEOUT,
+                        headers: HeaderMap::new(),
+                        body: Bytes::from_static(
+                            b"a filter kept the request paused past the route's timeout\n",
+                        ),
+                    }));
+                }
+            };
             let mut slot = crate::filter::lock(&plugin.slot).await;
             let vm = self.vm(&mut slot)?;
             let Some(http) = vm.store.data_mut().https.get_mut(&id) else {
                 return Err(FilterError::Unavailable("context lost".into()));
             };
-            http.data.lend(&mut lent);
-            let r = plugin.deliver_callout(vm, id, token, result);
-            if let Some(http) = vm.store.data_mut().https.get_mut(&id) {
-                http.data.take_back(&mut lent, true);
+            let r = match woke {
+                // A callout of this context came back: its callback runs with the data lent.
+                Some((token, result)) => {
+                    http.data.lend(&mut lent);
+                    let r = plugin.deliver_callout(vm, id, token, result);
+                    if let Some(http) = vm.store.data_mut().https.get_mut(&id) {
+                        http.data.take_back(&mut lent, true);
+                    }
+                    r
+                }
+                // Another callback (a tick, a queue, another context's callout) may have resumed,
+                // answered or closed this one.
+                None => Ok(()),
+            };
+            if let Some(http) = vm.store.data().https.get(&id) {
                 resumed = if response_phase {
                     http.continue_response
                 } else {
@@ -245,6 +286,7 @@ impl ProxyWasmCtx {
         phase_verdict(&plugin, vm, id, phase, action_code, resumed, end_of_stream)
     }
 
+    /// Whether the context answered or closed its stream (which ends a pause).
     async fn local_response_ready(&mut self) -> Result<bool, FilterError> {
         let plugin = self.plugin.clone();
         let mut slot = crate::filter::lock(&plugin.slot).await;
@@ -254,7 +296,7 @@ impl ProxyWasmCtx {
             .data()
             .https
             .get(&self.id)
-            .is_some_and(|h| h.local.is_some()))
+            .is_some_and(|h| h.local.is_some() || h.closed))
     }
 
     fn finish(&mut self) {
@@ -336,11 +378,7 @@ fn phase_verdict(
         return Ok(Verdict::Respond(local));
     }
     if std::mem::take(&mut http.closed) {
-        return Ok(Verdict::Respond(LocalResponse {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            headers: HeaderMap::new(),
-            body: Bytes::from_static(b"stream closed by plugin\n"),
-        }));
+        return Err(FilterError::Reset);
     }
     if action_code == action::PAUSE && !resumed && phase.is_body() && !end_of_stream {
         return Ok(Verdict::Buffer);
@@ -350,21 +388,20 @@ fn phase_verdict(
 
 type CallResult = Result<http::Response<Bytes>, crate::host::CalloutError>;
 
-/// Waits for the first callout to finish; returns it and the ones still in flight.
-async fn wait_first(pending: Vec<PendingCall>) -> ((u32, CallResult), Vec<PendingCall>) {
-    let mut calls = pending;
+/// Waits for the first callout in `pending` to finish and takes it out.
+async fn first_done(pending: &mut Vec<PendingCall>) -> (u32, CallResult) {
     let (result, index) = {
-        let futs = calls.iter_mut().map(|c| &mut c.rx);
+        let futs = pending.iter_mut().map(|c| &mut c.rx);
         let (r, i, _) = futures_util::future::select_all(futs).await;
         (r, i)
     };
-    let call = calls.swap_remove(index);
+    let call = pending.swap_remove(index);
     let result = result.unwrap_or_else(|_| {
         Err(crate::host::CalloutError::Failed(
             "callout task ended".into(),
         ))
     });
-    ((call.token, result), calls)
+    (call.token, result)
 }
 
 impl Drop for ProxyWasmCtx {

@@ -281,6 +281,7 @@ fn continue_stream(c: &mut C<'_>, ty: u32) -> u32 {
         stream::DOWNSTREAM | stream::UPSTREAM => return Status::BadArgument.code(),
         _ => return Status::BadArgument.code(),
     }
+    http.wake.notify_one();
     0
 }
 
@@ -307,6 +308,7 @@ fn streams(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             .get_mut(&effective)
             .ok_or(Status::NotFound));
         http.closed = true;
+        http.wake.notify_one();
         Ok(0)
     })?;
     linker.func_wrap("env", "proxy_clear_route_cache", |_c: C<'_>| -> R { Ok(0) })?;
@@ -364,6 +366,7 @@ fn streams(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 headers,
                 body,
             });
+            http.wake.notify_one();
             Ok(0)
         },
     )?;
@@ -715,13 +718,23 @@ fn properties_and_misc(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             }
         },
     )?;
-    linker.func_wrap("env", "proxy_done", |c: C<'_>| -> R {
-        let state = c.data();
-        Ok(if state.roots.contains_key(&state.effective) {
-            0
-        } else {
-            Status::NotFound.code()
-        })
+    linker.func_wrap("env", "proxy_done", |mut c: C<'_>| -> R {
+        let state = c.data_mut();
+        let effective = state.effective;
+        if state.roots.contains_key(&effective) {
+            return Ok(0);
+        }
+        // An HTTP context that kept itself alive (`on_done` returned false) ends after this
+        // callback, as proxy-wasm-cpp-host moves it to its pending deletions.
+        match state.https.get(&effective) {
+            Some(h) if h.awaiting_done => {
+                if !state.done_requested.contains(&effective) {
+                    state.done_requested.push(effective);
+                }
+                Ok(0)
+            }
+            _ => Ok(Status::NotFound.code()),
+        }
     })?;
     linker.func_wrap(
         "env",

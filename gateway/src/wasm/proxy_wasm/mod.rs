@@ -292,9 +292,17 @@ impl ProxyWasmPlugin {
         Ok(())
     }
 
-    /// Applies the effects of a callback (timers) and hands out callouts: those of `keep` are
-    /// returned for the caller to wait on, the others are delivered in the background.
+    /// Applies the effects of a callback (timers, contexts that called `proxy_done`) and hands out
+    /// callouts: those of `keep` are returned for the caller to wait on, the others are delivered in
+    /// the background.
     fn after_callback(self: &Arc<Self>, vm: &mut Vm, keep: Option<u32>) -> Vec<state::PendingCall> {
+        for id in std::mem::take(&mut vm.store.data_mut().done_requested) {
+            if let Err(e) = self.end_http(vm, id) {
+                // No request waits on it any more: the context goes, and the failure is logged.
+                vm.store.data_mut().https.remove(&id);
+                tracing::warn!(plugin = %self.shared.ctx.name, "ending a context after proxy_done failed: {e}");
+            }
+        }
         let state = vm.store.data_mut();
         for (root, ms) in std::mem::take(&mut state.tick_changes) {
             self.set_tick(root, ms);

@@ -64,6 +64,9 @@ pub struct VmState {
     pub next_token: u32,
     /// Tick periods set during the callback: (root context, milliseconds).
     pub tick_changes: Vec<(u32, u32)>,
+    /// HTTP contexts that called `proxy_done` after their `on_done` returned false: they end
+    /// (`on_log`, `on_delete`) once the current callback returns.
+    pub done_requested: Vec<u32>,
     /// Foreign function arguments while `on_foreign_function` runs (never: none are registered).
     pub call_data: Option<Bytes>,
     pub stdout: Vec<u8>,
@@ -86,6 +89,7 @@ impl VmState {
             pending: Vec::new(),
             next_token: 0,
             tick_changes: Vec::new(),
+            done_requested: Vec::new(),
             call_data: None,
             stdout: Vec::new(),
             stderr: Vec::new(),
@@ -122,6 +126,11 @@ pub struct HttpCtx {
     pub continue_request: bool,
     pub continue_response: bool,
     pub closed: bool,
+    /// Its `on_done` returned false: the request is over and the context waits for `proxy_done`.
+    pub awaiting_done: bool,
+    /// Woken when something another callback did may end a pause of this context: it asked to
+    /// continue, answered, or closed the stream.
+    pub wake: std::sync::Arc<tokio::sync::Notify>,
     pub req_body_size: u64,
     pub resp_body_size: u64,
 }
@@ -139,6 +148,8 @@ impl HttpCtx {
             continue_request: false,
             continue_response: false,
             closed: false,
+            awaiting_done: false,
+            wake: std::sync::Arc::new(tokio::sync::Notify::new()),
             req_body_size: 0,
             resp_body_size: 0,
         }

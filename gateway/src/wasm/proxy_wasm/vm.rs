@@ -11,6 +11,9 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use wasmtime::{Instance, Memory, Store, TypedFunc, WasmParams, WasmResults};
 
+/// The most HTTP contexts of one VM that may wait for `proxy_done` after their request.
+pub const MAX_AWAITING_DONE: usize = 1024;
+
 impl SandboxState for VmState {
     /// Proxy-Wasm host calls never wait: a callout is started and delivered in a later callback.
     const WAITS: bool = false;
@@ -308,27 +311,44 @@ impl ProxyWasmPlugin {
         Ok(())
     }
 
-    /// Ends an HTTP context: `on_done`, `on_log`, `on_delete`.
+    /// Ends an HTTP context: `on_done`, then `on_log` and `on_delete`. A context whose `on_done`
+    /// returns false is kept (the request is over) until it calls `proxy_done`, as the ABI says; at
+    /// most [`MAX_AWAITING_DONE`] are kept per VM, beyond that one ends at once.
     pub(super) fn finish_http(&self, vm: &mut Vm, id: u32) -> Result<(), FilterError> {
         if !vm.store.data().https.contains_key(&id) {
             return Ok(());
         }
         let exports = vm.exports.clone();
-        for f in [
-            exports.on_done.as_ref().map(Ok),
-            exports.on_log.as_ref().map(Err),
-            exports.on_delete.as_ref().map(Err),
-        ]
-        .into_iter()
-        .flatten()
+        if let Some(done) = exports.on_done.as_ref() {
+            Self::enter(vm, id);
+            let finished = self.call(vm, done, id)?;
+            if finished == 0 {
+                let state = vm.store.data_mut();
+                let kept = state.https.values().filter(|h| h.awaiting_done).count();
+                if kept < MAX_AWAITING_DONE {
+                    if let Some(h) = state.https.get_mut(&id) {
+                        h.awaiting_done = true;
+                    }
+                    return Ok(());
+                }
+                tracing::warn!(
+                    plugin = %self.shared.ctx.name,
+                    "{MAX_AWAITING_DONE} contexts already wait for proxy_done; ending this one"
+                );
+            }
+        }
+        self.end_http(vm, id)
+    }
+
+    /// `on_log` and `on_delete` for an HTTP context, which then goes.
+    pub(super) fn end_http(&self, vm: &mut Vm, id: u32) -> Result<(), FilterError> {
+        let exports = vm.exports.clone();
+        for f in [exports.on_log.as_ref(), exports.on_delete.as_ref()]
+            .into_iter()
+            .flatten()
         {
             Self::enter(vm, id);
-            match f {
-                Ok(done) => {
-                    self.call(vm, done, id)?;
-                }
-                Err(f) => self.call(vm, f, id)?,
-            }
+            self.call(vm, f, id)?;
         }
         vm.store.data_mut().https.remove(&id);
         Ok(())
