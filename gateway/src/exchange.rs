@@ -185,12 +185,7 @@ impl Exchange<'_> {
         // A Content-Length a filter wrote does not frame the body the backend gets: the client's
         // does (or, for a held body, the one `held` wrote; a streamed body has none, below).
         if mode != BodyMode::Whole {
-            parts.headers.remove(header::CONTENT_LENGTH);
-            if let Some(n) = declared {
-                parts
-                    .headers
-                    .insert(header::CONTENT_LENGTH, http::HeaderValue::from(n));
-            }
+            keep_length(&mut parts.headers, declared.map(http::HeaderValue::from));
         }
         let mut verdict = None;
         if mode == BodyMode::Stream {
@@ -224,10 +219,12 @@ impl Exchange<'_> {
         }
         // The backend, raced against a filter answering while the request body streams; an answer
         // that is already there when the backend is done replaces the backend's.
-        let serve = backend.serve(parts, body, declared, watch);
+        // (Awaited where it is made: a future made first and awaited later is copied into the
+        // exchange's state, a few hundred bytes per request.)
         let (result, note) = match verdict {
-            None => serve.await,
+            None => backend.serve(parts, body, declared, watch).await,
             Some(mut verdict) => {
+                let serve = backend.serve(parts, body, declared, watch);
                 let raced = {
                     let answer = body_phase_answer(&mut verdict);
                     tokio::select! {
@@ -271,6 +268,18 @@ impl Exchange<'_> {
             response_body: answer.body_verdict,
         }
     }
+}
+
+/// Puts back the `content-length` a message came with (or none), whatever a filter wrote: one lookup
+/// when nothing changed.
+fn keep_length(h: &mut http::HeaderMap, declared: Option<http::HeaderValue>) {
+    if h.get(header::CONTENT_LENGTH) == declared.as_ref() {
+        return;
+    }
+    match declared {
+        Some(v) => h.insert(header::CONTENT_LENGTH, v),
+        None => h.remove(header::CONTENT_LENGTH),
+    };
 }
 
 /// The error for a request body that could not be read: over the limit, or broken.
@@ -387,20 +396,11 @@ async fn response_phase(
     // a body the filters did not touch keeps the length its backend declared. (A 101's `Upgrade`
     // and `Connection` are the switch itself.)
     if parts.status != StatusCode::SWITCHING_PROTOCOLS {
-        // A held body's length was written by `held`, from the body itself.
-        let own = held
-            .then(|| parts.headers.get(header::CONTENT_LENGTH).cloned())
-            .flatten();
-        crate::framing::strip_framing(&mut parts.headers);
-        let length = if held {
-            own
-        } else if mode == BodyMode::Skip || body.is_end_stream() {
-            declared
-        } else {
-            None
-        };
-        if let Some(len) = length {
-            parts.headers.insert(header::CONTENT_LENGTH, len);
+        crate::framing::strip_connection_framing(&mut parts.headers);
+        // A held body's length was written by `held`, from the body itself; a streamed one loses
+        // its length below; a body no filter touched keeps the length its backend declared.
+        if !held && (mode == BodyMode::Skip || body.is_end_stream()) {
+            keep_length(&mut parts.headers, declared);
         }
     }
     if !held && mode != BodyMode::Skip && !body.is_end_stream() {

@@ -33,13 +33,35 @@ pub fn is_framing(name: &HeaderName) -> bool {
 /// Removes the [`FRAMING`] headers from a head the gateway is about to send with a body it frames
 /// itself.
 pub fn strip_framing(h: &mut HeaderMap) {
-    // One pass to find out; almost no head has any.
-    if !h.keys().any(is_framing) {
+    h.remove(header::CONTENT_LENGTH);
+    strip_connection_framing(h);
+}
+
+/// Removes the [`FRAMING`] headers but `content-length` (which the caller settles): one pass over
+/// the names, and a lookup only for those present (almost never any).
+pub fn strip_connection_framing(h: &mut HeaderMap) {
+    let found = h.keys().fold(0u8, |acc, k| acc | framing_bit(k));
+    if found == 0 {
         return;
     }
-    for n in &FRAMING {
-        h.remove(n);
+    for (i, n) in FRAMING.iter().enumerate().skip(1) {
+        if found & (1 << i) != 0 {
+            h.remove(n);
+        }
     }
+}
+
+/// The bit of `n`'s place in [`FRAMING`] (0 for `content-length` and for other headers). Most
+/// names are told apart by their length alone.
+fn framing_bit(n: &HeaderName) -> u8 {
+    if !matches!(n.as_str().len(), 2 | 7 | 10 | 16 | 17) {
+        return 0;
+    }
+    FRAMING
+        .iter()
+        .position(|f| f == n)
+        .filter(|&i| i > 0)
+        .map_or(0, |i| 1 << i)
 }
 
 const HOP_CONNECTION: u8 = 1;

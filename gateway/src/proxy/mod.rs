@@ -420,7 +420,8 @@ impl Backend for RouteBackend<'_> {
         let route = self.route;
         let resp = match &route.action {
             Action::Upstream(cluster) => {
-                let fwd = forward::forward(
+                // Awaited where it is made (see `Exchange::run`).
+                let forwarded = forward::forward(
                     route,
                     cluster,
                     self.info,
@@ -429,8 +430,9 @@ impl Backend for RouteBackend<'_> {
                     self.params,
                     &watch,
                     declared,
-                );
-                return match fwd.await {
+                )
+                .await;
+                return match forwarded {
                     Ok((resp, endpoint)) => (Ok(resp), Some(EndpointName::State(endpoint))),
                     Err(e) => {
                         if e.status().0.is_server_error() {

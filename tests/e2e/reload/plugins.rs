@@ -143,8 +143,9 @@ async fn plugins_shows_hash_source_routes_instances_calls_and_the_last_reload() 
         serde_json::json!({"live": 2, "idle": 2, "in_flight": 0}),
         "{p:#}"
     );
-    // Two inits and three requests (one call each).
-    assert_eq!(p["calls"], 5, "{p:#}");
+    // Two inits and three requests, each answered by the filter: `on-request`, then `on-response`
+    // for its own local response (as Envoy runs a local reply back through the filter that sent it).
+    assert_eq!(p["calls"], 8, "{p:#}");
     assert_eq!(p["failures"], 0);
     assert_eq!(p["last_reload"]["result"], "ok");
     assert_eq!(p["last_reload"]["action"], "loaded");

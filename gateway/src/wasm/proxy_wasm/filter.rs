@@ -209,12 +209,14 @@ impl ProxyWasmCtx {
                 return Err(err);
             }
             let pending = plugin.after_callback(vm, Some(id));
-            let answered = vm
-                .store
-                .data()
-                .https
-                .get(&id)
-                .is_none_or(|h| h.local.is_some() || h.closed);
+            // Only a pause can wait; then an answer or a close ends it at once.
+            let answered = action_code == action::PAUSE
+                && vm
+                    .store
+                    .data()
+                    .https
+                    .get(&id)
+                    .is_none_or(|h| h.local.is_some() || h.closed);
             if action_code != action::PAUSE || answered || (pending.is_empty() && !holds) {
                 // Nothing to wait for: the verdict under the same lock.
                 return phase_verdict(&plugin, vm, id, phase, action_code, false, end_of_stream);
