@@ -314,7 +314,49 @@ impl WasmServices {
                 .map(|(name, r)| (name.clone(), r.stages.clone()))
                 .collect(),
         );
-        *self.state.lock().unwrap() = State { plugins, routes };
+        // Services: kept with a plugin taken over unchanged (its settings, `service` included, are the
+        // same), started for a plugin loaded now.
+        let mut services = Vec::new();
+        for (i, p) in plugins.iter().enumerate() {
+            let Some(service) = &p.cfg.service else {
+                continue;
+            };
+            if let Some(old) = previous
+                .services
+                .iter()
+                .find(|s| Arc::ptr_eq(&s.plugin, &p.plugin))
+            {
+                services.push(old.clone());
+                continue;
+            }
+            let root = p
+                .plugin
+                .proxy_wasm_filter(
+                    &p.cfg.name,
+                    wasm::config_bytes(service.config.as_ref()),
+                    config::FailurePolicy::Closed,
+                )
+                .await
+                .map_err(|e| {
+                    let why = match e {
+                        wasm::PluginError::Unsupported { .. } => {
+                            "only a Proxy-Wasm plugin runs as a service (the WIT world has no root context)".to_string()
+                        }
+                        e => e.to_string(),
+                    };
+                    (Some(p.cfg.name.clone()), src.err(format!("plugins[{i}].service"), why))
+                })?;
+            tracing::info!(plugin = %p.cfg.name, "plugin service started");
+            services.push(ServiceRoot {
+                plugin: p.plugin.clone(),
+                _root: root,
+            });
+        }
+        *self.state.lock().unwrap() = State {
+            plugins,
+            routes,
+            services,
+        };
         Ok(report)
     }
 
@@ -521,6 +563,16 @@ fn same_settings(a: &config::Plugin, b: &config::Plugin) -> bool {
 struct State {
     plugins: Vec<ServingPlugin>,
     routes: HashMap<String, RouteStages>,
+    /// The root contexts of plugins that run as services, kept alive with the plugin (dropping one
+    /// deletes its root context).
+    services: Vec<ServiceRoot>,
+}
+
+/// A plugin's background service: its root context, made for the plugin it was made with.
+#[derive(Clone)]
+struct ServiceRoot {
+    plugin: Arc<LoadedPlugin>,
+    _root: Arc<wasm::proxy_wasm::ProxyWasmFilter>,
 }
 
 /// A plugin of the serving config.

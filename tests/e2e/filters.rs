@@ -465,3 +465,110 @@ async fn a_context_whose_on_done_returns_false_lives_until_proxy_done() {
         .await
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_without_a_route_runs_as_a_service_and_is_reloaded() {
+    let up = MockUpstream::start("up").await;
+    let callee = MockUpstream::start("callee").await;
+    let yaml = |tag: &str| {
+        let f = fixtures();
+        format!(
+            "{}{}routes:\n  - name: r\n    upstream: up\n    filters: [{{plugin: reader, config: \"tag=r\"}}]\n",
+            GatewayConfig::new()
+                .plugin(Plugin::new("svc", &f.kitchen).lines(&format!(
+                    "    service: {{config: \"tag={tag};tick_ms=20;tick_callout=1\"}}\n"
+                )))
+                .plugin(Plugin::new("reader", &f.kitchen))
+                .yaml(),
+            upstreams(&up, &callee)
+        )
+    };
+    let gw = TestGateway::start(&yaml("svc")).await;
+    // Reads what the service wrote to shared data (the two plugins share the VM id's namespace).
+    let read = |key: String| {
+        let url = gw.url("/read");
+        async move {
+            let (_, h, _) = get_with(&url, &[("x-test", "get-shared"), ("x-key", &key)]).await;
+            h.get("x-shared-value")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        }
+    };
+    // It started with the gateway: configured, ticking, calling out from its root context.
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            read("tick-callout:svc".into()).await == "mock callee /tick"
+        })
+        .await
+    );
+    assert!(callee.seen().iter().any(|s| s.uri == "/tick"));
+    // Its queue gets messages from requests: on_queue_ready runs on the service's root context.
+    let (s, _, _) = get_with(
+        &gw.url("/x"),
+        &[
+            ("x-test", "queue"),
+            ("x-queue", "q-svc"),
+            ("x-message", "hello"),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        up.last().headers["x-queue-result"]
+            .to_str()
+            .unwrap()
+            .split(',')
+            .next(),
+        Some("ok")
+    );
+    assert!(
+        eventually(Duration::from_secs(5), async || read(
+            "queue-last:svc".into()
+        )
+        .await
+            == "hello")
+        .await
+    );
+    // A reload that changes its config starts a new service (and deletes the old root context).
+    let report = gw
+        .gw
+        .as_ref()
+        .unwrap()
+        .reload_from(&config_text(&yaml("svc2")))
+        .await
+        .unwrap();
+    assert!(report.message.contains("loaded"), "{}", report.message);
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            read("ticks:svc2".into()).await.parse::<u64>().unwrap_or(0) > 0
+        })
+        .await
+    );
+    let before = read("ticks:svc".into()).await.parse::<u64>().unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        read("ticks:svc".into()).await.parse::<u64>().unwrap_or(0),
+        before,
+        "the old service no longer ticks"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_proxy_wasm_plugin_runs_as_a_service() {
+    let kitchen = &xtask::component_fixtures()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .kitchen;
+    let err = TestGateway::try_start(
+        &GatewayConfig::new()
+            .plugin(Plugin::new("c", kitchen).lines("    service: {config: x}\n"))
+            .yaml(),
+    )
+    .await
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(
+        err.contains("plugins[0].service") && err.contains("only a Proxy-Wasm plugin"),
+        "{err}"
+    );
+}

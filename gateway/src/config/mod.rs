@@ -76,6 +76,22 @@ pub struct Plugin {
     /// How a component plugin's instances serve requests. Default: `fresh`.
     #[serde(default)]
     pub instance_mode: InstanceMode,
+    /// Runs a Proxy-Wasm plugin as a background service with no route, as Envoy's Wasm service: one
+    /// root context starts with the gateway (and with each reload that changes the plugin) and gets
+    /// `on_vm_start`, `on_configure` with `service.config`, ticks and queue callbacks; it may send
+    /// callouts and write shared data. Default: none (the plugin runs only as routes' filters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceSettings>,
+}
+
+/// A plugin's background service.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceSettings {
+    /// The service's config, given to `on_configure`: a string is passed as it is, anything else as
+    /// JSON. Default: empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
 }
 
 /// Capabilities granted to a plugin. A call outside them returns a typed error to the plugin
