@@ -48,6 +48,61 @@ pub struct BodyWatch {
     pub too_large: AtomicBool,
     /// The client's body broke off or was malformed.
     pub broken: AtomicBool,
+    /// The filters cut the body off while it streamed (one answered, or failed): what the backend
+    /// makes of it is not the backend's failure.
+    pub cut: AtomicBool,
+}
+
+impl BodyWatch {
+    /// Whether the body's end, not the backend, explains a failed exchange.
+    pub fn explains_failure(&self) -> bool {
+        self.too_large.load(Ordering::Acquire)
+            || self.broken.load(Ordering::Acquire)
+            || self.cut.load(Ordering::Acquire)
+    }
+}
+
+/// A request body streamed through filters: an error it yields that the client's body did not
+/// cause (which `Limited` records) is the filters cutting it off, and is recorded as that before
+/// the reader sees it.
+pub struct Filtered {
+    inner: Body,
+    watch: Arc<BodyWatch>,
+}
+
+impl Filtered {
+    /// Watches `inner` (the filters' output) with the request's `watch`.
+    pub fn new(inner: Body, watch: Arc<BodyWatch>) -> Filtered {
+        Filtered { inner, watch }
+    }
+}
+
+impl HttpBody for Filtered {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &r {
+            if !self.watch.too_large.load(Ordering::Acquire)
+                && !self.watch.broken.load(Ordering::Acquire)
+            {
+                self.watch.cut.store(true, Ordering::Release);
+            }
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A request body that fails once more than `limit` bytes went through, and records that it did.

@@ -39,6 +39,8 @@ pub const RESET_RATIO_AFTER: u64 = 4;
 /// State shared between a connection's server side and the requests served on it.
 #[derive(Debug)]
 pub struct ConnShared {
+    /// Unique in the process, from 1.
+    id: u64,
     in_flight: AtomicUsize,
     /// Nanoseconds since `epoch` when the last request finished.
     idle_since: AtomicU64,
@@ -74,7 +76,9 @@ struct Streams {
 
 impl Default for ConnShared {
     fn default() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
         ConnShared {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -107,6 +111,11 @@ impl Drop for InFlight {
 }
 
 impl ConnShared {
+    /// The connection's number, unique in the process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Counts a request in flight until the returned guard drops.
     pub fn start_request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);

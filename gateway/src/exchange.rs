@@ -193,7 +193,7 @@ impl Exchange<'_> {
             parts.headers.remove(header::CONTENT_LENGTH);
             declared = None;
             let (b, v) = run.request_body(body);
-            body = b;
+            body = body::boxed(body::Filtered::new(b, watch.clone()));
             verdict = Some(v);
         }
 

@@ -363,6 +363,7 @@ pub async fn run_file(path: &Path, wasm: Option<&Path>) -> Result<Report, Config
             scheme: "http",
             protocol: "1.1",
             id: i as u64 + 1,
+            connection: i as u64 + 1,
             tls: None,
             timeout: PAUSE_LIMIT,
         };

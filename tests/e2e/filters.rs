@@ -74,7 +74,7 @@ async fn a_local_response_goes_back_through_the_filter_that_sent_it_and_those_be
     let up = MockUpstream::start("up").await;
     let callee = MockUpstream::start("callee").await;
     let gw = TestGateway::start(&format!(
-        "{}{}routes:\n  - name: r\n    upstream: up\n    filters:\n      - {{plugin: kitchen, config: \"tag=outer\"}}\n      - {{plugin: demo, config: inner}}\n      - {{plugin: kitchen, config: \"tag=after\"}}\n",
+        "{}{}routes:\n  - name: r\n    match: {{path: {{prefix: /x}}}}\n    upstream: up\n    filters:\n      - {{plugin: kitchen, config: \"tag=outer\"}}\n      - {{plugin: demo, config: inner}}\n      - {{plugin: kitchen, config: \"tag=after\"}}\n  - name: reader\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=reader\"}}]\n",
         plugins(),
         upstreams(&up, &callee)
     ))

@@ -177,6 +177,25 @@ async fn framing_written_by_a_component_is_the_gateways() {
         (second.status, second.body.as_str()),
         (200, "mock up /second\n")
     );
+    // A filter's `content-length` on the request does not frame the body the backend gets.
+    let req =
+        "POST /echo HTTP/1.1\r\nHost: h\r\nx-test: req-framing\r\nContent-Length: 5\r\n\r\nhello\
+               GET /second HTTP/1.1\r\nHost: h\r\n\r\n";
+    let text = raw(gw.addr, req.as_bytes(), Duration::from_millis(700)).await;
+    let msgs = responses(&text);
+    assert_eq!(msgs.len(), 2, "{text}");
+    assert_eq!((msgs[0].status, msgs[0].body.as_str()), (200, "hello"));
+    assert_eq!(
+        (msgs[1].status, msgs[1].body.as_str()),
+        (200, "mock up /second\n")
+    );
+    let echo = up
+        .seen()
+        .into_iter()
+        .find(|s| s.uri == "/echo")
+        .expect("the POST");
+    assert_eq!(echo.headers["content-length"], "5");
+    assert_eq!(&echo.body[..], b"hello");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,6 +77,7 @@ pub fn info() -> RequestInfo {
         scheme: "http",
         protocol: "1.1",
         id: 42,
+        connection: 7,
         tls: None,
         timeout: std::time::Duration::from_secs(2),
     }

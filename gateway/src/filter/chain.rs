@@ -416,12 +416,15 @@ impl InlineRun {
                 Ok(ChunkFlow::Send(data)) => data,
                 Ok(ChunkFlow::Respond(response, upto)) => {
                     self.end(Ok(Flow::Respond { response, upto }));
-                    return Some((Err("a filter answered during the body".into()), self));
+                    return Some((
+                        Err(BodyCut::boxed("a filter answered during the body")),
+                        self,
+                    ));
                 }
                 Err(e) => {
                     let msg = e.to_string();
                     self.end(Err(e));
-                    return Some((Err(msg.into()), self));
+                    return Some((Err(BodyCut::boxed(msg)), self));
                 }
             };
             if eos {
@@ -430,12 +433,15 @@ impl InlineRun {
                         Ok(None) => self.queued = Some(t),
                         Ok(Some((response, upto))) => {
                             self.end(Ok(Flow::Respond { response, upto }));
-                            return Some((Err("a filter answered on trailers".into()), self));
+                            return Some((
+                                Err(BodyCut::boxed("a filter answered on trailers")),
+                                self,
+                            ));
                         }
                         Err(e) => {
                             let msg = e.to_string();
                             self.end(Err(e));
-                            return Some((Err(msg.into()), self));
+                            return Some((Err(BodyCut::boxed(msg)), self));
                         }
                     }
                 }
@@ -783,6 +789,18 @@ fn fail_open_or_closed(stage: &Stage, error: FilterError) -> Result<(), ChainErr
     }
 }
 
+/// A body the filters cut off while it streamed (one answered, or failed): the error its reader
+/// gets. The backend's failure that follows is not the backend's, and is not counted as one.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BodyCut(String);
+
+impl BodyCut {
+    fn boxed(why: impl Into<String>) -> BoxError {
+        Box::new(BodyCut(why.into()))
+    }
+}
+
 /// A local response as an HTTP response.
 pub fn local_to_response(r: LocalResponse) -> Response<Body> {
     let mut resp = Response::new(body::full(r.body));
@@ -946,6 +964,7 @@ mod tests {
             scheme: "http",
             protocol: "1.1",
             id: 1,
+            connection: 1,
             tls: None,
             timeout: std::time::Duration::from_secs(5),
         }

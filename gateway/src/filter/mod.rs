@@ -89,6 +89,8 @@ pub struct RequestInfo {
     pub protocol: &'static str,
     /// A process-unique request id.
     pub id: u64,
+    /// A process-unique id of the client connection the request came on.
+    pub connection: u64,
     /// What the TLS handshake established, when the client connected over TLS.
     pub tls: Option<Arc<crate::tls::TlsInfo>>,
     /// The route's timeout: also the longest a filter may keep the request paused waiting for

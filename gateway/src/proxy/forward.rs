@@ -151,7 +151,9 @@ pub async fn forward(
                 (TryOutcome::Status(status), Ok(resp))
             }
             Ok(Err(e)) => {
-                if watch.too_large.load(Ordering::Acquire) || watch.broken.load(Ordering::Acquire) {
+                // The request body broke off (the client's fault) or the filters cut it off (their
+                // answer is the client's): not the endpoint's failure.
+                if watch.explains_failure() {
                     return Err(body_error(watch, chain(&e), limit));
                 }
                 ep.record(false, &cluster.passive);

@@ -376,6 +376,7 @@ async fn route_and_serve(
             _ => "1.1",
         },
         id: id.seq(),
+        connection: info.conn.id(),
         tls: info.tls.clone(),
         timeout: route.timeout,
     };

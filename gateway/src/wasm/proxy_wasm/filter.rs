@@ -110,6 +110,9 @@ impl ProxyWasmCtx {
     /// The VM this context lives in, creating the context on first use.
     fn vm<'s>(&mut self, slot: &'s mut super::Slot) -> Result<&'s mut Vm, FilterError> {
         let plugin = &self.plugin;
+        if slot.vm.as_ref().is_some_and(|vm| vm.store.data().poisoned) {
+            plugin.discard(slot);
+        }
         if let Some(generation) = self.generation {
             return match slot.vm.as_mut() {
                 Some(vm) if vm.generation == generation => Ok(vm),
@@ -235,7 +238,8 @@ impl ProxyWasmCtx {
             let woke = tokio::select! {
                 call = first_done(&mut pending), if !pending.is_empty() => Some(call),
                 _ = wake.notified() => None,
-                _ = tokio::time::sleep_until(deadline) => {
+                // The route's timeout bounds a hold on nothing; callouts have their own timeouts.
+                _ = tokio::time::sleep_until(deadline), if pending.is_empty() => {
                     tracing::warn!(
                         plugin = plugin.name(),
                         limit_ms = self.pause_limit.as_millis() as u64,
@@ -342,7 +346,7 @@ enum End {
 
 impl End {
     /// Ends context `id` (`on_done`, `on_log`, `on_delete`) and releases its instance slot.
-    fn run(self, plugin: &ProxyWasmPlugin, slot: &mut super::Slot, id: u32, root: u32) {
+    fn run(self, plugin: &Arc<ProxyWasmPlugin>, slot: &mut super::Slot, id: u32, root: u32) {
         if let Some(vm) = slot.vm.as_mut() {
             let ended = match self {
                 End::Created(generation) if vm.generation == generation => {
@@ -354,8 +358,12 @@ impl End {
                     .and_then(|()| plugin.finish_http(vm, id)),
                 End::Unreached(_) => Ok(()),
             };
-            if ended.is_err() {
-                plugin.discard(slot);
+            match ended {
+                // What the end callbacks started (callouts, timers, `proxy_done`) goes on.
+                Ok(()) => {
+                    let _ = plugin.after_callback(vm, None);
+                }
+                Err(_) => plugin.discard(slot),
             }
         }
         plugin.sandbox().release();

@@ -264,7 +264,11 @@ impl ProxyWasmPlugin {
     }
 
     fn discard(&self, slot: &mut Slot) {
-        if slot.vm.take().is_some() {
+        if let Some(vm) = slot.vm.take() {
+            // Requests paused on this VM find it gone when woken, and fail by their policy.
+            for h in vm.store.data().https.values() {
+                h.wake.notify_one();
+            }
             self.sandbox().discarded();
             tracing::warn!(plugin = %self.shared.ctx.name, "plugin VM discarded after a failure");
         }
@@ -272,6 +276,9 @@ impl ProxyWasmPlugin {
 
     /// Starts a VM if there is none (the first, or a replacement) and replays the live root contexts.
     fn ensure_vm(self: &Arc<Self>, slot: &mut Slot) -> Result<(), String> {
+        if slot.vm.as_ref().is_some_and(|vm| vm.store.data().poisoned) {
+            self.discard(slot);
+        }
         if slot.vm.is_some() {
             return Ok(());
         }
@@ -298,8 +305,11 @@ impl ProxyWasmPlugin {
     fn after_callback(self: &Arc<Self>, vm: &mut Vm, keep: Option<u32>) -> Vec<state::PendingCall> {
         for id in std::mem::take(&mut vm.store.data_mut().done_requested) {
             if let Err(e) = self.end_http(vm, id) {
-                // No request waits on it any more: the context goes, and the failure is logged.
-                vm.store.data_mut().https.remove(&id);
+                // No request waits on it any more: the context goes, the failure is logged, and the
+                // VM is replaced before its next use (the caller may not hold its slot to do it now).
+                let state = vm.store.data_mut();
+                state.https.remove(&id);
+                state.poisoned = true;
                 tracing::warn!(plugin = %self.shared.ctx.name, "ending a context after proxy_done failed: {e}");
             }
         }

@@ -124,7 +124,7 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
                 _ => None,
             }
         }
-        ["connection_id"] => http.map(|h| int(h.info.id as i64)),
+        ["connection_id"] => http.map(|h| int(h.info.connection as i64)),
         // Kong Gateway's names for the same facts, as text (ngx_wasm_module answers in text).
         ["kong", rest @ ..] => {
             let h = http.ok_or(Status::NotFound)?;
@@ -177,7 +177,7 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
                     .map(text)
             };
             match rest {
-                ["id"] => Some(int(h.info.id as i64)),
+                ["id"] => Some(int(h.info.connection as i64)),
                 ["mtls"] => Some(Bytes::from_static(if peer.is_some() { &[1] } else { &[0] })),
                 ["tls_version"] => tls.map(|t| text(t.version)),
                 ["requested_server_name"] => tls.and_then(|t| t.server_name.as_deref().map(text)),

@@ -67,6 +67,10 @@ pub struct VmState {
     /// HTTP contexts that called `proxy_done` after their `on_done` returned false: they end
     /// (`on_log`, `on_delete`) once the current callback returns.
     pub done_requested: Vec<u32>,
+    /// A callback failed where its VM could not be discarded at once: it is, before its next use.
+    pub poisoned: bool,
+    /// The warning that too many contexts wait for `proxy_done` was given (once per VM).
+    pub warned_awaiting: bool,
     /// Foreign function arguments while `on_foreign_function` runs (never: none are registered).
     pub call_data: Option<Bytes>,
     pub stdout: Vec<u8>,
@@ -90,6 +94,8 @@ impl VmState {
             next_token: 0,
             tick_changes: Vec::new(),
             done_requested: Vec::new(),
+            poisoned: false,
+            warned_awaiting: false,
             call_data: None,
             stdout: Vec::new(),
             stderr: Vec::new(),

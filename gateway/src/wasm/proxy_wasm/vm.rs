@@ -279,6 +279,18 @@ impl ProxyWasmPlugin {
                 }
             }
             RootCall::Delete => {
+                // Contexts of this root still waiting for `proxy_done` end with it.
+                let kept: Vec<u32> = vm
+                    .store
+                    .data()
+                    .https
+                    .iter()
+                    .filter(|(_, h)| h.root_id == root && h.awaiting_done)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in kept {
+                    self.end_http(vm, id)?;
+                }
                 if let Some(f) = vm.exports.clone().on_done.as_ref() {
                     self.call(vm, f, root)?;
                 }
@@ -331,10 +343,12 @@ impl ProxyWasmPlugin {
                     }
                     return Ok(());
                 }
-                tracing::warn!(
-                    plugin = %self.shared.ctx.name,
-                    "{MAX_AWAITING_DONE} contexts already wait for proxy_done; ending this one"
-                );
+                if !std::mem::replace(&mut state.warned_awaiting, true) {
+                    tracing::warn!(
+                        plugin = %self.shared.ctx.name,
+                        "{MAX_AWAITING_DONE} contexts already wait for proxy_done (their on_done returned false); ending the ones over that at once"
+                    );
+                }
             }
         }
         self.end_http(vm, id)
