@@ -110,9 +110,7 @@ impl ProxyWasmCtx {
     /// The VM this context lives in, creating the context on first use.
     fn vm<'s>(&mut self, slot: &'s mut super::Slot) -> Result<&'s mut Vm, FilterError> {
         let plugin = &self.plugin;
-        if slot.vm.as_ref().is_some_and(|vm| vm.store.data().poisoned) {
-            plugin.discard(slot);
-        }
+        plugin.drop_poisoned(slot);
         if let Some(generation) = self.generation {
             return match slot.vm.as_mut() {
                 Some(vm) if vm.generation == generation => Ok(vm),
@@ -221,7 +219,9 @@ impl ProxyWasmCtx {
                     .get(&id)
                     .is_none_or(|h| h.local.is_some() || h.closed);
             if action_code != action::PAUSE || answered || (pending.is_empty() && !holds) {
-                // Nothing to wait for: the verdict under the same lock.
+                // Nothing to wait for: the verdict under the same lock. Callouts the callback
+                // started are still answered (`on_http_call_response`), in the background.
+                plugin.detach(pending, vm.generation);
                 return phase_verdict(&plugin, vm, id, phase, action_code, false, end_of_stream);
             }
             let wake = vm.store.data().https.get(&id).map(|h| h.wake.clone());
@@ -230,28 +230,28 @@ impl ProxyWasmCtx {
 
         let response_phase = phase.is_response();
         let mut resumed = false;
-        let deadline = tokio::time::Instant::now() + self.pause_limit;
+        // The route's timeout bounds a hold on nothing, counted from when nothing is in flight any
+        // more (callouts have their own timeouts); [`MAX_PAUSE`] bounds the whole pause.
+        let now = tokio::time::Instant::now();
+        let mut idle_until = now + self.pause_limit;
+        let give_up = now + MAX_PAUSE.max(self.pause_limit);
         while action_code == action::PAUSE && !resumed && (holds || !pending.is_empty()) {
             if self.local_response_ready().await? {
                 break;
             }
             let woke = tokio::select! {
-                call = first_done(&mut pending), if !pending.is_empty() => Some(call),
-                _ = wake.notified() => None,
-                // The route's timeout bounds a hold on nothing; callouts have their own timeouts.
-                _ = tokio::time::sleep_until(deadline), if pending.is_empty() => {
-                    tracing::warn!(
-                        plugin = plugin.name(),
-                        limit_ms = self.pause_limit.as_millis() as u64,
-                        "a paused filter was not resumed within the route's timeout"
-                    );
-                    return Ok(Verdict::Respond(LocalResponse {
-                        status: StatusCode::GATEWAY_TIMEOUT,
-                        headers: HeaderMap::new(),
-                        body: Bytes::from_static(
-                            b"a filter kept the request paused past the route's timeout\n",
-                        ),
-                    }));
+                call = first_done(&mut pending), if !pending.is_empty() => Ok(Some(call)),
+                _ = wake.notified() => Ok(None),
+                _ = tokio::time::sleep_until(idle_until), if pending.is_empty() => Err(self.pause_limit),
+                _ = tokio::time::sleep_until(give_up) => Err(MAX_PAUSE),
+            };
+            let woke = match woke {
+                Ok(w) => w,
+                Err(limit) => {
+                    let verdict = paused_too_long(&plugin, &pending, limit);
+                    // Callouts still in flight are answered in the background.
+                    plugin.detach(pending, self.generation.unwrap_or_default());
+                    return Ok(verdict);
                 }
             };
             let mut slot = crate::filter::lock(&plugin.slot).await;
@@ -285,10 +285,14 @@ impl ProxyWasmCtx {
                 return Err(e);
             }
             pending.extend(plugin.after_callback(vm, Some(id)));
+            if pending.is_empty() {
+                idle_until = tokio::time::Instant::now() + self.pause_limit;
+            }
         }
 
         let mut slot = crate::filter::lock(&plugin.slot).await;
         let vm = self.vm(&mut slot)?;
+        plugin.detach(pending, vm.generation);
         phase_verdict(&plugin, vm, id, phase, action_code, resumed, end_of_stream)
     }
 
@@ -347,6 +351,7 @@ enum End {
 impl End {
     /// Ends context `id` (`on_done`, `on_log`, `on_delete`) and releases its instance slot.
     fn run(self, plugin: &Arc<ProxyWasmPlugin>, slot: &mut super::Slot, id: u32, root: u32) {
+        plugin.drop_poisoned(slot);
         if let Some(vm) = slot.vm.as_mut() {
             let ended = match self {
                 End::Created(generation) if vm.generation == generation => {
@@ -368,6 +373,30 @@ impl End {
         }
         plugin.sandbox().release();
     }
+}
+
+/// The longest a callback's `Pause` may hold a request in all, callouts included: Envoy's default
+/// stream idle timeout.
+const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The answer for a request a filter kept paused past `limit` (its callouts still in flight are
+/// dropped with the request).
+fn paused_too_long(
+    plugin: &ProxyWasmPlugin,
+    pending: &[PendingCall],
+    limit: std::time::Duration,
+) -> Verdict {
+    tracing::warn!(
+        plugin = plugin.name(),
+        limit_ms = limit.as_millis() as u64,
+        callouts_in_flight = pending.len(),
+        "a paused filter was not resumed in time"
+    );
+    Verdict::Respond(LocalResponse {
+        status: StatusCode::GATEWAY_TIMEOUT,
+        headers: HeaderMap::new(),
+        body: Bytes::from_static(b"a filter kept the request paused past the route's timeout\n"),
+    })
 }
 
 /// What a phase ended in, once the plugin has nothing left to wait for.

@@ -274,11 +274,17 @@ impl ProxyWasmPlugin {
         }
     }
 
-    /// Starts a VM if there is none (the first, or a replacement) and replays the live root contexts.
-    fn ensure_vm(self: &Arc<Self>, slot: &mut Slot) -> Result<(), String> {
+    /// Throws the VM away if a failure marked it for that (see `VmState::poisoned`); every use of
+    /// the slot's VM goes through here or [`ProxyWasmPlugin::ensure_vm`].
+    fn drop_poisoned(&self, slot: &mut Slot) {
         if slot.vm.as_ref().is_some_and(|vm| vm.store.data().poisoned) {
             self.discard(slot);
         }
+    }
+
+    /// Starts a VM if there is none (the first, or a replacement) and replays the live root contexts.
+    fn ensure_vm(self: &Arc<Self>, slot: &mut Slot) -> Result<(), String> {
+        self.drop_poisoned(slot);
         if slot.vm.is_some() {
             return Ok(());
         }
@@ -332,6 +338,17 @@ impl ProxyWasmPlugin {
         mine
     }
 
+    /// Callouts of a context that stopped waiting for them: their answers are still delivered
+    /// (`on_http_call_response`), in the background.
+    fn detach(self: &Arc<Self>, pending: Vec<state::PendingCall>, generation: u64) {
+        for call in pending {
+            let this = self.clone();
+            self.shared.handle.spawn(async move {
+                this.deliver_detached(call, generation).await;
+            });
+        }
+    }
+
     fn deliver_detached(
         self: Arc<Self>,
         call: state::PendingCall,
@@ -346,6 +363,7 @@ impl ProxyWasmPlugin {
                 ))
             });
             let mut slot = self.slot.lock().await;
+            self.drop_poisoned(&mut slot);
             let Some(vm) = slot.vm.as_mut() else { return };
             if vm.generation != generation {
                 return;
@@ -386,6 +404,7 @@ impl ProxyWasmPlugin {
     /// Runs a callback on a root context in the background (tick, queue, delete).
     async fn root_callback(self: &Arc<Self>, root: u32, call: vm::RootCall) {
         let mut slot = self.slot.lock().await;
+        self.drop_poisoned(&mut slot);
         if !matches!(call, vm::RootCall::Delete) && self.ensure_vm(&mut slot).is_err() {
             return;
         }

@@ -354,8 +354,13 @@ impl ProxyWasmPlugin {
         self.end_http(vm, id)
     }
 
-    /// `on_log` and `on_delete` for an HTTP context, which then goes.
+    /// `on_log` and `on_delete` for an HTTP context, which then goes (once: a context already gone,
+    /// or ending, is left alone).
     pub(super) fn end_http(&self, vm: &mut Vm, id: u32) -> Result<(), FilterError> {
+        match vm.store.data_mut().https.get_mut(&id) {
+            Some(h) => h.awaiting_done = false,
+            None => return Ok(()),
+        }
         let exports = vm.exports.clone();
         for f in [exports.on_log.as_ref(), exports.on_delete.as_ref()]
             .into_iter()
