@@ -28,6 +28,11 @@ pub trait Backend {
         true
     }
 
+    /// The upstream endpoint that answered, as the backend's note tells (for filters).
+    fn answered_by(_note: &Self::Note) -> Option<Arc<str>> {
+        None
+    }
+
     /// Answers `parts` with `body`. `declared`: the body's length when it is known. `watch` tells a
     /// body that broke off because it went over the limit from one that broke.
     fn serve(
@@ -258,7 +263,8 @@ impl Exchange<'_> {
             Ok(resp) => (resp, None),
             Err(e) => (errors::respond(&e, id), Some(e)),
         };
-        let answer = response_phase(&run, resp, upto, head_request, id).await;
+        let upstream = B::answered_by(&note);
+        let answer = response_phase(&run, resp, upstream, upto, head_request, id).await;
         Outcome {
             resp: answer.resp,
             chain: Some(run),
@@ -315,7 +321,15 @@ async fn local<N: Default>(
     head_request: bool,
     id: &RequestId,
 ) -> Outcome<N> {
-    let answer = response_phase(run, local_to_response(response), upto, head_request, id).await;
+    let answer = response_phase(
+        run,
+        local_to_response(response),
+        None,
+        upto,
+        head_request,
+        id,
+    )
+    .await;
     let mut o = Outcome::new(answer.resp, None);
     o.response_body = answer.body_verdict;
     o.error = answer.error;
@@ -334,6 +348,7 @@ impl<N> Outcome<N> {
 async fn response_phase(
     run: &ChainRun,
     resp: Response<Body>,
+    upstream: Option<Arc<str>>,
     upto: usize,
     head_request: bool,
     id: &RequestId,
@@ -348,6 +363,7 @@ async fn response_phase(
     let mut head = ResponseHead {
         status: parts.status,
         headers: std::mem::take(&mut parts.headers),
+        upstream,
     };
     match run
         .response_headers(&mut head, body.is_end_stream(), upto)

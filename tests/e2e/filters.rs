@@ -85,6 +85,10 @@ async fn a_local_response_goes_back_through_the_filter_that_sent_it_and_those_be
     // filter after it never saw the request and does not see the reply.
     assert_eq!(h["x-wasm-filter"], "proxy-wasm-demo");
     assert_eq!(values(&h, "x-resp-seen-by"), ["outer"]);
+    assert_eq!(
+        h["x-resp-upstream-address"], "<none>",
+        "no endpoint answered"
+    );
     assert_eq!(up.hits(), 0);
     // Every stage, reached or not, gets `on_log` (the kitchen counts its calls in shared data).
     let logged = |tag: &'static str| {
@@ -112,6 +116,12 @@ async fn a_local_response_goes_back_through_the_filter_that_sent_it_and_those_be
     let (s, h, _) = get(&gw.url("/x")).await;
     assert_eq!(s, 200);
     assert_eq!(values(&h, "x-resp-seen-by"), ["after", "outer"]);
+    // The response phase knows the endpoint that answered (`upstream.address`, `upstream.port`).
+    assert_eq!(h["x-resp-upstream-address"], up.addr.to_string().as_str());
+    assert_eq!(
+        h["x-resp-upstream-port"],
+        up.addr.port().to_string().as_str()
+    );
     assert_eq!(h["x-wasm-filter"], "proxy-wasm-demo");
 }
 

@@ -48,6 +48,7 @@ async fn streaming_response_body_is_rewritten_per_chunk() {
     let mut resp = ResponseHead {
         status: http::StatusCode::OK,
         headers: Default::default(),
+        upstream: None,
     };
     ctx.on_response_headers(&mut resp, false).await.unwrap();
     let mut out = Vec::new();
@@ -70,6 +71,7 @@ async fn buffered_response_body() {
     let mut resp = ResponseHead {
         status: http::StatusCode::OK,
         headers: Default::default(),
+        upstream: None,
     };
     ctx.on_response_headers(&mut resp, false).await.unwrap();
     let mut c = Bytes::from_static(b"part");
@@ -97,6 +99,7 @@ async fn trailers_both_ways() {
     let mut resp = ResponseHead {
         status: http::StatusCode::OK,
         headers: Default::default(),
+        upstream: None,
     };
     ctx.on_response_headers(&mut resp, false).await.unwrap();
     let mut t = http::HeaderMap::new();

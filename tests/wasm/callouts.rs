@@ -112,6 +112,7 @@ async fn local_responses_plain_and_grpc() {
     let mut resp = gateway::filter::ResponseHead {
         status: http::StatusCode::OK,
         headers: Default::default(),
+        upstream: None,
     };
     let v = ctx.on_response_headers(&mut resp, false).await;
     let Ok(Verdict::Respond(local)) = v else {

@@ -51,6 +51,7 @@ fn response(headers: &[(&str, &str)]) -> ResponseHead {
     ResponseHead {
         status: http::StatusCode::OK,
         headers: h,
+        upstream: None,
     }
 }
 

@@ -252,6 +252,7 @@ async fn response_phase_headers_status_and_on_log() {
     let mut resp = ResponseHead {
         status: http::StatusCode::OK,
         headers: Default::default(),
+        upstream: None,
     };
     let v = ctx.on_response_headers(&mut resp, true).await;
     assert!(matches!(v, Ok(Verdict::Continue)));

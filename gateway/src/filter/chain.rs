@@ -1001,6 +1001,7 @@ mod tests {
         let mut rh = ResponseHead {
             status: response.status,
             headers: HeaderMap::new(),
+            upstream: None,
         };
         run.response_headers(&mut rh, true, upto).await.unwrap();
         drop(run);
@@ -1163,6 +1164,7 @@ mod tests {
         let mut rh = ResponseHead {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
+            upstream: None,
         };
         assert_eq!(run.response_body_mode(1).await, BodyMode::Whole);
         match run

@@ -32,6 +32,9 @@ pub struct ResponseHead {
     pub status: StatusCode,
     /// Headers.
     pub headers: HeaderMap,
+    /// The upstream endpoint (`host:port`) that answered, when one did (not for a local or fixed
+    /// response).
+    pub upstream: Option<Arc<str>>,
 }
 
 /// A response made by a filter instead of the backend's.

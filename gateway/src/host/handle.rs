@@ -105,6 +105,7 @@ fn take_resp(r: &mut ResponseHead) -> ResponseHead {
         ResponseHead {
             status,
             headers: HeaderMap::new(),
+            upstream: r.upstream.clone(),
         },
     )
 }

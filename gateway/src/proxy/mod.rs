@@ -407,6 +407,13 @@ struct RouteBackend<'a> {
 impl Backend for RouteBackend<'_> {
     type Note = Option<EndpointName>;
 
+    fn answered_by(note: &Self::Note) -> Option<Arc<str>> {
+        match note {
+            Some(EndpointName::State(ep)) => Some(ep.shared_address.clone()),
+            _ => None,
+        }
+    }
+
     fn takes_body(&self) -> bool {
         matches!(self.route.action, Action::Upstream(_))
     }

@@ -28,6 +28,8 @@ fn now_nanos() -> u64 {
 pub struct EndpointState {
     /// `host:port`.
     pub address: String,
+    /// `address` again, shared: what filters are told answered (`upstream.address`).
+    pub shared_address: std::sync::Arc<str>,
     /// Relative weight.
     pub weight: u32,
     /// `address` parsed as a URI authority once (when it parses), for building upstream URIs.
@@ -46,6 +48,7 @@ impl EndpointState {
     pub fn new(address: String, weight: u32) -> Self {
         EndpointState {
             authority: address.parse().ok(),
+            shared_address: std::sync::Arc::from(address.as_str()),
             address,
             weight,
             in_flight: AtomicUsize::new(0),

@@ -125,6 +125,16 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
             }
         }
         ["connection_id"] => http.map(|h| int(h.info.connection as i64)),
+        // The endpoint that answered, once its response is here (`host:port` as configured).
+        ["upstream", "address"] => http
+            .and_then(|h| h.data.resp.as_ref())
+            .and_then(|r| r.upstream.as_deref().map(text)),
+        ["upstream", "port"] => http
+            .and_then(|h| h.data.resp.as_ref())
+            .and_then(|r| r.upstream.as_deref())
+            .and_then(|a| a.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse::<i64>().ok())
+            .map(int),
         // Kong Gateway's names for the same facts, as text (ngx_wasm_module answers in text).
         ["kong", rest @ ..] => {
             let h = http.ok_or(Status::NotFound)?;
