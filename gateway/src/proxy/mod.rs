@@ -443,9 +443,9 @@ impl Backend for RouteBackend<'_> {
                 return match forwarded {
                     Ok((resp, endpoint)) => (Ok(resp), Some(EndpointName::State(endpoint))),
                     Err(e) => {
-                        if e.status().0.is_server_error() {
-                            tracing::warn!(route = %route.name, upstream = %cluster.name, endpoint = e.endpoint().unwrap_or("-"), error = %e, "upstream request failed");
-                        }
+                        // The warning is `errors::respond`'s, once, with the request id (the
+                        // access line has the route and upstream); here only for debugging.
+                        tracing::debug!(route = %route.name, upstream = %cluster.name, endpoint = e.endpoint().unwrap_or("-"), error = %e, "upstream request failed");
                         let endpoint = e.endpoint().map(|e| EndpointName::Text(e.to_owned()));
                         (Err(e), endpoint)
                     }
