@@ -86,12 +86,8 @@ impl HttpBody for Filtered {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Err(_))) = &r {
-            if !self.watch.too_large.load(Ordering::Acquire)
-                && !self.watch.broken.load(Ordering::Acquire)
-            {
-                self.watch.cut.store(true, Ordering::Release);
-            }
+        if let (Poll::Ready(Some(Err(_))), false) = (&r, self.watch.explains_failure()) {
+            self.watch.cut.store(true, Ordering::Release);
         }
         r
     }

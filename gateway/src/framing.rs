@@ -37,31 +37,18 @@ pub fn strip_framing(h: &mut HeaderMap) {
     strip_connection_framing(h);
 }
 
-/// Removes the [`FRAMING`] headers but `content-length` (which the caller settles): one pass over
-/// the names, and a lookup only for those present (almost never any).
+/// Removes the [`FRAMING`] headers but `content-length` (which the caller settles): the same one
+/// pass over the names as [`strip_hop_by_hop`], and a lookup only for those present (almost never
+/// any). Other `proxy-*` headers stay (a filter's `407` may carry `proxy-authenticate`).
 pub fn strip_connection_framing(h: &mut HeaderMap) {
-    let found = h.keys().fold(0u8, |acc, k| acc | framing_bit(k));
+    let found = hop_headers(h);
     if found == 0 {
         return;
     }
-    for (i, n) in FRAMING.iter().enumerate().skip(1) {
-        if found & (1 << i) != 0 {
-            h.remove(n);
-        }
+    remove_fixed(h, found);
+    if found & HOP_PROXY != 0 {
+        h.remove(PROXY_CONNECTION);
     }
-}
-
-/// The bit of `n`'s place in [`FRAMING`] (0 for `content-length` and for other headers). Most
-/// names are told apart by their length alone.
-fn framing_bit(n: &HeaderName) -> u8 {
-    if !matches!(n.as_str().len(), 2 | 7 | 10 | 16 | 17) {
-        return 0;
-    }
-    FRAMING
-        .iter()
-        .position(|f| f == n)
-        .filter(|&i| i > 0)
-        .map_or(0, |i| 1 << i)
 }
 
 const HOP_CONNECTION: u8 = 1;
@@ -91,6 +78,29 @@ fn hop_bit(n: &HeaderName) -> u8 {
     }
 }
 
+/// The `HOP_*` bits of the headers of `h`: one pass over the names.
+fn hop_headers(h: &HeaderMap) -> u8 {
+    h.keys().fold(0u8, |acc, k| acc | hop_bit(k))
+}
+
+/// The hop-by-hop headers of fixed names, with their `HOP_*` bits.
+static FIXED: [(u8, HeaderName); 5] = [
+    (HOP_CONNECTION, header::CONNECTION),
+    (HOP_TE, header::TE),
+    (HOP_TRANSFER_ENCODING, header::TRANSFER_ENCODING),
+    (HOP_UPGRADE, header::UPGRADE),
+    (HOP_KEEP_ALIVE, KEEP_ALIVE),
+];
+
+/// Removes the hop-by-hop headers of fixed names among `found` (`HOP_*` bits).
+fn remove_fixed(h: &mut HeaderMap, found: u8) {
+    for (bit, name) in &FIXED {
+        if found & bit != 0 {
+            h.remove(name);
+        }
+    }
+}
+
 /// Removes hop-by-hop headers: Connection and every header it names, Keep-Alive, TE,
 /// Transfer-Encoding, Upgrade, and Proxy-*.
 ///
@@ -101,7 +111,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     // One pass over the names says which are present; the map is only looked up and changed for
     // those (headers named by Connection can only be present along with Connection). This runs on
     // every request and response, most of which carry only `Connection: keep-alive`.
-    let found = h.keys().fold(0u8, |acc, k| acc | hop_bit(k));
+    let found = hop_headers(h);
     if found == 0 {
         return;
     }
@@ -131,20 +141,8 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
         for n in named {
             h.remove(n);
         }
-        h.remove(header::CONNECTION);
     }
-    if found & HOP_TE != 0 {
-        h.remove(header::TE);
-    }
-    if found & HOP_TRANSFER_ENCODING != 0 {
-        h.remove(header::TRANSFER_ENCODING);
-    }
-    if found & HOP_UPGRADE != 0 {
-        h.remove(header::UPGRADE);
-    }
-    if found & HOP_KEEP_ALIVE != 0 {
-        h.remove(KEEP_ALIVE);
-    }
+    remove_fixed(h, found);
     if found & HOP_PROXY != 0 {
         let proxy: Vec<HeaderName> = h
             .keys()

@@ -35,6 +35,29 @@ fn upstreams(up: &MockUpstream, callee: &MockUpstream) -> String {
         .yaml()
 }
 
+/// The test's backends (`up` serves the routes; `callee` answers callouts, as the upstream `mock`)
+/// and a gateway with the test plugins and these `routes` (the YAML under `routes:`).
+async fn gateway(routes: &str) -> (MockUpstream, MockUpstream, TestGateway) {
+    let up = MockUpstream::start("up").await;
+    let callee = MockUpstream::start("callee").await;
+    let gw = TestGateway::start(&format!(
+        "{}{}routes:\n{routes}",
+        plugins(),
+        upstreams(&up, &callee)
+    ))
+    .await;
+    (up, callee, gw)
+}
+
+/// What a kitchen filter wrote in shared data under `key` (empty if nothing), read by a request to
+/// `path`, whose route's first filter is a kitchen filter.
+async fn shared(gw: &TestGateway, path: &str, key: &str) -> String {
+    let (_, h, _) = get_with(&gw.url(path), &[("x-test", "get-shared"), ("x-key", key)]).await;
+    h.get("x-shared-value")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_envoy_proxy_wasm_filter_runs_unchanged_with_each_routes_config() {
     let up = MockUpstream::start("up").await;
@@ -71,14 +94,7 @@ async fn an_envoy_proxy_wasm_filter_runs_unchanged_with_each_routes_config() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_response_goes_back_through_the_filter_that_sent_it_and_those_before_it() {
-    let up = MockUpstream::start("up").await;
-    let callee = MockUpstream::start("callee").await;
-    let gw = TestGateway::start(&format!(
-        "{}{}routes:\n  - name: r\n    match: {{path: {{prefix: /x}}}}\n    upstream: up\n    filters:\n      - {{plugin: kitchen, config: \"tag=outer\"}}\n      - {{plugin: demo, config: inner}}\n      - {{plugin: kitchen, config: \"tag=after\"}}\n  - name: reader\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=reader\"}}]\n",
-        plugins(),
-        upstreams(&up, &callee)
-    ))
-    .await;
+    let (up, _callee, gw) = gateway("  - name: r\n    match: {path: {prefix: /x}}\n    upstream: up\n    filters:\n      - {plugin: kitchen, config: \"tag=outer\"}\n      - {plugin: demo, config: inner}\n      - {plugin: kitchen, config: \"tag=after\"}\n  - name: reader\n    upstream: up\n    filters: [{plugin: kitchen, config: \"tag=reader\"}]\n").await;
     let (s, h, _) = get_with(&gw.url("/x"), &[("x-demo-deny", "1")]).await;
     assert_eq!(s, 403);
     // As in Envoy: the answering filter stamps its own reply, the filter before it sees it too; the
@@ -91,24 +107,13 @@ async fn a_local_response_goes_back_through_the_filter_that_sent_it_and_those_be
     );
     assert_eq!(up.hits(), 0);
     // Every stage, reached or not, gets `on_log` (the kitchen counts its calls in shared data).
-    let logged = |tag: &'static str| {
-        let url = gw.url("/read");
-        async move {
-            let (_, h, _) = get_with(
-                &url,
-                &[
-                    ("x-test", "get-shared"),
-                    ("x-key", &format!("logged:{tag}")),
-                ],
-            )
-            .await;
-            h.get("x-shared-value")
-                .map(|v| v.to_str().unwrap().to_owned())
-                .unwrap_or_default()
-        }
-    };
     assert!(
-        eventually(Duration::from_secs(5), async || logged("after").await
+        eventually(Duration::from_secs(5), async || shared(
+            &gw,
+            "/read",
+            "logged:after"
+        )
+        .await
             == "1")
         .await
     );
@@ -127,14 +132,8 @@ async fn a_local_response_goes_back_through_the_filter_that_sent_it_and_those_be
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callout_goes_without_the_hop_by_hop_headers_the_filter_passed() {
-    let up = MockUpstream::start("up").await;
-    let callee = MockUpstream::start("callee").await;
-    let gw = TestGateway::start(&format!(
-        "{}{}routes:\n  - name: r\n    upstream: up\n    filters: [{{plugin: kitchen}}]\n",
-        plugins(),
-        upstreams(&up, &callee)
-    ))
-    .await;
+    let (up, callee, gw) =
+        gateway("  - name: r\n    upstream: up\n    filters: [{plugin: kitchen}]\n").await;
     let (s, _, body) = get_with(&gw.url("/x"), &[("x-test", "callout-hop")]).await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(up.last().headers["x-callout-status"], "200");
@@ -161,14 +160,8 @@ async fn a_callout_goes_without_the_hop_by_hop_headers_the_filter_passed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callout_pauses_the_request_and_its_answer_resumes_or_denies_it() {
-    let up = MockUpstream::start("up").await;
-    let callee = MockUpstream::start("callee").await;
-    let gw = TestGateway::start(&format!(
-        "{}{}routes:\n  - name: r\n    upstream: up\n    filters: [{{plugin: kitchen}}]\n",
-        plugins(),
-        upstreams(&up, &callee)
-    ))
-    .await;
+    let (up, callee, gw) =
+        gateway("  - name: r\n    upstream: up\n    filters: [{plugin: kitchen}]\n").await;
     let (s, _, body) = get_with(
         &gw.url("/x"),
         &[("x-test", "callout"), ("x-callout-body", "hi")],
@@ -191,14 +184,7 @@ async fn a_callout_pauses_the_request_and_its_answer_resumes_or_denies_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunked_upstream_body_is_rewritten_and_request_bodies_are_buffered() {
-    let up = MockUpstream::start("up").await;
-    let callee = MockUpstream::start("callee").await;
-    let gw = TestGateway::start(&format!(
-        "{}{}routes:\n  - name: r\n    upstream: up\n    max_body_size: 1KiB\n    filters: [{{plugin: kitchen}}]\n",
-        plugins(),
-        upstreams(&up, &callee)
-    ))
-    .await;
+    let (up, _callee, gw) = gateway("  - name: r\n    upstream: up\n    max_body_size: 1KiB\n    filters: [{plugin: kitchen}]\n").await;
     let (s, h, body) = get_with(&gw.url("/foo/3"), &[("x-test", "resp-stream")]).await;
     assert_eq!(s, 200);
     assert!(h.get("content-length").is_none());
@@ -361,14 +347,7 @@ async fn a_small_wasm_pool_serves_filters() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_with_nothing_in_flight_holds_until_the_filter_continues_or_the_timeout() {
-    let up = MockUpstream::start("up").await;
-    let callee = MockUpstream::start("callee").await;
-    let gw = TestGateway::start(&format!(
-        "{}{}routes:\n  - name: r\n    upstream: up\n    timeout: 400ms\n    filters: [{{plugin: kitchen, config: \"tag=p;tick_ms=20\"}}]\n",
-        plugins(),
-        upstreams(&up, &callee)
-    ))
-    .await;
+    let (up, _callee, gw) = gateway("  - name: r\n    upstream: up\n    timeout: 400ms\n    filters: [{plugin: kitchen, config: \"tag=p;tick_ms=20\"}]\n").await;
     // Paused in the request headers; the root context's tick continues it (as a filter waiting for
     // an outside event would).
     let (s, _, body) = get_with(&gw.url("/x"), &[("x-test", "pause")]).await;
@@ -388,13 +367,9 @@ async fn a_pause_with_nothing_in_flight_holds_until_the_filter_continues_or_the_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_stream_is_reset_not_answered() {
-    let up = MockUpstream::start("up").await;
-    let callee = MockUpstream::start("callee").await;
-    let gw = TestGateway::start(&format!(
-        "{}{}routes:\n  - name: r\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=c\"}}]\n",
-        plugins(),
-        upstreams(&up, &callee)
-    ))
+    let (up, _callee, gw) = gateway(
+        "  - name: r\n    upstream: up\n    filters: [{plugin: kitchen, config: \"tag=c\"}]\n",
+    )
     .await;
     // HTTP/1: the connection is closed without a response, and the gateway serves the next one.
     let text = raw(
@@ -432,25 +407,12 @@ async fn a_closed_stream_is_reset_not_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_context_whose_on_done_returns_false_lives_until_proxy_done() {
-    let up = MockUpstream::start("up").await;
-    let callee = MockUpstream::start("callee").await;
-    let gw = TestGateway::start(&format!(
-        "{}{}routes:\n\
-         \x20 - name: d\n    match: {{path: {{prefix: /d}}}}\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=d\"}}]\n\
-         \x20 - name: r\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=r\"}}]\n",
-        plugins(),
-        upstreams(&up, &callee)
-    ))
+    let (up, _callee, gw) = gateway(
+        "  - name: d\n    match: {path: {prefix: /d}}\n    upstream: up\n    filters: [{plugin: kitchen, config: \"tag=d\"}]\n\
+         \x20 - name: r\n    upstream: up\n    filters: [{plugin: kitchen, config: \"tag=r\"}]\n",
+    )
     .await;
-    let read = |key: &'static str| {
-        let url = gw.url("/read");
-        async move {
-            let (_, h, _) = get_with(&url, &[("x-test", "get-shared"), ("x-key", key)]).await;
-            h.get("x-shared-value")
-                .map(|v| v.to_str().unwrap().to_owned())
-                .unwrap_or_default()
-        }
-    };
+    let read = |key: &'static str| shared(&gw, "/read", key);
     let (s, _, _) = get_with(&gw.url("/d"), &[("x-test", "keep-done")]).await;
     assert_eq!(s, 200);
     // Its on_done said false: it is kept, so it has not logged.
@@ -495,19 +457,11 @@ async fn a_plugin_without_a_route_runs_as_a_service_and_is_reloaded() {
     };
     let gw = TestGateway::start(&yaml("svc")).await;
     // Reads what the service wrote to shared data (the two plugins share the VM id's namespace).
-    let read = |key: String| {
-        let url = gw.url("/read");
-        async move {
-            let (_, h, _) = get_with(&url, &[("x-test", "get-shared"), ("x-key", &key)]).await;
-            h.get("x-shared-value")
-                .map(|v| v.to_str().unwrap().to_owned())
-                .unwrap_or_default()
-        }
-    };
+    let read = |key: &'static str| shared(&gw, "/read", key);
     // It started with the gateway: configured, ticking, calling out from its root context.
     assert!(
         eventually(Duration::from_secs(5), async || {
-            read("tick-callout:svc".into()).await == "mock callee /tick"
+            read("tick-callout:svc").await == "mock callee /tick"
         })
         .await
     );
@@ -532,10 +486,8 @@ async fn a_plugin_without_a_route_runs_as_a_service_and_is_reloaded() {
         Some("ok")
     );
     assert!(
-        eventually(Duration::from_secs(5), async || read(
-            "queue-last:svc".into()
-        )
-        .await
+        eventually(Duration::from_secs(5), async || read("queue-last:svc")
+            .await
             == "hello")
         .await
     );
@@ -550,14 +502,14 @@ async fn a_plugin_without_a_route_runs_as_a_service_and_is_reloaded() {
     assert!(report.message.contains("loaded"), "{}", report.message);
     assert!(
         eventually(Duration::from_secs(5), async || {
-            read("ticks:svc2".into()).await.parse::<u64>().unwrap_or(0) > 0
+            read("ticks:svc2").await.parse::<u64>().unwrap_or(0) > 0
         })
         .await
     );
-    let before = read("ticks:svc".into()).await.parse::<u64>().unwrap_or(0);
+    let before = read("ticks:svc").await.parse::<u64>().unwrap_or(0);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
-        read("ticks:svc".into()).await.parse::<u64>().unwrap_or(0),
+        read("ticks:svc").await.parse::<u64>().unwrap_or(0),
         before,
         "the old service no longer ticks"
     );

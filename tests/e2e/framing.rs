@@ -86,15 +86,37 @@ fn responses(mut text: &str) -> Vec<Msg> {
 /// Sends a request with `headers` on `path` and, pipelined behind it on the same connection, a
 /// plain `GET /second`; returns both answers.
 async fn pipelined(gw: &TestGateway, path: &str, headers: &str) -> (Msg, Msg) {
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: h\r\n{headers}\r\nGET /second HTTP/1.1\r\nHost: h\r\n\r\n"
-    );
+    pipelined_raw(
+        gw,
+        &format!("GET {path} HTTP/1.1\r\nHost: h\r\n{headers}\r\n"),
+    )
+    .await
+}
+
+/// Sends the request `first` and, pipelined behind it on the same connection, a plain
+/// `GET /second`; returns both answers.
+async fn pipelined_raw(gw: &TestGateway, first: &str) -> (Msg, Msg) {
+    let req = format!("{first}GET /second HTTP/1.1\r\nHost: h\r\n\r\n");
     let text = raw(gw.addr, req.as_bytes(), Duration::from_millis(700)).await;
     let mut msgs = responses(&text).into_iter();
     let (Some(first), Some(second), None) = (msgs.next(), msgs.next(), msgs.next()) else {
         panic!("two responses expected: {text:?}");
     };
     (first, second)
+}
+
+/// `GET /first` with `headers` (which make a filter write lying framing headers) and a `GET /second`
+/// behind it: the first answer is `body`, framed by the gateway; the second is the upstream's own,
+/// uncorrupted. Returns the first answer.
+async fn framed_then_next(gw: &TestGateway, headers: &str, body: &str) -> Msg {
+    let (first, second) = pipelined(gw, "/first", headers).await;
+    assert_eq!((first.status, first.body.as_str()), (200, body));
+    framed_by_the_gateway(&first);
+    assert_eq!(
+        (second.status, second.body.as_str()),
+        (200, "mock up /second\n")
+    );
+    first
 }
 
 /// No framing header a plugin wrote is left: the body is framed by its own length, or chunked (when
@@ -124,25 +146,10 @@ async fn framing_written_by_a_proxy_wasm_filter_is_the_gateways() {
     )
     .await;
     // A local reply that says `content-length: 0` (and chunked, and close) for 11 bytes.
-    let (first, second) = pipelined(&gw, "/first", "x-test: framing-local\r\n").await;
-    assert_eq!((first.status, first.body.as_str()), (200, "hello world"));
+    let first = framed_then_next(&gw, "x-test: framing-local\r\n", "hello world").await;
     assert_eq!(first.one("x-local"), Some("1"));
-    framed_by_the_gateway(&first);
-    assert_eq!(
-        (second.status, second.body.as_str()),
-        (200, "mock up /second\n")
-    );
     // The upstream's response, on which the filter writes the same lies.
-    let (first, second) = pipelined(&gw, "/first", "x-test: framing-response\r\n").await;
-    assert_eq!(
-        (first.status, first.body.as_str()),
-        (200, "mock up /first\n")
-    );
-    framed_by_the_gateway(&first);
-    assert_eq!(
-        (second.status, second.body.as_str()),
-        (200, "mock up /second\n")
-    );
+    framed_then_next(&gw, "x-test: framing-response\r\n", "mock up /first\n").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,34 +166,18 @@ async fn framing_written_by_a_component_is_the_gateways() {
             .yaml(),
     )
     .await;
-    let (first, second) = pipelined(&gw, "/first", "x-test: respond-framing\r\n").await;
-    assert_eq!((first.status, first.body.as_str()), (200, "hello world"));
+    let first = framed_then_next(&gw, "x-test: respond-framing\r\n", "hello world").await;
     assert_eq!(first.one("x-local"), Some("yes"));
-    framed_by_the_gateway(&first);
-    assert_eq!(
-        (second.status, second.body.as_str()),
-        (200, "mock up /second\n")
-    );
-    let (first, second) = pipelined(&gw, "/first", "x-resp-test: framing\r\n").await;
-    assert_eq!(
-        (first.status, first.body.as_str()),
-        (200, "mock up /first\n")
-    );
-    framed_by_the_gateway(&first);
-    assert_eq!(
-        (second.status, second.body.as_str()),
-        (200, "mock up /second\n")
-    );
+    framed_then_next(&gw, "x-resp-test: framing\r\n", "mock up /first\n").await;
     // A filter's `content-length` on the request does not frame the body the backend gets.
-    let req =
-        "POST /echo HTTP/1.1\r\nHost: h\r\nx-test: req-framing\r\nContent-Length: 5\r\n\r\nhello\
-               GET /second HTTP/1.1\r\nHost: h\r\n\r\n";
-    let text = raw(gw.addr, req.as_bytes(), Duration::from_millis(700)).await;
-    let msgs = responses(&text);
-    assert_eq!(msgs.len(), 2, "{text}");
-    assert_eq!((msgs[0].status, msgs[0].body.as_str()), (200, "hello"));
+    let (first, second) = pipelined_raw(
+        &gw,
+        "POST /echo HTTP/1.1\r\nHost: h\r\nx-test: req-framing\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    .await;
+    assert_eq!((first.status, first.body.as_str()), (200, "hello"));
     assert_eq!(
-        (msgs[1].status, msgs[1].body.as_str()),
+        (second.status, second.body.as_str()),
         (200, "mock up /second\n")
     );
     let echo = up

@@ -416,15 +416,12 @@ impl InlineRun {
                 Ok(ChunkFlow::Send(data)) => data,
                 Ok(ChunkFlow::Respond(response, upto)) => {
                     self.end(Ok(Flow::Respond { response, upto }));
-                    return Some((
-                        Err(BodyCut::boxed("a filter answered during the body")),
-                        self,
-                    ));
+                    return Some((Err("a filter answered during the body".into()), self));
                 }
                 Err(e) => {
                     let msg = e.to_string();
                     self.end(Err(e));
-                    return Some((Err(BodyCut::boxed(msg)), self));
+                    return Some((Err(msg.into()), self));
                 }
             };
             if eos {
@@ -433,15 +430,12 @@ impl InlineRun {
                         Ok(None) => self.queued = Some(t),
                         Ok(Some((response, upto))) => {
                             self.end(Ok(Flow::Respond { response, upto }));
-                            return Some((
-                                Err(BodyCut::boxed("a filter answered on trailers")),
-                                self,
-                            ));
+                            return Some((Err("a filter answered on trailers".into()), self));
                         }
                         Err(e) => {
                             let msg = e.to_string();
                             self.end(Err(e));
-                            return Some((Err(BodyCut::boxed(msg)), self));
+                            return Some((Err(msg.into()), self));
                         }
                     }
                 }
@@ -786,18 +780,6 @@ fn fail_open_or_closed(stage: &Stage, error: FilterError) -> Result<(), ChainErr
                 error,
             })
         }
-    }
-}
-
-/// A body the filters cut off while it streamed (one answered, or failed): the error its reader
-/// gets. The backend's failure that follows is not the backend's, and is not counted as one.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BodyCut(String);
-
-impl BodyCut {
-    fn boxed(why: impl Into<String>) -> BoxError {
-        Box::new(BodyCut(why.into()))
     }
 }
 

@@ -161,25 +161,7 @@ pub async fn handle(
     } = route_and_serve(listener, &info, &id, req).await;
     reset_watch.done = true;
     drop(reset_watch);
-    if reset {
-        drop(chain);
-        drop(in_flight);
-        let done = Done {
-            route,
-            forwarded,
-            endpoint,
-            method,
-            path,
-            peer: info.peer,
-            // No response: logged with status 0, counted in no status.
-            status: 0,
-            start,
-            id,
-        };
-        finish(&shared.metrics, done, 0, false, log);
-        return Err(StreamReset);
-    }
-    if let Some(r) = &route {
+    if let (false, Some(r)) = (reset, &route) {
         r.response_headers.apply(resp.headers_mut());
         r.stats.latency.observe(start.elapsed());
     }
@@ -190,10 +172,17 @@ pub async fn handle(
         method,
         path,
         peer: info.peer,
-        status: resp.status().as_u16(),
+        // A reset has no response: logged with status 0, counted in no status.
+        status: if reset { 0 } else { resp.status().as_u16() },
         start,
         id,
     };
+    if reset {
+        drop(chain);
+        drop(in_flight);
+        finish(&shared.metrics, done, 0, false, log);
+        return Err(StreamReset);
+    }
     let metrics = shared.metrics.clone();
     // On HTTP/2 the response's clock lets the connection find a stream the client stopped reading,
     // and a stream dropped before its end (not broken by the backend) was cancelled by the client.
