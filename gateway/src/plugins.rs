@@ -642,4 +642,17 @@ impl Upstreams for GatewayUpstreams {
             crate::host::callout(&cluster, req, timeout).await
         })
     }
+
+    fn stream(
+        &self,
+        upstream: &str,
+        req: http::Request<crate::body::Body>,
+    ) -> BoxFuture<'static, Result<http::Response<crate::body::Body>, CalloutError>> {
+        let cluster = self.cluster(upstream);
+        let name = upstream.to_owned();
+        Box::pin(async move {
+            let cluster = cluster.ok_or(CalloutError::UnknownUpstream(name))?;
+            crate::host::stream_callout(&cluster, req).await
+        })
+    }
 }

@@ -9,6 +9,7 @@ mod errors;
 mod filters;
 mod framing;
 mod go_sdk;
+mod grpc_callouts;
 mod guide;
 mod limits;
 mod malformed;

@@ -76,6 +76,7 @@ pub fn proxy_wasm_fixtures() -> Result<&'static Fixtures, String> {
                 kitchen: t.join("wasm32-wasip1/release/kitchen_sink.wasm"),
                 kitchen_unknown: t.join("wasm32-unknown-unknown/release/kitchen_sink.wasm"),
                 hostile: t.join("wasm32-wasip1/release/hostile.wasm"),
+                grpc_authz: t.join("wasm32-wasip1/release/grpc_authz.wasm"),
             })
         })
         .as_ref()
@@ -91,6 +92,9 @@ pub struct Fixtures {
     pub kitchen_unknown: PathBuf,
     /// Trap, loop, memory hog, recursion, bad pointers, CR/LF headers (`x-hostile` header).
     pub hostile: PathBuf,
+    /// An ext_authz-style filter that authorizes through a gRPC service, and drives gRPC streams
+    /// (`x-grpc-test` header).
+    pub grpc_authz: PathBuf,
 }
 
 /// The component test fixtures (`tests/fixtures/components`, written with `plugin-sdk`), built once

@@ -3,6 +3,7 @@
 //! gateway implements [`Upstreams`] over its upstream clusters, each call sent by [`callout`].
 
 use super::HostCore;
+use crate::body::Body;
 use crate::config::PluginCapabilities;
 use crate::upstream::Cluster;
 use bytes::Bytes;
@@ -27,6 +28,10 @@ pub enum CalloutError {
     /// The request was malformed (missing `:method`, `:path` or `:authority`, bad header).
     #[error("bad callout request: {0}")]
     BadRequest(String),
+    /// This host does not offer the call (a streaming exchange, such as gRPC, where only whole
+    /// answers are offered).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
     /// The timeout passed before a response arrived.
     #[error("callout timed out")]
     Timeout,
@@ -50,15 +55,30 @@ pub trait Upstreams: Send + Sync {
         req: http::Request<Bytes>,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<http::Response<Bytes>, CalloutError>>;
+
+    /// Starts a streaming HTTP/2 exchange with `upstream` (gRPC): `req`'s body is sent as it comes,
+    /// the response's body (trailers included) is read by the caller; no timeout of its own. Hosts
+    /// that only answer whole responses do not offer it.
+    fn stream(
+        &self,
+        upstream: &str,
+        _req: http::Request<Body>,
+    ) -> BoxFuture<'static, Result<http::Response<Body>, CalloutError>> {
+        let e = CalloutError::Unsupported(format!(
+            "streaming calls (gRPC) to `{upstream}` are not offered by this host"
+        ));
+        Box::pin(async move { Err(e) })
+    }
 }
 
-/// Sends one callout to an endpoint of `cluster` (picked by its balancer, over its pooled client) and
-/// reads the whole response within `timeout`; the outcome counts for the endpoint's passive health.
-pub async fn callout(
+/// Picks an endpoint of `cluster` (by its balancer) for a callout and points `parts` at it: the URI
+/// gets the cluster's scheme and `authority` (the endpoint's address when `None`), the version the
+/// cluster's protocol.
+fn aim(
     cluster: &Cluster,
-    req: http::Request<Bytes>,
-    timeout: Duration,
-) -> Result<http::Response<Bytes>, CalloutError> {
+    parts: &mut http::request::Parts,
+    authority: Option<&str>,
+) -> Result<usize, CalloutError> {
     let idx = cluster
         .policy
         .pick(&cluster.endpoints, None, None)
@@ -68,20 +88,28 @@ pub async fn callout(
                 cluster.name
             ))
         })?;
-    let ep = cluster.endpoints[idx].clone();
-    let (mut parts, body) = req.into_parts();
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    parts.uri = format!("{}://{}{pq}", cluster.scheme, ep.address)
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let authority = authority.unwrap_or(&cluster.endpoints[idx].address);
+    parts.uri = format!("{}://{authority}{pq}", cluster.scheme)
         .parse()
         .map_err(|e| CalloutError::BadRequest(format!("{e}")))?;
     parts.version = match cluster.protocol {
         crate::config::Protocol::Http1 => http::Version::HTTP_11,
         crate::config::Protocol::Http2 => http::Version::HTTP_2,
     };
+    Ok(idx)
+}
+
+/// Sends one callout to an endpoint of `cluster` (picked by its balancer, over its pooled client) and
+/// reads the whole response within `timeout`; the outcome counts for the endpoint's passive health.
+pub async fn callout(
+    cluster: &Cluster,
+    req: http::Request<Bytes>,
+    timeout: Duration,
+) -> Result<http::Response<Bytes>, CalloutError> {
+    let (mut parts, body) = req.into_parts();
+    let idx = aim(cluster, &mut parts, None)?;
+    let ep = cluster.endpoints[idx].clone();
     let req = http::Request::from_parts(parts, crate::body::full(body));
     let exchange = async {
         let resp = cluster
@@ -105,6 +133,32 @@ pub async fn callout(
     };
     ep.record(result.is_ok(), &cluster.passive);
     result
+}
+
+/// Starts a streaming exchange (gRPC) with an endpoint of `cluster`, which must speak HTTP/2: `req`'s
+/// `:authority` is kept. Reaching the endpoint and getting response headers counts for its passive
+/// health; the body is the caller's to read.
+pub async fn stream_callout(
+    cluster: &Cluster,
+    req: http::Request<Body>,
+) -> Result<http::Response<Body>, CalloutError> {
+    if cluster.protocol != crate::config::Protocol::Http2 {
+        return Err(CalloutError::Failed(format!(
+            "upstream `{}` speaks HTTP/1.1; gRPC needs `protocol: http2`",
+            cluster.name
+        )));
+    }
+    let (mut parts, body) = req.into_parts();
+    let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+    let idx = aim(cluster, &mut parts, authority.as_deref())?;
+    let ep = cluster.endpoints[idx].clone();
+    let result = cluster
+        .client
+        .send(idx, http::Request::from_parts(parts, body))
+        .await;
+    ep.record(result.is_ok(), &cluster.passive);
+    let resp = result.map_err(|e| CalloutError::Failed(e.to_string()))?;
+    Ok(resp.map(crate::body::boxed))
 }
 
 /// The upstreams a plugin may call.

@@ -3,6 +3,7 @@
 //! queues, metrics, logs and outbound HTTP (grants, request building, timeout) behave the same for
 //! both. Nothing here knows of wasmtime: the ABIs translate their wire formats into these calls.
 
+mod grpc;
 mod handle;
 mod http;
 mod kv;
@@ -10,12 +11,17 @@ mod log;
 mod metrics;
 mod queue;
 
+pub use grpc::{
+    code as grpc_code, GrpcCall, GrpcError, GrpcEvent, GrpcRequest,
+    MAX_QUEUED_MESSAGES as GRPC_MAX_QUEUED,
+};
 pub use handle::{
     edit_headers, header_name, header_value, set_authority, set_path_with_query, status,
     HandleError, HeaderEdit, HttpData, Lent, Phase,
 };
 pub use http::{
-    callout, callout_request, callout_timeout, CalloutError, Grants, Upstreams, MAX_CALLOUT_TIMEOUT,
+    callout, callout_request, callout_timeout, stream_callout, CalloutError, Grants, Upstreams,
+    MAX_CALLOUT_TIMEOUT,
 };
 pub use kv::{CasMismatch, IncrementError, SharedData};
 pub use log::{log_level, plugin_log, LogLevel};

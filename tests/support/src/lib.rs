@@ -7,10 +7,12 @@
 //! the shipped `gateway plugin test` keeps its own fixture answers and uses nothing from here.
 
 pub mod config;
+pub mod grpc;
 pub mod mock;
 pub mod upstreams;
 
 pub use config::{GatewayConfig, Plugin, Route, Upstream};
+pub use grpc::{GrpcServer, SeenCall};
 pub use mock::{MockUpstream, Seen};
 pub use upstreams::MockUpstreams;
 

@@ -56,4 +56,17 @@ impl Upstreams for MockUpstreams {
             gateway::host::callout(&cluster, req, timeout).await
         })
     }
+
+    fn stream(
+        &self,
+        upstream: &str,
+        req: http::Request<gateway::body::Body>,
+    ) -> BoxFuture<'static, Result<http::Response<gateway::body::Body>, CalloutError>> {
+        let cluster = self.clusters.get(upstream).map(|(c, _)| c.clone());
+        let name = upstream.to_owned();
+        Box::pin(async move {
+            let cluster = cluster.ok_or(CalloutError::UnknownUpstream(name))?;
+            gateway::host::stream_callout(&cluster, req).await
+        })
+    }
 }

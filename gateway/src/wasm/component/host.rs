@@ -271,6 +271,7 @@ fn http_error(e: CalloutError) -> http_client::HttpError {
         CalloutError::UnknownUpstream(u) => HttpError::Denied(format!("no upstream `{u}`")),
         CalloutError::BadRequest(m) => HttpError::BadRequest(m),
         CalloutError::Timeout => HttpError::Timeout,
+        e @ CalloutError::Unsupported(_) => HttpError::Failed(e.to_string()),
         CalloutError::Failed(m) => HttpError::Failed(m),
     }
 }

@@ -4,7 +4,7 @@
 //! left to wait for.
 
 use super::abi::action;
-use super::state::PendingCall;
+use super::state::{CallEvent, PendingCall};
 use super::vm::Vm;
 use super::ProxyWasmPlugin;
 use crate::config::FailurePolicy;
@@ -240,7 +240,7 @@ impl ProxyWasmCtx {
                 break;
             }
             let woke = tokio::select! {
-                call = first_done(&mut pending), if !pending.is_empty() => Ok(Some(call)),
+                call = first_event(&mut pending), if !pending.is_empty() => Ok(Some(call)),
                 _ = wake.notified() => Ok(None),
                 _ = tokio::time::sleep_until(idle_until), if pending.is_empty() => Err(self.pause_limit),
                 _ = tokio::time::sleep_until(give_up) => Err(MAX_PAUSE),
@@ -261,9 +261,9 @@ impl ProxyWasmCtx {
             };
             let r = match woke {
                 // A callout of this context came back: its callback runs with the data lent.
-                Some((token, result)) => {
+                Some((token, event)) => {
                     http.data.lend(&mut lent);
-                    let r = plugin.deliver_callout(vm, id, token, result);
+                    let r = plugin.deliver(vm, id, token, event);
                     if let Some(http) = vm.store.data_mut().https.get_mut(&id) {
                         http.data.take_back(&mut lent, true);
                     }
@@ -425,22 +425,19 @@ fn phase_verdict(
     Ok(Verdict::Continue)
 }
 
-type CallResult = Result<http::Response<Bytes>, crate::host::CalloutError>;
-
-/// Waits for the first callout in `pending` to finish and takes it out.
-async fn first_done(pending: &mut Vec<PendingCall>) -> (u32, CallResult) {
-    let (result, index) = {
-        let futs = pending.iter_mut().map(|c| &mut c.rx);
+/// Waits for the next event of any callout in `pending`; a callout that reported its last event is
+/// taken out.
+async fn first_event(pending: &mut Vec<PendingCall>) -> (u32, CallEvent) {
+    let ((event, last), index) = {
+        let futs = pending.iter_mut().map(|c| Box::pin(c.next()));
         let (r, i, _) = futures_util::future::select_all(futs).await;
         (r, i)
     };
-    let call = pending.swap_remove(index);
-    let result = result.unwrap_or_else(|_| {
-        Err(crate::host::CalloutError::Failed(
-            "callout task ended".into(),
-        ))
-    });
-    (call.token, result)
+    let token = pending[index].token;
+    if last {
+        pending.swap_remove(index);
+    }
+    (token, event)
 }
 
 impl Drop for ProxyWasmCtx {

@@ -4,7 +4,7 @@
 use super::abi::{buffer, stream, Status};
 use super::memory::{self, copy_out, read, write_u32, write_u64};
 use super::properties;
-use super::state::{deserialize, map_ref, value, PendingCall, VmState};
+use super::state::{deserialize, map_ref, token_kind, value, GrpcEntry, PendingCall, VmState};
 use crate::filter::LocalResponse;
 use crate::host::{self, MetricError, MetricKind, QueueError};
 use bytes::Bytes;
@@ -100,7 +100,8 @@ fn buffer_of(state: &mut VmState, ty: u32) -> Result<Option<&mut Bytes>, Status>
             .get_mut(&effective)
             .and_then(|h| h.data.resp_body.as_mut()),
         buffer::HTTP_CALL_RESPONSE_BODY => state.callout.as_mut().map(|c| &mut c.body),
-        buffer::DOWNSTREAM_DATA | buffer::UPSTREAM_DATA | buffer::GRPC_RECEIVE_BUFFER => None,
+        buffer::GRPC_RECEIVE_BUFFER => state.grpc_message.as_mut(),
+        buffer::DOWNSTREAM_DATA | buffer::UPSTREAM_DATA => None,
         buffer::CALL_DATA => state.call_data.as_mut(),
         _ => return Err(Status::BadArgument),
     })
@@ -167,6 +168,7 @@ fn buffers(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 buffer::VM_CONFIGURATION
                     | buffer::PLUGIN_CONFIGURATION
                     | buffer::HTTP_CALL_RESPONSE_BODY
+                    | buffer::GRPC_RECEIVE_BUFFER
             ) {
                 return Ok(Status::BadArgument.code());
             }
@@ -513,6 +515,134 @@ fn callout_parts(pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<CalloutParts, Status> {
     }
 }
 
+/// The upstream of a gRPC call's `service` argument, and the `:authority` and metadata it adds: the
+/// name of an upstream, or (as Envoy reads it first) a serialized `envoy.config.core.v3.GrpcService`
+/// with `envoy_grpc` set. Anything else is `ParseFailure`, as Envoy answers an unknown cluster.
+fn grpc_target(
+    ctx: &crate::wasm::context::PluginCtx,
+    service: &[u8],
+) -> Result<(String, Option<String>, Vec<(String, String)>), Status> {
+    let name = std::str::from_utf8(service).ok().filter(|n| !n.is_empty());
+    let (upstream, authority, metadata) = match name {
+        Some(n) if ctx.host.upstreams.has(n) => (n.to_string(), None, Vec::new()),
+        _ => {
+            let proto = <GrpcServiceProto as prost::Message>::decode(service)
+                .map_err(|_| Status::ParseFailure)?;
+            let envoy = proto.envoy_grpc.ok_or(Status::ParseFailure)?;
+            let metadata = proto
+                .initial_metadata
+                .into_iter()
+                .map(|h| {
+                    let v = if h.value.is_empty() {
+                        String::from_utf8_lossy(&h.raw_value).into_owned()
+                    } else {
+                        h.value
+                    };
+                    (h.key, v)
+                })
+                .collect();
+            let authority = Some(envoy.authority).filter(|a| !a.is_empty());
+            (envoy.cluster_name, authority, metadata)
+        }
+    };
+    ctx.callout_allowed(&upstream)
+        .map_err(|_| Status::ParseFailure)?;
+    Ok((upstream, authority, metadata))
+}
+
+/// The parts of `envoy.config.core.v3.GrpcService` a gRPC callout uses.
+#[derive(Clone, PartialEq, prost::Message)]
+struct GrpcServiceProto {
+    #[prost(message, optional, tag = "1")]
+    envoy_grpc: Option<EnvoyGrpcProto>,
+    #[prost(message, repeated, tag = "5")]
+    initial_metadata: Vec<HeaderValueProto>,
+}
+
+/// `envoy.config.core.v3.GrpcService.EnvoyGrpc`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct EnvoyGrpcProto {
+    #[prost(string, tag = "1")]
+    cluster_name: String,
+    #[prost(string, tag = "2")]
+    authority: String,
+}
+
+/// `envoy.config.core.v3.HeaderValue`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct HeaderValueProto {
+    #[prost(string, tag = "1")]
+    key: String,
+    #[prost(string, tag = "2")]
+    value: String,
+    #[prost(bytes = "vec", tag = "3")]
+    raw_value: Vec<u8>,
+}
+
+/// Starts a gRPC call (`unary`: its message and timeout) or stream. `args` are the pointers and
+/// sizes of the service, service name, method name and metadata. Failures to start answer
+/// `ParseFailure` (unknown or ungranted upstream, bad names or metadata), as the SDKs expect.
+fn start_grpc(
+    c: &mut C<'_>,
+    args: [u32; 8],
+    unary: Option<(Bytes, std::time::Duration)>,
+    token_ptr: u32,
+) -> R {
+    let [sp, ss, np, ns, mp, ms, hp, hs] = args;
+    let service = tryst!(read(c, sp, ss));
+    let service_name = tryst!(read(c, np, ns));
+    let method = tryst!(read(c, mp, ms));
+    let raw = tryst!(read(c, hp, hs));
+    tryst!(memory::check(c, token_ptr, 4));
+    let shared = c.data().shared.clone();
+    let (upstream, authority, extra) = tryst!(grpc_target(&shared.ctx, &service));
+    let pairs = tryst!(deserialize(&raw).map_err(|_| Status::ParseFailure));
+    let mut metadata = HeaderMap::new();
+    let extra = extra
+        .into_iter()
+        .map(|(k, v)| (k.into_bytes(), v.into_bytes()));
+    for (k, v) in extra.chain(pairs) {
+        let name = tryst!(
+            http::header::HeaderName::from_bytes(&k.to_ascii_lowercase())
+                .map_err(|_| Status::ParseFailure)
+        );
+        metadata.append(name, tryst!(value(&v).map_err(|_| Status::ParseFailure)));
+    }
+    let utf8 = |b: Vec<u8>| String::from_utf8(b).map_err(|_| Status::ParseFailure);
+    let kind = if unary.is_some() {
+        token_kind::GRPC_CALL
+    } else {
+        token_kind::GRPC_STREAM
+    };
+    let req = host::GrpcRequest {
+        upstream,
+        authority,
+        service: tryst!(utf8(service_name)),
+        method: tryst!(utf8(method)),
+        metadata,
+        unary,
+    };
+    let (call, rx) = tryst!(shared
+        .ctx
+        .host
+        .grpc(&shared.handle, req)
+        .map_err(|_| Status::ParseFailure));
+    let state = c.data_mut();
+    let token = state.next_token(kind);
+    let context_id = state.effective;
+    let root_id = state.root_of_effective().unwrap_or(context_id);
+    state.grpc.insert(
+        token,
+        GrpcEntry {
+            call,
+            root_id,
+            remote_closed: false,
+        },
+    );
+    state.pending.push(PendingCall::grpc(token, context_id, rx));
+    Ok(st(write_u32(c, token_ptr, token)))
+}
+
 fn callouts(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "env",
@@ -546,62 +676,112 @@ fn callouts(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             let timeout = host::callout_timeout(u64::from(timeout_ms));
             let fut = shared.ctx.host.callout(&upstream, req, timeout);
             let state = c.data_mut();
-            state.next_token = state.next_token.wrapping_add(1).max(1);
-            let token = state.next_token;
+            let token = state.next_token(token_kind::HTTP);
             let (tx, rx) = tokio::sync::oneshot::channel();
             shared.handle.spawn(async move {
                 let _ = tx.send(fut.await);
             });
             let context_id = state.effective;
-            state.pending.push(PendingCall {
-                token,
-                context_id,
-                rx,
-            });
+            state.pending.push(PendingCall::http(token, context_id, rx));
             Ok(st(write_u32(&mut c, token_ptr, token)))
         },
     )?;
-    // gRPC callouts are not offered: a call cannot be started (InternalFailure, which the SDKs
-    // handle as an error) and no token ever exists (NotFound).
     linker.func_wrap(
         "env",
         "proxy_grpc_call",
-        |c: C<'_>,
-         _: u32,
-         _: u32,
-         _: u32,
-         _: u32,
-         _: u32,
-         _: u32,
-         _: u32,
-         _: u32,
-         _: u32,
-         _: u32,
-         _: u32,
-         _: u32|
+        |mut c: C<'_>,
+         sp: u32,
+         ss: u32,
+         np: u32,
+         ns: u32,
+         mp: u32,
+         ms: u32,
+         hp: u32,
+         hs: u32,
+         bp: u32,
+         bs: u32,
+         timeout_ms: u32,
+         token_ptr: u32|
          -> R {
-            tracing::warn!(plugin = %c.data().shared.ctx.name, "gRPC callouts are not implemented");
-            Ok(Status::InternalFailure.code())
+            let message = tryst!(read(&mut c, bp, bs));
+            let timeout = host::callout_timeout(u64::from(timeout_ms));
+            let unary = Some((Bytes::from(message), timeout));
+            start_grpc(&mut c, [sp, ss, np, ns, mp, ms, hp, hs], unary, token_ptr)
         },
     )?;
     linker.func_wrap(
         "env",
         "proxy_grpc_stream",
-        |c: C<'_>, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32| -> R {
-            tracing::warn!(plugin = %c.data().shared.ctx.name, "gRPC streams are not implemented");
-            Ok(Status::InternalFailure.code())
-        },
+        |mut c: C<'_>,
+         sp: u32,
+         ss: u32,
+         np: u32,
+         ns: u32,
+         mp: u32,
+         ms: u32,
+         hp: u32,
+         hs: u32,
+         token_ptr: u32|
+         -> R { start_grpc(&mut c, [sp, ss, np, ns, mp, ms, hp, hs], None, token_ptr) },
     )?;
     linker.func_wrap(
         "env",
         "proxy_grpc_send",
-        |_c: C<'_>, _: u32, _: u32, _: u32, _: u32| -> R { Ok(Status::NotFound.code()) },
+        |mut c: C<'_>, token: u32, mp: u32, ms: u32, end_stream: u32| -> R {
+            let message = tryst!(read(&mut c, mp, ms));
+            if token & 3 != token_kind::GRPC_STREAM {
+                return Ok(Status::BadArgument.code());
+            }
+            let entry = tryst!(c.data_mut().grpc.get_mut(&token).ok_or(Status::NotFound));
+            if entry.remote_closed {
+                // Nobody reads it any more; Envoy takes it too.
+                return Ok(0);
+            }
+            Ok(match entry.call.send(&message, end_stream != 0) {
+                Ok(()) => 0,
+                Err(host::GrpcError::Full) => {
+                    tracing::warn!(plugin = %c.data().shared.ctx.name, "gRPC send refused: {} messages already wait for the upstream", host::GRPC_MAX_QUEUED);
+                    Status::InternalFailure.code()
+                }
+                Err(_) => Status::BadArgument.code(),
+            })
+        },
     )?;
-    linker.func_wrap("env", "proxy_grpc_cancel", |_c: C<'_>, _: u32| -> R {
-        Ok(Status::NotFound.code())
-    })?;
-    linker.func_wrap("env", "proxy_grpc_close", |_c: C<'_>, _: u32| -> R {
-        Ok(Status::NotFound.code())
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_cancel",
+        |mut c: C<'_>, token: u32| -> R {
+            if !matches!(token & 3, token_kind::GRPC_CALL | token_kind::GRPC_STREAM) {
+                return Ok(Status::BadArgument.code());
+            }
+            // Dropping the entry ends the call (a stream is reset); no callback follows.
+            Ok(match c.data_mut().grpc.remove(&token) {
+                Some(_) => 0,
+                None => Status::NotFound.code(),
+            })
+        },
+    )?;
+    linker.func_wrap("env", "proxy_grpc_close", |mut c: C<'_>, token: u32| -> R {
+        let grpc = &mut c.data_mut().grpc;
+        match token & 3 {
+            // Closing a unary call cancels it.
+            token_kind::GRPC_CALL => Ok(match grpc.remove(&token) {
+                Some(_) => 0,
+                None => Status::NotFound.code(),
+            }),
+            // A stream is half-closed: answers keep coming until the upstream closes; one the
+            // upstream already closed is done.
+            token_kind::GRPC_STREAM => {
+                let entry = tryst!(grpc.get_mut(&token).ok_or(Status::NotFound));
+                if entry.remote_closed {
+                    grpc.remove(&token);
+                } else {
+                    entry.call.half_close();
+                }
+                Ok(0)
+            }
+            _ => Ok(Status::BadArgument.code()),
+        }
     })?;
     linker.func_wrap(
         "env",

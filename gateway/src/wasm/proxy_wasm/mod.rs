@@ -351,29 +351,30 @@ impl ProxyWasmPlugin {
 
     fn deliver_detached(
         self: Arc<Self>,
-        call: state::PendingCall,
+        mut call: state::PendingCall,
         generation: u64,
     ) -> futures_util::future::BoxFuture<'static, ()> {
         Box::pin(async move {
-            let token = call.token;
-            let context_id = call.context_id;
-            let result = call.rx.await.unwrap_or_else(|_| {
-                Err(crate::host::CalloutError::Failed(
-                    "callout task ended".into(),
-                ))
-            });
-            let mut slot = self.slot.lock().await;
-            self.drop_poisoned(&mut slot);
-            let Some(vm) = slot.vm.as_mut() else { return };
-            if vm.generation != generation {
-                return;
-            }
-            let outcome = self.deliver_callout(vm, context_id, token, result);
-            match outcome {
-                Ok(()) => {
-                    let _ = self.after_callback(vm, None);
+            loop {
+                let (event, last) = call.next().await;
+                let mut slot = self.slot.lock().await;
+                self.drop_poisoned(&mut slot);
+                let Some(vm) = slot.vm.as_mut() else { return };
+                if vm.generation != generation {
+                    return;
                 }
-                Err(_) => self.discard(&mut slot),
+                match self.deliver(vm, call.context_id, call.token, event) {
+                    Ok(()) => {
+                        let _ = self.after_callback(vm, None);
+                    }
+                    Err(_) => {
+                        self.discard(&mut slot);
+                        return;
+                    }
+                }
+                if last {
+                    return;
+                }
             }
         })
     }

@@ -6,7 +6,7 @@ use super::Shared;
 use crate::filter::{LocalResponse, RequestHead, RequestInfo, ResponseHead};
 use crate::host::{
     edit_headers, header_name, header_value, set_authority, set_path_with_query, CalloutError,
-    HandleError, HeaderEdit, HttpData,
+    GrpcCall, GrpcEvent, HandleError, HeaderEdit, HttpData,
 };
 use crate::wasm::StoreLimiter;
 use bytes::Bytes;
@@ -15,7 +15,7 @@ use http::{HeaderMap, Method, StatusCode};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use wasmtime::{Memory, TypedFunc};
 
 /// Contexts by id. Ids are handed out by the host from a counter, never chosen by the guest, so a
@@ -61,6 +61,12 @@ pub struct VmState {
     pub status: (u32, Bytes),
     /// Callouts started during the callback, collected by the caller.
     pub pending: Vec<PendingCall>,
+    /// gRPC calls and streams in flight, by token; removing one cancels it (no callback follows).
+    pub grpc: IdMap<GrpcEntry>,
+    /// The gRPC message being delivered (`on_grpc_receive`): buffer `GRPC_RECEIVE_BUFFER`.
+    pub grpc_message: Option<Bytes>,
+    /// The gRPC metadata being delivered: its map type (initial or trailing) and the map.
+    pub grpc_metadata: Option<(u32, HeaderMap)>,
     pub next_token: u32,
     /// Tick periods set during the callback: (root context, milliseconds).
     pub tick_changes: Vec<(u32, u32)>,
@@ -91,6 +97,9 @@ impl VmState {
             callout: None,
             status: (0, Bytes::new()),
             pending: Vec::new(),
+            grpc: IdMap::default(),
+            grpc_message: None,
+            grpc_metadata: None,
             next_token: 0,
             tick_changes: Vec::new(),
             done_requested: Vec::new(),
@@ -169,11 +178,99 @@ pub struct CalloutResponse {
     pub body: Bytes,
 }
 
-/// A callout in flight.
+/// The kind of a callout token, in its low two bits; as in proxy-wasm-cpp-host, whose tokens step
+/// by 4 so that `proxy_grpc_*` can tell a call from a stream by its token.
+pub mod token_kind {
+    pub const HTTP: u32 = 0;
+    pub const GRPC_CALL: u32 = 1;
+    pub const GRPC_STREAM: u32 = 2;
+}
+
+/// A gRPC call or stream. As in Envoy, it belongs to the root context of the context that made it:
+/// it outlives that context, its callbacks name the root, and it ends with the root.
+pub struct GrpcEntry {
+    pub call: GrpcCall,
+    pub root_id: u32,
+    /// The upstream closed the stream; it goes once the plugin closes it too.
+    pub remote_closed: bool,
+}
+
+impl VmState {
+    /// A new callout token of `kind` (one of [`token_kind`]).
+    pub fn next_token(&mut self, kind: u32) -> u32 {
+        self.next_token = self.next_token.wrapping_add(4).max(4);
+        (self.next_token & !3) | kind
+    }
+}
+
+/// How an HTTP callout ended.
+pub type CallResult = Result<http::Response<Bytes>, CalloutError>;
+
+/// What a call in flight reports: an HTTP callout its one result, a gRPC call its events.
+pub enum CallEvent {
+    Http(CallResult),
+    Grpc(GrpcEvent),
+}
+
+enum CallRx {
+    Http(oneshot::Receiver<CallResult>),
+    Grpc(mpsc::UnboundedReceiver<GrpcEvent>),
+}
+
+/// A callout in flight (HTTP or gRPC).
 pub struct PendingCall {
     pub token: u32,
     pub context_id: u32,
-    pub rx: oneshot::Receiver<Result<http::Response<Bytes>, CalloutError>>,
+    rx: CallRx,
+}
+
+impl PendingCall {
+    pub fn http(token: u32, context_id: u32, rx: oneshot::Receiver<CallResult>) -> PendingCall {
+        PendingCall {
+            token,
+            context_id,
+            rx: CallRx::Http(rx),
+        }
+    }
+
+    pub fn grpc(
+        token: u32,
+        context_id: u32,
+        rx: mpsc::UnboundedReceiver<GrpcEvent>,
+    ) -> PendingCall {
+        PendingCall {
+            token,
+            context_id,
+            rx: CallRx::Grpc(rx),
+        }
+    }
+
+    /// The call's next event, and whether it is its last (after which this is not polled again).
+    pub async fn next(&mut self) -> (CallEvent, bool) {
+        match &mut self.rx {
+            CallRx::Http(rx) => {
+                let result = rx
+                    .await
+                    .unwrap_or_else(|_| Err(CalloutError::Failed("callout task ended".into())));
+                (CallEvent::Http(result), true)
+            }
+            CallRx::Grpc(rx) => match rx.recv().await {
+                Some(event) => {
+                    let last = event.is_last();
+                    (CallEvent::Grpc(event), last)
+                }
+                // Only a cancelled call (its entry dropped) ends without a last event, and nothing
+                // is delivered for a call no longer in `VmState::grpc`.
+                None => (
+                    CallEvent::Grpc(GrpcEvent::Close {
+                        status: crate::host::grpc_code::CANCELLED,
+                        message: "cancelled".into(),
+                    }),
+                    true,
+                ),
+            },
+        }
+    }
 }
 
 /// A header map as the ABI sees it, with pseudo-headers.
@@ -185,7 +282,7 @@ pub enum MapRef<'a> {
 }
 
 /// Finds the map `map_type` of the effective context. Maps that do not exist in this phase are
-/// `BadArgument` (as in Envoy); gRPC metadata is `NotFound` (gRPC callouts are not offered).
+/// `BadArgument` (as in Envoy); gRPC metadata outside its callback is `NotFound`.
 pub fn map_ref(state: &mut VmState, map_type: u32) -> Result<MapRef<'_>, Status> {
     let effective = state.effective;
     if map_type == map::HTTP_CALL_RESPONSE_HEADERS {
@@ -203,7 +300,10 @@ pub fn map_ref(state: &mut VmState, map_type: u32) -> Result<MapRef<'_>, Status>
         };
     }
     if map_type == map::GRPC_INITIAL_METADATA || map_type == map::GRPC_TRAILING_METADATA {
-        return Err(Status::NotFound);
+        return match &mut state.grpc_metadata {
+            Some((ty, m)) if *ty == map_type => Ok(MapRef::Plain(m)),
+            _ => Err(Status::NotFound),
+        };
     }
     let http = state.https.get_mut(&effective).ok_or(Status::BadArgument)?;
     let scheme = http.info.scheme;

@@ -1,9 +1,10 @@
 //! One VM: a store with an instance of the plugin, its callbacks, and calling them under the limits.
 
-use super::state::{CalloutResponse, HttpCtx, RootCtx, VmState};
+use super::abi::map;
+use super::state::{CallEvent, CalloutResponse, HttpCtx, RootCtx, VmState};
 use super::{ProxyWasmPlugin, RootSpec};
 use crate::filter::{FilterError, RequestInfo};
-use crate::host::CalloutError;
+use crate::host::{CalloutError, GrpcEvent};
 use crate::wasm::sandbox::{classify, InstanceGuard, SandboxState, StoreLimiter};
 use crate::wasm::wasi::{ProcExit, WasiHost};
 use crate::wasm::PluginError;
@@ -59,6 +60,7 @@ type F2 = TypedFunc<(u32, u32), ()>;
 type F1R = TypedFunc<u32, u32>;
 type F2R = TypedFunc<(u32, u32), u32>;
 type F3R = TypedFunc<(u32, u32, u32), u32>;
+type F3 = TypedFunc<(u32, u32, u32), ()>;
 type F5 = TypedFunc<(u32, u32, u32, u32, u32), ()>;
 
 /// The callbacks a module exports (all optional but the allocator).
@@ -75,6 +77,10 @@ pub struct Exports {
     pub on_response_body: Option<F3R>,
     pub on_response_trailers: Option<F2R>,
     on_http_call_response: Option<F5>,
+    on_grpc_receive_initial_metadata: Option<F3>,
+    on_grpc_receive: Option<F3>,
+    on_grpc_receive_trailing_metadata: Option<F3>,
+    on_grpc_close: Option<F3>,
     on_done: Option<F1R>,
     on_log: Option<F1>,
     on_delete: Option<F1>,
@@ -208,6 +214,18 @@ impl ProxyWasmPlugin {
             on_response_body: typed(&mut store, &instance, "proxy_on_response_body")?,
             on_response_trailers: typed(&mut store, &instance, "proxy_on_response_trailers")?,
             on_http_call_response: typed(&mut store, &instance, "proxy_on_http_call_response")?,
+            on_grpc_receive_initial_metadata: typed(
+                &mut store,
+                &instance,
+                "proxy_on_grpc_receive_initial_metadata",
+            )?,
+            on_grpc_receive: typed(&mut store, &instance, "proxy_on_grpc_receive")?,
+            on_grpc_receive_trailing_metadata: typed(
+                &mut store,
+                &instance,
+                "proxy_on_grpc_receive_trailing_metadata",
+            )?,
+            on_grpc_close: typed(&mut store, &instance, "proxy_on_grpc_close")?,
             on_done: typed(&mut store, &instance, "proxy_on_done")?,
             on_log: typed(&mut store, &instance, "proxy_on_log")?,
             on_delete: typed(&mut store, &instance, "proxy_on_delete")?,
@@ -298,7 +316,10 @@ impl ProxyWasmPlugin {
                     Self::enter(vm, root);
                     self.call(vm, f, root)?;
                 }
-                vm.store.data_mut().roots.remove(&root);
+                let state = vm.store.data_mut();
+                state.roots.remove(&root);
+                // Its gRPC calls end with it (dropped: cancelled, no callback).
+                state.grpc.retain(|_, g| g.root_id != root);
             }
         }
         Ok(())
@@ -371,6 +392,80 @@ impl ProxyWasmPlugin {
         }
         vm.store.data_mut().https.remove(&id);
         Ok(())
+    }
+
+    /// Delivers what a call in flight reported.
+    pub(super) fn deliver(
+        &self,
+        vm: &mut Vm,
+        context_id: u32,
+        token: u32,
+        event: CallEvent,
+    ) -> Result<(), FilterError> {
+        match event {
+            CallEvent::Http(result) => self.deliver_callout(vm, context_id, token, result),
+            CallEvent::Grpc(event) => self.deliver_grpc(vm, token, event),
+        }
+    }
+
+    /// Delivers a gRPC call's event to the root context that owns the call, as Envoy does (the SDKs
+    /// find the context that made the call by its token). Nothing is delivered for a call that was
+    /// cancelled. A unary call is gone after its callback; a stream once both sides closed.
+    fn deliver_grpc(&self, vm: &mut Vm, token: u32, event: GrpcEvent) -> Result<(), FilterError> {
+        let exports = vm.exports.clone();
+        let state = vm.store.data_mut();
+        let Some(entry) = state.grpc.get_mut(&token) else {
+            return Ok(());
+        };
+        let root = entry.root_id;
+        let (f, arg) = match event {
+            GrpcEvent::InitialMetadata(h) => {
+                let n = h.len() as u32;
+                state.grpc_metadata = Some((map::GRPC_INITIAL_METADATA, h));
+                (exports.on_grpc_receive_initial_metadata.as_ref(), n)
+            }
+            GrpcEvent::TrailingMetadata(h) => {
+                let n = h.len() as u32;
+                state.grpc_metadata = Some((map::GRPC_TRAILING_METADATA, h));
+                (exports.on_grpc_receive_trailing_metadata.as_ref(), n)
+            }
+            GrpcEvent::Message(m) => {
+                let n = m.len() as u32;
+                state.grpc_message = Some(m);
+                state.status = (0, Bytes::new());
+                (exports.on_grpc_receive.as_ref(), n)
+            }
+            GrpcEvent::Reply(m) => {
+                entry.remote_closed = true;
+                let n = m.len() as u32;
+                state.grpc_message = Some(m);
+                state.status = (0, Bytes::new());
+                (exports.on_grpc_receive.as_ref(), n)
+            }
+            GrpcEvent::Close { status, message } => {
+                entry.remote_closed = true;
+                state.status = (status, Bytes::from(message));
+                (exports.on_grpc_close.as_ref(), status)
+            }
+        };
+        let r = match f {
+            Some(f) => {
+                Self::enter(vm, root);
+                self.call(vm, f, (root, token, arg))
+            }
+            None => Ok(()),
+        };
+        let state = vm.store.data_mut();
+        state.grpc_message = None;
+        state.grpc_metadata = None;
+        let done = state
+            .grpc
+            .get(&token)
+            .is_some_and(|g| g.remote_closed && (g.call.is_unary() || g.call.is_half_closed()));
+        if done {
+            state.grpc.remove(&token);
+        }
+        r
     }
 
     /// Delivers a callout's response (or failure) to the context that made it, with the effective
