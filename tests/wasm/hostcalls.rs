@@ -114,7 +114,10 @@ async fn logs_time_foreign_functions_effective_context_grpc() {
     assert!(secs.abs_diff(now) < 5);
     assert_eq!(hv(h, "x-foreign"), "not-found");
     assert_eq!(hv(h, "x-effective"), "ok,BadArgument");
-    assert_eq!(hv(h, "x-grpc-call"), "InternalFailure");
+    assert_eq!(
+        hv(h, "x-grpc-call"),
+        "ok,BadArgument,ok,NotFound,NotFound,ParseFailure"
+    );
     assert!(hv(h, "x-log-level").parse::<u32>().unwrap() <= 5);
     assert_eq!(hv(h, "x-tag"), "m");
 }

@@ -521,7 +521,7 @@ fn callout_parts(pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<CalloutParts, Status> {
 fn grpc_target(
     ctx: &crate::wasm::context::PluginCtx,
     service: &[u8],
-) -> Result<(String, Option<String>, Vec<(String, String)>), Status> {
+) -> Result<GrpcTarget, Status> {
     let name = std::str::from_utf8(service).ok().filter(|n| !n.is_empty());
     let (upstream, authority, metadata) = match name {
         Some(n) if ctx.host.upstreams.has(n) => (n.to_string(), None, Vec::new()),
@@ -547,7 +547,19 @@ fn grpc_target(
     };
     ctx.callout_allowed(&upstream)
         .map_err(|_| Status::ParseFailure)?;
-    Ok((upstream, authority, metadata))
+    Ok(GrpcTarget {
+        upstream,
+        authority,
+        metadata,
+    })
+}
+
+/// Where a gRPC call goes, from its `service` argument.
+struct GrpcTarget {
+    upstream: String,
+    authority: Option<String>,
+    /// The `GrpcService`'s initial metadata, sent before the filter's.
+    metadata: Vec<(String, String)>,
 }
 
 /// The parts of `envoy.config.core.v3.GrpcService` a gRPC callout uses.
@@ -595,7 +607,11 @@ fn start_grpc(
     let raw = tryst!(read(c, hp, hs));
     tryst!(memory::check(c, token_ptr, 4));
     let shared = c.data().shared.clone();
-    let (upstream, authority, extra) = tryst!(grpc_target(&shared.ctx, &service));
+    let GrpcTarget {
+        upstream,
+        authority,
+        metadata: extra,
+    } = tryst!(grpc_target(&shared.ctx, &service));
     let pairs = tryst!(deserialize(&raw).map_err(|_| Status::ParseFailure));
     let mut metadata = HeaderMap::new();
     let extra = extra
