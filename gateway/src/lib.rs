@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod body;
 pub mod builder;
+pub mod builtin;
 pub mod canonical;
 pub mod config;
 pub mod conn;

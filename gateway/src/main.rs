@@ -34,6 +34,9 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// List the first-party plugins built into this binary (usable on routes by name, without a
+    /// `plugins:` entry).
+    Plugins,
     /// Work with plugins.
     Plugin {
         #[command(subcommand)]
@@ -69,6 +72,10 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
+        Cmd::Plugins => {
+            print!("{}", builtin_list());
+            std::process::ExitCode::SUCCESS
+        }
         Cmd::Plugin {
             cmd: PluginCmd::Test { files, wasm },
         } => {
@@ -87,6 +94,25 @@ fn main() -> std::process::ExitCode {
             }
         },
     }
+}
+
+/// The built-in plugins, one a line: name, version, size and sha256.
+fn builtin_list() -> String {
+    let all = gateway::builtin::all();
+    if all.is_empty() {
+        return "no built-in plugins (built with GATEWAY_NO_BUILTIN_PLUGINS, or `plugins/` has none)\n".into();
+    }
+    let mut out = format!("{:<24} {:<10} {:>10}  sha256\n", "name", "version", "bytes");
+    for b in all {
+        out += &format!(
+            "{:<24} {:<10} {:>10}  {}\n",
+            b.name,
+            b.version,
+            b.wasm.len(),
+            gateway::plugin_source::sha256_hex(b.wasm)
+        );
+    }
+    out
 }
 
 /// Validates completely, as a start would: every plugin is loaded and configured with each route's

@@ -284,6 +284,11 @@ pub fn resolve(src: &Source, p: &Path) -> PathBuf {
     }
 }
 
+/// The sha256 of `bytes`, in lowercase hex (how plugins are pinned and compared).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::new(), |mut s, b| {

@@ -254,6 +254,49 @@ impl WasmServices {
                 last: PluginReload::ok("loaded", Some(origin), how),
             });
         }
+        // First-party plugins that routes name without a `plugins:` entry come from the binary.
+        for (i, r) in cfg.routes.iter().enumerate() {
+            for (j, f) in r.filters.iter().enumerate() {
+                if plugins.iter().any(|p| p.cfg.name == f.plugin) {
+                    continue;
+                }
+                let Some(builtin) = crate::builtin::get(&f.plugin) else {
+                    continue;
+                };
+                let p = builtin.config();
+                let sha256 = plugin_source::sha256_hex(builtin.wasm);
+                let same = previous.plugins.iter().find(|q| {
+                    q.cfg.name == p.name && q.sha256 == sha256 && same_settings(&q.cfg, &p)
+                });
+                if let Some(old) = same {
+                    report.plugins_reused.push(p.name.clone());
+                    plugins.push(ServingPlugin {
+                        cfg: p,
+                        sha256,
+                        plugin: old.plugin.clone(),
+                        last: PluginReload::ok("reused", None, "built in: kept with its instances"),
+                    });
+                    continue;
+                }
+                let (plugin, origin) = self
+                    .plugins
+                    .load_bytes(&p, Arc::from(builtin.wasm), self.host.clone())
+                    .await
+                    .map_err(|e| {
+                        let at = format!("routes[{i}].filters[{j}].plugin");
+                        let msg = format!("built-in plugin `{}`: {e}", p.name);
+                        (Some(p.name.clone()), src.err(at, msg))
+                    })?;
+                tracing::info!(plugin = %p.name, version = builtin.version, "built-in plugin loaded");
+                report.plugins_loaded.push(p.name.clone());
+                plugins.push(ServingPlugin {
+                    cfg: p,
+                    sha256,
+                    plugin,
+                    last: PluginReload::ok("loaded", Some(origin), "built in"),
+                });
+            }
+        }
         let mut routes = HashMap::new();
         for (i, r) in cfg.routes.iter().enumerate() {
             if r.filters.is_empty() {
@@ -266,7 +309,7 @@ impl WasmServices {
                         None,
                         src.err(
                             format!("routes[{i}].filters[{j}].plugin"),
-                            format!("unknown plugin `{}`; define it under `plugins`", f.plugin),
+                            unknown_plugin(&f.plugin),
                         ),
                     ));
                 };
@@ -547,6 +590,17 @@ fn unix_ms() -> u64 {
 
 /// Whether two plugin configs load the same plugin from the same content: everything but where the
 /// file comes from (`path`, `url`, `sha256`, `ca`) is equal.
+/// The error for a filter naming a plugin that is neither defined nor built in.
+fn unknown_plugin(name: &str) -> String {
+    let builtins: Vec<&str> = crate::builtin::all().iter().map(|b| b.name).collect();
+    let builtins = if builtins.is_empty() {
+        "none".to_string()
+    } else {
+        builtins.join(", ")
+    };
+    format!("unknown plugin `{name}`; define it under `plugins` (built in: {builtins})")
+}
+
 fn same_settings(a: &config::Plugin, b: &config::Plugin) -> bool {
     let strip = |p: &config::Plugin| config::Plugin {
         path: None,

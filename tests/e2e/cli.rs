@@ -30,6 +30,20 @@ fn version() {
 }
 
 #[test]
+fn plugins_lists_the_built_in_plugins_with_their_versions() {
+    let (code, out, _) = gateway(&["plugins"]);
+    assert_eq!(code, 0);
+    let cors = out
+        .lines()
+        .find(|l| l.starts_with("cors "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let fields: Vec<&str> = cors.split_whitespace().collect();
+    assert_eq!(fields[1], "0.1.0", "{cors}");
+    assert!(fields[2].parse::<u64>().unwrap() > 1000, "{cors}");
+    assert_eq!(fields[3].len(), 64, "{cors}");
+}
+
+#[test]
 fn check_reports_file_line_column_field_and_expectation() {
     let p = write(
         "bad.yaml",

@@ -3,6 +3,7 @@
 mod harness;
 
 mod admin;
+mod builtin_plugins;
 mod cli;
 mod components;
 mod errors;

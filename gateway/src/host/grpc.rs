@@ -141,9 +141,15 @@ impl GrpcCall {
     /// Sends one message on a stream, and half-closes it after when `end_stream`.
     pub fn send(&mut self, message: &[u8], end_stream: bool) -> Result<(), GrpcError> {
         let sender = self.sender.as_mut().ok_or(GrpcError::NotSendable)?;
-        sender
+        // Refused when the queue is full, or when the exchange is over (the upstream closed the
+        // stream; its close is on the way to the plugin): that message has nobody to read it.
+        if sender
             .try_send(http_body::Frame::data(frame(message)))
-            .map_err(|_| GrpcError::Full)?;
+            .is_err()
+            && !self.task.is_finished()
+        {
+            return Err(GrpcError::Full);
+        }
         if end_stream {
             self.half_close();
         }

@@ -1,0 +1,46 @@
+//! The first-party plugins shipped inside the binary: the components of `plugins/`, built by
+//! `build.rs` and embedded. A route's filter may name one without a `plugins:` entry; a `plugins:`
+//! entry of the same name overrides it (a path or URL of the user's choosing). `gateway plugins`
+//! lists them.
+
+/// One embedded plugin.
+pub struct Builtin {
+    /// The name routes use (the crate's name in `plugins/`).
+    pub name: &'static str,
+    /// Its crate version.
+    pub version: &'static str,
+    /// The component.
+    pub wasm: &'static [u8],
+}
+
+include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
+
+/// The embedded plugin `name`, if there is one.
+pub fn get(name: &str) -> Option<&'static Builtin> {
+    BUILTIN.iter().find(|b| b.name == name)
+}
+
+/// Every embedded plugin, by name.
+pub fn all() -> &'static [Builtin] {
+    BUILTIN
+}
+
+impl Builtin {
+    /// The plugin's entry as if it were written under `plugins:` with no settings but its name (a
+    /// component: no upstreams, no key-value store, fresh instances, default limits).
+    pub fn config(&self) -> crate::config::Plugin {
+        crate::config::Plugin {
+            name: self.name.to_string(),
+            path: None,
+            url: None,
+            sha256: None,
+            ca: None,
+            abi: None,
+            limits: Default::default(),
+            vm_config: None,
+            capabilities: None,
+            instance_mode: Default::default(),
+            service: None,
+        }
+    }
+}
