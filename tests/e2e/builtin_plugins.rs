@@ -66,3 +66,33 @@ async fn a_route_uses_a_built_in_plugin_by_name_and_a_plugins_entry_overrides_it
         "{err}"
     );
 }
+
+/// Every built-in plugin passes its own `gateway plugin test` fixtures (`plugins/<name>/tests/`),
+/// run against the very component the binary embeds.
+#[test]
+fn built_in_plugins_pass_their_fixtures() {
+    let dir = TempDir::new("builtin-fixtures");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    assert!(!gateway::builtin::all().is_empty());
+    for b in gateway::builtin::all() {
+        let wasm = dir.0.join(format!("{}.wasm", b.name));
+        std::fs::write(&wasm, b.wasm).unwrap();
+        let mut files: Vec<std::ffi::OsString> = std::fs::read_dir(root.join(b.name).join("tests"))
+            .unwrap_or_else(|e| panic!("plugins/{}/tests: {e}", b.name))
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".test.yaml"))
+            .map(Into::into)
+            .collect();
+        assert!(!files.is_empty(), "plugins/{} has no fixtures", b.name);
+        files.sort();
+        let mut args: Vec<&std::ffi::OsStr> = vec!["--wasm".as_ref(), wasm.as_os_str()];
+        args.extend(files.iter().map(|f| f.as_os_str()));
+        let (code, out, err) = crate::sdk_examples::plugin_test(&args);
+        assert_eq!(code, 0, "{}:\n{out}\n{err}", b.name);
+        assert!(
+            out.contains("PASS") && !out.contains("FAIL"),
+            "{}:\n{out}",
+            b.name
+        );
+    }
+}
