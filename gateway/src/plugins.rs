@@ -331,9 +331,11 @@ impl WasmServices {
                     .filter(&r.name, k.config.clone(), k.policy)
                     .await
                     .map_err(|e| {
+                        let field =
+                            config_field(src, &format!("routes[{i}].filters[{j}].config"), &e);
                         (
                             Some(k.plugin.name().to_owned()),
-                            src.err(format!("routes[{i}].filters[{j}].config"), e.to_string()),
+                            src.err(field, e.to_string()),
                         )
                     })?;
                 stages.push(Stage {
@@ -590,6 +592,28 @@ fn unix_ms() -> u64 {
 
 /// Whether two plugin configs load the same plugin from the same content: everything but where the
 /// file comes from (`path`, `url`, `sha256`, `ca`) is equal.
+/// Where a rejected filter config is wrong: a component whose `init` error starts with a field path
+/// inside its config (`key_names[1]: ...`, the convention of the first-party plugins) points at that
+/// field under `config` when the config writes it; otherwise at `config`.
+fn config_field(src: &Source, config: &str, e: &wasm::PluginError) -> String {
+    let wasm::PluginError::InitRejected { message, .. } = e else {
+        return config.to_string();
+    };
+    let Some((path, _)) = message.split_once(": ") else {
+        return config.to_string();
+    };
+    let is_path = path.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '[' | ']'));
+    let field = format!("{config}.{path}");
+    if is_path && src.has_field(&field) {
+        field
+    } else {
+        config.to_string()
+    }
+}
+
 /// The error for a filter naming a plugin that is neither defined nor built in.
 fn unknown_plugin(name: &str) -> String {
     let builtins: Vec<&str> = crate::builtin::all().iter().map(|b| b.name).collect();

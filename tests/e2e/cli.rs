@@ -44,6 +44,21 @@ fn plugins_lists_the_built_in_plugins_with_their_versions() {
 }
 
 #[test]
+fn a_built_in_plugin_config_error_points_at_the_field_inside_the_config() {
+    let p = write(
+        "cors.yaml",
+        "listeners:\n  - name: main\n    address: 127.0.0.1:8080\nroutes:\n  - name: r\n    direct_response: {body: hi}\n    filters:\n      - plugin: cors\n        config:\n          allow_origins:\n            - https://a.example\n            - https://b.example/path\n",
+    );
+    let (code, _, err) = gateway(&["check", "--config", p.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let want = format!(
+        "{}:12:15: routes[0].filters[0].config.allow_origins[1]: plugin `cors`",
+        p.display()
+    );
+    assert!(err.contains(&want), "{err}");
+}
+
+#[test]
 fn check_reports_file_line_column_field_and_expectation() {
     let p = write(
         "bad.yaml",

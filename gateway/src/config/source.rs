@@ -44,6 +44,14 @@ impl Source {
         ))
     }
 
+    /// Whether `field` (a path such as `routes[2].filters[0].config.key_names[1]`) is written in this
+    /// source's text.
+    pub fn has_field(&self, field: &str) -> bool {
+        self.text
+            .as_deref()
+            .is_some_and(|t| super::locate::locate(t, field).is_some())
+    }
+
     /// A config error at `field`, located in this source's text.
     pub fn err(&self, field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
         field_error(&self.path, self.text.as_deref(), &field.into(), msg.into())
