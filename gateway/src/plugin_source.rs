@@ -22,8 +22,9 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// The folder of the cache directory that holds fetched `.wasm` files, by sha256.
 pub const SOURCES_DIR: &str = "sources";
 
-/// Checks the source fields of every plugin: exactly one of `path` and `url`; a URL is `https://`
-/// with a host and has a `sha256`; a `sha256` is 64 hex digits; `ca` only goes with `url`.
+/// Checks the source fields of every plugin: exactly one of `path` and `url` (or neither, for a
+/// built-in plugin given settings); a URL is `https://` with a host and has a `sha256`; a `sha256` is
+/// 64 hex digits; `ca` only goes with `url`.
 pub fn check(cfg: &Config, src: &Source) -> Result<(), ConfigError> {
     for (i, p) in cfg.plugins.iter().enumerate() {
         let at = |f: &str| format!("plugins[{i}].{f}");
@@ -34,11 +35,23 @@ pub fn check(cfg: &Config, src: &Source) -> Result<(), ConfigError> {
                     format!("plugin `{}`: write `path` or `url`, not both", p.name),
                 ))
             }
+            // A built-in plugin's entry may only give settings (capabilities, limits...).
+            (None, None) if crate::builtin::get(&p.name).is_some() => {
+                if p.sha256.is_some() || p.ca.is_some() {
+                    return Err(src.err(
+                        at(if p.sha256.is_some() { "sha256" } else { "ca" }),
+                        format!(
+                            "plugin `{}` is built in: `sha256` and `ca` go with a `path` or `url` that replaces it",
+                            p.name
+                        ),
+                    ));
+                }
+            }
             (None, None) => {
                 return Err(src.err(
                     at("name"),
                     format!(
-                        "plugin `{}` needs a `path` (a local .wasm file) or a `url` (https:// with `sha256`)",
+                        "plugin `{}` needs a `path` (a local .wasm file) or a `url` (https:// with `sha256`); it is not a built-in plugin (`gateway plugins` lists them)",
                         p.name
                     ),
                 ))

@@ -208,7 +208,19 @@ impl WasmServices {
                 )));
             }
             // A path is read to learn its content's hash; a URL's content is pinned by its sha256.
-            let (sha256, mut wasm) = if p.path.is_some() {
+            let builtin = match (&p.path, &p.url) {
+                (None, None) => crate::builtin::get(&p.name),
+                _ => None,
+            };
+            let (sha256, mut wasm) = if let Some(b) = builtin {
+                // A built-in plugin with settings of the user's (`check` refused any other entry
+                // without a source).
+                let w = plugin_source::Wasm {
+                    bytes: Arc::from(b.wasm),
+                    sha256: plugin_source::sha256_hex(b.wasm),
+                };
+                (w.sha256.clone(), Some(w))
+            } else if p.path.is_some() {
                 let w = plugin_source::read_path(p, i, src).await.map_err(named)?;
                 (w.sha256.clone(), Some(w))
             } else {
@@ -234,7 +246,11 @@ impl WasmServices {
                     .await
                     .map_err(named)?,
             };
-            let field = if p.path.is_some() { "path" } else { "url" };
+            let field = match (&p.path, &p.url) {
+                (Some(_), _) => "path",
+                (None, Some(_)) => "url",
+                (None, None) => "name",
+            };
             let (plugin, origin) = self
                 .plugins
                 .load_bytes(p, wasm.bytes, self.host.clone())

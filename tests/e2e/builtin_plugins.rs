@@ -52,6 +52,22 @@ async fn a_route_uses_a_built_in_plugin_by_name_and_a_plugins_entry_overrides_it
     assert_eq!(hv(&h, "access-control-allow-origin"), "");
     assert_eq!(up.hits(), hits + 1);
 
+    // An entry without a source gives the built-in plugin settings of the user's.
+    let settings = "plugins:\n  - name: cors\n    limits: {instances: 8}\n";
+    let gw = TestGateway::start(&format!("{settings}{upstreams}{cors}")).await;
+    let (s, h, _) = request(preflight(&gw.url("/x"))).await;
+    assert_eq!(
+        (s, hv(&h, "access-control-allow-origin")),
+        (204, "https://a.example".into())
+    );
+    let nameless = format!("plugins:\n  - name: nope\n{upstreams}");
+    let err = TestGateway::try_start(&nameless)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("not a built-in plugin"), "{err}");
+
     // A name that is neither defined nor built in: the error lists what is built in.
     let bad = format!(
         "{upstreams}routes:\n  - name: r\n    upstream: up\n    filters: [{{plugin: corz}}]\n"
