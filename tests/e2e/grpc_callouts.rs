@@ -5,8 +5,6 @@
 
 use crate::harness::*;
 use gateway_test_support::GrpcServer;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use std::path::Path;
 
 fn authz_plugin() -> Plugin {
     let f = xtask::proxy_wasm_fixtures().unwrap_or_else(|e| panic!("{e}"));
@@ -136,7 +134,7 @@ async fn grpc_streams_deliver_metadata_messages_trailers_and_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_callouts_reach_tls_upstreams_and_fail_by_status_when_they_cannot() {
     let dir = TempDir::new("grpc-tls");
-    let (ca_pem, server) = tls_server_config(&dir.0, "authz.example.com");
+    let (ca_pem, server) = test_ca_server(&dir.0, "ca.pem", "authz.example.com");
     let grpc = GrpcServer::start(Some(server)).await;
     let up = MockUpstream::start("up").await;
     let tls = grpc_upstream("authz-tls", grpc.addr).lines(&format!(
@@ -167,30 +165,4 @@ async fn grpc_callouts_reach_tls_upstreams_and_fail_by_status_when_they_cannot()
     let (s, h, _) = get_with(&gw.url("/x"), &[("x-verdict", "allow")]).await;
     assert_eq!((s, hv(&h, "x-grpc-status")), (403, "14".into()));
     assert!(hv(&h, "x-grpc-message").contains("http2"), "{h:?}");
-}
-
-/// A CA (written to `dir/ca.pem`) and a server config for `name` signed by it.
-fn tls_server_config(dir: &Path, name: &str) -> (std::path::PathBuf, rustls::ServerConfig) {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name
-        .push(DnType::CommonName, "grpc test ca");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = p.self_signed(&ca_key).unwrap();
-    let ca_pem = dir.join("ca.pem");
-    std::fs::write(&ca_pem, ca.pem()).unwrap();
-    let leaf = CertificateParams::new(vec![name.to_string()]).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = leaf.signed_by(&key, &ca, &ca_key).unwrap();
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
-    (ca_pem, config)
 }

@@ -5,7 +5,6 @@
 
 use crate::harness::*;
 use crate::reload::{sha256_hex, versioned_body, versioned_builds};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,28 +21,7 @@ struct WasmServer {
 
 impl WasmServer {
     async fn start(dir: &Path, files: Vec<(&'static str, Vec<u8>)>) -> WasmServer {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name
-            .push(DnType::CommonName, "plugin test CA");
-        let ca_key = KeyPair::generate().unwrap();
-        let ca_cert = p.self_signed(&ca_key).unwrap();
-        let ca = dir.join("plugin-ca.pem");
-        std::fs::write(&ca, ca_cert.pem()).unwrap();
-        let leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
-        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
+        let (ca, tls) = test_ca_server(dir, "plugin-ca.pem", "localhost");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
@@ -202,12 +180,7 @@ async fn sha256_mismatch_unreachable_url_and_error_answers_fail_the_reload_and_t
     let config_before = admin_call(gw.admin, "GET", "/config", "").await.2;
     let closed = free_port();
     let other_ca = dir.0.join("other-ca.pem");
-    {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let key = KeyPair::generate().unwrap();
-        std::fs::write(&other_ca, p.self_signed(&key).unwrap().pem()).unwrap();
-    }
+    let _ = test_ca_server(&dir.0, "other-ca.pem", "localhost");
     let cases = [
         (
             url_config(&cache, &server.url("/v1.wasm"), &sha2, &server.ca, "x"),

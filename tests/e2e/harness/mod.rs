@@ -357,3 +357,34 @@ fn process_config_text(port: u16, listener_extra: &str, admin_port: u16, yaml: &
         "listeners:\n  - name: main\n    address: 127.0.0.1:{port}\n{listener_extra}admin:\n  address: 127.0.0.1:{admin_port}\n{yaml}"
     )
 }
+
+/// A fresh test CA (its certificate written to `dir/<file>`) and a rustls server config with a
+/// certificate for `name` signed by it: for test servers that speak TLS.
+pub fn test_ca_server(
+    dir: &Path,
+    file: &str,
+    name: &str,
+) -> (std::path::PathBuf, rustls::ServerConfig) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, "test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = p.self_signed(&ca_key).unwrap();
+    let ca_pem = dir.join(file);
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    let leaf = CertificateParams::new(vec![name.to_string()]).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    (ca_pem, config)
+}
