@@ -7,6 +7,7 @@ mod builtin_plugins;
 mod cli;
 mod components;
 mod errors;
+mod ext_auth;
 mod filters;
 mod framing;
 mod go_sdk;
