@@ -5,6 +5,7 @@
 
 use crate::harness::*;
 use gateway_test_support::GrpcServer;
+use std::time::Duration;
 
 fn authz_plugin() -> Plugin {
     let f = xtask::proxy_wasm_fixtures().unwrap_or_else(|e| panic!("{e}"));
@@ -121,6 +122,15 @@ async fn grpc_streams_deliver_metadata_messages_trailers_and_status() {
     assert_eq!(last(&up, "x-stream"), "C");
     assert_eq!(last(&up, "x-stream-trailing"), "1");
     assert_eq!(last(&up, "x-stream-status"), "0:");
+    assert_eq!(grpc.streams_ended(), 2);
+
+    // Cancelled after its first answer: the server sees the stream reset (not a clean end), and no
+    // callback of the stream comes after the cancel.
+    let (s, _, _) = get_with(&url, &[("x-grpc-test", "stream-cancel")]).await;
+    assert_eq!(s, 200);
+    assert_eq!(last(&up, "x-authz"), "ok:slow");
+    assert_eq!(last(&up, "x-late"), "");
+    assert!(eventually(Duration::from_secs(5), async || grpc.streams_reset() == 1).await);
     assert_eq!(grpc.streams_ended(), 2);
 
     // A trailers-only failure: empty initial metadata, no message, the status and its message.

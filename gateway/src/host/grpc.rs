@@ -55,6 +55,11 @@ pub const MAX_QUEUED_MESSAGES: usize = 1024;
 /// The largest message accepted from an upstream (gRPC's usual default receive limit is 4 MiB).
 pub const MAX_MESSAGE: usize = 4 << 20;
 
+/// The most events of one call read from the upstream and not yet taken by the plugin; then the
+/// upstream's stream is not read further (HTTP/2 flow control holds it back) until the plugin catches
+/// up.
+pub const MAX_QUEUED_EVENTS: usize = 64;
+
 /// What a gRPC call reports, in the order it happens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GrpcEvent {
@@ -70,7 +75,7 @@ pub enum GrpcEvent {
     Close {
         /// The gRPC status code.
         status: u32,
-        /// The `grpc-message` (percent-decoded) or the host's reason.
+        /// The `grpc-message` as sent (percent-encoded), or the host's reason.
         message: String,
     },
 }
@@ -119,10 +124,18 @@ pub enum GrpcError {
     Full,
 }
 
-/// A call in flight. Dropping it cancels the call: no event follows.
+/// The error a cancelled stream's request body ends with, so that the upstream sees the stream
+/// reset, not a clean end of the client's messages.
+#[derive(Debug, thiserror::Error)]
+#[error("the plugin cancelled the call")]
+struct Cancelled;
+
+type MessageSender = http_body_util::channel::Sender<Bytes, Cancelled>;
+
+/// A call in flight. Dropping it cancels the call: no event follows, and a stream is reset.
 pub struct GrpcCall {
     /// Messages to a stream; `None` for a unary call and once the stream is half-closed.
-    sender: Option<http_body_util::channel::Sender<Bytes>>,
+    sender: Option<MessageSender>,
     unary: bool,
     task: tokio::task::AbortHandle,
 }
@@ -141,15 +154,12 @@ impl GrpcCall {
     /// Sends one message on a stream, and half-closes it after when `end_stream`.
     pub fn send(&mut self, message: &[u8], end_stream: bool) -> Result<(), GrpcError> {
         let sender = self.sender.as_mut().ok_or(GrpcError::NotSendable)?;
-        // Refused when the queue is full, or when the exchange is over (the upstream closed the
-        // stream; its close is on the way to the plugin): that message has nobody to read it.
-        if sender
-            .try_send(http_body::Frame::data(frame(message)))
-            .is_err()
-            && !self.task.is_finished()
-        {
+        if sender.capacity() == 0 {
             return Err(GrpcError::Full);
         }
+        // With room in the queue, a refusal means the exchange is over (the upstream closed or
+        // reset the stream; its close is on the way to the plugin): nobody reads that message.
+        let _ = sender.try_send(http_body::Frame::data(frame(message)));
         if end_stream {
             self.half_close();
         }
@@ -165,6 +175,9 @@ impl GrpcCall {
 
 impl Drop for GrpcCall {
     fn drop(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            sender.abort(Cancelled);
+        }
         self.task.abort();
     }
 }
@@ -285,17 +298,18 @@ impl HostCore {
         &self,
         runtime: &tokio::runtime::Handle,
         req: GrpcRequest,
-    ) -> Result<(GrpcCall, mpsc::UnboundedReceiver<GrpcEvent>), CalloutError> {
+    ) -> Result<(GrpcCall, mpsc::Receiver<GrpcEvent>), CalloutError> {
         let (sender, body) = match &req.unary {
             Some((message, _)) => (None, crate::body::full(frame(message))),
             None => {
-                let (tx, rx) = http_body_util::channel::Channel::<Bytes>::new(MAX_QUEUED_MESSAGES);
+                let (tx, rx) =
+                    http_body_util::channel::Channel::<Bytes, Cancelled>::new(MAX_QUEUED_MESSAGES);
                 (Some(tx), crate::body::boxed(rx))
             }
         };
         let http = http_request(&req, body)?;
         let exchange = self.upstreams.stream(&req.upstream, http);
-        let (events, rx) = mpsc::unbounded_channel();
+        let (events, rx) = mpsc::channel(MAX_QUEUED_EVENTS);
         let unary = req.unary.as_ref().map(|(_, t)| *t);
         let task = runtime.spawn(async move {
             match unary {
@@ -304,7 +318,7 @@ impl HostCore {
                         Ok(event) => event,
                         Err(_) => GrpcEvent::close(code::DEADLINE_EXCEEDED, "deadline exceeded"),
                     };
-                    let _ = events.send(last);
+                    let _ = events.send(last).await;
                 }
                 None => stream_call(exchange, &events).await,
             }
@@ -347,9 +361,36 @@ impl End {
     }
 }
 
-/// Reads an answer, handing its initial metadata and each message to `emit` (which says whether
-/// to go on), and returns how it ended.
-async fn read_answer(exchange: Exchange, mut emit: impl FnMut(GrpcEvent) -> bool) -> End {
+/// Where an answer's events go while it is read.
+enum Sink<'a> {
+    /// A unary call keeps the last message (metadata is not reported).
+    Last(&'a mut Option<Bytes>),
+    /// A stream sends each event on, waiting when the plugin is behind; `started` once its initial
+    /// metadata went.
+    Events(&'a mpsc::Sender<GrpcEvent>, bool),
+}
+
+impl Sink<'_> {
+    /// Takes an event; false when nobody listens any more.
+    async fn emit(&mut self, event: GrpcEvent) -> bool {
+        match self {
+            Sink::Last(last) => {
+                if let GrpcEvent::Message(m) = event {
+                    **last = Some(m);
+                }
+                true
+            }
+            Sink::Events(tx, started) => {
+                *started |= matches!(event, GrpcEvent::InitialMetadata(_));
+                tx.send(event).await.is_ok()
+            }
+        }
+    }
+}
+
+/// Reads an answer, handing its initial metadata and each message to `sink`, and returns how it
+/// ended.
+async fn read_answer(exchange: Exchange, sink: &mut Sink<'_>) -> End {
     let resp = match exchange.await {
         Ok(r) => r,
         Err(e) => return End::error(code::UNAVAILABLE, e.to_string()),
@@ -357,13 +398,16 @@ async fn read_answer(exchange: Exchange, mut emit: impl FnMut(GrpcEvent) -> bool
     let (parts, mut body) = resp.into_parts();
     // A trailers-only answer: its headers are its trailers, its initial metadata is empty.
     let trailers_only = body.is_end_stream();
-    if trailers_only {
-        emit(GrpcEvent::InitialMetadata(HeaderMap::new()));
+    let initial = if trailers_only {
+        HeaderMap::new()
+    } else {
+        parts.headers.clone()
+    };
+    if !sink.emit(GrpcEvent::InitialMetadata(initial)).await {
+        return End::error(code::CANCELLED, "cancelled");
     }
     if parts.status != StatusCode::OK {
-        if !trailers_only {
-            emit(GrpcEvent::InitialMetadata(parts.headers));
-        } else if status_of(&parts.headers).is_some() {
+        if trailers_only && status_of(&parts.headers).is_some() {
             return End::from_trailers(parts.headers);
         }
         return End::error(
@@ -373,9 +417,6 @@ async fn read_answer(exchange: Exchange, mut emit: impl FnMut(GrpcEvent) -> bool
     }
     if trailers_only {
         return End::from_trailers(parts.headers);
-    }
-    if !emit(GrpcEvent::InitialMetadata(parts.headers)) {
-        return End::error(code::CANCELLED, "cancelled");
     }
     let mut buf = BytesMut::new();
     let mut messages = Vec::new();
@@ -393,7 +434,7 @@ async fn read_answer(exchange: Exchange, mut emit: impl FnMut(GrpcEvent) -> bool
                     return End::error(status, e);
                 }
                 for m in messages.drain(..) {
-                    if !emit(GrpcEvent::Message(m)) {
+                    if !sink.emit(GrpcEvent::Message(m)).await {
                         return End::error(code::CANCELLED, "cancelled");
                     }
                 }
@@ -413,13 +454,7 @@ async fn read_answer(exchange: Exchange, mut emit: impl FnMut(GrpcEvent) -> bool
 /// A unary call's one event. As in Envoy, a successful answer of several messages gives its last.
 async fn unary_call(exchange: Exchange) -> GrpcEvent {
     let mut last = None;
-    let end = read_answer(exchange, |e| {
-        if let GrpcEvent::Message(m) = e {
-            last = Some(m);
-        }
-        true
-    })
-    .await;
+    let end = read_answer(exchange, &mut Sink::Last(&mut last)).await;
     match (end.status, last) {
         (code::OK, Some(m)) => GrpcEvent::Reply(m),
         (code::OK, None) => GrpcEvent::close(code::INTERNAL, "the answer held no message"),
@@ -432,26 +467,194 @@ async fn unary_call(exchange: Exchange) -> GrpcEvent {
 
 /// A stream's events until it closes (or nobody listens): initial metadata (empty when the answer
 /// had none), the messages, trailing metadata (empty when none came), then the close.
-async fn stream_call(exchange: Exchange, events: &mpsc::UnboundedSender<GrpcEvent>) {
-    let mut started = false;
-    let end = read_answer(exchange, |e| {
-        started |= matches!(e, GrpcEvent::InitialMetadata(_));
-        events.send(e).is_ok()
-    })
-    .await;
-    if !started {
-        let _ = events.send(GrpcEvent::InitialMetadata(HeaderMap::new()));
+async fn stream_call(exchange: Exchange, events: &mpsc::Sender<GrpcEvent>) {
+    let mut sink = Sink::Events(events, false);
+    let end = read_answer(exchange, &mut sink).await;
+    if let Sink::Events(_, false) = sink {
+        let _ = events
+            .send(GrpcEvent::InitialMetadata(HeaderMap::new()))
+            .await;
     }
-    let _ = events.send(GrpcEvent::TrailingMetadata(end.trailers));
-    let _ = events.send(GrpcEvent::Close {
-        status: end.status,
-        message: end.message,
-    });
+    let _ = events.send(GrpcEvent::TrailingMetadata(end.trailers)).await;
+    let _ = events
+        .send(GrpcEvent::Close {
+            status: end.status,
+            message: end.message,
+        })
+        .await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body::Frame;
+
+    /// An exchange that answers `status`, `headers` and `frames` (none: a trailers-only answer).
+    fn answer(status: u16, headers: &[(&str, &str)], frames: Vec<Frame<Bytes>>) -> Exchange {
+        let body = if frames.is_empty() {
+            crate::body::empty()
+        } else {
+            let frames = frames.into_iter().map(Ok::<_, std::convert::Infallible>);
+            crate::body::boxed(http_body_util::StreamBody::new(futures_util::stream::iter(
+                frames,
+            )))
+        };
+        let mut resp = http::Response::new(body);
+        *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+        for (k, v) in headers {
+            resp.headers_mut().insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        Box::pin(async move { Ok(resp) })
+    }
+
+    fn data(messages: &[&[u8]]) -> Frame<Bytes> {
+        let mut out = BytesMut::new();
+        for m in messages {
+            out.extend_from_slice(&frame(m));
+        }
+        Frame::data(out.freeze())
+    }
+
+    fn trailers(status: &str, message: &str) -> Frame<Bytes> {
+        let mut t = HeaderMap::new();
+        t.insert("grpc-status", HeaderValue::from_str(status).unwrap());
+        if !message.is_empty() {
+            t.insert("grpc-message", HeaderValue::from_str(message).unwrap());
+        }
+        Frame::trailers(t)
+    }
+
+    fn close(status: u32, message: &str) -> GrpcEvent {
+        GrpcEvent::close(status, message)
+    }
+
+    #[tokio::test]
+    async fn unary_answers_end_in_one_event_as_envoy_reports_them() {
+        let ok = |frames| answer(200, &[], frames);
+        let reply = |m: &'static [u8]| GrpcEvent::Reply(Bytes::from_static(m));
+        let cases: Vec<(Exchange, GrpcEvent)> = vec![
+            (ok(vec![data(&[b"one"]), trailers("0", "")]), reply(b"one")),
+            // Several messages: the last, as Envoy keeps it.
+            (
+                ok(vec![data(&[b"a", b"b"]), trailers("0", "")]),
+                reply(b"b"),
+            ),
+            (
+                ok(vec![trailers("0", "")]),
+                close(code::INTERNAL, "the answer held no message"),
+            ),
+            (ok(vec![data(&[b"x"]), trailers("7", "no")]), close(7, "no")),
+            // Trailers-only: the status is in the headers.
+            (
+                answer(
+                    200,
+                    &[("grpc-status", "5"), ("grpc-message", "missing")],
+                    vec![],
+                ),
+                close(5, "missing"),
+            ),
+            (answer(404, &[("grpc-status", "12")], vec![]), close(12, "")),
+            (
+                answer(503, &[], vec![data(&[b"x"])]),
+                close(code::UNAVAILABLE, "the upstream answered HTTP 503"),
+            ),
+            (ok(vec![data(&[b"x"])]), close(code::UNKNOWN, "")),
+            (
+                ok(vec![Frame::data(Bytes::from_static(&[1, 0, 0, 0, 1, 9]))]),
+                close(
+                    code::INTERNAL,
+                    "a compressed message, which was not asked for",
+                ),
+            ),
+            (
+                ok(vec![
+                    Frame::data(Bytes::from_static(&[0, 0, 0, 0, 9, 1])),
+                    trailers("0", ""),
+                ]),
+                close(code::INTERNAL, "the answer ended mid-message"),
+            ),
+            (
+                Box::pin(async { Err(CalloutError::Failed("refused".into())) }),
+                close(code::UNAVAILABLE, "callout failed: refused"),
+            ),
+        ];
+        for (i, (exchange, want)) in cases.into_iter().enumerate() {
+            assert_eq!(unary_call(exchange).await, want, "case {i}");
+        }
+    }
+
+    async fn stream_events(exchange: Exchange) -> Vec<GrpcEvent> {
+        let (tx, mut rx) = mpsc::channel(MAX_QUEUED_EVENTS);
+        tokio::spawn(async move { stream_call(exchange, &tx).await });
+        let mut out = Vec::new();
+        while let Some(e) = rx.recv().await {
+            out.push(e);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn streams_report_metadata_messages_and_close_even_when_they_fail() {
+        let got = stream_events(answer(
+            200,
+            &[("x-initial", "hi")],
+            vec![data(&[b"a"]), data(&[b"b", b"c"]), trailers("0", "")],
+        ))
+        .await;
+        assert!(matches!(&got[0], GrpcEvent::InitialMetadata(h) if h["x-initial"] == "hi"));
+        let messages: Vec<_> = got[1..4]
+            .iter()
+            .map(|e| match e {
+                GrpcEvent::Message(m) => m.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(messages, vec![&b"a"[..], b"b", b"c"]);
+        assert!(matches!(&got[4], GrpcEvent::TrailingMetadata(t) if t["grpc-status"] == "0"));
+        assert_eq!(got[5], close(0, ""));
+        assert_eq!(got.len(), 6);
+        // Failing before any answer: both metadata callbacks (empty), then the close.
+        let got = stream_events(Box::pin(async { Err(CalloutError::Timeout) })).await;
+        assert_eq!(
+            got,
+            vec![
+                GrpcEvent::InitialMetadata(HeaderMap::new()),
+                GrpcEvent::TrailingMetadata(HeaderMap::new()),
+                close(code::UNAVAILABLE, "callout timed out"),
+            ]
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_stream_is_not_read_ahead_of_the_plugin_by_more_than_the_event_limit() {
+        let many: Vec<&[u8]> = vec![b"m"; 3 * MAX_QUEUED_EVENTS];
+        let exchange = answer(200, &[], vec![data(&many), trailers("0", "")]);
+        let (tx, mut rx) = mpsc::channel(MAX_QUEUED_EVENTS);
+        let producer = tokio::spawn(async move { stream_call(exchange, &tx).await });
+        for _ in 0..10_000 {
+            if rx.len() == MAX_QUEUED_EVENTS {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            rx.len(),
+            MAX_QUEUED_EVENTS,
+            "the queue holds the limit, no more"
+        );
+        assert!(!producer.is_finished(), "the reader waits for the plugin");
+        let mut n = 0;
+        while rx.recv().await.is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 3 * MAX_QUEUED_EVENTS + 3);
+    }
 
     #[test]
     fn messages_are_framed_and_unframed_across_chunks() {

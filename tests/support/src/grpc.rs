@@ -7,7 +7,7 @@
 //!   after 500 ms; anything else is INVALID_ARGUMENT.
 //! - `test.Echo/Chat` (bidirectional): initial metadata `x-initial: hello`, each message back in
 //!   upper case, then (once the client ends its side) status OK with `x-count: <messages>` in the
-//!   trailers.
+//!   trailers; it counts streams ended cleanly and streams reset.
 //! - `test.Echo/Fail`: a trailers-only NOT_FOUND "missing".
 //! - any other path: UNIMPLEMENTED.
 
@@ -70,8 +70,10 @@ impl Decoder for Raw {
 struct Seen {
     /// Each call: path, `:authority`, `grpc-timeout`, `x-user`.
     calls: Mutex<Vec<SeenCall>>,
-    /// Streams that ended (the client's side closed, or it went away).
+    /// Streams whose client side ended cleanly (half-closed).
     streams_ended: AtomicUsize,
+    /// Streams the client reset (cancelled).
+    streams_reset: AtomicUsize,
 }
 
 /// One call as the server saw it.
@@ -149,9 +151,18 @@ impl tonic::server::StreamingService<Bytes> for Chat {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             tokio::spawn(async move {
                 let mut n = 0;
-                while let Some(Ok(m)) = incoming.next().await {
-                    n += 1;
-                    let _ = tx.send(Ok(Bytes::from(m.to_ascii_uppercase())));
+                loop {
+                    match incoming.next().await {
+                        Some(Ok(m)) => {
+                            n += 1;
+                            let _ = tx.send(Ok(Bytes::from(m.to_ascii_uppercase())));
+                        }
+                        Some(Err(_)) => {
+                            seen.streams_reset.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        None => break,
+                    }
                 }
                 seen.streams_ended.fetch_add(1, Ordering::SeqCst);
                 // Status OK with trailing metadata: tonic sends an `Ok` status item as the trailers.
@@ -250,8 +261,13 @@ impl GrpcServer {
         self.seen.calls.lock().unwrap().clone()
     }
 
-    /// How many `Chat` streams ended on the client's side.
+    /// How many `Chat` streams the client ended cleanly (half-closed).
     pub fn streams_ended(&self) -> usize {
         self.seen.streams_ended.load(Ordering::SeqCst)
+    }
+
+    /// How many `Chat` streams the client reset (cancelled).
+    pub fn streams_reset(&self) -> usize {
+        self.seen.streams_reset.load(Ordering::SeqCst)
     }
 }

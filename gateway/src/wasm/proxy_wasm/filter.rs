@@ -218,40 +218,46 @@ impl ProxyWasmCtx {
                     .https
                     .get(&id)
                     .is_none_or(|h| h.local.is_some() || h.closed);
-            if action_code != action::PAUSE || answered || (pending.is_empty() && !holds) {
+            let bounded = pending.iter().any(PendingCall::bounded);
+            if action_code != action::PAUSE || answered || (!bounded && !holds) {
                 // Nothing to wait for: the verdict under the same lock. Callouts the callback
                 // started are still answered (`on_http_call_response`), in the background.
                 plugin.detach(pending, vm.generation);
                 return phase_verdict(&plugin, vm, id, phase, action_code, false, end_of_stream);
             }
             let wake = vm.store.data().https.get(&id).map(|h| h.wake.clone());
-            (action_code, pending, wake.unwrap_or_default())
+            let waiting = Waiting {
+                plugin: plugin.clone(),
+                generation: vm.generation,
+                calls: pending,
+            };
+            (action_code, waiting, wake.unwrap_or_default())
         };
 
         let response_phase = phase.is_response();
         let mut resumed = false;
-        // The route's timeout bounds a hold on nothing, counted from when nothing is in flight any
-        // more (callouts have their own timeouts); [`MAX_PAUSE`] bounds the whole pause.
+        // The route's timeout bounds a hold on nothing, counted from when nothing bounded is in
+        // flight any more (callouts and unary gRPC calls have their own timeouts; an open gRPC
+        // stream does not count, though its events are delivered); [`MAX_PAUSE`] bounds the whole
+        // pause.
         let now = tokio::time::Instant::now();
         let mut idle_until = now + self.pause_limit;
         let give_up = now + MAX_PAUSE.max(self.pause_limit);
-        while action_code == action::PAUSE && !resumed && (holds || !pending.is_empty()) {
+        while action_code == action::PAUSE && !resumed && (holds || pending.bounded()) {
             if self.local_response_ready().await? {
                 break;
             }
             let woke = tokio::select! {
-                call = first_event(&mut pending), if !pending.is_empty() => Ok(Some(call)),
+                call = first_event(&mut pending.calls), if !pending.calls.is_empty() => Ok(Some(call)),
                 _ = wake.notified() => Ok(None),
-                _ = tokio::time::sleep_until(idle_until), if pending.is_empty() => Err(self.pause_limit),
+                _ = tokio::time::sleep_until(idle_until), if !pending.bounded() => Err(self.pause_limit),
                 _ = tokio::time::sleep_until(give_up) => Err(MAX_PAUSE),
             };
             let woke = match woke {
                 Ok(w) => w,
                 Err(limit) => {
-                    let verdict = paused_too_long(&plugin, &pending, limit);
-                    // Callouts still in flight are answered in the background.
-                    plugin.detach(pending, self.generation.unwrap_or_default());
-                    return Ok(verdict);
+                    // Callouts still in flight are answered in the background (`Waiting`).
+                    return Ok(paused_too_long(&plugin, &pending.calls, limit));
                 }
             };
             let mut slot = crate::filter::lock(&plugin.slot).await;
@@ -284,15 +290,16 @@ impl ProxyWasmCtx {
                 plugin.discard(&mut slot);
                 return Err(e);
             }
-            pending.extend(plugin.after_callback(vm, Some(id)));
-            if pending.is_empty() {
+            pending.calls.extend(plugin.after_callback(vm, Some(id)));
+            if !pending.bounded() {
                 idle_until = tokio::time::Instant::now() + self.pause_limit;
             }
         }
 
+        // What is still in flight is delivered in the background (`Waiting`).
+        drop(pending);
         let mut slot = crate::filter::lock(&plugin.slot).await;
         let vm = self.vm(&mut slot)?;
-        plugin.detach(pending, vm.generation);
         phase_verdict(&plugin, vm, id, phase, action_code, resumed, end_of_stream)
     }
 
@@ -423,6 +430,31 @@ fn phase_verdict(
         return Ok(Verdict::Buffer);
     }
     Ok(Verdict::Continue)
+}
+
+/// The callouts a paused phase waits on. Whatever is left in it when it is dropped (the phase ended,
+/// failed, or the request went away mid-pause) is handed to the background, so the plugin still gets
+/// its callbacks.
+struct Waiting {
+    plugin: Arc<ProxyWasmPlugin>,
+    generation: u64,
+    calls: Vec<PendingCall>,
+}
+
+impl Waiting {
+    /// Whether something in flight ends by itself in bounded time (see [`PendingCall::bounded`]).
+    fn bounded(&self) -> bool {
+        self.calls.iter().any(PendingCall::bounded)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if !self.calls.is_empty() {
+            self.plugin
+                .detach(std::mem::take(&mut self.calls), self.generation);
+        }
+    }
 }
 
 /// Waits for the next event of any callout in `pending`; a callout that reported its last event is

@@ -638,6 +638,8 @@ fn start_grpc(
         metadata,
         unary,
     };
+    // The call belongs to the root context of the context that makes it.
+    let root_id = tryst!(c.data().root_of_effective().ok_or(Status::InternalFailure));
     let (call, rx) = tryst!(shared
         .ctx
         .host
@@ -646,7 +648,6 @@ fn start_grpc(
     let state = c.data_mut();
     let token = state.next_token(kind);
     let context_id = state.effective;
-    let root_id = state.root_of_effective().unwrap_or(context_id);
     state.grpc.insert(
         token,
         GrpcEntry {
@@ -655,7 +656,12 @@ fn start_grpc(
             remote_closed: false,
         },
     );
-    state.pending.push(PendingCall::grpc(token, context_id, rx));
+    state.pending.push(PendingCall::grpc(
+        token,
+        context_id,
+        rx,
+        kind == token_kind::GRPC_CALL,
+    ));
     Ok(st(write_u32(c, token_ptr, token)))
 }
 

@@ -198,8 +198,14 @@ pub struct GrpcEntry {
 impl VmState {
     /// A new callout token of `kind` (one of [`token_kind`]).
     pub fn next_token(&mut self, kind: u32) -> u32 {
-        self.next_token = self.next_token.wrapping_add(4).max(4);
-        (self.next_token & !3) | kind
+        loop {
+            self.next_token = self.next_token.wrapping_add(4).max(4);
+            let token = (self.next_token & !3) | kind;
+            // After 2^30 callouts the counter wraps: a token still in use is skipped.
+            if !self.grpc.contains_key(&token) {
+                return token;
+            }
+        }
     }
 }
 
@@ -214,7 +220,8 @@ pub enum CallEvent {
 
 enum CallRx {
     Http(oneshot::Receiver<CallResult>),
-    Grpc(mpsc::UnboundedReceiver<GrpcEvent>),
+    /// A gRPC call's events; `bounded` for a unary call (it has a timeout), not for a stream.
+    Grpc(mpsc::Receiver<GrpcEvent>, bool),
 }
 
 /// A callout in flight (HTTP or gRPC).
@@ -236,12 +243,22 @@ impl PendingCall {
     pub fn grpc(
         token: u32,
         context_id: u32,
-        rx: mpsc::UnboundedReceiver<GrpcEvent>,
+        rx: mpsc::Receiver<GrpcEvent>,
+        unary: bool,
     ) -> PendingCall {
         PendingCall {
             token,
             context_id,
-            rx: CallRx::Grpc(rx),
+            rx: CallRx::Grpc(rx, unary),
+        }
+    }
+
+    /// Whether the call ends by itself in bounded time (an HTTP callout or a unary gRPC call, which
+    /// have timeouts); a stream may stay open as long as the plugin and the upstream keep it.
+    pub fn bounded(&self) -> bool {
+        match &self.rx {
+            CallRx::Http(_) => true,
+            CallRx::Grpc(_, unary) => *unary,
         }
     }
 
@@ -254,7 +271,7 @@ impl PendingCall {
                     .unwrap_or_else(|_| Err(CalloutError::Failed("callout task ended".into())));
                 (CallEvent::Http(result), true)
             }
-            CallRx::Grpc(rx) => match rx.recv().await {
+            CallRx::Grpc(rx, _) => match rx.recv().await {
                 Some(event) => {
                     let last = event.is_last();
                     (CallEvent::Grpc(event), last)
