@@ -606,8 +606,6 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Whether two plugin configs load the same plugin from the same content: everything but where the
-/// file comes from (`path`, `url`, `sha256`, `ca`) is equal.
 /// Where a rejected filter config is wrong: a component whose `init` error starts with a field path
 /// inside its config (`key_names[1]: ...`, the convention of the first-party plugins) points at that
 /// field under `config` when the config writes it; otherwise at `config`.
@@ -641,6 +639,8 @@ fn unknown_plugin(name: &str) -> String {
     format!("unknown plugin `{name}`; define it under `plugins` (built in: {builtins})")
 }
 
+/// Whether two plugin configs load the same plugin from the same content: everything but where the
+/// file comes from (`path`, `url`, `sha256`, `ca`) is equal.
 fn same_settings(a: &config::Plugin, b: &config::Plugin) -> bool {
     let strip = |p: &config::Plugin| config::Plugin {
         path: None,
