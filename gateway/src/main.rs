@@ -129,12 +129,22 @@ fn check(path: &std::path::Path) -> Result<String, gateway::config::ConfigError>
         .map_err(|e| src.err("(check)", format!("cannot start the async runtime: {e}")))?;
     let built = io.block_on(RuntimeBuilder::new(&plugins, Default::default()).build(cfg, &src))?;
     let rt = built.runtime;
+    let cfg = &rt.config;
+    // Built-in plugins that routes use without a `plugins:` entry count too.
+    let mut builtins: Vec<&str> = cfg
+        .routes
+        .iter()
+        .flat_map(|r| r.filters.iter().map(|f| f.plugin.as_str()))
+        .filter(|name| !cfg.plugins.iter().any(|p| p.name == *name))
+        .collect();
+    builtins.sort_unstable();
+    builtins.dedup();
     Ok(format!(
         "{} listeners, {} routes, {} upstreams, {} plugins",
-        rt.config.listeners.len(),
-        rt.config.routes.len(),
-        rt.config.upstreams.len(),
-        rt.config.plugins.len()
+        cfg.listeners.len(),
+        cfg.routes.len(),
+        cfg.upstreams.len(),
+        cfg.plugins.len() + builtins.len()
     ))
 }
 
