@@ -13,6 +13,7 @@ mod framing;
 mod go_sdk;
 mod grpc_callouts;
 mod guide;
+mod ip_restriction;
 mod limits;
 mod malformed;
 mod paths;
