@@ -189,20 +189,16 @@ pub async fn handle(
     let h2 = (version == http::Version::HTTP_2).then(|| (info.conn.clone(), info.h2_max_resets));
     let clock = h2.as_ref().map(|(conn, _)| conn.stream_clock());
     Ok(resp.map(move |b| {
-        body::boxed(Tracked::new(
-            b,
-            clock,
-            Box::new(move |end| {
-                drop(chain);
-                drop(in_flight);
-                if let Some((conn, limit)) = h2 {
-                    if !end.complete && !end.failed {
-                        cancelled(&conn, limit, done.peer);
-                    }
+        body::boxed(Tracked::new(b, clock, move |end: body::BodyEnd| {
+            drop(chain);
+            drop(in_flight);
+            if let Some((conn, limit)) = h2 {
+                if !end.complete && !end.failed {
+                    cancelled(&conn, limit, done.peer);
                 }
-                finish(&metrics, done, end.bytes, end.complete, log);
-            }),
-        ))
+            }
+            finish(&metrics, done, end.bytes, end.complete, log);
+        }))
     }))
 }
 
@@ -412,7 +408,7 @@ impl Backend for RouteBackend<'_> {
         parts: http::request::Parts,
         body: Body,
         declared: Option<u64>,
-        watch: Arc<BodyWatch>,
+        watch: &BodyWatch,
     ) -> (Result<Response<Body>, ProxyError>, Self::Note) {
         let route = self.route;
         let resp = match &route.action {
@@ -425,7 +421,7 @@ impl Backend for RouteBackend<'_> {
                     parts,
                     body,
                     self.params,
-                    &watch,
+                    watch,
                     declared,
                 )
                 .await;
