@@ -3,6 +3,8 @@
 mod forward;
 mod headers;
 
+pub use headers::forwarded_for;
+
 use crate::body::{self, Body, BodyWatch, Tracked};
 use crate::canonical;
 use crate::conn::ConnShared;
@@ -37,6 +39,8 @@ pub struct ConnInfo {
     pub listener: Arc<str>,
     /// Client address.
     pub peer: SocketAddr,
+    /// The client's address as an `X-Forwarded-For` entry ([`forwarded_for`]).
+    pub forwarded_for: HeaderValue,
     /// The local address the connection came in on.
     pub local: SocketAddr,
     /// `http` or `https`.
@@ -124,7 +128,7 @@ impl std::error::Error for StreamReset {}
 /// Serves one request.
 pub async fn handle(
     shared: Arc<Shared>,
-    info: ConnInfo,
+    info: Arc<ConnInfo>,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Body>, StreamReset> {
     let in_flight = info.conn.start_request();
