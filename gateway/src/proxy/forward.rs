@@ -115,7 +115,7 @@ pub async fn forward(
         .policy
         .pick(&cluster.endpoints, hash_key, None)
         .ok_or_else(|| ProxyError::NoHealthyEndpoint {
-            upstream: cluster.name.clone(),
+            upstream: cluster.name.to_string(),
         })?;
     loop {
         let ep = cluster.endpoints[idx].clone();

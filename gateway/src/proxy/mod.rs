@@ -220,13 +220,13 @@ fn finish(metrics: &Metrics, d: Done, bytes: u64, complete: bool, log: bool) {
     if log {
         tracing::info!(
             target: "access",
-            route = d.route.as_ref().map(|r| r.name.as_str()).unwrap_or("-"),
+            route = d.route.as_ref().map_or("-", |r| &*r.name),
             upstream = d
                 .route
                 .as_ref()
                 .and_then(|r| r.upstream_name())
                 .filter(|_| d.forwarded)
-                .unwrap_or("-"),
+                .map_or("-", |n| &**n),
             endpoint = d.endpoint.as_ref().map_or("-", EndpointName::as_str),
             client = %d.peer.ip(),
             request_id = d.id.as_str(),
@@ -354,8 +354,8 @@ async fn route_and_serve(
     };
     let version = parts.version;
     let request_info = || RequestInfo {
-        route: Arc::from(route.name.as_str()),
-        upstream: route.upstream_name().map(Arc::from),
+        route: route.name.clone(),
+        upstream: route.upstream_name().cloned(),
         peer: info.peer,
         local: info.local,
         scheme: info.scheme,
