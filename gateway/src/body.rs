@@ -171,12 +171,10 @@ pub struct BodyEnd {
     pub failed: bool,
 }
 
-/// Called once when a response body is finished or dropped.
-pub type OnDone = Box<dyn FnOnce(BodyEnd) + Send + Sync>;
-
-/// A response body that counts bytes, reports when it is done, and (on HTTP/2) keeps the clock
-/// that tells whether the client stopped reading it.
-pub struct Tracked {
+/// A response body that counts bytes, reports when it is done (calls `F` once, when it is finished
+/// or dropped), and (on HTTP/2) keeps the clock that tells whether the client stopped reading it.
+/// `F` is held inline: the boxed body is the one allocation.
+pub struct Tracked<F: FnOnce(BodyEnd)> {
     inner: Body,
     bytes: u64,
     complete: bool,
@@ -185,7 +183,7 @@ pub struct Tracked {
     /// With a clock: the rest of a data frame larger than [`CLOCKED_PIECE`], handed over in
     /// pieces.
     rest: Bytes,
-    on_done: Option<OnDone>,
+    on_done: Option<F>,
 }
 
 /// The largest piece of a clocked (HTTP/2) response handed over at once: the protocol's default
@@ -193,10 +191,10 @@ pub struct Tracked {
 /// not for however large a piece the backend produced.
 pub const CLOCKED_PIECE: usize = 16 * 1024;
 
-impl Tracked {
+impl<F: FnOnce(BodyEnd)> Tracked<F> {
     /// Wraps `inner`; with a `clock`, a piece handed over starts it and being asked for the next
     /// stops it.
-    pub fn new(inner: Body, clock: Option<Arc<StreamClock>>, on_done: OnDone) -> Self {
+    pub fn new(inner: Body, clock: Option<Arc<StreamClock>>, on_done: F) -> Self {
         Tracked {
             inner,
             bytes: 0,
@@ -209,7 +207,7 @@ impl Tracked {
     }
 }
 
-impl HttpBody for Tracked {
+impl<F: FnOnce(BodyEnd) + Unpin> HttpBody for Tracked<F> {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -279,7 +277,7 @@ impl HttpBody for Tracked {
     }
 }
 
-impl Drop for Tracked {
+impl<F: FnOnce(BodyEnd)> Drop for Tracked<F> {
     fn drop(&mut self) {
         if let Some(f) = self.on_done.take() {
             f(BodyEnd {

@@ -40,7 +40,7 @@ pub trait Backend {
         parts: Parts,
         body: Body,
         declared: Option<u64>,
-        watch: Arc<BodyWatch>,
+        watch: &BodyWatch,
     ) -> impl Future<Output = (Result<Response<Body>, ProxyError>, Self::Note)> + Send;
 }
 
@@ -124,14 +124,17 @@ impl Exchange<'_> {
         if declared.is_some_and(|n| n > limit) {
             return Outcome::failed(id, ProxyError::BodyTooLarge { limit }, None);
         }
-        let watch = Arc::new(BodyWatch::default());
         let end_of_stream = incoming.is_end_stream();
+        // A body's watch is shared with the body; a request without one has nothing that records
+        // into its watch, which is then a plain value (no allocation).
+        let shared = (!end_of_stream).then(|| Arc::new(BodyWatch::default()));
+        let quiet = BodyWatch::default();
+        let watch: &BodyWatch = shared.as_deref().unwrap_or(&quiet);
         // The answer to a HEAD request has no body, whatever its Content-Length says.
         let head_request = parts.method == http::Method::HEAD;
-        let mut body = if end_of_stream {
-            body::empty()
-        } else {
-            body::boxed(Limited::new(incoming, limit, watch.clone()))
+        let mut body = match &shared {
+            None => body::empty(),
+            Some(w) => body::boxed(Limited::new(incoming, limit, w.clone())),
         };
         let Some(stages) = self.stages else {
             let (result, note) = backend.serve(parts, body, declared, watch).await;
@@ -178,7 +181,7 @@ impl Exchange<'_> {
                 }
                 Held::Failed(e) => Some(ProxyError::Filter(e)),
                 Held::TooLarge(_) | Held::Overflow(_) => Some(ProxyError::BodyTooLarge { limit }),
-                Held::Unreadable(e) => Some(body_error(&watch, e.to_string(), limit)),
+                Held::Unreadable(e) => Some(body_error(watch, e.to_string(), limit)),
             };
             if let Some(err) = err {
                 return Outcome::failed(id, err, Some(run));
@@ -193,12 +196,13 @@ impl Exchange<'_> {
             keep_length(&mut parts.headers, declared.map(http::HeaderValue::from));
         }
         let mut verdict = None;
-        if mode == BodyMode::Stream {
+        // (Only a request with a body streams it, so its watch is the shared one.)
+        if let (BodyMode::Stream, Some(w)) = (mode, &shared) {
             // A filter may change the body, so its length is no longer known.
             parts.headers.remove(header::CONTENT_LENGTH);
             declared = None;
             let (b, v) = run.request_body(body);
-            body = body::boxed(body::Filtered::new(b, watch.clone()));
+            body = body::boxed(body::Filtered::new(b, w.clone()));
             verdict = Some(v);
         }
 
@@ -219,7 +223,7 @@ impl Exchange<'_> {
                 _ => {}
             }
             if let Err(e) = drained {
-                return Outcome::failed(id, body_error(&watch, e.to_string(), limit), Some(run));
+                return Outcome::failed(id, body_error(watch, e.to_string(), limit), Some(run));
             }
         }
         // The backend, raced against a filter answering while the request body streams; an answer

@@ -632,12 +632,12 @@ impl Backend for FixtureBackend<'_> {
         parts: http::request::Parts,
         body: body::Body,
         _declared: Option<u64>,
-        watch: Arc<BodyWatch>,
+        watch: &BodyWatch,
     ) -> (Result<http::Response<body::Body>, ProxyError>, Self::Note) {
         let body = match body.collect().await {
             Ok(c) => c.to_bytes(),
             Err(e) => {
-                let err = body_error(&watch, e.to_string(), DEFAULT_WHOLE_BODY_LIMIT);
+                let err = body_error(watch, e.to_string(), DEFAULT_WHOLE_BODY_LIMIT);
                 return (Err(err), None);
             }
         };

@@ -82,8 +82,8 @@ pub enum PathRewrite {
 
 /// A compiled route.
 pub struct Route {
-    /// Name.
-    pub name: String,
+    /// Name (shared with the filters' request facts, not copied per request).
+    pub name: Arc<str>,
     /// What it does.
     pub action: Action,
     /// Path rewrite.
@@ -108,7 +108,7 @@ pub struct Route {
 
 impl Route {
     /// The upstream cluster's name, if the route forwards.
-    pub fn upstream_name(&self) -> Option<&str> {
+    pub fn upstream_name(&self) -> Option<&Arc<str>> {
         match &self.action {
             Action::Upstream(c) => Some(&c.name),
             _ => None,
@@ -306,7 +306,7 @@ impl Runtime {
         for routes in self.listeners.values() {
             for r in &routes.routes {
                 if seen.insert(Arc::as_ptr(r)) {
-                    if let Some(s) = stages.remove(&r.name) {
+                    if let Some(s) = stages.remove(&*r.name) {
                         let _ = r.filters.set(s);
                     }
                 }
@@ -668,7 +668,7 @@ fn compile_route(
         }
     }
     Ok(Route {
-        name: r.name.clone(),
+        name: Arc::from(r.name.as_str()),
         action,
         path_rewrite,
         host_rewrite,

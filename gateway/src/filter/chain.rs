@@ -227,12 +227,15 @@ impl ChainRun {
             Collected::Over(..) => return Held::TooLarge(self.body_limit),
             Collected::Broken(e) => return Held::Unreadable(e),
         };
-        let order: Vec<usize> = (0..self.stages.len()).collect();
+        let order = Order {
+            dir: Direction::Request,
+            upto: self.stages.len(),
+        };
         let mut slots = super::lock(&self.slots).await;
         let outcome = run_whole(
             &mut slots,
             &self.stages,
-            &order,
+            order,
             HeadMut::Req(head),
             &mut data,
             trailers.as_mut(),
@@ -277,12 +280,15 @@ impl ChainRun {
                 }));
             }
         };
-        let order: Vec<usize> = (0..upto).rev().collect();
+        let order = Order {
+            dir: Direction::Response,
+            upto,
+        };
         let mut slots = super::lock(&self.slots).await;
         let outcome = run_whole(
             &mut slots,
             &self.stages,
-            &order,
+            order,
             HeadMut::Resp(head),
             &mut data,
             trailers.as_mut(),
@@ -300,17 +306,13 @@ impl ChainRun {
         upto: usize,
     ) -> (InlineRun, oneshot::Receiver<Result<Flow, ChainError>>) {
         let (done_tx, done_rx) = oneshot::channel();
-        let order = match dir {
-            Direction::Request => (0..upto).collect(),
-            Direction::Response => (0..upto).rev().collect(),
-        };
         let run = InlineRun {
             body,
             slots: self.slots.clone(),
             guard: None,
             stages: self.stages.clone(),
-            order,
-            held: (0..self.stages.len()).map(|_| None).collect(),
+            order: Order { dir, upto },
+            held: Vec::new(),
             dir,
             done: Some(done_tx),
             queued: None,
@@ -358,7 +360,8 @@ struct InlineRun {
     slots: Arc<Mutex<Slots>>,
     guard: Option<tokio::sync::OwnedMutexGuard<Slots>>,
     stages: Arc<[Stage]>,
-    order: Vec<usize>,
+    order: Order,
+    /// By stage: the chunks a filter that buffers keeps (sized when one first does).
     held: Vec<Option<BytesMut>>,
     dir: Direction,
     done: Option<oneshot::Sender<Result<Flow, ChainError>>>,
@@ -405,7 +408,7 @@ impl InlineRun {
             let flow = run_chunk(
                 slots,
                 &self.stages,
-                &self.order,
+                self.order,
                 &mut self.held,
                 chunk,
                 eos,
@@ -426,7 +429,7 @@ impl InlineRun {
             };
             if eos {
                 if let Some(mut t) = trailers {
-                    match run_trailers(slots, &self.stages, &self.order, &mut t, self.dir).await {
+                    match run_trailers(slots, &self.stages, self.order, &mut t, self.dir).await {
                         Ok(None) => self.queued = Some(t),
                         Ok(Some((response, upto))) => {
                             self.end(Ok(Flow::Respond { response, upto }));
@@ -481,6 +484,21 @@ enum Direction {
     Response,
 }
 
+/// Filters `0..upto` in the order a direction runs them: in chain order for requests, in reverse
+/// for responses.
+#[derive(Clone, Copy)]
+struct Order {
+    dir: Direction,
+    upto: usize,
+}
+
+impl Order {
+    fn indices(self) -> impl Iterator<Item = usize> {
+        let (upto, reverse) = (self.upto, matches!(self.dir, Direction::Response));
+        (0..upto).map(move |k| if reverse { upto - 1 - k } else { k })
+    }
+}
+
 enum ChunkFlow {
     Send(Bytes),
     Respond(LocalResponse, usize),
@@ -491,13 +509,13 @@ enum ChunkFlow {
 async fn run_chunk(
     slots: &mut [Slot],
     stages: &[Stage],
-    order: &[usize],
-    held: &mut [Option<BytesMut>],
+    order: Order,
+    held: &mut Vec<Option<BytesMut>>,
     mut data: Bytes,
     eos: bool,
     dir: Direction,
 ) -> Result<ChunkFlow, ChainError> {
-    for &i in order {
+    for i in order.indices() {
         let Some(ctx) = slots[i].ctx.as_mut() else {
             continue;
         };
@@ -508,7 +526,7 @@ async fn run_chunk(
         if mode == BodyMode::Skip {
             continue;
         }
-        if let Some(buf) = held[i].as_mut() {
+        if let Some(buf) = held.get_mut(i).and_then(Option::as_mut) {
             buf.extend_from_slice(&data);
             if !eos {
                 return Ok(ChunkFlow::Send(Bytes::new()));
@@ -522,6 +540,9 @@ async fn run_chunk(
         match verdict {
             Ok(Verdict::Continue) => {}
             Ok(Verdict::Buffer) if !eos => {
+                if held.len() < stages.len() {
+                    held.resize_with(stages.len(), || None);
+                }
                 held[i] = Some(BytesMut::from(&data[..]));
                 return Ok(ChunkFlow::Send(Bytes::new()));
             }
@@ -540,11 +561,11 @@ async fn run_chunk(
 async fn run_trailers(
     slots: &mut [Slot],
     stages: &[Stage],
-    order: &[usize],
+    order: Order,
     trailers: &mut HeaderMap,
     dir: Direction,
 ) -> Result<Option<(LocalResponse, usize)>, ChainError> {
-    for &i in order {
+    for i in order.indices() {
         let Some(ctx) = slots[i].ctx.as_mut() else {
             continue;
         };
@@ -637,7 +658,7 @@ enum HeadMut<'a> {
 async fn run_whole(
     slots: &mut [Slot],
     stages: &[Stage],
-    order: &[usize],
+    order: Order,
     mut head: HeadMut<'_>,
     data: &mut Bytes,
     trailers: Option<&mut HeaderMap>,
@@ -646,7 +667,7 @@ async fn run_whole(
         HeadMut::Req(_) => Direction::Request,
         HeadMut::Resp(_) => Direction::Response,
     };
-    for &i in order {
+    for i in order.indices() {
         let Some(ctx) = slots[i].ctx.as_mut() else {
             continue;
         };

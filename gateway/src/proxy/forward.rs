@@ -42,7 +42,12 @@ pub async fn forward(
     let mut headers = parts.headers;
     // Keeps Host (never hop-by-hop), so `has_host` still holds after it.
     strip_hop_by_hop(&mut headers);
-    set_forwarded(&mut headers, info.peer, info.scheme, host.as_ref());
+    set_forwarded(
+        &mut headers,
+        &info.forwarded_for,
+        info.scheme,
+        host.as_ref(),
+    );
     if !has_host {
         if let Some(v) = host {
             headers.insert(header::HOST, v);
@@ -110,7 +115,7 @@ pub async fn forward(
         .policy
         .pick(&cluster.endpoints, hash_key, None)
         .ok_or_else(|| ProxyError::NoHealthyEndpoint {
-            upstream: cluster.name.clone(),
+            upstream: cluster.name.to_string(),
         })?;
     loop {
         let ep = cluster.endpoints[idx].clone();

@@ -2,7 +2,6 @@
 
 pub use crate::framing::strip_hop_by_hop;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use std::net::SocketAddr;
 
 /// The Host of a request as a header value, without copying: the Host header, which
 /// `crate::canonical` made the request's one authority before routing (a filter may have changed it
@@ -19,52 +18,37 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Writes an IPv4 address in dotted decimal, as `Ipv4Addr`'s `Display` does.
-fn push_ipv4(out: &mut Vec<u8>, ip: std::net::Ipv4Addr) {
-    for (i, o) in ip.octets().into_iter().enumerate() {
-        if i > 0 {
-            out.push(b'.');
-        }
-        if o >= 100 {
-            out.push(b'0' + o / 100);
-        }
-        if o >= 10 {
-            out.push(b'0' + o / 10 % 10);
-        }
-        out.push(b'0' + o % 10);
-    }
+/// A client's address as an X-Forwarded-For entry: made once per connection, and shared (not
+/// copied) by the requests it carries.
+pub fn forwarded_for(ip: std::net::IpAddr) -> HeaderValue {
+    HeaderValue::try_from(ip.to_string()).expect("an IP address is a header value")
 }
 
-/// Sets X-Forwarded-For (appending the client), X-Forwarded-Proto and X-Forwarded-Host.
+/// Sets X-Forwarded-For (appending `client`, from [`forwarded_for`]), X-Forwarded-Proto and
+/// X-Forwarded-Host.
 pub fn set_forwarded(
     h: &mut HeaderMap,
-    peer: SocketAddr,
+    client: &HeaderValue,
     scheme: &str,
     host: Option<&HeaderValue>,
 ) {
     // One lookup of X-Forwarded-For for reading the prior values and writing the new one.
-    let entry = h.entry(X_FORWARDED_FOR);
-    let mut value: Vec<u8> = Vec::with_capacity(48);
-    if let http::header::Entry::Occupied(prior) = &entry {
-        for p in prior.iter() {
-            if let Ok(p) = p.to_str() {
-                value.extend_from_slice(p.as_bytes());
-                value.extend_from_slice(b", ");
+    match h.entry(X_FORWARDED_FOR) {
+        http::header::Entry::Occupied(mut prior) => {
+            let mut value: Vec<u8> = Vec::with_capacity(48);
+            for p in prior.iter() {
+                if let Ok(p) = p.to_str() {
+                    value.extend_from_slice(p.as_bytes());
+                    value.extend_from_slice(b", ");
+                }
+            }
+            value.extend_from_slice(client.as_bytes());
+            if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
+                prior.insert(v);
             }
         }
-    }
-    match peer.ip() {
-        std::net::IpAddr::V4(ip) => push_ipv4(&mut value, ip),
-        ip => value.extend_from_slice(ip.to_string().as_bytes()),
-    }
-    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
-        match entry {
-            http::header::Entry::Occupied(mut o) => {
-                o.insert(v);
-            }
-            http::header::Entry::Vacant(e) => {
-                e.insert(v);
-            }
+        http::header::Entry::Vacant(e) => {
+            e.insert(client.clone());
         }
     }
     h.insert(
@@ -80,6 +64,7 @@ pub fn set_forwarded(
 mod tests {
     use super::*;
     use http::header;
+    use std::net::SocketAddr;
 
     #[test]
     fn hop_by_hop_and_forwarded() {
@@ -104,7 +89,7 @@ mod tests {
         assert_eq!(left, vec!["trailer", "x-forwarded-for", "x-keep"]);
         set_forwarded(
             &mut h,
-            "192.0.2.7:5555".parse().unwrap(),
+            &forwarded_for("192.0.2.7".parse().unwrap()),
             "http",
             Some(&HeaderValue::from_static("example.com")),
         );
@@ -160,7 +145,8 @@ mod tests {
             if let Some(p) = prior {
                 h.append("x-forwarded-for", HeaderValue::from_static(p));
             }
-            set_forwarded(&mut h, peer.parse().unwrap(), "https", None);
+            let peer: SocketAddr = peer.parse().unwrap();
+            set_forwarded(&mut h, &forwarded_for(peer.ip()), "https", None);
             assert_eq!(h["x-forwarded-for"], want, "{peer}");
             assert_eq!(h["x-forwarded-proto"], "https");
             assert!(!h.contains_key("x-forwarded-host"));

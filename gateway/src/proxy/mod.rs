@@ -3,6 +3,8 @@
 mod forward;
 mod headers;
 
+pub use headers::forwarded_for;
+
 use crate::body::{self, Body, BodyWatch, Tracked};
 use crate::canonical;
 use crate::conn::ConnShared;
@@ -37,6 +39,8 @@ pub struct ConnInfo {
     pub listener: Arc<str>,
     /// Client address.
     pub peer: SocketAddr,
+    /// The client's address as an `X-Forwarded-For` entry ([`forwarded_for`]).
+    pub forwarded_for: HeaderValue,
     /// The local address the connection came in on.
     pub local: SocketAddr,
     /// `http` or `https`.
@@ -124,7 +128,7 @@ impl std::error::Error for StreamReset {}
 /// Serves one request.
 pub async fn handle(
     shared: Arc<Shared>,
-    info: ConnInfo,
+    info: Arc<ConnInfo>,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Body>, StreamReset> {
     let in_flight = info.conn.start_request();
@@ -189,20 +193,16 @@ pub async fn handle(
     let h2 = (version == http::Version::HTTP_2).then(|| (info.conn.clone(), info.h2_max_resets));
     let clock = h2.as_ref().map(|(conn, _)| conn.stream_clock());
     Ok(resp.map(move |b| {
-        body::boxed(Tracked::new(
-            b,
-            clock,
-            Box::new(move |end| {
-                drop(chain);
-                drop(in_flight);
-                if let Some((conn, limit)) = h2 {
-                    if !end.complete && !end.failed {
-                        cancelled(&conn, limit, done.peer);
-                    }
+        body::boxed(Tracked::new(b, clock, move |end: body::BodyEnd| {
+            drop(chain);
+            drop(in_flight);
+            if let Some((conn, limit)) = h2 {
+                if !end.complete && !end.failed {
+                    cancelled(&conn, limit, done.peer);
                 }
-                finish(&metrics, done, end.bytes, end.complete, log);
-            }),
-        ))
+            }
+            finish(&metrics, done, end.bytes, end.complete, log);
+        }))
     }))
 }
 
@@ -220,13 +220,13 @@ fn finish(metrics: &Metrics, d: Done, bytes: u64, complete: bool, log: bool) {
     if log {
         tracing::info!(
             target: "access",
-            route = d.route.as_ref().map(|r| r.name.as_str()).unwrap_or("-"),
+            route = d.route.as_ref().map_or("-", |r| &*r.name),
             upstream = d
                 .route
                 .as_ref()
                 .and_then(|r| r.upstream_name())
                 .filter(|_| d.forwarded)
-                .unwrap_or("-"),
+                .map_or("-", |n| &**n),
             endpoint = d.endpoint.as_ref().map_or("-", EndpointName::as_str),
             client = %d.peer.ip(),
             request_id = d.id.as_str(),
@@ -354,8 +354,8 @@ async fn route_and_serve(
     };
     let version = parts.version;
     let request_info = || RequestInfo {
-        route: Arc::from(route.name.as_str()),
-        upstream: route.upstream_name().map(Arc::from),
+        route: route.name.clone(),
+        upstream: route.upstream_name().cloned(),
         peer: info.peer,
         local: info.local,
         scheme: info.scheme,
@@ -412,7 +412,7 @@ impl Backend for RouteBackend<'_> {
         parts: http::request::Parts,
         body: Body,
         declared: Option<u64>,
-        watch: Arc<BodyWatch>,
+        watch: &BodyWatch,
     ) -> (Result<Response<Body>, ProxyError>, Self::Note) {
         let route = self.route;
         let resp = match &route.action {
@@ -425,7 +425,7 @@ impl Backend for RouteBackend<'_> {
                     parts,
                     body,
                     self.params,
-                    &watch,
+                    watch,
                     declared,
                 )
                 .await;

@@ -333,6 +333,7 @@ async fn accept_loop(
         let info = ConnInfo {
             listener: name.clone(),
             peer,
+            forwarded_for: proxy::forwarded_for(peer.ip()),
             local: stream.local_addr().unwrap_or(peer),
             scheme: "http",
             tls: None,
@@ -415,6 +416,8 @@ async fn serve_connection<IO>(
     let send_timeout = limits.send_timeout;
     let io = Guarded::new(stream, limits, info.conn.clone())
         .on_reject(move |r| metrics.refused.inc(r.status));
+    // One count per request for what the connection's requests share.
+    let info = Arc::new(info);
     let svc = service_fn(move |req| {
         let shared = shared.clone();
         let info = info.clone();

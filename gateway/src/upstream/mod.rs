@@ -142,8 +142,8 @@ impl Drop for EndpointGuard {
 
 /// A compiled upstream cluster.
 pub struct Cluster {
-    /// Name from config.
-    pub name: String,
+    /// Name from config (shared with the filters' request facts, not copied per request).
+    pub name: Arc<str>,
     /// Endpoints in config order.
     pub endpoints: Vec<Arc<EndpointState>>,
     /// Balancing policy.
@@ -185,7 +185,7 @@ impl Cluster {
             _ => None,
         };
         Cluster {
-            name: cfg.name.clone(),
+            name: Arc::from(cfg.name.as_str()),
             policy: Policy::new(&cfg.balancer, &endpoints),
             endpoints,
             hash_key,
