@@ -124,6 +124,8 @@ pub struct ListenerRoutes {
     pub paths: config::PathPolicy,
     /// The listener takes a client's `x-request-id`.
     pub trust_request_id: bool,
+    /// The proxies whose forwarding headers name the client (see [`crate::proxy::client_of`]).
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 impl ListenerRoutes {
@@ -256,7 +258,14 @@ impl Runtime {
         }
 
         let mut listeners = HashMap::new();
-        for l in &cfg.listeners {
+        for (li, l) in cfg.listeners.iter().enumerate() {
+            let mut trusted_proxies = Vec::with_capacity(l.trusted_proxies.len());
+            for (k, p) in l.trusted_proxies.iter().enumerate() {
+                trusted_proxies
+                    .push(crate::proxy::parse_network(p).map_err(|m| {
+                        src.err(format!("listeners[{li}].trusted_proxies[{k}]"), m)
+                    })?);
+            }
             let mut matches = Vec::new();
             let mut routes = Vec::new();
             for (i, r) in cfg.routes.iter().enumerate() {
@@ -273,6 +282,7 @@ impl Runtime {
                     routes,
                     paths: l.paths,
                     trust_request_id: l.trust_request_id,
+                    trusted_proxies: trusted_proxies.into(),
                 },
             );
         }

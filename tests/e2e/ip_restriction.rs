@@ -194,3 +194,53 @@ async fn a_bad_entry_is_reported_at_its_line() {
         "{err}"
     );
 }
+
+/// Behind a trusted proxy (the listener's `trusted_proxies`), the client is whom `X-Forwarded-For`
+/// names, for the plugin as for the access log; from anyone else the header is not believed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_trusted_proxies_the_forwarded_client_is_the_client() {
+    let up = MockUpstream::start("up").await;
+    let rest = GatewayConfig::new()
+        .upstream(Upstream::new("up").endpoint(up.addr))
+        .route(route("api", r#"allow: ["203.0.113.0/24"]"#))
+        .yaml();
+    let listener = |trusted: &str| {
+        format!("listeners:\n  - name: main\n    address: 127.0.0.1:0\n    trusted_proxies: [{trusted}]\n{rest}")
+    };
+    // The test client (127.0.0.1) is the trusted proxy.
+    let gw = TestGateway::start(&listener("\"127.0.0.0/8\"")).await;
+    let url = gw.url("/api/x");
+    let (s, _, body) = get_with(&url, &[("x-forwarded-for", "203.0.113.5")]).await;
+    assert_eq!(s, 200, "{body}");
+    // A forged leftmost entry is not the client: the rightmost untrusted hop is.
+    let forged = [("x-forwarded-for", "203.0.113.5, 198.51.100.1")];
+    assert_refused(
+        &get_with(&url, &forged).await,
+        403,
+        "Your IP address is not allowed",
+    );
+    let (s, _, body) = get_with(&url, &[("forwarded", "for=\"203.0.113.7:4711\"")]).await;
+    assert_eq!(s, 200, "{body}");
+    // No header: the client is the proxy itself, which the list does not allow.
+    assert_refused(&get(&url).await, 403, "Your IP address is not allowed");
+
+    // A listener that trusts nobody (or another network) ignores the header.
+    let gw = TestGateway::start(&listener("\"10.0.0.0/8\"")).await;
+    let spoofed = [("x-forwarded-for", "203.0.113.5")];
+    assert_refused(
+        &get_with(&gw.url("/api/x"), &spoofed).await,
+        403,
+        "Your IP address is not allowed",
+    );
+
+    // A bad entry is refused at its line.
+    let err = TestGateway::try_start(&listener("\"10.0.0.0/33\""))
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("listeners[0].trusted_proxies[0]") && err.contains("CIDR"),
+        "{err}"
+    );
+}

@@ -278,6 +278,13 @@ pub struct Listener {
     /// sets it). Default: false, every request gets an id of the gateway's.
     #[serde(default)]
     pub trust_request_id: bool,
+    /// Addresses and CIDRs of the proxies in front of this listener (`10.0.0.0/8`, `::1`). A request
+    /// from one of them has its client taken from `X-Forwarded-For` (else `Forwarded: for=`): the
+    /// rightmost address that is not a trusted proxy. That client is what filters see as the client
+    /// address and what the access log shows. Default: none (the client is the peer; forwarding
+    /// headers are never believed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// How a listener makes request paths canonical. Dot segments, repeated slashes and percent-encoded

@@ -1,8 +1,10 @@
 //! The request path: route, act (forward, redirect, answer), finish (headers, metrics, access log).
 
+mod client;
 mod forward;
 mod headers;
 
+pub use client::{client_of, parse_network};
 pub use headers::forwarded_for;
 
 use crate::body::{self, Body, BodyWatch, Tracked};
@@ -107,6 +109,8 @@ struct Done {
     method: http::Method,
     path: String,
     peer: SocketAddr,
+    /// The client as the access log names it: the peer, or who trusted proxies say it is.
+    client: SocketAddr,
     status: u16,
     start: Instant,
     id: RequestId,
@@ -162,6 +166,7 @@ pub async fn handle(
         endpoint,
         chain,
         reset,
+        client,
     } = route_and_serve(listener, &info, &id, req).await;
     reset_watch.done = true;
     drop(reset_watch);
@@ -176,6 +181,7 @@ pub async fn handle(
         method,
         path,
         peer: info.peer,
+        client: client.unwrap_or(info.peer),
         // A reset has no response: logged with status 0, counted in no status.
         status: if reset { 0 } else { resp.status().as_u16() },
         start,
@@ -228,7 +234,7 @@ fn finish(metrics: &Metrics, d: Done, bytes: u64, complete: bool, log: bool) {
                 .filter(|_| d.forwarded)
                 .map_or("-", |n| &**n),
             endpoint = d.endpoint.as_ref().map_or("-", EndpointName::as_str),
-            client = %d.peer.ip(),
+            client = %d.client.ip(),
             request_id = d.id.as_str(),
             method = %d.method,
             path = %d.path,
@@ -251,6 +257,8 @@ struct Served {
     chain: Option<ChainRun>,
     /// A filter closed the stream: no response is sent, the stream is reset.
     reset: bool,
+    /// The client trusted proxies named, when it is not the peer.
+    client: Option<SocketAddr>,
 }
 
 impl Served {
@@ -262,6 +270,7 @@ impl Served {
             endpoint: None,
             chain: None,
             reset: false,
+            client: None,
         }
     }
 }
@@ -312,6 +321,11 @@ async fn route_and_serve(
         return Served::plain(errors::respond(&ProxyError::TooManyHeaders, id));
     }
     parts.headers.insert(REQUEST_ID, id.header().clone());
+    // Who the client is, once: the peer, or whom the listener's trusted proxies name.
+    let client = match listener.trusted_proxies.is_empty() {
+        true => info.peer,
+        false => client_of(info.peer, &parts.headers, &listener.trusted_proxies),
+    };
     let req = Request::from_parts(parts, incoming);
     let host = req
         .headers()
@@ -356,7 +370,7 @@ async fn route_and_serve(
     let request_info = || RequestInfo {
         route: route.name.clone(),
         upstream: route.upstream_name().cloned(),
-        peer: info.peer,
+        peer: client,
         local: info.local,
         scheme: info.scheme,
         protocol: match version {
@@ -381,6 +395,7 @@ async fn route_and_serve(
         chain: outcome.chain,
         route: Some(route),
         reset,
+        client: (client != info.peer).then_some(client),
     }
 }
 
