@@ -417,4 +417,21 @@ mod tests {
             504
         );
     }
+
+    #[test]
+    fn request_ids_are_distinct_hex_across_id_buffers() {
+        // Enough ids to fill a few of the thread's shared buffers, with some still held.
+        let n = ID_BUFFER / 16 * 3 + 5;
+        let ids: Vec<RequestId> = (0..n).map(|_| RequestId::new()).collect();
+        let mut seen = std::collections::HashSet::new();
+        for id in &ids {
+            let text = id.as_str();
+            assert_eq!(text.len(), 16, "{text}");
+            assert!(text
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            assert_eq!(id.header().as_bytes(), text.as_bytes());
+            assert!(seen.insert(text.to_owned()), "{text} repeated");
+        }
+    }
 }
