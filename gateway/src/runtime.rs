@@ -126,6 +126,8 @@ pub struct ListenerRoutes {
     pub trust_request_id: bool,
     /// The proxies whose forwarding headers name the client (see [`crate::proxy::client_of`]).
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// The header they name it in.
+    pub client_header: config::ClientHeader,
 }
 
 impl ListenerRoutes {
@@ -283,6 +285,7 @@ impl Runtime {
                     paths: l.paths,
                     trust_request_id: l.trust_request_id,
                     trusted_proxies: trusted_proxies.into(),
+                    client_header: l.client_header,
                 },
             );
         }

@@ -204,9 +204,10 @@ async fn behind_trusted_proxies_the_forwarded_client_is_the_client() {
         .upstream(Upstream::new("up").endpoint(up.addr))
         .route(route("api", r#"allow: ["203.0.113.0/24"]"#))
         .yaml();
-    let listener = |trusted: &str| {
-        format!("listeners:\n  - name: main\n    address: 127.0.0.1:0\n    trusted_proxies: [{trusted}]\n{rest}")
+    let listener_with = |trusted: &str, more: &str| {
+        format!("listeners:\n  - name: main\n    address: 127.0.0.1:0\n    trusted_proxies: [{trusted}]\n{more}{rest}")
     };
+    let listener = |trusted: &str| listener_with(trusted, "");
     // The test client (127.0.0.1) is the trusted proxy.
     let gw = TestGateway::start(&listener("\"127.0.0.0/8\"")).await;
     let url = gw.url("/api/x");
@@ -219,10 +220,30 @@ async fn behind_trusted_proxies_the_forwarded_client_is_the_client() {
         403,
         "Your IP address is not allowed",
     );
-    let (s, _, body) = get_with(&url, &[("forwarded", "for=\"203.0.113.7:4711\"")]).await;
-    assert_eq!(s, 200, "{body}");
-    // No header: the client is the proxy itself, which the list does not allow.
+    // No header: the client is the proxy itself, which the list does not allow; nor is a
+    // `Forwarded` header looked at by a listener that reads `X-Forwarded-For`.
     assert_refused(&get(&url).await, 403, "Your IP address is not allowed");
+    let rfc = [("forwarded", "for=\"203.0.113.7:4711\"")];
+    assert_refused(
+        &get_with(&url, &rfc).await,
+        403,
+        "Your IP address is not allowed",
+    );
+
+    // A listener whose proxies write `Forwarded` reads that one (and not X-Forwarded-For).
+    let gw = TestGateway::start(&listener(
+        "\"127.0.0.0/8\"]\n    client_header: forwarded\n    #[",
+    ))
+    .await;
+    let url = gw.url("/api/x");
+    let (s, _, body) = get_with(&url, &rfc).await;
+    assert_eq!(s, 200, "{body}");
+    let xff = [("x-forwarded-for", "203.0.113.5")];
+    assert_refused(
+        &get_with(&url, &xff).await,
+        403,
+        "Your IP address is not allowed",
+    );
 
     // A listener that trusts nobody (or another network) ignores the header.
     let gw = TestGateway::start(&listener("\"10.0.0.0/8\"")).await;

@@ -279,12 +279,27 @@ pub struct Listener {
     #[serde(default)]
     pub trust_request_id: bool,
     /// Addresses and CIDRs of the proxies in front of this listener (`10.0.0.0/8`, `::1`). A request
-    /// from one of them has its client taken from `X-Forwarded-For` (else `Forwarded: for=`): the
-    /// rightmost address that is not a trusted proxy. That client is what filters see as the client
-    /// address and what the access log shows. Default: none (the client is the peer; forwarding
-    /// headers are never believed).
+    /// from one of them has its client taken from `client_header`: the rightmost address that is
+    /// not a trusted proxy. That client is what filters see as the client address, what
+    /// `client_ip` balancing hashes and what the access log shows. Default: none (the client is the
+    /// peer; forwarding headers are never believed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_proxies: Vec<String>,
+    /// The header the trusted proxies write the client in: `x-forwarded-for` (default) or
+    /// `forwarded` (RFC 7239 `for=`). Only that one is read, never the other.
+    #[serde(default)]
+    pub client_header: ClientHeader,
+}
+
+/// Which forwarding header names the client behind trusted proxies.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientHeader {
+    /// `X-Forwarded-For: client, proxy1, ...`
+    #[default]
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1`
+    Forwarded,
 }
 
 /// How a listener makes request paths canonical. Dot segments, repeated slashes and percent-encoded

@@ -2,28 +2,40 @@
 //! trusts (`trusted_proxies`), and a request from one of them has its client taken from the
 //! forwarding headers, computed once per request and given to filters and the access log.
 //!
-//! The rule is the one nginx's `real_ip_recursive` and Envoy's trusted hops apply: walk
-//! `X-Forwarded-For` from the right (the hop nearest to the gateway) and take the first address that
-//! is not a trusted proxy; when every hop is trusted, the leftmost. Without `X-Forwarded-For`,
-//! `Forwarded` (RFC 7239) `for=` parameters are read the same way. A hop that is not an address
-//! (`unknown`, an obfuscated `_id`, garbage) stops the walk at the trusted hop to its right: nothing
-//! further left can be believed. IPv4-mapped IPv6 addresses count as their IPv4 address.
+//! The rule is the one nginx's `real_ip_recursive` and Envoy's trusted hops apply: walk the
+//! listener's client header (`X-Forwarded-For`, or `Forwarded` (RFC 7239) `for=` parameters; only
+//! that one, never the other, so a client cannot pick the header the proxies do not write) from the
+//! right (the hop nearest to the gateway) and take the first address that is not a trusted proxy;
+//! when every hop is trusted, the leftmost. A hop that is not an address (`unknown`, an obfuscated
+//! `_id`, a `Forwarded` element without `for=`, a header line that is not text) stops the walk at
+//! the trusted hop to its right: nothing further left can be believed. IPv4-mapped IPv6 addresses
+//! (and networks) count as IPv4.
 
+use crate::config::ClientHeader;
 use http::header::{HeaderMap, FORWARDED};
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use std::net::{IpAddr, SocketAddr};
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
 /// An address (`10.0.0.1`, `::1`) or a network (`10.0.0.0/8`) of a `trusted_proxies` list.
+/// An IPv4-mapped network (`::ffff:10.0.0.0/104`) is its IPv4 network, as addresses are compared
+/// as IPv4.
 pub fn parse_network(text: &str) -> Result<IpNet, String> {
     let text = text.trim();
-    if let Ok(net) = text.parse::<IpNet>() {
-        return Ok(net.trunc());
+    let net = match text.parse::<IpNet>() {
+        Ok(net) => net.trunc(),
+        Err(_) => text.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+            format!("`{text}` is not an IP address or a CIDR (`10.0.0.0/8`, `::1`)")
+        })?,
+    };
+    if let IpNet::V6(v6) = net {
+        if let (Some(v4), true) = (v6.addr().to_ipv4_mapped(), v6.prefix_len() >= 96) {
+            let v4 = Ipv4Net::new(v4, v6.prefix_len() - 96).expect("a prefix of at most 32");
+            return Ok(IpNet::V4(v4));
+        }
     }
-    text.parse::<IpAddr>()
-        .map(IpNet::from)
-        .map_err(|_| format!("`{text}` is not an IP address or a CIDR (`10.0.0.0/8`, `::1`)"))
+    Ok(net)
 }
 
 fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
@@ -44,44 +56,50 @@ fn hop_address(text: &str) -> Option<IpAddr> {
     inner.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
 }
 
-/// The hops a request's forwarding headers list, leftmost first: `X-Forwarded-For`, else the `for=`
-/// parameters of `Forwarded`. `None` for a hop that is not an address.
-fn hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let xff: Vec<&str> = headers
-        .get_all(X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter(|h| !h.trim().is_empty())
-        .collect();
-    if !xff.is_empty() {
-        return xff.into_iter().map(hop_address).collect();
+/// The hops `header` lists, leftmost first (several header lines are one list). `None` for a hop
+/// that is not an address.
+fn hops(headers: &HeaderMap, header: ClientHeader) -> Vec<Option<IpAddr>> {
+    let mut out = Vec::new();
+    let name = match header {
+        ClientHeader::XForwardedFor => X_FORWARDED_FOR,
+        ClientHeader::Forwarded => FORWARDED.as_str(),
+    };
+    for line in headers.get_all(name) {
+        // A line that is not text is one unreadable hop, in its place: dropping it would let the
+        // entries before it pass for the proxy's.
+        let Ok(line) = line.to_str() else {
+            out.push(None);
+            continue;
+        };
+        for element in line.split(',').filter(|e| !e.trim().is_empty()) {
+            out.push(match header {
+                ClientHeader::XForwardedFor => hop_address(element),
+                ClientHeader::Forwarded => element.split(';').find_map(|pair| {
+                    let (name, value) = pair.split_once('=')?;
+                    name.trim()
+                        .eq_ignore_ascii_case("for")
+                        .then(|| hop_address(value))?
+                }),
+            });
+        }
     }
-    headers
-        .get_all(FORWARDED)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (name, value) = pair.split_once('=')?;
-                name.trim()
-                    .eq_ignore_ascii_case("for")
-                    .then(|| hop_address(value))
-            })
-        })
-        .collect()
+    out
 }
 
 /// The client of a request that came from `peer`: the peer itself unless it is a trusted proxy,
 /// otherwise the address the forwarding headers name (see the module). The port is the peer's when
 /// the client is the peer, else 0 (the headers do not carry it).
-pub fn client_of(peer: SocketAddr, headers: &HeaderMap, proxies: &[IpNet]) -> SocketAddr {
+pub fn client_of(
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    proxies: &[IpNet],
+    header: ClientHeader,
+) -> SocketAddr {
     if proxies.is_empty() || !trusted(peer.ip(), proxies) {
         return peer;
     }
     let mut client = peer.ip().to_canonical();
-    for hop in hops(headers).into_iter().rev() {
+    for hop in hops(headers, header).into_iter().rev() {
         match hop {
             Some(ip) if trusted(ip, proxies) => client = ip,
             Some(ip) => return SocketAddr::new(ip, 0),
@@ -102,15 +120,34 @@ mod tests {
         list.iter().map(|n| parse_network(n).unwrap()).collect()
     }
 
-    fn client(peer: &str, headers: &[(&str, &str)], proxies: &[&str]) -> String {
+    fn headers(list: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
-        for (k, v) in headers {
+        for (k, v) in list {
             h.append(
                 http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
+                http::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
             );
         }
-        client_of(peer.parse().unwrap(), &h, &nets(proxies)).to_string()
+        h
+    }
+
+    fn client_by(
+        peer: &str,
+        list: &[(&str, &str)],
+        proxies: &[&str],
+        header: ClientHeader,
+    ) -> String {
+        client_of(
+            peer.parse().unwrap(),
+            &headers(list),
+            &nets(proxies),
+            header,
+        )
+        .to_string()
+    }
+
+    fn client(peer: &str, list: &[(&str, &str)], proxies: &[&str]) -> String {
+        client_by(peer, list, proxies, ClientHeader::XForwardedFor)
     }
 
     #[test]
@@ -120,6 +157,10 @@ mod tests {
             "10.0.0.0/8"
         );
         assert_eq!(parse_network("::1").unwrap().to_string(), "::1/128");
+        assert_eq!(
+            parse_network("::ffff:10.0.0.0/104").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
         for bad in ["10.0.0.0/33", "example.com", "10.0.0.1:80", ""] {
             assert!(parse_network(bad).is_err(), "{bad}");
         }
@@ -160,6 +201,18 @@ mod tests {
             client("10.0.0.2:5000", &xff("203.0.113.9, unknown, 10.0.0.7"), lb),
             "10.0.0.7:0"
         );
+        // A line that is not text stops the walk in its place (the forged line before it is not
+        // believed).
+        let odd = vec![
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-for", "203.0.113.9\u{80}"),
+        ];
+        assert_eq!(client("10.0.0.2:5000", &odd, lb), "10.0.0.2:5000");
+        // The listener reads one header: `Forwarded` sent by the client is not looked at.
+        assert_eq!(
+            client("10.0.0.2:5000", &[("forwarded", "for=1.2.3.4")], lb),
+            "10.0.0.2:5000"
+        );
         // IPv6 and IPv4-mapped peers and hops.
         assert_eq!(
             client("[::ffff:10.0.0.2]:5000", &xff("2001:db8::5"), lb),
@@ -172,30 +225,31 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_is_read_when_there_is_no_x_forwarded_for() {
+    fn forwarded_is_read_when_the_listener_says_so() {
         let lb = &["10.0.0.0/8"];
-        let fwd = |v| vec![("forwarded", v)];
+        let fwd = |peer, v| client_by(peer, &[("forwarded", v)], lb, ClientHeader::Forwarded);
         assert_eq!(
-            client(
+            fwd(
                 "10.0.0.2:1",
-                &fwd("for=198.51.100.17;proto=https, for=\"[2001:db8::1]:4711\""),
-                lb
+                "for=198.51.100.17;proto=https, for=\"[2001:db8::1]:4711\""
             ),
             "[2001:db8::1]:0"
         );
         assert_eq!(
-            client("10.0.0.2:1", &fwd("For=\"198.51.100.17:80\""), lb),
+            fwd("10.0.0.2:1", "For=\"198.51.100.17:80\""),
             "198.51.100.17:0"
         );
+        assert_eq!(fwd("10.0.0.2:1", "for=_hidden, for=10.0.0.9"), "10.0.0.9:0");
+        // An element without `for=` stops the walk.
         assert_eq!(
-            client("10.0.0.2:1", &fwd("for=_hidden, for=10.0.0.9"), lb),
-            "10.0.0.9:0"
+            fwd("10.0.0.2:1", "for=198.51.100.17, by=10.0.0.9;proto=https"),
+            "10.0.0.2:1"
         );
-        // X-Forwarded-For wins when both are sent.
-        let both = vec![
-            ("forwarded", "for=198.51.100.17"),
-            ("x-forwarded-for", "203.0.113.9"),
-        ];
-        assert_eq!(client("10.0.0.2:1", &both, lb), "203.0.113.9:0");
+        // X-Forwarded-For is not looked at.
+        let xff = [("x-forwarded-for", "203.0.113.9")];
+        assert_eq!(
+            client_by("10.0.0.2:1", &xff, lb, ClientHeader::Forwarded),
+            "10.0.0.2:1"
+        );
     }
 }

@@ -28,6 +28,7 @@ pub async fn forward(
     route: &Route,
     cluster: &Cluster,
     info: &ConnInfo,
+    client: std::net::IpAddr,
     parts: Parts,
     body: Body,
     params: &Params,
@@ -103,7 +104,7 @@ pub async fn forward(
             .and_then(|v| v.to_str().ok())
             .map(hash_str),
         HashKey::Cookie(name) => cookie(&headers, name).map(|c| hash_str(&c)),
-        HashKey::ClientIp => Some(hash_ip(info.peer.ip())),
+        HashKey::ClientIp => Some(hash_ip(client)),
     });
 
     // Without retries there is one try, which takes the headers; with retries each try gets a copy.

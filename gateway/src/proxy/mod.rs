@@ -311,21 +311,30 @@ async fn route_and_serve(
     let Some(listener) = listener else {
         return Served::plain(errors::respond(&ProxyError::NoRoute, id));
     };
+    // Who the client is, once: the peer, or whom the listener's trusted proxies name.
+    let client = match listener.trusted_proxies.is_empty() {
+        true => info.peer,
+        false => client_of(
+            info.peer,
+            req.headers(),
+            &listener.trusted_proxies,
+            listener.client_header,
+        ),
+    };
+    let refused = |e: ProxyError| Served {
+        client: (client != info.peer).then_some(client),
+        ..Served::plain(errors::respond(&e, id))
+    };
     // One authority and one path from here on: what routing sees is what the upstream gets.
     let (mut parts, incoming) = req.into_parts();
     if let Err(e) = canonical::canonicalize(&mut parts.uri, &mut parts.headers, h2, listener.paths)
     {
-        return Served::plain(errors::respond(&ProxyError::BadTarget(e), id));
+        return refused(ProxyError::BadTarget(e));
     }
     if h2 && parts.headers.len() > info.max_headers {
-        return Served::plain(errors::respond(&ProxyError::TooManyHeaders, id));
+        return refused(ProxyError::TooManyHeaders);
     }
     parts.headers.insert(REQUEST_ID, id.header().clone());
-    // Who the client is, once: the peer, or whom the listener's trusted proxies name.
-    let client = match listener.trusted_proxies.is_empty() {
-        true => info.peer,
-        false => client_of(info.peer, &parts.headers, &listener.trusted_proxies),
-    };
     let req = Request::from_parts(parts, incoming);
     let host = req
         .headers()
@@ -341,7 +350,7 @@ async fn route_and_serve(
         client_cert: info.tls.as_ref().and_then(|t| t.peer_cert.as_ref()),
     });
     let Some((route, params)) = found else {
-        return Served::plain(errors::respond(&ProxyError::NoRoute, id));
+        return refused(ProxyError::NoRoute);
     };
     let route = route.clone();
     // The authority as routed, kept only for a redirect (filters may change the headers).
@@ -352,6 +361,7 @@ async fn route_and_serve(
     let backend = RouteBackend {
         route: &route,
         info,
+        client: client.ip(),
         params: &params,
         host: &host,
     };
@@ -403,6 +413,8 @@ async fn route_and_serve(
 struct RouteBackend<'a> {
     route: &'a Route,
     info: &'a ConnInfo,
+    /// The client (the peer, or whom trusted proxies name), for `client_ip` balancing.
+    client: std::net::IpAddr,
     params: &'a crate::router::Params,
     /// The request's authority, for a redirect to the same host.
     host: &'a str,
@@ -437,6 +449,7 @@ impl Backend for RouteBackend<'_> {
                     route,
                     cluster,
                     self.info,
+                    self.client,
                     parts,
                     body,
                     self.params,
