@@ -1,8 +1,9 @@
 //! The route's config: read from JSON, checked, and compiled into [`Cors`], the policy the handlers
 //! apply. Every error names the field it is about.
 
+use plugin_config::{boolean, header_names, is_token, list, object};
 use regex_lite::Regex;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// `allow_methods` when the config does not set it.
 pub const DEFAULT_METHODS: [&str; 6] = ["GET", "HEAD", "PUT", "PATCH", "POST", "DELETE"];
@@ -57,38 +58,21 @@ const FIELDS: [&str; 8] = [
 
 /// Reads and checks the route's config (JSON, as the gateway passes it).
 pub fn parse(config: &str) -> Result<Cors, String> {
-    let expected =
-        "expected a map with allow_origins (and the other fields in the plugin's README)";
-    if config.trim().is_empty() {
-        return Err(format!("no config: {expected}"));
-    }
-    let Ok(Value::Object(m)) = serde_json::from_str::<Value>(config) else {
-        return Err(format!("config: {expected}"));
-    };
-    if let Some(k) = m.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(format!(
-            "unknown field `{k}` (expected one of {})",
-            FIELDS.join(", ")
-        ));
-    }
+    let m = object(config, &FIELDS, "allow_origins")?;
 
     let mut origins = Origins::default();
-    for (i, o) in strings(&m, "allow_origins")?.into_iter().enumerate() {
-        match o.as_str() {
-            "*" => origins.any = true,
-            _ => origins
-                .exact
-                .push(origin(&format!("allow_origins[{i}]"), &o)?),
+    for o in list(&m, "allow_origins", "strings", |o| match o {
+        "*" => Ok(None),
+        _ => origin(o).map(Some),
+    })? {
+        match o {
+            None => origins.any = true,
+            Some(o) => origins.exact.push(o),
         }
     }
-    for (i, p) in strings(&m, "allow_origins_by_regex")?
-        .into_iter()
-        .enumerate()
-    {
-        let re = Regex::new(&format!("^(?:{p})$"))
-            .map_err(|e| format!("allow_origins_by_regex[{i}]: `{p}` is not a valid regex: {e}"))?;
-        origins.regexes.push(re);
-    }
+    origins.regexes = list(&m, "allow_origins_by_regex", "strings", |p| {
+        Regex::new(&format!("^(?:{p})$")).map_err(|e| format!("`{p}` is not a valid regex: {e}"))
+    })?;
     if !m.contains_key("allow_origins") && !m.contains_key("allow_origins_by_regex") {
         return Err("allow_origins: missing; list the allowed origins \
                     (e.g. [\"https://app.example.com\"], or [\"*\"] for any), \
@@ -107,17 +91,13 @@ pub fn parse(config: &str) -> Result<Cors, String> {
 
     let methods = match m.get("allow_methods") {
         None => listed(DEFAULT_METHODS.iter().map(|s| s.to_string()).collect()),
-        Some(_) => {
-            let names = strings(&m, "allow_methods")?
-                .into_iter()
-                .enumerate()
-                .map(|(i, s)| match s.as_str() {
-                    "*" => Ok(s),
-                    _ => token(&format!("allow_methods[{i}]"), &s).map(|t| t.to_ascii_uppercase()),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            listed(names)
-        }
+        Some(_) => listed(list(&m, "allow_methods", "strings", |s| {
+            if is_token(s) {
+                Ok(s.to_ascii_uppercase())
+            } else {
+                Err(format!("`{s}` is not a valid name"))
+            }
+        })?),
     };
     let headers = match m.get("allow_headers") {
         None => Listed::Echo,
@@ -162,63 +142,14 @@ fn listed(names: Vec<String>) -> Listed {
     }
 }
 
-fn boolean(m: &Map<String, Value>, field: &str) -> Result<bool, String> {
-    match m.get(field) {
-        None => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(format!("{field}: expected true or false, not {other}")),
-    }
-}
-
-/// A list of strings (absent: empty).
-fn strings(m: &Map<String, Value>, field: &str) -> Result<Vec<String>, String> {
-    let items = match m.get(field) {
-        None => return Ok(Vec::new()),
-        Some(Value::Array(items)) => items,
-        Some(other) => return Err(format!("{field}: expected a list of strings, not {other}")),
-    };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            Value::String(s) => Ok(s.clone()),
-            other => Err(format!("{field}[{i}]: expected a string, not {other}")),
-        })
-        .collect()
-}
-
-/// A list of header names, lower-cased; `*` is kept as it is.
-fn header_names(m: &Map<String, Value>, field: &str) -> Result<Vec<String>, String> {
-    strings(m, field)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| match s.as_str() {
-            "*" => Ok(s),
-            _ => token(&format!("{field}[{i}]"), &s).map(|t| t.to_ascii_lowercase()),
-        })
-        .collect()
-}
-
-/// An HTTP token (RFC 9110): a method or a header name.
-fn token(field: &str, s: &str) -> Result<String, String> {
-    let ok = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if ok {
-        Ok(s.to_string())
-    } else {
-        Err(format!("{field}: `{s}` is not a valid name"))
-    }
-}
-
 /// An origin as browsers send it: `scheme://host[:port]` (or `null`), compared lower-cased.
-fn origin(field: &str, s: &str) -> Result<String, String> {
+fn origin(s: &str) -> Result<String, String> {
     if s == "null" {
         return Ok(s.to_string());
     }
     let bad = |why: &str| {
         Err(format!(
-            "{field}: `{s}` is not an origin ({why}); an origin is scheme://host[:port], \
+            "`{s}` is not an origin ({why}); an origin is scheme://host[:port], \
              with no path and no trailing slash"
         ))
     };
@@ -331,7 +262,7 @@ mod tests {
             ),
             (
                 r#"{"allow_origins": ["*"], "allow_headers": ["x:y"]}"#,
-                "allow_headers[0]:",
+                "allow_headers[0]: `x:y` is not a valid header name",
             ),
             (r#"{"allow_origins": ["*"], "max_age": -1}"#, "max_age:"),
             (r#"{"allow_origins": ["*"], "max_age": "5"}"#, "max_age:"),

@@ -1,7 +1,8 @@
 //! The route's config: read from JSON, checked, and compiled into [`ExtAuth`], the policy the
 //! handlers apply. Every error names the field it is about.
 
-use serde_json::{Map, Value};
+use plugin_config::{boolean, header_names, object, string};
+use serde_json::Value;
 
 /// `path` when the config does not set it.
 pub const DEFAULT_PATH: &str = "/";
@@ -83,19 +84,7 @@ const FIELDS: [&str; 9] = [
 
 /// Reads and checks the route's config (JSON, as the gateway passes it).
 pub fn parse(config: &str) -> Result<ExtAuth, String> {
-    let expected = "expected a map with upstream (and the other fields in the plugin's README)";
-    if config.trim().is_empty() {
-        return Err(format!("no config: {expected}"));
-    }
-    let Ok(Value::Object(m)) = serde_json::from_str::<Value>(config) else {
-        return Err(format!("config: {expected}"));
-    };
-    if let Some(k) = m.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(format!(
-            "unknown field `{k}` (expected one of {})",
-            FIELDS.join(", ")
-        ));
-    }
+    let m = object(config, &FIELDS, "upstream")?;
 
     let upstream = match m.get("upstream") {
         None => {
@@ -110,10 +99,9 @@ pub fn parse(config: &str) -> Result<ExtAuth, String> {
             ))
         }
     };
-    let path = match m.get("path") {
+    let path = match string(&m, "path")? {
         None => DEFAULT_PATH.to_string(),
-        Some(Value::String(s)) => path_with_query(s)?,
-        Some(other) => return Err(format!("path: expected a string, not {other}")),
+        Some(s) => path_with_query(s)?,
     };
     let method = match m.get("method") {
         None => Method::Get,
@@ -168,43 +156,6 @@ pub fn parse(config: &str) -> Result<ExtAuth, String> {
         timeout_ms,
         allow_degradation: boolean(&m, "allow_degradation")?,
     })
-}
-
-fn boolean(m: &Map<String, Value>, field: &str) -> Result<bool, String> {
-    match m.get(field) {
-        None => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(format!("{field}: expected true or false, not {other}")),
-    }
-}
-
-/// A list of header names (absent: empty), lower-cased.
-fn header_names(m: &Map<String, Value>, field: &str) -> Result<Vec<String>, String> {
-    let items = match m.get(field) {
-        None => return Ok(Vec::new()),
-        Some(Value::Array(items)) => items,
-        Some(other) => {
-            return Err(format!(
-                "{field}: expected a list of header names, not {other}"
-            ))
-        }
-    };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            Value::String(s) if is_token(s) => Ok(s.to_ascii_lowercase()),
-            Value::String(s) => Err(format!("{field}[{i}]: `{s}` is not a valid header name")),
-            other => Err(format!("{field}[{i}]: expected a string, not {other}")),
-        })
-        .collect()
-}
-
-/// An HTTP token (RFC 9110): a header name.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A path with an optional query (`/verify?rd=1`): starts with `/`, visible ASCII only.

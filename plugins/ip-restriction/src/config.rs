@@ -2,7 +2,8 @@
 //! handler applies. Every error names the field it is about.
 
 use ipnet::{IpNet, Ipv4Net};
-use serde_json::{Map, Value};
+use plugin_config::{list, object, string, Fields};
+use serde_json::Value;
 use std::net::IpAddr;
 
 /// `status` when the config does not set it.
@@ -28,20 +29,7 @@ const FIELDS: [&str; 4] = ["allow", "deny", "status", "message"];
 
 /// Reads and checks the route's config (JSON, as the gateway passes it).
 pub fn parse(config: &str) -> Result<IpRestriction, String> {
-    let expected =
-        "expected a map with allow, deny or both (and the other fields in the plugin's README)";
-    if config.trim().is_empty() {
-        return Err(format!("no config: {expected}"));
-    }
-    let Ok(Value::Object(m)) = serde_json::from_str::<Value>(config) else {
-        return Err(format!("config: {expected}"));
-    };
-    if let Some(k) = m.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(format!(
-            "unknown field `{k}` (expected one of {})",
-            FIELDS.join(", ")
-        ));
-    }
+    let m = object(config, &FIELDS, "allow, deny or both")?;
     if !m.contains_key("allow") && !m.contains_key("deny") {
         return Err(
             "allow: missing; list the addresses or CIDRs allowed (allow), \
@@ -57,11 +45,9 @@ pub fn parse(config: &str) -> Result<IpRestriction, String> {
         },
         Some(other) => return Err(format!("status: expected a status code, not {other}")),
     };
-    let message = match m.get("message") {
-        None => DEFAULT_MESSAGE.to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => return Err(format!("message: expected a string, not {other}")),
-    };
+    let message = string(&m, "message")?
+        .unwrap_or(DEFAULT_MESSAGE)
+        .to_string();
     Ok(IpRestriction {
         allow: networks(&m, "allow")?,
         deny: networks(&m, "deny")?,
@@ -71,29 +57,13 @@ pub fn parse(config: &str) -> Result<IpRestriction, String> {
 }
 
 /// A list of addresses and CIDRs (absent: empty; given: not empty).
-fn networks(m: &Map<String, Value>, field: &str) -> Result<Vec<IpNet>, String> {
-    let items = match m.get(field) {
-        None => return Ok(Vec::new()),
-        Some(Value::Array(items)) if items.is_empty() => {
-            return Err(format!(
-                "{field}: empty; list addresses or CIDRs, or leave the field out"
-            ))
-        }
-        Some(Value::Array(items)) => items,
-        Some(other) => {
-            return Err(format!(
-                "{field}: expected a list of addresses or CIDRs, not {other}"
-            ))
-        }
-    };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            Value::String(s) => network(s).map_err(|why| format!("{field}[{i}]: {why}")),
-            other => Err(format!("{field}[{i}]: expected a string, not {other}")),
-        })
-        .collect()
+fn networks(m: &Fields, field: &str) -> Result<Vec<IpNet>, String> {
+    if matches!(m.get(field), Some(Value::Array(items)) if items.is_empty()) {
+        return Err(format!(
+            "{field}: empty; list addresses or CIDRs, or leave the field out"
+        ));
+    }
+    list(m, field, "addresses or CIDRs", network)
 }
 
 /// An address (`10.0.0.1`, `2001:db8::1`: that address alone) or a CIDR (`10.0.0.0/8`). A CIDR
