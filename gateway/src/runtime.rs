@@ -264,7 +264,7 @@ impl Runtime {
             let mut trusted_proxies = Vec::with_capacity(l.trusted_proxies.len());
             for (k, p) in l.trusted_proxies.iter().enumerate() {
                 trusted_proxies
-                    .push(crate::proxy::parse_network(p).map_err(|m| {
+                    .push(config::parse_network(p).map_err(|m| {
                         src.err(format!("listeners[{li}].trusted_proxies[{k}]"), m)
                     })?);
             }

@@ -291,6 +291,29 @@ pub struct Listener {
     pub client_header: ClientHeader,
 }
 
+/// An address (`10.0.0.1`, `::1`) or a network (`10.0.0.0/8`) of a `trusted_proxies` list.
+/// An IPv4-mapped network (`::ffff:10.0.0.0/104`) is its IPv4 network, as addresses are compared
+/// as IPv4.
+pub fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    let net = match text.parse::<ipnet::IpNet>() {
+        Ok(net) => net.trunc(),
+        Err(_) => text
+            .parse::<std::net::IpAddr>()
+            .map(ipnet::IpNet::from)
+            .map_err(|_| {
+                format!("`{text}` is not an IP address or a CIDR (`10.0.0.0/8`, `::1`)")
+            })?,
+    };
+    if let ipnet::IpNet::V6(v6) = net {
+        if let (Some(v4), true) = (v6.addr().to_ipv4_mapped(), v6.prefix_len() >= 96) {
+            let v4 = ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).expect("a prefix of at most 32");
+            return Ok(ipnet::IpNet::V4(v4));
+        }
+    }
+    Ok(net)
+}
+
 /// Which forwarding header names the client behind trusted proxies.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]

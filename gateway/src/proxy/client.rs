@@ -11,32 +11,14 @@
 //! the trusted hop to its right: nothing further left can be believed. IPv4-mapped IPv6 addresses
 //! (and networks) count as IPv4.
 
+#[cfg(test)]
+use crate::config::parse_network;
 use crate::config::ClientHeader;
 use http::header::{HeaderMap, FORWARDED};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
-
-/// An address (`10.0.0.1`, `::1`) or a network (`10.0.0.0/8`) of a `trusted_proxies` list.
-/// An IPv4-mapped network (`::ffff:10.0.0.0/104`) is its IPv4 network, as addresses are compared
-/// as IPv4.
-pub fn parse_network(text: &str) -> Result<IpNet, String> {
-    let text = text.trim();
-    let net = match text.parse::<IpNet>() {
-        Ok(net) => net.trunc(),
-        Err(_) => text.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
-            format!("`{text}` is not an IP address or a CIDR (`10.0.0.0/8`, `::1`)")
-        })?,
-    };
-    if let IpNet::V6(v6) = net {
-        if let (Some(v4), true) = (v6.addr().to_ipv4_mapped(), v6.prefix_len() >= 96) {
-            let v4 = Ipv4Net::new(v4, v6.prefix_len() - 96).expect("a prefix of at most 32");
-            return Ok(IpNet::V4(v4));
-        }
-    }
-    Ok(net)
-}
 
 fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
     let ip = ip.to_canonical();

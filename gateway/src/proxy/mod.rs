@@ -4,7 +4,7 @@ mod client;
 mod forward;
 mod headers;
 
-pub use client::{client_of, parse_network};
+pub use client::client_of;
 pub use headers::forwarded_for;
 
 use crate::body::{self, Body, BodyWatch, Tracked};
