@@ -16,6 +16,7 @@
 //! cases:                                                # run in order; they share the store
 //!   - name: a key lets the request through
 //!     request: {method: GET, path: /items?page=2, headers: {x-api-key: k1}, body: ""}
+//!                                  # also `client_address: 192.0.2.7` (default 127.0.0.1:40000)
 //!     backend: {status: 200, headers: {content-type: text/plain}, body: "ok"}
 //!     upstreams: {auth: {status: 200, headers: {x-user: ann}}}   # or {error: timeout | failed}
 //!     expect:
@@ -55,6 +56,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -112,6 +114,10 @@ struct RequestSpec {
     headers: BTreeMap<String, Value>,
     #[serde(default)]
     body: String,
+    /// The client's address (`ip:port`, `[v6]:port` or a bare IP) the filter sees. Default:
+    /// `127.0.0.1:40000`.
+    #[serde(default)]
+    client_address: Option<String>,
 }
 
 fn get() -> String {
@@ -358,7 +364,7 @@ pub async fn run_file(path: &Path, wasm: Option<&Path>) -> Result<Report, Config
         let info = RequestInfo {
             route: route.clone(),
             upstream: Some(Arc::from("backend")),
-            peer: "127.0.0.1:40000".parse().expect("an address"),
+            peer: prepared.client,
             local: "127.0.0.1:8080".parse().expect("an address"),
             scheme: "http",
             protocol: "1.1",
@@ -387,6 +393,7 @@ fn parse(path: &Path, text: &str) -> Result<Fixture, ConfigError> {
 
 /// A case with its headers, methods and statuses checked and converted.
 struct Prepared {
+    client: SocketAddr,
     method: Method,
     uri: http::Uri,
     headers: HeaderMap,
@@ -483,6 +490,18 @@ fn prepare(case: &Case) -> Result<Prepared, FieldError> {
         .path
         .parse()
         .map_err(|e| ("request.path".to_owned(), format!("`{}`: {e}", r.path)))?;
+    let client = match &r.client_address {
+        None => SocketAddr::from(([127, 0, 0, 1], 40000)),
+        Some(a) => a
+            .parse::<SocketAddr>()
+            .or_else(|_| a.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 40000)))
+            .map_err(|_| {
+                (
+                    "request.client_address".to_owned(),
+                    format!("`{a}` is not an address (`192.0.2.7`, `192.0.2.7:5000`, `[2001:db8::1]:5000`)"),
+                )
+            })?,
+    };
     let mut headers = header_map("request.headers", &r.headers)?;
     if !headers.contains_key(http::header::HOST) {
         headers.insert(http::header::HOST, HeaderValue::from_static("localhost"));
@@ -549,6 +568,7 @@ fn prepare(case: &Case) -> Result<Prepared, FieldError> {
         }
     }
     Ok(Prepared {
+        client,
         method,
         uri,
         headers,
