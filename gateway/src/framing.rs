@@ -30,6 +30,13 @@ pub fn is_framing(name: &HeaderName) -> bool {
     FRAMING.contains(name)
 }
 
+/// Removes what a plugin's callout request may not carry: its hop-by-hop headers, as on the main
+/// request ([`strip_hop_by_hop`]), and `content-length` (the gateway frames the body it sends).
+pub fn strip_for_callout(h: &mut HeaderMap) {
+    strip_hop_by_hop(h);
+    h.remove(header::CONTENT_LENGTH);
+}
+
 /// Removes the [`FRAMING`] headers from a head the gateway is about to send with a body it frames
 /// itself.
 pub fn strip_framing(h: &mut HeaderMap) {

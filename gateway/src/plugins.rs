@@ -198,33 +198,60 @@ impl WasmServices {
         let cfg = &rt.config;
         let previous = self.state.lock().unwrap().clone();
         let mut report = AttachReport::default();
-        let mut plugins: Vec<ServingPlugin> = Vec::with_capacity(cfg.plugins.len());
-        for (i, p) in cfg.plugins.iter().enumerate() {
-            let named = |e: ConfigError| (Some(p.name.clone()), e);
-            if plugins.iter().any(|q| q.cfg.name == p.name) {
-                return Err(named(src.err(
-                    format!("plugins[{i}].name"),
-                    format!("plugin `{}` is defined twice", p.name),
-                )));
+        // The plugins to serve: those listed under `plugins`, then the first-party plugins that
+        // routes name without an entry, which come from the binary.
+        let mut entries: Vec<(std::borrow::Cow<'_, config::Plugin>, Listing)> = cfg
+            .plugins
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (std::borrow::Cow::Borrowed(p), Listing::Listed(i)))
+            .collect();
+        for (i, r) in cfg.routes.iter().enumerate() {
+            for (j, f) in r.filters.iter().enumerate() {
+                if entries.iter().any(|(p, _)| p.name == f.plugin) {
+                    continue;
+                }
+                if let Some(builtin) = crate::builtin::get(&f.plugin) {
+                    let used = Listing::Used {
+                        route: i,
+                        filter: j,
+                    };
+                    entries.push((std::borrow::Cow::Owned(builtin.config()), used));
+                }
             }
-            // A path is read to learn its content's hash; a URL's content is pinned by its sha256.
+        }
+        let mut plugins: Vec<ServingPlugin> = Vec::with_capacity(entries.len());
+        for (p, listing) in &entries {
+            let p: &config::Plugin = p;
+            let named = |e: ConfigError| (Some(p.name.clone()), e);
+            if let Listing::Listed(i) = *listing {
+                if plugins.iter().any(|q| q.cfg.name == p.name) {
+                    return Err(named(src.err(
+                        format!("plugins[{i}].name"),
+                        format!("plugin `{}` is defined twice", p.name),
+                    )));
+                }
+            }
+            // Built in: used by name, or listed without a source to give it settings (`check`
+            // refused any other entry without one).
             let builtin = match (&p.path, &p.url) {
                 (None, None) => crate::builtin::get(&p.name),
                 _ => None,
             };
-            let (sha256, mut wasm) = if let Some(b) = builtin {
-                // A built-in plugin with settings of the user's (`check` refused any other entry
-                // without a source).
-                let w = plugin_source::Wasm {
-                    bytes: Arc::from(b.wasm),
-                    sha256: plugin_source::sha256_hex(b.wasm),
-                };
-                (w.sha256.clone(), Some(w))
-            } else if p.path.is_some() {
-                let w = plugin_source::read_path(p, i, src).await.map_err(named)?;
-                (w.sha256.clone(), Some(w))
-            } else {
-                (plugin_source::pinned(p).unwrap_or_default(), None)
+            // A path is read to learn its content's hash; a URL's content is pinned by its sha256.
+            let (sha256, mut wasm) = match (builtin, *listing) {
+                (Some(b), _) => {
+                    let w = plugin_source::Wasm {
+                        bytes: Arc::from(b.wasm),
+                        sha256: plugin_source::sha256_hex(b.wasm),
+                    };
+                    (w.sha256.clone(), Some(w))
+                }
+                (None, Listing::Listed(i)) if p.path.is_some() => {
+                    let w = plugin_source::read_path(p, i, src).await.map_err(named)?;
+                    (w.sha256.clone(), Some(w))
+                }
+                (None, _) => (plugin_source::pinned(p).unwrap_or_default(), None),
             };
             let same = previous
                 .plugins
@@ -232,35 +259,53 @@ impl WasmServices {
                 .find(|q| q.cfg.name == p.name && q.sha256 == sha256 && same_settings(&q.cfg, p));
             if let Some(old) = same {
                 report.plugins_reused.push(p.name.clone());
+                let detail = match listing {
+                    Listing::Listed(_) => "unchanged: kept with its instances",
+                    Listing::Used { .. } => "built in: kept with its instances",
+                };
                 plugins.push(ServingPlugin {
                     cfg: p.clone(),
                     sha256,
                     plugin: old.plugin.clone(),
-                    last: PluginReload::ok("reused", None, "unchanged: kept with its instances"),
+                    last: PluginReload::ok("reused", None, detail),
                 });
                 continue;
             }
-            let wasm = match wasm.take() {
-                Some(w) => w,
-                None => plugin_source::fetch_url(p, i, src, self.cache_dir.as_deref())
-                    .await
-                    .map_err(named)?,
-            };
-            let field = match (&p.path, &p.url) {
-                (Some(_), _) => "path",
-                (None, Some(_)) => "url",
-                (None, None) => "name",
+            let wasm = match (wasm.take(), *listing) {
+                (Some(w), _) => w,
+                (None, Listing::Listed(i)) => {
+                    plugin_source::fetch_url(p, i, src, self.cache_dir.as_deref())
+                        .await
+                        .map_err(named)?
+                }
+                (None, Listing::Used { .. }) => unreachable!("a used plugin is built in"),
             };
             let (plugin, origin) = self
                 .plugins
                 .load_bytes(p, wasm.bytes, self.host.clone())
                 .await
-                .map_err(|e| named(src.err(format!("plugins[{i}].{field}"), e.to_string())))?;
+                .map_err(|e| {
+                    named(match *listing {
+                        Listing::Listed(i) => {
+                            let field = match (&p.path, &p.url) {
+                                (Some(_), _) => "path",
+                                (None, Some(_)) => "url",
+                                (None, None) => "name",
+                            };
+                            src.err(format!("plugins[{i}].{field}"), e.to_string())
+                        }
+                        Listing::Used { route, filter } => src.err(
+                            format!("routes[{route}].filters[{filter}].plugin"),
+                            format!("built-in plugin `{}`: {e}", p.name),
+                        ),
+                    })
+                })?;
             report.plugins_loaded.push(p.name.clone());
-            let how = match origin {
-                Origin::Compiled => "compiled",
-                Origin::Memory => "compiled code taken from the memory cache",
-                Origin::Disk => "compiled code loaded from the disk cache",
+            let how = match (origin, listing) {
+                (_, Listing::Used { .. }) => "built in",
+                (Origin::Compiled, _) => "compiled",
+                (Origin::Memory, _) => "compiled code taken from the memory cache",
+                (Origin::Disk, _) => "compiled code loaded from the disk cache",
             };
             tracing::info!(plugin = %p.name, sha256 = %wasm.sha256, "plugin loaded: {how}");
             plugins.push(ServingPlugin {
@@ -269,49 +314,6 @@ impl WasmServices {
                 plugin,
                 last: PluginReload::ok("loaded", Some(origin), how),
             });
-        }
-        // First-party plugins that routes name without a `plugins:` entry come from the binary.
-        for (i, r) in cfg.routes.iter().enumerate() {
-            for (j, f) in r.filters.iter().enumerate() {
-                if plugins.iter().any(|p| p.cfg.name == f.plugin) {
-                    continue;
-                }
-                let Some(builtin) = crate::builtin::get(&f.plugin) else {
-                    continue;
-                };
-                let p = builtin.config();
-                let sha256 = plugin_source::sha256_hex(builtin.wasm);
-                let same = previous.plugins.iter().find(|q| {
-                    q.cfg.name == p.name && q.sha256 == sha256 && same_settings(&q.cfg, &p)
-                });
-                if let Some(old) = same {
-                    report.plugins_reused.push(p.name.clone());
-                    plugins.push(ServingPlugin {
-                        cfg: p,
-                        sha256,
-                        plugin: old.plugin.clone(),
-                        last: PluginReload::ok("reused", None, "built in: kept with its instances"),
-                    });
-                    continue;
-                }
-                let (plugin, origin) = self
-                    .plugins
-                    .load_bytes(&p, Arc::from(builtin.wasm), self.host.clone())
-                    .await
-                    .map_err(|e| {
-                        let at = format!("routes[{i}].filters[{j}].plugin");
-                        let msg = format!("built-in plugin `{}`: {e}", p.name);
-                        (Some(p.name.clone()), src.err(at, msg))
-                    })?;
-                tracing::info!(plugin = %p.name, version = builtin.version, "built-in plugin loaded");
-                report.plugins_loaded.push(p.name.clone());
-                plugins.push(ServingPlugin {
-                    cfg: p,
-                    sha256,
-                    plugin,
-                    last: PluginReload::ok("loaded", Some(origin), "built in"),
-                });
-            }
         }
         let mut routes = HashMap::new();
         for (i, r) in cfg.routes.iter().enumerate() {
@@ -626,6 +628,15 @@ fn config_field(src: &Source, config: &str, e: &wasm::PluginError) -> String {
     } else {
         config.to_string()
     }
+}
+
+/// Where a plugin to serve comes from.
+#[derive(Clone, Copy)]
+enum Listing {
+    /// `plugins[i]`.
+    Listed(usize),
+    /// A built-in plugin named by `routes[route].filters[filter]` without a `plugins` entry.
+    Used { route: usize, filter: usize },
 }
 
 /// The error for a filter naming a plugin that is neither defined nor built in.

@@ -40,12 +40,18 @@ pub mod code {
     pub const UNKNOWN: u32 = 2;
     /// The deadline passed.
     pub const DEADLINE_EXCEEDED: u32 = 4;
+    /// The caller may not do this.
+    pub const PERMISSION_DENIED: u32 = 7;
     /// A message was too large.
     pub const RESOURCE_EXHAUSTED: u32 = 8;
+    /// The method does not exist.
+    pub const UNIMPLEMENTED: u32 = 12;
     /// The answer was malformed.
     pub const INTERNAL: u32 = 13;
     /// The upstream could not be reached.
     pub const UNAVAILABLE: u32 = 14;
+    /// The caller is not authenticated.
+    pub const UNAUTHENTICATED: u32 = 16;
 }
 
 /// The most messages a stream holds for its upstream before a send is refused (the plugin sends
@@ -110,12 +116,9 @@ pub struct GrpcRequest {
     pub unary: Option<(Bytes, Duration)>,
 }
 
-/// Why a gRPC call could not be started or a message not sent.
+/// Why a message could not be sent on a gRPC call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GrpcError {
-    /// The call itself was refused (not granted, unknown upstream, bad name or metadata).
-    #[error(transparent)]
-    Call(#[from] CalloutError),
     /// Sending on a unary call, or on a stream already half-closed.
     #[error("this call takes no more messages")]
     NotSendable,
@@ -238,9 +241,9 @@ fn status_of(map: &HeaderMap) -> Option<(u32, String)> {
 fn from_http(status: StatusCode) -> u32 {
     match status.as_u16() {
         400 => code::INTERNAL,
-        401 => 16,
-        403 => 7,
-        404 => 12,
+        401 => code::UNAUTHENTICATED,
+        403 => code::PERMISSION_DENIED,
+        404 => code::UNIMPLEMENTED,
         429 | 502 | 503 | 504 => code::UNAVAILABLE,
         _ => code::UNKNOWN,
     }
@@ -271,8 +274,7 @@ fn http_request(req: &GrpcRequest, body: Body) -> Result<http::Request<Body>, Ca
         .build()
         .map_err(|e| CalloutError::BadRequest(e.to_string()))?;
     let mut headers = req.metadata.clone();
-    crate::framing::strip_hop_by_hop(&mut headers);
-    headers.remove(http::header::CONTENT_LENGTH);
+    crate::framing::strip_for_callout(&mut headers);
     headers.remove(http::header::HOST);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert(TE, HeaderValue::from_static("trailers"));

@@ -247,8 +247,7 @@ pub fn callout_request(
         headers.insert(http::header::HOST, host);
     }
     // Hop-by-hop headers are the gateway's, as on the main request; the length is the body's.
-    crate::framing::strip_hop_by_hop(&mut headers);
-    headers.remove(http::header::CONTENT_LENGTH);
+    crate::framing::strip_for_callout(&mut headers);
     let mut req = http::Request::new(body);
     *req.method_mut() = method;
     *req.uri_mut() = uri;

@@ -534,11 +534,11 @@ fn grpc_target(
                 .into_iter()
                 .map(|h| {
                     let v = if h.value.is_empty() {
-                        String::from_utf8_lossy(&h.raw_value).into_owned()
+                        h.raw_value
                     } else {
-                        h.value
+                        h.value.into_bytes()
                     };
-                    (h.key, v)
+                    (h.key.into_bytes(), v)
                 })
                 .collect();
             let authority = Some(envoy.authority).filter(|a| !a.is_empty());
@@ -559,7 +559,7 @@ struct GrpcTarget {
     upstream: String,
     authority: Option<String>,
     /// The `GrpcService`'s initial metadata, sent before the filter's.
-    metadata: Vec<(String, String)>,
+    metadata: super::abi::Pairs,
 }
 
 /// The parts of `envoy.config.core.v3.GrpcService` a gRPC callout uses.
@@ -614,10 +614,7 @@ fn start_grpc(
     } = tryst!(grpc_target(&shared.ctx, &service));
     let pairs = tryst!(deserialize(&raw).map_err(|_| Status::ParseFailure));
     let mut metadata = HeaderMap::new();
-    let extra = extra
-        .into_iter()
-        .map(|(k, v)| (k.into_bytes(), v.into_bytes()));
-    for (k, v) in extra.chain(pairs) {
+    for (k, v) in extra.into_iter().chain(pairs) {
         let name = tryst!(
             http::header::HeaderName::from_bytes(&k.to_ascii_lowercase())
                 .map_err(|_| Status::ParseFailure)

@@ -418,6 +418,8 @@ impl ProxyWasmPlugin {
             return Ok(());
         };
         let root = entry.root_id;
+        // A unary call's reply and any close end the call on the upstream's side.
+        entry.remote_closed |= event.is_last();
         let (f, arg) = match event {
             GrpcEvent::InitialMetadata(h) => {
                 let n = h.len() as u32;
@@ -429,21 +431,13 @@ impl ProxyWasmPlugin {
                 state.grpc_metadata = Some((map::GRPC_TRAILING_METADATA, h));
                 (exports.on_grpc_receive_trailing_metadata.as_ref(), n)
             }
-            GrpcEvent::Message(m) => {
-                let n = m.len() as u32;
-                state.grpc_message = Some(m);
-                state.status = (0, Bytes::new());
-                (exports.on_grpc_receive.as_ref(), n)
-            }
-            GrpcEvent::Reply(m) => {
-                entry.remote_closed = true;
+            GrpcEvent::Message(m) | GrpcEvent::Reply(m) => {
                 let n = m.len() as u32;
                 state.grpc_message = Some(m);
                 state.status = (0, Bytes::new());
                 (exports.on_grpc_receive.as_ref(), n)
             }
             GrpcEvent::Close { status, message } => {
-                entry.remote_closed = true;
                 state.status = (status, Bytes::from(message));
                 (exports.on_grpc_close.as_ref(), status)
             }
