@@ -16,6 +16,7 @@ pub mod builtin;
 pub mod canonical;
 pub mod config;
 pub mod conn;
+pub mod consumers;
 pub mod errors;
 pub mod exchange;
 pub mod filter;

@@ -118,6 +118,17 @@ pub struct RouteStats {
     pub responses: StatusCounts,
     /// Time to response headers.
     pub latency: Histogram,
+    /// Responses by consumer and status, on routes with `consumer_metrics` (as many keys as the
+    /// config has consumers times the statuses they get).
+    pub by_consumer: Mutex<BTreeMap<(Arc<str>, u16), u64>>,
+}
+
+impl RouteStats {
+    /// Counts a response to a request authenticated as `consumer`.
+    pub fn consumer_response(&self, consumer: &Arc<str>, status: u16) {
+        let mut m = self.by_consumer.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((consumer.clone(), status)).or_default() += 1;
+    }
 }
 
 /// Per-upstream figures.
@@ -246,6 +257,20 @@ impl Metrics {
             &[("route", ""), ("status", "404")],
             self.no_route.load(Ordering::Relaxed),
         );
+        let f = e.counter(
+            "gateway_consumer_requests",
+            "Responses by route, consumer and status (routes with `consumer_metrics`).",
+        );
+        for (name, s) in &routes {
+            let m = s.by_consumer.lock().unwrap_or_else(|e| e.into_inner());
+            for ((consumer, status), n) in m.iter() {
+                let status = status.to_string();
+                f.sample(
+                    &[("route", name), ("consumer", consumer), ("status", &status)],
+                    *n,
+                );
+            }
+        }
         let f = e.histogram(
             "gateway_request_duration_seconds",
             "Time from a request to its response headers, by route.",

@@ -73,6 +73,9 @@ struct Fixture {
     plugin: PluginSpec,
     #[serde(default)]
     route: Option<String>,
+    /// The config's consumers, as under `consumers:` in a gateway config.
+    #[serde(default)]
+    consumers: Vec<crate::config::consumers::Consumer>,
     cases: Vec<Case>,
 }
 
@@ -182,6 +185,9 @@ struct Expect {
     response: Option<ExpectMessage>,
     #[serde(default)]
     calls: BTreeMap<String, usize>,
+    /// The consumer the request ends up authenticated as; `""` for none.
+    #[serde(default)]
+    consumer: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -338,16 +344,21 @@ pub async fn run_file(path: &Path, wasm: Option<&Path>) -> Result<Report, Config
     }
     let cfg: config::Plugin =
         serde_json::from_value(cfg).map_err(|e| err("plugin", e.to_string()))?;
+    let registry = Arc::new(
+        crate::consumers::Registry::build(&fixture.consumers, &base)
+            .map_err(|e| err(&e.field, e.message))?,
+    );
     let loaded = Plugins::new(engine)
         .load(&cfg, &base, host)
         .await
         .map_err(|e| err("plugin.path", e.to_string()))?;
     let route = fixture.route.clone().unwrap_or_else(|| "test".into());
     let filter = loaded
-        .filter(
+        .filter_in(
             &route,
             wasm::config_bytes(fixture.plugin.config.as_ref()),
             FailurePolicy::Closed,
+            &registry,
         )
         .await
         .map_err(|e| err("plugin.config", e.to_string()))?;
@@ -372,8 +383,15 @@ pub async fn run_file(path: &Path, wasm: Option<&Path>) -> Result<Report, Config
             connection: i as u64 + 1,
             tls: None,
             timeout: PAUSE_LIMIT,
+            identity: (!registry.is_empty())
+                .then(|| Arc::new(crate::consumers::Identity::new(registry.clone()))),
         };
-        let seen = exchange(&stages, &info, prepared).await;
+        let mut seen = exchange(&stages, &info, prepared).await;
+        seen.consumer = info
+            .identity
+            .as_ref()
+            .and_then(|i| i.current())
+            .map(|c| c.name.to_string());
         let calls = std::mem::take(&mut *mocks.calls.lock().unwrap());
         cases.push(CaseOutcome {
             name: case.name.clone(),
@@ -593,6 +611,8 @@ struct Seen {
     body: Bytes,
     /// Why the filter failed the request, if it did.
     failure: Option<String>,
+    /// The consumer the request was authenticated as.
+    consumer: Option<String>,
 }
 
 /// Runs one request through the same exchange the proxy runs (request phases, bodies, the backend,
@@ -757,6 +777,12 @@ fn compare(case: &Case, p: &Prepared, seen: &Seen, calls: &[(String, String)]) -
         (Some(why), false) => out.push(format!("the filter failed the request: {why}")),
         (None, true) => out.push("expected the filter to fail the request; it did not".into()),
         _ => {}
+    }
+    if let Some(want) = &e.consumer {
+        let got = seen.consumer.as_deref().unwrap_or("");
+        if got != want {
+            out.push(format!("consumer: expected {want:?}, got {got:?}"));
+        }
     }
     for (upstream, path) in calls {
         if !p.answers.contains_key(upstream) {
@@ -985,6 +1011,7 @@ mod tests {
             headers: HeaderMap::new(),
             body: Bytes::from_static(b"yes"),
             failure: None,
+            consumer: None,
         };
         let diff = compare(&f.cases[0], &p, &seen, &[("auth".into(), "/check".into())]);
         assert_eq!(

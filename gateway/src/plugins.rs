@@ -346,7 +346,7 @@ impl WasmServices {
             for (j, k) in key.iter().enumerate() {
                 let filter = k
                     .plugin
-                    .filter(&r.name, k.config.clone(), k.policy)
+                    .filter_in(&r.name, k.config.clone(), k.policy, &rt.consumers)
                     .await
                     .map_err(|e| {
                         let field =

@@ -102,6 +102,8 @@ pub struct Route {
     pub max_body_size: Option<u64>,
     /// Figures.
     pub stats: Arc<RouteStats>,
+    /// Responses are also counted by consumer.
+    pub consumer_metrics: bool,
     /// The Wasm filter chain, set once by [`Runtime::attach_filters`] before the runtime serves.
     pub filters: std::sync::OnceLock<Arc<[crate::filter::chain::Stage]>>,
 }
@@ -153,6 +155,8 @@ pub struct Runtime {
     /// TLS configs of the listeners that terminate TLS, by listener name (certificate files are read
     /// when the runtime is built, so a reload picks up new certificates).
     pub listener_tls: HashMap<String, Arc<rustls::ServerConfig>>,
+    /// The consumers of the config, compiled (secrets digested, read from `env:` and `file:`).
+    pub consumers: Arc<crate::consumers::Registry>,
     /// Clusters taken over unchanged from the previous runtime (already started).
     kept: HashSet<String>,
     /// A digest of the files each cluster's TLS config names (CA bundle, client certificate and
@@ -180,7 +184,19 @@ impl Runtime {
         metrics: &Metrics,
         previous: Option<&Runtime>,
     ) -> Result<Runtime, ConfigError> {
+        let mut cfg = cfg;
         check_listeners(&cfg, src)?;
+        let base = src.path.parent().unwrap_or(std::path::Path::new("."));
+        let consumers = crate::consumers::Registry::build(&cfg.consumers, base).map_err(|e| {
+            let field = match src.has_field(&e.field) {
+                true => e.field,
+                false => single_credential_field(&e.field),
+            };
+            src.err(field, e.message)
+        })?;
+        // What was written inline is digested (or held by the registry) now: the config kept for
+        // `/config` and the next reload does not hold it.
+        scrub_inline_secrets(&mut cfg.consumers);
         crate::plugin_source::check(&cfg, src)?;
         let mut listener_tls = HashMap::new();
         for (i, l) in cfg.listeners.iter().enumerate() {
@@ -292,6 +308,7 @@ impl Runtime {
         RUNTIMES_LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Runtime {
             config: cfg,
+            consumers: Arc::new(consumers),
             listeners,
             upstreams,
             kept,
@@ -416,6 +433,40 @@ fn canonical_path(
     crate::canonical::normalize_path(p, config::EscapedSlashes::Keep)
         .map(|c| c.into_owned())
         .map_err(|e| src.err(at("path"), format!("`{p}`: {e}")))
+}
+
+/// `consumers[i].credentials.<kind>[0].<rest>` as it is written when the kind is one map, not a
+/// list: `consumers[i].credentials.<kind>.<rest>`.
+fn single_credential_field(field: &str) -> String {
+    let Some((head, tail)) = field.split_once(".credentials.") else {
+        return field.to_owned();
+    };
+    match tail.split_once("[0]") {
+        Some((kind, rest)) if !kind.contains('.') => format!("{head}.credentials.{kind}{rest}"),
+        _ => field.to_owned(),
+    }
+}
+
+/// Replaces every secret written inline in `consumers` by the redaction mark (references to `env:`
+/// and `file:` stay: they are not secrets).
+fn scrub_inline_secrets(consumers: &mut [config::consumers::Consumer]) {
+    use config::consumers::Secret;
+    let scrub = |s: &mut Secret| {
+        if s.reference().is_none() {
+            *s = Secret::new(config::redact::REDACTED);
+        }
+    };
+    for c in consumers {
+        let creds = &mut c.credentials;
+        creds.key_auth.iter_mut().for_each(|k| scrub(&mut k.key));
+        creds
+            .basic_auth
+            .iter_mut()
+            .for_each(|b| scrub(&mut b.password));
+        for j in &mut creds.jwt_auth {
+            j.secret.iter_mut().for_each(scrub);
+        }
+    }
 }
 
 fn compile_match(m: &config::Match, src: &Source, i: usize) -> Result<RouteMatch, ConfigError> {
@@ -691,6 +742,7 @@ fn compile_route(
         retry: r.retry.clone().map(RetryPolicy::new),
         max_body_size: r.max_body_size.map(|s| s.0),
         stats: metrics.route(&r.name),
+        consumer_metrics: r.consumer_metrics,
         filters: std::sync::OnceLock::new(),
     })
 }

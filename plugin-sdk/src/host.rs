@@ -586,3 +586,173 @@ pub mod facts {
         }
     }
 }
+
+/// The consumers the gateway's config names, and which of them the request is authenticated as
+/// (WIT `consumers`, since 0.1.1). Secrets stay in the gateway: a plugin asks whether a key or a
+/// password belongs to a consumer, or for a MAC made with a consumer's secret.
+///
+/// ```no_run
+/// use gateway_plugin_sdk::consumers;
+/// if let Some(c) = consumers::find_by_key("key-auth", "the key the client sent") {
+///     let _ = consumers::authenticate(&c.name);
+/// }
+/// ```
+pub mod consumers {
+    use crate::__bindings::gateway::filter::consumers as wit;
+    use crate::Error;
+
+    /// A consumer: its name and groups.
+    ///
+    /// ```no_run
+    /// let admin = gateway_plugin_sdk::consumers::current()
+    ///     .is_some_and(|c| c.groups.iter().any(|g| g == "admin"));
+    /// # let _ = admin;
+    /// ```
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Consumer {
+        /// Its name, unique in the config.
+        pub name: String,
+        /// The groups it belongs to, in config order.
+        pub groups: Vec<String>,
+    }
+
+    /// A consumer's credential of one kind, without its secret.
+    ///
+    /// ```no_run
+    /// let cred = gateway_plugin_sdk::consumers::credential("jwt-auth", "issuer-1");
+    /// let alg = cred.as_ref().and_then(|c| c.attribute("algorithm"));
+    /// # let _ = alg;
+    /// ```
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Credential {
+        /// Whose credential it is.
+        pub consumer: Consumer,
+        /// Its identifier (`basic-auth`: the username; `jwt-auth`: the key).
+        pub id: String,
+        /// The kind's fields that are not secret (`jwt-auth`: `algorithm`, `public-key`).
+        pub attributes: Vec<(String, String)>,
+    }
+
+    impl Credential {
+        /// The attribute `name`, if the credential has it.
+        ///
+        /// ```no_run
+        /// # let c: gateway_plugin_sdk::consumers::Credential = todo!();
+        /// let pem = c.attribute("public-key");
+        /// # let _ = pem;
+        /// ```
+        pub fn attribute(&self, name: &str) -> Option<&str> {
+            self.attributes
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// The hash functions [`hmac`] can use.
+    ///
+    /// ```no_run
+    /// let a = gateway_plugin_sdk::consumers::HmacAlgorithm::Sha256;
+    /// # let _ = a;
+    /// ```
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum HmacAlgorithm {
+        /// HMAC-SHA-256.
+        Sha256,
+        /// HMAC-SHA-384.
+        Sha384,
+        /// HMAC-SHA-512.
+        Sha512,
+    }
+
+    fn consumer(c: wit::Consumer) -> Consumer {
+        Consumer {
+            name: c.name,
+            groups: c.groups,
+        }
+    }
+
+    /// The consumer the request is authenticated as (by an earlier filter, or this one), if any.
+    ///
+    /// ```no_run
+    /// let who = gateway_plugin_sdk::consumers::current().map(|c| c.name);
+    /// # let _ = who;
+    /// ```
+    pub fn current() -> Option<Consumer> {
+        wit::current().map(consumer)
+    }
+
+    /// Authenticates the request as the consumer `name`, for every later filter, the access log and
+    /// metrics. Request phases only ([`Error::WrongPhase`] after); [`Error::Invalid`] when no consumer
+    /// has that name.
+    ///
+    /// ```no_run
+    /// gateway_plugin_sdk::consumers::authenticate("alice").unwrap();
+    /// ```
+    pub fn authenticate(name: &str) -> Result<(), Error> {
+        wit::authenticate(name).map_err(Error::from)
+    }
+
+    /// The consumer called `name`, if the config has one.
+    ///
+    /// ```no_run
+    /// let anonymous = gateway_plugin_sdk::consumers::get("anonymous");
+    /// # let _ = anonymous;
+    /// ```
+    pub fn get(name: &str) -> Option<Consumer> {
+        wit::get(name).map(consumer)
+    }
+
+    /// The consumer holding a credential of `kind` whose secret is `key` (`key-auth`).
+    ///
+    /// ```no_run
+    /// let c = gateway_plugin_sdk::consumers::find_by_key("key-auth", "k-123");
+    /// # let _ = c;
+    /// ```
+    pub fn find_by_key(kind: &str, key: &str) -> Option<Consumer> {
+        wit::find_by_key(kind, key).map(consumer)
+    }
+
+    /// The consumer holding a credential of `kind` with identifier `id` and secret `secret`
+    /// (`basic-auth`: username and password), compared in constant time.
+    ///
+    /// ```no_run
+    /// let c = gateway_plugin_sdk::consumers::check_secret("basic-auth", "alice", "s3cret");
+    /// # let _ = c;
+    /// ```
+    pub fn check_secret(kind: &str, id: &str, secret: &str) -> Option<Consumer> {
+        wit::check_secret(kind, id, secret).map(consumer)
+    }
+
+    /// The credential of `kind` with identifier `id`, without its secret.
+    ///
+    /// ```no_run
+    /// let c = gateway_plugin_sdk::consumers::credential("jwt-auth", "issuer-1");
+    /// # let _ = c;
+    /// ```
+    pub fn credential(kind: &str, id: &str) -> Option<Credential> {
+        wit::find_credential(kind, id).map(|c| Credential {
+            consumer: consumer(c.consumer),
+            id: c.id,
+            attributes: c.attributes,
+        })
+    }
+
+    /// The HMAC of `message` keyed with the secret of the credential of `kind` with identifier `id`;
+    /// `None` when there is no such credential or it has no secret. Compare it with the MAC you were
+    /// given in constant time.
+    ///
+    /// ```no_run
+    /// use gateway_plugin_sdk::consumers::{hmac, HmacAlgorithm};
+    /// let mac = hmac("jwt-auth", "issuer-1", HmacAlgorithm::Sha256, b"header.payload");
+    /// # let _ = mac;
+    /// ```
+    pub fn hmac(kind: &str, id: &str, algorithm: HmacAlgorithm, message: &[u8]) -> Option<Vec<u8>> {
+        let algorithm = match algorithm {
+            HmacAlgorithm::Sha256 => wit::HmacAlgorithm::Sha256,
+            HmacAlgorithm::Sha384 => wit::HmacAlgorithm::Sha384,
+            HmacAlgorithm::Sha512 => wit::HmacAlgorithm::Sha512,
+        };
+        wit::hmac(kind, id, algorithm, message)
+    }
+}

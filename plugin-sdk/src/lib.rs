@@ -2,7 +2,7 @@
 //!
 //! A filter is a type that implements [`Filter`] (every method has a no-op default) and is exported
 //! with [`export_filter!`]. Built for `wasm32-wasip2`, the crate is a component of the gateway's WIT
-//! world `gateway:filter/filter@0.1.0`, which the gateway loads as a plugin.
+//! world `gateway:filter/filter@0.1.1`, which the gateway loads as a plugin.
 //!
 //! ```no_run
 //! use gateway_plugin_sdk::{export_filter, Action, Filter, Request};
@@ -21,8 +21,8 @@
 //! ```
 //!
 //! Host capabilities live in modules: [`http`] (outbound calls to upstreams the plugin is granted),
-//! [`kv`] (the shared store, in the granted namespace), [`log`], [`metrics`], [`clock`], [`random`]
-//! and [`facts`].
+//! [`kv`] (the shared store, in the granted namespace), [`log`], [`metrics`], [`clock`], [`random`],
+//! [`facts`] and [`consumers`].
 #![deny(missing_docs)]
 
 #[doc(hidden)]
@@ -42,7 +42,7 @@ pub mod host;
 pub mod rt;
 
 pub use handles::{Action, BodyMode, Error, Options, Request, Response};
-pub use host::{clock, facts, http, kv, log, metrics, random};
+pub use host::{clock, consumers, facts, http, kv, log, metrics, random};
 
 /// A filter. Every method has a default that does nothing and continues, so a filter implements only
 /// what it needs. One value of the type lives in each instance: [`Filter::init`] configures it for its

@@ -111,6 +111,7 @@ pub fn component_fixtures() -> Result<&'static ComponentFixtures, String> {
             Ok(ComponentFixtures {
                 kitchen: t.join("wasm32-wasip2/release/kitchen_sink_component.wasm"),
                 hostile: t.join("wasm32-wasip2/release/hostile_component.wasm"),
+                world_0_1_0: t.join("wasm32-wasip2/release/world_0_1_0.wasm"),
             })
         })
         .as_ref()
@@ -124,6 +125,8 @@ pub struct ComponentFixtures {
     pub kitchen: PathBuf,
     /// Trap, loop, memory hog, recursion, bad status (`x-hostile` header); `trap` config traps `init`.
     pub hostile: PathBuf,
+    /// Built against the world as it was at 0.1.0 (`tests/fixtures/wit-0.1.0`): sets `x-world`.
+    pub world_0_1_0: PathBuf,
 }
 
 /// The Rust filter template (`examples/rust-filter`), built once per process for wasm32-wasip2.

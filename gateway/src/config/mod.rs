@@ -1,6 +1,7 @@
 //! What the user writes: the YAML config as plain serde structs, and loading it with errors that name
 //! the file, line, column and field. Turning it into something that serves is `runtime`'s job.
 
+pub mod consumers;
 mod locate;
 pub mod redact;
 mod source;
@@ -32,6 +33,10 @@ pub struct Config {
     /// Wasm plugins that routes can use as filters.
     #[serde(default)]
     pub plugins: Vec<Plugin>,
+    /// The API users that authentication plugins identify requests as (`key-auth`, `basic-auth`,
+    /// `jwt-auth`, ...), with their groups and credentials.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<consumers::Consumer>,
     /// Process-wide settings.
     #[serde(default)]
     pub server: Server,
@@ -787,6 +792,10 @@ pub struct Route {
     /// Request body limit for this route; over it: 413. Default: the listener's `max_body_size`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_size: Option<Size>,
+    /// Also count this route's responses by the consumer a filter authenticated the request as
+    /// (`gateway_consumer_requests_total{route, consumer, status}`). Default: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub consumer_metrics: bool,
 }
 
 /// Request matchers; all that are written must match.

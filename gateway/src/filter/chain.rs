@@ -90,6 +90,8 @@ impl std::ops::DerefMut for Slots {
 pub struct ChainRun {
     stages: Arc<[Stage]>,
     slots: Arc<Mutex<Slots>>,
+    /// Whom the request is authenticated as (for the access log).
+    identity: Option<Arc<crate::consumers::Identity>>,
     /// The most a held response body may be (see [`ChainRun::with_body_limit`]).
     body_limit: u64,
 }
@@ -112,8 +114,14 @@ impl ChainRun {
         Ok(ChainRun {
             stages,
             slots: Arc::new(Mutex::new(Slots(slots))),
+            identity: info.identity.clone(),
             body_limit: DEFAULT_WHOLE_BODY_LIMIT,
         })
+    }
+
+    /// The consumer a filter authenticated the request as, if any.
+    pub fn consumer(&self) -> Option<Arc<crate::consumers::Consumer>> {
+        self.identity.as_ref().and_then(|i| i.current())
     }
 
     /// The request headers phase, in chain order.
@@ -970,6 +978,7 @@ mod tests {
             connection: 1,
             tls: None,
             timeout: std::time::Duration::from_secs(5),
+            identity: None,
         }
     }
 

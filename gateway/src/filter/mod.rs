@@ -99,6 +99,9 @@ pub struct RequestInfo {
     /// The route's timeout: also the longest a filter may keep the request paused waiting for
     /// something of its own (a Proxy-Wasm filter's `Pause` with nothing in flight).
     pub timeout: std::time::Duration,
+    /// The consumers of the request's config and whom a filter authenticated the request as; `None`
+    /// when the config has no consumers (nobody can be authenticated).
+    pub identity: Option<Arc<crate::consumers::Identity>>,
 }
 
 /// Why a filter failed. The chain applies the filter's failure policy to it.

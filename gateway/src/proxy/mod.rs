@@ -167,7 +167,7 @@ pub async fn handle(
         chain,
         reset,
         client,
-    } = route_and_serve(listener, &info, &id, req).await;
+    } = route_and_serve(listener, &snapshot.consumers, &info, &id, req).await;
     reset_watch.done = true;
     drop(reset_watch);
     if let (false, Some(r)) = (reset, &route) {
@@ -188,9 +188,10 @@ pub async fn handle(
         id,
     };
     if reset {
+        let consumer = chain.as_ref().and_then(ChainRun::consumer);
         drop(chain);
         drop(in_flight);
-        finish(&shared.metrics, done, 0, false, log);
+        finish(&shared.metrics, done, 0, false, log, consumer);
         return Err(StreamReset);
     }
     let metrics = shared.metrics.clone();
@@ -200,6 +201,7 @@ pub async fn handle(
     let clock = h2.as_ref().map(|(conn, _)| conn.stream_clock());
     Ok(resp.map(move |b| {
         body::boxed(Tracked::new(b, clock, move |end: body::BodyEnd| {
+            let consumer = chain.as_ref().and_then(ChainRun::consumer);
             drop(chain);
             drop(in_flight);
             if let Some((conn, limit)) = h2 {
@@ -207,15 +209,27 @@ pub async fn handle(
                     cancelled(&conn, limit, done.peer);
                 }
             }
-            finish(&metrics, done, end.bytes, end.complete, log);
+            finish(&metrics, done, end.bytes, end.complete, log, consumer);
         }))
     }))
 }
 
-fn finish(metrics: &Metrics, d: Done, bytes: u64, complete: bool, log: bool) {
+fn finish(
+    metrics: &Metrics,
+    d: Done,
+    bytes: u64,
+    complete: bool,
+    log: bool,
+    consumer: Option<Arc<crate::consumers::Consumer>>,
+) {
     match &d.route {
         Some(_) if d.status == 0 => {}
-        Some(r) => r.stats.responses.inc(d.status),
+        Some(r) => {
+            r.stats.responses.inc(d.status);
+            if let (true, Some(c)) = (r.consumer_metrics, &consumer) {
+                r.stats.consumer_response(&c.name, d.status);
+            }
+        }
         None if d.status == 404 => {
             metrics
                 .no_route
@@ -235,6 +249,7 @@ fn finish(metrics: &Metrics, d: Done, bytes: u64, complete: bool, log: bool) {
                 .map_or("-", |n| &**n),
             endpoint = d.endpoint.as_ref().map_or("-", EndpointName::as_str),
             client = %d.client.ip(),
+            consumer = consumer.as_ref().map_or("-", |c| &*c.name),
             request_id = d.id.as_str(),
             method = %d.method,
             path = %d.path,
@@ -277,6 +292,7 @@ impl Served {
 
 async fn route_and_serve(
     listener: Option<&ListenerRoutes>,
+    consumers: &Arc<crate::consumers::Registry>,
     info: &ConnInfo,
     id: &RequestId,
     req: Request<hyper::body::Incoming>,
@@ -392,6 +408,8 @@ async fn route_and_serve(
         connection: info.conn.id(),
         tls: info.tls.clone(),
         timeout: route.timeout,
+        identity: (!consumers.is_empty())
+            .then(|| Arc::new(crate::consumers::Identity::new(consumers.clone()))),
     };
     let outcome = exchange.run(request_info, parts, incoming, backend).await;
     let reset = matches!(

@@ -322,12 +322,24 @@ impl LoadedPlugin {
         config: Bytes,
         policy: FailurePolicy,
     ) -> Result<Arc<dyn Filter>, PluginError> {
+        self.filter_in(route, config, policy, &Arc::default()).await
+    }
+
+    /// Like [`LoadedPlugin::filter`], for a config whose consumers are `registry` (a component's
+    /// `init` may look them up).
+    pub async fn filter_in(
+        &self,
+        route: &str,
+        config: Bytes,
+        policy: FailurePolicy,
+        registry: &Arc<crate::consumers::Registry>,
+    ) -> Result<Arc<dyn Filter>, PluginError> {
         match &self.inner {
             Inner::ProxyWasm(p) => {
                 Ok(proxy_wasm::ProxyWasmPlugin::filter(p, route, config, policy).await?)
             }
             Inner::Component(c) => {
-                Ok(component::ComponentPlugin::filter(c, route, config, policy).await?)
+                Ok(component::ComponentPlugin::filter(c, route, config, policy, registry).await?)
             }
         }
     }
@@ -341,7 +353,7 @@ impl LoadedPlugin {
     ) -> Result<Arc<component::ComponentFilter>, PluginError> {
         match &self.inner {
             Inner::Component(c) => {
-                component::ComponentPlugin::filter(c, route, config, policy).await
+                component::ComponentPlugin::filter(c, route, config, policy, &Arc::default()).await
             }
             Inner::ProxyWasm(_) => Err(PluginError::Unsupported {
                 plugin: self.name.clone(),

@@ -5,6 +5,7 @@
 //! seeing each other's data, in both instance modes.
 
 mod capabilities;
+mod consumers;
 mod handles;
 mod isolation;
 mod whole_body;

@@ -48,7 +48,11 @@ impl ComponentCtx {
             )));
         }
         if self.inst.is_none() {
-            match self.inner.acquire().await {
+            match self
+                .inner
+                .acquire(self.info.identity.as_ref().map(|i| i.registry()))
+                .await
+            {
                 Ok(mut inst) => {
                     inst.store.data_mut().info = Some(self.info.clone());
                     self.inst = Some(inst);

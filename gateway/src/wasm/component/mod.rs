@@ -1,10 +1,11 @@
-//! The host of the gateway's own WIT world (`wit/`, package `gateway:filter@0.1.0`): components bound
+//! The host of the gateway's own WIT world (`wit/`, package `gateway:filter@0.1.1`; components built against 0.1.0 link too): components bound
 //! with `wasmtime::component::bindgen!`, run under the same limits and failure policy as Proxy-Wasm
 //! plugins, calling the same host core. A [`ComponentPlugin`] is one loaded component; configured for
 //! a route it becomes a [`ComponentFilter`], whose requests run on a fresh instance each
 //! ([`InstanceMode::Fresh`]) or on warm instances reused one request after another
 //! ([`InstanceMode::Reuse`]).
 
+mod consumers;
 mod ctx;
 mod host;
 mod kv;
@@ -85,7 +86,7 @@ impl ComponentPlugin {
             .map_err(|e| unsupported(format!("cannot link: {e:#}")))?;
         let pre = bindings::FilterPre::new(pre).map_err(|e| {
             unsupported(format!(
-                "not a gateway:filter@0.1.0 component (exports): {e:#}"
+                "not a gateway:filter@0.1 component (exports): {e:#}"
             ))
         })?;
         Ok(Arc::new(ComponentPlugin { ctx, pre, mode }))
@@ -112,8 +113,12 @@ impl ComponentPlugin {
     }
 
     /// A new instance with `init(config)` run on it, under the start budget.
-    async fn instantiate(&self, config: &str) -> Result<(Instance, Options), InitError> {
-        let state = CompState::new(self.ctx.clone(), self.ctx.sandbox.memory_cap());
+    async fn instantiate(
+        &self,
+        config: &str,
+        registry: Arc<crate::consumers::Registry>,
+    ) -> Result<(Instance, Options), InitError> {
+        let state = CompState::new(self.ctx.clone(), self.ctx.sandbox.memory_cap(), registry);
         let mut store: Store<CompState> = self.ctx.sandbox.store(state);
         let bindings = match self.pre.instantiate_async(&mut store).await {
             Ok(b) => b,
@@ -146,6 +151,7 @@ impl ComponentPlugin {
         route: &str,
         config: bytes::Bytes,
         policy: FailurePolicy,
+        registry: &Arc<crate::consumers::Registry>,
     ) -> Result<Arc<ComponentFilter>, PluginError> {
         let config =
             String::from_utf8(config.to_vec()).map_err(|_| PluginError::ConfigureFailed {
@@ -153,24 +159,28 @@ impl ComponentPlugin {
                 route: route.to_string(),
                 reason: "the config is not UTF-8".into(),
             })?;
-        let (inst, options) = this.instantiate(&config).await.map_err(|e| match e {
-            InitError::Rejected(message) => PluginError::InitRejected {
-                plugin: this.name().to_string(),
-                route: route.to_string(),
-                message,
-            },
-            InitError::Failed(e) => PluginError::ConfigureFailed {
-                plugin: this.name().to_string(),
-                route: route.to_string(),
-                reason: e.to_string(),
-            },
-        })?;
+        let (inst, options) =
+            this.instantiate(&config, registry.clone())
+                .await
+                .map_err(|e| match e {
+                    InitError::Rejected(message) => PluginError::InitRejected {
+                        plugin: this.name().to_string(),
+                        route: route.to_string(),
+                        message,
+                    },
+                    InitError::Failed(e) => PluginError::ConfigureFailed {
+                        plugin: this.name().to_string(),
+                        route: route.to_string(),
+                        reason: e.to_string(),
+                    },
+                })?;
         let filter = FilterInner {
             plugin: this.clone(),
             route: Arc::from(route),
             config: Arc::from(config.as_str()),
             options: (options.request_body, options.response_body),
             policy,
+            registry: registry.clone(),
             warm: Mutex::new(Vec::new()),
         };
         if this.mode == InstanceMode::Reuse {
@@ -202,6 +212,9 @@ pub(crate) struct FilterInner {
     config: Arc<str>,
     options: (WitBodyMode, WitBodyMode),
     policy: FailurePolicy,
+    /// The consumers of the config the filter was configured by (for `init` on new instances made
+    /// outside a request's config).
+    registry: Arc<crate::consumers::Registry>,
     /// Idle warm instances (reuse mode), each already initialized with this route's config.
     warm: Mutex<Vec<Instance>>,
 }
@@ -237,14 +250,19 @@ impl ComponentFilter {
 }
 
 impl FilterInner {
-    /// An instance for one request: a warm one (reuse mode) or a new one.
-    async fn acquire(&self) -> Result<Instance, FilterError> {
+    /// An instance for one request: a warm one (reuse mode) or a new one, whose `init` looks
+    /// consumers up in `registry` (the request's config's) when given.
+    async fn acquire(
+        &self,
+        registry: Option<&Arc<crate::consumers::Registry>>,
+    ) -> Result<Instance, FilterError> {
         if self.plugin.mode == InstanceMode::Reuse {
             if let Some(inst) = self.warm.lock().unwrap_or_else(|e| e.into_inner()).pop() {
                 return Ok(inst);
             }
         }
-        match self.plugin.instantiate(&self.config).await {
+        let registry = registry.unwrap_or(&self.registry).clone();
+        match self.plugin.instantiate(&self.config, registry).await {
             Ok((inst, _)) => Ok(inst),
             Err(InitError::Failed(e)) => Err(e),
             Err(InitError::Rejected(m)) => Err(FilterError::Unavailable(format!(

@@ -27,13 +27,20 @@ pub struct CompState {
     pub(crate) data: HttpData,
     /// Facts of the request being served; `None` between requests.
     pub(crate) info: Option<RequestInfo>,
+    /// The consumers of the config the instance was made for, for lookups during `init` (during a
+    /// request, those of the request's config in `info`).
+    pub(crate) registry: Arc<crate::consumers::Registry>,
     /// Set by host calls that waited (outbound HTTP): the next epoch deadline grants a fresh CPU budget
     /// instead of interrupting, since the wait was not the guest's CPU time.
     pub(crate) waited: bool,
 }
 
 impl CompState {
-    pub(crate) fn new(ctx: Arc<PluginCtx>, memory_cap: u64) -> CompState {
+    pub(crate) fn new(
+        ctx: Arc<PluginCtx>,
+        memory_cap: u64,
+        registry: Arc<crate::consumers::Registry>,
+    ) -> CompState {
         CompState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
@@ -41,6 +48,7 @@ impl CompState {
             ctx,
             data: HttpData::default(),
             info: None,
+            registry,
             waited: false,
         }
     }

@@ -125,6 +125,15 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
             }
         }
         ["connection_id"] => http.map(|h| int(h.info.connection as i64)),
+        // Whom a filter authenticated the request as (text; groups comma-separated).
+        ["consumer", part] => {
+            let c = http.and_then(|h| h.info.identity.as_ref()?.current());
+            match *part {
+                "name" => c.map(|c| text(&*c.name)),
+                "groups" => c.map(|c| text(c.groups.join(","))),
+                _ => None,
+            }
+        }
         // The endpoint that answered, once its response is here (`host:port` as configured).
         ["upstream", "address"] => http
             .and_then(|h| h.data.resp.as_ref())
@@ -216,6 +225,9 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
 /// for a root context). Built-in attributes keep their values; reading them gives the built-in.
 pub fn set(state: &mut VmState, path: Vec<u8>, value: Bytes) -> Result<(), Status> {
     let effective = state.effective;
+    if path == b"consumer\0name" {
+        return authenticate(state, &value);
+    }
     if let Some(h) = state.https.get_mut(&effective) {
         h.properties.insert(path, value);
         return Ok(());
@@ -225,4 +237,22 @@ pub fn set(state: &mut VmState, path: Vec<u8>, value: Bytes) -> Result<(), Statu
         return Ok(());
     }
     Err(Status::NotFound)
+}
+
+/// `consumer.name` set by a request's filter: authenticates the request as that consumer, as the WIT
+/// world's `consumers.authenticate` does. Before the response only; the name must be a consumer's.
+fn authenticate(state: &VmState, name: &[u8]) -> Result<(), Status> {
+    let h = state
+        .https
+        .get(&state.effective)
+        .ok_or(Status::BadArgument)?;
+    if h.data.resp.is_some() {
+        return Err(Status::BadArgument);
+    }
+    let identity = h.info.identity.as_ref().ok_or(Status::BadArgument)?;
+    let name = std::str::from_utf8(name).map_err(|_| Status::BadArgument)?;
+    match identity.authenticate(name) {
+        true => Ok(()),
+        false => Err(Status::BadArgument),
+    }
 }

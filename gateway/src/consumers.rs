@@ -1,0 +1,528 @@
+//! Consumers: the API users of the config's `consumers:` section, compiled into a [`Registry`] that
+//! authentication plugins query through the host (never reading a secret), and the consumer one
+//! request is authenticated as ([`Identity`]), which every later filter, the access log and metrics see.
+//!
+//! Secrets at rest: `key-auth` keys and `basic-auth` passwords are kept only as HMAC-SHA-256 digests
+//! under a key drawn at random for each registry (so a digest is worth nothing outside this process),
+//! and compared with `ring::hmac::verify` (constant time). A `key-auth` key is its own identifier: it
+//! is found by its digest in a map, which reveals nothing of the key to a timing observer since the
+//! digest is keyed. `jwt-auth` secrets are HMAC keys themselves and cannot be hashed: they stay in the
+//! host (wiped on drop) and plugins only get MACs made with them.
+
+use crate::config::consumers::{Consumer as ConsumerConfig, Secret};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use zeroize::Zeroizing;
+
+/// The kinds of credentials the config knows.
+pub const KINDS: [&str; 3] = ["key-auth", "basic-auth", "jwt-auth"];
+
+/// The `jwt-auth` algorithms a credential may name.
+pub const JWT_ALGORITHMS: [&str; 10] = [
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA",
+];
+
+/// A consumer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Consumer {
+    /// Its name.
+    pub name: Arc<str>,
+    /// Its groups, in config order.
+    pub groups: Vec<String>,
+}
+
+/// A credential: whose, its identifier, its secret's digest or key, and its public attributes.
+struct Credential {
+    consumer: Arc<Consumer>,
+    id: String,
+    /// The secret as an HMAC digest (`key-auth`, `basic-auth`).
+    digest: Option<ring::hmac::Tag>,
+    /// The secret itself, for kinds whose secret is a MAC key (`jwt-auth`).
+    mac_key: Option<Zeroizing<Vec<u8>>>,
+    attributes: Vec<(String, String)>,
+}
+
+/// A consumer's credential without its secret, as plugins see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialView {
+    /// Whose it is.
+    pub consumer: Arc<Consumer>,
+    /// Its identifier.
+    pub id: String,
+    /// Its attributes that are not secret.
+    pub attributes: Vec<(String, String)>,
+}
+
+/// The hash functions [`Registry::hmac`] can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HmacAlgorithm {
+    /// HMAC-SHA-256.
+    Sha256,
+    /// HMAC-SHA-384.
+    Sha384,
+    /// HMAC-SHA-512.
+    Sha512,
+}
+
+/// The compiled `consumers:` of one config.
+pub struct Registry {
+    /// Keys secrets' digests.
+    pepper: ring::hmac::Key,
+    by_name: HashMap<Arc<str>, Arc<Consumer>>,
+    /// Credentials whose secret is their identifier, by kind and the secret's digest.
+    by_secret: HashMap<(&'static str, Vec<u8>), Credential>,
+    /// Credentials with an identifier, by kind and identifier.
+    by_id: HashMap<(&'static str, String), Credential>,
+    /// A digest no secret has, compared against when an identifier is unknown, so that an unknown
+    /// username costs what a wrong password does.
+    decoy: ring::hmac::Tag,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("consumers", &self.by_name.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry::empty()
+    }
+}
+
+/// Why a `consumers:` section does not compile: the field path inside `consumers` and what is wrong.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RegistryError {
+    /// The field, e.g. `consumers[1].credentials.key-auth[0].key`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Registry {
+    /// A registry with no consumers.
+    pub fn empty() -> Registry {
+        let rng = ring::rand::SystemRandom::new();
+        let pepper = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng)
+            .expect("the system's random generator works");
+        let decoy = ring::hmac::sign(&pepper, b"\0no secret is this\0");
+        Registry {
+            pepper,
+            by_name: HashMap::new(),
+            by_secret: HashMap::new(),
+            by_id: HashMap::new(),
+            decoy,
+        }
+    }
+
+    /// Compiles `consumers` (from the config file in folder `base`): reads `env:` and `file:`
+    /// secrets, digests keys and passwords, and refuses duplicate names, keys and identifiers.
+    pub fn build(consumers: &[ConsumerConfig], base: &Path) -> Result<Registry, RegistryError> {
+        let mut reg = Registry::empty();
+        for (i, c) in consumers.iter().enumerate() {
+            let at = |f: &str| format!("consumers[{i}].{f}");
+            let err = |field: String, message: String| RegistryError { field, message };
+            if c.name.is_empty() {
+                return Err(err(at("name"), "a consumer needs a name".into()));
+            }
+            let name: Arc<str> = Arc::from(c.name.as_str());
+            if reg.by_name.contains_key(&name) {
+                return Err(err(
+                    at("name"),
+                    format!("consumer `{}` is defined twice", c.name),
+                ));
+            }
+            for (j, g) in c.groups.iter().enumerate() {
+                if g.is_empty() || g.contains(',') {
+                    return Err(err(
+                        at(&format!("groups[{j}]")),
+                        "a group is a non-empty name without commas".into(),
+                    ));
+                }
+            }
+            let consumer = Arc::new(Consumer {
+                name: name.clone(),
+                groups: c.groups.clone(),
+            });
+            reg.by_name.insert(name, consumer.clone());
+            let secret =
+                |s: &Secret, field: String| s.resolve(base).map_err(|message| err(field, message));
+            for (j, k) in c.credentials.key_auth.iter().enumerate() {
+                let field = at(&format!("credentials.key-auth[{j}].key"));
+                let key = secret(&k.key, field.clone())?;
+                let digest = ring::hmac::sign(&reg.pepper, key.as_bytes());
+                let slot = ("key-auth", digest.as_ref().to_vec());
+                if let Some(other) = reg.by_secret.get(&slot) {
+                    return Err(err(
+                        field,
+                        format!("this key is also consumer `{}`'s", other.consumer.name),
+                    ));
+                }
+                let cred = Credential {
+                    consumer: consumer.clone(),
+                    id: String::new(),
+                    digest: Some(digest),
+                    mac_key: None,
+                    attributes: Vec::new(),
+                };
+                reg.by_secret.insert(slot, cred);
+            }
+            for (j, b) in c.credentials.basic_auth.iter().enumerate() {
+                let at = |f: &str| at(&format!("credentials.basic-auth[{j}].{f}"));
+                if b.username.is_empty() || b.username.contains(':') {
+                    return Err(err(
+                        at("username"),
+                        "a username is non-empty and has no `:` (RFC 7617)".into(),
+                    ));
+                }
+                let password = secret(&b.password, at("password"))?;
+                let cred = Credential {
+                    consumer: consumer.clone(),
+                    id: b.username.clone(),
+                    digest: Some(ring::hmac::sign(&reg.pepper, password.as_bytes())),
+                    mac_key: None,
+                    attributes: Vec::new(),
+                };
+                reg.insert_by_id("basic-auth", cred, at("username"))?;
+            }
+            for (j, t) in c.credentials.jwt_auth.iter().enumerate() {
+                let at = |f: &str| at(&format!("credentials.jwt-auth[{j}].{f}"));
+                if t.key.is_empty() {
+                    return Err(err(at("key"), "the key is empty".into()));
+                }
+                if !JWT_ALGORITHMS.contains(&t.algorithm.as_str()) {
+                    return Err(err(
+                        at("algorithm"),
+                        format!(
+                            "unknown algorithm `{}` (expected one of {})",
+                            t.algorithm,
+                            JWT_ALGORITHMS.join(", ")
+                        ),
+                    ));
+                }
+                let hmac = t.algorithm.starts_with("HS");
+                let mut attributes = vec![("algorithm".to_owned(), t.algorithm.clone())];
+                let mac_key = match (&t.secret, &t.public_key, hmac) {
+                    (Some(s), None, true) => {
+                        let s = secret(s, at("secret"))?;
+                        Some(Zeroizing::new(s.as_bytes().to_vec()))
+                    }
+                    (None, Some(p), false) => {
+                        let pem = secret(p, at("public_key"))?;
+                        if !pem.contains("-----BEGIN ") {
+                            return Err(err(
+                                at("public_key"),
+                                "expected a PEM public key (-----BEGIN PUBLIC KEY-----)".into(),
+                            ));
+                        }
+                        attributes.push(("public-key".to_owned(), pem.to_string()));
+                        None
+                    }
+                    (_, _, true) => {
+                        return Err(err(
+                            at("secret"),
+                            format!("{} needs a `secret` and no `public_key`", t.algorithm),
+                        ))
+                    }
+                    (_, _, false) => {
+                        return Err(err(
+                            at("public_key"),
+                            format!("{} needs a `public_key` and no `secret`", t.algorithm),
+                        ))
+                    }
+                };
+                let cred = Credential {
+                    consumer: consumer.clone(),
+                    id: t.key.clone(),
+                    digest: None,
+                    mac_key,
+                    attributes,
+                };
+                reg.insert_by_id("jwt-auth", cred, at("key"))?;
+            }
+        }
+        Ok(reg)
+    }
+
+    fn insert_by_id(
+        &mut self,
+        kind: &'static str,
+        cred: Credential,
+        field: String,
+    ) -> Result<(), RegistryError> {
+        let slot = (kind, cred.id.clone());
+        if let Some(other) = self.by_id.get(&slot) {
+            return Err(RegistryError {
+                field,
+                message: format!(
+                    "`{}` is already a {kind} credential of consumer `{}`",
+                    cred.id, other.consumer.name
+                ),
+            });
+        }
+        self.by_id.insert(slot, cred);
+        Ok(())
+    }
+
+    /// Whether the config names no consumer.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// The consumer called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Consumer>> {
+        self.by_name.get(name)
+    }
+
+    fn kind(kind: &str) -> Option<&'static str> {
+        KINDS.into_iter().find(|k| *k == kind)
+    }
+
+    /// The consumer holding a credential of `kind` whose secret is `key`.
+    pub fn find_by_key(&self, kind: &str, key: &str) -> Option<&Arc<Consumer>> {
+        let kind = Registry::kind(kind)?;
+        let digest = ring::hmac::sign(&self.pepper, key.as_bytes());
+        let cred = self.by_secret.get(&(kind, digest.as_ref().to_vec()))?;
+        // Found by its digest; checked once more against the stored one in constant time.
+        let stored = cred.digest.as_ref()?;
+        ring::hmac::verify(&self.pepper, key.as_bytes(), stored.as_ref()).ok()?;
+        Some(&cred.consumer)
+    }
+
+    /// The consumer holding the credential of `kind` with identifier `id` and secret `secret`. An
+    /// unknown identifier costs what a wrong secret does.
+    pub fn check_secret(&self, kind: &str, id: &str, secret: &str) -> Option<&Arc<Consumer>> {
+        let cred = Registry::kind(kind).and_then(|k| self.by_id.get(&(k, id.to_owned())));
+        let stored = cred.and_then(|c| c.digest.as_ref()).unwrap_or(&self.decoy);
+        let ok = ring::hmac::verify(&self.pepper, secret.as_bytes(), stored.as_ref()).is_ok();
+        cred.filter(|c| ok && c.digest.is_some())
+            .map(|c| &c.consumer)
+    }
+
+    /// The credential of `kind` with identifier `id`, without its secret.
+    pub fn credential(&self, kind: &str, id: &str) -> Option<CredentialView> {
+        let cred = self.by_id.get(&(Registry::kind(kind)?, id.to_owned()))?;
+        Some(CredentialView {
+            consumer: cred.consumer.clone(),
+            id: cred.id.clone(),
+            attributes: cred.attributes.clone(),
+        })
+    }
+
+    /// The HMAC of `message` keyed with the secret of the credential of `kind` with identifier `id`.
+    pub fn hmac(
+        &self,
+        kind: &str,
+        id: &str,
+        algorithm: HmacAlgorithm,
+        message: &[u8],
+    ) -> Option<Vec<u8>> {
+        let cred = self.by_id.get(&(Registry::kind(kind)?, id.to_owned()))?;
+        let secret = cred.mac_key.as_ref()?;
+        let algorithm = match algorithm {
+            HmacAlgorithm::Sha256 => ring::hmac::HMAC_SHA256,
+            HmacAlgorithm::Sha384 => ring::hmac::HMAC_SHA384,
+            HmacAlgorithm::Sha512 => ring::hmac::HMAC_SHA512,
+        };
+        let key = ring::hmac::Key::new(algorithm, secret);
+        Some(ring::hmac::sign(&key, message).as_ref().to_vec())
+    }
+}
+
+/// Who one request is authenticated as: the registry of the config it is served by, and the consumer
+/// a filter authenticated it as. Shared by the request's filter contexts and the access log. Made
+/// only for requests that run filters under a config with consumers.
+#[derive(Debug)]
+pub struct Identity {
+    registry: Arc<Registry>,
+    current: Mutex<Option<Arc<Consumer>>>,
+}
+
+impl Identity {
+    /// A request not yet authenticated, served under `registry`.
+    pub fn new(registry: Arc<Registry>) -> Identity {
+        Identity {
+            registry,
+            current: Mutex::new(None),
+        }
+    }
+
+    /// The registry of the request's config.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The consumer the request is authenticated as.
+    pub fn current(&self) -> Option<Arc<Consumer>> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Authenticates the request as the consumer `name`; false when there is none of that name.
+    pub fn authenticate(&self, name: &str) -> bool {
+        let Some(c) = self.registry.get(name) else {
+            return false;
+        };
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(yaml: &str) -> Result<Registry, RegistryError> {
+        let cfg: Vec<ConsumerConfig> = serde_yaml_ng::from_str(yaml).unwrap();
+        Registry::build(&cfg, Path::new("."))
+    }
+
+    const CONSUMERS: &str = "
+- name: alice
+  groups: [admins, ops]
+  credentials:
+    key-auth: [{key: k-alice}, {key: k-alice-2}]
+    basic-auth: {username: alice, password: 'pa:ss'}
+    jwt-auth: {key: alice-iss, secret: hs-secret}
+- name: bob
+  credentials:
+    key-auth: {key: k-bob}
+    jwt-auth: {key: bob-kid, algorithm: ES256, public_key: \"-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----\"}
+";
+
+    #[test]
+    fn lookups_find_the_consumer_only_with_the_right_secret() {
+        let reg = registry(CONSUMERS).unwrap();
+        assert_eq!(
+            &*reg.find_by_key("key-auth", "k-alice").unwrap().name,
+            "alice"
+        );
+        assert_eq!(
+            &*reg.find_by_key("key-auth", "k-alice-2").unwrap().name,
+            "alice"
+        );
+        assert_eq!(&*reg.find_by_key("key-auth", "k-bob").unwrap().name, "bob");
+        assert!(reg.find_by_key("key-auth", "k-carol").is_none());
+        assert!(reg.find_by_key("basic-auth", "k-alice").is_none());
+        assert!(reg.find_by_key("no-such-kind", "k-alice").is_none());
+
+        assert_eq!(
+            &*reg
+                .check_secret("basic-auth", "alice", "pa:ss")
+                .unwrap()
+                .name,
+            "alice"
+        );
+        assert!(reg.check_secret("basic-auth", "alice", "pa:sS").is_none());
+        assert!(reg.check_secret("basic-auth", "alice", "").is_none());
+        assert!(reg.check_secret("basic-auth", "carol", "pa:ss").is_none());
+        // A jwt-auth credential has a MAC key, not a digest: no password check passes on it.
+        assert!(reg
+            .check_secret("jwt-auth", "alice-iss", "hs-secret")
+            .is_none());
+
+        let bob = reg.credential("jwt-auth", "bob-kid").unwrap();
+        assert_eq!(&*bob.consumer.name, "bob");
+        assert!(bob
+            .attributes
+            .contains(&("algorithm".into(), "ES256".into())));
+        assert!(bob
+            .attributes
+            .iter()
+            .any(|(k, v)| k == "public-key" && v.contains("BEGIN")));
+        let alice = reg.credential("jwt-auth", "alice-iss").unwrap();
+        assert_eq!(alice.attributes, vec![("algorithm".into(), "HS256".into())]);
+
+        let mac = reg
+            .hmac("jwt-auth", "alice-iss", HmacAlgorithm::Sha256, b"a.b")
+            .unwrap();
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"hs-secret");
+        assert_eq!(mac, ring::hmac::sign(&key, b"a.b").as_ref());
+        assert_eq!(
+            reg.hmac("jwt-auth", "alice-iss", HmacAlgorithm::Sha512, b"a.b")
+                .unwrap()
+                .len(),
+            64
+        );
+        assert!(reg
+            .hmac("jwt-auth", "bob-kid", HmacAlgorithm::Sha256, b"a.b")
+            .is_none());
+        assert!(reg
+            .hmac("basic-auth", "alice", HmacAlgorithm::Sha256, b"a.b")
+            .is_none());
+    }
+
+    #[test]
+    fn an_identity_takes_only_configured_consumers() {
+        let id = Identity::new(Arc::new(registry(CONSUMERS).unwrap()));
+        assert!(id.current().is_none());
+        assert!(!id.authenticate("carol"));
+        assert!(id.authenticate("bob"));
+        assert_eq!(&*id.current().unwrap().name, "bob");
+        assert!(id.authenticate("alice"));
+        assert_eq!(id.current().unwrap().groups, ["admins", "ops"]);
+    }
+
+    #[test]
+    fn bad_sections_name_the_field() {
+        for (yaml, field, message) in [
+            ("- {name: a}\n- {name: a}", "consumers[1].name", "defined twice"),
+            ("- {name: ''}", "consumers[0].name", "needs a name"),
+            ("- {name: a, groups: ['x,y']}", "consumers[0].groups[0]", "without commas"),
+            (
+                "- {name: a, credentials: {key-auth: {key: k}}}\n- {name: b, credentials: {key-auth: [{key: j}, {key: k}]}}",
+                "consumers[1].credentials.key-auth[1].key",
+                "also consumer `a`'s",
+            ),
+            (
+                "- {name: a, credentials: {key-auth: {key: ''}}}",
+                "consumers[0].credentials.key-auth[0].key",
+                "is empty",
+            ),
+            (
+                "- {name: a, credentials: {key-auth: {key: 'env:GW_TEST_NEVER_SET'}}}",
+                "consumers[0].credentials.key-auth[0].key",
+                "GW_TEST_NEVER_SET",
+            ),
+            (
+                "- {name: a, credentials: {basic-auth: {username: 'a:b', password: p}}}",
+                "consumers[0].credentials.basic-auth[0].username",
+                "RFC 7617",
+            ),
+            (
+                "- {name: a, credentials: {basic-auth: {username: u, password: p}}}\n- {name: b, credentials: {basic-auth: {username: u, password: q}}}",
+                "consumers[1].credentials.basic-auth[0].username",
+                "already a basic-auth credential of consumer `a`",
+            ),
+            (
+                "- {name: a, credentials: {jwt-auth: {key: k, algorithm: none, secret: s}}}",
+                "consumers[0].credentials.jwt-auth[0].algorithm",
+                "unknown algorithm `none`",
+            ),
+            (
+                "- {name: a, credentials: {jwt-auth: {key: k}}}",
+                "consumers[0].credentials.jwt-auth[0].secret",
+                "HS256 needs a `secret`",
+            ),
+            (
+                "- {name: a, credentials: {jwt-auth: {key: k, algorithm: RS256, secret: s}}}",
+                "consumers[0].credentials.jwt-auth[0].public_key",
+                "RS256 needs a `public_key`",
+            ),
+            (
+                "- {name: a, credentials: {jwt-auth: {key: k, algorithm: EdDSA, public_key: abc}}}",
+                "consumers[0].credentials.jwt-auth[0].public_key",
+                "expected a PEM",
+            ),
+        ] {
+            let e = registry(yaml).unwrap_err();
+            assert_eq!(e.field, field, "{yaml}");
+            assert!(e.message.contains(message), "{yaml}: {}", e.message);
+        }
+    }
+}
