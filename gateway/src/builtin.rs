@@ -9,6 +9,9 @@ pub struct Builtin {
     pub name: &'static str,
     /// Its crate version.
     pub version: &'static str,
+    /// It runs on warm instances reused by one request after another unless its `plugins:` entry
+    /// says otherwise (plugins that cache what they fetch: JWKS, introspection answers).
+    pub reuse: bool,
     /// The component.
     pub wasm: &'static [u8],
 }
@@ -27,7 +30,8 @@ pub fn all() -> &'static [Builtin] {
 
 impl Builtin {
     /// The plugin's entry as if it were written under `plugins:` with no settings but its name (a
-    /// component: no upstreams, no key-value store, fresh instances, default limits).
+    /// component: no upstreams, no key-value store, default limits; fresh instances, or reused ones
+    /// for a plugin that caches).
     pub fn config(&self) -> crate::config::Plugin {
         crate::config::Plugin {
             name: self.name.to_string(),
@@ -39,7 +43,7 @@ impl Builtin {
             limits: Default::default(),
             vm_config: None,
             capabilities: None,
-            instance_mode: Default::default(),
+            instance_mode: self.reuse.then_some(crate::config::InstanceMode::Reuse),
             service: None,
         }
     }

@@ -238,6 +238,18 @@ impl WasmServices {
                 (None, None) => crate::builtin::get(&p.name),
                 _ => None,
             };
+            // A built-in plugin keeps its own instance mode unless the entry names one.
+            let with_mode;
+            let p = match builtin {
+                Some(b) if p.instance_mode.is_none() && b.reuse => {
+                    with_mode = config::Plugin {
+                        instance_mode: Some(config::InstanceMode::Reuse),
+                        ..p.clone()
+                    };
+                    &with_mode
+                }
+                _ => p,
+            };
             // A path is read to learn its content's hash; a URL's content is pinned by its sha256.
             let (sha256, mut wasm) = match (builtin, *listing) {
                 (Some(b), _) => {

@@ -83,6 +83,18 @@ async fn a_route_uses_a_built_in_plugin_by_name_and_a_plugins_entry_overrides_it
     );
 }
 
+/// The first-party plugins' own unit tests (config parsing, policies, crypto) pass, natively.
+#[test]
+fn built_in_plugins_pass_their_unit_tests() {
+    let out = xtask::plugins_unit_tests().unwrap_or_else(|e| panic!("{e}"));
+    let passed = out
+        .lines()
+        .filter(|l| l.starts_with("test result: ok."))
+        .count();
+    assert!(passed >= gateway::builtin::all().len(), "{out}");
+    assert!(!out.contains("FAILED"), "{out}");
+}
+
 /// Every built-in plugin passes its own `gateway plugin test` fixtures (`plugins/<name>/tests/`),
 /// run against the very component the binary embeds.
 #[test]

@@ -338,4 +338,30 @@ async fn the_quickstart_serves_the_rust_sdk_filter() {
     assert_eq!(s, 200);
     assert_eq!(h["x-wasm-filter"], "proxy-wasm-demo");
     assert!(h.get("x-rust-sdk").is_none());
+
+    // /api/account: built-in key-auth and cors, as the README's curl lines show.
+    let account = format!("http://127.0.0.1:{public}/api/account");
+    let (s, h, body) = crate::harness::get(&account).await;
+    assert_eq!(s, 401, "{body}");
+    assert!(h.contains_key("www-authenticate"), "{h:?}");
+    let (s, _, body) = crate::harness::get_with(&account, &[("apikey", "demo-key")]).await;
+    assert_eq!(
+        (s, body.as_str()),
+        (200, "{\"account\": \"from the backend\"}\n")
+    );
+    let (s, _, _) = crate::harness::get_with(&account, &[("apikey", "wrong")]).await;
+    assert_eq!(s, 401);
+    let preflight = http::Request::options(&account)
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let (s, h, _) = crate::harness::request(preflight).await;
+    assert_eq!(s, 204, "{h:?}");
+    assert_eq!(h["access-control-allow-origin"], "https://app.example");
+    let metrics = crate::harness::get(&format!("http://127.0.0.1:{admin}/metrics"))
+        .await
+        .2;
+    let counted = "gateway_consumer_requests_total{route=\"account\",consumer=\"demo-user\",status=\"200\"} 1";
+    assert!(metrics.contains(counted), "{metrics}");
 }

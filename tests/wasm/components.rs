@@ -17,7 +17,7 @@ fn fixtures() -> &'static xtask::ComponentFixtures {
 
 fn kitchen_cfg(mode: InstanceMode) -> config::Plugin {
     let mut cfg = plugin_cfg("kitchen", &fixtures().kitchen);
-    cfg.instance_mode = mode;
+    cfg.instance_mode = Some(mode);
     cfg
 }
 
@@ -584,7 +584,7 @@ async fn instance_limit_makes_the_filter_unavailable() {
 
 async fn hostile(mode: InstanceMode) -> (Arc<LoadedPlugin>, Arc<dyn Filter>) {
     let mut cfg = plugin_cfg("hostile", &fixtures().hostile);
-    cfg.instance_mode = mode;
+    cfg.instance_mode = Some(mode);
     // Roomy enough that the memory hog reaches the memory cap first on a loaded machine (the CPU
     // limit counts wall-clock epoch ticks).
     cfg.limits.cpu_per_call = Dur(Duration::from_millis(250));

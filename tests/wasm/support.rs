@@ -80,6 +80,7 @@ pub fn info() -> RequestInfo {
         connection: 7,
         tls: None,
         timeout: std::time::Duration::from_secs(2),
+        identity: None,
     }
 }
 

@@ -40,6 +40,38 @@ pub fn build_wasm(dir: &str, targets: &[&str], out: &str) -> Result<PathBuf, Str
     Ok(target_dir)
 }
 
+/// Runs the first-party plugins' own tests (`plugins/`, their `#[cfg(test)]` units: config parsing,
+/// crypto, policies) natively with `cargo test`, and returns cargo's output (stdout and stderr).
+pub fn plugins_unit_tests() -> Result<String, String> {
+    let root = repo_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(root.join("plugins"))
+        .args(["test", "--workspace"])
+        .env(
+            "CARGO_TARGET_DIR",
+            root.join("target").join("plugins-native"),
+        )
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .output()
+        .map_err(|e| format!("cannot run cargo test in plugins/: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match out.status.success() {
+        true => Ok(text),
+        false => Err(format!(
+            "cargo test in plugins/ failed ({}):
+{text}",
+            out.status
+        )),
+    }
+}
+
 /// The example plugins (`examples/proxy-wasm-filter`), built once per process.
 pub fn examples() -> Result<&'static Examples, String> {
     static BUILT: OnceLock<Result<Examples, String>> = OnceLock::new();

@@ -78,9 +78,10 @@ pub struct Plugin {
     /// ABIs (a Proxy-Wasm callout to an upstream not listed is refused with `BadArgument`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<PluginCapabilities>,
-    /// How a component plugin's instances serve requests. Default: `fresh`.
-    #[serde(default)]
-    pub instance_mode: InstanceMode,
+    /// How a component plugin's instances serve requests. Default: `fresh` (`reuse` for the
+    /// built-in plugins that cache across requests: jwt-auth, oauth2-introspection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_mode: Option<InstanceMode>,
     /// Runs a Proxy-Wasm plugin as a background service with no route, as Envoy's Wasm service: one
     /// root context starts with the gateway (and with each reload that changes the plugin) and gets
     /// `on_vm_start`, `on_configure` with `service.config`, ticks and queue callbacks; it may send

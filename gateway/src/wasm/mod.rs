@@ -210,9 +210,13 @@ impl Plugins {
                 })??;
         let ctx = context::PluginCtx::new(cfg, abi, self.engine.clone(), host);
         let inner = match compiled {
-            engine::Compiled::Component(compiled) => Inner::Component(
-                component::ComponentPlugin::new(ctx, compiled, cfg.instance_mode)?,
-            ),
+            engine::Compiled::Component(compiled) => {
+                Inner::Component(component::ComponentPlugin::new(
+                    ctx,
+                    compiled,
+                    cfg.instance_mode.unwrap_or_default(),
+                )?)
+            }
             engine::Compiled::Module(module) => {
                 let vm_config = match &cfg.vm_config {
                     None => Bytes::new(),
