@@ -65,7 +65,11 @@ async fn filters_find_consumers_without_seeing_secrets_and_share_whom_they_authe
     let (s, rh, body) = get_with(&gw.url("/c/x"), &call(&[("x-auth-key", "k-alice")])).await;
     assert_eq!(s, 200, "{body}");
     let h = b.up.last().headers;
-    assert_eq!(hv(&h, "x-consumer-before"), "alice", "the second filter saw the first's");
+    assert_eq!(
+        hv(&h, "x-consumer-before"),
+        "alice",
+        "the second filter saw the first's"
+    );
     assert_eq!(hv(&h, "x-consumer-after"), "alice");
     assert_eq!(hv(&h, "x-authenticate"), "ok");
     assert_eq!(hv(&h, "x-consumer-groups"), "admins,ops");
@@ -82,7 +86,11 @@ async fn filters_find_consumers_without_seeing_secrets_and_share_whom_they_authe
     assert!(h.get("x-authenticate").is_none());
 
     // A password: right, wrong, and an unknown user.
-    for (basic, who) in [("bob:pw-bob", "bob"), ("bob:pw-Bob", "-"), ("carol:pw-bob", "-")] {
+    for (basic, who) in [
+        ("bob:pw-bob", "bob"),
+        ("bob:pw-Bob", "-"),
+        ("carol:pw-bob", "-"),
+    ] {
         get_with(&gw.url("/c/x"), &call(&[("x-auth-basic", basic)])).await;
         assert_eq!(hv(&b.up.last().headers, "x-consumer-after"), who, "{basic}");
     }
@@ -111,7 +119,10 @@ async fn filters_find_consumers_without_seeing_secrets_and_share_whom_they_authe
     assert_eq!(hv(&h, "x-jwt-mac"), MAC_OF_HEADER_PAYLOAD);
     get_with(&gw.url("/c/x"), &call(&[("x-jwt-key", "nobody")])).await;
     let h = b.up.last().headers;
-    assert_eq!((hv(&h, "x-jwt-alg"), hv(&h, "x-jwt-mac")), ("-".into(), String::new()));
+    assert_eq!(
+        (hv(&h, "x-jwt-alg"), hv(&h, "x-jwt-mac")),
+        ("-".into(), String::new())
+    );
 
     // Metrics count the route's responses by consumer.
     let m = gw.metrics().await;
@@ -128,7 +139,10 @@ async fn filters_find_consumers_without_seeing_secrets_and_share_whom_they_authe
     for secret in ["k-alice", "k-bob", "pw-bob", "hs-secret"] {
         assert!(!config.contains(secret), "{secret} in {config}");
     }
-    assert!(config.contains(&format!("file:{}", key.display())), "{config}");
+    assert!(
+        config.contains(&format!("file:{}", key.display())),
+        "{config}"
+    );
     assert!(config.contains("<redacted>"), "{config}");
 }
 
