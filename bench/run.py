@@ -113,8 +113,21 @@ REALISTIC_ROUTE = gw_route(
     response_headers={"set": {"cache-control": "no-store"}, "remove": ["server"]},
 )
 
+# The catalog's authentication chain: built-in key-auth (one consumer) and cors, no `plugins:` entry,
+# with the route's own header rewrites.
+AUTH_CHAIN_ROUTE = gw_route(
+    "bench",
+    {"prefix": "/"},
+    filters=[("cors", {"allow_origins": ["https://app.example"]}),
+             ("key-auth", {"key_names": ["apikey"], "hide_credentials": True})],
+    request_headers={"set": {"x-team": "bench"}, "add": {"x-via": "gateway"}},
+    response_headers={"set": {"cache-control": "no-store"}, "remove": ["server"]},
+)
+AUTH_CHAIN_HEADERS = {"apikey": "bench-key", "origin": "https://app.example"}
+
 GATEWAYS = {
     "gw": [gw_route("bench", {"prefix": "/"})],
+    "gw-auth": [AUTH_CHAIN_ROUTE],
     "gw-noop1": [gw_route("bench", {"prefix": "/"}, filters=["noop"])],
     "gw-noop10": [gw_route("bench", {"prefix": "/"}, filters=["noop"] * 10)],
     "gw-realistic": [REALISTIC_ROUTE],
@@ -127,6 +140,10 @@ GATEWAYS = {
     "gw-tls": [gw_route("bench", {"prefix": "/"})],
 }
 TLS_GATEWAYS = {"gw-tls"}  # their listener terminates TLS with TLS_CERT
+# Top-level config a gateway needs besides its routes.
+GATEWAY_EXTRA = {
+    "gw-auth": {"consumers": [{"name": "bench", "credentials": {"key-auth": {"key": "bench-key"}}}]},
+}
 
 # The plugins a gateway config may use, by name (only those its routes name are loaded).
 # 10 stages of one plugin take 10 of its contexts per request: 32 connections need 320+.
@@ -147,6 +164,8 @@ SCENARIOS = [
     ("gw-noop10", "gw-noop10", "/", 0, {}, "gateway + chain of 10 no-op Proxy-Wasm filters"),
     ("gw-realistic", "gw-realistic", "/", 0, AUTH_HEADERS,
      "gateway + auth filter + shared-data rate-limit filter + route header rewrites"),
+    ("gw-auth-chain", "gw-auth", "/", 0, AUTH_CHAIN_HEADERS,
+     "gateway + built-in cors + key-auth (one consumer, hide_credentials) + route header rewrites"),
     ("gw-routes10", "gw-routes10", "/bench/items/42", 0, {}, "gateway, benchmarked route among 10"),
     ("gw-routes10k", "gw-routes10k", "/bench/items/42", 0, {}, "gateway, benchmarked route among 10 000"),
     ("nginx-post1k", "nginx", "/post", 1024, {}, "nginx, POST 1 KiB body"),
@@ -199,6 +218,8 @@ COMPARISONS = [
     ("HTTPS keep-alive / cleartext (gateway)", "gw-tls", "gw"),
     ("no-op WIT filter, fresh / Proxy-Wasm no-op filter", "gw-wit-noop1", "gw-noop1"),
     ("no-op WIT filter, reuse / fresh", "gw-wit-noop1-reuse", "gw-wit-noop1"),
+    ("built-in cors + key-auth + header rewrites / gateway without filters", "gw-auth-chain", "gw"),
+    ("built-in cors + key-auth / Proxy-Wasm auth + rate-limit chain", "gw-auth-chain", "gw-realistic"),
 ]
 
 # ---------------------------------------------------------------------------------------------------
@@ -491,6 +512,9 @@ def gateway_config(name, routes, port, callgrind=False):
                        "pool": {"max_idle_per_endpoint": 64}}],
         "routes": routes,
     }
+    cfg.update(GATEWAY_EXTRA.get(name, {}))
+    # Built-in plugins (not in PLUGINS) need no entry.
+    used = [u for u in used if u in PLUGINS]
     if used:
         cfg["plugins"] = [dict(PLUGINS[u], name=u) for u in used]
         if callgrind:
