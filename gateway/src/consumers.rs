@@ -288,8 +288,8 @@ impl Registry {
         let cred = self.by_secret.get(&(kind, digest.as_ref().to_vec()))?;
         // Found by its digest; checked once more against the stored one in constant time.
         let stored = cred.digest.as_ref()?;
-        ring::hmac::verify(&self.pepper, key.as_bytes(), stored.as_ref()).ok()?;
-        Some(&cred.consumer)
+        self.verify(key.as_bytes(), stored)
+            .then_some(&cred.consumer)
     }
 
     /// The consumer holding the credential of `kind` with identifier `id` and secret `secret`. An
@@ -297,9 +297,16 @@ impl Registry {
     pub fn check_secret(&self, kind: &str, id: &str, secret: &str) -> Option<&Arc<Consumer>> {
         let cred = Registry::kind(kind).and_then(|k| self.by_id.get(&(k, id.to_owned())));
         let stored = cred.and_then(|c| c.digest.as_ref()).unwrap_or(&self.decoy);
-        let ok = ring::hmac::verify(&self.pepper, secret.as_bytes(), stored.as_ref()).is_ok();
+        let ok = self.verify(secret.as_bytes(), stored);
         cred.filter(|c| ok && c.digest.is_some())
             .map(|c| &c.consumer)
+    }
+
+    /// Whether `secret`'s digest is `stored`, compared in constant time (`ring::hmac::verify`).
+    fn verify(&self, secret: &[u8], stored: &ring::hmac::Tag) -> bool {
+        #[cfg(test)]
+        tests::VERIFIES.with(|n| n.set(n.get() + 1));
+        ring::hmac::verify(&self.pepper, secret, stored.as_ref()).is_ok()
     }
 
     /// The credential of `kind` with identifier `id`, without its secret.
@@ -376,6 +383,49 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Constant-time comparisons made on this thread.
+        pub(super) static VERIFIES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// The comparisons `f` makes.
+    fn verifies(f: impl FnOnce()) -> usize {
+        let before = VERIFIES.with(|n| n.get());
+        f();
+        VERIFIES.with(|n| n.get()) - before
+    }
+
+    /// Timing, by construction rather than by stopwatch (timed tests flake on a shared machine): a
+    /// password check makes exactly one constant-time comparison whether the username exists, the
+    /// password is wrong or right; a key lookup compares the key only with the credential its keyed
+    /// digest found, so a wrong key is compared with nothing.
+    #[test]
+    fn secrets_are_compared_in_constant_time_whatever_the_outcome() {
+        let reg = registry(CONSUMERS).unwrap();
+        for (user, pass) in [
+            ("alice", "pa:ss"),
+            ("alice", "pa:sx"),
+            ("nobody", "pa:ss"),
+            ("", ""),
+        ] {
+            assert_eq!(
+                verifies(|| {
+                    reg.check_secret("basic-auth", user, pass);
+                }),
+                1,
+                "{user}:{pass}"
+            );
+        }
+        assert_eq!(
+            verifies(|| assert!(reg.find_by_key("key-auth", "k-bob").is_some())),
+            1
+        );
+        assert_eq!(
+            verifies(|| assert!(reg.find_by_key("key-auth", "k-bo").is_none())),
+            0
+        );
+    }
 
     fn registry(yaml: &str) -> Result<Registry, RegistryError> {
         let cfg: Vec<ConsumerConfig> = serde_yaml_ng::from_str(yaml).unwrap();
