@@ -14,6 +14,7 @@ mod go_sdk;
 mod grpc_callouts;
 mod guide;
 mod ip_restriction;
+mod jwt_auth;
 mod limits;
 mod malformed;
 mod paths;
