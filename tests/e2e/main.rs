@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod acl;
 mod admin;
 mod builtin_plugins;
 mod cli;
@@ -17,6 +18,7 @@ mod ip_restriction;
 mod jwt_auth;
 mod limits;
 mod malformed;
+mod oauth2_introspection;
 mod paths;
 mod plugin_sources;
 mod pool;
