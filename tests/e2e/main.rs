@@ -4,6 +4,7 @@ mod harness;
 
 mod acl;
 mod admin;
+mod basic_auth;
 mod builtin_plugins;
 mod cli;
 mod components;
@@ -16,6 +17,7 @@ mod grpc_callouts;
 mod guide;
 mod ip_restriction;
 mod jwt_auth;
+mod key_auth;
 mod limits;
 mod malformed;
 mod oauth2_introspection;

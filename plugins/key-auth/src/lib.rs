@@ -1,0 +1,188 @@
+//! key-auth: API key authentication for a route (Kong's and APISIX's `key-auth`). The key is looked
+//! for in a header, a query parameter or a cookie (`key_names`, default `apikey`); a key a consumer
+//! holds (`consumers:` in the gateway config, credential kind `key-auth`) authenticates the request
+//! as that consumer, anything else is a 401 with `WWW-Authenticate: Key realm="..."`, or goes on as
+//! the `anonymous` consumer. The gateway compares keys; the plugin never sees a consumer's key.
+//! See README.md.
+//!
+//! ```yaml
+//! consumers:
+//!   - name: alice
+//!     credentials: {key-auth: {key: env:ALICE_KEY}}
+//! routes:
+//!   - name: api
+//!     upstream: api
+//!     filters:
+//!       - plugin: key-auth
+//!         config: {key_names: [x-api-key], hide_credentials: true}
+//! ```
+
+mod config;
+mod lookup;
+
+use config::KeyAuth;
+use gateway_plugin_sdk::consumers;
+use gateway_plugin_sdk::{export_filter, log, metrics, Action, Error, Filter, Request};
+use lookup::{is_preflight, Incoming, Lookup};
+
+/// The credential kind of the gateway's `consumers:` that holds the keys.
+const KIND: &str = "key-auth";
+
+#[derive(Default)]
+struct KeyAuthFilter {
+    /// The route's settings (set by `init`).
+    auth: Option<KeyAuth>,
+}
+
+fn count(outcome: &str) {
+    let _ = metrics::counter_add(&format!("key_auth_{outcome}"), 1);
+}
+
+/// Why a request has no consumer: the refusal's code and message.
+struct Refusal {
+    code: &'static str,
+    message: String,
+}
+
+impl KeyAuthFilter {
+    /// Applies `hide_credentials` (when set) to `req`.
+    fn hide(auth: &KeyAuth, req: &Request, incoming: &Incoming) -> Result<(), Error> {
+        if !auth.hide_credentials {
+            return Ok(());
+        }
+        let hidden = auth.hidden(incoming);
+        for name in &hidden.headers {
+            req.remove_header(name)?;
+        }
+        match hidden.cookie {
+            None => {}
+            Some(None) => req.remove_header("cookie")?,
+            Some(Some(cookie)) => req.set_header("cookie", &cookie)?,
+        }
+        if let Some(query) = hidden.query {
+            let path = req.path();
+            if query.is_empty() {
+                req.set_path_with_query(&path)?;
+            } else {
+                req.set_path_with_query(&format!("{path}?{query}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Lets the request go on (after hiding the key, when asked); a change the gateway refuses
+    /// (not expected in the request phase) fails the request rather than let a key through.
+    fn go_on(auth: &KeyAuth, req: &Request, incoming: &Incoming, id: &str) -> Action {
+        match Self::hide(auth, req, incoming) {
+            Ok(()) => Action::Continue,
+            Err(e) => Self::failed(id, "cannot remove the key from the request", e),
+        }
+    }
+
+    /// A 500 for a request the plugin could not handle (a host call refused), logged.
+    fn failed(id: &str, what: &str, e: Error) -> Action {
+        log::error(&format!("key-auth: request {id}: {what}: {e}"));
+        count("failed");
+        plugin_auth::refuse(
+            500,
+            "internal_error",
+            "The request could not be authenticated",
+            id,
+            Vec::new(),
+        )
+    }
+
+    /// Who the request is: the consumer holding the key it carries (and where the key was, for
+    /// the log), or why none.
+    fn consumer(
+        auth: &KeyAuth,
+        incoming: &Incoming,
+    ) -> Result<(consumers::Consumer, String), Refusal> {
+        match auth.lookup(incoming) {
+            Lookup::Key { key, name, place } => match consumers::find_by_key(KIND, &key) {
+                Some(c) => Ok((c, format!("{} `{}`", place.noun(), auth.key_names[name]))),
+                None => Err(Refusal {
+                    code: "invalid_credentials",
+                    message: "Invalid authentication credentials".into(),
+                }),
+            },
+            Lookup::Missing => Err(Refusal {
+                code: "missing_credentials",
+                message: "No API key found in request".into(),
+            }),
+            Lookup::Malformed(message) => Err(Refusal {
+                code: "malformed_credentials",
+                message,
+            }),
+        }
+    }
+}
+
+impl Filter for KeyAuthFilter {
+    fn init(&mut self, config: &str) -> Result<(), String> {
+        self.auth = Some(config::parse(config, plugin_auth::anonymous)?);
+        Ok(())
+    }
+
+    fn on_request(&mut self, req: &Request) -> Action {
+        let Some(auth) = &self.auth else {
+            return Action::Continue;
+        };
+        let (method, headers, query) = (req.method(), req.headers(), req.query());
+        let incoming = Incoming {
+            method: &method,
+            headers: &headers,
+            query: query.as_deref(),
+        };
+        let id = plugin_auth::request_id(req);
+
+        if !auth.run_on_preflight && is_preflight(&incoming) {
+            // Not authenticated, so the client's consumer headers must not reach the upstream.
+            if let Err(e) = plugin_auth::strip_consumer_headers(req) {
+                return Self::failed(&id, "cannot remove the consumer headers", e);
+            }
+            count("preflight");
+            return Self::go_on(auth, req, &incoming, &id);
+        }
+        // With `anonymous`, auth plugins are alternatives (Kong's "logical OR"): a request an
+        // earlier one authenticated as a real consumer is left as it is.
+        if let Some(anonymous) = &auth.anonymous {
+            if consumers::current().is_some_and(|c| c.name != *anonymous) {
+                return Self::go_on(auth, req, &incoming, &id);
+            }
+        }
+
+        match Self::consumer(auth, &incoming) {
+            Ok((consumer, found_in)) => {
+                if let Err(e) = plugin_auth::authenticate(req, &consumer, None, false) {
+                    return Self::failed(&id, "cannot authenticate the request", e);
+                }
+                count("authenticated");
+                if log::debug_enabled() {
+                    log::debug(&format!(
+                        "key-auth: request {id} is consumer `{}` (key in {found_in})",
+                        consumer.name
+                    ));
+                }
+                Self::go_on(auth, req, &incoming, &id)
+            }
+            Err(Refusal { code, message }) => {
+                let challenge = vec![("www-authenticate".to_owned(), auth.challenge.clone())];
+                let refusal = plugin_auth::refuse(401, code, &message, &id, challenge);
+                match plugin_auth::anonymous_or(req, auth.anonymous.as_deref(), refusal) {
+                    Action::Continue => {
+                        count("anonymous");
+                        Self::go_on(auth, req, &incoming, &id)
+                    }
+                    refusal => {
+                        count("refused");
+                        log::debug(&format!("key-auth: request {id} refused: {code}"));
+                        refusal
+                    }
+                }
+            }
+        }
+    }
+}
+
+export_filter!(KeyAuthFilter);
