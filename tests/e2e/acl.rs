@@ -1,6 +1,6 @@
 //! The built-in `acl` plugin through the real gateway, after an auth plugin that names the consumer:
 //! `oauth2-introspection` with `consumer_by: username` against a real authorization server (the
-//! test's [`Idp`]). The route's upstream is a mock that records what it got.
+//! test's [`Idp`]), and `key-auth`. The route's upstream is a mock that records what it got.
 
 use crate::harness::*;
 use crate::oauth2_introspection::{Idp, GRANT};
@@ -191,6 +191,35 @@ async fn without_an_auth_plugin_before_it_every_request_is_a_401() {
         assert_eq!(hv(&resp.1, "www-authenticate"), "");
     }
     assert_eq!(up.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_auth_then_acl() {
+    let up = MockUpstream::start("up").await;
+    let config = GatewayConfig::new()
+        .upstream(Upstream::new("up").endpoint(up.addr))
+        .route(
+            Route::new("ops")
+                .prefix("/ops")
+                .upstream("up")
+                .lines("    filters:\n      - {plugin: key-auth, config: {}}\n      - {plugin: acl, config: {allow: [ops]}}\n"),
+        )
+        .raw(CONSUMERS)
+        .yaml();
+    let gw = TestGateway::start(&config).await;
+    let (s, _, body) = get_with(&gw.url("/ops/x"), &[("apikey", "k-alice")]).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(hv(&up.last().headers, "x-consumer-groups"), "admins, ops");
+    assert_refused(
+        &get_with(&gw.url("/ops/x"), &[("apikey", "k-bob")]).await,
+        403,
+        "forbidden",
+    );
+    // No key: key-auth answers before acl is asked.
+    let (s, h, _) = get(&gw.url("/ops/x")).await;
+    assert_eq!(s, 401);
+    assert!(hv(&h, "www-authenticate").starts_with("Key"), "{h:?}");
+    assert_eq!(up.hits(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -663,3 +663,34 @@ async fn a_wrong_config_is_reported_at_its_line() {
         assert!(err.contains(message), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_anonymous_a_key_or_a_token_will_do() {
+    let consumers = "consumers:\n  - name: alice\n    credentials:\n      key-auth: {key: k-alice}\n  - name: bob\n  - name: guest\n";
+    let either = Route::new("either").prefix("/either").upstream("up").lines(
+        "    filters:\n      - {plugin: key-auth, config: {anonymous: guest}}\n      - {plugin: oauth2-introspection, config: {upstream: idp, path: /introspect, consumer_by: username, anonymous: guest}}\n",
+    );
+    let (gw, up, idp) = gateway(vec![either], consumers).await;
+    idp.answer(
+        "tok-bob",
+        serde_json::json!({"active": true, "username": "bob"}),
+    );
+    // The consumer a request with `headers` reaches the upstream as.
+    async fn consumer(gw: &TestGateway, up: &MockUpstream, headers: &[(&str, &str)]) -> String {
+        let (s, _, body) = get_with(&gw.url("/either/x"), headers).await;
+        assert_eq!(s, 200, "{body}");
+        hv(&up.last().headers, "x-consumer-username")
+    }
+    // A key: key-auth's consumer; the token plugin does not look (nor ask the server).
+    assert_eq!(consumer(&gw, &up, &[("apikey", "k-alice")]).await, "alice");
+    assert_eq!(idp.hits(), 0);
+    // A token: the token's consumer.
+    assert_eq!(
+        consumer(&gw, &up, &[("authorization", "Bearer tok-bob")]).await,
+        "bob"
+    );
+    assert_eq!(idp.hits(), 1);
+    // Neither: the anonymous consumer.
+    assert_eq!(consumer(&gw, &up, &[]).await, "guest");
+    assert_eq!(hv(&up.last().headers, "x-anonymous-consumer"), "true");
+}
