@@ -1,5 +1,5 @@
 // Package filter is the Go SDK for gateway filters: the guest side of the gateway's WIT world
-// (wit/world.wit, gateway:filter@0.1.0).
+// (wit/world.wit, gateway:filter@0.1.1).
 //
 // A filter is a type that implements Filter. Embed Base to get a no-op for every method you do not
 // write, and register one value from an init function:
@@ -16,7 +16,7 @@
 //
 // Build it with `cargo xtask go-filter build DIR` (GOOS=wasip1 GOARCH=wasm, -buildmode=c-shared,
 // then packaged as a component). Host capabilities live in the sub-packages http, kv, log, metrics,
-// clock, random and facts.
+// clock, random, facts and consumers.
 package filter
 
 import "gateway/filter/internal/abi"

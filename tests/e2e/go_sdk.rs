@@ -1,7 +1,8 @@
 //! The Go SDK (`plugin-sdk/go`) through the real gateway: its native `go test`, the four example
 //! filters in Go under the same scenarios as the Rust builds (`sdk_examples.rs`), the Go template,
-//! every capability through the Go fixture (`plugin-sdk/go/internal/kitchen`), a Go panic failing
-//! the request by policy, and the memory of one instance over 10 000 requests. Go filters run with
+//! every capability through the Go fixture (`plugin-sdk/go/internal/kitchen`), consumers (a Go
+//! filter authenticating requests, another reading who they are), a Go panic failing the request
+//! by policy, and the memory of one instance over 10 000 requests. Go filters run with
 //! `instance_mode: reuse` (a Go instance takes milliseconds to start); one scenario also runs fresh.
 //!
 //! Go is found on PATH (1.24+) or bootstrapped from PyPI into target/tools (`xtask::go`).
@@ -23,7 +24,11 @@ fn kitchen() -> &'static std::path::Path {
 #[test]
 fn go_sdk_unit_tests_pass_natively() {
     let out = xtask::go::go_test_sdk().unwrap_or_else(|e| panic!("{e}"));
-    for pkg in ["gateway/filter\t", "gateway/filter/internal/abi\t"] {
+    for pkg in [
+        "gateway/filter\t",
+        "gateway/filter/internal/abi\t",
+        "gateway/filter/consumers\t",
+    ] {
         assert!(
             out.lines().any(|l| l.starts_with("ok") && l.contains(pkg)),
             "go test did not pass {pkg}:\n{out}"
@@ -206,6 +211,159 @@ async fn every_capability_from_go() {
     assert_eq!(s, 299);
     assert_eq!(h.get("x-was").unwrap(), "299");
     assert!(h.get("x-upstream").is_none());
+}
+
+/// The consumers of the consumers tests: alice (groups, a key, a password, an HS256 secret), bob (an
+/// ES256 public key, no groups) and guest (no credentials, the anonymous consumer).
+const CONSUMERS: &str = "consumers:\n\
+    \x20 - name: alice\n    groups: [admins, ops]\n    credentials:\n\
+    \x20     key-auth: {key: k-alice}\n\
+    \x20     basic-auth: {username: alice, password: pw}\n\
+    \x20     jwt-auth: {key: alice-iss, secret: hs-secret, algorithm: HS256}\n\
+    \x20 - name: bob\n    credentials:\n\
+    \x20     jwt-auth:\n        key: kid-1\n        algorithm: ES256\n        public_key: |\n\
+    \x20         -----BEGIN PUBLIC KEY-----\n\
+    \x20         MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqTl77Ji/Y6n+9r5B0BHltOjDzFoY\n\
+    \x20         PEtST/a6ERp90WKOWkbpEC9gWVVyVGvolZh+EVpBWUqBKH5A5l0/rN/UWQ==\n\
+    \x20         -----END PUBLIC KEY-----\n\
+    \x20 - name: guest\n";
+
+/// HMACs of `header.payload` keyed with alice's `hs-secret` (Python's `hmac`), in hex.
+const ALICE_MACS: [(&str, &str); 3] = [
+    (
+        "sha256",
+        "576cc867df626080a0588719a1be5eb7804511eb45708e2397ebeb4e392bda23",
+    ),
+    (
+        "sha384",
+        "00c16d6e681c8d823ba47b3cda4ac78e602a7a0f3dc683afcc298271d6722480b362d1ca6c207b701e7602d79976678f",
+    ),
+    (
+        "sha512",
+        "a894457b870aec2dc404630cf0ff4150e9f3bba9540b513c9e34b35ac91ffe8f96354bbf932999c77eefd53f0b74b6157fbe47aa3507c63c9ccbf20fbf5af94f",
+    ),
+];
+
+/// `/calls/...`: the Go fixture alone (it makes every consumers call itself). `/auth/...`: the Go
+/// fixture as an authenticator (`go-auth`: a key or Basic credentials, else the anonymous `guest`),
+/// then as a reporter of the consumer (`go-report`). `/rust-first/...`: the Rust fixture (it
+/// authenticates by `x-auth-key` under `x-test: consumers`), then the Go reporter.
+async fn consumers_gateway(up: &MockUpstream) -> TestGateway {
+    let rust = &xtask::component_fixtures()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .kitchen;
+    TestGateway::start(&format!(
+        "{CONSUMERS}\
+         plugins:\n\
+         \x20 - name: kitchen\n    path: {k}\n    instance_mode: reuse\n\
+         \x20 - name: go-auth\n    path: {k}\n    instance_mode: reuse\n\
+         \x20 - name: go-report\n    path: {k}\n    instance_mode: reuse\n\
+         \x20 - name: rust-kitchen\n    path: {r}\n\
+         upstreams:\n  - name: backend\n    endpoints: [\"{a}\"]\n\
+         routes:\n\
+         \x20 - name: calls\n    match: {{path: {{prefix: /calls}}}}\n    upstream: backend\n    filters: [{{plugin: kitchen}}]\n\
+         \x20 - name: auth\n    match: {{path: {{prefix: /auth}}}}\n    upstream: backend\n\
+         \x20   filters: [{{plugin: go-auth, config: \"authenticate anonymous=guest\"}}, {{plugin: go-report, config: report-consumer}}]\n\
+         \x20 - name: rust-first\n    match: {{path: {{prefix: /rust-first}}}}\n    upstream: backend\n\
+         \x20   filters: [{{plugin: rust-kitchen}}, {{plugin: go-report, config: report-consumer}}]\n",
+        k = kitchen().display(),
+        r = rust.display(),
+        a = up.addr
+    ))
+    .await
+}
+
+/// Checks what the Go reporter told the upstream and the client about the request's consumer.
+fn assert_reported(
+    up: &MockUpstream,
+    resp: &http::HeaderMap,
+    name: &str,
+    groups: &str,
+    case: &str,
+) {
+    let seen = up.last();
+    assert_eq!(seen.headers.get("x-go-consumer").unwrap(), name, "{case}");
+    assert_eq!(
+        seen.headers.get("x-go-consumer-groups").unwrap(),
+        groups,
+        "{case}"
+    );
+    assert_eq!(resp.get("x-go-consumer-seen").unwrap(), name, "{case}");
+    assert_eq!(
+        resp.get("x-go-late-authenticate").unwrap(),
+        "true",
+        "{case}: authenticating in the response phase is a wrong phase"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_filters_authenticate_and_read_consumers() {
+    let up = MockUpstream::start("up").await;
+    let gw = consumers_gateway(&up).await;
+
+    // Every call, from one filter: lookups, secrets checked by the host, a credential's attributes
+    // without its secret, MACs with alice's secret, authenticating (an unknown name is invalid).
+    // Twice: the consumer the first request was authenticated as is not the second's.
+    let macs: Vec<String> = ALICE_MACS.iter().map(|(a, m)| format!("{a}={m}")).collect();
+    for _ in 0..2 {
+        let (s, _, b) = test(&gw, "/calls/x", "consumers").await;
+        assert_eq!(
+            (s, b.as_str()),
+            (200, format!("consumers ok {}", macs.join(" ")).as_str())
+        );
+    }
+
+    // A Go filter authenticates (by key, by Basic credentials, else as the anonymous consumer); the
+    // next filter, Go too, reads whom as, in both phases.
+    let basic = ("authorization", "Basic YWxpY2U6cHc="); // alice:pw
+    for (creds, name, groups) in [
+        (Some(("x-api-key", "k-alice")), "alice", "admins,ops"),
+        (Some(basic), "alice", "admins,ops"),
+        (None, "guest", ""),
+    ] {
+        let (s, h, b) = get_with(&gw.url("/auth/x"), creds.as_slice()).await;
+        assert_eq!((s, b.as_str()), (200, "mock up /auth/x\n"), "{creds:?}");
+        assert_reported(&up, &h, name, groups, &format!("{creds:?}"));
+    }
+    // Credentials the host does not know are refused by the Go authenticator; nothing goes upstream.
+    let hits = up.hits();
+    for (creds, refusal) in [
+        (("x-api-key", "k-nobody"), "kitchen: unknown key\n"),
+        (
+            ("authorization", "Basic YWxpY2U6bm9wZQ=="), // alice:nope
+            "kitchen: bad credentials\n",
+        ),
+    ] {
+        let (s, _, b) = get_with(&gw.url("/auth/x"), &[creds]).await;
+        assert_eq!((s, b.as_str()), (401, refusal), "{creds:?}");
+    }
+    assert_eq!(up.hits(), hits);
+
+    // A Rust filter authenticates; the Go filter after it reads the consumer.
+    let (s, h, b) = get_with(
+        &gw.url("/rust-first/x"),
+        &[("x-test", "consumers"), ("x-auth-key", "k-alice")],
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(up.last().headers.get("x-authenticate").unwrap(), "ok");
+    assert_reported(&up, &h, "alice", "admins,ops", "rust first");
+    let (_, h, _) = get_with(&gw.url("/rust-first/x"), &[("x-test", "consumers")]).await;
+    assert_reported(&up, &h, "none", "", "rust first, no key");
+
+    // consumers.Get works in Init: an anonymous consumer the config does not have rejects it.
+    let err = TestGateway::try_start(&format!(
+        "{CONSUMERS}plugins:\n  - name: go-auth\n    path: {}\n    instance_mode: reuse\nroutes:\n  - name: r\n    direct_response: {{status: 200}}\n    filters:\n      - plugin: go-auth\n        config: \"authenticate anonymous=ghost\"\n",
+        kitchen().display()
+    ))
+    .await
+    .err()
+    .expect("an unknown anonymous consumer is rejected by Init")
+    .to_string();
+    assert!(
+        err.contains("kitchen: anonymous consumer ghost is not in the config"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

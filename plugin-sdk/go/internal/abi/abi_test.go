@@ -362,3 +362,151 @@ func TestErrorText(t *testing.T) {
 		t.Fatal("a target with a message matches only that message")
 	}
 }
+
+// hostConsumer writes a consumers.consumer (name at 0, groups at 8) at `at`.
+func hostConsumer(m Memory, at uint32, name string, groups []string) {
+	hostString(m, at, name)
+	hostStrings(m, at+8, groups)
+}
+
+func TestConsumersLookups(t *testing.T) {
+	f := fresh(t)
+	consumersCurrent = func(ret uint32) {
+		if ret%4 != 0 || len(f.Bytes(ret, OptionConsumerSize)) != OptionConsumerSize {
+			t.Errorf("option<consumer> return area: %d", ret)
+		}
+		put8(Mem, ret, 1)
+		hostConsumer(Mem, ret+4, "alice", []string{"admins", "ops"})
+	}
+	before := f.Size()
+	if got := ConsumersCurrent(); !reflect.DeepEqual(got, &Consumer{Name: "alice", Groups: []string{"admins", "ops"}}) {
+		t.Fatalf("current: %+v", got)
+	}
+	if f.Size() != before {
+		t.Fatalf("the call kept %d bytes", f.Size()-before)
+	}
+	consumersCurrent = func(ret uint32) {}
+	if got := ConsumersCurrent(); got != nil {
+		t.Fatalf("current none: %+v", got)
+	}
+
+	var asked []string
+	consumersGet = func(p, n, ret uint32) {
+		asked = []string{LiftString(Mem, p, n)}
+		put8(Mem, ret, 1)
+		hostConsumer(Mem, ret+4, "anonymous", nil)
+	}
+	if got := ConsumersGet("anonymous"); got == nil || got.Name != "anonymous" || len(got.Groups) != 0 ||
+		!reflect.DeepEqual(asked, []string{"anonymous"}) {
+		t.Fatalf("get: %+v (asked %q)", got, asked)
+	}
+
+	consumersFindByKey = func(kp, kn, keyp, keyn, ret uint32) {
+		asked = []string{LiftString(Mem, kp, kn), LiftString(Mem, keyp, keyn)}
+		if asked[1] == "k-alice" {
+			put8(Mem, ret, 1)
+			hostConsumer(Mem, ret+4, "alice", []string{"g"})
+		}
+	}
+	if got := ConsumersFindByKey("key-auth", "k-alice"); got == nil || got.Name != "alice" ||
+		!reflect.DeepEqual(got.Groups, []string{"g"}) || !reflect.DeepEqual(asked, []string{"key-auth", "k-alice"}) {
+		t.Fatalf("find-by-key: %+v (asked %q)", got, asked)
+	}
+	if got := ConsumersFindByKey("key-auth", "other"); got != nil {
+		t.Fatalf("find-by-key of an unknown key: %+v", got)
+	}
+
+	consumersCheckSecret = func(kp, kn, idp, idn, sp, sn, ret uint32) {
+		asked = []string{LiftString(Mem, kp, kn), LiftString(Mem, idp, idn), LiftString(Mem, sp, sn)}
+		put8(Mem, ret, 1)
+		hostConsumer(Mem, ret+4, "bob", nil)
+	}
+	if got := ConsumersCheckSecret("basic-auth", "bob", "pw"); got == nil || got.Name != "bob" ||
+		!reflect.DeepEqual(asked, []string{"basic-auth", "bob", "pw"}) {
+		t.Fatalf("check-secret: %+v (asked %q)", got, asked)
+	}
+	// An empty secret is lowered as (0, 0), which the host reads as "".
+	consumersCheckSecret = func(kp, kn, idp, idn, sp, sn, ret uint32) {
+		if sp != 0 || sn != 0 {
+			t.Errorf("empty secret lowered as (%d, %d)", sp, sn)
+		}
+	}
+	if got := ConsumersCheckSecret("basic-auth", "bob", ""); got != nil {
+		t.Fatalf("check-secret none: %+v", got)
+	}
+}
+
+func TestConsumersCredential(t *testing.T) {
+	f := fresh(t)
+	var kind, id string
+	consumersFindCredential = func(kp, kn, idp, idn, ret uint32) {
+		if ret%4 != 0 || len(f.Bytes(ret, OptionCredentialSize)) != OptionCredentialSize {
+			t.Errorf("option<credential> return area: %d", ret)
+		}
+		kind, id = LiftString(Mem, kp, kn), LiftString(Mem, idp, idn)
+		put8(Mem, ret, 1)
+		hostConsumer(Mem, ret+4, "carol", []string{"jwt"})
+		hostString(Mem, ret+20, "kid-1")
+		hostHeaders(Mem, ret+28, []Header{{"algorithm", "RS256"}, {"public-key", "-----BEGIN PUBLIC KEY-----\n"}})
+	}
+	got := ConsumersFindCredential("jwt-auth", "kid-1")
+	want := &Credential{
+		Consumer:   Consumer{Name: "carol", Groups: []string{"jwt"}},
+		ID:         "kid-1",
+		Attributes: []Header{{"algorithm", "RS256"}, {"public-key", "-----BEGIN PUBLIC KEY-----\n"}},
+	}
+	if !reflect.DeepEqual(got, want) || kind != "jwt-auth" || id != "kid-1" {
+		t.Fatalf("find-credential:\n got %+v\nwant %+v (asked %q %q)", got, want, kind, id)
+	}
+	consumersFindCredential = func(kp, kn, idp, idn, ret uint32) {}
+	if got := ConsumersFindCredential("jwt-auth", "nobody"); got != nil {
+		t.Fatalf("find-credential none: %+v", got)
+	}
+}
+
+func TestConsumersAuthenticate(t *testing.T) {
+	fresh(t)
+	var name string
+	consumersAuthenticate = func(p, n, ret uint32) { name = LiftString(Mem, p, n) }
+	if err := ConsumersAuthenticate("alice"); err != nil || name != "alice" {
+		t.Fatalf("authenticate: %v (%q)", err, name)
+	}
+	for disc, kind := range []ErrorKind{Denied, Invalid, WrongPhase, Unsupported} {
+		consumersAuthenticate = func(p, n, ret uint32) {
+			put8(Mem, ret, 1)
+			put8(Mem, ret+4, uint8(disc))
+			hostString(Mem, ret+8, "no consumer ghost")
+		}
+		err := ConsumersAuthenticate("ghost")
+		var e *Error
+		if !errors.As(err, &e) || e.Kind != kind || e.Message != "no consumer ghost" {
+			t.Fatalf("authenticate error %d: %v", disc, err)
+		}
+	}
+}
+
+func TestConsumersHMAC(t *testing.T) {
+	f := fresh(t)
+	var kind, id string
+	var alg uint32
+	var msg []byte
+	consumersHMAC = func(kp, kn, idp, idn, algorithm, mp, mn, ret uint32) {
+		kind, id, alg, msg = LiftString(Mem, kp, kn), LiftString(Mem, idp, idn), algorithm, LiftBytes(Mem, mp, mn)
+		if ret%4 != 0 || len(f.Bytes(ret, 12)) != 12 {
+			t.Errorf("option<list<u8>> return area: %d", ret)
+		}
+		put8(Mem, ret, 1)
+		p := Mem.Slice([]byte{0xde, 0xad, 0xbe, 0xef})
+		put32(Mem, ret+4, p)
+		put32(Mem, ret+8, 4)
+	}
+	mac, ok := ConsumersHMAC("jwt-auth", "alice-iss", 2, []byte("header.payload"))
+	if !ok || !reflect.DeepEqual(mac, []byte{0xde, 0xad, 0xbe, 0xef}) || kind != "jwt-auth" || id != "alice-iss" ||
+		alg != 2 || string(msg) != "header.payload" {
+		t.Fatalf("hmac: %x %v (asked %q %q %d %q)", mac, ok, kind, id, alg, msg)
+	}
+	consumersHMAC = func(kp, kn, idp, idn, algorithm, mp, mn, ret uint32) {}
+	if mac, ok := ConsumersHMAC("jwt-auth", "no-secret", 0, nil); ok || mac != nil {
+		t.Fatalf("hmac none: %x %v", mac, ok)
+	}
+}

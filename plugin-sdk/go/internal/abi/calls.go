@@ -283,6 +283,78 @@ func Facts() RequestFacts {
 	return RequestFactsAt(Mem, ret)
 }
 
+// ConsumersCurrent is consumers.current.
+func ConsumersCurrent() *Consumer {
+	defer scope()()
+	ret := Mem.Alloc(OptionConsumerSize, 4)
+	consumersCurrent(ret)
+	return OptionConsumerAt(Mem, ret)
+}
+
+// ConsumersAuthenticate is consumers.authenticate.
+func ConsumersAuthenticate(name string) error {
+	defer scope()()
+	p, n := LowerString(Mem, name)
+	ret := Mem.Alloc(16, 4)
+	consumersAuthenticate(p, n, ret)
+	return UnitResultAt(Mem, ret)
+}
+
+// ConsumersGet is consumers.get.
+func ConsumersGet(name string) *Consumer {
+	defer scope()()
+	p, n := LowerString(Mem, name)
+	ret := Mem.Alloc(OptionConsumerSize, 4)
+	consumersGet(p, n, ret)
+	return OptionConsumerAt(Mem, ret)
+}
+
+// ConsumersFindByKey is consumers.find-by-key.
+func ConsumersFindByKey(kind, key string) *Consumer {
+	defer scope()()
+	kp, kn := LowerString(Mem, kind)
+	keyp, keyn := LowerString(Mem, key)
+	ret := Mem.Alloc(OptionConsumerSize, 4)
+	consumersFindByKey(kp, kn, keyp, keyn, ret)
+	return OptionConsumerAt(Mem, ret)
+}
+
+// ConsumersCheckSecret is consumers.check-secret.
+func ConsumersCheckSecret(kind, id, secret string) *Consumer {
+	defer scope()()
+	kp, kn := LowerString(Mem, kind)
+	idp, idn := LowerString(Mem, id)
+	sp, sn := LowerString(Mem, secret)
+	ret := Mem.Alloc(OptionConsumerSize, 4)
+	consumersCheckSecret(kp, kn, idp, idn, sp, sn, ret)
+	return OptionConsumerAt(Mem, ret)
+}
+
+// ConsumersFindCredential is consumers.find-credential.
+func ConsumersFindCredential(kind, id string) *Credential {
+	defer scope()()
+	kp, kn := LowerString(Mem, kind)
+	idp, idn := LowerString(Mem, id)
+	ret := Mem.Alloc(OptionCredentialSize, 4)
+	consumersFindCredential(kp, kn, idp, idn, ret)
+	return OptionCredentialAt(Mem, ret)
+}
+
+// HMACAlgorithms is how many cases consumers.hmac-algorithm has (sha256 0, sha384 1, sha512 2).
+const HMACAlgorithms = 3
+
+// ConsumersHMAC is consumers.hmac; algorithm is the hmac-algorithm's case index (below
+// HMACAlgorithms: the host traps on any other).
+func ConsumersHMAC(kind, id string, algorithm uint32, message []byte) ([]byte, bool) {
+	defer scope()()
+	kp, kn := LowerString(Mem, kind)
+	idp, idn := LowerString(Mem, id)
+	mp, mn := LowerBytes(Mem, message)
+	ret := Mem.Alloc(12, 4)
+	consumersHMAC(kp, kn, idp, idn, algorithm, mp, mn, ret)
+	return OptionBytesAt(Mem, ret)
+}
+
 // DropBorrow ends the guest's borrow of the request or response handle an export was given: the
 // canonical ABI requires it before the export returns.
 func DropBorrow(kind int, h uint32) {

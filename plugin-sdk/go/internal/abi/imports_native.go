@@ -79,6 +79,20 @@ var randomNextU64 = func() uint64 { panic(noHost) }
 
 var factsGet = func(ret uint32) { panic(noHost) }
 
+var consumersCurrent = func(ret uint32) { panic(noHost) }
+
+var consumersAuthenticate = func(p, n, ret uint32) { panic(noHost) }
+
+var consumersGet = func(p, n, ret uint32) { panic(noHost) }
+
+var consumersFindByKey = func(kp, kn, keyp, keyn, ret uint32) { panic(noHost) }
+
+var consumersCheckSecret = func(kp, kn, idp, idn, sp, sn, ret uint32) { panic(noHost) }
+
+var consumersFindCredential = func(kp, kn, idp, idn, ret uint32) { panic(noHost) }
+
+var consumersHMAC = func(kp, kn, idp, idn, algorithm, mp, mn, ret uint32) { panic(noHost) }
+
 // Drops records the borrow handles dropped in a native build (request handles as is, response
 // handles with the high bit set), for tests of the exports.
 var Drops []uint32

@@ -235,6 +235,48 @@ func tlsFactsAt(m Memory, at uint32) *TLSFacts {
 	return t
 }
 
+// Consumer is consumers.consumer.
+type Consumer struct {
+	Name   string
+	Groups []string
+}
+
+// Credential is consumers.credential; Attributes is its list<tuple<string, string>>, lifted as
+// headers (the same layout).
+type Credential struct {
+	Consumer   Consumer
+	ID         string
+	Attributes []Header
+}
+
+// OptionConsumerSize is the size of an option<consumer> (align 4).
+const OptionConsumerSize = 20
+
+// OptionConsumerAt lifts an option<consumer>: discriminant at 0, the consumer at 4 (name at 4,
+// groups at 12); nil for none.
+func OptionConsumerAt(m Memory, at uint32) *Consumer {
+	if u8(m, at) == 0 {
+		return nil
+	}
+	return &Consumer{Name: StringAt(m, at+4), Groups: StringsAt(m, at+12)}
+}
+
+// OptionCredentialSize is the size of an option<credential> (align 4).
+const OptionCredentialSize = 36
+
+// OptionCredentialAt lifts an option<credential>: discriminant at 0, the credential at 4 (its
+// consumer's name at 4 and groups at 12, id at 20, attributes at 28); nil for none.
+func OptionCredentialAt(m Memory, at uint32) *Credential {
+	if u8(m, at) == 0 {
+		return nil
+	}
+	return &Credential{
+		Consumer:   Consumer{Name: StringAt(m, at+4), Groups: StringsAt(m, at+12)},
+		ID:         StringAt(m, at+20),
+		Attributes: HeadersAt(m, at+28),
+	}
+}
+
 // LowerString places s and returns its (ptr, len).
 func LowerString(m Memory, s string) (uint32, uint32) {
 	if len(s) == 0 {

@@ -4,6 +4,8 @@
 package main
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"runtime"
@@ -11,6 +13,7 @@ import (
 
 	"gateway/filter"
 	"gateway/filter/clock"
+	"gateway/filter/consumers"
 	"gateway/filter/facts"
 	"gateway/filter/http"
 	"gateway/filter/kv"
@@ -22,6 +25,12 @@ import (
 // Kitchen is the filter.
 type Kitchen struct {
 	filter.Base
+	// role is what the config made of this instance: "" (the tests chosen by `x-test`),
+	// "authenticate" (only authenticates requests, see authenticate) or "report-consumer" (only
+	// tells who the request is, see report).
+	role string
+	// anonymous is the consumer of requests without credentials (config "anonymous=NAME").
+	anonymous  string
 	test       string
 	wrongPhase string
 	garbage    [][]byte
@@ -29,7 +38,9 @@ type Kitchen struct {
 	served int
 }
 
-// Init rejects the config "reject" and panics on "panic" (a trap in init).
+// Init rejects the config "reject" and panics on "panic" (a trap in init). The word "authenticate"
+// or "report-consumer" is the instance's role; "anonymous=NAME" names an authenticator's anonymous
+// consumer (NAME must be a consumer of the config: consumers.Get in Init).
 func (k *Kitchen) Init(config string) error {
 	switch config {
 	case "reject":
@@ -37,11 +48,86 @@ func (k *Kitchen) Init(config string) error {
 	case "panic":
 		panic("kitchen: panic in Init as asked")
 	}
+	for _, word := range strings.Fields(config) {
+		if word == "authenticate" || word == "report-consumer" {
+			k.role = word
+		} else if name, ok := strings.CutPrefix(word, "anonymous="); ok {
+			if consumers.Get(name) == nil {
+				return fmt.Errorf("kitchen: anonymous consumer %s is not in the config", name)
+			}
+			k.anonymous = name
+		}
+	}
 	return nil
 }
 
-// Options asks for the request body in chunks (to see and change it).
-func (k *Kitchen) Options() filter.Options { return filter.Options{RequestBody: filter.Chunks} }
+// Options asks for the request body in chunks (to see and change it); the roles ask for no bodies.
+func (k *Kitchen) Options() filter.Options {
+	if k.role != "" {
+		return filter.Options{}
+	}
+	return filter.Options{RequestBody: filter.Chunks}
+}
+
+// authenticate is the authenticator's OnRequest: the consumer of the `x-api-key` header (key-auth)
+// or of Basic credentials (basic-auth), else the anonymous consumer if configured; unknown
+// credentials are a 401.
+func (k *Kitchen) authenticate(req *filter.Request) filter.Action {
+	name := k.anonymous
+	if key, ok := req.Header("x-api-key"); ok {
+		c := consumers.FindByKey("key-auth", key)
+		if c == nil {
+			return filter.RespondString(401, "kitchen: unknown key\n")
+		}
+		name = c.Name
+	} else if auth, ok := req.Header("authorization"); ok {
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(auth, "Basic "))
+		user, password, found := strings.Cut(string(raw), ":")
+		var c *consumers.Consumer
+		if err == nil && found {
+			c = consumers.CheckSecret("basic-auth", user, password)
+		}
+		if c == nil {
+			return filter.RespondString(401, "kitchen: bad credentials\n")
+		}
+		name = c.Name
+	}
+	if name != "" {
+		if err := consumers.Authenticate(name); err != nil {
+			return filter.RespondString(500, "kitchen: authenticate: "+err.Error()+"\n")
+		}
+	}
+	return filter.Continue()
+}
+
+// report is the consumer reporter's OnRequest: it tells the upstream the consumer an earlier filter
+// authenticated the request as (x-go-consumer, "none" when none) and its groups.
+func report(req *filter.Request) filter.Action {
+	name, groups := "none", ""
+	if c := consumers.Current(); c != nil {
+		name, groups = c.Name, strings.Join(c.Groups, ",")
+	}
+	var errs []string
+	check(&errs, "set x-go-consumer", req.SetHeader("x-go-consumer", name) == nil)
+	check(&errs, "set x-go-consumer-groups", req.SetHeader("x-go-consumer-groups", groups) == nil)
+	if len(errs) > 0 {
+		return answer(errs, "")
+	}
+	return filter.Continue()
+}
+
+// reportLate is the consumer reporter's OnResponse: the consumer is still known in the response
+// phase (x-go-consumer-seen), where authenticating is a wrong phase (x-go-late-authenticate).
+func reportLate(resp *filter.Response) filter.Action {
+	name := "none"
+	if c := consumers.Current(); c != nil {
+		name = c.Name
+	}
+	err := consumers.Authenticate("alice")
+	_ = resp.SetHeader("x-go-consumer-seen", name)
+	_ = resp.SetHeader("x-go-late-authenticate", fmt.Sprint(errors.Is(err, filter.ErrWrongPhase)))
+	return filter.Continue()
+}
 
 func check(errs *[]string, what string, ok bool) {
 	if !ok {
@@ -61,6 +147,14 @@ func (k *Kitchen) OnRequest(req *filter.Request) filter.Action {
 	k.served++
 	k.test, _ = req.Header("x-test")
 	k.wrongPhase = ""
+	switch k.role {
+	case "authenticate":
+		k.test = ""
+		return k.authenticate(req)
+	case "report-consumer":
+		k.test = ""
+		return report(req)
+	}
 	var errs []string
 	switch k.test {
 	case "panic":
@@ -150,6 +244,8 @@ func (k *Kitchen) OnRequest(req *filter.Request) filter.Action {
 		if len(errs) > 0 {
 			return answer(errs, "")
 		}
+	case "consumers":
+		return k.consumers()
 	case "churn":
 		// Garbage for the collector: about 256 KiB per request, kept only until the next one.
 		k.garbage = k.garbage[:0]
@@ -181,6 +277,9 @@ func (k *Kitchen) OnResponse(resp *filter.Response) filter.Action {
 	if k.wrongPhase != "" {
 		_ = resp.SetHeader("x-body-phase-header", k.wrongPhase)
 	}
+	if k.role == "report-consumer" {
+		return reportLate(resp)
+	}
 	switch k.test {
 	case "status":
 		if err := resp.SetStatus(299); err != nil {
@@ -197,6 +296,55 @@ func (k *Kitchen) OnResponse(resp *filter.Response) filter.Action {
 		_ = resp.SetHeader("x-served", fmt.Sprint(k.served))
 	}
 	return filter.Continue()
+}
+
+// consumers drives every consumers call against the consumers of go_sdk.rs's config (alice with a
+// key, a password and an HS256 secret; bob with an ES256 public key) and answers the MACs it got.
+func (k *Kitchen) consumers() filter.Action {
+	var errs []string
+	check(&errs, "no consumer yet", consumers.Current() == nil)
+	alice := consumers.Get("alice")
+	check(&errs, "get alice", alice != nil && alice.Name == "alice" && strings.Join(alice.Groups, ",") == "admins,ops")
+	check(&errs, "get ghost", consumers.Get("ghost") == nil)
+	c := consumers.FindByKey("key-auth", "k-alice")
+	check(&errs, "find by key", c != nil && c.Name == "alice")
+	check(&errs, "find by a wrong key", consumers.FindByKey("key-auth", "k-nobody") == nil)
+	c = consumers.CheckSecret("basic-auth", "alice", "pw")
+	check(&errs, "check secret", c != nil && c.Name == "alice")
+	check(&errs, "check a wrong secret", consumers.CheckSecret("basic-auth", "alice", "pw2") == nil)
+	check(&errs, "check an unknown user", consumers.CheckSecret("basic-auth", "mallory", "pw") == nil)
+	cred := consumers.FindCredential("jwt-auth", "alice-iss")
+	check(&errs, "credential alice-iss", cred != nil)
+	if cred != nil {
+		alg, _ := cred.Attribute("algorithm")
+		_, hasSecret := cred.Attribute("secret")
+		check(&errs, fmt.Sprintf("credential alice-iss: %+v", *cred),
+			cred.Consumer.Name == "alice" && cred.ID == "alice-iss" && alg == "HS256" && !hasSecret)
+	}
+	cred = consumers.FindCredential("jwt-auth", "kid-1")
+	check(&errs, "credential kid-1", cred != nil)
+	if cred != nil {
+		alg, _ := cred.Attribute("algorithm")
+		pem, _ := cred.Attribute("public-key")
+		check(&errs, fmt.Sprintf("credential kid-1: %+v", *cred), cred.Consumer.Name == "bob" && alg == "ES256" &&
+			strings.HasPrefix(pem, "-----BEGIN PUBLIC KEY-----"))
+	}
+	check(&errs, "no credential", consumers.FindCredential("jwt-auth", "nobody") == nil)
+	var macs []string
+	for _, alg := range []consumers.HMACAlgorithm{consumers.SHA256, consumers.SHA384, consumers.SHA512} {
+		mac, ok := consumers.HMAC("jwt-auth", "alice-iss", alg, []byte("header.payload"))
+		check(&errs, "hmac "+alg.String(), ok)
+		macs = append(macs, alg.String()+"="+hex.EncodeToString(mac))
+	}
+	_, ok := consumers.HMAC("jwt-auth", "kid-1", consumers.SHA256, []byte("x"))
+	check(&errs, "no hmac without a secret", !ok)
+	err := consumers.Authenticate("ghost")
+	check(&errs, "authenticate ghost: "+fmt.Sprint(err), errors.Is(err, filter.ErrInvalid))
+	check(&errs, "still no consumer", consumers.Current() == nil)
+	err = consumers.Authenticate("bob")
+	c = consumers.Current()
+	check(&errs, "authenticate bob: "+fmt.Sprint(err), err == nil && c != nil && c.Name == "bob" && len(c.Groups) == 0)
+	return answer(errs, "consumers ok "+strings.Join(macs, " "))
 }
 
 func init() { filter.Register(&Kitchen{}) }
