@@ -19,8 +19,9 @@ use zeroize::Zeroizing;
 pub const KINDS: [&str; 3] = ["key-auth", "basic-auth", "jwt-auth"];
 
 /// The `jwt-auth` algorithms a credential may name.
-pub const JWT_ALGORITHMS: [&str; 10] = [
-    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA",
+pub const JWT_ALGORITHMS: [&str; 12] = [
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+    "ES384", "EdDSA",
 ];
 
 /// A consumer.

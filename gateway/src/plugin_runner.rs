@@ -16,7 +16,8 @@
 //! cases:                                                # run in order; they share the store
 //!   - name: a key lets the request through
 //!     request: {method: GET, path: /items?page=2, headers: {x-api-key: k1}, body: ""}
-//!                                  # also `client_address: 192.0.2.7` (default 127.0.0.1:40000)
+//!                                  # also `client_address: 192.0.2.7` (default 127.0.0.1:40000),
+//!                                  # `consumer: alice` (authenticated by an earlier filter)
 //!     backend: {status: 200, headers: {content-type: text/plain}, body: "ok"}
 //!     upstreams: {auth: {status: 200, headers: {x-user: ann}}}   # or {error: timeout | failed}
 //!     expect:
@@ -34,6 +35,9 @@
 //!         headers_absent: [server]
 //!         body_contains: ok            # or body
 //!       calls: {auth: 1}               # calls per upstream
+//!       consumer: alice                # whom the request ends authenticated as ("" for nobody)
+//! consumers:                           # the config's consumers, as in a gateway config (optional)
+//!   - {name: alice, groups: [admins], credentials: {key-auth: {key: k1}}}
 //! ```
 //!
 //! Errors in the file are [`ConfigError`]s naming the file, line, column and field, like config errors.
@@ -121,6 +125,10 @@ struct RequestSpec {
     /// `127.0.0.1:40000`.
     #[serde(default)]
     client_address: Option<String>,
+    /// The consumer an earlier filter on the route authenticated the request as (one of the
+    /// fixture's `consumers`). Default: none.
+    #[serde(default)]
+    consumer: Option<String>,
 }
 
 fn get() -> String {
@@ -386,6 +394,15 @@ pub async fn run_file(path: &Path, wasm: Option<&Path>) -> Result<Report, Config
             identity: (!registry.is_empty())
                 .then(|| Arc::new(crate::consumers::Identity::new(registry.clone()))),
         };
+        if let Some(name) = &case.request.consumer {
+            let known = info.identity.as_ref().is_some_and(|i| i.authenticate(name));
+            if !known {
+                return Err(err(
+                    &format!("cases[{i}].request.consumer"),
+                    format!("no consumer is called `{name}` (see `consumers:`)"),
+                ));
+            }
+        }
         let mut seen = exchange(&stages, &info, prepared).await;
         seen.consumer = info
             .identity

@@ -78,7 +78,7 @@ async fn a_route_uses_a_built_in_plugin_by_name_and_a_plugins_entry_overrides_it
         .expect("refused")
         .to_string();
     assert!(
-        err.contains("unknown plugin `corz`") && err.contains("built in: cors"),
+        err.contains("unknown plugin `corz`") && err.contains("built in: ") && err.contains("cors"),
         "{err}"
     );
 }

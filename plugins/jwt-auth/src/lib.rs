@@ -323,11 +323,7 @@ impl Filter for JwtAuthFilter {
                     ));
                     Failure::Internal
                 })
-        } else if auth
-            .anonymous
-            .as_ref()
-            .is_some_and(|a| consumers::current().is_some_and(|c| c.name != *a))
-        {
+        } else if plugin_auth::authenticated_by_another(auth.anonymous.as_deref()) {
             // With `anonymous`, auth plugins are alternatives (Kong's "logical OR"): a request an
             // earlier one authenticated as a real consumer goes on as it is.
             Ok(None)

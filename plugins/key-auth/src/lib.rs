@@ -144,12 +144,8 @@ impl Filter for KeyAuthFilter {
             count("preflight");
             return Self::go_on(auth, req, &incoming, &id);
         }
-        // With `anonymous`, auth plugins are alternatives (Kong's "logical OR"): a request an
-        // earlier one authenticated as a real consumer is left as it is.
-        if let Some(anonymous) = &auth.anonymous {
-            if consumers::current().is_some_and(|c| c.name != *anonymous) {
-                return Self::go_on(auth, req, &incoming, &id);
-            }
+        if plugin_auth::authenticated_by_another(auth.anonymous.as_deref()) {
+            return Self::go_on(auth, req, &incoming, &id);
         }
 
         match Self::consumer(auth, &incoming) {

@@ -158,12 +158,8 @@ impl Filter for IntrospectionFilter {
         for (header, _) in CREDENTIAL_HEADERS {
             edited(req.remove_header(header), header);
         }
-        // With `anonymous`, auth plugins are alternatives (Kong's "logical OR"): a request an
-        // earlier one authenticated as a real consumer is left as it is.
-        if let Some(anonymous) = &policy.anonymous {
-            if consumers::current().is_some_and(|c| c.name != *anonymous) {
-                return Action::Continue;
-            }
+        if plugin_auth::authenticated_by_another(policy.anonymous.as_deref()) {
+            return Action::Continue;
         }
         let id = plugin_auth::request_id(req);
         let values = req.header_all("authorization");

@@ -106,6 +106,13 @@ pub fn anonymous(config: &plugin_config::Fields) -> Result<Option<String>, Strin
     Ok(Some(name.to_owned()))
 }
 
+/// Whether, with an `anonymous` consumer configured, an earlier filter already authenticated the
+/// request as a real consumer: then the auth plugins are alternatives (Kong's "logical OR") and this
+/// one leaves the request as it is. Without `anonymous`, every auth plugin on the route decides.
+pub fn authenticated_by_another(anonymous: Option<&str>) -> bool {
+    anonymous.is_some_and(|a| consumers::current().is_some_and(|c| c.name != a))
+}
+
 /// Lets the request go on as the anonymous consumer `name`, when the config names one; otherwise
 /// (or if it is gone) returns `refusal`.
 pub fn anonymous_or(req: &Request, name: Option<&str>, refusal: Action) -> Action {
