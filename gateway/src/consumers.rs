@@ -7,7 +7,8 @@
 //! and compared with `ring::hmac::verify` (constant time). A `key-auth` key is its own identifier: it
 //! is found by its digest in a map, which reveals nothing of the key to a timing observer since the
 //! digest is keyed. `jwt-auth` secrets are HMAC keys themselves and cannot be hashed: they stay in the
-//! host (wiped on drop) and plugins only get MACs made with them.
+//! host (wiped on drop) and plugins can only ask whether a MAC was made with one (never for one, which
+//! would let any plugin sign tokens for any consumer).
 
 use crate::config::consumers::{Consumer as ConsumerConfig, Secret};
 use std::collections::HashMap;
@@ -23,6 +24,15 @@ pub const JWT_ALGORITHMS: [&str; 12] = [
     "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
     "ES384", "EdDSA",
 ];
+
+/// The shortest secret an HMAC algorithm takes: its hash's output size.
+fn hmac_key_bytes(algorithm: &str) -> usize {
+    match algorithm {
+        "HS384" => 48,
+        "HS512" => 64,
+        _ => 32,
+    }
+}
 
 /// A consumer.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,7 +65,7 @@ pub struct CredentialView {
     pub attributes: Vec<(String, String)>,
 }
 
-/// The hash functions [`Registry::hmac`] can use.
+/// The hash functions [`Registry::verify_hmac`] can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HmacAlgorithm {
     /// HMAC-SHA-256.
@@ -209,6 +219,18 @@ impl Registry {
                 let mac_key = match (&t.secret, &t.public_key, hmac) {
                     (Some(s), None, true) => {
                         let s = secret(s, at("secret"))?;
+                        // RFC 7518 3.2: a key at least as long as the hash's output; a shorter one
+                        // falls to an offline search from a single token.
+                        let least = hmac_key_bytes(&t.algorithm);
+                        if s.len() < least {
+                            return Err(err(
+                                at("secret"),
+                                format!(
+                                    "{} needs a secret of at least {least} bytes (RFC 7518)",
+                                    t.algorithm
+                                ),
+                            ));
+                        }
                         Some(Zeroizing::new(s.as_bytes().to_vec()))
                     }
                     (None, Some(p), false) => {
@@ -320,14 +342,17 @@ impl Registry {
         })
     }
 
-    /// The HMAC of `message` keyed with the secret of the credential of `kind` with identifier `id`.
-    pub fn hmac(
+    /// The consumer holding the credential of `kind` with identifier `id`, when `mac` is the HMAC of
+    /// `message` keyed with its secret (compared in constant time). Nothing made with a secret leaves
+    /// the registry: a plugin can check a signature, not make one.
+    pub fn verify_hmac(
         &self,
         kind: &str,
         id: &str,
         algorithm: HmacAlgorithm,
         message: &[u8],
-    ) -> Option<Vec<u8>> {
+        mac: &[u8],
+    ) -> Option<&Arc<Consumer>> {
         let cred = self.by_id.get(&(Registry::kind(kind)?, id.to_owned()))?;
         let secret = cred.mac_key.as_ref()?;
         let algorithm = match algorithm {
@@ -336,7 +361,8 @@ impl Registry {
             HmacAlgorithm::Sha512 => ring::hmac::HMAC_SHA512,
         };
         let key = ring::hmac::Key::new(algorithm, secret);
-        Some(ring::hmac::sign(&key, message).as_ref().to_vec())
+        ring::hmac::verify(&key, message, mac).ok()?;
+        Some(&cred.consumer)
     }
 }
 
@@ -439,7 +465,7 @@ mod tests {
   credentials:
     key-auth: [{key: k-alice}, {key: k-alice-2}]
     basic-auth: {username: alice, password: 'pa:ss'}
-    jwt-auth: {key: alice-iss, secret: hs-secret}
+    jwt-auth: {key: alice-iss, secret: hs-secret-of-at-least-32-bytes-xxxxx}
 - name: bob
   credentials:
     key-auth: {key: k-bob}
@@ -474,7 +500,11 @@ mod tests {
         assert!(reg.check_secret("basic-auth", "carol", "pa:ss").is_none());
         // A jwt-auth credential has a MAC key, not a digest: no password check passes on it.
         assert!(reg
-            .check_secret("jwt-auth", "alice-iss", "hs-secret")
+            .check_secret(
+                "jwt-auth",
+                "alice-iss",
+                "hs-secret-of-at-least-32-bytes-xxxxx"
+            )
             .is_none());
 
         let bob = reg.credential("jwt-auth", "bob-kid").unwrap();
@@ -489,22 +519,37 @@ mod tests {
         let alice = reg.credential("jwt-auth", "alice-iss").unwrap();
         assert_eq!(alice.attributes, vec![("algorithm".into(), "HS256".into())]);
 
-        let mac = reg
-            .hmac("jwt-auth", "alice-iss", HmacAlgorithm::Sha256, b"a.b")
-            .unwrap();
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"hs-secret");
-        assert_eq!(mac, ring::hmac::sign(&key, b"a.b").as_ref());
-        assert_eq!(
-            reg.hmac("jwt-auth", "alice-iss", HmacAlgorithm::Sha512, b"a.b")
-                .unwrap()
-                .len(),
-            64
+        let key = ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            b"hs-secret-of-at-least-32-bytes-xxxxx",
         );
+        let mac = ring::hmac::sign(&key, b"a.b");
+        let verify = |id, alg, msg: &[u8], mac: &[u8]| {
+            reg.verify_hmac("jwt-auth", id, alg, msg, mac)
+                .map(|c| c.name.to_string())
+        };
+        assert_eq!(
+            verify("alice-iss", HmacAlgorithm::Sha256, b"a.b", mac.as_ref()).as_deref(),
+            Some("alice")
+        );
+        assert!(verify("alice-iss", HmacAlgorithm::Sha256, b"a.c", mac.as_ref()).is_none());
+        assert!(verify("alice-iss", HmacAlgorithm::Sha384, b"a.b", mac.as_ref()).is_none());
+        assert!(verify(
+            "alice-iss",
+            HmacAlgorithm::Sha256,
+            b"a.b",
+            &mac.as_ref()[1..]
+        )
+        .is_none());
+        assert!(verify("bob-kid", HmacAlgorithm::Sha256, b"a.b", mac.as_ref()).is_none());
         assert!(reg
-            .hmac("jwt-auth", "bob-kid", HmacAlgorithm::Sha256, b"a.b")
-            .is_none());
-        assert!(reg
-            .hmac("basic-auth", "alice", HmacAlgorithm::Sha256, b"a.b")
+            .verify_hmac(
+                "basic-auth",
+                "alice",
+                HmacAlgorithm::Sha256,
+                b"a.b",
+                mac.as_ref()
+            )
             .is_none());
     }
 
@@ -554,6 +599,16 @@ mod tests {
                 "- {name: a, credentials: {jwt-auth: {key: k, algorithm: none, secret: s}}}",
                 "consumers[0].credentials.jwt-auth[0].algorithm",
                 "unknown algorithm `none`",
+            ),
+            (
+                "- {name: a, credentials: {jwt-auth: {key: k, algorithm: HS384, secret: 0123456789012345678901234567890123456789}}}",
+                "consumers[0].credentials.jwt-auth[0].secret",
+                "at least 48 bytes",
+            ),
+            (
+                "- {name: a, credentials: {key-auth: {key: '<redacted>'}}}",
+                "consumers[0].credentials.key-auth[0].key",
+                "how /config shows a secret",
             ),
             (
                 "- {name: a, credentials: {jwt-auth: {key: k}}}",

@@ -238,17 +238,22 @@ impl WasmServices {
                 (None, None) => crate::builtin::get(&p.name),
                 _ => None,
             };
-            // A built-in plugin keeps its own instance mode unless the entry names one.
-            let with_mode;
+            // A built-in plugin keeps its own instance mode unless the entry names one, and may
+            // always check consumers' credentials (first-party code, shipped in the binary).
+            let with_defaults;
             let p = match builtin {
-                Some(b) if p.instance_mode.is_none() && b.reuse => {
-                    with_mode = config::Plugin {
-                        instance_mode: Some(config::InstanceMode::Reuse),
-                        ..p.clone()
-                    };
-                    &with_mode
+                Some(b) => {
+                    let mut q = p.clone();
+                    if q.instance_mode.is_none() && b.reuse {
+                        q.instance_mode = Some(config::InstanceMode::Reuse);
+                    }
+                    q.capabilities
+                        .get_or_insert_with(Default::default)
+                        .consumers = true;
+                    with_defaults = q;
+                    &with_defaults
                 }
-                _ => p,
+                None => p,
             };
             // A path is read to learn its content's hash; a URL's content is pinned by its sha256.
             let (sha256, mut wasm) = match (builtin, *listing) {

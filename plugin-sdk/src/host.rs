@@ -588,8 +588,9 @@ pub mod facts {
 }
 
 /// The consumers the gateway's config names, and which of them the request is authenticated as
-/// (WIT `consumers`, since 0.1.1). Secrets stay in the gateway: a plugin asks whether a key or a
-/// password belongs to a consumer, or for a MAC made with a consumer's secret.
+/// (WIT `consumers`, since 0.1.1). Secrets stay in the gateway: a plugin asks whether a key, a
+/// password or a MAC belongs to a consumer. All but [`current`] and [`get`] need the plugin's
+/// `capabilities.consumers` grant (built-in plugins have it).
 ///
 /// ```no_run
 /// use gateway_plugin_sdk::consumers;
@@ -649,7 +650,7 @@ pub mod consumers {
         }
     }
 
-    /// The hash functions [`hmac`] can use.
+    /// The hash functions [`verify_hmac`] can use.
     ///
     /// ```no_run
     /// let a = gateway_plugin_sdk::consumers::HmacAlgorithm::Sha256;
@@ -738,21 +739,28 @@ pub mod consumers {
         })
     }
 
-    /// The HMAC of `message` keyed with the secret of the credential of `kind` with identifier `id`;
-    /// `None` when there is no such credential or it has no secret. Compare it with the MAC you were
-    /// given in constant time.
+    /// The consumer holding the credential of `kind` with identifier `id`, when `mac` is the HMAC of
+    /// `message` keyed with that credential's secret (`jwt-auth`'s HS256/384/512), compared by the
+    /// gateway in constant time. The secret never leaves the gateway, nor does anything made with it.
     ///
     /// ```no_run
-    /// use gateway_plugin_sdk::consumers::{hmac, HmacAlgorithm};
-    /// let mac = hmac("jwt-auth", "issuer-1", HmacAlgorithm::Sha256, b"header.payload");
-    /// # let _ = mac;
+    /// use gateway_plugin_sdk::consumers::{verify_hmac, HmacAlgorithm};
+    /// # let signature: Vec<u8> = vec![];
+    /// let who = verify_hmac("jwt-auth", "issuer-1", HmacAlgorithm::Sha256, b"header.payload", &signature);
+    /// # let _ = who;
     /// ```
-    pub fn hmac(kind: &str, id: &str, algorithm: HmacAlgorithm, message: &[u8]) -> Option<Vec<u8>> {
+    pub fn verify_hmac(
+        kind: &str,
+        id: &str,
+        algorithm: HmacAlgorithm,
+        message: &[u8],
+        mac: &[u8],
+    ) -> Option<Consumer> {
         let algorithm = match algorithm {
             HmacAlgorithm::Sha256 => wit::HmacAlgorithm::Sha256,
             HmacAlgorithm::Sha384 => wit::HmacAlgorithm::Sha384,
             HmacAlgorithm::Sha512 => wit::HmacAlgorithm::Sha512,
         };
-        wit::hmac(kind, id, algorithm, message)
+        wit::verify_hmac(kind, id, algorithm, message, mac).map(consumer)
     }
 }

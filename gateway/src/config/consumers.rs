@@ -156,6 +156,14 @@ impl Secret {
         } else {
             self.0.clone()
         };
+        if value == super::redact::REDACTED {
+            // What `/config` shows instead of the value, sent back (GET, then PUT /config):
+            // taking it as the secret would make `<redacted>` everyone's key.
+            return Err(format!(
+                "`{}` is how /config shows a secret, not one: write the value, or use env:NAME or file:PATH",
+                super::redact::REDACTED
+            ));
+        }
         if value.is_empty() {
             return Err(match self.reference() {
                 Some(r) => format!("`{r}` is empty"),

@@ -112,6 +112,12 @@ pub struct PluginCapabilities {
     /// affected (it is the VM's, as in Envoy).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kv_namespace: Option<String>,
+    /// The plugin may check consumers' credentials and authenticate requests as consumers (WIT
+    /// `consumers`: find-by-key, check-secret, find-credential, verify-hmac, authenticate; Proxy-Wasm:
+    /// setting `consumer.name`). Reading whom the request is authenticated as needs no grant. The
+    /// built-in plugins always have it. Default: false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub consumers: bool,
 }
 
 /// How a component plugin's instances serve requests.

@@ -176,6 +176,7 @@ enum UpstreamGrant {
 pub struct Grants {
     upstreams: UpstreamGrant,
     kv_namespace: Option<String>,
+    consumers: bool,
 }
 
 impl Grants {
@@ -185,6 +186,7 @@ impl Grants {
         Grants {
             upstreams: UpstreamGrant::Only(caps.upstreams),
             kv_namespace: caps.kv_namespace,
+            consumers: caps.consumers,
         }
     }
 
@@ -196,6 +198,7 @@ impl Grants {
             None => Grants {
                 upstreams: UpstreamGrant::Any,
                 kv_namespace: None,
+                consumers: false,
             },
         }
     }
@@ -206,6 +209,11 @@ impl Grants {
             UpstreamGrant::Any => true,
             UpstreamGrant::Only(list) => list.iter().any(|u| u == upstream),
         }
+    }
+
+    /// Whether the plugin may check credentials and authenticate requests as consumers.
+    pub fn consumers(&self) -> bool {
+        self.consumers
     }
 
     /// The key-value namespace the plugin may use, if any.
@@ -305,8 +313,16 @@ mod tests {
         let caps = PluginCapabilities {
             upstreams: vec!["auth".into()],
             kv_namespace: None,
+            consumers: false,
         };
         assert!(!Grants::listed(None).upstream("auth"));
+        assert!(!Grants::listed(Some(&caps)).consumers());
+        assert!(!Grants::listed_or_any_upstream(None).consumers());
+        let consumers = PluginCapabilities {
+            consumers: true,
+            ..Default::default()
+        };
+        assert!(Grants::listed(Some(&consumers)).consumers());
         assert!(Grants::listed(Some(&caps)).upstream("auth"));
         assert!(!Grants::listed(Some(&caps)).upstream("other"));
         assert!(Grants::listed_or_any_upstream(None).upstream("other"));

@@ -49,4 +49,18 @@ impl PluginCtx {
         self.host
             .callout_allowed(&self.name, &self.grants, upstream)
     }
+
+    /// Whether the plugin may check credentials and authenticate requests (`what` it tried); a
+    /// refusal is logged.
+    pub(crate) fn consumers_allowed(&self, what: &str) -> bool {
+        let allowed = self.grants.consumers();
+        if !allowed {
+            tracing::warn!(
+                plugin = %self.name,
+                call = what,
+                "denied: consumer credentials and authentication need `capabilities.consumers: true`"
+            );
+        }
+        allowed
+    }
 }

@@ -19,8 +19,8 @@ const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys");
 /// The HMAC secret of the fixtures' `keys` (and consumers), as long as HS512 asks.
 const SECRET: &str = "fixture secret of jwt-auth, not for anything real: 0123456789abcd";
 
-/// A consumer's HMAC secret in the fixtures (only the gateway holds it, so its length is not checked).
-const CONSUMER_SECRET: &str = "alice's secret";
+/// A consumer's HMAC secret in the fixtures (as long as the gateway requires for HS256: 32 bytes).
+const CONSUMER_SECRET: &str = "alice's secret, 32 bytes at least";
 
 const FAR: i64 = 4_102_444_800;
 const PAST: i64 = 1_000_000_000;

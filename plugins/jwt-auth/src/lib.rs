@@ -238,8 +238,7 @@ fn verify_with_credential(
             Alg::HS512 => HmacAlgorithm::Sha512,
             _ => HmacAlgorithm::Sha256,
         };
-        consumers::hmac(KIND, &cred.id, hash, input)
-            .is_some_and(|mac| keys::macs_equal(&mac, &token.signature))
+        consumers::verify_hmac(KIND, &cred.id, hash, input, &token.signature).is_some()
     } else {
         let pem = cred.attribute("public-key").unwrap_or_default();
         let fresh = parsed

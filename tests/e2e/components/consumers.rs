@@ -6,7 +6,7 @@
 use super::*;
 
 const MAC_OF_HEADER_PAYLOAD: &str =
-    "576cc867df626080a0588719a1be5eb7804511eb45708e2397ebeb4e392bda23";
+    "358a8735226c11badfb24e6a17ed82665d3d61f60909e9e33ad1bfe90c16d4c0";
 
 /// The consumers: alice's key is read from the file `key_file`.
 fn consumers(key_file: &Path) -> String {
@@ -16,7 +16,7 @@ fn consumers(key_file: &Path) -> String {
     groups: [admins, ops]
     credentials:
       key-auth: {{key: \"file:{}\"}}
-      jwt-auth: {{key: alice-iss, secret: hs-secret}}
+      jwt-auth: {{key: alice-iss, secret: hs-secret-of-at-least-32-bytes-xxxxx}}
   - name: bob
     credentials:
       key-auth: [{{key: k-bob}}]
@@ -48,9 +48,24 @@ async fn filters_find_consumers_without_seeing_secrets_and_share_whom_they_authe
         .filter("pw", "tag=p");
     let yaml = GatewayConfig::new()
         .upstream(Upstream::new("up").endpoint(b.up.addr))
-        .plugin(plugin("kitchen", kitchen(), ""))
-        .plugin(plugin("pw", &pw.kitchen, ""))
+        .plugin(plugin(
+            "kitchen",
+            kitchen(),
+            "    capabilities: {consumers: true}\n",
+        ))
+        .plugin(plugin(
+            "pw",
+            &pw.kitchen,
+            "    capabilities: {consumers: true}\n",
+        ))
+        .plugin(plugin("ungranted", kitchen(), ""))
         .route(route)
+        .route(
+            Route::new("u")
+                .prefix("/u/")
+                .upstream("up")
+                .filter("ungranted", ""),
+        )
         .raw(&consumers(&key))
         .yaml();
     let gw = TestGateway::start(&yaml).await;
@@ -112,16 +127,48 @@ async fn filters_find_consumers_without_seeing_secrets_and_share_whom_they_authe
     let (s, _, _) = get_with(&gw.url("/c/x"), &call(&[("x-set-consumer", "mallory")])).await;
     assert_eq!((s, b.up.hits()), (500, hits));
 
-    // A jwt-auth credential: its attributes, and a MAC made with its secret, never the secret.
-    get_with(&gw.url("/c/x"), &call(&[("x-jwt-key", "alice-iss")])).await;
+    // A jwt-auth credential: its attributes, and whether a MAC was made with its secret (never
+    // the secret, nor a MAC made with it).
+    let jwt =
+        |key: &'static str, mac: &'static str| call(&[("x-jwt-key", key), ("x-jwt-mac", mac)]);
+    get_with(&gw.url("/c/x"), &jwt("alice-iss", MAC_OF_HEADER_PAYLOAD)).await;
     let h = b.up.last().headers;
     assert_eq!(hv(&h, "x-jwt-alg"), "HS256");
-    assert_eq!(hv(&h, "x-jwt-mac"), MAC_OF_HEADER_PAYLOAD);
-    get_with(&gw.url("/c/x"), &call(&[("x-jwt-key", "nobody")])).await;
+    assert_eq!(hv(&h, "x-jwt-verified"), "alice");
+    let wrong = "358a8735226c11badfb24e6a17ed82665d3d61f60909e9e33ad1bfe90c16d4c1";
+    get_with(&gw.url("/c/x"), &jwt("alice-iss", wrong)).await;
+    assert_eq!(hv(&b.up.last().headers, "x-jwt-verified"), "-");
+    get_with(&gw.url("/c/x"), &jwt("nobody", MAC_OF_HEADER_PAYLOAD)).await;
     let h = b.up.last().headers;
     assert_eq!(
-        (hv(&h, "x-jwt-alg"), hv(&h, "x-jwt-mac")),
-        ("-".into(), String::new())
+        (hv(&h, "x-jwt-alg"), hv(&h, "x-jwt-verified")),
+        ("-".into(), "-".into())
+    );
+
+    // Without `capabilities.consumers` a plugin may read who the request is, not check credentials
+    // or authenticate: lookups find nothing, authenticating is denied.
+    get_with(&gw.url("/u/x"), &call(&[("x-auth-key", "k-alice")])).await;
+    assert_eq!(hv(&b.up.last().headers, "x-consumer-after"), "-");
+    get_with(&gw.url("/u/x"), &call(&[("x-auth-name", "alice")])).await;
+    let h = b.up.last().headers;
+    assert_eq!(
+        (hv(&h, "x-authenticate"), hv(&h, "x-consumer-after")),
+        ("denied".into(), "-".into())
+    );
+    let h = {
+        get_with(
+            &gw.url("/u/x"),
+            &call(&[
+                ("x-jwt-key", "alice-iss"),
+                ("x-jwt-mac", MAC_OF_HEADER_PAYLOAD),
+            ]),
+        )
+        .await;
+        b.up.last().headers
+    };
+    assert_eq!(
+        (hv(&h, "x-jwt-alg"), hv(&h, "x-jwt-verified")),
+        ("-".into(), "-".into())
     );
 
     // Metrics count the route's responses by consumer.
@@ -136,7 +183,7 @@ async fn filters_find_consumers_without_seeing_secrets_and_share_whom_they_authe
     // `/config` shows neither inline secrets nor what files hold, only where they are.
     let (s, _, config) = get(&format!("http://{}/config", gw.admin)).await;
     assert_eq!(s, 200);
-    for secret in ["k-alice", "k-bob", "pw-bob", "hs-secret"] {
+    for secret in ["k-alice", "k-bob", "pw-bob", "hs-secret-of"] {
         assert!(!config.contains(secret), "{secret} in {config}");
     }
     assert!(

@@ -5,6 +5,7 @@
 
 use super::abi::{serialize_map, Status};
 use super::state::VmState;
+use crate::host::Phase;
 use bytes::Bytes;
 use http::header::{HeaderMap, HOST, REFERER, USER_AGENT};
 use std::net::SocketAddr;
@@ -212,6 +213,10 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
     if let Some(v) = builtin {
         return Ok(v);
     }
+    // The consumer is the gateway's fact: never what a plugin stored under that name.
+    if segs.first() == Some(&"consumer") {
+        return Err(Status::NotFound);
+    }
     if let Some(v) = http.and_then(|h| h.properties.get(path)) {
         return Ok(v.clone());
     }
@@ -227,6 +232,9 @@ pub fn set(state: &mut VmState, path: Vec<u8>, value: Bytes) -> Result<(), Statu
     let effective = state.effective;
     if path == b"consumer\0name" {
         return authenticate(state, &value);
+    }
+    if path.starts_with(b"consumer\0") {
+        return Err(Status::BadArgument);
     }
     if let Some(h) = state.https.get_mut(&effective) {
         h.properties.insert(path, value);
@@ -246,7 +254,16 @@ fn authenticate(state: &VmState, name: &[u8]) -> Result<(), Status> {
         .https
         .get(&state.effective)
         .ok_or(Status::BadArgument)?;
-    if h.data.resp.is_some() {
+    let request_phase = matches!(
+        h.data.phase,
+        Phase::RequestHeaders | Phase::RequestBody | Phase::RequestTrailers
+    );
+    if !request_phase
+        || !state
+            .shared
+            .ctx
+            .consumers_allowed("set_property consumer.name")
+    {
         return Err(Status::BadArgument);
     }
     let identity = h.info.identity.as_ref().ok_or(Status::BadArgument)?;
