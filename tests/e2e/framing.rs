@@ -227,3 +227,41 @@ async fn a_config_cannot_write_framing_and_direct_responses_are_framed() {
     framed_by_the_gateway(&first);
     assert_eq!((second.status, second.body.as_str()), (200, "hello"));
 }
+
+/// A client's `Connection` header names hop-by-hop headers of its own hop: they go before the route's
+/// filters and header rules run, so it cannot remove what those add on the way to the upstream (the
+/// auth plugins' `x-anonymous-consumer`, a route's `x-team`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_connection_header_cannot_remove_what_the_route_adds() {
+    let up = MockUpstream::start("up").await;
+    let kitchen = &xtask::component_fixtures()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .kitchen;
+    let gw = TestGateway::start(
+        &GatewayConfig::new()
+            .plugin(Plugin::new("kitchen", kitchen))
+            .upstream(Upstream::new("up").endpoint(up.addr))
+            .route(
+                Route::new("r")
+                    .upstream("up")
+                    .lines("    request_headers: {set: {x-team: t}}\n")
+                    .filter("kitchen", ""),
+            )
+            .yaml(),
+    )
+    .await;
+    let (s, _, body) = get_with(
+        &gw.url("/x"),
+        &[
+            ("x-test", "headers"),
+            ("connection", "keep-alive, x-team, x-method, x-own-hop"),
+            ("x-own-hop", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let h = up.last().headers;
+    assert_eq!(hv(&h, "x-team"), "t", "{h:?}");
+    assert_eq!(hv(&h, "x-method"), "GET", "{h:?}");
+    assert!(h.get("x-own-hop").is_none(), "{h:?}");
+}
