@@ -213,13 +213,14 @@ async fn every_capability_from_go() {
     assert!(h.get("x-upstream").is_none());
 }
 
-/// The consumers of the consumers tests: alice (groups, a key, a password, an HS256 secret), bob (an
-/// ES256 public key, no groups) and guest (no credentials, the anonymous consumer).
+/// The consumers of the consumers tests: alice (groups, a key, a password, an HS256 secret of the
+/// 32 bytes HS256 needs at least), bob (an ES256 public key, no groups) and guest (no credentials,
+/// the anonymous consumer).
 const CONSUMERS: &str = "consumers:\n\
     \x20 - name: alice\n    groups: [admins, ops]\n    credentials:\n\
     \x20     key-auth: {key: k-alice}\n\
     \x20     basic-auth: {username: alice, password: pw}\n\
-    \x20     jwt-auth: {key: alice-iss, secret: hs-secret, algorithm: HS256}\n\
+    \x20     jwt-auth: {key: alice-iss, secret: alice-hs256-secret-32-bytes-long, algorithm: HS256}\n\
     \x20 - name: bob\n    credentials:\n\
     \x20     jwt-auth:\n        key: kid-1\n        algorithm: ES256\n        public_key: |\n\
     \x20         -----BEGIN PUBLIC KEY-----\n\
@@ -228,26 +229,30 @@ const CONSUMERS: &str = "consumers:\n\
     \x20         -----END PUBLIC KEY-----\n\
     \x20 - name: guest\n";
 
-/// HMACs of `header.payload` keyed with alice's `hs-secret` (Python's `hmac`), in hex.
+/// HMACs of `header.payload` keyed with alice's secret (Python's `hmac`), in hex, as the request
+/// headers the Go fixture reads: a filter can ask the gateway whose secret made a MAC, not have one
+/// made.
 const ALICE_MACS: [(&str, &str); 3] = [
     (
-        "sha256",
-        "576cc867df626080a0588719a1be5eb7804511eb45708e2397ebeb4e392bda23",
+        "x-mac-sha256",
+        "aab5db36df3cb4af02e15036f20b7b030930df137f529c3453c81046acd87906",
     ),
     (
-        "sha384",
-        "00c16d6e681c8d823ba47b3cda4ac78e602a7a0f3dc683afcc298271d6722480b362d1ca6c207b701e7602d79976678f",
+        "x-mac-sha384",
+        "87988f7dada7993e876e82255d2abaf46275218098d5d4987f65498904344e3daaf0eafc2d41d7bbf2fd56c985ca198b",
     ),
     (
-        "sha512",
-        "a894457b870aec2dc404630cf0ff4150e9f3bba9540b513c9e34b35ac91ffe8f96354bbf932999c77eefd53f0b74b6157fbe47aa3507c63c9ccbf20fbf5af94f",
+        "x-mac-sha512",
+        "de5cfc18972afc98538960e28f7ef5f4cee968339b4a88f641356c6466e0792f9f0544e6c5a33996344c1f1b177006ec33d3b654e4d71cc2048bee56a2a57914",
     ),
 ];
 
 /// `/calls/...`: the Go fixture alone (it makes every consumers call itself). `/auth/...`: the Go
 /// fixture as an authenticator (`go-auth`: a key or Basic credentials, else the anonymous `guest`),
 /// then as a reporter of the consumer (`go-report`). `/rust-first/...`: the Rust fixture (it
-/// authenticates by `x-auth-key` under `x-test: consumers`), then the Go reporter.
+/// authenticates by `x-auth-key` under `x-test: consumers`), then the Go reporter. All of them have
+/// `capabilities.consumers` (the reporter too: it tries to authenticate in the response phase) but
+/// `/ungranted/...`'s Go fixture.
 async fn consumers_gateway(up: &MockUpstream) -> TestGateway {
     let rust = &xtask::component_fixtures()
         .unwrap_or_else(|e| panic!("{e}"))
@@ -255,18 +260,21 @@ async fn consumers_gateway(up: &MockUpstream) -> TestGateway {
     TestGateway::start(&format!(
         "{CONSUMERS}\
          plugins:\n\
-         \x20 - name: kitchen\n    path: {k}\n    instance_mode: reuse\n\
-         \x20 - name: go-auth\n    path: {k}\n    instance_mode: reuse\n\
-         \x20 - name: go-report\n    path: {k}\n    instance_mode: reuse\n\
-         \x20 - name: rust-kitchen\n    path: {r}\n\
+         \x20 - name: kitchen\n    path: {k}\n    instance_mode: reuse\n{g}\
+         \x20 - name: go-auth\n    path: {k}\n    instance_mode: reuse\n{g}\
+         \x20 - name: go-report\n    path: {k}\n    instance_mode: reuse\n{g}\
+         \x20 - name: rust-kitchen\n    path: {r}\n{g}\
+         \x20 - name: go-ungranted\n    path: {k}\n    instance_mode: reuse\n\
          upstreams:\n  - name: backend\n    endpoints: [\"{a}\"]\n\
          routes:\n\
          \x20 - name: calls\n    match: {{path: {{prefix: /calls}}}}\n    upstream: backend\n    filters: [{{plugin: kitchen}}]\n\
          \x20 - name: auth\n    match: {{path: {{prefix: /auth}}}}\n    upstream: backend\n\
          \x20   filters: [{{plugin: go-auth, config: \"authenticate anonymous=guest\"}}, {{plugin: go-report, config: report-consumer}}]\n\
          \x20 - name: rust-first\n    match: {{path: {{prefix: /rust-first}}}}\n    upstream: backend\n\
-         \x20   filters: [{{plugin: rust-kitchen}}, {{plugin: go-report, config: report-consumer}}]\n",
+         \x20   filters: [{{plugin: rust-kitchen}}, {{plugin: go-report, config: report-consumer}}]\n\
+         \x20 - name: ungranted\n    match: {{path: {{prefix: /ungranted}}}}\n    upstream: backend\n    filters: [{{plugin: go-ungranted}}]\n",
         k = kitchen().display(),
+        g = "    capabilities: {consumers: true}\n",
         r = rust.display(),
         a = up.addr
     ))
@@ -302,16 +310,40 @@ async fn go_filters_authenticate_and_read_consumers() {
     let gw = consumers_gateway(&up).await;
 
     // Every call, from one filter: lookups, secrets checked by the host, a credential's attributes
-    // without its secret, MACs with alice's secret, authenticating (an unknown name is invalid).
-    // Twice: the consumer the first request was authenticated as is not the second's.
-    let macs: Vec<String> = ALICE_MACS.iter().map(|(a, m)| format!("{a}={m}")).collect();
+    // without its secret, MACs made with alice's secret verified by the host (the fixture checks
+    // that a flipped bit, another message or algorithm, no secret, no credential verify as no one),
+    // authenticating (an unknown name is invalid). Twice: the consumer the first request was
+    // authenticated as is not the second's.
+    let mut headers = vec![("x-test", "consumers")];
+    headers.extend(ALICE_MACS);
     for _ in 0..2 {
-        let (s, _, b) = test(&gw, "/calls/x", "consumers").await;
+        let (s, _, b) = get_with(&gw.url("/calls/x"), &headers).await;
         assert_eq!(
             (s, b.as_str()),
-            (200, format!("consumers ok {}", macs.join(" ")).as_str())
+            (200, "consumers ok sha256=alice sha384=alice sha512=alice")
         );
     }
+    // Without the MACs the same calls verify as no one: the alices above are the host's answers.
+    let (s, _, b) = test(&gw, "/calls/x", "consumers").await;
+    assert_eq!(
+        (s, b.as_str()),
+        (200, "consumers ok sha256=none sha384=none sha512=none")
+    );
+
+    // A Go filter without `capabilities.consumers` reads consumers (Get, Current) but finds no one
+    // by a credential (alice's key, password, jwt-auth key and a MAC of her secret), and is denied
+    // authenticating.
+    let mut headers = vec![("x-test", "consumers-ungranted")];
+    headers.extend(ALICE_MACS);
+    let (s, _, b) = get_with(&gw.url("/ungranted/x"), &headers).await;
+    assert_eq!(
+        (s, b.as_str()),
+        (
+            200,
+            "find-by-key=none check-secret=none credential=none verify-hmac=none get=alice \
+             authenticate=denied current=none"
+        )
+    );
 
     // A Go filter authenticates (by key, by Basic credentials, else as the anonymous consumer); the
     // next filter, Go too, reads whom as, in both phases.

@@ -1,8 +1,10 @@
 // Package consumers is the consumers the gateway's config names (top-level `consumers:`: a name,
 // groups, credentials of some kinds) and which of them the current request is authenticated as.
-// Secrets stay in the gateway: a filter asks whether a key or password belongs to a consumer
-// (compared by hash, in constant time), or for a MAC made with a consumer's secret, and never reads
-// a secret.
+// Secrets stay in the gateway: a filter asks whether a key, a password or a MAC belongs to a
+// consumer (compared in constant time), and never reads a secret nor gets anything made with one.
+//
+// Current and Get need no grant. The others need the plugin's `capabilities: {consumers: true}` in
+// the gateway's config: without it, Authenticate is filter.ErrDenied and the lookups find nothing.
 //
 // The credential kinds the config knows, with their fields:
 //   - "key-auth": key (secret; the key is its own identifier);
@@ -63,7 +65,7 @@ func (c *Credential) Attribute(name string) (string, bool) {
 	return "", false
 }
 
-// HMACAlgorithm is a hash function HMAC can use.
+// HMACAlgorithm is a hash function VerifyHMAC can use.
 type HMACAlgorithm uint8
 
 // The HMAC algorithms (the cases of the WIT enum hmac-algorithm, in order).
@@ -102,7 +104,7 @@ func Current() *Consumer { return consumer(abi.ConsumersCurrent()) }
 
 // Authenticate authenticates the request as the consumer name, for every later filter, the access
 // log and metrics. Request phases only (filter.ErrWrongPhase after); filter.ErrInvalid when no
-// consumer has that name.
+// consumer has that name; filter.ErrDenied without the grant.
 func Authenticate(name string) error { return abi.ConsumersAuthenticate(name) }
 
 // Get is the consumer called name, nil if the config has none. It works in Init too (to check a
@@ -110,16 +112,18 @@ func Authenticate(name string) error { return abi.ConsumersAuthenticate(name) }
 func Get(name string) *Consumer { return consumer(abi.ConsumersGet(name)) }
 
 // FindByKey is the consumer holding a credential of kind whose secret is key ("key-auth"), nil if
-// none.
+// none (or without the grant).
 func FindByKey(kind, key string) *Consumer { return consumer(abi.ConsumersFindByKey(kind, key)) }
 
 // CheckSecret is the consumer holding a credential of kind with identifier id and secret secret
-// ("basic-auth": username and password), compared in constant time; nil if none.
+// ("basic-auth": username and password), compared in constant time; nil if none (or without the
+// grant).
 func CheckSecret(kind, id, secret string) *Consumer {
 	return consumer(abi.ConsumersCheckSecret(kind, id, secret))
 }
 
-// FindCredential is the credential of kind with identifier id, without its secret; nil if none.
+// FindCredential is the credential of kind with identifier id, without its secret; nil if none (or
+// without the grant).
 func FindCredential(kind, id string) *Credential {
 	c := abi.ConsumersFindCredential(kind, id)
 	if c == nil {
@@ -132,15 +136,16 @@ func FindCredential(kind, id string) *Credential {
 	return out
 }
 
-// HMAC is the HMAC of message keyed with the secret of the credential of kind with identifier id,
-// and false when there is no such credential or it has no secret. Compare it with the MAC you were
-// given in constant time (crypto/hmac.Equal). It panics on an algorithm that is not one of the
-// constants.
+// VerifyHMAC is the consumer holding the credential of kind with identifier id when mac is the HMAC
+// of message keyed with that credential's secret ("jwt-auth": HS256/384/512 signatures), compared
+// by the gateway in constant time; nil otherwise (no such credential, no secret, another MAC, or
+// without the grant). The secret never leaves the gateway, nor does anything made with it. It
+// panics on an algorithm that is not one of the constants.
 //
-//	mac, ok := consumers.HMAC("jwt-auth", iss, consumers.SHA256, []byte(headerAndPayload))
-func HMAC(kind, id string, algorithm HMACAlgorithm, message []byte) ([]byte, bool) {
+//	c := consumers.VerifyHMAC("jwt-auth", iss, consumers.SHA256, []byte(headerAndPayload), signature)
+func VerifyHMAC(kind, id string, algorithm HMACAlgorithm, message, mac []byte) *Consumer {
 	if uint32(algorithm) >= abi.HMACAlgorithms {
-		panic("consumers: HMAC with an unknown algorithm " + algorithm.String())
+		panic("consumers: VerifyHMAC with an unknown algorithm " + algorithm.String())
 	}
-	return abi.ConsumersHMAC(kind, id, uint32(algorithm), message)
+	return consumer(abi.ConsumersVerifyHMAC(kind, id, uint32(algorithm), message, mac))
 }

@@ -37,5 +37,5 @@ func TestHMACAlgorithms(t *testing.T) {
 			t.Fatalf("an unknown algorithm must panic before the host call: %v", r)
 		}
 	}()
-	HMAC("jwt-auth", "k", HMACAlgorithm(3), nil)
+	VerifyHMAC("jwt-auth", "k", HMACAlgorithm(3), nil, nil)
 }

@@ -485,28 +485,42 @@ func TestConsumersAuthenticate(t *testing.T) {
 	}
 }
 
-func TestConsumersHMAC(t *testing.T) {
+func TestConsumersVerifyHMAC(t *testing.T) {
 	f := fresh(t)
 	var kind, id string
 	var alg uint32
-	var msg []byte
-	consumersHMAC = func(kp, kn, idp, idn, algorithm, mp, mn, ret uint32) {
-		kind, id, alg, msg = LiftString(Mem, kp, kn), LiftString(Mem, idp, idn), algorithm, LiftBytes(Mem, mp, mn)
-		if ret%4 != 0 || len(f.Bytes(ret, 12)) != 12 {
-			t.Errorf("option<list<u8>> return area: %d", ret)
+	var msg, mac []byte
+	consumersVerifyHMAC = func(kp, kn, idp, idn, algorithm, mp, mn, macp, macn, ret uint32) {
+		if ret%4 != 0 || len(f.Bytes(ret, OptionConsumerSize)) != OptionConsumerSize {
+			t.Errorf("option<consumer> return area: %d", ret)
 		}
-		put8(Mem, ret, 1)
-		p := Mem.Slice([]byte{0xde, 0xad, 0xbe, 0xef})
-		put32(Mem, ret+4, p)
-		put32(Mem, ret+8, 4)
+		kind, id, alg = LiftString(Mem, kp, kn), LiftString(Mem, idp, idn), algorithm
+		msg, mac = LiftBytes(Mem, mp, mn), LiftBytes(Mem, macp, macn)
+		if string(mac) == "\xde\xad\xbe\xef" {
+			put8(Mem, ret, 1)
+			hostConsumer(Mem, ret+4, "alice", []string{"admins"})
+		}
 	}
-	mac, ok := ConsumersHMAC("jwt-auth", "alice-iss", 2, []byte("header.payload"))
-	if !ok || !reflect.DeepEqual(mac, []byte{0xde, 0xad, 0xbe, 0xef}) || kind != "jwt-auth" || id != "alice-iss" ||
-		alg != 2 || string(msg) != "header.payload" {
-		t.Fatalf("hmac: %x %v (asked %q %q %d %q)", mac, ok, kind, id, alg, msg)
+	before := f.Size()
+	got := ConsumersVerifyHMAC("jwt-auth", "alice-iss", 2, []byte("header.payload"), []byte{0xde, 0xad, 0xbe, 0xef})
+	if !reflect.DeepEqual(got, &Consumer{Name: "alice", Groups: []string{"admins"}}) || kind != "jwt-auth" ||
+		id != "alice-iss" || alg != 2 || string(msg) != "header.payload" {
+		t.Fatalf("verify-hmac: %+v (asked %q %q %d %q %x)", got, kind, id, alg, msg, mac)
 	}
-	consumersHMAC = func(kp, kn, idp, idn, algorithm, mp, mn, ret uint32) {}
-	if mac, ok := ConsumersHMAC("jwt-auth", "no-secret", 0, nil); ok || mac != nil {
-		t.Fatalf("hmac none: %x %v", mac, ok)
+	if f.Size() != before {
+		t.Fatalf("the call kept %d bytes", f.Size()-before)
+	}
+	// Another MAC: none. An empty message and MAC are lowered as (0, 0), which the host reads as empty.
+	if got := ConsumersVerifyHMAC("jwt-auth", "alice-iss", 0, []byte("header.payload"), []byte{0xde, 0xad}); got != nil ||
+		!reflect.DeepEqual(mac, []byte{0xde, 0xad}) || alg != 0 {
+		t.Fatalf("verify-hmac of another MAC: %+v (asked %x %d)", got, mac, alg)
+	}
+	consumersVerifyHMAC = func(kp, kn, idp, idn, algorithm, mp, mn, macp, macn, ret uint32) {
+		if mp != 0 || mn != 0 || macp != 0 || macn != 0 {
+			t.Errorf("empty message and MAC lowered as (%d, %d) and (%d, %d)", mp, mn, macp, macn)
+		}
+	}
+	if got := ConsumersVerifyHMAC("jwt-auth", "no-secret", 1, nil, nil); got != nil {
+		t.Fatalf("verify-hmac none: %+v", got)
 	}
 }

@@ -343,16 +343,17 @@ func ConsumersFindCredential(kind, id string) *Credential {
 // HMACAlgorithms is how many cases consumers.hmac-algorithm has (sha256 0, sha384 1, sha512 2).
 const HMACAlgorithms = 3
 
-// ConsumersHMAC is consumers.hmac; algorithm is the hmac-algorithm's case index (below
+// ConsumersVerifyHMAC is consumers.verify-hmac; algorithm is the hmac-algorithm's case index (below
 // HMACAlgorithms: the host traps on any other).
-func ConsumersHMAC(kind, id string, algorithm uint32, message []byte) ([]byte, bool) {
+func ConsumersVerifyHMAC(kind, id string, algorithm uint32, message, mac []byte) *Consumer {
 	defer scope()()
 	kp, kn := LowerString(Mem, kind)
 	idp, idn := LowerString(Mem, id)
 	mp, mn := LowerBytes(Mem, message)
-	ret := Mem.Alloc(12, 4)
-	consumersHMAC(kp, kn, idp, idn, algorithm, mp, mn, ret)
-	return OptionBytesAt(Mem, ret)
+	macp, macn := LowerBytes(Mem, mac)
+	ret := Mem.Alloc(OptionConsumerSize, 4)
+	consumersVerifyHMAC(kp, kn, idp, idn, algorithm, mp, mn, macp, macn, ret)
+	return OptionConsumerAt(Mem, ret)
 }
 
 // DropBorrow ends the guest's borrow of the request or response handle an export was given: the

@@ -91,7 +91,7 @@ var consumersCheckSecret = func(kp, kn, idp, idn, sp, sn, ret uint32) { panic(no
 
 var consumersFindCredential = func(kp, kn, idp, idn, ret uint32) { panic(noHost) }
 
-var consumersHMAC = func(kp, kn, idp, idn, algorithm, mp, mn, ret uint32) { panic(noHost) }
+var consumersVerifyHMAC = func(kp, kn, idp, idn, algorithm, mp, mn, macp, macn, ret uint32) { panic(noHost) }
 
 // Drops records the borrow handles dropped in a native build (request handles as is, response
 // handles with the high bit set), for tests of the exports.

@@ -134,8 +134,8 @@ func consumersCheckSecret(kp, kn, idp, idn, sp, sn, ret uint32)
 //go:wasmimport gateway:filter/consumers@0.1.1 find-credential
 func consumersFindCredential(kp, kn, idp, idn, ret uint32)
 
-//go:wasmimport gateway:filter/consumers@0.1.1 hmac
-func consumersHMAC(kp, kn, idp, idn, algorithm, mp, mn, ret uint32)
+//go:wasmimport gateway:filter/consumers@0.1.1 verify-hmac
+func consumersVerifyHMAC(kp, kn, idp, idn, algorithm, mp, mn, macp, macn, ret uint32)
 
 //go:wasmimport gateway:filter/types@0.1.1 [resource-drop]request
 func reqDrop(h uint32)

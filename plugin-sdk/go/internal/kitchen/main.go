@@ -245,7 +245,9 @@ func (k *Kitchen) OnRequest(req *filter.Request) filter.Action {
 			return answer(errs, "")
 		}
 	case "consumers":
-		return k.consumers()
+		return k.consumers(req)
+	case "consumers-ungranted":
+		return ungranted(req)
 	case "churn":
 		// Garbage for the collector: about 256 KiB per request, kept only until the next one.
 		k.garbage = k.garbage[:0]
@@ -298,9 +300,29 @@ func (k *Kitchen) OnResponse(resp *filter.Response) filter.Action {
 	return filter.Continue()
 }
 
+// macs are the MACs of "header.payload" a request brings in x-mac-sha256, x-mac-sha384 and
+// x-mac-sha512 (hex; computed by the test, since the filter cannot make one with a secret).
+func macs(req *filter.Request) map[consumers.HMACAlgorithm][]byte {
+	out := map[consumers.HMACAlgorithm][]byte{}
+	for _, alg := range []consumers.HMACAlgorithm{consumers.SHA256, consumers.SHA384, consumers.SHA512} {
+		h, _ := req.Header("x-mac-" + alg.String())
+		out[alg], _ = hex.DecodeString(h)
+	}
+	return out
+}
+
+// nameOf is c's name, "none" for nil.
+func nameOf(c *consumers.Consumer) string {
+	if c == nil {
+		return "none"
+	}
+	return c.Name
+}
+
 // consumers drives every consumers call against the consumers of go_sdk.rs's config (alice with a
-// key, a password and an HS256 secret; bob with an ES256 public key) and answers the MACs it got.
-func (k *Kitchen) consumers() filter.Action {
+// key, a password and an HS256 secret; bob with an ES256 public key) and answers whom the MACs the
+// request brings (see macs) verify as.
+func (k *Kitchen) consumers(req *filter.Request) filter.Action {
 	var errs []string
 	check(&errs, "no consumer yet", consumers.Current() == nil)
 	alice := consumers.Get("alice")
@@ -330,21 +352,61 @@ func (k *Kitchen) consumers() filter.Action {
 			strings.HasPrefix(pem, "-----BEGIN PUBLIC KEY-----"))
 	}
 	check(&errs, "no credential", consumers.FindCredential("jwt-auth", "nobody") == nil)
-	var macs []string
+	msg := []byte("header.payload")
+	given := macs(req)
+	var verified []string
 	for _, alg := range []consumers.HMACAlgorithm{consumers.SHA256, consumers.SHA384, consumers.SHA512} {
-		mac, ok := consumers.HMAC("jwt-auth", "alice-iss", alg, []byte("header.payload"))
-		check(&errs, "hmac "+alg.String(), ok)
-		macs = append(macs, alg.String()+"="+hex.EncodeToString(mac))
+		mac := given[alg]
+		verified = append(verified, alg.String()+"="+nameOf(consumers.VerifyHMAC("jwt-auth", "alice-iss", alg, msg, mac)))
+		if len(mac) == 0 {
+			continue
+		}
+		// The same MAC with its last bit flipped, or of another message, is no one's.
+		wrong := append([]byte(nil), mac...)
+		wrong[len(wrong)-1] ^= 1
+		check(&errs, "a wrong "+alg.String()+" MAC", consumers.VerifyHMAC("jwt-auth", "alice-iss", alg, msg, wrong) == nil)
+		check(&errs, "another message's "+alg.String()+" MAC",
+			consumers.VerifyHMAC("jwt-auth", "alice-iss", alg, []byte("header.payload2"), mac) == nil)
 	}
-	_, ok := consumers.HMAC("jwt-auth", "kid-1", consumers.SHA256, []byte("x"))
-	check(&errs, "no hmac without a secret", !ok)
+	mac256 := given[consumers.SHA256]
+	check(&errs, "a sha256 MAC as sha512", consumers.VerifyHMAC("jwt-auth", "alice-iss", consumers.SHA512, msg, mac256) == nil)
+	check(&errs, "no MAC", consumers.VerifyHMAC("jwt-auth", "alice-iss", consumers.SHA256, msg, nil) == nil)
+	check(&errs, "a MAC of a credential without a secret",
+		consumers.VerifyHMAC("jwt-auth", "kid-1", consumers.SHA256, msg, mac256) == nil)
+	check(&errs, "a MAC of no credential", consumers.VerifyHMAC("jwt-auth", "nobody", consumers.SHA256, msg, mac256) == nil)
 	err := consumers.Authenticate("ghost")
 	check(&errs, "authenticate ghost: "+fmt.Sprint(err), errors.Is(err, filter.ErrInvalid))
 	check(&errs, "still no consumer", consumers.Current() == nil)
 	err = consumers.Authenticate("bob")
 	c = consumers.Current()
 	check(&errs, "authenticate bob: "+fmt.Sprint(err), err == nil && c != nil && c.Name == "bob" && len(c.Groups) == 0)
-	return answer(errs, "consumers ok "+strings.Join(macs, " "))
+	return answer(errs, "consumers ok "+strings.Join(verified, " "))
+}
+
+// ungranted answers what a filter without `capabilities.consumers` gets from each consumers call
+// (alice's key, password, jwt-auth credential and the request's sha256 MAC; then authenticating
+// as her): only Get and Current work.
+func ungranted(req *filter.Request) filter.Action {
+	authenticate := "ok"
+	if err := consumers.Authenticate("alice"); errors.Is(err, filter.ErrDenied) {
+		authenticate = "denied"
+	} else if err != nil {
+		authenticate = err.Error()
+	}
+	credential := "none"
+	if c := consumers.FindCredential("jwt-auth", "alice-iss"); c != nil {
+		credential = c.Consumer.Name
+	}
+	return filter.RespondString(200, fmt.Sprintf(
+		"find-by-key=%s check-secret=%s credential=%s verify-hmac=%s get=%s authenticate=%s current=%s",
+		nameOf(consumers.FindByKey("key-auth", "k-alice")),
+		nameOf(consumers.CheckSecret("basic-auth", "alice", "pw")),
+		credential,
+		nameOf(consumers.VerifyHMAC("jwt-auth", "alice-iss", consumers.SHA256, []byte("header.payload"), macs(req)[consumers.SHA256])),
+		nameOf(consumers.Get("alice")),
+		authenticate,
+		nameOf(consumers.Current()),
+	))
 }
 
 func init() { filter.Register(&Kitchen{}) }
