@@ -227,4 +227,28 @@ async fn a_bad_config_is_reported_at_its_line() {
         )) && err.contains("no consumer is called `nobody`"),
         "{err}"
     );
+
+    // An unknown field (Kong's `key_in_body`): at its own line, not at `config:`.
+    let config = GatewayConfig::new()
+        .route(Route::new("r").respond("hi").lines(
+            "    filters:\n      - plugin: key-auth\n        config:\n          hide_credentials: true\n          key_in_body: true\n",
+        ))
+        .raw(consumers)
+        .yaml();
+    let err = TestGateway::try_start(&config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    let line = config_text(&config)
+        .lines()
+        .position(|l| l.ends_with("key_in_body: true"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!(
+            "test.yaml:{line}:11: routes[0].filters[0].config.key_in_body: plugin `key-auth`"
+        )) && err.contains("unknown field (expected one of key_names,"),
+        "{err}"
+    );
 }

@@ -146,7 +146,7 @@ mod tests {
             (r#"{"hide_groups_header": true}"#, "allow: missing"),
             (
                 r#"{"allow": ["a"], "whitelist": ["b"]}"#,
-                "unknown field `whitelist`",
+                "whitelist: unknown field",
             ),
             (r#"{"allow": []}"#, "allow: empty"),
             (r#"{"allow": ["a"], "deny": []}"#, "deny: empty"),

@@ -99,7 +99,7 @@ mod tests {
         for (config, field) in [
             ("[]", "config: expected a map with realm"),
             ("\"gateway\"", "config:"),
-            (r#"{"realm": "a", "users": []}"#, "unknown field `users`"),
+            (r#"{"realm": "a", "users": []}"#, "users: unknown field"),
             (r#"{"realm": 1}"#, "realm: expected a string"),
             (
                 r#"{"realm": "say \"hi\""}"#,

@@ -229,7 +229,7 @@ mod tests {
             ),
             (
                 r#"{"allow_origins": ["*"], "origins": []}"#,
-                "unknown field `origins`",
+                "origins: unknown field",
             ),
             (
                 r#"{"allow_origins": "*"}"#,

@@ -221,7 +221,7 @@ mod tests {
             (r#"{"path": "/"}"#, "upstream: missing"),
             (r#"{"upstream": ""}"#, "upstream:"),
             (r#"{"upstream": ["auth"]}"#, "upstream:"),
-            (r#"{"upstream": "auth", "uri": "/"}"#, "unknown field `uri`"),
+            (r#"{"upstream": "auth", "uri": "/"}"#, "uri: unknown field"),
             (r#"{"upstream": "auth", "path": "verify"}"#, "path:"),
             (r#"{"upstream": "auth", "path": "/a b"}"#, "path:"),
             (r#"{"upstream": "auth", "path": 1}"#, "path:"),

@@ -158,7 +158,7 @@ mod tests {
             ("[\"10.0.0.0/8\"]", "config"),
             ("{}", "allow: missing"),
             (r#"{"status": 403}"#, "allow: missing"),
-            (r#"{"allow": ["::1"], "whitelist": []}"#, "unknown field `whitelist`"),
+            (r#"{"allow": ["::1"], "whitelist": []}"#, "whitelist: unknown field"),
             (r#"{"allow": []}"#, "allow: empty"),
             (r#"{"allow": ["::1"], "deny": []}"#, "deny: empty"),
             (r#"{"allow": "10.0.0.0/8"}"#, "allow: expected a list"),

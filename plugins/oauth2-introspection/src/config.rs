@@ -387,7 +387,7 @@ mod tests {
                 r#"{"introspection_url": "https://idp/introspect"}"#.to_owned(),
                 "introspection_url:",
             ),
-            (format!(r#"{{{base}, "ttl": 5}}"#), "unknown field `ttl`"),
+            (format!(r#"{{{base}, "ttl": 5}}"#), "ttl: unknown field"),
             (
                 format!(r#"{{{base}, "client_id": "gw"}}"#),
                 "client_id: no client_secret",

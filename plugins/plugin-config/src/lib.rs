@@ -15,7 +15,9 @@ pub type Fields = Map<String, Value>;
 
 /// Reads `config` as a JSON map whose keys are all in `known`. `wants` names what the map must hold,
 /// for the error of a config that is empty or not a map: `expected a map with {wants} (and the other
-/// fields in the plugin's README)`.
+/// fields in the plugin's README)`. An unknown field's error starts with its name, as every other
+/// error starts with its field's path (`colour: unknown field (expected one of ...)`), so that the
+/// gateway reports it at that field's line rather than at `config:`.
 pub fn object(config: &str, known: &[&str], wants: &str) -> Result<Fields, String> {
     let expected =
         format!("expected a map with {wants} (and the other fields in the plugin's README)");
@@ -27,7 +29,7 @@ pub fn object(config: &str, known: &[&str], wants: &str) -> Result<Fields, Strin
     };
     if let Some(k) = m.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(format!(
-            "unknown field `{k}` (expected one of {})",
+            "{k}: unknown field (expected one of {})",
             known.join(", ")
         ));
     }
@@ -128,7 +130,7 @@ mod tests {
         }
         assert_eq!(
             object(r#"{"a": 1, "c": 2}"#, &KNOWN, "a").unwrap_err(),
-            "unknown field `c` (expected one of a, b)"
+            "c: unknown field (expected one of a, b)"
         );
         assert!(fields("{}").is_empty());
         assert_eq!(fields(r#"{"a": 1, "b": 2}"#).len(), 2);
