@@ -23,9 +23,12 @@ pub const MAX_CACHE_TTL_S: u64 = 86_400;
 /// `cache_max_entries` when the config does not set it.
 pub const DEFAULT_CACHE_MAX_ENTRIES: usize = 1000;
 
-/// The most `cache_max_entries`. A million entries of some 400 bytes would need far more than an
-/// instance's default memory limit (64 MiB); the bound catches a typo, the README says how to size.
-pub const MAX_CACHE_MAX_ENTRIES: usize = 1_000_000;
+/// The most `cache_max_entries`. An entry takes some 300 to 500 bytes (README, "Memory"), so 100000
+/// of them are 30 to 50 MB: most of an instance's default memory limit (64 MiB). A bigger cache
+/// could not fill up: the instance would run out of memory first and be thrown away, cache and the
+/// request it served with it, again and again. A config asking for more is refused when it is
+/// loaded rather than failing requests under load.
+pub const MAX_CACHE_MAX_ENTRIES: usize = 100_000;
 
 /// The field of the introspection answer whose value names the consumer the request is
 /// authenticated as.
@@ -331,6 +334,8 @@ mod tests {
         assert_eq!(c.timeout_ms, 500);
         assert_eq!(c.scopes_required, ["read", "orders:write"]);
         assert_eq!((c.cache_ttl_ms, c.cache_max_entries), (0, 2));
+        let most = parse(r#"{"upstream": "idp", "path": "/i", "cache_max_entries": 100000}"#);
+        assert_eq!(most.unwrap().cache_max_entries, MAX_CACHE_MAX_ENTRIES);
         assert_eq!(c.consumer_by, ConsumerBy::ClientId);
         assert_eq!(c.consumer_by.field(), Some("client_id"));
         assert!(c.hide_credentials);
@@ -447,6 +452,10 @@ mod tests {
             (
                 format!(r#"{{{base}, "cache_max_entries": 0}}"#),
                 "cache_max_entries:",
+            ),
+            (
+                format!(r#"{{{base}, "cache_max_entries": 100001}}"#),
+                "cache_max_entries: expected 1 to 100000",
             ),
             (
                 format!(r#"{{{base}, "consumer_by": "email"}}"#),
