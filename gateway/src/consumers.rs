@@ -34,6 +34,36 @@ fn hmac_key_bytes(algorithm: &str) -> usize {
     }
 }
 
+/// A running digest of a `consumers:` section. Secrets enter it only as HMACs under a key drawn once
+/// per process, so equal secrets give equal fingerprints within the process and the fingerprint says
+/// nothing about them.
+#[derive(Default)]
+struct Fingerprint(sha2::Sha256);
+
+impl Fingerprint {
+    fn add(&mut self, tag: &[u8], value: &[u8]) {
+        use sha2::Digest;
+        for part in [tag, value] {
+            self.0.update((part.len() as u64).to_le_bytes());
+            self.0.update(part);
+        }
+    }
+
+    fn secret(&mut self, tag: &[u8], secret: &[u8]) {
+        static KEY: std::sync::OnceLock<ring::hmac::Key> = std::sync::OnceLock::new();
+        let key = KEY.get_or_init(|| {
+            ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
+                .expect("the system's random generator works")
+        });
+        self.add(tag, ring::hmac::sign(key, secret).as_ref());
+    }
+
+    fn finish(self) -> [u8; 32] {
+        use sha2::Digest;
+        self.0.finalize().into()
+    }
+}
+
 /// A consumer.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Consumer {
@@ -88,6 +118,9 @@ pub struct Registry {
     /// A digest no secret has, compared against when an identifier is unknown, so that an unknown
     /// username costs what a wrong password does.
     decoy: ring::hmac::Tag,
+    /// What the consumers are, as one digest: equal for equal `consumers:` sections (secrets
+    /// included, as read) within one process.
+    fingerprint: [u8; 32],
 }
 
 impl std::fmt::Debug for Registry {
@@ -126,6 +159,7 @@ impl Registry {
             by_secret: HashMap::new(),
             by_id: HashMap::new(),
             decoy,
+            fingerprint: Fingerprint::default().finish(),
         }
     }
 
@@ -133,6 +167,7 @@ impl Registry {
     /// secrets, digests keys and passwords, and refuses duplicate names, keys and identifiers.
     pub fn build(consumers: &[ConsumerConfig], base: &Path) -> Result<Registry, RegistryError> {
         let mut reg = Registry::empty();
+        let mut print = Fingerprint::default();
         for (i, c) in consumers.iter().enumerate() {
             let at = |f: &str| format!("consumers[{i}].{f}");
             let err = |field: String, message: String| RegistryError { field, message };
@@ -158,12 +193,17 @@ impl Registry {
                 name: name.clone(),
                 groups: c.groups.clone(),
             });
+            print.add(b"consumer", c.name.as_bytes());
+            for g in &c.groups {
+                print.add(b"group", g.as_bytes());
+            }
             reg.by_name.insert(name, consumer.clone());
             let secret =
                 |s: &Secret, field: String| s.resolve(base).map_err(|message| err(field, message));
             for (j, k) in c.credentials.key_auth.iter().enumerate() {
                 let field = at(&format!("credentials.key-auth[{j}].key"));
                 let key = secret(&k.key, field.clone())?;
+                print.secret(b"key-auth", key.as_bytes());
                 let digest = ring::hmac::sign(&reg.pepper, key.as_bytes());
                 let slot = ("key-auth", digest.as_ref().to_vec());
                 if let Some(other) = reg.by_secret.get(&slot) {
@@ -190,6 +230,8 @@ impl Registry {
                     ));
                 }
                 let password = secret(&b.password, at("password"))?;
+                print.add(b"basic-auth", b.username.as_bytes());
+                print.secret(b"password", password.as_bytes());
                 let cred = Credential {
                     consumer: consumer.clone(),
                     id: b.username.clone(),
@@ -257,6 +299,13 @@ impl Registry {
                         ))
                     }
                 };
+                print.add(b"jwt-auth", t.key.as_bytes());
+                for (k, v) in &attributes {
+                    print.add(k.as_bytes(), v.as_bytes());
+                }
+                if let Some(k) = &mac_key {
+                    print.secret(b"secret", k);
+                }
                 let cred = Credential {
                     consumer: consumer.clone(),
                     id: t.key.clone(),
@@ -267,7 +316,14 @@ impl Registry {
                 reg.insert_by_id("jwt-auth", cred, at("key"))?;
             }
         }
+        reg.fingerprint = print.finish();
         Ok(reg)
+    }
+
+    /// What the consumers are, as one digest (equal for the same consumers, groups and credentials
+    /// within this process; never the secrets themselves).
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
     }
 
     fn insert_by_id(
@@ -551,6 +607,24 @@ mod tests {
                 mac.as_ref()
             )
             .is_none());
+    }
+
+    #[test]
+    fn the_fingerprint_changes_with_any_consumer_group_or_secret() {
+        let print = |yaml: &str| registry(yaml).unwrap().fingerprint();
+        let base = print(CONSUMERS);
+        assert_eq!(base, print(CONSUMERS), "the same section, read twice");
+        for changed in [
+            CONSUMERS.replace("k-bob", "k-bob2"),
+            CONSUMERS.replace("'pa:ss'", "'pa:sS'"),
+            CONSUMERS.replace("[admins, ops]", "[admins]"),
+            CONSUMERS.replace("name: bob", "name: bobby"),
+            CONSUMERS.replace("xxxxx", "xxxxy"),
+            CONSUMERS.replace("ES256", "ES384"),
+        ] {
+            assert_ne!(base, print(&changed), "{changed}");
+        }
+        assert_eq!(Registry::empty().fingerprint(), print("[]"));
     }
 
     #[test]

@@ -354,7 +354,9 @@ impl WasmServices {
                     policy: f.failure,
                 });
             }
-            if let Some(old) = previous.routes.get(&r.name).filter(|old| old.key == key) {
+            let consumers = rt.consumers.fingerprint();
+            let same = |old: &&RouteStages| old.key == key && old.consumers == consumers;
+            if let Some(old) = previous.routes.get(&r.name).filter(same) {
                 report.routes_kept.push(r.name.clone());
                 routes.insert(r.name.clone(), old.clone());
                 continue;
@@ -384,6 +386,7 @@ impl WasmServices {
                 r.name.clone(),
                 RouteStages {
                     key,
+                    consumers,
                     stages: Arc::from(stages),
                 },
             );
@@ -726,6 +729,9 @@ impl PartialEq for StageKey {
 #[derive(Clone)]
 struct RouteStages {
     key: Vec<StageKey>,
+    /// The fingerprint of the consumers the stages were configured with: `init` may have looked
+    /// them up (an `anonymous` or `acl` entry naming one), so stages are made anew when they change.
+    consumers: [u8; 32],
     stages: Arc<[Stage]>,
 }
 

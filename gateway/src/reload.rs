@@ -313,6 +313,11 @@ impl Reloader {
                 .iter()
                 .filter_map(|p| p.path.as_deref().map(at)),
         );
+        // Consumers' secrets kept in files: a rotated key or password takes effect (and a revoked
+        // one stops working) without a manual reload.
+        files.extend(
+            crate::config::consumers::secret_files(&rt.config.consumers).map(|p| at(Path::new(p))),
+        );
         files
     }
 }

@@ -64,6 +64,7 @@ pub struct KeyAuth {
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
     /// The username (unique among `basic-auth` credentials).
+    #[serde(deserialize_with = "text")]
     pub username: String,
     /// The password.
     pub password: Secret,
@@ -75,6 +76,7 @@ pub struct BasicAuth {
 pub struct JwtAuth {
     /// What tokens name it by (the `iss` claim or the `kid` header, as jwt-auth's config says; unique
     /// among `jwt-auth` credentials).
+    #[serde(deserialize_with = "text")]
     pub key: String,
     /// The algorithm tokens must be signed with (`HS256`, `RS256`, `ES256`, `EdDSA`, ...). Default:
     /// `HS256`.
@@ -93,25 +95,82 @@ fn default_jwt_algorithm() -> String {
     "HS256".into()
 }
 
-/// A map, or a list of maps.
+/// The files the secrets of `consumers` are read from (`file:PATH`, as written).
+pub fn secret_files(consumers: &[Consumer]) -> impl Iterator<Item = &str> {
+    consumers.iter().flat_map(|c| {
+        let creds = &c.credentials;
+        let keys = creds.key_auth.iter().map(|k| &k.key);
+        let passwords = creds.basic_auth.iter().map(|b| &b.password);
+        let jwt = creds
+            .jwt_auth
+            .iter()
+            .flat_map(|j| j.secret.iter().chain(j.public_key.iter()));
+        keys.chain(passwords)
+            .chain(jwt)
+            .filter_map(|s| s.0.strip_prefix("file:"))
+    })
+}
+
+/// A map, or a list of maps. Read by what the node is (not by trying both, which would hide the
+/// real error of a map, such as an unknown field, behind a generic one).
 fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany<T> {
-        Many(Vec<T>),
-        One(T),
+    struct OneOrMany<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for OneOrMany<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a credential map or a list of them")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Vec<T>, A::Error> {
+            Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Vec<T>, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(|t| vec![t])
+        }
     }
-    match OneOrMany::deserialize(d) {
-        Ok(OneOrMany::Many(v)) => Ok(v),
-        Ok(OneOrMany::One(t)) => Ok(vec![t]),
-        Err(_) => Err(serde::de::Error::custom(
-            "expected a credential map or a list of them (see the consumers section of the README)",
-        )),
+    d.deserialize_any(OneOrMany(std::marker::PhantomData))
+}
+
+/// A username or key that YAML may have read as a number or boolean (`username: 1234`): its text.
+fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct Text;
+    impl serde::de::Visitor<'_> for Text {
+        type Value = String;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_str<E>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+
+        fn visit_bool<E>(self, v: bool) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+
+        fn visit_i64<E>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+
+        fn visit_u64<E>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<String, E> {
+            // `1e3` or `0.10` would not come back as written: ask for quotes.
+            Err(E::custom(
+                "write this value in quotes (YAML read it as a number)",
+            ))
+        }
     }
+    d.deserialize_any(Text)
 }
 
 /// A secret as written: the value itself, `env:NAME` or `file:PATH`.
@@ -194,7 +253,7 @@ impl Serialize for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
-        String::deserialize(d).map(Secret)
+        text(d).map(Secret)
     }
 }
 
@@ -243,6 +302,36 @@ mod tests {
         assert_eq!(c.credentials.basic_auth.len(), 2);
         let e = serde_yaml_ng::from_str::<Consumer>("name: a\ncredentials:\n  key-auth: k1\n")
             .unwrap_err();
-        assert!(e.to_string().contains("expected a credential map"), "{e}");
+        assert!(e.to_string().contains("a credential map or a list"), "{e}");
+        // A map's own error, not a generic one.
+        let e = serde_yaml_ng::from_str::<Consumer>(
+            "name: a\ncredentials:\n  basic-auth: {username: u, pasword: p}\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown field `pasword`"), "{e}");
+        // Numbers and booleans YAML read as such are their text; a float must be quoted.
+        let c: Consumer = serde_yaml_ng::from_str(
+            "name: a\ncredentials:\n  basic-auth: {username: 1234, password: 123456}\n  key-auth: {key: true}\n",
+        )
+        .unwrap();
+        assert_eq!(c.credentials.basic_auth[0].username, "1234");
+        assert_eq!(
+            *c.credentials.basic_auth[0]
+                .password
+                .resolve(Path::new("."))
+                .unwrap(),
+            "123456"
+        );
+        assert_eq!(
+            *c.credentials.key_auth[0]
+                .key
+                .resolve(Path::new("."))
+                .unwrap(),
+            "true"
+        );
+        let e =
+            serde_yaml_ng::from_str::<Consumer>("name: a\ncredentials:\n  key-auth: {key: 1e3}\n")
+                .unwrap_err();
+        assert!(e.to_string().contains("in quotes"), "{e}");
     }
 }

@@ -245,3 +245,89 @@ async fn a_component_built_for_world_0_1_0_still_loads_and_runs() {
     assert_eq!(hv(&up, "x-world"), "0.1.0");
     assert_eq!(hv(&up, "x-world-route"), "old");
 }
+
+/// A running gateway process: consumers follow reloads (a rotated `file:` key takes effect through the
+/// file watch, a changed section makes the filter stages anew), `/config` sent back with an inline
+/// secret shown as `<redacted>` is refused and changes nothing, and the access log names the consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_follow_reloads_and_rotated_secret_files() {
+    let up = MockUpstream::start("up").await;
+    let key = std::env::temp_dir().join(format!("gw-e2e-rotated-key-{}", std::process::id()));
+    std::fs::write(&key, "k-one\n").unwrap();
+    let yaml = |bob: &str| {
+        format!(
+            "upstreams:\n  - name: up\n    endpoints: [\"{}\"]\n\
+             plugins:\n  - name: kitchen\n    path: {}\n    capabilities: {{consumers: true}}\n\
+             routes:\n  - name: c\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"\"}}]\n\
+             consumers:\n  - name: alice\n    credentials: {{key-auth: {{key: \"file:{}\"}}}}\n\
+             \x20 - name: {bob}\n    credentials: {{key-auth: {{key: k-bob}}}}\n\
+             server:\n  log_format: json\n",
+            up.addr,
+            kitchen().display(),
+            key.display()
+        )
+    };
+    let mut gw = GatewayProcess::start_with_log(&yaml("bob"), "access=info,warn").await;
+    let who = |k: &'static str| {
+        let url = gw.url("/x");
+        let up = &up;
+        async move {
+            let (s, _, body) = get_with(&url, &[("x-test", "consumers"), ("x-auth-key", k)]).await;
+            assert_eq!(s, 200, "{body}");
+            hv(&up.last().headers, "x-consumer-after")
+        }
+    };
+    assert_eq!(who("k-one").await, "alice");
+    assert_eq!(who("k-bob").await, "bob");
+
+    // The key file is rotated: the watch reloads, the new key works and the old one no longer does.
+    std::fs::write(&key, "k-two\n").unwrap();
+    let rotated = eventually(Duration::from_secs(10), || async {
+        who("k-two").await == "alice"
+    })
+    .await;
+    assert!(rotated, "the rotated key was not picked up");
+    assert_eq!(who("k-one").await, "-");
+
+    // /config sent back as shown: bob's inline key reads `<redacted>`, which is refused.
+    let shown = admin_call(gw.admin, "GET", "/config", "").await.2;
+    assert!(!shown.contains("k-bob"), "{shown}");
+    let (s, _, body) = admin_call(gw.admin, "PUT", "/config", &shown).await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("how /config shows a secret"), "{body}");
+    assert_eq!(who("<redacted>").await, "-");
+    assert_eq!(who("k-bob").await, "bob");
+
+    // A reload that changes only the consumers makes the route's filter stages anew.
+    gw.write_config(&yaml("robert"));
+    let (s, _, body) = admin_call(gw.admin, "POST", "/reload", "").await;
+    assert_eq!(s, 200, "{body}");
+    let msg = json(&body)["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        msg.contains("routes with filters: 0 kept, 1 rebuilt"),
+        "{msg}"
+    );
+    assert_eq!(who("k-bob").await, "robert");
+
+    // The access log names the consumer (and `-` for none).
+    gw.signal("TERM");
+    gw.wait_exit(Duration::from_secs(5)).await.expect("exit");
+    let logged = |consumer: &str| {
+        gw.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|v| v["target"] == "access" && v["consumer"] == consumer)
+    };
+    assert!(
+        eventually(Duration::from_secs(2), || async { logged("robert") }).await,
+        "{:#?}",
+        gw.log.lock().unwrap()
+    );
+    assert!(logged("alice") && logged("-"));
+    let _ = std::fs::remove_file(&key);
+}
