@@ -1,5 +1,5 @@
-//! The built-in `key-auth` plugin through the real gateway: consumers whose keys are written inline
-//! or read from a file, and a mock upstream that records what it saw, so every assertion about the
+//! The built-in `key-auth` plugin through the real gateway: consumers whose keys are written inline,
+//! read from a file or from the environment, and a mock upstream that records what it saw, so every assertion about the
 //! key and the consumer headers is about what really reached the upstream.
 
 use crate::harness::*;
@@ -46,10 +46,13 @@ async fn keys_name_consumers_and_everything_else_is_refused() {
     let dir = TempDir::new("key-auth");
     let bob_key = dir.0.join("bob.key");
     std::fs::write(&bob_key, "k-bob-from-file\n").unwrap();
+    // A variable only this test reads (set before the gateway starts, read once when it loads).
+    std::env::set_var("E2E_KEY_AUTH_CAROL_KEY", "k-carol-from-env");
     let consumers = format!(
         "consumers:\n\
          \x20 - name: alice\n    groups: [admins, ops]\n    credentials: {{key-auth: {{key: k-alice}}}}\n\
          \x20 - name: bob\n    credentials: {{key-auth: {{key: \"file:{}\"}}}}\n\
+         \x20 - name: carol\n    credentials: {{key-auth: {{key: env:E2E_KEY_AUTH_CAROL_KEY}}}}\n\
          \x20 - name: guest\n",
         bob_key.display()
     );
@@ -86,7 +89,20 @@ async fn keys_name_consumers_and_everything_else_is_refused() {
     assert!(seen.headers.get("x-consumer-groups").is_none());
     assert!(seen.headers.get("x-anonymous-consumer").is_none());
     assert_eq!(seen.uri, "/plain/items?apikey=k-bob-from-file");
-    assert_eq!(up.hits(), 2);
+    // The key read from the environment; the variable's name is no key.
+    let (s, _, body) = get_with(&gw.url("/plain/items"), &[("apikey", "k-carol-from-env")]).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(hv(&up.last().headers, "x-consumer-username"), "carol");
+    assert_refused(
+        &get_with(
+            &gw.url("/plain/items"),
+            &[("apikey", "env:E2E_KEY_AUTH_CAROL_KEY")],
+        )
+        .await,
+        "invalid_credentials",
+        "gateway",
+    );
+    assert_eq!(up.hits(), 3);
 
     // Missing, unknown, duplicated: 401s with the challenge, and the upstream is not called.
     assert_refused(
@@ -117,7 +133,7 @@ async fn keys_name_consumers_and_everything_else_is_refused() {
         "invalid_credentials",
         "gateway",
     );
-    assert_eq!(up.hits(), 2);
+    assert_eq!(up.hits(), 3);
 
     // hide_credentials: the key never reaches the upstream, from a header, the query or a cookie.
     let (s, _, body) = get_with(
@@ -151,7 +167,7 @@ async fn keys_name_consumers_and_everything_else_is_refused() {
         "missing_credentials",
         "hidden API",
     );
-    assert_eq!(up.hits(), 5);
+    assert_eq!(up.hits(), 6);
 
     // anonymous: no key, or a wrong one, goes on as guest, without the key it carried.
     let (s, _, body) = get_with(&gw.url("/anon/items"), &[("x-consumer-username", "alice")]).await;
@@ -171,13 +187,13 @@ async fn keys_name_consumers_and_everything_else_is_refused() {
     assert_eq!(hv(&seen.headers, "x-consumer-username"), "alice");
     assert!(seen.headers.get("x-anonymous-consumer").is_none());
     assert!(seen.headers.get("apikey").is_none());
-    assert_eq!(up.hits(), 8);
+    assert_eq!(up.hits(), 9);
 
     let m = gw.metrics().await;
     let series = |outcome: &str| format!(r#"plugin_key_auth_{outcome}_total{{plugin="key-auth"}}"#);
-    assert_eq!(metric(&m, &series("authenticated")), Some(6.0), "{m}");
+    assert_eq!(metric(&m, &series("authenticated")), Some(7.0), "{m}");
     assert_eq!(metric(&m, &series("anonymous")), Some(2.0), "{m}");
-    assert_eq!(metric(&m, &series("refused")), Some(6.0), "{m}");
+    assert_eq!(metric(&m, &series("refused")), Some(7.0), "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
