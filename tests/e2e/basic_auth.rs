@@ -245,6 +245,47 @@ async fn with_anonymous_key_auth_and_basic_auth_are_alternatives() {
     assert_eq!(up.last().uri, "/x");
 }
 
+/// Each with an anonymous consumer of its own (key-auth's `guest`, basic-auth's `public`), the two
+/// are still alternatives: a request key-auth let on as `guest` is anonymous to basic-auth too (by
+/// `x-anonymous-consumer`, not by the name), so basic-auth checks its password, and acl after them
+/// decides about the consumer the upstream is told about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_plugins_anonymous_consumer_does_not_skip_a_good_password() {
+    let up = MockUpstream::start("up").await;
+    let consumers = format!("{CONSUMERS}\x20 - name: guest\n    groups: [visitors]\n");
+    let config = GatewayConfig::new()
+        .upstream(Upstream::new("up").endpoint(up.addr))
+        .route(Route::new("api").upstream("up").lines(
+            "    filters:\n\
+             \x20     - plugin: key-auth\n        config: {anonymous: guest}\n\
+             \x20     - plugin: basic-auth\n        config: {anonymous: public}\n\
+             \x20     - plugin: acl\n        config: {allow: [staff, bob]}\n",
+        ))
+        .raw(&consumers)
+        .yaml();
+    let gw = TestGateway::start(&config).await;
+
+    // No key: guest to key-auth; alice's password makes it alice, whom acl lets in.
+    let (s, _, body) = get_with(
+        &gw.url("/x"),
+        &[("authorization", &basic("alice:open:sesame"))],
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let seen = up.last();
+    assert_eq!(values(&seen.headers, "x-consumer-username"), ["alice"]);
+    assert_eq!(hv(&seen.headers, "x-consumer-groups"), "staff");
+    assert!(seen.headers.get("x-anonymous-consumer").is_none());
+    // Bob's key: basic-auth leaves him as he is.
+    let (s, _, body) = get_with(&gw.url("/x"), &[("apikey", "k-bob")]).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(values(&up.last().headers, "x-consumer-username"), ["bob"]);
+    // Neither: basic-auth's anonymous consumer, whom acl does not let in.
+    let (s, _, body) = get(&gw.url("/x")).await;
+    assert_eq!(s, 403, "{body}");
+    assert_eq!(up.hits(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_realm_is_reported_at_its_line() {
     let config = GatewayConfig::new()

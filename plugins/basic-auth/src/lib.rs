@@ -23,7 +23,7 @@ mod credentials;
 use config::BasicAuth;
 use credentials::{identify, is_basic, Refusal, HEADERS};
 use gateway_plugin_sdk::consumers;
-use gateway_plugin_sdk::{export_filter, log, metrics, Action, Error, Filter, Request};
+use gateway_plugin_sdk::{export_filter, log, metrics, Action, Filter, Request};
 
 /// The credential kind of the gateway's `consumers:` that holds usernames and passwords.
 const KIND: &str = "basic-auth";
@@ -48,7 +48,7 @@ impl BasicAuthFilter {
             for (header, values) in HEADERS.iter().zip(values) {
                 if values.iter().any(|v| is_basic(v)) {
                     if let Err(e) = req.remove_header(header) {
-                        return Self::failed(id, "cannot remove the credentials", e);
+                        return Self::failed(id, &format!("cannot remove the credentials: {e}"));
                     }
                 }
             }
@@ -56,17 +56,11 @@ impl BasicAuthFilter {
         Action::Continue
     }
 
-    /// A 500 for a request the plugin could not handle (a host call refused), logged.
-    fn failed(id: &str, what: &str, e: Error) -> Action {
-        log::error(&format!("basic-auth: request {id}: {what}: {e}"));
+    /// A 500 for a request the plugin could not handle (a host call refused, no config), logged.
+    fn failed(id: &str, why: &str) -> Action {
+        log::error(&format!("basic-auth: request {id}: {why}"));
         count("failed");
-        plugin_auth::refuse(
-            500,
-            "internal_error",
-            "The request could not be authenticated",
-            id,
-            Vec::new(),
-        )
+        plugin_auth::internal_error(id)
     }
 }
 
@@ -77,15 +71,16 @@ impl Filter for BasicAuthFilter {
     }
 
     fn on_request(&mut self, req: &Request) -> Action {
+        let id = plugin_auth::request_id(req);
         let Some(auth) = &self.auth else {
-            return Action::Continue;
+            // Never expected (the gateway calls `init` first); auth fails closed.
+            return Self::failed(&id, "no config");
         };
         let values = HEADERS.map(|h| req.header_all(h));
-        let id = plugin_auth::request_id(req);
 
         // With `anonymous`, auth plugins are alternatives (Kong's "logical OR"): a request an
         // earlier one authenticated as a real consumer is left as it is.
-        if plugin_auth::authenticated_by_another(auth.anonymous.as_deref()) {
+        if plugin_auth::authenticated_earlier(req, auth.anonymous.is_some()) {
             return Self::go_on(auth, req, &values, &id);
         }
 
@@ -94,7 +89,7 @@ impl Filter for BasicAuthFilter {
         }) {
             Ok((consumer, username)) => {
                 if let Err(e) = plugin_auth::authenticate(req, &consumer, Some(&username), false) {
-                    return Self::failed(&id, "cannot authenticate the request", e);
+                    return Self::failed(&id, &format!("cannot authenticate the request: {e}"));
                 }
                 count("authenticated");
                 if log::debug_enabled() {

@@ -322,7 +322,7 @@ impl Filter for JwtAuthFilter {
                     ));
                     Failure::Internal
                 })
-        } else if plugin_auth::authenticated_by_another(auth.anonymous.as_deref()) {
+        } else if plugin_auth::authenticated_earlier(req, auth.anonymous.is_some()) {
             // With `anonymous`, auth plugins are alternatives (Kong's "logical OR"): a request an
             // earlier one authenticated as a real consumer goes on as it is.
             Ok(None)

@@ -75,21 +75,15 @@ impl KeyAuthFilter {
     fn go_on(auth: &KeyAuth, req: &Request, incoming: &Incoming, id: &str) -> Action {
         match Self::hide(auth, req, incoming) {
             Ok(()) => Action::Continue,
-            Err(e) => Self::failed(id, "cannot remove the key from the request", e),
+            Err(e) => Self::failed(id, &format!("cannot remove the key from the request: {e}")),
         }
     }
 
-    /// A 500 for a request the plugin could not handle (a host call refused), logged.
-    fn failed(id: &str, what: &str, e: Error) -> Action {
-        log::error(&format!("key-auth: request {id}: {what}: {e}"));
+    /// A 500 for a request the plugin could not handle (a host call refused, no config), logged.
+    fn failed(id: &str, why: &str) -> Action {
+        log::error(&format!("key-auth: request {id}: {why}"));
         count("failed");
-        plugin_auth::refuse(
-            500,
-            "internal_error",
-            "The request could not be authenticated",
-            id,
-            Vec::new(),
-        )
+        plugin_auth::internal_error(id)
     }
 
     /// Who the request is: the consumer holding the key it carries (and where the key was, for
@@ -125,8 +119,10 @@ impl Filter for KeyAuthFilter {
     }
 
     fn on_request(&mut self, req: &Request) -> Action {
+        let id = plugin_auth::request_id(req);
         let Some(auth) = &self.auth else {
-            return Action::Continue;
+            // Never expected (the gateway calls `init` first); auth fails closed.
+            return Self::failed(&id, "no config");
         };
         let (method, headers, query) = (req.method(), req.headers(), req.query());
         let incoming = Incoming {
@@ -134,24 +130,24 @@ impl Filter for KeyAuthFilter {
             headers: &headers,
             query: query.as_deref(),
         };
-        let id = plugin_auth::request_id(req);
 
         if !auth.run_on_preflight && is_preflight(&incoming) {
-            // Not authenticated, so the client's consumer headers must not reach the upstream.
-            if let Err(e) = plugin_auth::strip_consumer_headers(req) {
-                return Self::failed(&id, "cannot remove the consumer headers", e);
+            // Not authenticated here: the client's consumer headers must not reach the upstream
+            // (an earlier auth plugin's stay).
+            if let Err(e) = plugin_auth::no_consumer(req) {
+                return Self::failed(&id, &format!("cannot remove the consumer headers: {e}"));
             }
             count("preflight");
             return Self::go_on(auth, req, &incoming, &id);
         }
-        if plugin_auth::authenticated_by_another(auth.anonymous.as_deref()) {
+        if plugin_auth::authenticated_earlier(req, auth.anonymous.is_some()) {
             return Self::go_on(auth, req, &incoming, &id);
         }
 
         match Self::consumer(auth, &incoming) {
             Ok((consumer, found_in)) => {
                 if let Err(e) = plugin_auth::authenticate(req, &consumer, None, false) {
-                    return Self::failed(&id, "cannot authenticate the request", e);
+                    return Self::failed(&id, &format!("cannot authenticate the request: {e}"));
                 }
                 count("authenticated");
                 if log::debug_enabled() {

@@ -8,21 +8,32 @@
 //!   also in `x-request-id` ([`refuse`]);
 //! - an authenticated request carries who it is to the upstream in the headers Kong uses
 //!   (`x-consumer-username`, `x-consumer-groups`, `x-credential-identifier`, `x-anonymous-consumer`),
-//!   and whatever the client wrote in those headers is removed first, so a client cannot claim to be
-//!   someone ([`authenticate`], [`strip_consumer_headers`]);
+//!   and whatever the client wrote in those and Kong's other consumer headers is removed first, so a
+//!   client cannot claim to be someone ([`authenticate`], [`strip_consumer_headers`]);
 //! - the `anonymous` option names a configured consumer that a request without valid credentials is
-//!   let through as ([`anonymous`]).
+//!   let through as ([`anonymous`]);
+//! - with `anonymous`, auth plugins are alternatives: one leaves alone a request that an earlier one
+//!   authenticated as a real consumer ([`authenticated_earlier`]);
+//! - a request that goes on without this plugin naming a consumer keeps the consumer an earlier
+//!   plugin gave it ([`no_consumer`]).
 
 use gateway_plugin_sdk::consumers::{self, Consumer};
 use gateway_plugin_sdk::{facts, Action, Error, Request};
 
-/// The headers that tell the upstream who the request is authenticated as. A client's own values are
-/// removed before any are set.
-pub const CONSUMER_HEADERS: [&str; 4] = [
+/// The header that marks a request as the anonymous consumer's (`true`).
+pub const ANONYMOUS_HEADER: &str = "x-anonymous-consumer";
+
+/// The headers that tell the upstream who the request is authenticated as: the four the plugins
+/// write, and Kong's `x-consumer-id` and `x-consumer-custom-id`, which they never write but an
+/// upstream made for Kong may trust. A client's own values of all of them are removed before any
+/// are set.
+pub const CONSUMER_HEADERS: [&str; 6] = [
     "x-consumer-username",
     "x-consumer-groups",
     "x-credential-identifier",
-    "x-anonymous-consumer",
+    ANONYMOUS_HEADER,
+    "x-consumer-id",
+    "x-consumer-custom-id",
 ];
 
 /// The request's id: the one the gateway logs and writes into its own error bodies
@@ -60,6 +71,23 @@ pub fn refuse(
     }
 }
 
+/// The `error` code of a 500: the plugin could not handle the request.
+pub const INTERNAL_ERROR: &str = "internal_error";
+
+/// A 500 `internal_error` for a request an auth plugin could not handle: a host call it needs was
+/// refused (a header edit, authenticating the consumer), or it has no config (never expected: the
+/// gateway calls `init` first). Auth fails closed: such a request never reaches the upstream, and
+/// never goes on as it came. The caller logs why, at error.
+pub fn internal_error(request_id: &str) -> Action {
+    refuse(
+        500,
+        INTERNAL_ERROR,
+        "the request could not be authenticated",
+        request_id,
+        Vec::new(),
+    )
+}
+
 /// Removes the consumer headers ([`CONSUMER_HEADERS`]) from the request.
 pub fn strip_consumer_headers(req: &Request) -> Result<(), Error> {
     for name in CONSUMER_HEADERS {
@@ -89,7 +117,7 @@ pub fn authenticate(
         req.set_header("x-credential-identifier", id)?;
     }
     if anonymous {
-        req.set_header("x-anonymous-consumer", "true")?;
+        req.set_header(ANONYMOUS_HEADER, "true")?;
     }
     Ok(())
 }
@@ -106,11 +134,40 @@ pub fn anonymous(config: &plugin_config::Fields) -> Result<Option<String>, Strin
     Ok(Some(name.to_owned()))
 }
 
-/// Whether, with an `anonymous` consumer configured, an earlier filter already authenticated the
-/// request as a real consumer: then the auth plugins are alternatives (Kong's "logical OR") and this
-/// one leaves the request as it is. Without `anonymous`, every auth plugin on the route decides.
-pub fn authenticated_by_another(anonymous: Option<&str>) -> bool {
-    anonymous.is_some_and(|a| consumers::current().is_some_and(|c| c.name != a))
+/// Whether, with an `anonymous` consumer configured (`has_anonymous`), an earlier filter already
+/// authenticated the request as a real consumer: then the auth plugins are alternatives (Kong's
+/// "logical OR") and this one leaves the request as it is. Without `anonymous`, every auth plugin
+/// on the route decides ("logical AND").
+///
+/// A real consumer is any consumer but an anonymous one, whichever plugin's anonymous consumer that
+/// is: a request counts as authenticated by another when the gateway has a consumer for it and it
+/// does not carry `x-anonymous-consumer: true`. That header is trustworthy here: the plugin that
+/// authenticated the request removed the client's value and set it only for its anonymous consumer
+/// ([`authenticate`]).
+pub fn authenticated_earlier(req: &Request, has_anonymous: bool) -> bool {
+    has_anonymous
+        && is_real_consumer(
+            consumers::current().as_ref(),
+            &req.header_all(ANONYMOUS_HEADER),
+        )
+}
+
+/// Whether `current` (the gateway's consumer for a request whose `x-anonymous-consumer` values are
+/// `anonymous_marks`) is a consumer authenticated by credentials.
+fn is_real_consumer(current: Option<&Consumer>, anonymous_marks: &[String]) -> bool {
+    current.is_some() && !anonymous_marks.iter().any(|v| v.trim() == "true")
+}
+
+/// For a request that goes on without this plugin naming a consumer (a valid token of nobody in
+/// `consumers:`, a preflight let through): when no filter has authenticated it yet, the consumer
+/// headers are the client's and are removed; when one has, its consumer and headers stay as they
+/// are, so that later filters (`acl`), which read the gateway's consumer, and the upstream, which
+/// reads the headers, agree about who the request is.
+pub fn no_consumer(req: &Request) -> Result<(), Error> {
+    match consumers::current() {
+        None => strip_consumer_headers(req),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Lets the request go on as the anonymous consumer `name`, when the config names one; otherwise
@@ -122,5 +179,69 @@ pub fn anonymous_or(req: &Request, name: Option<&str>, refusal: Action) -> Actio
     match authenticate(req, &consumer, None, true) {
         Ok(()) => Action::Continue,
         Err(_) => refusal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consumer(name: &str) -> Consumer {
+        Consumer {
+            name: name.into(),
+            groups: Vec::new(),
+        }
+    }
+
+    fn marks(values: &[&str]) -> Vec<String> {
+        values.iter().map(|v| v.to_string()).collect()
+    }
+
+    #[test]
+    fn a_real_consumer_is_any_consumer_not_marked_anonymous() {
+        let alice = consumer("alice");
+        assert!(is_real_consumer(Some(&alice), &[]));
+        assert!(!is_real_consumer(None, &[]));
+        // Whichever plugin's anonymous consumer it is, by the mark, not by its name: key-auth's
+        // `guest` is anonymous to a jwt-auth whose own anonymous consumer is `public`.
+        let guest = consumer("guest");
+        assert!(!is_real_consumer(Some(&guest), &marks(&["true"])));
+        assert!(!is_real_consumer(Some(&guest), &marks(&["false", " true"])));
+        assert!(is_real_consumer(Some(&guest), &marks(&["false"])));
+        // A client's mark without a consumer authenticates nobody.
+        assert!(!is_real_consumer(None, &marks(&["false"])));
+    }
+
+    #[test]
+    fn an_internal_error_is_a_500_that_never_goes_on() {
+        let Action::Respond {
+            status,
+            headers,
+            body,
+        } = internal_error("req-7")
+        else {
+            panic!("an internal error must answer the request");
+        };
+        assert_eq!(status, 500);
+        assert!(headers.contains(&("x-request-id".into(), "req-7".into())));
+        assert!(!headers.iter().any(|(h, _)| h == "www-authenticate"));
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            "{\"error\":\"internal_error\",\"message\":\"the request could not be authenticated\",\"request_id\":\"req-7\"}\n"
+        );
+    }
+
+    #[test]
+    fn kongs_identity_headers_are_consumer_headers() {
+        for h in [
+            "x-consumer-id",
+            "x-consumer-custom-id",
+            "x-consumer-username",
+            "x-consumer-groups",
+            "x-credential-identifier",
+            "x-anonymous-consumer",
+        ] {
+            assert!(CONSUMER_HEADERS.contains(&h), "{h}");
+        }
     }
 }
