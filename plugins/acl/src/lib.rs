@@ -33,11 +33,32 @@ fn count(outcome: &str) {
     let _ = metrics::counter_add(&format!("acl_{outcome}"), 1);
 }
 
-/// Logs a failed header edit (not expected: the name is fixed and the values are the consumer's).
-fn edited(r: Result<(), gateway_plugin_sdk::Error>) {
-    if let Err(e) = r {
-        log::warn(&format!("acl: cannot change x-consumer-groups: {e}"));
+/// A 500 for a request acl could not handle (a header edit refused, no config; neither expected),
+/// logged. It fails closed: the request does not go on with groups acl could not set right.
+fn failed(id: &str, why: &str) -> Action {
+    log::error(&format!("acl: request {id}: {why}"));
+    count("failed");
+    plugin_auth::refuse(
+        500,
+        plugin_auth::INTERNAL_ERROR,
+        "the request could not be authorized",
+        id,
+        Vec::new(),
+    )
+}
+
+/// Tells the upstream the consumer's groups as the gateway knows them, whoever wrote the header
+/// before (a client, or an auth plugin that does not write it); none with `hide_groups_header`.
+fn set_groups(
+    acl: &Acl,
+    req: &Request,
+    consumer: &consumers::Consumer,
+) -> Result<(), gateway_plugin_sdk::Error> {
+    req.remove_header(GROUPS_HEADER)?;
+    if !acl.hide_groups_header && !consumer.groups.is_empty() {
+        req.set_header(GROUPS_HEADER, &consumer.groups.join(", "))?;
     }
+    Ok(())
 }
 
 impl Filter for AclFilter {
@@ -56,19 +77,18 @@ impl Filter for AclFilter {
 
     fn on_request(&mut self, req: &Request) -> Action {
         let Some(acl) = &self.acl else {
-            return Action::Continue;
+            // Never expected (the gateway calls `init` first); access control fails closed.
+            return failed(&plugin_auth::request_id(req), "no config");
         };
         let consumer = consumers::current();
         let verdict = acl.verdict(consumer.as_ref());
         let why = match (&verdict, &consumer) {
             (Verdict::Allow, Some(c)) => {
-                count("allowed");
-                // The upstream learns the groups as the gateway knows them, whoever wrote the
-                // header before (a client, or an auth plugin that does not write it).
-                edited(req.remove_header(GROUPS_HEADER));
-                if !acl.hide_groups_header && !c.groups.is_empty() {
-                    edited(req.set_header(GROUPS_HEADER, &c.groups.join(", ")));
+                if let Err(e) = set_groups(acl, req, c) {
+                    let id = plugin_auth::request_id(req);
+                    return failed(&id, &format!("cannot change {GROUPS_HEADER}: {e}"));
                 }
+                count("allowed");
                 return Action::Continue;
             }
             (Verdict::Denied(e), Some(c)) => {
