@@ -33,13 +33,21 @@ use introspect::{Answer, Claims, Refusal};
 use token::Bearer;
 
 /// The headers that tell the upstream about the token (Kong's), with the answer's field each
-/// comes from. A client's own values are always removed.
+/// comes from.
 const CREDENTIAL_HEADERS: [(&str, &str); 4] = [
     ("x-credential-sub", "sub"),
     ("x-credential-client-id", "client_id"),
     ("x-credential-username", "username"),
     ("x-credential-scope", "scope"),
 ];
+
+/// The prefix of the headers that tell an upstream about a token. Kong's plugin writes more of them
+/// than this one does (`x-credential-aud`, `-iss`, `-exp`, `-iat`, `-nbf`, `-jti`,
+/// `-token-type`, ...), and an upstream made for Kong may trust any of them, so a client's own
+/// header of this prefix is removed from every request, whatever the outcome: the upstream gets
+/// only those this plugin writes from the server's answer. `x-credential-identifier` is left to
+/// the consumer headers' rules (`plugin_auth`): an earlier auth plugin may have written it.
+const CREDENTIAL_PREFIX: &str = "x-credential-";
 
 #[derive(Default)]
 struct IntrospectionFilter {
@@ -53,11 +61,29 @@ fn count(outcome: &str) {
     let _ = metrics::counter_add(&format!("oauth2_introspection_{outcome}"), 1);
 }
 
-/// Logs a failed header edit.
-fn edited(r: Result<(), gateway_plugin_sdk::Error>, what: &str) {
-    if let Err(e) = r {
-        log::warn(&format!("oauth2-introspection: cannot change {what}: {e}"));
-    }
+/// A 500 for a request the plugin could not handle (a header edit or authentication refused, no
+/// config), logged. Auth fails closed: the request does not go on with a token or a forged header
+/// the plugin could not take out, or without the headers it should carry.
+fn failed(id: &str, why: &str) -> Action {
+    log::error(&format!("oauth2-introspection: request {id}: {why}"));
+    count("failed");
+    plugin_auth::internal_error(id)
+}
+
+/// The names of the request's headers that are a client's own credential headers (of
+/// [`CREDENTIAL_PREFIX`], but not the consumer headers), each once, lower case.
+fn forged_credential_headers(headers: &[(String, String)]) -> Vec<String> {
+    let mut names: Vec<String> = headers
+        .iter()
+        .map(|(name, _)| name.to_ascii_lowercase())
+        .filter(|name| {
+            name.starts_with(CREDENTIAL_PREFIX)
+                && !plugin_auth::CONSUMER_HEADERS.contains(&name.as_str())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The server's answer about `token`: from the cache, or asked and then cached when active.
@@ -82,39 +108,33 @@ fn answer(
     Ok(answer)
 }
 
-/// The request goes on with a valid token: the `x-credential-*` headers, the consumer
-/// (`consumer_by`), and without the token (`hide_credentials`).
-fn grant(policy: &Introspection, req: &Request, claims: &Claims, id: &str) -> Action {
-    edited(
-        plugin_auth::strip_consumer_headers(req),
-        "the consumer headers",
-    );
+/// The request goes on with a valid token: as the consumer `consumer_by` names (or, naming nobody,
+/// as whoever an earlier auth plugin made it: `plugin_auth::no_consumer`), with the
+/// `x-credential-*` headers, and without the token (`hide_credentials`).
+fn grant(policy: &Introspection, req: &Request, claims: &Claims) -> Result<(), String> {
+    let named = policy.consumer_by.field().and_then(|f| claims.get(f));
+    match named.and_then(consumers::get) {
+        Some(consumer) => plugin_auth::authenticate(req, &consumer, named, false)
+            .map_err(|e| format!("cannot authenticate as `{}`: {e}", consumer.name))?,
+        None => plugin_auth::no_consumer(req)
+            .map_err(|e| format!("cannot remove the consumer headers: {e}"))?,
+    }
     for (header, field) in CREDENTIAL_HEADERS {
         if let Some(v) = claims.get(field) {
-            edited(req.set_header(header, v), header);
+            req.set_header(header, v)
+                .map_err(|e| format!("cannot set {header}: {e}"))?;
         }
     }
-    let named = policy.consumer_by.field().and_then(|f| claims.get(f));
-    if let Some(consumer) = named.and_then(consumers::get) {
-        if let Err(e) = plugin_auth::authenticate(req, &consumer, named, false) {
-            log::error(&format!(
-                "oauth2-introspection: request {id}: cannot authenticate as `{}`: {e}",
-                consumer.name
-            ));
-            return plugin_auth::refuse(
-                500,
-                "internal_error",
-                "the request could not be authenticated",
-                id,
-                Vec::new(),
-            );
-        }
-    }
+    hide(policy, req)
+}
+
+/// Takes the client's `authorization` header out of the request (`hide_credentials`).
+fn hide(policy: &Introspection, req: &Request) -> Result<(), String> {
     if policy.hide_credentials {
-        edited(req.remove_header("authorization"), "authorization");
+        req.remove_header("authorization")
+            .map_err(|e| format!("cannot remove the token: {e}"))?;
     }
-    count("allowed");
-    Action::Continue
+    Ok(())
 }
 
 /// The request does not go on with its token: `refusal`, or the anonymous consumer when the
@@ -129,15 +149,15 @@ fn refuse(policy: &Introspection, req: &Request, refusal: Refusal, id: &str) -> 
         return answer;
     }
     let action = plugin_auth::anonymous_or(req, policy.anonymous.as_deref(), answer);
-    if action == Action::Continue {
-        count("anonymous");
-        if policy.hide_credentials {
-            edited(req.remove_header("authorization"), "authorization");
-        }
-    } else {
+    if action != Action::Continue {
         count("unauthenticated");
+        return action;
     }
-    action
+    if let Err(why) = hide(policy, req) {
+        return failed(id, &why);
+    }
+    count("anonymous");
+    Action::Continue
 }
 
 impl Filter for IntrospectionFilter {
@@ -151,17 +171,20 @@ impl Filter for IntrospectionFilter {
     }
 
     fn on_request(&mut self, req: &Request) -> Action {
+        let id = plugin_auth::request_id(req);
         let Some(policy) = &self.policy else {
-            return Action::Continue;
+            // Never expected (the gateway calls `init` first); auth fails closed.
+            return failed(&id, "no config");
         };
         // Whatever the outcome, the upstream never gets a client's own credential headers.
-        for (header, _) in CREDENTIAL_HEADERS {
-            edited(req.remove_header(header), header);
+        for header in forged_credential_headers(&req.headers()) {
+            if let Err(e) = req.remove_header(&header) {
+                return failed(&id, &format!("cannot remove {header}: {e}"));
+            }
         }
-        if plugin_auth::authenticated_by_another(policy.anonymous.as_deref()) {
+        if plugin_auth::authenticated_earlier(req, policy.anonymous.is_some()) {
             return Action::Continue;
         }
-        let id = plugin_auth::request_id(req);
         let values = req.header_all("authorization");
         let token = match token::bearer(&values) {
             Bearer::Token(token) => token,
@@ -187,10 +210,46 @@ impl Filter for IntrospectionFilter {
             }
         };
         match policy.check(&answer, now_ms / 1000) {
-            Ok(claims) => grant(policy, req, claims, &id),
+            Ok(claims) => match grant(policy, req, claims) {
+                Ok(()) => {
+                    count("allowed");
+                    Action::Continue
+                }
+                Err(why) => failed(&id, &why),
+            },
             Err(r) => refuse(policy, req, r, &id),
         }
     }
 }
 
 export_filter!(IntrospectionFilter);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_credential_header_of_a_client_is_forged_but_the_consumers() {
+        let headers: Vec<(String, String)> = [
+            ("X-Credential-Aud", "api"),
+            ("x-credential-sub", "root"),
+            ("x-credential-token-type", "access_token"),
+            ("x-credential-sub", "admin"),
+            ("x-credential-identifier", "alice"),
+            ("x-credentials", "kept"),
+            ("authorization", "Bearer t"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(
+            forged_credential_headers(&headers),
+            [
+                "x-credential-aud",
+                "x-credential-sub",
+                "x-credential-token-type"
+            ]
+        );
+        assert!(forged_credential_headers(&[]).is_empty());
+    }
+}
