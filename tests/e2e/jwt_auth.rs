@@ -641,3 +641,35 @@ async fn an_unreachable_jwks_without_a_cached_copy_is_a_503() {
     let series = r#"plugin_jwt_auth_jwks_fetch_failures_total{plugin="jwt-auth"}"#;
     assert_eq!(metric(&gw.metrics().await, series), Some(1.0));
 }
+
+/// A JWKS copy that cannot be fetched again serves for `max_stale` past its `cache_ttl`, then no
+/// more: keys the identity provider revoked do not verify tokens forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_that_cannot_be_refreshed_is_used_for_max_stale_then_is_a_503() {
+    let keys = Keys::new();
+    let up = MockUpstream::start("up").await;
+    let idp = Idp::start(keys.jwks(&["ed"])).await;
+    let config = json!({"jwks": {"upstream": "idp", "cache_ttl": 1, "max_stale": 1, "min_refresh_interval": 1}});
+    let gw = gateway(None, &up, &idp, vec![route("api", config)], "").await;
+    let token = keys.token("EdDSA", Some("ed"), &json!({"sub": "ann"}));
+    let call =
+        || async { get_with(&gw.url("/api/x"), &[("authorization", &bearer(&token))]).await };
+    let fetched = Instant::now();
+    assert_eq!(call().await.0, 200);
+    assert_eq!(idp.hits(), 1);
+    // From now on the provider answers with something that is no JWKS.
+    idp.serve("<html>maintenance</html>".into());
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // Expired, the refresh fails: the copy still serves (1.3 s old, under cache_ttl + max_stale).
+    let (s, _, body) = call().await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(idp.hits(), 2);
+    tokio::time::sleep(Duration::from_millis(2300).saturating_sub(fetched.elapsed())).await;
+    // Past cache_ttl + max_stale: no keys, a 503, not the old ones.
+    let (s, _, body) = call().await;
+    assert_eq!(
+        (s, json(&body)["error"].as_str()),
+        (503, Some("jwks_unavailable")),
+        "{body}"
+    );
+}

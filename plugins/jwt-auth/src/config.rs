@@ -25,6 +25,10 @@ pub const DEFAULT_CACHE_TTL: u64 = 300;
 pub const DEFAULT_MIN_REFRESH_INTERVAL: u64 = 10;
 /// `jwks.timeout_ms` when the config does not set it.
 pub const DEFAULT_JWKS_TIMEOUT_MS: u64 = 3000;
+/// `jwks.max_stale` when the config does not set it: this many times `cache_ttl`.
+pub const DEFAULT_MAX_STALE_TTLS: u64 = 4;
+/// The most `jwks.max_stale` may be, in seconds (a week).
+pub const MAX_MAX_STALE: u64 = 7 * 86_400;
 /// The most `clock_skew` may be, in seconds.
 pub const MAX_CLOCK_SKEW: u64 = 600;
 
@@ -324,6 +328,7 @@ fn jwks(v: &Value) -> Result<Jwks, String> {
             "path",
             "cache_ttl",
             "min_refresh_interval",
+            "max_stale",
             "timeout_ms",
         ],
     )?;
@@ -366,6 +371,13 @@ fn jwks(v: &Value) -> Result<Jwks, String> {
         1..=3_600,
         "seconds",
     )?;
+    let max_stale = number(
+        m,
+        "jwks.max_stale",
+        DEFAULT_MAX_STALE_TTLS * cache_ttl,
+        0..=MAX_MAX_STALE,
+        "seconds",
+    )?;
     let timeout_ms = number(
         m,
         "jwks.timeout_ms",
@@ -379,6 +391,7 @@ fn jwks(v: &Value) -> Result<Jwks, String> {
         timing: Timing {
             cache_ttl_ms: cache_ttl * 1000,
             min_refresh_ms: min_refresh * 1000,
+            max_stale_ms: max_stale * 1000,
         },
         timeout_ms: timeout_ms as u32,
     })
@@ -459,7 +472,7 @@ mod tests {
                 {"algorithm": "RS256", "public_key": RSA_PUB},
                 {"kid": "ed", "algorithm": "EdDSA", "public_key": ED25519_PUB},
             ],
-            "jwks": {"upstream": "idp", "path": "/keys?v=2", "cache_ttl": 60, "min_refresh_interval": 5, "timeout_ms": 500},
+            "jwks": {"upstream": "idp", "path": "/keys?v=2", "cache_ttl": 60, "min_refresh_interval": 5, "max_stale": 30, "timeout_ms": 500},
             "key_claim_name": "kid_claim",
             "header_names": ["Authorization", "X-Token"],
             "uri_param_names": ["token"],
@@ -488,7 +501,8 @@ mod tests {
             j.timing,
             Timing {
                 cache_ttl_ms: 60_000,
-                min_refresh_ms: 5_000
+                min_refresh_ms: 5_000,
+                max_stale_ms: 30_000,
             }
         );
         assert_eq!(c.key_claim_name, "kid_claim");
@@ -524,7 +538,19 @@ mod tests {
         assert_eq!(j.path, "/.well-known/jwks.json");
         assert_eq!(j.timing.cache_ttl_ms, 300_000);
         assert_eq!(j.timing.min_refresh_ms, 10_000);
+        assert_eq!(j.timing.max_stale_ms, 1_200_000);
         assert_eq!(j.timeout_ms, 3000);
+        // max_stale follows cache_ttl unless set; 0 never uses an expired copy.
+        let stale = |jwks: Value| {
+            parse_json(json!({ "jwks": jwks }))
+                .unwrap()
+                .jwks
+                .unwrap()
+                .timing
+                .max_stale_ms
+        };
+        assert_eq!(stale(json!({"upstream": "idp", "cache_ttl": 10})), 40_000);
+        assert_eq!(stale(json!({"upstream": "idp", "max_stale": 0})), 0);
     }
 
     #[test]
@@ -626,6 +652,10 @@ mod tests {
             (
                 json!({"clock_skew": 601}),
                 "clock_skew: expected 0 to 600 seconds",
+            ),
+            (
+                json!({"jwks": {"upstream": "idp", "max_stale": 604801}}),
+                "jwks.max_stale: expected 0 to 604800 seconds",
             ),
             (
                 json!({"maximum_expiration": true}),

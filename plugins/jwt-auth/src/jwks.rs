@@ -1,7 +1,9 @@
 //! The JWKS: reading a key set (RFC 7517 section 5), and the instance's cache of it, which decides
 //! when to fetch again: when there is none yet, when it is older than `cache_ttl`, and when a token
 //! names a key it does not have. Fetches are never closer together than `min_refresh_interval`,
-//! whatever tokens come, so random `kid`s cannot make the gateway hammer the identity provider.
+//! whatever tokens come, so random `kid`s cannot make the gateway hammer the identity provider. A
+//! copy that cannot be fetched again is used for `max_stale` past its `cache_ttl`, and then no more:
+//! keys the provider has revoked do not verify tokens forever.
 //!
 //! The cache lives in the instance's memory: a warm reused instance fetches once per `cache_ttl`; a
 //! fresh instance per request starts empty and fetches on every request that needs the JWKS.
@@ -64,6 +66,9 @@ pub struct Timing {
     pub cache_ttl_ms: u64,
     /// The least time between two fetches (successful or not), in milliseconds.
     pub min_refresh_ms: u64,
+    /// How long past `cache_ttl_ms` a copy that cannot be fetched again is still used, in
+    /// milliseconds.
+    pub max_stale_ms: u64,
 }
 
 /// The instance's copy of the JWKS.
@@ -82,7 +87,8 @@ impl Cache {
     /// The JWKS keys to verify a token with, at `now_ms`. Fetches with `fetch` (at most once per
     /// call) when there is no copy or it has expired, or when `fits` says the copy has no key for
     /// the token; in each case only if the last fetch was at least `min_refresh_ms` ago. A failed
-    /// fetch keeps the copy there is (logged by `fetch`). `Unavailable` when there is no copy.
+    /// fetch keeps the copy there is (logged by `fetch`). `Unavailable` when there is no copy, or
+    /// the copy is older than `cache_ttl_ms + max_stale_ms`.
     pub fn keys(
         &mut self,
         timing: Timing,
@@ -105,7 +111,12 @@ impl Cache {
                 self.fetched_at = now_ms;
             }
         }
-        self.keys.as_deref().ok_or(Unavailable)
+        let too_old = now_ms.saturating_sub(self.fetched_at)
+            >= timing.cache_ttl_ms.saturating_add(timing.max_stale_ms);
+        match &self.keys {
+            Some(keys) if !too_old => Ok(keys),
+            _ => Err(Unavailable),
+        }
     }
 }
 
@@ -120,6 +131,7 @@ mod tests {
     const T: Timing = Timing {
         cache_ttl_ms: 300_000,
         min_refresh_ms: 10_000,
+        max_stale_ms: 1_200_000,
     };
 
     fn set(kids: &[&str]) -> Vec<Key> {
@@ -204,6 +216,23 @@ mod tests {
         );
         assert!(!ask(&mut c, 315_000, "k1", Some(&["k1"])).0);
         assert!(ask(&mut c, 320_000, "k1", Some(&["k1"])).0);
+    }
+
+    #[test]
+    fn a_copy_that_cannot_be_refreshed_serves_for_max_stale_then_no_more() {
+        let mut c = Cache::default();
+        assert!(ask(&mut c, 0, "k1", Some(&["k1"])).0);
+        // Expired at 300 s; the provider is down from then on. The copy serves until
+        // cache_ttl + max_stale (1500 s) after its fetch...
+        let k1 = Some(vec!["k1".to_string()]);
+        assert_eq!(ask(&mut c, 300_000, "k1", None), (true, k1.clone()));
+        assert_eq!(ask(&mut c, 1_499_999, "k1", None), (true, k1.clone()));
+        // ...and then no more: unavailable, whatever the tokens, fetched again once per interval.
+        assert_eq!(ask(&mut c, 1_500_000, "k1", None), (false, None));
+        assert_eq!(ask(&mut c, 1_509_998, "k1", None), (false, None));
+        assert_eq!(ask(&mut c, 1_509_999, "k1", None), (true, None));
+        // A fetch that works again brings it back.
+        assert_eq!(ask(&mut c, 1_519_999, "k1", Some(&["k1"])), (true, k1));
     }
 
     #[test]
