@@ -560,11 +560,13 @@ async fn hide_credentials_keeps_the_token_from_the_upstream_and_consumers_are_au
     let claims = json!({"sub": "d1", "preferred_username": "dave", "email_verified": true});
     let token = keys.token("EdDSA", Some("ed"), &claims);
 
+    // The same token in a header, the query and a cookie (several different ones are refused):
+    // every copy is hidden.
     let (s, _, body) = get_with(
-        &gw.url("/hidden/items?jwt=x&page=2"),
+        &gw.url(&format!("/hidden/items?jwt={token}&page=2")),
         &[
             ("authorization", &bearer(&token)),
-            ("cookie", "theme=dark; session=abc"),
+            ("cookie", &format!("theme=dark; session={token}")),
             ("x-consumer-username", "root"),
         ],
     )
@@ -640,6 +642,65 @@ async fn an_unreachable_jwks_without_a_cached_copy_is_a_503() {
     assert_eq!(up.hits(), 0);
     let series = r#"plugin_jwt_auth_jwks_fetch_failures_total{plugin="jwt-auth"}"#;
     assert_eq!(metric(&gw.metrics().await, series), Some(1.0));
+}
+
+/// A request with several different tokens is refused (Kong: "Multiple tokens provided"), wherever
+/// they are: the plugin would check one while the upstream may read another. Query parameter names
+/// are read decoded, so `?jw%74=` is `?jwt=`, and hide_credentials takes it out too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_tokens_are_refused_and_every_spelling_of_a_name_counts() {
+    let keys = Keys::new();
+    let up = MockUpstream::start("up").await;
+    let idp = Idp::start(keys.jwks(&["ed"])).await;
+    let config = json!({
+        "jwks": {"upstream": "idp"},
+        "cookie_names": ["session"],
+        "hide_credentials": true,
+        "claims_to_headers": {"sub": "x-user"},
+    });
+    let gw = gateway(None, &up, &idp, vec![route("api", config)], "").await;
+    let ann = keys.token("EdDSA", Some("ed"), &json!({"sub": "ann"}));
+    let root = keys.token("EdDSA", Some("ed"), &json!({"sub": "root"}));
+    let malformed = |resp: Resp| {
+        let (s, h, body) = resp;
+        assert_eq!(s, 401, "{body}");
+        assert_eq!(json(&body)["error"], "malformed_token", "{body}");
+        assert!(
+            hv(&h, "www-authenticate").contains("multiple tokens provided"),
+            "{h:?}"
+        );
+    };
+    let mut two = http::Request::get(gw.url("/api/x"));
+    for t in [&ann, &root] {
+        two = two.header("authorization", bearer(t));
+    }
+    malformed(request(two.body(Full::new(Bytes::new())).unwrap()).await);
+    malformed(
+        get_with(
+            &gw.url(&format!("/api/x?jw%74={root}")),
+            &[("authorization", &bearer(&ann))],
+        )
+        .await,
+    );
+    malformed(get(&gw.url(&format!("/api/x?jwt={ann}&jwt={root}"))).await);
+    malformed(
+        get_with(
+            &gw.url("/api/x"),
+            &[
+                ("authorization", &bearer(&ann)),
+                ("cookie", &format!("session={root}")),
+            ],
+        )
+        .await,
+    );
+    assert_eq!(up.hits(), 0);
+
+    // One token, in a name spelt with an escape: read, and hidden from the upstream.
+    let (s, _, body) = get(&gw.url(&format!("/api/x?a=1&jw%74={ann}&b=2"))).await;
+    assert_eq!(s, 200, "{body}");
+    let seen = up.last();
+    assert_eq!(seen.uri, "/api/x?a=1&b=2");
+    assert_eq!(hv(&seen.headers, "x-user"), "ann");
 }
 
 /// A JWKS copy that cannot be fetched again serves for `max_stale` past its `cache_ttl`, then no

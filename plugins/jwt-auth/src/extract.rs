@@ -1,6 +1,8 @@
 //! Where a token is found in a request, and how it is taken out of it (`hide_credentials`): request
 //! headers (`Bearer <token>`), query parameters and cookies. Pure functions of the request's values.
 
+use crate::failure::Failure;
+
 /// The token in a header value: what follows `Bearer ` (the scheme in any case), or the whole
 /// value when it is one word. A value with another scheme (`Basic ...`) holds no token.
 pub fn from_header_value(value: &str) -> Option<&str> {
@@ -16,42 +18,62 @@ pub fn from_header_value(value: &str) -> Option<&str> {
     (!token.is_empty()).then_some(token)
 }
 
-/// `%XX`-decodes `s`; `None` when an escape is broken or the result is not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
+/// Decodes `s` as HTML forms encode query strings (`+` is a space, `%XX` a byte), as the gateway and
+/// most servers read them; `None` when an escape is broken or the result is not UTF-8.
+fn form_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            other => {
+                out.push(other);
+                i += 1;
+            }
         }
     }
     String::from_utf8(out).ok()
 }
 
-fn pairs(query: &str) -> impl Iterator<Item = (&str, &str, &str)> {
+/// The query's parameters: the pair as written, and its name and value. A name is compared once
+/// decoded (`?jw%74=` is `jwt`), so that no spelling of a configured name escapes the plugin.
+fn pairs(query: &str) -> impl Iterator<Item = (&str, Option<String>, &str)> {
     query.split('&').map(|pair| {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (pair, name, value)
+        (pair, form_decode(name), value)
     })
 }
 
-/// The first non-empty value of the query parameter `name`, percent-decoded.
-pub fn query_param(query: &str, name: &str) -> Option<String> {
-    pairs(query)
-        .filter(|(_, n, v)| *n == name && !v.is_empty())
-        .find_map(|(_, _, v)| percent_decode(v))
+fn named(name: &Option<String>, names: &[String]) -> bool {
+    name.as_ref().is_some_and(|n| names.iter().any(|x| x == n))
 }
 
-/// The query without any parameter named in `names`, or `None` when it has none of them.
+/// Every non-empty value of the query parameters named in `names`, decoded. A value that cannot be
+/// decoded is taken as written (it is then no token, and is refused as malformed).
+pub fn query_params(query: &str, names: &[String]) -> Vec<String> {
+    pairs(query)
+        .filter(|(_, n, v)| named(n, names) && !v.is_empty())
+        .map(|(_, _, v)| form_decode(v).unwrap_or_else(|| v.to_owned()))
+        .collect()
+}
+
+/// The query without any parameter named in `names` (compared decoded), or `None` when it has none
+/// of them.
 pub fn strip_query(query: &str, names: &[String]) -> Option<String> {
     let kept: Vec<&str> = pairs(query)
-        .filter(|(_, n, _)| !names.iter().any(|x| x == n))
+        .filter(|(_, n, _)| !named(n, names))
         .map(|(pair, _, _)| pair)
         .collect();
     (kept.len() != query.split('&').count()).then(|| kept.join("&"))
@@ -69,9 +91,9 @@ fn crumbs(values: &[String]) -> impl Iterator<Item = (&str, &str, &str)> {
         })
 }
 
-/// The first non-empty value of the cookie `name` in the `cookie` header values (RFC 6265: quotes
+/// Every non-empty value of the cookie `name` in the `cookie` header values (RFC 6265: quotes
 /// around a value are not part of it).
-pub fn cookie(values: &[String], name: &str) -> Option<String> {
+pub fn cookies(values: &[String], name: &str) -> Vec<String> {
     crumbs(values)
         .filter(|(_, n, _)| *n == name)
         .map(|(_, _, v)| {
@@ -79,8 +101,9 @@ pub fn cookie(values: &[String], name: &str) -> Option<String> {
                 .and_then(|v| v.strip_suffix('"'))
                 .unwrap_or(v)
         })
-        .find(|v| !v.is_empty())
+        .filter(|v| !v.is_empty())
         .map(str::to_owned)
+        .collect()
 }
 
 /// The `cookie` header without the cookies named in `names` (empty when none is left), or `None`
@@ -93,6 +116,42 @@ pub fn strip_cookies(values: &[String], names: &[String]) -> Option<String> {
         .map(|(c, _, _)| *c)
         .collect();
     (kept.len() != all.len()).then(|| kept.join("; "))
+}
+
+/// Where a request may carry its token: the values of the configured headers, its query and the
+/// configured query parameter names, its `cookie` header values and the configured cookie names.
+pub struct Places<'a> {
+    pub header_values: &'a [String],
+    pub query: Option<&'a str>,
+    pub uri_param_names: &'a [String],
+    pub cookie_values: &'a [String],
+    pub cookie_names: &'a [String],
+}
+
+/// The request's token: the one token found in all of `places`. Several different ones (two
+/// `Authorization` headers, `?jwt=` twice, a header and a query parameter...) are refused, as Kong
+/// refuses them: the plugin would verify one while the upstream may read another. The same token
+/// in several places is one token.
+pub fn the_token(places: &Places<'_>) -> Result<String, Failure> {
+    let mut found: Vec<String> = places
+        .header_values
+        .iter()
+        .filter_map(|v| from_header_value(v))
+        .map(str::to_owned)
+        .collect();
+    if let Some(q) = places.query {
+        found.extend(query_params(q, places.uri_param_names));
+    }
+    for name in places.cookie_names {
+        found.extend(cookies(places.cookie_values, name));
+    }
+    let first = found.first().cloned().ok_or(Failure::Missing)?;
+    if found.iter().any(|t| *t != first) {
+        return Err(Failure::Malformed(
+            "malformed token: multiple tokens provided",
+        ));
+    }
+    Ok(first)
 }
 
 #[cfg(test)]
@@ -117,17 +176,24 @@ mod tests {
     }
 
     #[test]
-    fn query_params() {
-        assert_eq!(query_param("jwt=a.b.c", "jwt").as_deref(), Some("a.b.c"));
+    fn query_params_are_form_decoded() {
+        let jwt = names(&["jwt"]);
+        assert_eq!(query_params("jwt=a.b.c", &jwt), ["a.b.c"]);
+        assert_eq!(query_params("x=1&jwt=a%2Eb.c&jwt=d", &jwt), ["a.b.c", "d"]);
+        assert_eq!(query_params("jwt=&jwt=d", &jwt), ["d"]);
+        assert!(query_params("jwtx=a&xjwt=b&jwt", &jwt).is_empty());
+        // The name in any spelling: percent-escaped, or with `+` for a space.
         assert_eq!(
-            query_param("x=1&jwt=a%2Eb.c&jwt=d", "jwt").as_deref(),
-            Some("a.b.c")
+            query_params("jw%74=a.b.c&%6A%77%74=d", &jwt),
+            ["a.b.c", "d"]
         );
-        assert_eq!(query_param("jwt=&jwt=d", "jwt").as_deref(), Some("d"));
-        assert_eq!(query_param("jwtx=a&xjwt=b&jwt", "jwt"), None);
-        assert_eq!(query_param("jwt=%zz", "jwt"), None);
-        assert_eq!(query_param("jwt=%ff", "jwt"), None);
-        assert_eq!(query_param("jwt=%2", "jwt"), None);
+        assert_eq!(query_params("my+jwt=x", &names(&["my jwt"])), ["x"]);
+        // A value that cannot be decoded is kept as written (no token: refused as malformed).
+        assert_eq!(query_params("jwt=%zz", &jwt), ["%zz"]);
+        assert_eq!(query_params("jwt=%ff", &jwt), ["%ff"]);
+        assert_eq!(query_params("jwt=%2", &jwt), ["%2"]);
+        // A name that cannot be decoded is no configured name.
+        assert!(query_params("jwt%ff=x&jw%7=y", &jwt).is_empty());
     }
 
     #[test]
@@ -138,19 +204,95 @@ mod tests {
             Some("a=1&b=2")
         );
         assert_eq!(strip_query("jwt=x&token=y&jwt", &jwt).as_deref(), Some(""));
+        assert_eq!(
+            strip_query("jw%74=x&a=%6A&t%6Fken=y", &jwt).as_deref(),
+            Some("a=%6A")
+        );
         assert_eq!(strip_query("a=1&jwtx=2", &jwt), None);
         assert_eq!(strip_query("", &jwt), None);
     }
 
+    fn token_of(
+        headers: &[&str],
+        query: Option<&str>,
+        cookies: &[&str],
+    ) -> Result<String, Failure> {
+        the_token(&Places {
+            header_values: &names(headers),
+            query,
+            uri_param_names: &names(&["jwt"]),
+            cookie_values: &names(cookies),
+            cookie_names: &names(&["session"]),
+        })
+    }
+
     #[test]
-    fn cookies() {
-        let values = names(&["a=1; session=a.b.c", "jwt=\"d.e.f\";x=2"]);
-        assert_eq!(cookie(&values, "session").as_deref(), Some("a.b.c"));
-        assert_eq!(cookie(&values, "jwt").as_deref(), Some("d.e.f"));
-        assert_eq!(cookie(&values, "sess"), None);
+    fn one_token_in_all_the_places() {
+        let multiple = Err(Failure::Malformed(
+            "malformed token: multiple tokens provided",
+        ));
+        assert_eq!(token_of(&[], None, &[]), Err(Failure::Missing));
         assert_eq!(
-            cookie(&names(&["jwt=; jwt=g"]), "jwt").as_deref(),
-            Some("g")
+            token_of(&["Basic YTpi", "Bearer "], Some("jwt="), &["session="]),
+            Err(Failure::Missing)
+        );
+        assert_eq!(
+            token_of(&["Bearer a.b.c"], None, &[]).as_deref(),
+            Ok("a.b.c")
+        );
+        assert_eq!(
+            token_of(&[], Some("x=1&jwt=a.b.c"), &[]).as_deref(),
+            Ok("a.b.c")
+        );
+        assert_eq!(
+            token_of(&[], None, &["x=1; session=a.b.c"]).as_deref(),
+            Ok("a.b.c")
+        );
+        // The same token in several places is one token.
+        assert_eq!(
+            token_of(
+                &["Bearer a.b.c", "a.b.c"],
+                Some("jwt=a.b.c"),
+                &["session=\"a.b.c\""]
+            )
+            .as_deref(),
+            Ok("a.b.c")
+        );
+        // Two different ones, wherever they are, are refused: two headers, two parameters (one
+        // spelt otherwise), two cookies, a header and a parameter, a parameter and a cookie.
+        assert_eq!(
+            token_of(&["Bearer a.b.c", "Bearer d.e.f"], None, &[]),
+            multiple
+        );
+        assert_eq!(token_of(&[], Some("jwt=a.b.c&jw%74=d.e.f"), &[]), multiple);
+        assert_eq!(
+            token_of(&[], None, &["session=a.b.c", "session=d.e.f"]),
+            multiple
+        );
+        assert_eq!(
+            token_of(&["Bearer a.b.c"], Some("jwt=d.e.f"), &[]),
+            multiple
+        );
+        assert_eq!(
+            token_of(&[], Some("jwt=a.b.c"), &["session=d.e.f"]),
+            multiple
+        );
+        // A value that holds no token (another scheme, empty) does not count.
+        assert_eq!(
+            token_of(&["Basic YTpi", "Bearer a.b.c"], Some("jwt="), &[]).as_deref(),
+            Ok("a.b.c")
+        );
+    }
+
+    #[test]
+    fn cookies_are_read_and_taken_out() {
+        let values = names(&["a=1; session=a.b.c", "jwt=\"d.e.f\";x=2"]);
+        assert_eq!(cookies(&values, "session"), ["a.b.c"]);
+        assert_eq!(cookies(&values, "jwt"), ["d.e.f"]);
+        assert!(cookies(&values, "sess").is_empty());
+        assert_eq!(
+            cookies(&names(&["jwt=; jwt=g", "jwt=h"]), "jwt"),
+            ["g", "h"]
         );
         assert_eq!(
             strip_cookies(&values, &names(&["session", "jwt"])).as_deref(),

@@ -64,34 +64,27 @@ fn count(outcome: &str) {
 }
 
 impl JwtAuthFilter {
-    /// The token of the request: the first of the configured headers, query parameters and
-    /// cookies, in that order, that holds one.
-    fn find_token(auth: &JwtAuth, req: &Request) -> Option<String> {
-        for name in &auth.header_names {
-            if let Some(t) = req
-                .header_all(name)
-                .iter()
-                .find_map(|v| extract::from_header_value(v))
-            {
-                return Some(t.to_owned());
-            }
-        }
-        if let Some(q) = req.query() {
-            for name in &auth.uri_param_names {
-                if let Some(t) = extract::query_param(&q, name) {
-                    return Some(t);
-                }
-            }
-        }
-        if !auth.cookie_names.is_empty() {
-            let cookies = req.header_all("cookie");
-            for name in &auth.cookie_names {
-                if let Some(t) = extract::cookie(&cookies, name) {
-                    return Some(t);
-                }
-            }
-        }
-        None
+    /// The token of the request: the one token in the configured headers, query parameters and
+    /// cookies (`Missing` without any, `Malformed` with several different ones).
+    fn find_token(auth: &JwtAuth, req: &Request) -> Result<String, Failure> {
+        let header_values: Vec<String> = auth
+            .header_names
+            .iter()
+            .flat_map(|name| req.header_all(name))
+            .collect();
+        let query = req.query();
+        let cookie_values = if auth.cookie_names.is_empty() {
+            Vec::new()
+        } else {
+            req.header_all("cookie")
+        };
+        extract::the_token(&extract::Places {
+            header_values: &header_values,
+            query: query.as_deref(),
+            uri_param_names: &auth.uri_param_names,
+            cookie_values: &cookie_values,
+            cookie_names: &auth.cookie_names,
+        })
     }
 
     /// Takes out of the request what must not reach the upstream whatever the outcome: the
@@ -327,10 +320,7 @@ impl Filter for JwtAuthFilter {
             // earlier one authenticated as a real consumer goes on as it is.
             Ok(None)
         } else {
-            match Self::find_token(auth, req) {
-                None => Err(Failure::Missing),
-                Some(text) => self.verify(&text).map(Some),
-            }
+            Self::find_token(auth, req).and_then(|text| self.verify(&text).map(Some))
         };
         let auth = self.auth.as_ref().expect("set above");
         let outcome = Self::clean(auth, req).and(outcome).and_then(|v| match v {
