@@ -547,7 +547,7 @@ async fn hide_credentials_keeps_the_token_from_the_upstream_and_consumers_are_au
         "consumer_claim": "preferred_username",
         "claims_to_headers": {"sub": "x-user", "email_verified": "x-email-verified"},
     });
-    // Kong's way: the token's iss names a consumer's credential; its HMAC is made by the gateway.
+    // Kong's way: the token's iss names a consumer's credential; its HMAC is checked by the gateway.
     let consumers = "consumers:\n  - name: alice\n    groups: [staff]\n    credentials:\n      jwt-auth: {key: alice-iss, secret: \"alice's secret of 32 bytes or so\"}\n  - name: dave\n";
     let gw = gateway(
         None,
@@ -642,6 +642,100 @@ async fn an_unreachable_jwks_without_a_cached_copy_is_a_503() {
     assert_eq!(up.hits(), 0);
     let series = r#"plugin_jwt_auth_jwks_fetch_failures_total{plugin="jwt-auth"}"#;
     assert_eq!(metric(&gw.metrics().await, series), Some(1.0));
+}
+
+/// An HS256 token of `claims` (with `kid` in its header when given), MACed with `secret`: what a
+/// consumer holding that secret can sign.
+fn hs256(kid: Option<&str>, claims: &Value, secret: &[u8]) -> String {
+    let mut header = json!({"alg": "HS256"});
+    if let Some(kid) = kid {
+        header["kid"] = kid.into();
+    }
+    let input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    format!(
+        "{input}.{}",
+        b64url(ring::hmac::sign(&key, input.as_bytes()).as_ref())
+    )
+}
+
+/// A consumer holding an HS256 credential cannot sign a token that passes for the identity
+/// provider's on a route that trusts the provider's JWKS: neither by naming its credential in the
+/// token's `kid` (which used to be looked up after `iss`) with the provider's `iss` and `aud` and a
+/// victim's `sub`, nor by its own `iss`. Only a route that opts in (`consumer_credentials: true`)
+/// trusts consumers' credentials, and there only the one `iss` names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_cannot_sign_tokens_for_the_identity_provider() {
+    let keys = Keys::new();
+    let up = MockUpstream::start("up").await;
+    let idp = Idp::start(keys.jwks(&["ed"])).await;
+    const ISS: &str = "https://login.example";
+    let idp_route = json!({
+        "jwks": {"upstream": "idp"},
+        "issuers": [ISS],
+        "audiences": ["api"],
+        "claims_to_headers": {"sub": "x-user"},
+    });
+    let mut both = idp_route.clone();
+    both["consumer_credentials"] = true.into();
+    both["issuers"] = json!([ISS, "alice-key"]);
+    let consumers = "consumers:\n  - name: alice\n    credentials:\n      jwt-auth: {key: alice-key, secret: \"alice's secret of 32 bytes or so\"}\n";
+    let gw = gateway(
+        None,
+        &up,
+        &idp,
+        vec![route("idp", idp_route), route("both", both)],
+        consumers,
+    )
+    .await;
+    let secret = b"alice's secret of 32 bytes or so";
+    let victim = json!({"iss": ISS, "aud": "api", "sub": "victim", "exp": now() + 600});
+    let forged = hs256(Some("alice-key"), &victim, secret);
+    let own = hs256(
+        None,
+        &json!({"iss": "alice-key", "aud": "api", "sub": "victim", "exp": now() + 600}),
+        secret,
+    );
+    let call = |path: &'static str, token: &str| {
+        let (url, auth) = (gw.url(path), bearer(token));
+        async move { get_with(&url, &[("authorization", &auth)]).await }
+    };
+
+    // The provider's own token goes through.
+    let real = keys.token(
+        "EdDSA",
+        Some("ed"),
+        &json!({"iss": ISS, "aud": "api", "sub": "ann"}),
+    );
+    let (s, _, body) = call("/idp/x", &real).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(hv(&up.last().headers, "x-user"), "ann");
+    // alice's MAC under her kid, the provider's claims: no key of the route verifies it.
+    for path in ["/idp/x", "/both/x"] {
+        let (s, _, body) = call(path, &forged).await;
+        assert_eq!(
+            (s, json(&body)["error"].as_str()),
+            (401, Some("unknown_key")),
+            "{path}"
+        );
+    }
+    // Her own token (her key in iss): not on the provider's route...
+    let (s, _, body) = call("/idp/x", &own).await;
+    assert_eq!(
+        (s, json(&body)["error"].as_str()),
+        (401, Some("unknown_key"))
+    );
+    assert_eq!(up.hits(), 1);
+    // ...but where the route opts in, as alice, which the upstream is told.
+    let (s, _, body) = call("/both/x", &own).await;
+    assert_eq!(s, 200, "{body}");
+    let seen = up.last();
+    assert_eq!(hv(&seen.headers, "x-consumer-username"), "alice");
+    assert_eq!(hv(&seen.headers, "x-credential-identifier"), "alice-key");
 }
 
 /// A request with several different tokens is refused (Kong: "Multiple tokens provided"), wherever

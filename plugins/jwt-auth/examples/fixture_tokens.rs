@@ -228,6 +228,18 @@ fn main() {
         ),
     );
 
+    // A consumer's token made to look like the identity provider's: alice's credential named by
+    // kid, the provider's iss and aud, someone else's sub (jwt-auth.idp.test.yaml).
+    add(
+        "HS256 kid alice-iss, the idp's iss and aud, sub victim",
+        token(
+            json!({"alg": "HS256", "kid": "alice-iss"}),
+            json!({"iss": "https://idp.example", "aud": "api", "sub": "victim", "exp": FAR}),
+            CONSUMER_SECRET,
+            "rsa.pem",
+        ),
+    );
+
     // The JWKS (jwt-auth.jwks.test.yaml).
     let kid = |alg: &str, kid: &str, claims: Value| {
         token(json!({"alg": alg, "kid": kid}), claims, SECRET, "rsa.pem")

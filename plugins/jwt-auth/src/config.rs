@@ -11,6 +11,8 @@ use serde_json::{Map, Value};
 /// `key_claim_name` when the config does not set it: the claim that names a consumer's credential,
 /// as in Kong.
 pub const DEFAULT_KEY_CLAIM: &str = "iss";
+/// The `key_claim_name` that means the token header's `kid` (not a claim of that name).
+pub const KID: &str = "kid";
 /// `header_names` when the config does not set it.
 pub const DEFAULT_HEADER_NAMES: [&str; 1] = ["authorization"];
 /// `uri_param_names` when the config does not set it.
@@ -32,9 +34,9 @@ pub const MAX_MAX_STALE: u64 = 7 * 86_400;
 /// The most `clock_skew` may be, in seconds.
 pub const MAX_CLOCK_SKEW: u64 = 600;
 
-/// Headers `claims_to_headers` may not write: framing and routing headers, the gateway's request
-/// id, and the consumer headers the auth plugins own.
-const RESERVED_HEADERS: [&str; 14] = [
+/// Headers `claims_to_headers` may not write: framing and routing headers and the gateway's request
+/// id (the consumer headers the auth plugins own, `plugin_auth::CONSUMER_HEADERS`, neither).
+const RESERVED_HEADERS: [&str; 10] = [
     "host",
     "content-length",
     "transfer-encoding",
@@ -45,10 +47,6 @@ const RESERVED_HEADERS: [&str; 14] = [
     "trailer",
     "upgrade",
     "x-request-id",
-    "x-consumer-username",
-    "x-consumer-groups",
-    "x-credential-identifier",
-    "x-anonymous-consumer",
 ];
 
 /// Where the JWKS comes from and how long it is kept.
@@ -68,7 +66,9 @@ pub struct JwtAuth {
     /// Keys of the route's config.
     pub keys: Vec<Key>,
     pub jwks: Option<Jwks>,
-    /// The claim whose value names a consumer's credential.
+    /// Whether tokens may be verified with consumers' credentials (named by `key_claim_name`).
+    pub consumer_credentials: bool,
+    /// The claim whose value names a consumer's credential ([`KID`]: the header's `kid`).
     pub key_claim_name: String,
     /// Request headers a token is looked for in, lower case.
     pub header_names: Vec<String>,
@@ -87,9 +87,10 @@ pub struct JwtAuth {
     pub realm: String,
 }
 
-const FIELDS: [&str; 16] = [
+const FIELDS: [&str; 17] = [
     "keys",
     "jwks",
+    "consumer_credentials",
     "key_claim_name",
     "header_names",
     "uri_param_names",
@@ -127,6 +128,20 @@ pub fn parse(m: &Fields) -> Result<JwtAuth, String> {
         }
     };
     let jwks = m.get("jwks").map(jwks).transpose()?;
+    // A route that trusts an identity provider (its keys, a JWKS) does not also trust every
+    // consumer's credential unless it says so: a consumer could otherwise sign tokens that look like
+    // the provider's (its `iss`, `aud`, any `sub`).
+    let consumer_credentials = match m.get("consumer_credentials") {
+        None => keys.is_empty() && jwks.is_none(),
+        Some(_) => boolean(m, "consumer_credentials")?,
+    };
+    if !consumer_credentials && keys.is_empty() && jwks.is_none() {
+        return Err(
+            "consumer_credentials: false leaves the route no key to verify tokens with; \
+                    give `keys` or `jwks`"
+                .into(),
+        );
+    }
     let header_names = match m.get("header_names") {
         None => DEFAULT_HEADER_NAMES.map(String::from).to_vec(),
         Some(_) => header_names(m, "header_names")?,
@@ -183,6 +198,7 @@ pub fn parse(m: &Fields) -> Result<JwtAuth, String> {
     Ok(JwtAuth {
         keys,
         jwks,
+        consumer_credentials,
         key_claim_name: claim("key_claim_name")?.unwrap_or_else(|| DEFAULT_KEY_CLAIM.to_owned()),
         claims_to_headers: claims_to_headers(m, &header_names)?,
         header_names,
@@ -417,7 +433,10 @@ fn claims_to_headers(
             Value::String(h) => return Err(format!("{at}: `{h}` is not a valid header name")),
             other => return Err(format!("{at}: expected a header name, not {other}")),
         };
-        if RESERVED_HEADERS.contains(&header.as_str()) || token_headers.contains(&header) {
+        if RESERVED_HEADERS.contains(&header.as_str())
+            || plugin_auth::CONSUMER_HEADERS.contains(&header.as_str())
+            || token_headers.contains(&header)
+        {
             return Err(format!(
                 "{at}: `{header}` is a header the gateway or this plugin owns (framing, the request id, the consumer headers, the token's headers)"
             ));
@@ -451,6 +470,7 @@ mod tests {
         for config in ["", "  ", "{}"] {
             let c = parse(&fields(config).unwrap()).unwrap();
             assert!(c.keys.is_empty() && c.jwks.is_none());
+            assert!(c.consumer_credentials);
             assert_eq!(c.key_claim_name, "iss");
             assert_eq!(c.header_names, ["authorization"]);
             assert_eq!(c.uri_param_names, ["jwt"]);
@@ -554,6 +574,21 @@ mod tests {
     }
 
     #[test]
+    fn consumer_credentials_are_trusted_by_default_only_without_keys_or_a_jwks() {
+        let creds = |v: Value| parse_json(v).unwrap().consumer_credentials;
+        let ed = json!([{"algorithm": "EdDSA", "public_key": ED25519_PUB}]);
+        assert!(creds(json!({})));
+        assert!(!creds(json!({ "keys": ed })));
+        assert!(!creds(json!({"jwks": {"upstream": "idp"}})));
+        assert!(creds(json!({"keys": ed, "consumer_credentials": true})));
+        assert!(creds(
+            json!({"jwks": {"upstream": "idp"}, "consumer_credentials": true})
+        ));
+        assert!(creds(json!({"consumer_credentials": true})));
+        assert!(!creds(json!({"keys": ed, "consumer_credentials": false})));
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let hs = String::from_utf8(secret(Alg::HS256)).unwrap();
         for (config, message) in [
@@ -601,6 +636,14 @@ mod tests {
                 json!({"keys": [{"kid": "a", "algorithm": "EdDSA", "public_key": ED25519_PUB}, {"kid": "a", "algorithm": "ES256", "public_key": P256_PUB}]}),
                 "keys[1].kid: `a` is also the kid of keys[0]",
             ),
+            (
+                json!({"consumer_credentials": false}),
+                "consumer_credentials: false leaves the route no key",
+            ),
+            (
+                json!({"consumer_credentials": "yes"}),
+                "consumer_credentials: expected true or false",
+            ),
             (json!({"jwks": "idp"}), "jwks: expected a map"),
             (json!({"jwks": {}}), "jwks.upstream: missing"),
             (json!({"jwks": {"upstream": " "}}), "jwks.upstream: missing"),
@@ -623,6 +666,10 @@ mod tests {
             (
                 json!({"jwks": {"upstream": "idp", "min_refresh_interval": 1.5}}),
                 "jwks.min_refresh_interval: expected 1 to 3600 seconds, not 1.5",
+            ),
+            (
+                json!({"jwks": {"upstream": "idp", "max_stale": 604801}}),
+                "jwks.max_stale: expected 0 to 604800 seconds",
             ),
             (
                 json!({"jwks": {"upstream": "idp", "timeout_ms": 60001}}),
@@ -654,10 +701,6 @@ mod tests {
                 "clock_skew: expected 0 to 600 seconds",
             ),
             (
-                json!({"jwks": {"upstream": "idp", "max_stale": 604801}}),
-                "jwks.max_stale: expected 0 to 604800 seconds",
-            ),
-            (
                 json!({"maximum_expiration": true}),
                 "maximum_expiration: expected a number of seconds",
             ),
@@ -676,6 +719,10 @@ mod tests {
             (
                 json!({"claims_to_headers": {"sub": "X-Consumer-Username"}}),
                 "claims_to_headers.sub: `x-consumer-username` is a header",
+            ),
+            (
+                json!({"claims_to_headers": {"sub": "X-Consumer-Id"}}),
+                "claims_to_headers.sub: `x-consumer-id` is a header",
             ),
             (
                 json!({"claims_to_headers": {"sub": "host"}}),

@@ -1,8 +1,9 @@
 //! jwt-auth: bearer-token authentication with JSON Web Tokens (RFC 7519, signed as RFC 7515 JWS).
-//! A token from a header, a query parameter or a cookie is verified with a consumer's credential
-//! (named by the token's `iss`, or the claim `key_claim_name` says, or its `kid`), a key of the
-//! route's config, or a key of a JWKS fetched from a granted upstream; then its `exp`, `nbf`, `iss`
-//! and `aud` are checked. A request without a valid token is answered 401 with an RFC 6750
+//! The one token of a request (a header, a query parameter or a cookie; several different ones are
+//! refused) is verified with a consumer's credential (named by the token's `iss`, or the claim
+//! `key_claim_name` says; on routes that trust consumers' credentials), a key of the route's config,
+//! or a key of a JWKS fetched from a granted upstream; then its `exp`, `nbf`, `iss` and `aud` are
+//! checked. A request without a valid token is answered 401 with an RFC 6750
 //! challenge and a JSON error (or goes on as the `anonymous` consumer). See README.md.
 //!
 //! ```yaml
@@ -145,17 +146,10 @@ impl JwtAuthFilter {
         } = self;
         let auth = auth.as_ref().expect("verify runs after init");
         let token = token::parse(text)?;
-        let by_claim = token
-            .claims
-            .get(&auth.key_claim_name)
-            .and_then(|v| v.as_str())
-            .and_then(|k| consumers::credential(KIND, k));
-        let credential = by_claim.or_else(|| {
-            token
-                .kid
-                .as_deref()
-                .and_then(|k| consumers::credential(KIND, k))
-        });
+        let credential = match credential_key(auth, &token) {
+            Some(key) => consumers::credential(KIND, key).filter(|c| c.id == key),
+            None => None,
+        };
         let (consumer, credential) = match credential {
             Some(cred) => {
                 verify_with_credential(consumer_keys, &cred, &token)?;
@@ -185,7 +179,9 @@ impl JwtAuthFilter {
     fn admit(auth: &JwtAuth, req: &Request, v: &Verified) -> Result<(), Failure> {
         let who = match &v.consumer {
             Some(c) => plugin_auth::authenticate(req, c, v.credential.as_deref(), false),
-            None => plugin_auth::strip_consumer_headers(req),
+            // A token of nobody the gateway knows: the request stays whoever it was (an earlier
+            // auth plugin's consumer, with its headers), or nobody, without the client's headers.
+            None => plugin_auth::no_consumer(req),
         };
         if let Err(e) = who {
             log::error(&format!("jwt-auth: cannot authenticate the request: {e}"));
@@ -206,9 +202,22 @@ impl JwtAuthFilter {
     }
 }
 
+/// The key of the consumer credential `token` names, on a route that trusts consumers' credentials:
+/// the value of its `key_claim_name` claim (`iss` by default), or with `key_claim_name: kid` its
+/// header's `kid`. Nothing else names one: a route's `kid`s name the route's and the JWKS's keys.
+fn credential_key<'t>(auth: &JwtAuth, token: &'t Token<'_>) -> Option<&'t str> {
+    if !auth.consumer_credentials {
+        return None;
+    }
+    if auth.key_claim_name == config::KID {
+        return token.kid.as_deref();
+    }
+    token.claims.get(&auth.key_claim_name)?.as_str()
+}
+
 /// Verifies `token` with the consumer credential `cred`: its algorithm must be the token's; an HMAC
-/// is made by the gateway with the consumer's secret (which the plugin never sees) and compared in
-/// constant time; a public key is read from the credential's PEM (and kept).
+/// is checked by the gateway with the consumer's secret (which the plugin never sees), in constant
+/// time; a public key is read from the credential's PEM (and kept).
 fn verify_with_credential(
     parsed: &mut HashMap<String, (String, Alg, Material)>,
     cred: &consumers::Credential,
@@ -301,20 +310,22 @@ impl Filter for JwtAuthFilter {
 
     fn on_request(&mut self, req: &Request) -> Action {
         let Some(auth) = &self.auth else {
-            return Action::Continue;
+            // Never expected (the gateway calls `init` first); auth fails closed.
+            let id = plugin_auth::request_id(req);
+            log::error(&format!("jwt-auth: request {id}: no config"));
+            count("failed");
+            return plugin_auth::internal_error(&id);
         };
         let outcome = if !auth.run_on_preflight && is_preflight(req) {
-            // Browsers send no credentials on a preflight. Not authenticated, so the client's
-            // consumer headers must not reach the upstream.
+            // Browsers send no credentials on a preflight. Not authenticated here, so the client's
+            // consumer headers must not reach the upstream (an earlier auth plugin's stay).
             count("preflight");
-            plugin_auth::strip_consumer_headers(req)
-                .map(|()| None)
-                .map_err(|e| {
-                    log::error(&format!(
-                        "jwt-auth: cannot remove the consumer headers: {e}"
-                    ));
-                    Failure::Internal
-                })
+            plugin_auth::no_consumer(req).map(|()| None).map_err(|e| {
+                log::error(&format!(
+                    "jwt-auth: cannot remove the consumer headers: {e}"
+                ));
+                Failure::Internal
+            })
         } else if plugin_auth::authenticated_earlier(req, auth.anonymous.is_some()) {
             // With `anonymous`, auth plugins are alternatives (Kong's "logical OR"): a request an
             // earlier one authenticated as a real consumer goes on as it is.
