@@ -10,7 +10,9 @@ pub struct Builtin {
     /// Its crate version.
     pub version: &'static str,
     /// It runs on warm instances reused by one request after another unless its `plugins:` entry
-    /// says otherwise (plugins that cache what they fetch: JWKS, introspection answers).
+    /// says otherwise (`[package.metadata.gateway] instance_mode = "reuse"` in its Cargo.toml: every
+    /// first-party plugin, for their caches and because a fresh instance per request costs about as
+    /// much CPU as the rest of the request).
     pub reuse: bool,
     /// The component.
     pub wasm: &'static [u8],
@@ -30,8 +32,8 @@ pub fn all() -> &'static [Builtin] {
 
 impl Builtin {
     /// The plugin's entry as if it were written under `plugins:` with no settings but its name (a
-    /// component: no upstreams, no key-value store, default limits; fresh instances, or reused ones
-    /// for a plugin that caches).
+    /// component: no upstreams, no key-value store, consumers granted, default limits; the plugin's
+    /// own instance mode).
     pub fn config(&self) -> crate::config::Plugin {
         crate::config::Plugin {
             name: self.name.to_string(),

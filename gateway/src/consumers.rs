@@ -174,6 +174,10 @@ impl Registry {
             if c.name.is_empty() {
                 return Err(err(at("name"), "a consumer needs a name".into()));
             }
+            // Names and groups go into headers (`x-consumer-username`) and the access log.
+            if c.name.chars().any(char::is_control) {
+                return Err(err(at("name"), "a name has no control characters".into()));
+            }
             let name: Arc<str> = Arc::from(c.name.as_str());
             if reg.by_name.contains_key(&name) {
                 return Err(err(
@@ -182,10 +186,10 @@ impl Registry {
                 ));
             }
             for (j, g) in c.groups.iter().enumerate() {
-                if g.is_empty() || g.contains(',') {
+                if g.is_empty() || g.contains(',') || g.chars().any(char::is_control) {
                     return Err(err(
                         at(&format!("groups[{j}]")),
-                        "a group is a non-empty name without commas".into(),
+                        "a group is a non-empty name without commas or control characters".into(),
                     ));
                 }
             }
@@ -644,6 +648,8 @@ mod tests {
             ("- {name: a}\n- {name: a}", "consumers[1].name", "defined twice"),
             ("- {name: ''}", "consumers[0].name", "needs a name"),
             ("- {name: a, groups: ['x,y']}", "consumers[0].groups[0]", "without commas"),
+            ("- {name: a, groups: [\"x\\ny\"]}", "consumers[0].groups[0]", "control characters"),
+            ("- {name: \"a\\rb\"}", "consumers[0].name", "no control characters"),
             (
                 "- {name: a, credentials: {key-auth: {key: k}}}\n- {name: b, credentials: {key-auth: [{key: j}, {key: k}]}}",
                 "consumers[1].credentials.key-auth[1].key",

@@ -79,7 +79,7 @@ pub struct Plugin {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<PluginCapabilities>,
     /// How a component plugin's instances serve requests. Default: `fresh` (`reuse` for the
-    /// built-in plugins that cache across requests: jwt-auth, oauth2-introspection).
+    /// built-in plugins, which reset what a request sets when the next one starts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_mode: Option<InstanceMode>,
     /// Runs a Proxy-Wasm plugin as a background service with no route, as Envoy's Wasm service: one
