@@ -127,6 +127,7 @@ async fn with_capabilities_callouts_go_only_to_granted_upstreams() {
         Some(gateway::config::PluginCapabilities {
             upstreams: upstreams.iter().map(|u| u.to_string()).collect(),
             kv_namespace: None,
+            consumers: false,
         })
     };
     // Granted: the callout is sent and answered as without `capabilities`.
