@@ -1,10 +1,7 @@
 //! The route's config: read from JSON, checked, and compiled into [`BasicAuth`], the settings the
 //! handler applies. Every error names the field it is about.
 
-use plugin_config::{boolean, object, string, Fields};
-
-/// `realm` when the config does not set it.
-pub const DEFAULT_REALM: &str = "gateway";
+use plugin_config::{boolean, object, Fields};
 
 /// The compiled settings of one route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,16 +29,8 @@ pub fn parse(
         config
     };
     let m = object(config, &FIELDS, "realm")?;
-    let realm = string(&m, "realm")?.unwrap_or(DEFAULT_REALM);
-    if let Some(bad) = realm
-        .chars()
-        .find(|c| !(' '..='~').contains(c) || *c == '"' || *c == '\\')
-    {
-        return Err(format!(
-            "realm: {bad:?} cannot be written in `WWW-Authenticate`; use printable ASCII \
-             without `\"` and `\\`"
-        ));
-    }
+    let realm = plugin_auth::realm(&m)?;
+    let realm = realm.as_deref().unwrap_or(plugin_auth::DEFAULT_REALM);
     Ok(BasicAuth {
         hide_credentials: boolean(&m, "hide_credentials")?,
         anonymous: anonymous(&m)?,
@@ -55,7 +44,7 @@ mod tests {
 
     /// The `anonymous` check of a gateway whose only consumer is `guest`.
     fn guest_only(m: &Fields) -> Result<Option<String>, String> {
-        match string(m, "anonymous")? {
+        match plugin_config::string(m, "anonymous")? {
             None => Ok(None),
             Some("guest") => Ok(Some("guest".into())),
             Some(other) => Err(format!("anonymous: no consumer is called `{other}`")),

@@ -1,14 +1,11 @@
 //! The route's config: read from JSON, checked, and compiled into [`KeyAuth`], the settings the
 //! handler applies. Every error names the field it is about.
 
-use plugin_config::{boolean, is_token, list, object, string, Fields};
+use plugin_config::{boolean, is_token, list, object, Fields};
 use serde_json::Value;
 
 /// `key_names` when the config does not set it.
 pub const DEFAULT_KEY_NAME: &str = "apikey";
-
-/// `realm` when the config does not set it.
-pub const DEFAULT_REALM: &str = "gateway";
 
 /// The compiled settings of one route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,16 +68,8 @@ pub fn parse(
     let hide_credentials = boolean(&m, "hide_credentials")?;
     let anonymous = anonymous(&m)?;
     let run_on_preflight = flag(&m, "run_on_preflight", true)?;
-    let realm = string(&m, "realm")?.unwrap_or(DEFAULT_REALM);
-    if let Some(bad) = realm
-        .chars()
-        .find(|c| !(' '..='~').contains(c) || *c == '"' || *c == '\\')
-    {
-        return Err(format!(
-            "realm: {bad:?} cannot be written in `WWW-Authenticate`; use printable ASCII \
-             without `\"` and `\\`"
-        ));
-    }
+    let realm = plugin_auth::realm(&m)?;
+    let realm = realm.as_deref().unwrap_or(plugin_auth::DEFAULT_REALM);
     Ok(KeyAuth {
         key_names,
         in_header,
@@ -137,7 +126,7 @@ mod tests {
 
     /// The `anonymous` check of a gateway whose only consumer is `guest`.
     fn guest_only(m: &Fields) -> Result<Option<String>, String> {
-        match string(m, "anonymous")? {
+        match plugin_config::string(m, "anonymous")? {
             None => Ok(None),
             Some("guest") => Ok(Some("guest".into())),
             Some(other) => Err(format!("anonymous: no consumer is called `{other}`")),

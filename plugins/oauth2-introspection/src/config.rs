@@ -155,8 +155,13 @@ pub fn compile(m: &Fields) -> Result<Introspection, String> {
         path,
         authorization: client_authentication(m)?,
         token_type_hint,
-        timeout_ms: number(m, "timeout_ms", DEFAULT_TIMEOUT_MS.into(), 1, MAX_TIMEOUT_MS.into())?
-            as u32,
+        timeout_ms: number(
+            m,
+            "timeout_ms",
+            DEFAULT_TIMEOUT_MS.into(),
+            1,
+            MAX_TIMEOUT_MS.into(),
+        )? as u32,
         scopes_required: list(m, "scopes_required", "scopes", scope)?,
         cache_ttl_ms: number(m, "cache_ttl", DEFAULT_CACHE_TTL_S, 0, MAX_CACHE_TTL_S)? * 1000,
         cache_max_entries: number(
@@ -179,16 +184,7 @@ pub fn compile(m: &Fields) -> Result<Introspection, String> {
         },
         hide_credentials: boolean(m, "hide_credentials")?,
         anonymous: string(m, "anonymous")?.map(str::to_owned),
-        realm: match string(m, "realm")? {
-            None => None,
-            Some(r) if is_quotable(r) => Some(r.to_owned()),
-            Some(r) => {
-                return Err(format!(
-                    "realm: \"{}\" cannot be quoted in a header (no quotes, backslashes or control characters)",
-                    r.escape_debug()
-                ))
-            }
-        },
+        realm: plugin_auth::realm(m)?,
     })
 }
 
@@ -266,12 +262,6 @@ fn scope(s: &str) -> Result<String, String> {
             s.escape_debug()
         ))
     }
-}
-
-/// Whether `s` can go in a quoted string of a challenge as it is.
-fn is_quotable(s: &str) -> bool {
-    s.bytes()
-        .all(|b| (b == b' ' || b.is_ascii_graphic()) && b != b'"' && b != b'\\')
 }
 
 /// A path with an optional query (`/introspect?x=1`): starts with `/`, visible ASCII only.

@@ -182,6 +182,27 @@ pub fn anonymous_or(req: &Request, name: Option<&str>, refusal: Action) -> Actio
     }
 }
 
+/// The realm of a challenge when the config gives none.
+pub const DEFAULT_REALM: &str = "gateway";
+
+/// The `realm` field of an auth plugin's config, if given: printable ASCII without `"` and `\`, so it
+/// can be quoted in `WWW-Authenticate` as it is.
+pub fn realm(config: &plugin_config::Fields) -> Result<Option<String>, String> {
+    let Some(realm) = plugin_config::string(config, "realm")? else {
+        return Ok(None);
+    };
+    if let Some(bad) = realm
+        .chars()
+        .find(|c| !(' '..='~').contains(c) || *c == '"' || *c == '\\')
+    {
+        return Err(format!(
+            "realm: {bad:?} cannot be written in `WWW-Authenticate`; use printable ASCII \
+             without `\"` and `\\`"
+        ));
+    }
+    Ok(Some(realm.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
