@@ -4,6 +4,7 @@
 //! A key's type decides how a signature is checked, and an algorithm is only ever checked with a key
 //! of its own type: an RSA public key is never an HMAC secret, whatever a token's `alg` says.
 
+use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::pkcs8::DecodePublicKey;
@@ -12,6 +13,13 @@ use rsa::signature::Verifier;
 use rsa::traits::PublicKeyParts;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
+
+/// Strict base64url without padding: no `=`, no whitespace, no stray trailing bits.
+pub fn b64(text: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+}
 
 /// The smallest RSA modulus accepted, in bits (NIST SP 800-131A; RFC 7518 section 3.3).
 pub const MIN_RSA_BITS: usize = 2048;
@@ -332,7 +340,7 @@ pub fn from_jwk(jwk: &Value) -> Result<Key, String> {
     };
     let bytes = |field: &str| -> Result<Vec<u8>, String> {
         let s = text(field)?.ok_or_else(|| format!("no `{field}`"))?;
-        crate::token::b64(s).ok_or_else(|| format!("`{field}` is not base64url"))
+        b64(s).ok_or_else(|| format!("`{field}` is not base64url"))
     };
     if let Some(u) = text("use")? {
         if u != "sig" {

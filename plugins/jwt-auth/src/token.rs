@@ -3,8 +3,7 @@
 //! what the token claims to be, for the key search and the signature check that follow.
 
 use crate::failure::Failure;
-use crate::keys::Alg;
-use base64::Engine;
+use crate::keys::{b64, Alg};
 use serde_json::{Map, Value};
 
 /// The longest token read, in bytes. Longer ones are malformed (a header line carrying one is
@@ -24,13 +23,6 @@ pub struct Token<'t> {
     pub signing_input: &'t str,
     /// The signature's bytes.
     pub signature: Vec<u8>,
-}
-
-/// Strict base64url without padding: no `=`, no whitespace, no stray trailing bits.
-pub fn b64(text: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .ok()
 }
 
 fn json_object(part: &str, what: &'static str) -> Result<Map<String, Value>, Failure> {
