@@ -227,10 +227,14 @@ impl Registry {
             }
             for (j, b) in c.credentials.basic_auth.iter().enumerate() {
                 let at = |f: &str| at(&format!("credentials.basic-auth[{j}].{f}"));
-                if b.username.is_empty() || b.username.contains(':') {
+                if b.username.is_empty()
+                    || b.username.contains(':')
+                    || b.username.chars().any(char::is_control)
+                {
                     return Err(err(
                         at("username"),
-                        "a username is non-empty and has no `:` (RFC 7617)".into(),
+                        "a username is non-empty, without `:` (RFC 7617) or control characters"
+                            .into(),
                     ));
                 }
                 let password = secret(&b.password, at("password"))?;
@@ -247,8 +251,11 @@ impl Registry {
             }
             for (j, t) in c.credentials.jwt_auth.iter().enumerate() {
                 let at = |f: &str| at(&format!("credentials.jwt-auth[{j}].{f}"));
-                if t.key.is_empty() {
-                    return Err(err(at("key"), "the key is empty".into()));
+                if t.key.is_empty() || t.key.chars().any(char::is_control) {
+                    return Err(err(
+                        at("key"),
+                        "the key is non-empty, without control characters".into(),
+                    ));
                 }
                 if !JWT_ALGORITHMS.contains(&t.algorithm.as_str()) {
                     return Err(err(

@@ -108,6 +108,49 @@ fn remove_fixed(h: &mut HeaderMap, found: u8) {
     }
 }
 
+/// Removes the headers Connection names. Tokens are looked up without copying; tokens that are not
+/// valid header names cannot name a header and are skipped, `keep-alive` is removed by the callers,
+/// and `Host` is never hop-by-hop (the upstream request always carries one).
+fn remove_named_by_connection(h: &mut HeaderMap) {
+    let mut named: Vec<HeaderName> = Vec::new();
+    for v in h.get_all(header::CONNECTION) {
+        for token in v.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if token.is_empty()
+                || token.eq_ignore_ascii_case(b"keep-alive")
+                || token.eq_ignore_ascii_case(b"host")
+            {
+                continue;
+            }
+            let Ok(token) = std::str::from_utf8(token) else {
+                continue;
+            };
+            if h.contains_key(token) {
+                if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+                    named.push(n);
+                }
+            }
+        }
+    }
+    for n in named {
+        h.remove(n);
+    }
+}
+
+/// Removes what a client's `Connection` header makes hop-by-hop: the headers it names, itself and
+/// `Keep-Alive`. Run on the client's request before the route's filters and header rules, so a
+/// client cannot name a header they set and have it removed on the way upstream. The other
+/// hop-by-hop headers (TE, Transfer-Encoding, Upgrade, Proxy-*) stay for the filters to see (basic-auth
+/// reads `Proxy-Authorization`, ext-auth tells a chunked body by `Transfer-Encoding`) and are removed
+/// when the request is forwarded ([`strip_hop_by_hop`]).
+pub fn strip_connection(h: &mut HeaderMap) {
+    if !h.contains_key(header::CONNECTION) {
+        return;
+    }
+    remove_named_by_connection(h);
+    h.remove(header::CONNECTION);
+    h.remove(KEEP_ALIVE);
+}
+
 /// Removes hop-by-hop headers: Connection and every header it names, Keep-Alive, TE,
 /// Transfer-Encoding, Upgrade, and Proxy-*.
 ///
@@ -123,31 +166,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
         return;
     }
     if found & HOP_CONNECTION != 0 {
-        // Headers named by Connection, looked up without copying the token; tokens that are not
-        // valid header names cannot name a header and are skipped, `keep-alive` goes below, and
-        // `Host` is never hop-by-hop (the upstream request always carries one).
-        let mut named: Vec<HeaderName> = Vec::new();
-        for v in h.get_all(header::CONNECTION) {
-            for token in v.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if token.is_empty()
-                    || token.eq_ignore_ascii_case(b"keep-alive")
-                    || token.eq_ignore_ascii_case(b"host")
-                {
-                    continue;
-                }
-                let Ok(token) = std::str::from_utf8(token) else {
-                    continue;
-                };
-                if h.contains_key(token) {
-                    if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
-                        named.push(n);
-                    }
-                }
-            }
-        }
-        for n in named {
-            h.remove(n);
-        }
+        remove_named_by_connection(h);
     }
     remove_fixed(h, found);
     if found & HOP_PROXY != 0 {

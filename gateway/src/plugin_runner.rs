@@ -538,6 +538,8 @@ fn prepare(case: &Case) -> Result<Prepared, FieldError> {
             })?,
     };
     let mut headers = header_map("request.headers", &r.headers)?;
+    // What the gateway does before a route's filters see the request.
+    crate::framing::strip_connection(&mut headers);
     if !headers.contains_key(http::header::HOST) {
         headers.insert(http::header::HOST, HeaderValue::from_static("localhost"));
     }

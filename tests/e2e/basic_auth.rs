@@ -101,12 +101,31 @@ async fn passwords_name_consumers_and_everything_else_is_refused() {
     assert_eq!(values(&seen.headers, "x-credential-identifier"), ["alice"]);
     assert!(seen.headers.get("x-anonymous-consumer").is_none());
     assert_eq!(hv(&seen.headers, "authorization"), alice);
+    // Credentials in Proxy-Authorization reach the plugin (hop-by-hop: never forwarded), unless the
+    // client's Connection names it.
+    let (s, _, body) = get_with(
+        &gw.url("/plain/x"),
+        &[("proxy-authorization", alice.as_str())],
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(values(&up.last().headers, "x-consumer-username"), ["alice"]);
+    assert!(up.last().headers.get("proxy-authorization").is_none());
+    let named = [
+        ("proxy-authorization", alice.as_str()),
+        ("connection", "proxy-authorization"),
+    ];
+    assert_refused(
+        &get_with(&gw.url("/plain/x"), &named).await,
+        "missing_credentials",
+        "gateway",
+    );
     // A lower-case scheme.
     let lower = basic("bob:b0b").replace("Basic", "basic");
     let (s, _, body) = get_with(&gw.url("/plain/x"), &[("authorization", &lower)]).await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(hv(&up.last().headers, "x-consumer-username"), "bob");
-    assert_eq!(up.hits(), 2);
+    assert_eq!(up.hits(), 3);
 
     // Missing, malformed, wrong: 401s with the challenge, and the upstream is not called.
     let plain = gw.url("/plain/x");
@@ -151,7 +170,7 @@ async fn passwords_name_consumers_and_everything_else_is_refused() {
         .body(Full::new(Bytes::new()))
         .unwrap();
     assert_refused(&request(twice).await, "malformed_credentials", "gateway");
-    assert_eq!(up.hits(), 2);
+    assert_eq!(up.hits(), 3);
 
     // hide_credentials: the password never reaches the upstream.
     let (s, _, body) = get_with(&gw.url("/hidden/x"), &[("authorization", &alice)]).await;
@@ -169,7 +188,7 @@ async fn passwords_name_consumers_and_everything_else_is_refused() {
         "invalid_credentials",
         "Staff area",
     );
-    assert_eq!(up.hits(), 3);
+    assert_eq!(up.hits(), 4);
 
     // anonymous: no, wrong or malformed credentials go on as `public`, without them.
     for headers in [
@@ -187,14 +206,14 @@ async fn passwords_name_consumers_and_everything_else_is_refused() {
         assert!(seen.headers.get("authorization").is_none());
         assert!(seen.headers.get("x-credential-identifier").is_none());
     }
-    assert_eq!(up.hits(), 6);
+    assert_eq!(up.hits(), 7);
 
     let m = gw.metrics().await;
     let series =
         |outcome: &str| format!(r#"plugin_basic_auth_{outcome}_total{{plugin="basic-auth"}}"#);
-    assert_eq!(metric(&m, &series("authenticated")), Some(3.0), "{m}");
+    assert_eq!(metric(&m, &series("authenticated")), Some(4.0), "{m}");
     assert_eq!(metric(&m, &series("anonymous")), Some(3.0), "{m}");
-    assert_eq!(metric(&m, &series("refused")), Some(13.0), "{m}");
+    assert_eq!(metric(&m, &series("refused")), Some(14.0), "{m}");
 }
 
 /// With `anonymous` on both, key-auth and basic-auth are alternatives (Kong's "logical OR"): either

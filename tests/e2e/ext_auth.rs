@@ -286,4 +286,16 @@ async fn request_body_sends_the_whole_body_to_the_auth_service() {
     let (s, _, body) = request(post("nope")).await;
     assert_eq!((s, body.as_str()), (403, "no\n"));
     assert_eq!(up.hits(), 1);
+
+    // A chunked body is announced by Transfer-Encoding, which the filter sees (hop-by-hop headers
+    // other than what Connection names go only when forwarding): one call, with the body.
+    let calls = auth.seen().len();
+    let chunked = b"POST /body/transfers HTTP/1.1\r\nHost: x\r\ncontent-type: text/plain\r\n\
+        transfer-encoding: chunked\r\nconnection: close\r\n\r\n9\r\nlet me in\r\n0\r\n\r\n";
+    let text = raw(gw.addr, chunked, std::time::Duration::from_secs(5)).await;
+    assert_eq!(status_of(&text), 200, "{text}");
+    let seen = auth.seen();
+    assert_eq!(seen.len(), calls + 1, "one call, with the body");
+    assert_eq!(&seen.last().unwrap().body[..], b"let me in");
+    assert_eq!(&up.last().body[..], b"let me in");
 }

@@ -137,37 +137,20 @@ where
     d.deserialize_any(OneOrMany(std::marker::PhantomData))
 }
 
-/// A username or key that YAML may have read as a number or boolean (`username: 1234`): its text.
+/// A username, key or secret: a string. One YAML reads as a number or boolean (`0x1F`, `+5`,
+/// `TRUE`) is refused rather than turned into text, which would not be what was written (`31`, `5`,
+/// `true`): quoted, it is taken as written.
 fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     struct Text;
     impl serde::de::Visitor<'_> for Text {
         type Value = String;
 
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a string")
+            f.write_str("a string (write numbers and booleans in quotes)")
         }
 
         fn visit_str<E>(self, v: &str) -> Result<String, E> {
             Ok(v.to_owned())
-        }
-
-        fn visit_bool<E>(self, v: bool) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-
-        fn visit_i64<E>(self, v: i64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-
-        fn visit_u64<E>(self, v: u64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-
-        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<String, E> {
-            // `1e3` or `0.10` would not come back as written: ask for quotes.
-            Err(E::custom(
-                "write this value in quotes (YAML read it as a number)",
-            ))
         }
     }
     d.deserialize_any(Text)
@@ -309,9 +292,17 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("unknown field `pasword`"), "{e}");
-        // Numbers and booleans YAML read as such are their text; a float must be quoted.
+        // A number or boolean YAML read as such is refused (`0x1F` would become `31`); quoted, it is
+        // taken as written.
+        for value in ["0x1F", "123456", "true", "1e3", "+5"] {
+            let e = serde_yaml_ng::from_str::<Consumer>(&format!(
+                "name: a\ncredentials:\n  basic-auth: {{username: u, password: {value}}}\n"
+            ))
+            .unwrap_err();
+            assert!(e.to_string().contains("in quotes"), "{value}: {e}");
+        }
         let c: Consumer = serde_yaml_ng::from_str(
-            "name: a\ncredentials:\n  basic-auth: {username: 1234, password: 123456}\n  key-auth: {key: true}\n",
+            "name: a\ncredentials:\n  basic-auth: {username: '1234', password: '0x1F'}\n",
         )
         .unwrap();
         assert_eq!(c.credentials.basic_auth[0].username, "1234");
@@ -320,18 +311,7 @@ mod tests {
                 .password
                 .resolve(Path::new("."))
                 .unwrap(),
-            "123456"
+            "0x1F"
         );
-        assert_eq!(
-            *c.credentials.key_auth[0]
-                .key
-                .resolve(Path::new("."))
-                .unwrap(),
-            "true"
-        );
-        let e =
-            serde_yaml_ng::from_str::<Consumer>("name: a\ncredentials:\n  key-auth: {key: 1e3}\n")
-                .unwrap_err();
-        assert!(e.to_string().contains("in quotes"), "{e}");
     }
 }

@@ -350,10 +350,10 @@ async fn route_and_serve(
     if h2 && parts.headers.len() > info.max_headers {
         return refused(ProxyError::TooManyHeaders);
     }
-    // The client's hop-by-hop headers go now, before the route's filters and header rules: a
-    // `Connection` naming a header must not remove one they set (`x-anonymous-consumer`, a route's
-    // `x-team`) on the way to the upstream, as Envoy's codec strips them before its filters.
-    headers::strip_hop_by_hop(&mut parts.headers);
+    // What the client's `Connection` makes hop-by-hop goes now, before the route's filters and
+    // header rules: it must not remove a header they set (`x-anonymous-consumer`, a route's
+    // `x-team`) on the way to the upstream. The other hop-by-hop headers go when forwarding.
+    crate::framing::strip_connection(&mut parts.headers);
     parts.headers.insert(REQUEST_ID, id.header().clone());
     let req = Request::from_parts(parts, incoming);
     let host = req
