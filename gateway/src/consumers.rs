@@ -84,7 +84,7 @@ pub struct Consumer {
 struct Credential {
     consumer: Arc<Consumer>,
     id: String,
-    /// The secret as an HMAC digest (`key-auth`, `basic-auth`).
+    /// The secret as an HMAC digest (`basic-auth`).
     digest: Option<ring::hmac::Tag>,
     /// The secret itself, for kinds whose secret is a MAC key (`jwt-auth`).
     mac_key: Option<Zeroizing<Vec<u8>>>,
@@ -118,8 +118,8 @@ pub struct Registry {
     /// Keys secrets' digests.
     pepper: ring::hmac::Key,
     by_name: HashMap<Arc<str>, Arc<Consumer>>,
-    /// Credentials whose secret is their identifier, by kind and the secret's digest.
-    by_secret: HashMap<(&'static str, [u8; 32]), Credential>,
+    /// Consumers by the digest of a secret that is its own identifier (`key-auth`), by kind.
+    by_secret: HashMap<(&'static str, [u8; 32]), Arc<Consumer>>,
     /// Credentials with an identifier, by kind and identifier.
     by_id: HashMap<(&'static str, String), Credential>,
     /// A digest no secret has, compared against when an identifier is unknown, so that an unknown
@@ -220,17 +220,10 @@ impl Registry {
                 if let Some(other) = reg.by_secret.get(&slot) {
                     return Err(err(
                         field,
-                        format!("this key is also consumer `{}`'s", other.consumer.name),
+                        format!("this key is also consumer `{}`'s", other.name),
                     ));
                 }
-                let cred = Credential {
-                    consumer: consumer.clone(),
-                    id: String::new(),
-                    digest: Some(digest),
-                    mac_key: None,
-                    attributes: Vec::new(),
-                };
-                reg.by_secret.insert(slot, cred);
+                reg.by_secret.insert(slot, consumer.clone());
             }
             for (j, b) in c.credentials.basic_auth.iter().enumerate() {
                 let at = |f: &str| at(&format!("credentials.basic-auth[{j}].{f}"));
@@ -386,8 +379,7 @@ impl Registry {
         // second, constant-time comparison of the same digest was a second HMAC for nothing:
         // 4,000 instructions a request, BENCHMARKS.md).
         let digest = ring::hmac::sign(&self.pepper, key.as_bytes());
-        let cred = self.by_secret.get(&(kind, tag_bytes(&digest)))?;
-        Some(&cred.consumer)
+        self.by_secret.get(&(kind, tag_bytes(&digest)))
     }
 
     /// The consumer holding the credential of `kind` with identifier `id` and secret `secret`. An

@@ -234,27 +234,15 @@ async fn a_wrong_entry_is_reported_at_its_line() {
     };
     // A `consumer:` entry naming nobody.
     let yaml = config("          deny:\n            - mallory\n            - consumer:malory\n");
-    let err = TestGateway::try_start(&yaml)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
-    let line = config_text(&yaml)
-        .lines()
-        .position(|l| l.ends_with("- consumer:malory"))
-        .unwrap()
-        + 1;
+    let err = refused(&yaml).await;
+    let line = line_ending(&yaml, "- consumer:malory");
     let want = format!("test.yaml:{line}:15: routes[0].filters[0].config.deny[1]: plugin `acl`");
     assert!(err.contains(&want), "{err}");
     assert!(err.contains("no consumer is called `malory`"), "{err}");
 
     // A misspelt prefix.
     let yaml = config("          allow: [\"groups:admins\"]\n");
-    let err = TestGateway::try_start(&yaml)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    let err = refused(&yaml).await;
     assert!(
         err.contains("routes[0].filters[0].config.allow[0]") && err.contains("group:NAME"),
         "{err}"

@@ -312,16 +312,8 @@ async fn a_bad_realm_is_reported_at_its_line() {
             "    filters:\n      - plugin: basic-auth\n        config:\n          hide_credentials: true\n          realm: say \"hi\"\n",
         ))
         .yaml();
-    let err = TestGateway::try_start(&config)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
-    let line = config_text(&config)
-        .lines()
-        .position(|l| l.ends_with("realm: say \"hi\""))
-        .unwrap()
-        + 1;
+    let err = refused(&config).await;
+    let line = line_ending(&config, "realm: say \"hi\"");
     let want =
         format!("test.yaml:{line}:11: routes[0].filters[0].config.realm: plugin `basic-auth`");
     assert!(err.contains(&want), "{err}");

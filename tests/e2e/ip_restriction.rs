@@ -157,16 +157,8 @@ async fn a_bad_entry_is_reported_at_its_line() {
             "    filters:\n      - plugin: ip-restriction\n        config:\n          allow:\n            - 127.0.0.1\n            - 10.0.0.0/33\n",
         ))
         .yaml();
-    let err = TestGateway::try_start(&config)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
-    let line = config_text(&config)
-        .lines()
-        .position(|l| l.ends_with("- 10.0.0.0/33"))
-        .unwrap()
-        + 1;
+    let err = refused(&config).await;
+    let line = line_ending(&config, "- 10.0.0.0/33");
     let want = format!(
         "test.yaml:{line}:15: routes[0].filters[0].config.allow[1]: plugin `ip-restriction`"
     );
@@ -184,11 +176,7 @@ async fn a_bad_entry_is_reported_at_its_line() {
                 .lines("    filters: [{plugin: ip-restriction, config: {status: 403}}]\n"),
         )
         .yaml();
-    let err = TestGateway::try_start(&config)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    let err = refused(&config).await;
     assert!(
         err.contains("routes[0].filters[0].config") && err.contains("allow: missing"),
         "{err}"
@@ -255,11 +243,7 @@ async fn behind_trusted_proxies_the_forwarded_client_is_the_client() {
     );
 
     // A bad entry is refused at its line.
-    let err = TestGateway::try_start(&listener("\"10.0.0.0/33\""))
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    let err = refused(&listener("\"10.0.0.0/33\"")).await;
     assert!(
         err.contains("listeners[0].trusted_proxies[0]") && err.contains("CIDR"),
         "{err}"

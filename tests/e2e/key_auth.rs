@@ -205,16 +205,8 @@ async fn a_bad_config_is_reported_at_its_line() {
         ))
         .raw(consumers)
         .yaml();
-    let err = TestGateway::try_start(&config)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
-    let line = config_text(&config)
-        .lines()
-        .position(|l| l.ends_with("- api key"))
-        .unwrap()
-        + 1;
+    let err = refused(&config).await;
+    let line = line_ending(&config, "- api key");
     let want =
         format!("test.yaml:{line}:15: routes[0].filters[0].config.key_names[1]: plugin `key-auth`");
     assert!(err.contains(&want), "{err}");
@@ -227,16 +219,8 @@ async fn a_bad_config_is_reported_at_its_line() {
         ))
         .raw(consumers)
         .yaml();
-    let err = TestGateway::try_start(&config)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
-    let line = config_text(&config)
-        .lines()
-        .position(|l| l.ends_with("anonymous: nobody"))
-        .unwrap()
-        + 1;
+    let err = refused(&config).await;
+    let line = line_ending(&config, "anonymous: nobody");
     assert!(
         err.contains(&format!(
             "test.yaml:{line}:11: routes[0].filters[0].config.anonymous: plugin `key-auth`"
@@ -251,16 +235,8 @@ async fn a_bad_config_is_reported_at_its_line() {
         ))
         .raw(consumers)
         .yaml();
-    let err = TestGateway::try_start(&config)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
-    let line = config_text(&config)
-        .lines()
-        .position(|l| l.ends_with("key_in_body: true"))
-        .unwrap()
-        + 1;
+    let err = refused(&config).await;
+    let line = line_ending(&config, "key_in_body: true");
     assert!(
         err.contains(&format!(
             "test.yaml:{line}:11: routes[0].filters[0].config.key_in_body: plugin `key-auth`"

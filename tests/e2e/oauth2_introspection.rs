@@ -621,16 +621,8 @@ async fn a_wrong_config_is_reported_at_its_line() {
     let config = yaml(
         "          upstream: idp\n          path: /introspect\n          scopes_required:\n            - read\n            - a b\n",
     );
-    let err = TestGateway::try_start(&config)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
-    let line = config_text(&config)
-        .lines()
-        .position(|l| l.ends_with("- a b"))
-        .unwrap()
-        + 1;
+    let err = refused(&config).await;
+    let line = line_ending(&config, "- a b");
     let want = format!(
         "test.yaml:{line}:15: routes[0].filters[0].config.scopes_required[1]: plugin `oauth2-introspection`"
     );
@@ -654,11 +646,7 @@ async fn a_wrong_config_is_reported_at_its_line() {
             "path: missing",
         ),
     ] {
-        let err = TestGateway::try_start(&yaml(config))
-            .await
-            .err()
-            .expect("refused")
-            .to_string();
+        let err = refused(&yaml(config)).await;
         assert!(err.contains(field), "{err}");
         assert!(err.contains(message), "{err}");
     }

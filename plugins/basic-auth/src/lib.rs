@@ -101,18 +101,19 @@ impl Filter for BasicAuthFilter {
                 Self::go_on(auth, req, &values, &id)
             }
             Err(Refusal { code, message }) => {
-                let challenge = vec![("www-authenticate".to_owned(), auth.challenge.clone())];
-                let refusal = plugin_auth::refuse(401, code, &message, &id, challenge);
-                match plugin_auth::anonymous_or(req, auth.anonymous.as_deref(), refusal) {
-                    Action::Continue => {
-                        count("anonymous");
-                        Self::go_on(auth, req, &values, &id)
-                    }
-                    refusal => {
-                        count("refused");
-                        log::debug(&format!("basic-auth: request {id} refused: {code}"));
-                        refusal
-                    }
+                let anonymous = auth.anonymous.as_deref();
+                let challenge = &auth.challenge;
+                match plugin_auth::unauthenticated(
+                    req,
+                    "basic-auth",
+                    anonymous,
+                    challenge,
+                    code,
+                    &message,
+                    &id,
+                ) {
+                    None => Self::go_on(auth, req, &values, &id),
+                    Some(refusal) => refusal,
                 }
             }
         }

@@ -159,18 +159,13 @@ impl Filter for KeyAuthFilter {
                 Self::go_on(auth, req, &incoming, &id)
             }
             Err(Refusal { code, message }) => {
-                let challenge = vec![("www-authenticate".to_owned(), auth.challenge.clone())];
-                let refusal = plugin_auth::refuse(401, code, &message, &id, challenge);
-                match plugin_auth::anonymous_or(req, auth.anonymous.as_deref(), refusal) {
-                    Action::Continue => {
-                        count("anonymous");
-                        Self::go_on(auth, req, &incoming, &id)
-                    }
-                    refusal => {
-                        count("refused");
-                        log::debug(&format!("key-auth: request {id} refused: {code}"));
-                        refusal
-                    }
+                let anonymous = auth.anonymous.as_deref();
+                let challenge = &auth.challenge;
+                match plugin_auth::unauthenticated(
+                    req, "key-auth", anonymous, challenge, code, &message, &id,
+                ) {
+                    None => Self::go_on(auth, req, &incoming, &id),
+                    Some(refusal) => refusal,
                 }
             }
         }

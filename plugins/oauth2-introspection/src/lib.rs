@@ -186,9 +186,10 @@ impl Filter for IntrospectionFilter {
             // Another plugin decided; a bearer token sent along is still hidden if asked (as
             // key-auth, basic-auth and jwt-auth hide theirs), other credentials are not this
             // plugin's.
-            let bearer = req
-                .header("authorization")
-                .is_some_and(|v| v.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("bearer ")));
+            let bearer = req.header("authorization").is_some_and(|v| {
+                v.get(..7)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
+            });
             if bearer {
                 if let Err(e) = hide(policy, req) {
                     return failed(&id, &e);

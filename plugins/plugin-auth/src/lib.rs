@@ -182,6 +182,37 @@ pub fn anonymous_or(req: &Request, name: Option<&str>, refusal: Action) -> Actio
     }
 }
 
+/// A request without valid credentials, for a plugin (`plugin`, as its metrics and logs name it)
+/// whose challenge is `challenge`: `None` when it goes on as the `anonymous` consumer, otherwise the
+/// 401 refusal with `code` and `message`. Counts `<plugin>_anonymous` or `<plugin>_refused` (the
+/// plugin's name with `_` for `-`) and logs a refusal at debug.
+pub fn unauthenticated(
+    req: &Request,
+    plugin: &str,
+    anonymous: Option<&str>,
+    challenge: &str,
+    code: &str,
+    message: &str,
+    id: &str,
+) -> Option<Action> {
+    let count = |outcome: &str| {
+        let name = format!("{}_{outcome}", plugin.replace('-', "_"));
+        let _ = gateway_plugin_sdk::metrics::counter_add(&name, 1);
+    };
+    let headers = vec![("www-authenticate".to_owned(), challenge.to_owned())];
+    match anonymous_or(req, anonymous, refuse(401, code, message, id, headers)) {
+        Action::Continue => {
+            count("anonymous");
+            None
+        }
+        refusal => {
+            count("refused");
+            gateway_plugin_sdk::log::debug(&format!("{plugin}: request {id} refused: {code}"));
+            Some(refusal)
+        }
+    }
+}
+
 /// The realm of a challenge when the config gives none.
 pub const DEFAULT_REALM: &str = "gateway";
 

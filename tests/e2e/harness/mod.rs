@@ -275,6 +275,24 @@ impl Drop for GatewayProcess {
     }
 }
 
+/// The error of a gateway that refuses to start with `yaml`.
+pub async fn refused(yaml: &str) -> String {
+    TestGateway::try_start(yaml)
+        .await
+        .err()
+        .expect("refused")
+        .to_string()
+}
+
+/// The 1-based line of `config_text(yaml)` (what a `TestGateway` reads) that ends with `end`.
+pub fn line_ending(yaml: &str, end: &str) -> usize {
+    config_text(yaml)
+        .lines()
+        .position(|l| l.ends_with(end))
+        .unwrap_or_else(|| panic!("no line ends with {end:?}"))
+        + 1
+}
+
 /// The config text `TestGateway::start` serves for `yaml`: one listener `main` on 127.0.0.1:0 unless the
 /// YAML has listeners, the admin API on 127.0.0.1:0 unless it has `admin:`, no access log unless set.
 /// Reloads of a `TestGateway` must send text built the same way, since listeners cannot change.
