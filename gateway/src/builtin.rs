@@ -14,6 +14,10 @@ pub struct Builtin {
     /// first-party plugin, for their caches and because a fresh instance per request costs about as
     /// much CPU as the rest of the request).
     pub reuse: bool,
+    /// The key-value namespace it is granted when its `plugins:` entry grants none
+    /// (`[package.metadata.gateway] kv_namespace = "..."` in its Cargo.toml): local unless the
+    /// config's `kv_namespaces:` says otherwise.
+    pub kv_namespace: Option<&'static str>,
     /// The component.
     pub wasm: &'static [u8],
 }
@@ -32,7 +36,7 @@ pub fn all() -> &'static [Builtin] {
 
 impl Builtin {
     /// The plugin's entry as if it were written under `plugins:` with no settings but its name (a
-    /// component: no upstreams, no key-value store, consumers granted, default limits; the plugin's
+    /// component: no upstreams, its own key-value namespace if it has one, consumers granted, default limits; the plugin's
     /// own instance mode).
     pub fn config(&self) -> crate::config::Plugin {
         crate::config::Plugin {
@@ -44,7 +48,10 @@ impl Builtin {
             abi: None,
             limits: Default::default(),
             vm_config: None,
-            capabilities: None,
+            capabilities: self.kv_namespace.map(|ns| crate::config::PluginCapabilities {
+                kv_namespace: Some(ns.to_owned()),
+                ..Default::default()
+            }),
             instance_mode: self.reuse.then_some(crate::config::InstanceMode::Reuse),
             service: None,
         }

@@ -40,7 +40,7 @@ impl Histogram {
     }
 
     /// Per-bucket counts (the last is `+Inf`), the sum in seconds, and the count.
-    fn snapshot(&self) -> Value {
+    pub(crate) fn snapshot(&self) -> Value {
         let buckets = BUCKETS
             .iter()
             .copied()

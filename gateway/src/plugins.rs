@@ -176,9 +176,19 @@ impl WasmServices {
     /// after). Errors name the config field: the plugin's `path`, `url` or `sha256` for load failures,
     /// the route's filter for a rejected config.
     pub async fn attach(&self, src: &Source, rt: &Runtime) -> Result<AttachReport, ConfigError> {
+        // The config's key-value namespaces are in place before the plugins' `init` runs (a plugin
+        // may ask where its namespace lives), and put back if the config is refused.
+        let base = src.path.parent().unwrap_or(std::path::Path::new("."));
+        let stores = self
+            .host
+            .stores
+            .prepare(&rt.config.kv_namespaces, base)
+            .map_err(|e| src.err(e.field, e.message))?;
+        let replaced = self.host.stores.install(stores);
         match self.attach_inner(src, rt).await {
             Ok(r) => Ok(r),
             Err((plugin, e)) => {
+                self.host.stores.install(replaced);
                 let mut state = self.state.lock().unwrap();
                 if let Some(p) =
                     plugin.and_then(|n| state.plugins.iter_mut().find(|p| p.cfg.name == n))
@@ -247,9 +257,11 @@ impl WasmServices {
                     if q.instance_mode.is_none() && b.reuse {
                         q.instance_mode = Some(config::InstanceMode::Reuse);
                     }
-                    q.capabilities
-                        .get_or_insert_with(Default::default)
-                        .consumers = true;
+                    let caps = q.capabilities.get_or_insert_with(Default::default);
+                    caps.consumers = true;
+                    if caps.kv_namespace.is_none() {
+                        caps.kv_namespace = b.kv_namespace.map(str::to_owned);
+                    }
                     with_defaults = q;
                     &with_defaults
                 }
@@ -446,6 +458,7 @@ impl WasmServices {
     /// Adds the plugins' families to `e`: health counters of the serving config's plugins, the
     /// compiled-code caches, and the metrics the plugins defined themselves.
     pub fn expose_metrics(&self, e: &mut Exposition) {
+        self.host.stores.expose(e);
         let loaded = self.loaded();
         let snaps: Vec<_> = loaded
             .iter()

@@ -318,6 +318,10 @@ impl Reloader {
         files.extend(
             crate::config::consumers::secret_files(&rt.config.consumers).map(|p| at(Path::new(p))),
         );
+        // Redis passwords kept in files: a rotated one reconnects with it.
+        files.extend(
+            crate::config::stores::secret_files(&rt.config.kv_namespaces).map(|p| at(Path::new(p))),
+        );
         files
     }
 }

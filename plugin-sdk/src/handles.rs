@@ -79,6 +79,17 @@ pub enum Error {
     /// assert_eq!(kv::increment("k", 1), Err(Error::NotANumber));
     /// ```
     NotANumber,
+    /// Key-value store: the namespace's backend (Redis) did not answer within its timeout or could
+    /// not be reached; a write may or may not have happened. The filter decides (let the request
+    /// through, or refuse it).
+    ///
+    /// ```no_run
+    /// # use gateway_plugin_sdk::{kv, Error};
+    /// if let Err(Error::Unavailable(why)) = kv::increment_with_ttl("hits", 1, 60_000) {
+    ///     gateway_plugin_sdk::log::warn(&why);
+    /// }
+    /// ```
+    Unavailable(String),
 }
 
 impl std::fmt::Display for Error {
@@ -93,6 +104,7 @@ impl std::fmt::Display for Error {
             Error::Failed(m) => write!(f, "failed: {m}"),
             Error::VersionMismatch => write!(f, "version mismatch"),
             Error::NotANumber => write!(f, "not a number"),
+            Error::Unavailable(m) => write!(f, "unavailable: {m}"),
         }
     }
 }

@@ -164,7 +164,9 @@ pub mod http {
 
 /// The shared key-value store, in the namespace granted by the plugin's `capabilities.kv_namespace`
 /// (without one, every call is [`crate::Error::Denied`]). Every write gets a new version, used by
-/// [`kv::compare_and_swap`].
+/// [`kv::compare_and_swap`]. The namespace lives in this gateway process or, by gateway config, in
+/// Redis shared by every gateway process ([`kv::backend`]); then a call that cannot complete in time is
+/// [`crate::Error::Unavailable`] (WIT `store`, since 0.1.2).
 ///
 /// ```no_run
 /// use gateway_plugin_sdk::kv;
@@ -173,7 +175,7 @@ pub mod http {
 /// # Ok::<(), gateway_plugin_sdk::Error>(())
 /// ```
 pub mod kv {
-    use crate::__bindings::gateway::filter::kv as wit;
+    use crate::__bindings::gateway::filter::store as wit;
     use crate::Error;
 
     /// A value and its version.
@@ -190,12 +192,37 @@ pub mod kv {
         pub version: u32,
     }
 
-    fn err(e: wit::KvError) -> Error {
+    fn err(e: wit::StoreError) -> Error {
         match e {
-            wit::KvError::Denied(m) => Error::Denied(m),
-            wit::KvError::VersionMismatch => Error::VersionMismatch,
-            wit::KvError::NotANumber => Error::NotANumber,
-            wit::KvError::Invalid(m) => Error::Invalid(m),
+            wit::StoreError::Denied(m) => Error::Denied(m),
+            wit::StoreError::VersionMismatch => Error::VersionMismatch,
+            wit::StoreError::NotANumber => Error::NotANumber,
+            wit::StoreError::Invalid(m) => Error::Invalid(m),
+            wit::StoreError::Unavailable(m) => Error::Unavailable(m),
+        }
+    }
+
+    /// Where the plugin's namespace lives (gateway config: `kv_namespaces:`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Backend {
+        /// In this gateway process.
+        Local,
+        /// In Redis, shared by every gateway process configured with the same server.
+        Redis,
+    }
+
+    /// Where the plugin's namespace lives; `Error::Denied` when none is granted.
+    ///
+    /// ```no_run
+    /// use gateway_plugin_sdk::kv;
+    /// let shared = kv::backend()? == kv::Backend::Redis;
+    /// # let _ = shared;
+    /// # Ok::<(), gateway_plugin_sdk::Error>(())
+    /// ```
+    pub fn backend() -> Result<Backend, Error> {
+        match wit::backend().map_err(err)? {
+            wit::BackendKind::Local => Ok(Backend::Local),
+            wit::BackendKind::Redis => Ok(Backend::Redis),
         }
     }
 
@@ -245,7 +272,20 @@ pub mod kv {
     /// # Ok::<(), gateway_plugin_sdk::Error>(())
     /// ```
     pub fn increment(key: &str, delta: i64) -> Result<i64, Error> {
-        wit::increment(key, delta).map_err(err)
+        wit::increment(key, delta, None).map_err(err)
+    }
+
+    /// As [`increment`], and when this call creates the key (absent or expired) it expires
+    /// `ttl_ms` milliseconds from now; an existing expiry is kept. A window counter in one call,
+    /// atomic across every gateway process sharing the namespace.
+    ///
+    /// ```no_run
+    /// let in_this_minute = gateway_plugin_sdk::kv::increment_with_ttl("hits:29480211", 1, 60_000)?;
+    /// # let _ = in_this_minute;
+    /// # Ok::<(), gateway_plugin_sdk::Error>(())
+    /// ```
+    pub fn increment_with_ttl(key: &str, delta: i64, ttl_ms: u64) -> Result<i64, Error> {
+        wit::increment(key, delta, Some(ttl_ms)).map_err(err)
     }
 
     /// Writes `value` only if `version` is still the key's version; returns the new version.

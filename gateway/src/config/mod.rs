@@ -5,6 +5,7 @@ pub mod consumers;
 mod locate;
 pub mod redact;
 mod source;
+pub mod stores;
 mod units;
 
 pub use source::Source;
@@ -37,6 +38,10 @@ pub struct Config {
     /// `jwt-auth`, ...), with their groups and credentials.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumers: Vec<consumers::Consumer>,
+    /// Where key-value namespaces keep their data (`local` or `redis`), by namespace name. A
+    /// namespace not listed here is local.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kv_namespaces: BTreeMap<String, stores::KvNamespace>,
     /// Process-wide settings.
     #[serde(default)]
     pub server: Server,

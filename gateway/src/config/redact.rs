@@ -68,6 +68,14 @@ pub fn view(cfg: &Config) -> serde_json::Result<Value> {
             }
         }
     }
+    // A Redis URL may hold a password (`redis://:pw@host`).
+    if let Some(spaces) = v.get_mut("kv_namespaces").and_then(Value::as_object_mut) {
+        for ns in spaces.values_mut() {
+            if let Some(Value::String(url)) = ns.get_mut("redis").and_then(|r| r.get_mut("url")) {
+                *url = shown_url(url);
+            }
+        }
+    }
     if let Some(plugins) = v.get_mut("plugins").and_then(Value::as_array_mut) {
         for p in plugins {
             if let Some(c) = p.get_mut("vm_config") {

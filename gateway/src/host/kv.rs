@@ -161,13 +161,19 @@ impl SharedData {
     }
 
     /// Adds `delta` to the decimal integer at `key` (an absent or expired key counts as 0) and returns
-    /// the sum, atomically. An existing expiry is kept.
-    pub fn increment(&self, namespace: &str, key: &str, delta: i64) -> Result<i64, IncrementError> {
+    /// the sum, atomically. A key this creates expires after `ttl`; an existing expiry is kept.
+    pub fn increment(
+        &self,
+        namespace: &str,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64, IncrementError> {
         let now = Instant::now();
         let mut store = self.lock();
         let slot = slot(namespace, key);
         let (current, expires) = match store.live(&slot, now) {
-            None => (0, None),
+            None => (0, expiry(ttl, now)),
             Some(e) => {
                 let n = std::str::from_utf8(&e.value)
                     .ok()
@@ -262,7 +268,7 @@ mod tests {
             kv.compare_and_swap("ns", "gone", v, b("x"), None),
             Err(CasMismatch)
         );
-        assert_eq!(kv.increment("ns", "gone", 1), Ok(1));
+        assert_eq!(kv.increment("ns", "gone", 1, None), Ok(1));
         assert_eq!(kv.set("ns", "short", b("y"), Some(v)), Err(CasMismatch));
     }
 
@@ -270,7 +276,7 @@ mod tests {
     fn increment_keeps_the_ttl() {
         let kv = SharedData::default();
         kv.put("ns", "n", b("1"), Some(Duration::from_millis(200)));
-        assert_eq!(kv.increment("ns", "n", 1), Ok(2));
+        assert_eq!(kv.increment("ns", "n", 1, None), Ok(2));
         std::thread::sleep(Duration::from_millis(300));
         assert!(kv.get("ns", "n").is_none(), "the increment kept the expiry");
     }
@@ -297,22 +303,37 @@ mod tests {
     #[test]
     fn increment_on_missing_and_non_numeric_values() {
         let kv = SharedData::default();
-        assert_eq!(kv.increment("ns", "n", 5), Ok(5));
-        assert_eq!(kv.increment("ns", "n", -7), Ok(-2));
+        assert_eq!(kv.increment("ns", "n", 5, None), Ok(5));
+        assert_eq!(kv.increment("ns", "n", -7, None), Ok(-2));
         assert_eq!(kv.get("ns", "n").unwrap().0, b("-2"));
         kv.put("ns", "text", b("abc"), None);
         let before = kv.get("ns", "text").unwrap();
         assert_eq!(
-            kv.increment("ns", "text", 1),
+            kv.increment("ns", "text", 1, None),
             Err(IncrementError::NotANumber)
         );
         assert_eq!(kv.get("ns", "text").unwrap(), before, "nothing written");
         kv.put("ns", "big", Bytes::from(i64::MAX.to_string()), None);
-        assert_eq!(kv.increment("ns", "big", 1), Err(IncrementError::Overflow));
+        assert_eq!(kv.increment("ns", "big", 1, None), Err(IncrementError::Overflow));
         // Each increment is a write with a new version.
         let (_, v1) = kv.get("ns", "n").unwrap();
-        kv.increment("ns", "n", 0).unwrap();
+        kv.increment("ns", "n", 0, None).unwrap();
         assert_ne!(kv.get("ns", "n").unwrap().1, v1);
+    }
+
+    #[test]
+    fn an_increment_that_creates_a_key_sets_its_expiry_and_later_ones_keep_it() {
+        let kv = SharedData::default();
+        let ttl = Some(Duration::from_millis(60));
+        assert_eq!(kv.increment("ns", "w", 1, ttl), Ok(1));
+        // Later increments neither extend nor drop the first one's expiry.
+        assert_eq!(kv.increment("ns", "w", 1, Some(Duration::from_secs(3600))), Ok(2));
+        assert_eq!(kv.increment("ns", "w", 1, None), Ok(3));
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(kv.get("ns", "w").is_none(), "expired with the first TTL");
+        assert_eq!(kv.increment("ns", "w", 1, None), Ok(1), "a new window");
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(kv.get("ns", "w").is_some(), "created without a TTL: no expiry");
     }
 
     #[test]
@@ -356,7 +377,7 @@ mod tests {
         assert_eq!(kv.get("a", "k").unwrap().0, b("in a"));
         assert_eq!(kv.get("b", "k").unwrap().0, b("in b"));
         assert!(kv.get("c", "k").is_none());
-        assert_eq!(kv.increment("c", "k", 1), Ok(1));
+        assert_eq!(kv.increment("c", "k", 1, None), Ok(1));
         kv.delete("a", "k");
         assert!(kv.get("a", "k").is_none());
         assert_eq!(kv.get("b", "k").unwrap().0, b("in b"));
@@ -400,7 +421,7 @@ mod tests {
                 let kv = kv.clone();
                 std::thread::spawn(move || {
                     for _ in 0..500 {
-                        kv.increment("ns", "n", 1).unwrap();
+                        kv.increment("ns", "n", 1, None).unwrap();
                     }
                 })
             })

@@ -10,6 +10,8 @@ mod kv;
 mod log;
 mod metrics;
 mod queue;
+mod redis;
+mod store;
 
 pub use grpc::{
     code as grpc_code, GrpcCall, GrpcError, GrpcEvent, GrpcRequest,
@@ -27,6 +29,7 @@ pub use kv::{CasMismatch, IncrementError, SharedData};
 pub use log::{log_level, plugin_log, LogLevel};
 pub use metrics::{MetricError, MetricKind, Metrics};
 pub use queue::{QueueError, QueueNotify, Queues};
+pub use store::{StoreConfigError, StoreError, StoreSet, Stores};
 
 use std::sync::Arc;
 
@@ -35,6 +38,8 @@ use std::sync::Arc;
 pub struct HostCore {
     /// Shared key-value data with compare-and-swap tokens.
     pub shared: SharedData,
+    /// The namespaces the config puts in Redis, and their clients.
+    pub stores: Stores,
     /// Named shared queues.
     pub queues: Queues,
     /// Plugin-defined metrics.
@@ -48,6 +53,7 @@ impl HostCore {
     pub fn new(upstreams: Arc<dyn Upstreams>) -> Arc<HostCore> {
         Arc::new(HostCore {
             shared: SharedData::default(),
+            stores: Stores::default(),
             queues: Queues::default(),
             metrics: Metrics::default(),
             upstreams,

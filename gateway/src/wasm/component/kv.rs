@@ -1,10 +1,14 @@
-//! The WIT `kv` interface: a thin adapter over the host core's store ([`crate::host::SharedData`],
-//! which also serves Proxy-Wasm shared data), in the namespace the plugin is granted (`wit:<namespace>`,
-//! apart from Proxy-Wasm's). This side checks the grant and the sizes and maps the errors.
+//! The WIT `kv` and `store` interfaces: thin adapters over the host core's namespaces
+//! ([`crate::host::Stores`]: this process's store, which also serves Proxy-Wasm shared data, or Redis),
+//! in the namespace the plugin is granted. This side checks the grant and the sizes and maps the
+//! errors: `store` (0.1.2) reports a remote backend's failure as `unavailable`; `kv`, whose error type
+//! is fixed since 0.1.0, as `invalid("unavailable: ...")`.
 
 use super::bindings::gateway::filter::kv::{self, Entry, KvError};
+use super::bindings::gateway::filter::store::{self, BackendKind, StoreError as WitStoreError};
 use super::state::CompState;
-use crate::host::{IncrementError, SharedData};
+use crate::host::{HostCore, StoreError};
+use std::sync::Arc;
 use bytes::Bytes;
 use std::time::Duration;
 
@@ -13,31 +17,143 @@ pub const MAX_KEY_LEN: usize = 1 << 10;
 /// Largest value, in bytes. Default: 1MiB.
 pub const MAX_VALUE_LEN: usize = 1 << 20;
 
-impl CompState {
-    /// The plugin's namespace in the store, after checking the key's size.
-    fn checked_key(&self, op: &str, key: &str) -> Result<String, KvError> {
-        let Some(ns) = self.ctx.grants.kv_namespace() else {
-            tracing::warn!(plugin = %self.ctx.name, op, "denied: key-value store without `capabilities.kv_namespace`");
-            return Err(KvError::Denied(
-                "no key-value namespace is granted to this plugin".into(),
-            ));
-        };
-        if key.len() > MAX_KEY_LEN {
-            return Err(KvError::Invalid(format!(
-                "key longer than {MAX_KEY_LEN} bytes"
-            )));
-        }
-        Ok(format!("wit:{ns}"))
-    }
+/// Why a call was refused before reaching the store.
+enum Refused {
+    Denied(String),
+    Invalid(String),
+}
 
-    fn store(&self) -> &SharedData {
-        &self.ctx.host.shared
+impl From<Refused> for KvError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Denied(m) => KvError::Denied(m),
+            Refused::Invalid(m) => KvError::Invalid(m),
+        }
     }
 }
 
-fn check_value(v: &[u8]) -> Result<(), KvError> {
+impl From<Refused> for WitStoreError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Denied(m) => WitStoreError::Denied(m),
+            Refused::Invalid(m) => WitStoreError::Invalid(m),
+        }
+    }
+}
+
+fn kv_error(e: StoreError) -> KvError {
+    match e {
+        StoreError::VersionMismatch => KvError::VersionMismatch,
+        StoreError::NotANumber => KvError::NotANumber,
+        StoreError::Overflow => KvError::Invalid("increment overflows".into()),
+        StoreError::Unavailable(m) => KvError::Invalid(format!("unavailable: {m}")),
+    }
+}
+
+fn store_error(e: StoreError) -> WitStoreError {
+    match e {
+        StoreError::VersionMismatch => WitStoreError::VersionMismatch,
+        StoreError::NotANumber => WitStoreError::NotANumber,
+        StoreError::Overflow => WitStoreError::Invalid("increment overflows".into()),
+        StoreError::Unavailable(m) => WitStoreError::Unavailable(m),
+    }
+}
+
+impl CompState {
+    /// The plugin's namespace.
+    fn namespace(&self, op: &str) -> Result<String, Refused> {
+        match self.ctx.grants.kv_namespace() {
+            Some(ns) => Ok(ns.to_owned()),
+            None => {
+                tracing::warn!(plugin = %self.ctx.name, op, "denied: key-value store without `capabilities.kv_namespace`");
+                Err(Refused::Denied(
+                    "no key-value namespace is granted to this plugin".into(),
+                ))
+            }
+        }
+    }
+
+    /// The plugin's namespace, after checking the key's size.
+    fn checked_key(&self, op: &str, key: &str) -> Result<String, Refused> {
+        let ns = self.namespace(op)?;
+        if key.len() > MAX_KEY_LEN {
+            return Err(Refused::Invalid(format!(
+                "key longer than {MAX_KEY_LEN} bytes"
+            )));
+        }
+        Ok(ns)
+    }
+
+    /// The host core and namespace for a call on `key` (the future that makes the call holds no
+    /// borrow of the instance state, which is not `Sync`).
+    fn target(&self, op: &str, key: &str) -> Result<(Arc<HostCore>, String), Refused> {
+        Ok((self.ctx.host.clone(), self.checked_key(op, key)?))
+    }
+}
+
+type Outcome<T> = Result<T, Result<StoreError, Refused>>;
+
+async fn kv_get(t: Result<(Arc<HostCore>, String), Refused>, key: &str) -> Outcome<Option<Entry>> {
+    let (host, ns) = t.map_err(Err)?;
+    let got = host.stores.get(&host.shared, &ns, key).await.map_err(Ok)?;
+    Ok(got.map(|(value, version)| Entry {
+        value: value.to_vec(),
+        version,
+    }))
+}
+
+async fn kv_set(
+    t: Result<(Arc<HostCore>, String), Refused>,
+    key: &str,
+    value: Vec<u8>,
+    ttl_ms: Option<u64>,
+) -> Outcome<u32> {
+    let (host, ns) = t.map_err(Err)?;
+    check_value(&value).map_err(Err)?;
+    let value = Bytes::from(value);
+    host.stores
+        .set(&host.shared, &ns, key, value, ttl(ttl_ms))
+        .await
+        .map_err(Ok)
+}
+
+async fn kv_delete(t: Result<(Arc<HostCore>, String), Refused>, key: &str) -> Outcome<()> {
+    let (host, ns) = t.map_err(Err)?;
+    host.stores.delete(&host.shared, &ns, key).await.map_err(Ok)
+}
+
+async fn kv_increment(
+    t: Result<(Arc<HostCore>, String), Refused>,
+    key: &str,
+    delta: i64,
+    ttl_ms: Option<u64>,
+) -> Outcome<i64> {
+    let (host, ns) = t.map_err(Err)?;
+    host.stores
+        .increment(&host.shared, &ns, key, delta, ttl(ttl_ms))
+        .await
+        .map_err(Ok)
+}
+
+async fn kv_compare_and_swap(
+    t: Result<(Arc<HostCore>, String), Refused>,
+    key: &str,
+    version: u32,
+    value: Vec<u8>,
+    ttl_ms: Option<u64>,
+) -> Outcome<u32> {
+    let (host, ns) = t.map_err(Err)?;
+    check_value(&value).map_err(Err)?;
+    let value = Bytes::from(value);
+    host.stores
+        .compare_and_swap(&host.shared, &ns, key, version, value, ttl(ttl_ms))
+        .await
+        .map_err(Ok)
+}
+
+fn check_value(v: &[u8]) -> Result<(), Refused> {
     if v.len() > MAX_VALUE_LEN {
-        return Err(KvError::Invalid(format!(
+        return Err(Refused::Invalid(format!(
             "value larger than {MAX_VALUE_LEN} bytes"
         )));
     }
@@ -49,48 +165,95 @@ fn ttl(ms: Option<u64>) -> Option<Duration> {
     ms.map(|t| Duration::from_millis(t.max(1)))
 }
 
+fn as_kv<T>(r: Outcome<T>) -> Result<T, KvError> {
+    r.map_err(|e| match e {
+        Ok(e) => kv_error(e),
+        Err(r) => r.into(),
+    })
+}
+
+fn as_store<T>(r: Outcome<T>) -> Result<T, WitStoreError> {
+    r.map_err(|e| match e {
+        Ok(e) => store_error(e),
+        Err(r) => r.into(),
+    })
+}
+
 impl kv::Host for CompState {
-    fn get(&mut self, key: String) -> Result<Option<Entry>, KvError> {
-        let ns = self.checked_key("get", &key)?;
-        Ok(self.store().get(&ns, &key).map(|(value, version)| Entry {
-            value: value.to_vec(),
-            version,
-        }))
+    async fn get(&mut self, key: String) -> Result<Option<Entry>, KvError> {
+        as_kv(kv_get(self.target("get", &key), &key).await)
     }
 
-    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<u32, KvError> {
-        let ns = self.checked_key("set", &key)?;
-        check_value(&value)?;
-        Ok(self.store().put(&ns, &key, Bytes::from(value), ttl(ttl_ms)))
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<u32, KvError> {
+        as_kv(kv_set(self.target("set", &key), &key, value, ttl_ms).await)
     }
 
-    fn delete(&mut self, key: String) -> Result<(), KvError> {
-        let ns = self.checked_key("delete", &key)?;
-        self.store().delete(&ns, &key);
-        Ok(())
+    async fn delete(&mut self, key: String) -> Result<(), KvError> {
+        as_kv(kv_delete(self.target("delete", &key), &key).await)
     }
 
-    fn increment(&mut self, key: String, delta: i64) -> Result<i64, KvError> {
-        let ns = self.checked_key("increment", &key)?;
-        self.store()
-            .increment(&ns, &key, delta)
-            .map_err(|e| match e {
-                IncrementError::NotANumber => KvError::NotANumber,
-                IncrementError::Overflow => KvError::Invalid("increment overflows".into()),
-            })
+    async fn increment(&mut self, key: String, delta: i64) -> Result<i64, KvError> {
+        as_kv(kv_increment(self.target("increment", &key), &key, delta, None).await)
     }
 
-    fn compare_and_swap(
+    async fn compare_and_swap(
         &mut self,
         key: String,
         version: u32,
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<u32, KvError> {
-        let ns = self.checked_key("compare-and-swap", &key)?;
-        check_value(&value)?;
-        self.store()
-            .compare_and_swap(&ns, &key, version, Bytes::from(value), ttl(ttl_ms))
-            .map_err(|_| KvError::VersionMismatch)
+        as_kv(kv_compare_and_swap(self.target("compare-and-swap", &key), &key, version, value, ttl_ms).await)
+    }
+}
+
+impl store::Host for CompState {
+    async fn backend(&mut self) -> Result<BackendKind, WitStoreError> {
+        let ns = self.namespace("backend")?;
+        Ok(match self.ctx.host.stores.is_remote(&ns) {
+            true => BackendKind::Redis,
+            false => BackendKind::Local,
+        })
+    }
+
+    async fn get(&mut self, key: String) -> Result<Option<Entry>, WitStoreError> {
+        as_store(kv_get(self.target("get", &key), &key).await)
+    }
+
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<u32, WitStoreError> {
+        as_store(kv_set(self.target("set", &key), &key, value, ttl_ms).await)
+    }
+
+    async fn delete(&mut self, key: String) -> Result<(), WitStoreError> {
+        as_store(kv_delete(self.target("delete", &key), &key).await)
+    }
+
+    async fn increment(
+        &mut self,
+        key: String,
+        delta: i64,
+        ttl_ms: Option<u64>,
+    ) -> Result<i64, WitStoreError> {
+        as_store(kv_increment(self.target("increment", &key), &key, delta, ttl_ms).await)
+    }
+
+    async fn compare_and_swap(
+        &mut self,
+        key: String,
+        version: u32,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<u32, WitStoreError> {
+        as_store(kv_compare_and_swap(self.target("compare-and-swap", &key), &key, version, value, ttl_ms).await)
     }
 }

@@ -1,4 +1,4 @@
-//! The host of the gateway's own WIT world (`wit/`, package `gateway:filter@0.1.1`; components built against 0.1.0 link too): components bound
+//! The host of the gateway's own WIT world (`wit/`, package `gateway:filter@0.1.2`; components built against 0.1.0 and 0.1.1 link too): components bound
 //! with `wasmtime::component::bindgen!`, run under the same limits and failure policy as Proxy-Wasm
 //! plugins, calling the same host core. A [`ComponentPlugin`] is one loaded component; configured for
 //! a route it becomes a [`ComponentFilter`], whose requests run on a fresh instance each
@@ -31,6 +31,18 @@ pub(crate) mod bindings {
         world: "filter",
         imports: {
             "gateway:filter/http-client.send": async,
+            // A namespace may be in Redis: every store call can wait on the network.
+            "gateway:filter/kv.get": async,
+            "gateway:filter/kv.set": async,
+            "gateway:filter/kv.delete": async,
+            "gateway:filter/kv.increment": async,
+            "gateway:filter/kv.compare-and-swap": async,
+            "gateway:filter/store.backend": async,
+            "gateway:filter/store.get": async,
+            "gateway:filter/store.set": async,
+            "gateway:filter/store.delete": async,
+            "gateway:filter/store.increment": async,
+            "gateway:filter/store.compare-and-swap": async,
         },
         exports: { default: async },
         with: {
