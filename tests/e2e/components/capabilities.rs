@@ -80,28 +80,46 @@ async fn outbound_http_reaches_granted_upstreams_and_denials_are_typed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_key_value_store_keeps_data_across_requests_by_namespace() {
+    key_value_store_semantics("").await;
+}
+
+/// The same calls and the same answers with both namespaces in a real redis-server: the backend is
+/// config, the plugin does not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_value_store_keeps_the_same_semantics_in_redis() {
+    let redis = gateway_test_support::RedisServer::start();
+    let url = redis.url();
+    key_value_store_semantics(&format!(
+        "kv_namespaces:\n  shared: {{backend: redis, redis: {{url: \"{url}\"}}}}\n  other: {{backend: redis, redis: {{url: \"{url}/1\"}}}}\n"
+    ))
+    .await;
+    // The data is in Redis: the kitchen's keys of `shared` and its version counter.
+    assert!(redis.dbsize() >= 3, "keys in Redis: {}", redis.dbsize());
+}
+
+/// Runs the kitchen's key-value calls through a gateway whose config adds `extra` (top-level YAML).
+async fn key_value_store_semantics(extra: &str) {
     let b = Backends::start().await;
     let ns = |n: &str| format!("    capabilities: {{kv_namespace: {n}}}\n");
-    let gw = b
-        .gateway(
-            &[
-                plugin("kitchen", kitchen(), &ns("shared")),
-                plugin(
-                    "kitchen-reuse",
-                    kitchen(),
-                    &format!("{}    instance_mode: reuse\n", ns("shared")),
-                ),
-                plugin("other", kitchen(), &ns("other")),
-                plugin("bare", kitchen(), ""),
-            ],
-            &[
-                route("fresh", "kitchen", "", ""),
-                route("reuse", "kitchen-reuse", "", ""),
-                route("other", "other", "", ""),
-                route("bare", "bare", "", ""),
-            ],
-        )
-        .await;
+    let yaml = b.yaml(
+        &[
+            plugin("kitchen", kitchen(), &ns("shared")),
+            plugin(
+                "kitchen-reuse",
+                kitchen(),
+                &format!("{}    instance_mode: reuse\n", ns("shared")),
+            ),
+            plugin("other", kitchen(), &ns("other")),
+            plugin("bare", kitchen(), ""),
+        ],
+        &[
+            route("fresh", "kitchen", "", ""),
+            route("reuse", "kitchen-reuse", "", ""),
+            route("other", "other", "", ""),
+            route("bare", "bare", "", ""),
+        ],
+    );
+    let gw = TestGateway::start(&format!("{yaml}{extra}")).await;
     let (_, h) = run(&gw, &b, "/fresh/x", "kv", &[("x-key", "k")]).await;
     assert_eq!(hv(&h, "x-kv-before"), "none");
     assert_eq!(hv(&h, "x-kv-get"), "one");

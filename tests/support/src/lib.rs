@@ -9,11 +9,13 @@
 pub mod config;
 pub mod grpc;
 pub mod mock;
+pub mod redis;
 pub mod upstreams;
 
 pub use config::{GatewayConfig, Plugin, Route, Upstream};
 pub use grpc::{GrpcServer, SeenCall};
 pub use mock::{MockUpstream, Seen};
+pub use redis::RedisServer;
 pub use upstreams::MockUpstreams;
 
 use std::path::PathBuf;
