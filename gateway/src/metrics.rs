@@ -121,6 +121,57 @@ pub struct RouteStats {
     /// Responses by consumer and status, on routes with `consumer_metrics` (as many keys as the
     /// config has consumers times the statuses they get).
     pub by_consumer: Mutex<BTreeMap<(Arc<str>, u16), u64>>,
+    /// The route's request mirror.
+    pub mirror: MirrorStats,
+}
+
+/// What became of the requests a route's mirror took (see [`MIRROR_OUTCOMES`]), and how many are in
+/// flight. Kept across reloads with the route's figures, so the cap on mirrors in flight holds for
+/// those an older config started too.
+#[derive(Debug, Default)]
+pub struct MirrorStats {
+    /// Set when a config gives the route a mirror: its outcomes are shown, zeros included.
+    pub configured: AtomicBool,
+    /// Counts by outcome, indexed like [`MIRROR_OUTCOMES`].
+    pub outcomes: [AtomicU64; MIRROR_OUTCOMES.len()],
+    /// Mirrored requests started and not finished.
+    pub in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// What became of a request a mirror took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MirrorOutcome {
+    /// The shadow answered (any status); its answer was read and dropped.
+    Sent = 0,
+    /// No answer: no endpoint, the connection or exchange failed, or the mirror's timeout passed.
+    Failed = 1,
+    /// The request body was over `max_body`: not mirrored.
+    SkippedBody = 2,
+    /// `max_in_flight` mirrors of the route were in flight: not mirrored.
+    SkippedBusy = 3,
+    /// The request body never ended (the client or the main upstream broke it off): not mirrored.
+    Incomplete = 4,
+}
+
+/// The `outcome` label of each [`MirrorOutcome`].
+pub const MIRROR_OUTCOMES: [&str; 5] = [
+    "sent",
+    "failed",
+    "skipped_body",
+    "skipped_busy",
+    "incomplete",
+];
+
+impl MirrorStats {
+    /// Counts one outcome.
+    pub fn count(&self, o: MirrorOutcome) {
+        self.outcomes[o as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The count of one outcome.
+    pub fn get(&self, o: MirrorOutcome) -> u64 {
+        self.outcomes[o as usize].load(Ordering::Relaxed)
+    }
 }
 
 impl RouteStats {
@@ -268,6 +319,33 @@ impl Metrics {
                 f.sample(
                     &[("route", name), ("consumer", consumer), ("status", &status)],
                     *n,
+                );
+            }
+        }
+        let f = e.counter(
+            "gateway_mirror_requests",
+            "Requests a route's mirror took, by route and outcome (sent, failed, skipped_body, skipped_busy, incomplete).",
+        );
+        for (name, s) in &routes {
+            if !s.mirror.configured.load(Ordering::Relaxed) {
+                continue;
+            }
+            for (outcome, n) in MIRROR_OUTCOMES.iter().zip(&s.mirror.outcomes) {
+                f.sample(
+                    &[("route", name), ("outcome", outcome)],
+                    n.load(Ordering::Relaxed),
+                );
+            }
+        }
+        let f = e.gauge(
+            "gateway_mirror_in_flight",
+            "Mirrored requests of a route waiting for their body or their shadow's answer.",
+        );
+        for (name, s) in &routes {
+            if s.mirror.configured.load(Ordering::Relaxed) {
+                f.sample(
+                    &[("route", name)],
+                    s.mirror.in_flight.load(Ordering::Relaxed) as u64,
                 );
             }
         }

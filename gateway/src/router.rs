@@ -28,7 +28,8 @@ pub enum ValueTest {
 }
 
 impl ValueTest {
-    fn test(&self, value: Option<&str>) -> bool {
+    /// Whether `value` (None: absent) passes.
+    pub fn test(&self, value: Option<&str>) -> bool {
         match (self, value) {
             (ValueTest::Present(want), v) => v.is_some() == *want,
             (ValueTest::Exact(e), Some(v)) => e == v,

@@ -6,6 +6,7 @@ use crate::config::{self, Config, ConfigError, PathMatch};
 use crate::metrics::{Metrics, RouteStats, RUNTIMES_LIVE};
 use crate::router::{PathSpec, RouteMatch, Router, ValueTest};
 use crate::upstream::retry::RetryPolicy;
+use crate::upstream::split::{self, Split};
 use crate::upstream::Cluster;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, StatusCode};
@@ -57,6 +58,8 @@ impl HeaderOps {
 pub enum Action {
     /// Forward to a cluster.
     Upstream(Arc<Cluster>),
+    /// Forward to one of several clusters, chosen per request ([`Split::pick`]).
+    Split(Box<Split>),
     /// Answer with a redirect.
     Redirect(config::Redirect),
     /// Answer with a fixed response.
@@ -104,17 +107,34 @@ pub struct Route {
     pub stats: Arc<RouteStats>,
     /// Responses are also counted by consumer.
     pub consumer_metrics: bool,
+    /// A copy of a share of the forwarded requests goes to a shadow cluster.
+    pub mirror: Option<crate::proxy::mirror::Mirror>,
     /// The Wasm filter chain, set once by [`Runtime::attach_filters`] before the runtime serves.
     pub filters: std::sync::OnceLock<Arc<[crate::filter::chain::Stage]>>,
 }
 
 impl Route {
-    /// The upstream cluster's name, if the route forwards.
-    pub fn upstream_name(&self) -> Option<&Arc<str>> {
+    /// Which cluster of its split the route sends a request with these headers to (0 for a route
+    /// without a split: nothing is looked at).
+    pub fn pick(&self, headers: &http::HeaderMap) -> usize {
         match &self.action {
-            Action::Upstream(c) => Some(&c.name),
+            Action::Split(s) => s.pick(headers),
+            _ => 0,
+        }
+    }
+
+    /// The cluster the route forwards to, given its [`Route::pick`], if it forwards.
+    pub fn cluster(&self, pick: usize) -> Option<&Arc<Cluster>> {
+        match &self.action {
+            Action::Upstream(c) => Some(c),
+            Action::Split(s) => s.clusters.get(pick),
             _ => None,
         }
+    }
+
+    /// The name of that cluster.
+    pub fn upstream_name(&self, pick: usize) -> Option<&Arc<str>> {
+        self.cluster(pick).map(|c| &c.name)
     }
 }
 
@@ -631,13 +651,14 @@ fn compile_route(
 ) -> Result<Route, ConfigError> {
     let at = |f: &str| format!("routes[{i}].{f}");
     let actions = usize::from(r.upstream.is_some())
+        + usize::from(r.split.is_some())
         + usize::from(r.redirect.is_some())
         + usize::from(r.direct_response.is_some());
     if actions != 1 {
         return Err(src.err(
             at("name"),
             format!(
-                "route `{}` needs exactly one of `upstream`, `redirect` or `direct_response`",
+                "route `{}` needs exactly one of `upstream`, `split`, `redirect` or `direct_response`",
                 r.name
             ),
         ));
@@ -650,6 +671,8 @@ fn compile_route(
             )
         })?;
         Action::Upstream(c.clone())
+    } else if let Some(sp) = &r.split {
+        Action::Split(Box::new(compile_split(sp, src, &at("split"), upstreams)?))
     } else if let Some(rd) = &r.redirect {
         if ![301, 302, 303, 307, 308].contains(&rd.status) {
             return Err(src.err(
@@ -731,6 +754,36 @@ fn compile_route(
             );
         }
     }
+    let timeout = r.timeout.map_or(DEFAULT_ROUTE_TIMEOUT, |d| d.0);
+    let stats = metrics.route(&r.name);
+    let mirror = match &r.mirror {
+        None => None,
+        Some(_) if !matches!(action, Action::Upstream(_) | Action::Split(_)) => {
+            return Err(src.err(
+                at("mirror"),
+                "a route mirrors what it forwards: it needs `upstream` or `split`",
+            ));
+        }
+        Some(m) => {
+            m.check()
+                .map_err(|e| field_message(src, &at("mirror"), e))?;
+            let c = upstreams.get(&m.upstream).ok_or_else(|| {
+                src.err(
+                    at("mirror.upstream"),
+                    format!(
+                        "unknown upstream `{}`; define it under `upstreams`",
+                        m.upstream
+                    ),
+                )
+            })?;
+            Some(crate::proxy::mirror::Mirror::new(
+                c.clone(),
+                m,
+                timeout,
+                stats.clone(),
+            ))
+        }
+    };
     Ok(Route {
         name: Arc::from(r.name.as_str()),
         action,
@@ -738,13 +791,77 @@ fn compile_route(
         host_rewrite,
         request_headers: header_ops(&r.request_headers, src, &at("request_headers"))?,
         response_headers: header_ops(&r.response_headers, src, &at("response_headers"))?,
-        timeout: r.timeout.map_or(DEFAULT_ROUTE_TIMEOUT, |d| d.0),
+        timeout,
         retry: r.retry.clone().map(RetryPolicy::new),
         max_body_size: r.max_body_size.map(|s| s.0),
-        stats: metrics.route(&r.name),
+        stats,
         consumer_metrics: r.consumer_metrics,
+        mirror,
         filters: std::sync::OnceLock::new(),
     })
+}
+
+/// An error `field: message` of a check under `at` as the error of the field `at.field`.
+fn field_message(src: &Source, at: &str, e: String) -> ConfigError {
+    match e.split_once(": ") {
+        Some((field, message)) => {
+            let sep = if field.starts_with('[') { "" } else { "." };
+            src.err(format!("{at}{sep}{field}"), message)
+        }
+        None => src.err(at, e),
+    }
+}
+
+/// A route's `split`, its upstreams resolved: those of its weights in order, then those only its
+/// rules name.
+fn compile_split(
+    sp: &config::traffic::Split,
+    src: &Source,
+    at: &str,
+    upstreams: &HashMap<String, Arc<Cluster>>,
+) -> Result<Split, ConfigError> {
+    sp.check().map_err(|e| field_message(src, at, e))?;
+    let mut clusters: Vec<Arc<Cluster>> = Vec::with_capacity(sp.weights.len());
+    let mut index = |name: &str, field: String| {
+        let c = upstreams.get(name).ok_or_else(|| {
+            src.err(
+                field,
+                format!("unknown upstream `{name}`; define it under `upstreams`"),
+            )
+        })?;
+        Ok::<usize, ConfigError>(match clusters.iter().position(|x| Arc::ptr_eq(x, c)) {
+            Some(i) => i,
+            None => {
+                clusters.push(c.clone());
+                clusters.len() - 1
+            }
+        })
+    };
+    let mut weights = Vec::with_capacity(sp.weights.len());
+    for (j, w) in sp.weights.iter().enumerate() {
+        index(&w.upstream, format!("{at}.weights[{j}].upstream"))?;
+        weights.push(w.weight);
+    }
+    let mut rules = Vec::with_capacity(sp.rules.len());
+    for (j, r) in sp.rules.iter().enumerate() {
+        let rat = format!("{at}.rules[{j}]");
+        let cluster = index(&r.upstream, format!("{rat}.upstream"))?;
+        let (key, name) = match r.key().map_err(|e| field_message(src, &rat, e))? {
+            config::traffic::RuleKey::Header(h) => {
+                let name = HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                    src.err(
+                        format!("{rat}.header"),
+                        format!("`{h}` is not a header name"),
+                    )
+                })?;
+                (split::RuleKey::Header(name), h)
+            }
+            config::traffic::RuleKey::Cookie(c) => (split::RuleKey::Cookie(c.to_owned()), c),
+        };
+        let test = value_test(&r.value_match(name), src, &rat)?;
+        rules.push(split::Rule { key, test, cluster });
+    }
+    Ok(Split::new(clusters, &weights, rules))
 }
 
 /// Parameter names in a template (`{id}`, `{*rest}` as `rest`).

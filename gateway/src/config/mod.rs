@@ -6,6 +6,7 @@ mod locate;
 pub mod redact;
 mod source;
 pub mod stores;
+pub mod traffic;
 mod units;
 
 pub use source::Source;
@@ -777,6 +778,14 @@ pub struct Route {
     /// Forward to this upstream cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
+    /// Forward to one of several upstream clusters, chosen per request by header or cookie rules,
+    /// then by weight (instead of `upstream`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<traffic::Split>,
+    /// Also send a copy of a share of the forwarded requests to a shadow upstream, whose answers
+    /// are dropped. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<traffic::Mirror>,
     /// Answer with a redirect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect: Option<Redirect>,

@@ -64,6 +64,17 @@ pub async fn forward(
     // TE is hop-by-hop: it says what the gateway, as the upstream's client, accepts. The gateway passes
     // trailers on (to clients that accept them), so it always asks for them.
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    // A copy for the route's mirror, if it takes this request, of the request as it goes upstream.
+    let body = match &route.mirror {
+        None => body,
+        Some(m) => m.start(
+            &parts.method,
+            path_and_query.as_str(),
+            &headers,
+            body,
+            declared_len,
+        ),
+    };
     let version = match cluster.protocol {
         Protocol::Http1 => Version::HTTP_11,
         Protocol::Http2 => Version::HTTP_2,
@@ -258,7 +269,7 @@ impl http_body::Body for UpstreamBody {
 
 /// The path and query sent upstream: the request's own (shared, not copied) when the route does not
 /// rewrite it, else the rewritten text.
-enum UpstreamPath {
+pub(super) enum UpstreamPath {
     Same(PathAndQuery),
     Text(String),
 }
@@ -285,7 +296,7 @@ fn upstream_path(route: &Route, uri: &Uri, params: &Params) -> UpstreamPath {
 /// `scheme://authority/path?query`, from parts parsed once where possible; for HTTP/1 the request's
 /// own path and query alone when they go unchanged (the origin form the upstream client sends
 /// anyway). `authority`: the request's, for HTTP/2 (else the endpoint's address).
-fn upstream_uri(
+pub(super) fn upstream_uri(
     scheme: &'static str,
     version: Version,
     ep: &EndpointState,

@@ -3,6 +3,7 @@
 mod client;
 mod forward;
 mod headers;
+pub mod mirror;
 
 pub use client::client_of;
 pub use headers::forwarded_for;
@@ -105,6 +106,8 @@ struct Done {
     route: Option<Arc<Route>>,
     /// The request went to the route's upstream cluster.
     forwarded: bool,
+    /// Which cluster of the route's split (see [`Route::pick`]).
+    pick: usize,
     endpoint: Option<EndpointName>,
     method: http::Method,
     path: String,
@@ -163,6 +166,7 @@ pub async fn handle(
         mut resp,
         route,
         forwarded,
+        pick,
         endpoint,
         chain,
         reset,
@@ -177,6 +181,7 @@ pub async fn handle(
     let done = Done {
         route,
         forwarded,
+        pick,
         endpoint,
         method,
         path,
@@ -244,7 +249,7 @@ fn finish(
             upstream = d
                 .route
                 .as_ref()
-                .and_then(|r| r.upstream_name())
+                .and_then(|r| r.upstream_name(d.pick))
                 .filter(|_| d.forwarded)
                 .map_or("-", |n| &**n),
             endpoint = d.endpoint.as_ref().map_or("-", EndpointName::as_str),
@@ -265,8 +270,10 @@ fn finish(
 struct Served {
     resp: Response<Body>,
     route: Option<Arc<Route>>,
-    /// The route's upstream cluster was asked (its name is the route's `upstream_name`).
+    /// The route's upstream cluster was asked (its name is the route's `upstream_name(pick)`).
     forwarded: bool,
+    /// Which cluster of the route's split the request went to.
+    pick: usize,
     endpoint: Option<EndpointName>,
     /// Kept until the response body is done, so filters see `on_done` after the exchange.
     chain: Option<ChainRun>,
@@ -282,6 +289,7 @@ impl Served {
             resp,
             route: None,
             forwarded: false,
+            pick: 0,
             endpoint: None,
             chain: None,
             reset: false,
@@ -373,6 +381,8 @@ async fn route_and_serve(
         return refused(ProxyError::NoRoute);
     };
     let route = route.clone();
+    // The cluster of a split is chosen with the route, from the request as the client sent it.
+    let pick = route.pick(req.headers());
     // The authority as routed, kept only for a redirect (filters may change the headers).
     let host = match route.action {
         Action::Redirect(_) => host.to_owned(),
@@ -380,6 +390,7 @@ async fn route_and_serve(
     };
     let backend = RouteBackend {
         route: &route,
+        pick,
         info,
         client: client.ip(),
         params: &params,
@@ -399,7 +410,7 @@ async fn route_and_serve(
     let version = parts.version;
     let request_info = || RequestInfo {
         route: route.name.clone(),
-        upstream: route.upstream_name().cloned(),
+        upstream: route.upstream_name(pick).cloned(),
         peer: client,
         local: info.local,
         scheme: info.scheme,
@@ -422,7 +433,8 @@ async fn route_and_serve(
     );
     Served {
         resp: outcome.resp,
-        forwarded: outcome.served && route.upstream_name().is_some(),
+        forwarded: outcome.served && route.cluster(pick).is_some(),
+        pick,
         endpoint: outcome.note,
         chain: outcome.chain,
         route: Some(route),
@@ -434,6 +446,8 @@ async fn route_and_serve(
 /// The backend a route names: its upstream cluster, a fixed response or a redirect.
 struct RouteBackend<'a> {
     route: &'a Route,
+    /// Which cluster of the route's split.
+    pick: usize,
     info: &'a ConnInfo,
     /// The client (the peer, or whom trusted proxies name), for `client_ip` balancing.
     client: std::net::IpAddr,
@@ -453,7 +467,7 @@ impl Backend for RouteBackend<'_> {
     }
 
     fn takes_body(&self) -> bool {
-        matches!(self.route.action, Action::Upstream(_))
+        matches!(self.route.action, Action::Upstream(_) | Action::Split(_))
     }
 
     async fn serve(
@@ -465,7 +479,8 @@ impl Backend for RouteBackend<'_> {
     ) -> (Result<Response<Body>, ProxyError>, Self::Note) {
         let route = self.route;
         let resp = match &route.action {
-            Action::Upstream(cluster) => {
+            Action::Upstream(_) | Action::Split(_) => {
+                let cluster = route.cluster(self.pick).expect("a route that forwards");
                 // Awaited where it is made (see `Exchange::run`).
                 let forwarded = forward::forward(
                     route,

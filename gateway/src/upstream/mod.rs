@@ -3,6 +3,7 @@
 mod balancer;
 mod client;
 pub mod retry;
+pub mod split;
 
 pub use balancer::{hash_ip, hash_str, Policy};
 pub use client::{Client, ClientError, PooledBody};
