@@ -228,6 +228,22 @@ mod tests {
     }
 
     #[test]
+    fn both_read_back_as_written_out() {
+        // `/config` shows the effective config as JSON; reading it back gives the same.
+        let s: Split = serde_yaml_ng::from_str(
+            "rules: [{cookie: c, regex: 'a|b', upstream: b}]\nweights: [{upstream: a, weight: 3}]",
+        )
+        .unwrap();
+        let back: Split = serde_yaml_ng::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        let m: Mirror =
+            serde_yaml_ng::from_str("{upstream: s, percent: 2.5, max_body: 1KiB, timeout: 3s}")
+                .unwrap();
+        let back: Mirror = serde_yaml_ng::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
     fn mirror_checks_and_defaults() {
         let m: Mirror = serde_yaml_ng::from_str("upstream: s").unwrap();
         assert_eq!(
