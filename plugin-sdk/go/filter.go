@@ -128,7 +128,7 @@ type Error = abi.Error
 // ErrorKind is the case of the WIT error variant a host call returned.
 type ErrorKind = abi.ErrorKind
 
-// The error kinds (types.host-error, http-client.http-error, kv.kv-error).
+// The error kinds (types.host-error, http-client.http-error, kv.kv-error, store.store-error).
 const (
 	Denied          = abi.Denied
 	Invalid         = abi.Invalid
@@ -139,6 +139,7 @@ const (
 	Failed          = abi.Failed
 	VersionMismatch = abi.VersionMismatch
 	NotANumber      = abi.NotANumber
+	Unavailable     = abi.Unavailable
 )
 
 // Targets for errors.Is: each matches every error of its kind.
@@ -152,4 +153,5 @@ var (
 	ErrFailed          error = &Error{Kind: Failed}
 	ErrVersionMismatch error = &Error{Kind: VersionMismatch}
 	ErrNotANumber      error = &Error{Kind: NotANumber}
+	ErrUnavailable     error = &Error{Kind: Unavailable}
 )

@@ -178,11 +178,46 @@ func TestHTTPSend(t *testing.T) {
 	}
 }
 
-func TestKV(t *testing.T) {
-	fresh(t)
-	kvGet = func(p, n, ret uint32) {
+// hostStoreError writes a store.store-error of case disc at `at` (its message at at+4 for denied,
+// invalid and unavailable).
+func hostStoreError(m Memory, at uint32, disc uint8, msg string) {
+	put8(m, at, disc)
+	if disc == 0 || disc == 3 || disc == 4 {
+		hostString(m, at+4, msg)
+	}
+}
+
+// storeErrorCases are store-error's five cases in discriminant order, with the kind each lifts to
+// and whether it carries the host's message.
+var storeErrorCases = []struct {
+	kind    ErrorKind
+	message bool
+}{{Denied, true}, {VersionMismatch, false}, {NotANumber, false}, {Invalid, true}, {Unavailable, true}}
+
+func checkStoreError(t *testing.T, what string, disc int, err error) {
+	t.Helper()
+	c := storeErrorCases[disc]
+	want := ""
+	if c.message {
+		want = "why"
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != c.kind || e.Message != want {
+		t.Fatalf("%s, store-error case %d: %v", what, disc, err)
+	}
+	if !errors.Is(err, &Error{Kind: c.kind}) {
+		t.Fatalf("%s, store-error case %d: errors.Is(%v, kind %v)", what, disc, err, c.kind)
+	}
+}
+
+func TestStoreGet(t *testing.T) {
+	f := fresh(t)
+	storeGet = func(p, n, ret uint32) {
 		if LiftString(Mem, p, n) != "k" {
 			t.Errorf("key")
+		}
+		if ret%4 != 0 || len(f.Bytes(ret, 20)) != 20 {
+			t.Errorf("result<option<entry>, store-error> return area: %d", ret)
 		}
 		put8(Mem, ret+4, 1)
 		p2 := Mem.Slice([]byte("v"))
@@ -190,65 +225,151 @@ func TestKV(t *testing.T) {
 		put32(Mem, ret+12, 1)
 		put32(Mem, ret+16, 9)
 	}
-	v, ver, found, err := KVGet("k")
+	before := f.Size()
+	v, ver, found, err := StoreGet("k")
 	if string(v) != "v" || ver != 9 || !found || err != nil {
 		t.Fatalf("get: %q %d %v %v", v, ver, found, err)
 	}
-	kvGet = func(p, n, ret uint32) {}
-	if _, _, found, err := KVGet("k"); found || err != nil {
+	if f.Size() != before {
+		t.Fatalf("the call kept %d bytes", f.Size()-before)
+	}
+	storeGet = func(p, n, ret uint32) {}
+	if _, _, found, err := StoreGet("k"); found || err != nil {
 		t.Fatalf("get none: %v %v", found, err)
 	}
-	kvGet = func(p, n, ret uint32) {
+	for disc := range storeErrorCases {
+		storeGet = func(p, n, ret uint32) {
+			put8(Mem, ret, 1)
+			hostStoreError(Mem, ret+4, uint8(disc), "why")
+		}
+		v, _, found, err := StoreGet("k")
+		checkStoreError(t, "get", disc, err)
+		if v != nil || found {
+			t.Fatalf("get error %d with a value: %q %v", disc, v, found)
+		}
+	}
+	storeGet = func(p, n, ret uint32) {
 		put8(Mem, ret, 1)
-		put8(Mem, ret+4, 0)
-		hostString(Mem, ret+8, "no namespace")
+		hostStoreError(Mem, ret+4, 4, "redis did not answer within 50ms")
 	}
-	if _, _, _, err := KVGet("k"); !errors.Is(err, &Error{Kind: Denied}) || err.Error() != "denied: no namespace" {
-		t.Fatalf("get denied: %v", err)
+	if _, _, _, err := StoreGet("k"); err.Error() != "unavailable: redis did not answer within 50ms" {
+		t.Fatalf("unavailable text: %v", err)
 	}
+	storeGet = func(p, n, ret uint32) {
+		put8(Mem, ret, 1)
+		put8(Mem, ret+4, 5)
+	}
+	if _, _, _, err := StoreGet("k"); !errors.Is(err, &Error{Kind: Unsupported}) {
+		t.Fatalf("a sixth case: %v", err)
+	}
+}
+
+func TestStoreWrites(t *testing.T) {
+	fresh(t)
 	var has uint32
 	var ttlSeen uint64
-	kvSet = func(kp, kn, vp, vn, hasTTL uint32, ttl uint64, ret uint32) {
+	var key, value string
+	storeSet = func(kp, kn, vp, vn, hasTTL uint32, ttl uint64, ret uint32) {
+		key, value = LiftString(Mem, kp, kn), LiftString(Mem, vp, vn)
 		has, ttlSeen = hasTTL, ttl
 		put32(Mem, ret+4, 77)
 	}
 	ms := uint64(1500)
-	if ver, err := KVSet("k", []byte("v"), &ms); ver != 77 || err != nil || has != 1 || ttlSeen != 1500 {
-		t.Fatalf("set: %d %v ttl %d/%d", ver, err, has, ttlSeen)
+	if ver, err := StoreSet("k", []byte("v"), &ms); ver != 77 || err != nil || has != 1 || ttlSeen != 1500 || key != "k" || value != "v" {
+		t.Fatalf("set: %d %v ttl %d/%d (%q=%q)", ver, err, has, ttlSeen, key, value)
 	}
-	if _, _ = KVSet("k", nil, nil); has != 0 {
-		t.Fatalf("set without ttl: %d", has)
+	if _, _ = StoreSet("k", nil, nil); has != 0 || value != "" {
+		t.Fatalf("set without ttl: %d %q", has, value)
 	}
-	kvIncrement = func(p, n uint32, delta int64, ret uint32) {
-		if Mem.(*FakeMemory).Bytes(ret, 24) == nil || ret%8 != 0 {
-			t.Errorf("return area of result<s64> must be 8-aligned: %d", ret)
+	var version uint32
+	storeCompareAndSwap = func(kp, kn, ver, vp, vn, hasTTL uint32, ttl uint64, ret uint32) {
+		version, has, ttlSeen = ver, hasTTL, ttl
+		put32(Mem, ret+4, ver+1)
+	}
+	ms = 60_000
+	if ver, err := StoreCompareAndSwap("k", 3, []byte("x"), &ms); ver != 4 || err != nil || version != 3 || has != 1 || ttlSeen != 60_000 {
+		t.Fatalf("cas: %d %v (version %d, ttl %d/%d)", ver, err, version, has, ttlSeen)
+	}
+	storeDelete = func(p, n, ret uint32) { key = LiftString(Mem, p, n) }
+	if err := StoreDelete("gone"); err != nil || key != "gone" {
+		t.Fatalf("delete: %v (%q)", err, key)
+	}
+	for disc := range storeErrorCases {
+		fail := func(ret uint32) {
+			put8(Mem, ret, 1)
+			hostStoreError(Mem, ret+4, uint8(disc), "why")
 		}
+		storeSet = func(kp, kn, vp, vn, hasTTL uint32, ttl uint64, ret uint32) { fail(ret) }
+		storeCompareAndSwap = func(kp, kn, ver, vp, vn, hasTTL uint32, ttl uint64, ret uint32) { fail(ret) }
+		storeDelete = func(p, n, ret uint32) { fail(ret) }
+		ver, err := StoreSet("k", nil, nil)
+		checkStoreError(t, "set", disc, err)
+		if ver != 0 {
+			t.Fatalf("set error %d with a version: %d", disc, ver)
+		}
+		_, err = StoreCompareAndSwap("k", 1, nil, nil)
+		checkStoreError(t, "compare-and-swap", disc, err)
+		checkStoreError(t, "delete", disc, StoreDelete("k"))
+	}
+}
+
+func TestStoreIncrement(t *testing.T) {
+	f := fresh(t)
+	var has uint32
+	var ttlSeen uint64
+	storeIncrement = func(p, n uint32, delta int64, hasTTL uint32, ttl uint64, ret uint32) {
+		if ret%8 != 0 || len(f.Bytes(ret, 24)) != 24 {
+			t.Errorf("return area of result<s64, store-error> must be 24 bytes, 8-aligned: %d", ret)
+		}
+		has, ttlSeen = hasTTL, ttl
 		binaryPut64(ret+8, uint64(delta*2))
 	}
-	if n, err := KVIncrement("k", -21); n != -42 || err != nil {
-		t.Fatalf("increment: %d %v", n, err)
+	if n, err := StoreIncrement("k", -21, nil); n != -42 || err != nil || has != 0 {
+		t.Fatalf("increment: %d %v (ttl %d)", n, err, has)
 	}
-	kvIncrement = func(p, n uint32, delta int64, ret uint32) {
-		put8(Mem, ret, 1)
-		put8(Mem, ret+8, 2)
+	ms := uint64(60_000)
+	if n, err := StoreIncrement("k", 1<<40, &ms); n != 1<<41 || err != nil || has != 1 || ttlSeen != 60_000 {
+		t.Fatalf("increment with ttl: %d %v (ttl %d/%d)", n, err, has, ttlSeen)
 	}
-	if _, err := KVIncrement("k", 1); !errors.Is(err, &Error{Kind: NotANumber}) {
-		t.Fatalf("not a number: %v", err)
+	for disc := range storeErrorCases {
+		storeIncrement = func(p, n uint32, delta int64, hasTTL uint32, ttl uint64, ret uint32) {
+			put8(Mem, ret, 1)
+			// The error sits at 8 (the payload's alignment is s64's); 4..8 is padding.
+			put32(Mem, ret+4, 0xffffffff)
+			hostStoreError(Mem, ret+8, uint8(disc), "why")
+		}
+		n, err := StoreIncrement("k", 1, &ms)
+		checkStoreError(t, "increment", disc, err)
+		if n != 0 {
+			t.Fatalf("increment error %d with a value: %d", disc, n)
+		}
 	}
-	kvCompareAndSwap = func(kp, kn, version, vp, vn, hasTTL uint32, ttl uint64, ret uint32) {
-		put8(Mem, ret, 1)
-		put8(Mem, ret+4, 1)
+}
+
+func TestStoreBackend(t *testing.T) {
+	f := fresh(t)
+	for _, want := range []BackendKind{BackendLocal, BackendRedis} {
+		storeBackend = func(ret uint32) {
+			if ret%4 != 0 || len(f.Bytes(ret, 16)) != 16 {
+				t.Errorf("result<backend-kind, store-error> return area: %d", ret)
+			}
+			put8(Mem, ret+4, uint8(want))
+		}
+		if got, err := StoreBackend(); got != want || err != nil {
+			t.Fatalf("backend: %d %v, want %d", got, err, want)
+		}
 	}
-	if _, err := KVCompareAndSwap("k", 3, nil, nil); !errors.Is(err, &Error{Kind: VersionMismatch}) {
-		t.Fatalf("mismatch: %v", err)
+	storeBackend = func(ret uint32) { put8(Mem, ret+4, 2) }
+	if _, err := StoreBackend(); !errors.Is(err, &Error{Kind: Unsupported}) {
+		t.Fatalf("a third backend: %v", err)
 	}
-	kvDelete = func(p, n, ret uint32) {
-		put8(Mem, ret, 1)
-		put8(Mem, ret+4, 3)
-		hostString(Mem, ret+8, "too long")
-	}
-	if err := KVDelete("k"); !errors.Is(err, &Error{Kind: Invalid}) {
-		t.Fatalf("invalid: %v", err)
+	for disc := range storeErrorCases {
+		storeBackend = func(ret uint32) {
+			put8(Mem, ret, 1)
+			hostStoreError(Mem, ret+4, uint8(disc), "why")
+		}
+		_, err := StoreBackend()
+		checkStoreError(t, "backend", disc, err)
 	}
 }
 
@@ -356,6 +477,9 @@ func TestErrorText(t *testing.T) {
 		t.Fatal(got)
 	}
 	if got := (&Error{Kind: WrongPhase, Message: "body phase"}).Error(); got != "wrong phase: body phase" {
+		t.Fatal(got)
+	}
+	if got := (&Error{Kind: Unavailable, Message: "timed out"}).Error(); got != "unavailable: timed out" {
 		t.Fatal(got)
 	}
 	if errors.Is(&Error{Kind: Denied, Message: "a"}, &Error{Kind: Denied, Message: "b"}) {

@@ -162,60 +162,106 @@ func HTTPSend(upstream string, r *OutgoingRequest) (IncomingResponse, error) {
 	return HTTPResultAt(Mem, ret)
 }
 
-func ttl(ms *uint64) (uint32, uint64) {
-	if ms == nil {
+func option64(v *uint64) (uint32, uint64) {
+	if v == nil {
 		return 0, 0
 	}
-	return 1, *ms
+	return 1, *v
 }
 
-// KVGet is kv.get.
-func KVGet(key string) ([]byte, uint32, bool, error) {
+// The store calls' results, result<T, store-error>: a u8 discriminant at 0, then T or the
+// store-error (12 bytes, align 4) at T's alignment, 4 or 8.
+
+// BackendKind is store.backend-kind (an enum: a u8 case index).
+type BackendKind uint8
+
+// The cases of store.backend-kind.
+const (
+	BackendLocal BackendKind = 0
+	BackendRedis BackendKind = 1
+)
+
+// StoreBackend is store.backend: result<backend-kind, store-error> (the u8 case index at 4; 16
+// bytes).
+func StoreBackend() (BackendKind, error) {
+	defer scope()()
+	ret := Mem.Alloc(16, 4)
+	storeBackend(ret)
+	if err := storeResultAt(Mem, ret, 4); err != nil {
+		return 0, err
+	}
+	k := BackendKind(u8(Mem, ret+4))
+	if k > BackendRedis {
+		return 0, &Error{Kind: Unsupported, Message: "unknown backend-kind case from the host"}
+	}
+	return k, nil
+}
+
+// StoreGet is store.get: result<option<entry>, store-error> (20 bytes: the option's discriminant
+// at 4, the entry at 8: value list at 8, version u32 at 16).
+func StoreGet(key string) ([]byte, uint32, bool, error) {
 	defer scope()()
 	p, n := LowerString(Mem, key)
 	ret := Mem.Alloc(20, 4)
-	kvGet(p, n, ret)
-	return KVEntryResultAt(Mem, ret)
+	storeGet(p, n, ret)
+	if err := storeResultAt(Mem, ret, 4); err != nil {
+		return nil, 0, false, err
+	}
+	if u8(Mem, ret+4) == 0 {
+		return nil, 0, false, nil
+	}
+	return BytesAt(Mem, ret+8), u32(Mem, ret+16), true, nil
 }
 
-// KVSet is kv.set.
-func KVSet(key string, value []byte, ttlMs *uint64) (uint32, error) {
+// StoreSet is store.set: result<u32, store-error> (the version at 4; 16 bytes).
+func StoreSet(key string, value []byte, ttlMs *uint64) (uint32, error) {
 	defer scope()()
 	kp, kn := LowerString(Mem, key)
 	vp, vn := LowerBytes(Mem, value)
-	has, t := ttl(ttlMs)
+	has, t := option64(ttlMs)
 	ret := Mem.Alloc(16, 4)
-	kvSet(kp, kn, vp, vn, has, t, ret)
-	return KVU32ResultAt(Mem, ret)
+	storeSet(kp, kn, vp, vn, has, t, ret)
+	if err := storeResultAt(Mem, ret, 4); err != nil {
+		return 0, err
+	}
+	return u32(Mem, ret+4), nil
 }
 
-// KVDelete is kv.delete.
-func KVDelete(key string) error {
+// StoreDelete is store.delete: result<_, store-error> (16 bytes).
+func StoreDelete(key string) error {
 	defer scope()()
 	p, n := LowerString(Mem, key)
 	ret := Mem.Alloc(16, 4)
-	kvDelete(p, n, ret)
-	return KVUnitResultAt(Mem, ret)
+	storeDelete(p, n, ret)
+	return storeResultAt(Mem, ret, 4)
 }
 
-// KVIncrement is kv.increment.
-func KVIncrement(key string, delta int64) (int64, error) {
+// StoreIncrement is store.increment (ttlMs nil: none): result<s64, store-error> (the s64, or the
+// error, at 8; 24 bytes, align 8).
+func StoreIncrement(key string, delta int64, ttlMs *uint64) (int64, error) {
 	defer scope()()
 	p, n := LowerString(Mem, key)
+	has, t := option64(ttlMs)
 	ret := Mem.Alloc(24, 8)
-	kvIncrement(p, n, delta, ret)
-	return KVS64ResultAt(Mem, ret)
+	storeIncrement(p, n, delta, has, t, ret)
+	if err := storeResultAt(Mem, ret, 8); err != nil {
+		return 0, err
+	}
+	return int64(u64(Mem, ret+8)), nil
 }
 
-// KVCompareAndSwap is kv.compare-and-swap.
-func KVCompareAndSwap(key string, version uint32, value []byte, ttlMs *uint64) (uint32, error) {
+// StoreCompareAndSwap is store.compare-and-swap: result<u32, store-error> like StoreSet.
+func StoreCompareAndSwap(key string, version uint32, value []byte, ttlMs *uint64) (uint32, error) {
 	defer scope()()
 	kp, kn := LowerString(Mem, key)
 	vp, vn := LowerBytes(Mem, value)
-	has, t := ttl(ttlMs)
+	has, t := option64(ttlMs)
 	ret := Mem.Alloc(16, 4)
-	kvCompareAndSwap(kp, kn, version, vp, vn, has, t, ret)
-	return KVU32ResultAt(Mem, ret)
+	storeCompareAndSwap(kp, kn, version, vp, vn, has, t, ret)
+	if err := storeResultAt(Mem, ret, 4); err != nil {
+		return 0, err
+	}
+	return u32(Mem, ret+4), nil
 }
 
 // Log is log.log (level: 0 trace .. 4 error).

@@ -47,15 +47,17 @@ var respSetBody = func(h, p, n, ret uint32) { panic(noHost) }
 
 var httpSend = func(up, upn, mp, mn, pp, pn, hp, hn, bp, bn, timeout, ret uint32) { panic(noHost) }
 
-var kvGet = func(p, n, ret uint32) { panic(noHost) }
+var storeBackend = func(ret uint32) { panic(noHost) }
 
-var kvSet = func(kp, kn, vp, vn, hasTTL uint32, ttl uint64, ret uint32) { panic(noHost) }
+var storeGet = func(p, n, ret uint32) { panic(noHost) }
 
-var kvDelete = func(p, n, ret uint32) { panic(noHost) }
+var storeSet = func(kp, kn, vp, vn, hasTTL uint32, ttl uint64, ret uint32) { panic(noHost) }
 
-var kvIncrement = func(p, n uint32, delta int64, ret uint32) { panic(noHost) }
+var storeDelete = func(p, n, ret uint32) { panic(noHost) }
 
-var kvCompareAndSwap = func(kp, kn, version, vp, vn, hasTTL uint32, ttl uint64, ret uint32) { panic(noHost) }
+var storeIncrement = func(p, n uint32, delta int64, hasTTL uint32, ttl uint64, ret uint32) { panic(noHost) }
+
+var storeCompareAndSwap = func(kp, kn, version, vp, vn, hasTTL uint32, ttl uint64, ret uint32) { panic(noHost) }
 
 var logLog = func(level, p, n uint32) { panic(noHost) }
 

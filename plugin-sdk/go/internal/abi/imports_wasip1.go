@@ -68,20 +68,23 @@ func respSetBody(h, p, n, ret uint32)
 //go:wasmimport gateway:filter/http-client@0.1.2 send
 func httpSend(up, upn, mp, mn, pp, pn, hp, hn, bp, bn, timeout, ret uint32)
 
-//go:wasmimport gateway:filter/kv@0.1.2 get
-func kvGet(p, n, ret uint32)
+//go:wasmimport gateway:filter/store@0.1.2 backend
+func storeBackend(ret uint32)
 
-//go:wasmimport gateway:filter/kv@0.1.2 set
-func kvSet(kp, kn, vp, vn, hasTTL uint32, ttl uint64, ret uint32)
+//go:wasmimport gateway:filter/store@0.1.2 get
+func storeGet(p, n, ret uint32)
 
-//go:wasmimport gateway:filter/kv@0.1.2 delete
-func kvDelete(p, n, ret uint32)
+//go:wasmimport gateway:filter/store@0.1.2 set
+func storeSet(kp, kn, vp, vn, hasTTL uint32, ttl uint64, ret uint32)
 
-//go:wasmimport gateway:filter/kv@0.1.2 increment
-func kvIncrement(p, n uint32, delta int64, ret uint32)
+//go:wasmimport gateway:filter/store@0.1.2 delete
+func storeDelete(p, n, ret uint32)
 
-//go:wasmimport gateway:filter/kv@0.1.2 compare-and-swap
-func kvCompareAndSwap(kp, kn, version, vp, vn, hasTTL uint32, ttl uint64, ret uint32)
+//go:wasmimport gateway:filter/store@0.1.2 increment
+func storeIncrement(p, n uint32, delta int64, hasTTL uint32, ttl uint64, ret uint32)
+
+//go:wasmimport gateway:filter/store@0.1.2 compare-and-swap
+func storeCompareAndSwap(kp, kn, version, vp, vn, hasTTL uint32, ttl uint64, ret uint32)
 
 //go:wasmimport gateway:filter/log@0.1.2 log
 func logLog(level, p, n uint32)
