@@ -48,10 +48,12 @@ impl Builtin {
             abi: None,
             limits: Default::default(),
             vm_config: None,
-            capabilities: self.kv_namespace.map(|ns| crate::config::PluginCapabilities {
-                kv_namespace: Some(ns.to_owned()),
-                ..Default::default()
-            }),
+            capabilities: self
+                .kv_namespace
+                .map(|ns| crate::config::PluginCapabilities {
+                    kv_namespace: Some(ns.to_owned()),
+                    ..Default::default()
+                }),
             instance_mode: self.reuse.then_some(crate::config::InstanceMode::Reuse),
             service: None,
         }

@@ -214,6 +214,7 @@ impl Runtime {
             };
             src.err(field, e.message)
         })?;
+        crate::config::stores::check(&cfg.kv_namespaces, base).map_err(|(f, m)| src.err(f, m))?;
         // What was written inline is digested (or held by the registry) now: the config kept for
         // `/config` and the next reload does not hold it.
         scrub_inline_secrets(&mut cfg.consumers);

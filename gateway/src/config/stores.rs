@@ -158,6 +158,22 @@ pub fn valid_namespace(name: &str) -> Result<(), String> {
     }
 }
 
+/// Checks what serde cannot: namespace names, and that each password can be read (`base`: the config
+/// file's folder). An error is the field path and what is wrong.
+pub fn check(
+    namespaces: &std::collections::BTreeMap<String, KvNamespace>,
+    base: &std::path::Path,
+) -> Result<(), (String, String)> {
+    for (name, ns) in namespaces {
+        valid_namespace(name).map_err(|m| (format!("kv_namespaces.{name}"), m))?;
+        if let Some(p) = ns.redis.as_ref().and_then(|r| r.password.as_ref()) {
+            p.resolve(base)
+                .map_err(|m| (format!("kv_namespaces.{name}.redis.password"), m))?;
+        }
+    }
+    Ok(())
+}
+
 /// The files the Redis passwords are read from (`file:PATH`, as written), watched like the config.
 pub fn secret_files(
     namespaces: &std::collections::BTreeMap<String, KvNamespace>,

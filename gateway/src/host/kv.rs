@@ -314,7 +314,10 @@ mod tests {
         );
         assert_eq!(kv.get("ns", "text").unwrap(), before, "nothing written");
         kv.put("ns", "big", Bytes::from(i64::MAX.to_string()), None);
-        assert_eq!(kv.increment("ns", "big", 1, None), Err(IncrementError::Overflow));
+        assert_eq!(
+            kv.increment("ns", "big", 1, None),
+            Err(IncrementError::Overflow)
+        );
         // Each increment is a write with a new version.
         let (_, v1) = kv.get("ns", "n").unwrap();
         kv.increment("ns", "n", 0, None).unwrap();
@@ -327,13 +330,19 @@ mod tests {
         let ttl = Some(Duration::from_millis(60));
         assert_eq!(kv.increment("ns", "w", 1, ttl), Ok(1));
         // Later increments neither extend nor drop the first one's expiry.
-        assert_eq!(kv.increment("ns", "w", 1, Some(Duration::from_secs(3600))), Ok(2));
+        assert_eq!(
+            kv.increment("ns", "w", 1, Some(Duration::from_secs(3600))),
+            Ok(2)
+        );
         assert_eq!(kv.increment("ns", "w", 1, None), Ok(3));
         std::thread::sleep(Duration::from_millis(80));
         assert!(kv.get("ns", "w").is_none(), "expired with the first TTL");
         assert_eq!(kv.increment("ns", "w", 1, None), Ok(1), "a new window");
         std::thread::sleep(Duration::from_millis(80));
-        assert!(kv.get("ns", "w").is_some(), "created without a TTL: no expiry");
+        assert!(
+            kv.get("ns", "w").is_some(),
+            "created without a TTL: no expiry"
+        );
     }
 
     #[test]

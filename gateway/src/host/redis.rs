@@ -243,7 +243,11 @@ impl RedisStore {
         let (v, n): (Option<Vec<u8>>, Option<u32>) = self
             .run(
                 Op::Get,
-                redis::cmd("HMGET").arg(&k).arg("v").arg("n").query_async(&mut c),
+                redis::cmd("HMGET")
+                    .arg(&k)
+                    .arg("v")
+                    .arg("n")
+                    .query_async(&mut c),
                 |_| None,
             )
             .await?;
@@ -320,7 +324,9 @@ impl RedisStore {
             .arg(value)
             .arg(ttl_arg(ttl))
             .arg(version);
-        let v: i64 = self.run(Op::Cas, inv.invoke_async(&mut c), |_| None).await?;
+        let v: i64 = self
+            .run(Op::Cas, inv.invoke_async(&mut c), |_| None)
+            .await?;
         u32::try_from(v).map_err(|_| StoreError::VersionMismatch)
     }
 }
@@ -341,9 +347,17 @@ pub(super) fn expose(stores: &[&RedisStore], e: &mut Exposition) {
     for s in stores {
         for (op, name) in OPS {
             let st = &s.stats[op as usize];
-            for (outcome, n) in [("ok", &st.ok), ("error", &st.error), ("timeout", &st.timeout)] {
+            for (outcome, n) in [
+                ("ok", &st.ok),
+                ("error", &st.error),
+                ("timeout", &st.timeout),
+            ] {
                 f.sample(
-                    &[("namespace", &s.namespace), ("op", name), ("outcome", outcome)],
+                    &[
+                        ("namespace", &s.namespace),
+                        ("op", name),
+                        ("outcome", outcome),
+                    ],
                     n.load(Ordering::Relaxed),
                 );
             }

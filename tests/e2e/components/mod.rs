@@ -8,6 +8,7 @@ mod capabilities;
 mod consumers;
 mod handles;
 mod isolation;
+mod redis;
 mod whole_body;
 
 use crate::harness::*;

@@ -8,8 +8,8 @@ use super::bindings::gateway::filter::kv::{self, Entry, KvError};
 use super::bindings::gateway::filter::store::{self, BackendKind, StoreError as WitStoreError};
 use super::state::CompState;
 use crate::host::{HostCore, StoreError};
-use std::sync::Arc;
 use bytes::Bytes;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest key, in bytes. Default: 1KiB.
@@ -92,6 +92,12 @@ impl CompState {
 }
 
 type Outcome<T> = Result<T, Result<StoreError, Refused>>;
+
+/// Whether the call goes to a remote backend: it waits on the network, and that time is not the
+/// plugin's CPU time (as for outbound HTTP, the next epoch deadline grants a fresh budget).
+fn remote(t: &Result<(Arc<HostCore>, String), Refused>) -> bool {
+    t.as_ref().is_ok_and(|(host, ns)| host.stores.is_remote(ns))
+}
 
 async fn kv_get(t: Result<(Arc<HostCore>, String), Refused>, key: &str) -> Outcome<Option<Entry>> {
     let (host, ns) = t.map_err(Err)?;
@@ -181,7 +187,9 @@ fn as_store<T>(r: Outcome<T>) -> Result<T, WitStoreError> {
 
 impl kv::Host for CompState {
     async fn get(&mut self, key: String) -> Result<Option<Entry>, KvError> {
-        as_kv(kv_get(self.target("get", &key), &key).await)
+        let t = self.target("get", &key);
+        self.waited |= remote(&t);
+        as_kv(kv_get(t, &key).await)
     }
 
     async fn set(
@@ -190,15 +198,21 @@ impl kv::Host for CompState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<u32, KvError> {
-        as_kv(kv_set(self.target("set", &key), &key, value, ttl_ms).await)
+        let t = self.target("set", &key);
+        self.waited |= remote(&t);
+        as_kv(kv_set(t, &key, value, ttl_ms).await)
     }
 
     async fn delete(&mut self, key: String) -> Result<(), KvError> {
-        as_kv(kv_delete(self.target("delete", &key), &key).await)
+        let t = self.target("delete", &key);
+        self.waited |= remote(&t);
+        as_kv(kv_delete(t, &key).await)
     }
 
     async fn increment(&mut self, key: String, delta: i64) -> Result<i64, KvError> {
-        as_kv(kv_increment(self.target("increment", &key), &key, delta, None).await)
+        let t = self.target("increment", &key);
+        self.waited |= remote(&t);
+        as_kv(kv_increment(t, &key, delta, None).await)
     }
 
     async fn compare_and_swap(
@@ -208,7 +222,9 @@ impl kv::Host for CompState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<u32, KvError> {
-        as_kv(kv_compare_and_swap(self.target("compare-and-swap", &key), &key, version, value, ttl_ms).await)
+        let t = self.target("compare-and-swap", &key);
+        self.waited |= remote(&t);
+        as_kv(kv_compare_and_swap(t, &key, version, value, ttl_ms).await)
     }
 }
 
@@ -222,7 +238,9 @@ impl store::Host for CompState {
     }
 
     async fn get(&mut self, key: String) -> Result<Option<Entry>, WitStoreError> {
-        as_store(kv_get(self.target("get", &key), &key).await)
+        let t = self.target("get", &key);
+        self.waited |= remote(&t);
+        as_store(kv_get(t, &key).await)
     }
 
     async fn set(
@@ -231,11 +249,15 @@ impl store::Host for CompState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<u32, WitStoreError> {
-        as_store(kv_set(self.target("set", &key), &key, value, ttl_ms).await)
+        let t = self.target("set", &key);
+        self.waited |= remote(&t);
+        as_store(kv_set(t, &key, value, ttl_ms).await)
     }
 
     async fn delete(&mut self, key: String) -> Result<(), WitStoreError> {
-        as_store(kv_delete(self.target("delete", &key), &key).await)
+        let t = self.target("delete", &key);
+        self.waited |= remote(&t);
+        as_store(kv_delete(t, &key).await)
     }
 
     async fn increment(
@@ -244,7 +266,9 @@ impl store::Host for CompState {
         delta: i64,
         ttl_ms: Option<u64>,
     ) -> Result<i64, WitStoreError> {
-        as_store(kv_increment(self.target("increment", &key), &key, delta, ttl_ms).await)
+        let t = self.target("increment", &key);
+        self.waited |= remote(&t);
+        as_store(kv_increment(t, &key, delta, ttl_ms).await)
     }
 
     async fn compare_and_swap(
@@ -254,6 +278,8 @@ impl store::Host for CompState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<u32, WitStoreError> {
-        as_store(kv_compare_and_swap(self.target("compare-and-swap", &key), &key, version, value, ttl_ms).await)
+        let t = self.target("compare-and-swap", &key);
+        self.waited |= remote(&t);
+        as_store(kv_compare_and_swap(t, &key, version, value, ttl_ms).await)
     }
 }
