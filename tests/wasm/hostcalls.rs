@@ -200,6 +200,79 @@ async fn shared_data_under_concurrent_cas_contention() {
     );
 }
 
+/// Two hosts (two gateway processes) whose plugins are granted one namespace in a real redis-server:
+/// Proxy-Wasm shared data lives there, and compare-and-swap keeps every increment made through
+/// either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_data_in_a_redis_namespace_is_one_store_for_every_process() {
+    let redis = gateway_test_support::RedisServer::start();
+    let namespaces: std::collections::BTreeMap<String, gateway::config::stores::KvNamespace> =
+        serde_yaml_ng::from_str(&format!(
+            "counters: {{backend: redis, redis: {{url: \"{}\"}}}}",
+            redis.url()
+        ))
+        .unwrap();
+    let mut filters = Vec::new();
+    let mut hosts = Vec::new();
+    for name in ["proc-a", "proc-b"] {
+        let host = host().await;
+        hosts.push(host.clone());
+        let set = host
+            .stores
+            .prepare(&namespaces, std::path::Path::new("/"))
+            .unwrap();
+        host.stores.install(set);
+        let mut cfg = plugin_cfg(name, &fixtures().kitchen);
+        cfg.capabilities = Some(gateway::config::PluginCapabilities {
+            kv_namespace: Some("counters".into()),
+            ..Default::default()
+        });
+        let p = load(cfg, host).await;
+        filters.push(filter(&p, "r", "tag=s").await);
+    }
+    // The get/set/CAS rules hold on Redis as on the local store.
+    let (_, req, _ctx) = request_headers(&filters[0], &[("x-test", "shared")], true).await;
+    assert_eq!(
+        hv(&req.headers, "x-shared"),
+        "missing=None/None,v1=v1,mismatch=CasMismatch,good=ok,v2=v2,cas_advanced=true"
+    );
+    // The other process sees what the first wrote.
+    let (_, req, _ctx) = request_headers(&filters[1], &[("x-test", "shared")], true).await;
+    assert_eq!(
+        hv(&req.headers, "x-shared"),
+        "missing=None/None,v1=v1,mismatch=CasMismatch,good=ok,v2=v2,cas_advanced=true"
+    );
+    // The kitchen's increment needs the key to exist (a CAS token of 0 would be a blind write).
+    let h = &hosts[0];
+    let zero = bytes::Bytes::from_static(b"0");
+    h.stores
+        .set(&h.shared, "counters", "cas-race", zero, None)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let f = filters[i % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            let (v, req, _ctx) = request_headers(&f, &[("x-test", "cas-race")], true).await;
+            assert!(matches!(v, Ok(Verdict::Continue)), "{v:?}");
+            hv(&req.headers, "x-cas-retries").parse::<u32>().unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let h = &hosts[1];
+    let (v, _) = h
+        .stores
+        .get(&h.shared, "counters", "cas-race")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&v[..], b"40", "no increment lost");
+    // Nothing of it is in either process's own memory.
+    assert!(hosts.iter().all(|h| shared(h, "cas-race").is_empty()));
+}
+
 #[tokio::test]
 async fn queues_deliver_on_queue_ready() {
     let host = host().await;

@@ -383,19 +383,64 @@ fn percent_encode(bytes: &[u8]) -> String {
     percent_encoding::percent_encode(bytes, GRPC_MESSAGE).to_string()
 }
 
+/// The Redis namespace the plugin's shared data lives in, if its `capabilities.kv_namespace` is one
+/// (`kv_namespaces:` with `backend: redis`); otherwise shared data is the VM's, as in Envoy.
+fn remote_namespace(shared: &super::Shared) -> Option<String> {
+    let ns = shared.ctx.grants.kv_namespace()?;
+    shared.ctx.host.stores.is_remote(ns).then(|| ns.to_owned())
+}
+
+/// Runs a store call to Redis from a Proxy-Wasm host function, which is synchronous (Proxy-Wasm VMs
+/// are called without fibers, the cheap way): the call runs on a small runtime of its own and this
+/// thread waits for it, bounded by the namespace's command timeout, which the call applies itself.
+/// On the gateway's multi-threaded runtime the wait is `block_in_place`, so the worker's other tasks
+/// move to another thread meanwhile.
+fn wait_for_store<T: Send + 'static>(
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    static BRIDGE: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let rt = BRIDGE.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("store-bridge")
+            .enable_all()
+            .build()
+            .expect("a tokio runtime for Proxy-Wasm store calls")
+    });
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi {
+        tokio::task::block_in_place(|| rx.recv().ok())
+    } else {
+        rx.recv().ok()
+    }
+}
+
 fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "env",
         "proxy_get_shared_data",
         |mut c: C<'_>, kp: u32, ks: u32, ptr_ptr: u32, size_ptr: u32, cas_ptr: u32| -> R {
             let key = tryst!(read(&mut c, kp, ks));
+            let key = String::from_utf8_lossy(&key).into_owned();
             let shared = c.data().shared.clone();
-            let Some((v, cas)) = shared
-                .ctx
-                .host
-                .shared
-                .get(&shared.namespace, &String::from_utf8_lossy(&key))
-            else {
+            let host = shared.ctx.host.clone();
+            let got = match remote_namespace(&shared) {
+                Some(ns) => {
+                    let r =
+                        wait_for_store(
+                            async move { host.stores.get(&host.shared, &ns, &key).await },
+                        );
+                    c.data_mut().waited = true;
+                    tryst!(r.and_then(Result::ok).ok_or(Status::InternalFailure))
+                }
+                None => host.shared.get(&shared.namespace, &key),
+            };
+            let Some((v, cas)) = got else {
                 return Ok(Status::NotFound.code());
             };
             tryst!(write_u32(&mut c, cas_ptr, cas));
@@ -407,18 +452,35 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "proxy_set_shared_data",
         |mut c: C<'_>, kp: u32, ks: u32, vp: u32, vs: u32, cas: u32| -> R {
             let key = tryst!(read(&mut c, kp, ks));
-            let v = tryst!(read(&mut c, vp, vs));
+            let key = String::from_utf8_lossy(&key).into_owned();
+            let v = Bytes::from(tryst!(read(&mut c, vp, vs)));
             let shared = c.data().shared.clone();
-            let r = shared.ctx.host.shared.set(
-                &shared.namespace,
-                &String::from_utf8_lossy(&key),
-                Bytes::from(v),
-                Some(cas),
-            );
-            Ok(if r.is_ok() {
-                0
-            } else {
-                Status::CasMismatch.code()
+            let host = shared.ctx.host.clone();
+            let Some(ns) = remote_namespace(&shared) else {
+                let r = host.shared.set(&shared.namespace, &key, v, Some(cas));
+                return Ok(if r.is_ok() {
+                    0
+                } else {
+                    Status::CasMismatch.code()
+                });
+            };
+            let r = wait_for_store(async move {
+                let stores = &host.stores;
+                // A CAS token of 0 means no check (the Proxy-Wasm spec).
+                match cas {
+                    0 => stores.set(&host.shared, &ns, &key, v, None).await,
+                    cas => {
+                        stores
+                            .compare_and_swap(&host.shared, &ns, &key, cas, v, None)
+                            .await
+                    }
+                }
+            });
+            c.data_mut().waited = true;
+            Ok(match r {
+                Some(Ok(_)) => 0,
+                Some(Err(host::StoreError::VersionMismatch)) => Status::CasMismatch.code(),
+                _ => Status::InternalFailure.code(),
             })
         },
     )?;

@@ -16,11 +16,16 @@ use wasmtime::{Instance, Memory, Store, TypedFunc, WasmParams, WasmResults};
 pub const MAX_AWAITING_DONE: usize = 1024;
 
 impl SandboxState for VmState {
-    /// Proxy-Wasm host calls never wait: a callout is started and delivered in a later callback.
-    const WAITS: bool = false;
+    /// A callout is started and delivered in a later callback, but shared data in a Redis namespace
+    /// is awaited inside the call.
+    const WAITS: bool = true;
 
     fn limiter(&mut self) -> &mut StoreLimiter {
         &mut self.limiter
+    }
+
+    fn take_waited(&mut self) -> bool {
+        std::mem::take(&mut self.waited)
     }
 }
 
