@@ -25,6 +25,7 @@ mod oauth2_introspection;
 mod paths;
 mod plugin_sources;
 mod pool;
+mod rate_limiting;
 mod reload;
 mod routing;
 mod sdk_examples;

@@ -160,6 +160,9 @@ pub fn apply(
         for i in taken {
             let l = &limits[i];
             let _ = store.increment_with_ttl(&window_key(l, base, now_ms / l.per.ms()), -1, 0);
+            if let Some(s) = states[i].as_mut().filter(|s| !s.refused) {
+                s.remaining = (s.remaining + 1).min(s.quota);
+            }
         }
     }
     Ok(Outcome {
@@ -267,9 +270,9 @@ fn ceil_ms(ms: f64) -> u64 {
     (ms - 1e-6).ceil().max(0.0) as u64
 }
 
-/// A token bucket's state as stored: `tokens,last-ms` (tokens with three decimals).
+/// A token bucket's state as stored: `tokens,last-ms` (tokens with six decimals).
 fn bucket_value(tokens: f64, at: u64) -> String {
-    format!("{tokens:.3},{at}")
+    format!("{tokens:.6},{at}")
 }
 
 fn parse_bucket(value: &[u8]) -> Option<(f64, u64)> {
@@ -597,11 +600,11 @@ pub mod tests {
         };
         assert!(apply(&l, "k", s.now, &mut s).unwrap().admitted());
         let (v, _) = s.get("k|tb|minute").unwrap().unwrap();
-        assert_eq!(String::from_utf8(v).unwrap(), "2.000,7000");
+        assert_eq!(String::from_utf8(v).unwrap(), "2.000000,7000");
         s.now = 12_000;
         assert!(apply(&l, "k", s.now, &mut s).unwrap().admitted());
         let (v, _) = s.get("k|tb|minute").unwrap().unwrap();
-        assert_eq!(String::from_utf8(v).unwrap(), "1.500,12000");
+        assert_eq!(String::from_utf8(v).unwrap(), "1.500000,12000");
     }
 
     #[test]
@@ -658,6 +661,7 @@ pub mod tests {
         assert_eq!(o.tightest().unwrap().limit.per, Period::Second);
         assert_eq!(s.int("k|fw|second|0"), Some(2));
         assert_eq!(s.int("k|sw|minute|0"), Some(2));
+        assert_eq!(o.states[1].remaining, 1, "as given back");
         assert_eq!(o.states[2].remaining, 2, "read, not taken");
         // Next second: the minute's third request, then the minute refuses.
         let o = apply(&l, "k", 1_000, &mut s).unwrap();
