@@ -116,7 +116,7 @@ pub struct Route {
 impl Route {
     /// Which cluster of its split the route sends a request with these headers to (0 for a route
     /// without a split: nothing is looked at).
-    pub fn pick(&self, headers: &http::HeaderMap) -> usize {
+    pub fn pick(&self, headers: &http::HeaderMap) -> u16 {
         match &self.action {
             Action::Split(s) => s.pick(headers),
             _ => 0,
@@ -124,16 +124,16 @@ impl Route {
     }
 
     /// The cluster the route forwards to, given its [`Route::pick`], if it forwards.
-    pub fn cluster(&self, pick: usize) -> Option<&Arc<Cluster>> {
+    pub fn cluster(&self, pick: u16) -> Option<&Arc<Cluster>> {
         match &self.action {
             Action::Upstream(c) => Some(c),
-            Action::Split(s) => s.clusters.get(pick),
+            Action::Split(s) => s.clusters.get(usize::from(pick)),
             _ => None,
         }
     }
 
     /// The name of that cluster.
-    pub fn upstream_name(&self, pick: usize) -> Option<&Arc<str>> {
+    pub fn upstream_name(&self, pick: u16) -> Option<&Arc<str>> {
         self.cluster(pick).map(|c| &c.name)
     }
 }

@@ -275,3 +275,44 @@ async fn bad_splits_are_refused_at_their_line_and_field() {
         assert!(err.contains(&want), "want {want}\n got {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_names_the_upstream_each_request_went_to() {
+    let stable = MockUpstream::start("stable").await;
+    let canary = MockUpstream::start("canary").await;
+    let yaml = split_config(
+        &stable,
+        &canary,
+        &(weights(1, 0) + "      rules: [{header: x-canary, present: true, upstream: canary}]\n"),
+    ) + "server:\n  log_format: json\n";
+    let gw = GatewayProcess::start_with_log(&yaml, "access=info").await;
+    assert_eq!(get(&gw.url("/plain")).await.0, 200);
+    assert_eq!(
+        get_with(&gw.url("/flagged"), &[("x-canary", "1")]).await.0,
+        200
+    );
+    let access = || -> Vec<serde_json::Value> {
+        gw.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|v: &serde_json::Value| v["target"] == "access")
+            .collect()
+    };
+    let logged = eventually(Duration::from_secs(10), || async { access().len() == 2 }).await;
+    assert!(logged, "{:?}", gw.log.lock().unwrap());
+    let by_path = |p: &str| {
+        let lines = access();
+        let l = lines.iter().find(|l| l["path"] == p).expect("a line");
+        (l["upstream"].clone(), l["endpoint"].clone())
+    };
+    assert_eq!(
+        by_path("/plain"),
+        ("stable".into(), stable.addr.to_string().into())
+    );
+    assert_eq!(
+        by_path("/flagged"),
+        ("canary".into(), canary.addr.to_string().into())
+    );
+}

@@ -96,12 +96,30 @@ pub struct WeightedUpstream {
 /// The largest weight of one upstream of a split.
 pub const MAX_SPLIT_WEIGHT: u32 = 10_000;
 
+/// The most upstreams the weights of a split list.
+pub const MAX_SPLIT_UPSTREAMS: usize = 256;
+
+/// The most rules of a split.
+pub const MAX_SPLIT_RULES: usize = 1024;
+
 impl Split {
     /// Checks what needs no other part of the config; an error starts with the field's path under
     /// `split` (`weights[1].weight: ...`).
     pub fn check(&self) -> Result<(), String> {
         if self.weights.is_empty() {
             return Err("weights: a split needs at least one upstream".into());
+        }
+        if self.weights.len() > MAX_SPLIT_UPSTREAMS {
+            return Err(format!(
+                "weights: at most {MAX_SPLIT_UPSTREAMS} upstreams, not {}",
+                self.weights.len()
+            ));
+        }
+        if self.rules.len() > MAX_SPLIT_RULES {
+            return Err(format!(
+                "rules: at most {MAX_SPLIT_RULES} rules, not {}",
+                self.rules.len()
+            ));
         }
         for (j, w) in self.weights.iter().enumerate() {
             if w.weight > MAX_SPLIT_WEIGHT {
@@ -224,6 +242,11 @@ mod tests {
             let err = split(yaml).expect_err(yaml);
             assert!(err.starts_with(want), "{yaml}: {err}");
         }
+        let many: Vec<String> = (0..=MAX_SPLIT_UPSTREAMS)
+            .map(|i| format!("{{upstream: u{i}, weight: 1}}"))
+            .collect();
+        let err = split(&format!("weights: [{}]", many.join(", "))).unwrap_err();
+        assert!(err.starts_with("weights: at most 256 upstreams"), "{err}");
         split("weights: [{upstream: a, weight: 100}, {upstream: b, weight: 0}]\nrules: [{cookie: c, present: true, upstream: b}]").unwrap();
     }
 

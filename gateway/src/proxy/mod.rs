@@ -104,10 +104,8 @@ impl EndpointName {
 /// What the access log and metrics need after the response is done.
 struct Done {
     route: Option<Arc<Route>>,
-    /// The request went to the route's upstream cluster.
-    forwarded: bool,
-    /// Which cluster of the route's split (see [`Route::pick`]).
-    pick: usize,
+    /// The request went to this cluster of the route (see [`Route::pick`]).
+    forwarded: Option<u16>,
     endpoint: Option<EndpointName>,
     method: http::Method,
     path: String,
@@ -166,7 +164,6 @@ pub async fn handle(
         mut resp,
         route,
         forwarded,
-        pick,
         endpoint,
         chain,
         reset,
@@ -181,7 +178,6 @@ pub async fn handle(
     let done = Done {
         route,
         forwarded,
-        pick,
         endpoint,
         method,
         path,
@@ -249,8 +245,8 @@ fn finish(
             upstream = d
                 .route
                 .as_ref()
-                .and_then(|r| r.upstream_name(d.pick))
-                .filter(|_| d.forwarded)
+                .zip(d.forwarded)
+                .and_then(|(r, pick)| r.upstream_name(pick))
                 .map_or("-", |n| &**n),
             endpoint = d.endpoint.as_ref().map_or("-", EndpointName::as_str),
             client = %d.client.ip(),
@@ -270,10 +266,9 @@ fn finish(
 struct Served {
     resp: Response<Body>,
     route: Option<Arc<Route>>,
-    /// The route's upstream cluster was asked (its name is the route's `upstream_name(pick)`).
-    forwarded: bool,
-    /// Which cluster of the route's split the request went to.
-    pick: usize,
+    /// The route's upstream cluster was asked: which one, for a split (its name is the route's
+    /// `upstream_name(pick)`).
+    forwarded: Option<u16>,
     endpoint: Option<EndpointName>,
     /// Kept until the response body is done, so filters see `on_done` after the exchange.
     chain: Option<ChainRun>,
@@ -288,8 +283,7 @@ impl Served {
         Served {
             resp,
             route: None,
-            forwarded: false,
-            pick: 0,
+            forwarded: None,
             endpoint: None,
             chain: None,
             reset: false,
@@ -433,8 +427,7 @@ async fn route_and_serve(
     );
     Served {
         resp: outcome.resp,
-        forwarded: outcome.served && route.cluster(pick).is_some(),
-        pick,
+        forwarded: (outcome.served && route.cluster(pick).is_some()).then_some(pick),
         endpoint: outcome.note,
         chain: outcome.chain,
         route: Some(route),
@@ -447,7 +440,7 @@ async fn route_and_serve(
 struct RouteBackend<'a> {
     route: &'a Route,
     /// Which cluster of the route's split.
-    pick: usize,
+    pick: u16,
     info: &'a ConnInfo,
     /// The client (the peer, or whom trusted proxies name), for `client_ip` balancing.
     client: std::net::IpAddr,

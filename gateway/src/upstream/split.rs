@@ -68,6 +68,10 @@ impl Split {
             }
         }
         assert!(total > 0, "a split's weights add up to more than 0");
+        assert!(
+            clusters.len() <= usize::from(u16::MAX),
+            "a split's clusters are counted in a u16"
+        );
         Split {
             clusters,
             rules,
@@ -78,11 +82,12 @@ impl Split {
 
     /// The index in [`Split::clusters`] of the cluster for a request with these headers: the first
     /// rule that matches, else a draw by weight.
-    pub fn pick(&self, headers: &HeaderMap) -> usize {
-        if let Some(r) = self.rules.iter().find(|r| r.matches(headers)) {
-            return r.cluster;
-        }
-        self.by_weight(rand::rng().random_range(0..self.total))
+    pub fn pick(&self, headers: &HeaderMap) -> u16 {
+        let i = match self.rules.iter().find(|r| r.matches(headers)) {
+            Some(r) => r.cluster,
+            None => self.by_weight(rand::rng().random_range(0..self.total)),
+        };
+        i as u16
     }
 
     /// The cluster a draw in `0..total` picks.
