@@ -144,13 +144,32 @@ async fn every_capability_from_go() {
     assert!(!b.contains("id=0 "), "a request id: {b}");
 
     let (s, _, b) = test(&gw, "/kv", "kv").await;
-    assert_eq!((s, b.as_str()), (200, "kv ok n=-5"));
+    assert_eq!((s, b.as_str()), (200, "kv ok n=-5 backend=local"));
     let (_, _, b) = test(&gw, "/kv", "kv").await;
     assert_eq!(
-        b, "kv ok n=-10",
+        b, "kv ok n=-10 backend=local",
         "the store keeps the counter across requests"
     );
-    let (_, _, b) = test(&gw, "/bare", "kv-denied").await;
+    // kv.IncrementWithTTL: "window" expires 2 s after the call that created it (a later call's TTL
+    // does not move it), "lasting" was created without a TTL and keeps none.
+    let started = tokio::time::Instant::now();
+    let (s, _, b) = test(&gw, "/kv", "kv-ttl").await;
+    assert_eq!((s, b.as_str()), (200, "kv-ttl window=1,2 lasting=2"));
+    let (_, _, b) = test(&gw, "/kv", "kv-ttl").await;
+    assert_eq!(
+        b,
+        "kv-ttl window=3,4 lasting=4",
+        "within the window's 2 s ({:?} after the first request)",
+        started.elapsed()
+    );
+    tokio::time::sleep_until(started + std::time::Duration::from_millis(2300)).await;
+    let (_, _, b) = test(&gw, "/kv", "kv-ttl").await;
+    assert_eq!(
+        b, "kv-ttl window=1,2 lasting=6",
+        "the window expired 2 s after it was created"
+    );
+    let (s, _, b) = test(&gw, "/bare", "kv-denied").await;
+    assert_eq!(s, 200, "kv.Backend without a namespace is denied: {b}");
     assert!(b.starts_with("denied: "), "{b}");
 
     let (s, _, b) = test(&gw, "/metrics", "metrics").await;

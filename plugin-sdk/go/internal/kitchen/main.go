@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"time"
 
 	"gateway/filter"
 	"gateway/filter/clock"
@@ -185,10 +186,30 @@ func (k *Kitchen) OnRequest(req *filter.Request) filter.Action {
 		check(&errs, "get deleted", err == nil && e == nil)
 		_, err = kv.Set(strings.Repeat("k", 2000), nil, 0)
 		check(&errs, "invalid key: "+fmt.Sprint(err), errors.Is(err, filter.ErrInvalid))
-		return answer(errs, fmt.Sprintf("kv ok n=%d", n))
+		b, err := kv.Backend()
+		check(&errs, "backend: "+fmt.Sprint(err), err == nil)
+		return answer(errs, fmt.Sprintf("kv ok n=%d backend=%v", n, b))
+	case "kv-ttl":
+		// "window" is created with a TTL of 2 s, which the second call (asking for an hour) keeps;
+		// "lasting" is created without one, which a TTL of 1 ms on an existing key does not add.
+		w1, err := kv.IncrementWithTTL("window", 1, 2*time.Second)
+		check(&errs, "increment with ttl: "+fmt.Sprint(err), err == nil)
+		w2, err := kv.IncrementWithTTL("window", 1, time.Hour)
+		check(&errs, "increment with ttl again: "+fmt.Sprint(err), err == nil)
+		_, err = kv.Increment("lasting", 1)
+		check(&errs, "increment: "+fmt.Sprint(err), err == nil)
+		l, err := kv.IncrementWithTTL("lasting", 1, time.Millisecond)
+		check(&errs, "increment with ttl of an existing key: "+fmt.Sprint(err), err == nil)
+		_, err = kv.Set("text", []byte("x"), 0)
+		check(&errs, "set: "+fmt.Sprint(err), err == nil)
+		_, err = kv.IncrementWithTTL("text", 1, time.Second)
+		check(&errs, "increment with ttl of text: "+fmt.Sprint(err), errors.Is(err, filter.ErrNotANumber))
+		return answer(errs, fmt.Sprintf("kv-ttl window=%d,%d lasting=%d", w1, w2, l))
 	case "kv-denied":
 		_, err := kv.Get("k")
-		return answer(nil, fmt.Sprint(err))
+		_, berr := kv.Backend()
+		check(&errs, "backend without a namespace: "+fmt.Sprint(berr), errors.Is(berr, filter.ErrDenied))
+		return answer(errs, fmt.Sprint(err))
 	case "metrics":
 		check(&errs, "counter", metrics.CounterAdd("kitchen_total", 3) == nil)
 		check(&errs, "gauge set", metrics.GaugeSet("kitchen_level", 10) == nil)
