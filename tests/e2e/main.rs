@@ -26,6 +26,7 @@ mod paths;
 mod plugin_sources;
 mod pool;
 mod rate_limiting;
+mod rate_limiting_cluster;
 mod reload;
 mod routing;
 mod sdk_examples;
