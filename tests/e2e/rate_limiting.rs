@@ -259,3 +259,71 @@ async fn a_bad_config_is_reported_at_its_line() {
         "{err}"
     );
 }
+
+/// A Redis namespace whose server is not there (a closed port): `policy: local` is refused at load,
+/// and requests follow `on_store_error`: through without rate-limit headers, or a 503. The shared
+/// limit itself, and Redis killed or frozen, are in redis_store.rs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_answer_follows_on_store_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redis = format!(
+        "kv_namespaces:\n  limits:\n    backend: redis\n    redis: {{url: \"redis://127.0.0.1:{port}/0\", connect_timeout: 200ms, command_timeout: 200ms}}\nplugins:\n  - name: rate-limiting\n    capabilities: {{kv_namespace: limits}}\n"
+    );
+    let up = MockUpstream::start("up").await;
+    let limits = "limits: [{per: hour, limit: 1}]";
+    let config = GatewayConfig::new()
+        .upstream(Upstream::new("up").endpoint(up.addr))
+        .route(route("allow", &limiting(limits)))
+        .route(route(
+            "deny",
+            &limiting(&format!("{limits}, on_store_error: deny, policy: cluster")),
+        ))
+        .raw(&redis)
+        .yaml();
+    let gw = TestGateway::start(&config).await;
+
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (s, h, body) = get(&gw.url("/allow/x")).await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(hv(&h, "ratelimit-limit"), "", "no headers without counts");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(up.hits(), 3);
+    let (s, h, body) = get(&gw.url("/deny/x")).await;
+    assert_eq!(s, 503, "{body}");
+    assert_eq!(
+        json(&body),
+        serde_json::json!({"error": "rate_limit_store_unavailable",
+                           "message": "Rate limiting is unavailable; try again later",
+                           "request_id": hv(&h, "x-request-id")})
+    );
+    assert_eq!(up.hits(), 3);
+    let m = gw.metrics().await;
+    let series = |outcome: &str| {
+        format!(r#"plugin_rate_limiting_{outcome}_total{{plugin="rate-limiting"}}"#)
+    };
+    assert_eq!(metric(&m, &series("store_error_allowed")), Some(3.0), "{m}");
+    assert_eq!(metric(&m, &series("store_error_denied")), Some(1.0), "{m}");
+
+    // `policy: local` on that namespace is refused when the config loads.
+    let config = GatewayConfig::new()
+        .route(Route::new("r").respond("hi").lines(
+            "    filters:\n      - plugin: rate-limiting\n        config:\n          limits: [{per: minute, limit: 10}]\n          policy: local\n",
+        ))
+        .raw(&redis)
+        .yaml();
+    let err = refused(&config).await;
+    assert!(
+        err.contains("policy: local needs a kv namespace whose backend is local"),
+        "{err}"
+    );
+}
