@@ -404,3 +404,59 @@ async fn a_split_route_is_mirrored_too_and_bad_mirrors_are_refused_at_their_line
         assert!(err.contains(&want), "want {want}\n got {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_ends_is_not_mirrored() {
+    use tokio::io::AsyncWriteExt;
+    let main = MockUpstream::start("main").await;
+    let shadow = MockUpstream::start("shadow").await;
+    let gw = TestGateway::start(&mirrored(main.addr, shadow.addr, "")).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(
+        b"POST /upload HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .await
+    .unwrap();
+    // Once the main upstream has the request, its mirror has begun copying the body; then the
+    // client goes away before the body's end.
+    let started = eventually(Duration::from_secs(10), || async { main.hits() == 1 }).await;
+    assert!(started, "the main upstream got the request");
+    drop(s);
+    let m = settled(&gw).await;
+    assert_eq!(
+        (outcome(&m, "incomplete"), outcome(&m, "sent")),
+        (1.0, 0.0),
+        "{m}"
+    );
+    assert_eq!(shadow.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_shadow_gets_the_shadow_host_as_its_authority() {
+    let main = MockUpstream::start("main").await;
+    let shadow = MockUpstream::start("shadow").await;
+    let gw = TestGateway::start(
+        &GatewayConfig::new()
+            .upstream(Upstream::new("main").endpoint(main.addr))
+            .upstream(
+                Upstream::new("shadow")
+                    .endpoint(shadow.addr)
+                    .lines("    protocol: http2\n"),
+            )
+            .route(
+                Route::new("r")
+                    .upstream("main")
+                    .lines("    mirror: {upstream: shadow}\n"),
+            )
+            .yaml(),
+    )
+    .await;
+    let (status, _, _) = get_with(&gw.url("/h2?x=1"), &[("host", "shop.example.com")]).await;
+    assert_eq!(status, 200);
+    let m = settled(&gw).await;
+    assert_eq!(outcome(&m, "sent"), 1.0, "{m}");
+    let s = shadow.last();
+    assert_eq!(s.version, http::Version::HTTP_2);
+    assert_eq!(s.uri, "http://shop.example.com-shadow/h2?x=1");
+    assert!(s.headers.get("host").is_none(), "{:?}", s.headers);
+}
