@@ -1,6 +1,6 @@
 //! The filter: the SDK's kv namespace as the limiter's [`Store`], the request as the key's
-//! [`key::Request`], `policy` checked against the namespace's backend at init, and the headers of
-//! the request phase set again on whatever response comes back.
+//! [`key::Request`], the namespace (and `policy` against its backend) checked at init, and the
+//! headers of the request phase set again on whatever response comes back.
 
 use crate::config::{self, Policy};
 use crate::key;
@@ -71,23 +71,36 @@ impl key::Request for Incoming<'_> {
     }
 }
 
-/// The check of `policy` against the namespace's backend.
-fn check_policy(policy: Option<Policy>) -> Result<(), String> {
-    let Some(policy) = policy else {
-        return Ok(());
+/// The check that the plugin has a kv namespace, and of `policy` against its backend. Without a
+/// namespace every request would fail to count, so the config is refused rather than left to
+/// `on_store_error`.
+fn check_namespace(policy: Option<Policy>) -> Result<(), String> {
+    let backend = match kv::backend() {
+        Ok(backend) => backend,
+        Err(Error::Denied(why)) => {
+            return Err(format!(
+                "config: the counters need a kv namespace and the plugin has none ({why}); \
+                 grant one in the plugin entry's capabilities.kv_namespace"
+            ))
+        }
+        Err(e) if policy.is_some() => {
+            return Err(format!(
+                "policy: the backend of the plugin's kv namespace is unknown ({e})"
+            ))
+        }
+        Err(_) => return Ok(()),
     };
-    let backend = kv::backend().map_err(|e| {
-        format!("policy: the plugin's kv namespace cannot be used ({e}); grant one in the plugin entry's capabilities.kv_namespace")
-    })?;
     match (policy, backend) {
-        (Policy::Local, kv::Backend::Local) | (Policy::Cluster, kv::Backend::Redis) => Ok(()),
-        (Policy::Cluster, _) => Err(
+        (None, _)
+        | (Some(Policy::Local), kv::Backend::Local)
+        | (Some(Policy::Cluster), kv::Backend::Redis) => Ok(()),
+        (Some(Policy::Cluster), _) => Err(
             "policy: cluster needs a kv namespace whose backend is redis; \
              configure one (kv_namespaces: {NAME: {backend: redis, ...}}) and grant it in the \
              plugin entry (capabilities: {kv_namespace: NAME}), or use policy: local"
                 .into(),
         ),
-        (Policy::Local, _) => Err(
+        (Some(Policy::Local), _) => Err(
             "policy: local needs a kv namespace whose backend is local, and \
              the plugin's namespace is shared through redis; use policy: cluster, or leave \
              policy out"
@@ -108,7 +121,7 @@ pub struct RateLimitingFilter {
 impl Filter for RateLimitingFilter {
     fn init(&mut self, config: &str) -> Result<(), String> {
         let config = config::parse(config)?;
-        check_policy(config.policy)?;
+        check_namespace(config.policy)?;
         self.limiter = Some(Limiter::new(config));
         Ok(())
     }
