@@ -174,15 +174,19 @@ async fn a_reload_from_100_0_to_0_100_moves_the_share_and_fails_no_request() {
                 let client = pooled();
                 let mut answers = Vec::new();
                 let mut i = 0;
-                while !stop.load(Ordering::Relaxed) || answers.len() < 20 {
+                // The last request starts after `stop`, which is set after the reload.
+                loop {
+                    let stopping = stop.load(Ordering::Relaxed);
                     let req = http::Request::get(format!("{url}/run/{t}/{i}"))
                         .body(Full::new(Bytes::new()))
                         .unwrap();
                     let (status, h, body) = request_via(&client, req).await;
                     answers.push((status, hv(&h, "x-upstream"), body));
                     i += 1;
+                    if stopping && answers.len() >= 20 {
+                        return answers;
+                    }
                 }
-                answers
             })
         })
         .collect();

@@ -197,10 +197,11 @@ async fn exchange(
     let ep = cluster.endpoints[idx].clone();
     let _guard = EndpointGuard::new(ep.clone());
     let mut headers = copy.headers;
-    // The copy is whole: it is framed by its length, whatever framed the original.
-    headers.remove(header::TRANSFER_ENCODING);
-    headers.remove(header::CONTENT_LENGTH);
-    if !body.is_empty() || copy.method == Method::POST || copy.method == Method::PUT {
+    // The copy is whole: a request that had a body (even an empty one) is framed by its length,
+    // whatever framed the original.
+    let framed = headers.remove(header::TRANSFER_ENCODING).is_some()
+        | headers.remove(header::CONTENT_LENGTH).is_some();
+    if framed || !body.is_empty() {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
     let version = match cluster.protocol {
