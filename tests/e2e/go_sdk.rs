@@ -1,9 +1,10 @@
 //! The Go SDK (`plugin-sdk/go`) through the real gateway: its native `go test`, the four example
 //! filters in Go under the same scenarios as the Rust builds (`sdk_examples.rs`), the Go template,
-//! every capability through the Go fixture (`plugin-sdk/go/internal/kitchen`), consumers (a Go
-//! filter authenticating requests, another reading who they are), a Go panic failing the request
-//! by policy, and the memory of one instance over 10 000 requests. Go filters run with
-//! `instance_mode: reuse` (a Go instance takes milliseconds to start); one scenario also runs fresh.
+//! every capability through the Go fixture (`plugin-sdk/go/internal/kitchen`; its store also in a
+//! real redis-server), consumers (a Go filter authenticating requests, another reading who they
+//! are), a Go panic failing the request by policy, and the memory of one instance over 10 000
+//! requests. Go filters run with `instance_mode: reuse` (a Go instance takes milliseconds to
+//! start); one scenario also runs fresh.
 //!
 //! Go is found on PATH (1.24+) or bootstrapped from PyPI into target/tools (`xtask::go`).
 
@@ -124,6 +125,28 @@ async fn test(gw: &TestGateway, path: &str, name: &str) -> Resp {
     get_with(&gw.url(path), &[("x-test", name)]).await
 }
 
+/// The kitchen's `kv-ttl` three times (the namespace must not hold its keys yet).
+/// kv.IncrementWithTTL: "window" expires 2 s after the call that created it (a later call's TTL does
+/// not move it), "lasting" was created without a TTL and keeps none.
+async fn increment_with_ttl(gw: &TestGateway) {
+    let started = tokio::time::Instant::now();
+    let (s, _, b) = test(gw, "/kv", "kv-ttl").await;
+    assert_eq!((s, b.as_str()), (200, "kv-ttl window=1,2 lasting=2"));
+    let (_, _, b) = test(gw, "/kv", "kv-ttl").await;
+    assert_eq!(
+        b,
+        "kv-ttl window=3,4 lasting=4",
+        "within the window's 2 s ({:?} after the first request)",
+        started.elapsed()
+    );
+    tokio::time::sleep_until(started + std::time::Duration::from_millis(2300)).await;
+    let (_, _, b) = test(gw, "/kv", "kv-ttl").await;
+    assert_eq!(
+        b, "kv-ttl window=1,2 lasting=6",
+        "the window expired 2 s after it was created"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_capability_from_go() {
     let up = MockUpstream::start("up").await;
@@ -150,24 +173,7 @@ async fn every_capability_from_go() {
         b, "kv ok n=-10 backend=local",
         "the store keeps the counter across requests"
     );
-    // kv.IncrementWithTTL: "window" expires 2 s after the call that created it (a later call's TTL
-    // does not move it), "lasting" was created without a TTL and keeps none.
-    let started = tokio::time::Instant::now();
-    let (s, _, b) = test(&gw, "/kv", "kv-ttl").await;
-    assert_eq!((s, b.as_str()), (200, "kv-ttl window=1,2 lasting=2"));
-    let (_, _, b) = test(&gw, "/kv", "kv-ttl").await;
-    assert_eq!(
-        b,
-        "kv-ttl window=3,4 lasting=4",
-        "within the window's 2 s ({:?} after the first request)",
-        started.elapsed()
-    );
-    tokio::time::sleep_until(started + std::time::Duration::from_millis(2300)).await;
-    let (_, _, b) = test(&gw, "/kv", "kv-ttl").await;
-    assert_eq!(
-        b, "kv-ttl window=1,2 lasting=6",
-        "the window expired 2 s after it was created"
-    );
+    increment_with_ttl(&gw).await;
     let (s, _, b) = test(&gw, "/bare", "kv-denied").await;
     assert_eq!(s, 200, "kv.Backend without a namespace is denied: {b}");
     assert!(b.starts_with("denied: "), "{b}");
@@ -543,4 +549,45 @@ async fn go_instance_memory_stays_bounded_over_10000_requests() {
         m.contains("gateway_plugin_memory_limit_total{plugin=\"kitchen\"} 0"),
         "{m}"
     );
+}
+
+/// The Go kv package on a Redis namespace: the same answers as in process, `kv.Backend` is Redis,
+/// and a frozen server is `filter.ErrUnavailable` with the host's message within the command
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_kv_on_redis() {
+    let redis = gateway_test_support::RedisServer::start();
+    let up = MockUpstream::start("up").await;
+    let gw = TestGateway::start(&format!(
+        "plugins:\n  - name: kitchen\n    path: {k}\n    instance_mode: reuse\n    capabilities: {{kv_namespace: kitchen}}\n\
+         upstreams:\n  - name: backend\n    endpoints: [\"{a}\"]\n\
+         routes:\n  - name: r\n    upstream: backend\n    filters: [{{plugin: kitchen}}]\n\
+         kv_namespaces:\n  kitchen:\n    backend: redis\n    redis: {{url: \"{r}\", connect_timeout: 200ms, command_timeout: 200ms}}\n",
+        k = kitchen().display(),
+        a = up.addr,
+        r = redis.url()
+    ))
+    .await;
+    let (s, _, b) = test(&gw, "/kv", "kv").await;
+    assert_eq!((s, b.as_str()), (200, "kv ok n=-5 backend=redis"));
+    increment_with_ttl(&gw).await;
+    let (_, _, b) = test(&gw, "/kv", "kv-probe").await;
+    assert_eq!(b, "backend=redis probe=1 unavailable=false err=<nil>");
+
+    redis.freeze();
+    let started = std::time::Instant::now();
+    let (s, _, b) = test(&gw, "/kv", "kv-probe").await;
+    assert_eq!(s, 200, "{b}");
+    assert!(
+        b.starts_with("backend=redis probe=0 unavailable=true err=unavailable: ")
+            && b.len() > "backend=redis probe=0 unavailable=true err=unavailable: ".len(),
+        "{b}"
+    );
+    // A hang detector, not a speed assertion: the timeout is 200 ms.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    redis.thaw();
 }

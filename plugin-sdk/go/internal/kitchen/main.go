@@ -205,6 +205,13 @@ func (k *Kitchen) OnRequest(req *filter.Request) filter.Action {
 		_, err = kv.IncrementWithTTL("text", 1, time.Second)
 		check(&errs, "increment with ttl of text: "+fmt.Sprint(err), errors.Is(err, filter.ErrNotANumber))
 		return answer(errs, fmt.Sprintf("kv-ttl window=%d,%d lasting=%d", w1, w2, l))
+	case "kv-probe":
+		// What a store that may be down answers: the backend (known without asking it) and one
+		// increment, whose error is reported rather than failing the request.
+		b, err := kv.Backend()
+		check(&errs, "backend: "+fmt.Sprint(err), err == nil)
+		n, err := kv.Increment("probe", 1)
+		return answer(errs, fmt.Sprintf("backend=%v probe=%d unavailable=%v err=%v", b, n, errors.Is(err, filter.ErrUnavailable), err))
 	case "kv-denied":
 		_, err := kv.Get("k")
 		_, berr := kv.Backend()
