@@ -173,3 +173,67 @@ async fn bad_namespace_settings_are_refused_at_their_line() {
         assert!(e.contains(&format!(":{line}:")), "{yaml}: line {line}: {e}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_with_a_password_from_a_file() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = TempDir::new("redis-tls");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca_cert, &ca_key)
+        .unwrap();
+    let path = |f: &str| dir.0.join(f).display().to_string();
+    std::fs::write(path("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(path("cert.pem"), leaf.pem()).unwrap();
+    std::fs::write(path("key.pem"), key.serialize_pem()).unwrap();
+    std::fs::write(path("password"), "s3cret\n").unwrap();
+    std::fs::write(path("wrong"), "nope\n").unwrap();
+    let (cert, key_file, ca_file) = (path("cert.pem"), path("key.pem"), path("ca.pem"));
+    let redis = RedisServer::start_with(
+        &[
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key_file,
+            "--tls-ca-cert-file",
+            &ca_file,
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            "s3cret",
+        ],
+        true,
+    );
+    let b = Backends::start().await;
+    let config = |password: &str| {
+        let cfg = b.yaml(
+            &[plugin(
+                "kitchen",
+                kitchen(),
+                "    capabilities: {kv_namespace: shared}\n    instance_mode: reuse\n",
+            )],
+            &[route("r", "kitchen", "", "")],
+        );
+        format!(
+            "{cfg}kv_namespaces:\n  shared:\n    backend: redis\n    redis:\n      url: \"rediss://127.0.0.1:{}\"\n      ca: {ca_file}\n      password: \"file:{}\"\n      command_timeout: 1s\n",
+            redis.port,
+            path(password)
+        )
+    };
+    let gw = TestGateway::start(&config("password")).await;
+    assert_eq!(incr(&gw, &b, "n").await, "1");
+    assert_eq!(incr(&gw, &b, "n").await, "2");
+    // /config shows the password's reference, never its value.
+    let (_, _, shown) = get(&format!("http://{}/config", gw.admin)).await;
+    assert!(shown.contains("file:"), "{shown}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    drop(gw);
+    // The wrong password: the config loads (Redis is not asked at load), calls are unavailable.
+    let gw = TestGateway::start(&config("wrong")).await;
+    assert_eq!(incr(&gw, &b, "n").await, "error:unavailable");
+}

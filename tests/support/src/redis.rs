@@ -12,15 +12,37 @@ pub struct RedisServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
     child: Option<Child>,
+    /// Arguments given to every start (TLS, a password).
+    extra: Vec<String>,
+    /// Whether the port speaks TLS (readiness is then a TCP accept, not PING).
+    tls: bool,
 }
 
 impl RedisServer {
     /// Starts redis-server on a free port and waits until it answers PING. Panics with what to
     /// install when the binary is missing (`.ci/run` installs the Debian package).
     pub fn start() -> RedisServer {
+        Self::start_with(&[], false)
+    }
+
+    /// Starts redis-server with `extra` arguments. With `tls`, the free port is its `--tls-port`
+    /// (the plain port is off) and `extra` must give the certificate options.
+    pub fn start_with(extra: &[&str], tls: bool) -> RedisServer {
+        let port = crate::free_port();
+        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if tls {
+            args.extend([
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+            ]);
+        }
         let mut r = RedisServer {
-            port: crate::free_port(),
+            port,
             child: None,
+            extra: args,
+            tls,
         };
         r.restart();
         r
@@ -33,9 +55,13 @@ impl RedisServer {
 
     /// Starts the server again on the same port (after [`RedisServer::kill`]), empty.
     pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+        let mut cmd = Command::new("redis-server");
+        if !self.tls {
+            cmd.args(["--port", &self.port.to_string()]);
+        }
+        let child = cmd
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(&self.extra)
             .args(["--protected-mode", "no", "--loglevel", "warning"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -45,7 +71,14 @@ impl RedisServer {
             });
         self.child = Some(child);
         let end = Instant::now() + Duration::from_secs(10);
-        while self.command("PING").as_deref() != Some("+PONG") {
+        let ready = |r: &RedisServer| match r.tls {
+            true => TcpStream::connect(("127.0.0.1", r.port)).is_ok(),
+            // A server with a password answers -NOAUTH: up all the same.
+            false => r
+                .command("PING")
+                .is_some_and(|a| a == "+PONG" || a.starts_with("-NOAUTH")),
+        };
+        while !ready(self) {
             assert!(Instant::now() < end, "redis-server did not answer PING");
             std::thread::sleep(Duration::from_millis(20));
         }
