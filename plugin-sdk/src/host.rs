@@ -276,7 +276,8 @@ pub mod kv {
     }
 
     /// As [`increment`], and when this call creates the key (absent or expired) it expires
-    /// `ttl_ms` milliseconds from now; an existing expiry is kept. A window counter in one call,
+    /// `ttl_ms` milliseconds from now (at least 1: a `ttl_ms` of 0 expires at once; for a counter
+    /// that never expires use [`increment`]); an existing expiry is kept. A window counter in one call,
     /// atomic across every gateway process sharing the namespace.
     ///
     /// ```no_run

@@ -91,57 +91,6 @@ func UnitResultAt(m Memory, at uint32) error {
 	return hostErrorAt(m, at+4)
 }
 
-// kvErrorAt lifts a kv.kv-error (discriminant at 0, message at 4 for denied and invalid).
-func kvErrorAt(m Memory, at uint32) error {
-	switch u8(m, at) {
-	case 0:
-		return &Error{Kind: Denied, Message: StringAt(m, at+4)}
-	case 1:
-		return &Error{Kind: VersionMismatch}
-	case 2:
-		return &Error{Kind: NotANumber}
-	case 3:
-		return &Error{Kind: Invalid, Message: StringAt(m, at+4)}
-	}
-	return &Error{Kind: Unsupported, Message: "unknown kv-error case from the host"}
-}
-
-// KVUnitResultAt lifts a result<_, kv-error> (payload at 4).
-func KVUnitResultAt(m Memory, at uint32) error {
-	if u8(m, at) == 0 {
-		return nil
-	}
-	return kvErrorAt(m, at+4)
-}
-
-// KVU32ResultAt lifts a result<u32, kv-error> (payload at 4).
-func KVU32ResultAt(m Memory, at uint32) (uint32, error) {
-	if u8(m, at) == 0 {
-		return u32(m, at+4), nil
-	}
-	return 0, kvErrorAt(m, at+4)
-}
-
-// KVS64ResultAt lifts a result<s64, kv-error> (payload at 8, the alignment of s64).
-func KVS64ResultAt(m Memory, at uint32) (int64, error) {
-	if u8(m, at) == 0 {
-		return int64(u64(m, at+8)), nil
-	}
-	return 0, kvErrorAt(m, at+8)
-}
-
-// KVEntryResultAt lifts a result<option<entry>, kv-error>: the option at 4 (discriminant), the
-// entry at 8 (value list at 8, version u32 at 16).
-func KVEntryResultAt(m Memory, at uint32) (value []byte, version uint32, found bool, err error) {
-	if u8(m, at) != 0 {
-		return nil, 0, false, kvErrorAt(m, at+4)
-	}
-	if u8(m, at+4) == 0 {
-		return nil, 0, false, nil
-	}
-	return BytesAt(m, at+8), u32(m, at+16), true, nil
-}
-
 // IncomingResponse is http-client.incoming-response.
 type IncomingResponse struct {
 	Status  uint16
