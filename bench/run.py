@@ -35,6 +35,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import ssl
 import statistics
 import subprocess
@@ -63,6 +64,7 @@ PROXY_CORE = "1"  # the proxy under test
 LOAD_CORE = "0"  # wrk / h2load and the upstream
 HOST = "127.0.0.1"
 UPSTREAM_PORT = 18000
+REDIS_PORT = 18500  # the redis-server of the rate-limiting scenario in Redis (load core)
 NGINX_PORT = 18001
 NGINX_H2_PORT = 18002
 NGINX_TLS_PORT = 18003
@@ -125,10 +127,20 @@ AUTH_CHAIN_ROUTE = gw_route(
 )
 AUTH_CHAIN_HEADERS = {"apikey": "bench-key", "origin": "https://app.example"}
 
+
+def ratelimit_route(policy):
+    """The built-in rate-limiting, one fixed-window limit per client IP that the benchmark never
+    reaches (every request counts, none is refused)."""
+    return gw_route("bench", {"prefix": "/"}, filters=[("rate-limiting", {
+        "limits": [{"per": "minute", "limit": 1_000_000_000}], "by": "ip", "policy": policy})])
+
+
 GATEWAYS = {
     "gw": [gw_route("bench", {"prefix": "/"})],
     "gw-auth": [AUTH_CHAIN_ROUTE],
     "gw-auth-reuse": [AUTH_CHAIN_ROUTE],
+    "gw-ratelimit": [ratelimit_route("local")],
+    "gw-ratelimit-redis": [ratelimit_route("cluster")],
     "gw-noop1": [gw_route("bench", {"prefix": "/"}, filters=["noop"])],
     "gw-noop10": [gw_route("bench", {"prefix": "/"}, filters=["noop"] * 10)],
     "gw-realistic": [REALISTIC_ROUTE],
@@ -149,6 +161,10 @@ GATEWAY_EXTRA = {
     "gw-auth-reuse": {"consumers": AUTH_CONSUMERS,
                       "plugins": [{"name": "cors", "instance_mode": "reuse"},
                                   {"name": "key-auth", "instance_mode": "reuse"}]},
+    # The counters in Redis: one increment (a Lua script) per request, over loopback.
+    "gw-ratelimit-redis": {"kv_namespaces": {"limits": {"backend": "redis", "redis": {
+                               "url": f"redis://{HOST}:{REDIS_PORT}", "command_timeout": "1s"}}},
+                           "plugins": [{"name": "rate-limiting", "capabilities": {"kv_namespace": "limits"}}]},
 }
 
 # The plugins a gateway config may use, by name (only those its routes name are loaded).
@@ -174,6 +190,10 @@ SCENARIOS = [
      "gateway + built-in cors + key-auth (one consumer, hide_credentials) + route header rewrites"),
     ("gw-auth-chain-reuse", "gw-auth-reuse", "/", 0, AUTH_CHAIN_HEADERS,
      "the same chain, its built-in plugins on reused instances (instance_mode: reuse)"),
+    ("gw-ratelimit", "gw-ratelimit", "/", 0, {},
+     "gateway + built-in rate-limiting (fixed window per client IP, counters in the local store)"),
+    ("gw-ratelimit-redis", "gw-ratelimit-redis", "/", 0, {},
+     "gateway + built-in rate-limiting, counters in Redis (redis-server on the load core, loopback)"),
     ("gw-routes10", "gw-routes10", "/bench/items/42", 0, {}, "gateway, benchmarked route among 10"),
     ("gw-routes10k", "gw-routes10k", "/bench/items/42", 0, {}, "gateway, benchmarked route among 10 000"),
     ("nginx-post1k", "nginx", "/post", 1024, {}, "nginx, POST 1 KiB body"),
@@ -229,6 +249,8 @@ COMPARISONS = [
     ("built-in cors + key-auth + header rewrites / gateway without filters", "gw-auth-chain", "gw"),
     ("built-in cors + key-auth / Proxy-Wasm auth + rate-limit chain", "gw-auth-chain", "gw-realistic"),
     ("built-in cors + key-auth, reused instances / gateway without filters", "gw-auth-chain-reuse", "gw"),
+    ("built-in rate-limiting, local / gateway without filters", "gw-ratelimit", "gw"),
+    ("built-in rate-limiting, counters in Redis / local", "gw-ratelimit-redis", "gw-ratelimit"),
 ]
 
 # ---------------------------------------------------------------------------------------------------
@@ -319,6 +341,20 @@ def wait_ready(p, port, path="/", headers=None, timeout=60.0, tls=False):
     raise RuntimeError(f"{p.bench_name} not ready on {port}{path} after {timeout}s: {last}")
 
 
+def wait_tcp(p, port, timeout=30.0):
+    """Waits until `port` accepts connections (a server that does not speak HTTP)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            raise RuntimeError(f"{p.bench_name} exited ({p.returncode}); see {WORK}/{p.bench_name}.log")
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{p.bench_name} not listening on {port} after {timeout}s")
+
+
 def proc_cpu_seconds(pid):
     """utime + stime of the whole process (all threads), in seconds."""
     with open(f"/proc/{pid}/stat") as f:
@@ -360,7 +396,7 @@ def loadavg():
 def ensure_tools(allow_install):
     need = {"nginx": "nginx", ECHO_MODULE: "libnginx-mod-http-echo", "wrk": "wrk", "h2load": "nghttp2-client",
             "valgrind": "valgrind", "callgrind_control": "valgrind", "taskset": "util-linux",
-            "openssl": "openssl"}
+            "openssl": "openssl", "redis-server": "redis-server"}
     missing = sorted({pkg for tool, pkg in need.items()
                       if shutil.which(tool) is None and not os.path.exists(tool)})
     if not missing:
@@ -1036,6 +1072,9 @@ def main():
         up = start_upstream()
         ports["upstream"], pids["upstream"] = UPSTREAM_PORT, up.pid
         UPSTREAM_PID[0] = up.pid
+        redis = start("redis", ["redis-server", "--port", str(REDIS_PORT), "--bind", HOST, "--save", "",
+                                "--appendonly", "no", "--protected-mode", "no"], core=LOAD_CORE)
+        wait_tcp(redis, REDIS_PORT)
         if servers & {"nginx", "nginx-h2", "nginx-tls"}:
             p = start_nginx()
             wait_ready(p, NGINX_PORT)
@@ -1085,7 +1124,7 @@ def main():
             res["scenarios"][n] = {"trials": trials[n], "summary": summarize(trials[n])}
         load_mid = loadavg()
         for p in list(STARTED):
-            if p is not up:
+            if p is not up and p is not redis:
                 stop(p)
 
         if not a.no_callgrind:
