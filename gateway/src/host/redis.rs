@@ -22,31 +22,22 @@ use std::time::{Duration, Instant};
 
 /// Writes `ARGV[1]` with the next version; `ARGV[2]` is a TTL in ms or empty. KEYS: version counter,
 /// data key.
-static SET: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
+const WRITE: &str = r"
 local n = redis.call('INCR', KEYS[1])
 local ver = (n - 1) % 4294967295 + 1
 redis.call('HSET', KEYS[2], 'v', ARGV[1], 'n', ver)
 if ARGV[2] ~= '' then redis.call('PEXPIRE', KEYS[2], ARGV[2]) else redis.call('PERSIST', KEYS[2]) end
 return ver
-",
-    )
-});
+";
 
-/// As [`SET`], only if the stored version is `ARGV[3]`; -1 otherwise.
+/// [`WRITE`] as a script.
+static SET: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(WRITE));
+
+/// [`WRITE`], only if the stored version is `ARGV[3]`; -1 otherwise.
 static CAS: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-local cur = redis.call('HGET', KEYS[2], 'n')
-if not cur or cur ~= ARGV[3] then return -1 end
-local n = redis.call('INCR', KEYS[1])
-local ver = (n - 1) % 4294967295 + 1
-redis.call('HSET', KEYS[2], 'v', ARGV[1], 'n', ver)
-if ARGV[2] ~= '' then redis.call('PEXPIRE', KEYS[2], ARGV[2]) else redis.call('PERSIST', KEYS[2]) end
-return ver
-",
-    )
+    redis::Script::new(&format!(
+        "local cur = redis.call('HGET', KEYS[2], 'n')\nif not cur or cur ~= ARGV[3] then return -1 end{WRITE}"
+    ))
 });
 
 /// Adds `ARGV[1]` to the value (64-bit, Redis's HINCRBY: refuses a non-integer and an overflow);

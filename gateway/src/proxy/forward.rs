@@ -75,18 +75,7 @@ pub async fn forward(
             declared_len,
         ),
     };
-    let version = match cluster.protocol {
-        Protocol::Http1 => Version::HTTP_11,
-        Protocol::Http2 => Version::HTTP_2,
-    };
-    // Over HTTP/2 the request's authority is `:authority`, with no `host` header beside it (RFC 9113
-    // 8.3.1), as Envoy sends it; over HTTP/1 it is the Host header.
-    let authority = match version {
-        Version::HTTP_2 => headers
-            .remove(header::HOST)
-            .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok()),
-        _ => None,
-    };
+    let (version, authority) = version_and_authority(cluster.protocol, &mut headers);
 
     let retry = route
         .retry
@@ -290,6 +279,24 @@ fn upstream_path(route: &Route, uri: &Uri, params: &Params) -> UpstreamPath {
             UpstreamPath::Same(pq.clone())
         }
         _ => UpstreamPath::Text(rewrite_path(route, uri, params)),
+    }
+}
+
+/// The HTTP version a request to a cluster of `protocol` is sent with, and its authority: over HTTP/2
+/// the request's authority is `:authority`, with no `host` header beside it (RFC 9113 8.3.1), as
+/// Envoy sends it (taken out of `headers`); over HTTP/1 it is the Host header (`None` here).
+pub(super) fn version_and_authority(
+    protocol: Protocol,
+    headers: &mut http::HeaderMap,
+) -> (Version, Option<http::uri::Authority>) {
+    match protocol {
+        Protocol::Http1 => (Version::HTTP_11, None),
+        Protocol::Http2 => {
+            let authority = headers
+                .remove(header::HOST)
+                .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok());
+            (Version::HTTP_2, authority)
+        }
     }
 }
 

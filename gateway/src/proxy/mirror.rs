@@ -11,14 +11,13 @@
 //!   and nothing of it reaches the main request or response. At most `max_in_flight` mirrors of a
 //!   route run at once (past it: `skipped_busy`), each holding at most `max_body` bytes.
 
-use super::forward::{upstream_uri, UpstreamPath};
+use super::forward::{upstream_uri, version_and_authority, UpstreamPath};
 use crate::body::{Body, BoxError};
-use crate::config::Protocol;
 use crate::metrics::{MirrorOutcome, RouteStats};
 use crate::upstream::{Cluster, EndpointGuard};
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, Version};
+use http::{Method, Request};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
 use rand::Rng;
@@ -204,16 +203,7 @@ async fn exchange(
     if framed || !body.is_empty() {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
-    let version = match cluster.protocol {
-        Protocol::Http1 => Version::HTTP_11,
-        Protocol::Http2 => Version::HTTP_2,
-    };
-    let authority = match version {
-        Version::HTTP_2 => headers
-            .remove(header::HOST)
-            .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok()),
-        _ => None,
-    };
+    let (version, authority) = version_and_authority(cluster.protocol, &mut headers);
     let path = UpstreamPath::Text(copy.path);
     let Ok(uri) = upstream_uri(cluster.scheme, version, &ep, authority.as_ref(), &path) else {
         return MirrorOutcome::Failed;
