@@ -1,6 +1,7 @@
 //! The admin API: `/healthz`, `/readyz`, `/metrics`, `/config` (GET shows the running config, PUT
 //! applies a new one), `/reload` (POST reads the config file again, GET shows the last reload),
-//! `/plugins` (each plugin's hash, source, routes, instances, calls, failures and last reload). Loopback
+//! `/plugins` (each plugin's hash, source, routes, instances, calls, failures and last reload), `/cache`
+//! (DELETE purges cached responses). Loopback
 //! by default; when a token is configured (required off loopback) every request must carry
 //! `Authorization: Bearer <token>`.
 
@@ -215,6 +216,12 @@ async fn answer(
             });
             text(StatusCode::OK, "application/json", format!("{body:#}\n"))
         }
+        (&Method::DELETE, "/cache") => purge_cache(req.uri().query(), shared),
+        (_, "/cache") => json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use DELETE (with plugin, host and path to narrow it) to purge cached responses",
+        ),
         (_, "/healthz" | "/readyz" | "/metrics" | "/plugins") => json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -232,6 +239,53 @@ async fn answer(
         ),
         _ => json_error(StatusCode::NOT_FOUND, "not_found", "unknown admin path"),
     }
+}
+
+/// `DELETE /cache?plugin=NAME&host=HOST&path=/PATH`: removes the cached responses (WIT `cache`) of
+/// that plugin, host and path, each optional (all of them when none is given): every variant, method
+/// and query of the URL. 200 with what was removed; 400 for another parameter or one given twice.
+fn purge_cache(query: Option<&str>, shared: &Shared) -> Response<Body> {
+    let (mut plugin, mut host, mut path) = (None, None, None);
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let slot = match &*k {
+            "plugin" => &mut plugin,
+            "host" => &mut host,
+            "path" => &mut path,
+            other => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &format!("unknown parameter `{other}`: use plugin, host and path"),
+                )
+            }
+        };
+        if slot.replace(v.into_owned()).is_some() {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("`{k}` is given twice"),
+            );
+        }
+    }
+    let purged = match shared.plugins.services() {
+        Some(s) => s
+            .host
+            .cache
+            .purge(plugin.as_deref(), host.as_deref(), path.as_deref()),
+        None => crate::host::Purged::default(),
+    };
+    let body = serde_json::json!({
+        "purged": {"entries": purged.entries, "bytes": purged.bytes},
+        "plugin": plugin,
+        "host": host,
+        "path": path,
+    });
+    let mut resp = Response::new(body::full(format!("{body:#}\n")));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 /// 200 with the report, or 400 `{"error":"reload_failed","message":...}` with the located field.

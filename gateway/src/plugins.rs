@@ -186,7 +186,10 @@ impl WasmServices {
             .map_err(|e| src.err(e.field, e.message))?;
         let replaced = self.host.stores.install(stores);
         match self.attach_inner(src, rt).await {
-            Ok(r) => Ok(r),
+            Ok(r) => {
+                self.host.cache.configure(rt.config.cache.limits());
+                Ok(r)
+            }
             Err((plugin, e)) => {
                 self.host.stores.install(replaced);
                 let mut state = self.state.lock().unwrap();
@@ -459,6 +462,7 @@ impl WasmServices {
     /// compiled-code caches, and the metrics the plugins defined themselves.
     pub fn expose_metrics(&self, e: &mut Exposition) {
         self.host.stores.expose(e);
+        self.host.cache.expose(e);
         let loaded = self.loaded();
         let snaps: Vec<_> = loaded
             .iter()

@@ -805,3 +805,179 @@ pub mod consumers {
         wit::verify_hmac(kind, id, algorithm, message, mac).map(consumer)
     }
 }
+
+/// The gateway's response cache (since 0.1.2): responses kept in the gateway's memory, bounded in bytes
+/// by its config (`cache: {max_size, max_entry_size}`) for every plugin together, least recently used
+/// first out; each plugin sees only its own entries. Concurrent misses of a key are coalesced: the
+/// first request to miss fills it ([`cache::put`] or [`cache::release`]) while the others wait in
+/// [`cache::lookup`]. A fill ends when the request ends, however it ends, so a failing request never
+/// keeps the others waiting longer than itself.
+///
+/// ```no_run
+/// use gateway_plugin_sdk::cache::{self, Key, Lookup};
+/// let key = Key { host: "example.com".into(), path: "/items".into(), extra: "GET".into() };
+/// match cache::lookup(&key, 5_000)? {
+///     Lookup::Hit(entry) => { let _ = entry.response.body; /* answer with it */ }
+///     Lookup::Miss | Lookup::Expired | Lookup::Stale(_) => { /* go upstream, then put or release */ }
+///     Lookup::Pass(_) => { /* go upstream, do not put */ }
+/// }
+/// # Ok::<(), gateway_plugin_sdk::Error>(())
+/// ```
+pub mod cache {
+    use crate::__bindings::gateway::filter::cache as wit;
+    use crate::Error;
+
+    /// What a response is cached under. `host` and `path` are what the admin API's purge names
+    /// (`DELETE /cache?plugin=...&host=...&path=...`); `extra` is the rest (method, query, headers
+    /// the plugin keys on), opaque to the gateway.
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct Key {
+        /// The request's host.
+        pub host: String,
+        /// The request's path, without the query.
+        pub path: String,
+        /// Everything else the response depends on.
+        pub extra: String,
+    }
+
+    /// A stored response.
+    ///
+    /// ```no_run
+    /// let r = gateway_plugin_sdk::cache::CachedResponse { status: 200, headers: vec![], body: b"ok".to_vec() };
+    /// # let _ = r;
+    /// ```
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct CachedResponse {
+        /// Status code.
+        pub status: u16,
+        /// Headers.
+        pub headers: Vec<(String, String)>,
+        /// Body.
+        pub body: Vec<u8>,
+    }
+
+    /// An entry found by [`lookup`].
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Entry {
+        /// The response.
+        pub response: CachedResponse,
+        /// Milliseconds since it was stored.
+        pub age_ms: u64,
+        /// Milliseconds of freshness it had when stored.
+        pub ttl_ms: u64,
+    }
+
+    /// What [`lookup`] found.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Lookup {
+        /// A fresh entry.
+        Hit(Entry),
+        /// An expired entry within its stale window (to answer with if the upstream fails); this
+        /// request fills the key.
+        Stale(Entry),
+        /// An expired entry past its stale window; this request fills the key.
+        Expired,
+        /// Nothing; this request fills the key.
+        Miss,
+        /// Another request was filling the key and stored nothing (or the wait ran out): go upstream
+        /// without filling; with the expired entry if one is within its stale window.
+        Pass(Option<Entry>),
+    }
+
+    impl Lookup {
+        /// Whether this request now fills the key (and must [`put`] or [`release`] it).
+        ///
+        /// ```no_run
+        /// assert!(gateway_plugin_sdk::cache::Lookup::Miss.fills());
+        /// ```
+        pub fn fills(&self) -> bool {
+            matches!(self, Lookup::Stale(_) | Lookup::Expired | Lookup::Miss)
+        }
+    }
+
+    fn key(k: &Key) -> wit::Key {
+        wit::Key {
+            host: k.host.clone(),
+            path: k.path.clone(),
+            extra: k.extra.clone(),
+        }
+    }
+
+    fn entry(e: wit::Entry) -> Entry {
+        Entry {
+            response: CachedResponse {
+                status: e.response.status,
+                headers: e.response.headers,
+                body: e.response.body,
+            },
+            age_ms: e.age_ms,
+            ttl_ms: e.ttl_ms,
+        }
+    }
+
+    /// The entry of `k` for this request (by the stored response's `Vary` and this request's
+    /// headers: call it from `on_request`). When another request fills the key, waits for it up to
+    /// `wait_ms` (at most 60000); the wait is not the plugin's CPU time.
+    ///
+    /// ```no_run
+    /// # let k = gateway_plugin_sdk::cache::Key::default();
+    /// let found = gateway_plugin_sdk::cache::lookup(&k, 5_000)?;
+    /// # let _ = found;
+    /// # Ok::<(), gateway_plugin_sdk::Error>(())
+    /// ```
+    pub fn lookup(k: &Key, wait_ms: u32) -> Result<Lookup, Error> {
+        Ok(match wit::lookup(&key(k), wait_ms)? {
+            wit::LookupResult::Hit(e) => Lookup::Hit(entry(e)),
+            wit::LookupResult::Stale(e) => Lookup::Stale(entry(e)),
+            wit::LookupResult::Expired => Lookup::Expired,
+            wit::LookupResult::Miss => Lookup::Miss,
+            wit::LookupResult::Pass(e) => Lookup::Pass(e.map(entry)),
+        })
+    }
+
+    /// Stores `response` for `k`, which this request fills, fresh for `ttl_ms` and then stale for
+    /// `stale_ms` more; [`Error::Invalid`] when the request does not fill `k`, or the response is
+    /// `Vary: *` or over the gateway's `max_entry_size` (not stored). Ends the fill either way.
+    ///
+    /// ```no_run
+    /// use gateway_plugin_sdk::cache::{put, CachedResponse, Key};
+    /// # let k = Key::default();
+    /// put(&k, &CachedResponse { status: 200, headers: vec![], body: b"ok".to_vec() }, 60_000, 0)?;
+    /// # Ok::<(), gateway_plugin_sdk::Error>(())
+    /// ```
+    pub fn put(
+        k: &Key,
+        response: &CachedResponse,
+        ttl_ms: u64,
+        stale_ms: u64,
+    ) -> Result<(), Error> {
+        let r = wit::CachedResponse {
+            status: response.status,
+            headers: response.headers.clone(),
+            body: response.body.clone(),
+        };
+        Ok(wit::put(&key(k), &r, ttl_ms, stale_ms)?)
+    }
+
+    /// Ends this request's fill of `k` without storing anything (the response is not cacheable); the
+    /// requests waiting for it go upstream themselves.
+    ///
+    /// ```no_run
+    /// # let k = gateway_plugin_sdk::cache::Key::default();
+    /// gateway_plugin_sdk::cache::release(&k);
+    /// ```
+    pub fn release(k: &Key) {
+        wit::release(&key(k))
+    }
+
+    /// The largest entry [`put`] stores, in bytes (the gateway's `cache.max_entry_size`; an entry is
+    /// its body, headers and key, and 256 bytes more), to stop collecting a body that will not fit.
+    ///
+    /// ```no_run
+    /// let max = gateway_plugin_sdk::cache::max_entry_size();
+    /// # let _ = max;
+    /// ```
+    pub fn max_entry_size() -> u64 {
+        wit::max_entry_size()
+    }
+}

@@ -22,7 +22,7 @@
 //!
 //! Host capabilities live in modules: [`http`] (outbound calls to upstreams the plugin is granted),
 //! [`kv`] (the shared store, in the granted namespace), [`log`], [`metrics`], [`clock`], [`random`],
-//! [`facts`] and [`consumers`].
+//! [`facts`], [`consumers`] and [`cache`] (responses kept in the gateway's memory).
 #![deny(missing_docs)]
 
 #[doc(hidden)]
@@ -42,7 +42,7 @@ pub mod host;
 pub mod rt;
 
 pub use handles::{Action, BodyMode, Error, Options, Request, Response};
-pub use host::{clock, consumers, facts, http, kv, log, metrics, random};
+pub use host::{cache, clock, consumers, facts, http, kv, log, metrics, random};
 
 /// A filter. Every method has a default that does nothing and continues, so a filter implements only
 /// what it needs. One value of the type lives in each instance: [`Filter::init`] configures it for its

@@ -1,6 +1,7 @@
 //! What the user writes: the YAML config as plain serde structs, and loading it with errors that name
 //! the file, line, column and field. Turning it into something that serves is `runtime`'s job.
 
+pub mod cache;
 pub mod consumers;
 mod locate;
 pub mod redact;
@@ -43,6 +44,9 @@ pub struct Config {
     /// namespace not listed here is local.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub kv_namespaces: BTreeMap<String, stores::KvNamespace>,
+    /// The response cache that plugins share (`max_size`, `max_entry_size`). Default: 64MiB, 4MiB.
+    #[serde(default, skip_serializing_if = "cache::CacheConfig::is_default")]
+    pub cache: cache::CacheConfig,
     /// Process-wide settings.
     #[serde(default)]
     pub server: Server,

@@ -3,6 +3,7 @@
 //! queues, metrics, logs and outbound HTTP (grants, request building, timeout) behave the same for
 //! both. Nothing here knows of wasmtime: the ABIs translate their wire formats into these calls.
 
+mod cache;
 mod grpc;
 mod handle;
 mod http;
@@ -13,6 +14,11 @@ mod queue;
 mod redis;
 mod store;
 
+pub use cache::{
+    Cache, CacheKey, CacheLimits, CachedResponse, Fill, Found, Lookup, Purged, PutError,
+    DEFAULT_MAX_ENTRY_SIZE as CACHE_DEFAULT_MAX_ENTRY_SIZE,
+    DEFAULT_MAX_SIZE as CACHE_DEFAULT_MAX_SIZE,
+};
 pub use grpc::{
     code as grpc_code, GrpcCall, GrpcError, GrpcEvent, GrpcRequest,
     MAX_QUEUED_MESSAGES as GRPC_MAX_QUEUED,
@@ -44,6 +50,8 @@ pub struct HostCore {
     pub queues: Queues,
     /// Plugin-defined metrics.
     pub metrics: Metrics,
+    /// The response cache (WIT `cache`), bounded by the config's `cache:`.
+    pub cache: Cache,
     /// Outbound HTTP to named upstreams.
     pub upstreams: Arc<dyn Upstreams>,
 }
@@ -56,6 +64,7 @@ impl HostCore {
             stores: Stores::default(),
             queues: Queues::default(),
             metrics: Metrics::default(),
+            cache: Cache::default(),
             upstreams,
         })
     }

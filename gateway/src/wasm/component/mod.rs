@@ -5,12 +5,14 @@
 //! ([`InstanceMode::Fresh`]) or on warm instances reused one request after another
 //! ([`InstanceMode::Reuse`]).
 
+mod cache;
 mod consumers;
 mod ctx;
 mod host;
 mod kv;
 mod state;
 
+pub use cache::MAX_CACHE_KEY_LEN;
 pub use host::MAX_RANDOM_BYTES;
 pub use kv::{MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use state::{CompState, RequestRes, ResponseRes};
@@ -43,6 +45,8 @@ pub(crate) mod bindings {
             "gateway:filter/store.delete": async,
             "gateway:filter/store.increment": async,
             "gateway:filter/store.compare-and-swap": async,
+            // A lookup may wait for another request's fill of the same key.
+            "gateway:filter/cache.lookup": async,
         },
         exports: { default: async },
         with: {

@@ -33,6 +33,9 @@ pub struct CompState {
     /// Set by host calls that waited (outbound HTTP): the next epoch deadline grants a fresh CPU budget
     /// instead of interrupting, since the wait was not the guest's CPU time.
     pub(crate) waited: bool,
+    /// The cache keys the request fills (WIT `cache`): dropped with the request, so its fills end
+    /// however it ends.
+    pub(crate) cache_fills: Vec<crate::host::Fill>,
 }
 
 impl CompState {
@@ -50,6 +53,7 @@ impl CompState {
             info: None,
             registry,
             waited: false,
+            cache_fills: Vec::new(),
         }
     }
 
@@ -57,6 +61,7 @@ impl CompState {
     pub(crate) fn end_request(&mut self) {
         self.data.clear();
         self.info = None;
+        self.cache_fills.clear();
     }
 }
 
