@@ -25,6 +25,7 @@ mod oauth2_introspection;
 mod paths;
 mod plugin_sources;
 mod pool;
+mod proxy_cache;
 mod rate_limiting;
 mod rate_limiting_cluster;
 mod reload;
