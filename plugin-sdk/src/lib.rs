@@ -36,6 +36,7 @@ pub mod __bindings {
     });
 }
 
+pub mod config;
 mod handles;
 pub mod host;
 #[doc(hidden)]

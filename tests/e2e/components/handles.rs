@@ -167,3 +167,40 @@ async fn response_bodies_whole_and_in_chunks() {
     assert!(xs > 0, "earlier chunks passed through unchanged");
     assert_eq!(xs + last, 4 * 64 * 1024);
 }
+
+/// The SDK's typed config: a route config read into the filter's own struct, unknown fields refused,
+/// and an error reported at the YAML line and field path where the user wrote it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_config_is_read_into_the_filters_type_and_its_errors_are_at_their_line() {
+    let b = Backends::start().await;
+    // The route by hand: its config is YAML (a map), not the string the `route` helper writes.
+    let with = |config: &str| {
+        let head = b.yaml(&[plugin("kitchen", kitchen(), "")], &[]);
+        format!(
+            "{head}routes:\n  - name: r\n    match: {{path: {{prefix: /r/}}}}\n    upstream: up\n    filters:\n      - plugin: kitchen\n        config: {config}\n"
+        )
+    };
+    let gw = TestGateway::start(&with(
+        "{request-body: skip, limits: [{per: minute, limit: 3}, {per: hour, limit: 4}]}",
+    ))
+    .await;
+    let (_, h) = run(&gw, &b, "/r/x", "typed-config", &[]).await;
+    assert_eq!(hv(&h, "x-config-limits"), "7");
+    // The config is written as a block so each field has its own line.
+    let block = "\n          limits:\n            - per: minute\n              limit: lots\n";
+    let yaml = with(block);
+    let e = refused(&yaml).await;
+    let line = line_ending(&yaml, "limit: lots");
+    let want = format!("test.yaml:{line}:");
+    assert!(e.contains(&want), "{e}");
+    assert!(e.contains("routes[0].filters[0].config.limits[0].limit"), "{e}");
+    assert!(e.contains("invalid type: string \"lots\""), "{e}");
+    assert!(!e.contains("column 1"), "no position in the JSON: {e}");
+    let block = "\n          request-body: skip\n          colour: red\n";
+    let yaml = with(block);
+    let e = refused(&yaml).await;
+    let line = line_ending(&yaml, "colour: red");
+    assert!(e.contains(&format!("test.yaml:{line}:")), "{e}");
+    assert!(e.contains("routes[0].filters[0].config.colour"), "{e}");
+    assert!(e.contains("unknown field"), "{e}");
+}
