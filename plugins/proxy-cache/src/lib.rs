@@ -2,7 +2,7 @@
 //! recently used out, shared by every plugin) and answered from it (nginx `proxy_cache`, Kong and
 //! APISIX `proxy-cache`). Keyed by method, host, path, query and the configured request headers, with
 //! a variant per value of the headers the response's `Vary` names; fresh for the response's
-//! `s-maxage` or `max-age`, else the config's `ttl`. Concurrent misses of a key make one upstream
+//! `s-maxage`, `max-age` or `Expires`, else the config's `ttl`. Concurrent misses of a key make one upstream
 //! request; `X-Cache-Status` says what happened. See README.md.
 //!
 //! ```yaml
@@ -16,7 +16,9 @@ mod policy;
 
 use config::Config;
 use gateway_plugin_sdk::cache::{self, CachedResponse, Entry, Key, Lookup};
-use gateway_plugin_sdk::{log, metrics, Action, BodyMode, Filter, Options, Request, Response};
+use gateway_plugin_sdk::{
+    clock, log, metrics, Action, BodyMode, Filter, Options, Request, Response,
+};
 use policy::Lifetime;
 
 /// The header that says what the cache did.
@@ -106,7 +108,8 @@ impl ProxyCache {
         };
         let status = resp.status();
         let headers = resp.headers();
-        let life = match policy::storable(&self.config, status, &headers) {
+        let now_secs = clock::now_ms() / 1000;
+        let life = match policy::storable(&self.config, status, &headers, now_secs) {
             Ok(l) => l,
             Err(why) => {
                 if log::debug_enabled() {

@@ -106,14 +106,61 @@ pub struct Lifetime {
     pub stale_ms: u64,
 }
 
+/// Seconds since the Unix epoch of an HTTP date in the preferred format (IMF-fixdate, RFC 9110
+/// section 5.6.7: `Sun, 06 Nov 1994 08:49:37 GMT`); `None` for anything else.
+pub fn http_date(s: &str) -> Option<u64> {
+    let rest = s.trim().split_once(", ")?.1;
+    let mut parts = rest.split(' ');
+    let day: u64 = parts.next()?.parse().ok()?;
+    let month = match parts.next()? {
+        "Jan" => 1,
+        "Feb" => 2,
+        "Mar" => 3,
+        "Apr" => 4,
+        "May" => 5,
+        "Jun" => 6,
+        "Jul" => 7,
+        "Aug" => 8,
+        "Sep" => 9,
+        "Oct" => 10,
+        "Nov" => 11,
+        "Dec" => 12,
+        _ => return None,
+    };
+    let year: u64 = parts.next()?.parse().ok()?;
+    let mut hms = parts.next()?.split(':').map(|p| p.parse::<u64>().ok());
+    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
+    if parts.next()? != "GMT" || parts.next().is_some() || hms.next().is_some() {
+        return None;
+    }
+    if !(1..=31).contains(&day) || year < 1970 || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    // Days since the epoch of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let (y, mo) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    Some(days * 86_400 + h * 3600 + m * 60 + sec)
+}
+
 /// Whether a response is stored, and for how long: its status must be one of `statuses`; `no-store`,
 /// `no-cache`, `private`, `Set-Cookie` and `Vary: *` are not stored. Freshness is `s-maxage`, else
-/// `max-age` (less the response's `Age`), else the config's `ttl`; a freshness of 0 is not stored.
-/// The stale window is the larger of the config's `stale_if_error` and the response's.
+/// `max-age` (less the response's `Age`), else `Expires` less `Date` (or less `now_secs`, the
+/// gateway's clock, without a `Date`; an `Expires` that is not a date has expired), else the config's
+/// `ttl`; a freshness of 0 is not stored. The stale window is the larger of the config's
+/// `stale_if_error` and the response's.
 pub fn storable(
     config: &Config,
     status: u16,
     headers: &[(String, String)],
+    now_secs: u64,
 ) -> Result<Lifetime, &'static str> {
     if !config.caches_status(status) {
         return Err("status");
@@ -132,7 +179,15 @@ pub fn storable(
         .next()
         .and_then(|a| a.trim().parse().ok())
         .unwrap_or(0);
-    let ttl_ms = match d.s_maxage.or(d.max_age) {
+    let expires = || {
+        let expires = values(headers, "expires").next()?;
+        let date = values(headers, "date")
+            .next()
+            .and_then(http_date)
+            .unwrap_or(now_secs);
+        Some(http_date(expires).map_or(0, |e| e.saturating_sub(date)))
+    };
+    let ttl_ms = match d.s_maxage.or(d.max_age).or_else(expires) {
         Some(secs) => secs.saturating_sub(age).saturating_mul(1000),
         None => config.ttl_ms,
     };
@@ -257,7 +312,7 @@ mod tests {
             stale_if_error_ms: 10_000,
             ..Config::default()
         };
-        let life = |s, p: &[(&str, &str)]| storable(&c, s, &h(p));
+        let life = |s, p: &[(&str, &str)]| storable(&c, s, &h(p), 784_111_777);
         assert_eq!(
             life(200, &[]),
             Ok(Lifetime {
@@ -294,8 +349,48 @@ mod tests {
         ] {
             assert!(life(status, p).is_err(), "{status} {p:?}");
         }
+        // Expires less Date, or less the gateway's clock; max-age wins over it.
+        let date = ("date", "Sun, 06 Nov 1994 08:49:37 GMT");
+        let expires = ("expires", "Sun, 06 Nov 1994 08:50:07 GMT");
+        assert_eq!(life(200, &[date, expires]).unwrap().ttl_ms, 30_000);
+        assert_eq!(life(200, &[expires]).unwrap().ttl_ms, 30_000);
+        assert_eq!(
+            life(200, &[expires, ("cache-control", "max-age=5")])
+                .unwrap()
+                .ttl_ms,
+            5_000
+        );
+        assert!(
+            life(200, &[date, ("expires", "0")]).is_err(),
+            "already expired"
+        );
+        assert!(life(200, &[("expires", "Sun, 06 Nov 1994 08:00:00 GMT")]).is_err());
         assert!(life(404, &[]).is_ok());
         assert!(life(301, &[]).is_ok());
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(
+            http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            http_date("Tue, 29 Feb 2028 23:59:59 GMT"),
+            Some(1_835_481_599)
+        );
+        for bad in [
+            "0",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06 Nov 1994 08:49 GMT",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMT x",
+        ] {
+            assert_eq!(http_date(bad), None, "{bad}");
+        }
     }
 
     #[test]
