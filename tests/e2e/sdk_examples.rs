@@ -165,8 +165,9 @@ pub async fn config_rejection(f: &ExampleFilters, mode: InstanceMode) {
         (&f.auth_callout, "{upstream: auth, bogus: 1}", "bogus"),
         (&f.json_redact, "{fields: []}", "fields"),
         (&f.json_redact, "{replacement: x}", "fields"),
-        (&f.request_counter, "{key: 5}", "key"),
-        (&f.request_counter, "{bogus: 1}", "bogus"),
+        // The typed config of both SDKs: the field's path and what was expected.
+        (&f.request_counter, "{key: 5}", "config.key: "),
+        (&f.request_counter, "{bogus: 1}", "config.bogus: "),
     ];
     for (path, config, names) in cases {
         let yaml = format!(

@@ -6,10 +6,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"gateway/filter"
 	"gateway/filter/facts"
@@ -27,25 +25,20 @@ type RequestCounter struct {
 	hasCount bool
 }
 
-// Init parses the config.
+// Init reads the config with the SDK's typed config: a field the type does not have, or a key that
+// is not a string, is refused at the YAML line where it is written.
 func (c *RequestCounter) Init(config string) error {
-	if strings.TrimSpace(config) == "" || config == "null" {
-		return nil
+	var cfg struct {
+		Key *string `json:"key"`
 	}
-	var m map[string]any
-	if err := json.Unmarshal([]byte(config), &m); err != nil || m == nil {
-		return fmt.Errorf("expected a map with an optional `key`")
+	if err := filter.ParseConfig(config, &cfg); err != nil {
+		return err
 	}
-	for k, v := range m {
-		s, ok := v.(string)
-		switch {
-		case k == "key" && ok && s != "":
-			c.key = s
-		case k == "key":
-			return fmt.Errorf("key: expected a non-empty string, not %v", v)
-		default:
-			return fmt.Errorf("unknown key `%s` (expected key)", k)
-		}
+	if cfg.Key != nil && *cfg.Key == "" {
+		return fmt.Errorf("key: expected a non-empty string")
+	}
+	if cfg.Key != nil {
+		c.key = *cfg.Key
 	}
 	return nil
 }

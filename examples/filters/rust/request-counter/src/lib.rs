@@ -8,9 +8,16 @@
 //! ```
 
 use gateway_plugin_sdk::{
-    export_filter, facts, kv, log, metrics, Action, Filter, Request, Response,
+    config, export_filter, facts, kv, log, metrics, Action, Filter, Request, Response,
 };
-use serde_json::Value;
+use serde::Deserialize;
+
+/// The route's config, read with the SDK's typed config: a field it does not have, or a `key` that
+/// is not a string, is refused at the YAML line where it is written.
+#[derive(Deserialize, Default)]
+struct Settings {
+    key: Option<String>,
+}
 
 #[derive(Default)]
 struct RequestCounter {
@@ -21,24 +28,12 @@ struct RequestCounter {
 }
 
 impl Filter for RequestCounter {
-    fn init(&mut self, config: &str) -> Result<(), String> {
-        if config.trim().is_empty() {
-            return Ok(());
+    fn init(&mut self, raw: &str) -> Result<(), String> {
+        let settings: Settings = config::parse(raw)?;
+        if settings.key.as_deref() == Some("") {
+            return Err("key: expected a non-empty string".into());
         }
-        let v: Value = serde_json::from_str(config)
-            .map_err(|_| "expected a map with an optional `key`".to_string())?;
-        let Value::Object(m) = v else {
-            return Err("expected a map with an optional `key`".into());
-        };
-        for (k, v) in &m {
-            match (k.as_str(), v) {
-                ("key", Value::String(s)) if !s.is_empty() => self.key = Some(s.clone()),
-                ("key", other) => {
-                    return Err(format!("key: expected a non-empty string, not {other}"))
-                }
-                _ => return Err(format!("unknown key `{k}` (expected key)")),
-            }
-        }
+        self.key = settings.key;
         Ok(())
     }
 
