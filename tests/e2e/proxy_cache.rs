@@ -324,6 +324,63 @@ async fn the_cache_stays_within_max_size_and_evicts_the_oldest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_new_bounds_and_keeps_the_entries() {
+    let origin = Origin::start().await;
+    let yaml = |top: &str| {
+        GatewayConfig::new()
+            .upstream(Upstream::new("origin").endpoint(origin.addr))
+            .route(
+                Route::new("cached")
+                    .prefix("/")
+                    .upstream("origin")
+                    .lines("    filters: [{plugin: proxy-cache}]\n"),
+            )
+            .raw(top)
+            .yaml()
+    };
+    let gw = TestGateway::start(&yaml("")).await;
+    for i in 0..10 {
+        get(&gw.url(&format!("/size/4096/{i}"))).await;
+    }
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric(&m, &series("gateway_cache_entries")),
+        Some(10.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "gateway_cache_max_bytes"),
+        Some((64 << 20) as f64)
+    );
+    let (s, _, body) = admin_call(
+        gw.admin,
+        "PUT",
+        "/config",
+        &config_text(&yaml("cache: {max_size: 16KiB}\n")),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let m = gw.metrics().await;
+    assert_eq!(metric(&m, "gateway_cache_max_bytes"), Some(16384.0), "{m}");
+    assert!(
+        metric(&m, &series("gateway_cache_bytes")).unwrap() <= 16384.0,
+        "{m}"
+    );
+    let evicted = metric(&m, &series("gateway_cache_evictions_total")).unwrap();
+    let entries = metric(&m, &series("gateway_cache_entries")).unwrap();
+    assert!(entries >= 1.0 && entries + evicted == 10.0, "{m}");
+    // The newest entry survived the reload and the smaller bound.
+    assert_eq!(status(&get(&gw.url("/size/4096/9")).await.1), "HIT");
+    let (_, _, config) = get(&format!("http://{}/config", gw.admin)).await;
+    let shown = &json(&config)["cache"];
+    assert_eq!(
+        (&shown["max_size"], &shown["max_entry_size"]),
+        (&serde_json::json!("16KiB"), &serde_json::json!("16KiB")),
+        "{config}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_misses_make_one_upstream_request() {
     let origin = Origin::start().await;
     let gw = gateway(&origin, "lock_timeout: 30s", "").await;
