@@ -262,6 +262,23 @@ async fn no_store_and_private_are_not_stored_and_authorization_bypasses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_over_the_gateways_limit_bypasses_the_cache() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "cache_key: {headers: [x-tenant]}", "").await;
+    // The key holds the header's value: 9000 bytes is over the 8 KiB a key may have.
+    let long = "t".repeat(9000);
+    for _ in 0..2 {
+        let (s, h, _) = get_with(&gw.url("/tenant"), &[("x-tenant", &long)]).await;
+        assert_eq!((s, status(&h).as_str()), (200, "BYPASS"));
+    }
+    assert_eq!(origin.hits("/tenant"), 2);
+    let (_, h, _) = get_with(&gw.url("/tenant"), &[("x-tenant", "short")]).await;
+    assert_eq!(status(&h), "MISS");
+    let (_, h, _) = get_with(&gw.url("/tenant"), &[("x-tenant", "short")]).await;
+    assert_eq!(status(&h), "HIT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_accept_languages_are_two_entries() {
     let origin = Origin::start().await;
     let gw = gateway(&origin, "", "").await;

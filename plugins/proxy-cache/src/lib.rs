@@ -17,7 +17,7 @@ mod policy;
 use config::Config;
 use gateway_plugin_sdk::cache::{self, CachedResponse, Entry, Key, Lookup};
 use gateway_plugin_sdk::{
-    clock, log, metrics, Action, BodyMode, Filter, Options, Request, Response,
+    clock, log, metrics, Action, BodyMode, Error, Filter, Options, Request, Response,
 };
 use policy::Lifetime;
 
@@ -199,7 +199,14 @@ impl Filter for ProxyCache {
         let found = match cache::lookup(&key, self.config.lock_timeout_ms as u32) {
             Ok(f) => f,
             Err(e) => {
-                log::warn(&format!("cache lookup failed: {e:?}"));
+                // A key over the gateway's length limit comes from what the client sent (a long
+                // path, query or key header): not worth a warning per request.
+                let m = format!("cache lookup failed, the request bypasses the cache: {e:?}");
+                match e {
+                    Error::Invalid(_) => log::debug(&m),
+                    _ => log::warn(&m),
+                }
+                count("cache_bypasses_total");
                 self.state = State::Bypass;
                 return Action::Continue;
             }
