@@ -30,6 +30,7 @@ pub mod proxy;
 pub mod reload;
 pub mod router;
 pub mod runtime;
+pub mod scaffold;
 pub mod server;
 pub mod tls;
 pub mod upstream;

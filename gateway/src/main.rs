@@ -1,5 +1,5 @@
-//! The `gateway` binary: `run`, `check`, `plugin test`, `--version`. `run` reloads its config file when the file
-//! changes and on SIGHUP, and drains on SIGTERM/SIGINT.
+//! The `gateway` binary: `run`, `check`, `plugin test`, `plugin new`, `plugin build`, `--version`.
+//! `run` reloads its config file when the file changes and on SIGHUP, and drains on SIGTERM/SIGINT.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -57,6 +57,34 @@ enum PluginCmd {
         #[arg(long)]
         wasm: Option<PathBuf>,
     },
+    /// Write a new filter project: the code, a fixture for `plugin test` (tests/NAME.test.yaml), a
+    /// README, and the SDK (this binary's copy in DIR/sdk, unless --sdk names one). Refuses to write
+    /// into a folder that is not empty.
+    New {
+        /// The language: rust or go.
+        lang: Lang,
+        /// The filter's name (lower-case letters, digits and `-`).
+        name: String,
+        /// Where to write it [default: ./NAME].
+        dir: Option<PathBuf>,
+        /// Depend on this SDK instead of writing a copy: the Rust SDK's folder (plugin-sdk) or the
+        /// Go SDK's (plugin-sdk/go).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build the filter project in DIR (cargo for Rust, go for Go, packaged into a component) and
+    /// print the path of the `.wasm`.
+    Build {
+        /// The project [default: the current directory].
+        dir: Option<PathBuf>,
+    },
+}
+
+/// The languages of `plugin new`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Lang {
+    Rust,
+    Go,
 }
 
 fn main() -> std::process::ExitCode {
@@ -84,6 +112,68 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::SUCCESS
             } else {
                 std::process::ExitCode::FAILURE
+            }
+        }
+        Cmd::Plugin {
+            cmd:
+                PluginCmd::New {
+                    lang,
+                    name,
+                    dir,
+                    sdk,
+                },
+        } => {
+            let lang = match lang {
+                Lang::Rust => gateway::scaffold::Lang::Rust,
+                Lang::Go => gateway::scaffold::Lang::Go,
+            };
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            match gateway::scaffold::new_project(lang, &name, &dir, sdk.as_deref()) {
+                Ok(files) => {
+                    println!("wrote {} files to {}:", files.len(), dir.display());
+                    for f in files
+                        .iter()
+                        .filter(|f| !f.starts_with(gateway::scaffold::SDK_DIR))
+                    {
+                        println!("  {}", f.display());
+                    }
+                    if sdk.is_none() {
+                        println!(
+                            "  {}/ (the SDK, this binary's copy)",
+                            gateway::scaffold::SDK_DIR
+                        );
+                    }
+                    println!(
+                        "next: cd {} && gateway plugin build && gateway plugin test tests/{name}.test.yaml",
+                        dir.display()
+                    );
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Plugin {
+            cmd: PluginCmd::Build { dir },
+        } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+            match gateway::scaffold::build(&dir) {
+                Ok(wasm) => {
+                    // Relative to the current directory when it is under it, as the author sees it.
+                    let shown = std::env::current_dir()
+                        .ok()
+                        .and_then(|cwd| wasm.strip_prefix(cwd).ok().map(PathBuf::from))
+                        .unwrap_or_else(|| wasm.clone());
+                    let size = std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0);
+                    println!("built {} ({size} bytes)", shown.display());
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    std::process::ExitCode::FAILURE
+                }
             }
         }
         Cmd::Run { config } => match run(config) {

@@ -28,7 +28,7 @@
 #[doc(hidden)]
 pub mod __bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "filter",
         pub_export_macro: true,
         export_macro_name: "__export_filter_world",

@@ -157,3 +157,352 @@ fn a_garbage_wasm_is_reported_in_one_line() {
         }
     }
 }
+
+// `gateway plugin new` and `gateway plugin build`, used as an author outside the repository would:
+// in a temporary directory, with the SDK the binary carries.
+
+/// The repository root.
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `gateway ARGS` in `cwd`, with `env` set, outside the test's own cargo settings.
+fn gateway_in(
+    cwd: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, std::ffi::OsString)],
+) -> (i32, String, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    c.args(args)
+        .current_dir(cwd)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env("GATEWAY_LOG", "warn");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The files under `dir` (relative paths, sorted), without `skip`ped folders and files.
+fn files_under(dir: &std::path::Path, skip: &dyn Fn(&str) -> bool) -> Vec<String> {
+    fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().to_str().unwrap().to_string());
+            }
+        }
+    }
+    let mut all = Vec::new();
+    walk(dir, dir, &mut all);
+    all.retain(|f| !skip(f));
+    all.sort();
+    all
+}
+
+/// The Rust SDK builds from its own `wit/`, which must be the repository's `wit/` (its build script
+/// copies it; this catches a copy edited by hand or not refreshed).
+#[test]
+fn the_rust_sdk_packs_the_repository_wit() {
+    let root = root();
+    let packed = files_under(&root.join("plugin-sdk/wit"), &|_| false);
+    let source = files_under(&root.join("wit"), &|f| !f.ends_with(".wit"));
+    assert_eq!(packed, source);
+    for f in &source {
+        assert_eq!(
+            std::fs::read(root.join("plugin-sdk/wit").join(f)).unwrap(),
+            std::fs::read(root.join("wit").join(f)).unwrap(),
+            "plugin-sdk/wit/{f} differs from wit/{f}: build the SDK (its build.rs copies it)"
+        );
+    }
+}
+
+/// `cargo package` makes a crate of the Rust SDK (with its WIT, without the Go SDK) and builds it
+/// from the package alone (offline: the dependencies come from the local registry cache).
+#[test]
+fn the_rust_sdk_packages_and_builds_from_the_package() {
+    let root = root();
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["package", "--offline", "--allow-dirty", "--list"])
+        .current_dir(root.join("plugin-sdk"))
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(list.lines().any(|l| l == "wit/world.wit"), "{list}");
+    assert!(!list.lines().any(|l| l.starts_with("go/")), "{list}");
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["package", "--offline", "--allow-dirty"])
+        .current_dir(root.join("plugin-sdk"))
+        .env("CARGO_TARGET_DIR", root.join("target/scaffold-package"))
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("Verifying gateway-plugin-sdk"), "{err}");
+}
+
+/// The SDKs the binary writes into a new project are the repository's, file for file: every file of
+/// the Rust crate (`plugin-sdk/`, but Cargo.lock and the Go SDK) and of the Go module (but its tests
+/// and test fixture).
+#[test]
+fn plugin_new_writes_the_sdks_of_the_repository() {
+    let root = root();
+    let dir = crate::harness::TempDir::new("plugin-new-sdk");
+    for (lang, sdk, skip) in [
+        (
+            "rust",
+            root.join("plugin-sdk"),
+            &(|f: &str| f.starts_with("go/") || f.starts_with("target/") || f == "Cargo.lock")
+                as &dyn Fn(&str) -> bool,
+        ),
+        (
+            "go",
+            root.join("plugin-sdk/go"),
+            &(|f: &str| f.ends_with("_test.go") || f.starts_with("internal/kitchen/"))
+                as &dyn Fn(&str) -> bool,
+        ),
+    ] {
+        let (code, out, err) = gateway_in(&dir.0, &["plugin", "new", lang, "f"], &[]);
+        assert_eq!(code, 0, "{out}{err}");
+        let written = dir.0.join("f/sdk");
+        let want = files_under(&sdk, skip);
+        assert_eq!(files_under(&written, &|_| false), want, "{lang}");
+        for f in &want {
+            assert_eq!(
+                std::fs::read_to_string(written.join(f)).unwrap(),
+                std::fs::read_to_string(sdk.join(f)).unwrap(),
+                "{lang}: {f} (rebuild the gateway, or list a new file in gateway/src/scaffold/sdk.rs)"
+            );
+        }
+        std::fs::remove_dir_all(dir.0.join("f")).unwrap();
+    }
+}
+
+#[test]
+fn plugin_new_refuses_a_folder_that_is_not_empty_and_a_bad_name() {
+    let dir = crate::harness::TempDir::new("plugin-new-refuses");
+    std::fs::create_dir_all(dir.0.join("taken")).unwrap();
+    std::fs::write(dir.0.join("taken/notes.txt"), "mine").unwrap();
+    let (code, _, err) = gateway_in(&dir.0, &["plugin", "new", "go", "f", "taken"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("taken already exists and is not empty"),
+        "{err}"
+    );
+    assert_eq!(files_under(&dir.0.join("taken"), &|_| false), ["notes.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.0.join("taken/notes.txt")).unwrap(),
+        "mine"
+    );
+
+    let (code, _, err) = gateway_in(&dir.0, &["plugin", "new", "rust", "My_Filter"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("`My_Filter` is not a filter name"), "{err}");
+    assert!(!dir.0.join("My_Filter").exists());
+
+    let (code, _, err) = gateway_in(&dir.0, &["plugin", "build"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("neither Cargo.toml nor go.mod"), "{err}");
+}
+
+/// `--sdk` points the project at an SDK folder (an absolute path) instead of writing a copy.
+#[test]
+fn plugin_new_depends_on_the_sdk_it_is_given() {
+    let root = root();
+    let dir = crate::harness::TempDir::new("plugin-new-sdk-flag");
+    let sdk = root.join("plugin-sdk");
+    let sdk_arg = sdk.to_str().unwrap();
+    let (code, out, err) = gateway_in(
+        &dir.0,
+        &["plugin", "new", "rust", "r", "--sdk", sdk_arg],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let manifest = std::fs::read_to_string(dir.0.join("r/Cargo.toml")).unwrap();
+    let canonical = std::fs::canonicalize(&sdk).unwrap();
+    let want = format!(
+        "gateway-plugin-sdk = {{ path = \"{}\" }}",
+        canonical.display()
+    );
+    assert!(manifest.contains(&want), "{manifest}");
+    assert!(!dir.0.join("r/sdk").exists());
+    // The repository's plugin-sdk is accepted for Go too: its go/ folder is the module.
+    let (code, out, err) = gateway_in(&dir.0, &["plugin", "new", "go", "g", "--sdk", sdk_arg], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let go_mod = std::fs::read_to_string(dir.0.join("g/go.mod")).unwrap();
+    let want = format!(
+        "replace gateway/filter => {}",
+        canonical.join("go").display()
+    );
+    assert!(go_mod.contains(&want), "{go_mod}");
+    let (code, _, err) = gateway_in(
+        &dir.0,
+        &[
+            "plugin",
+            "new",
+            "rust",
+            "x",
+            "--sdk",
+            dir.0.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("not the Rust SDK"), "{err}");
+}
+
+/// Without the wasm32-wasip2 target and without rustup, `plugin build` says what to run. (A toolchain
+/// without the target is played by a `rustc` on PATH whose sysroot has none.)
+#[test]
+fn plugin_build_names_the_rustup_command_when_the_target_is_missing() {
+    let dir = crate::harness::TempDir::new("plugin-build-no-target");
+    let (code, out, err) = gateway_in(&dir.0, &["plugin", "new", "rust", "f"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let bin = dir.0.join("bin");
+    std::fs::create_dir_all(dir.0.join("sysroot/lib/rustlib/x86_64-unknown-linux-gnu")).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    let rustc = bin.join("rustc");
+    std::fs::write(
+        &rustc,
+        format!("#!/bin/sh\necho {}\n", dir.0.join("sysroot").display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&rustc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (code, out, err) = gateway_in(
+        &dir.0.join("f"),
+        &["plugin", "build"],
+        &[("PATH", bin.clone().into_os_string())],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("wasm32-wasip2 is not installed")
+            && err.contains("rustup target add wasm32-wasip2"),
+        "{err}"
+    );
+}
+
+/// The three commands of a Rust author, in a temporary directory outside the repository, with the SDK
+/// the binary writes. The project's `target` is a link to `target/scaffold-rust` of the repository,
+/// so that the SDK's dependencies are compiled once across runs.
+#[test]
+fn plugin_new_build_test_in_rust() {
+    let dir = crate::harness::TempDir::new("plugin-rust");
+    let (code, out, err) = gateway_in(&dir.0, &["plugin", "new", "rust", "api-key"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("tests/api-key.test.yaml"), "{out}");
+    let project = dir.0.join("api-key");
+    for f in [
+        "Cargo.toml",
+        "src/lib.rs",
+        "tests/api-key.test.yaml",
+        "README.md",
+        ".gitignore",
+        "sdk/wit/world.wit",
+    ] {
+        assert!(project.join(f).is_file(), "{f}");
+    }
+    let shared = root().join("target/scaffold-rust");
+    std::fs::create_dir_all(&shared).unwrap();
+    let _ = std::fs::remove_file(shared.join("wasm32-wasip2/release/api_key.wasm"));
+    std::os::unix::fs::symlink(&shared, project.join("target")).unwrap();
+
+    let started = std::time::Instant::now();
+    let (code, out, err) = gateway_in(&project, &["plugin", "build"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("built target/wasm32-wasip2/release/api_key.wasm ("),
+        "{out}{err}"
+    );
+    assert!(
+        err.contains("cargo build --release --target wasm32-wasip2"),
+        "{err}"
+    );
+    eprintln!("plugin build (rust): {:?}", started.elapsed());
+
+    let (code, out, err) = gateway_in(
+        &project,
+        &["plugin", "test", "tests/api-key.test.yaml"],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("3 passed, 0 failed"), "{out}{err}");
+}
+
+/// The three commands of a Go author, in a temporary directory outside the repository: the binary
+/// writes the Go SDK, builds with `go` from PATH (the test puts the one xtask finds or installs there)
+/// and packages the component itself.
+#[test]
+fn plugin_new_build_test_in_go() {
+    let go = xtask::go::go_tool().unwrap_or_else(|e| panic!("{e}"));
+    let path = std::env::join_paths(std::iter::once(go.parent().unwrap().to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    let env = [
+        ("PATH", path),
+        ("GOTOOLCHAIN", "local".into()),
+        ("GOPROXY", "off".into()),
+    ];
+    let dir = crate::harness::TempDir::new("plugin-go");
+    let (code, out, err) = gateway_in(
+        &dir.0,
+        &["plugin", "new", "go", "hello-go", "filters/hello"],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let project = dir.0.join("filters/hello");
+    for f in [
+        "go.mod",
+        "main.go",
+        "tests/hello-go.test.yaml",
+        "README.md",
+        ".gitignore",
+        "sdk/go.mod",
+    ] {
+        assert!(project.join(f).is_file(), "{f}");
+    }
+    let started = std::time::Instant::now();
+    let (code, out, err) = gateway_in(&dir.0, &["plugin", "build", "filters/hello"], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("built filters/hello/hello_go.wasm ("),
+        "{out}{err}"
+    );
+    assert!(
+        err.contains("go build") && err.contains("component"),
+        "{err}"
+    );
+    eprintln!("plugin build (go): {:?}", started.elapsed());
+    let wasm = std::fs::read(project.join("hello_go.wasm")).unwrap();
+    // A component (layer 1), not a core module.
+    assert_eq!(&wasm[..8], b"\0asm\x0d\0\x01\0", "a component");
+
+    let (code, out, err) = gateway_in(
+        &project,
+        &["plugin", "test", "tests/hello-go.test.yaml"],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("2 passed, 0 failed"), "{out}{err}");
+}

@@ -1,10 +1,12 @@
-//! The README's guide "Write your first filter (Rust)", followed command by command: the commands are
-//! read from the README itself (between the `guide:first-filter` markers), so the guide cannot drift
-//! from what works. They run in a temporary copy of the parts of the repository the guide touches, with
-//! only the ports (free ones instead of 8080 and 9901) and the `gateway` binary (this build's) put in.
-//! Every command must succeed, and print what the guide's `#>` lines say it prints.
+//! The README's guides "Write your first filter (Rust)" and "Filters in Go", followed command by
+//! command: the commands are read from the README itself (between the `guide:first-filter` and
+//! `guide:go-filter` markers), so a guide cannot drift from what works. They run as a new author would
+//! run them, in an empty temporary directory outside the repository, with only the ports (free ones
+//! instead of 8080 and 9901) and the `gateway` binary (this build's) put in. Every command must
+//! succeed, and print what the guide's `#>` lines say it prints.
 
 use crate::harness::{free_port, TempDir};
+use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,12 +22,12 @@ struct Step {
 /// The `sh` blocks between the markers, as steps: a line is a command (with its here-document, if it
 /// has one), `#>` lines are expected output of the command before, other comments and blank lines are
 /// skipped.
-fn guide_steps(readme: &str) -> Vec<Step> {
+fn guide_steps(readme: &str, guide: &str) -> Vec<Step> {
     let start = readme
-        .find("<!-- guide:first-filter -->")
+        .find(&format!("<!-- guide:{guide} -->"))
         .expect("the README has the guide's start marker");
     let end = readme
-        .find("<!-- /guide:first-filter -->")
+        .find(&format!("<!-- /guide:{guide} -->"))
         .expect("the README has the guide's end marker");
     let mut steps: Vec<Step> = Vec::new();
     let mut in_block = false;
@@ -68,56 +70,21 @@ fn guide_steps(readme: &str) -> Vec<Step> {
     steps
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "target" {
-            continue;
-        }
-        let (src, dst) = (entry.path(), to.join(&name));
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).unwrap();
-        }
-    }
-}
-
-/// What a fresh clone has that the guide uses: the template, the SDK and the WIT world it is built
-/// from, and the toolchain file (which brings the wasm32-wasip2 target).
-fn repository_copy(root: &Path, dir: &Path) {
-    copy_dir(
-        &root.join("examples/rust-filter"),
-        &dir.join("examples/rust-filter"),
-    );
-    std::os::unix::fs::symlink(root.join("plugin-sdk"), dir.join("plugin-sdk")).unwrap();
-    std::os::unix::fs::symlink(root.join("wit"), dir.join("wit")).unwrap();
-    // The template's build directory is kept between runs (the copy in the guide copies the link),
-    // so that the SDK's dependencies are built once; the filter itself is rebuilt every time.
-    let build = root.join("target/guide");
-    let _ = std::fs::remove_file(build.join("wasm32-wasip2/release/rust_filter.wasm"));
-    std::fs::create_dir_all(&build).unwrap();
-    std::os::unix::fs::symlink(&build, dir.join("examples/rust-filter/target")).unwrap();
-    std::fs::copy(
-        root.join("rust-toolchain.toml"),
-        dir.join("rust-toolchain.toml"),
-    )
-    .unwrap();
-}
-
 /// A shell for the guide's commands, without the settings of the test's own cargo run that would send
 /// the build elsewhere.
-fn shell(command: &str, cwd: &Path) -> Command {
+fn shell(command: &str, cwd: &Path, env: &[(&str, OsString)]) -> Command {
     let mut c = Command::new("sh");
     c.args(["-c", command])
         .current_dir(cwd)
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
         .env_remove("RUSTUP_TOOLCHAIN")
         .env("GATEWAY_LOG", "warn");
+    for (k, v) in env {
+        c.env(k, v);
+    }
     c
 }
 
@@ -135,14 +102,14 @@ impl Drop for Background {
 
 /// Runs `curl` if the machine has it; otherwise makes the same request (its `-H` headers and URL)
 /// with this test's HTTP client and prints it as `curl -i` would: status line, headers, body.
-async fn curl(command: &str, cwd: &Path) -> (bool, String) {
+async fn curl(command: &str, cwd: &Path, env: &[(&str, OsString)]) -> (bool, String) {
     let has_curl = Command::new("curl")
         .arg("--version")
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if has_curl {
-        let out = shell(command, cwd).output().unwrap();
+        let out = shell(command, cwd, env).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
         return (out.status.success(), text);
@@ -199,14 +166,16 @@ fn curl_commands_are_understood_without_curl() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_filter_guide_works_as_written() {
+/// Follows the README's guide `guide` in an empty temporary directory, with `env` set for every
+/// command. A Rust project the guide makes gets a `target` link to `target/guide` of the repository
+/// (made right after `gateway plugin new`), so that the SDK's dependencies are compiled once across
+/// runs; nothing else of the repository is there.
+async fn follow_guide(guide: &str, env: &[(&str, OsString)]) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let steps = guide_steps(&readme);
+    let steps = guide_steps(&readme, guide);
     assert!(steps.len() >= 8, "the guide has its commands: {steps:#?}");
-    let dir = TempDir::new("guide");
-    repository_copy(&root, &dir.0);
+    let dir = TempDir::new(&format!("guide-{guide}"));
     let gateway = PathBuf::from(env!("CARGO_BIN_EXE_gateway"));
     let (port, admin) = (free_port(), free_port());
     let mut cwd = dir.0.clone();
@@ -226,7 +195,7 @@ async fn the_first_filter_guide_works_as_written() {
         }
         let (ok, output) = if let Some(cmd) = command.strip_suffix(" &") {
             // Served in the background: ready once the admin API answers.
-            let mut child = shell(&format!("exec {cmd}"), &cwd)
+            let mut child = shell(&format!("exec {cmd}"), &cwd, env)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -248,10 +217,10 @@ async fn the_first_filter_guide_works_as_written() {
             background.0.push(child);
             (up, String::from("(serving)"))
         } else if command.starts_with("curl ") {
-            curl(&command, &cwd).await
+            curl(&command, &cwd, env).await
         } else {
             let out = tokio::task::spawn_blocking({
-                let mut c = shell(&command, &cwd);
+                let mut c = shell(&command, &cwd, env);
                 move || c.output().unwrap()
             })
             .await
@@ -267,14 +236,46 @@ async fn the_first_filter_guide_works_as_written() {
                 "{command}: the guide says it prints {want:?}; it printed:\n{output}"
             );
         }
+        if let Some(name) = step.command.strip_prefix("gateway plugin new rust ") {
+            let project = cwd.join(name.split_whitespace().next().unwrap());
+            let build = root.join("target/guide");
+            std::fs::create_dir_all(&build).unwrap();
+            std::os::unix::fs::symlink(&build, project.join("target")).unwrap();
+        }
     }
     assert_eq!(background.0.len(), 1, "the guide serves the filter");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_filter_guide_works_as_written() {
+    let _ = std::fs::remove_file(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/guide/wasm32-wasip2/release/my_filter.wasm"),
+    );
+    follow_guide("first-filter", &[]).await;
+}
+
+/// The Go guide, with `go` on PATH: the one xtask finds there, or installs into `target/tools`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_go_guide_works_as_written() {
+    let go = xtask::go::go_tool().unwrap_or_else(|e| panic!("{e}"));
+    let path = std::env::join_paths(std::iter::once(go.parent().unwrap().to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    let env = [
+        ("PATH", path),
+        ("GOTOOLCHAIN", "local".into()),
+        ("GOPROXY", "off".into()),
+    ];
+    follow_guide("go-filter", &env).await;
 }
 
 #[test]
 fn the_guide_is_read_from_the_readme() {
     let steps = guide_steps(
         "x\n<!-- guide:first-filter -->\n```sh\n# a comment\ncd a\n\ncat > f <<'EOF'\nk: v\n#> not output\nEOF\ngateway check\n#> ok\n```\n```yaml\nnot: run\n```\n<!-- /guide:first-filter -->\nafter\n",
+        "first-filter",
     );
     let got: Vec<(&str, Vec<String>)> = steps
         .iter()

