@@ -279,6 +279,37 @@ async fn a_key_over_the_gateways_limit_bypasses_the_cache() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_key_auth_each_consumer_has_its_own_entries() {
+    let origin = Origin::start().await;
+    let yaml = GatewayConfig::new()
+        .upstream(Upstream::new("origin").endpoint(origin.addr))
+        .route(Route::new("cached").prefix("/").upstream("origin").lines(
+            "    filters:\n      - plugin: key-auth\n      - plugin: proxy-cache\n        config: {cache_key: {consumer: true}}\n",
+        ))
+        .raw(
+            "consumers:\n  - name: alice\n    credentials: {key-auth: {key: k-alice}}\n  - name: bob\n    credentials: {key-auth: {key: k-bob}}\n",
+        )
+        .yaml();
+    let gw = TestGateway::start(&yaml).await;
+    for (round, want) in [(0, "MISS"), (1, "HIT")] {
+        for (key, n) in [("k-alice", 1), ("k-bob", 2)] {
+            let (s, h, body) = get_with(&gw.url("/me"), &[("apikey", key)]).await;
+            assert_eq!((s, status(&h).as_str()), (200, want), "{key} round {round}");
+            assert_eq!(
+                body,
+                format!("origin /me #{n}"),
+                "{key} gets its own answer"
+            );
+        }
+    }
+    // Without a key, key-auth answers before the cache is looked at.
+    let (s, h, _) = get(&gw.url("/me")).await;
+    assert_eq!(s, 401);
+    assert!(h.get("x-cache-status").is_none());
+    assert_eq!(origin.hits("/me"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_accept_languages_are_two_entries() {
     let origin = Origin::start().await;
     let gw = gateway(&origin, "", "").await;

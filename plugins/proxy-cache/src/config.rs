@@ -35,6 +35,8 @@ pub struct Config {
     pub statuses: Vec<u16>,
     /// Request headers the key includes (lower case).
     pub key_headers: Vec<String>,
+    /// Whether the key includes the consumer an earlier filter authenticated the request as.
+    pub key_consumer: bool,
     /// Whether requests with `Authorization` are cached (shared by everyone who sends the same key).
     pub cache_authorized: bool,
     /// How long a miss waits for another request's fill of the same key, in milliseconds.
@@ -51,6 +53,7 @@ impl Default for Config {
             methods: vec!["GET".into(), "HEAD".into()],
             statuses: vec![200, 301, 404],
             key_headers: Vec::new(),
+            key_consumer: false,
             cache_authorized: false,
             lock_timeout_ms: DEFAULT_LOCK_TIMEOUT_MS,
             stale_if_error_ms: 0,
@@ -157,11 +160,13 @@ impl Config {
                 ))
             }
         };
-        let key_headers = match m.get("cache_key") {
-            None => Vec::new(),
+        let (key_headers, key_consumer) = match m.get("cache_key") {
+            None => (Vec::new(), false),
             Some(Value::Object(k)) => {
-                if let Some(f) = k.keys().find(|f| f.as_str() != "headers") {
-                    return Err(format!("cache_key.{f}: unknown field (expected headers)"));
+                if let Some(f) = k.keys().find(|f| !["headers", "consumer"].contains(&f.as_str())) {
+                    return Err(format!(
+                        "cache_key.{f}: unknown field (expected headers, consumer)"
+                    ));
                 }
                 let mut h = header_names(k, "headers").map_err(|e| format!("cache_key.{e}"))?;
                 if let Some(i) = h.iter().position(|n| n == "*") {
@@ -169,11 +174,12 @@ impl Config {
                 }
                 h.sort();
                 h.dedup();
-                h
+                let consumer = boolean(k, "consumer").map_err(|e| format!("cache_key.{e}"))?;
+                (h, consumer)
             }
             Some(other) => {
                 return Err(format!(
-                    "cache_key: expected a map with headers (a list of header names), not {other}"
+                    "cache_key: expected a map with headers (a list of header names) and consumer, not {other}"
                 ))
             }
         };
@@ -182,6 +188,7 @@ impl Config {
             methods,
             statuses,
             key_headers,
+            key_consumer,
             cache_authorized: boolean(&m, "cache_authorized")?,
             lock_timeout_ms: bounded_duration(
                 &m,
@@ -217,7 +224,7 @@ mod tests {
     #[test]
     fn fields_are_read() {
         let c = Config::parse(
-            r#"{"ttl": "10m", "methods": ["get", "POST"], "statuses": [200], "cache_key": {"headers": ["Accept-Language", "x-tenant"]},
+            r#"{"ttl": "10m", "methods": ["get", "POST"], "statuses": [200], "cache_key": {"headers": ["Accept-Language", "x-tenant"], "consumer": true},
                 "cache_authorized": true, "lock_timeout": "250ms", "stale_if_error": 30}"#,
         )
         .unwrap();
@@ -225,6 +232,7 @@ mod tests {
         assert_eq!(c.methods, ["GET", "POST"]);
         assert_eq!(c.statuses, [200]);
         assert_eq!(c.key_headers, ["accept-language", "x-tenant"]);
+        assert!(c.key_consumer);
         assert!(c.cache_authorized);
         assert_eq!(c.lock_timeout_ms, 250);
         assert_eq!(c.stale_if_error_ms, 30_000);
@@ -245,6 +253,10 @@ mod tests {
                 "cache_key.headers[1]: ",
             ),
             (r#"{"cache_key": {"query": true}}"#, "cache_key.query: "),
+            (
+                r#"{"cache_key": {"consumer": "yes"}}"#,
+                "cache_key.consumer: ",
+            ),
             (r#"{"cache_key": ["a"]}"#, "cache_key: "),
             (r#"{"cache_authorized": "yes"}"#, "cache_authorized: "),
             (r#"{"lock_timeout": "2m"}"#, "lock_timeout: "),

@@ -17,7 +17,7 @@ mod policy;
 use config::Config;
 use gateway_plugin_sdk::cache::{self, CachedResponse, Entry, Key, Lookup};
 use gateway_plugin_sdk::{
-    clock, log, metrics, Action, BodyMode, Error, Filter, Options, Request, Response,
+    clock, consumers, log, metrics, Action, BodyMode, Error, Filter, Options, Request, Response,
 };
 use policy::Lifetime;
 
@@ -192,6 +192,10 @@ impl Filter for ProxyCache {
             extra: policy::key_extra(
                 &method,
                 req.query().as_deref(),
+                self.config
+                    .key_consumer
+                    .then(|| consumers::current().map(|c| c.name).unwrap_or_default())
+                    .as_deref(),
                 &self.config.key_headers,
                 &headers,
             ),

@@ -77,16 +77,22 @@ pub fn bypass(config: &Config, method: &str, headers: &[(String, String)]) -> Op
     None
 }
 
-/// The key's `extra`: the method (`HEAD` is looked up as `GET`), the query, and the configured
-/// headers' values, one per line (neither a query nor a header value holds a newline).
+/// The key's `extra`: the method (`HEAD` is looked up as `GET`), the query, the consumer when the
+/// key has it (`None`: it does not; `Some("")`: nobody), and the configured headers' values, one per
+/// line (neither a query, a consumer name nor a header value holds a newline).
 pub fn key_extra(
     method: &str,
     query: Option<&str>,
+    consumer: Option<&str>,
     key_headers: &[String],
     headers: &[(String, String)],
 ) -> String {
     let method = if method == "HEAD" { "GET" } else { method };
     let mut out = format!("{method}\n{}", query.unwrap_or(""));
+    if let Some(c) = consumer {
+        out.push_str("\nconsumer ");
+        out.push_str(c);
+    }
     for name in key_headers {
         out.push('\n');
         out.push_str(name);
@@ -293,16 +299,27 @@ mod tests {
         let headers = h(&[("Accept-Language", "en"), ("x-other", "1")]);
         let names = vec!["accept-language".to_string(), "x-tenant".to_string()];
         assert_eq!(
-            key_extra("HEAD", Some("a=1"), &names, &headers),
+            key_extra("HEAD", Some("a=1"), None, &names, &headers),
             "GET\na=1\naccept-language:en\nx-tenant:"
         );
         assert_ne!(
-            key_extra("GET", Some("a=1"), &[], &headers),
-            key_extra("GET", Some("a=2"), &[], &headers)
+            key_extra("GET", Some("a=1"), None, &[], &headers),
+            key_extra("GET", Some("a=2"), None, &[], &headers)
         );
         assert_ne!(
-            key_extra("GET", None, &names, &headers),
-            key_extra("GET", None, &names, &h(&[("accept-language", "fr")]))
+            key_extra("GET", None, None, &names, &headers),
+            key_extra("GET", None, None, &names, &h(&[("accept-language", "fr")]))
+        );
+    }
+
+    #[test]
+    fn each_consumer_has_its_own_key_when_asked() {
+        let alice = key_extra("GET", None, Some("alice"), &[], &[]);
+        assert_eq!(alice, "GET\n\nconsumer alice");
+        assert_ne!(alice, key_extra("GET", None, Some("bob"), &[], &[]));
+        assert_ne!(
+            key_extra("GET", None, Some(""), &[], &[]),
+            key_extra("GET", None, None, &[], &[])
         );
     }
 
