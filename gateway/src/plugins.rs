@@ -65,6 +65,8 @@ impl PluginHost {
         if cfg.plugins.is_empty() && cfg.routes.iter().all(|r| r.filters.is_empty()) {
             if let Some(s) = self.services() {
                 *s.state.lock().unwrap() = State::default();
+                // No plugin uses a namespace any more: the clients of the old ones close.
+                s.host.stores.install(crate::host::StoreSet::default());
             }
             return Ok(AttachReport::default());
         }
@@ -285,10 +287,13 @@ impl WasmServices {
                 }
                 (None, _) => (plugin_source::pinned(p).unwrap_or_default(), None),
             };
-            let same = previous
-                .plugins
-                .iter()
-                .find(|q| q.cfg.name == p.name && q.sha256 == sha256 && same_settings(&q.cfg, p));
+            let store = namespace_settings(cfg, p);
+            let same = previous.plugins.iter().find(|q| {
+                q.cfg.name == p.name
+                    && q.sha256 == sha256
+                    && same_settings(&q.cfg, p)
+                    && q.store == store
+            });
             if let Some(old) = same {
                 report.plugins_reused.push(p.name.clone());
                 let detail = match listing {
@@ -297,6 +302,7 @@ impl WasmServices {
                 };
                 plugins.push(ServingPlugin {
                     cfg: p.clone(),
+                    store: store.clone(),
                     sha256,
                     plugin: old.plugin.clone(),
                     last: PluginReload::ok("reused", None, detail),
@@ -342,6 +348,7 @@ impl WasmServices {
             tracing::info!(plugin = %p.name, sha256 = %wasm.sha256, "plugin loaded: {how}");
             plugins.push(ServingPlugin {
                 cfg: p.clone(),
+                store,
                 sha256: wasm.sha256,
                 plugin,
                 last: PluginReload::ok("loaded", Some(origin), how),
@@ -689,6 +696,15 @@ fn unknown_plugin(name: &str) -> String {
 
 /// Whether two plugin configs load the same plugin from the same content: everything but where the
 /// file comes from (`path`, `url`, `sha256`, `ca`) is equal.
+/// The `kv_namespaces:` settings of the namespace `p` is granted, if it has one listed there.
+fn namespace_settings(
+    cfg: &config::Config,
+    p: &config::Plugin,
+) -> Option<config::stores::KvNamespace> {
+    let ns = p.capabilities.as_ref()?.kv_namespace.as_ref()?;
+    cfg.kv_namespaces.get(ns).cloned()
+}
+
 fn same_settings(a: &config::Plugin, b: &config::Plugin) -> bool {
     let strip = |p: &config::Plugin| config::Plugin {
         path: None,
@@ -721,6 +737,10 @@ struct ServiceRoot {
 #[derive(Clone)]
 struct ServingPlugin {
     cfg: config::Plugin,
+    /// The settings of its key-value namespace when it was loaded (`kv_namespaces:`; `None`: local,
+    /// not listed): a plugin whose namespace moves to another backend is loaded again, so its `init`
+    /// sees where its data now lives (rate-limiting checks its `policy` there).
+    store: Option<config::stores::KvNamespace>,
     sha256: String,
     plugin: Arc<LoadedPlugin>,
     last: PluginReload,

@@ -8,10 +8,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Config of a route `/api/` limited to `limit` per minute by the `x-tenant` header, counters in
 /// the Redis namespace `limits` at `url`.
-fn yaml(upstream: std::net::SocketAddr, url: &str, limit: u32, on_store_error: &str) -> String {
+fn yaml(
+    upstream: std::net::SocketAddr,
+    url: &str,
+    limit: u32,
+    on_store_error: &str,
+    timeout: &str,
+) -> String {
     format!(
         "upstreams:\n  - name: up\n    endpoints: [{{address: \"{upstream}\"}}]\n\
-kv_namespaces:\n  limits:\n    backend: redis\n    redis: {{url: \"{url}\", connect_timeout: 200ms, command_timeout: 200ms}}\n\
+kv_namespaces:\n  limits:\n    backend: redis\n    redis: {{url: \"{url}\", connect_timeout: {timeout}, command_timeout: {timeout}}}\n\
 plugins:\n  - name: rate-limiting\n    capabilities: {{kv_namespace: limits}}\n\
 routes:\n  - name: api\n    match: {{path: {{prefix: /api/}}}}\n    upstream: up\n    filters:\n      - plugin: rate-limiting\n        config:\n          limits: [{{per: minute, limit: {limit}}}]\n          by: \"header:x-tenant\"\n          policy: cluster\n          on_store_error: {on_store_error}\n"
     )
@@ -35,10 +41,16 @@ async fn three_gateway_processes_share_one_limit_through_redis() {
     const LIMIT: usize = 30;
     let redis = RedisServer::start();
     let up = MockUpstream::start("up").await;
-    let config = yaml(up.addr, &redis.url(), LIMIT as u32, "deny");
+    // Timeouts long enough that a loaded machine never turns a slow answer into a 503: this test is
+    // about the count, the next one about timeouts.
+    let config = yaml(up.addr, &redis.url(), LIMIT as u32, "deny", "2s");
     let mut gws = Vec::new();
     for _ in 0..3 {
-        gws.push(GatewayProcess::start(&config).await);
+        let gw = GatewayProcess::start(&config).await;
+        // Connected to Redis before the burst (another tenant's count).
+        let (s, _, body) = get_with(&gw.url("/api/warm"), &[("x-tenant", "warm-up")]).await;
+        assert_eq!(s, 200, "{body}");
+        gws.push(gw);
     }
     clear_of_a_window_edge().await;
     // Twice the limit, sent to the three processes at once.
@@ -67,15 +79,15 @@ async fn three_gateway_processes_share_one_limit_through_redis() {
     assert_eq!((admitted, limited), (LIMIT, LIMIT));
     assert_eq!(
         up.hits(),
-        LIMIT,
-        "refused requests never reached the upstream"
+        LIMIT + 3,
+        "the three warm-ups and no more: refused requests never reached the upstream"
     );
     // Another tenant has its own count, on any process.
     let (s, h, _) = get_with(&gws[2].url("/api/orders"), &[("x-tenant", "other")]).await;
     assert_eq!(s, 200);
     assert_eq!(hv(&h, "ratelimit-remaining"), (LIMIT - 1).to_string());
     // Nothing grows per request: a counter per tenant and window (expiring), and the version key.
-    assert!(redis.dbsize() <= 3, "keys in Redis: {}", redis.dbsize());
+    assert!(redis.dbsize() <= 4, "keys in Redis: {}", redis.dbsize());
     let ttl = redis.command("KEYS *acme*").unwrap_or_default();
     assert!(
         ttl.starts_with("*1"),
@@ -87,7 +99,7 @@ async fn three_gateway_processes_share_one_limit_through_redis() {
 async fn redis_down_or_frozen_gives_each_route_its_policy_and_limiting_resumes() {
     let mut redis = RedisServer::start();
     let up = MockUpstream::start("up").await;
-    let deny = yaml(up.addr, &redis.url(), 1000, "deny");
+    let deny = yaml(up.addr, &redis.url(), 1000, "deny", "200ms");
     // A second route on the same namespace that lets requests through when Redis fails.
     let allow_route = "  - name: open\n    match: {path: {prefix: /open/}}\n    upstream: up\n    filters:\n      - plugin: rate-limiting\n        config:\n          limits: [{per: minute, limit: 1000}]\n          by: \"header:x-tenant\"\n          on_store_error: allow\n";
     let gw = TestGateway::start(&format!("{deny}{allow_route}")).await;
@@ -138,4 +150,28 @@ async fn redis_down_or_frozen_gives_each_route_its_policy_and_limiting_resumes()
         m.contains("gateway_kv_redis_commands_total{namespace=\"limits\",op=\"increment\",outcome=\"timeout\"}"),
         "{m}"
     );
+}
+
+/// A reload that moves the plugin's namespace to another backend loads the plugin again, so its
+/// `init` checks `policy` against where the counters now live: taking the Redis namespace away from a
+/// `policy: cluster` route is refused, as a start with that config would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_moves_the_namespace_is_checked_against_the_policy() {
+    let redis = RedisServer::start();
+    let up = MockUpstream::start("up").await;
+    let cluster = yaml(up.addr, &redis.url(), 100, "deny", "2s");
+    let gw = TestGateway::start(&cluster).await;
+    let (s, h, _) = get_with(&gw.url("/api/x"), &[("x-tenant", "t")]).await;
+    assert_eq!((s, hv(&h, "ratelimit-remaining").as_str()), (200, "99"));
+    // The same config without the Redis namespace: `limits` is then local.
+    let start = cluster.find("kv_namespaces:").unwrap();
+    let end = cluster.find("plugins:").unwrap();
+    let local = format!("{}{}", &cluster[..start], &cluster[end..]);
+    let (s, _, body) = admin_call(gw.admin, "PUT", "/config", &config_text(&local)).await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("policy: cluster"), "{body}");
+    // The running config is untouched: still counting in Redis.
+    let (s, h, _) = get_with(&gw.url("/api/x"), &[("x-tenant", "t")]).await;
+    assert_eq!((s, hv(&h, "ratelimit-remaining").as_str()), (200, "98"));
+    assert!(redis.dbsize() >= 2);
 }

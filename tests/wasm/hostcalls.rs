@@ -236,7 +236,16 @@ async fn shared_data_in_a_redis_namespace_is_one_store_for_every_process() {
         hv(&req.headers, "x-shared"),
         "missing=None/None,v1=v1,mismatch=CasMismatch,good=ok,v2=v2,cas_advanced=true"
     );
-    // The other process sees what the first wrote.
+    // The other process reads what the first wrote (the kitchen's last write: v2).
+    let h = &hosts[1];
+    let (v, _) = h
+        .stores
+        .get(&h.shared, "counters", "shared:s")
+        .await
+        .unwrap()
+        .expect("written through the first host");
+    assert_eq!(&v[..], b"v2");
+    // And the rules hold through the second one too.
     let (_, req, _ctx) = request_headers(&filters[1], &[("x-test", "shared")], true).await;
     assert_eq!(
         hv(&req.headers, "x-shared"),

@@ -9,3 +9,4 @@ mod components;
 mod hostcalls;
 mod hostile;
 mod loading;
+mod store;

@@ -82,7 +82,11 @@ pub struct RedisSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<Secret>,
     /// Database number (overrides the URL's). Default: the URL's, else 0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "database"
+    )]
     pub database: Option<i64>,
     /// CA bundle (PEM) to verify a `rediss://` server with. Default: the system roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -91,11 +95,11 @@ pub struct RedisSettings {
     #[serde(default = "default_pool_size", deserialize_with = "pool_size")]
     pub pool_size: usize,
     /// Longest wait for a connection (TCP and TLS handshake, AUTH, SELECT). Default: 1s.
-    #[serde(default = "default_connect_timeout")]
+    #[serde(default = "default_connect_timeout", deserialize_with = "timeout")]
     pub connect_timeout: Dur,
     /// Longest wait for one command's answer, reconnecting included; past it the plugin gets
     /// `unavailable`. Default: 250ms.
-    #[serde(default = "default_command_timeout")]
+    #[serde(default = "default_command_timeout", deserialize_with = "timeout")]
     pub command_timeout: Dur,
     /// Prefix of every key the gateway writes, so several gateways (or other users) can share a
     /// server. Default: `gw:`.
@@ -128,7 +132,36 @@ fn redis_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error>
             super::redact::shown_url(&url)
         )));
     }
+    // The client reads `#insecure` as "do not verify the server's certificate".
+    if url.contains('#') {
+        return Err(serde::de::Error::custom(
+            "a Redis URL with a fragment (`#insecure` turns certificate checks off): remove it; `ca` names the CA to trust",
+        ));
+    }
     Ok(url)
+}
+
+fn database<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let n = i64::deserialize(d)?;
+    if n < 0 {
+        return Err(serde::de::Error::custom(format!(
+            "database {n}: a number from 0"
+        )));
+    }
+    Ok(Some(n))
+}
+
+/// A connect or command timeout: from 1 ms to 60 s (0 would fail every call; an hour would hold
+/// requests that long).
+fn timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+    let t = Dur::deserialize(d)?;
+    if t.0 < Duration::from_millis(1) || t.0 > Duration::from_secs(60) {
+        return Err(serde::de::Error::custom(format!(
+            "{:?}: between 1ms and 60s",
+            t.0
+        )));
+    }
+    Ok(t)
 }
 
 fn pool_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {

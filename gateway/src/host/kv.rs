@@ -83,6 +83,18 @@ impl Store {
     }
 }
 
+/// A decimal integer as Redis reads one for `HINCRBY` (so both backends agree): `0`, or an optional
+/// `-` and digits without a leading zero; no spaces, no `+`.
+fn strict_integer(text: &[u8]) -> Option<i64> {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    let canonical = text == b"0"
+        || (!digits.is_empty() && digits[0] != b'0' && digits.iter().all(u8::is_ascii_digit));
+    if !canonical {
+        return None;
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
 fn slot(namespace: &str, key: &str) -> (String, String) {
     (namespace.to_string(), key.to_string())
 }
@@ -175,10 +187,7 @@ impl SharedData {
         let (current, expires) = match store.live(&slot, now) {
             None => (0, expiry(ttl, now)),
             Some(e) => {
-                let n = std::str::from_utf8(&e.value)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<i64>().ok())
-                    .ok_or(IncrementError::NotANumber)?;
+                let n = strict_integer(&e.value).ok_or(IncrementError::NotANumber)?;
                 (n, e.expires)
             }
         };
@@ -325,9 +334,28 @@ mod tests {
     }
 
     #[test]
+    fn increment_reads_integers_as_redis_does() {
+        let kv = SharedData::default();
+        for ok in ["0", "7", "-12", "9223372036854775806"] {
+            kv.put("ns", "n", Bytes::from(ok), None);
+            let want = ok.parse::<i64>().unwrap() + 1;
+            assert_eq!(kv.increment("ns", "n", 1, None), Ok(want), "{ok}");
+        }
+        for bad in ["007", "+5", " 5", "5\n", "-0", "", "-", "1e3", "5.0"] {
+            kv.put("ns", "n", Bytes::from(bad), None);
+            assert_eq!(
+                kv.increment("ns", "n", 1, None),
+                Err(IncrementError::NotANumber),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn an_increment_that_creates_a_key_sets_its_expiry_and_later_ones_keep_it() {
         let kv = SharedData::default();
-        let ttl = Some(Duration::from_millis(60));
+        // Long enough that three increments never straddle it on a loaded machine.
+        let ttl = Some(Duration::from_millis(600));
         assert_eq!(kv.increment("ns", "w", 1, ttl), Ok(1));
         // Later increments neither extend nor drop the first one's expiry.
         assert_eq!(
@@ -335,10 +363,10 @@ mod tests {
             Ok(2)
         );
         assert_eq!(kv.increment("ns", "w", 1, None), Ok(3));
-        std::thread::sleep(Duration::from_millis(80));
+        std::thread::sleep(Duration::from_millis(700));
         assert!(kv.get("ns", "w").is_none(), "expired with the first TTL");
         assert_eq!(kv.increment("ns", "w", 1, None), Ok(1), "a new window");
-        std::thread::sleep(Duration::from_millis(80));
+        std::thread::sleep(Duration::from_millis(700));
         assert!(
             kv.get("ns", "w").is_some(),
             "created without a TTL: no expiry"

@@ -95,6 +95,18 @@ pub struct RedisStore {
     data_prefix: String,
     timeout: Duration,
     stats: [OpStats; 5],
+    /// Until when calls fail at once (milliseconds since `epoch`; 0: closed): set by a call that
+    /// timed out or lost its connection, so that while Redis is down or frozen every call does not
+    /// wait its whole timeout (a Proxy-Wasm VM, which runs one call at a time, would queue every
+    /// request behind them). After it, calls go to Redis again, and the first failure opens it again.
+    open_until: AtomicU64,
+    epoch: Instant,
+}
+
+/// How long calls fail at once after a call timed out or lost its connection: the command timeout,
+/// at least 250 ms and at most 2 s.
+fn breaker_window(timeout: Duration) -> Duration {
+    timeout.clamp(Duration::from_millis(250), Duration::from_secs(2))
 }
 
 impl RedisStore {
@@ -162,6 +174,8 @@ impl RedisStore {
             data_prefix: format!("{tag}:d:"),
             timeout: settings.command_timeout.0,
             stats: Default::default(),
+            open_until: AtomicU64::new(0),
+            epoch: Instant::now(),
         })
     }
 
@@ -191,6 +205,15 @@ impl RedisStore {
     ) -> Result<T, StoreError> {
         let stats = &self.stats[op as usize];
         let start = Instant::now();
+        let now_ms = start.duration_since(self.epoch).as_millis() as u64;
+        let open_until = self.open_until.load(Ordering::Relaxed);
+        if now_ms < open_until {
+            stats.error.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::Unavailable(format!(
+                "redis failed a call less than {:?} ago; retrying after that",
+                breaker_window(self.timeout)
+            )));
+        }
         let out = tokio::time::timeout(self.timeout, fut).await;
         stats.latency.observe(start.elapsed());
         match out {
@@ -204,6 +227,13 @@ impl RedisStore {
                     return Err(mapped);
                 }
                 let timed_out = e.is_timeout();
+                if timed_out
+                    || e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                {
+                    self.trip();
+                }
                 let counter = if timed_out {
                     &stats.timeout
                 } else {
@@ -218,12 +248,41 @@ impl RedisStore {
                 }))
             }
             Err(_) => {
+                self.trip();
                 stats.timeout.fetch_add(1, Ordering::Relaxed);
                 Err(StoreError::Unavailable(format!(
                     "redis did not answer within {:?}",
                     self.timeout
                 )))
             }
+        }
+    }
+
+    /// Opens the breaker: calls fail at once for [`breaker_window`] from now.
+    fn trip(&self) {
+        let until = Instant::now() + breaker_window(self.timeout);
+        let ms = until.duration_since(self.epoch).as_millis() as u64;
+        self.open_until.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// Connects and loads the scripts in the background (bounded by the connect and command
+    /// timeouts), so that the first calls after a config that made this client do not pay for it.
+    pub fn warm_up(self: &std::sync::Arc<Self>) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        for c in &self.conns {
+            let mut c = c.clone();
+            let bound = self.settings.connect_timeout.0 + self.timeout;
+            handle.spawn(async move {
+                let load = async {
+                    for script in [&*SET, &*CAS, &*INCR] {
+                        script.prepare_invoke().load_async(&mut c).await?;
+                    }
+                    redis::RedisResult::Ok(())
+                };
+                let _ = tokio::time::timeout(bound, load).await;
+            });
         }
     }
 
@@ -322,10 +381,16 @@ impl RedisStore {
     }
 }
 
+/// The longest TTL written as one; a longer one is no expiry, as in the local store (where a TTL the
+/// clock cannot add is none). Redis refuses a PEXPIRE whose deadline overflows. 100 years.
+const MAX_TTL_MS: u128 = 100 * 365 * 24 * 3600 * 1000;
+
 /// A TTL as the scripts take it: milliseconds (at least 1), or empty for none.
 fn ttl_arg(ttl: Option<Duration>) -> String {
-    ttl.map(|t| t.as_millis().clamp(1, i64::MAX as u128).to_string())
-        .unwrap_or_default()
+    match ttl.map(|t| t.as_millis()) {
+        Some(ms) if ms <= MAX_TTL_MS => ms.max(1).to_string(),
+        _ => String::new(),
+    }
 }
 
 /// `gateway_kv_redis_commands_total{namespace, op, outcome}` and

@@ -58,6 +58,7 @@ pub struct Stores {
 }
 
 /// What [`Stores::prepare`] made from a config, to [`Stores::install`].
+#[derive(Default)]
 pub struct StoreSet(HashMap<String, Arc<RedisStore>>);
 
 /// A namespace's settings that cannot be used, with the field they are at.
@@ -104,12 +105,18 @@ impl Stores {
                 }
             }
             let store = RedisStore::new(name, settings, password, base).map_err(|message| {
+                let at = match message.starts_with("cannot read the CA") {
+                    true => ".redis.ca",
+                    false => ".redis.url",
+                };
                 StoreConfigError {
-                    field: field(".redis.url"),
+                    field: field(at),
                     message,
                 }
             })?;
-            set.insert(name.clone(), Arc::new(store));
+            let store = Arc::new(store);
+            store.warm_up();
+            set.insert(name.clone(), store);
         }
         Ok(StoreSet(set))
     }

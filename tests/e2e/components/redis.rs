@@ -68,14 +68,19 @@ async fn a_redis_that_dies_or_freezes_fails_store_calls_in_time_and_they_recover
         "gateway_kv_redis_commands_total{namespace=\"shared\",op=\"increment\",outcome=\"error\"}";
     let failed = metric(&m, errors).unwrap_or(0.0) + metric(&m, timeouts).unwrap_or(0.0);
     assert!(failed >= 4.0, "{m}");
-    // Back on the same port (empty: no persistence): the client reconnects by itself.
+    // Back on the same port (empty: no persistence): the client reconnects by itself. Each pooled
+    // connection finds out it was cut on its next call (that call is unavailable, and the breaker
+    // holds the next ones for a moment): wait until calls on both succeed in a row.
     redis.restart();
     let back = eventually(Duration::from_secs(15), async || {
-        incr(&gw, &b, "fresh").await == "1"
+        let a = incr(&gw, &b, "fresh").await.parse::<u64>();
+        let b2 = incr(&gw, &b, "fresh").await.parse::<u64>();
+        matches!((a, b2), (Ok(x), Ok(y)) if y == x + 1)
     })
     .await;
     assert!(back, "the client reconnected to the restarted server");
-    assert_eq!(incr(&gw, &b, "fresh").await, "2");
+    let n: u64 = incr(&gw, &b, "fresh").await.parse().unwrap();
+    assert_eq!(incr(&gw, &b, "fresh").await, (n + 1).to_string());
     let m = gw.metrics().await;
     let ok =
         "gateway_kv_redis_commands_total{namespace=\"shared\",op=\"increment\",outcome=\"ok\"}";
@@ -97,7 +102,8 @@ async fn a_reload_moves_a_namespace_to_another_redis_without_failing_requests() 
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut n = 0u32;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) && n < 2_000 {
+            // Until told to stop (bounded by the waits below, 10 s each at most).
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 let (s, h, body) =
                     get_with(&url, &[("x-test", "kv-incr"), ("x-key", "hits")]).await;
                 assert_eq!(s, 200, "{body}");
@@ -154,6 +160,16 @@ async fn bad_namespace_settings_are_refused_at_their_line() {
             "kv_namespaces:\n  a:\n    backend: redis\n    redis: {url: \"redis://127.0.0.1:1\", pool_size: 0}\n",
             "pool_size: 0}",
             "between 1 and 64",
+        ),
+        (
+            "kv_namespaces:\n  a:\n    backend: redis\n    redis: {url: \"redis://127.0.0.1:1\", command_timeout: 0ms}\n",
+            "command_timeout: 0ms}",
+            "between 1ms and 60s",
+        ),
+        (
+            "kv_namespaces:\n  a:\n    backend: redis\n    redis: {url: \"rediss://127.0.0.1:1/#insecure\"}\n",
+            "#insecure\"}",
+            "turns certificate checks off",
         ),
         (
             "kv_namespaces:\n  \"a b\":\n    backend: local\n",

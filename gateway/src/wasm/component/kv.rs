@@ -10,7 +10,7 @@ use super::state::CompState;
 use crate::host::{HostCore, StoreError};
 use bytes::Bytes;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Longest key, in bytes. Default: 1KiB.
 pub const MAX_KEY_LEN: usize = 1 << 10;
@@ -97,6 +97,16 @@ type Outcome<T> = Result<T, Result<StoreError, Refused>>;
 /// plugin's CPU time (as for outbound HTTP, the next epoch deadline grants a fresh budget).
 fn remote(t: &Result<(Arc<HostCore>, String), Refused>) -> bool {
     t.as_ref().is_ok_and(|(host, ns)| host.stores.is_remote(ns))
+}
+
+impl CompState {
+    /// A remote call (begun at `since`) earns the next epoch deadline a fresh CPU budget: its wait
+    /// was not the guest's CPU time.
+    fn credit_wait(&mut self, since: Option<Instant>) {
+        if since.is_some() {
+            self.waited = true;
+        }
+    }
 }
 
 async fn kv_get(t: Result<(Arc<HostCore>, String), Refused>, key: &str) -> Outcome<Option<Entry>> {
@@ -188,8 +198,10 @@ fn as_store<T>(r: Outcome<T>) -> Result<T, WitStoreError> {
 impl kv::Host for CompState {
     async fn get(&mut self, key: String) -> Result<Option<Entry>, KvError> {
         let t = self.target("get", &key);
-        self.waited |= remote(&t);
-        as_kv(kv_get(t, &key).await)
+        let waits = remote(&t).then(Instant::now);
+        let r = as_kv(kv_get(t, &key).await);
+        self.credit_wait(waits);
+        r
     }
 
     async fn set(
@@ -199,20 +211,26 @@ impl kv::Host for CompState {
         ttl_ms: Option<u64>,
     ) -> Result<u32, KvError> {
         let t = self.target("set", &key);
-        self.waited |= remote(&t);
-        as_kv(kv_set(t, &key, value, ttl_ms).await)
+        let waits = remote(&t).then(Instant::now);
+        let r = as_kv(kv_set(t, &key, value, ttl_ms).await);
+        self.credit_wait(waits);
+        r
     }
 
     async fn delete(&mut self, key: String) -> Result<(), KvError> {
         let t = self.target("delete", &key);
-        self.waited |= remote(&t);
-        as_kv(kv_delete(t, &key).await)
+        let waits = remote(&t).then(Instant::now);
+        let r = as_kv(kv_delete(t, &key).await);
+        self.credit_wait(waits);
+        r
     }
 
     async fn increment(&mut self, key: String, delta: i64) -> Result<i64, KvError> {
         let t = self.target("increment", &key);
-        self.waited |= remote(&t);
-        as_kv(kv_increment(t, &key, delta, None).await)
+        let waits = remote(&t).then(Instant::now);
+        let r = as_kv(kv_increment(t, &key, delta, None).await);
+        self.credit_wait(waits);
+        r
     }
 
     async fn compare_and_swap(
@@ -223,8 +241,10 @@ impl kv::Host for CompState {
         ttl_ms: Option<u64>,
     ) -> Result<u32, KvError> {
         let t = self.target("compare-and-swap", &key);
-        self.waited |= remote(&t);
-        as_kv(kv_compare_and_swap(t, &key, version, value, ttl_ms).await)
+        let waits = remote(&t).then(Instant::now);
+        let r = as_kv(kv_compare_and_swap(t, &key, version, value, ttl_ms).await);
+        self.credit_wait(waits);
+        r
     }
 }
 
@@ -239,8 +259,10 @@ impl store::Host for CompState {
 
     async fn get(&mut self, key: String) -> Result<Option<Entry>, WitStoreError> {
         let t = self.target("get", &key);
-        self.waited |= remote(&t);
-        as_store(kv_get(t, &key).await)
+        let waits = remote(&t).then(Instant::now);
+        let r = as_store(kv_get(t, &key).await);
+        self.credit_wait(waits);
+        r
     }
 
     async fn set(
@@ -250,14 +272,18 @@ impl store::Host for CompState {
         ttl_ms: Option<u64>,
     ) -> Result<u32, WitStoreError> {
         let t = self.target("set", &key);
-        self.waited |= remote(&t);
-        as_store(kv_set(t, &key, value, ttl_ms).await)
+        let waits = remote(&t).then(Instant::now);
+        let r = as_store(kv_set(t, &key, value, ttl_ms).await);
+        self.credit_wait(waits);
+        r
     }
 
     async fn delete(&mut self, key: String) -> Result<(), WitStoreError> {
         let t = self.target("delete", &key);
-        self.waited |= remote(&t);
-        as_store(kv_delete(t, &key).await)
+        let waits = remote(&t).then(Instant::now);
+        let r = as_store(kv_delete(t, &key).await);
+        self.credit_wait(waits);
+        r
     }
 
     async fn increment(
@@ -267,8 +293,10 @@ impl store::Host for CompState {
         ttl_ms: Option<u64>,
     ) -> Result<i64, WitStoreError> {
         let t = self.target("increment", &key);
-        self.waited |= remote(&t);
-        as_store(kv_increment(t, &key, delta, ttl_ms).await)
+        let waits = remote(&t).then(Instant::now);
+        let r = as_store(kv_increment(t, &key, delta, ttl_ms).await);
+        self.credit_wait(waits);
+        r
     }
 
     async fn compare_and_swap(
@@ -279,7 +307,9 @@ impl store::Host for CompState {
         ttl_ms: Option<u64>,
     ) -> Result<u32, WitStoreError> {
         let t = self.target("compare-and-swap", &key);
-        self.waited |= remote(&t);
-        as_store(kv_compare_and_swap(t, &key, version, value, ttl_ms).await)
+        let waits = remote(&t).then(Instant::now);
+        let r = as_store(kv_compare_and_swap(t, &key, version, value, ttl_ms).await);
+        self.credit_wait(waits);
+        r
     }
 }

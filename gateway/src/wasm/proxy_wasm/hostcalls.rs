@@ -420,6 +420,21 @@ fn wait_for_store<T: Send + 'static>(
     }
 }
 
+/// Keys and values in a Redis namespace are held to the sizes the WIT store allows.
+fn check_sizes(key: &str, value: &[u8]) -> Result<(), Status> {
+    use crate::wasm::component::{MAX_KEY_LEN, MAX_VALUE_LEN};
+    if key.len() > MAX_KEY_LEN || value.len() > MAX_VALUE_LEN {
+        return Err(Status::BadArgument);
+    }
+    Ok(())
+}
+
+/// A Redis call earns the next epoch deadline a fresh CPU budget: its wait was not the guest's CPU
+/// time.
+fn credit_wait(c: &mut C<'_>, _started: std::time::Instant) {
+    c.data_mut().waited = true;
+}
+
 fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "env",
@@ -431,11 +446,13 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             let host = shared.ctx.host.clone();
             let got = match remote_namespace(&shared) {
                 Some(ns) => {
+                    tryst!(check_sizes(&key, &[]));
+                    let started = std::time::Instant::now();
                     let r =
                         wait_for_store(
                             async move { host.stores.get(&host.shared, &ns, &key).await },
                         );
-                    c.data_mut().waited = true;
+                    credit_wait(&mut c, started);
                     tryst!(r.and_then(Result::ok).ok_or(Status::InternalFailure))
                 }
                 None => host.shared.get(&shared.namespace, &key),
@@ -464,6 +481,8 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                     Status::CasMismatch.code()
                 });
             };
+            tryst!(check_sizes(&key, &v));
+            let started = std::time::Instant::now();
             let r = wait_for_store(async move {
                 let stores = &host.stores;
                 // A CAS token of 0 means no check (the Proxy-Wasm spec).
@@ -476,7 +495,7 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                     }
                 }
             });
-            c.data_mut().waited = true;
+            credit_wait(&mut c, started);
             Ok(match r {
                 Some(Ok(_)) => 0,
                 Some(Err(host::StoreError::VersionMismatch)) => Status::CasMismatch.code(),
