@@ -343,9 +343,15 @@ fn token_bucket(
         }
     }
     // Other requests changed the bucket between each read and write: the key is busy enough to be
-    // refused, as if the bucket were empty (the wait is one token's refill).
-    Ok(state(0.0, true, true))
+    // refused. The client may try again soon: a token's refill, at most a second (a bucket of 100 a
+    // day refills one token in 864 s, which says nothing of a busy key).
+    let mut busy = state(0.0, true, true);
+    busy.retry_after_ms = busy.retry_after_ms.min(CONTENDED_RETRY_MS);
+    Ok(busy)
 }
+
+/// The longest `Retry-After` of a request refused because its bucket was too busy to update.
+const CONTENDED_RETRY_MS: u64 = 1000;
 
 #[cfg(test)]
 pub mod tests {
@@ -633,6 +639,16 @@ pub mod tests {
             "bounded: a get and a CAS per try"
         );
         assert!(apply(&l, "k", 0, &mut s).unwrap().admitted());
+        // A slow bucket: the wait is a second at most, not a token's refill.
+        let slow = [limit(
+            Period::Day,
+            100,
+            Algorithm::TokenBucket { burst: 100 },
+        )];
+        s.steal_cas = MAX_CAS_ATTEMPTS;
+        let o = apply(&slow, "slow", 0, &mut s).unwrap();
+        assert!(o.states[0].contended);
+        assert_eq!(o.retry_after_ms(), CONTENDED_RETRY_MS);
     }
 
     #[test]
