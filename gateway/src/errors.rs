@@ -305,6 +305,12 @@ impl RequestId {
         http::HeaderValue::from_maybe_shared(shared).expect("hex is a header value")
     }
 
+    /// The id the gateway gives the request numbered `seq` (what its `x-request-id` and error body
+    /// say, unless the listener trusts the client's id), for log lines that know only the number.
+    pub fn text_of(seq: u64) -> String {
+        Self::text(seq).to_str().unwrap_or("-").to_owned()
+    }
+
     /// The client's id if it is one the gateway can carry (visible ASCII, at most
     /// [`MAX_REQUEST_ID`] bytes), else a new one.
     pub fn from_client(value: Option<&http::HeaderValue>) -> RequestId {

@@ -242,12 +242,15 @@ fn init_logging(format: LogFormat) {
     init_logging_default(format, "info")
 }
 
-/// Logs to stderr, filtered by `GATEWAY_LOG` (default: `default`).
+/// Logs to stderr, filtered by `GATEWAY_LOG` (default: `default`); in colour only when stderr is a
+/// terminal, so a file, a pipe or a log collector gets no escape codes.
 fn init_logging_default(format: LogFormat, default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => b.json().flatten_event(true).init(),

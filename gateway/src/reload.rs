@@ -209,7 +209,10 @@ impl Reloader {
             Err(e) => {
                 m.reloads_failed.fetch_add(1, Ordering::Relaxed);
                 m.last_reload_ok.store(false, Ordering::Relaxed);
-                tracing::warn!(%trigger, error = %e, "config reload failed; the running config stays");
+                // One line, even when the cause spans several (a plugin that trapped while
+                // configuring a route brings its stderr and backtrace): the report keeps them all.
+                let error = one_line(&e.to_string());
+                tracing::warn!(%trigger, %error, "config reload failed; the running config stays");
                 self.record(trigger, "error", e.to_string());
                 Err(e)
             }
@@ -349,6 +352,15 @@ async fn content_hash(paths: &[PathBuf]) -> [u8; 32] {
 async fn stat(path: &Path) -> Option<(u64, Option<SystemTime>)> {
     let m = tokio::fs::metadata(path).await.ok()?;
     Some((m.len(), m.modified().ok()))
+}
+
+/// `text` on one line: its lines trimmed and joined by ` | `.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 fn unix_ms() -> u64 {

@@ -40,6 +40,8 @@ pub mod config;
 mod handles;
 pub mod host;
 #[doc(hidden)]
+pub mod panic;
+#[doc(hidden)]
 pub mod rt;
 
 pub use handles::{Action, BodyMode, Error, Options, Request, Response};
@@ -177,7 +179,9 @@ pub trait Filter: Default + 'static {
     }
 }
 
-/// Exports a [`Filter`] type as the component's filter. Use it once, at the crate root.
+/// Exports a [`Filter`] type as the component's filter. Use it once, at the crate root. It also
+/// installs the SDK's panic hook, so a panic's message and location (`panicked at src/lib.rs:12:9:
+/// ...`) reach the gateway's log and the error of the call that trapped.
 ///
 /// ```no_run
 /// use gateway_plugin_sdk::{export_filter, Filter};
@@ -195,6 +199,7 @@ macro_rules! export_filter {
             struct __GatewayExport;
             impl $crate::rt::Guest for __GatewayExport {
                 fn init(config: ::std::string::String) -> $crate::rt::InitResult {
+                    $crate::panic::install();
                     $crate::rt::init::<$filter>(&config)
                 }
                 fn on_request(req: &$crate::rt::WitRequest) -> $crate::rt::WitAction {

@@ -23,6 +23,7 @@ mod malformed;
 mod mirror;
 mod oauth2_introspection;
 mod paths;
+mod plugin_panics;
 mod plugin_sources;
 mod pool;
 mod proxy_cache;

@@ -122,3 +122,49 @@ async fn instance_limit_bounds_requests_in_flight() {
     drop(a);
     assert!(eventually(WAIT, async || f.new_ctx(&info()).is_ok()).await);
 }
+
+/// The hostile component (the Rust SDK, whose export glue installs a panic hook).
+async fn hostile_component() -> Arc<dyn Filter> {
+    let path = &xtask::component_fixtures()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .hostile;
+    let p = load(plugin_cfg("hostile-component", path), host().await).await;
+    filter(&p, "r", "").await
+}
+
+#[tokio::test]
+async fn a_component_panic_carries_its_message_location_and_backtrace() {
+    let f = hostile_component().await;
+    let (v, _, _ctx) = request_headers(&f, &[("x-hostile", "index")], true).await;
+    let Err(FilterError::Trap(msg)) = v else {
+        panic!("{v:?}")
+    };
+    // Without the hook and the captured stderr, all there was: "wasm `unreachable` instruction executed".
+    assert!(
+        msg.contains("index out of bounds: the len is 0 but the index is 5"),
+        "{msg}"
+    );
+    // The location, as the guest's compiler wrote it (`hostile/src/lib.rs:LINE:COL`).
+    let at = msg
+        .find("panicked at hostile/src/lib.rs:")
+        .unwrap_or_else(|| panic!("no location in {msg}"));
+    let line: String = msg[at + "panicked at hostile/src/lib.rs:".len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    assert!(line.parse::<u32>().unwrap() > 0, "{msg}");
+    // Function names (the SDK's glue that ran the filter, demangled).
+    assert!(
+        msg.contains("gateway_plugin_sdk::rt::Dyn>::on_request"),
+        "{msg}"
+    );
+    assert!(msg.contains("wasm backtrace:"), "{msg}");
+    // The panic of one request is not carried into the error of another.
+    let (v, _, _ctx) = request_headers(&f, &[("x-hostile", "trap")], true).await;
+    let Err(FilterError::Trap(msg)) = v else {
+        panic!("{v:?}")
+    };
+    assert!(msg.contains("panicked at hostile/src/lib.rs:"), "{msg}");
+    assert!(msg.contains("hostile trap"), "{msg}");
+    assert!(!msg.contains("index out of bounds"), "{msg}");
+}

@@ -27,6 +27,10 @@ pub const MAX_WASM_STACK: usize = 512 << 10;
 /// functions. Default: 2MiB.
 pub const ASYNC_STACK: usize = 2 << 20;
 
+/// Wasm frames a trap's backtrace keeps (the innermost): enough to see past a Rust panic's dozen
+/// frames of machinery into the filter. Walking frames happens only when a call traps. Default: 32.
+pub const WASM_BACKTRACE_FRAMES: usize = 32;
+
 /// Settings of the process's engine.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -128,7 +132,13 @@ impl WasmEngine {
             .max_wasm_stack(MAX_WASM_STACK)
             .async_stack_size(ASYNC_STACK)
             .memory_init_cow(true)
-            .cranelift_opt_level(OptLevel::Speed);
+            .cranelift_opt_level(OptLevel::Speed)
+            .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(WASM_BACKTRACE_FRAMES))
+            // Function names come from the name section at no cost. File and line would need the
+            // module's DWARF kept with the compiled code and wasmtime's `addr2line` feature, which
+            // this build does not have: off, whatever WASMTIME_BACKTRACE_DETAILS says, so that
+            // variable cannot make compiling slower or change the disk cache's key.
+            .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_core_instances(options.max_instances)
             .total_memories(options.max_instances)

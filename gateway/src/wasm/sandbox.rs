@@ -2,18 +2,20 @@
 //! the memory limiter ([`StoreLimiter`]), the epoch deadlines (the start budget [`START_CPU_LIMIT`]
 //! and the per-call budget), turning a failed guest call into the filter error and the health
 //! failure kind ([`classify`]), the health accounting around each call, and instance admission (the
-//! plugin's budget of requests in flight). The ABIs (`component`, `proxy_wasm`) keep only their wire
+//! plugin's budget of requests in flight), the plugin's budget of output lines ([`OutputLimiter`]),
+//! and explaining a failure in the log and the error: the guest's last stderr lines (a panic's
+//! message and location) and the Wasm backtrace ([`explain`]). The ABIs (`component`, `proxy_wasm`) keep only their wire
 //! formats; everything on the per-call path here is generic or inline, never dynamic.
 
 use crate::config::PluginLimits;
 use crate::filter::FilterError;
 use crate::wasm::health::FailureKind;
-use crate::wasm::wasi::ProcExit;
+use crate::wasm::wasi::{OutputLimiter, ProcExit};
 use crate::wasm::{PluginHealth, WasmEngine};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
 /// CPU time that starting an instance may take (a component's instantiation and `init`; a
 /// Proxy-Wasm VM's `_initialize`, `_start`, `main`), when the per-call limit is smaller. Default: 1s.
@@ -94,6 +96,118 @@ pub(crate) trait SandboxState: Send + 'static {
     fn take_waited(&mut self) -> bool {
         false
     }
+
+    /// A call into the guest begins (the output it writes is for the request being served, if any).
+    fn entering(&mut self) {}
+
+    /// A call failed: the stderr lines the guest wrote during it (its partial lines are logged).
+    fn last_words(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The guest's side of a failed call, for the log and the error: the stderr lines it wrote during
+/// the call (a panic hook's message and location) and the Wasm backtrace, one frame a line (function
+/// names from the module's name section; file and line for frames that have them, which takes an
+/// engine that reads DWARF: see [`crate::wasm::engine::WASM_BACKTRACE_FRAMES`]'s settings). Empty
+/// when there is neither.
+pub fn explain(err: &wasmtime::Error, last_words: &[String]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if !last_words.is_empty() {
+        out.push_str("\nguest stderr:");
+        for line in last_words {
+            let _ = write!(out, "\n  {line}");
+        }
+    }
+    if let Some(bt) = err.downcast_ref::<WasmBacktrace>() {
+        let frames = bt.frames();
+        // A Rust panic's trace starts with a dozen frames of the panic machinery (abort,
+        // rust_panic, std::panicking, core::panicking::panic_fmt): the reader wants what called it.
+        let machinery = frames
+            .iter()
+            .rposition(|f| f.func_name().is_some_and(|n| n.contains("panicking")))
+            .map_or(0, |i| i + 1);
+        if machinery < frames.len() {
+            out.push_str("\nwasm backtrace:");
+            if machinery > 0 {
+                let _ = write!(out, " ({machinery} frames of the panic machinery left out)");
+            }
+        }
+        for (i, frame) in frames.iter().enumerate().skip(machinery) {
+            let name = frame
+                .func_name()
+                .map(without_hash)
+                .unwrap_or_else(|| format!("<function {}>", frame.func_index()));
+            let _ = write!(out, "\n  {i:>2}: {name}");
+            if let Some(sym) = frame.symbols().iter().find(|s| s.file().is_some()) {
+                let _ = write!(out, "\n        at {}", sym.file().unwrap_or_default());
+                if let Some(line) = sym.line() {
+                    let _ = write!(out, ":{line}");
+                    if let Some(col) = sym.column() {
+                        let _ = write!(out, ":{col}");
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A function name as a reader wants it: a Rust symbol without its `::h0123456789abcdef` hash, and
+/// demangled when it is in Rust's legacy mangling (`_ZN..E`, what crates built by stable Rust use;
+/// std's `_R` symbols stay as they are, as does anything else, until wasmtime's `demangle` feature
+/// is on).
+fn without_hash(name: &str) -> String {
+    let name = demangle_legacy(name).unwrap_or_else(|| name.to_owned());
+    match name.rsplit_once("::h") {
+        Some((path, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            path.to_owned()
+        }
+        _ => name,
+    }
+}
+
+/// `_ZN` (length, bytes)* `E` with Rust's `$..$` escapes, or `None` if `name` is not that.
+fn demangle_legacy(name: &str) -> Option<String> {
+    let mut rest = name.strip_prefix("_ZN")?.strip_suffix('E')?;
+    let mut parts = Vec::new();
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let len: usize = rest[..digits].parse().ok()?;
+        let part = rest.get(digits..digits + len)?;
+        rest = &rest[digits + len..];
+        let mut out = String::new();
+        let mut p = part
+            .strip_prefix("_$")
+            .map_or(part, |p| &part[1..][..p.len() + 1]);
+        while !p.is_empty() {
+            if let Some(after) = p.strip_prefix("..") {
+                out.push_str("::");
+                p = after;
+            } else if let Some(after) = p.strip_prefix('$') {
+                let end = after.find('$')?;
+                out.push(match &after[..end] {
+                    "LT" => '<',
+                    "GT" => '>',
+                    "RF" => '&',
+                    "BP" => '*',
+                    "SP" => '@',
+                    "C" => ',',
+                    "LP" => '(',
+                    "RP" => ')',
+                    u => char::from_u32(u32::from_str_radix(u.strip_prefix('u')?, 16).ok()?)?,
+                });
+                p = &after[end + 1..];
+            } else {
+                let c = p.chars().next()?;
+                out.push(c);
+                p = &p[c.len_utf8()..];
+            }
+        }
+        parts.push(out);
+    }
+    Some(parts.join("::"))
 }
 
 /// Turns a failed guest call into the filter error and the kind of failure to count, using what
@@ -152,6 +266,7 @@ pub(crate) struct Sandbox {
     in_flight: AtomicU32,
     instances: Arc<AtomicUsize>,
     health: Arc<PluginHealth>,
+    output: Arc<OutputLimiter>,
 }
 
 impl Sandbox {
@@ -159,7 +274,6 @@ impl Sandbox {
     pub(crate) fn new(name: Arc<str>, engine: Arc<WasmEngine>, limits: &PluginLimits) -> Sandbox {
         let cpu = limits.cpu_per_call.0;
         Sandbox {
-            name,
             engine,
             memory: limits.memory.0,
             call_ticks: WasmEngine::ticks_for(cpu),
@@ -168,6 +282,8 @@ impl Sandbox {
             in_flight: AtomicU32::new(0),
             instances: Arc::default(),
             health: Arc::new(PluginHealth::default()),
+            output: Arc::new(OutputLimiter::new(name.clone())),
+            name,
         }
     }
 
@@ -179,6 +295,11 @@ impl Sandbox {
     /// The plugin's health counters.
     pub(crate) fn health(&self) -> &Arc<PluginHealth> {
         &self.health
+    }
+
+    /// The plugin's budget of output lines, shared by its instances.
+    pub(crate) fn output(&self) -> &Arc<OutputLimiter> {
+        &self.output
     }
 
     /// The bytes of linear memory one instance may have.
@@ -248,6 +369,7 @@ impl Sandbox {
         if T::WAITS {
             data.take_waited();
         }
+        data.entering();
         store.set_epoch_deadline(ticks);
         self.health.call();
     }
@@ -274,8 +396,12 @@ impl Sandbox {
     ) -> FilterError {
         let (err, kind) = classify(e, store.data_mut().limiter().hit());
         self.health.failure(kind);
-        tracing::warn!(plugin = %self.name, "plugin call failed: {err}");
-        err
+        let why = explain(e, &store.data_mut().last_words());
+        tracing::warn!(plugin = %self.name, "plugin call failed: {err}{why}");
+        match err {
+            FilterError::Trap(m) => FilterError::Trap(m + &why),
+            other => other,
+        }
     }
 
     /// Calls a core function under the per-call limits (the whole of [`Sandbox::enter`] and
@@ -398,6 +524,23 @@ mod tests {
     fn a_trap_under_context_is_still_seen() {
         let err = wasmtime::Error::from(Trap::Interrupt).context("in proxy_on_request_headers");
         assert_eq!(kind(err, false).1, "cpu");
+    }
+
+    #[test]
+    fn legacy_rust_symbols_are_demangled_and_lose_their_hash() {
+        assert_eq!(
+            without_hash(
+                "_ZN49_$LT$F$u20$as$u20$gateway_plugin_sdk..rt..Dyn$GT$10on_request17hcf792f2c85061b65E"
+            ),
+            "<F as gateway_plugin_sdk::rt::Dyn>::on_request"
+        );
+        assert_eq!(
+            without_hash("_ZN4core9panicking5panic17h0123456789abcdefE"),
+            "core::panicking::panic"
+        );
+        assert_eq!(without_hash("on-request"), "on-request");
+        assert_eq!(without_hash("_ZN3bad"), "_ZN3bad");
+        assert_eq!(without_hash("_ZN99xE"), "_ZN99xE");
     }
 
     #[test]

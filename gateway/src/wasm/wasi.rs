@@ -2,9 +2,17 @@
 //! log, clocks, randomness, empty arguments and environment, `proc_exit`, `sched_yield`. Every other
 //! preview 1 function exists (so a module built by any SDK instantiates) and answers `ENOSYS`; there is
 //! no filesystem (`fd_prestat_get` says `EBADF`, so libc finds no preopened directories) and no sockets.
+//!
+//! Also the guest output of both ABIs ([`GuestOutput`], [`OutputLimiter`]): what a plugin writes to
+//! stdout or stderr becomes log lines (target `plugin`), each line cut at [`MAX_OUTPUT_LINE`] bytes
+//! and the plugin's lines limited to [`OUTPUT_LINES_PER_SECOND`] (a token bucket of
+//! [`OUTPUT_LINES_BURST`]); lines over the rate are dropped, counted, and summarised in one line.
 
 use rand::RngCore;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::{Caller, FuncType, Linker, Memory, Val, ValType};
 
 /// The preview 1 module name.
@@ -235,4 +243,420 @@ pub fn add_to_linker<T: WasiHost>(linker: &mut Linker<T>) -> wasmtime::Result<()
         })?;
     }
     Ok(())
+}
+
+/// Longest line of guest output logged as one line; a longer line is logged in pieces of this
+/// size, so a guest that never writes a newline holds at most this much host memory per stream.
+/// Default: 4KiB.
+pub const MAX_OUTPUT_LINE: usize = 4 << 10;
+
+/// Lines of stdout and stderr one plugin may log per second, over all its instances, once its
+/// burst is spent. Default: 20.
+pub const OUTPUT_LINES_PER_SECOND: u32 = 20;
+
+/// Lines one plugin may log at once before [`OUTPUT_LINES_PER_SECOND`] applies. Default: 100.
+pub const OUTPUT_LINES_BURST: u32 = 100;
+
+/// Lines of stderr kept from the running call of a component, added to the error of a call that
+/// fails (a panic's message). Default: 8.
+pub const LAST_WORDS: usize = 8;
+
+/// Which output stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output, logged at info.
+    Stdout,
+    /// Standard error, logged at warn.
+    Stderr,
+}
+
+/// The request a guest's output was written during: its route and id.
+#[derive(Debug, Clone)]
+pub struct OutputRequest {
+    /// The route's name.
+    pub route: Arc<str>,
+    /// The process-unique number of the request ([`crate::filter::RequestInfo::id`]).
+    pub id: u64,
+}
+
+/// One plugin's budget of output lines (shared by all its instances): a token bucket.
+#[derive(Debug)]
+pub struct OutputLimiter {
+    plugin: Arc<str>,
+    bucket: Mutex<Bucket>,
+    dropped: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+    /// Lines dropped since the last summary.
+    unreported: u64,
+    summarised: Instant,
+}
+
+impl OutputLimiter {
+    /// The budget of plugin `plugin`, full.
+    pub fn new(plugin: Arc<str>) -> OutputLimiter {
+        let now = Instant::now();
+        OutputLimiter {
+            plugin,
+            bucket: Mutex::new(Bucket {
+                tokens: f64::from(OUTPUT_LINES_BURST),
+                refilled: now,
+                unreported: 0,
+                summarised: now,
+            }),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// The plugin's name.
+    pub fn plugin(&self) -> &str {
+        &self.plugin
+    }
+
+    /// Lines dropped for the rate since the plugin was loaded.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Takes a token for one line. A line refused is counted; the count since the last summary is
+    /// logged (one line) when lines pass again, or once a second while they are refused.
+    fn admit(&self) -> bool {
+        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let elapsed = now.duration_since(b.refilled).as_secs_f64();
+        b.refilled = now;
+        b.tokens = (b.tokens + elapsed * f64::from(OUTPUT_LINES_PER_SECOND))
+            .min(f64::from(OUTPUT_LINES_BURST));
+        let admitted = b.tokens >= 1.0;
+        if admitted {
+            b.tokens -= 1.0;
+        } else {
+            b.unreported += 1;
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        if b.unreported > 0
+            && (admitted || now.duration_since(b.summarised) >= Duration::from_secs(1))
+        {
+            let n = std::mem::take(&mut b.unreported);
+            b.summarised = now;
+            drop(b);
+            tracing::warn!(
+                target: "plugin",
+                plugin = &*self.plugin,
+                dropped = n,
+                "plugin output over {OUTPUT_LINES_PER_SECOND} lines per second: {n} lines dropped"
+            );
+        }
+        admitted
+    }
+
+    /// Logs one line of output, if the budget allows.
+    fn line(&self, stream: Stream, request: Option<&OutputRequest>, text: &str) {
+        if !self.admit() {
+            return;
+        }
+        let plugin = &*self.plugin;
+        let stream_name = match stream {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        };
+        match (stream, request) {
+            (Stream::Stdout, Some(r)) => tracing::info!(
+                target: "plugin", plugin, route = %r.route,
+                request_id = %crate::errors::RequestId::text_of(r.id), stream = stream_name, "{text}"
+            ),
+            (Stream::Stdout, None) => {
+                tracing::info!(target: "plugin", plugin, stream = stream_name, "{text}")
+            }
+            (Stream::Stderr, Some(r)) => tracing::warn!(
+                target: "plugin", plugin, route = %r.route,
+                request_id = %crate::errors::RequestId::text_of(r.id), stream = stream_name, "{text}"
+            ),
+            (Stream::Stderr, None) => {
+                tracing::warn!(target: "plugin", plugin, stream = stream_name, "{text}")
+            }
+        }
+    }
+
+    /// Adds `bytes` written to `stream` to the partial line in `pending` and logs every line it
+    /// completes (without its line end), and a piece of [`MAX_OUTPUT_LINE`] bytes of a longer one.
+    /// Each line logged is also given to `seen`.
+    pub fn write(
+        &self,
+        pending: &mut Vec<u8>,
+        stream: Stream,
+        request: Option<&OutputRequest>,
+        mut bytes: &[u8],
+        mut seen: impl FnMut(&str),
+    ) {
+        while !bytes.is_empty() {
+            let room = MAX_OUTPUT_LINE - pending.len();
+            let take = match bytes.iter().take(room).position(|b| *b == b'\n') {
+                Some(nl) => nl + 1,
+                None => bytes.len().min(room),
+            };
+            pending.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if pending.last() == Some(&b'\n') || pending.len() >= MAX_OUTPUT_LINE {
+                self.flush(pending, stream, request, &mut seen);
+            }
+        }
+    }
+
+    /// Logs what is left in `pending` as a line (the guest ended without a line end).
+    pub fn flush(
+        &self,
+        pending: &mut Vec<u8>,
+        stream: Stream,
+        request: Option<&OutputRequest>,
+        mut seen: impl FnMut(&str),
+    ) {
+        if pending.is_empty() {
+            return;
+        }
+        let mut line = &pending[..];
+        if let Some(rest) = line.strip_suffix(b"\n") {
+            line = rest.strip_suffix(b"\r").unwrap_or(rest);
+        }
+        let text = String::from_utf8_lossy(line);
+        seen(&text);
+        self.line(stream, request, &text);
+        pending.clear();
+    }
+}
+
+/// One instance's output: the partial lines of both streams, the request being served, and the
+/// stderr lines of the running call ([`LAST_WORDS`]).
+#[derive(Debug)]
+pub struct GuestOutput {
+    limiter: Arc<OutputLimiter>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    request: Option<OutputRequest>,
+    last_words: VecDeque<String>,
+}
+
+impl GuestOutput {
+    /// The output of a new instance of the plugin whose budget is `limiter`.
+    pub fn new(limiter: Arc<OutputLimiter>) -> GuestOutput {
+        GuestOutput {
+            limiter,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            request: None,
+            last_words: VecDeque::new(),
+        }
+    }
+
+    /// A call into the guest begins, serving `request` (or none: `init`, between requests).
+    pub fn begin_call(&mut self, request: Option<OutputRequest>) {
+        self.request = request;
+        self.last_words.clear();
+    }
+
+    /// Bytes the guest wrote to `stream`.
+    pub fn write(&mut self, stream: Stream, bytes: &[u8]) {
+        let GuestOutput {
+            limiter,
+            stdout,
+            stderr,
+            request,
+            last_words,
+        } = self;
+        let (pending, keep) = match stream {
+            Stream::Stdout => (stdout, false),
+            Stream::Stderr => (stderr, true),
+        };
+        limiter.write(pending, stream, request.as_ref(), bytes, |line| {
+            if keep {
+                remember(last_words, line);
+            }
+        });
+    }
+
+    /// The call failed: its partial lines are logged, and the stderr lines it wrote are returned.
+    pub fn take_last_words(&mut self) -> Vec<String> {
+        let GuestOutput {
+            limiter,
+            stdout,
+            stderr,
+            request,
+            last_words,
+        } = self;
+        limiter.flush(stdout, Stream::Stdout, request.as_ref(), |_| {});
+        limiter.flush(stderr, Stream::Stderr, request.as_ref(), |line| {
+            remember(last_words, line)
+        });
+        std::mem::take(last_words).into()
+    }
+}
+
+impl Drop for GuestOutput {
+    /// A partial line left when the instance goes is logged.
+    fn drop(&mut self) {
+        let request = self.request.as_ref();
+        self.limiter
+            .flush(&mut self.stdout, Stream::Stdout, request, |_| {});
+        self.limiter
+            .flush(&mut self.stderr, Stream::Stderr, request, |_| {});
+    }
+}
+
+/// A component instance's stdout or stderr for wasmtime-wasi: what the guest writes goes to the
+/// instance's [`GuestOutput`] at once (nothing is queued between the guest and the log).
+#[derive(Clone)]
+pub struct OutputPipe {
+    output: Arc<Mutex<GuestOutput>>,
+    stream: Stream,
+}
+
+impl OutputPipe {
+    /// The pipe of `stream` into `output`.
+    pub fn new(output: Arc<Mutex<GuestOutput>>, stream: Stream) -> OutputPipe {
+        OutputPipe { output, stream }
+    }
+
+    fn put(&self, bytes: &[u8]) {
+        lock(&self.output).write(self.stream, bytes);
+    }
+}
+
+/// The output of an instance, even if a thread panicked holding it.
+pub fn lock(output: &Mutex<GuestOutput>) -> std::sync::MutexGuard<'_, GuestOutput> {
+    output.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl wasmtime_wasi::cli::IsTerminal for OutputPipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for OutputPipe {
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl wasmtime_wasi::p2::OutputStream for OutputPipe {
+    fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
+        self.put(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
+        // Always ready: what is written is logged or dropped at once.
+        Ok(64 << 10)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for OutputPipe {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for OutputPipe {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.put(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+fn remember(last_words: &mut VecDeque<String>, line: &str) {
+    if last_words.len() == LAST_WORDS {
+        last_words.pop_front();
+    }
+    last_words.push_back(line.to_owned());
+}
+
+#[cfg(test)]
+mod output_tests {
+    use super::*;
+
+    fn limiter() -> Arc<OutputLimiter> {
+        Arc::new(OutputLimiter::new(Arc::from("p")))
+    }
+
+    #[test]
+    fn lines_are_split_at_line_ends_and_cut_at_the_limit() {
+        let l = limiter();
+        let mut pending = Vec::new();
+        let mut seen = Vec::new();
+        l.write(&mut pending, Stream::Stdout, None, b"one\ntw", |s| {
+            seen.push(s.to_owned())
+        });
+        l.write(&mut pending, Stream::Stdout, None, b"o\r\nthr", |s| {
+            seen.push(s.to_owned())
+        });
+        assert_eq!(seen, ["one", "two"]);
+        assert_eq!(pending, b"thr");
+        let long = vec![b'x'; MAX_OUTPUT_LINE * 2 + 10];
+        seen.clear();
+        l.write(&mut pending, Stream::Stdout, None, &long, |s| {
+            seen.push(s.to_owned())
+        });
+        assert_eq!(seen.len(), 2);
+        assert!(seen.iter().all(|s| s.len() == MAX_OUTPUT_LINE));
+        assert!(pending.len() <= MAX_OUTPUT_LINE, "{}", pending.len());
+    }
+
+    #[test]
+    fn lines_over_the_rate_are_dropped_and_counted() {
+        let l = limiter();
+        let mut pending = Vec::new();
+        let flood = "line\n".repeat(OUTPUT_LINES_BURST as usize * 3);
+        l.write(&mut pending, Stream::Stderr, None, flood.as_bytes(), |_| {});
+        // The burst passes (and the few tokens refilled while it ran); the rest is dropped.
+        let dropped = l.dropped();
+        assert!(
+            dropped >= u64::from(OUTPUT_LINES_BURST) * 2 - 5,
+            "only {dropped} dropped"
+        );
+    }
+
+    #[test]
+    fn a_failed_call_gets_the_stderr_lines_it_wrote() {
+        let mut out = GuestOutput::new(limiter());
+        out.write(Stream::Stderr, b"before\n");
+        out.begin_call(None);
+        out.write(Stream::Stdout, b"not this\n");
+        for i in 0..LAST_WORDS + 2 {
+            out.write(Stream::Stderr, format!("line {i}\n").as_bytes());
+        }
+        out.write(Stream::Stderr, b"panicked at src/lib.rs:3:5: boom");
+        let words = out.take_last_words();
+        assert_eq!(words.len(), LAST_WORDS);
+        assert_eq!(words.last().unwrap(), "panicked at src/lib.rs:3:5: boom");
+        assert!(!words.iter().any(|w| w == "before" || w == "not this"));
+    }
 }

@@ -1,4 +1,5 @@
-//! What one component instance's store holds: the WASI context (nothing granted), the memory limiter,
+//! What one component instance's store holds: the WASI context (nothing granted; stdout and stderr
+//! go to the log through [`GuestOutput`]), the memory limiter,
 //! the plugin's grants and host core, and the data of the call in progress (the request or response
 //! lent to the guest for exactly one call).
 
@@ -6,8 +7,9 @@ use crate::filter::RequestInfo;
 use crate::host::HttpData;
 use crate::wasm::context::PluginCtx;
 use crate::wasm::sandbox::SandboxState;
+use crate::wasm::wasi::{GuestOutput, OutputPipe, OutputRequest, Stream};
 use crate::wasm::StoreLimiter;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -21,6 +23,8 @@ pub struct CompState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: StoreLimiter,
+    /// What the guest writes to stdout and stderr, shared with its WASI streams.
+    output: Arc<Mutex<GuestOutput>>,
     pub(crate) ctx: Arc<PluginCtx>,
     /// The request data lent to the running handler (the head, read-only copies of heads sent
     /// on), and which handler that is.
@@ -44,8 +48,14 @@ impl CompState {
         memory_cap: u64,
         registry: Arc<crate::consumers::Registry>,
     ) -> CompState {
+        let output = Arc::new(Mutex::new(GuestOutput::new(ctx.sandbox.output().clone())));
+        let wasi = WasiCtx::builder()
+            .stdout(OutputPipe::new(output.clone(), Stream::Stdout))
+            .stderr(OutputPipe::new(output.clone(), Stream::Stderr))
+            .build();
         CompState {
-            wasi: WasiCtx::builder().build(),
+            wasi,
+            output,
             table: ResourceTable::new(),
             limiter: StoreLimiter::new(memory_cap),
             ctx,
@@ -74,6 +84,18 @@ impl SandboxState for CompState {
 
     fn take_waited(&mut self) -> bool {
         std::mem::take(&mut self.waited)
+    }
+
+    fn entering(&mut self) {
+        let request = self.info.as_ref().map(|i| OutputRequest {
+            route: i.route.clone(),
+            id: i.id,
+        });
+        crate::wasm::wasi::lock(&self.output).begin_call(request);
+    }
+
+    fn last_words(&mut self) -> Vec<String> {
+        crate::wasm::wasi::lock(&self.output).take_last_words()
     }
 }
 

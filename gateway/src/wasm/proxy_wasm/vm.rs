@@ -34,29 +34,24 @@ impl WasiHost for VmState {
         self.memory
     }
 
+    /// Lines go to the log through the plugin's output budget, with the route and request of the
+    /// HTTP context running, if one is.
     fn output(&mut self, fd: u32, bytes: &[u8]) {
-        let buf = if fd == 1 {
-            &mut self.stdout
+        use crate::wasm::wasi::{OutputRequest, Stream};
+        let request = self.https.get(&self.current).map(|h| OutputRequest {
+            route: h.info.route.clone(),
+            id: h.info.id,
+        });
+        let (stream, pending) = if fd == 1 {
+            (Stream::Stdout, &mut self.stdout)
         } else {
-            &mut self.stderr
+            (Stream::Stderr, &mut self.stderr)
         };
-        buf.extend_from_slice(bytes);
-        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            let text = String::from_utf8_lossy(&line[..line.len() - 1]);
-            let level = if fd == 1 {
-                crate::host::LogLevel::Info
-            } else {
-                crate::host::LogLevel::Error
-            };
-            crate::host::plugin_log(&self.shared.ctx.name, level, &text);
-        }
-        // A line longer than this is logged in pieces rather than held without bound.
-        if buf.len() > 16 << 10 {
-            let text = String::from_utf8_lossy(buf).into_owned();
-            buf.clear();
-            crate::host::plugin_log(&self.shared.ctx.name, crate::host::LogLevel::Info, &text);
-        }
+        self.shared
+            .ctx
+            .sandbox
+            .output()
+            .write(pending, stream, request.as_ref(), bytes, |_| {});
     }
 }
 
