@@ -1286,6 +1286,58 @@ pub fn field_error(path: &Path, text: Option<&str>, field: &str, message: String
 mod tests {
     use super::*;
 
+    /// The README's plugin reference (the `plugins:` block beginning `- name: auth` with `path`)
+    /// writes every field a `plugins:` entry takes, and the block is a valid config.
+    #[test]
+    fn the_readme_plugin_reference_writes_every_plugin_field() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("plugins:\n  - name: auth\n    path: plugins/auth.wasm")
+            .expect("the plugin reference block");
+        let block = &readme[start..];
+        let block = &block[..block.find("\n\n").unwrap()];
+        let parsed: Config = serde_yaml_ng::from_str(&format!("listeners: []\n{block}"))
+            .unwrap_or_else(|e| panic!("the README's plugin reference does not parse: {e}"));
+        assert_eq!(parsed.plugins.len(), 1);
+        // Every field, from an entry with all of them set (`url`, `sha256` and `ca` are the URL
+        // form's, shown in the next block of the README).
+        let full = Plugin {
+            name: "x".into(),
+            path: Some("p".into()),
+            url: None,
+            sha256: None,
+            ca: None,
+            abi: Some(PluginAbi::Component),
+            limits: PluginLimits::default(),
+            vm_config: Some(serde_json::json!({})),
+            capabilities: Some(PluginCapabilities {
+                upstreams: vec!["u".into()],
+                kv_namespace: Some("n".into()),
+                consumers: true,
+            }),
+            instance_mode: Some(InstanceMode::Reuse),
+            service: Some(ServiceSettings::default()),
+        };
+        let json = serde_json::to_value(&full).unwrap();
+        let mut missing = Vec::new();
+        let mut walk = vec![(String::new(), &json)];
+        while let Some((path, v)) = walk.pop() {
+            let Some(m) = v.as_object() else { continue };
+            for (k, v) in m {
+                if !block.contains(&format!("{k}:")) {
+                    missing.push(format!("{path}{k}"));
+                }
+                if matches!(k.as_str(), "limits" | "capabilities") {
+                    walk.push((format!("{k}."), v));
+                }
+            }
+        }
+        for url_field in ["url:", "sha256:", "ca:"] {
+            assert!(readme.contains(&format!("    {url_field}")), "{url_field}");
+        }
+        assert!(missing.is_empty(), "the README's plugin reference lacks {missing:?}");
+    }
+
     #[test]
     fn deep_or_huge_configs_are_refused_before_parsing() {
         let path = Path::new("deep.yaml");
