@@ -402,6 +402,51 @@ fn plugin_build_names_the_rustup_command_when_the_target_is_missing() {
     );
 }
 
+/// Without the wasm32-wasip2 target but with rustup, `plugin build` adds the target with rustup
+/// (said on stderr) before it builds. Played by a `rustc` whose sysroot lacks the target and a `rustup`
+/// that records its arguments and installs it there; there is no `cargo` on that PATH, so the build
+/// stops right after.
+#[test]
+fn plugin_build_adds_the_missing_target_with_rustup() {
+    let dir = crate::harness::TempDir::new("plugin-build-rustup");
+    let (code, out, err) = gateway_in(&dir.0, &["plugin", "new", "rust", "f"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (bin, sysroot) = (dir.0.join("bin"), dir.0.join("sysroot"));
+    std::fs::create_dir_all(sysroot.join("lib/rustlib/x86_64-unknown-linux-gnu")).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = |name: &str, body: String| {
+        let p = bin.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}")).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    script("rustc", format!("echo {}\n", sysroot.display()));
+    script(
+        "rustup",
+        format!(
+            "echo \"$@\" >> {log}\n[ \"$*\" = \"target add wasm32-wasip2\" ] && /bin/mkdir -p {target}\n",
+            log = dir.0.join("rustup.log").display(),
+            target = sysroot.join("lib/rustlib/wasm32-wasip2").display()
+        ),
+    );
+    let (code, out, err) = gateway_in(
+        &dir.0.join("f"),
+        &["plugin", "build"],
+        &[("PATH", bin.clone().into_os_string())],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("running rustup target add wasm32-wasip2"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.0.join("rustup.log")).unwrap(),
+        "target add wasm32-wasip2\n"
+    );
+    assert!(sysroot.join("lib/rustlib/wasm32-wasip2").is_dir());
+    // Then it goes on to cargo, which this PATH does not have.
+    assert!(err.contains("cannot run cargo"), "{err}");
+}
+
 /// The three commands of a Rust author, in a temporary directory outside the repository, with the SDK
 /// the binary writes. The project's `target` is a link to `target/scaffold-rust` of the repository,
 /// so that the SDK's dependencies are compiled once across runs.

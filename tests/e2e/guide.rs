@@ -246,13 +246,219 @@ async fn follow_guide(guide: &str, env: &[(&str, OsString)]) {
     assert_eq!(background.0.len(), 1, "the guide serves the filter");
 }
 
+/// A `RUSTUP_HOME` whose default toolchain is this machine's default toolchain without the
+/// wasm32-wasip2 target (its files hard-linked, rustup's records of it copied and edited), and a dist
+/// server on 127.0.0.1 that `RUSTUP_DIST_SERVER` names, serving that target's package made from the
+/// installed files: `rustup target add wasm32-wasip2` then really installs it, without the network.
+struct ToolchainWithoutTarget {
+    home: TempDir,
+    toolchain: PathBuf,
+    server: String,
+}
+
+/// The target the guide adds.
+const WASM: &str = "wasm32-wasip2";
+
+impl ToolchainWithoutTarget {
+    fn new() -> ToolchainWithoutTarget {
+        let out = Command::new("rustc")
+            .args(["--print", "sysroot"])
+            .current_dir(std::env::temp_dir())
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .output()
+            .unwrap();
+        let sysroot = std::fs::canonicalize(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+        let rustlib = sysroot.join("lib/rustlib");
+        assert!(
+            rustlib.join(WASM).is_dir() && rustlib.join("multirust-channel-manifest.toml").is_file(),
+            "the default toolchain ({}) is a rustup toolchain with {WASM} (as rust-toolchain.toml asks)",
+            sysroot.display()
+        );
+        let name = sysroot.file_name().unwrap().to_str().unwrap().to_string();
+        let home = TempDir::new("rustup-home");
+        let toolchain = home.0.join("toolchains").join(&name);
+        link_tree(&sysroot, &toolchain, &|rel: &Path| {
+            rel.starts_with(Path::new("lib/rustlib").join(WASM))
+                || rel == Path::new("lib/rustlib").join(format!("manifest-rust-std-{WASM}"))
+        });
+        let records = toolchain.join("lib/rustlib");
+        let components = std::fs::read_to_string(rustlib.join("components")).unwrap();
+        let kept: Vec<&str> = components
+            .lines()
+            .filter(|l| *l != format!("rust-std-{WASM}"))
+            .collect();
+        replace_file(&records.join("components"), &(kept.join("\n") + "\n"));
+        let config = std::fs::read_to_string(rustlib.join("multirust-config.toml")).unwrap();
+        let entry = format!(
+            "[[components]]\npkg = \"rust-std\"\ntarget = \"{WASM}\"\nis_extension = false\n\n"
+        );
+        assert!(config.contains(&entry), "{config}");
+        replace_file(
+            &records.join("multirust-config.toml"),
+            &config.replace(&entry, ""),
+        );
+
+        let package = wasm_std_package(&rustlib);
+        let hash = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+            std::fs::read(&package).unwrap(),
+        ));
+        let hash: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        let manifest =
+            std::fs::read_to_string(rustlib.join("multirust-channel-manifest.toml")).unwrap();
+        let mut edited = String::new();
+        let mut in_wasm = false;
+        for line in manifest.lines() {
+            if line.starts_with('[') {
+                in_wasm = line == format!("[pkg.rust-std.target.{WASM}]");
+            }
+            if in_wasm && line.starts_with("url = ") {
+                edited += &format!(
+                    "url = \"https://static.rust-lang.org/dist/local/rust-std-{WASM}.tar.gz\"\n"
+                );
+            } else if in_wasm && line.starts_with("hash = ") {
+                edited += &format!("hash = \"{hash}\"\n");
+            } else if !(in_wasm && line.starts_with("xz_")) {
+                edited += line;
+                edited.push('\n');
+            }
+        }
+        replace_file(&records.join("multirust-channel-manifest.toml"), &edited);
+        std::fs::write(
+            home.0.join("settings.toml"),
+            format!("version = \"12\"\ndefault_toolchain = \"{name}\"\nprofile = \"minimal\"\nauto_self_update = \"disable\"\n"),
+        )
+        .unwrap();
+        let server = serve_file(package);
+        ToolchainWithoutTarget {
+            home,
+            toolchain,
+            server,
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, OsString)> {
+        vec![
+            ("RUSTUP_HOME", self.home.0.clone().into_os_string()),
+            ("RUSTUP_DIST_SERVER", self.server.clone().into()),
+        ]
+    }
+
+    fn has_target(&self) -> bool {
+        self.toolchain.join("lib/rustlib").join(WASM).is_dir()
+    }
+}
+
+/// `to` as a tree of hard links to the files of `from` (so nothing is copied), but for the paths
+/// `skip` names, and the files directly in `lib/rustlib` (rustup rewrites those in place: they are
+/// copies).
+fn link_tree(from: &Path, to: &Path, skip: &dyn Fn(&Path) -> bool) {
+    fn walk(base: &Path, dir: &Path, to: &Path, skip: &dyn Fn(&Path) -> bool) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(base).unwrap();
+            if skip(rel) {
+                continue;
+            }
+            let dst = to.join(rel);
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.file_type().is_symlink() {
+                std::os::unix::fs::symlink(std::fs::read_link(&p).unwrap(), &dst).unwrap();
+            } else if meta.is_dir() {
+                std::fs::create_dir_all(&dst).unwrap();
+                walk(base, &p, to, skip);
+            } else if rel.parent() == Some(Path::new("lib/rustlib")) {
+                std::fs::copy(&p, &dst).unwrap();
+            } else {
+                std::fs::hard_link(&p, &dst).unwrap();
+            }
+        }
+    }
+    std::fs::create_dir_all(to).unwrap();
+    walk(from, from, to, skip);
+}
+
+/// Writes `text` to a new file at `path` (never into a file another link shares).
+fn replace_file(path: &Path, text: &str) {
+    let _ = std::fs::remove_file(path);
+    std::fs::write(path, text).unwrap();
+}
+
+/// The rust-std package of wasm32-wasip2 in rustup's format (rust-installer 3), made once from the
+/// installed target into `target/guide-rustup/`.
+fn wasm_std_package(rustlib: &Path) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guide-rustup");
+    let package = dir.join(format!("rust-std-{WASM}.tar.gz"));
+    if package.is_file() {
+        return package;
+    }
+    let stage = dir.join("stage");
+    let _ = std::fs::remove_dir_all(&stage);
+    let top = stage.join(format!("rust-std-{WASM}"));
+    let component = top.join(format!("rust-std-{WASM}"));
+    link_tree(
+        &rustlib.join(WASM),
+        &component.join("lib/rustlib").join(WASM),
+        &|_| false,
+    );
+    std::fs::write(top.join("rust-installer-version"), "3\n").unwrap();
+    std::fs::write(top.join("components"), format!("rust-std-{WASM}\n")).unwrap();
+    std::fs::copy(
+        rustlib.join(format!("manifest-rust-std-{WASM}")),
+        component.join("manifest.in"),
+    )
+    .unwrap();
+    let partial = dir.join("partial.tar.gz");
+    let status = Command::new("tar")
+        .arg("czf")
+        .arg(&partial)
+        .arg("-C")
+        .arg(&stage)
+        .arg(format!("rust-std-{WASM}"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "tar czf");
+    std::fs::rename(&partial, &package).unwrap();
+    std::fs::remove_dir_all(&stage).unwrap();
+    package
+}
+
+/// Serves `file` to every GET on 127.0.0.1 (any path: rustup asks only for the package), in a thread
+/// that lives as long as the test; returns the server's URL.
+fn serve_file(file: PathBuf) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let body = std::fs::read(&file).unwrap();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncontent-type: application/gzip\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = std::io::Write::write_all(&mut conn, answer.as_bytes());
+            let _ = std::io::Write::write_all(&mut conn, &body);
+        }
+    });
+    url
+}
+
+/// The Rust guide, from a toolchain that lacks the wasm32-wasip2 target: the guide's
+/// `rustup target add wasm32-wasip2` adds it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_filter_guide_works_as_written() {
     let _ = std::fs::remove_file(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../target/guide/wasm32-wasip2/release/my_filter.wasm"),
     );
-    follow_guide("first-filter", &[]).await;
+    let toolchain = ToolchainWithoutTarget::new();
+    assert!(!toolchain.has_target());
+    follow_guide("first-filter", &toolchain.env()).await;
+    assert!(toolchain.has_target(), "the guide added {WASM}");
 }
 
 /// The Go guide, with `go` on PATH: the one xtask finds there, or installs into `target/tools`.

@@ -319,12 +319,16 @@ fn build_go(dir: &Path) -> Result<PathBuf, String> {
     let out = dir.join(format!("{name}.wasm"));
     let core =
         std::env::temp_dir().join(format!("gateway-{name}-{}.core.wasm", std::process::id()));
-    eprintln!("gateway: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared (the core module)");
+    eprintln!(
+        "gateway: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath (the core module)"
+    );
+    // -trimpath: the same source gives the same component wherever it is built (the gateway caches
+    // compiled plugins by their sha256), and no local paths end up in it.
     let status = Command::new(&go)
         .current_dir(&dir)
         .env("GOOS", "wasip1")
         .env("GOARCH", "wasm")
-        .args(["build", "-buildmode=c-shared", "-o"])
+        .args(["build", "-buildmode=c-shared", "-trimpath", "-o"])
         .arg(&core)
         .arg(".")
         .status()

@@ -19,6 +19,7 @@ pub static RUST: &[(&str, &str)] = files!("plugin-sdk/":
     "src/handles.rs",
     "src/host.rs",
     "src/lib.rs",
+    "src/panic.rs",
     "src/rt.rs",
     "wit/world.wit",
 );
