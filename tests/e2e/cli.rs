@@ -232,7 +232,8 @@ fn the_rust_sdk_packs_the_repository_wit() {
 }
 
 /// `cargo package` makes a crate of the Rust SDK (with its WIT, without the Go SDK) and builds it
-/// from the package alone (offline: the dependencies come from the local registry cache).
+/// from the package alone (offline: the dependencies come from the local registry cache), in the
+/// build directory the other Rust projects of these tests share.
 #[test]
 fn the_rust_sdk_packages_and_builds_from_the_package() {
     let root = root();
@@ -252,7 +253,7 @@ fn the_rust_sdk_packages_and_builds_from_the_package() {
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["package", "--offline", "--allow-dirty"])
         .current_dir(root.join("plugin-sdk"))
-        .env("CARGO_TARGET_DIR", root.join("target/scaffold-package"))
+        .env("CARGO_TARGET_DIR", root.join("target/scaffold-rust"))
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .output()

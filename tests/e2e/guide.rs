@@ -167,9 +167,10 @@ fn curl_commands_are_understood_without_curl() {
 }
 
 /// Follows the README's guide `guide` in an empty temporary directory, with `env` set for every
-/// command. A Rust project the guide makes gets a `target` link to `target/guide` of the repository
-/// (made right after `gateway plugin new`), so that the SDK's dependencies are compiled once across
-/// runs; nothing else of the repository is there.
+/// command. A Rust project the guide makes gets a `target` link to `target/scaffold-rust` of the
+/// repository (made right after `gateway plugin new`), the build directory `tests/e2e/cli.rs` uses too,
+/// so that the SDK's dependencies are compiled once for both and across runs; nothing else of the
+/// repository is there.
 async fn follow_guide(guide: &str, env: &[(&str, OsString)]) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
@@ -238,7 +239,7 @@ async fn follow_guide(guide: &str, env: &[(&str, OsString)]) {
         }
         if let Some(name) = step.command.strip_prefix("gateway plugin new rust ") {
             let project = cwd.join(name.split_whitespace().next().unwrap());
-            let build = root.join("target/guide");
+            let build = root.join("target/scaffold-rust");
             std::fs::create_dir_all(&build).unwrap();
             std::os::unix::fs::symlink(&build, project.join("target")).unwrap();
         }
@@ -453,7 +454,7 @@ fn serve_file(file: PathBuf) -> String {
 async fn the_first_filter_guide_works_as_written() {
     let _ = std::fs::remove_file(
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/guide/wasm32-wasip2/release/my_filter.wasm"),
+            .join("../target/scaffold-rust/wasm32-wasip2/release/my_filter.wasm"),
     );
     let toolchain = ToolchainWithoutTarget::new();
     assert!(!toolchain.has_target());
