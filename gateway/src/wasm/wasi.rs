@@ -257,9 +257,17 @@ pub const OUTPUT_LINES_PER_SECOND: u32 = 20;
 /// Lines one plugin may log at once before [`OUTPUT_LINES_PER_SECOND`] applies. Default: 100.
 pub const OUTPUT_LINES_BURST: u32 = 100;
 
-/// Lines of stderr kept from the running call of a component, added to the error of a call that
-/// fails (a panic's message). Default: 8.
-pub const LAST_WORDS: usize = 8;
+/// How long after the first line it refused a plugin's budget logs how many it refused (one line
+/// for all refused meanwhile). Default: 1s.
+pub const OUTPUT_SUMMARY_DELAY: Duration = Duration::from_secs(1);
+
+/// Lines of stderr kept from the running call of a component for the error of a call that fails:
+/// the first [`FIRST_WORDS`] (Go prints its panic's message before the goroutine traces) and the
+/// last [`LAST_WORDS`] (a Rust panic hook's line comes last). Defaults: 2 and 10.
+pub const FIRST_WORDS: usize = 2;
+
+/// See [`FIRST_WORDS`].
+pub const LAST_WORDS: usize = 10;
 
 /// Which output stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,7 +301,8 @@ struct Bucket {
     refilled: Instant,
     /// Lines dropped since the last summary.
     unreported: u64,
-    summarised: Instant,
+    /// A summary of the lines dropped is to be logged.
+    summary_due: bool,
 }
 
 impl OutputLimiter {
@@ -306,7 +315,7 @@ impl OutputLimiter {
                 tokens: f64::from(OUTPUT_LINES_BURST),
                 refilled: now,
                 unreported: 0,
-                summarised: now,
+                summary_due: false,
             }),
             dropped: AtomicU64::new(0),
         }
@@ -322,9 +331,10 @@ impl OutputLimiter {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Takes a token for one line. A line refused is counted; the count since the last summary is
-    /// logged (one line) when lines pass again, or once a second while they are refused.
-    fn admit(&self) -> bool {
+    /// Takes a token for one line. A line refused is counted, and the lines refused are summarised
+    /// in one log line a second after the first of them ([`OUTPUT_SUMMARY_DELAY`]; at once when
+    /// lines pass again if there is no async runtime to wait on).
+    fn admit(self: &Arc<Self>) -> bool {
         let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let elapsed = now.duration_since(b.refilled).as_secs_f64();
@@ -334,16 +344,35 @@ impl OutputLimiter {
         let admitted = b.tokens >= 1.0;
         if admitted {
             b.tokens -= 1.0;
-        } else {
-            b.unreported += 1;
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            if b.unreported > 0 && !b.summary_due {
+                drop(b);
+                self.summarise();
+            }
+            return true;
         }
-        if b.unreported > 0
-            && (admitted || now.duration_since(b.summarised) >= Duration::from_secs(1))
-        {
-            let n = std::mem::take(&mut b.unreported);
-            b.summarised = now;
-            drop(b);
+        b.unreported += 1;
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        if !b.summary_due {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                b.summary_due = true;
+                let this = self.clone();
+                rt.spawn(async move {
+                    tokio::time::sleep(OUTPUT_SUMMARY_DELAY).await;
+                    this.summarise();
+                });
+            }
+        }
+        false
+    }
+
+    /// Logs how many lines were refused since the last summary, if any.
+    fn summarise(&self) {
+        let n = {
+            let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+            b.summary_due = false;
+            std::mem::take(&mut b.unreported)
+        };
+        if n > 0 {
             tracing::warn!(
                 target: "plugin",
                 plugin = &*self.plugin,
@@ -351,11 +380,10 @@ impl OutputLimiter {
                 "plugin output over {OUTPUT_LINES_PER_SECOND} lines per second: {n} lines dropped"
             );
         }
-        admitted
     }
 
     /// Logs one line of output, if the budget allows.
-    fn line(&self, stream: Stream, request: Option<&OutputRequest>, text: &str) {
+    fn line(self: &Arc<Self>, stream: Stream, request: Option<&OutputRequest>, text: &str) {
         if !self.admit() {
             return;
         }
@@ -386,7 +414,7 @@ impl OutputLimiter {
     /// completes (without its line end), and a piece of [`MAX_OUTPUT_LINE`] bytes of a longer one.
     /// Each line logged is also given to `seen`.
     pub fn write(
-        &self,
+        self: &Arc<Self>,
         pending: &mut Vec<u8>,
         stream: Stream,
         request: Option<&OutputRequest>,
@@ -409,7 +437,7 @@ impl OutputLimiter {
 
     /// Logs what is left in `pending` as a line (the guest ended without a line end).
     pub fn flush(
-        &self,
+        self: &Arc<Self>,
         pending: &mut Vec<u8>,
         stream: Stream,
         request: Option<&OutputRequest>,
@@ -437,7 +465,43 @@ pub struct GuestOutput {
     stdout: Vec<u8>,
     stderr: Vec<u8>,
     request: Option<OutputRequest>,
-    last_words: VecDeque<String>,
+    last_words: Words,
+}
+
+/// The stderr lines of one call: the first few, the last few, and how many between were left out.
+#[derive(Debug, Default)]
+struct Words {
+    first: Vec<String>,
+    last: VecDeque<String>,
+    left_out: usize,
+}
+
+impl Words {
+    fn remember(&mut self, line: &str) {
+        if self.first.len() < FIRST_WORDS {
+            self.first.push(line.to_owned());
+            return;
+        }
+        if self.last.len() == LAST_WORDS {
+            self.last.pop_front();
+            self.left_out += 1;
+        }
+        self.last.push_back(line.to_owned());
+    }
+
+    fn take(&mut self) -> Vec<String> {
+        let Words {
+            first,
+            last,
+            left_out,
+        } = std::mem::take(self);
+        let mut all = first;
+        if left_out > 0 {
+            all.push(format!("... ({left_out} lines left out)"));
+        }
+        all.extend(last);
+        all
+    }
 }
 
 impl GuestOutput {
@@ -448,14 +512,14 @@ impl GuestOutput {
             stdout: Vec::new(),
             stderr: Vec::new(),
             request: None,
-            last_words: VecDeque::new(),
+            last_words: Words::default(),
         }
     }
 
     /// A call into the guest begins, serving `request` (or none: `init`, between requests).
     pub fn begin_call(&mut self, request: Option<OutputRequest>) {
         self.request = request;
-        self.last_words.clear();
+        self.last_words = Words::default();
     }
 
     /// Bytes the guest wrote to `stream`.
@@ -473,7 +537,7 @@ impl GuestOutput {
         };
         limiter.write(pending, stream, request.as_ref(), bytes, |line| {
             if keep {
-                remember(last_words, line);
+                last_words.remember(line);
             }
         });
     }
@@ -489,9 +553,9 @@ impl GuestOutput {
         } = self;
         limiter.flush(stdout, Stream::Stdout, request.as_ref(), |_| {});
         limiter.flush(stderr, Stream::Stderr, request.as_ref(), |line| {
-            remember(last_words, line)
+            last_words.remember(line)
         });
-        std::mem::take(last_words).into()
+        last_words.take()
     }
 }
 
@@ -592,13 +656,6 @@ impl tokio::io::AsyncWrite for OutputPipe {
     }
 }
 
-fn remember(last_words: &mut VecDeque<String>, line: &str) {
-    if last_words.len() == LAST_WORDS {
-        last_words.pop_front();
-    }
-    last_words.push_back(line.to_owned());
-}
-
 #[cfg(test)]
 mod output_tests {
     use super::*;
@@ -650,13 +707,22 @@ mod output_tests {
         out.write(Stream::Stderr, b"before\n");
         out.begin_call(None);
         out.write(Stream::Stdout, b"not this\n");
-        for i in 0..LAST_WORDS + 2 {
+        out.write(
+            Stream::Stderr,
+            b"panic: the message first, as Go writes it\n",
+        );
+        for i in 0..FIRST_WORDS + LAST_WORDS + 2 {
             out.write(Stream::Stderr, format!("line {i}\n").as_bytes());
         }
         out.write(Stream::Stderr, b"panicked at src/lib.rs:3:5: boom");
         let words = out.take_last_words();
-        assert_eq!(words.len(), LAST_WORDS);
+        assert_eq!(words.len(), FIRST_WORDS + 1 + LAST_WORDS, "{words:?}");
+        assert_eq!(words[0], "panic: the message first, as Go writes it");
+        assert_eq!(words[FIRST_WORDS], "... (4 lines left out)");
         assert_eq!(words.last().unwrap(), "panicked at src/lib.rs:3:5: boom");
         assert!(!words.iter().any(|w| w == "before" || w == "not this"));
+        // The next call starts with nothing.
+        out.begin_call(None);
+        assert!(out.take_last_words().is_empty());
     }
 }
