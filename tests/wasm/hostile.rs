@@ -26,7 +26,12 @@ async fn trap() {
     let (p, f) = hostile().await;
     next_request_succeeds(&f).await;
     let (v, _, _ctx) = request_headers(&f, &[("x-hostile", "trap")], true).await;
-    assert!(matches!(v, Err(FilterError::Trap(_))), "{v:?}");
+    let Err(FilterError::Trap(msg)) = v else {
+        panic!("{v:?}")
+    };
+    // The error names where it trapped: the backtrace, with the callback the host called last.
+    assert!(msg.contains("wasm backtrace:"), "{msg}");
+    assert!(msg.contains("proxy_on_request_headers"), "{msg}");
     next_request_succeeds(&f).await;
     let h = p.health().snapshot();
     assert_eq!(h.traps, 1);
