@@ -1335,7 +1335,10 @@ mod tests {
         for url_field in ["url:", "sha256:", "ca:"] {
             assert!(readme.contains(&format!("    {url_field}")), "{url_field}");
         }
-        assert!(missing.is_empty(), "the README's plugin reference lacks {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "the README's plugin reference lacks {missing:?}"
+        );
     }
 
     #[test]

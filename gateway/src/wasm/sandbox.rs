@@ -84,17 +84,18 @@ impl wasmtime::ResourceLimiter for StoreLimiter {
 
 /// What the sandbox needs of an ABI's store data.
 pub(crate) trait SandboxState: Send + 'static {
-    /// Whether host calls of this ABI wait (outbound HTTP awaited inside a call): then an epoch
-    /// deadline that passes after a wait grants a fresh budget instead of interrupting, since the
-    /// wait was not the guest's CPU time. Without waits, the deadline simply traps.
+    /// Whether host calls of this ABI wait (outbound HTTP, a Redis store, a cache fill awaited inside
+    /// a call): then an epoch deadline that passes after waits extends the budget by the time waited
+    /// (at most one call's budget), since that time was not the guest's CPU time. Without waits, or
+    /// with less than a tick of them, the deadline traps.
     const WAITS: bool;
 
     /// The instance's memory limiter.
     fn limiter(&mut self) -> &mut StoreLimiter;
 
-    /// Whether a host call waited since the last call to this (only asked when [`Self::WAITS`]).
-    fn take_waited(&mut self) -> bool {
-        false
+    /// How long host calls waited since the last call to this (only asked when [`Self::WAITS`]).
+    fn take_waited(&mut self) -> Duration {
+        Duration::ZERO
     }
 
     /// A call into the guest begins (the output it writes is for the request being served, if any).
@@ -328,10 +329,14 @@ impl Sandbox {
         if T::WAITS {
             let ticks = self.call_ticks;
             store.epoch_deadline_callback(move |mut ctx| {
-                if ctx.data_mut().take_waited() {
-                    Ok(UpdateDeadline::Continue(ticks))
-                } else {
-                    Err(Trap::Interrupt.into())
+                // Credit what was waited, not a whole budget per wait: a loop of calls that answer
+                // at once (a Redis that fails fast) earns nothing and is stopped.
+                let waited = ctx.data_mut().take_waited();
+                let credit =
+                    (waited.as_nanos() / crate::wasm::engine::EPOCH_TICK.as_nanos()) as u64;
+                match credit.min(ticks) {
+                    0 => Err(Trap::Interrupt.into()),
+                    n => Ok(UpdateDeadline::Continue(n)),
                 }
             });
         } else {

@@ -193,7 +193,10 @@ async fn a_typed_config_is_read_into_the_filters_type_and_its_errors_are_at_thei
     let line = line_ending(&yaml, "limit: lots");
     let want = format!("test.yaml:{line}:");
     assert!(e.contains(&want), "{e}");
-    assert!(e.contains("routes[0].filters[0].config.limits[0].limit"), "{e}");
+    assert!(
+        e.contains("routes[0].filters[0].config.limits[0].limit"),
+        "{e}"
+    );
     assert!(e.contains("invalid type: string \"lots\""), "{e}");
     assert!(!e.contains("column 1"), "no position in the JSON: {e}");
     let block = "\n          request-body: skip\n          colour: red\n";

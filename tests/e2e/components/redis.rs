@@ -253,3 +253,30 @@ async fn redis_over_tls_with_a_password_from_a_file() {
     let gw = TestGateway::start(&config("wrong")).await;
     assert_eq!(incr(&gw, &b, "n").await, "error:unavailable");
 }
+
+/// Waiting on Redis is not CPU time, but only what was really waited is credited: a loop of store
+/// calls that fail at once (Redis down, the breaker open) is stopped by the CPU limit, not let run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_of_store_calls_that_fail_at_once_hits_the_cpu_limit() {
+    let mut redis = RedisServer::start();
+    let b = Backends::start().await;
+    let gw = TestGateway::start(&yaml(&b, &redis.url())).await;
+    assert_eq!(incr(&gw, &b, "n").await, "1");
+    redis.kill();
+    let started = Instant::now();
+    let (s, _, body) = get_with(&gw.url("/r/x"), &[("x-test", "kv-spin")]).await;
+    assert_eq!(s, 500, "the loop ran its 5 s: {body}");
+    assert!(body.contains("filter_failed"), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let m = gw.metrics().await;
+    assert!(
+        m.lines().any(|l| l.starts_with("gateway_plugin_cpu_limit")
+            && l.contains("kitchen")
+            && !l.ends_with(" 0")),
+        "{m}"
+    );
+}

@@ -65,9 +65,12 @@ impl cache::Host for CompState {
         drop(self.take_fill(&key));
         let cache = self.ctx.host.cache.clone();
         let wait = Duration::from_millis(u64::from(wait_ms));
+        let started = std::time::Instant::now();
         let (found, waited) = cache.lookup(key, &headers, wait).await;
         // Waiting for another request's fill is not the plugin's CPU time.
-        self.waited |= waited;
+        if waited {
+            self.waited += started.elapsed();
+        }
         Ok(match found {
             Lookup::Hit(f) => LookupResult::Hit(entry(f)),
             Lookup::Stale(f, fill) => {

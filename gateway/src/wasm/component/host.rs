@@ -297,8 +297,9 @@ impl http_client::Host for CompState {
         )
         .map_err(http_error)?;
         let timeout = callout_timeout(u64::from(request.timeout_ms));
+        let started = std::time::Instant::now();
         let result = ctx.host.callout(&upstream, req, timeout).await;
-        self.waited = true;
+        self.waited += started.elapsed();
         let resp = result.map_err(http_error)?;
         let (parts, body) = resp.into_parts();
         Ok(http_client::IncomingResponse {

@@ -100,11 +100,11 @@ fn remote(t: &Result<(Arc<HostCore>, String), Refused>) -> bool {
 }
 
 impl CompState {
-    /// A remote call (begun at `since`) earns the next epoch deadline a fresh CPU budget: its wait
-    /// was not the guest's CPU time.
+    /// A remote call begun at `since` waited that long, which is not the guest's CPU time (the next
+    /// epoch deadline credits it).
     fn credit_wait(&mut self, since: Option<Instant>) {
-        if since.is_some() {
-            self.waited = true;
+        if let Some(s) = since {
+            self.waited += s.elapsed();
         }
     }
 }

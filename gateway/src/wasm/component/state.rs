@@ -34,9 +34,9 @@ pub struct CompState {
     /// The consumers of the config the instance was made for, for lookups during `init` (during a
     /// request, those of the request's config in `info`).
     pub(crate) registry: Arc<crate::consumers::Registry>,
-    /// Set by host calls that waited (outbound HTTP): the next epoch deadline grants a fresh CPU budget
+    /// Time host calls waited (outbound HTTP, Redis, a cache fill): the next epoch deadline credits it
     /// instead of interrupting, since the wait was not the guest's CPU time.
-    pub(crate) waited: bool,
+    pub(crate) waited: std::time::Duration,
     /// The cache keys the request fills (WIT `cache`): dropped with the request, so its fills end
     /// however it ends.
     pub(crate) cache_fills: Vec<crate::host::Fill>,
@@ -62,7 +62,7 @@ impl CompState {
             data: HttpData::default(),
             info: None,
             registry,
-            waited: false,
+            waited: std::time::Duration::ZERO,
             cache_fills: Vec::new(),
         }
     }
@@ -82,7 +82,7 @@ impl SandboxState for CompState {
         &mut self.limiter
     }
 
-    fn take_waited(&mut self) -> bool {
+    fn take_waited(&mut self) -> std::time::Duration {
         std::mem::take(&mut self.waited)
     }
 

@@ -429,10 +429,10 @@ fn check_sizes(key: &str, value: &[u8]) -> Result<(), Status> {
     Ok(())
 }
 
-/// A Redis call earns the next epoch deadline a fresh CPU budget: its wait was not the guest's CPU
-/// time.
-fn credit_wait(c: &mut C<'_>, _started: std::time::Instant) {
-    c.data_mut().waited = true;
+/// A Redis call begun at `started` waited that long, which is not the guest's CPU time (the next
+/// epoch deadline credits it).
+fn credit_wait(c: &mut C<'_>, started: std::time::Instant) {
+    c.data_mut().waited += started.elapsed();
 }
 
 fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {

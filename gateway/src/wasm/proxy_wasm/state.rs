@@ -75,9 +75,9 @@ pub struct VmState {
     pub done_requested: Vec<u32>,
     /// A callback failed where its VM could not be discarded at once: it is, before its next use.
     pub poisoned: bool,
-    /// Set by host calls that waited (shared data in Redis): the next epoch deadline grants a fresh
-    /// CPU budget instead of interrupting, since the wait was not the guest's CPU time.
-    pub waited: bool,
+    /// Time host calls waited (shared data in Redis): the next epoch deadline credits it instead of
+    /// interrupting, since the wait was not the guest's CPU time.
+    pub waited: std::time::Duration,
     /// The warning that too many contexts wait for `proxy_done` was given (once per VM).
     pub warned_awaiting: bool,
     /// Foreign function arguments while `on_foreign_function` runs (never: none are registered).
@@ -107,7 +107,7 @@ impl VmState {
             tick_changes: Vec::new(),
             done_requested: Vec::new(),
             poisoned: false,
-            waited: false,
+            waited: std::time::Duration::ZERO,
             warned_awaiting: false,
             call_data: None,
             stdout: Vec::new(),

@@ -24,7 +24,7 @@ impl SandboxState for VmState {
         &mut self.limiter
     }
 
-    fn take_waited(&mut self) -> bool {
+    fn take_waited(&mut self) -> std::time::Duration {
         std::mem::take(&mut self.waited)
     }
 }
