@@ -27,7 +27,9 @@ func (h *Hello) Init(config string) error {
 	if strings.ContainsAny(h.greeting, "\r\n") {
 		return &filter.Error{Kind: filter.Invalid, Message: "the greeting must be one line"}
 	}
-	log.Info("hello filter configured with greeting " + h.greeting)
+	// Init runs in every new instance (with instance_mode: fresh, for every request): debug, so
+	// the log is not a line per request.
+	log.Debug("hello filter configured with greeting " + h.greeting)
 	return nil
 }
 

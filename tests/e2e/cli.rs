@@ -495,6 +495,33 @@ fn plugin_new_build_test_in_rust() {
     assert!(out.contains("3 passed, 0 failed"), "{out}{err}");
 }
 
+/// Without Go 1.24+ on PATH, `plugin build` of a Go project says what it needs (and writes nothing).
+#[test]
+fn plugin_build_of_go_says_which_go_it_needs() {
+    let dir = crate::harness::TempDir::new("plugin-build-no-go");
+    let (code, out, err) = gateway_in(&dir.0, &["plugin", "new", "go", "g"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let bin = dir.0.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let path = [("PATH", bin.clone().into_os_string())];
+    let (code, _, err) = gateway_in(&dir.0.join("g"), &["plugin", "build"], &path);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no `go` on PATH: Go filters need Go 1.24 or newer"),
+        "{err}"
+    );
+    let go = bin.join("go");
+    std::fs::write(&go, "#!/bin/sh\necho go1.22.4\n").unwrap();
+    std::fs::set_permissions(&go, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (code, _, err) = gateway_in(&dir.0.join("g"), &["plugin", "build"], &path);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("is Go 1.22; Go filters need Go 1.24 or newer"),
+        "{err}"
+    );
+    assert!(!dir.0.join("g/g.wasm").exists());
+}
+
 /// The three commands of a Go author, in a temporary directory outside the repository: the binary
 /// writes the Go SDK, builds with `go` from PATH (the test puts the one xtask finds or installs there)
 /// and packages the component itself.

@@ -15,7 +15,9 @@ impl Filter for ApiKey {
         } else {
             config.to_string()
         };
-        log::info(&format!("requiring header `{}`", self.header));
+        // `init` runs in every new instance: with `instance_mode: fresh`, for every request. Debug,
+        // so the log is not a line per request.
+        log::debug(&format!("requiring header `{}`", self.header));
         Ok(())
     }
 
