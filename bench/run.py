@@ -140,6 +140,9 @@ GATEWAYS = {
     "gw-auth": [AUTH_CHAIN_ROUTE],
     "gw-auth-reuse": [AUTH_CHAIN_ROUTE],
     "gw-ratelimit": [ratelimit_route("local")],
+    # The built-in proxy-cache: after the first request every one is a hit, answered from the
+    # gateway's memory (the upstream is not asked).
+    "gw-cache": [gw_route("bench", {"prefix": "/"}, filters=[("proxy-cache", {"ttl": "1h"})])],
     "gw-ratelimit-redis": [ratelimit_route("cluster")],
     "gw-noop1": [gw_route("bench", {"prefix": "/"}, filters=["noop"])],
     "gw-noop10": [gw_route("bench", {"prefix": "/"}, filters=["noop"] * 10)],
@@ -194,6 +197,8 @@ SCENARIOS = [
      "gateway + built-in rate-limiting (fixed window per client IP, counters in the local store)"),
     ("gw-ratelimit-redis", "gw-ratelimit-redis", "/", 0, {},
      "gateway + built-in rate-limiting, counters in Redis (redis-server on the load core, loopback)"),
+    ("gw-cache-hit", "gw-cache", "/", 0, {},
+     "gateway + built-in proxy-cache, every request a hit (answered from memory, no upstream request)"),
     ("gw-routes10", "gw-routes10", "/bench/items/42", 0, {}, "gateway, benchmarked route among 10"),
     ("gw-routes10k", "gw-routes10k", "/bench/items/42", 0, {}, "gateway, benchmarked route among 10 000"),
     ("nginx-post1k", "nginx", "/post", 1024, {}, "nginx, POST 1 KiB body"),
@@ -251,6 +256,7 @@ COMPARISONS = [
     ("built-in cors + key-auth, reused instances / gateway without filters", "gw-auth-chain-reuse", "gw"),
     ("built-in rate-limiting, local / gateway without filters", "gw-ratelimit", "gw"),
     ("built-in rate-limiting, counters in Redis / local", "gw-ratelimit-redis", "gw-ratelimit"),
+    ("built-in proxy-cache hit / gateway without filters (which asks the upstream)", "gw-cache-hit", "gw"),
 ]
 
 # ---------------------------------------------------------------------------------------------------
