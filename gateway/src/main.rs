@@ -56,6 +56,10 @@ enum PluginCmd {
         /// the same filter).
         #[arg(long)]
         wasm: Option<PathBuf>,
+        /// Print every host call a component filter makes (the WIT world's imports), with its
+        /// arguments and result, as it makes them. Proxy-Wasm host calls are not traced.
+        #[arg(long)]
+        trace: bool,
     },
     /// Write a new filter project: the code, a fixture for `plugin test` (tests/NAME.test.yaml), a
     /// README, and the SDK (this binary's copy in DIR/sdk, unless --sdk names one). Refuses to write
@@ -105,9 +109,13 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Cmd::Plugin {
-            cmd: PluginCmd::Test { files, wasm },
+            cmd: PluginCmd::Test { files, wasm, trace },
         } => {
-            init_logging_default(LogFormat::Text, "warn");
+            if trace {
+                init_trace();
+            } else {
+                init_logging_default(LogFormat::Text, "warn");
+            }
             if gateway::plugin_runner::run_files(&files, wasm.as_deref()) {
                 std::process::ExitCode::SUCCESS
             } else {
@@ -246,7 +254,14 @@ fn init_logging(format: LogFormat) {
 /// terminal, so a file, a pipe or a log collector gets no escape codes.
 fn init_logging_default(format: LogFormat, default: &str) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEWAY_LOG")
+    let text = std::env::var("GATEWAY_LOG").unwrap_or_else(|_| default.to_owned());
+    // The WIT bindings' TRACE events show every host call's arguments, credentials included (for
+    // `plugin test --trace`): a server logs them only when GATEWAY_LOG names their target.
+    let text = match text.contains("component::bindings") {
+        true => text,
+        false => format!("{text},gateway::wasm::component::bindings=off"),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&text)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -256,6 +271,21 @@ fn init_logging_default(format: LogFormat, default: &str) {
         LogFormat::Json => b.json().flatten_event(true).init(),
         LogFormat::Text => b.init(),
     }
+}
+
+/// `plugin test --trace`: the host calls of component filters (TRACE events of the WIT bindings) on
+/// stdout, next to the test report, one line each, without time stamps; warnings as usual.
+fn init_trace() {
+    let filter =
+        tracing_subscriber::EnvFilter::new("warn,gateway::wasm::component::bindings=trace");
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .with_level(false)
+        .with_writer(std::io::stdout)
+        .init();
 }
 
 fn run(path: PathBuf) -> anyhow::Result<()> {

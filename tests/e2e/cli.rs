@@ -579,3 +579,71 @@ fn plugin_new_build_test_in_go() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("2 passed, 0 failed"), "{out}{err}");
 }
+
+/// `plugin test --trace` prints each host call a component filter makes, with its arguments and
+/// result (here the built-in key-auth's lookup of the key); without it, nothing of the kind; and a
+/// server at GATEWAY_LOG=trace does not log them (they hold credentials).
+#[test]
+fn plugin_test_trace_prints_each_host_call() {
+    let dir = crate::harness::TempDir::new("trace");
+    let wasm = dir.0.join("key-auth.wasm");
+    std::fs::write(
+        &wasm,
+        gateway::builtin::get("key-auth").expect("built in").wasm,
+    )
+    .unwrap();
+    let fixture = xtask::repo_root().join("plugins/key-auth/tests/key-auth.test.yaml");
+    let run = |trace: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"));
+        cmd.args(["plugin", "test", "--wasm"]).arg(&wasm);
+        if trace {
+            cmd.arg("--trace");
+        }
+        let out = cmd.arg(&fixture).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let traced = run(true);
+    assert!(
+        traced.contains(r#"function="find-by-key"}: call kind="key-auth" key="k-alice""#),
+        "{traced}"
+    );
+    assert!(
+        traced.contains(r#"function="find-by-key"}: return result=Some(Consumer { name: "alice""#),
+        "{traced}"
+    );
+    assert!(
+        traced.contains(r#"function="[method]request.set-header"}: call"#),
+        "{traced}"
+    );
+    assert!(traced.contains(" passed, 0 failed"), "{traced}");
+    let plain = run(false);
+    assert!(!plain.contains("wit-bindgen import"), "{plain}");
+    assert!(plain.contains(" passed, 0 failed"), "{plain}");
+}
+
+/// A server started with GATEWAY_LOG=trace logs no host call of the WIT bindings (their arguments
+/// hold credentials) unless GATEWAY_LOG names that target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_log_does_not_show_host_call_arguments() {
+    let gw = crate::harness::GatewayProcess::start_with_log(
+        "consumers:\n  - name: alice\n    credentials: {key-auth: {key: k-secret-alice}}\nroutes:\n  - name: r\n    direct_response: {status: 200, body: ok}\n    filters: [{plugin: key-auth}]\n",
+        "trace",
+    )
+    .await;
+    let (s, _, _) = crate::harness::get_with(&gw.url("/"), &[("apikey", "k-secret-alice")]).await;
+    assert_eq!(s, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let log = gw.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("TRACE"),
+        "traced at all: {}",
+        &log[..log.len().min(2000)]
+    );
+    assert!(!log.contains("wit-bindgen import"), "host calls logged");
+    assert!(!log.contains("k-secret-alice"), "the key is in the log");
+}

@@ -31,22 +31,25 @@ pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "filter",
+        // Every host call is a TRACE event with its arguments and result (lists too), for
+        // `gateway plugin test --trace`; off, each costs one check of the log level.
         imports: {
-            "gateway:filter/http-client.send": async,
+            default: tracing | verbose_tracing,
+            "gateway:filter/http-client.send": async | tracing | verbose_tracing,
             // A namespace may be in Redis: every store call can wait on the network.
-            "gateway:filter/kv.get": async,
-            "gateway:filter/kv.set": async,
-            "gateway:filter/kv.delete": async,
-            "gateway:filter/kv.increment": async,
-            "gateway:filter/kv.compare-and-swap": async,
-            "gateway:filter/store.backend": async,
-            "gateway:filter/store.get": async,
-            "gateway:filter/store.set": async,
-            "gateway:filter/store.delete": async,
-            "gateway:filter/store.increment": async,
-            "gateway:filter/store.compare-and-swap": async,
+            "gateway:filter/kv.get": async | tracing | verbose_tracing,
+            "gateway:filter/kv.set": async | tracing | verbose_tracing,
+            "gateway:filter/kv.delete": async | tracing | verbose_tracing,
+            "gateway:filter/kv.increment": async | tracing | verbose_tracing,
+            "gateway:filter/kv.compare-and-swap": async | tracing | verbose_tracing,
+            "gateway:filter/store.backend": async | tracing | verbose_tracing,
+            "gateway:filter/store.get": async | tracing | verbose_tracing,
+            "gateway:filter/store.set": async | tracing | verbose_tracing,
+            "gateway:filter/store.delete": async | tracing | verbose_tracing,
+            "gateway:filter/store.increment": async | tracing | verbose_tracing,
+            "gateway:filter/store.compare-and-swap": async | tracing | verbose_tracing,
             // A lookup may wait for another request's fill of the same key.
-            "gateway:filter/cache.lookup": async,
+            "gateway:filter/cache.lookup": async | tracing | verbose_tracing,
         },
         exports: { default: async },
         with: {
