@@ -504,6 +504,13 @@ impl WasmServices {
                 f.sample(&[("plugin", plugin)], read(snap));
             }
         }
+        let f = e.counter(
+            "gateway_plugin_output_lines_dropped",
+            "Lines of a plugin's stdout and stderr left out of the log by its output rate, by plugin.",
+        );
+        for p in &loaded {
+            f.sample(&[("plugin", p.name())], p.output_lines_dropped());
+        }
         let f = e.gauge(
             "gateway_plugin_healthy",
             "Whether a plugin is healthy (not failing repeatedly), by plugin.",

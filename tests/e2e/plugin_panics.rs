@@ -125,6 +125,14 @@ async fn a_flood_of_plugin_output_stays_under_the_rate() {
         })
         .sum();
     assert!(dropped > 0, "no count of dropped lines");
+    // The same count on /metrics: every line not logged (1 200 written).
+    let m = get(&format!("http://{}/metrics", gw.admin)).await.2;
+    let counted = metric(
+        &m,
+        "gateway_plugin_output_lines_dropped_total{plugin=\"hostile\"}",
+    )
+    .unwrap_or_else(|| panic!("no dropped-lines figure: {m}"));
+    assert_eq!(counted as usize + chatty, 1200, "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

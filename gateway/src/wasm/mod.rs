@@ -297,6 +297,14 @@ impl LoadedPlugin {
         }
     }
 
+    /// Lines of its stdout and stderr left out of the log by the output rate limit.
+    pub fn output_lines_dropped(&self) -> u64 {
+        match &self.inner {
+            Inner::ProxyWasm(p) => p.sandbox().output().dropped(),
+            Inner::Component(c) => c.sandbox().output().dropped(),
+        }
+    }
+
     /// Its instances now.
     pub fn instances(&self) -> InstanceCounts {
         let (live, in_flight) = match &self.inner {

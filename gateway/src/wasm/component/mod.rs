@@ -121,6 +121,11 @@ impl ComponentPlugin {
         self.ctx.sandbox.health()
     }
 
+    /// Its sandbox (limits, health, output).
+    pub(crate) fn sandbox(&self) -> &crate::wasm::sandbox::Sandbox {
+        &self.ctx.sandbox
+    }
+
     /// Instances alive and requests in flight.
     pub(crate) fn instance_counts(&self) -> (usize, usize) {
         self.ctx.sandbox.instance_counts()
