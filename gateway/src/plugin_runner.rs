@@ -318,6 +318,9 @@ pub async fn run_file(path: &Path, wasm: Option<&Path>) -> Result<Report, Config
     let engine = WasmEngine::new(EngineOptions {
         cache_dir: crate::plugins::default_cache_dir(),
         max_instances: 64,
+        // An author testing a filter gets file and line in a trap's backtrace when the filter is
+        // built with debug info.
+        debug_info: true,
         ..EngineOptions::default()
     })
     .map_err(|e| err("plugin", format!("cannot start the Wasm engine: {e}")))?;

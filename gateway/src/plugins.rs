@@ -152,6 +152,10 @@ impl WasmServices {
             cache_dir: cache_dir.clone(),
             max_instances: pool.max_instances,
             max_memory: pool.max_instance_memory.0,
+            // File and line in traps' backtraces for plugins built with debug info: opt-in, since
+            // it costs compile time and memory for every such plugin.
+            debug_info: std::env::var_os("GATEWAY_WASM_BACKTRACE_DETAILS")
+                .is_some_and(|v| v == "1"),
         })?;
         let upstreams = Arc::new(GatewayUpstreams::default());
         Ok(Arc::new(WasmServices {

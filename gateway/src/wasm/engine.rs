@@ -41,6 +41,11 @@ pub struct EngineOptions {
     /// Largest linear memory any instance can have (the per-plugin limit is enforced below it).
     /// Default: 4GiB.
     pub max_memory: u64,
+    /// Keep a module's debug info (DWARF) with its compiled code, so that a trap's backtrace names
+    /// the file and line of each frame that has them. Costs compile time and memory for modules
+    /// built with debug info (the built-in plugins are built without). Default: false; `gateway
+    /// plugin test` turns it on, `gateway run` when `GATEWAY_WASM_BACKTRACE_DETAILS=1`.
+    pub debug_info: bool,
 }
 
 impl Default for EngineOptions {
@@ -49,6 +54,7 @@ impl Default for EngineOptions {
             cache_dir: None,
             max_instances: 1000,
             max_memory: 4 << 30,
+            debug_info: false,
         }
     }
 }
@@ -134,11 +140,14 @@ impl WasmEngine {
             .memory_init_cow(true)
             .cranelift_opt_level(OptLevel::Speed)
             .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(WASM_BACKTRACE_FRAMES))
-            // Function names come from the name section at no cost. File and line would need the
-            // module's DWARF kept with the compiled code and wasmtime's `addr2line` feature, which
-            // this build does not have: off, whatever WASMTIME_BACKTRACE_DETAILS says, so that
-            // variable cannot make compiling slower or change the disk cache's key.
-            .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
+            // Function names come from the name section at no cost. File and line take the module's
+            // DWARF kept with the compiled code: only when asked (`debug_info`), whatever
+            // WASMTIME_BACKTRACE_DETAILS says, so that variable cannot make compiling slower or
+            // change the disk cache's key.
+            .wasm_backtrace_details(match options.debug_info {
+                true => wasmtime::WasmBacktraceDetails::Enable,
+                false => wasmtime::WasmBacktraceDetails::Disable,
+            });
         let mut pool = PoolingAllocationConfig::default();
         pool.total_core_instances(options.max_instances)
             .total_memories(options.max_instances)
@@ -446,6 +455,7 @@ mod tests {
             cache_dir: Some(cache.to_owned()),
             max_instances: 2,
             max_memory: 1 << 20,
+            ..EngineOptions::default()
         })
         .unwrap()
     }

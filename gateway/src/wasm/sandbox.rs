@@ -118,7 +118,7 @@ pub fn explain(err: &wasmtime::Error, last_words: &[String]) -> String {
     if !last_words.is_empty() {
         out.push_str("\nguest stderr:");
         for line in last_words {
-            let _ = write!(out, "\n  {line}");
+            let _ = write!(out, "\n  {}", escape_controls(line));
         }
     }
     if let Some(bt) = err.downcast_ref::<WasmBacktrace>() {
@@ -142,7 +142,8 @@ pub fn explain(err: &wasmtime::Error, last_words: &[String]) -> String {
                 .unwrap_or_else(|| format!("<function {}>", frame.func_index()));
             let _ = write!(out, "\n  {i:>2}: {name}");
             if let Some(sym) = frame.symbols().iter().find(|s| s.file().is_some()) {
-                let _ = write!(out, "\n        at {}", sym.file().unwrap_or_default());
+                let file = escape_controls(sym.file().unwrap_or_default());
+                let _ = write!(out, "\n        at {file}");
                 if let Some(line) = sym.line() {
                     let _ = write!(out, ":{line}");
                     if let Some(col) = sym.column() {
@@ -155,60 +156,29 @@ pub fn explain(err: &wasmtime::Error, last_words: &[String]) -> String {
     out
 }
 
-/// A function name as a reader wants it: a Rust symbol without its `::h0123456789abcdef` hash, and
-/// demangled when it is in Rust's legacy mangling (`_ZN..E`, what crates built by stable Rust use;
-/// std's `_R` symbols stay as they are, as does anything else, until wasmtime's `demangle` feature
-/// is on).
+/// A function name as a reader wants it: a Rust symbol (legacy `_ZN..E` or v0 `_R`) demangled
+/// without its hash by rustc-demangle (already in the build through wasmtime's `demangle`), anything
+/// else as it is; control characters escaped, since the name comes from the guest.
 fn without_hash(name: &str) -> String {
-    let name = demangle_legacy(name).unwrap_or_else(|| name.to_owned());
-    match name.rsplit_once("::h") {
-        Some((path, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            path.to_owned()
-        }
-        _ => name,
-    }
+    let readable = match rustc_demangle::try_demangle(name) {
+        Ok(d) => format!("{d:#}"),
+        Err(_) => name.to_owned(),
+    };
+    escape_controls(&readable)
 }
 
-/// `_ZN` (length, bytes)* `E` with Rust's `$..$` escapes, or `None` if `name` is not that.
-fn demangle_legacy(name: &str) -> Option<String> {
-    let mut rest = name.strip_prefix("_ZN")?.strip_suffix('E')?;
-    let mut parts = Vec::new();
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let len: usize = rest[..digits].parse().ok()?;
-        let part = rest.get(digits..digits + len)?;
-        rest = &rest[digits + len..];
-        let mut out = String::new();
-        let mut p = part
-            .strip_prefix("_$")
-            .map_or(part, |p| &part[1..][..p.len() + 1]);
-        while !p.is_empty() {
-            if let Some(after) = p.strip_prefix("..") {
-                out.push_str("::");
-                p = after;
-            } else if let Some(after) = p.strip_prefix('$') {
-                let end = after.find('$')?;
-                out.push(match &after[..end] {
-                    "LT" => '<',
-                    "GT" => '>',
-                    "RF" => '&',
-                    "BP" => '*',
-                    "SP" => '@',
-                    "C" => ',',
-                    "LP" => '(',
-                    "RP" => ')',
-                    u => char::from_u32(u32::from_str_radix(u.strip_prefix('u')?, 16).ok()?)?,
-                });
-                p = &after[end + 1..];
-            } else {
-                let c = p.chars().next()?;
-                out.push(c);
-                p = &p[c.len_utf8()..];
-            }
-        }
-        parts.push(out);
+/// `text` with control characters (newlines, carriage returns, escapes) written as `\u{..}`: guest
+/// text (stderr lines, function names) cannot start a line of the gateway's log of its own.
+pub(crate) fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
     }
-    Some(parts.join("::"))
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_unicode().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
 }
 
 /// Turns a failed guest call into the filter error and the kind of failure to count, using what
@@ -546,6 +516,19 @@ mod tests {
         assert_eq!(without_hash("on-request"), "on-request");
         assert_eq!(without_hash("_ZN3bad"), "_ZN3bad");
         assert_eq!(without_hash("_ZN99xE"), "_ZN99xE");
+        assert_eq!(
+            without_hash("_ZN18446744073709551615xE"),
+            "_ZN18446744073709551615xE"
+        );
+    }
+
+    #[test]
+    fn guest_text_cannot_forge_a_log_line() {
+        let forged = "x\n2026-12-07T00:00:00Z  INFO gateway::admin: config reloaded\r\u{1b}[2J";
+        let shown = without_hash(forged);
+        assert!(!shown.contains('\n') && !shown.contains('\r') && !shown.contains('\u{1b}'));
+        assert!(shown.contains("\\u{a}2026"), "{shown}");
+        assert_eq!(escape_controls("plain text"), "plain text");
     }
 
     #[test]

@@ -388,6 +388,8 @@ impl OutputLimiter {
             return;
         }
         let plugin = &*self.plugin;
+        // A `\r` or an escape sequence in a guest's line cannot rewrite the log's own lines.
+        let text = &crate::wasm::sandbox::escape_controls(text);
         let stream_name = match stream {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
