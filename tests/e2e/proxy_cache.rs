@@ -669,3 +669,36 @@ async fn bad_configs_are_refused_at_their_line() {
         "{err}"
     );
 }
+
+/// The two sides of a traffic split, and two routes on one URL, keep their own entries: a canary's
+/// answer cached for a request with `x-canary: 1` is never the answer to a request without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sides_of_a_split_and_two_routes_on_one_url_do_not_share_entries() {
+    let (stable, canary) = (Origin::start().await, Origin::start().await);
+    let yaml = format!(
+        "upstreams:\n  - name: stable\n    endpoints: [\"{}\"]\n  - name: canary\n    endpoints: [\"{}\"]\n\
+routes:\n  - name: beta\n    match: {{path: {{prefix: /}}, headers: [{{name: x-beta, exact: \"1\"}}]}}\n    upstream: canary\n    filters: [{{plugin: proxy-cache, config: {{ttl: 60s}}}}]\n\
+\x20 - name: split\n    match: {{path: {{prefix: /}}}}\n    split:\n      rules: [{{header: x-canary, exact: \"1\", upstream: canary}}]\n      weights: [{{upstream: stable, weight: 1}}]\n    filters: [{{plugin: proxy-cache, config: {{ttl: 60s}}}}]\n",
+        stable.addr, canary.addr
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let ask = |headers: &'static [(&'static str, &'static str)]| {
+        let url = gw.url("/p");
+        async move { get_with(&url, headers).await }
+    };
+    // The canary side first: stored under the split route and the canary upstream.
+    let (_, h, to_canary) = ask(&[("x-canary", "1")]).await;
+    assert_eq!(status(&h), "MISS");
+    let (_, h, _) = ask(&[]).await;
+    assert_eq!(status(&h), "MISS", "the stable side has its own entry");
+    assert_eq!((stable.hits("/p"), canary.hits("/p")), (1, 1));
+    // Each side hits its own entry.
+    let (_, h, again) = ask(&[("x-canary", "1")]).await;
+    assert_eq!((status(&h), again), ("HIT".to_string(), to_canary.clone()));
+    let (_, h, _) = ask(&[]).await;
+    assert_eq!(status(&h), "HIT");
+    // Another route on the same URL (told apart by a header) keeps its own too.
+    let (_, h, _) = ask(&[("x-beta", "1")]).await;
+    assert_eq!(status(&h), "MISS");
+    assert_eq!(canary.hits("/p"), 2);
+}

@@ -24,6 +24,10 @@ pub const DEFAULT_MAX_SIZE: u64 = 64 << 20;
 pub const DEFAULT_MAX_ENTRY_SIZE: u64 = 4 << 20;
 /// The longest a lookup waits for another request's fill of the same key. Default: 60 s.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// Lookups of one plugin waiting for fills at once; more pass upstream at once. Half the default
+/// `limits.instances` (256), since each holds an instance. Default: 128.
+pub const MAX_WAITING: u64 = 128;
 /// What an entry is counted for besides its key, variant, headers and body (the maps' and the
 /// record's own memory), so that many tiny entries cannot exceed the bound by their bookkeeping.
 pub const ENTRY_OVERHEAD: u64 = 256;
@@ -392,9 +396,13 @@ impl Cache {
                     }
                 };
                 let v = variant(&vary, headers);
+                // A waiting lookup holds its request's instance of the plugin: past this many at
+                // once, a lookup goes upstream instead of waiting, so that a crowd on one slow key
+                // cannot take every instance (and answer 503 on every route using the plugin).
+                let crowded = inner.stats(&key.plugin).waiting >= MAX_WAITING;
                 let slot = inner.slots.entry(key.clone()).or_default();
                 match slot.fills.get(&v) {
-                    Some(_) if waited_out(deadline) => {
+                    Some(_) if crowded || waited_out(deadline) => {
                         inner.stats(&key.plugin).passes += 1;
                         return (Lookup::Pass(found), waited);
                     }

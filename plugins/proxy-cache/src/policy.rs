@@ -100,6 +100,18 @@ pub fn key_extra(
         let vals: Vec<&str> = values(headers, name).collect();
         out.push_str(&vals.join(", "));
     }
+    // A request with credentials (cached only with `cache_authorized`) is its own entry, one per
+    // credential: a response to Alice is never an answer to Bob or to a request without any. The
+    // key holds a digest, not the credential.
+    let auth: Vec<&str> = values(headers, "authorization").collect();
+    if !auth.is_empty() {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(auth.join(", ").as_bytes());
+        out.push_str("\nauthorization ");
+        for b in digest {
+            out.push_str(&format!("{b:02x}"));
+        }
+    }
     out
 }
 
@@ -321,6 +333,28 @@ mod tests {
             key_extra("GET", None, Some(""), &[], &[]),
             key_extra("GET", None, None, &[], &[])
         );
+    }
+
+    #[test]
+    fn each_credential_has_its_own_key_and_none_is_written_in_it() {
+        let none = key_extra("GET", None, None, &[], &[]);
+        let alice = key_extra(
+            "GET",
+            None,
+            None,
+            &[],
+            &h(&[("authorization", "Bearer alice")]),
+        );
+        let bob = key_extra(
+            "GET",
+            None,
+            None,
+            &[],
+            &h(&[("authorization", "Bearer bob")]),
+        );
+        assert_ne!(alice, none);
+        assert_ne!(alice, bob);
+        assert!(!alice.contains("alice"), "{alice}");
     }
 
     #[test]

@@ -23,11 +23,18 @@ impl CompState {
                 "cache key longer than {MAX_CACHE_KEY_LEN} bytes"
             )));
         }
+        // The route and the upstream it chose are part of every key, whatever the plugin puts in
+        // it: two routes on one URL (told apart by a header or query matcher) or the two sides of a
+        // traffic split never answer with each other's responses.
+        let (route, upstream) = match &self.info {
+            Some(i) => (&*i.route, i.upstream.as_deref().unwrap_or("")),
+            None => ("", ""),
+        };
         Ok(CacheKey {
             plugin: self.ctx.name.clone(),
             host: key.host,
             path: key.path,
-            extra: key.extra,
+            extra: format!("{route}\0{upstream}\0{}", key.extra),
         })
     }
 
