@@ -112,7 +112,7 @@ pub fn new_project(
         let text = text
             .replace("{{name}}", name)
             .replace("{{crate}}", &artifact_name(name))
-            .replace("{{sdk}}", &sdk_path);
+            .replace("{{sdk}}", &sdk_in(lang, &sdk_path));
         files.push((PathBuf::from(rel), text));
     }
     if sdk.is_none() {
@@ -343,6 +343,24 @@ fn build_go(dir: &Path) -> Result<PathBuf, String> {
     let component = componentize::componentize(&bytes?, "wit/world.wit", sdk::WIT)?;
     std::fs::write(&out, component).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     Ok(out)
+}
+
+/// The SDK's path as the project file writes it: inside the TOML string of Cargo.toml (`"` and `\`
+/// escaped), or a go.mod path, quoted when it has spaces, quotes or backslashes (a path such as
+/// `/home/me/My SDK/go` would otherwise end the directive early).
+fn sdk_in(lang: Lang, path: &str) -> String {
+    let escaped = path.replace('\\', "\\\\").replace('"', "\\\"");
+    match lang {
+        Lang::Rust => escaped,
+        Lang::Go
+            if path
+                .chars()
+                .any(|c| c.is_whitespace() || c == '"' || c == '\\') =>
+        {
+            format!("\"{escaped}\"")
+        }
+        Lang::Go => escaped,
+    }
 }
 
 #[cfg(test)]

@@ -43,3 +43,15 @@ fn the_cdylib_is_found_among_cargo_messages() {
     assert_eq!(cdylib_of("", &manifest), None);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn sdk_paths_with_spaces_and_quotes_stay_one_value() {
+    assert_eq!(sdk_in(Lang::Go, "./sdk"), "./sdk");
+    assert_eq!(
+        sdk_in(Lang::Go, "/home/me/My SDK/go"),
+        "\"/home/me/My SDK/go\""
+    );
+    assert_eq!(sdk_in(Lang::Rust, "/home/me/My SDK"), "/home/me/My SDK");
+    assert_eq!(sdk_in(Lang::Rust, "C:\\sdk\"x"), "C:\\\\sdk\\\"x");
+    assert_eq!(sdk_in(Lang::Go, "a\"b"), "\"a\\\"b\"");
+}
