@@ -81,9 +81,9 @@ fn field_path(path: &serde_ignored::Path) -> String {
             p if p.is_empty() => key.clone(),
             p => format!("{p}.{key}"),
         },
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-            field_path(parent)
-        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
     }
 }
 
@@ -122,9 +122,14 @@ mod tests {
 
     #[test]
     fn errors_name_the_field_path() {
-        let e = parse::<Settings>(r#"{"header":"x","limits":[{"per":"m","limit":1},{"per":5,"limit":1}]}"#)
-            .unwrap_err();
-        assert!(e.starts_with("limits[1].per: invalid type: integer `5`"), "{e}");
+        let e = parse::<Settings>(
+            r#"{"header":"x","limits":[{"per":"m","limit":1},{"per":5,"limit":1}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("limits[1].per: invalid type: integer `5`"),
+            "{e}"
+        );
         assert!(!e.contains("line"), "{e}");
         let e = parse::<Settings>(r#"{"header":"x","colour":"red"}"#).unwrap_err();
         assert_eq!(e, "colour: unknown field");
