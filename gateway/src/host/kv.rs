@@ -28,6 +28,33 @@ pub enum IncrementError {
     Overflow,
 }
 
+/// Why a store call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Compare-and-swap named a version that is not current (or the key is gone).
+    #[error("compare-and-swap version mismatch")]
+    VersionMismatch,
+    /// `increment` on a value that is not a decimal integer.
+    #[error("the value is not a decimal integer")]
+    NotANumber,
+    /// The sum does not fit in an `i64`.
+    #[error("the increment overflows")]
+    Overflow,
+    /// The backend did not answer in time or could not be reached; a write may or may not have
+    /// happened.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<IncrementError> for StoreError {
+    fn from(e: IncrementError) -> Self {
+        match e {
+            IncrementError::NotANumber => StoreError::NotANumber,
+            IncrementError::Overflow => StoreError::Overflow,
+        }
+    }
+}
+
 /// Writes between two sweeps of expired entries, at least (a sweep also waits for as many writes as
 /// there are entries, so its cost is amortized). Default: 1024.
 const SWEEP_EVERY: usize = 1024;

@@ -31,11 +31,11 @@ pub use http::{
     callout, callout_request, callout_timeout, stream_callout, CalloutError, Grants, Upstreams,
     MAX_CALLOUT_TIMEOUT,
 };
-pub use kv::{CasMismatch, IncrementError, SharedData};
+pub use kv::{CasMismatch, IncrementError, SharedData, StoreError};
 pub use log::{log_level, plugin_log, LogLevel};
 pub use metrics::{MetricError, MetricKind, Metrics};
 pub use queue::{QueueError, QueueNotify, Queues};
-pub use store::{StoreConfigError, StoreError, StoreSet, Stores};
+pub use store::{StoreConfigError, StoreSet, Stores};
 
 use std::sync::Arc;
 

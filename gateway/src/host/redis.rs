@@ -11,7 +11,7 @@
 //! reconnection included) and fails as [`StoreError::Unavailable`]; the connection manager reconnects
 //! in the background with exponential backoff.
 
-use super::store::StoreError;
+use super::kv::StoreError;
 use crate::config::stores::RedisSettings;
 use crate::metrics::{Exposition, Histogram};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};

@@ -5,7 +5,7 @@
 //! on decimal text, compare-and-swap by version; a remote backend adds [`StoreError::Unavailable`]
 //! for a call that did not complete within its timeout.
 
-use super::kv::{IncrementError, SharedData};
+use super::kv::{SharedData, StoreError};
 use super::redis::RedisStore;
 use crate::config::stores::{KvBackend, KvNamespace};
 use crate::metrics::Exposition;
@@ -15,33 +15,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Why a store call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    /// Compare-and-swap named a version that is not current (or the key is gone).
-    #[error("compare-and-swap version mismatch")]
-    VersionMismatch,
-    /// `increment` on a value that is not a decimal integer.
-    #[error("the value is not a decimal integer")]
-    NotANumber,
-    /// The sum does not fit in an `i64`.
-    #[error("the increment overflows")]
-    Overflow,
-    /// The backend did not answer in time or could not be reached; a write may or may not have
-    /// happened.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-}
-
-impl From<IncrementError> for StoreError {
-    fn from(e: IncrementError) -> Self {
-        match e {
-            IncrementError::NotANumber => StoreError::NotANumber,
-            IncrementError::Overflow => StoreError::Overflow,
-        }
-    }
-}
 
 /// Where a namespace lives.
 enum Backend<'a> {

@@ -11,7 +11,7 @@
 //!   and nothing of it reaches the main request or response. At most `max_in_flight` mirrors of a
 //!   route run at once (past it: `skipped_busy`), each holding at most `max_body` bytes.
 
-use super::forward::{upstream_uri, version_and_authority, UpstreamPath};
+use super::target::{upstream_uri, version_and_authority, UpstreamPath};
 use crate::body::{Body, BoxError};
 use crate::metrics::{MirrorOutcome, RouteStats};
 use crate::upstream::{Cluster, EndpointGuard};

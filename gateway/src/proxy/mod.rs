@@ -4,6 +4,7 @@ mod client;
 mod forward;
 mod headers;
 pub mod mirror;
+mod target;
 
 pub use client::client_of;
 pub use headers::forwarded_for;

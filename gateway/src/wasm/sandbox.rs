@@ -10,7 +10,7 @@
 use crate::config::PluginLimits;
 use crate::filter::FilterError;
 use crate::wasm::health::FailureKind;
-use crate::wasm::wasi::{OutputLimiter, ProcExit};
+use crate::wasm::wasi::{escape_controls, OutputLimiter, ProcExit};
 use crate::wasm::{PluginHealth, WasmEngine};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -165,20 +165,6 @@ fn without_hash(name: &str) -> String {
         Err(_) => name.to_owned(),
     };
     escape_controls(&readable)
-}
-
-/// `text` with control characters (newlines, carriage returns, escapes) written as `\u{..}`: guest
-/// text (stderr lines, function names) cannot start a line of the gateway's log of its own.
-pub(crate) fn escape_controls(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
-        return text.to_owned();
-    }
-    text.chars()
-        .map(|c| match c.is_control() {
-            true => c.escape_unicode().to_string(),
-            false => c.to_string(),
-        })
-        .collect()
 }
 
 /// Turns a failed guest call into the filter error and the kind of failure to count, using what

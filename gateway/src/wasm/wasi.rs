@@ -389,7 +389,7 @@ impl OutputLimiter {
         }
         let plugin = &*self.plugin;
         // A `\r` or an escape sequence in a guest's line cannot rewrite the log's own lines.
-        let text = &crate::wasm::sandbox::escape_controls(text);
+        let text = &escape_controls(text);
         let stream_name = match stream {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
@@ -656,6 +656,20 @@ impl tokio::io::AsyncWrite for OutputPipe {
     ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
+}
+
+/// `text` with control characters (newlines, carriage returns, escapes) written as `\u{..}`: guest
+/// text (stderr lines, function names) cannot start a line of the gateway's log of its own.
+pub(crate) fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_unicode().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
