@@ -37,6 +37,16 @@ impl ValueTest {
             (_, None) => false,
         }
     }
+
+    /// Whether a header's value passes. One that is not visible ASCII cannot equal or match text,
+    /// but it is there: a presence test sees it (`present: false` does not match a header that is
+    /// sent, whatever its bytes).
+    pub fn test_header(&self, value: &http::HeaderValue) -> bool {
+        match value.to_str() {
+            Ok(v) => self.test(Some(v)),
+            Err(_) => matches!(self, ValueTest::Present(true)),
+        }
+    }
 }
 
 /// How a route matches paths.
@@ -96,7 +106,7 @@ impl RouteMatch {
                 if values.peek().is_none() {
                     return test.test(None);
                 }
-                values.any(|v| test.test(v.to_str().ok()))
+                values.any(|v| test.test_header(v))
             })
             && self
                 .query
@@ -462,6 +472,16 @@ pub fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_that_is_not_visible_ascii_is_still_present() {
+        let odd = http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap();
+        assert!(ValueTest::Present(true).test_header(&odd));
+        assert!(!ValueTest::Present(false).test_header(&odd));
+        assert!(!ValueTest::Exact(String::new()).test_header(&odd));
+        let plain = http::HeaderValue::from_static("1");
+        assert!(ValueTest::Exact("1".into()).test_header(&plain));
+    }
 
     fn m(host: Option<&str>, path: Option<PathSpec>) -> RouteMatch {
         RouteMatch {

@@ -36,7 +36,7 @@ impl Rule {
                 if values.peek().is_none() {
                     return self.test.test(None);
                 }
-                values.any(|v| self.test.test(v.to_str().ok()))
+                values.any(|v| self.test.test_header(v))
             }
             RuleKey::Cookie(name) => self.test.test(cookie(headers, name)),
         }
