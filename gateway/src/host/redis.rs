@@ -56,6 +56,10 @@ return redis.call('HGET', KEYS[2], 'v')
     )
 });
 
+/// The fields of a namespace's settings an error of [`RedisStore::new`] can be about.
+const URL: &str = ".redis.url";
+const CA: &str = ".redis.ca";
+
 /// Operations, for the figures.
 #[derive(Clone, Copy)]
 enum Op {
@@ -93,7 +97,6 @@ pub struct RedisStore {
     next: AtomicUsize,
     version_key: String,
     data_prefix: String,
-    timeout: Duration,
     stats: [OpStats; 5],
     /// Until when calls fail at once (milliseconds since `epoch`; 0: closed): set by a call that
     /// timed out or lost its connection, so that while Redis is down or frozen every call does not
@@ -111,19 +114,18 @@ fn breaker_window(timeout: Duration) -> Duration {
 
 impl RedisStore {
     /// A client for `settings` (not connected yet: the first call connects). `base` resolves a
-    /// relative `ca`. An error says what in the settings cannot be used.
+    /// relative `ca`. An error is the field it is about (`.redis.url`, `.redis.ca`) and what is wrong.
     pub fn new(
         namespace: &str,
         settings: &RedisSettings,
         password: Option<zeroize::Zeroizing<String>>,
         base: &Path,
-    ) -> Result<RedisStore, String> {
+    ) -> Result<RedisStore, (&'static str, String)> {
         use redis::IntoConnectionInfo;
-        let mut info = settings
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| format!("cannot use the URL: {}", e.detail().unwrap_or("invalid")))?;
+        let mut info = settings.url.as_str().into_connection_info().map_err(|e| {
+            let why = e.detail().unwrap_or("invalid");
+            (URL, format!("cannot use the URL: {why}"))
+        })?;
         let mut redis_info = info.redis_settings().clone();
         if let Some(u) = &settings.username {
             redis_info = redis_info.set_username(u);
@@ -139,7 +141,7 @@ impl RedisStore {
             Some(ca) => {
                 let path = base.join(ca);
                 let pem = std::fs::read(&path)
-                    .map_err(|e| format!("cannot read the CA `{}`: {e}", path.display()))?;
+                    .map_err(|e| (CA, format!("cannot read the CA `{}`: {e}", path.display())))?;
                 redis::Client::build_with_tls(
                     info,
                     redis::TlsCertificates {
@@ -150,7 +152,7 @@ impl RedisStore {
             }
             None => redis::Client::open(info),
         }
-        .map_err(|e| format!("cannot use the URL: {e}"))?;
+        .map_err(|e| (URL, format!("cannot use the URL: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.connect_timeout.0))
             .set_response_timeout(Some(settings.command_timeout.0))
@@ -162,7 +164,7 @@ impl RedisStore {
         let conns = (0..settings.pool_size)
             .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), config.clone()))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("cannot use the settings: {e}"))?;
+            .map_err(|e| (URL, format!("cannot use the settings: {e}")))?;
         let tag = format!("{}{{{namespace}}}", settings.key_prefix);
         Ok(RedisStore {
             namespace: namespace.to_owned(),
@@ -172,11 +174,15 @@ impl RedisStore {
             next: AtomicUsize::new(0),
             version_key: format!("{tag}:version"),
             data_prefix: format!("{tag}:d:"),
-            timeout: settings.command_timeout.0,
             stats: Default::default(),
             open_until: AtomicU64::new(0),
             epoch: Instant::now(),
         })
+    }
+
+    /// How long one call may take, reconnecting included (`command_timeout`).
+    fn timeout(&self) -> Duration {
+        self.settings.command_timeout.0
     }
 
     /// Whether this client was made from these settings and password.
@@ -211,10 +217,10 @@ impl RedisStore {
             stats.error.fetch_add(1, Ordering::Relaxed);
             return Err(StoreError::Unavailable(format!(
                 "redis failed a call less than {:?} ago; retrying after that",
-                breaker_window(self.timeout)
+                breaker_window(self.timeout())
             )));
         }
-        let out = tokio::time::timeout(self.timeout, fut).await;
+        let out = tokio::time::timeout(self.timeout(), fut).await;
         stats.latency.observe(start.elapsed());
         match out {
             Ok(Ok(v)) => {
@@ -242,7 +248,7 @@ impl RedisStore {
                 counter.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(namespace = %self.namespace, error = %e, "redis call failed");
                 Err(StoreError::Unavailable(if timed_out {
-                    format!("redis did not answer within {:?}", self.timeout)
+                    format!("redis did not answer within {:?}", self.timeout())
                 } else {
                     format!("redis: {e}")
                 }))
@@ -252,7 +258,7 @@ impl RedisStore {
                 stats.timeout.fetch_add(1, Ordering::Relaxed);
                 Err(StoreError::Unavailable(format!(
                     "redis did not answer within {:?}",
-                    self.timeout
+                    self.timeout()
                 )))
             }
         }
@@ -260,7 +266,7 @@ impl RedisStore {
 
     /// Opens the breaker: calls fail at once for [`breaker_window`] from now.
     fn trip(&self) {
-        let until = Instant::now() + breaker_window(self.timeout);
+        let until = Instant::now() + breaker_window(self.timeout());
         let ms = until.duration_since(self.epoch).as_millis() as u64;
         self.open_until.fetch_max(ms, Ordering::Relaxed);
     }
@@ -273,7 +279,7 @@ impl RedisStore {
         };
         for c in &self.conns {
             let mut c = c.clone();
-            let bound = self.settings.connect_timeout.0 + self.timeout;
+            let bound = self.settings.connect_timeout.0 + self.timeout();
             handle.spawn(async move {
                 let load = async {
                     for script in [&*SET, &*CAS, &*INCR] {

@@ -16,10 +16,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Where a namespace lives.
-enum Backend<'a> {
+/// Where a namespace lives: this process's store (under `wit:<namespace>`), or a Redis client.
+enum Backend {
     Local(String),
-    Redis(&'a RedisStore),
+    Redis(Arc<RedisStore>),
 }
 
 /// The namespaces of the serving config that are not local, and their clients. One per process (in
@@ -77,16 +77,13 @@ impl Stores {
                     continue;
                 }
             }
-            let store = RedisStore::new(name, settings, password, base).map_err(|message| {
-                let at = match message.starts_with("cannot read the CA") {
-                    true => ".redis.ca",
-                    false => ".redis.url",
-                };
-                StoreConfigError {
-                    field: field(at),
-                    message,
-                }
-            })?;
+            let store =
+                RedisStore::new(name, settings, password, base).map_err(|(at, message)| {
+                    StoreConfigError {
+                        field: field(at),
+                        message,
+                    }
+                })?;
             let store = Arc::new(store);
             store.warm_up();
             set.insert(name.clone(), store);
@@ -101,13 +98,11 @@ impl Stores {
         StoreSet(Arc::unwrap_or_clone(old))
     }
 
-    fn backend<'a>(
-        &self,
-        remote: &'a HashMap<String, Arc<RedisStore>>,
-        namespace: &str,
-    ) -> Backend<'a> {
-        match remote.get(namespace) {
-            Some(r) => Backend::Redis(r),
+    /// Where `namespace` lives now. Reading the set takes no reference count; only a Redis client
+    /// is held (across its call's wait).
+    fn backend(&self, namespace: &str) -> Backend {
+        match self.remote.load().get(namespace) {
+            Some(r) => Backend::Redis(r.clone()),
             None => Backend::Local(format!("wit:{namespace}")),
         }
     }
@@ -124,8 +119,7 @@ impl Stores {
         namespace: &str,
         key: &str,
     ) -> Result<Option<(Bytes, u32)>, StoreError> {
-        let remote = self.remote.load_full();
-        match self.backend(&remote, namespace) {
+        match self.backend(namespace) {
             Backend::Local(ns) => Ok(local.get(&ns, key)),
             Backend::Redis(r) => r.get(key).await,
         }
@@ -140,8 +134,7 @@ impl Stores {
         value: Bytes,
         ttl: Option<Duration>,
     ) -> Result<u32, StoreError> {
-        let remote = self.remote.load_full();
-        match self.backend(&remote, namespace) {
+        match self.backend(namespace) {
             Backend::Local(ns) => Ok(local.put(&ns, key, value, ttl)),
             Backend::Redis(r) => r.set(key, &value, ttl).await,
         }
@@ -154,8 +147,7 @@ impl Stores {
         namespace: &str,
         key: &str,
     ) -> Result<(), StoreError> {
-        let remote = self.remote.load_full();
-        match self.backend(&remote, namespace) {
+        match self.backend(namespace) {
             Backend::Local(ns) => {
                 local.delete(&ns, key);
                 Ok(())
@@ -174,8 +166,7 @@ impl Stores {
         delta: i64,
         ttl: Option<Duration>,
     ) -> Result<i64, StoreError> {
-        let remote = self.remote.load_full();
-        match self.backend(&remote, namespace) {
+        match self.backend(namespace) {
             Backend::Local(ns) => Ok(local.increment(&ns, key, delta, ttl)?),
             Backend::Redis(r) => r.increment(key, delta, ttl).await,
         }
@@ -191,8 +182,7 @@ impl Stores {
         value: Bytes,
         ttl: Option<Duration>,
     ) -> Result<u32, StoreError> {
-        let remote = self.remote.load_full();
-        match self.backend(&remote, namespace) {
+        match self.backend(namespace) {
             Backend::Local(ns) => local
                 .compare_and_swap(&ns, key, version, value, ttl)
                 .map_err(|_| StoreError::VersionMismatch),

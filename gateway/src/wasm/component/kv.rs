@@ -23,15 +23,6 @@ enum Refused {
     Invalid(String),
 }
 
-impl From<Refused> for KvError {
-    fn from(r: Refused) -> Self {
-        match r {
-            Refused::Denied(m) => KvError::Denied(m),
-            Refused::Invalid(m) => KvError::Invalid(m),
-        }
-    }
-}
-
 impl From<Refused> for WitStoreError {
     fn from(r: Refused) -> Self {
         match r {
@@ -41,12 +32,15 @@ impl From<Refused> for WitStoreError {
     }
 }
 
-fn kv_error(e: StoreError) -> KvError {
+/// `kv` (0.1.0) says what `store` says, in its older error type: an unavailable backend is
+/// `invalid("unavailable: ...")`, since `kv-error` cannot gain a case.
+fn kv_error(e: WitStoreError) -> KvError {
     match e {
-        StoreError::VersionMismatch => KvError::VersionMismatch,
-        StoreError::NotANumber => KvError::NotANumber,
-        StoreError::Overflow => KvError::Invalid("increment overflows".into()),
-        StoreError::Unavailable(m) => KvError::Invalid(format!("unavailable: {m}")),
+        WitStoreError::Denied(m) => KvError::Denied(m),
+        WitStoreError::VersionMismatch => KvError::VersionMismatch,
+        WitStoreError::NotANumber => KvError::NotANumber,
+        WitStoreError::Invalid(m) => KvError::Invalid(m),
+        WitStoreError::Unavailable(m) => KvError::Invalid(format!("unavailable: {m}")),
     }
 }
 
@@ -181,13 +175,6 @@ fn ttl(ms: Option<u64>) -> Option<Duration> {
     ms.map(|t| Duration::from_millis(t.max(1)))
 }
 
-fn as_kv<T>(r: Outcome<T>) -> Result<T, KvError> {
-    r.map_err(|e| match e {
-        Ok(e) => kv_error(e),
-        Err(r) => r.into(),
-    })
-}
-
 fn as_store<T>(r: Outcome<T>) -> Result<T, WitStoreError> {
     r.map_err(|e| match e {
         Ok(e) => store_error(e),
@@ -195,13 +182,10 @@ fn as_store<T>(r: Outcome<T>) -> Result<T, WitStoreError> {
     })
 }
 
+/// The `kv` interface is the `store` interface with `kv`'s types (and an increment without a TTL).
 impl kv::Host for CompState {
     async fn get(&mut self, key: String) -> Result<Option<Entry>, KvError> {
-        let t = self.target("get", &key);
-        let waits = remote(&t).then(Instant::now);
-        let r = as_kv(kv_get(t, &key).await);
-        self.credit_wait(waits);
-        r
+        store::Host::get(self, key).await.map_err(kv_error)
     }
 
     async fn set(
@@ -210,27 +194,19 @@ impl kv::Host for CompState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<u32, KvError> {
-        let t = self.target("set", &key);
-        let waits = remote(&t).then(Instant::now);
-        let r = as_kv(kv_set(t, &key, value, ttl_ms).await);
-        self.credit_wait(waits);
-        r
+        store::Host::set(self, key, value, ttl_ms)
+            .await
+            .map_err(kv_error)
     }
 
     async fn delete(&mut self, key: String) -> Result<(), KvError> {
-        let t = self.target("delete", &key);
-        let waits = remote(&t).then(Instant::now);
-        let r = as_kv(kv_delete(t, &key).await);
-        self.credit_wait(waits);
-        r
+        store::Host::delete(self, key).await.map_err(kv_error)
     }
 
     async fn increment(&mut self, key: String, delta: i64) -> Result<i64, KvError> {
-        let t = self.target("increment", &key);
-        let waits = remote(&t).then(Instant::now);
-        let r = as_kv(kv_increment(t, &key, delta, None).await);
-        self.credit_wait(waits);
-        r
+        store::Host::increment(self, key, delta, None)
+            .await
+            .map_err(kv_error)
     }
 
     async fn compare_and_swap(
@@ -240,11 +216,9 @@ impl kv::Host for CompState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<u32, KvError> {
-        let t = self.target("compare-and-swap", &key);
-        let waits = remote(&t).then(Instant::now);
-        let r = as_kv(kv_compare_and_swap(t, &key, version, value, ttl_ms).await);
-        self.credit_wait(waits);
-        r
+        store::Host::compare_and_swap(self, key, version, value, ttl_ms)
+            .await
+            .map_err(kv_error)
     }
 }
 

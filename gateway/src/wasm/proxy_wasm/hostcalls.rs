@@ -441,12 +441,12 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "proxy_get_shared_data",
         |mut c: C<'_>, kp: u32, ks: u32, ptr_ptr: u32, size_ptr: u32, cas_ptr: u32| -> R {
             let key = tryst!(read(&mut c, kp, ks));
-            let key = String::from_utf8_lossy(&key).into_owned();
+            let key = String::from_utf8_lossy(&key);
             let shared = c.data().shared.clone();
-            let host = shared.ctx.host.clone();
             let got = match remote_namespace(&shared) {
                 Some(ns) => {
                     tryst!(check_sizes(&key, &[]));
+                    let (key, host) = (key.into_owned(), shared.ctx.host.clone());
                     let started = std::time::Instant::now();
                     let r =
                         wait_for_store(
@@ -455,7 +455,7 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                     credit_wait(&mut c, started);
                     tryst!(r.and_then(Result::ok).ok_or(Status::InternalFailure))
                 }
-                None => host.shared.get(&shared.namespace, &key),
+                None => shared.ctx.host.shared.get(&shared.namespace, &key),
             };
             let Some((v, cas)) = got else {
                 return Ok(Status::NotFound.code());
@@ -469,12 +469,15 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "proxy_set_shared_data",
         |mut c: C<'_>, kp: u32, ks: u32, vp: u32, vs: u32, cas: u32| -> R {
             let key = tryst!(read(&mut c, kp, ks));
-            let key = String::from_utf8_lossy(&key).into_owned();
+            let key = String::from_utf8_lossy(&key);
             let v = Bytes::from(tryst!(read(&mut c, vp, vs)));
             let shared = c.data().shared.clone();
-            let host = shared.ctx.host.clone();
             let Some(ns) = remote_namespace(&shared) else {
-                let r = host.shared.set(&shared.namespace, &key, v, Some(cas));
+                let r = shared
+                    .ctx
+                    .host
+                    .shared
+                    .set(&shared.namespace, &key, v, Some(cas));
                 return Ok(if r.is_ok() {
                     0
                 } else {
@@ -482,6 +485,7 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 });
             };
             tryst!(check_sizes(&key, &v));
+            let (key, host) = (key.into_owned(), shared.ctx.host.clone());
             let started = std::time::Instant::now();
             let r = wait_for_store(async move {
                 let stores = &host.stores;
