@@ -13,6 +13,7 @@
 //!   instance_mode: fresh                                # or reuse
 //!   limits: {cpu_per_call: 100ms}                       # as in the gateway config, optional
 //! route: api                                            # the route name the filter sees (default `test`)
+//! path_template: /{collection}                          # the route's template, for path params (optional)
 //! cases:                                                # run in order; they share the store
 //!   - name: a key lets the request through
 //!     request: {method: GET, path: /items?page=2, headers: {x-api-key: k1}, body: ""}
@@ -77,6 +78,10 @@ struct Fixture {
     plugin: PluginSpec,
     #[serde(default)]
     route: Option<String>,
+    /// The route's path template (`/users/{id}`): every case's path must match it, and the filter
+    /// sees what it captured (`request.path-params`). Default: no template, no parameters.
+    #[serde(default)]
+    path_template: Option<String>,
     /// The config's consumers, as under `consumers:` in a gateway config.
     #[serde(default)]
     consumers: Vec<crate::config::consumers::Consumer>,
@@ -304,6 +309,13 @@ pub async fn run_file(path: &Path, wasm: Option<&Path>) -> Result<Report, Config
         .enumerate()
         .map(|(i, case)| prepare(case).map_err(|(f, m)| err(&format!("cases[{i}].{f}"), m)))
         .collect::<Result<Vec<_>, _>>()?;
+    let params = match &fixture.path_template {
+        None => vec![Vec::new(); prepared.len()],
+        Some(t) => template_params(t, &prepared).map_err(|(i, m)| match i {
+            None => err("path_template", m),
+            Some(i) => err(&format!("cases[{i}].request.path"), m),
+        })?,
+    };
     let mocks = Arc::new(FixtureUpstreams {
         granted: fixture
             .plugin
@@ -380,7 +392,9 @@ pub async fn run_file(path: &Path, wasm: Option<&Path>) -> Result<Report, Config
     }]);
     let route: Arc<str> = Arc::from(route);
     let mut cases = Vec::with_capacity(fixture.cases.len());
-    for (i, (case, prepared)) in fixture.cases.iter().zip(&prepared).enumerate() {
+    for (i, ((case, prepared), params)) in
+        fixture.cases.iter().zip(&prepared).zip(params).enumerate()
+    {
         *mocks.answers.lock().unwrap() = prepared.answers.clone();
         mocks.calls.lock().unwrap().clear();
         let info = RequestInfo {
@@ -396,6 +410,7 @@ pub async fn run_file(path: &Path, wasm: Option<&Path>) -> Result<Report, Config
             timeout: PAUSE_LIMIT,
             identity: (!registry.is_empty())
                 .then(|| Arc::new(crate::consumers::Identity::new(registry.clone()))),
+            params,
         };
         if let Some(name) = &case.request.consumer {
             let known = info.identity.as_ref().is_some_and(|i| i.authenticate(name));
@@ -508,6 +523,46 @@ fn header_map(field: &str, headers: &BTreeMap<String, Value>) -> Result<HeaderMa
         }
     }
     Ok(map)
+}
+
+/// What the route's path template captures from each case's path, by the gateway's own router: an
+/// error names the case whose path does not match (or `None` for a bad template).
+fn template_params(
+    template: &str,
+    prepared: &[Prepared],
+) -> Result<Vec<crate::router::Params>, (Option<usize>, String)> {
+    use crate::router::{PathSpec, RouteMatch, RouteRequest, Router};
+    let router = Router::new(vec![RouteMatch {
+        host: None,
+        path: Some(PathSpec::Template(template.to_owned())),
+        methods: Vec::new(),
+        headers: Vec::new(),
+        query: Vec::new(),
+        client_cert: Vec::new(),
+    }])
+    .map_err(|e| (None, format!("`{template}`: {e}")))?;
+    prepared
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            router
+                .find(&RouteRequest {
+                    host: "localhost",
+                    path: p.uri.path(),
+                    query: p.uri.query(),
+                    method: &p.method,
+                    headers: &p.headers,
+                    client_cert: None,
+                })
+                .map(|(_, params)| params)
+                .ok_or_else(|| {
+                    (
+                        Some(i),
+                        format!("`{}` does not match the path_template `{template}`", p.uri),
+                    )
+                })
+        })
+        .collect()
 }
 
 fn prepare(case: &Case) -> Result<Prepared, FieldError> {
@@ -986,7 +1041,29 @@ mod tests {
         assert!(doc.contains("cases:"), "{doc}");
         let f = parse(Path::new("doc.yaml"), &doc).unwrap_or_else(|e| panic!("{e}\n{doc}"));
         assert_eq!(f.cases.len(), 1);
-        assert!(prepare(&f.cases[0]).is_ok());
+        let prepared = prepare(&f.cases[0]).unwrap();
+        let params = template_params(f.path_template.as_deref().unwrap(), &[prepared]).unwrap();
+        assert_eq!(params[0], [(Arc::from("collection"), "items".to_owned())]);
+    }
+
+    #[test]
+    fn a_path_template_captures_each_cases_parameters_or_names_the_case_it_does_not_match() {
+        let text = "plugin: {path: x.wasm}\ncases:\n  - name: a\n    request: {path: /u/7/o/a%20b}\n  - name: b\n    request: {path: /v/7}\n";
+        let f = parse(Path::new("f.yaml"), text).unwrap();
+        let prepared: Vec<_> = f.cases.iter().map(|c| prepare(c).unwrap()).collect();
+        let ok = template_params("/u/{id}/o/{order}", &prepared[..1]).unwrap();
+        assert_eq!(
+            ok[0],
+            [
+                (Arc::from("id"), "7".to_owned()),
+                (Arc::from("order"), "a%20b".to_owned())
+            ]
+        );
+        let (case, msg) = template_params("/u/{id}/o/{order}", &prepared).unwrap_err();
+        assert_eq!(case, Some(1));
+        assert!(msg.contains("does not match"), "{msg}");
+        let (case, _) = template_params("/u/{id", &prepared).unwrap_err();
+        assert_eq!(case, None);
     }
 
     #[test]

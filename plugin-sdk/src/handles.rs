@@ -403,6 +403,46 @@ impl<'a> Request<'a> {
     pub fn set_body(&self, body: &[u8]) -> Result<(), crate::Error> {
         Ok(self.inner.set_body(body)?)
     }
+
+    /// Replaces the method (an HTTP token such as `POST`), in the same phases as
+    /// [`Request::set_header`] (WIT 0.1.3).
+    ///
+    /// ```no_run
+    /// # fn f(req: &gateway_plugin_sdk::Request) {
+    /// req.set_method("POST").unwrap();
+    /// # }
+    /// ```
+    pub fn set_method(&self, method: &str) -> Result<(), crate::Error> {
+        Ok(self.inner.set_method(method)?)
+    }
+
+    /// The parameters the route's path template captured, in template order (`/users/{id}` matched
+    /// by `/users/7` gives `[("id", "7")]`), with their percent-encoding kept; empty when the route
+    /// has no template (WIT 0.1.3).
+    ///
+    /// ```no_run
+    /// # fn f(req: &gateway_plugin_sdk::Request) {
+    /// for (name, value) in req.path_params() { let _ = (name, value); }
+    /// # }
+    /// ```
+    pub fn path_params(&self) -> Vec<(String, String)> {
+        self.inner.path_params()
+    }
+
+    /// The value of one path template parameter, as [`Request::path_params`] gives it.
+    ///
+    /// ```no_run
+    /// # fn f(req: &gateway_plugin_sdk::Request) {
+    /// let id = req.path_param("id").unwrap_or_default();
+    /// # let _ = id;
+    /// # }
+    /// ```
+    pub fn path_param(&self, name: &str) -> Option<String> {
+        self.path_params()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
 }
 
 /// The response being handled. Valid only during the handler call it is passed to.

@@ -127,16 +127,44 @@ pub mod http {
     /// }
     /// ```
     pub fn send(upstream: &str, request: Request) -> Result<Response, Error> {
-        let r = wit::send(
-            upstream,
-            &wit::OutgoingRequest {
-                method: request.method,
-                path_with_query: request.path_with_query,
-                headers: request.headers,
-                body: request.body,
-                timeout_ms: request.timeout_ms,
-            },
-        );
+        from_wit(wit::send(upstream, &to_wit(request)))
+    }
+
+    /// The most requests [`send_all`] takes in one call.
+    pub const MAX_SEND_ALL: usize = 32;
+
+    /// Sends every request at once, each to its upstream with its own timeout, and waits for all of
+    /// them: the call takes as long as the slowest, not the sum. The results are in the order of
+    /// `requests`, each what [`send`] would have given for it alone. More than [`MAX_SEND_ALL`]
+    /// requests get [`Error::BadRequest`] each, and none is sent (WIT 0.1.3).
+    ///
+    /// ```no_run
+    /// use gateway_plugin_sdk::http;
+    /// let answers = http::send_all(vec![
+    ///     ("users", http::Request::new("GET", "/users/7")),
+    ///     ("orders", http::Request::new("GET", "/orders?user=7").timeout_ms(500)),
+    /// ]);
+    /// for answer in answers { let _ = answer.map(|r| r.status); }
+    /// ```
+    pub fn send_all<U: AsRef<str>>(requests: Vec<(U, Request)>) -> Vec<Result<Response, Error>> {
+        let requests: Vec<(String, wit::OutgoingRequest)> = requests
+            .into_iter()
+            .map(|(u, r)| (u.as_ref().to_string(), to_wit(r)))
+            .collect();
+        wit::send_all(&requests).into_iter().map(from_wit).collect()
+    }
+
+    fn to_wit(request: Request) -> wit::OutgoingRequest {
+        wit::OutgoingRequest {
+            method: request.method,
+            path_with_query: request.path_with_query,
+            headers: request.headers,
+            body: request.body,
+            timeout_ms: request.timeout_ms,
+        }
+    }
+
+    fn from_wit(r: Result<wit::IncomingResponse, wit::HttpError>) -> Result<Response, Error> {
         match r {
             Ok(resp) => Ok(Response {
                 status: resp.status,

@@ -2,7 +2,7 @@
 //!
 //! A filter is a type that implements [`Filter`] (every method has a no-op default) and is exported
 //! with [`export_filter!`]. Built for `wasm32-wasip2`, the crate is a component of the gateway's WIT
-//! world `gateway:filter/filter@0.1.2`, which the gateway loads as a plugin.
+//! world `gateway:filter/filter@0.1.3`, which the gateway loads as a plugin.
 //!
 //! ```no_run
 //! use gateway_plugin_sdk::{export_filter, Action, Filter, Request};

@@ -979,6 +979,7 @@ mod tests {
             tls: None,
             timeout: std::time::Duration::from_secs(5),
             identity: None,
+            params: Vec::new(),
         }
     }
 

@@ -102,6 +102,9 @@ pub struct RequestInfo {
     /// The consumers of the request's config and whom a filter authenticated the request as; `None`
     /// when the config has no consumers (nobody can be authenticated).
     pub identity: Option<Arc<crate::consumers::Identity>>,
+    /// The parameters the route's path template captured, in template order (empty without a
+    /// template): WIT `request.path-params`.
+    pub params: crate::router::Params,
 }
 
 /// Why a filter failed. The chain applies the filter's failure policy to it.

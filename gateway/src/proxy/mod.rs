@@ -420,6 +420,7 @@ async fn route_and_serve(
         timeout: route.timeout,
         identity: (!consumers.is_empty())
             .then(|| Arc::new(crate::consumers::Identity::new(consumers.clone()))),
+        params: params.clone(),
     };
     let outcome = exchange.run(request_info, parts, incoming, backend).await;
     let reset = matches!(

@@ -334,3 +334,79 @@ async fn metrics_clock_randomness_and_plain_http_facts() {
     }
     assert_ne!(ids[0], ids[1], "request ids are unique");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_all_sends_in_parallel_in_order_with_a_result_each() {
+    let b = Backends::start().await;
+    let gw = b
+        .gateway(
+            &[plugin(
+                "kitchen",
+                kitchen(),
+                "    capabilities: {upstreams: [callee]}\n",
+            )],
+            &[route("r", "kitchen", "", "")],
+        )
+        .await;
+    // Three calls of 400 ms each: one after another they would take 1.2 s. The bound is on
+    // parallelism, not speed: 400 ms for the slowest call plus a generous margin for a loaded
+    // machine, still well under the sum.
+    let started = Instant::now();
+    let (_, h) = run(
+        &gw,
+        &b,
+        "/r/x",
+        "send-all",
+        &[(
+            "x-calls",
+            "callee:/delay/400,callee:/delay/400,callee:/delay/400,callee:/named",
+        )],
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(hv(&h, "x-all"), "200,200,200,200");
+    // In the order asked, whatever order they finished in.
+    assert_eq!(
+        hv(&h, "x-all-bodies"),
+        "delayed|delayed|delayed|mock callee /named"
+    );
+    assert!(
+        took < Duration::from_millis(1000),
+        "three 400 ms calls took {took:?}: not sent in parallel"
+    );
+    // Each request stands alone: a denial, a timeout and a success in one call.
+    let (_, h) = run(
+        &gw,
+        &b,
+        "/r/x",
+        "send-all",
+        &[
+            ("x-calls", "ghost:/x,callee:/slow,callee:/status/418"),
+            ("x-timeout-ms", "300"),
+        ],
+    )
+    .await;
+    assert_eq!(hv(&h, "x-all"), "denied,timeout,418");
+    // Over the bound: every request is refused, none is sent.
+    let hits = b.callee.hits();
+    let (_, h) = run(
+        &gw,
+        &b,
+        "/r/x",
+        "send-all",
+        &[("x-calls", "callee:/named"), ("x-all-count", "33")],
+    )
+    .await;
+    assert_eq!(hv(&h, "x-all"), vec!["bad-request"; 33].join(","));
+    assert_eq!(b.callee.hits(), hits);
+    let (_, h) = run(
+        &gw,
+        &b,
+        "/r/x",
+        "send-all",
+        &[("x-calls", "callee:/named"), ("x-all-count", "32")],
+    )
+    .await;
+    assert_eq!(hv(&h, "x-all"), vec!["200"; 32].join(","));
+    assert_eq!(b.callee.hits(), hits + 32);
+}

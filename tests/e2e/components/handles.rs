@@ -207,3 +207,31 @@ async fn a_typed_config_is_read_into_the_filters_type_and_its_errors_are_at_thei
     assert!(e.contains("routes[0].filters[0].config.colour"), "{e}");
     assert!(e.contains("unknown field"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_method_can_be_set_and_path_template_parameters_are_read() {
+    let b = Backends::start().await;
+    let templated = Route::new("t")
+        .lines("    match: {path: {template: \"/t/{id}/items/{item}\"}}\n")
+        .upstream("up")
+        .filter("kitchen", "");
+    let gw = b
+        .gateway(
+            &[plugin("kitchen", kitchen(), "")],
+            &[route("h", "kitchen", "", ""), templated],
+        )
+        .await;
+    // The method a filter sets is the one the upstream gets; a method that is not a token is refused.
+    let (_, h) = run(&gw, &b, "/h/x", "method", &[("x-want-method", "PURGE")]).await;
+    assert_eq!(hv(&h, "x-method-set"), "ok");
+    assert_eq!(hv(&h, "x-method-bad"), "invalid");
+    assert_eq!(hv(&h, "x-method-now"), "PURGE");
+    assert_eq!(b.up.last().method, "PURGE");
+    // Template parameters in template order, percent-encoding kept; none on a prefix route.
+    let (_, h) = run(&gw, &b, "/t/7/items/a%20b", "params", &[]).await;
+    assert_eq!(hv(&h, "x-params"), "id=7,item=a%20b");
+    assert_eq!(hv(&h, "x-param-id"), "7");
+    let (_, h) = run(&gw, &b, "/h/7", "params", &[]).await;
+    assert_eq!(hv(&h, "x-params"), "");
+    assert_eq!(hv(&h, "x-param-id"), "-");
+}

@@ -188,6 +188,28 @@ impl types::HostRequest for CompState {
             .map_err(host_error)
     }
 
+    fn set_method(&mut self, _: Resource<RequestRes>, method: String) -> Result<(), HostError> {
+        let req = self
+            .data
+            .request_head_mut("changing the method")
+            .map_err(host_error)?;
+        req.method = http::Method::from_bytes(method.as_bytes())
+            .map_err(|_| HostError::Invalid(format!("`{method}` is not an HTTP method token")))?;
+        Ok(())
+    }
+
+    fn path_params(&mut self, _: Resource<RequestRes>) -> Vec<(String, String)> {
+        self.info
+            .as_ref()
+            .map(|i| {
+                i.params
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn drop(&mut self, _: Resource<RequestRes>) -> wasmtime::Result<()> {
         Ok(())
     }
@@ -276,6 +298,43 @@ fn http_error(e: CalloutError) -> http_client::HttpError {
     }
 }
 
+/// The most requests one `send-all` takes (WIT 0.1.3).
+pub const MAX_SEND_ALL: usize = 32;
+
+/// One outbound request of `send` or `send-all`: checked against the plugin's grants, sent, and
+/// waited for within its own timeout.
+async fn send_one(
+    ctx: &crate::wasm::context::PluginCtx,
+    upstream: &str,
+    request: http_client::OutgoingRequest,
+) -> Result<http_client::IncomingResponse, http_client::HttpError> {
+    ctx.callout_allowed(upstream).map_err(http_error)?;
+    let headers = header_map(&request.headers).map_err(|e| match e {
+        HostError::Invalid(m) => http_client::HttpError::BadRequest(m),
+        other => http_client::HttpError::BadRequest(format!("{other:?}")),
+    })?;
+    let req = callout_request(
+        request.method.as_bytes(),
+        request.path_with_query.as_bytes(),
+        None,
+        headers,
+        Bytes::from(request.body),
+    )
+    .map_err(http_error)?;
+    let timeout = callout_timeout(u64::from(request.timeout_ms));
+    let resp = ctx
+        .host
+        .callout(upstream, req, timeout)
+        .await
+        .map_err(http_error)?;
+    let (parts, body) = resp.into_parts();
+    Ok(http_client::IncomingResponse {
+        status: parts.status.as_u16(),
+        headers: pairs(&parts.headers),
+        body: body.to_vec(),
+    })
+}
+
 impl http_client::Host for CompState {
     async fn send(
         &mut self,
@@ -283,30 +342,38 @@ impl http_client::Host for CompState {
         request: http_client::OutgoingRequest,
     ) -> Result<http_client::IncomingResponse, http_client::HttpError> {
         let ctx = self.ctx.clone();
-        ctx.callout_allowed(&upstream).map_err(http_error)?;
-        let headers = header_map(&request.headers).map_err(|e| match e {
-            HostError::Invalid(m) => http_client::HttpError::BadRequest(m),
-            other => http_client::HttpError::BadRequest(format!("{other:?}")),
-        })?;
-        let req = callout_request(
-            request.method.as_bytes(),
-            request.path_with_query.as_bytes(),
-            None,
-            headers,
-            Bytes::from(request.body),
-        )
-        .map_err(http_error)?;
-        let timeout = callout_timeout(u64::from(request.timeout_ms));
-        let started = std::time::Instant::now();
-        let result = ctx.host.callout(&upstream, req, timeout).await;
+        let started = Instant::now();
+        let result = send_one(&ctx, &upstream, request).await;
         self.waited += started.elapsed();
-        let resp = result.map_err(http_error)?;
-        let (parts, body) = resp.into_parts();
-        Ok(http_client::IncomingResponse {
-            status: parts.status.as_u16(),
-            headers: pairs(&parts.headers),
-            body: body.to_vec(),
-        })
+        result
+    }
+
+    async fn send_all(
+        &mut self,
+        requests: Vec<(String, http_client::OutgoingRequest)>,
+    ) -> Vec<Result<http_client::IncomingResponse, http_client::HttpError>> {
+        if requests.len() > MAX_SEND_ALL {
+            let why = format!(
+                "{} requests in one send-all; at most {MAX_SEND_ALL}",
+                requests.len()
+            );
+            return requests
+                .iter()
+                .map(|_| Err(http_client::HttpError::BadRequest(why.clone())))
+                .collect();
+        }
+        let ctx = self.ctx.clone();
+        let started = Instant::now();
+        // Every request is polled by this one future (no task per request): they wait together,
+        // and all of them end with the call, whatever happens to it.
+        let results =
+            futures_util::future::join_all(requests.into_iter().map(|(upstream, request)| {
+                let ctx = &ctx;
+                async move { send_one(ctx, &upstream, request).await }
+            }))
+            .await;
+        self.waited += started.elapsed();
+        results
     }
 }
 

@@ -1,4 +1,4 @@
-//! The host of the gateway's own WIT world (`wit/`, package `gateway:filter@0.1.2`; components built against 0.1.0 and 0.1.1 link too): components bound
+//! The host of the gateway's own WIT world (`wit/`, package `gateway:filter@0.1.3`; components built against 0.1.0, 0.1.1 and 0.1.2 link too): components bound
 //! with `wasmtime::component::bindgen!`, run under the same limits and failure policy as Proxy-Wasm
 //! plugins, calling the same host core. A [`ComponentPlugin`] is one loaded component; configured for
 //! a route it becomes a [`ComponentFilter`], whose requests run on a fresh instance each
@@ -36,6 +36,7 @@ pub(crate) mod bindings {
         imports: {
             default: tracing | verbose_tracing,
             "gateway:filter/http-client.send": async | tracing | verbose_tracing,
+            "gateway:filter/http-client.send-all": async | tracing | verbose_tracing,
             // A namespace may be in Redis: every store call can wait on the network.
             "gateway:filter/kv.get": async | tracing | verbose_tracing,
             "gateway:filter/kv.set": async | tracing | verbose_tracing,
