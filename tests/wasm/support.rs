@@ -81,6 +81,7 @@ pub fn info() -> RequestInfo {
         tls: None,
         timeout: std::time::Duration::from_secs(2),
         identity: None,
+        params: Vec::new(),
     }
 }
 
