@@ -144,6 +144,7 @@ pub fn component_fixtures() -> Result<&'static ComponentFixtures, String> {
                 kitchen: t.join("wasm32-wasip2/release/kitchen_sink_component.wasm"),
                 hostile: t.join("wasm32-wasip2/release/hostile_component.wasm"),
                 world_0_1_0: t.join("wasm32-wasip2/release/world_0_1_0.wasm"),
+                world_0_1_2: t.join("wasm32-wasip2/release/world_0_1_2.wasm"),
             })
         })
         .as_ref()
@@ -159,6 +160,9 @@ pub struct ComponentFixtures {
     pub hostile: PathBuf,
     /// Built against the world as it was at 0.1.0 (`tests/fixtures/wit-0.1.0`): sets `x-world`.
     pub world_0_1_0: PathBuf,
+    /// Built against the world as it was at 0.1.2 (`tests/fixtures/wit-0.1.2`): sets `x-world` and
+    /// uses `store` and `cache`.
+    pub world_0_1_2: PathBuf,
 }
 
 /// The Rust filter template (`examples/rust-filter`), built once per process for wasm32-wasip2.

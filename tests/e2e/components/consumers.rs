@@ -246,6 +246,32 @@ async fn a_component_built_for_world_0_1_0_still_loads_and_runs() {
     assert_eq!(hv(&up, "x-world-route"), "old");
 }
 
+/// A component built against the world as it was at 0.1.2 (before `set-method`, `path-params` and
+/// `send-all`) links against today's host, with the interfaces 0.1.2 added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_built_for_world_0_1_2_still_loads_and_runs() {
+    let b = Backends::start().await;
+    let gw = b
+        .gateway(
+            &[plugin(
+                "old",
+                &fixtures().world_0_1_2,
+                "    capabilities: {kv_namespace: old}\n",
+            )],
+            &[route("old", "old", "", "")],
+        )
+        .await;
+    for n in 1..=2 {
+        let (s, h, body) = get(&gw.url("/old/x")).await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(hv(&h, "x-world"), "0.1.2");
+        let up = b.up.last().headers;
+        assert_eq!(hv(&up, "x-world"), "0.1.2");
+        assert_eq!(hv(&up, "x-world-count"), n.to_string());
+        assert_eq!(hv(&up, "x-world-cache-bound"), "true");
+    }
+}
+
 /// A running gateway process: consumers follow reloads (a rotated `file:` key takes effect through the
 /// file watch, a changed section makes the filter stages anew), `/config` sent back with an inline
 /// secret shown as `<redacted>` is refused and changes nothing, and the access log names the consumer.
