@@ -68,6 +68,43 @@ func (r *Request) Body() ([]byte, bool) { return abi.Body(abi.KindRequest, r.h()
 // SetBody replaces the body shown to this call. OnRequestBody only.
 func (r *Request) SetBody(body []byte) error { return abi.SetBody(abi.KindRequest, r.h(), body) }
 
+// SetMethod replaces the method (an HTTP token such as "POST"; ErrInvalid otherwise). In OnRequest,
+// or in OnRequestBody of a filter that asked for the whole request body (the head is held until
+// then). Since WIT 0.1.3.
+func (r *Request) SetMethod(method string) error { return abi.SetMethod(r.h(), method) }
+
+// PathParam is one parameter the route's path template captured.
+type PathParam struct {
+	// Name is the parameter's name in the template ("id" for "/users/{id}").
+	Name string
+	// Value is its value as it appears in the path the route matched (percent-encoding kept).
+	Value string
+}
+
+// PathParams are the parameters the route's path template captured, in template order: a route
+// matching "/users/{id}/orders/{order}" gives [{id 7} {order a%20b}] for "/users/7/orders/a%20b".
+// Values keep their percent-encoding, so they go back into a path as they are. Empty when the
+// route has no template. Since WIT 0.1.3.
+func (r *Request) PathParams() []PathParam {
+	pairs := abi.PathParams(r.h())
+	out := make([]PathParam, len(pairs))
+	for i, p := range pairs {
+		out[i] = PathParam{Name: p.Name, Value: p.Value}
+	}
+	return out
+}
+
+// PathParam is the value of the path template parameter name, as PathParams gives it, and whether
+// the route's template has it.
+func (r *Request) PathParam(name string) (string, bool) {
+	for _, p := range abi.PathParams(r.h()) {
+		if p.Name == name {
+			return p.Value, true
+		}
+	}
+	return "", false
+}
+
 // Response is the response of the current call, with the same rules as Request.
 type Response struct {
 	handle uint32

@@ -3,9 +3,12 @@
 // requests; to the filter the call is a plain function call.
 //
 //	resp, err := http.Send("auth", http.NewRequest("GET", "/check").Header("authorization", token))
+//
+// SendAll sends several requests at once (to one upstream or several) and waits for all of them.
 package http
 
 import (
+	"fmt"
 	"strings"
 
 	"gateway/filter"
@@ -73,13 +76,69 @@ func (r *Response) Header(name string) (string, bool) {
 // Send sends r to upstream and waits for the response. Errors (*filter.Error): Denied (not granted,
 // or no such upstream), BadRequest, Timeout, Failed.
 func Send(upstream string, r *Request) (*Response, error) {
-	resp, err := abi.HTTPSend(upstream, &abi.OutgoingRequest{
+	return response(abi.HTTPSend(upstream, outgoing(r)))
+}
+
+// MaxSendAll is the most requests SendAll takes in one call.
+const MaxSendAll = 32
+
+// Call is one request of SendAll: where it goes and what it is.
+type Call struct {
+	// Upstream is the name of the upstream to send Request to.
+	Upstream string
+	// Request is the request.
+	Request *Request
+}
+
+// Result is the answer to one Call of SendAll: the response, or (Err non-nil, Response nil) the
+// error Send would have returned for that request alone.
+type Result struct {
+	// Response is the upstream's response; nil when Err is set.
+	Response *Response
+	// Err is why the request got no response.
+	Err error
+}
+
+// SendAll sends every call's request at once, each to its upstream with its own timeout, and waits
+// for all of them: it takes as long as the slowest request, not the sum. The results are in the
+// order of calls, one per call, each what Send would have given for it alone (the same errors).
+// More than MaxSendAll calls get filter.ErrBadRequest each, and none is sent. Since WIT 0.1.3.
+//
+//	rs := http.SendAll([]http.Call{
+//		{Upstream: "users", Request: http.NewRequest("GET", "/users/7")},
+//		{Upstream: "orders", Request: http.NewRequest("GET", "/orders?user=7").Timeout(500)},
+//	})
+//	if rs[0].Err != nil { ... }
+func SendAll(calls []Call) []Result {
+	if len(calls) == 0 {
+		return nil
+	}
+	rs := make([]abi.UpstreamRequest, len(calls))
+	for i, c := range calls {
+		if c.Request == nil {
+			panic(fmt.Sprintf("http.SendAll: calls[%d] has no Request", i))
+		}
+		rs[i] = abi.UpstreamRequest{Upstream: c.Upstream, Request: outgoing(c.Request)}
+	}
+	got := abi.HTTPSendAll(rs)
+	out := make([]Result, len(got))
+	for i, g := range got {
+		out[i].Response, out[i].Err = response(g.Response, g.Err)
+	}
+	return out
+}
+
+func outgoing(r *Request) *abi.OutgoingRequest {
+	return &abi.OutgoingRequest{
 		Method:        r.Method,
 		PathWithQuery: r.PathWithQuery,
 		Headers:       r.Headers,
 		Body:          r.Body,
 		TimeoutMs:     r.TimeoutMs,
-	})
+	}
+}
+
+func response(resp abi.IncomingResponse, err error) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}

@@ -178,6 +178,176 @@ func TestHTTPSend(t *testing.T) {
 	}
 }
 
+func TestSetMethodAndPathParams(t *testing.T) {
+	f := fresh(t)
+	var seen string
+	var seenHandle uint32
+	reqSetMethod = func(h, p, n, ret uint32) {
+		seenHandle, seen = h, LiftString(Mem, p, n)
+		if ret%4 != 0 || len(f.Bytes(ret, 16)) != 16 {
+			t.Errorf("result<_, host-error> return area: %d", ret)
+		}
+	}
+	before := f.Size()
+	if err := SetMethod(7, "PATCH"); err != nil || seen != "PATCH" || seenHandle != 7 {
+		t.Fatalf("set method: %v (host saw %q on %d)", err, seen, seenHandle)
+	}
+	if f.Size() != before {
+		t.Fatalf("the call kept %d bytes", f.Size()-before)
+	}
+	reqSetMethod = func(h, p, n, ret uint32) {
+		put8(Mem, ret, 1)
+		put8(Mem, ret+4, 1)
+		hostString(Mem, ret+8, "not a token")
+	}
+	if err := SetMethod(7, "BAD METHOD"); !errors.Is(err, &Error{Kind: Invalid, Message: "not a token"}) {
+		t.Fatalf("invalid method: %v", err)
+	}
+
+	// list<tuple<string, string>>: 16-byte elements, name at 0, value at 8.
+	want := []Header{{"id", "7"}, {"order", "a%20b"}, {"empty", ""}}
+	reqPathParams = func(h, ret uint32) {
+		seenHandle = h
+		base := Mem.Alloc(uint32(16*len(want)), 4)
+		for i, p := range want {
+			np, vp := Mem.String(p.Name), Mem.String(p.Value)
+			put32(Mem, base+uint32(16*i), np)
+			put32(Mem, base+uint32(16*i)+4, uint32(len(p.Name)))
+			put32(Mem, base+uint32(16*i)+8, vp)
+			put32(Mem, base+uint32(16*i)+12, uint32(len(p.Value)))
+		}
+		put32(Mem, ret, base)
+		put32(Mem, ret+4, uint32(len(want)))
+	}
+	before = f.Size()
+	if got := PathParams(3); !reflect.DeepEqual(got, want) || seenHandle != 3 {
+		t.Fatalf("path params: %q (handle %d)", got, seenHandle)
+	}
+	if f.Size() != before {
+		t.Fatalf("the call kept %d bytes", f.Size()-before)
+	}
+	reqPathParams = func(h, ret uint32) {}
+	if got := PathParams(3); len(got) != 0 {
+		t.Fatalf("no template: %q", got)
+	}
+}
+
+// sentRequest is a tuple<string, outgoing-request> read the way the host reads it, at the offsets
+// CanonicalABI.md gives: 44-byte elements of align 4; the upstream's (ptr, len) at 0, then the
+// record at 8 with method 8, path with query 16, headers 24, body 32, timeout-ms 40.
+func sentRequest(m Memory, e uint32) (string, OutgoingRequest) {
+	return LiftString(m, u32(m, e), u32(m, e+4)), OutgoingRequest{
+		Method:        LiftString(m, u32(m, e+8), u32(m, e+12)),
+		PathWithQuery: LiftString(m, u32(m, e+16), u32(m, e+20)),
+		Headers:       LiftHeaders(m, u32(m, e+24), u32(m, e+28)),
+		Body:          LiftBytes(m, u32(m, e+32), u32(m, e+36)),
+		TimeoutMs:     u32(m, e+40),
+	}
+}
+
+func TestHTTPSendAll(t *testing.T) {
+	f := fresh(t)
+	if UpstreamRequestSize != 44 || HTTPResultSize != 24 || OutgoingRequestSize != 36 {
+		t.Fatalf("sizes: tuple %d, result %d, record %d", UpstreamRequestSize, HTTPResultSize, OutgoingRequestSize)
+	}
+	reqs := []UpstreamRequest{
+		{"users", &OutgoingRequest{Method: "GET", PathWithQuery: "/users/7", Headers: []Header{{"x-a", "1"}, {"x-b", ""}}, TimeoutMs: 500}},
+		{"orders", &OutgoingRequest{Method: "POST", PathWithQuery: "/orders?user=7", Body: []byte("{}"), TimeoutMs: 0}},
+		{"", &OutgoingRequest{}},
+		{"a", &OutgoingRequest{Method: "GET", PathWithQuery: "/"}},
+		{"b", &OutgoingRequest{Method: "GET", PathWithQuery: "/"}},
+		{"c", &OutgoingRequest{Method: "GET", PathWithQuery: "/"}},
+	}
+	var seenUps []string
+	var seen []OutgoingRequest
+	// The host answers: a response, then each http-error case (denied, bad-request, timeout,
+	// failed), then a response with no headers and no body.
+	httpSendAll = func(p, n, ret uint32) {
+		if p%4 != 0 {
+			t.Errorf("list<tuple<string, outgoing-request>> at %d", p)
+		}
+		seenUps, seen = nil, nil
+		for i := uint32(0); i < n; i++ {
+			up, r := sentRequest(Mem, p+44*i)
+			seenUps = append(seenUps, up)
+			seen = append(seen, r)
+		}
+		base := Mem.Alloc(24*n, 4)
+		e := base
+		put16(Mem, e+4, 200)
+		hostHeaders(Mem, e+8, []Header{{"x-user", "7"}})
+		put32(Mem, e+16, Mem.Slice([]byte("alice")))
+		put32(Mem, e+20, 5)
+		for disc := uint8(0); disc < 4; disc++ {
+			e = base + 24*uint32(1+disc)
+			put8(Mem, e, 1)
+			put8(Mem, e+4, disc)
+			if disc != 2 {
+				hostString(Mem, e+8, "m")
+			}
+		}
+		put16(Mem, base+24*5+4, 204)
+		put32(Mem, ret, base)
+		put32(Mem, ret+4, n)
+	}
+	before := f.Size()
+	got := HTTPSendAll(reqs)
+	if f.Size() != before {
+		t.Fatalf("the call kept %d bytes", f.Size()-before)
+	}
+	for i, r := range reqs {
+		want := *r.Request
+		if want.Headers == nil {
+			want.Headers = []Header{}
+		}
+		if seenUps[i] != r.Upstream || !reflect.DeepEqual(seen[i].Headers, want.Headers) ||
+			seen[i].Method != want.Method || seen[i].PathWithQuery != want.PathWithQuery ||
+			string(seen[i].Body) != string(want.Body) || seen[i].TimeoutMs != want.TimeoutMs {
+			t.Fatalf("request %d as the host saw it: %q %+v", i, seenUps[i], seen[i])
+		}
+	}
+	if len(got) != 6 {
+		t.Fatalf("%d results", len(got))
+	}
+	if r := got[0]; r.Err != nil || r.Response.Status != 200 || string(r.Response.Body) != "alice" ||
+		!reflect.DeepEqual(r.Response.Headers, []Header{{"x-user", "7"}}) {
+		t.Fatalf("result 0: %+v", r)
+	}
+	for i, kind := range []ErrorKind{Denied, BadRequest, Timeout, Failed} {
+		var e *Error
+		if r := got[1+i]; !errors.As(r.Err, &e) || e.Kind != kind || (kind != Timeout) != (e.Message == "m") {
+			t.Fatalf("result %d: %+v", 1+i, r)
+		}
+	}
+	if r := got[5]; r.Err != nil || r.Response.Status != 204 || len(r.Response.Headers) != 0 || len(r.Response.Body) != 0 {
+		t.Fatalf("result 5: %+v", r)
+	}
+
+	// A host that answers fewer requests than it was given: the missing ones are errors, the
+	// list keeps one result per request; extra answers are ignored.
+	httpSendAll = func(p, n, ret uint32) {
+		base := Mem.Alloc(24, 4)
+		put16(Mem, base+4, 200)
+		put32(Mem, ret, base)
+		put32(Mem, ret+4, 1)
+	}
+	got = HTTPSendAll(reqs[:3])
+	if len(got) != 3 || got[0].Err != nil || got[0].Response.Status != 200 ||
+		!errors.Is(got[1].Err, &Error{Kind: Unsupported}) || !errors.Is(got[2].Err, &Error{Kind: Unsupported}) {
+		t.Fatalf("short answer: %+v", got)
+	}
+	httpSendAll = func(p, n, ret uint32) {
+		base := Mem.Alloc(48, 4)
+		put16(Mem, base+4, 201)
+		put16(Mem, base+24+4, 202)
+		put32(Mem, ret, base)
+		put32(Mem, ret+4, 2)
+	}
+	if got = HTTPSendAll(reqs[:1]); len(got) != 1 || got[0].Response.Status != 201 {
+		t.Fatalf("long answer: %+v", got)
+	}
+}
+
 // hostStoreError writes a store.store-error of case disc at `at` (its message at at+4 for denied,
 // invalid and unavailable).
 func hostStoreError(m Memory, at uint32, disc uint8, msg string) {

@@ -1,5 +1,7 @@
 package abi
 
+import "fmt"
+
 // The host calls as Go functions: each lowers its arguments, gives the host a return area, lifts
 // the result (copying it into Go values) and releases every block of the call.
 
@@ -45,6 +47,24 @@ func SetPathWithQuery(h uint32, pathWithQuery string) error {
 	ret := Mem.Alloc(16, 4)
 	reqSetPathWithQuery(h, p, n, ret)
 	return UnitResultAt(Mem, ret)
+}
+
+// SetMethod is request.set-method (since 0.1.3).
+func SetMethod(h uint32, method string) error {
+	defer scope()()
+	p, n := LowerString(Mem, method)
+	ret := Mem.Alloc(16, 4)
+	reqSetMethod(h, p, n, ret)
+	return UnitResultAt(Mem, ret)
+}
+
+// PathParams is request.path-params (since 0.1.3): a list<tuple<string, string>>, lifted as
+// headers (the same layout).
+func PathParams(h uint32) []Header {
+	defer scope()()
+	ret := Mem.Alloc(8, 4)
+	reqPathParams(h, ret)
+	return HeadersAt(Mem, ret)
 }
 
 // HeaderValues is request.header or response.header.
@@ -160,6 +180,26 @@ func HTTPSend(upstream string, r *OutgoingRequest) (IncomingResponse, error) {
 	ret := Mem.Alloc(24, 4)
 	httpSend(up, upn, mp, mn, pp, pn, hp, hn, bp, bn, r.TimeoutMs, ret)
 	return HTTPResultAt(Mem, ret)
+}
+
+// HTTPSendAll is http-client.send-all (since 0.1.3): one result per request, in order. A host
+// that answered fewer requests than it was given (a host bug) gives the missing ones an
+// Unsupported error rather than a shorter list; answers beyond the requests are ignored.
+func HTTPSendAll(rs []UpstreamRequest) []HTTPResult {
+	defer scope()()
+	p, n := LowerUpstreamRequests(Mem, rs)
+	ret := Mem.Alloc(8, 4)
+	httpSendAll(p, n, ret)
+	got := HTTPResultsAt(Mem, ret)
+	if len(got) >= len(rs) {
+		return got[:len(rs)]
+	}
+	out := make([]HTTPResult, len(rs))
+	copy(out, got)
+	for i := len(got); i < len(rs); i++ {
+		out[i].Err = &Error{Kind: Unsupported, Message: fmt.Sprintf("the host answered %d of %d requests", len(got), len(rs))}
+	}
+	return out
 }
 
 func option64(v *uint64) (uint32, uint64) {

@@ -27,6 +27,10 @@ var reqBody = func(h, ret uint32) { panic(noHost) }
 
 var reqSetBody = func(h, p, n, ret uint32) { panic(noHost) }
 
+var reqSetMethod = func(h, p, n, ret uint32) { panic(noHost) }
+
+var reqPathParams = func(h, ret uint32) { panic(noHost) }
+
 var respStatus = func(h uint32) uint32 { panic(noHost) }
 
 var respSetStatus = func(h, status, ret uint32) { panic(noHost) }
@@ -46,6 +50,8 @@ var respBody = func(h, ret uint32) { panic(noHost) }
 var respSetBody = func(h, p, n, ret uint32) { panic(noHost) }
 
 var httpSend = func(up, upn, mp, mn, pp, pn, hp, hn, bp, bn, timeout, ret uint32) { panic(noHost) }
+
+var httpSendAll = func(p, n, ret uint32) { panic(noHost) }
 
 var storeBackend = func(ret uint32) { panic(noHost) }
 

@@ -98,6 +98,10 @@ type IncomingResponse struct {
 	Body    []byte
 }
 
+// HTTPResultSize is the size of a result<incoming-response, http-error> (align 4): an element of
+// send-all's result list.
+const HTTPResultSize = 24
+
 // HTTPResultAt lifts a result<incoming-response, http-error>: the payload at 4; the response is
 // status u16 at 4, headers at 8, body at 16; the error is its discriminant at 4, message at 8.
 func HTTPResultAt(m Memory, at uint32) (IncomingResponse, error) {
@@ -120,6 +124,24 @@ func HTTPResultAt(m Memory, at uint32) (IncomingResponse, error) {
 		return IncomingResponse{}, &Error{Kind: Failed, Message: StringAt(m, e+4)}
 	}
 	return IncomingResponse{}, &Error{Kind: Unsupported, Message: "unknown http-error case from the host"}
+}
+
+// HTTPResult is one element of send-all's list<result<incoming-response, http-error>>: the
+// response, or the error (Err non-nil).
+type HTTPResult struct {
+	Response IncomingResponse
+	Err      error
+}
+
+// HTTPResultsAt lifts the list<result<incoming-response, http-error>> whose (ptr, len) is at `at`
+// (elements of HTTPResultSize bytes, each as HTTPResultAt reads it).
+func HTTPResultsAt(m Memory, at uint32) []HTTPResult {
+	ptr, n := u32(m, at), u32(m, at+4)
+	out := make([]HTTPResult, n)
+	for i := uint32(0); i < n; i++ {
+		out[i].Response, out[i].Err = HTTPResultAt(m, ptr+HTTPResultSize*i)
+	}
+	return out
 }
 
 // ClientCertificate is facts.client-certificate.
@@ -258,6 +280,53 @@ func LowerHeaders(m Memory, hs []Header) (uint32, uint32) {
 		put32(m, e+12, vn)
 	}
 	return base, uint32(len(hs))
+}
+
+// UpstreamRequest is one element of send-all's list<tuple<string, outgoing-request>>.
+type UpstreamRequest struct {
+	Upstream string
+	Request  *OutgoingRequest
+}
+
+// OutgoingRequestSize is the size of an http-client.outgoing-request (align 4): method at 0, path
+// with query at 8, headers at 16, body at 24, timeout-ms (u32) at 32.
+const OutgoingRequestSize = 36
+
+// UpstreamRequestSize is the size of a tuple<string, outgoing-request> (align 4): the upstream's
+// name at 0, the request at 8.
+const UpstreamRequestSize = 8 + OutgoingRequestSize
+
+// lowerOutgoingRequest writes r as an outgoing-request at `at`.
+func lowerOutgoingRequest(m Memory, at uint32, r *OutgoingRequest) {
+	mp, mn := LowerString(m, r.Method)
+	pp, pn := LowerString(m, r.PathWithQuery)
+	hp, hn := LowerHeaders(m, r.Headers)
+	bp, bn := LowerBytes(m, r.Body)
+	put32(m, at, mp)
+	put32(m, at+4, mn)
+	put32(m, at+8, pp)
+	put32(m, at+12, pn)
+	put32(m, at+16, hp)
+	put32(m, at+20, hn)
+	put32(m, at+24, bp)
+	put32(m, at+28, bn)
+	put32(m, at+32, r.TimeoutMs)
+}
+
+// LowerUpstreamRequests places a list<tuple<string, outgoing-request>> and returns its (ptr, len).
+func LowerUpstreamRequests(m Memory, rs []UpstreamRequest) (uint32, uint32) {
+	if len(rs) == 0 {
+		return 0, 0
+	}
+	base := m.Alloc(uint32(UpstreamRequestSize*len(rs)), 4)
+	for i, r := range rs {
+		e := base + uint32(UpstreamRequestSize*i)
+		up, upn := LowerString(m, r.Upstream)
+		put32(m, e, up)
+		put32(m, e+4, upn)
+		lowerOutgoingRequest(m, e+8, r.Request)
+	}
+	return base, uint32(len(rs))
 }
 
 // LowerInitResult writes init's result<options, string> (12 bytes: discriminant at 0; options'

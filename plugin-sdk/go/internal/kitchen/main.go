@@ -272,6 +272,10 @@ func (k *Kitchen) OnRequest(req *filter.Request) filter.Action {
 		if len(errs) > 0 {
 			return answer(errs, "")
 		}
+	case "compose":
+		return compose(req)
+	case "send-all-limit":
+		return sendAllLimit()
 	case "consumers":
 		return k.consumers(req)
 	case "consumers-ungranted":
@@ -287,7 +291,81 @@ func (k *Kitchen) OnRequest(req *filter.Request) filter.Action {
 	return filter.Continue()
 }
 
-// OnRequestBody upper-cases the body (chunk by chunk) and tries a header change (wrong phase).
+// compose is WIT 0.1.3 from Go: the route's path template parameters, two upstreams called at once
+// with http.SendAll (each `/delay/{x-delay}`; one not granted and one timing out in the same
+// call), and the method changed. It tells the upstream what it saw in request headers: x-params
+// (name=value,...), x-id and x-has-id (PathParam), x-send-all (each result: status and x-upstream,
+// or the error kind) and x-send-all-ms (how long SendAll took, measured here).
+func compose(req *filter.Request) filter.Action {
+	var errs []string
+	var params []string
+	for _, p := range req.PathParams() {
+		params = append(params, p.Name+"="+p.Value)
+	}
+	id, hasID := req.PathParam("id")
+	_, hasNone := req.PathParam("none")
+	check(&errs, "a parameter the template lacks", !hasNone)
+	delay, _ := req.Header("x-delay")
+	started := clock.MonotonicNs()
+	results := http.SendAll([]http.Call{
+		{Upstream: "backend", Request: http.NewRequest("GET", "/delay/"+delay+"?user="+id)},
+		{Upstream: "second", Request: http.NewRequest("POST", "/delay/"+delay).WithBody([]byte(id)).Header("x-from", "kitchen")},
+		{Upstream: "not-granted", Request: http.NewRequest("GET", "/")},
+		{Upstream: "backend", Request: http.NewRequest("GET", "/slow").Timeout(100)},
+	})
+	took := (clock.MonotonicNs() - started) / 1_000_000
+	var seen []string
+	for _, r := range results {
+		var e *filter.Error
+		if errors.As(r.Err, &e) {
+			seen = append(seen, e.Kind.String())
+			continue
+		}
+		up, _ := r.Response.Header("x-upstream")
+		seen = append(seen, fmt.Sprintf("%d:%s:%s", r.Response.Status, up, strings.TrimSpace(string(r.Response.Body))))
+	}
+	err := req.SetMethod("BAD METHOD")
+	check(&errs, "an invalid method: "+fmt.Sprint(err), errors.Is(err, filter.ErrInvalid))
+	check(&errs, "set method", req.SetMethod("PATCH") == nil)
+	check(&errs, "the method after the change", req.Method() == "PATCH")
+	check(&errs, "x-params", req.SetHeader("x-params", strings.Join(params, ",")) == nil)
+	check(&errs, "x-id", req.SetHeader("x-id", id) == nil)
+	check(&errs, "x-has-id", req.SetHeader("x-has-id", fmt.Sprint(hasID)) == nil)
+	check(&errs, "x-send-all", req.SetHeader("x-send-all", strings.Join(seen, " ")) == nil)
+	check(&errs, "x-send-all-ms", req.SetHeader("x-send-all-ms", fmt.Sprint(took)) == nil)
+	if len(errs) > 0 {
+		return answer(errs, "")
+	}
+	return filter.Continue()
+}
+
+// sendAllLimit sends http.MaxSendAll requests in one SendAll (all answered, each with its own
+// answer: the mock echoes the path), then one more than that (none sent: each gets
+// ErrBadRequest), and answers what came back.
+func sendAllLimit() filter.Action {
+	calls := make([]http.Call, http.MaxSendAll+1)
+	for i := range calls {
+		calls[i] = http.Call{Upstream: "backend", Request: http.NewRequest("GET", fmt.Sprintf("/limit/%d", i))}
+	}
+	ok := 0
+	for i, r := range http.SendAll(calls[:http.MaxSendAll]) {
+		if r.Err == nil && r.Response.Status == 200 && strings.HasSuffix(string(r.Response.Body), fmt.Sprintf(" /limit/%d\n", i)) {
+			ok++
+		}
+	}
+	over := http.SendAll(calls)
+	bad, why := 0, ""
+	for _, r := range over {
+		if errors.Is(r.Err, filter.ErrBadRequest) {
+			bad++
+			why = r.Err.Error()
+		}
+	}
+	return filter.RespondString(200, fmt.Sprintf("in-order=%d/%d bad-request=%d/%d %s", ok, http.MaxSendAll, bad, len(over), why))
+}
+
+// OnRequestBody upper-cases the body (chunk by chunk) and tries a header and a method change (wrong
+// phase for both).
 func (k *Kitchen) OnRequestBody(req *filter.Request, _ bool) filter.Action {
 	body, ok := req.Body()
 	if !ok {
@@ -296,7 +374,8 @@ func (k *Kitchen) OnRequestBody(req *filter.Request, _ bool) filter.Action {
 	if err := req.SetBody([]byte(strings.ToUpper(string(body)))); err != nil {
 		return filter.RespondString(500, "kitchen: set body: "+err.Error()+"\n")
 	}
-	if err := req.SetHeader("x-late", "1"); errors.Is(err, filter.ErrWrongPhase) {
+	if errors.Is(req.SetHeader("x-late", "1"), filter.ErrWrongPhase) &&
+		errors.Is(req.SetMethod("PUT"), filter.ErrWrongPhase) {
 		k.wrongPhase = "wrong-phase"
 	}
 	return filter.Continue()
