@@ -16,6 +16,7 @@ mod go_sdk;
 mod grpc_callouts;
 mod guide;
 mod ip_restriction;
+mod json_xml;
 mod jwt_auth;
 mod key_auth;
 mod limits;

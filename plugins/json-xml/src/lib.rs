@@ -70,6 +70,17 @@ fn error_body(code: &str, message: &str, id: &str, more: Vec<(String, Json)>) ->
     json::to_vec(&Json::Object(members))
 }
 
+/// What a response body was replaced with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replaced {
+    /// The converted body.
+    Converted,
+    /// A SOAP Fault's JSON error.
+    Fault,
+    /// The plugin's 502: the answer could not be converted.
+    Failed,
+}
+
 /// A body that is neither identity-coded nor absent-coded cannot be read (`gzip`, say).
 fn encoded(content_encoding: Option<String>) -> bool {
     content_encoding
@@ -103,18 +114,19 @@ impl JsonXml {
             resp.status()
         ));
         let body = error_body(code, message, &self.request_id, Vec::new());
-        self.replace(resp, 502, &body, "application/json", true)
+        self.replace(resp, 502, &body, "application/json", Replaced::Failed)
     }
 
-    /// Replaces the response's status, body and content type in place (the upstream's other
-    /// headers stay, except those that describe the old body's cacheability when `error`).
+    /// Replaces the response's status, body and content type in place. The upstream's other
+    /// headers stay, but an error body gets `x-request-id`, and the plugin's own 502 is not to be
+    /// cached (`Cache-Control: no-store`; the old body's validators removed).
     fn replace(
         &self,
         resp: &Response,
         status: u16,
         body: &[u8],
         content_type: &str,
-        error: bool,
+        kind: Replaced,
     ) -> Action {
         let mut edits = vec![
             resp.set_body(body),
@@ -123,11 +135,13 @@ impl JsonXml {
         if status != resp.status() {
             edits.push(resp.set_status(status));
         }
-        if error {
+        if kind != Replaced::Converted {
+            edits.push(resp.set_header("x-request-id", &self.request_id));
+        }
+        if kind == Replaced::Failed {
             edits.push(resp.set_header("cache-control", "no-store"));
             edits.push(resp.remove_header("etag"));
             edits.push(resp.remove_header("last-modified"));
-            edits.push(resp.set_header("x-request-id", &self.request_id));
         }
         self.applied(edits)
     }
@@ -334,7 +348,13 @@ impl Filter for JsonXml {
                                 &self.request_id,
                                 vec![("fault".into(), fault)],
                             );
-                            return self.replace(resp, status, &body, "application/json", false);
+                            return self.replace(
+                                resp,
+                                status,
+                                &body,
+                                "application/json",
+                                Replaced::Fault,
+                            );
                         }
                         Err(e) => {
                             return self.bad_gateway(
@@ -351,7 +371,7 @@ impl Filter for JsonXml {
                     status,
                     &json::to_vec(&json),
                     "application/json",
-                    false,
+                    Replaced::Converted,
                 )
             }
             Convert::JsonToXml => {
@@ -371,7 +391,13 @@ impl Filter for JsonXml {
                 match to_xml::document(&json, c.root.as_deref(), &c.mapping) {
                     Ok(xml) => {
                         let status = resp.status();
-                        self.replace(resp, status, xml.as_bytes(), &c.xml_content_type, false)
+                        self.replace(
+                            resp,
+                            status,
+                            xml.as_bytes(),
+                            &c.xml_content_type,
+                            Replaced::Converted,
+                        )
                     }
                     Err(e) => self.bad_gateway(
                         resp,
