@@ -4,6 +4,7 @@ mod harness;
 
 mod acl;
 mod admin;
+mod api_composition;
 mod basic_auth;
 mod builtin_plugins;
 mod cli;
