@@ -240,7 +240,10 @@ async fn json_clients_of_an_xml_backend_and_back() {
     .await;
     assert_eq!(s, 200, "{body}");
     let seen = svc.last();
-    assert_eq!(seen.method, "POST");
+    assert_eq!(
+        (seen.method.as_str(), seen.path.as_str()),
+        ("POST", "/orders")
+    );
     assert_eq!(
         seen.body,
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><order ref=\"A-1\"><qty>2</qty><item>Pen</item>\

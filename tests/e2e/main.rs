@@ -20,6 +20,7 @@ mod ip_restriction;
 mod json_xml;
 mod jwt_auth;
 mod key_auth;
+mod legacy_soap;
 mod limits;
 mod malformed;
 mod mirror;
