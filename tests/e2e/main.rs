@@ -40,4 +40,5 @@ mod stalls;
 mod streaming;
 mod tls;
 mod traffic_split;
+mod transformers;
 mod upstreams;
