@@ -23,6 +23,7 @@ use gateway_plugin_sdk::{
     export_filter, facts, log, Action, BodyMode, Filter, Options, Request, Response,
 };
 use json::Json;
+use std::cell::Cell;
 
 #[derive(Default)]
 struct JsonXml {
@@ -30,8 +31,9 @@ struct JsonXml {
     config: Option<Config>,
     /// The id of the request being served, for error bodies (set by `on_request`).
     request_id: String,
-    /// This filter answered the request itself: its JSON error is not converted on the way out.
-    answered: bool,
+    /// This filter answered the request itself: its JSON error is not converted on the way out
+    /// (set by the handlers, which hold the config borrowed).
+    answered: Cell<bool>,
 }
 
 /// The media type of a `Content-Type` value, lower-cased, without parameters.
@@ -90,8 +92,8 @@ fn encoded(content_encoding: Option<String>) -> bool {
 impl JsonXml {
     /// A local answer to a request whose body cannot be converted (400) or that a SOAP route
     /// cannot take (415).
-    fn refuse(&mut self, status: u16, code: &str, message: &str) -> Action {
-        self.answered = true;
+    fn refuse(&self, status: u16, code: &str, message: &str) -> Action {
+        self.answered.set(true);
         log::debug(&format!(
             "json-xml: request {} refused ({status} {code}): {message}",
             self.request_id
@@ -155,6 +157,7 @@ impl JsonXml {
                     "json-xml: request {}: cannot change the message: {e}",
                     self.request_id
                 ));
+                self.answered.set(true);
                 Action::Respond {
                     status: 500,
                     headers: vec![
@@ -199,7 +202,7 @@ impl Filter for JsonXml {
         self.request_id = req
             .header("x-request-id")
             .unwrap_or_else(|| facts::get().request_id.to_string());
-        self.answered = false;
+        self.answered.set(false);
         let Some(c) = &self.config else {
             return Action::Continue;
         };
@@ -216,15 +219,21 @@ impl Filter for JsonXml {
         let Some(c) = &self.config else {
             return Action::Continue;
         };
-        if encoded(req.header("content-encoding")) {
-            return Action::Continue;
-        }
         let media = media_type(req.header("content-type"));
+        let coded = encoded(req.header("content-encoding"));
         let body = req.body().unwrap_or_default();
         match c.request {
             Convert::None => Action::Continue,
             Convert::JsonToXml => {
-                if !is_json(&media) {
+                if coded && c.soap.is_some() {
+                    return self.refuse(
+                        415,
+                        "unsupported_media_type",
+                        "this route calls a SOAP service with a JSON body: send it without a \
+                         content-encoding",
+                    );
+                }
+                if coded || !is_json(&media) {
                     if c.soap.is_some() {
                         return self.refuse(
                             415,
@@ -275,7 +284,7 @@ impl Filter for JsonXml {
                 self.applied(edits)
             }
             Convert::XmlToJson => {
-                if !is_xml(&media) {
+                if coded || !is_xml(&media) {
                     return Action::Continue;
                 }
                 let root = match xml::parse(&body) {
@@ -301,7 +310,7 @@ impl Filter for JsonXml {
         let Some(c) = &self.config else {
             return Action::Continue;
         };
-        if self.answered {
+        if self.answered.get() {
             return Action::Continue;
         }
         if encoded(resp.header("content-encoding")) {
