@@ -232,6 +232,12 @@ mod tests {
         );
         let (s, _) = soap(r#""version": "1.1", "operation": "A", "action": "urn:a#A""#);
         assert_eq!(headers(&s)[1].1, "\"urn:a#A\"");
+        let dup = crate::json::parse(br#"{"@xmlns": "urn:other"}"#).unwrap();
+        let (s2, m2) = soap(r#""version": "1.1", "operation": "A", "namespace": "urn:a""#);
+        assert_eq!(
+            envelope(&dup, &s2, &m2).unwrap_err(),
+            "/@xmlns: the element already has an attribute `xmlns`"
+        );
         assert!(envelope(&Json::Array(vec![]), &s, &m)
             .unwrap_err()
             .contains("not an array"));

@@ -96,6 +96,7 @@ impl Writer<'_> {
                 self.open(name, extra);
                 let m: &Mapping = self.m;
                 let ap = &m.attribute_prefix;
+                let mut written: Vec<&str> = extra.iter().map(|(n, _)| *n).collect();
                 for (k, v) in members {
                     let Some(attr) = k.strip_prefix(ap.as_str()) else {
                         continue;
@@ -104,6 +105,12 @@ impl Writer<'_> {
                     if !is_qname(attr) {
                         return Err(format!("{at}: `{attr}` is not an XML attribute name"));
                     }
+                    if written.contains(&attr) {
+                        return Err(format!(
+                            "{at}: the element already has an attribute `{attr}`"
+                        ));
+                    }
+                    written.push(attr);
                     let Some(text) = scalar(v, &at)? else {
                         continue;
                     };
@@ -296,6 +303,10 @@ mod tests {
         assert_eq!(
             e(r#"{"@a": "\u0000"}"#),
             "/@a: the character U+0000 cannot be written in XML"
+        );
+        assert_eq!(
+            e(r#"{"@a": 1, "b": {"@c": 1}, "@a": 2}"#),
+            "/@a: the element already has an attribute `a`"
         );
     }
 
