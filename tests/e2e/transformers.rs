@@ -234,3 +234,38 @@ async fn rules_on_headers_only_let_bodies_stream_past() {
     assert_eq!(&text[..], br#"{"first":"chunk","x":1}"#);
     assert_eq!(up.hits(), hits + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_rule_is_reported_at_its_line() {
+    let config = |plugin: &str, rules: &str| {
+        GatewayConfig::new()
+            .route(Route::new("r").respond("hi").lines(&format!(
+                "    filters:\n      - plugin: {plugin}\n        config:\n{rules}"
+            )))
+            .yaml()
+    };
+    // A header value with a control character, in the second entry of a list.
+    let yaml = config(
+        "request-transformer",
+        "          add:\n            headers:\n              - \"x-a:1\"\n              - \"x-b:a\\rb\"\n",
+    );
+    let err = refused(&yaml).await;
+    let line = line_ending(&yaml, "- \"x-b:a\\rb\"");
+    let want = format!(
+        "test.yaml:{line}:17: routes[0].filters[0].config.add.headers[1]: plugin `request-transformer`"
+    );
+    assert!(err.contains(&want), "{err}");
+    assert!(err.contains("is not a valid header value"), "{err}");
+
+    // A `json_types` entry that is not a type, at its line.
+    let yaml = config(
+        "response-transformer",
+        "          add:\n            json: [\"/n:1\"]\n            json_types:\n              - integer\n",
+    );
+    let err = refused(&yaml).await;
+    let line = line_ending(&yaml, "- integer");
+    let want = format!(
+        "test.yaml:{line}:17: routes[0].filters[0].config.add.json_types[0]: plugin `response-transformer`"
+    );
+    assert!(err.contains(&want), "{err}");
+}
