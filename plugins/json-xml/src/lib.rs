@@ -219,7 +219,13 @@ impl Filter for JsonXml {
         let Some(c) = &self.config else {
             return Action::Continue;
         };
-        let media = media_type(req.header("content-type"));
+        // A request without a content type is taken for what this direction reads, as many
+        // clients leave it out (request-validation does the same).
+        let media = match req.header("content-type") {
+            None if c.request == Convert::JsonToXml => "application/json".to_string(),
+            None => "application/xml".to_string(),
+            given => media_type(given),
+        };
         let coded = encoded(req.header("content-encoding"));
         let body = req.body().unwrap_or_default();
         match c.request {
