@@ -207,8 +207,8 @@ fn entries(field: &Value, path: &str) -> Result<Vec<Entry>, String> {
                 })
             })
             .collect(),
-        Value::Object(m) => Ok(m
-            .iter()
+        // In the order of their names, whether or not serde_json keeps a map's order.
+        Value::Object(m) => Ok(sorted(m)
             .map(|(k, v)| {
                 let plain = !k.is_empty()
                     && k.chars()
@@ -229,6 +229,12 @@ fn entries(field: &Value, path: &str) -> Result<Vec<Entry>, String> {
             "{path}: expected a list of \"name:value\" strings or a map, not {other}"
         )),
     }
+}
+
+fn sorted(m: &Fields) -> impl Iterator<Item = (&String, &Value)> {
+    let mut members: Vec<_> = m.iter().collect();
+    members.sort_by(|a, b| a.0.cmp(b.0));
+    members.into_iter()
 }
 
 /// A header name for a rule, lower-cased. The framing headers are the gateway's to write.
