@@ -19,29 +19,62 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// A latency histogram.
-#[derive(Debug, Default)]
+/// Bucket bounds in seconds for calls into a plugin, which take microseconds rather than the
+/// milliseconds of a request.
+pub const CALL_BUCKETS: [f64; 14] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+    1.0, 10.0,
+];
+
+/// A latency histogram: request latency bounds ([`Histogram::default`]) or others
+/// ([`Histogram::with_bounds`]).
+#[derive(Debug)]
 pub struct Histogram {
-    counts: [AtomicU64; BUCKETS.len() + 1],
-    sum_micros: AtomicU64,
+    bounds: &'static [f64],
+    /// One count per bound, then `+Inf`.
+    counts: Box<[AtomicU64]>,
+    sum_nanos: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Histogram {
+        Histogram::with_bounds(&BUCKETS)
+    }
 }
 
 impl Histogram {
+    /// A histogram with these upper bounds in seconds, ascending.
+    pub fn with_bounds(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
     /// Records one observation.
     pub fn observe(&self, d: Duration) {
         let s = d.as_secs_f64();
-        let i = BUCKETS
+        let i = self
+            .bounds
             .iter()
             .position(|&b| s <= b)
-            .unwrap_or(BUCKETS.len());
+            .unwrap_or(self.bounds.len());
         self.counts[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.sum_nanos
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Observations so far, and their sum in seconds.
+    pub fn count_and_sum(&self) -> (u64, f64) {
+        let count = self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+        (count, self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9)
     }
 
     /// Per-bucket counts (the last is `+Inf`), the sum in seconds, and the count.
     pub(crate) fn snapshot(&self) -> Value {
-        let buckets = BUCKETS
+        let buckets = self
+            .bounds
             .iter()
             .copied()
             .chain(std::iter::once(f64::INFINITY))
@@ -49,7 +82,7 @@ impl Histogram {
             .collect::<Vec<_>>();
         let count = buckets.iter().map(|(_, n)| n).sum();
         Value::Histogram {
-            sum: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            sum: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
             count,
             buckets,
         }

@@ -389,6 +389,7 @@ pub async fn run_file(path: &Path, wasm: Option<&Path>) -> Result<Report, Config
         filter,
         policy: FailurePolicy::Closed,
         failures: AtomicU64::new(0),
+        timings: Arc::default(),
     }]);
     let route: Arc<str> = Arc::from(route);
     let mut cases = Vec::with_capacity(fixture.cases.len());

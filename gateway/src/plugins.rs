@@ -7,7 +7,7 @@
 //! [`crate::plugin_source`].
 
 use crate::config::{self, ConfigError};
-use crate::filter::chain::Stage;
+use crate::filter::chain::{Stage, StageTimings};
 use crate::host::{CalloutError, HostCore, Upstreams};
 use crate::metrics::Exposition;
 use crate::plugin_source;
@@ -17,7 +17,7 @@ use crate::wasm::{self, EngineOptions, LoadedPlugin, Plugins, WasmEngine};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -121,6 +121,9 @@ pub struct WasmServices {
     /// Plugins and route stages of the serving config (for reuse by the next reload, metrics and the
     /// admin API).
     state: Mutex<State>,
+    /// How long each plugin's calls take on each route, kept across reloads like the routes'
+    /// figures (locked when stages are made and when figures are read).
+    timings: Mutex<BTreeMap<(String, String), Arc<StageTimings>>>,
 }
 
 impl std::fmt::Debug for WasmServices {
@@ -164,6 +167,7 @@ impl WasmServices {
             upstreams,
             cache_dir,
             state: Mutex::new(State::default()),
+            timings: Mutex::default(),
         }))
     }
 
@@ -405,6 +409,7 @@ impl WasmServices {
                     filter,
                     policy: k.policy,
                     failures: AtomicU64::new(0),
+                    timings: self.timings(k.plugin.name(), &r.name),
                 });
             }
             report.routes_rebuilt.push(r.name.clone());
@@ -469,6 +474,16 @@ impl WasmServices {
         Ok(report)
     }
 
+    /// The call timings of `plugin` on `route`, made on first use.
+    fn timings(&self, plugin: &str, route: &str) -> Arc<StageTimings> {
+        self.timings
+            .lock()
+            .unwrap()
+            .entry((plugin.to_owned(), route.to_owned()))
+            .or_default()
+            .clone()
+    }
+
     /// Adds the plugins' families to `e`: health counters of the serving config's plugins, the
     /// compiled-code caches, and the metrics the plugins defined themselves.
     pub fn expose_metrics(&self, e: &mut Exposition) {
@@ -522,6 +537,61 @@ impl WasmServices {
         for (plugin, snap) in &snaps {
             f.sample(&[("plugin", plugin)], u64::from(snap.healthy));
         }
+        let counters: [(&str, &str, HealthField); 2] = [
+            (
+                "gateway_plugin_instances_created",
+                "Instances (component instances, Proxy-Wasm VMs) started, by plugin.",
+                |h| h.instances_created,
+            ),
+            (
+                "gateway_plugin_instances_discarded",
+                "Instances thrown away after a failure, by plugin.",
+                |h| h.instances_discarded,
+            ),
+        ];
+        for (name, help, read) in counters {
+            let f = e.counter(name, help);
+            for (plugin, snap) in &snaps {
+                f.sample(&[("plugin", plugin)], read(snap));
+            }
+        }
+        let f = e.gauge(
+            "gateway_plugin_memory_peak_bytes",
+            "The largest linear memory an instance of a plugin was granted, by plugin.",
+        );
+        for (plugin, snap) in &snaps {
+            f.sample(&[("plugin", plugin)], snap.memory_peak);
+        }
+        let counts: Vec<_> = loaded.iter().map(|p| (p.name(), p.instances())).collect();
+        let f = e.gauge(
+            "gateway_plugin_instances",
+            "Instances (component instances, Proxy-Wasm VMs) of a plugin alive now, by plugin.",
+        );
+        for (plugin, c) in &counts {
+            f.sample(&[("plugin", plugin)], c.live as u64);
+        }
+        let f = e.gauge(
+            "gateway_plugin_requests_in_flight",
+            "Requests a plugin is serving now, by plugin.",
+        );
+        for (plugin, c) in &counts {
+            f.sample(&[("plugin", plugin)], c.in_flight as u64);
+        }
+        let timings = self.timings.lock().unwrap().clone();
+        let f = e.histogram(
+            "gateway_plugin_call_duration_seconds",
+            "Wall time of calls into a plugin (host waits such as outbound HTTP included), by plugin, route and phase.",
+        );
+        for ((plugin, route), t) in &timings {
+            for (phase, h) in t.phases() {
+                if h.count_and_sum().0 > 0 {
+                    f.sample(
+                        &[("plugin", plugin), ("route", route), ("phase", phase)],
+                        h.snapshot(),
+                    );
+                }
+            }
+        }
         let engine = self.plugins.engine();
         e.counter(
             "gateway_wasm_compilations",
@@ -546,6 +616,7 @@ impl WasmServices {
     /// The serving config's plugins as `GET /plugins` shows them; `rt` is the serving runtime (for the
     /// routes that use each plugin).
     pub fn describe(&self, rt: &Runtime) -> Vec<serde_json::Value> {
+        let timings = self.timings.lock().unwrap().clone();
         let state = self.state.lock().unwrap();
         state
             .plugins
@@ -565,6 +636,28 @@ impl WasmServices {
                         "url": url.as_deref().map(crate::config::redact::shown_url)
                     }),
                 };
+                // Calls by route and phase: how many, and their total and mean time.
+                let mut calls_by_route = serde_json::Map::new();
+                for route in &routes {
+                    let Some(t) = timings.get(&(p.cfg.name.clone(), (*route).to_owned())) else {
+                        continue;
+                    };
+                    let mut phases = serde_json::Map::new();
+                    for (phase, h) in t.phases() {
+                        let (count, sum) = h.count_and_sum();
+                        if count > 0 {
+                            phases.insert(
+                                phase.into(),
+                                serde_json::json!({
+                                    "calls": count,
+                                    "seconds": sum,
+                                    "mean_us": (sum * 1e6 / count as f64).round(),
+                                }),
+                            );
+                        }
+                    }
+                    calls_by_route.insert((*route).to_owned(), phases.into());
+                }
                 serde_json::json!({
                     "name": p.cfg.name,
                     "sha256": p.sha256,
@@ -572,8 +665,15 @@ impl WasmServices {
                     "abi": p.plugin.abi(),
                     "routes": routes,
                     "instances": p.plugin.instances(),
+                    "instances_created": health.instances_created,
+                    "instances_discarded": health.instances_discarded,
+                    "memory_peak_bytes": health.memory_peak,
                     "calls": health.calls,
+                    "calls_by_route": calls_by_route,
                     "failures": health.failures,
+                    "traps": health.traps,
+                    "cpu_limits": health.cpu_limits,
+                    "memory_limits": health.memory_limits,
                     "healthy": health.healthy,
                     "last_reload": p.last,
                 })

@@ -9,12 +9,14 @@ use super::{
 };
 use crate::body::{self, Body, BoxError};
 use crate::config::FailurePolicy;
+use crate::metrics::Histogram;
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Response};
 use http_body::{Body as _, Frame};
 use http_body_util::{BodyExt, StreamBody};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 /// Frames in flight between a body task and the body it feeds.
@@ -28,6 +30,43 @@ pub struct Stage {
     pub policy: FailurePolicy,
     /// Requests on which this stage failed and was skipped (fail-open) or failed the request.
     pub failures: AtomicU64,
+    /// How long its calls take, by phase (shared with the stages of the same plugin on the same
+    /// route in earlier and later configs).
+    pub timings: Arc<StageTimings>,
+}
+
+/// The phases of a filter, as `gateway_plugin_call_duration_seconds` labels them: a body phase
+/// includes the trailers call that ends it.
+pub const PHASES: [&str; 4] = [
+    "request_headers",
+    "request_body",
+    "response_headers",
+    "response_body",
+];
+
+/// How long one stage's calls take (wall time of the call, host waits such as outbound HTTP
+/// included), one histogram per phase of [`PHASES`].
+#[derive(Debug)]
+pub struct StageTimings([Histogram; 4]);
+
+impl Default for StageTimings {
+    fn default() -> StageTimings {
+        StageTimings(std::array::from_fn(|_| {
+            Histogram::with_bounds(&crate::metrics::CALL_BUCKETS)
+        }))
+    }
+}
+
+impl StageTimings {
+    /// The histogram of each phase, in the order of [`PHASES`].
+    pub fn phases(&self) -> impl Iterator<Item = (&'static str, &Histogram)> {
+        PHASES.iter().copied().zip(self.0.iter())
+    }
+
+    fn observe(&self, dir: Direction, body: bool, started: Instant) {
+        let i = usize::from(body) + if dir == Direction::Response { 2 } else { 0 };
+        self.0[i].observe(started.elapsed());
+    }
 }
 
 /// A filter failure that ends the request (fail-closed).
@@ -135,7 +174,12 @@ impl ChainRun {
             let Some(ctx) = slot.ctx.as_mut() else {
                 continue;
             };
-            match ctx.on_request_headers(head, end_of_stream).await {
+            let started = Instant::now();
+            let verdict = ctx.on_request_headers(head, end_of_stream).await;
+            self.stages[i]
+                .timings
+                .observe(Direction::Request, false, started);
+            match verdict {
                 Ok(Verdict::Continue) | Ok(Verdict::Buffer) => {}
                 Ok(Verdict::Respond(response)) => {
                     return Ok(Flow::Respond {
@@ -184,7 +228,12 @@ impl ChainRun {
             let Some(ctx) = slot.ctx.as_mut() else {
                 continue;
             };
-            match ctx.on_response_headers(head, end_of_stream).await {
+            let started = Instant::now();
+            let verdict = ctx.on_response_headers(head, end_of_stream).await;
+            self.stages[i]
+                .timings
+                .observe(Direction::Response, false, started);
+            match verdict {
                 Ok(Verdict::Continue) | Ok(Verdict::Buffer) => {}
                 Ok(Verdict::Respond(response)) => {
                     return Ok(Flow::Respond {
@@ -486,7 +535,7 @@ impl http_body::Body for InlineBody {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Direction {
     Request,
     Response,
@@ -541,10 +590,12 @@ async fn run_chunk(
             }
             data = held[i].take().map(BytesMut::freeze).unwrap_or_default();
         }
+        let started = Instant::now();
         let verdict = match dir {
             Direction::Request => ctx.on_request_body(&mut data, eos).await,
             Direction::Response => ctx.on_response_body(&mut data, eos).await,
         };
+        stages[i].timings.observe(dir, true, started);
         match verdict {
             Ok(Verdict::Continue) => {}
             Ok(Verdict::Buffer) if !eos => {
@@ -577,10 +628,12 @@ async fn run_trailers(
         let Some(ctx) = slots[i].ctx.as_mut() else {
             continue;
         };
+        let started = Instant::now();
         let verdict = match dir {
             Direction::Request => ctx.on_request_trailers(trailers).await,
             Direction::Response => ctx.on_response_trailers(trailers).await,
         };
+        stages[i].timings.observe(dir, true, started);
         match verdict {
             Ok(Verdict::Respond(r)) => return Ok(Some((r, i + 1))),
             Ok(_) => {}
@@ -679,6 +732,7 @@ async fn run_whole(
         let Some(ctx) = slots[i].ctx.as_mut() else {
             continue;
         };
+        let started = Instant::now();
         let verdict = match &mut head {
             HeadMut::Req(h) => match ctx.request_body_mode() {
                 BodyMode::Skip => continue,
@@ -691,6 +745,7 @@ async fn run_whole(
                 BodyMode::Stream => ctx.on_response_body(data, true).await,
             },
         };
+        stages[i].timings.observe(dir, true, started);
         match verdict {
             // Buffering at the end of the stream has nothing more to wait for.
             Ok(Verdict::Continue) | Ok(Verdict::Buffer) => {}
@@ -952,6 +1007,7 @@ mod tests {
             filter: Arc::new(p),
             policy,
             failures: AtomicU64::new(0),
+            timings: Arc::default(),
         }
     }
 

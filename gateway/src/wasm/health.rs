@@ -16,6 +16,7 @@ pub struct PluginHealth {
     consecutive_failures: AtomicU64,
     instances_created: AtomicU64,
     instances_discarded: AtomicU64,
+    memory_peak: AtomicU64,
 }
 
 /// A copy of a plugin's counters at one moment.
@@ -37,6 +38,8 @@ pub struct HealthSnapshot {
     pub instances_created: u64,
     /// VM instances thrown away after a failure.
     pub instances_discarded: u64,
+    /// The largest linear memory (bytes) any instance was granted.
+    pub memory_peak: u64,
     /// Whether `consecutive_failures` is below [`UNHEALTHY_AFTER`].
     pub healthy: bool,
 }
@@ -73,6 +76,11 @@ impl PluginHealth {
         self.instances_created.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// An instance's linear memory was allowed to grow to `bytes`.
+    pub(crate) fn memory_grown(&self, bytes: u64) {
+        self.memory_peak.fetch_max(bytes, Ordering::Relaxed);
+    }
+
     pub(crate) fn instance_discarded(&self) {
         self.instances_discarded.fetch_add(1, Ordering::Relaxed);
     }
@@ -89,6 +97,7 @@ impl PluginHealth {
             consecutive_failures,
             instances_created: self.instances_created.load(Ordering::Relaxed),
             instances_discarded: self.instances_discarded.load(Ordering::Relaxed),
+            memory_peak: self.memory_peak.load(Ordering::Relaxed),
             healthy: consecutive_failures < UNHEALTHY_AFTER,
         }
     }

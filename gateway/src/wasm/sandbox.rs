@@ -36,14 +36,18 @@ pub struct AbiViolation(pub String);
 pub struct StoreLimiter {
     memory_cap: usize,
     hit: bool,
+    /// The plugin's counters, where the largest linear memory granted is kept.
+    health: Arc<PluginHealth>,
 }
 
 impl StoreLimiter {
-    /// A limiter allowing `memory_cap` bytes of linear memory.
-    pub fn new(memory_cap: u64) -> StoreLimiter {
+    /// A limiter allowing `memory_cap` bytes of linear memory, recording the largest growth it
+    /// grants in `health`.
+    pub fn new(memory_cap: u64, health: Arc<PluginHealth>) -> StoreLimiter {
         StoreLimiter {
             memory_cap: usize::try_from(memory_cap).unwrap_or(usize::MAX),
             hit: false,
+            health,
         }
     }
 
@@ -69,6 +73,7 @@ impl wasmtime::ResourceLimiter for StoreLimiter {
             self.hit = true;
             return Ok(false);
         }
+        self.health.memory_grown(desired as u64);
         Ok(true)
     }
 
@@ -259,9 +264,10 @@ impl Sandbox {
         &self.output
     }
 
-    /// The bytes of linear memory one instance may have.
-    pub(crate) fn memory_cap(&self) -> u64 {
-        self.memory
+    /// The memory limiter of a new instance: [`Self::memory_cap`] bytes, growth recorded in the
+    /// plugin's counters.
+    pub(crate) fn limiter(&self) -> StoreLimiter {
+        StoreLimiter::new(self.memory, self.health.clone())
     }
 
     /// Requests the plugin may serve at once (also the most warm instances worth keeping).

@@ -6,6 +6,7 @@
 
 mod capabilities;
 mod consumers;
+mod figures;
 mod handles;
 mod isolation;
 mod redis;

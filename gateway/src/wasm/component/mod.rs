@@ -143,7 +143,7 @@ impl ComponentPlugin {
         config: &str,
         registry: Arc<crate::consumers::Registry>,
     ) -> Result<(Instance, Options), InitError> {
-        let state = CompState::new(self.ctx.clone(), self.ctx.sandbox.memory_cap(), registry);
+        let state = CompState::new(self.ctx.clone(), registry);
         let mut store: Store<CompState> = self.ctx.sandbox.store(state);
         let bindings = match self.pre.instantiate_async(&mut store).await {
             Ok(b) => b,

@@ -43,11 +43,7 @@ pub struct CompState {
 }
 
 impl CompState {
-    pub(crate) fn new(
-        ctx: Arc<PluginCtx>,
-        memory_cap: u64,
-        registry: Arc<crate::consumers::Registry>,
-    ) -> CompState {
+    pub(crate) fn new(ctx: Arc<PluginCtx>, registry: Arc<crate::consumers::Registry>) -> CompState {
         let output = Arc::new(Mutex::new(GuestOutput::new(ctx.sandbox.output().clone())));
         let wasi = WasiCtx::builder()
             .stdout(OutputPipe::new(output.clone(), Stream::Stdout))
@@ -57,7 +53,7 @@ impl CompState {
             wasi,
             output,
             table: ResourceTable::new(),
-            limiter: StoreLimiter::new(memory_cap),
+            limiter: ctx.sandbox.limiter(),
             ctx,
             data: HttpData::default(),
             info: None,

@@ -87,10 +87,10 @@ pub struct VmState {
 }
 
 impl VmState {
-    pub fn new(shared: Arc<Shared>, memory_cap: u64) -> VmState {
+    pub fn new(shared: Arc<Shared>, limiter: StoreLimiter) -> VmState {
         VmState {
             shared,
-            limiter: StoreLimiter::new(memory_cap),
+            limiter,
             memory: None,
             malloc: None,
             current: 0,

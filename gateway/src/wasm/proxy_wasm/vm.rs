@@ -167,7 +167,7 @@ impl ProxyWasmPlugin {
     /// Instantiates the module and runs its start functions as proxy-wasm-cpp-host does: a reactor's
     /// `_initialize` (then `main(0, 0)` if exported), otherwise a command's `_start`.
     pub(super) fn start_vm(&self, generation: u64) -> Result<Vm, String> {
-        let state = VmState::new(self.shared.clone(), self.sandbox().memory_cap());
+        let state = VmState::new(self.shared.clone(), self.sandbox().limiter());
         let mut store: Store<VmState> = self.sandbox().store(state);
         let instance = self
             .pre
