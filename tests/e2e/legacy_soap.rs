@@ -1,6 +1,7 @@
 //! `examples/legacy-soap` as its README runs it: the example's own gateway config (listener and admin
 //! on free ports, the SOAP service's address substituted) in front of the example's own SOAP service
-//! (`soap_service.py`, run with python3), called as the JSON REST API it exposes.
+//! (`soap_service.py`, run with python3), called as the JSON REST API it exposes: key-auth,
+//! request-validation and json-xml with a SOAP envelope.
 
 use crate::harness::*;
 use bytes::Bytes;
@@ -97,11 +98,31 @@ async fn the_soap_service_answers_as_a_json_rest_api() {
     assert_eq!(s, 401, "{body}");
     assert!(service.calls().is_empty(), "{:?}", service.calls());
 
-    // A body that is not JSON: 400, and the service is not called.
+    // request-validation: a body that is not JSON, or JSON its schema refuses, gets a 400 listing
+    // the violations, and the service is not called.
     let (s, h, body) = post(&lookup, Some("demo-key"), r#"{"id": "#).await;
     assert_eq!(s, 400, "{body}");
     assert_eq!(hv(&h, "content-type"), "application/json");
-    assert_eq!(json(&body)["error"], "invalid_json", "{body}");
+    let j = json(&body);
+    assert_eq!(j["errors"][0]["in"], "body", "{body}");
+    assert_eq!(j["errors"][0]["expected"], "JSON", "{body}");
+    let (s, _, body) = post(&lookup, Some("demo-key"), r#"{"id": "seven", "x": 1}"#).await;
+    assert_eq!(s, 400, "{body}");
+    let pointers: Vec<String> = json(&body)["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pointer"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(pointers, ["/id", "/x"], "{body}");
+    let (s, _, body) = post(
+        &gw.url("/api/users/search"),
+        Some("demo-key"),
+        r#"{"name": ""}"#,
+    )
+    .await;
+    assert_eq!(s, 400, "{body}");
+    assert_eq!(json(&body)["errors"][0]["pointer"], "/name", "{body}");
     assert!(service.calls().is_empty(), "{:?}", service.calls());
 
     // A user: a SOAP GetUser call, its answer as JSON.
