@@ -5,7 +5,7 @@
 use crate::config::{Mapping, Soap, SoapVersion};
 use crate::json::Json;
 use crate::to_json;
-use crate::to_xml::{Writer, DECLARATION};
+use crate::to_xml::{At, Writer, DECLARATION};
 use crate::xml::{local, Element};
 
 /// The envelope namespace of SOAP 1.1.
@@ -37,7 +37,7 @@ pub fn envelope(json: &Json, soap: &Soap, m: &Mapping) -> Result<String, String>
         .into_iter()
         .collect();
     let mut w = Writer { out, m };
-    w.element(&name, json, &extra, "")?;
+    w.element(&name, json, &extra, &At::Root)?;
     out = w.out;
     out.push_str("</soap:Body></soap:Envelope>");
     Ok(out)

@@ -7,6 +7,7 @@ use crate::config::{Mapping, Namespaces};
 use crate::json::Json;
 use crate::xml::{is_xml_space, local, Element};
 use serde_json::Number;
+use std::collections::HashMap;
 
 /// The JSON of a document whose root is `root`: `{"name": content}`, or the root's content alone
 /// when `unwrap` (the config's `root`, or a SOAP operation).
@@ -64,37 +65,48 @@ pub fn content(e: &Element, m: &Mapping, path: &mut Vec<String>) -> Json {
     if !text.is_empty() {
         members.push((m.text_key.clone(), scalar(text, m)));
     }
-    // Children grouped by name, in the order each name first appears.
-    let mut groups: Vec<(String, Vec<Json>)> = Vec::new();
+    // Children grouped by name, in the order each name first appears (indexed: an element may
+    // have many children of distinct names).
+    // The path is kept only when array_paths need it.
+    let paths = !m.arrays.is_empty();
+    let mut groups: Vec<(&str, Vec<Json>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
     for child in &e.children {
-        let key = name(&child.name, m).to_string();
-        path.push(key.clone());
+        let key = name(&child.name, m);
+        if paths {
+            path.push(key.to_string());
+        }
         let value = content(child, m, path);
-        path.pop();
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, values)) => values.push(value),
-            None => groups.push((key, vec![value])),
+        if paths {
+            path.pop();
+        }
+        match index.get(key) {
+            Some(&i) => groups[i].1.push(value),
+            None => {
+                index.insert(key, groups.len());
+                groups.push((key, vec![value]));
+            }
         }
     }
     for (key, mut values) in groups {
-        path.push(key.clone());
-        let array = values.len() > 1 || is_array_path(path, &m.arrays);
-        path.pop();
+        let array = values.len() > 1 || (paths && is_array_path(path, key, &m.arrays));
         let value = if array {
             Json::Array(values)
         } else {
             values.pop().expect("a group has a value")
         };
-        members.push((key, value));
+        members.push((key.to_string(), value));
     }
     Json::Object(members)
 }
 
-fn is_array_path(path: &[String], arrays: &[Vec<String>]) -> bool {
+/// Whether the child `key` of the element at `path` is in `array_paths`.
+fn is_array_path(path: &[String], key: &str, arrays: &[Vec<String>]) -> bool {
+    let full = path.iter().map(String::as_str).chain(std::iter::once(key));
     arrays.iter().any(|p| {
-        p.len() == path.len()
+        p.len() == path.len() + 1
             && p.iter()
-                .zip(path)
+                .zip(full.clone())
                 .all(|(want, got)| want == "*" || want == got)
     })
 }

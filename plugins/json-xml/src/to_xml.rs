@@ -4,6 +4,9 @@
 use crate::config::Mapping;
 use crate::json::Json;
 use crate::xml::{bad_char, is_qname, push_attr, push_text};
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
 
 /// The XML declaration every document written starts with.
 pub const DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
@@ -14,37 +17,32 @@ pub const ARRAY_ITEM: &str = "item";
 /// Writes `json` as a document. With `root`, the JSON is the root element's content (a top-level
 /// array becomes one `<item>` per entry); without, it must be an object with one member, the root.
 pub fn document(json: &Json, root: Option<&str>, m: &Mapping) -> Result<String, String> {
-    let mut out = String::from(DECLARATION);
+    let mut w = Writer {
+        out: String::from(DECLARATION),
+        m,
+    };
     match (root, json) {
         (Some(root), Json::Array(items)) => {
-            out.push('<');
-            out.push_str(root);
-            out.push('>');
-            let mut w = Writer { out, m };
+            w.out.push('<');
+            w.out.push_str(root);
+            w.out.push('>');
             for (i, item) in items.iter().enumerate() {
-                w.element(ARRAY_ITEM, item, &[], &format!("/{i}"))?;
+                w.element(ARRAY_ITEM, item, &[], &At::Index(&At::Root, i))?;
             }
-            out = w.out;
-            out.push_str("</");
-            out.push_str(root);
-            out.push('>');
+            w.out.push_str("</");
+            w.out.push_str(root);
+            w.out.push('>');
         }
-        (Some(root), _) => {
-            let mut w = Writer { out, m };
-            w.element(root, json, &[], "")?;
-            out = w.out;
-        }
+        (Some(root), _) => w.element(root, json, &[], &At::Root)?,
         (None, Json::Object(members)) if members.len() == 1 => {
             let (name, value) = &members[0];
+            let at = At::Key(&At::Root, name);
             if let Json::Array(_) = value {
                 return Err(format!(
-                    "/{}: an array at the top would be several root elements; set `root` to wrap them",
-                    pointer(name)
+                    "{at}: an array at the top would be several root elements; set `root` to wrap them"
                 ));
             }
-            let mut w = Writer { out, m };
-            w.element(name, value, &[], &format!("/{}", pointer(name)))?;
-            out = w.out;
+            w.element(name, value, &[], &at)?;
         }
         (None, other) => {
             return Err(format!(
@@ -57,7 +55,29 @@ pub fn document(json: &Json, root: Option<&str>, m: &Mapping) -> Result<String, 
             ))
         }
     }
-    Ok(out)
+    Ok(w.out)
+}
+
+/// Where a value is in the JSON: a chain up to the document, written as a JSON Pointer only when an
+/// error names it.
+#[derive(Debug, Clone, Copy)]
+pub enum At<'a> {
+    /// The whole document (the pointer ``).
+    Root,
+    /// A member of an object.
+    Key(&'a At<'a>, &'a str),
+    /// An entry of an array.
+    Index(&'a At<'a>, usize),
+}
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            At::Root => Ok(()),
+            At::Key(parent, key) => write!(f, "{parent}/{}", pointer(key)),
+            At::Index(parent, i) => write!(f, "{parent}/{i}"),
+        }
+    }
 }
 
 /// Writes elements into a string.
@@ -67,50 +87,49 @@ pub struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    /// Writes `<name extra... attributes...>content</name>` for `value` (`path` is the value's JSON
-    /// Pointer, for errors). `extra` attributes (namespace declarations) come first.
+    /// Writes `<name extra... attributes...>content</name>` for `value`, which is at `at`. `extra`
+    /// attributes (namespace declarations) come first.
     pub fn element(
         &mut self,
         name: &str,
         value: &Json,
         extra: &[(&str, &str)],
-        path: &str,
+        at: &At,
     ) -> Result<(), String> {
         if !is_qname(name) {
-            return Err(format!("{path}: `{name}` is not an XML element name"));
+            return Err(format!("{at}: `{name}` is not an XML element name"));
         }
         match value {
             Json::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
+                    let at = At::Index(at, i);
                     if let Json::Array(_) = item {
                         return Err(format!(
-                            "{path}/{i}: an array in an array has no XML form (each entry of \
-                             an array is an element named by its key)"
+                            "{at}: an array in an array has no XML form (each entry of an array \
+                             is an element named by its key)"
                         ));
                     }
-                    self.element(name, item, extra, &format!("{path}/{i}"))?;
+                    self.element(name, item, extra, &at)?;
                 }
                 return Ok(());
             }
             Json::Object(members) => {
                 self.open(name, extra);
                 let m: &Mapping = self.m;
-                let ap = &m.attribute_prefix;
-                let mut written: Vec<&str> = extra.iter().map(|(n, _)| *n).collect();
-                for (k, v) in members {
-                    let Some(attr) = k.strip_prefix(ap.as_str()) else {
-                        continue;
-                    };
-                    let at = format!("{path}/{}", pointer(k));
+                let ap = m.attribute_prefix.as_str();
+                let attrs = members.iter().filter(|(k, _)| k.starts_with(ap));
+                let mut written: HashSet<&str> = extra.iter().map(|(n, _)| *n).collect();
+                for (k, v) in attrs {
+                    let attr = &k[ap.len()..];
+                    let at = At::Key(at, k);
                     if !is_qname(attr) {
                         return Err(format!("{at}: `{attr}` is not an XML attribute name"));
                     }
-                    if written.contains(&attr) {
+                    if !written.insert(attr) {
                         return Err(format!(
                             "{at}: the element already has an attribute `{attr}`"
                         ));
                     }
-                    written.push(attr);
                     let Some(text) = scalar(v, &at)? else {
                         continue;
                     };
@@ -123,7 +142,7 @@ impl Writer<'_> {
                 }
                 let mut content = members
                     .iter()
-                    .filter(|(k, _)| !k.starts_with(ap.as_str()))
+                    .filter(|(k, _)| !k.starts_with(ap))
                     .peekable();
                 if content.peek().is_none() {
                     self.out.push_str("/>");
@@ -131,7 +150,7 @@ impl Writer<'_> {
                 }
                 self.out.push('>');
                 for (k, v) in content {
-                    let at = format!("{path}/{}", pointer(k));
+                    let at = At::Key(at, k);
                     if *k == m.text_key {
                         if let Some(text) = scalar(v, &at)? {
                             check_chars(&text, &at)?;
@@ -148,8 +167,8 @@ impl Writer<'_> {
                 return Ok(());
             }
             scalar_value => {
-                let text = scalar(scalar_value, path)?.unwrap_or_default();
-                check_chars(&text, path)?;
+                let text = scalar(scalar_value, at)?.unwrap_or_default();
+                check_chars(&text, at)?;
                 self.open(name, extra);
                 self.out.push('>');
                 push_text(&mut self.out, &text);
@@ -176,23 +195,23 @@ impl Writer<'_> {
 
 /// The text of a value that goes into an attribute or text: `None` for null (no attribute, no
 /// text); an array or object has no such form.
-fn scalar(v: &Json, path: &str) -> Result<Option<String>, String> {
+fn scalar<'v>(v: &'v Json, at: &At) -> Result<Option<Cow<'v, str>>, String> {
     match v {
         Json::Null => Ok(None),
-        Json::Bool(b) => Ok(Some(b.to_string())),
-        Json::Number(n) => Ok(Some(n.to_string())),
-        Json::String(s) => Ok(Some(s.clone())),
+        Json::Bool(b) => Ok(Some(Cow::Borrowed(if *b { "true" } else { "false" }))),
+        Json::Number(n) => Ok(Some(Cow::Owned(n.to_string()))),
+        Json::String(s) => Ok(Some(Cow::Borrowed(s))),
         other => Err(format!(
-            "{path}: an attribute or text is a string, number, boolean or null, not {}",
+            "{at}: an attribute or text is a string, number, boolean or null, not {}",
             other.kind()
         )),
     }
 }
 
-fn check_chars(text: &str, path: &str) -> Result<(), String> {
+fn check_chars(text: &str, at: &At) -> Result<(), String> {
     match bad_char(text) {
         Some(c) => Err(format!(
-            "{path}: the character U+{:04X} cannot be written in XML",
+            "{at}: the character U+{:04X} cannot be written in XML",
             c as u32
         )),
         None => Ok(()),
