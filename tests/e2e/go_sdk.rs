@@ -1,7 +1,7 @@
 //! The Go SDK (`plugin-sdk/go`) through the real gateway: its native `go test`, the four example
 //! filters in Go under the same scenarios as the Rust builds (`sdk_examples.rs`), the Go template,
 //! every capability through the Go fixture (`plugin-sdk/go/internal/kitchen`; its store also in a
-//! real redis-server), consumers (a Go filter authenticating requests, another reading who they
+//! real redis-server; world 0.1.3's path parameters, SendAll and SetMethod), consumers (a Go filter authenticating requests, another reading who they
 //! are), a Go panic failing the request by policy, and the memory of one instance over 10 000
 //! requests. Go filters run with `instance_mode: reuse` (a Go instance takes milliseconds to
 //! start); one scenario also runs fresh.
@@ -239,6 +239,121 @@ async fn every_capability_from_go() {
     assert_eq!(s, 299);
     assert_eq!(h.get("x-was").unwrap(), "299");
     assert!(h.get("x-upstream").is_none());
+}
+
+/// Upstream delay of each of the two calls of the kitchen's `compose` (ms): sent one after the
+/// other they would take twice this.
+const COMPOSE_DELAY_MS: u64 = 400;
+
+/// WIT 0.1.3 from Go (a component built for the new world): `Request.PathParams`/`PathParam` on a
+/// templated route (percent-encoding kept; empty without a template), `http.SendAll` to two
+/// upstreams delayed COMPOSE_DELAY_MS each (taking about as long as one of them, with a denied and
+/// a timed-out call in the same list, each result in its place), `Request.SetMethod` (an invalid
+/// token refused; a wrong phase in the body phase, see `every_capability_from_go`), and
+/// `http.MaxSendAll` (32 requests answered in order, 33 refused without sending any).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_filters_use_world_0_1_3() {
+    let one = MockUpstream::start("one").await;
+    let two = MockUpstream::start("two").await;
+    let gw = TestGateway::start(&format!(
+        "plugins:\n\
+         \x20 - name: kitchen\n    path: {k}\n    instance_mode: reuse\n    capabilities: {{upstreams: [backend, second]}}\n\
+         upstreams:\n\
+         \x20 - name: backend\n    endpoints: [\"{a}\"]\n\
+         \x20 - name: second\n    endpoints: [\"{b}\"]\n\
+         routes:\n\
+         \x20 - name: orders\n    match: {{path: {{template: \"/users/{{id}}/orders/{{order}}\"}}}}\n    upstream: backend\n    filters: [{{plugin: kitchen}}]\n\
+         \x20 - name: plain\n    match: {{path: {{prefix: /}}}}\n    upstream: backend\n    filters: [{{plugin: kitchen}}]\n",
+        k = kitchen().display(),
+        a = one.addr,
+        b = two.addr
+    ))
+    .await;
+    let delay = COMPOSE_DELAY_MS.to_string();
+    let started = std::time::Instant::now();
+    let (s, _, b) = get_with(
+        &gw.url("/users/a%20b/orders/7"),
+        &[("x-test", "compose"), ("x-delay", &delay)],
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert_eq!(s, 200, "{b}");
+    let forwarded = one.last();
+    let h = |name: &str| {
+        forwarded
+            .headers
+            .get(name)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(forwarded.method, "PATCH", "the method the filter set");
+    assert_eq!(forwarded.uri, "/users/a%20b/orders/7");
+    assert_eq!(h("x-params"), "id=a%20b,order=7");
+    assert_eq!(
+        (h("x-id").as_str(), h("x-has-id").as_str()),
+        ("a%20b", "true")
+    );
+    assert_eq!(
+        h("x-send-all"),
+        "200:one:delayed 200:two:delayed denied timeout",
+        "one result per call, in order"
+    );
+    let seen_one: Vec<_> = one
+        .seen()
+        .iter()
+        .map(|r| (r.method.to_string(), r.uri.clone()))
+        .collect();
+    assert!(
+        seen_one.contains(&("GET".into(), format!("/delay/{delay}?user=a%20b"))),
+        "{seen_one:?}"
+    );
+    assert!(
+        seen_one.contains(&("GET".into(), "/slow".into())),
+        "{seen_one:?}"
+    );
+    let called = two.last();
+    assert_eq!(
+        (called.method.as_str(), called.uri.as_str()),
+        ("POST", format!("/delay/{delay}").as_str())
+    );
+    assert_eq!(&called.body[..], b"a%20b");
+    assert_eq!(called.headers.get("x-from").unwrap(), "kitchen");
+    // The calls ran at the same time: SendAll took about one delay, well under the two in a row.
+    let took: u64 = h("x-send-all-ms").parse().unwrap();
+    eprintln!(
+        "go send-all: two calls of {COMPOSE_DELAY_MS} ms (and a 100 ms timeout) took {took} ms; the request {elapsed:?}"
+    );
+    assert!(
+        (COMPOSE_DELAY_MS..COMPOSE_DELAY_MS * 7 / 4).contains(&took),
+        "SendAll took {took} ms for two calls of {COMPOSE_DELAY_MS} ms (request: {elapsed:?})"
+    );
+    assert!(
+        elapsed < std::time::Duration::from_millis(2 * COMPOSE_DELAY_MS),
+        "the request took {elapsed:?}"
+    );
+
+    // A route without a template: no parameters.
+    let (s, _, b) = get_with(
+        &gw.url("/plain"),
+        &[("x-test", "compose"), ("x-delay", "0")],
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let forwarded = one.last();
+    assert_eq!(forwarded.uri, "/plain");
+    assert_eq!(forwarded.headers.get("x-params").unwrap(), "");
+    assert_eq!(forwarded.headers.get("x-has-id").unwrap(), "false");
+
+    let hits = one.hits();
+    let (s, _, b) = test(&gw, "/plain", "send-all-limit").await;
+    assert_eq!(s, 200, "{b}");
+    assert!(
+        b.starts_with("in-order=32/32 bad-request=33/33 bad request: 33 requests"),
+        "{b}"
+    );
+    assert_eq!(one.hits(), hits + 32, "the list of 33 sent nothing");
 }
 
 /// The consumers of the consumers tests: alice (groups, a key, a password, an HS256 secret of the
