@@ -29,6 +29,7 @@ fn go_sdk_unit_tests_pass_natively() {
         "gateway/filter\t",
         "gateway/filter/internal/abi\t",
         "gateway/filter/consumers\t",
+        "gateway/filter/http\t",
         "gateway/filter/kv\t",
     ] {
         assert!(
