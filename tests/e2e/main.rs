@@ -33,6 +33,7 @@ mod proxy_cache;
 mod rate_limiting;
 mod rate_limiting_cluster;
 mod reload;
+mod request_validation;
 mod routing;
 mod sdk_examples;
 mod shutdown;

@@ -309,6 +309,15 @@ fn violations(e: &ValidationError, loc: Loc, out: &mut Vec<Violation>) {
     }
 }
 
+/// `1 item`, `2 items`.
+fn plural(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
 /// What the keyword that failed asks for, in words.
 fn expected(kind: &K, e: &ValidationError) -> String {
     let list = |v: &Value| match v {
@@ -333,16 +342,22 @@ fn expected(kind: &K, e: &ValidationError) -> String {
         K::Enum { options } => format!("one of {}", list(options)),
         K::Constant { expected_value } => format!("the value {expected_value}"),
         K::Format { format } => format!("format {format}"),
-        K::MinProperties { limit } => format!("at least {limit} properties"),
-        K::MaxProperties { limit } => format!("at most {limit} properties"),
-        K::MinItems { limit } => format!("at least {limit} items"),
-        K::MaxItems { limit } => format!("at most {limit} items"),
-        K::AdditionalItems { limit } => format!("at most {limit} items"),
+        K::MinProperties { limit } => {
+            format!("at least {}", plural(*limit, "property", "properties"))
+        }
+        K::MaxProperties { limit } => {
+            format!("at most {}", plural(*limit, "property", "properties"))
+        }
+        K::MinItems { limit } => format!("at least {}", plural(*limit, "item", "items")),
+        K::MaxItems { limit } => format!("at most {}", plural(*limit, "item", "items")),
+        K::AdditionalItems { limit } => {
+            format!("at most {}", plural(*limit as u64, "item", "items"))
+        }
         K::UnevaluatedItems { .. } => "no more items".into(),
         K::UniqueItems => "unique items".into(),
         K::Contains => "an item matching `contains`".into(),
-        K::MinLength { limit } => format!("at least {limit} characters"),
-        K::MaxLength { limit } => format!("at most {limit} characters"),
+        K::MinLength { limit } => format!("at least {}", plural(*limit, "character", "characters")),
+        K::MaxLength { limit } => format!("at most {}", plural(*limit, "character", "characters")),
         K::Pattern { pattern } => format!("a string matching `{pattern}`"),
         K::Minimum { limit } => format!(">= {limit}"),
         K::Maximum { limit } => format!("<= {limit}"),
