@@ -244,8 +244,27 @@ async fn three_slow_upstreams_are_called_together_and_merged() {
         assert!(*t < Duration::from_millis(550), "{took:?}");
         assert!(*t >= delay, "{took:?}");
     }
-    let series = r#"plugin_api_composition_complete_total{plugin="api-composition"}"#;
-    assert_eq!(metric(&gw.metrics().await, series), Some(6.0));
+
+    // A value the calls need and the request lacks (`tag`): a 400 before any call is made.
+    let hits = users.seen().len() + orders.seen().len() + reviews.seen().len();
+    let (s, h, body) = get_with(&gw.url("/profile/7"), &auth).await;
+    assert_eq!(s, 400, "{body}");
+    assert_eq!(values(&h, "x-request-id").len(), 1);
+    assert_eq!(
+        json(&body),
+        json!({"error": "bad_request", "request_id": hv(&h, "x-request-id"),
+               "message": "the request has no query parameter `tag`, which call `reviews` needs"})
+    );
+    assert_eq!(
+        users.seen().len() + orders.seen().len() + reviews.seen().len(),
+        hits
+    );
+
+    let m = gw.metrics().await;
+    let series =
+        |s: &str| format!(r#"plugin_api_composition_{s}_total{{plugin="api-composition"}}"#);
+    assert_eq!(metric(&m, &series("complete")), Some(6.0), "{m}");
+    assert_eq!(metric(&m, &series("refused")), Some(1.0), "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
