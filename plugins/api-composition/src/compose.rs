@@ -3,7 +3,7 @@
 //! and the results, so `lib.rs` only reads the request, sends the calls and answers.
 
 use crate::config::{Call, Config, JsonTemplate, Merge, OnError, ERRORS_KEY};
-use crate::template::{Context, Inputs, RenderError, Source, Template};
+use crate::template::{Context, Inputs, RenderError, Source};
 use gateway_plugin_sdk::{http, Error};
 use serde_json::{json, Value};
 
@@ -285,7 +285,7 @@ fn request(call: &Call, inputs: &Inputs, request_id: &str) -> Result<http::Reque
 fn render_json(t: &JsonTemplate, inputs: &Inputs) -> Result<Value, RenderError> {
     Ok(match t {
         JsonTemplate::Literal(v) => v.clone(),
-        JsonTemplate::String(s) => Value::String(render_body_string(s, inputs)?),
+        JsonTemplate::String(s) => Value::String(s.render(inputs, Context::Body)?),
         JsonTemplate::Array(items) => Value::Array(
             items
                 .iter()
@@ -299,10 +299,6 @@ fn render_json(t: &JsonTemplate, inputs: &Inputs) -> Result<Value, RenderError> 
                 .collect::<Result<_, _>>()?,
         ),
     })
-}
-
-fn render_body_string(t: &Template, inputs: &Inputs) -> Result<String, RenderError> {
-    t.render(inputs, Context::Body)
 }
 
 /// The JSON of a call's result (its body, trimmed), or why there is none.
