@@ -259,6 +259,19 @@ fn a_required_call_or_a_config_fault_fails_even_partial() {
     // The optional one may fail.
     let composed = c.compose(vec![ok(200, "{}"), Err(Error::Timeout)], "r");
     assert_eq!(composed.outcome, Outcome::Partial);
+    // The 502 names the call that failed the request, even after an optional one that failed.
+    let late = parse(
+        r#"{"on_error": "partial", "calls": [
+            {"name": "extra", "upstream": "extra"},
+            {"name": "user", "upstream": "users", "required": true}]}"#,
+    )
+    .unwrap();
+    let composed = late.compose(vec![ok(500, ""), ok(404, "{}")], "r");
+    assert_eq!(composed.outcome, Outcome::Failed);
+    let v = body(&composed);
+    assert_eq!(v["call"], "user");
+    assert_eq!(v["errors"][0]["call"], "extra");
+    assert_eq!(v["errors"][1]["call"], "user");
 
     for e in [
         Error::Denied("upstream `extra` is not granted".into()),
