@@ -12,7 +12,7 @@
 //! routes:
 //!   - name: profile
 //!     match: {path: {template: "/profile/{id}"}}
-//!     direct_response: {status: 500, body: "api-composition did not answer"}
+//!     direct_response: {status: 503, body: "api-composition did not run"}
 //!     filters:
 //!       - plugin: api-composition
 //!         config:
