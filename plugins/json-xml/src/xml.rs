@@ -176,16 +176,24 @@ fn attach(stack: &mut [Element], root: &mut Option<Element>, e: Element) {
 }
 
 fn element(s: &BytesStart, at: u64) -> Result<Element, String> {
+    let name = s.name().into_inner();
+    if !is_qname(name) {
+        return Err(format!("`{name}` is not an element name (at byte {at})"));
+    }
     let mut attrs = Vec::new();
     for a in s.attributes() {
         let a = a.map_err(|e| format!("{e} (in the tag at byte {at})"))?;
+        let key = a.key.into_inner();
+        if !is_qname(key) {
+            return Err(format!("`{key}` is not an attribute name (at byte {at})"));
+        }
         let value = a
             .normalized_value(XmlVersion::Implicit1_0)
             .map_err(|e| format!("{e} (in the tag at byte {at})"))?;
-        attrs.push((a.key.into_inner().to_owned(), value.into_owned()));
+        attrs.push((key.to_owned(), value.into_owned()));
     }
     Ok(Element {
-        name: s.name().into_inner().to_owned(),
+        name: name.to_owned(),
         attrs,
         children: Vec::new(),
         text: String::new(),
@@ -320,6 +328,15 @@ mod tests {
         assert!(err("<a><b></a>").contains("byte"));
         assert!(err("<a x='1' x='2'/>").contains("byte"));
         assert!(err("<a>x & y</a>").contains("byte"));
+        assert_eq!(err("<1a/>"), "`1a` is not an element name (at byte 0)");
+        assert_eq!(
+            err("<a><b:c:d/></a>"),
+            "`b:c:d` is not an element name (at byte 3)"
+        );
+        assert_eq!(
+            err("<a -x='1'/>"),
+            "`-x` is not an attribute name (at byte 0)"
+        );
         assert!(parse(b"<a>\xff</a>").unwrap_err().contains("not UTF-8"));
         assert!(err("<?xml version='1.0' encoding='ISO-8859-1'?><a/>").contains("`ISO-8859-1`"));
         let deep = "<a>".repeat(MAX_DEPTH + 1) + &"</a>".repeat(MAX_DEPTH + 1);
