@@ -83,8 +83,9 @@ enum BodyRule<'a> {
 }
 
 impl Validator {
-    /// Checks a request's head. `body` says whether it announces a body.
-    pub fn head(&self, head: &Head, body: Announced) -> Step {
+    /// Checks a request's head. `body` says whether it announces a body (asked only when a body
+    /// rule applies: it may cost a host call).
+    pub fn head(&self, head: &Head, body: impl FnOnce() -> Announced) -> Step {
         let mut found = Vec::new();
         let query = crate::params::query(head.query);
         let rule = match &self.mode {
@@ -154,6 +155,7 @@ impl Validator {
                 .trim()
                 .to_ascii_lowercase()
         });
+        let body = body();
         let (required, schema, json) = match rule {
             BodyRule::Json(schema) => {
                 if let Some(e) = essence.as_deref().filter(|e| !is_json(e)) {

@@ -98,7 +98,7 @@ impl Filter for RequestValidation {
             headers: &headers,
             path_params: &path_params,
         };
-        let body = check::announced(&headers, || facts::get().protocol == "2");
+        let body = || check::announced(&headers, || facts::get().protocol == "2");
         match v.head(&head, body) {
             Step::Body(p) => {
                 self.pending = Some(p);

@@ -188,7 +188,7 @@ impl ParamSet {
             };
         }
         // Headers sent on several lines are one comma-separated list (RFC 9110).
-        let joined = all.join(",");
+        let joined = all.join(", ");
         let one = if self.loc == Loc::Header {
             joined.as_str()
         } else {

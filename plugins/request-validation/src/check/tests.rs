@@ -46,7 +46,7 @@ fn run(v: &Validator, r: &Req, body: Option<&str>) -> Option<(u16, Value)> {
     } else {
         Announced::No
     };
-    let step = match v.head(&head, announced) {
+    let step = match v.head(&head, || announced) {
         Step::Body(p) => v.body(p, body.unwrap_or_default().as_bytes()),
         other => other,
     };
@@ -294,7 +294,7 @@ fn openapi_3_0_operations() {
         headers: &[],
         path_params: &[],
     };
-    let Step::Answer(a) = v.head(&head, Announced::No) else {
+    let Step::Answer(a) = v.head(&head, || Announced::No) else {
         panic!()
     };
     assert_eq!(a.status, 405);
@@ -446,4 +446,52 @@ fn config_errors_name_the_field() {
             .unwrap_or_else(|| panic!("accepted: {config}"));
         assert!(e.starts_with(field), "{config}: {e}");
     }
+}
+
+#[test]
+fn a_body_is_announced_by_length_or_encoding_and_may_come_over_http2() {
+    let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    };
+    let never = || -> bool { panic!("asked for the protocol") };
+    assert_eq!(
+        announced(&h(&[("content-length", "2")]), never),
+        Announced::Yes
+    );
+    assert_eq!(
+        announced(&h(&[("content-length", "0")]), never),
+        Announced::No
+    );
+    assert_eq!(
+        announced(&h(&[("transfer-encoding", "chunked")]), never),
+        Announced::Yes
+    );
+    assert_eq!(announced(&h(&[]), || false), Announced::No);
+    assert_eq!(announced(&h(&[]), || true), Announced::Maybe);
+}
+
+#[test]
+fn a_body_that_may_come_is_waited_for_and_a_route_without_body_rules_never_asks() {
+    let v = validator(json!({"body_schema": {"type": "object"}}));
+    let r = req("POST", "/x", &[]);
+    let head = Head {
+        method: r.method,
+        path: &r.path,
+        query: None,
+        headers: &r.headers,
+        path_params: &[],
+    };
+    // HTTP/2 without content-length: the body is checked if it comes.
+    let Step::Body(p) = v.head(&head, || Announced::Maybe) else {
+        panic!("not waiting for the body")
+    };
+    assert!(matches!(v.body(p, b"[]"), Step::Answer(a) if a.status == 400));
+    let v = validator(json!({"query_schema": {"type": "object"}}));
+    assert_eq!(
+        v.head(&head, || panic!("asked whether a body comes")),
+        Step::Pass
+    );
 }
