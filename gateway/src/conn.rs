@@ -65,6 +65,10 @@ pub struct ConnShared {
     streams: Mutex<Streams>,
     /// A write to the client waited longer than the send timeout.
     send_timed_out: AtomicBool,
+    /// Tunnels (upgraded requests) open on the connection: its serving loop, which holds the
+    /// connection's place in the drain and its `max_connections` permit, waits for them.
+    tunnels: AtomicUsize,
+    tunnel_ended: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -92,6 +96,8 @@ impl Default for ConnShared {
             attention_waker: AtomicWaker::new(),
             streams: Mutex::default(),
             send_timed_out: AtomicBool::new(false),
+            tunnels: AtomicUsize::new(0),
+            tunnel_ended: tokio::sync::Notify::new(),
         }
     }
 }
@@ -110,7 +116,39 @@ impl Drop for InFlight {
     }
 }
 
+/// Marks a tunnel open on a connection until dropped.
+#[derive(Debug)]
+pub struct TunnelOpen(Arc<ConnShared>);
+
+impl Drop for TunnelOpen {
+    fn drop(&mut self) {
+        if self.0.tunnels.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.tunnel_ended.notify_waiters();
+        }
+    }
+}
+
 impl ConnShared {
+    /// Counts a tunnel open on this connection until the returned guard drops.
+    pub fn open_tunnel(self: &Arc<Self>) -> TunnelOpen {
+        self.tunnels.fetch_add(1, Ordering::AcqRel);
+        TunnelOpen(self.clone())
+    }
+
+    /// Resolves once no tunnel is open on this connection.
+    pub async fn tunnels_closed(&self) {
+        loop {
+            let ended = self.tunnel_ended.notified();
+            let mut ended = std::pin::pin!(ended);
+            // Registered before the count is read, so an end in between is not missed.
+            ended.as_mut().enable();
+            if self.tunnels.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
+
     /// The connection's number, unique in the process.
     pub fn id(&self) -> u64 {
         self.id

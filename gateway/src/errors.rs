@@ -31,6 +31,10 @@ pub enum ProxyError {
     /// CONNECT is not proxied.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The request asks to switch protocols (`Upgrade`, HTTP/2 extended CONNECT) and its route does
+    /// not tunnel that protocol (see `crate::proxy::upgrade`).
+    #[error("upgrade refused: {0}")]
+    UpgradeRefused(&'static str),
     /// Every endpoint is ejected or unhealthy.
     #[error("no healthy endpoint in upstream {upstream}")]
     NoHealthyEndpoint {
@@ -124,6 +128,9 @@ impl ProxyError {
                 Client,
                 false,
             ),
+            ProxyError::UpgradeRefused(_) => {
+                (StatusCode::FORBIDDEN, "upgrade_refused", Client, false)
+            }
             ProxyError::NoHealthyEndpoint { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_healthy_endpoint",
@@ -197,6 +204,7 @@ impl ProxyError {
             ProxyError::UriTooLong => "request target too long".into(),
             ProxyError::TooManyHeaders => "too many header fields".into(),
             ProxyError::MethodNotAllowed => "method not allowed".into(),
+            ProxyError::UpgradeRefused(why) => format!("upgrade refused: {why}").into(),
             ProxyError::NoHealthyEndpoint { .. } => "no healthy upstream endpoint".into(),
             ProxyError::Connect { .. } => "the upstream could not be reached".into(),
             ProxyError::Protocol { .. } => "the exchange with the upstream failed".into(),

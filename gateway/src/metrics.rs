@@ -156,6 +156,50 @@ pub struct RouteStats {
     pub by_consumer: Mutex<BTreeMap<(Arc<str>, u16), u64>>,
     /// The route's request mirror.
     pub mirror: MirrorStats,
+    /// The route's tunnels (upgraded connections).
+    pub tunnels: TunnelStats,
+}
+
+/// What a route's tunnels (WebSocket and other upgrades) carried. Kept across reloads with the
+/// route's figures; shown once the route has opened a tunnel.
+#[derive(Debug, Default)]
+pub struct TunnelStats {
+    /// Tunnels opened (the upstream switched protocols and the client got the switch).
+    pub opened: AtomicU64,
+    /// Tunnels open now.
+    pub open: AtomicI64,
+    /// Bytes read from the client and sent on to the upstream.
+    pub to_upstream: AtomicU64,
+    /// Bytes read from the upstream and sent on to the client.
+    pub to_client: AtomicU64,
+    /// Tunnels closed, by why (indexed like [`TUNNEL_CLOSES`]).
+    pub closed: [AtomicU64; TUNNEL_CLOSES.len()],
+}
+
+/// Why a tunnel closed (the `reason` label of `gateway_tunnels_closed_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TunnelClose {
+    /// Both sides finished (each closed its direction) or one side closed the connection.
+    Closed = 0,
+    /// No byte either way for the route's `upgrades.idle_timeout`.
+    IdleTimeout = 1,
+    /// The route's `upgrades.max_duration` passed.
+    MaxDuration = 2,
+    /// The gateway's drain timeout passed on shutdown or reload.
+    Drain = 3,
+    /// A read or write failed on either side.
+    Error = 4,
+}
+
+/// The `reason` label of each [`TunnelClose`].
+pub const TUNNEL_CLOSES: [&str; 5] = ["closed", "idle_timeout", "max_duration", "drain", "error"];
+
+impl TunnelStats {
+    /// Counts a tunnel that closed.
+    pub fn close(&self, why: TunnelClose) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.closed[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// What became of the requests a route's mirror took (see [`MIRROR_OUTCOMES`]), and how many are in
@@ -379,6 +423,49 @@ impl Metrics {
                 f.sample(
                     &[("route", name)],
                     s.mirror.in_flight.load(Ordering::Relaxed) as u64,
+                );
+            }
+        }
+        let tunnelled: Vec<_> = routes
+            .iter()
+            .filter(|(_, s)| s.tunnels.opened.load(Ordering::Relaxed) > 0)
+            .collect();
+        let f = e.counter(
+            "gateway_tunnels",
+            "Tunnels (WebSocket and other upgrades) opened, by route.",
+        );
+        for (name, s) in &tunnelled {
+            f.sample(&[("route", name)], s.tunnels.opened.load(Ordering::Relaxed));
+        }
+        let f = e.gauge("gateway_tunnels_open", "Tunnels open, by route.");
+        for (name, s) in &tunnelled {
+            let open = s.tunnels.open.load(Ordering::Relaxed).max(0) as u64;
+            f.sample(&[("route", name)], open);
+        }
+        let f = e.counter(
+            "gateway_tunnel_bytes",
+            "Bytes carried by tunnels, by route and direction (to_upstream, to_client).",
+        );
+        for (name, s) in &tunnelled {
+            let t = &s.tunnels;
+            f.sample(
+                &[("route", name), ("direction", "to_upstream")],
+                t.to_upstream.load(Ordering::Relaxed),
+            );
+            f.sample(
+                &[("route", name), ("direction", "to_client")],
+                t.to_client.load(Ordering::Relaxed),
+            );
+        }
+        let f = e.counter(
+            "gateway_tunnels_closed",
+            "Tunnels closed, by route and reason (closed, idle_timeout, max_duration, drain, error).",
+        );
+        for (name, s) in &tunnelled {
+            for (reason, n) in TUNNEL_CLOSES.iter().zip(&s.tunnels.closed) {
+                f.sample(
+                    &[("route", name), ("reason", reason)],
+                    n.load(Ordering::Relaxed),
                 );
             }
         }

@@ -197,6 +197,10 @@ impl Reloader {
                 );
                 let new = Arc::new(rt);
                 self.shared.runtime.store(new.clone());
+                // Tunnels opened under the previous config get the drain timeout to finish.
+                self.shared
+                    .tunnels
+                    .retire(new.config.server.drain_timeout.0);
                 new.start(m);
                 let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
                 m.reloads_ok.fetch_add(1, Ordering::Relaxed);

@@ -111,6 +111,8 @@ pub struct Route {
     pub mirror: Option<crate::proxy::mirror::Mirror>,
     /// The Wasm filter chain, set once by [`Runtime::attach_filters`] before the runtime serves.
     pub filters: std::sync::OnceLock<Arc<[crate::filter::chain::Stage]>>,
+    /// Which protocol upgrades the route tunnels, and the tunnels' clocks.
+    pub upgrades: crate::proxy::upgrade::Policy,
 }
 
 impl Route {
@@ -799,6 +801,15 @@ fn compile_route(
         consumer_metrics: r.consumer_metrics,
         mirror,
         filters: std::sync::OnceLock::new(),
+        upgrades: match &r.upgrades {
+            None => crate::proxy::upgrade::Policy::new(&Default::default()),
+            Some(u) => {
+                u.check().map_err(|(field, message)| {
+                    src.err(at(&format!("upgrades.{field}")), message)
+                })?;
+                crate::proxy::upgrade::Policy::new(u)
+            }
+        },
     })
 }
 

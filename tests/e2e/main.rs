@@ -44,3 +44,4 @@ mod tls;
 mod traffic_split;
 mod transformers;
 mod upstreams;
+mod websocket;

@@ -9,6 +9,7 @@ mod source;
 pub mod stores;
 pub mod traffic;
 mod units;
+pub mod upgrades;
 
 pub use source::Source;
 pub use units::{parse_duration, parse_size, Dur, Size};
@@ -821,6 +822,11 @@ pub struct Route {
     /// (`gateway_consumer_requests_total{route, consumer, status}`). Default: false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub consumer_metrics: bool,
+    /// Protocol upgrades through this route (WebSocket over HTTP/1.1 `Upgrade` and HTTP/2 extended
+    /// CONNECT): which protocols, the tunnel's idle timeout and longest life. Default: WebSocket
+    /// allowed, 5m idle timeout, no longest life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrades: Option<upgrades::Upgrades>,
 }
 
 /// Request matchers; all that are written must match.

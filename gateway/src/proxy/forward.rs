@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Sends the request to an endpoint of `cluster` (retrying by the route's policy) and returns the
-/// upstream's response and the endpoint that answered.
+/// upstream's response and the endpoint that answered. `upgrade`: the protocol the upstream is
+/// asked to switch to (see [`super::upgrade`]); its 101 keeps the switch hyper made of it.
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(
     route: &Route,
@@ -34,6 +35,7 @@ pub async fn forward(
     params: &Params,
     watch: &BodyWatch,
     declared_len: Option<u64>,
+    upgrade: Option<&HeaderValue>,
 ) -> Result<(Response<Body>, Arc<EndpointState>), ProxyError> {
     let limit = route.max_body_size.unwrap_or(info.max_body_size);
     let present = parts.headers.get(header::HOST);
@@ -64,9 +66,11 @@ pub async fn forward(
     // TE is hop-by-hop: it says what the gateway, as the upstream's client, accepts. The gateway passes
     // trailers on (to clients that accept them), so it always asks for them.
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    // A copy for the route's mirror, if it takes this request, of the request as it goes upstream.
+    // A copy for the route's mirror, if it takes this request, of the request as it goes upstream
+    // (not a handshake: a shadow cannot take part in a tunnel).
     let body = match &route.mirror {
         None => body,
+        Some(_) if upgrade.is_some() => body,
         Some(m) => m.start(
             &parts.method,
             path_and_query.as_str(),
@@ -76,6 +80,9 @@ pub async fn forward(
         ),
     };
     let (version, authority) = version_and_authority(cluster.protocol, &mut headers);
+    if let Some(protocol) = upgrade {
+        super::upgrade::upstream_request_headers(&mut headers, protocol);
+    }
 
     let retry = route
         .retry
@@ -210,7 +217,16 @@ pub async fn forward(
             return match result {
                 Ok(resp) => {
                     let (mut p, incoming) = resp.into_parts();
+                    let switched = match upgrade {
+                        Some(asked) if p.status == http::StatusCode::SWITCHING_PROTOCOLS => {
+                            Some((p.headers.get(header::UPGRADE).cloned(), asked))
+                        }
+                        _ => None,
+                    };
                     strip_hop_by_hop(&mut p.headers);
+                    if let Some((named, asked)) = switched {
+                        super::upgrade::upstream_switch(&mut p.headers, named, asked);
+                    }
                     let b = UpstreamBody {
                         inner: incoming,
                         _guard: guard,

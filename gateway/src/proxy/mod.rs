@@ -5,6 +5,7 @@ mod forward;
 mod headers;
 pub mod mirror;
 mod target;
+pub mod upgrade;
 
 pub use client::client_of;
 pub use headers::forwarded_for;
@@ -34,6 +35,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The Wasm plugin host (kept across reloads).
     pub plugins: Arc<crate::plugins::PluginHost>,
+    /// Open tunnels' drain signal (kept across reloads).
+    pub tunnels: upgrade::Tunnels,
 }
 
 /// Facts about the connection a request came on.
@@ -169,9 +172,24 @@ pub async fn handle(
         chain,
         reset,
         client,
+        tunnel,
     } = route_and_serve(listener, &snapshot.consumers, &info, &id, req).await;
     reset_watch.done = true;
     drop(reset_watch);
+    // An upgrade asked for is decided now: the HTTP/1 guard tunnels the bytes after the head, or
+    // parses them as the next request.
+    match tunnel {
+        Some(t) => {
+            info.conn.decide_upgrade(true);
+            t.spawn(
+                &shared.tunnels,
+                info.conn.open_tunnel(),
+                info.conn.start_request(),
+            );
+        }
+        None if version != http::Version::HTTP_2 => info.conn.decide_upgrade(false),
+        None => {}
+    }
     if let (false, Some(r)) = (reset, &route) {
         r.response_headers.apply(resp.headers_mut());
         r.stats.latency.observe(start.elapsed());
@@ -277,6 +295,8 @@ struct Served {
     reset: bool,
     /// The client trusted proxies named, when it is not the peer.
     client: Option<SocketAddr>,
+    /// The upstream switched protocols: the tunnel to run once the client has the switch.
+    tunnel: Option<upgrade::Pending>,
 }
 
 impl Served {
@@ -289,6 +309,7 @@ impl Served {
             chain: None,
             reset: false,
             client: None,
+            tunnel: None,
         }
     }
 }
@@ -300,16 +321,11 @@ async fn route_and_serve(
     id: &RequestId,
     req: Request<hyper::body::Incoming>,
 ) -> Served {
-    let is_upgrade =
-        req.headers().contains_key(header::UPGRADE) || req.method() == http::Method::CONNECT;
-    if is_upgrade {
-        // Upgrades are not tunnelled: the request is served as plain HTTP without its Upgrade header,
-        // and the connection's guard resumes parsing what follows as the next request.
-        info.conn.decide_upgrade(false);
-    }
-    if req.method() == http::Method::CONNECT {
-        return Served::plain(errors::respond(&ProxyError::MethodNotAllowed, id));
-    }
+    // Read before the client's `Connection` header goes (see `upgrade`).
+    let asked = match upgrade::asked(&req) {
+        Ok(a) => a,
+        Err(e) => return Served::plain(errors::respond(&e, id)),
+    };
     if req.uri() == "*" {
         // OPTIONS * asks about the server, not a resource: the gateway answers for itself.
         let mut resp = Response::new(body::empty());
@@ -378,10 +394,29 @@ async fn route_and_serve(
     let route = route.clone();
     // The cluster of a split is chosen with the route, from the request as the client sent it.
     let pick = route.pick(req.headers());
+    let accepted = match asked.map(|a| upgrade::accept(a, &route, pick)) {
+        None | Some(Ok(None)) => None,
+        Some(Ok(Some(a))) => Some(a),
+        Some(Err(e)) => {
+            return Served {
+                route: Some(route),
+                ..refused(e)
+            }
+        }
+    };
     // The authority as routed, kept only for a redirect (filters may change the headers).
     let host = match route.action {
         Action::Redirect(_) => host.to_owned(),
         _ => String::new(),
+    };
+    let (mut parts, incoming) = req.into_parts();
+    // The client's side of a tunnel, if the upstream switches.
+    let client_switch = match &accepted {
+        Some(a) => {
+            a.prepare(&mut parts);
+            parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+        }
+        None => None,
     };
     let backend = RouteBackend {
         route: &route,
@@ -390,8 +425,8 @@ async fn route_and_serve(
         client: client.ip(),
         params: &params,
         host: &host,
+        upgrade: accepted.as_ref().map(|a| &a.protocol),
     };
-    let (parts, incoming) = req.into_parts();
     let incoming = if incoming.is_end_stream() {
         body::empty()
     } else {
@@ -422,12 +457,39 @@ async fn route_and_serve(
             .then(|| Arc::new(crate::consumers::Identity::new(consumers.clone()))),
         params: params.clone(),
     };
-    let outcome = exchange.run(request_info, parts, incoming, backend).await;
+    let mut outcome = exchange.run(request_info, parts, incoming, backend).await;
     let reset = matches!(
         &outcome.error,
         Some(ProxyError::Filter(e)) if matches!(e.error, crate::filter::FilterError::Reset)
     );
+    // The upstream switched (and the response filters left its 101): the tunnel opens.
+    let mut tunnel = None;
+    if let (Some(a), Some(client_switch)) = (&accepted, client_switch) {
+        let resp = &mut outcome.resp;
+        let upstream_switch = resp.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
+        match upstream_switch {
+            Some(up) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                a.switch(resp);
+                tunnel = Some(upgrade::Pending {
+                    client: client_switch,
+                    upstream: up,
+                    route: route.clone(),
+                });
+            }
+            // A filter's own 101 switches to nothing.
+            None if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                *resp = errors::error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "upgrade_failed",
+                    "the switch of protocols did not come from the upstream",
+                    id,
+                );
+            }
+            _ => {}
+        }
+    }
     Served {
+        tunnel,
         resp: outcome.resp,
         forwarded: (outcome.served && route.cluster(pick).is_some()).then_some(pick),
         endpoint: outcome.note,
@@ -449,6 +511,8 @@ struct RouteBackend<'a> {
     params: &'a crate::router::Params,
     /// The request's authority, for a redirect to the same host.
     host: &'a str,
+    /// The protocol the upstream is asked to switch to, for an upgrade the route accepted.
+    upgrade: Option<&'a HeaderValue>,
 }
 
 impl Backend for RouteBackend<'_> {
@@ -487,6 +551,7 @@ impl Backend for RouteBackend<'_> {
                     self.params,
                     watch,
                     declared,
+                    self.upgrade,
                 )
                 .await;
                 return match forwarded {

@@ -206,6 +206,12 @@ impl<IO: AsyncWrite + Unpin + Send + 'static> Guarded<IO> {
                 return false;
             }
         };
+        // Refused whole, before any of it reaches hyper: a body would be bytes the upstream reads
+        // as the start of the tunnel.
+        if info.upgrade && info.framing != Framing::None {
+            self.fail(bad("upgrade request with a body"), true);
+            return false;
+        }
         self.msg_start = Some(self.ready.len());
         self.ready.extend_from_slice(head_bytes);
         self.state = match info.framing {
@@ -213,10 +219,6 @@ impl<IO: AsyncWrite + Unpin + Send + 'static> Guarded<IO> {
                 self.shared
                     .upgrade
                     .store(UPGRADE_WAITING, Ordering::Release);
-                if info.framing != Framing::None {
-                    self.fail(bad("upgrade request with a body"), true);
-                    return false;
-                }
                 State::AwaitUpgrade
             }
             Framing::None => State::Head(Vec::new(), None),

@@ -80,6 +80,7 @@ impl Gateway {
             runtime: Arc::new(ArcSwap::from_pointee(runtime)),
             metrics,
             plugins: plugins.clone(),
+            tunnels: Default::default(),
         });
         plugins.bind(&shared.runtime);
         let reloader = Arc::new(Reloader::new(shared.clone(), file));
@@ -220,6 +221,8 @@ impl Gateway {
         if !done {
             tracing::warn!("drain timeout reached; closing remaining connections");
         }
+        // Tunnels the drain outlived close now (those that finished in time are gone already).
+        self.shared.tunnels.close_all();
         let _ = self.stop_admin.send(true);
         let _ = self.admin_task.await;
         done
@@ -249,6 +252,8 @@ fn http_builder(l: &Listener) -> auto::Builder<TokioExecutor> {
         .max_buf_size((head + 16 * 1024).max(8192 + 1024));
     b.http2()
         .timer(TokioTimer::new())
+        // WebSocket over HTTP/2 (RFC 8441), tunnelled to HTTP/1.1 upstreams (`proxy::upgrade`).
+        .enable_connect_protocol()
         .max_concurrent_streams(l.limits.h2_max_concurrent_streams)
         .max_header_list_size(head as u32);
     b
@@ -474,6 +479,9 @@ async fn serve_connection<IO>(
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }
+    // An upgraded connection lives on as a tunnel: it keeps its place in the drain and its
+    // `max_connections` permit until the tunnel closes.
+    conn_state.tunnels_closed().await;
     if conn_state.send_timed_out() {
         counters.send_timeouts.fetch_add(1, Ordering::Relaxed);
     }

@@ -266,8 +266,10 @@ impl Client {
             .await
             .map_err(ClientError::Http)?;
         let address = ep.address.clone();
+        // With upgrades: a 101 hands the connection to the tunnel (`proxy::upgrade`); it is never
+        // pooled (see `send_h1`).
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(endpoint = %address, error = %e, "upstream connection ended");
             }
         });

@@ -1,0 +1,530 @@
+//! Protocol upgrades: a request that asks to switch protocols (HTTP/1.1 `Upgrade`, or HTTP/2 extended
+//! CONNECT, RFC 8441) goes through its route's filters like any request; if the upstream switches
+//! (101), the two connections become one tunnel of bytes until either side closes, the route's idle
+//! timeout or longest life passes, or a drain ends it.
+//!
+//! - Which protocols: a route's `upgrades.allow` (default `websocket`, compared without case). Any
+//!   other `Upgrade` token is refused with 403, as Envoy refuses an upgrade it is not configured
+//!   for; `upgrades.allow: []` forbids upgrades on the route. `Upgrade: h2c` (a client offering
+//!   cleartext HTTP/2) is not an upgrade here: the header is dropped and the request served as
+//!   HTTP/1.1, as Envoy does. An `Upgrade` header without `Connection: upgrade` asks for nothing.
+//! - The request the filters see and the upstream gets is an HTTP/1.1 upgrade whatever the client
+//!   spoke: an HTTP/2 `CONNECT` with `:protocol websocket` becomes `GET` with `Upgrade: websocket`
+//!   (and a `Sec-WebSocket-Key` of the gateway's when the client sent none, which RFC 8441 clients
+//!   never do), so one auth rule covers both. The upstream's 101 is what the response filters see;
+//!   an HTTP/2 client then gets the 200 that RFC 8441 asks for.
+//! - No body: an upgrade request has none in the HTTP sense (the HTTP/1 guard refuses one with a
+//!   body, hyper gives an HTTP/2 CONNECT none), so filters that ask for bodies see none, and the
+//!   tunnel's bytes are never shown to filters.
+//! - Nothing is tunnelled before the upstream's 101: the HTTP/1 guard holds every byte after the
+//!   head until [`crate::conn::ConnShared::decide_upgrade`]; an upstream that answers otherwise
+//!   has its answer sent as a normal response, and the connection goes on as HTTP.
+//! - A route that does not forward (a fixed response, a redirect) answers HTTP/1 upgrade requests
+//!   as plain requests; an HTTP/2 extended CONNECT to it, or to a route whose upstream speaks
+//!   HTTP/2, is refused with 403 (its 2xx would open a tunnel to nowhere).
+
+use crate::body::Body;
+use crate::config::upgrades::Upgrades;
+use crate::config::Protocol;
+use crate::conn::{InFlight, TunnelOpen};
+use crate::errors::ProxyError;
+use crate::metrics::TunnelClose;
+use crate::runtime::{Action, Route};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
+
+const SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
+const SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
+const UPGRADE_TOKEN: HeaderValue = HeaderValue::from_static("upgrade");
+
+/// A route's upgrade settings, compiled.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Protocols tunnelled, lowercase.
+    allow: Box<[Box<str>]>,
+    /// Time a tunnel may pass no byte either way.
+    pub idle_timeout: Duration,
+    /// Longest life of a tunnel.
+    pub max_duration: Option<Duration>,
+}
+
+impl Policy {
+    /// Compiles checked settings (see [`Upgrades::check`]).
+    pub fn new(u: &Upgrades) -> Policy {
+        Policy {
+            allow: u
+                .allow
+                .iter()
+                .map(|p| p.to_ascii_lowercase().into_boxed_str())
+                .collect(),
+            idle_timeout: u.idle_timeout.0,
+            max_duration: u.max_duration.map(|d| d.0),
+        }
+    }
+
+    fn allows(&self, protocol: &str) -> bool {
+        self.allow.iter().any(|p| p.eq_ignore_ascii_case(protocol))
+    }
+}
+
+/// The protocols a request asks to switch to, read before its `Connection` header goes.
+pub(super) struct Asked {
+    /// `Upgrade` tokens (or the one `:protocol`), in the client's order of preference.
+    protocols: Vec<String>,
+    /// An HTTP/2 extended CONNECT.
+    h2: bool,
+}
+
+/// What a request asks for: `Ok(None)` for a plain request (or an `h2c` offer, which is dropped),
+/// an error for a CONNECT that is not an extended CONNECT of HTTP/2.
+pub(super) fn asked<B>(req: &Request<B>) -> Result<Option<Asked>, ProxyError> {
+    if req.method() == Method::CONNECT {
+        return match req.extensions().get::<hyper::ext::Protocol>() {
+            Some(p) if req.version() == Version::HTTP_2 => Ok(Some(Asked {
+                protocols: vec![p.as_str().to_owned()],
+                h2: true,
+            })),
+            _ => Err(ProxyError::MethodNotAllowed),
+        };
+    }
+    let h = req.headers();
+    if !h.contains_key(header::UPGRADE) || !lists(h, header::CONNECTION, "upgrade") {
+        return Ok(None);
+    }
+    let protocols: Vec<String> = h
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.eq_ignore_ascii_case("h2c"))
+        .map(str::to_owned)
+        .collect();
+    Ok((!protocols.is_empty()).then_some(Asked {
+        protocols,
+        h2: false,
+    }))
+}
+
+/// Whether a comma-separated header lists `token` (without case).
+fn lists(h: &http::HeaderMap, name: HeaderName, token: &str) -> bool {
+    h.get_all(name)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// The upgrade a route goes ahead with: the protocol the upstream is asked for.
+pub(super) struct Accepted {
+    /// The `Upgrade` value sent upstream.
+    pub protocol: HeaderValue,
+    /// The client spoke HTTP/2 (it gets a 200, not a 101).
+    pub h2: bool,
+}
+
+/// Decides what `route` does with an upgrade request: `Ok(None)` serves it as a plain request
+/// (HTTP/1 to a route that does not forward), else the protocol to ask the upstream for, or why
+/// it is refused.
+pub(super) fn accept(
+    asked: Asked,
+    route: &Route,
+    pick: u16,
+) -> Result<Option<Accepted>, ProxyError> {
+    let forwards = matches!(route.action, Action::Upstream(_) | Action::Split(_));
+    if !forwards {
+        return match asked.h2 {
+            false => Ok(None),
+            true => Err(ProxyError::UpgradeRefused("the route does not forward")),
+        };
+    }
+    if route.upgrades.allow.is_empty() {
+        return Err(ProxyError::UpgradeRefused(
+            "the route does not allow upgrades",
+        ));
+    }
+    let Some(protocol) = asked.protocols.iter().find(|p| route.upgrades.allows(p)) else {
+        return Err(ProxyError::UpgradeRefused(
+            "the route does not allow this protocol",
+        ));
+    };
+    if route
+        .cluster(pick)
+        .is_some_and(|c| c.protocol != Protocol::Http1)
+    {
+        return Err(ProxyError::UpgradeRefused(
+            "the route's upstream speaks HTTP/2",
+        ));
+    }
+    let protocol = HeaderValue::from_str(protocol)
+        .map_err(|_| ProxyError::UpgradeRefused("not a protocol name"))?;
+    Ok(Some(Accepted {
+        protocol,
+        h2: asked.h2,
+    }))
+}
+
+impl Accepted {
+    /// Makes the request head the one the filters see and the upstream gets: an HTTP/1.1 upgrade
+    /// (after the client's `Connection` header and what it named went).
+    pub(super) fn prepare(&self, parts: &mut http::request::Parts) {
+        parts.headers.insert(header::UPGRADE, self.protocol.clone());
+        if self.h2 {
+            parts.method = Method::GET;
+            if self.protocol.as_bytes().eq_ignore_ascii_case(b"websocket")
+                && !parts.headers.contains_key(SEC_WEBSOCKET_KEY)
+            {
+                parts.headers.insert(SEC_WEBSOCKET_KEY, websocket_key());
+            }
+        }
+    }
+
+    /// Makes the switch the client gets from the upstream's 101 (after the response filters): a
+    /// 101 with `Upgrade` and `Connection: upgrade` for HTTP/1.1, a 200 without them for HTTP/2.
+    pub(super) fn switch(&self, resp: &mut Response<Body>) {
+        let h = resp.headers_mut();
+        h.remove(header::CONTENT_LENGTH);
+        h.remove(header::TRANSFER_ENCODING);
+        if self.h2 {
+            *resp.status_mut() = StatusCode::OK;
+            let h = resp.headers_mut();
+            h.remove(header::UPGRADE);
+            h.remove(header::CONNECTION);
+            h.remove(SEC_WEBSOCKET_ACCEPT);
+        } else {
+            h.insert(header::CONNECTION, UPGRADE_TOKEN);
+            if !h.contains_key(header::UPGRADE) {
+                h.insert(header::UPGRADE, self.protocol.clone());
+            }
+        }
+    }
+}
+
+/// The hop-by-hop headers of an upgrade request sent upstream (after [`super::headers`] removed
+/// the client's).
+pub(super) fn upstream_request_headers(h: &mut http::HeaderMap, protocol: &HeaderValue) {
+    h.insert(header::UPGRADE, protocol.clone());
+    h.insert(header::CONNECTION, UPGRADE_TOKEN);
+}
+
+/// Puts back the switch on an upstream's 101 after its hop-by-hop headers went: the `Upgrade` it
+/// named (`upgrade`, read before), else the one asked for, and `Connection: upgrade`.
+pub(super) fn upstream_switch(
+    h: &mut http::HeaderMap,
+    upgrade: Option<HeaderValue>,
+    asked: &HeaderValue,
+) {
+    h.insert(header::UPGRADE, upgrade.unwrap_or_else(|| asked.clone()));
+    h.insert(header::CONNECTION, UPGRADE_TOKEN);
+}
+
+/// A random `Sec-WebSocket-Key`: 16 random bytes in base64 (RFC 6455 section 4.1).
+fn websocket_key() -> HeaderValue {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let nonce: [u8; 16] = rand::random();
+    let mut out = Vec::with_capacity(24);
+    for chunk in nonce.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(n >> (18 - 6 * i) & 63) as usize]);
+            } else {
+                out.push(b'=');
+            }
+        }
+    }
+    HeaderValue::from_bytes(&out).expect("base64 is a header value")
+}
+
+/// Tunnels of the process: the signal that closes those a drain outlived.
+pub struct Tunnels {
+    /// The config generation: bumped by every reload, recorded by each tunnel when it opens.
+    generation: AtomicU64,
+    /// Tunnels of a generation below this value close.
+    close_below: Arc<watch::Sender<u64>>,
+}
+
+impl Default for Tunnels {
+    fn default() -> Self {
+        Tunnels {
+            generation: AtomicU64::new(0),
+            close_below: Arc::new(watch::channel(0).0),
+        }
+    }
+}
+
+impl Tunnels {
+    /// A new config serves: tunnels opened before it close once `drain` has passed (as nginx's
+    /// old workers close theirs at `worker_shutdown_timeout`).
+    pub fn retire(&self, drain: Duration) {
+        let g = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let close = self.close_below.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(drain).await;
+            close.send_if_modified(|v| {
+                let raise = *v < g;
+                *v = (*v).max(g);
+                raise
+            });
+        });
+    }
+
+    /// Closes every tunnel (the drain timeout of a shutdown passed).
+    pub fn close_all(&self) {
+        self.close_below.send_replace(u64::MAX);
+    }
+}
+
+/// A tunnel waiting for both sides' switch.
+pub(super) struct Pending {
+    pub client: OnUpgrade,
+    pub upstream: OnUpgrade,
+    pub route: Arc<Route>,
+}
+
+impl Pending {
+    /// Counts the tunnel open (on the route, and on its connection so that the connection's drain
+    /// waits for it) and runs it in a task of its own.
+    pub(super) fn spawn(self, tunnels: &Tunnels, open: TunnelOpen, busy: InFlight) {
+        let generation = tunnels.generation.load(Ordering::Acquire);
+        let close = tunnels.close_below.subscribe();
+        let Pending {
+            client,
+            upstream,
+            route,
+        } = self;
+        let stats = &route.stats.tunnels;
+        stats.opened.fetch_add(1, Ordering::Relaxed);
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let why = run(client, upstream, &route, close, generation).await;
+            tracing::debug!(route = %route.name, reason = ?why, "tunnel closed");
+            route.stats.tunnels.close(why);
+            drop(open);
+            drop(busy);
+        });
+    }
+}
+
+/// Carries bytes both ways once both sides switched, until the tunnel ends; says why it ended.
+async fn run(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    route: &Route,
+    mut close: watch::Receiver<u64>,
+    generation: u64,
+) -> TunnelClose {
+    let policy = &route.upgrades;
+    let stats = &route.stats.tunnels;
+    let start = Instant::now();
+    // Milliseconds from `start` of the last byte either way.
+    let active = AtomicU64::new(0);
+    let closed = async {
+        // A closed sender (the gateway is gone) closes the tunnel too.
+        let _ = close.wait_for(|below| *below > generation).await;
+    };
+    let max = async {
+        match policy.max_duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let idle = async {
+        loop {
+            let last = Duration::from_millis(active.load(Ordering::Relaxed));
+            let at = start + last + policy.idle_timeout;
+            if Instant::now() >= at {
+                return;
+            }
+            tokio::time::sleep_until(at.into()).await;
+        }
+    };
+    let pump = async {
+        let (client, upstream) = match tokio::join!(client, upstream) {
+            (Ok(c), Ok(u)) => (c, u),
+            (c, u) => {
+                let e = c.err().or(u.err()).map(|e| e.to_string());
+                tracing::debug!(error = ?e, "a side of the tunnel did not switch");
+                return TunnelClose::Error;
+            }
+        };
+        let client = Counted {
+            io: TokioIo::new(client),
+            read: &stats.to_upstream,
+            active: &active,
+            start,
+        };
+        let upstream = Counted {
+            io: TokioIo::new(upstream),
+            read: &stats.to_client,
+            active: &active,
+            start,
+        };
+        pump(client, upstream).await
+    };
+    tokio::select! {
+        why = pump => why,
+        _ = idle => TunnelClose::IdleTimeout,
+        _ = max => TunnelClose::MaxDuration,
+        _ = closed => TunnelClose::Drain,
+    }
+}
+
+/// Copies bytes both ways. The upstream is the server: when it ends its side, the session is over
+/// and the client's side is closed as soon as what the upstream sent is written. A client that ends
+/// its side (half-closes) still gets what the upstream sends until the upstream ends too (or the
+/// idle timeout passes).
+async fn pump<C, U>(client: C, upstream: U) -> TunnelClose
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    let (mut client_rx, mut client_tx) = tokio::io::split(client);
+    let (mut upstream_rx, mut upstream_tx) = tokio::io::split(upstream);
+    let to_upstream = async {
+        tokio::io::copy(&mut client_rx, &mut upstream_tx).await?;
+        upstream_tx.shutdown().await?;
+        // Half-closed by the client: the other direction decides when the tunnel ends.
+        std::future::pending::<std::io::Result<()>>().await
+    };
+    let to_client = async {
+        tokio::io::copy(&mut upstream_rx, &mut client_tx).await?;
+        client_tx.shutdown().await
+    };
+    let ended = tokio::select! {
+        r = to_upstream => r,
+        r = to_client => r,
+    };
+    match ended {
+        Ok(()) => TunnelClose::Closed,
+        Err(e) => {
+            tracing::debug!(error = %e, "tunnel broke");
+            TunnelClose::Error
+        }
+    }
+}
+
+/// One side of a tunnel: counts the bytes read from it, and stamps the tunnel's last activity.
+struct Counted<'a, IO> {
+    io: IO,
+    read: &'a AtomicU64,
+    active: &'a AtomicU64,
+    start: Instant,
+}
+
+impl<IO> Counted<'_, IO> {
+    fn stamp(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.active.fetch_max(ms, Ordering::Relaxed);
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Counted<'_, IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.read.fetch_add(n as u64, Ordering::Relaxed);
+            self.stamp();
+        }
+        r
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Counted<'_, IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.stamp();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(lines: &[(&str, &str)]) -> Request<()> {
+        let mut r = Request::new(());
+        for (k, v) in lines {
+            r.headers_mut().append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        r
+    }
+
+    #[test]
+    fn what_a_request_asks_for() {
+        let a = asked(&req(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "WebSocket"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(a.protocols, vec!["WebSocket"]);
+        // Without `Connection: upgrade`, or only h2c: nothing.
+        assert!(asked(&req(&[("upgrade", "websocket")])).unwrap().is_none());
+        assert!(asked(&req(&[
+            ("connection", "upgrade, http2-settings"),
+            ("upgrade", "h2c")
+        ]))
+        .unwrap()
+        .is_none());
+        let a = asked(&req(&[
+            ("connection", "upgrade"),
+            ("upgrade", "h2c, foo/2, websocket"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(a.protocols, vec!["foo/2", "websocket"]);
+        let mut connect = req(&[]);
+        *connect.method_mut() = Method::CONNECT;
+        assert!(matches!(asked(&connect), Err(ProxyError::MethodNotAllowed)));
+    }
+
+    #[test]
+    fn websocket_keys_are_16_bytes_of_base64() {
+        let (a, b) = (websocket_key(), websocket_key());
+        assert_ne!(a, b);
+        let a = a.to_str().unwrap();
+        assert_eq!(a.len(), 24);
+        assert!(a.ends_with("=="));
+        assert!(a[..22]
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/'));
+    }
+}
