@@ -3,8 +3,9 @@
 
 use serde_json::{json, Value};
 
-use crate::config::{Mode, Validator};
-use crate::openapi::{is_json, Found, RequestBody};
+use crate::config::{BodySchema, Mode, Validator};
+use crate::openapi::{is_json, Found, RequestBody, FORM};
+use crate::params::{Param, ParamSet};
 use crate::schema::{check, Loc, SchemaIndex, Violation};
 
 /// A request's head, as the checks need it.
@@ -28,7 +29,7 @@ pub struct Answer {
 }
 
 /// What to do after the head.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Step {
     Pass,
     Answer(Answer),
@@ -37,13 +38,23 @@ pub enum Step {
 }
 
 /// The body check a request waits for, and what its head already got wrong.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Pending {
     schema: Option<SchemaIndex>,
     required: bool,
-    /// The body is JSON, to be parsed (and checked, with a schema).
-    json: bool,
+    kind: Kind,
     found: Vec<Violation>,
+}
+
+/// How a body is read.
+#[derive(Debug, Clone)]
+enum Kind {
+    /// JSON, parsed (and checked, with a schema).
+    Json,
+    /// `application/x-www-form-urlencoded`: its fields as an object, read like query parameters.
+    Form(Vec<Param>),
+    /// Another media type: not read.
+    Unread,
 }
 
 /// How a request's body is announced by its head.
@@ -77,8 +88,8 @@ pub fn announced(headers: &[(String, String)], h2: impl FnOnce() -> bool) -> Ann
 
 /// The body rule that applies to a request.
 enum BodyRule<'a> {
-    /// `body_schema`: a JSON body, required.
-    Json(SchemaIndex),
+    /// `body_schema`: a JSON (or form) body, required.
+    Schema(&'a BodySchema),
     Operation(&'a RequestBody),
 }
 
@@ -109,7 +120,7 @@ impl Validator {
                         .collect();
                     p.check(&self.schemas, &decoded, &mut found);
                 }
-                body.map(BodyRule::Json)
+                body.as_ref().map(BodyRule::Schema)
             }
             Mode::OpenApi { api, allow } => match api.find(head.method, head.path) {
                 Found::Op(op, path_params) => {
@@ -156,21 +167,34 @@ impl Validator {
                 .to_ascii_lowercase()
         });
         let body = body();
-        let (required, schema, json) = match rule {
-            BodyRule::Json(schema) => {
-                if let Some(e) = essence.as_deref().filter(|e| !is_json(e)) {
-                    return Step::Answer(unsupported(e, &["application/json".into()], found));
+        let (required, schema, kind) = match rule {
+            BodyRule::Schema(b) => match essence.as_deref() {
+                None => (true, Some(b.schema), Kind::Json),
+                Some(e) if is_json(e) => (true, Some(b.schema), Kind::Json),
+                Some(FORM) => (true, Some(b.schema), Kind::Form(b.form.clone())),
+                Some(e) => {
+                    let ranges = ["application/json".to_string(), FORM.to_string()];
+                    return Step::Answer(unsupported(e, &ranges, found));
                 }
-                (true, Some(schema), true)
-            }
+            },
             BodyRule::Operation(rb) => {
                 // Without a content type, a body is taken for JSON where the operation takes it.
                 let essence = essence.clone().unwrap_or_else(|| "application/json".into());
                 match rb.media_for(&essence) {
-                    Some((_, schema)) => (rb.required, *schema, is_json(&essence)),
-                    None if body == Announced::No && !rb.required => (false, None, false),
+                    Some(m) => {
+                        let kind = if is_json(&essence) {
+                            Kind::Json
+                        } else if essence == FORM && m.schema.is_some() {
+                            Kind::Form(m.form.clone())
+                        } else {
+                            Kind::Unread
+                        };
+                        (rb.required, m.schema, kind)
+                    }
+                    None if body == Announced::No && !rb.required => (false, None, Kind::Unread),
                     None => {
-                        let ranges: Vec<String> = rb.media.iter().map(|(r, _)| r.clone()).collect();
+                        let ranges: Vec<String> =
+                            rb.media.iter().map(|m| m.range.clone()).collect();
                         return Step::Answer(unsupported(&essence, &ranges, found));
                     }
                 }
@@ -182,15 +206,14 @@ impl Validator {
             }
             return self.verdict(found);
         }
-        if !json {
-            // A body of a media type that is not JSON is not read (its schema, if any, is not
-            // checked).
+        if let Kind::Unread = kind {
+            // A body of another media type is not read (its schema, if any, is not checked).
             return self.verdict(found);
         }
         Step::Body(Pending {
             schema,
             required,
-            json,
+            kind,
             found,
         })
     }
@@ -200,15 +223,17 @@ impl Validator {
         let Pending {
             schema,
             required,
-            json,
+            kind,
             mut found,
         } = pending;
         if body.is_empty() {
             if required {
                 found.push(missing_body());
             }
-        } else if json {
-            match serde_json::from_slice::<Value>(body) {
+            return self.verdict(found);
+        }
+        match kind {
+            Kind::Json => match serde_json::from_slice::<Value>(body) {
                 Err(e) => found.push(Violation::new(
                     Loc::Body,
                     "",
@@ -220,7 +245,21 @@ impl Validator {
                         check(&self.schemas, s, &v, Loc::Body, &mut found);
                     }
                 }
+            },
+            Kind::Form(params) => {
+                let fields = ParamSet {
+                    loc: Loc::Body,
+                    params,
+                    whole: schema,
+                    undeclared: true,
+                };
+                fields.check(
+                    &self.schemas,
+                    &crate::params::query(Some(&String::from_utf8_lossy(body))),
+                    &mut found,
+                );
             }
+            Kind::Unread => {}
         }
         self.verdict(found)
     }

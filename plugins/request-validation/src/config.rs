@@ -5,7 +5,7 @@ use plugin_config::{object, string};
 use serde_json::{Map, Value};
 
 use crate::openapi::{self, Api};
-use crate::params::{self, Param, ParamSet, Style};
+use crate::params::{self, Param, ParamSet};
 use crate::schema::{self, Builder, Loc, SchemaIndex, Schemas};
 
 const FIELDS: [&str; 10] = [
@@ -25,13 +25,19 @@ const FIELDS: [&str; 10] = [
 pub enum Mode {
     /// `body_schema`, `query_schema`, `header_schema`, `path_schema`.
     Schemas {
-        body: Option<SchemaIndex>,
+        body: Option<BodySchema>,
         query: ParamSet,
         header: ParamSet,
         path: ParamSet,
     },
     /// An OpenAPI document; `allow`: requests that match no operation pass.
     OpenApi { api: Api, allow: bool },
+}
+
+/// `body_schema`, and how a form body's fields are read for it.
+pub struct BodySchema {
+    pub schema: SchemaIndex,
+    pub form: Vec<Param>,
 }
 
 /// The compiled config of one route.
@@ -167,8 +173,11 @@ pub fn parse(config: &str) -> Result<Validator, String> {
                 .map(|(f, _, v)| (f.to_string(), v.clone()))
                 .collect();
             let mut b = Builder::new(draft, docs)?;
-            let body = match m.get("body_schema") {
-                Some(_) => Some(b.compile("body_schema", "")?),
+            let body = match values.get("body_schema") {
+                Some(schema) => Some(BodySchema {
+                    schema: b.compile("body_schema", "")?,
+                    form: params::declared(schema, &local(schema), Loc::Body),
+                }),
                 None => None,
             };
             let mut set = |field: &str, loc: Loc| -> Result<ParamSet, String> {
@@ -183,7 +192,7 @@ pub fn parse(config: &str) -> Result<Validator, String> {
                 let whole = Some(b.compile(field, "")?);
                 Ok(ParamSet {
                     loc,
-                    params: declared(schema, loc),
+                    params: params::declared(schema, &local(schema), loc),
                     whole,
                     undeclared: true,
                 })
@@ -208,29 +217,9 @@ pub fn parse(config: &str) -> Result<Validator, String> {
     }
 }
 
-/// The parameters a location's object schema declares in `properties`, read as their schemas say
-/// (a query parameter is an array when repeated; headers and path parameters comma-separated).
-fn declared(schema: &Value, loc: Loc) -> Vec<Param> {
-    let resolve = |r: &str| r.strip_prefix('#').and_then(|p| schema.pointer(p)).cloned();
-    let Some(Value::Object(props)) = schema.get("properties") else {
-        return Vec::new();
-    };
-    props
-        .iter()
-        .map(|(name, s)| Param {
-            name: name.clone(),
-            shape: params::shape(s, &resolve),
-            style: if loc == Loc::Query {
-                Style::Form
-            } else {
-                Style::Simple
-            },
-            explode: loc == Loc::Query,
-            json: false,
-            schema: None,
-            required: false,
-        })
-        .collect()
+/// Resolves a `$ref` inside `schema` itself (`#/$defs/x`).
+fn local(schema: &Value) -> impl Fn(&str) -> Option<Value> + '_ {
+    |r: &str| r.strip_prefix('#').and_then(|p| schema.pointer(p)).cloned()
 }
 
 /// Header names are case-insensitive: the names in `header_schema`'s `properties` and `required`

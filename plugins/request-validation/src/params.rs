@@ -298,6 +298,29 @@ pub fn coerce(text: &str, prim: Prim) -> Value {
     Value::String(text.to_string())
 }
 
+/// The parameters an object schema declares in `properties` (through `$ref`s), read as their
+/// schemas say: in the query and in form bodies (`form`, exploded) an array is the parameter
+/// repeated; in headers and paths (`simple`) it is comma-separated.
+pub fn declared(schema: &Value, resolve: &dyn Fn(&str) -> Option<Value>, loc: Loc) -> Vec<Param> {
+    let schema = deref(schema, resolve);
+    let Some(Value::Object(props)) = schema.get("properties") else {
+        return Vec::new();
+    };
+    let form = matches!(loc, Loc::Query | Loc::Body);
+    props
+        .iter()
+        .map(|(name, s)| Param {
+            name: name.clone(),
+            shape: shape(s, resolve),
+            style: if form { Style::Form } else { Style::Simple },
+            explode: form,
+            json: false,
+            schema: None,
+            required: false,
+        })
+        .collect()
+}
+
 /// The shape of a parameter's schema; `resolve` finds the target of a `$ref` (None: unknown).
 pub fn shape(schema: &Value, resolve: &dyn Fn(&str) -> Option<Value>) -> Shape {
     let s = deref(schema, resolve);

@@ -47,8 +47,16 @@ pub struct Operation {
 /// An operation's `requestBody`.
 pub struct RequestBody {
     pub required: bool,
-    /// Media ranges (lower-cased, `application/json`, `application/*`, `*/*`) and their schemas.
-    pub media: Vec<(String, Option<SchemaIndex>)>,
+    pub media: Vec<Media>,
+}
+
+/// One media type of a `requestBody`'s `content`.
+pub struct Media {
+    /// Lower-cased: `application/json`, `application/*`, `*/*`.
+    pub range: String,
+    pub schema: Option<SchemaIndex>,
+    /// How an `application/x-www-form-urlencoded` body's fields are read for the schema.
+    pub form: Vec<Param>,
 }
 
 /// The operation a request is for, or why there is none.
@@ -372,15 +380,26 @@ fn request_body(doc: &Value, p: &str, b: &mut Builder) -> Result<RequestBody, St
         ));
     };
     let mut media = Vec::new();
+    let resolve = |r: &str| local_ref(r).and_then(|p| doc.pointer(&p).cloned());
     for (range, m) in content {
-        let schema = match m.get("schema") {
-            Some(_) => Some(b.compile(DOC, &format!("{p}/content/{}/schema", escape(range)))?),
-            None => None,
+        let (schema, form) = match m.get("schema") {
+            Some(s) => (
+                Some(b.compile(DOC, &format!("{p}/content/{}/schema", escape(range)))?),
+                params::declared(s, &resolve, Loc::Body),
+            ),
+            None => (None, Vec::new()),
         };
-        media.push((range.to_ascii_lowercase(), schema));
+        media.push(Media {
+            range: range.to_ascii_lowercase(),
+            schema,
+            form,
+        });
     }
     Ok(RequestBody { required, media })
 }
+
+/// The media type of HTML forms, whose fields are checked like query parameters.
+pub const FORM: &str = "application/x-www-form-urlencoded";
 
 /// Whether a media type is JSON (`application/json`, `application/problem+json`, ...).
 pub fn is_json(media_type: &str) -> bool {
@@ -397,13 +416,12 @@ pub fn is_json(media_type: &str) -> bool {
 impl RequestBody {
     /// The media range of `content` that a request's content type (its essence, lower-cased)
     /// falls in: the exact type first, then `type/*`, then `*/*`.
-    pub fn media_for(&self, essence: &str) -> Option<&(String, Option<SchemaIndex>)> {
+    pub fn media_for(&self, essence: &str) -> Option<&Media> {
         let major = essence.split('/').next().unwrap_or("");
-        self.media
-            .iter()
-            .find(|(r, _)| r == essence)
-            .or_else(|| self.media.iter().find(|(r, _)| *r == format!("{major}/*")))
-            .or_else(|| self.media.iter().find(|(r, _)| r == "*/*"))
+        let find = |range: &str| self.media.iter().find(|m| m.range == range);
+        find(essence)
+            .or_else(|| find(&format!("{major}/*")))
+            .or_else(|| find("*/*"))
     }
 }
 
@@ -415,18 +433,23 @@ mod tests {
     fn media_ranges_match_most_specific_first() {
         let rb = RequestBody {
             required: true,
-            media: vec![
-                ("*/*".into(), None),
-                ("application/*".into(), None),
-                ("application/json".into(), None),
-            ],
+            media: ["*/*", "application/*", "application/json"]
+                .map(|r| Media {
+                    range: r.into(),
+                    schema: None,
+                    form: Vec::new(),
+                })
+                .into(),
         };
         assert_eq!(
-            rb.media_for("application/json").unwrap().0,
+            rb.media_for("application/json").unwrap().range,
             "application/json"
         );
-        assert_eq!(rb.media_for("application/xml").unwrap().0, "application/*");
-        assert_eq!(rb.media_for("text/plain").unwrap().0, "*/*");
+        assert_eq!(
+            rb.media_for("application/xml").unwrap().range,
+            "application/*"
+        );
+        assert_eq!(rb.media_for("text/plain").unwrap().range, "*/*");
         assert!(is_json("application/merge-patch+json; charset=utf-8"));
         assert!(!is_json("text/json"));
     }
