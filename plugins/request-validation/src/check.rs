@@ -191,7 +191,14 @@ impl Validator {
                         };
                         (rb.required, m.schema, kind)
                     }
-                    None if body == Announced::No && !rb.required => (false, None, Kind::Unread),
+                    // No body (or, over HTTP/2, none announced and no content type): nothing to
+                    // refuse where the body is optional.
+                    None if !rb.required
+                        && (body == Announced::No
+                            || (body == Announced::Maybe && content_type.is_none())) =>
+                    {
+                        (false, None, Kind::Unread)
+                    }
                     None => {
                         let ranges: Vec<String> =
                             rb.media.iter().map(|m| m.range.clone()).collect();
