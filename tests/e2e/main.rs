@@ -38,6 +38,7 @@ mod request_validation;
 mod routing;
 mod sdk_examples;
 mod shutdown;
+mod sse;
 mod stalls;
 mod streaming;
 mod tls;
