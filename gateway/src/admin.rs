@@ -216,17 +216,30 @@ async fn answer(
             });
             text(StatusCode::OK, "application/json", format!("{body:#}\n"))
         }
+        (&Method::GET, "/routes/openapi.json") => {
+            // `?listener=NAME`: the routes of one listener; every route without it.
+            let listener = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .find(|(k, _)| k == "listener")
+                .map(|(_, v)| v.into_owned());
+            let rt = shared.runtime.load();
+            match crate::openapi::document(&rt.config, listener.as_deref()) {
+                Ok(doc) => text(StatusCode::OK, "application/json", format!("{doc:#}\n")),
+                Err(e) => json_error(StatusCode::NOT_FOUND, "no_such_listener", &e),
+            }
+        }
         (&Method::DELETE, "/cache") => purge_cache(req.uri().query(), shared),
         (_, "/cache") => json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "use DELETE (with plugin, host and path to narrow it) to purge cached responses",
         ),
-        (_, "/healthz" | "/readyz" | "/metrics" | "/plugins") => json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "use GET",
-        ),
+        (_, "/healthz" | "/readyz" | "/metrics" | "/plugins" | "/routes/openapi.json") => {
+            json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "use GET",
+            )
+        }
         (_, "/config") => json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",

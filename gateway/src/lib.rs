@@ -23,6 +23,7 @@ pub mod filter;
 pub mod framing;
 pub mod host;
 pub mod metrics;
+pub mod openapi;
 pub mod plugin_runner;
 pub mod plugin_source;
 pub mod plugins;

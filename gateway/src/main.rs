@@ -34,6 +34,20 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Write an OpenAPI 3.1 document of the routes a config serves (JSON, on stdout): paths and
+    /// methods, parameters from path templates and matchers, security schemes of the built-in
+    /// authentication plugins.
+    Routes {
+        /// The YAML config.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Write the OpenAPI document (the only output this command has today).
+        #[arg(long)]
+        openapi: bool,
+        /// The routes of this listener only, with it as the server [default: every route].
+        #[arg(long)]
+        listener: Option<String>,
+    },
     /// List the first-party plugins built into this binary (usable on routes by name, without a
     /// `plugins:` entry).
     Plugins,
@@ -184,6 +198,20 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
+        Cmd::Routes {
+            config,
+            openapi,
+            listener,
+        } => match routes(&config, openapi, listener.as_deref()) {
+            Ok(doc) => {
+                println!("{doc}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        },
         Cmd::Run { config } => match run(config) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
@@ -215,6 +243,17 @@ fn builtin_list() -> String {
 
 /// Validates completely, as a start would: every plugin is loaded and configured with each route's
 /// config. Nothing is bound or served.
+/// `gateway routes --openapi`: the config is parsed and checked as `check` does (without loading
+/// plugins), then written as an OpenAPI document.
+fn routes(path: &std::path::Path, openapi: bool, listener: Option<&str>) -> Result<String, String> {
+    if !openapi {
+        return Err("say what to write: --openapi".into());
+    }
+    let cfg = gateway::config::Config::load(path).map_err(|e| e.to_string())?;
+    let doc = gateway::openapi::document(&cfg, listener)?;
+    Ok(format!("{doc:#}"))
+}
+
 fn check(path: &std::path::Path) -> Result<String, gateway::config::ConfigError> {
     let (cfg, src) = Source::load(path)?;
     let plugins = gateway::plugins::PluginHost::new(

@@ -26,6 +26,7 @@ mod limits;
 mod malformed;
 mod mirror;
 mod oauth2_introspection;
+mod openapi;
 mod paths;
 mod plugin_panics;
 mod plugin_sources;
