@@ -14,17 +14,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// The body and content type of a `Feed`'s next response.
+type Next = Arc<Mutex<Option<(mpsc::Receiver<Bytes>, &'static str)>>>;
+
 /// An upstream whose next response streams what the test feeds it, with the given content type.
 struct Feed {
     addr: SocketAddr,
-    next: Arc<Mutex<Option<(mpsc::Receiver<Bytes>, &'static str)>>>,
+    next: Next,
 }
 
 impl Feed {
     async fn start() -> Feed {
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
-        let next: Arc<Mutex<Option<(mpsc::Receiver<Bytes>, &'static str)>>> = Arc::default();
+        let next: Next = Arc::default();
         let slot = next.clone();
         tokio::spawn(async move {
             while let Ok((s, _)) = tcp.accept().await {

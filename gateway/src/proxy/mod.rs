@@ -5,6 +5,7 @@ mod forward;
 mod headers;
 pub mod mirror;
 mod target;
+mod tunnel;
 pub mod upgrade;
 
 pub use client::client_of;
@@ -36,7 +37,7 @@ pub struct Shared {
     /// The Wasm plugin host (kept across reloads).
     pub plugins: Arc<crate::plugins::PluginHost>,
     /// Open tunnels' drain signal (kept across reloads).
-    pub tunnels: upgrade::Tunnels,
+    pub tunnels: tunnel::Tunnels,
 }
 
 /// Facts about the connection a request came on.
@@ -296,7 +297,7 @@ struct Served {
     /// The client trusted proxies named, when it is not the peer.
     client: Option<SocketAddr>,
     /// The upstream switched protocols: the tunnel to run once the client has the switch.
-    tunnel: Option<upgrade::Pending>,
+    tunnel: Option<tunnel::Pending>,
 }
 
 impl Served {
@@ -470,7 +471,7 @@ async fn route_and_serve(
         match upstream_switch {
             Some(up) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
                 a.switch(resp);
-                tunnel = Some(upgrade::Pending {
+                tunnel = Some(tunnel::Pending {
                     client: client_switch,
                     upstream: up,
                     route: route.clone(),
