@@ -100,8 +100,15 @@ fn aim(
     Ok(idx)
 }
 
+/// The most bytes of a callout's response body the host reads (the plugin gets it whole): a bigger
+/// answer fails that call, so that callouts in flight (up to 32 per `send-all`) cannot make the
+/// host hold unbounded bodies before the plugin's own memory limit could apply. Default: 16 MiB.
+pub const MAX_CALLOUT_RESPONSE: usize = 16 * 1024 * 1024;
+
 /// Sends one callout to an endpoint of `cluster` (picked by its balancer, over its pooled client) and
-/// reads the whole response within `timeout`; the outcome counts for the endpoint's passive health.
+/// reads the whole response (at most [`MAX_CALLOUT_RESPONSE`] bytes of body) within `timeout`; the
+/// outcome counts for the endpoint's passive health (an answer too big is the endpoint's answer,
+/// not its failure).
 pub async fn callout(
     cluster: &Cluster,
     req: http::Request<Bytes>,
@@ -111,6 +118,7 @@ pub async fn callout(
     let idx = aim(cluster, &mut parts, None)?;
     let ep = cluster.endpoints[idx].clone();
     let req = http::Request::from_parts(parts, crate::body::full(body));
+    let mut too_big = false;
     let exchange = async {
         let resp = cluster
             .client
@@ -118,11 +126,19 @@ pub async fn callout(
             .await
             .map_err(|e| CalloutError::Failed(e.to_string()))?;
         let (parts, body) = resp.into_parts();
-        let body = body
+        let body = match http_body_util::Limited::new(body, MAX_CALLOUT_RESPONSE)
             .collect()
             .await
-            .map_err(|e| CalloutError::Failed(e.to_string()))?
-            .to_bytes();
+        {
+            Ok(b) => b.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                too_big = true;
+                return Err(CalloutError::Failed(format!(
+                    "the response body is over {MAX_CALLOUT_RESPONSE} bytes"
+                )));
+            }
+            Err(e) => return Err(CalloutError::Failed(e.to_string())),
+        };
         Ok(http::Response::from_parts(parts, body))
     };
     // Bounded here as well as by `HostCore::callout` (the bound every `Upstreams` gets), so that
@@ -131,7 +147,7 @@ pub async fn callout(
         Ok(r) => r,
         Err(_) => Err(CalloutError::Timeout),
     };
-    ep.record(result.is_ok(), &cluster.passive);
+    ep.record(result.is_ok() || too_big, &cluster.passive);
     result
 }
 

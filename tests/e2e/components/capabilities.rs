@@ -387,6 +387,16 @@ async fn send_all_sends_in_parallel_in_order_with_a_result_each() {
     )
     .await;
     assert_eq!(hv(&h, "x-all"), "denied,timeout,418");
+    // An answer over the host's bound (16 MiB; 300 chunks of 64 KiB) fails its call alone.
+    let (_, h) = run(
+        &gw,
+        &b,
+        "/r/x",
+        "send-all",
+        &[("x-calls", "callee:/stream/300,callee:/stream/2")],
+    )
+    .await;
+    assert_eq!(hv(&h, "x-all"), "failed,200");
     // Over the bound: every request is refused, none is sent.
     let hits = b.callee.hits();
     let (_, h) = run(

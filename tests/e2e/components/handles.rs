@@ -225,6 +225,7 @@ async fn the_method_can_be_set_and_path_template_parameters_are_read() {
     let (_, h) = run(&gw, &b, "/h/x", "method", &[("x-want-method", "PURGE")]).await;
     assert_eq!(hv(&h, "x-method-set"), "ok");
     assert_eq!(hv(&h, "x-method-bad"), "invalid");
+    assert_eq!(hv(&h, "x-method-connect"), "invalid");
     assert_eq!(hv(&h, "x-method-now"), "PURGE");
     assert_eq!(b.up.last().method, "PURGE");
     // Template parameters in template order, percent-encoding kept; none on a prefix route.

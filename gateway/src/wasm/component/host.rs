@@ -193,8 +193,16 @@ impl types::HostRequest for CompState {
             .data
             .request_head_mut("changing the method")
             .map_err(host_error)?;
-        req.method = http::Method::from_bytes(method.as_bytes())
+        let m = http::Method::from_bytes(method.as_bytes())
             .map_err(|_| HostError::Invalid(format!("`{method}` is not an HTTP method token")))?;
+        // A CONNECT with a path is no request an upstream can take, and the gateway's client would
+        // read a 2xx to it as a tunnel.
+        if m == http::Method::CONNECT {
+            return Err(HostError::Invalid(
+                "CONNECT cannot be set: the gateway does not forward it".into(),
+            ));
+        }
+        req.method = m;
         Ok(())
     }
 

@@ -446,7 +446,11 @@ impl MapRef<'_> {
         value(v)?;
         match (self, key) {
             (MapRef::Request(r, _), b":method") => {
-                r.method = Method::from_bytes(v).map_err(|_| Status::BadArgument)?;
+                // CONNECT is not forwarded (the client would read a 2xx to it as a tunnel).
+                match Method::from_bytes(v) {
+                    Ok(m) if m != Method::CONNECT => r.method = m,
+                    _ => return Err(Status::BadArgument),
+                }
             }
             (MapRef::Request(r, _), b":path") => set_path_with_query(r, v, true).map_err(bad)?,
             (MapRef::Request(r, _), b":authority") => set_authority(r, v).map_err(bad)?,
