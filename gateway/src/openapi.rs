@@ -8,7 +8,8 @@
 //!   every path under it); a route without a path matcher as `/` with the same mark. A `regex` or
 //!   `string_prefix` path cannot be written as an OpenAPI path: such routes are listed under
 //!   `x-gateway-unlisted` with the reason, as are routes a route written before already answers
-//!   (same path and method);
+//!   (same path and method) and routes whose path another route has on another host (an OpenAPI
+//!   path item has one `servers`);
 //! - methods: the route's `methods`, or, for a route that takes any method, `get`, `post`, `put`,
 //!   `patch` and `delete` with `x-gateway-any-method: true` on the path;
 //! - header and query matchers: required parameters, with the exact value as `const` (or the
@@ -59,6 +60,9 @@ pub fn document(config: &Config, listener: Option<&str>) -> Result<Value, String
     let mut paths = Map::new();
     let mut schemes = Map::new();
     let mut unlisted = Vec::new();
+    // The route that made each path's item, and the host it matches.
+    let mut hosts: std::collections::HashMap<String, (String, Option<String>)> =
+        std::collections::HashMap::new();
     for route in config.routes.iter().filter(|r| serves(r)) {
         let (path, params, mark) = match &route.matcher.path {
             None => ("/".to_owned(), Vec::new(), Some("prefix")),
@@ -99,18 +103,27 @@ pub fn document(config: &Config, listener: Option<&str>) -> Result<Value, String
             .collect();
         parameters.extend(matchers("header", &route.matcher.headers));
         parameters.extend(matchers("query", &route.matcher.query));
+        // One path item per path: routes of the same path on other hosts cannot share it (its
+        // `servers` say which host it is on).
+        match hosts.get(&path) {
+            Some((other, host)) if *host != route.matcher.host => {
+                unlisted.push(json!({
+                    "route": route.name,
+                    "reason": format!("route `{other}` has the path {path} on {}; an OpenAPI path is on one host", host.as_deref().unwrap_or("every host")),
+                }));
+                continue;
+            }
+            Some(_) => {}
+            None => {
+                hosts.insert(path.clone(), (route.name.clone(), route.matcher.host.clone()));
+            }
+        }
         let security = security(config, route, &mut schemes);
         let item = paths
             .entry(path.clone())
             .or_insert_with(|| json!({}))
             .as_object_mut()
             .expect("path items are objects");
-        if let Some(m) = mark {
-            item.insert("x-gateway-match".into(), m.into());
-        }
-        if route.matcher.methods.is_empty() {
-            item.insert("x-gateway-any-method".into(), true.into());
-        }
         if let Some(host) = &route.matcher.host {
             let servers: Vec<Value> = listeners
                 .iter()
@@ -135,6 +148,12 @@ pub fn document(config: &Config, listener: Option<&str>) -> Result<Value, String
             }
             if let Some(s) = &security {
                 op["security"] = s.clone();
+            }
+            if let Some(m) = mark {
+                op["x-gateway-match"] = m.into();
+            }
+            if route.matcher.methods.is_empty() {
+                op["x-gateway-any-method"] = true.into();
             }
             item.insert(method, op);
         }
@@ -436,8 +455,8 @@ mod tests {
         );
         assert!(d["components"]["securitySchemes"]["key-auth_query_x-api-key"].is_null());
         let any = &d["paths"]["/api"];
-        assert_eq!(any["x-gateway-match"], "prefix");
-        assert_eq!(any["x-gateway-any-method"], true);
+        assert_eq!(any["get"]["x-gateway-match"], "prefix");
+        assert_eq!(any["get"]["x-gateway-any-method"], true);
         assert_eq!(any["servers"][0]["url"], "http://api.example.com:8080");
         assert_eq!(
             any["patch"]["security"],
@@ -469,6 +488,33 @@ mod tests {
         assert_eq!(d["servers"].as_array().unwrap().len(), 1);
         let e = document(&c, Some("nope")).unwrap_err();
         assert!(e.contains("public, internal"), "{e}");
+    }
+
+    #[test]
+    fn a_path_on_two_hosts_is_listed_once_with_its_host_and_the_other_route_unlisted() {
+        let c = config(&format!(
+            "{BASE}routes:\n\
+             \x20 - name: shop-a\n    match: {{host: a.example.com, path: {{exact: /orders}}, methods: [GET]}}\n    upstream: users\n\
+             \x20 - name: shop-b\n    match: {{host: b.example.com, path: {{exact: /orders}}, methods: [GET, POST]}}\n    upstream: users\n    filters: [{{plugin: key-auth}}]\n\
+             \x20 - name: any\n    match: {{path: {{prefix: /orders}}, methods: [PUT]}}\n    upstream: users\n\
+             \x20 - name: exact-get\n    match: {{path: {{exact: /x}}, methods: [GET]}}\n    upstream: users\n\
+             \x20 - name: prefix-post\n    match: {{path: {{prefix: /x}}, methods: [POST]}}\n    upstream: users\n"
+        ));
+        let d = document(&c, None).unwrap();
+        let orders = &d["paths"]["/orders"];
+        assert_eq!(orders["servers"][0]["url"], "http://a.example.com:8080");
+        assert!(orders["get"]["security"].is_null(), "{orders}");
+        assert!(orders["post"].is_null() && orders["put"].is_null(), "{orders}");
+        let unlisted: Vec<&str> = d["x-gateway-unlisted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["route"].as_str().unwrap())
+            .collect();
+        assert_eq!(unlisted, ["shop-b", "any"]);
+        // Marks belong to the operation of the route they describe.
+        assert!(d["paths"]["/x"]["get"]["x-gateway-match"].is_null());
+        assert_eq!(d["paths"]["/x"]["post"]["x-gateway-match"], "prefix");
     }
 
     #[test]
