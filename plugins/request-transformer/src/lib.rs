@@ -196,6 +196,15 @@ impl Filter for RequestTransformer {
         });
         let path = match c.uri.as_ref().map(|t| t.render(&src, Dest::Path)) {
             None => None,
+            // A value of `..` (or `%2e%2e`) would walk out of the path the template writes.
+            Some(Ok(p)) if template::has_dot_segment(&p) => {
+                return answer(
+                    req,
+                    400,
+                    "bad_request",
+                    "the path made from replace.uri would have a `.` or `..` segment",
+                )
+            }
             Some(Ok(p)) => Some(p),
             // The route's template has no such parameter: the config is wrong for this route.
             Some(Err(Missing { what, capture: true })) => {

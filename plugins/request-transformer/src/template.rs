@@ -141,6 +141,15 @@ impl Template {
     }
 }
 
+/// Whether a path has a `.` or `..` segment, percent-encoded or not (an upstream resolves either).
+pub fn has_dot_segment(path: &str) -> bool {
+    path.split('?')
+        .next()
+        .unwrap_or("")
+        .split('/')
+        .any(|seg| matches!(&*percent_decode_str(seg).decode_utf8_lossy(), "." | ".."))
+}
+
 fn describe(p: &Part) -> String {
     match p {
         Part::Header(n) => format!("header `{n}`"),
@@ -216,6 +225,23 @@ mod tests {
 
     fn render(t: &str, braces: bool, dest: Dest) -> Result<String, Missing> {
         Template::parse(t, braces).unwrap().render(&Req, dest)
+    }
+
+    #[test]
+    fn dot_segments_are_found_encoded_or_not() {
+        for p in [
+            "/a/../b",
+            "/a/%2e%2E/b",
+            "/a/./b",
+            "/a/%2E",
+            "/..",
+            "/a/..?x=1",
+        ] {
+            assert!(has_dot_segment(p), "{p}");
+        }
+        for p in ["/a/b", "/a/..b/c", "/a/b.c", "/a/b?x=..", "/%2e%2ex"] {
+            assert!(!has_dot_segment(p), "{p}");
+        }
     }
 
     #[test]
