@@ -265,23 +265,31 @@ pub fn coerce(text: &str, prim: Prim) -> Value {
     if prim.string {
         return Value::String(text.to_string());
     }
+    // Only what JSON writes as a number (no `+5`, no spaces), and for an integer only digits:
+    // `1e3` and `1.0` are integers to JSON Schema but not to many upstreams' parsers.
+    let digits = |t: &str| {
+        let t = t.strip_prefix('-').unwrap_or(t);
+        !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())
+    };
     if prim.integer || prim.number {
-        if let Ok(i) = text.parse::<i64>() {
-            return Value::Number(i.into());
+        if digits(text) {
+            if let Ok(i) = text.parse::<i64>() {
+                return Value::Number(i.into());
+            }
+            if let Ok(u) = text.parse::<u64>() {
+                return Value::Number(u.into());
+            }
         }
-        if let Ok(u) = text.parse::<u64>() {
-            return Value::Number(u.into());
-        }
-        let plain = text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
+        let json_number = !text.starts_with('+')
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
         if let Some(n) = text
             .parse::<f64>()
             .ok()
-            .filter(|_| plain)
+            .filter(|_| json_number && prim.number)
             .and_then(Number::from_f64)
         {
-            // 7.5 for an integer stays a number, for `type: integer` to refuse.
             return Value::Number(n);
         }
     }
@@ -399,11 +407,13 @@ pub fn query(q: Option<&str>) -> Vec<(String, String)> {
     .unwrap_or_default()
 }
 
-/// Percent-decodes a path parameter (`%2F` is `/`; not UTF-8: kept as written).
+/// Percent-decodes a path parameter (`%2F` is `/`). Bytes that are not UTF-8 read as U+FFFD, as the
+/// query's do: the schema always checks the decoded text an upstream would see, never the encoded
+/// form (`a%3C%FF` is `a<\u{FFFD}`, which a pattern refusing `<` refuses).
 pub fn decode_path(v: &str) -> String {
     percent_encoding::percent_decode_str(v)
-        .decode_utf8()
-        .map_or_else(|_| v.to_string(), |s| s.into_owned())
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -421,8 +431,18 @@ mod tests {
         let Shape::Scalar(int) = int else { panic!() };
         assert_eq!(coerce("7", int), json!(7));
         assert_eq!(coerce("-7", int), json!(-7));
-        assert_eq!(coerce("7.5", int), json!(7.5));
+        // Only digits are an integer: the rest stays text, which `type: integer` refuses.
+        for text in ["7.5", "1.0", "1e3", "+5", " 5", "-", ""] {
+            assert_eq!(coerce(text, int), json!(text), "{text:?}");
+        }
         assert_eq!(coerce("seven", int), json!("seven"));
+        let Shape::Scalar(num) = shape(&json!({"type": "number"}), &no_refs) else {
+            panic!()
+        };
+        assert_eq!(coerce("7.5", num), json!(7.5));
+        assert_eq!(coerce("1e3", num), json!(1000.0));
+        assert_eq!(coerce("-2", num), json!(-2));
+        assert_eq!(coerce("+5", num), json!("+5"));
         assert_eq!(coerce("inf", int), json!("inf"));
         let Shape::Scalar(b) = shape(&json!({"type": ["boolean", "null"]}), &no_refs) else {
             panic!()
@@ -468,6 +488,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
         );
         assert_eq!(decode_path("a%20b%2Fc"), "a b/c");
-        assert_eq!(decode_path("%FF"), "%FF");
+        assert_eq!(decode_path("%FF"), "\u{FFFD}");
+        assert_eq!(decode_path("a%3Cb%3E%FF"), "a<b>\u{FFFD}");
     }
 }
