@@ -115,7 +115,10 @@ pub fn document(config: &Config, listener: Option<&str>) -> Result<Value, String
             }
             Some(_) => {}
             None => {
-                hosts.insert(path.clone(), (route.name.clone(), route.matcher.host.clone()));
+                hosts.insert(
+                    path.clone(),
+                    (route.name.clone(), route.matcher.host.clone()),
+                );
             }
         }
         let security = security(config, route, &mut schemes);
@@ -504,7 +507,10 @@ mod tests {
         let orders = &d["paths"]["/orders"];
         assert_eq!(orders["servers"][0]["url"], "http://a.example.com:8080");
         assert!(orders["get"]["security"].is_null(), "{orders}");
-        assert!(orders["post"].is_null() && orders["put"].is_null(), "{orders}");
+        assert!(
+            orders["post"].is_null() && orders["put"].is_null(),
+            "{orders}"
+        );
         let unlisted: Vec<&str> = d["x-gateway-unlisted"]
             .as_array()
             .unwrap()

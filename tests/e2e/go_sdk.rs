@@ -326,13 +326,12 @@ async fn go_filters_use_world_0_1_3() {
     eprintln!(
         "go send-all: two calls of {COMPOSE_DELAY_MS} ms (and a 100 ms timeout) took {took} ms; the request {elapsed:?}"
     );
+    // The bound is the property itself: one after the other, the two calls take at least twice
+    // the delay, whatever the machine's load; at the same time, less (the whole request, with the
+    // Go instance's start, is not bounded: that would time the machine, not SendAll).
     assert!(
-        (COMPOSE_DELAY_MS..COMPOSE_DELAY_MS * 7 / 4).contains(&took),
+        (COMPOSE_DELAY_MS..COMPOSE_DELAY_MS * 2).contains(&took),
         "SendAll took {took} ms for two calls of {COMPOSE_DELAY_MS} ms (request: {elapsed:?})"
-    );
-    assert!(
-        elapsed < std::time::Duration::from_millis(2 * COMPOSE_DELAY_MS),
-        "the request took {elapsed:?}"
     );
 
     // A route without a template: no parameters.

@@ -348,9 +348,8 @@ async fn send_all_sends_in_parallel_in_order_with_a_result_each() {
             &[route("r", "kitchen", "", "")],
         )
         .await;
-    // Three calls of 400 ms each: one after another they would take 1.2 s. The bound is on
-    // parallelism, not speed: 400 ms for the slowest call plus a generous margin for a loaded
-    // machine, still well under the sum.
+    // Three calls of 400 ms each: one after another they take at least 1.2 s whatever the
+    // machine's load, so the bound is the property itself (parallel: about 400 ms).
     let started = Instant::now();
     let (_, h) = run(
         &gw,
@@ -371,7 +370,7 @@ async fn send_all_sends_in_parallel_in_order_with_a_result_each() {
         "delayed|delayed|delayed|mock callee /named"
     );
     assert!(
-        took < Duration::from_millis(1000),
+        took < Duration::from_millis(1200),
         "three 400 ms calls took {took:?}: not sent in parallel"
     );
     // Each request stands alone: a denial, a timeout and a success in one call.
