@@ -693,3 +693,49 @@ async fn websocket_over_http2_extended_connect_reaches_an_http1_upstream() {
     assert_eq!(status, 403);
     assert!(tunnel.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_offers_and_http10_upgrade_headers_are_plain_requests_with_their_bodies() {
+    let plain = MockUpstream::start("plain").await;
+    let yaml = GatewayConfig::new()
+        .upstream(Upstream::new("plain").endpoint(plain.addr))
+        .route(Route::new("all").upstream("plain"))
+        .yaml();
+    let gw = TestGateway::start(&yaml).await;
+
+    // What `curl --http2 -d hello` sends: the offer is dropped, the body forwarded, and the
+    // connection goes on as HTTP/1.1.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(
+        b"POST /h2c HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Length: 5\r\n\r\nhello\
+          GET /after HTTP/1.1\r\nHost: h\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let resp = read_responses(&mut s).await;
+    assert_eq!(resp.matches("HTTP/1.1 200").count(), 2, "{resp}");
+    let seen = plain.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].uri, "/h2c");
+    assert_eq!(&seen[0].body[..], b"hello");
+    assert!(!seen[0].headers.contains_key("upgrade"));
+    assert!(!seen[0].headers.contains_key("http2-settings"));
+    assert_eq!(seen[1].uri, "/after");
+
+    // HTTP/1.0 cannot upgrade (RFC 9110 section 7.8): a plain request, body and all, and the
+    // upstream is not asked to switch.
+    let resp = raw(
+        gw.addr,
+        b"POST /old HTTP/1.0\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: 5\r\n\r\nhello",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    let up = plain.last();
+    assert_eq!(up.uri, "/old");
+    assert_eq!(&up.body[..], b"hello");
+    assert!(!up.headers.contains_key("upgrade"), "{:?}", up.headers);
+    assert!(!hv(&up.headers, "connection")
+        .to_ascii_lowercase()
+        .contains("upgrade"));
+}

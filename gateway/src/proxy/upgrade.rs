@@ -74,8 +74,8 @@ pub(super) struct Asked {
     h2: bool,
 }
 
-/// What a request asks for: `Ok(None)` for a plain request (or an `h2c` offer, which is dropped),
-/// an error for a CONNECT that is not an extended CONNECT of HTTP/2.
+/// What a request asks for: `Ok(None)` for a plain request (see [`h1_protocols`]), an error for a
+/// CONNECT that is not an extended CONNECT of HTTP/2.
 pub(super) fn asked<B>(req: &Request<B>) -> Result<Option<Asked>, ProxyError> {
     if req.method() == Method::CONNECT {
         return match req.extensions().get::<hyper::ext::Protocol>() {
@@ -87,30 +87,43 @@ pub(super) fn asked<B>(req: &Request<B>) -> Result<Option<Asked>, ProxyError> {
         };
     }
     let h = req.headers();
-    if !h.contains_key(header::UPGRADE) || !lists(h, header::CONNECTION, "upgrade") {
-        return Ok(None);
-    }
-    let protocols: Vec<String> = h
-        .get_all(header::UPGRADE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|p| !p.is_empty() && !p.eq_ignore_ascii_case("h2c"))
-        .map(str::to_owned)
-        .collect();
+    let values = |name| h.get_all(name).into_iter().map(HeaderValue::as_bytes);
+    let protocols: Vec<String> = h1_protocols(
+        req.version() == Version::HTTP_11,
+        values(header::CONNECTION),
+        values(header::UPGRADE),
+    )
+    .map(|p| String::from_utf8_lossy(p).into_owned())
+    .collect();
     Ok((!protocols.is_empty()).then_some(Asked {
         protocols,
         h2: false,
     }))
 }
 
-/// Whether a comma-separated header lists `token` (without case).
-fn lists(h: &http::HeaderMap, name: HeaderName, token: &str) -> bool {
-    h.get_all(name)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+/// The protocols an HTTP/1 request asks to switch to, in the client's order, from its version and
+/// its `Connection` and `Upgrade` field values: none unless it is HTTP/1.1 (RFC 9110 section 7.8:
+/// `Upgrade` in HTTP/1.0 is ignored, and hyper gives such a request no switch) and `Connection`
+/// lists `upgrade`; never `h2c` (an offer of cleartext HTTP/2, dropped) or an empty token.
+///
+/// The HTTP/1 guard (on the raw head, before hyper) and [`asked`] both decide with it: a request
+/// the guard holds for a tunnel, and refuses with a body, is exactly one the proxy may tunnel.
+pub fn h1_protocols<'a>(
+    http11: bool,
+    connection: impl IntoIterator<Item = &'a [u8]>,
+    upgrade: impl IntoIterator<Item = &'a [u8]>,
+) -> impl Iterator<Item = &'a [u8]> {
+    let asks = http11
+        && connection
+            .into_iter()
+            .flat_map(|v| v.split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
+    upgrade
+        .into_iter()
+        .filter(move |_| asks)
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|p| !p.is_empty() && !p.eq_ignore_ascii_case(b"h2c"))
 }
 
 /// The upgrade a route goes ahead with: the protocol the upstream is asked for.
@@ -278,9 +291,42 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(a.protocols, vec!["foo/2", "websocket"]);
+        // Empty tokens only: nothing.
+        assert!(
+            asked(&req(&[("connection", "upgrade"), ("upgrade", " , ,")]))
+                .unwrap()
+                .is_none()
+        );
+        // HTTP/1.0 cannot upgrade (RFC 9110 section 7.8).
+        let mut old = req(&[("connection", "upgrade"), ("upgrade", "websocket")]);
+        *old.version_mut() = Version::HTTP_10;
+        assert!(asked(&old).unwrap().is_none());
         let mut connect = req(&[]);
         *connect.method_mut() = Method::CONNECT;
         assert!(matches!(asked(&connect), Err(ProxyError::MethodNotAllowed)));
+    }
+
+    #[test]
+    fn h1_protocols_are_the_tokens_after_connection_upgrade_in_http11() {
+        let asks = |http11, connection: &[&'static str], upgrade: &[&'static str]| {
+            h1_protocols(
+                http11,
+                connection.iter().map(|v| v.as_bytes()),
+                upgrade.iter().map(|v| v.as_bytes()),
+            )
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            asks(
+                true,
+                &["keep-alive", " UPGRADE "],
+                &["h2c, websocket", "foo"]
+            ),
+            vec![&b"websocket"[..], b"foo"]
+        );
+        assert!(asks(false, &["upgrade"], &["websocket"]).is_empty());
+        assert!(asks(true, &["upgraded"], &["websocket"]).is_empty());
+        assert!(asks(true, &["upgrade, http2-settings"], &["h2c", ""]).is_empty());
     }
 
     #[test]

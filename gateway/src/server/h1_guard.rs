@@ -652,8 +652,8 @@ pub fn validate_head(head: &[u8], limits: &GuardLimits) -> Result<HeadInfo, Reje
     let mut hosts = 0;
     let mut content_length: Option<u64> = None;
     let mut te: Vec<Vec<u8>> = Vec::new();
-    let mut connection_upgrade = false;
-    let mut has_upgrade = false;
+    let mut connection: Vec<&[u8]> = Vec::new();
+    let mut upgrade: Vec<&[u8]> = Vec::new();
     validate_fields(lines, limits, |name, value| {
         // Only names of the lengths below can matter.
         if !matches!(name.len(), 4 | 7 | 10 | 14 | 17) {
@@ -688,11 +688,9 @@ pub fn validate_head(head: &[u8], limits: &GuardLimits) -> Result<HeadInfo, Reje
                 te.push(part.to_ascii_lowercase());
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
-            connection_upgrade |= value
-                .split(|&b| b == b',')
-                .any(|t| trim_ows(t).eq_ignore_ascii_case(b"upgrade"));
+            connection.push(value);
         } else if name.eq_ignore_ascii_case(b"upgrade") {
-            has_upgrade = true;
+            upgrade.push(value);
         }
         Ok(())
     })?;
@@ -731,7 +729,12 @@ pub fn validate_head(head: &[u8], limits: &GuardLimits) -> Result<HeadInfo, Reje
     };
     Ok(HeadInfo {
         framing,
-        upgrade: connect || (connection_upgrade && has_upgrade),
+        // The proxy's own reading of the head (an h2c offer, or any `Upgrade` in HTTP/1.0, is a
+        // plain request whose body passes).
+        upgrade: connect
+            || crate::proxy::upgrade::h1_protocols(http11, connection, upgrade)
+                .next()
+                .is_some(),
     })
 }
 
@@ -1393,6 +1396,28 @@ mod tests {
         );
         assert_eq!(
             ok("GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: x\r\n\r\n")
+                .map(|i| i.upgrade),
+            Ok(true)
+        );
+        // Not upgrades, so their bodies pass: an h2c offer, empty tokens, HTTP/1.0, no
+        // `Connection: upgrade`.
+        for head in [
+            "POST / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nContent-Length: 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: ,\r\nContent-Length: 5\r\n\r\n",
+            "POST / HTTP/1.0\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\n",
+        ] {
+            assert_eq!(
+                ok(head),
+                Ok(HeadInfo {
+                    framing: Framing::Length(5),
+                    upgrade: false
+                }),
+                "{head}"
+            );
+        }
+        assert_eq!(
+            ok("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\nUpgrade: websocket\r\n\r\n")
                 .map(|i| i.upgrade),
             Ok(true)
         );
