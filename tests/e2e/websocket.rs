@@ -739,3 +739,83 @@ async fn h2c_offers_and_http10_upgrade_headers_are_plain_requests_with_their_bod
         .to_ascii_lowercase()
         .contains("upgrade"));
 }
+
+/// An upstream that answers every request with a WebSocket 101 once `release` gives it a permit,
+/// and keeps the connection open; each request head it got goes to the returned channel.
+async fn switching_upstream(
+    release: Arc<tokio::sync::Semaphore>,
+) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let (heads, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = tcp.accept().await {
+            let (heads, release) = (heads.clone(), release.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                let _ = heads.send(String::from_utf8_lossy(&head).into_owned());
+                release.acquire().await.unwrap().forget();
+                let switch = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+                if s.write_all(switch.as_bytes()).await.is_err() {
+                    return;
+                }
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_the_client_cannot_take_is_a_502() {
+    let (addr, mut heads) = switching_upstream(Arc::new(tokio::sync::Semaphore::new(100))).await;
+    let gw = TestGateway::start(&config(addr, "").yaml()).await;
+
+    // An HTTP/1.0 "handshake" is a plain request: the upstream is not asked to switch, and its
+    // 101 anyway is no answer for a client that cannot switch (not a 101 then a closed connection).
+    let resp = raw(
+        gw.addr,
+        format!(
+            "{}\r\n",
+            HANDSHAKE
+                .replace("HTTP/1.1", "HTTP/1.0")
+                .replace("/ws", "/old")
+        )
+        .as_bytes(),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(status_of(&resp), 502, "{resp}");
+    assert!(resp.contains("upgrade_failed"), "{resp}");
+    let head = heads.recv().await.unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("get /old "), "{head}");
+    assert!(!head.contains("upgrade"), "the upstream was asked: {head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extended_connect_the_upstream_answers_without_a_switch_is_a_502() {
+    let plain = MockUpstream::start("plain").await;
+    let yaml = GatewayConfig::new()
+        .upstream(Upstream::new("plain").endpoint(plain.addr))
+        .route(Route::new("plain").prefix("/plain").upstream("plain"))
+        .yaml();
+    let gw = TestGateway::start(&yaml).await;
+
+    // RFC 8441: a 2xx to an extended CONNECT says the tunnel is open. An upstream that answers
+    // the translated handshake with a page opened none: 502.
+    let (status, tunnel) = h2_connect(gw.addr, "/plain/ws", &[]).await;
+    assert_eq!(status, 502);
+    assert!(tunnel.is_none());
+    assert!(
+        hv(&plain.last().headers, "upgrade").eq_ignore_ascii_case("websocket"),
+        "the upstream was asked: {:?}",
+        plain.last().headers
+    );
+}

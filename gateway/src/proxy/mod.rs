@@ -463,31 +463,37 @@ async fn route_and_serve(
         &outcome.error,
         Some(ProxyError::Filter(e)) if matches!(e.error, crate::filter::FilterError::Reset)
     );
-    // The upstream switched (and the response filters left its 101): the tunnel opens.
+    // The upstream switched (and the response filters left its 101): the tunnel opens. No other
+    // answer may say a tunnel opened: a 101 that opens none (a filter's own, one to a client
+    // whose connection cannot switch, one to a request that asked for no upgrade), or a 2xx to an
+    // extended CONNECT (RFC 8441: the client takes it as its tunnel), becomes a 502.
+    let resp = &mut outcome.resp;
+    let upstream_switch = resp.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
+    let status = resp.status();
     let mut tunnel = None;
-    if let (Some(a), Some(client_switch)) = (&accepted, client_switch) {
-        let resp = &mut outcome.resp;
-        let upstream_switch = resp.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
-        match upstream_switch {
-            Some(up) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
-                a.switch(resp);
-                tunnel = Some(tunnel::Pending {
-                    client: client_switch,
-                    upstream: up,
-                    route: route.clone(),
-                });
-            }
-            // A filter's own 101 switches to nothing.
-            None if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
-                *resp = errors::error_response(
-                    StatusCode::BAD_GATEWAY,
-                    "upgrade_failed",
-                    "the switch of protocols did not come from the upstream",
-                    id,
-                );
-            }
-            _ => {}
+    let failed = match (&accepted, client_switch, upstream_switch) {
+        (Some(a), Some(client), Some(upstream)) if status == StatusCode::SWITCHING_PROTOCOLS => {
+            a.switch(resp);
+            tunnel = Some(tunnel::Pending {
+                client,
+                upstream,
+                route: route.clone(),
+            });
+            None
         }
+        (_, _, None) if status == StatusCode::SWITCHING_PROTOCOLS => {
+            Some("the switch of protocols did not come from the upstream")
+        }
+        _ if status == StatusCode::SWITCHING_PROTOCOLS => {
+            Some("the upstream switched protocols for a request that cannot switch")
+        }
+        (Some(a), ..) if a.h2 && status.is_success() => {
+            Some("the upstream answered the handshake without switching protocols")
+        }
+        _ => None,
+    };
+    if let Some(why) = failed {
+        *resp = errors::error_response(StatusCode::BAD_GATEWAY, "upgrade_failed", why, id);
     }
     Served {
         tunnel,
