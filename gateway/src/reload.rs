@@ -188,21 +188,24 @@ impl Reloader {
             Err(e) => Err(ReloadError::Internal(e.to_string())),
         };
         match built {
-            Ok((rt, plugins)) => {
+            Ok((mut rt, plugins)) => {
                 let message = format!(
                     "applied: {} routes, {} upstreams ({} kept with their connections and health); {plugins}",
                     rt.config.routes.len(),
                     rt.upstreams.len(),
                     rt.kept_upstreams().len()
                 );
+                // One reload at a time (`serial`): nothing else moves the generation meanwhile.
+                let generation = self.generation() + 1;
+                rt.generation = generation;
                 let new = Arc::new(rt);
                 self.shared.runtime.store(new.clone());
-                // Tunnels opened under the previous config get the drain timeout to finish.
+                // Tunnels of requests that loaded an older config get the drain timeout to finish.
                 self.shared
                     .tunnels
-                    .retire(new.config.server.drain_timeout.0);
+                    .retire(generation, new.config.server.drain_timeout.0);
                 new.start(m);
-                let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+                self.generation.store(generation, Ordering::SeqCst);
                 m.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 m.last_reload_ok.store(true, Ordering::Relaxed);
                 m.last_reload_success_unix

@@ -179,6 +179,10 @@ pub struct Runtime {
     pub listener_tls: HashMap<String, Arc<rustls::ServerConfig>>,
     /// The consumers of the config, compiled (secrets digested, read from `env:` and `file:`).
     pub consumers: Arc<crate::consumers::Registry>,
+    /// Which config this is: 0 for the one the gateway started with, each applied reload adds one
+    /// (set by [`crate::reload::Reloader`]). A request's tunnel belongs to the generation of the
+    /// snapshot the request loaded, so a reload's drain reaches it however late its upstream switched.
+    pub generation: u64,
     /// Clusters taken over unchanged from the previous runtime (already started).
     kept: HashSet<String>,
     /// A digest of the files each cluster's TLS config names (CA bundle, client certificate and
@@ -331,6 +335,7 @@ impl Runtime {
         RUNTIMES_LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Runtime {
             config: cfg,
+            generation: 0,
             consumers: Arc::new(consumers),
             listeners,
             upstreams,

@@ -819,3 +819,60 @@ async fn an_extended_connect_the_upstream_answers_without_a_switch_is_a_502() {
         plain.last().headers
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_begun_before_a_reload_is_drained_with_the_old_config() {
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let (addr, mut heads) = switching_upstream(release.clone()).await;
+    let yaml = config(addr, "")
+        .raw("server:\n  drain_timeout: 500ms\n  access_log: {enabled: false}\n")
+        .yaml();
+    let gw = TestGateway::start(&yaml).await;
+
+    // The handshake reaches the upstream under the first config; the config is replaced (and the
+    // drain clock starts) before the upstream switches.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(format!("{HANDSHAKE}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(5), heads.recv())
+        .await
+        .expect("the handshake reaches the upstream")
+        .unwrap();
+    assert!(head.starts_with("GET /ws"), "{head}");
+    let reloaded = Instant::now();
+    gw.gw
+        .as_ref()
+        .unwrap()
+        .reload_from(&config_text(&yaml))
+        .await
+        .expect("reload");
+    release.add_permits(1);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => return,
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    // The tunnel opened under the new config but belongs to the old one: its drain closes it.
+    assert!(
+        closed.is_ok(),
+        "the tunnel outlived the reload's drain: {:?}",
+        reloaded.elapsed()
+    );
+    let t = gw.metrics().await;
+    assert_eq!(
+        tunnel_metric(
+            &t,
+            r#"gateway_tunnels_closed_total{route="ws",reason="drain"}"#
+        ),
+        1.0
+    );
+}

@@ -184,6 +184,7 @@ pub async fn handle(
             info.conn.decide_upgrade(true);
             t.spawn(
                 &shared.tunnels,
+                snapshot.generation,
                 info.conn.open_tunnel(),
                 info.conn.start_request(),
             );

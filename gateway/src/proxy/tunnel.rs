@@ -18,26 +18,24 @@ use tokio::sync::watch;
 
 /// Tunnels of the process: the signal that closes those a drain outlived.
 pub struct Tunnels {
-    /// The config generation: bumped by every reload, recorded by each tunnel when it opens.
-    generation: AtomicU64,
-    /// Tunnels of a generation below this value close.
+    /// Tunnels of a config generation ([`crate::runtime::Runtime::generation`]) below this value
+    /// close.
     close_below: Arc<watch::Sender<u64>>,
 }
 
 impl Default for Tunnels {
     fn default() -> Self {
         Tunnels {
-            generation: AtomicU64::new(0),
             close_below: Arc::new(watch::channel(0).0),
         }
     }
 }
 
 impl Tunnels {
-    /// A new config serves: tunnels opened before it close once `drain` has passed (as nginx's
-    /// old workers close theirs at `worker_shutdown_timeout`).
-    pub fn retire(&self, drain: Duration) {
-        let g = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+    /// Config generation `g` serves: tunnels of requests that loaded an older config (opened
+    /// already, or whose upstream has yet to switch) close once `drain` has passed (as nginx's old
+    /// workers close theirs at `worker_shutdown_timeout`).
+    pub fn retire(&self, g: u64, drain: Duration) {
         let close = self.close_below.clone();
         tokio::spawn(async move {
             tokio::time::sleep(drain).await;
@@ -64,9 +62,16 @@ pub(super) struct Pending {
 
 impl Pending {
     /// Counts the tunnel open (on the route, and on its connection so that the connection's drain
-    /// waits for it) and runs it in a task of its own.
-    pub(super) fn spawn(self, tunnels: &Tunnels, open: TunnelOpen, busy: InFlight) {
-        let generation = tunnels.generation.load(Ordering::Acquire);
+    /// waits for it) and runs it in a task of its own. `generation`: that of the config snapshot
+    /// the request loaded (not the one serving now, which a reload may have replaced while the
+    /// upstream took its time to switch).
+    pub(super) fn spawn(
+        self,
+        tunnels: &Tunnels,
+        generation: u64,
+        open: TunnelOpen,
+        busy: InFlight,
+    ) {
         let close = tunnels.close_below.subscribe();
         let Pending {
             client,
