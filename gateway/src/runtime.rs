@@ -112,7 +112,7 @@ pub struct Route {
     /// The Wasm filter chain, set once by [`Runtime::attach_filters`] before the runtime serves.
     pub filters: std::sync::OnceLock<Arc<[crate::filter::chain::Stage]>>,
     /// Which protocol upgrades the route tunnels, and the tunnels' clocks.
-    pub upgrades: crate::proxy::upgrade::Policy,
+    pub upgrades: crate::config::upgrades::Policy,
 }
 
 impl Route {
@@ -807,12 +807,12 @@ fn compile_route(
         mirror,
         filters: std::sync::OnceLock::new(),
         upgrades: match &r.upgrades {
-            None => crate::proxy::upgrade::Policy::new(&Default::default()),
+            None => crate::config::upgrades::Policy::new(&Default::default()),
             Some(u) => {
                 u.check().map_err(|(field, message)| {
                     src.err(at(&format!("upgrades.{field}")), message)
                 })?;
-                crate::proxy::upgrade::Policy::new(u)
+                crate::config::upgrades::Policy::new(u)
             }
         },
     })

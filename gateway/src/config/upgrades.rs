@@ -105,3 +105,39 @@ mod tests {
         assert!(none.check().is_ok());
     }
 }
+
+/// A route's upgrade settings, compiled.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Protocols tunnelled, lowercase.
+    allow: Box<[Box<str>]>,
+    /// Time a tunnel may pass no byte either way.
+    pub idle_timeout: Duration,
+    /// Longest life of a tunnel.
+    pub max_duration: Option<Duration>,
+}
+
+impl Policy {
+    /// Compiles checked settings (see [`Upgrades::check`]).
+    pub fn new(u: &Upgrades) -> Policy {
+        Policy {
+            allow: u
+                .allow
+                .iter()
+                .map(|p| p.to_ascii_lowercase().into_boxed_str())
+                .collect(),
+            idle_timeout: u.idle_timeout.0,
+            max_duration: u.max_duration.map(|d| d.0),
+        }
+    }
+
+    /// Whether no protocol is tunnelled (`allow: []`).
+    pub fn forbids_all(&self) -> bool {
+        self.allow.is_empty()
+    }
+
+    /// Whether `protocol` (an `Upgrade` token) is tunnelled.
+    pub fn allows(&self, protocol: &str) -> bool {
+        self.allow.iter().any(|p| p.eq_ignore_ascii_case(protocol))
+    }
+}

@@ -24,47 +24,15 @@
 //!   HTTP/2, is refused with 403 (its 2xx would open a tunnel to nowhere).
 
 use crate::body::Body;
-use crate::config::upgrades::Upgrades;
 use crate::config::Protocol;
 use crate::errors::ProxyError;
 use crate::runtime::{Action, Route};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
-use std::time::Duration;
 
 const SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
 const SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
 const UPGRADE_TOKEN: HeaderValue = HeaderValue::from_static("upgrade");
-
-/// A route's upgrade settings, compiled.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    /// Protocols tunnelled, lowercase.
-    allow: Box<[Box<str>]>,
-    /// Time a tunnel may pass no byte either way.
-    pub idle_timeout: Duration,
-    /// Longest life of a tunnel.
-    pub max_duration: Option<Duration>,
-}
-
-impl Policy {
-    /// Compiles checked settings (see [`Upgrades::check`]).
-    pub fn new(u: &Upgrades) -> Policy {
-        Policy {
-            allow: u
-                .allow
-                .iter()
-                .map(|p| p.to_ascii_lowercase().into_boxed_str())
-                .collect(),
-            idle_timeout: u.idle_timeout.0,
-            max_duration: u.max_duration.map(|d| d.0),
-        }
-    }
-
-    fn allows(&self, protocol: &str) -> bool {
-        self.allow.iter().any(|p| p.eq_ignore_ascii_case(protocol))
-    }
-}
 
 /// The protocols a request asks to switch to, read before its `Connection` header goes.
 pub(super) struct Asked {
@@ -149,7 +117,7 @@ pub(super) fn accept(
             true => Err(ProxyError::UpgradeRefused("the route does not forward")),
         };
     }
-    if route.upgrades.allow.is_empty() {
+    if route.upgrades.forbids_all() {
         return Err(ProxyError::UpgradeRefused(
             "the route does not allow upgrades",
         ));
