@@ -278,7 +278,8 @@ fn port(l: &Listener) -> String {
 /// The security requirement of a route's built-in authentication filters, adding their schemes
 /// to `schemes`; `None` without any.
 fn security(config: &Config, route: &Route, schemes: &mut Map<String, Value>) -> Option<Value> {
-    let mut required = Map::new();
+    // One list per authentication filter: the schemes it takes, any one of them.
+    let mut required: Vec<Vec<String>> = Vec::new();
     let mut optional = false;
     for f in &route.filters {
         // A `plugins:` entry of that name with its own code is not the built-in plugin.
@@ -307,9 +308,10 @@ fn security(config: &Config, route: &Route, schemes: &mut Map<String, Value>) ->
         };
         let flag =
             |key: &str, default: bool| cfg.get(key).and_then(Value::as_bool).unwrap_or(default);
+        let mut options = Vec::new();
         let mut add = |name: String, scheme: Value| {
             schemes.insert(name.clone(), scheme);
-            required.insert(name, json!([]));
+            options.push(name);
         };
         match f.plugin.as_str() {
             "key-auth" => {
@@ -359,15 +361,15 @@ fn security(config: &Config, route: &Route, schemes: &mut Map<String, Value>) ->
             ),
             _ => continue,
         }
+        required.push(options);
         optional |= cfg.get("anonymous").is_some_and(|a| !a.is_null());
     }
     if required.is_empty() {
         return None;
     }
-    // Each scheme of one plugin is an alternative (a key in a header or in the query); the
-    // plugins of a route are all required. Written as one requirement of every scheme when a
-    // route has one place per plugin; otherwise as the alternatives of each plugin, combined.
-    let mut alternatives: Vec<Value> = group(&required)
+    // Each scheme of one filter is an alternative (a key in a header or in the query); the
+    // filters of a route are all required: one requirement per combination of their schemes.
+    let mut alternatives: Vec<Value> = required
         .into_iter()
         .fold(vec![Map::new()], |acc, options| {
             acc.iter()
@@ -387,19 +389,6 @@ fn security(config: &Config, route: &Route, schemes: &mut Map<String, Value>) ->
         alternatives.push(json!({}));
     }
     Some(alternatives.into())
-}
-
-/// The schemes of a requirement grouped by plugin (the part of the name before `_`).
-fn group(required: &Map<String, Value>) -> Vec<Vec<String>> {
-    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-    for name in required.keys() {
-        let plugin = name.split('_').next().unwrap_or(name).to_owned();
-        match groups.iter_mut().find(|(p, _)| *p == plugin) {
-            Some((_, v)) => v.push(name.clone()),
-            None => groups.push((plugin, vec![name.clone()])),
-        }
-    }
-    groups.into_iter().map(|(_, v)| v).collect()
 }
 
 #[cfg(test)]

@@ -81,30 +81,16 @@ async fn a_redis_namespace_answers_as_the_local_store_does() {
     let remote = script(&host, "remote").await;
     assert_eq!(local, remote);
     // And what they say is what the rules say.
-    assert!(
-        local.contains(&"get it: Some(b\"x\")".to_string()),
-        "{local:#?}"
-    );
-    assert!(
-        local.contains(&"increment \"007\": Err(NotANumber)".to_string()),
-        "{local:#?}"
-    );
-    assert!(
-        local.contains(&"increment \"-12\": Ok(-11)".to_string()),
-        "{local:#?}"
-    );
-    assert!(
-        local.contains(&"cas stale: Err(VersionMismatch)".to_string()),
-        "{local:#?}"
-    );
-    assert!(
-        local.contains(&"window: Ok(2) Ok(5)".to_string()),
-        "{local:#?}"
-    );
-    assert!(
-        local.contains(&"window after its TTL: None".to_string()),
-        "{local:#?}"
-    );
+    for said in [
+        "get it: Some(b\"x\")",
+        "increment \"007\": Err(NotANumber)",
+        "increment \"-12\": Ok(-11)",
+        "cas stale: Err(VersionMismatch)",
+        "window: Ok(2) Ok(5)",
+        "window after its TTL: None",
+    ] {
+        assert!(local.contains(&said.to_string()), "{said}: {local:#?}");
+    }
     // Nothing of the remote namespace is in the process's memory.
     assert!(host.shared.get("wit:remote", "forever").is_none());
     assert!(redis.dbsize() >= 3);
