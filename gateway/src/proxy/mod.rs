@@ -2,6 +2,7 @@
 
 mod client;
 mod forward;
+pub mod grpc;
 mod headers;
 pub mod mirror;
 mod target;
