@@ -33,6 +33,7 @@ pub mod router;
 pub mod runtime;
 pub mod scaffold;
 pub mod server;
+pub mod telemetry;
 pub mod tls;
 pub mod upstream;
 pub mod wasm;

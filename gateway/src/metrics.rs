@@ -325,6 +325,8 @@ pub struct Metrics {
     pub last_reload_ok: AtomicBool,
     /// Unix time in seconds of the last config applied (start or reload).
     pub last_reload_success_unix: AtomicU64,
+    /// Span export figures of `server.tracing` (kept across reloads).
+    pub tracing: Arc<crate::telemetry::TraceStats>,
 }
 
 impl Metrics {
@@ -588,6 +590,22 @@ impl Metrics {
             "Runtimes alive: the serving one and old ones held by requests in flight.",
         )
         .value(RUNTIMES_LIVE.load(Ordering::Relaxed) as u64);
+        let t = &self.tracing;
+        e.counter(
+            "gateway_tracing_spans_dropped",
+            "Spans dropped because the trace export queue was full.",
+        )
+        .value(t.dropped.load(Ordering::Relaxed));
+        e.counter(
+            "gateway_tracing_spans_exported",
+            "Spans the OTLP collector accepted.",
+        )
+        .value(t.exported.load(Ordering::Relaxed));
+        e.counter(
+            "gateway_tracing_spans_failed",
+            "Spans of trace exports that failed (collector unreachable, refused, timed out).",
+        )
+        .value(t.failed.load(Ordering::Relaxed));
     }
 }
 

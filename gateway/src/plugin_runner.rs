@@ -412,6 +412,7 @@ pub async fn run_file(path: &Path, wasm: Option<&Path>) -> Result<Report, Config
             identity: (!registry.is_empty())
                 .then(|| Arc::new(crate::consumers::Identity::new(registry.clone()))),
             params,
+            trace: None,
         };
         if let Some(name) = &case.request.consumer {
             let known = info.identity.as_ref().is_some_and(|i| i.authenticate(name));

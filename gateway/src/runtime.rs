@@ -183,6 +183,9 @@ pub struct Runtime {
     /// (set by [`crate::reload::Reloader`]). A request's tunnel belongs to the generation of the
     /// snapshot the request loaded, so a reload's drain reaches it however late its upstream switched.
     pub generation: u64,
+    /// The tracing of `server.tracing`, if configured (taken over by a reload that leaves that
+    /// block unchanged, so its export queue and task go on).
+    pub tracing: Option<Arc<crate::telemetry::Tracing>>,
     /// Clusters taken over unchanged from the previous runtime (already started).
     kept: HashSet<String>,
     /// A digest of the files each cluster's TLS config names (CA bundle, client certificate and
@@ -332,8 +335,21 @@ impl Runtime {
                 },
             );
         }
+        let tracing = match &cfg.server.tracing {
+            None => None,
+            Some(t) => {
+                t.check()
+                    .map_err(|(f, m)| src.err(format!("server.tracing.{f}"), m))?;
+                let same = previous.filter(|p| p.config.server.tracing.as_ref() == Some(t));
+                Some(match same.and_then(|p| p.tracing.clone()) {
+                    Some(kept) => kept,
+                    None => Arc::new(crate::telemetry::Tracing::new(t, metrics.tracing.clone())),
+                })
+            }
+        };
         RUNTIMES_LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Runtime {
+            tracing,
             config: cfg,
             generation: 0,
             consumers: Arc::new(consumers),
@@ -374,6 +390,9 @@ impl Runtime {
 
     /// Starts background work (active health checks) and registers health with `/metrics`.
     pub fn start(&self, metrics: &Metrics) {
+        if let Some(t) = &self.tracing {
+            t.start();
+        }
         for (name, c) in &self.upstreams {
             if !self.kept.contains(name) {
                 c.start_health_checks();

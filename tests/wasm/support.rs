@@ -82,6 +82,7 @@ pub fn info() -> RequestInfo {
         timeout: std::time::Duration::from_secs(2),
         identity: None,
         params: Vec::new(),
+        trace: None,
     }
 }
 

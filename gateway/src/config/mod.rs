@@ -7,6 +7,7 @@ mod locate;
 pub mod redact;
 mod source;
 pub mod stores;
+pub mod tracing;
 pub mod traffic;
 mod units;
 pub mod upgrades;
@@ -219,6 +220,9 @@ pub struct Server {
     /// `$GATEWAY_CACHE_DIR`, else `$XDG_CACHE_HOME/gateway/wasm`, else `$HOME/.cache/gateway/wasm`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_dir: Option<PathBuf>,
+    /// OpenTelemetry tracing of requests, exported over OTLP. Default: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<tracing::Tracing>,
 }
 
 /// The Wasm engine's pooling allocator. The engine reserves address space (not memory) for
@@ -262,6 +266,7 @@ impl Default for Server {
             log_format: LogFormat::Text,
             wasm_pool: WasmPool::default(),
             cache_dir: None,
+            tracing: None,
         }
     }
 }

@@ -1036,6 +1036,7 @@ mod tests {
             timeout: std::time::Duration::from_secs(5),
             identity: None,
             params: Vec::new(),
+            trace: None,
         }
     }
 

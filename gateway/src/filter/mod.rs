@@ -105,6 +105,9 @@ pub struct RequestInfo {
     /// The parameters the route's path template captured, in template order (empty without a
     /// template): WIT `request.path-params`.
     pub params: crate::router::Params,
+    /// The request's trace, when `server.tracing` is on: filter stage calls get spans of their own
+    /// (when sampled), plugins' `trace` calls act on them, callouts carry their ids.
+    pub trace: Option<crate::telemetry::RequestTrace>,
 }
 
 /// Why a filter failed. The chain applies the filter's failure policy to it.

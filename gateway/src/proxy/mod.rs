@@ -121,6 +121,10 @@ struct Done {
     status: u16,
     start: Instant,
     id: RequestId,
+    /// The request's trace when `server.tracing` is on (sampled or not): its ids for the access log
+    /// are `trace.trace_id()` and `trace.span_id()` (hex with `{}`); its server span ends in
+    /// [`finish`].
+    trace: Option<crate::telemetry::RequestTrace>,
 }
 
 /// A filter closed the stream: the request ends without a response. hyper resets the HTTP/2 stream
@@ -166,6 +170,14 @@ pub async fn handle(
         Some(l) if l.trust_request_id => RequestId::from_client(req.headers().get(REQUEST_ID)),
         _ => RequestId::new(),
     };
+    // The request's trace rides in its extensions, for the filters and the upstream tries.
+    let mut req = req;
+    let trace = snapshot.tracing.as_ref().map(|t| {
+        let trace = t.start_request(req.headers());
+        trace.set_request(&req, &info.listener, id.as_str(), info.peer.ip());
+        req.extensions_mut().insert(trace.clone());
+        trace
+    });
     let Served {
         mut resp,
         route,
@@ -209,6 +221,7 @@ pub async fn handle(
         status: if reset { 0 } else { resp.status().as_u16() },
         start,
         id,
+        trace,
     };
     if reset {
         let consumer = chain.as_ref().and_then(ChainRun::consumer);
@@ -259,6 +272,11 @@ fn finish(
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         None => metrics.refused.inc(d.status),
+    }
+    if let Some(t) = &d.trace {
+        let route = d.route.as_ref().map(|r| &*r.name);
+        let consumer = consumer.as_ref().map(|c| &*c.name);
+        t.finish(&d.method, route, d.status, consumer, complete);
     }
     if log {
         tracing::info!(
@@ -441,6 +459,10 @@ async fn route_and_serve(
         id,
     };
     let version = parts.version;
+    let trace = parts
+        .extensions
+        .get::<crate::telemetry::RequestTrace>()
+        .cloned();
     let request_info = || RequestInfo {
         route: route.name.clone(),
         upstream: route.upstream_name(pick).cloned(),
@@ -459,6 +481,7 @@ async fn route_and_serve(
         identity: (!consumers.is_empty())
             .then(|| Arc::new(crate::consumers::Identity::new(consumers.clone()))),
         params: params.clone(),
+        trace,
     };
     let mut outcome = exchange.run(request_info, parts, incoming, backend).await;
     let reset = matches!(
