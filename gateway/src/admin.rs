@@ -203,12 +203,17 @@ async fn answer(
         }
         (&Method::GET, "/plugins") => {
             let rt = shared.runtime.load();
-            let (plugins, cache) = match shared.plugins.services() {
-                Some(s) => (s.describe(&rt), s.cache_figures()),
-                None => (Vec::new(), serde_json::Value::Null),
+            let (plugins, functions, cache) = match shared.plugins.services() {
+                Some(s) => (
+                    s.describe(&rt),
+                    s.functions.describe(&rt),
+                    s.cache_figures(),
+                ),
+                None => (Vec::new(), Vec::new(), serde_json::Value::Null),
             };
             let body = serde_json::json!({
                 "plugins": plugins,
+                "functions": functions,
                 "cache": cache,
                 "live_plugins": crate::wasm::live_plugins(),
                 "live_instances": crate::wasm::live_instances(),

@@ -60,6 +60,9 @@ pub enum ProxyError {
     /// A filter failed and its failure policy is closed.
     #[error(transparent)]
     Filter(#[from] crate::filter::chain::ChainError),
+    /// The route's function backend failed or was over a limit before its response head.
+    #[error(transparent)]
+    Function(#[from] crate::wasm::function::FunctionError),
     /// No response headers within the route's timeout.
     #[error("upstream {endpoint} timed out after {after_ms} ms")]
     Timeout {
@@ -155,6 +158,26 @@ impl ProxyError {
                 Upstream,
                 true,
             ),
+            ProxyError::Function(e) => match e {
+                crate::wasm::function::FunctionError::Timeout { .. } => (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "function_timeout",
+                    Upstream,
+                    true,
+                ),
+                e if e.is_limit() => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "function_unavailable",
+                    Upstream,
+                    true,
+                ),
+                _ => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "function_failed",
+                    Upstream,
+                    false,
+                ),
+            },
             ProxyError::Filter(e) => match e.error {
                 crate::filter::FilterError::Unavailable(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -209,6 +232,13 @@ impl ProxyError {
             ProxyError::Connect { .. } => "the upstream could not be reached".into(),
             ProxyError::Protocol { .. } => "the exchange with the upstream failed".into(),
             ProxyError::Timeout { .. } => "the upstream did not answer in time".into(),
+            ProxyError::Function(e) => match e {
+                crate::wasm::function::FunctionError::Timeout { .. } => {
+                    "the function did not answer in time".into()
+                }
+                e if e.is_limit() => "the function is unavailable".into(),
+                _ => "the function failed".into(),
+            },
             ProxyError::Filter(e) => match e.error {
                 crate::filter::FilterError::Unavailable(_) => {
                     format!("filter `{}` is unavailable", e.plugin).into()

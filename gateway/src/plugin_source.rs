@@ -27,7 +27,28 @@ pub const SOURCES_DIR: &str = "sources";
 /// 64 hex digits; `ca` only goes with `url`.
 pub fn check(cfg: &Config, src: &Source) -> Result<(), ConfigError> {
     for (i, p) in cfg.plugins.iter().enumerate() {
-        let at = |f: &str| format!("plugins[{i}].{f}");
+        check_one(p, &format!("plugins[{i}]"), src)?;
+    }
+    for (i, f) in cfg.functions.iter().enumerate() {
+        let p = f.source();
+        if p.path.is_none() && p.url.is_none() {
+            return Err(src.err(
+                format!("functions[{i}].name"),
+                format!(
+                    "function `{}` needs a `path` (a local .wasm component) or a `url` (https:// with `sha256`)",
+                    p.name
+                ),
+            ));
+        }
+        check_one(&p, &format!("functions[{i}]"), src)?;
+    }
+    Ok(())
+}
+
+/// [`check`] of one plugin (or function) source, whose fields are at `prefix`.
+fn check_one(p: &Plugin, prefix: &str, src: &Source) -> Result<(), ConfigError> {
+    {
+        let at = |f: &str| format!("{prefix}.{f}");
         match (&p.path, &p.url) {
             (Some(_), Some(_)) => {
                 return Err(src.err(
@@ -122,13 +143,18 @@ pub fn pinned(p: &Plugin) -> Option<String> {
 /// Reads the `.wasm` file of plugin `i` from its `path` (relative to the config file), checking the
 /// pinned sha256 if there is one. Errors name `plugins[i].path` or `plugins[i].sha256`.
 pub async fn read_path(p: &Plugin, i: usize, src: &Source) -> Result<Wasm, ConfigError> {
+    read_path_at(p, &format!("plugins[{i}]"), src).await
+}
+
+/// [`read_path`] of a plugin (or function) source whose fields are at `prefix` (`functions[2]`).
+pub async fn read_path_at(p: &Plugin, prefix: &str, src: &Source) -> Result<Wasm, ConfigError> {
     let Some(rel) = &p.path else {
-        return Err(src.err(format!("plugins[{i}].path"), "no path"));
+        return Err(src.err(format!("{prefix}.path"), "no path"));
     };
     let path = resolve(src, rel);
     let bytes = tokio::fs::read(&path).await.map_err(|e| {
         src.err(
-            format!("plugins[{i}].path"),
+            format!("{prefix}.path"),
             format!("plugin `{}`: cannot read {}: {e}", p.name, path.display()),
         )
     })?;
@@ -136,7 +162,7 @@ pub async fn read_path(p: &Plugin, i: usize, src: &Source) -> Result<Wasm, Confi
     if let Some(want) = pinned(p) {
         if want != sha256 {
             return Err(src.err(
-                format!("plugins[{i}].sha256"),
+                format!("{prefix}.sha256"),
                 format!(
                     "plugin `{}`: sha256 mismatch: {} has {sha256}, the config pins {want}",
                     p.name,
@@ -160,8 +186,18 @@ pub async fn fetch_url(
     src: &Source,
     cache_dir: Option<&Path>,
 ) -> Result<Wasm, ConfigError> {
+    fetch_url_at(p, &format!("plugins[{i}]"), src, cache_dir).await
+}
+
+/// [`fetch_url`] of a plugin (or function) source whose fields are at `prefix` (`functions[2]`).
+pub async fn fetch_url_at(
+    p: &Plugin,
+    prefix: &str,
+    src: &Source,
+    cache_dir: Option<&Path>,
+) -> Result<Wasm, ConfigError> {
     let (Some(url), Some(want)) = (&p.url, pinned(p)) else {
-        return Err(src.err(format!("plugins[{i}].url"), "a url with a sha256 is needed"));
+        return Err(src.err(format!("{prefix}.url"), "a url with a sha256 is needed"));
     };
     let cached = cache_dir.map(|d| d.join(SOURCES_DIR).join(format!("{want}.wasm")));
     if let Some(path) = &cached {
@@ -178,15 +214,10 @@ pub async fn fetch_url(
             let _ = tokio::fs::remove_file(path).await;
         }
     }
-    let fail = |m: String| {
-        src.err(
-            format!("plugins[{i}].url"),
-            format!("plugin `{}`: {m}", p.name),
-        )
-    };
+    let fail = |m: String| src.err(format!("{prefix}.url"), format!("plugin `{}`: {m}", p.name));
     let tls = crate::tls::client_config(
         src,
-        &format!("plugins[{i}]"),
+        prefix,
         &UpstreamTls {
             ca: p.ca.clone(),
             ..Default::default()
@@ -199,7 +230,7 @@ pub async fn fetch_url(
     let sha256 = hex(&Sha256::digest(&bytes));
     if sha256 != want {
         return Err(src.err(
-            format!("plugins[{i}].sha256"),
+            format!("{prefix}.sha256"),
             format!(
                 "plugin `{}`: sha256 mismatch: {url} sent a file with sha256 {sha256}, the config pins {want}",
                 p.name

@@ -62,9 +62,16 @@ impl PluginHost {
     /// [`WasmServices::attach`]). Starts the Wasm services on first use.
     pub async fn attach(&self, src: &Source, rt: &Runtime) -> Result<AttachReport, ConfigError> {
         let cfg = &rt.config;
-        if cfg.plugins.is_empty() && cfg.routes.iter().all(|r| r.filters.is_empty()) {
+        if cfg.plugins.is_empty()
+            && cfg.functions.is_empty()
+            && cfg
+                .routes
+                .iter()
+                .all(|r| r.filters.is_empty() && r.function.is_none())
+        {
             if let Some(s) = self.services() {
                 *s.state.lock().unwrap() = State::default();
+                s.functions.clear();
                 // No plugin uses a namespace any more: the clients of the old ones close.
                 s.host.stores.install(crate::host::StoreSet::default());
             }
@@ -124,6 +131,8 @@ pub struct WasmServices {
     /// How long each plugin's calls take on each route, kept across reloads like the routes'
     /// figures (locked when stages are made and when figures are read).
     timings: Mutex<BTreeMap<(String, String), Arc<StageTimings>>>,
+    /// Function backends of the serving config, and their figures.
+    pub functions: wasm::function::Functions,
 }
 
 impl std::fmt::Debug for WasmServices {
@@ -168,6 +177,7 @@ impl WasmServices {
             cache_dir,
             state: Mutex::new(State::default()),
             timings: Mutex::default(),
+            functions: Default::default(),
         }))
     }
 
@@ -195,7 +205,15 @@ impl WasmServices {
             .prepare(&rt.config.kv_namespaces, base)
             .map_err(|e| src.err(e.field, e.message))?;
         let replaced = self.host.stores.install(stores);
-        match self.attach_inner(src, rt).await {
+        let attached = match self.attach_inner(src, rt).await {
+            Ok(r) => self
+                .attach_functions(src, rt)
+                .await
+                .map(|()| r)
+                .map_err(|e| (None, e)),
+            Err(e) => Err(e),
+        };
+        match attached {
             Ok(r) => {
                 self.host.cache.configure(rt.config.cache.limits());
                 Ok(r)
@@ -474,6 +492,21 @@ impl WasmServices {
         Ok(report)
     }
 
+    /// Loads the config's functions and attaches them to the routes that name them.
+    async fn attach_functions(&self, src: &Source, rt: &Runtime) -> Result<(), ConfigError> {
+        let upstreams = self.upstreams.clone();
+        let resolve: wasm::function::Resolver = Arc::new(move |name| upstreams.cluster(name));
+        self.functions
+            .attach(
+                src,
+                rt,
+                self.plugins.engine(),
+                self.cache_dir.as_deref(),
+                &resolve,
+            )
+            .await
+    }
+
     /// The call timings of `plugin` on `route`, made on first use.
     fn timings(&self, plugin: &str, route: &str) -> Arc<StageTimings> {
         self.timings
@@ -487,6 +520,7 @@ impl WasmServices {
     /// Adds the plugins' families to `e`: health counters of the serving config's plugins, the
     /// compiled-code caches, and the metrics the plugins defined themselves.
     pub fn expose_metrics(&self, e: &mut Exposition) {
+        self.functions.expose_metrics(e);
         self.host.stores.expose(e);
         self.host.cache.expose(e);
         let loaded = self.loaded();

@@ -62,6 +62,9 @@ pub enum Action {
     Split(Box<Split>),
     /// Answer with a redirect.
     Redirect(config::Redirect),
+    /// Answer with a function backend, attached by `plugins::WasmServices::attach` before the
+    /// runtime serves.
+    Function(crate::wasm::function::FunctionSlot),
     /// Answer with a fixed response.
     Direct {
         /// Status.
@@ -388,6 +391,18 @@ impl Runtime {
         }
     }
 
+    /// Calls `f` with the function slot of every route that answers with a function (filled by
+    /// `wasm::function::Functions::attach` before the runtime serves).
+    pub fn function_slots(&self, mut f: impl FnMut(&crate::wasm::function::FunctionSlot)) {
+        for routes in self.listeners.values() {
+            for r in &routes.routes {
+                if let Action::Function(slot) = &r.action {
+                    f(slot);
+                }
+            }
+        }
+    }
+
     /// Starts background work (active health checks) and registers health with `/metrics`.
     pub fn start(&self, metrics: &Metrics) {
         if let Some(t) = &self.tracing {
@@ -680,12 +695,13 @@ fn compile_route(
     let actions = usize::from(r.upstream.is_some())
         + usize::from(r.split.is_some())
         + usize::from(r.redirect.is_some())
-        + usize::from(r.direct_response.is_some());
+        + usize::from(r.direct_response.is_some())
+        + usize::from(r.function.is_some());
     if actions != 1 {
         return Err(src.err(
             at("name"),
             format!(
-                "route `{}` needs exactly one of `upstream`, `split`, `redirect` or `direct_response`",
+                "route `{}` needs exactly one of `upstream`, `split`, `redirect`, `direct_response` or `function`",
                 r.name
             ),
         ));
@@ -700,6 +716,8 @@ fn compile_route(
         Action::Upstream(c.clone())
     } else if let Some(sp) = &r.split {
         Action::Split(Box::new(compile_split(sp, src, &at("split"), upstreams)?))
+    } else if let Some(f) = &r.function {
+        Action::Function(crate::wasm::function::FunctionSlot::new(f))
     } else if let Some(rd) = &r.redirect {
         if ![301, 302, 303, 307, 308].contains(&rd.status) {
             return Err(src.err(

@@ -505,6 +505,7 @@ fn the_guide_is_read_from_the_readme() {
 async fn the_quickstart_serves_the_rust_sdk_filter() {
     xtask::examples().unwrap_or_else(|e| panic!("{e}"));
     xtask::rust_example_filters().unwrap_or_else(|e| panic!("{e}"));
+    xtask::rust_hello_function().unwrap_or_else(|e| panic!("{e}"));
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let text = std::fs::read_to_string(root.join("examples/quickstart/gateway.yaml")).unwrap();
     let (public, backend, admin) = (free_port(), free_port(), free_port());
@@ -545,6 +546,17 @@ async fn the_quickstart_serves_the_rust_sdk_filter() {
     let (s, h, _) = crate::harness::get(&format!("http://127.0.0.1:{public}/api/users/42")).await;
     assert_eq!(s, 200);
     assert_eq!(h["x-wasm-filter"], "proxy-wasm-demo");
+
+    // /fn/hello: the Rust function backend, with the route's response header rule around it.
+    let (s, h, body) =
+        crate::harness::get(&format!("http://127.0.0.1:{public}/fn/hello?name=Ada")).await;
+    assert_eq!(s, 200, "{h:?} {body}");
+    assert_eq!(
+        body,
+        "Hello, Ada! (a Wasm function answered /fn/hello?name=Ada)\n"
+    );
+    assert_eq!(h["x-function"], "rust-hello");
+    assert_eq!(h["x-served-by"], "gateway");
     assert!(h.get("x-rust-sdk").is_none());
 
     // /api/account: built-in key-auth and cors, as the README's curl lines show.

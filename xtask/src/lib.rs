@@ -200,6 +200,41 @@ pub fn rust_example_filters() -> Result<&'static ExampleFilters, String> {
         .map_err(Clone::clone)
 }
 
+/// The example function backend in Rust (`examples/functions/rust-hello`, a `wasi:http/proxy`
+/// component), built once per process for wasm32-wasip2.
+pub fn rust_hello_function() -> Result<&'static PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let t = build_wasm(
+                "examples/functions/rust-hello",
+                &["wasm32-wasip2"],
+                "examples-functions",
+            )?;
+            Ok(t.join("wasm32-wasip2/release/rust_hello.wasm"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// The test functions (`tests/fixtures/functions`: one `wasi:http/proxy` component whose behaviour
+/// the request path picks: echo, streaming, traps, loops, memory hogs, outgoing requests, files),
+/// built once per process for wasm32-wasip2.
+pub fn function_fixtures() -> Result<&'static PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let t = build_wasm(
+                "tests/fixtures/functions",
+                &["wasm32-wasip2"],
+                "fixtures-functions",
+            )?;
+            Ok(t.join("wasm32-wasip2/release/test_functions.wasm"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
 /// Paths of the four example filters of `examples/filters/README.md` (built from either SDK).
 #[derive(Debug, Clone)]
 pub struct ExampleFilters {

@@ -35,6 +35,11 @@ fn main() -> ExitCode {
                 eprintln!("xtask: {e}");
                 return ExitCode::FAILURE;
             }
+            // The quickstart's `/fn/hello` route is a function backend in Rust.
+            if let Err(e) = xtask::rust_hello_function() {
+                eprintln!("xtask: {e}");
+                return ExitCode::FAILURE;
+            }
             if cmd == "plugins" {
                 return ExitCode::SUCCESS;
             }

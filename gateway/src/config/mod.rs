@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod consumers;
+pub mod functions;
 mod locate;
 pub mod redact;
 mod source;
@@ -38,6 +39,9 @@ pub struct Config {
     /// Wasm plugins that routes can use as filters.
     #[serde(default)]
     pub plugins: Vec<Plugin>,
+    /// Function backends: `wasi:http` components that routes send requests to (`function: <name>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<functions::Function>,
     /// The API users that authentication plugins identify requests as (`key-auth`, `basic-auth`,
     /// `jwt-auth`, ...), with their groups and credentials.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -802,6 +806,10 @@ pub struct Route {
     /// Answer with a fixed response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direct_response: Option<DirectResponse>,
+    /// Answer with a function backend (a `functions:` entry), which gets the request after the
+    /// route's request filters and whose response goes through its response filters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
     /// Wasm filters: request phase in this order, response phase in reverse.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<FilterRef>,

@@ -558,7 +558,10 @@ impl Backend for RouteBackend<'_> {
     }
 
     fn takes_body(&self) -> bool {
-        matches!(self.route.action, Action::Upstream(_) | Action::Split(_))
+        matches!(
+            self.route.action,
+            Action::Upstream(_) | Action::Split(_) | Action::Function(_)
+        )
     }
 
     async fn serve(
@@ -608,6 +611,19 @@ impl Backend for RouteBackend<'_> {
                 resp
             }
             Action::Redirect(rd) => redirect(rd, &parts.uri, self.host, self.info.scheme),
+            Action::Function(slot) => {
+                let Some(f) = slot.get() else {
+                    let e = crate::wasm::function::FunctionError::NotLoaded(slot.name().into());
+                    return (Err(e.into()), None);
+                };
+                // Awaited where it is made (see `Exchange::run`).
+                return (
+                    f.serve(parts, body, self.info.scheme)
+                        .await
+                        .map_err(Into::into),
+                    None,
+                );
+            }
         };
         (Ok(resp), None)
     }

@@ -10,6 +10,7 @@
 pub mod component;
 mod context;
 pub mod engine;
+pub mod function;
 mod health;
 pub mod proxy_wasm;
 pub(crate) mod sandbox;

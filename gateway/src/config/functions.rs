@@ -1,0 +1,120 @@
+//! Function backends (`functions:`): `wasi:http/proxy` components that answer a route's requests
+//! themselves (`function: <name>` on the route), with their source, environment, grants and limits.
+
+use super::{Dur, InstanceMode, Size};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The environment variable a function's `config` is given in (a string as it is, anything else as
+/// JSON), beside its `env`.
+pub const CONFIG_ENV: &str = "GATEWAY_FUNCTION_CONFIG";
+
+/// A function: one `wasi:http/proxy` component (anything that exports `wasi:http/incoming-handler`:
+/// Rust with the `wasi` crate or `wstd`, componentize-js, componentize-py, ...), compiled once and
+/// pre-instantiated, that serves the requests of the routes naming it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Function {
+    /// Unique name that routes refer to (`function: <name>`).
+    pub name: String,
+    /// Path of the component's `.wasm` file (relative paths are relative to the config file). Write
+    /// exactly one of `path` and `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// An `https://` URL to fetch the `.wasm` file from (once: it is kept in the cache directory by
+    /// its sha256). Needs `sha256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The sha256 of the `.wasm` file, in hex: required with `url`, checked when given with `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// CA bundle (PEM) to verify the server of `url` with. Default: the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// Environment variables the function sees (`wasi:cli/environment`). Default: none (the
+    /// gateway's own environment is never passed on).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// The function's config, given to it as the environment variable `GATEWAY_FUNCTION_CONFIG`: a
+    /// string as it is, anything else as JSON (as a filter gets its route config). Default: none
+    /// (the variable is not set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+    /// Upstreams the function may send HTTP requests to: a request to `http://<name>/...` (or
+    /// `https://`) goes to the upstream `<name>` through the gateway's client (its balancer, TLS,
+    /// connect timeout and passive health). Any other authority is refused with
+    /// `HTTP-request-denied`. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<String>,
+    /// Host directories the function may read, by the path it sees them at: `{guest: host}`, host
+    /// paths relative to the config file. Read-only. Default: none (no filesystem at all).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dirs: BTreeMap<String, PathBuf>,
+    /// Sandbox and traffic limits.
+    #[serde(default)]
+    pub limits: FunctionLimits,
+    /// `fresh`: a new instance per request (nothing in the guest's memory survives a request).
+    /// `reuse`: an instance serves one request after another (never two at once), for runtimes whose
+    /// start is expensive (JavaScript, Python): its memory, globals, environment and open files
+    /// carry over from one request to the next; request and response handles never do. An instance
+    /// that failed is thrown away. Default: `fresh`.
+    #[serde(default)]
+    pub instance_mode: InstanceMode,
+}
+
+/// A function's limits. A request over a limit before the response head is answered 503 (memory,
+/// CPU, concurrency) or 504 (timeout); after the head its response is aborted.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct FunctionLimits {
+    /// Linear memory per instance. Default: 64MiB.
+    pub memory: Size,
+    /// CPU time one request may use in the function (epoch interruption; time spent waiting for the
+    /// client, an upstream or a full response stream does not count). Default: 1s.
+    pub cpu_per_request: Dur,
+    /// Requests the function serves at once (its instances in `reuse` mode). Default: 100.
+    pub concurrency: u32,
+    /// How long a request over `concurrency` waits for a slot before it is answered 503. Default: 1s.
+    pub queue_timeout: Dur,
+    /// Wall-clock time of the whole request in the function, from its start to the end of its
+    /// response body. Default: 30s.
+    pub timeout: Dur,
+}
+
+impl Default for FunctionLimits {
+    fn default() -> Self {
+        FunctionLimits {
+            memory: Size(64 << 20),
+            cpu_per_request: Dur(Duration::from_secs(1)),
+            concurrency: 100,
+            queue_timeout: Dur(Duration::from_secs(1)),
+            timeout: Dur(Duration::from_secs(30)),
+        }
+    }
+}
+
+impl Function {
+    /// The function's source as a plugin entry, to read or fetch it as plugins are.
+    pub fn source(&self) -> super::Plugin {
+        super::Plugin {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            url: self.url.clone(),
+            sha256: self.sha256.clone(),
+            ca: self.ca.clone(),
+            abi: None,
+            limits: super::PluginLimits {
+                memory: self.limits.memory,
+                cpu_per_call: self.limits.cpu_per_request,
+                instances: self.limits.concurrency,
+            },
+            vm_config: None,
+            capabilities: None,
+            instance_mode: Some(self.instance_mode),
+            service: None,
+        }
+    }
+}
