@@ -168,6 +168,13 @@ async fn answer(
                 ),
             }
         }
+        // The config's JSON Schema, as `gateway config schema` writes it, for editors pointed at a
+        // running gateway.
+        (&Method::GET, "/config/schema") => {
+            static SCHEMA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            let schema = SCHEMA.get_or_init(crate::config::schema::config_schema_text);
+            text(StatusCode::OK, "application/schema+json", schema.clone())
+        }
         (&Method::PUT, "/config") => {
             let limited = http_body_util::Limited::new(req.into_body(), MAX_CONFIG_BODY);
             let bytes = match limited.collect().await {
@@ -238,13 +245,19 @@ async fn answer(
             "method_not_allowed",
             "use DELETE (with plugin, host and path to narrow it) to purge cached responses",
         ),
-        (_, "/healthz" | "/readyz" | "/metrics" | "/plugins" | "/routes/openapi.json") => {
-            json_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "use GET",
-            )
-        }
+        (
+            _,
+            "/healthz"
+            | "/readyz"
+            | "/metrics"
+            | "/plugins"
+            | "/routes/openapi.json"
+            | "/config/schema",
+        ) => json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use GET",
+        ),
         (_, "/config") => json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",

@@ -51,11 +51,24 @@ enum Cmd {
     /// List the first-party plugins built into this binary (usable on routes by name, without a
     /// `plugins:` entry).
     Plugins,
+    /// Work with the config format.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
     /// Work with plugins.
     Plugin {
         #[command(subcommand)]
         cmd: PluginCmd,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Write the config's JSON Schema (draft 2020-12) on stdout: what docs/config.schema.json
+    /// holds and the admin API serves at `GET /config/schema`, for editors (yaml-language-server)
+    /// and CI checks.
+    Schema,
 }
 
 #[derive(Subcommand)]
@@ -120,6 +133,12 @@ fn main() -> std::process::ExitCode {
         },
         Cmd::Plugins => {
             print!("{}", builtin_list());
+            std::process::ExitCode::SUCCESS
+        }
+        Cmd::Config {
+            cmd: ConfigCmd::Schema,
+        } => {
+            print!("{}", gateway::config::schema::config_schema_text());
             std::process::ExitCode::SUCCESS
         }
         Cmd::Plugin {

@@ -9,6 +9,7 @@ mod basic_auth;
 mod builtin_plugins;
 mod cli;
 mod components;
+mod config_schema;
 mod dashboard;
 mod errors;
 mod ext_auth;

@@ -4,11 +4,12 @@
 //! shown: `/config`, `Debug` and errors show an inline secret as `<redacted>` and a reference as written.
 //! What is done with them (hashing, lookups) is `crate::consumers`'.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::path::Path;
 
 /// One consumer.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Consumer {
     /// Unique name: what the access log, metrics and later filters see.
@@ -22,7 +23,7 @@ pub struct Consumer {
 }
 
 /// A consumer's credentials. Each kind takes one map or a list of them.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     /// Keys for `key-auth`.
@@ -32,6 +33,7 @@ pub struct Credentials {
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(schema_with = "one_or_many_schema::<KeyAuth>")]
     pub key_auth: Vec<KeyAuth>,
     /// Usernames and passwords for `basic-auth`.
     #[serde(
@@ -40,6 +42,7 @@ pub struct Credentials {
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(schema_with = "one_or_many_schema::<BasicAuth>")]
     pub basic_auth: Vec<BasicAuth>,
     /// Keys that sign or verify tokens for `jwt-auth`.
     #[serde(
@@ -48,11 +51,12 @@ pub struct Credentials {
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(schema_with = "one_or_many_schema::<JwtAuth>")]
     pub jwt_auth: Vec<JwtAuth>,
 }
 
 /// A `key-auth` credential.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyAuth {
     /// The key (a secret that is also its own identifier).
@@ -60,7 +64,7 @@ pub struct KeyAuth {
 }
 
 /// A `basic-auth` credential.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
     /// The username (unique among `basic-auth` credentials).
@@ -71,7 +75,7 @@ pub struct BasicAuth {
 }
 
 /// A `jwt-auth` credential: a shared secret for HMAC algorithms, or a public key for the others.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JwtAuth {
     /// What tokens name it by (the `iss` claim or the `kid` header, as jwt-auth's config says; unique
@@ -109,6 +113,14 @@ pub fn secret_files(consumers: &[Consumer]) -> impl Iterator<Item = &str> {
             .chain(jwt)
             .filter_map(|s| s.0.strip_prefix("file:"))
     })
+}
+
+/// What [`one_or_many`] reads: one `T` or a list of them.
+fn one_or_many_schema<T: schemars::JsonSchema>(
+    g: &mut schemars::SchemaGenerator,
+) -> schemars::Schema {
+    let one = g.subschema_for::<T>();
+    schemars::json_schema!({"anyOf": [one, {"type": "array", "items": one}]})
 }
 
 /// A map, or a list of maps. Read by what the node is (not by trying both, which would hide the

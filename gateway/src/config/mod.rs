@@ -6,6 +6,7 @@ pub mod consumers;
 pub mod functions;
 mod locate;
 pub mod redact;
+pub mod schema;
 mod source;
 pub mod stores;
 pub mod tracing;
@@ -16,13 +17,14 @@ pub mod upgrades;
 pub use source::Source;
 pub use units::{parse_duration, parse_size, Dur, Size};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The whole config file.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where the gateway accepts traffic.
@@ -59,7 +61,7 @@ pub struct Config {
 }
 
 /// A Wasm plugin: one module or component, loaded once and configured per route.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Plugin {
     /// Unique name that routes refer to.
@@ -107,7 +109,7 @@ pub struct Plugin {
 }
 
 /// A plugin's background service.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceSettings {
     /// The service's config, given to `on_configure`: a string is passed as it is, anything else as
@@ -118,7 +120,7 @@ pub struct ServiceSettings {
 
 /// Capabilities granted to a plugin. A call outside them returns a typed error to the plugin
 /// (`denied` in the WIT world, `BadArgument` in Proxy-Wasm) and is logged.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginCapabilities {
     /// Upstreams the plugin may send HTTP requests to, by name. Default: none.
@@ -137,7 +139,7 @@ pub struct PluginCapabilities {
 }
 
 /// How a component plugin's instances serve requests.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InstanceMode {
     /// A new instance for every request (from a pre-linked component and the pooling allocator):
@@ -150,7 +152,7 @@ pub enum InstanceMode {
 }
 
 /// Plugin ABI.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PluginAbi {
     /// Proxy-Wasm ABI 0.2.1 / 0.2.0 (a core module).
@@ -160,7 +162,7 @@ pub enum PluginAbi {
 }
 
 /// Sandbox limits of a plugin.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginLimits {
     /// Linear memory per instance. Default: 64MiB.
@@ -182,7 +184,7 @@ impl Default for PluginLimits {
 }
 
 /// One filter stage on a route.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterRef {
     /// The plugin's name.
@@ -196,7 +198,7 @@ pub struct FilterRef {
 }
 
 /// Failure policy of a filter stage.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailurePolicy {
     /// The request fails (500 for a trap or ABI misuse, 503 when the plugin is unavailable).
@@ -207,7 +209,7 @@ pub enum FailurePolicy {
 }
 
 /// Process-wide settings.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
     /// How long in-flight requests may run after SIGTERM/SIGINT. Default: 30s.
@@ -232,7 +234,7 @@ pub struct Server {
 /// The Wasm engine's pooling allocator. The engine reserves address space (not memory) for
 /// `max_instances` slots of `max_instance_memory` each, so lower figures suit tools that cannot map
 /// large reservations (valgrind) or hosts with a limited address space.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct WasmPool {
     /// Plugin instances alive at once across all plugins. Default: 512.
@@ -252,7 +254,7 @@ impl Default for WasmPool {
 }
 
 /// Log line format.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -276,7 +278,7 @@ impl Default for Server {
 }
 
 /// Access log settings.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessLog {
     /// Default: true.
@@ -290,7 +292,7 @@ impl Default for AccessLog {
 }
 
 /// One listening socket.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Listener {
     /// Unique name, used by routes that are restricted to some listeners.
@@ -347,7 +349,7 @@ pub fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
 }
 
 /// Which forwarding header names the client behind trusted proxies.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ClientHeader {
     /// `X-Forwarded-For: client, proxy1, ...`
@@ -359,7 +361,7 @@ pub enum ClientHeader {
 
 /// How a listener makes request paths canonical. Dot segments, repeated slashes and percent-encoded
 /// unreserved characters are always normalized; this chooses what encoded slashes do.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PathPolicy {
     /// What `%2F`, `%5C` and `\` in a path do. Default: `reject` (400).
@@ -369,7 +371,7 @@ pub struct PathPolicy {
 }
 
 /// What `;` parameters in a path (`/api;x/admin`, `/admin;jsessionid=1`) do.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PathParameters {
     /// They are part of their segment, routed and forwarded as they came. The default.
@@ -381,7 +383,7 @@ pub enum PathParameters {
 }
 
 /// What encoded slashes (`%2F`), encoded backslashes (`%5C`) and backslashes in a path do.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EscapedSlashes {
     /// The request is refused with 400. The default.
@@ -395,7 +397,7 @@ pub enum EscapedSlashes {
 }
 
 /// TLS on a listener.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerTls {
     /// Certificates, chosen by SNI against each certificate's DNS names; the first is the default.
@@ -406,7 +408,7 @@ pub struct ListenerTls {
 }
 
 /// A PEM certificate chain and its PEM private key (paths relative to the config file).
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertKey {
     /// Certificate chain, leaf first.
@@ -416,7 +418,7 @@ pub struct CertKey {
 }
 
 /// Client certificates on a listener.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientAuth {
     /// CA bundle that client certificates must chain to.
@@ -431,7 +433,7 @@ fn yes() -> bool {
 }
 
 /// Limits applied on a listener. Every default is chosen to be safe for an internet-facing gateway.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Bytes in a request head (request line and headers); over it: 431. Default: 32KiB.
@@ -479,7 +481,7 @@ impl Default for Limits {
 }
 
 /// The admin API listener.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Admin {
     /// Default: 127.0.0.1:9901. A non-loopback address requires `token`.
@@ -518,7 +520,7 @@ fn redact<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Er
 }
 
 /// A named cluster of upstream endpoints.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
     /// Unique name that routes refer to.
@@ -546,7 +548,7 @@ pub struct Upstream {
 }
 
 /// TLS to an upstream's endpoints.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamTls {
     /// CA bundle to verify endpoints with. Default: the system roots.
@@ -686,7 +688,7 @@ impl Serialize for HashKey {
 }
 
 /// Upstream protocol.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     /// HTTP/1.1 with keep-alive.
@@ -697,7 +699,7 @@ pub enum Protocol {
 }
 
 /// Connection pool settings.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Pool {
     /// How long an idle pooled connection is kept. Default: 90s.
@@ -716,7 +718,7 @@ impl Default for Pool {
 }
 
 /// Health checking.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Health {
     /// Ejects endpoints that fail requests. On by default.
@@ -726,7 +728,7 @@ pub struct Health {
 }
 
 /// Passive health: consecutive failures eject an endpoint for a while.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Passive {
     /// Consecutive failures (connect errors, timeouts, 502/503/504) that eject. 0 disables. Default: 5.
@@ -745,7 +747,7 @@ impl Default for Passive {
 }
 
 /// Active health checks.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Active {
     /// Path requested with GET; a 2xx answer is healthy.
@@ -778,7 +780,7 @@ fn three() -> u32 {
 }
 
 /// A route: what it matches and what it does.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// Unique name, used in metrics and logs.
@@ -843,7 +845,7 @@ pub struct Route {
 }
 
 /// Request matchers; all that are written must match.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Match {
     /// Exact host (`api.example.com`) or suffix wildcard (`*.example.com`); port ignored.
@@ -870,7 +872,7 @@ pub struct Match {
 
 /// How a path is matched: write exactly one of `exact`, `prefix`, `string_prefix`, `template` or
 /// `regex`. Every matcher sees the canonical path (see `crate::canonical`).
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(try_from = "RawPathMatch", rename_all = "snake_case")]
 pub enum PathMatch {
     /// The whole path.
@@ -886,13 +888,23 @@ pub enum PathMatch {
     Regex(String),
 }
 
-#[derive(Deserialize)]
+/// How a path is matched: write exactly one of `exact`, `prefix`, `string_prefix`, `template` or
+/// `regex`. Every matcher sees the canonical path.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "PathMatch", extend("minProperties" = 1, "maxProperties" = 1))]
 struct RawPathMatch {
+    /// The whole path.
     exact: Option<String>,
+    /// Whole leading segments of the path: `/api` matches `/api`, `/api/x` and `/api;v=1`, not
+    /// `/apix`.
     prefix: Option<String>,
+    /// A string prefix of the path, on any character: `/api` also matches `/apix`.
     string_prefix: Option<String>,
+    /// Segments with `{name}` parameters, e.g. `/users/{id}`; `{*rest}` as the last segment takes
+    /// the rest.
     template: Option<String>,
+    /// A regular expression that must match the whole path.
     regex: Option<String>,
 }
 
@@ -918,7 +930,7 @@ impl TryFrom<RawPathMatch> for PathMatch {
 }
 
 /// A header or query parameter matcher: `name` plus one of `exact`, `regex`, `present`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValueMatch {
     /// Header or parameter name (headers are case-insensitive).
@@ -935,7 +947,7 @@ pub struct ValueMatch {
 }
 
 /// A redirect response.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Redirect {
     /// 301, 302, 303, 307 or 308. Default: 302.
@@ -960,7 +972,7 @@ fn default_redirect_status() -> u16 {
 }
 
 /// A fixed response.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DirectResponse {
     /// Status code. Default: 200.
@@ -979,7 +991,7 @@ fn default_status() -> u16 {
 }
 
 /// Rewrites applied to the forwarded request.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rewrite {
     /// Removes this prefix from the path (`/api/users` -> `/users`).
@@ -997,7 +1009,7 @@ pub struct Rewrite {
 }
 
 /// Header changes, applied in the order remove, set, add.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderOps {
     /// Appends a value.
@@ -1012,7 +1024,7 @@ pub struct HeaderOps {
 }
 
 /// Retry policy.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retry {
     /// Retries after the first try. Default: 2.

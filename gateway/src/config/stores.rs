@@ -13,12 +13,13 @@
 
 use super::consumers::Secret;
 use super::Dur;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// One namespace's settings.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, try_from = "RawNamespace")]
 pub struct KvNamespace {
     /// Where the data lives.
@@ -29,7 +30,7 @@ pub struct KvNamespace {
 }
 
 /// Where a namespace's data lives.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KvBackend {
     /// In this process's memory (the default).
@@ -39,7 +40,7 @@ pub enum KvBackend {
     Redis,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawNamespace {
     #[serde(default)]
@@ -68,12 +69,13 @@ impl TryFrom<RawNamespace> for KvNamespace {
 }
 
 /// A Redis server and how to talk to it.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
     /// `redis://host:port[/db]`, or `rediss://` for TLS. A password can be written here too
     /// (`redis://:pw@host`), but `password` keeps it out of the URL and can come from `env:`/`file:`.
     #[serde(deserialize_with = "redis_url")]
+    #[schemars(regex(pattern = r"^rediss?://[^#]*$"))]
     pub url: String,
     /// ACL user name. Default: none (the `default` user).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,12 +89,14 @@ pub struct RedisSettings {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "database"
     )]
+    #[schemars(range(min = 0))]
     pub database: Option<i64>,
     /// CA bundle (PEM) to verify a `rediss://` server with. Default: the system roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
     /// Connections to the server, each multiplexing commands. Default: 2.
     #[serde(default = "default_pool_size", deserialize_with = "pool_size")]
+    #[schemars(range(min = 1, max = 64))]
     pub pool_size: usize,
     /// Longest wait for a connection (TCP and TLS handshake, AUTH, SELECT). Default: 1s.
     #[serde(default = "default_connect_timeout", deserialize_with = "timeout")]

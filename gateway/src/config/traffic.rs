@@ -4,6 +4,7 @@
 //! where routes are built (`runtime`).
 
 use super::{Dur, Size};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// `split:` instead of `upstream:`: the upstream is chosen per request, when the route is, from the
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 ///     - {upstream: shop-v1, weight: 95}
 ///     - {upstream: shop-v2, weight: 5}
 /// ```
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Split {
     /// Rules tried in order before the weights. Default: none.
@@ -30,7 +31,7 @@ pub struct Split {
 }
 
 /// One rule of a split: a header or a cookie, a test of its value, and the upstream it picks.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SplitRule {
     /// A request header's name (any case). Write exactly one of `header` and `cookie`.
@@ -84,7 +85,7 @@ impl SplitRule {
 }
 
 /// An upstream of a split and its share.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WeightedUpstream {
     /// The upstream's name.
@@ -159,7 +160,7 @@ impl Split {
 /// ```yaml
 /// mirror: {upstream: shadow, percent: 10, max_body: 64KiB}
 /// ```
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mirror {
     /// The shadow upstream.

@@ -2,6 +2,7 @@
 //! (HTTP/1.1 `Upgrade`, HTTP/2 extended CONNECT), and how long a tunnel may live.
 
 use super::Dur;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ pub const WEBSOCKET: &str = "websocket";
 pub const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How a route treats requests that ask to switch protocols.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Upgrades {
     /// Protocols tunnelled (`Upgrade` tokens; HTTP/2 `:protocol` values), compared without case.

@@ -1,0 +1,384 @@
+//! The config's JSON Schema (draft 2020-12), derived from the config types with `schemars`: the
+//! doc comments are its descriptions, `deny_unknown_fields` its `additionalProperties: false`. The
+//! types read by hand (units, endpoints, balancers, retry conditions, secrets, the cache bounds) say
+//! here what their deserializers accept.
+//!
+//! The schema is committed as `docs/config.schema.json` (a test checks it is current) and served
+//! by the admin API at `GET /config/schema`. Regenerate it with [`REGENERATE`].
+
+use super::{
+    cache::CacheConfig, consumers::Secret, Balancer, Dur, Endpoint, HashKey, RetryOn, Size,
+};
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use std::borrow::Cow;
+
+/// The command that writes the committed schema file from the config types.
+pub const REGENERATE: &str = "cargo run -p gateway -- config schema > docs/config.schema.json";
+
+/// What `parse_duration` accepts: numbers with units, possibly several (`1m30s`).
+const DURATION_PATTERN: &str = r"^\s*([0-9]+(ms|s|m|h))+\s*$";
+
+/// What `parse_size` accepts as text: a number and an optional unit.
+const SIZE_PATTERN: &str = r"^\s*[0-9]+\s*(B|KiB|MiB|GiB|KB|kB|MB|GB)?\s*$";
+
+/// The config's JSON Schema, as committed in `docs/config.schema.json`.
+pub fn config_schema() -> serde_json::Value {
+    let generator = schemars::generate::SchemaSettings::draft2020_12()
+        .for_deserialize()
+        .into_generator();
+    let mut schema = generator.into_root_schema_for::<super::Config>();
+    schema.insert("title".into(), "API gateway config (gateway.yaml)".into());
+    schema.to_value()
+}
+
+/// The schema as the committed file holds it: pretty JSON and a final newline.
+pub fn config_schema_text() -> String {
+    let mut text = serde_json::to_string_pretty(&config_schema()).expect("a schema is JSON");
+    text.push('\n');
+    text
+}
+
+impl JsonSchema for Dur {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A duration: a whole number and a unit (`ms`, `s`, `m`, `h`), or several of them (`1m30s`).",
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "examples": ["250ms", "15s", "1m30s"]
+        })
+    }
+}
+
+impl JsonSchema for Size {
+    fn schema_name() -> Cow<'static, str> {
+        "Size".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A byte size: a whole number of bytes, or a number and a unit (`B`, `KiB`, `MiB`, `GiB`, `KB`, `MB`, `GB`).",
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": SIZE_PATTERN}
+            ],
+            "examples": ["64KiB", "10MiB", 1024]
+        })
+    }
+}
+
+impl JsonSchema for RetryOn {
+    fn schema_name() -> Cow<'static, str> {
+        "RetryOn".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A retry condition: `connect_failure`, `reset` (the exchange broke after the connection was made), `timeout` (a try timed out), or a status code the upstream answered with (a number).",
+            "anyOf": [
+                {"enum": ["connect_failure", "reset", "timeout"]},
+                {"type": "integer", "minimum": 100, "maximum": 599}
+            ]
+        })
+    }
+}
+
+impl JsonSchema for Endpoint {
+    fn schema_name() -> Cow<'static, str> {
+        "Endpoint".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "An endpoint of a cluster: `host:port`, or `{address, weight}`.",
+            "anyOf": [
+                {"type": "string", "description": "`host:port`, weight 1."},
+                {
+                    "type": "object",
+                    "properties": {
+                        "address": {"type": "string", "description": "`host:port`."},
+                        "weight": {
+                            "type": "integer", "minimum": 0, "maximum": u32::MAX, "default": 1,
+                            "description": "Relative share of traffic. Default: 1."
+                        }
+                    },
+                    "required": ["address"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
+
+impl JsonSchema for HashKey {
+    fn schema_name() -> Cow<'static, str> {
+        "HashKey".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "What a consistent-hash balancer hashes: exactly one of `header: NAME`, `cookie: NAME` or `client_ip: true`.",
+            "type": "object",
+            "properties": {
+                "header": {"type": "string", "description": "A request header's value."},
+                "cookie": {"type": "string", "description": "A cookie's value."},
+                "client_ip": {"type": "boolean", "description": "The client's IP address."}
+            },
+            "additionalProperties": false,
+            "oneOf": [
+                {"required": ["header"]},
+                {"required": ["cookie"]},
+                {"required": ["client_ip"], "properties": {"client_ip": {"const": true}}}
+            ]
+        })
+    }
+}
+
+impl JsonSchema for Balancer {
+    fn schema_name() -> Cow<'static, str> {
+        "Balancer".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let key = generator.subschema_for::<HashKey>();
+        json_schema!({
+            "description": "Load-balancing policy: `round_robin` (smooth weighted round robin), `least_request` (the less loaded of two endpoints picked at random), `random` (weighted random), or `{consistent_hash: {header: NAME}}` (also `cookie: NAME` or `client_ip: true`): a hash ring.",
+            "anyOf": [
+                {"enum": ["round_robin", "least_request", "random"]},
+                {
+                    "type": "object",
+                    "properties": {"consistent_hash": key},
+                    "required": ["consistent_hash"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
+
+impl JsonSchema for CacheConfig {
+    fn schema_name() -> Cow<'static, str> {
+        "CacheConfig".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let size = generator.subschema_for::<Size>();
+        json_schema!({
+            "description": "The response cache's bounds.",
+            "type": "object",
+            "properties": {
+                "max_size": {
+                    "description": "The bytes of every plugin's entries together (bodies, headers, keys, and 256 bytes of bookkeeping each); more than 0. Default: 64MiB.",
+                    "allOf": [size.clone()],
+                    "default": "64MiB"
+                },
+                "max_entry_size": {
+                    "description": "The largest entry stored, at most `max_size`; a larger response goes to the client without being stored. Default: 4MiB (or `max_size` when that is smaller).",
+                    "allOf": [size],
+                    "default": "4MiB"
+                }
+            },
+            "additionalProperties": false
+        })
+    }
+}
+
+impl JsonSchema for Secret {
+    fn schema_name() -> Cow<'static, str> {
+        "Secret".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A secret: the value itself, `env:NAME` (an environment variable) or `file:PATH` (a file's content without one trailing newline, relative to the config file). Write numbers and booleans in quotes.",
+            "type": "string",
+            "minLength": 1
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    fn validator() -> jsonschema::Validator {
+        jsonschema::draft202012::new(&config_schema()).expect("the config schema is a valid schema")
+    }
+
+    /// What the schema says about `yaml`: `Ok` or the first errors, with where they are.
+    fn check(v: &jsonschema::Validator, yaml: &str) -> Result<(), String> {
+        let value: serde_json::Value =
+            serde_yaml_ng::from_str(yaml).map_err(|e| format!("not YAML: {e}"))?;
+        let errors: Vec<String> = v
+            .iter_errors(&value)
+            .take(5)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("\n"))
+        }
+    }
+
+    fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// Every `gateway.yaml` under `dir`, at any depth (build outputs skipped).
+    fn configs_under(dir: &Path, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let name = e.file_name();
+            if path.is_dir() && name != "target" && name != "node_modules" {
+                configs_under(&path, found);
+            } else if name == "gateway.yaml" {
+                found.push(path);
+            }
+        }
+    }
+
+    /// The committed example configs are valid configs, and the schema accepts them: the schema is
+    /// not stricter than the gateway.
+    #[test]
+    fn the_example_configs_validate_against_the_schema() {
+        let v = validator();
+        let mut files = Vec::new();
+        configs_under(&root().join("examples"), &mut files);
+        assert!(
+            files.iter().any(|f| f.ends_with("quickstart/gateway.yaml")),
+            "{files:?}"
+        );
+        assert!(files.len() >= 5, "{files:?}");
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            super::super::Config::parse(file, &text)
+                .unwrap_or_else(|e| panic!("the gateway refuses {}: {e}", file.display()));
+            if let Err(e) = check(&v, &text) {
+                panic!("the schema refuses {}:\n{e}", file.display());
+            }
+        }
+    }
+
+    /// The README's YAML blocks that are whole configs or top-level sections (each key a field of
+    /// the config) validate against the schema (`listeners: []` added where a block has none).
+    #[test]
+    fn the_readme_config_blocks_validate_against_the_schema() {
+        let v = validator();
+        let schema = config_schema();
+        let top: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+        let mut checked = 0;
+        for (i, block) in readme.split("```yaml\n").skip(1).enumerate() {
+            let block = &block[..block.find("```").expect("a closed block")];
+            let Ok(serde_json::Value::Object(map)) =
+                serde_yaml_ng::from_str::<serde_json::Value>(block)
+            else {
+                continue;
+            };
+            if map.is_empty() || !map.keys().all(|k| top.contains(&k.as_str())) {
+                continue;
+            }
+            let text = if map.contains_key("listeners") {
+                block.to_owned()
+            } else {
+                format!("listeners: []\n{block}")
+            };
+            if let Err(e) = check(&v, &text) {
+                panic!("the schema refuses README block {}:\n{block}\n{e}", i + 1);
+            }
+            checked += 1;
+        }
+        assert!(checked >= 8, "only {checked} README blocks checked");
+    }
+
+    /// Configs the gateway refuses at parse time that the schema refuses too: a misspelt field, a
+    /// wrong enum value, a unit the parsers do not know, two path matchers.
+    #[test]
+    fn configs_the_gateway_refuses_the_schema_refuses() {
+        let v = validator();
+        let base = "listeners: [{name: l, address: 127.0.0.1:0}]\n";
+        let bad = [
+            "listners: []\n",
+            "server: {log_format: xml}\n",
+            "server: {drain_timeout: 30}\n",
+            "server: {drain_timeout: 5 seconds}\n",
+            "server: {access_log: {enabeld: true}}\n",
+            "upstreams: [{name: u, endpoints: [a:1], balancer: fastest}]\n",
+            "upstreams: [{name: u, endpoints: [{address: a:1, wieght: 2}]}]\n",
+            "upstreams: [{name: u, endpoints: [a:1], balancer: {consistent_hash: {header: h, cookie: c}}}]\n",
+            "routes: [{name: r, match: {path: {prefix: /a, exact: /b}}, direct_response: {}}]\n",
+            "routes: [{name: r, match: {path: {}}, direct_response: {}}]\n",
+            "routes: [{name: r, upstream: u, retry: {on: [503, gateway_error]}}]\n",
+            "routes: [{name: r, upstream: u, max_body_size: 1TiB}]\n",
+            "routes: [{name: r, upstream: u, filters: [{plugin: p, failure: ignore}]}]\n",
+            "plugins: [{name: p, path: p.wasm, instance_mode: pooled}]\n",
+            "consumers: [{name: c, credentials: {key-auth: k1}}]\n",
+            "kv_namespaces: {n: {backend: redis, redis: {url: 'http://x'}}}\n",
+            "kv_namespaces: {n: {backend: redis, redis: {url: 'redis://x', pool_size: 0}}}\n",
+        ];
+        for extra in bad {
+            let text = if extra.starts_with("listners") {
+                extra.to_owned()
+            } else {
+                format!("{base}{extra}")
+            };
+            assert!(
+                super::super::Config::parse(Path::new("bad.yaml"), &text).is_err(),
+                "the gateway accepts {extra}"
+            );
+            assert!(check(&v, &text).is_err(), "the schema accepts {extra}");
+        }
+        // And the forms the hand-written readers take are accepted.
+        let good = "upstreams: [{name: u, endpoints: [a:1, {address: 'b:2', weight: 3}], balancer: {consistent_hash: {client_ip: true}}, connect_timeout: 1m30s}]\nroutes: [{name: r, upstream: u, max_body_size: 16KiB, retry: {on: [connect_failure, 503], buffer_limit: 1024}, match: {path: {template: '/a/{id}'}}}]\nconsumers: [{name: c, credentials: {key-auth: {key: env:K}, basic-auth: [{username: u, password: p}]}}]\n";
+        let text = format!("{base}{good}");
+        super::super::Config::parse(Path::new("good.yaml"), &text).unwrap();
+        check(&v, &text).unwrap();
+    }
+
+    /// `deny_unknown_fields` types are closed objects in the schema.
+    #[test]
+    fn closed_types_refuse_unknown_fields() {
+        let schema = config_schema();
+        assert_eq!(schema["additionalProperties"], false);
+        for def in [
+            "Listener",
+            "Limits",
+            "Route",
+            "FilterRef",
+            "Plugin",
+            "Upstream",
+            "Server",
+        ] {
+            assert_eq!(schema["$defs"][def]["additionalProperties"], false, "{def}");
+        }
+        assert_eq!(
+            schema["$schema"],
+            "https://json-schema.org/draft/2020-12/schema"
+        );
+    }
+
+    /// The committed `docs/config.schema.json` is what the config types generate.
+    #[test]
+    fn the_committed_schema_is_current() {
+        let committed = include_str!("../../../docs/config.schema.json");
+        let generated = config_schema_text();
+        assert!(
+            committed == generated,
+            "docs/config.schema.json is not what the config types generate; regenerate it from the \
+             repository's root with:\n\n    {REGENERATE}\n"
+        );
+    }
+}
