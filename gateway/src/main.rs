@@ -89,10 +89,10 @@ enum PluginCmd {
         trace: bool,
     },
     /// Write a new filter project: the code, a fixture for `plugin test` (tests/NAME.test.yaml), a
-    /// README, and the SDK (this binary's copy in DIR/sdk, unless --sdk names one). Refuses to write
-    /// into a folder that is not empty.
+    /// README, and the SDK (this binary's copy in DIR/sdk, unless --sdk names one; for js and python
+    /// the WIT world in DIR/wit). Refuses to write into a folder that is not empty.
     New {
-        /// The language: rust or go.
+        /// The language: rust, go, js or python.
         lang: Lang,
         /// The filter's name (lower-case letters, digits and `-`).
         name: String,
@@ -103,8 +103,9 @@ enum PluginCmd {
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
-    /// Build the filter project in DIR (cargo for Rust, go for Go, packaged into a component) and
-    /// print the path of the `.wasm`.
+    /// Build the filter project in DIR (cargo for Rust, go for Go, packaged into a component;
+    /// componentize-js or componentize-py, installed into the project on first use, for JavaScript
+    /// and Python) and print the path of the `.wasm`.
     Build {
         /// The project [default: the current directory].
         dir: Option<PathBuf>,
@@ -116,6 +117,8 @@ enum PluginCmd {
 enum Lang {
     Rust,
     Go,
+    Js,
+    Python,
 }
 
 fn main() -> std::process::ExitCode {
@@ -167,6 +170,8 @@ fn main() -> std::process::ExitCode {
             let lang = match lang {
                 Lang::Rust => gateway::scaffold::Lang::Rust,
                 Lang::Go => gateway::scaffold::Lang::Go,
+                Lang::Js => gateway::scaffold::Lang::Js,
+                Lang::Python => gateway::scaffold::Lang::Python,
             };
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
             match gateway::scaffold::new_project(lang, &name, &dir, sdk.as_deref()) {
@@ -178,7 +183,11 @@ fn main() -> std::process::ExitCode {
                     {
                         println!("  {}", f.display());
                     }
-                    if sdk.is_none() {
+                    if sdk.is_none()
+                        && files
+                            .iter()
+                            .any(|f| f.starts_with(gateway::scaffold::SDK_DIR))
+                    {
                         println!(
                             "  {}/ (the SDK, this binary's copy)",
                             gateway::scaffold::SDK_DIR

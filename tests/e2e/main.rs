@@ -19,6 +19,7 @@ mod go_sdk;
 mod grpc_callouts;
 mod guide;
 mod ip_restriction;
+mod js_py;
 mod json_xml;
 mod jwt_auth;
 mod key_auth;

@@ -25,7 +25,12 @@ fn mode_yaml(mode: InstanceMode) -> &'static str {
 }
 
 /// One plugin definition.
-fn plugin(name: &str, path: &std::path::Path, mode: InstanceMode, capabilities: &str) -> String {
+pub fn plugin(
+    name: &str,
+    path: &std::path::Path,
+    mode: InstanceMode,
+    capabilities: &str,
+) -> String {
     Plugin::new(name, path)
         .lines(&format!(
             "    instance_mode: {}\n    capabilities: {capabilities}\n",
@@ -146,7 +151,7 @@ async fn answer(
 }
 
 /// Starts a gateway whose config must be rejected, and returns the error.
-async fn rejected(yaml: &str) -> String {
+pub async fn rejected(yaml: &str) -> String {
     match TestGateway::try_start(yaml).await {
         Ok(_) => panic!("the gateway started with an invalid filter config:\n{yaml}"),
         Err(e) => e.to_string(),
@@ -188,12 +193,18 @@ pub async fn config_rejection(f: &ExampleFilters, mode: InstanceMode) {
 /// header-rewrite: set, add and remove on the request (what the backend receives) and on the response
 /// (what the client receives); a config with one section leaves the other direction alone.
 pub async fn header_rewrite(f: &ExampleFilters, mode: InstanceMode) {
+    header_rewrite_at(&f.header_rewrite, mode).await
+}
+
+/// The header-rewrite scenario on the build at `wasm` (the JavaScript and Python builds have no
+/// `ExampleFilters` of their own).
+pub async fn header_rewrite_at(wasm: &std::path::Path, mode: InstanceMode) {
     let up = MockUpstream::start("up").await;
     let gw = TestGateway::start(&format!(
         "plugins:\n{}upstreams:\n  - name: up\n    endpoints: [\"{}\"]\nroutes:\n\
          \x20 - name: both\n    match: {{path: {{prefix: /both}}}}\n    upstream: up\n    filters:\n      - plugin: rewrite\n        config:\n          request: {{set: {{x-env: prod}}, add: {{x-tag: a}}, remove: [x-debug]}}\n          response: {{set: {{x-frame-options: DENY}}, add: {{x-resp-tag: b}}, remove: [x-upstream]}}\n\
          \x20 - name: resp-only\n    match: {{path: {{prefix: /resp}}}}\n    upstream: up\n    filters:\n      - plugin: rewrite\n        config: {{response: {{set: {{x-only: resp}}}}}}\n",
-        plugin("rewrite", &f.header_rewrite, mode, "{}"),
+        plugin("rewrite", wasm, mode, "{}"),
         up.addr
     ))
     .await;
@@ -429,6 +440,11 @@ fn metric(text: &str, name: &str, plugin: &str) -> Option<u64> {
 /// key, shared by the routes naming it); `requests_total` counts every request; without the store grant
 /// requests go on without the header.
 pub async fn request_counter(f: &ExampleFilters, mode: InstanceMode) {
+    request_counter_at(&f.request_counter, mode).await
+}
+
+/// The request-counter scenario on the build at `wasm`.
+pub async fn request_counter_at(wasm: &std::path::Path, mode: InstanceMode) {
     let up = MockUpstream::start("up").await;
     let gw = TestGateway::start(&format!(
         "plugins:\n{}{}upstreams:\n  - name: up\n    endpoints: [\"{}\"]\nroutes:\n\
@@ -436,8 +452,8 @@ pub async fn request_counter(f: &ExampleFilters, mode: InstanceMode) {
          \x20 - name: shared-a\n    match: {{path: {{prefix: /a}}}}\n    upstream: up\n    filters: [{{plugin: counter, config: {{key: hits}}}}]\n\
          \x20 - name: shared-b\n    match: {{path: {{prefix: /b}}}}\n    upstream: up\n    filters: [{{plugin: counter, config: {{key: hits}}}}]\n\
          \x20 - name: no-store\n    match: {{path: {{prefix: /nostore}}}}\n    upstream: up\n    filters: [{{plugin: counter-denied}}]\n",
-        plugin("counter", &f.request_counter, mode, "{kv_namespace: counters}"),
-        plugin("counter-denied", &f.request_counter, mode, "{}"),
+        plugin("counter", wasm, mode, "{kv_namespace: counters}"),
+        plugin("counter-denied", wasm, mode, "{}"),
         up.addr
     ))
     .await;

@@ -6,6 +6,7 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 pub mod go;
+pub mod guests;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

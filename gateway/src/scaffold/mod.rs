@@ -1,9 +1,11 @@
 //! `gateway plugin new` and `gateway plugin build`: a filter project from the templates the binary
 //! carries (`gateway/templates/`), with the SDK it needs (the binary's own copy, or one the author
 //! names), and its build into a component: with cargo for Rust, with go and the packaging of
-//! [`componentize`] for Go.
+//! [`componentize`] for Go, with componentize-js or componentize-py ([`guests`]) for JavaScript and
+//! Python, which the build installs into the project from npm or PyPI.
 
 pub mod componentize;
+pub mod guests;
 mod sdk;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +18,10 @@ pub enum Lang {
     Rust,
     /// The Go SDK (`gateway/filter`), built for wasip1 and packaged into a component.
     Go,
+    /// JavaScript, built with componentize-js against the WIT world (`wit/`, carried by the project).
+    Js,
+    /// Python, built with componentize-py against the WIT world (`wit/`, carried by the project).
+    Python,
 }
 
 /// The Rust target filters are built for.
@@ -26,6 +32,16 @@ pub const MIN_GO: (u32, u32) = (1, 24);
 
 /// The folder of a new project that holds the binary's copy of the SDK, when no `--sdk` is given.
 pub const SDK_DIR: &str = "sdk";
+
+/// The folder of a JavaScript or Python project that holds the binary's copy of the WIT world, which
+/// the bindings are generated from at build time (these languages have no SDK beyond it).
+pub const WIT_DIR: &str = "wit";
+
+/// The world a filter is a component of.
+pub const FILTER_WORLD: &str = "filter";
+
+/// The folder of a Python project where `plugin build` installs componentize-py.
+pub const PY_TOOLS_DIR: &str = ".componentize-py";
 
 macro_rules! template {
     ($($f:literal),* $(,)?) => {
@@ -45,6 +61,16 @@ static TEMPLATES: &[(&str, &str)] = template!(
     "go/gitignore",
     "go/main.go",
     "go/tests/filter.test.yaml",
+    "js/package.json",
+    "js/README.md",
+    "js/gitignore",
+    "js/filter.js",
+    "js/tests/filter.test.yaml",
+    "python/pyproject.toml",
+    "python/README.md",
+    "python/gitignore",
+    "python/app.py",
+    "python/tests/filter.test.yaml",
 );
 
 /// A project name: lower-case letters, digits and `-`, starting with a letter (it names the crate or
@@ -73,7 +99,8 @@ fn artifact_name(name: &str) -> String {
 /// Writes a new project `name` in `dir` (which must not exist or be empty) and returns the files it
 /// wrote, relative to `dir`. `sdk` is the SDK to depend on: the Rust SDK's folder (`plugin-sdk`) or the
 /// Go SDK's (`plugin-sdk/go`; `plugin-sdk` is accepted too); without it the binary's own copy is
-/// written into `dir/sdk`.
+/// written into `dir/sdk`. A JavaScript or Python project gets the binary's copy of the WIT world in
+/// `dir/wit` (there is no SDK to name).
 pub fn new_project(
     lang: Lang,
     name: &str,
@@ -81,6 +108,13 @@ pub fn new_project(
     sdk: Option<&Path>,
 ) -> Result<Vec<PathBuf>, String> {
     check_name(name)?;
+    if sdk.is_some() && matches!(lang, Lang::Js | Lang::Python) {
+        return Err(
+            "--sdk is for Rust and Go: a JavaScript or Python project is built from the WIT world \
+             it carries in wit/ (this binary's copy)"
+                .into(),
+        );
+    }
     if dir.exists() {
         let mut entries =
             std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
@@ -98,6 +132,8 @@ pub fn new_project(
     let prefix = match lang {
         Lang::Rust => "rust/",
         Lang::Go => "go/",
+        Lang::Js => "js/",
+        Lang::Python => "python/",
     };
     let mut files: Vec<(PathBuf, String)> = Vec::new();
     for (path, text) in TEMPLATES {
@@ -112,16 +148,21 @@ pub fn new_project(
         let text = text
             .replace("{{name}}", name)
             .replace("{{crate}}", &artifact_name(name))
-            .replace("{{sdk}}", &sdk_in(lang, &sdk_path));
+            .replace("{{sdk}}", &sdk_in(lang, &sdk_path))
+            .replace("{{componentize_js}}", guests::COMPONENTIZE_JS.0)
+            .replace("{{componentize_js_version}}", guests::COMPONENTIZE_JS.1)
+            .replace("{{componentize_py}}", guests::COMPONENTIZE_PY.0)
+            .replace("{{componentize_py_version}}", guests::COMPONENTIZE_PY.1);
         files.push((PathBuf::from(rel), text));
     }
     if sdk.is_none() {
-        let carried = match lang {
-            Lang::Rust => sdk::RUST,
-            Lang::Go => sdk::GO,
+        let (carried, into) = match lang {
+            Lang::Rust => (sdk::RUST, SDK_DIR),
+            Lang::Go => (sdk::GO, SDK_DIR),
+            Lang::Js | Lang::Python => (&[("world.wit", sdk::WIT)][..], WIT_DIR),
         };
         for (path, text) in carried {
-            files.push((Path::new(SDK_DIR).join(path), text.to_string()));
+            files.push((Path::new(into).join(path), text.to_string()));
         }
     }
     for (rel, text) in &files {
@@ -155,25 +196,121 @@ fn sdk_dependency(lang: Lang, given: &Path) -> Result<String, String> {
                 given.display()
             ))
         }
+        Lang::Js | Lang::Python => {
+            return Err(format!(
+                "--sdk {}: JavaScript and Python projects have no SDK",
+                given.display()
+            ))
+        }
     };
     path.to_str()
         .map(str::to_string)
         .ok_or_else(|| format!("--sdk {}: the path is not UTF-8", given.display()))
 }
 
-/// Builds the project in `dir` (a `Cargo.toml` makes it Rust, a `go.mod` Go) and returns the path
-/// of the component it wrote. Progress goes to stderr.
+/// Builds the project in `dir` (a `Cargo.toml` makes it Rust, a `go.mod` Go, a `package.json`
+/// JavaScript, an `app.py` Python) and returns the path of the component it wrote. Progress goes to
+/// stderr.
 pub fn build(dir: &Path) -> Result<PathBuf, String> {
     if dir.join("Cargo.toml").is_file() {
         build_rust(dir)
     } else if dir.join("go.mod").is_file() {
         build_go(dir)
+    } else if dir.join("package.json").is_file() {
+        build_js(dir)
+    } else if dir.join("app.py").is_file() {
+        build_python(dir)
     } else {
         Err(format!(
-            "{} has neither Cargo.toml nor go.mod: not a filter project (`gateway plugin new` makes one)",
+            "{} has neither Cargo.toml nor go.mod (nor package.json, nor app.py): not a filter \
+             project (`gateway plugin new` makes one)",
             dir.display()
         ))
     }
+}
+
+/// The WIT folder of a JavaScript or Python project, checked to be there.
+fn project_wit(dir: &Path) -> Result<PathBuf, String> {
+    let wit = dir.join(WIT_DIR);
+    if wit.join("world.wit").is_file() {
+        Ok(wit)
+    } else {
+        Err(format!(
+            "{} has no {WIT_DIR}/world.wit: the WIT world the filter is built against (`gateway \
+             plugin new` writes this binary's copy)",
+            dir.display()
+        ))
+    }
+}
+
+fn build_js(dir: &Path) -> Result<PathBuf, String> {
+    let dir = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let manifest_path = dir.join("package.json");
+    let manifest: serde_json::Value = std::fs::read_to_string(&manifest_path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+    let name = manifest["name"]
+        .as_str()
+        .ok_or_else(|| format!("{}: no \"name\"", manifest_path.display()))?;
+    let main = manifest["main"].as_str().unwrap_or("filter.js");
+    let source = dir.join(main);
+    if !source.is_file() {
+        return Err(format!(
+            "{}: \"main\" is {main}, which is not there",
+            manifest_path.display()
+        ));
+    }
+    let wit = project_wit(&dir)?;
+    guests::node()?;
+    guests::ensure_js_tools(&dir)?;
+    let out = dir.join(format!("{}.wasm", artifact_name(name)));
+    eprintln!(
+        "gateway: componentize-js {main} (world `{FILTER_WORLD}` of {WIT_DIR}/, without the http and \
+         fetch-event features)"
+    );
+    guests::build_js(
+        &dir,
+        &source,
+        &wit,
+        FILTER_WORLD,
+        &["http", "fetch-event"],
+        &out,
+    )?;
+    Ok(out)
+}
+
+/// The `name` of the `[project]` table of a `pyproject.toml`.
+fn pyproject_name(text: &str) -> Option<&str> {
+    let mut in_project = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_project = line == "[project]";
+        } else if in_project {
+            if let Some(rest) = line.strip_prefix("name") {
+                let value = rest.trim_start().strip_prefix('=')?.trim();
+                return Some(value.trim_matches(|c| c == '"' || c == '\''));
+            }
+        }
+    }
+    None
+}
+
+fn build_python(dir: &Path) -> Result<PathBuf, String> {
+    let dir = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let pyproject = std::fs::read_to_string(dir.join("pyproject.toml")).unwrap_or_default();
+    let folder = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "filter".into());
+    let name = pyproject_name(&pyproject).unwrap_or(&folder).to_string();
+    let wit = project_wit(&dir)?;
+    let tools = dir.join(PY_TOOLS_DIR);
+    guests::ensure_py_tools(&tools)?;
+    let out = dir.join(format!("{}.wasm", artifact_name(&name)));
+    eprintln!("gateway: componentize-py app (world `{FILTER_WORLD}` of {WIT_DIR}/)");
+    guests::build_py(&tools, &dir, "app", &wit, FILTER_WORLD, &out)?;
+    Ok(out)
 }
 
 fn on_path(name: &str) -> Option<PathBuf> {
@@ -351,7 +488,7 @@ fn build_go(dir: &Path) -> Result<PathBuf, String> {
 fn sdk_in(lang: Lang, path: &str) -> String {
     let escaped = path.replace('\\', "\\\\").replace('"', "\\\"");
     match lang {
-        Lang::Rust => escaped,
+        Lang::Rust | Lang::Js | Lang::Python => escaped,
         Lang::Go
             if path
                 .chars()
