@@ -335,6 +335,39 @@ impl RequestTrace {
         *self.0.stage.lock().unwrap() = Some(span);
     }
 
+    /// Ends the stage span [`RequestTrace::start_stage`] began with what the call returned.
+    pub fn end_stage_with(
+        &self,
+        verdict: &Result<crate::filter::Verdict, crate::filter::FilterError>,
+    ) {
+        if !self.0.sampled {
+            return;
+        }
+        use crate::filter::{FilterError as E, Verdict as V};
+        let message;
+        let end = match verdict {
+            Ok(V::Continue) => StageEnd::Continue,
+            Ok(V::Buffer) => StageEnd::Buffer,
+            Ok(V::Respond(r)) => StageEnd::Respond(r.status.as_u16()),
+            Err(e) => {
+                message = e.to_string();
+                let kind = match e {
+                    E::Trap(_) => "trap",
+                    E::CpuLimit => "cpu_limit",
+                    E::MemoryLimit => "memory_limit",
+                    E::Abi(_) => "abi",
+                    E::Unavailable(_) => "unavailable",
+                    E::BodyTooLarge(_) => "body_too_large",
+                    E::Reset => "reset",
+                    #[allow(unreachable_patterns)]
+                    _ => "failed",
+                };
+                StageEnd::Failed(kind, &message)
+            }
+        };
+        self.end_stage(end);
+    }
+
     /// Ends the stage span [`RequestTrace::start_stage`] began.
     pub fn end_stage(&self, end: StageEnd<'_>) {
         if !self.0.sampled {
@@ -453,7 +486,7 @@ pub struct TrySpan(Option<opentelemetry_sdk::trace::Span>);
 
 impl TrySpan {
     /// Ends the try with the upstream's status, or the error that ended it (`kind`, message).
-    pub fn end(mut self, status: Result<u16, (&'static str, &str)>) {
+    pub fn end(mut self, status: Result<u16, (&'static str, String)>) {
         let Some(span) = self.0.as_mut() else {
             return;
         };
@@ -467,7 +500,7 @@ impl TrySpan {
             }
             Err((kind, message)) => {
                 span.set_attribute(KeyValue::new("error.type", kind));
-                span.set_status(Status::error(message.to_owned()));
+                span.set_status(Status::error(message));
             }
         }
         span.end();

@@ -45,6 +45,7 @@ mod sse;
 mod stalls;
 mod streaming;
 mod tls;
+mod tracing;
 mod traffic_split;
 mod transformers;
 mod upstreams;

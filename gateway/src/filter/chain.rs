@@ -69,6 +69,16 @@ impl StageTimings {
     }
 }
 
+/// Ends a stage call's span (see [`ChainRun::start_span`]).
+fn end_span(
+    trace: Option<&crate::telemetry::RequestTrace>,
+    verdict: &Result<Verdict, FilterError>,
+) {
+    if let Some(t) = trace {
+        t.end_stage_with(verdict);
+    }
+}
+
 /// A filter failure that ends the request (fail-closed).
 #[derive(Debug, thiserror::Error)]
 #[error("filter `{plugin}` failed: {error}")]
@@ -133,6 +143,8 @@ pub struct ChainRun {
     identity: Option<Arc<crate::consumers::Identity>>,
     /// The most a held response body may be (see [`ChainRun::with_body_limit`]).
     body_limit: u64,
+    /// The request's trace: header and whole-body calls get a span each when it is sampled.
+    trace: Option<crate::telemetry::RequestTrace>,
 }
 
 impl ChainRun {
@@ -155,7 +167,15 @@ impl ChainRun {
             slots: Arc::new(Mutex::new(Slots(slots))),
             identity: info.identity.clone(),
             body_limit: DEFAULT_WHOLE_BODY_LIMIT,
+            trace: info.trace.clone().filter(|t| t.sampled()),
         })
+    }
+
+    /// Starts the span of stage `i`'s call in `phase`, if the request is traced and sampled.
+    fn start_span(&self, i: usize, phase: &'static str) -> Option<&crate::telemetry::RequestTrace> {
+        let t = self.trace.as_ref()?;
+        t.start_stage(self.stages[i].filter.name(), phase);
+        Some(t)
     }
 
     /// The consumer a filter authenticated the request as, if any.
@@ -175,7 +195,9 @@ impl ChainRun {
                 continue;
             };
             let started = Instant::now();
+            let traced = self.start_span(i, "request_headers");
             let verdict = ctx.on_request_headers(head, end_of_stream).await;
+            end_span(traced, &verdict);
             self.stages[i]
                 .timings
                 .observe(Direction::Request, false, started);
@@ -229,7 +251,9 @@ impl ChainRun {
                 continue;
             };
             let started = Instant::now();
+            let traced = self.start_span(i, "response_headers");
             let verdict = ctx.on_response_headers(head, end_of_stream).await;
+            end_span(traced, &verdict);
             self.stages[i]
                 .timings
                 .observe(Direction::Response, false, started);
@@ -296,6 +320,7 @@ impl ChainRun {
             HeadMut::Req(head),
             &mut data,
             trailers.as_mut(),
+            self.trace.as_ref(),
         )
         .await;
         held(outcome, &mut head.headers, data, trailers)
@@ -349,6 +374,7 @@ impl ChainRun {
             HeadMut::Resp(head),
             &mut data,
             trailers.as_mut(),
+            self.trace.as_ref(),
         )
         .await;
         held(outcome, &mut head.headers, data, trailers)
@@ -723,6 +749,7 @@ async fn run_whole(
     mut head: HeadMut<'_>,
     data: &mut Bytes,
     trailers: Option<&mut HeaderMap>,
+    trace: Option<&crate::telemetry::RequestTrace>,
 ) -> Result<Option<(LocalResponse, usize)>, ChainError> {
     let dir = match head {
         HeadMut::Req(_) => Direction::Request,
@@ -733,18 +760,27 @@ async fn run_whole(
             continue;
         };
         let started = Instant::now();
-        let verdict = match &mut head {
-            HeadMut::Req(h) => match ctx.request_body_mode() {
-                BodyMode::Skip => continue,
-                BodyMode::Whole => ctx.on_request_body_whole(h, data).await,
-                BodyMode::Stream => ctx.on_request_body(data, true).await,
-            },
-            HeadMut::Resp(h) => match ctx.response_body_mode() {
-                BodyMode::Skip => continue,
-                BodyMode::Whole => ctx.on_response_body_whole(h, data).await,
-                BodyMode::Stream => ctx.on_response_body(data, true).await,
-            },
+        let mode = match &head {
+            HeadMut::Req(_) => ctx.request_body_mode(),
+            HeadMut::Resp(_) => ctx.response_body_mode(),
         };
+        if mode == BodyMode::Skip {
+            continue;
+        }
+        let traced = trace.inspect(|t| {
+            let phase = match dir {
+                Direction::Request => "request_body",
+                Direction::Response => "response_body",
+            };
+            t.start_stage(stages[i].filter.name(), phase);
+        });
+        let verdict = match (&mut head, mode) {
+            (HeadMut::Req(h), BodyMode::Whole) => ctx.on_request_body_whole(h, data).await,
+            (HeadMut::Req(_), _) => ctx.on_request_body(data, true).await,
+            (HeadMut::Resp(h), BodyMode::Whole) => ctx.on_response_body_whole(h, data).await,
+            (HeadMut::Resp(_), _) => ctx.on_response_body(data, true).await,
+        };
+        end_span(traced, &verdict);
         stages[i].timings.observe(dir, true, started);
         match verdict {
             // Buffering at the end of the stream has nothing more to wait for.

@@ -154,6 +154,15 @@ pub async fn forward(
         let per_try = retry
             .and_then(|p| p.cfg.per_try_timeout)
             .map_or(remaining, |t| t.0.min(remaining));
+        // The try's span (when the request is traced) is the upstream's parent in its headers.
+        let traced = parts
+            .extensions
+            .get::<crate::telemetry::RequestTrace>()
+            .map(|t| {
+                let span = t.start_try(&req, &cluster.name, &ep.address, attempt);
+                t.inject_try(&span, req.headers_mut());
+                span
+            });
         cluster.stats.requests.fetch_add(1, Ordering::Relaxed);
         let result = tokio::time::timeout(per_try, cluster.client.send(idx, req)).await;
         cluster.stats.latency.observe(now.elapsed());
@@ -198,6 +207,9 @@ pub async fn forward(
                 (TryOutcome::Timeout, Err(err))
             }
         };
+        if let Some(span) = traced {
+            span.end(try_status(outcome, &result));
+        }
         // Retry only when the policy allows it, another try can start before the deadline (backoff
         // included), an endpoint is available for it, and the budget has a retry left.
         let next = retry.and_then(|p| {
@@ -243,6 +255,22 @@ pub async fn forward(
         tracing::debug!(route = %route.name, endpoint = %ep.address, ?outcome, attempt, "retrying");
         tokio::time::sleep(pause).await;
         idx = next;
+    }
+}
+
+/// How an upstream try ended, for its span.
+fn try_status<T>(
+    outcome: TryOutcome,
+    result: &Result<T, ProxyError>,
+) -> Result<u16, (&'static str, String)> {
+    let message = || result.as_ref().err().map(|e| e.to_string()).unwrap_or_default();
+    match outcome {
+        TryOutcome::Status(s) => Ok(s),
+        TryOutcome::ConnectFailure => Err(("connect", message())),
+        TryOutcome::Reset => Err(("protocol", message())),
+        TryOutcome::Timeout => Err(("timeout", message())),
+        #[allow(unreachable_patterns)]
+        other => Err(("grpc_status", format!("{other:?}"))),
     }
 }
 

@@ -313,6 +313,7 @@ pub const MAX_SEND_ALL: usize = 32;
 /// waited for within its own timeout.
 async fn send_one(
     ctx: &crate::wasm::context::PluginCtx,
+    trace: Option<&crate::telemetry::RequestTrace>,
     upstream: &str,
     request: http_client::OutgoingRequest,
 ) -> Result<http_client::IncomingResponse, http_client::HttpError> {
@@ -321,7 +322,7 @@ async fn send_one(
         HostError::Invalid(m) => http_client::HttpError::BadRequest(m),
         other => http_client::HttpError::BadRequest(format!("{other:?}")),
     })?;
-    let req = callout_request(
+    let mut req = callout_request(
         request.method.as_bytes(),
         request.path_with_query.as_bytes(),
         None,
@@ -329,6 +330,9 @@ async fn send_one(
         Bytes::from(request.body),
     )
     .map_err(http_error)?;
+    if let Some(t) = trace {
+        t.inject_callout(req.headers_mut());
+    }
     let timeout = callout_timeout(u64::from(request.timeout_ms));
     let resp = ctx
         .host
@@ -350,8 +354,9 @@ impl http_client::Host for CompState {
         request: http_client::OutgoingRequest,
     ) -> Result<http_client::IncomingResponse, http_client::HttpError> {
         let ctx = self.ctx.clone();
+        let trace = self.info.as_ref().and_then(|i| i.trace.clone());
         let started = Instant::now();
-        let result = send_one(&ctx, &upstream, request).await;
+        let result = send_one(&ctx, trace.as_ref(), &upstream, request).await;
         self.waited += started.elapsed();
         result
     }
@@ -371,13 +376,14 @@ impl http_client::Host for CompState {
                 .collect();
         }
         let ctx = self.ctx.clone();
+        let trace = self.info.as_ref().and_then(|i| i.trace.clone());
         let started = Instant::now();
         // Every request is polled by this one future (no task per request): they wait together,
         // and all of them end with the call, whatever happens to it.
         let results =
             futures_util::future::join_all(requests.into_iter().map(|(upstream, request)| {
-                let ctx = &ctx;
-                async move { send_one(ctx, &upstream, request).await }
+                let (ctx, trace) = (&ctx, trace.as_ref());
+                async move { send_one(ctx, trace, &upstream, request).await }
             }))
             .await;
         self.waited += started.elapsed();

@@ -706,6 +706,9 @@ fn start_grpc(
         );
         metadata.append(name, tryst!(value(&v).map_err(|_| Status::ParseFailure)));
     }
+    if let Some(t) = c.data().trace() {
+        t.inject_callout(&mut metadata);
+    }
     let utf8 = |b: Vec<u8>| String::from_utf8(b).map_err(|_| Status::ParseFailure);
     let kind = if unary.is_some() {
         token_kind::GRPC_CALL
@@ -776,7 +779,10 @@ fn callouts(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             let (method, path, authority, headers) = tryst!(callout_parts(&pairs));
             let req =
                 host::callout_request(&method, &path, Some(&authority), headers, Bytes::from(body));
-            let req = tryst!(req.map_err(|_| Status::BadArgument));
+            let mut req = tryst!(req.map_err(|_| Status::BadArgument));
+            if let Some(t) = c.data().trace() {
+                t.inject_callout(req.headers_mut());
+            }
             let timeout = host::callout_timeout(u64::from(timeout_ms));
             let fut = shared.ctx.host.callout(&upstream, req, timeout);
             let state = c.data_mut();

@@ -123,6 +123,11 @@ impl VmState {
             self.https.get(&self.effective).map(|h| h.root_id)
         }
     }
+
+    /// The trace of the request whose context is the effective one, if it is traced.
+    pub fn trace(&self) -> Option<&crate::telemetry::RequestTrace> {
+        self.https.get(&self.effective)?.info.trace.as_ref()
+    }
 }
 
 /// A root context: one per (plugin, route config).
