@@ -1,8 +1,9 @@
 //! Filters in JavaScript (componentize-js) and Python (componentize-py), built from source with the
 //! tools xtask installs from npm and PyPI into `target/tools` (`xtask::guests`), through the real
 //! gateway: two of the example filters (`examples/filters/{js,python}`) under the Rust builds'
-//! scenarios (`sdk_examples.rs`) and their config errors, their `gateway plugin test` fixtures, and
-//! each template as an author uses it (`gateway plugin new`, `plugin build`, `plugin test`).
+//! scenarios (`sdk_examples.rs`) and their config errors, their `gateway plugin test` fixtures, each
+//! template as an author uses it (`gateway plugin new`, `plugin build`, `plugin test`), and the
+//! example functions (`examples/functions/{js,python}-hello`) as route backends.
 //!
 //! These components carry an engine (StarlingMonkey, about 12 MB; CPython, about 18 MB): the gateway
 //! compiles each once and keeps the compiled code in its disk cache, and xtask rebuilds a component
@@ -200,4 +201,76 @@ fn plugin_new_js_refuses_sdk_and_build_names_the_project_files() {
         err.contains("package.json") && err.contains("app.py"),
         "{err}"
     );
+}
+
+/// The JavaScript and Python example functions (`examples/functions/{js,python}-hello`) as a route's
+/// backend, behind key-auth: refused before the function without a key; with one, the greeting from
+/// the function's `env:`, the consumer key-auth set, and a 100 KB POST body read to its end. Warm
+/// instances (`reuse`) serve every request of the loop; `fresh` works too, one engine per request.
+async fn hello_function(wasm: &Path, name: &str, lang: &str, mode: &str) {
+    let yaml = format!(
+        "consumers:\n  - name: alice\n    credentials: {{key-auth: {{key: k-alice}}}}\n\
+         functions:\n  - name: hello\n    path: {}\n    env: {{GREETING: Bonjour}}\n    instance_mode: {mode}\n\
+         routes:\n  - name: hello\n    match: {{path: {{prefix: /fn/hello}}}}\n    function: hello\n    filters:\n      - plugin: key-auth\n        config: {{key_names: [apikey]}}\n",
+        wasm.display()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let (s, _, body) = get(&gw.url("/fn/hello?name=Ada")).await;
+    assert_eq!(s, 401, "{body}");
+    for round in 0..3 {
+        let (s, h, body) = get_with(&gw.url("/fn/hello?name=Ada"), &[("apikey", "k-alice")]).await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(
+            body,
+            format!("Bonjour, Ada! ({lang} answered GET /fn/hello?name=Ada)\nconsumer: alice\n"),
+            "round {round}"
+        );
+        assert_eq!(h["x-function"], name);
+        assert_eq!(h["content-type"], "text/plain; charset=utf-8");
+    }
+    let upload = vec![b'x'; 100_000];
+    let (s, _, body) = request(
+        http::Request::post(gw.url("/fn/hello"))
+            .header("apikey", "k-alice")
+            .body(http_body_util::Full::new(bytes::Bytes::from(upload)))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(
+        body.starts_with(&format!(
+            "Bonjour, world! ({lang} answered POST /fn/hello)\n"
+        )) && body.ends_with("read 100000 bytes\n"),
+        "{body}"
+    );
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric(&m, r#"gateway_function_requests_total{function="hello"}"#),
+        Some(4.0),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_hello_function_reuse() {
+    let wasm = xtask::guests::js_hello_function().unwrap_or_else(|e| panic!("{e}"));
+    hello_function(wasm, "js-hello", "JavaScript", "reuse").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_hello_function_fresh() {
+    let wasm = xtask::guests::js_hello_function().unwrap_or_else(|e| panic!("{e}"));
+    hello_function(wasm, "js-hello", "JavaScript", "fresh").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_hello_function_reuse() {
+    let wasm = xtask::guests::python_hello_function().unwrap_or_else(|e| panic!("{e}"));
+    hello_function(wasm, "python-hello", "Python", "reuse").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_hello_function_fresh() {
+    let wasm = xtask::guests::python_hello_function().unwrap_or_else(|e| panic!("{e}"));
+    hello_function(wasm, "python-hello", "Python", "fresh").await;
 }

@@ -207,3 +207,43 @@ pub fn python_example_filters() -> Result<&'static GuestFilters, String> {
         .as_ref()
         .map_err(Clone::clone)
 }
+
+/// The example function in JavaScript (`examples/functions/js-hello`, a `wasi:http/proxy`
+/// component answering with StarlingMonkey's fetch event), built once per process.
+pub fn js_hello_function() -> Result<&'static PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            build_guest(
+                Guest::Js,
+                "examples/functions/js-hello",
+                "function.js",
+                "examples/functions/wit",
+                "function",
+                &[],
+                "js_hello",
+            )
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// The example function in Python (`examples/functions/python-hello`, a `wasi:http/proxy`
+/// component), built once per process.
+pub fn python_hello_function() -> Result<&'static PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            build_guest(
+                Guest::Python,
+                "examples/functions/python-hello",
+                "app",
+                "examples/functions/wit",
+                "function",
+                &[],
+                "python_hello",
+            )
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
