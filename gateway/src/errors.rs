@@ -1,6 +1,7 @@
 //! The errors a request can end in, and the one place that turns them into HTTP responses.
 
 use crate::body::{full, Body};
+use crate::proxy::grpc::{self, Code};
 use http::{header, Response, StatusCode};
 
 /// Why a request did not get an upstream's answer.
@@ -423,7 +424,81 @@ pub fn error_response(
         header::HeaderValue::from_static("application/json"),
     );
     h.insert(REQUEST_ID, id.header().clone());
+    resp.extensions_mut().insert(Made {
+        status,
+        grpc: grpc_code(status, code),
+        message: message.to_owned(),
+    });
     resp
+}
+
+/// Marks a response the gateway made for an error of its own ([`error_response`]) or a filter's
+/// local answer that is not a 2xx: what it tells a gRPC client instead ([`grpc_form`]).
+#[derive(Debug, Clone)]
+pub struct Made {
+    /// The status it was made with (a response filter may change it since).
+    pub status: StatusCode,
+    /// The gRPC status it stands for.
+    pub grpc: Code,
+    /// The message the client is told.
+    pub message: String,
+}
+
+/// The gRPC status of an error the gateway answers, by its stable code, else by its HTTP status
+/// ([`grpc::code_of_http`]). The table is README.md's ("gRPC: errors the gateway makes").
+pub fn grpc_code(status: StatusCode, code: &str) -> Code {
+    match code {
+        "no_route" => Code::Unimplemented,
+        "body_too_large" => Code::ResourceExhausted,
+        "upstream_timeout" | "function_timeout" => Code::DeadlineExceeded,
+        "no_healthy_endpoint"
+        | "upstream_connect_failure"
+        | "upstream_protocol_error"
+        | "upgrade_failed"
+        | "filter_unavailable"
+        | "function_unavailable" => Code::Unavailable,
+        "filter_failed" | "function_failed" => Code::Internal,
+        _ => grpc::code_of_http(status),
+    }
+}
+
+/// Answers a gRPC request's error in gRPC form: a response the gateway made ([`Made`]) becomes the
+/// trailers-only answer (HTTP 200, `grpc-status`, `grpc-message`) of `protocol`. The one place where
+/// gateway errors and filters' local answers are turned for gRPC clients; an answer that already has
+/// a `grpc-status`, and every upstream answer, stay as they are.
+pub fn grpc_form(resp: &mut Response<Body>, protocol: grpc::Protocol) {
+    let Some(made) = resp.extensions_mut().remove::<Made>() else {
+        return;
+    };
+    if resp.headers().contains_key(grpc::GRPC_STATUS) {
+        return;
+    }
+    // A response filter that changed the status changed what the error is.
+    let code = match resp.status() == made.status {
+        true => made.grpc,
+        false => grpc::code_of_http(resp.status()),
+    };
+    grpc::make_trailers_only(resp, protocol, code, &made.message);
+}
+
+/// The message a gRPC client is told for a filter's local answer: its body when that is short text
+/// (or the `message` of a JSON object), else the status's reason phrase.
+pub fn local_message(status: StatusCode, body: &[u8]) -> String {
+    /// The longest body taken as the message. Default: 1 KiB.
+    const MAX: usize = 1024;
+    let reason = || status.canonical_reason().unwrap_or("error").to_owned();
+    if body.len() > MAX {
+        return reason();
+    }
+    if let Ok(serde_json::Value::Object(o)) = serde_json::from_slice(body) {
+        if let Some(serde_json::Value::String(m)) = o.get("message") {
+            return m.clone();
+        }
+    }
+    match std::str::from_utf8(body).map(str::trim) {
+        Ok(t) if !t.is_empty() => t.to_owned(),
+        _ => reason(),
+    }
 }
 
 /// A small JSON error response with a new request id (for answers outside a proxied request, such

@@ -325,15 +325,17 @@ async fn local<N: Default>(
     head_request: bool,
     id: &RequestId,
 ) -> Outcome<N> {
-    let answer = response_phase(
-        run,
-        local_to_response(response),
-        None,
-        upto,
-        head_request,
-        id,
-    )
-    .await;
+    // What a gRPC client is told instead of a local answer that is not a success (`errors::grpc_form`).
+    let made = (!response.status.is_success()).then(|| errors::Made {
+        status: response.status,
+        grpc: crate::proxy::grpc::code_of_http(response.status),
+        message: errors::local_message(response.status, &response.body),
+    });
+    let mut resp = local_to_response(response);
+    if let Some(m) = made {
+        resp.extensions_mut().insert(m);
+    }
+    let answer = response_phase(run, resp, None, upto, head_request, id).await;
     let mut o = Outcome::new(answer.resp, None);
     o.response_body = answer.body_verdict;
     o.error = answer.error;

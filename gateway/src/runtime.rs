@@ -624,6 +624,10 @@ fn compile_match(m: &config::Match, src: &Source, i: usize) -> Result<RouteMatch
             value_test(v, src, &at(&format!("query[{j}]")))?,
         ));
     }
+    let (path, methods) = match &m.grpc {
+        None => (path, methods),
+        Some(g) => grpc_match(g, m, &mut headers, src, &at)?,
+    };
     Ok(RouteMatch {
         host,
         path,
@@ -632,6 +636,52 @@ fn compile_match(m: &config::Match, src: &Source, i: usize) -> Result<RouteMatch
         query,
         client_cert,
     })
+}
+
+/// A `grpc:` matcher as the router takes it: `POST`, a gRPC content type (`application/grpc*`,
+/// gRPC-Web's included), and the path `/<service>/<method>` (exact) or `/<service>/` (a string
+/// prefix, any method of the service).
+fn grpc_match(
+    g: &config::GrpcMatch,
+    m: &config::Match,
+    headers: &mut Vec<(HeaderName, ValueTest)>,
+    src: &Source,
+    at: &dyn Fn(&str) -> String,
+) -> Result<(Option<PathSpec>, Vec<Method>), ConfigError> {
+    if m.path.is_some() || !m.methods.is_empty() {
+        return Err(src.err(
+            at("grpc"),
+            "`grpc` sets the path and the method (POST); write no `path` or `methods` with it",
+        ));
+    }
+    let ident = |s: &str| {
+        s.split('.').all(|part| {
+            !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
+    };
+    if !ident(&g.service) {
+        return Err(src.err(
+            at("grpc.service"),
+            format!(
+                "`{}` is not a fully qualified service name like `pkg.v1.Service`",
+                g.service
+            ),
+        ));
+    }
+    let path = match &g.method {
+        Some(method) if method.contains('.') || !ident(method) => {
+            return Err(src.err(
+                at("grpc.method"),
+                format!("`{method}` is not a method name like `GetBook`"),
+            ));
+        }
+        Some(method) => PathSpec::Exact(format!("/{}/{method}", g.service)),
+        None => PathSpec::StringPrefix(format!("/{}/", g.service)),
+    };
+    let content_type = regex::Regex::new(r"^(?i:application/grpc(-web(-text)?)?\s*([+;].*)?)$")
+        .expect("a valid regex");
+    headers.push((http::header::CONTENT_TYPE, ValueTest::Regex(content_type)));
+    Ok((Some(path), vec![Method::POST]))
 }
 
 fn value_test(v: &config::ValueMatch, src: &Source, at: &str) -> Result<ValueTest, ConfigError> {

@@ -16,6 +16,7 @@ mod ext_auth;
 mod filters;
 mod framing;
 mod go_sdk;
+mod grpc;
 mod grpc_callouts;
 mod guide;
 mod ip_restriction;

@@ -868,6 +868,21 @@ pub struct Match {
     /// written `DNS:host`, `URI:...` or `email:...`). `present: false` matches requests without one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub client_cert: Vec<ValueMatch>,
+    /// A gRPC service and method: matches `POST /<service>/<method>` with a gRPC content type
+    /// (`application/grpc*`, gRPC-Web's too). Takes the place of `path` and `methods`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcMatch>,
+}
+
+/// A gRPC route matcher.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcMatch {
+    /// The fully qualified service, `package.Service` (`helloworld.Greeter`).
+    pub service: String,
+    /// The method (`SayHello`). Default: every method of the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }
 
 /// How a path is matched: write exactly one of `exact`, `prefix`, `string_prefix`, `template` or
@@ -1030,7 +1045,9 @@ pub struct Retry {
     /// Retries after the first try. Default: 2.
     #[serde(default = "two")]
     pub attempts: u32,
-    /// What is retried: `connect_failure`, `reset` (a broken exchange), `timeout`, or a status code.
+    /// What is retried: `connect_failure`, `reset` (a broken exchange), `timeout`, a status code, or
+    /// the gRPC status of a trailers-only answer (`grpc:unavailable`, `grpc:resource-exhausted`,
+    /// `grpc:cancelled`, `grpc:deadline-exceeded`, `grpc:internal`).
     #[serde(default = "default_retry_on")]
     pub on: Vec<RetryOn>,
     /// Time for one try. Default: the route timeout.
@@ -1068,7 +1085,21 @@ pub enum RetryOn {
     Timeout,
     /// The upstream answered with this status.
     Status(u16),
+    /// The upstream answered a gRPC call with this status in a trailers-only answer.
+    Grpc(crate::proxy::grpc::Code),
 }
+
+/// The gRPC statuses a retry condition may name, as Envoy's `retry_on` does.
+pub const GRPC_RETRY_ON: [crate::proxy::grpc::Code; 5] = {
+    use crate::proxy::grpc::Code;
+    [
+        Code::Cancelled,
+        Code::DeadlineExceeded,
+        Code::Internal,
+        Code::ResourceExhausted,
+        Code::Unavailable,
+    ]
+};
 
 impl Serialize for RetryOn {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -1077,6 +1108,7 @@ impl Serialize for RetryOn {
             RetryOn::Reset => s.serialize_str("reset"),
             RetryOn::Timeout => s.serialize_str("timeout"),
             RetryOn::Status(c) => s.serialize_u16(*c),
+            RetryOn::Grpc(c) => s.serialize_str(&format!("grpc:{}", c.name())),
         }
     }
 }
@@ -1101,6 +1133,13 @@ impl<'de> Deserialize<'de> for RetryOn {
                 "connect_failure" => Ok(RetryOn::ConnectFailure),
                 "reset" => Ok(RetryOn::Reset),
                 "timeout" => Ok(RetryOn::Timeout),
+                other if other.starts_with("grpc:") => crate::proxy::grpc::Code::from_name(&other[5..])
+                    .filter(|c| GRPC_RETRY_ON.contains(c))
+                    .map(RetryOn::Grpc)
+                    .ok_or_else(|| serde::de::Error::custom(format!(
+                        "unknown gRPC retry condition `{other}`, expected one of {}",
+                        GRPC_RETRY_ON.map(|c| format!("grpc:{}", c.name())).join(", ")
+                    ))),
                 other => Err(serde::de::Error::custom(format!(
                     "unknown retry condition `{other}`, expected connect_failure, reset, timeout or a status code"
                 ))),

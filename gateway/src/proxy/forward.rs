@@ -79,6 +79,14 @@ pub async fn forward(
             declared_len,
         ),
     };
+    // A gRPC call's own deadline (`grpc-timeout`) bounds it with the route's timeout.
+    let grpc = super::grpc::is_grpc(&headers);
+    let grpc_timeout = match grpc {
+        true => headers
+            .get(super::grpc::GRPC_TIMEOUT)
+            .and_then(super::grpc::parse_timeout),
+        false => None,
+    };
     let (version, authority) = version_and_authority(cluster.protocol, &mut headers);
     if let Some(protocol) = upgrade {
         super::upgrade::upstream_request_headers(&mut headers, protocol);
@@ -87,7 +95,7 @@ pub async fn forward(
     let retry = route
         .retry
         .as_ref()
-        .filter(|p| p.method_allowed(&parts.method));
+        .filter(|p| p.method_allowed(&parts.method) || (grpc && p.retries_grpc()));
     if let Some(p) = retry {
         p.deposit();
     }
@@ -95,15 +103,23 @@ pub async fn forward(
     let replayable = retry.is_some()
         && (body.is_end_stream()
             || declared_len.is_some_and(|n| n <= retry.map_or(0, |p| p.cfg.buffer_limit.0)));
-    let (mut once, replay): (Option<Body>, Option<Bytes>) = if replayable {
+    // A gRPC call's body is not held back (a streaming call must stream): it is kept as it goes,
+    // and the call can be sent again if its body has ended, whole, when the answer comes.
+    let mut recording = None;
+    let (mut once, mut replay): (Option<Body>, Option<Bytes>) = if replayable {
         match body.collect().await {
             Ok(c) => (None, Some(c.to_bytes())),
             Err(e) => return Err(body_error(watch, e.to_string(), limit)),
         }
+    } else if let (true, Some(p)) = (grpc, retry) {
+        let keep = usize::try_from(p.cfg.buffer_limit.0).unwrap_or(usize::MAX);
+        let (b, rec) = super::grpc::Recorded::new(body, keep);
+        recording = Some(rec);
+        (Some(body::boxed(b)), None)
     } else {
         (Some(body), None)
     };
-    let retry = retry.filter(|_| replay.is_some());
+    let retry = retry.filter(|_| replay.is_some() || recording.is_some());
 
     let hash_key = cluster.hash_key.as_ref().and_then(|k| match k {
         HashKey::Header(name) => headers
@@ -117,7 +133,7 @@ pub async fn forward(
     // Without retries there is one try, which takes the headers; with retries each try gets a copy.
     let mut headers = Some(headers);
     let start = Instant::now();
-    let deadline = start + route.timeout;
+    let deadline = start + grpc_timeout.map_or(route.timeout, |t| t.min(route.timeout));
     let mut attempt = 0u32;
     let mut idx = cluster
         .policy
@@ -154,6 +170,13 @@ pub async fn forward(
         let per_try = retry
             .and_then(|p| p.cfg.per_try_timeout)
             .map_or(remaining, |t| t.0.min(remaining));
+        // The upstream gets the time left, less what the gateway has spent (as Envoy does).
+        if grpc_timeout.is_some() {
+            req.headers_mut().insert(
+                super::grpc::GRPC_TIMEOUT,
+                super::grpc::timeout_value(per_try),
+            );
+        }
         // The try's span (when the request is traced) is the upstream's parent in its headers.
         let traced = parts
             .extensions
@@ -170,7 +193,13 @@ pub async fn forward(
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
                 ep.record(!matches!(status, 502..=504), &cluster.passive);
-                (TryOutcome::Status(status), Ok(resp))
+                // A trailers-only gRPC answer has its status in the headers; one after a body has
+                // it in trailers, too late to retry.
+                let outcome = match super::grpc::status_in_headers(resp.headers()) {
+                    Some(code) if grpc && code != super::grpc::Code::Ok => TryOutcome::Grpc(code),
+                    _ => TryOutcome::Status(status),
+                };
+                (outcome, Ok(resp))
             }
             Ok(Err(e)) => {
                 // The request body broke off (the client's fault) or the filters cut it off (their
@@ -216,6 +245,11 @@ pub async fn forward(
             if attempt >= p.cfg.attempts || !p.retries(outcome) {
                 return None;
             }
+            // A streamed gRPC body is sent again only if it ended, whole, before the answer.
+            if replay.is_none() {
+                replay = recording.as_ref().and_then(|r| r.replay());
+                replay.as_ref()?;
+            }
             let pause = p.backoff(attempt + 1);
             if Instant::now() + pause >= deadline {
                 return None;
@@ -243,7 +277,12 @@ pub async fn forward(
                         inner: incoming,
                         _guard: guard,
                     };
-                    Ok((Response::from_parts(p, body::boxed(b)), ep))
+                    // A gRPC call's deadline also ends its response body.
+                    let b = match grpc_timeout {
+                        Some(_) => body::boxed(super::grpc::Deadline::new(b, deadline.into())),
+                        None => body::boxed(b),
+                    };
+                    Ok((Response::from_parts(p, b), ep))
                 }
                 Err(e) => Err(e),
             };

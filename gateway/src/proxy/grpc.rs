@@ -424,6 +424,65 @@ impl http_body::Body for Recorded {
     }
 }
 
+/// A gRPC response body that ends at the call's deadline: if the upstream has not finished by
+/// then, the upstream stream is dropped (reset) and the client gets trailers with
+/// DEADLINE_EXCEEDED after what it already had, as a gRPC server ends a call past its deadline.
+pub struct Deadline<B> {
+    inner: Option<B>,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> Deadline<B> {
+    /// Wraps `inner`, ending it at `deadline`.
+    pub fn new(inner: B, deadline: tokio::time::Instant) -> Deadline<B> {
+        Deadline {
+            inner: Some(inner),
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+}
+
+impl<B: http_body::Body<Data = Bytes> + Unpin> http_body::Body for Deadline<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, B::Error>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match std::pin::Pin::new(inner).poll_frame(cx) {
+            Poll::Pending => {}
+            Poll::Ready(Some(Ok(f))) if f.is_trailers() => {
+                this.inner = None;
+                return Poll::Ready(Some(Ok(f)));
+            }
+            Poll::Ready(None) => {
+                this.inner = None;
+                return Poll::Ready(None);
+            }
+            ready => return ready,
+        }
+        if this.sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.inner = None;
+        let mut t = HeaderMap::new();
+        t.insert(GRPC_STATUS, Code::DeadlineExceeded.header_value());
+        t.insert(GRPC_MESSAGE, HeaderValue::from_static("deadline exceeded"));
+        Poll::Ready(Some(Ok(http_body::Frame::trailers(t))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,6 +166,8 @@ pub async fn handle(
         String::new()
     };
     let listener = snapshot.listeners.get(&*info.listener);
+    // A gRPC client gets the gateway's own errors in gRPC form (`errors::grpc_form`).
+    let grpc = grpc::protocol(req.headers());
     let id = match listener {
         Some(l) if l.trust_request_id => RequestId::from_client(req.headers().get(REQUEST_ID)),
         _ => RequestId::new(),
@@ -223,6 +225,10 @@ pub async fn handle(
         id,
         trace,
     };
+    // After `done`: the access log and the status metrics keep the HTTP status of the error.
+    if let Some(p) = grpc {
+        errors::grpc_form(&mut resp, p);
+    }
     if reset {
         let consumer = chain.as_ref().and_then(ChainRun::consumer);
         drop(chain);

@@ -30,6 +30,8 @@ pub enum TryOutcome {
     Timeout,
     /// A response with this status.
     Status(u16),
+    /// A gRPC call's trailers-only answer with this status (not OK).
+    Grpc(crate::proxy::grpc::Code),
 }
 
 impl RetryPolicy {
@@ -58,6 +60,12 @@ impl RetryPolicy {
             )
     }
 
+    /// Whether the policy has a gRPC condition: a gRPC call (a POST) may then be retried whatever
+    /// `allow_non_idempotent` says, as Envoy retries gRPC calls by their `retry_on` alone.
+    pub fn retries_grpc(&self) -> bool {
+        self.cfg.on.iter().any(|on| matches!(on, RetryOn::Grpc(_)))
+    }
+
     /// Whether this outcome is one the policy retries.
     pub fn retries(&self, outcome: TryOutcome) -> bool {
         self.cfg.on.iter().any(|on| {
@@ -67,6 +75,7 @@ impl RetryPolicy {
                     | (RetryOn::Reset, TryOutcome::Reset)
                     | (RetryOn::Timeout, TryOutcome::Timeout)
             ) || matches!((on, outcome), (RetryOn::Status(a), TryOutcome::Status(b)) if *a == b)
+                || matches!((on, outcome), (RetryOn::Grpc(a), TryOutcome::Grpc(b)) if *a == b)
         })
     }
 
@@ -129,6 +138,22 @@ mod tests {
         assert!(p.method_allowed(&Method::GET));
         assert!(!p.method_allowed(&Method::POST));
         assert!(policy("allow_non_idempotent: true").method_allowed(&Method::POST));
+    }
+
+    #[test]
+    fn grpc_conditions() {
+        use crate::proxy::grpc::Code;
+        let p = policy("on: [grpc:unavailable, 'grpc:resource-exhausted']");
+        assert!(p.retries_grpc());
+        assert!(p.retries(TryOutcome::Grpc(Code::Unavailable)));
+        assert!(p.retries(TryOutcome::Grpc(Code::ResourceExhausted)));
+        assert!(!p.retries(TryOutcome::Grpc(Code::Internal)));
+        assert!(!p.retries(TryOutcome::Status(200)));
+        assert!(!policy("on: [503]").retries_grpc());
+        let err = serde_yaml_ng::from_str::<config::Retry>("on: [grpc:not-found]").unwrap_err();
+        assert!(err.to_string().contains("grpc:unavailable"), "{err}");
+        let back = serde_yaml_ng::to_string(&p.cfg.on).unwrap();
+        assert!(back.contains("grpc:resource-exhausted"), "{back}");
     }
 
     #[test]
