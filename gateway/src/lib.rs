@@ -35,6 +35,7 @@ pub mod scaffold;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
+pub mod transcode;
 pub mod upstream;
 pub mod wasm;
 

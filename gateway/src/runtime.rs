@@ -116,6 +116,10 @@ pub struct Route {
     pub filters: std::sync::OnceLock<Arc<[crate::filter::chain::Stage]>>,
     /// Which protocol upgrades the route tunnels, and the tunnels' clocks.
     pub upgrades: crate::config::upgrades::Policy,
+    /// gRPC-Web requests are translated to gRPC and their answers back (`proxy::grpc_web`).
+    pub grpc_web: bool,
+    /// REST/JSON calls are transcoded to the gRPC methods of a descriptor set (`proxy::transcode`).
+    pub transcode: Option<Arc<crate::transcode::Transcoder>>,
 }
 
 impl Route {
@@ -849,6 +853,7 @@ fn compile_route(
             );
         }
     }
+    check_grpc_route(r, &action, src, &at)?;
     let timeout = r.timeout.map_or(DEFAULT_ROUTE_TIMEOUT, |d| d.0);
     let stats = metrics.route(&r.name);
     let mirror = match &r.mirror {
@@ -902,7 +907,62 @@ fn compile_route(
                 crate::config::upgrades::Policy::new(u)
             }
         },
+        grpc_web: r.grpc_web,
+        transcode: match &r.grpc_transcode {
+            None => None,
+            Some(t) => Some(Arc::new(crate::transcode::load(
+                t,
+                src,
+                &at("grpc_transcode"),
+            )?)),
+        },
     })
+}
+
+/// A route that converts to gRPC (`grpc_web`, `grpc_transcode`) forwards to HTTP/2 clusters only,
+/// and a transcoded call keeps its gRPC path (no path rewrite).
+fn check_grpc_route(
+    r: &config::Route,
+    action: &Action,
+    src: &Source,
+    at: &dyn Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    let field = match (r.grpc_transcode.is_some(), r.grpc_web) {
+        (true, _) => "grpc_transcode",
+        (false, true) => "grpc_web",
+        (false, false) => return Ok(()),
+    };
+    let clusters: Vec<&Arc<Cluster>> = match action {
+        Action::Upstream(c) => vec![c],
+        Action::Split(s) => s.clusters.iter().collect(),
+        _ => return Err(src.err(
+            at(field),
+            "a gRPC conversion forwards to a gRPC server: the route needs `upstream` or `split`",
+        )),
+    };
+    if let Some(c) = clusters
+        .iter()
+        .find(|c| c.protocol != config::Protocol::Http2)
+    {
+        return Err(src.err(
+            at(field),
+            format!(
+                "upstream `{}` speaks HTTP/1.1; gRPC needs `protocol: http2` on it",
+                c.name
+            ),
+        ));
+    }
+    let rewrites_path = r
+        .rewrite
+        .as_ref()
+        .is_some_and(|rw| rw.path.is_some() || rw.strip_prefix.is_some() || rw.template.is_some());
+    if r.grpc_transcode.is_some() && rewrites_path {
+        return Err(src.err(
+            at("grpc_transcode"),
+            "a transcoded call goes to its method's gRPC path: the route cannot also rewrite the path",
+        ));
+    }
+    Ok(())
 }
 
 /// An error `field: message` of a check under `at` as the error of the field `at.field`.

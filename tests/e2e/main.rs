@@ -18,6 +18,8 @@ mod framing;
 mod go_sdk;
 mod grpc;
 mod grpc_callouts;
+mod grpc_transcode;
+mod grpc_web;
 mod guide;
 mod ip_restriction;
 mod js_py;

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod consumers;
 pub mod functions;
+pub mod grpc;
 mod locate;
 pub mod redact;
 pub mod schema;
@@ -842,6 +843,15 @@ pub struct Route {
     /// allowed, 5m idle timeout, no longest life.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrades: Option<upgrades::Upgrades>,
+    /// Translate gRPC-Web requests (`application/grpc-web`, `application/grpc-web-text`, from
+    /// browsers, over HTTP/1.1 or HTTP/2) to gRPC for the route's HTTP/2 upstream, and its answers
+    /// back (trailers in the body). Other requests pass as they are. Default: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grpc_web: bool,
+    /// Serve the gRPC methods of a protobuf descriptor set as REST/JSON (`google.api.http`
+    /// annotations) to the route's HTTP/2 upstream. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_transcode: Option<grpc::GrpcTranscode>,
 }
 
 /// Request matchers; all that are written must match.

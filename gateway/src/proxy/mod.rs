@@ -3,9 +3,11 @@
 mod client;
 mod forward;
 pub mod grpc;
+mod grpc_web;
 mod headers;
 pub mod mirror;
 mod target;
+mod transcode;
 mod tunnel;
 pub mod upgrade;
 
@@ -581,6 +583,20 @@ impl Backend for RouteBackend<'_> {
         let resp = match &route.action {
             Action::Upstream(_) | Action::Split(_) => {
                 let cluster = route.cluster(self.pick).expect("a route that forwards");
+                let mut parts = parts;
+                if let Some(t) = &route.transcode {
+                    if !transcode::is_grpc(&parts.headers) {
+                        return transcode::serve(t, &self, cluster, parts, body, watch).await;
+                    }
+                }
+                let web = route
+                    .grpc_web
+                    .then(|| grpc_web::detect(&parts.headers))
+                    .flatten();
+                let (body, declared) = match &web {
+                    Some(w) => (w.request(&mut parts, body), None),
+                    None => (body, declared),
+                };
                 // Awaited where it is made (see `Exchange::run`).
                 let forwarded = forward::forward(
                     route,
@@ -596,7 +612,13 @@ impl Backend for RouteBackend<'_> {
                 )
                 .await;
                 return match forwarded {
-                    Ok((resp, endpoint)) => (Ok(resp), Some(EndpointName::State(endpoint))),
+                    Ok((resp, endpoint)) => {
+                        let resp = match &web {
+                            Some(w) => w.response(resp),
+                            None => resp,
+                        };
+                        (Ok(resp), Some(EndpointName::State(endpoint)))
+                    }
                     Err(e) => {
                         // The warning is `errors::respond`'s, once, with the request id (the
                         // access line has the route and upstream); here only for debugging.

@@ -6,6 +6,7 @@
 //! The gateway dev-depends on this crate; this crate depends on the gateway, never the other way, so
 //! the shipped `gateway plugin test` keeps its own fixture answers and uses nothing from here.
 
+pub mod bookstore;
 pub mod config;
 pub mod grpc;
 pub mod mock;
