@@ -15,6 +15,7 @@ mod errors;
 mod ext_auth;
 mod filters;
 mod framing;
+mod functions;
 mod go_sdk;
 mod grpc;
 mod grpc_callouts;

@@ -23,7 +23,10 @@ impl wasi::exports::http::incoming_handler::Guest for Hello {
         let text = format!("{greeting}, {name}! (a Wasm function answered {path})\n");
 
         let headers = Fields::from_list(&[
-            ("content-type".to_string(), b"text/plain; charset=utf-8".to_vec()),
+            (
+                "content-type".to_string(),
+                b"text/plain; charset=utf-8".to_vec(),
+            ),
             ("x-function".to_string(), b"rust-hello".to_vec()),
         ])
         .expect("valid headers");

@@ -163,20 +163,24 @@ impl WasiHttpHooks for Hooks {
     ) -> SendFuture {
         let out = self.outbound.clone();
         Box::new(async move {
-            let (cluster, req) = aim(&out, request)?;
+            let aimed = aim(&out, request)?;
             let timeout = options
                 .and_then(|o| o.first_byte_timeout)
                 .unwrap_or(out.timeout);
-            send(cluster, req, timeout).await
+            send(aimed, timeout).await
         })
     }
 }
 
+/// A function's request, pointed at endpoint `idx` of `cluster`.
+struct Aimed {
+    cluster: Arc<Cluster>,
+    idx: usize,
+    req: http::Request<crate::body::Body>,
+}
+
 /// The granted upstream a request's authority names, and the request pointed at one of its endpoints.
-fn aim(
-    out: &Outbound,
-    request: http::Request<WasiBody>,
-) -> Result<(Arc<Cluster>, (usize, http::Request<crate::body::Body>)), HttpError> {
+fn aim(out: &Outbound, request: http::Request<WasiBody>) -> Result<Aimed, HttpError> {
     let (mut parts, body) = request.into_parts();
     let authority = parts.uri.authority().map(|a| a.as_str()).unwrap_or("");
     let denied = |why: &str| {
@@ -208,14 +212,17 @@ fn aim(
     let body = crate::body::boxed(SyncBody::new(
         body.map_err(|e| -> crate::body::BoxError { Box::new(e) }),
     ));
-    Ok((cluster, (idx, http::Request::from_parts(parts, body))))
+    Ok(Aimed {
+        cluster,
+        idx,
+        req: http::Request::from_parts(parts, body),
+    })
 }
 
 /// Sends the request over the cluster's pooled client; the response head within `timeout` counts
 /// for the endpoint's passive health. The body streams to the guest as it comes.
 async fn send(
-    cluster: Arc<Cluster>,
-    (idx, req): (usize, http::Request<crate::body::Body>),
+    Aimed { cluster, idx, req }: Aimed,
     timeout: Duration,
 ) -> Result<
     (

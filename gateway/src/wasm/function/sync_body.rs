@@ -106,6 +106,21 @@ impl<B> FunctionBody<B> {
     }
 }
 
+impl<B> FunctionBody<B> {
+    /// Takes the guest's outcome if it has come (registering for it otherwise).
+    fn poll_outcome(&mut self, cx: &mut Context<'_>) {
+        if self.outcome.is_some() {
+            return;
+        }
+        if let Some(rx) = &mut self.done {
+            if let Poll::Ready(r) = Pin::new(rx).poll(cx) {
+                self.done = None;
+                self.outcome = Some(r.unwrap_or_else(|_| Err("the function's task ended".into())));
+            }
+        }
+    }
+}
+
 impl<B> HttpBody for FunctionBody<B>
 where
     B: HttpBody<Data = Bytes> + Unpin,
@@ -122,36 +137,36 @@ where
         if this.closed.is_none() {
             return Poll::Ready(None);
         }
-        // The guest's outcome first: once it is known to have returned, the body's state is final
-        // (everything it wrote is already in the channel), so a pending body will never end.
-        if this.outcome.is_none() {
-            if let Some(rx) = &mut this.done {
-                if let Poll::Ready(r) = Pin::new(rx).poll(cx) {
-                    this.done = None;
-                    this.outcome =
-                        Some(r.unwrap_or_else(|_| Err("the function's task ended".into())));
-                }
-            }
-        }
-        if let Some(Err(why)) = &this.outcome {
-            let why = why.clone();
-            return this.abort(why);
-        }
+        // The outcome before the body: once the guest is known to have returned, the body's state is
+        // final (everything it wrote is in the channel), so a body still pending will never end.
+        this.poll_outcome(cx);
         match Pin::new(&mut this.inner).poll_frame(cx) {
+            // What the guest wrote goes out, also when it failed afterwards (the end says so).
             Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
             Poll::Ready(Some(Err(e))) => this.abort(format!("the function aborted its body: {e}")),
-            // The guest finished the body (the instance is alive until this body says so, so the
-            // end cannot come from the instance going away).
             Poll::Ready(None) => {
+                // The body ends when the guest finishes it or when its instance goes (after a
+                // failure, whose outcome is sent before the instance is dropped): look again.
+                this.poll_outcome(cx);
+                if let Some(Err(why)) = &this.outcome {
+                    let why = why.clone();
+                    return this.abort(why);
+                }
                 if let Some(tx) = this.closed.take() {
                     let _ = tx.send(true);
                 }
                 Poll::Ready(None)
             }
-            Poll::Pending if matches!(this.outcome, Some(Ok(()))) => {
-                this.abort("the function returned without finishing its response body".into())
-            }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => match &this.outcome {
+                Some(Err(why)) => {
+                    let why = why.clone();
+                    this.abort(why)
+                }
+                Some(Ok(())) => {
+                    this.abort("the function returned without finishing its response body".into())
+                }
+                None => Poll::Pending,
+            },
         }
     }
 }

@@ -1,0 +1,556 @@
+//! Function backends through the real gateway: `wasi:http/proxy` components built from source
+//! (`tests/fixtures/functions`, one component whose behaviour the path picks), served on routes with
+//! their filter chains, bodies streamed both ways, limits and faults before and after the response
+//! head, outgoing requests to granted upstreams only, environment, config and read-only directories,
+//! instance modes, reload, `/plugins` and `/metrics`.
+
+use crate::harness::*;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn fixture() -> String {
+    xtask::function_fixtures()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .display()
+        .to_string()
+}
+
+/// A config with the test component as function `f` (with `settings`, indented YAML lines) on a
+/// route `/f/` (with `route`, indented lines), after `extra` (top-level YAML).
+fn config(settings: &str, route: &str, extra: &str) -> String {
+    format!(
+        "{extra}functions:\n  - name: f\n    path: {}\n{settings}routes:\n  - name: fn\n    match: {{path: {{prefix: /f/}}}}\n    function: f\n{route}",
+        fixture()
+    )
+}
+
+/// The function `name`'s entry in `/plugins`.
+async fn described(gw: &TestGateway, name: &str) -> serde_json::Value {
+    let (_, _, body) = get(&format!("http://{}/plugins", gw.admin)).await;
+    let v = json(&body);
+    v["functions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|f| f["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("no function {name} in {v:#}"))
+}
+
+/// Reads from `s` until `marker` has arrived (or fails after 10 s).
+async fn read_until(s: &mut TcpStream, got: &mut Vec<u8>, marker: &str) {
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(got).contains(marker) {
+        let mut buf = [0u8; 65536];
+        let n = tokio::time::timeout_at(until, s.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no {marker:?} in time; got {:?}",
+                    String::from_utf8_lossy(got)
+                )
+            })
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before {marker:?}: {:?}",
+            String::from_utf8_lossy(got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_route_chain_runs_around_the_function() {
+    let yaml = config(
+        "",
+        "    filters:\n      - plugin: key-auth\n        config: {key_names: [apikey]}\n      - plugin: response-transformer\n        config: {add: {headers: {x-transformed: \"yes\"}}}\n    response_headers: {set: {x-route: fn}}\n",
+        "consumers:\n  - name: alice\n    credentials: {key-auth: {key: k-alice}}\n",
+    );
+    let gw = TestGateway::start(&yaml).await;
+    // key-auth refuses before the function runs.
+    let (s, _, body) = get(&gw.url("/f/headers")).await;
+    assert_eq!(s, 401, "{body}");
+    assert_eq!(described(&gw, "f").await["requests"], 0);
+    // With a key: the function answers, the response filter and the route's rule see its answer.
+    let (s, h, body) = get_with(&gw.url("/f/headers?x=1"), &[("apikey", "k-alice")]).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(
+        body.contains("method: Method::Get\npath: /f/headers?x=1\n"),
+        "{body}"
+    );
+    assert!(body.contains("x-consumer-username: alice"), "{body}");
+    assert_eq!(h["x-transformed"], "yes");
+    assert_eq!(h["x-route"], "fn");
+    let d = described(&gw, "f").await;
+    assert_eq!(d["requests"], 1, "{d:#}");
+    assert_eq!(d["routes"], serde_json::json!(["fn"]));
+    assert_eq!(d["failures"], 0);
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric(&m, r#"gateway_function_requests_total{function="f"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"gateway_function_duration_seconds_count{function="f"}"#
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_upload_is_echoed_whole() {
+    let route = "    max_body_size: 64MiB\n";
+    let gw = TestGateway::start(&config("", route, "")).await;
+    // 24 MiB through a function whose memory is 16 MiB: it cannot have held the body.
+    let gw2 = TestGateway::start(&config("    limits: {memory: 16MiB}\n", route, "")).await;
+    let body: Vec<u8> = (0..24u32 << 20).map(|i| (i % 251) as u8).collect();
+    for g in [&gw, &gw2] {
+        let resp =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http()
+                .request(
+                    http::Request::post(g.url("/f/echo"))
+                        .header("content-type", "application/x-test")
+                        .body(Full::new(Bytes::from(body.clone())))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "application/x-test");
+        let got = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(got.len(), body.len());
+        assert!(got == body, "the echo differs");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_and_response_bodies_stream_chunk_by_chunk() {
+    let gw = TestGateway::start(&config("", "", "")).await;
+    // Ping-pong over one request: each chunk is sent only once the previous one came back, so the
+    // exchange finishes only if neither body is held by the gateway or the function.
+    let (mut tx, body) =
+        http_body_util::channel::Channel::<Bytes, std::convert::Infallible>::new(1);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let req = http::Request::post(gw.url("/f/echo")).body(body).unwrap();
+    tx.send_data(Bytes::from_static(b"ping-0;")).await.unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .expect("head in time")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut resp = resp.into_body();
+    let mut got = Vec::new();
+    for i in 0..5 {
+        let want = format!("ping-{i};");
+        while !String::from_utf8_lossy(&got).ends_with(&want) {
+            let frame = tokio::time::timeout(Duration::from_secs(10), resp.frame())
+                .await
+                .unwrap_or_else(|_| panic!("chunk {i} did not come back: {got:?}"))
+                .expect("more body")
+                .unwrap();
+            if let Ok(d) = frame.into_data() {
+                got.extend_from_slice(&d);
+            }
+        }
+        if i < 4 {
+            tx.send_data(Bytes::from(format!("ping-{};", i + 1)))
+                .await
+                .unwrap();
+        }
+    }
+    drop(tx);
+    let rest = resp.collect().await.unwrap().to_bytes();
+    assert!(rest.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "ping-0;ping-1;ping-2;ping-3;ping-4;"
+    );
+}
+
+/// An upstream that answers `ok` to each request only once the test opens the gate for it (one
+/// `send` per request; each answer closes its connection).
+async fn gate() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedSender<()>) {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let (open, opened) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let opened = std::sync::Arc::new(tokio::sync::Mutex::new(opened));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = tcp.accept().await else {
+                return;
+            };
+            let opened = opened.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                opened.lock().await.recv().await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    (addr, open)
+}
+
+/// A config whose function may call the upstream `gate` at `addr`.
+fn gated(addr: std::net::SocketAddr) -> String {
+    config(
+        "    upstreams: [gate]\n",
+        "",
+        &format!("upstreams:\n  - name: gate\n    endpoints: [{addr}]\n"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_chunk_reaches_the_client_before_the_function_writes_the_second() {
+    let (gate_addr, open) = gate().await;
+    let gw = TestGateway::start(&gated(gate_addr)).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /f/stream HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    // The function waits for the gate (which waits for the test) before its second chunk.
+    read_until(&mut s, &mut got, "first\n").await;
+    assert!(!String::from_utf8_lossy(&got).contains("second"));
+    open.send(()).unwrap();
+    read_until(&mut s, &mut got, "0\r\n\r\n").await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("second:ok"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_before_the_head_are_answered_by_policy() {
+    let yaml = config(
+        "    limits: {memory: 16MiB, cpu_per_request: 100ms}\n",
+        "",
+        "",
+    );
+    let gw = TestGateway::start(&yaml).await;
+    for (path, status, code) in [
+        ("/f/trap", 500, "function_failed"),
+        ("/f/no-response", 500, "function_failed"),
+        ("/f/error-code", 500, "function_failed"),
+        ("/f/loop", 503, "function_unavailable"),
+        ("/f/hog", 503, "function_unavailable"),
+    ] {
+        let (s, _, body) = get(&gw.url(path)).await;
+        assert_eq!(s, status, "{path}: {body}");
+        assert!(body.contains(code), "{path}: {body}");
+        assert!(!body.contains("panicked"), "no guest detail: {body}");
+    }
+    // Waiting is not CPU: 300 ms asleep under a 100 ms CPU limit is fine.
+    let (s, _, body) = get(&gw.url("/f/sleep?ms=300")).await;
+    assert_eq!((s, body.as_str()), (200, "slept"));
+    // The function works again after each failure (each instance was thrown away).
+    let (s, _, _) = get(&gw.url("/f/headers")).await;
+    assert_eq!(s, 200);
+    let d = described(&gw, "f").await;
+    assert_eq!(d["traps"], 1, "{d:#}");
+    assert_eq!(d["cpu_limits"], 1, "{d:#}");
+    assert_eq!(d["memory_limits"], 1, "{d:#}");
+    assert_eq!(d["failures"], 5, "{d:#}");
+    assert_eq!(d["requests"], 7, "{d:#}");
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric(&m, r#"gateway_function_cpu_limit_total{function="f"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, r#"gateway_function_failures_total{function="f"}"#),
+        Some(5.0)
+    );
+
+    // The timeout: 504 when no head came in time.
+    let gw = TestGateway::start(&config("    limits: {timeout: 300ms}\n", "", "")).await;
+    let (s, _, body) = get(&gw.url("/f/sleep?ms=5000")).await;
+    assert_eq!(s, 504, "{body}");
+    assert!(body.contains("function_timeout"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_after_the_head_abort_the_response() {
+    let (gate_addr, open) = gate().await;
+    let gw = TestGateway::start(&gated(gate_addr)).await;
+    // HTTP/1: the head and the first chunk reach the client; after the function fails (or returns
+    // without finishing its body) the connection closes without the last chunk.
+    for path in ["/f/trap-mid", "/f/no-finish"] {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        read_until(&mut s, &mut got, "partial\n").await;
+        open.send(()).unwrap();
+        // Closed, not left open: read to the end.
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
+            .await
+            .unwrap_or_else(|_| panic!("{path}: the aborted response's connection stays open"))
+            .unwrap();
+        let text = String::from_utf8_lossy(&got).into_owned();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{path}: {text}");
+        assert!(
+            !text.ends_with("0\r\n\r\n"),
+            "{path}: a truncated body ended as complete: {text:?}"
+        );
+    }
+    // HTTP/2: the stream is reset after the first data.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    for path in ["/f/trap-mid", "/f/no-finish"] {
+        let resp = client
+            .request(
+                http::Request::get(gw.url(path))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let first = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(first.into_data().unwrap(), "partial\n");
+        open.send(()).unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(10), body.collect())
+            .await
+            .expect("the stream ends in time")
+            .expect_err("the body is not complete");
+        let err = format!("{err:?}");
+        assert!(
+            err.contains("INTERNAL_ERROR") || err.to_lowercase().contains("reset"),
+            "{path}: {err}"
+        );
+    }
+    let d = described(&gw, "f").await;
+    assert_eq!(d["failures"], 4, "{d:#}");
+    assert_eq!(d["traps"], 2, "{d:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_the_concurrency_wait_then_get_503() {
+    // One at a time, waiting up to 3 s: the second request waits for the first, then is served.
+    let gw = TestGateway::start(&config(
+        "    limits: {concurrency: 1, queue_timeout: 3s}\n",
+        "",
+        "",
+    ))
+    .await;
+    let u = gw.url("/f/sleep?ms=600");
+    let first = tokio::spawn(async move { get(&u).await });
+    assert!(
+        eventually(Duration::from_secs(5), async || described(&gw, "f").await
+            ["instances"]["in_flight"]
+            == 1)
+        .await
+    );
+    let (s, _, body) = get(&gw.url("/f/sleep?ms=1")).await;
+    assert_eq!((s, body.as_str()), (200, "slept"));
+    assert_eq!(first.await.unwrap().0, 200);
+
+    // Waiting at most 200 ms for a request that holds the only slot for 3 s: 503.
+    let gw = TestGateway::start(&config(
+        "    limits: {concurrency: 1, queue_timeout: 200ms}\n",
+        "",
+        "",
+    ))
+    .await;
+    let u = gw.url("/f/sleep?ms=3000");
+    let first = tokio::spawn(async move { get(&u).await });
+    assert!(
+        eventually(Duration::from_secs(5), async || described(&gw, "f").await
+            ["instances"]["in_flight"]
+            == 1)
+        .await
+    );
+    let (s, _, body) = get(&gw.url("/f/sleep?ms=1")).await;
+    assert_eq!(s, 503, "{body}");
+    assert!(body.contains("function_unavailable"), "{body}");
+    assert_eq!(first.await.unwrap().0, 200);
+    let d = described(&gw, "f").await;
+    assert_eq!(d["busy"], 1, "{d:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_requests_reach_only_granted_upstreams() {
+    let users = MockUpstream::start("users").await;
+    let other = MockUpstream::start("other").await;
+    let yaml = config(
+        "    upstreams: [users]\n",
+        "",
+        &format!(
+            "upstreams:\n  - name: users\n    endpoints: [{}]\n  - name: other\n    endpoints: [{}]\n",
+            users.addr, other.addr
+        ),
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let (s, _, body) = get(&gw.url("/f/fetch?url=http://users/v1/u/42")).await;
+    assert_eq!(s, 200);
+    assert_eq!(body, "status 200: mock users /v1/u/42\n");
+    assert_eq!(users.last().headers["host"], users.addr.to_string());
+    for url in [
+        "http://other/x".to_string(),
+        format!("http://{}/x", other.addr),
+        format!("http://{}/x", users.addr),
+        "https://example.com/".to_string(),
+    ] {
+        let (s, _, body) = get(&gw.url(&format!("/f/fetch?url={url}"))).await;
+        assert_eq!(s, 200);
+        assert_eq!(body, "error: ErrorCode::HttpRequestDenied", "{url}");
+    }
+    assert_eq!(users.hits(), 1);
+    assert_eq!(other.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_config_and_read_only_directories() {
+    let dir = TempDir::new("fn-dirs");
+    std::fs::create_dir_all(dir.0.join("data")).unwrap();
+    std::fs::write(dir.0.join("data/hello.txt"), "from the host").unwrap();
+    let yaml = config(
+        &format!(
+            "    env: {{GREETING: bonjour}}\n    config: {{a: 1}}\n    dirs: {{/data: {}}}\n",
+            dir.0.join("data").display()
+        ),
+        "",
+        "",
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let (s, _, body) = get(&gw.url("/f/env")).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        body,
+        "GREETING=bonjour\nCONFIG={\"a\":1}\nHOME set: false\n"
+    );
+    let (_, _, body) = get(&gw.url("/f/read?path=/data/hello.txt")).await;
+    assert_eq!(body, "from the host\nwrite: refused\n");
+    assert!(!dir.0.join("data/written.txt").exists());
+    // Nothing outside the granted directory.
+    let (_, _, body) = get(&gw.url("/f/read?path=/etc/hostname")).await;
+    assert!(body.starts_with("error: "), "{body}");
+
+    // Without `dirs`, no filesystem at all.
+    let gw = TestGateway::start(&config("", "", "")).await;
+    let (_, _, body) = get(&gw.url("/f/read?path=/data/hello.txt")).await;
+    assert!(body.starts_with("error: "), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_keeps_a_warm_instance_and_fresh_does_not() {
+    let fresh = TestGateway::start(&config("", "", "")).await;
+    let reuse = TestGateway::start(&config("    instance_mode: reuse\n", "", "")).await;
+    let mut seen = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        seen.0.push(get(&fresh.url("/f/count")).await.2);
+        seen.1.push(get(&reuse.url("/f/count")).await.2);
+    }
+    assert_eq!(seen.0, ["1", "1", "1"]);
+    assert_eq!(seen.1, ["1", "2", "3"]);
+    assert_eq!(described(&fresh, "f").await["instances_created"], 3);
+    assert_eq!(described(&reuse, "f").await["instances_created"], 1);
+    // A failure throws the warm instance away: the count starts again.
+    let (s, _, _) = get(&reuse.url("/f/trap")).await;
+    assert_eq!(s, 500);
+    assert_eq!(get(&reuse.url("/f/count")).await.2, "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_swaps_a_changed_function_and_requests_in_flight_finish() {
+    let v1 = config("    env: {GREETING: one}\n", "", "");
+    let gw = FileGateway::start(&v1).await;
+    let g = &gw.gw;
+    assert_eq!(
+        get(&g.url("/f/env")).await.2.lines().next(),
+        Some("GREETING=one")
+    );
+    // An unchanged reload keeps the function.
+    let (s, _, b) = admin_call(g.admin, "POST", "/reload", "").await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(described(g, "f").await["last_reload"]["action"], "reused");
+    // A request in flight on the old function when its settings change.
+    let u = g.url("/f/sleep?ms=800");
+    let slow = tokio::spawn(async move { get(&u).await });
+    assert!(
+        eventually(Duration::from_secs(5), async || described(g, "f").await
+            ["instances"]["in_flight"]
+            == 1)
+        .await
+    );
+    gw.write(&config("    env: {GREETING: two}\n", "", ""));
+    let (s, _, b) = admin_call(g.admin, "POST", "/reload", "").await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(described(g, "f").await["last_reload"]["action"], "loaded");
+    assert_eq!(
+        get(&g.url("/f/env")).await.2.lines().next(),
+        Some("GREETING=two")
+    );
+    let (s, _, body) = slow.await.unwrap();
+    assert_eq!((s, body.as_str()), (200, "slept"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_errors_name_the_field() {
+    let e = refused(&config("", "", "").replace("    function: f\n", "    function: g\n")).await;
+    assert!(
+        e.contains("routes[0].function") && e.contains("unknown function `g`"),
+        "{e}"
+    );
+    let e = refused(&config("    upstreams: [nowhere]\n", "", "")).await;
+    assert!(
+        e.contains("functions[0].upstreams") && e.contains("nowhere"),
+        "{e}"
+    );
+    let e = refused(&config(
+        "",
+        "    upstream: up\n",
+        "upstreams:\n  - {name: up, endpoints: [127.0.0.1:9]}\n",
+    ))
+    .await;
+    assert!(
+        e.contains("routes[0]") && e.contains("exactly one of"),
+        "{e}"
+    );
+    let e = refused("functions:\n  - name: f\n    path: /nonexistent/f.wasm\nroutes:\n  - {name: r, function: f}\n").await;
+    assert!(
+        e.contains("functions[0].path") && e.contains("cannot read"),
+        "{e}"
+    );
+    // A core module, or a component that is not a wasi:http/proxy one, is refused.
+    let filter = xtask::component_fixtures().unwrap_or_else(|e| panic!("{e}"));
+    let yaml = format!(
+        "functions:\n  - name: f\n    path: {}\nroutes:\n  - {{name: r, function: f}}\n",
+        filter.kitchen.display()
+    );
+    let e = refused(&yaml).await;
+    assert!(
+        e.contains("functions[0].path") && e.contains("wasi:http"),
+        "{e}"
+    );
+    let e = refused("functions:\n  - name: f\nroutes:\n  - {name: r, function: f}\n").await;
+    assert!(
+        e.contains("functions[0].name") && e.contains("needs a `path`"),
+        "{e}"
+    );
+    let e = refused(&config("    limits: {cpu: 1s}\n", "", "")).await;
+    assert!(
+        e.contains("functions[0].limits.cpu") && e.contains("unknown field"),
+        "{e}"
+    );
+}
