@@ -21,14 +21,75 @@ const DURATION_PATTERN: &str = r"^\s*([0-9]+(ms|s|m|h))+\s*$";
 /// What `parse_size` accepts as text: a number and an optional unit.
 const SIZE_PATTERN: &str = r"^\s*[0-9]+\s*(B|KiB|MiB|GiB|KB|kB|MB|GB)?\s*$";
 
-/// The config's JSON Schema, as committed in `docs/config.schema.json`.
+/// The route config schemas of the first-party plugins that have one
+/// (`plugins/<name>/config.schema.json`, draft 2020-12), by plugin name.
+pub const PLUGIN_SCHEMAS: &[(&str, &str)] = &[
+    (
+        "acl",
+        include_str!("../../../plugins/acl/config.schema.json"),
+    ),
+    (
+        "basic-auth",
+        include_str!("../../../plugins/basic-auth/config.schema.json"),
+    ),
+    (
+        "cors",
+        include_str!("../../../plugins/cors/config.schema.json"),
+    ),
+    (
+        "ext-auth",
+        include_str!("../../../plugins/ext-auth/config.schema.json"),
+    ),
+    (
+        "ip-restriction",
+        include_str!("../../../plugins/ip-restriction/config.schema.json"),
+    ),
+    (
+        "jwt-auth",
+        include_str!("../../../plugins/jwt-auth/config.schema.json"),
+    ),
+    (
+        "key-auth",
+        include_str!("../../../plugins/key-auth/config.schema.json"),
+    ),
+    (
+        "oauth2-introspection",
+        include_str!("../../../plugins/oauth2-introspection/config.schema.json"),
+    ),
+];
+
+/// The config's JSON Schema, as committed in `docs/config.schema.json`: the config types' schema,
+/// with a filter's `config` checked against its plugin's schema when the filter names a first-party
+/// plugin that has one (under `$defs`, `plugin-config.<name>`). A `config` written as a string is
+/// passed to the plugin as it is and not checked.
 pub fn config_schema() -> serde_json::Value {
     let generator = schemars::generate::SchemaSettings::draft2020_12()
         .for_deserialize()
         .into_generator();
     let mut schema = generator.into_root_schema_for::<super::Config>();
     schema.insert("title".into(), "API gateway config (gateway.yaml)".into());
-    schema.to_value()
+    let mut schema = schema.to_value();
+    let mut by_plugin = Vec::new();
+    for (name, text) in PLUGIN_SCHEMAS {
+        let mut plugin: serde_json::Value = serde_json::from_str(text)
+            .unwrap_or_else(|e| panic!("plugins/{name}/config.schema.json: {e}"));
+        let fields = plugin
+            .as_object_mut()
+            .expect("a plugin schema is an object");
+        fields.remove("$schema");
+        fields.remove("$id");
+        let key = format!("plugin-config.{name}");
+        schema["$defs"][&key] = plugin;
+        by_plugin.push(serde_json::json!({
+            "if": {"properties": {"plugin": {"const": name}}, "required": ["plugin"]},
+            "then": {"properties": {"config": {"anyOf": [
+                {"type": "string"},
+                {"$ref": format!("#/$defs/{key}")}
+            ]}}}
+        }));
+    }
+    schema["$defs"]["FilterRef"]["allOf"] = by_plugin.into();
+    schema
 }
 
 /// The schema as the committed file holds it: pretty JSON and a final newline.
@@ -77,10 +138,20 @@ impl JsonSchema for RetryOn {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "A retry condition: `connect_failure`, `reset` (the exchange broke after the connection was made), `timeout` (a try timed out), or a status code the upstream answered with (a number).",
+            "description": "A retry condition: `connect_failure`, `reset` (the exchange broke after the connection was made), `timeout` (a try timed out), a status code the upstream answered with (a number), or `grpc:<status>`.",
             "anyOf": [
                 {"enum": ["connect_failure", "reset", "timeout"]},
-                {"type": "integer", "minimum": 100, "maximum": 599}
+                {"type": "integer", "minimum": 100, "maximum": 599},
+                {
+                    "description": "The gRPC status of a trailers-only answer (Envoy's retriable gRPC statuses).",
+                    "enum": [
+                        "grpc:cancelled",
+                        "grpc:deadline-exceeded",
+                        "grpc:internal",
+                        "grpc:resource-exhausted",
+                        "grpc:unavailable"
+                    ]
+                }
             ]
         })
     }
@@ -346,6 +417,176 @@ mod tests {
         let text = format!("{base}{good}");
         super::super::Config::parse(Path::new("good.yaml"), &text).unwrap();
         check(&v, &text).unwrap();
+    }
+
+    /// Each `(plugin, config)` of a filter in `value` (a config, a fixture, a README block): maps
+    /// with `plugin: NAME` and a `config`, at any depth; and a fixture's `plugin: {config}`.
+    fn filter_configs(value: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+        match value {
+            serde_json::Value::Object(m) => {
+                if let (Some(serde_json::Value::String(p)), Some(c)) =
+                    (m.get("plugin"), m.get("config"))
+                {
+                    out.push((p.clone(), c.clone()));
+                }
+                m.values().for_each(|v| filter_configs(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| filter_configs(v, out)),
+            _ => {}
+        }
+    }
+
+    /// Every first-party plugin's schema file is listed in [`PLUGIN_SCHEMAS`] and is a valid draft
+    /// 2020-12 schema; each plugin's fixture configs (`plugins/<name>/tests/*.test.yaml`) and the
+    /// configs its README's YAML blocks give it validate against it.
+    #[test]
+    fn plugin_fixtures_and_readme_examples_validate_against_the_plugin_schemas() {
+        let plugins = root().join("plugins");
+        let mut with_schema = Vec::new();
+        for e in std::fs::read_dir(&plugins).unwrap().flatten() {
+            if e.path().join("config.schema.json").is_file() {
+                with_schema.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        with_schema.sort();
+        let listed: Vec<&str> = PLUGIN_SCHEMAS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            with_schema, listed,
+            "plugins/*/config.schema.json against PLUGIN_SCHEMAS"
+        );
+        let mut checked = 0;
+        for (name, text) in PLUGIN_SCHEMAS {
+            let schema: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                schema["$schema"], "https://json-schema.org/draft/2020-12/schema",
+                "{name}"
+            );
+            let v = jsonschema::draft202012::new(&schema).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let dir = plugins.join(name);
+            let mut sources: Vec<(String, serde_json::Value)> = Vec::new();
+            for e in std::fs::read_dir(dir.join("tests"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let path = e.path();
+                if path.to_string_lossy().ends_with(".test.yaml") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    let value: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+                    let config = value["plugin"].get("config").cloned();
+                    sources.push((
+                        path.display().to_string(),
+                        config.unwrap_or(serde_json::Value::Null),
+                    ));
+                }
+            }
+            let readme = std::fs::read_to_string(dir.join("README.md")).unwrap_or_default();
+            for (i, block) in readme.split("```yaml\n").skip(1).enumerate() {
+                let block = &block[..block.find("```").expect("a closed block")];
+                let Ok(value) = serde_yaml_ng::from_str::<serde_json::Value>(block) else {
+                    continue;
+                };
+                let mut found = Vec::new();
+                filter_configs(&value, &mut found);
+                for (plugin, config) in found {
+                    if plugin == *name {
+                        sources.push((format!("{name}/README.md block {}", i + 1), config));
+                    }
+                }
+            }
+            for (source, config) in sources {
+                // No config at all is the plugin's to judge (its defaults, or its error).
+                if config.is_null() || config.is_string() {
+                    continue;
+                }
+                let errors: Vec<String> = v
+                    .iter_errors(&config)
+                    .map(|e| format!("{e} at {}", e.instance_path()))
+                    .collect();
+                assert!(
+                    errors.is_empty(),
+                    "{source}: {config}\n{}",
+                    errors.join("\n")
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 30, "only {checked} plugin configs checked");
+    }
+
+    /// Configs the plugins refuse (their unit tests' cases) are refused by their schemas, also as a
+    /// filter's `config` in a gateway config; and a filter of a plugin without a schema, or with a
+    /// config written as a string, is not checked.
+    #[test]
+    fn plugin_configs_the_plugins_refuse_the_schema_refuses() {
+        let v = validator();
+        let bad = [
+            ("key-auth", r#"{"key_names": []}"#),
+            ("key-auth", r#"{"colour": 1}"#),
+            (
+                "key-auth",
+                r#"{"key_in_header": false, "key_in_query": false}"#,
+            ),
+            ("basic-auth", r#"{"realm": "a", "users": []}"#),
+            ("basic-auth", r#"{"realm": "say \"hi\""}"#),
+            ("acl", r#"{"hide_groups_header": true}"#),
+            ("acl", r#"{"deny": ["a", "b", "groups:ops"]}"#),
+            ("acl", r#"{"allow": ["a", " b"]}"#),
+            ("ip-restriction", r#"{"allow": ["::1"], "status": 200}"#),
+            ("ip-restriction", r#"{"allow": []}"#),
+            ("ip-restriction", r#"{"allow": ["localhost"]}"#),
+            (
+                "cors",
+                r#"{"allow_origins": ["*"], "allow_credentials": true}"#,
+            ),
+            ("cors", r#"{"allow_origins": ["a.example"]}"#),
+            ("cors", r#"{"allow_methods": ["GET"]}"#),
+            ("ext-auth", r#"{"path": "/verify"}"#),
+            ("ext-auth", r#"{"upstream": "auth", "request_body": true}"#),
+            ("ext-auth", r#"{"upstream": "auth", "timeout_ms": 0}"#),
+            ("oauth2-introspection", r#"{"upstream": "idp"}"#),
+            (
+                "oauth2-introspection",
+                r#"{"upstream": "idp", "path": "/i", "client_id": "gw"}"#,
+            ),
+            (
+                "oauth2-introspection",
+                r#"{"upstream": "idp", "path": "/i", "consumer_by": "email"}"#,
+            ),
+            ("jwt-auth", r#"{"consumer_credentials": false}"#),
+            (
+                "jwt-auth",
+                r#"{"keys": [{"algorithm": "HS256", "public_key": "x"}]}"#,
+            ),
+            (
+                "jwt-auth",
+                r#"{"keys": [{"algorithm": "HS257", "secret": "x"}]}"#,
+            ),
+            ("jwt-auth", r#"{"jwks": {"path": "/k"}}"#),
+        ];
+        let base = "listeners: [{name: l, address: 127.0.0.1:0}]\nroutes: [{name: r, direct_response: {}, filters: [{plugin: PLUGIN, config: CONFIG}]}]\n";
+        for (plugin, config) in bad {
+            let text = base.replace("PLUGIN", plugin).replace("CONFIG", config);
+            assert!(
+                check(&v, &text).is_err(),
+                "the schema accepts {plugin} {config}"
+            );
+        }
+        for (plugin, config) in [
+            (
+                "key-auth",
+                r#"{"key_names": ["x-api-key"], "key_in_query": false}"#,
+            ),
+            (
+                "jwt-auth",
+                r#"{"keys": [{"algorithm": "HS256", "secret": "0123456789abcdef0123456789abcdef"}]}"#,
+            ),
+            ("rate-limiting-like", r#"{"anything": 1}"#),
+            ("key-auth", r#""{\"colour\": 1}""#),
+        ] {
+            let text = base.replace("PLUGIN", plugin).replace("CONFIG", config);
+            check(&v, &text).unwrap_or_else(|e| panic!("{plugin} {config}: {e}"));
+        }
     }
 
     /// `deny_unknown_fields` types are closed objects in the schema.
