@@ -38,6 +38,24 @@ const B3_PARENT: HeaderName = HeaderName::from_static("x-b3-parentspanid");
 const B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
 const B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
 
+/// The longest attribute key a plugin may set; a longer one is ignored. Default: 256 bytes.
+pub const MAX_PLUGIN_KEY: usize = 256;
+
+/// The longest attribute value or event name a plugin may set; longer ones are cut (at a character
+/// boundary). Default: 4096 bytes.
+pub const MAX_PLUGIN_VALUE: usize = 4096;
+
+fn cut(s: &str) -> &str {
+    if s.len() <= MAX_PLUGIN_VALUE {
+        return s;
+    }
+    let mut end = MAX_PLUGIN_VALUE;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Export figures, kept across reloads (on `/metrics` as `gateway_tracing_*`).
 #[derive(Debug, Default)]
 pub struct TraceStats {
@@ -399,8 +417,11 @@ impl RequestTrace {
     /// Sets an attribute on the stage span in progress (a plugin's `trace.set-attribute`); a no-op
     /// when there is none.
     pub fn stage_attribute(&self, key: &str, value: &str) {
+        if key.len() > MAX_PLUGIN_KEY {
+            return;
+        }
         if let Some(span) = self.0.stage.lock().unwrap().as_mut() {
-            span.set_attribute(KeyValue::new(key.to_owned(), value.to_owned()));
+            span.set_attribute(KeyValue::new(key.to_owned(), cut(value).to_owned()));
         }
     }
 
@@ -410,9 +431,10 @@ impl RequestTrace {
         if let Some(span) = self.0.stage.lock().unwrap().as_mut() {
             let attrs = attrs
                 .iter()
-                .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+                .filter(|(k, _)| k.len() <= MAX_PLUGIN_KEY)
+                .map(|(k, v)| KeyValue::new(k.clone(), cut(v).to_owned()))
                 .collect();
-            span.add_event(name.to_owned(), attrs);
+            span.add_event(cut(name).to_owned(), attrs);
         }
     }
 

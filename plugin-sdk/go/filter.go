@@ -1,5 +1,5 @@
 // Package filter is the Go SDK for gateway filters: the guest side of the gateway's WIT world
-// (wit/world.wit, gateway:filter@0.1.3).
+// (wit/world.wit, gateway:filter@0.1.4).
 //
 // A filter is a type that implements Filter. Embed Base to get a no-op for every method you do not
 // write, and register one value from an init function:

@@ -1009,3 +1009,32 @@ pub mod cache {
         wit::max_entry_size()
     }
 }
+
+/// Attributes and events on the span of the current filter call, when the gateway traces the
+/// request (`server.tracing`; WIT 0.1.4). Each call does nothing when the request is not traced or
+/// not sampled, or outside a filter call; it never fails. Keys over 256 bytes are ignored, values
+/// and names cut at 4096 bytes.
+///
+/// ```no_run
+/// use gateway_plugin_sdk::trace;
+/// trace::set_attribute("auth.scheme", "key");
+/// trace::add_event("cache.miss", &[("key", "/users/1")]);
+/// ```
+pub mod trace {
+    use crate::__bindings::gateway::filter::trace as wit;
+
+    /// Sets the attribute `key` to `value` on the span of this call (a later call with the same
+    /// key replaces it).
+    pub fn set_attribute(key: &str, value: &str) {
+        wit::set_attribute(key, value)
+    }
+
+    /// Adds the event `name`, timestamped now, with `attributes`, to the span of this call.
+    pub fn add_event(name: &str, attributes: &[(&str, &str)]) {
+        let attrs: Vec<(String, String)> = attributes
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        wit::add_event(name, &attrs)
+    }
+}

@@ -2,7 +2,7 @@
 //!
 //! A filter is a type that implements [`Filter`] (every method has a no-op default) and is exported
 //! with [`export_filter!`]. Built for `wasm32-wasip2`, the crate is a component of the gateway's WIT
-//! world `gateway:filter/filter@0.1.3`, which the gateway loads as a plugin.
+//! world `gateway:filter/filter@0.1.4`, which the gateway loads as a plugin.
 //!
 //! ```no_run
 //! use gateway_plugin_sdk::{export_filter, Action, Filter, Request};
@@ -22,7 +22,8 @@
 //!
 //! Host capabilities live in modules: [`http`] (outbound calls to upstreams the plugin is granted),
 //! [`kv`] (the shared store, in the granted namespace), [`log`], [`metrics`], [`clock`], [`random`],
-//! [`facts`], [`consumers`] and [`cache`] (responses kept in the gateway's memory).
+//! [`facts`], [`consumers`], [`cache`] (responses kept in the gateway's memory) and [`trace`]
+//! (attributes and events on the span of the current call).
 #![deny(missing_docs)]
 
 #[doc(hidden)]
@@ -45,7 +46,7 @@ pub mod panic;
 pub mod rt;
 
 pub use handles::{Action, BodyMode, Error, Options, Request, Response};
-pub use host::{cache, clock, consumers, facts, http, kv, log, metrics, random};
+pub use host::{cache, clock, consumers, facts, http, kv, log, metrics, random, trace};
 
 /// A filter. Every method has a default that does nothing and continues, so a filter implements only
 /// what it needs. One value of the type lives in each instance: [`Filter::init`] configures it for its

@@ -452,3 +452,84 @@ async fn a_bad_tracing_block_is_refused_at_its_field() {
         assert!(e.contains(field) && e.contains(what), "{block}: {e}");
     }
 }
+
+/// The value of attribute `key` on the stage span of `plugin` in `phase`.
+fn stage<'a>(spans: &'a [Span], plugin: &str, phase: &str) -> &'a Span {
+    spans
+        .iter()
+        .find(|s| {
+            attr(&s.attributes, "gateway.plugin.name").as_deref() == Some(plugin)
+                && attr(&s.attributes, "gateway.plugin.phase").as_deref() == Some(phase)
+        })
+        .unwrap_or_else(|| panic!("no {plugin} {phase} span in {spans:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_add_attributes_and_events_to_their_stage_span_and_callouts_continue_it() {
+    let up = MockUpstream::start("up").await;
+    let callee = MockUpstream::start("callee").await;
+    let c = Collector::start().await;
+    let comps = xtask::component_fixtures().unwrap_or_else(|e| panic!("{e}"));
+    let pw = xtask::proxy_wasm_fixtures().unwrap_or_else(|e| panic!("{e}"));
+    let go = xtask::go::go_kitchen().unwrap_or_else(|e| panic!("{e}"));
+    let yaml = format!(
+        "server:\n  access_log: {{enabled: false}}\n  tracing:\n{}\
+         plugins:\n  - name: rust-kitchen\n    path: {}\n  - name: pw-kitchen\n    path: {}\n\
+         \x20 - name: go-kitchen\n    path: {}\n    instance_mode: reuse\n\
+         upstreams:\n  - name: up\n    endpoints: [{{address: \"{}\"}}]\n\
+         \x20 - name: mock\n    endpoints: [{{address: \"{}\"}}]\n\
+         routes:\n  - name: r\n    upstream: up\n    filters:\n\
+         \x20     - {{plugin: rust-kitchen, config: \"request-body=skip\"}}\n\
+         \x20     - {{plugin: pw-kitchen, config: \"tag=t\"}}\n\
+         \x20     - {{plugin: go-kitchen}}\n",
+        to(&c),
+        comps.kitchen.display(),
+        pw.kitchen.display(),
+        go.display(),
+        up.addr,
+        callee.addr,
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let trace = "11111111111111111111111111111111";
+    let tp = format!("00-{trace}-2222222222222222-01");
+    let (s, _, _) = get_with(
+        &gw.url("/x"),
+        &[
+            ("traceparent", &tp),
+            ("x-trace-attr", "v1"),
+            ("x-test", "callout"),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(hv(&up.last().headers, "x-span-calls"), "ok");
+    let spans = c.trace(&unhex(trace), 8).await;
+    for plugin in ["rust-kitchen", "pw-kitchen", "go-kitchen"] {
+        let s = stage(&spans, plugin, "request_headers");
+        assert_eq!(
+            attr(&s.attributes, "fixture.attr").as_deref(),
+            Some("v1"),
+            "{plugin}: {s:#?}"
+        );
+        let e = s.events.iter().find(|e| e.name == "fixture.event");
+        let e = e.unwrap_or_else(|| panic!("{plugin}: no event in {s:#?}"));
+        assert_eq!(attr(&e.attributes, "fixture.value").as_deref(), Some("v1"));
+        // Nothing lands on the response's span.
+        let r = stage(&spans, plugin, "response_headers");
+        assert_eq!(attr(&r.attributes, "fixture.attr"), None);
+    }
+    // The Proxy-Wasm filter's callout carried its stage span as the parent.
+    let pw_span = stage(&spans, "pw-kitchen", "request_headers");
+    let v = callee.last().headers["traceparent"].to_str().unwrap().to_owned();
+    let (t, parent, _) = traceparent(&v);
+    assert_eq!(t, trace);
+    assert_eq!(parent, hex(&pw_span.span_id));
+
+    // Untraced (tracing off), the same calls are no-ops: the request is served as before.
+    let plain = yaml.replace(&format!("  tracing:\n{}", to(&c)), "");
+    let gw = TestGateway::start(&plain).await;
+    let (s, _, _) = get_with(&gw.url("/x"), &[("x-trace-attr", "v2")]).await;
+    assert_eq!(s, 200);
+    assert_eq!(hv(&up.last().headers, "x-span-calls"), "ok");
+    assert!(up.last().headers.get("traceparent").is_none());
+}

@@ -1,4 +1,4 @@
-//! The host of the gateway's own WIT world (`wit/`, package `gateway:filter@0.1.3`; components built against 0.1.0, 0.1.1 and 0.1.2 link too): components bound
+//! The host of the gateway's own WIT world (`wit/`, package `gateway:filter@0.1.4`; components built against 0.1.0 to 0.1.3 link too): components bound
 //! with `wasmtime::component::bindgen!`, run under the same limits and failure policy as Proxy-Wasm
 //! plugins, calling the same host core. A [`ComponentPlugin`] is one loaded component; configured for
 //! a route it becomes a [`ComponentFilter`], whose requests run on a fresh instance each
@@ -11,6 +11,7 @@ mod ctx;
 mod host;
 mod kv;
 mod state;
+mod trace;
 
 pub use cache::MAX_CACHE_KEY_LEN;
 pub use host::MAX_RANDOM_BYTES;

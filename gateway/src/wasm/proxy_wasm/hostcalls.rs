@@ -1029,11 +1029,19 @@ fn properties_and_misc(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "env",
         "proxy_call_foreign_function",
-        |mut c: C<'_>, np: u32, ns: u32, _ap: u32, _as: u32, ret_ptr: u32, ret_size: u32| -> R {
+        |mut c: C<'_>, np: u32, ns: u32, ap: u32, asz: u32, ret_ptr: u32, ret_size: u32| -> R {
             let name = tryst!(read(&mut c, np, ns));
             tryst!(
                 memory::check(&mut c, ret_ptr, 4).and_then(|_| memory::check(&mut c, ret_size, 4))
             );
+            if let Some(span_call) = SpanCall::named(&name) {
+                let args = tryst!(read(&mut c, ap, asz));
+                let pairs = tryst!(deserialize(&args).map_err(|_| Status::BadArgument));
+                tryst!(span_call.run(c.data().trace(), pairs));
+                // No result: a null pointer and a length of 0.
+                tryst!(write_u32(&mut c, ret_ptr, 0));
+                return Ok(st(write_u32(&mut c, ret_size, 0)));
+            }
             tracing::debug!(
                 plugin = %c.data().shared.ctx.name,
                 function = %String::from_utf8_lossy(&name),
@@ -1043,6 +1051,59 @@ fn properties_and_misc(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// The foreign functions on the span of the current filter call (the Proxy-Wasm side of WIT
+/// `trace`). Both take a map serialized as for headers; both are a no-op when the request is not
+/// traced or not sampled.
+enum SpanCall {
+    /// `set_span_attribute`: every pair is an attribute (key, value).
+    SetAttribute,
+    /// `add_span_event`: the pair with key `name` names the event (required), the others are its
+    /// attributes.
+    AddEvent,
+}
+
+impl SpanCall {
+    fn named(name: &[u8]) -> Option<SpanCall> {
+        match name {
+            b"set_span_attribute" => Some(SpanCall::SetAttribute),
+            b"add_span_event" => Some(SpanCall::AddEvent),
+            _ => None,
+        }
+    }
+
+    fn run(
+        self,
+        trace: Option<&crate::telemetry::RequestTrace>,
+        pairs: super::abi::Pairs,
+    ) -> Result<(), Status> {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match self {
+            SpanCall::SetAttribute => {
+                if let Some(t) = trace {
+                    for (k, v) in &pairs {
+                        t.stage_attribute(&text(k), &text(v));
+                    }
+                }
+            }
+            SpanCall::AddEvent => {
+                let name = pairs
+                    .iter()
+                    .find(|(k, _)| &k[..] == b"name")
+                    .ok_or(Status::BadArgument)?;
+                if let Some(t) = trace {
+                    let attrs: Vec<(String, String)> = pairs
+                        .iter()
+                        .filter(|(k, _)| &k[..] != b"name")
+                        .map(|(k, v)| (text(k), text(v)))
+                        .collect();
+                    t.stage_event(&text(&name.1), &attrs);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

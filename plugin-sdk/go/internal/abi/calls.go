@@ -451,3 +451,19 @@ func DropBorrow(kind int, h uint32) {
 		respDrop(h)
 	}
 }
+
+// TraceSetAttribute is trace.set-attribute (since 0.1.4).
+func TraceSetAttribute(key, value string) {
+	defer scope()()
+	kp, kn := LowerString(Mem, key)
+	vp, vn := LowerString(Mem, value)
+	traceSetAttribute(kp, kn, vp, vn)
+}
+
+// TraceAddEvent is trace.add-event (since 0.1.4): attributes lowered as a list<tuple<string, string>>.
+func TraceAddEvent(name string, attrs []Header) {
+	defer scope()()
+	np, nn := LowerString(Mem, name)
+	ap, an := LowerHeaders(Mem, attrs)
+	traceAddEvent(np, nn, ap, an)
+}

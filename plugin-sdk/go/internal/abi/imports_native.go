@@ -108,3 +108,7 @@ var Drops []uint32
 var reqDrop = func(h uint32) { Drops = append(Drops, h) }
 
 var respDrop = func(h uint32) { Drops = append(Drops, h|1<<31) }
+
+var traceSetAttribute = func(kp, kn, vp, vn uint32) { panic(noHost) }
+
+var traceAddEvent = func(np, nn, ap, an uint32) { panic(noHost) }

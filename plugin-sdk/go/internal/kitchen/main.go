@@ -21,6 +21,7 @@ import (
 	"gateway/filter/log"
 	"gateway/filter/metrics"
 	"gateway/filter/random"
+	"gateway/filter/trace"
 )
 
 // Kitchen is the filter.
@@ -148,6 +149,11 @@ func (k *Kitchen) OnRequest(req *filter.Request) filter.Action {
 	k.served++
 	k.test, _ = req.Header("x-test")
 	k.wrongPhase = ""
+	// WIT 0.1.4: the value lands on this call's span when the request is traced (else nothing).
+	if v, ok := req.Header("x-trace-attr"); ok {
+		trace.SetAttribute("fixture.attr", v)
+		trace.AddEvent("fixture.event", trace.Attr{Key: "fixture.value", Value: v})
+	}
 	switch k.role {
 	case "authenticate":
 		k.test = ""
