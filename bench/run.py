@@ -56,6 +56,16 @@ WIT_FILTERS_TARGET = os.path.join(ROOT, "target", "bench-wit")
 WIT_FILTERS_WASM = os.path.join(WIT_FILTERS_TARGET, "wasm32-wasip2", "release", "bench_filters_wit.wasm")
 GO_FILTER_DIR = os.path.join("bench", "filters-go")  # relative: `cargo xtask go-filter build` takes it so
 GO_FILTER_WASM = os.path.join(ROOT, "target", "bench-go", "bench_filters_go.wasm")
+# The function backend in Rust (bench/function-rust): answers the upstream's body itself.
+RUST_FUNCTION_DIR = os.path.join(ROOT, "bench", "function-rust")
+RUST_FUNCTION_TARGET = os.path.join(ROOT, "target", "bench-function-rust")
+RUST_FUNCTION_WASM = os.path.join(RUST_FUNCTION_TARGET, "wasm32-wasip2", "release", "bench_function_rust.wasm")
+# The JavaScript and Python examples (componentize-js, componentize-py), built by `cargo xtask guests`.
+GUESTS_DIR = os.path.join(ROOT, "target", "guests")
+JS_FILTER_WASM = os.path.join(GUESTS_DIR, "js_header_rewrite.wasm")
+PY_FILTER_WASM = os.path.join(GUESTS_DIR, "python_header_rewrite.wasm")
+JS_FUNCTION_WASM = os.path.join(GUESTS_DIR, "js_hello.wasm")
+PY_FUNCTION_WASM = os.path.join(GUESTS_DIR, "python_hello.wasm")
 TLS_DIR = os.path.join(WORK, "tls")  # the certificate both TLS proxies serve, made at bench time
 TLS_CERT = os.path.join(TLS_DIR, "cert.pem")
 TLS_KEY = os.path.join(TLS_DIR, "key.pem")
@@ -79,6 +89,16 @@ CLOSE = {"connection": "close"}  # a new connection (and TLS handshake) per requ
 #
 # server: "upstream" (direct), "nginx", or a gateway config (dict below).
 # Each gateway config becomes its own gateway process: CPU and RSS are that process's alone.
+
+
+GUEST_REWRITE = {"response": {"set": {"x-bench": "1"}}}
+FUNCTION_ROUTE = {"name": "bench", "match": {"path": {"prefix": "/"}}, "function": "hello"}
+
+
+def function_entry(path):
+    """A function on warm instances, with room for the load's connections."""
+    return {"functions": [{"name": "hello", "path": path, "instance_mode": "reuse",
+                           "env": {"GREETING": "Hello"}, "limits": {"concurrency": 64}}]}
 
 
 def gw_route(name, path_match, filters=(), **extra):
@@ -154,6 +174,17 @@ GATEWAYS = {
     "gw-go": [gw_route("bench", {"prefix": "/"}, filters=[("go-noop", "")])],
     "gw-go-reuse": [gw_route("bench", {"prefix": "/"}, filters=[("go-noop-reuse", "")])],
     "gw-tls": [gw_route("bench", {"prefix": "/"})],
+    # The JavaScript and Python header-rewrite examples (one response header set), and the hello
+    # functions as the route's backend (no upstream request).
+    "gw-js": [gw_route("bench", {"prefix": "/"}, filters=[("js-rewrite", GUEST_REWRITE)])],
+    "gw-js-fresh": [gw_route("bench", {"prefix": "/"}, filters=[("js-rewrite-fresh", GUEST_REWRITE)])],
+    "gw-py": [gw_route("bench", {"prefix": "/"}, filters=[("py-rewrite", GUEST_REWRITE)])],
+    "gw-py-fresh": [gw_route("bench", {"prefix": "/"}, filters=[("py-rewrite-fresh", GUEST_REWRITE)])],
+    "gw-js-fn": [FUNCTION_ROUTE],
+    "gw-py-fn": [FUNCTION_ROUTE],
+    # A Rust function answering the upstream's body (no upstream request): against `gw`.
+    "gw-rust-fn": [FUNCTION_ROUTE],
+    "gw-rust-fn-reuse": [FUNCTION_ROUTE],
 }
 TLS_GATEWAYS = {"gw-tls"}  # their listener terminates TLS with TLS_CERT
 # Top-level config a gateway needs besides its routes.
@@ -165,6 +196,12 @@ GATEWAY_EXTRA = {
                       "plugins": [{"name": "cors", "instance_mode": "reuse"},
                                   {"name": "key-auth", "instance_mode": "reuse"}]},
     # The counters in Redis: one increment (a Lua script) per request, over loopback.
+    "gw-rust-fn": {"functions": [{"name": "hello", "path": RUST_FUNCTION_WASM, "env": {"BODY": UPSTREAM_BODY},
+                                  "limits": {"concurrency": 64}}]},
+    "gw-rust-fn-reuse": {"functions": [{"name": "hello", "path": RUST_FUNCTION_WASM, "instance_mode": "reuse",
+                                        "env": {"BODY": UPSTREAM_BODY}, "limits": {"concurrency": 64}}]},
+    "gw-js-fn": function_entry(JS_FUNCTION_WASM),
+    "gw-py-fn": function_entry(PY_FUNCTION_WASM),
     "gw-ratelimit-redis": {"kv_namespaces": {"limits": {"backend": "redis", "redis": {
                                "url": f"redis://{HOST}:{REDIS_PORT}", "command_timeout": "1s"}}},
                            "plugins": [{"name": "rate-limiting", "capabilities": {"kv_namespace": "limits"}}]},
@@ -178,6 +215,10 @@ PLUGINS = {
     "wit-noop-reuse": {"path": WIT_FILTERS_WASM, "instance_mode": "reuse", "limits": {"instances": 1000}},
     "go-noop": {"path": GO_FILTER_WASM, "instance_mode": "fresh", "limits": {"instances": 1000}},
     "go-noop-reuse": {"path": GO_FILTER_WASM, "instance_mode": "reuse", "limits": {"instances": 1000}},
+    "js-rewrite": {"path": JS_FILTER_WASM, "instance_mode": "reuse", "limits": {"instances": 1000}},
+    "js-rewrite-fresh": {"path": JS_FILTER_WASM, "instance_mode": "fresh", "limits": {"instances": 1000}},
+    "py-rewrite": {"path": PY_FILTER_WASM, "instance_mode": "reuse", "limits": {"instances": 1000}},
+    "py-rewrite-fresh": {"path": PY_FILTER_WASM, "instance_mode": "fresh", "limits": {"instances": 1000}},
 }
 
 # name, server, path, body bytes (POST when > 0), extra request headers, description
@@ -215,6 +256,22 @@ SCENARIOS = [
      "gateway + 1 no-op Go filter (component, Go SDK plugin-sdk/go, bench/filters-go), instance_mode fresh"),
     ("gw-go-noop1-reuse", "gw-go-reuse", "/", 0, {},
      "gateway + 1 no-op Go filter (component, Go SDK), instance_mode reuse"),
+    ("gw-js-filter-reuse", "gw-js", "/", 0, {},
+     "gateway + the JavaScript header-rewrite example (componentize-js, examples/filters/js), reuse"),
+    ("gw-js-filter-fresh", "gw-js-fresh", "/", 0, {},
+     "the same JavaScript filter, instance_mode fresh (a new engine instance per request)"),
+    ("gw-py-filter-reuse", "gw-py", "/", 0, {},
+     "gateway + the Python header-rewrite example (componentize-py, examples/filters/python), reuse"),
+    ("gw-py-filter-fresh", "gw-py-fresh", "/", 0, {},
+     "the same Python filter, instance_mode fresh (a new interpreter instance per request)"),
+    ("gw-rust-function", "gw-rust-fn", "/", 0, {},
+     "gateway, the route's backend a Rust function (bench/function-rust) answering the upstream's 100-byte body, fresh instance per request"),
+    ("gw-rust-function-reuse", "gw-rust-fn-reuse", "/", 0, {},
+     "the same Rust function, instance_mode reuse"),
+    ("gw-js-function", "gw-js-fn", "/fn/hello?name=Ada", 0, {},
+     "gateway, the route's backend the JavaScript function examples/functions/js-hello (reuse)"),
+    ("gw-py-function", "gw-py-fn", "/fn/hello?name=Ada", 0, {},
+     "gateway, the route's backend the Python function examples/functions/python-hello (reuse)"),
     ("nginx-tls", "nginx-tls", "/", 0, {}, "nginx, HTTPS keep-alive (TLS 1.3, ECDSA P-256, same cert)"),
     ("gw-tls", "gw-tls", "/", 0, {}, "gateway, HTTPS keep-alive (TLS 1.3, ECDSA P-256, same cert), no filters"),
     ("nginx-tls-conn", "nginx-tls", "/", 0, CLOSE,
@@ -434,7 +491,28 @@ def build():
     env["CARGO_TARGET_DIR"] = WIT_FILTERS_TARGET
     subprocess.run([cargo, "build", "--release", "--target", "wasm32-wasip2"], cwd=WIT_FILTERS_DIR,
                    env=env, check=True)
+    log("building the benchmark's Rust function (wasm32-wasip2)")
+    env["CARGO_TARGET_DIR"] = RUST_FUNCTION_TARGET
+    subprocess.run([cargo, "build", "--release", "--target", "wasm32-wasip2"], cwd=RUST_FUNCTION_DIR,
+                   env=env, check=True)
     build_go_filter(cargo)
+    build_guests(cargo)
+
+
+def build_guests(cargo):
+    """The JavaScript and Python examples, with the pinned componentize-js and componentize-py that
+    xtask installs into target/tools; when they cannot be built their rows are not available."""
+    log("building the JavaScript and Python examples (cargo xtask guests)")
+    r = subprocess.run([cargo, "run", "-q", "-p", "xtask", "--", "guests"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=1800)
+    if r.returncode != 0:
+        why = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        log(f"the JavaScript and Python examples could not be built: {why}")
+        global SCENARIOS
+        for n, _, _, _, _, d in SCENARIOS:
+            if n.startswith(("gw-js-", "gw-py-")):
+                NOT_AVAILABLE.append((n, d, f"not built: {why}"))
+        SCENARIOS = [s for s in SCENARIOS if not s[0].startswith(("gw-js-", "gw-py-"))]
 
 
 def build_go_filter(cargo):
@@ -1140,6 +1218,12 @@ def main():
             cg_list += [(n, srv, path, 0, {}, True) for n, srv, path, _ in H2_SCENARIOS if srv in GATEWAYS]
             for n, srv, path, b, h, h2 in cg_list:
                 if a.only and n not in a.only:
+                    continue
+                if n.startswith(("gw-js-", "gw-py-")):
+                    # A JavaScript or Python engine (12-19 MB of Wasm) under valgrind did not serve
+                    # its first 300 requests in 5 minutes: these rows have wrk's CPU figures only.
+                    res["callgrind"][n] = {"error": "not run: too slow under valgrind"}
+                    log(f"callgrind {n}: skipped (a JavaScript or Python engine under valgrind)")
                     continue
                 count = n1m if b >= (1 << 20) else a.callgrind_requests
                 if h.get("connection") == "close":  # a handshake each: slow under valgrind

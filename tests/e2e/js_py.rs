@@ -274,3 +274,29 @@ async fn python_hello_function_fresh() {
     let wasm = xtask::guests::python_hello_function().unwrap_or_else(|e| panic!("{e}"));
     hello_function(wasm, "python-hello", "Python", "fresh").await;
 }
+
+/// A JavaScript import names the world's version (`gateway:filter/kv@0.1.3`), and componentize-js
+/// finds no interface of another: the examples must follow `wit/world.wit` when its version moves (the
+/// template writes the version of the world the binary carries).
+#[test]
+fn the_js_examples_import_the_version_of_the_world() {
+    let root = xtask::repo_root();
+    let wit = std::fs::read_to_string(root.join("wit/world.wit")).unwrap();
+    let version = wit
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("package gateway:filter@"))
+        .and_then(|v| v.strip_suffix(';'))
+        .expect("a versioned package");
+    for example in ["header-rewrite", "request-counter"] {
+        let path = root.join(format!("examples/filters/js/{example}/filter.js"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        for import in text.split("'gateway:filter/").skip(1) {
+            let spec = &import[..import.find('\'').unwrap()];
+            assert!(
+                spec.ends_with(&format!("@{version}")),
+                "{}: imports gateway:filter/{spec}, but wit/world.wit is {version}",
+                path.display()
+            );
+        }
+    }
+}

@@ -3,6 +3,8 @@
 //! `cargo xtask bench [ARGS]`: the benchmark (`bench/run.py`, see BENCHMARKS.md); ARGS go to it.
 //! `cargo xtask go-filter build DIR [-o OUT.wasm]`: build a Go filter into a component (see
 //! plugin-sdk/go/README.md); `cargo xtask go-filter test`: the Go SDK's own tests, natively.
+//! `cargo xtask guests`: build the JavaScript and Python examples (filters and functions) with the
+//! pinned componentize-js and componentize-py (installed into target/tools), print `name path` lines.
 
 use std::process::{Command, ExitCode};
 
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
             }
         }
         "go-filter" => go_filter(std::env::args().skip(2).collect()),
+        "guests" => guests(),
         "plugins" | "demo" => {
             if let Err(e) = xtask::examples() {
                 eprintln!("xtask: {e}");
@@ -66,7 +69,7 @@ fn main() -> ExitCode {
             }
         }
         _ => {
-            eprintln!("usage: cargo xtask demo | plugins | bench [--help | ARGS] | go-filter build DIR [-o OUT]");
+            eprintln!("usage: cargo xtask demo | plugins | bench [--help | ARGS] | go-filter build DIR [-o OUT] | guests");
             ExitCode::FAILURE
         }
     }
@@ -114,6 +117,34 @@ fn go_filter(args: Vec<String>) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `guests`: the JavaScript and Python example filters and functions, as `name path` lines.
+fn guests() -> ExitCode {
+    use xtask::guests::*;
+    let built = (|| -> Result<Vec<(&str, &std::path::Path)>, String> {
+        let (js, py) = (js_example_filters()?, python_example_filters()?);
+        Ok(vec![
+            ("js-header-rewrite", js.header_rewrite.as_path()),
+            ("js-request-counter", js.request_counter.as_path()),
+            ("python-header-rewrite", py.header_rewrite.as_path()),
+            ("python-request-counter", py.request_counter.as_path()),
+            ("js-hello", js_hello_function()?.as_path()),
+            ("python-hello", python_hello_function()?.as_path()),
+        ])
+    })();
+    match built {
+        Ok(list) => {
+            for (name, path) in list {
+                println!("{name} {}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("xtask: {e}");
             ExitCode::FAILURE

@@ -149,6 +149,7 @@ pub fn new_project(
             .replace("{{name}}", name)
             .replace("{{crate}}", &artifact_name(name))
             .replace("{{sdk}}", &sdk_in(lang, &sdk_path))
+            .replace("{{wit_version}}", wit_version())
             .replace("{{componentize_js}}", guests::COMPONENTIZE_JS.0)
             .replace("{{componentize_js_version}}", guests::COMPONENTIZE_JS.1)
             .replace("{{componentize_py}}", guests::COMPONENTIZE_PY.0)
@@ -174,6 +175,16 @@ pub fn new_project(
         std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(files.into_iter().map(|(p, _)| p).collect())
+}
+
+/// The version of the WIT package the binary carries (`package gateway:filter@0.1.3;`): JavaScript
+/// imports name it (`gateway:filter/log@0.1.3`).
+fn wit_version() -> &'static str {
+    sdk::WIT
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("package gateway:filter@"))
+        .and_then(|v| v.strip_suffix(';'))
+        .expect("wit/world.wit names its package with a version")
 }
 
 /// The dependency path written for an SDK the author named: absolute, and checked to be that SDK.

@@ -55,3 +55,13 @@ fn sdk_paths_with_spaces_and_quotes_stay_one_value() {
     assert_eq!(sdk_in(Lang::Rust, "C:\\sdk\"x"), "C:\\\\sdk\\\"x");
     assert_eq!(sdk_in(Lang::Go, "a\"b"), "\"a\\\"b\"");
 }
+
+#[test]
+fn the_carried_wit_has_a_version_for_js_imports() {
+    let v = wit_version();
+    assert!(
+        v.split('.').count() == 3 && v.split('.').all(|p| p.parse::<u32>().is_ok()),
+        "{v}"
+    );
+    assert!(sdk::WIT.contains(&format!("package gateway:filter@{v};")));
+}

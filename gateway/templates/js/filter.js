@@ -6,11 +6,12 @@
 //
 // The module's exports are the world's (wit/world.wit, world `filter`), in camelCase: `init`,
 // `onRequest`, `onRequestBody`, `onResponse`, `onResponseBody`. Host interfaces are imported as
-// 'gateway:filter/<interface>@0.1.3'. WIT types in JavaScript: a record is an object with camelCase
-// keys, an enum a string ('skip'), a variant `{tag, val}`, list<u8> a Uint8Array, an option the
-// value or undefined. A host call that returns an error throws it (its `payload` is the WIT error);
-// throwing from `init` rejects the config with the thrown string.
-import { log } from 'gateway:filter/log@0.1.3';
+// 'gateway:filter/<interface>@{{wit_version}}', the version of wit/world.wit (a copy of another
+// version of the world needs its version here). WIT types in JavaScript: a record is an object with
+// camelCase keys, an enum a string ('skip'), a variant `{tag, val}`, list<u8> a Uint8Array, an option
+// the value or undefined. A host call that returns an error throws it (its `payload` is the WIT
+// error); throwing from `init` rejects the config with the thrown string.
+import { log } from 'gateway:filter/log@{{wit_version}}';
 
 // Module state lives as long as the instance: with `instance_mode: reuse` (what a JavaScript filter
 // wants), across requests. Keep only config here, nothing of one request.
