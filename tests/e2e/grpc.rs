@@ -97,7 +97,7 @@ struct State {
 struct Server {
     addr: SocketAddr,
     state: Arc<State>,
-    arrived: Mutex<mpsc::UnboundedReceiver<String>>,
+    arrived: tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>,
     feed: mpsc::UnboundedSender<String>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -297,7 +297,7 @@ impl Server {
         Server {
             addr,
             state,
-            arrived: Mutex::new(arrived_rx),
+            arrived: tokio::sync::Mutex::new(arrived_rx),
             feed: feed_tx,
             task,
         }
@@ -305,7 +305,7 @@ impl Server {
 
     /// The next streamed message the server read.
     async fn next_arrival(&self) -> String {
-        let mut rx = self.arrived.lock().unwrap();
+        let mut rx = self.arrived.lock().await;
         tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .expect("the message reached the server")
