@@ -16,11 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// Spans as they arrived, each with its resource's attributes.
+type Kept = Arc<Mutex<Vec<(Vec<KeyValue>, Span)>>>;
+
 /// An OTLP receiver (HTTP/protobuf on `/v1/traces`, and gRPC `TraceService/Export` answered
 /// trailers-only) that keeps every span it decodes, with its resource's attributes.
 pub struct Collector {
     pub addr: SocketAddr,
-    spans: Arc<Mutex<Vec<(Vec<KeyValue>, Span)>>>,
+    spans: Kept,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -34,7 +37,7 @@ impl Collector {
     pub async fn start() -> Collector {
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
-        let spans = Arc::new(Mutex::new(Vec::new()));
+        let spans: Kept = Arc::new(Mutex::new(Vec::new()));
         let kept = spans.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -520,7 +523,10 @@ async fn plugins_add_attributes_and_events_to_their_stage_span_and_callouts_cont
     }
     // The Proxy-Wasm filter's callout carried its stage span as the parent.
     let pw_span = stage(&spans, "pw-kitchen", "request_headers");
-    let v = callee.last().headers["traceparent"].to_str().unwrap().to_owned();
+    let v = callee.last().headers["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let (t, parent, _) = traceparent(&v);
     assert_eq!(t, trace);
     assert_eq!(parent, hex(&pw_span.span_id));

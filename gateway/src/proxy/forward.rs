@@ -302,7 +302,13 @@ fn try_status<T>(
     outcome: TryOutcome,
     result: &Result<T, ProxyError>,
 ) -> Result<u16, (&'static str, String)> {
-    let message = || result.as_ref().err().map(|e| e.to_string()).unwrap_or_default();
+    let message = || {
+        result
+            .as_ref()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
     match outcome {
         TryOutcome::Status(s) => Ok(s),
         TryOutcome::ConnectFailure => Err(("connect", message())),
