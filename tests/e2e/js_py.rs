@@ -300,3 +300,32 @@ fn the_js_examples_import_the_version_of_the_world() {
         }
     }
 }
+
+/// Without Node.js 18+ on PATH, `plugin build` of a JavaScript project says what it needs (and writes
+/// nothing, installs nothing).
+#[test]
+fn plugin_build_of_js_says_which_node_it_needs() {
+    let dir = TempDir::new("plugin-build-no-node");
+    let (code, out, err) = gateway_in(&dir.0, &["plugin", "new", "js", "j"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let bin = dir.0.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let path = [("PATH", bin.clone().into_os_string())];
+    let (code, _, err) = gateway_in(&dir.0.join("j"), &["plugin", "build"], &path);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no `node` on PATH: JavaScript filters need Node.js 18 or newer"),
+        "{err}"
+    );
+    let node = bin.join("node");
+    std::fs::write(&node, "#!/bin/sh\necho v16.20.2\n").unwrap();
+    std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (code, _, err) = gateway_in(&dir.0.join("j"), &["plugin", "build"], &path);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("is Node.js v16.20.2; JavaScript filters need 18 or newer"),
+        "{err}"
+    );
+    assert!(!dir.0.join("j/j.wasm").exists());
+    assert!(!dir.0.join("j/node_modules").exists());
+}
