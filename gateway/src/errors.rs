@@ -473,9 +473,11 @@ pub fn grpc_form(resp: &mut Response<Body>, protocol: grpc::Protocol) {
     if resp.headers().contains_key(grpc::GRPC_STATUS) {
         return;
     }
-    // A response filter that changed the status changed what the error is.
+    // A response filter that changed the status changed what the error is; one that made it a
+    // success answered for itself.
     let code = match resp.status() == made.status {
         true => made.grpc,
+        false if resp.status().is_success() => return,
         false => grpc::code_of_http(resp.status()),
     };
     grpc::make_trailers_only(resp, protocol, code, &made.message);
@@ -535,6 +537,59 @@ mod tests {
             }),
             504
         );
+    }
+
+    #[test]
+    fn grpc_form_of_the_gateways_answers() {
+        let id = RequestId::new();
+        let grpc = |resp: &mut Response<Body>| {
+            grpc_form(resp, grpc::Protocol::Grpc);
+            let h = resp.headers();
+            let v = |n: &str| h.get(n).map(|v| v.to_str().unwrap().to_owned());
+            (resp.status().as_u16(), v("grpc-status"), v("grpc-message"))
+        };
+        let some = |s: &str| Some(s.to_owned());
+        let mut r = respond(&ProxyError::NoRoute, &id);
+        assert_eq!(
+            grpc(&mut r),
+            (200, some("12"), some("no route matches this request"))
+        );
+        assert_eq!(r.headers()["content-type"], "application/grpc");
+        assert_eq!(r.headers()[REQUEST_ID], id.as_str());
+        let timeout = ProxyError::Timeout {
+            endpoint: "e".into(),
+            after_ms: 5,
+        };
+        assert_eq!(grpc(&mut respond(&timeout, &id)).1, some("4"));
+        // A response filter changed the status: its code; made it a success: left alone.
+        let mut r = respond(&timeout, &id);
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        assert_eq!(grpc(&mut r).1, some("7"));
+        let mut r = respond(&timeout, &id);
+        *r.status_mut() = StatusCode::OK;
+        assert_eq!(grpc(&mut r), (200, None, None));
+        // An answer with its own grpc-status, and one the gateway did not make, stay as they are.
+        let mut r = respond(&ProxyError::NoRoute, &id);
+        r.headers_mut()
+            .insert("grpc-status", http::HeaderValue::from_static("5"));
+        assert_eq!(grpc(&mut r), (404, some("5"), None));
+        let mut r = Response::new(full("upstream"));
+        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        assert_eq!(grpc(&mut r), (503, None, None));
+    }
+
+    #[test]
+    fn local_messages() {
+        let m = |status: u16, body: &str| {
+            local_message(StatusCode::from_u16(status).unwrap(), body.as_bytes())
+        };
+        assert_eq!(
+            m(401, "{\"error\":\"x\",\"message\":\"key missing\"}"),
+            "key missing"
+        );
+        assert_eq!(m(403, "denied by authz\n"), "denied by authz");
+        assert_eq!(m(429, ""), "Too Many Requests");
+        assert_eq!(m(403, &"x".repeat(2000)), "Forbidden");
     }
 
     #[test]
