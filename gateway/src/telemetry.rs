@@ -74,6 +74,8 @@ pub struct Tracing {
     propagation: Vec<Propagation>,
     /// The export task's end of the queue, until [`Tracing::start`] spawns it.
     pending: Mutex<Option<(mpsc::Receiver<SpanData>, Exporter)>>,
+    /// The ratio alone, for B3 parents that leave the decision to the gateway.
+    ratio: Sampler,
     batch: usize,
     delay: Duration,
 }
@@ -105,6 +107,7 @@ impl Tracing {
             tracer,
             propagation: cfg.propagation.clone(),
             pending: Mutex::new(Some((rx, exporter))),
+            ratio: Sampler::TraceIdRatioBased(cfg.sampling_ratio),
             batch: cfg.max_export_batch_size,
             delay: cfg.scheduled_delay.0,
         }
@@ -145,9 +148,33 @@ impl Tracing {
     fn extract(&self, headers: &HeaderMap) -> Option<SpanContext> {
         self.propagation.iter().find_map(|p| match p {
             Propagation::W3c => extract_w3c(headers),
-            Propagation::B3 => extract_b3_single(headers),
-            Propagation::B3Multi => extract_b3_multi(headers),
+            Propagation::B3 => extract_b3_single(headers).map(|b| self.decide(b)),
+            Propagation::B3Multi => extract_b3_multi(headers).map(|b| self.decide(b)),
         })
+    }
+
+    /// A B3 parent whose header left the decision to the gateway ("deferred") is sampled by the
+    /// ratio, as a new trace would be; one that says sampled or not keeps its decision.
+    fn decide(&self, (sc, deferred): (SpanContext, bool)) -> SpanContext {
+        if !deferred {
+            return sc;
+        }
+        use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample};
+        let decision = self
+            .ratio
+            .should_sample(None, sc.trace_id(), "request", &SpanKind::Server, &[], &[])
+            .decision;
+        let flags = match decision {
+            SamplingDecision::RecordAndSample => TraceFlags::SAMPLED,
+            _ => TraceFlags::default(),
+        };
+        SpanContext::new(
+            sc.trace_id(),
+            sc.span_id(),
+            flags,
+            true,
+            TraceState::default(),
+        )
     }
 
     /// Replaces the trace headers of every configured format in `headers` with `sc`'s.
@@ -596,28 +623,24 @@ fn b3_sampled(s: &str) -> Option<bool> {
     }
 }
 
-fn b3_context(trace: TraceId, span: &str, sampled: Option<bool>) -> Option<SpanContext> {
+fn b3_context(trace: TraceId, span: &str, sampled: Option<bool>) -> Option<(SpanContext, bool)> {
     let span = SpanId::from_bytes(hex_id::<8>(&span.to_ascii_lowercase())?);
     if span == SpanId::INVALID {
         return None;
     }
-    // No decision in the header: the gateway's sampler decides (as for a new trace, kept whole).
+    // No decision in the header (`true` in the result): the gateway's ratio decides, see
+    // `Tracing::decide`.
     let flags = match sampled {
         Some(true) => TraceFlags::SAMPLED,
         _ => TraceFlags::default(),
     };
-    Some(SpanContext::new(
-        trace,
-        span,
-        flags,
-        true,
-        TraceState::default(),
-    ))
+    let sc = SpanContext::new(trace, span, flags, true, TraceState::default());
+    Some((sc, sampled.is_none()))
 }
 
 /// `b3: {trace}-{span}[-{sampled}[-{parent}]]`. A header that only carries a decision (`0`, `1`,
 /// `d`) names no parent.
-fn extract_b3_single(headers: &HeaderMap) -> Option<SpanContext> {
+fn extract_b3_single(headers: &HeaderMap) -> Option<(SpanContext, bool)> {
     let v = headers.get(B3)?.to_str().ok()?.trim().to_ascii_lowercase();
     let mut parts = v.split('-');
     let trace = b3_trace(parts.next()?)?;
@@ -630,7 +653,7 @@ fn extract_b3_single(headers: &HeaderMap) -> Option<SpanContext> {
 }
 
 /// `x-b3-traceid`, `x-b3-spanid`, `x-b3-sampled` (`x-b3-flags: 1` is a debug: sampled).
-fn extract_b3_multi(headers: &HeaderMap) -> Option<SpanContext> {
+fn extract_b3_multi(headers: &HeaderMap) -> Option<(SpanContext, bool)> {
     let get = |h: &HeaderName| headers.get(h).and_then(|v| v.to_str().ok()).map(str::trim);
     let trace = b3_trace(&get(&B3_TRACE)?.to_ascii_lowercase())?;
     let sampled = match (get(&B3_FLAGS), get(&B3_SAMPLED)) {
@@ -893,30 +916,38 @@ mod tests {
 
     #[test]
     fn b3_single_and_multi_are_read() {
-        let sc = extract_b3_single(&h(&[(
+        let (sc, deferred) = extract_b3_single(&h(&[(
             "b3",
             "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90",
         )]))
         .unwrap();
+        assert!(!deferred);
         assert_eq!(
             sc.trace_id().to_string(),
             "80f198ee56343ba864fe8b2a57d3eff7"
         );
         assert_eq!(sc.span_id().to_string(), "e457b5a2e4d86bd1");
         assert!(sc.is_sampled());
-        let sc = extract_b3_single(&h(&[("b3", "64fe8b2a57d3eff7-e457b5a2e4d86bd1-0")])).unwrap();
+        let (sc, _) =
+            extract_b3_single(&h(&[("b3", "64fe8b2a57d3eff7-e457b5a2e4d86bd1-0")])).unwrap();
         assert_eq!(
             sc.trace_id().to_string(),
             "000000000000000064fe8b2a57d3eff7"
         );
         assert!(!sc.is_sampled());
         assert!(extract_b3_single(&h(&[("b3", "1")])).is_none());
-        let sc = extract_b3_multi(&h(&[
+        let (sc, _) = extract_b3_multi(&h(&[
             ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
             ("x-b3-spanid", "e457b5a2e4d86bd1"),
             ("x-b3-flags", "1"),
         ]))
         .unwrap();
         assert!(sc.is_sampled());
+        let (_, deferred) = extract_b3_multi(&h(&[
+            ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+            ("x-b3-spanid", "e457b5a2e4d86bd1"),
+        ]))
+        .unwrap();
+        assert!(deferred, "no decision: the gateway's ratio decides");
     }
 }

@@ -375,6 +375,22 @@ async fn b3_headers_are_read_and_written_when_configured_and_grpc_export_works()
         .find(|s| s.kind == SpanKind::Server as i32)
         .expect("the request span, over OTLP/gRPC");
     assert_eq!(hex(&server.parent_span_id), "e457b5a2e4d86bd1");
+
+    // Several headers without a decision: the gateway's ratio (1) decides, and says so upstream.
+    let multi = [
+        ("x-b3-traceid", "a0f198ee56343ba864fe8b2a57d3eff7"),
+        ("x-b3-spanid", "e457b5a2e4d86bd2"),
+    ];
+    assert_eq!(get_with(&gw.url("/b"), &multi).await.0, 200);
+    let h = up.last().headers;
+    assert_eq!(h["x-b3-traceid"], "a0f198ee56343ba864fe8b2a57d3eff7");
+    assert_eq!(h["x-b3-sampled"], "1");
+    assert_eq!(
+        c.trace(&unhex("a0f198ee56343ba864fe8b2a57d3eff7"), 4)
+            .await
+            .len(),
+        4
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
