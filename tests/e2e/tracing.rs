@@ -555,3 +555,52 @@ async fn plugins_add_attributes_and_events_to_their_stage_span_and_callouts_cont
     assert_eq!(hv(&up.last().headers, "x-span-calls"), "ok");
     assert!(up.last().headers.get("traceparent").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_or_looping_filter_call_is_an_error_on_its_span_and_the_request_span() {
+    let up = MockUpstream::start("up").await;
+    let c = Collector::start().await;
+    let pw = xtask::proxy_wasm_fixtures().unwrap_or_else(|e| panic!("{e}"));
+    let yaml = format!(
+        "server:\n  access_log: {{enabled: false}}\n  tracing:\n{}\
+         plugins:\n  - name: hostile\n    path: {}\n    limits: {{memory: 16MiB, cpu_per_call: 250ms}}\n\
+         upstreams:\n  - name: up\n    endpoints: [{{address: \"{}\"}}]\n\
+         routes:\n  - name: r\n    upstream: up\n    filters: [{{plugin: hostile}}]\n",
+        to(&c),
+        pw.hostile.display(),
+        up.addr,
+    );
+    let gw = TestGateway::start(&yaml).await;
+    for (i, (mode, kind)) in [("trap", "trap"), ("loop", "cpu_limit")].iter().enumerate() {
+        let trace = format!("{:032x}", 0xabc0 + i);
+        let tp = format!("00-{trace}-3333333333333333-01");
+        let (s, _, _) = get_with(&gw.url("/x"), &[("traceparent", &tp), ("x-hostile", mode)]).await;
+        assert_eq!(s, 500, "{mode}");
+        let spans = c.trace(&unhex(&trace), 2).await;
+        let call = stage(&spans, "hostile", "request_headers");
+        assert_eq!(
+            call.status.as_ref().map(|s| s.code),
+            Some(StatusCode::Error as i32),
+            "{mode}: {call:#?}"
+        );
+        assert_eq!(attr(&call.attributes, "error.type").as_deref(), Some(*kind));
+        assert_eq!(
+            attr(&call.attributes, "gateway.plugin.verdict").as_deref(),
+            Some("fail")
+        );
+        let server = spans.iter().find(|s| s.kind == SpanKind::Server as i32);
+        let server = server.unwrap_or_else(|| panic!("{spans:#?}"));
+        assert_eq!(
+            attr(&server.attributes, "http.response.status_code").as_deref(),
+            Some("500")
+        );
+        assert_eq!(
+            server.status.as_ref().map(|s| s.code),
+            Some(StatusCode::Error as i32)
+        );
+        assert!(
+            !spans.iter().any(|s| s.kind == SpanKind::Client as i32),
+            "no upstream try"
+        );
+    }
+}
