@@ -92,12 +92,14 @@ async fn the_route_chain_runs_around_the_function() {
         Some(1.0),
         "{m}"
     );
-    assert_eq!(
-        metric(
-            &m,
+    // Observed when the response body has ended, by the request's task: soon after the client
+    // has it.
+    assert!(
+        eventually(Duration::from_secs(5), async || metric(
+            &gw.metrics().await,
             r#"gateway_function_duration_seconds_count{function="f"}"#
-        ),
-        Some(1.0)
+        ) == Some(1.0))
+        .await
     );
 }
 
@@ -462,7 +464,17 @@ async fn reuse_keeps_a_warm_instance_and_fresh_does_not() {
         seen.1.push(get(&reuse.url("/f/count")).await.2);
     }
     assert_eq!(seen.0, ["1", "1", "1"]);
+    // Answered with a content-length (hyper stops at it) and still kept.
     assert_eq!(seen.1, ["1", "2", "3"]);
+    // A HEAD request (hyper never reads the body): the guest finished it, the instance is kept.
+    let (s, _, _) = request(
+        http::Request::head(reuse.url("/f/count"))
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(get(&reuse.url("/f/count")).await.2, "5");
     assert_eq!(described(&fresh, "f").await["instances_created"], 3);
     assert_eq!(described(&reuse, "f").await["instances_created"], 1);
     // A failure throws the warm instance away: the count starts again.
@@ -551,6 +563,50 @@ async fn config_errors_name_the_field() {
     let e = refused(&config("    limits: {cpu: 1s}\n", "", "")).await;
     assert!(
         e.contains("functions[0].limits.cpu") && e.contains("unknown field"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_function_is_fetched_once_pinned_and_its_code_cached_on_disk() {
+    let bytes = std::fs::read(fixture()).unwrap();
+    let sha = crate::reload::sha256_hex(&bytes);
+    let dir = TempDir::new("fn-url");
+    let server =
+        crate::plugin_sources::WasmServer::start(&dir.0, vec![("/f.wasm", bytes.clone())]).await;
+    let cache = dir.0.join("cache");
+    let (url, ca) = (server.url("/f.wasm"), server.ca.clone());
+    let yaml = |sha: &str| {
+        format!(
+            "server:\n  access_log: {{enabled: false}}\n  cache_dir: {}\nfunctions:\n  - name: f\n    url: {url}\n    sha256: {sha}\n    ca: {}\nroutes:\n  - name: fn\n    function: f\n",
+            cache.display(),
+            ca.display()
+        )
+    };
+    let gw = TestGateway::start(&yaml(&sha)).await;
+    assert_eq!(get(&gw.url("/f/count")).await.2, "1");
+    assert_eq!(server.hits(), 1);
+    let d = described(&gw, "f").await;
+    assert_eq!(d["sha256"], sha);
+    assert_eq!(d["source"]["url"], url);
+    drop(gw);
+    // A new process (a new engine) with the server gone: the file from the cache directory, its
+    // compiled code from the disk cache.
+    drop(server);
+    let gw = TestGateway::start(&yaml(&sha)).await;
+    assert_eq!(get(&gw.url("/f/count")).await.2, "1");
+    let d = described(&gw, "f").await;
+    assert_eq!(d["last_reload"]["compiled"], "disk", "{d:#}");
+
+    // A path whose content is not the pinned sha256 is refused at that field.
+    let wrong = "0".repeat(64);
+    let e = refused(&format!(
+        "functions:\n  - name: f\n    path: {}\n    sha256: {wrong}\nroutes:\n  - {{name: r, function: f}}\n",
+        fixture()
+    ))
+    .await;
+    assert!(
+        e.contains("functions[0].sha256") && e.contains("sha256 mismatch"),
         "{e}"
     );
 }

@@ -11,16 +11,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// An HTTPS server on 127.0.0.1 with a certificate for `localhost` from a fresh test CA, serving
-/// files by path and counting the requests.
-struct WasmServer {
+/// files by path and counting the requests (also serves the function tests' components).
+pub(crate) struct WasmServer {
     addr: SocketAddr,
     hits: Arc<AtomicUsize>,
-    ca: PathBuf,
+    pub(crate) ca: PathBuf,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl WasmServer {
-    async fn start(dir: &Path, files: Vec<(&'static str, Vec<u8>)>) -> WasmServer {
+    pub(crate) async fn start(dir: &Path, files: Vec<(&'static str, Vec<u8>)>) -> WasmServer {
         let (ca, tls) = test_ca_server(dir, "plugin-ca.pem", "localhost");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -75,11 +75,11 @@ impl WasmServer {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("https://localhost:{}{path}", self.addr.port())
     }
 
-    fn hits(&self) -> usize {
+    pub(crate) fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
 }

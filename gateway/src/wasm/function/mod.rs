@@ -28,12 +28,16 @@ use crate::metrics::Histogram;
 use crate::wasm::sandbox::{InstanceGuard, Sandbox};
 use crate::wasm::wasi::GuestOutput;
 use crate::wasm::{PluginError, WasmEngine};
+use futures_util::FutureExt as _;
 use http_body_util::BodyExt;
 use state::{FnState, Outbound};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
-use sync_body::{FunctionBody, Outcome, SyncBody};
+use sync_body::{Close, FunctionBody, Outcome, SyncBody};
+
+/// A function's response body as wasmtime-wasi-http makes it.
+type HyperBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use tokio::sync::{oneshot, Semaphore};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -372,7 +376,7 @@ impl LoadedFunction {
         };
 
         let (done_tx, done_rx) = oneshot::channel::<Outcome>();
-        let (closed_tx, closed_rx) = oneshot::channel::<bool>();
+        let (closed_tx, closed_rx) = oneshot::channel::<Close<HyperBody>>();
         let (fail_tx, fail_rx) = oneshot::channel::<FunctionError>();
         let this = self.clone();
         tokio::spawn(async move {
@@ -409,8 +413,19 @@ impl LoadedFunction {
                     drop(fail_tx);
                     // The instance lives until the body has ended (so that its end is the guest's
                     // `finish`, not the instance going away), within the request's timeout.
-                    let complete = tokio::time::timeout_at(deadline, closed_rx).await;
-                    let complete = matches!(complete, Ok(Ok(true)));
+                    let complete = match tokio::time::timeout_at(deadline, closed_rx).await {
+                        Ok(Ok(Close::Complete)) => true,
+                        // Let go of before its end: the guest has returned, so everything it
+                        // wrote is there; complete if it finished the body.
+                        Ok(Ok(Close::Left(mut body))) => loop {
+                            match body.frame().now_or_never() {
+                                Some(None) => break true,
+                                Some(Some(Ok(_))) => continue,
+                                Some(Some(Err(_))) | None => break false,
+                            }
+                        },
+                        _ => false,
+                    };
                     if !complete {
                         this.stats.failures.fetch_add(1, Ordering::Relaxed);
                     }

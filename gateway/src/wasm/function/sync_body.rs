@@ -66,18 +66,39 @@ pub struct Aborted {
     pub why: String,
 }
 
+/// How a function's response body was let go of, for the request's task (which holds the instance
+/// until then).
+pub(crate) enum Close<B> {
+    /// It ended: the guest finished it.
+    Complete,
+    /// It was dropped before its end (hyper stops at a `content-length` or for a HEAD request, a
+    /// response filter replaced it): whether the guest finished it is the task's to see, once the
+    /// guest has returned.
+    Left(B),
+}
+
 /// The body of a function's response: the guest's body as it writes it, which ends only when the
 /// guest both finished it (`outgoing-body.finish`) and returned from its handler without failing.
 /// A trap, a limit or the timeout after the head, or a handler that returned without finishing its
 /// body, turns into an error (the client's connection is closed or its stream reset), never a clean
-/// end of a truncated body. Dropping it (or reaching its end) tells the request's task, which
-/// holds the instance until then: `true` when the body ended complete.
+/// end of a truncated body. Reaching its end or being dropped tells the request's task ([`Close`]);
+/// an aborted body tells it nothing (the instance is not reused).
 pub(crate) struct FunctionBody<B> {
-    inner: B,
+    inner: Option<B>,
     function: String,
     done: Option<oneshot::Receiver<Outcome>>,
     outcome: Option<Outcome>,
-    closed: Option<oneshot::Sender<bool>>,
+    closed: Option<oneshot::Sender<Close<B>>>,
+}
+
+impl<B> Drop for FunctionBody<B> {
+    fn drop(&mut self) {
+        if let (Some(tx), Some(inner)) = (self.closed.take(), self.inner.take()) {
+            if !matches!(self.outcome, Some(Err(_))) {
+                let _ = tx.send(Close::Left(inner));
+            }
+        }
+    }
 }
 
 impl<B> FunctionBody<B> {
@@ -85,10 +106,10 @@ impl<B> FunctionBody<B> {
         inner: B,
         function: String,
         done: oneshot::Receiver<Outcome>,
-        closed: oneshot::Sender<bool>,
+        closed: oneshot::Sender<Close<B>>,
     ) -> FunctionBody<B> {
         FunctionBody {
-            inner,
+            inner: Some(inner),
             function,
             done: Some(done),
             outcome: None,
@@ -140,7 +161,10 @@ where
         // The outcome before the body: once the guest is known to have returned, the body's state is
         // final (everything it wrote is in the channel), so a body still pending will never end.
         this.poll_outcome(cx);
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = &mut this.inner else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
             // What the guest wrote goes out, also when it failed afterwards (the end says so).
             Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
             Poll::Ready(Some(Err(e))) => this.abort(format!("the function aborted its body: {e}")),
@@ -153,7 +177,7 @@ where
                     return this.abort(why);
                 }
                 if let Some(tx) = this.closed.take() {
-                    let _ = tx.send(true);
+                    let _ = tx.send(Close::Complete);
                 }
                 Poll::Ready(None)
             }
