@@ -242,18 +242,21 @@ async fn server_streams_as_ndjson_and_a_failing_stream_is_cut() {
     // Each book went out as it came (20 ms apart), not gathered at the end.
     assert!(pieces >= 3, "{pieces} pieces");
 
-    // A stream that fails after its first books: the answer is cut, never a complete-looking one.
+    // A stream that fails after its first books: the answer is cut (the client sees the body break
+    // off, or the connection close before the head if its bytes were not yet written), never a
+    // complete-looking one.
     let url = gw.url("/v1/shelves/1/books?page_size=2&fail_with=13");
-    let resp = client
+    let sent = client
         .request(
             http::Request::get(&url)
                 .body(Full::new(Bytes::new()))
                 .unwrap(),
         )
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert!(resp.into_body().collect().await.is_err());
+        .await;
+    if let Ok(resp) = sent {
+        assert_eq!(resp.status(), 200);
+        assert!(resp.into_body().collect().await.is_err());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

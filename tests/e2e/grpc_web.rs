@@ -365,3 +365,22 @@ async fn a_grpc_web_route_needs_an_http2_upstream() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_own_errors_reach_a_grpc_web_client_in_grpc_web_form() {
+    // Nothing listens on the upstream's port: the gateway's 503 becomes a trailers-only UNAVAILABLE
+    // in the request's gRPC-Web content type, which a browser client reads from the headers.
+    let yaml = format!(
+        "upstreams:\n  - name: books\n    endpoints: [\"127.0.0.1:{}\"]\n    protocol: http2\n    health: {{passive: {{consecutive_failures: 0}}}}\n\
+         routes:\n  - name: web\n    upstream: books\n    grpc_web: true\n",
+        free_port()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let url = gw.url(&format!("{SVC}/GetShelf"));
+    for ct in ["application/grpc-web+proto", "application/grpc-web-text"] {
+        let a = call(&h1(), &url, ct, Bytes::new(), &[]).await;
+        assert_eq!(a.status, 200, "{ct}");
+        assert_eq!(hv(&a.headers, "grpc-status"), "14", "{ct}");
+        assert!(hv(&a.headers, "content-type").starts_with(ct), "{ct}");
+    }
+}
