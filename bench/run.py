@@ -60,6 +60,11 @@ GO_FILTER_WASM = os.path.join(ROOT, "target", "bench-go", "bench_filters_go.wasm
 RUST_FUNCTION_DIR = os.path.join(ROOT, "bench", "function-rust")
 RUST_FUNCTION_TARGET = os.path.join(ROOT, "target", "bench-function-rust")
 RUST_FUNCTION_WASM = os.path.join(RUST_FUNCTION_TARGET, "wasm32-wasip2", "release", "bench_function_rust.wasm")
+# The WebSocket echo upstream and load client (bench/ws-echo, native): wrk and h2load do not speak it.
+WS_ECHO_DIR = os.path.join(ROOT, "bench", "ws-echo")
+WS_ECHO_TARGET = os.path.join(ROOT, "target", "bench-ws-echo")
+WS_ECHO = os.path.join(WS_ECHO_TARGET, "release", "bench-ws-echo")
+WS_MESSAGE_BYTES = 128  # one binary message each way per round trip
 # The JavaScript and Python examples (componentize-js, componentize-py), built by `cargo xtask guests`.
 GUESTS_DIR = os.path.join(ROOT, "target", "guests")
 JS_FILTER_WASM = os.path.join(GUESTS_DIR, "js_header_rewrite.wasm")
@@ -78,6 +83,7 @@ REDIS_PORT = 18500  # the redis-server of the rate-limiting scenario in Redis (l
 NGINX_PORT = 18001
 NGINX_H2_PORT = 18002
 NGINX_TLS_PORT = 18003
+WS_UPSTREAM_PORT = 18005  # the WebSocket echo upstream (load core)
 GATEWAY_PORT0 = 18010  # + scenario index; admin on + 1000
 UPSTREAM_BODY = '{"ok":true,"from":"bench-upstream","pad":"' + "x" * 55 + '"}\n'  # 100 bytes
 assert len(UPSTREAM_BODY) == 100
@@ -174,6 +180,8 @@ GATEWAYS = {
     "gw-go": [gw_route("bench", {"prefix": "/"}, filters=[("go-noop", "")])],
     "gw-go-reuse": [gw_route("bench", {"prefix": "/"}, filters=[("go-noop-reuse", "")])],
     "gw-tls": [gw_route("bench", {"prefix": "/"})],
+    "gw-ws": [{"name": "bench-ws", "match": {"path": {"prefix": "/ws"}}, "upstream": "ws"},
+              gw_route("bench", {"prefix": "/"})],
     # The JavaScript and Python header-rewrite examples (one response header set), and the hello
     # functions as the route's backend (no upstream request).
     "gw-js": [gw_route("bench", {"prefix": "/"}, filters=[("js-rewrite", GUEST_REWRITE)])],
@@ -190,6 +198,8 @@ TLS_GATEWAYS = {"gw-tls"}  # their listener terminates TLS with TLS_CERT
 # Top-level config a gateway needs besides its routes.
 AUTH_CONSUMERS = [{"name": "bench", "credentials": {"key-auth": {"key": "bench-key"}}}]
 GATEWAY_EXTRA = {
+    "gw-ws": {"upstreams": [{"name": "up", "endpoints": [f"{HOST}:{UPSTREAM_PORT}"]},
+                            {"name": "ws", "endpoints": [f"{HOST}:{WS_UPSTREAM_PORT}"]}]},
     "gw-auth": {"consumers": AUTH_CONSUMERS},
     # The same built-in plugins on warm instances (entries that only set their instance mode).
     "gw-auth-reuse": {"consumers": AUTH_CONSUMERS,
@@ -287,6 +297,15 @@ H2_SCENARIOS = [
     ("gw-h2", "gw", "/", "gateway, HTTP/2 downstream (h2c), HTTP/1.1 upstream, no filters"),
 ]
 
+# WebSocket echo (issue 21): bench/ws-echo's client keeps --connections WebSockets open, each sending
+# one message and waiting for its echo, again and again; a "request" is one round trip.
+WS_SCENARIOS = [
+    ("ws-direct", "ws-upstream", "/ws", "WebSocket echo straight to the echo upstream (no proxy)"),
+    ("nginx-ws", "nginx", "/ws", "nginx, WebSocket (HTTP/1.1 Upgrade) tunnelled to the echo upstream"),
+    ("gw-ws", "gw-ws", "/ws", "gateway, WebSocket (HTTP/1.1 Upgrade) tunnelled to the echo upstream, no filters"),
+]
+WS_NAMES = {n for n, *_ in WS_SCENARIOS}
+
 NOT_AVAILABLE = []  # (scenario, what, why), filled when something cannot be built
 
 # Targets of issue 8, as ratios: (label, scenario, baseline, max ratio)
@@ -314,6 +333,8 @@ COMPARISONS = [
     ("built-in rate-limiting, local / gateway without filters", "gw-ratelimit", "gw"),
     ("built-in rate-limiting, counters in Redis / local", "gw-ratelimit-redis", "gw-ratelimit"),
     ("built-in proxy-cache hit / gateway without filters (which asks the upstream)", "gw-cache-hit", "gw"),
+    ("WebSocket echo round trips: gateway / nginx", "gw-ws", "nginx-ws"),
+    ("WebSocket echo round trips: gateway / direct", "gw-ws", "ws-direct"),
 ]
 
 # ---------------------------------------------------------------------------------------------------
@@ -495,6 +516,9 @@ def build():
     env["CARGO_TARGET_DIR"] = RUST_FUNCTION_TARGET
     subprocess.run([cargo, "build", "--release", "--target", "wasm32-wasip2"], cwd=RUST_FUNCTION_DIR,
                    env=env, check=True)
+    log("building the WebSocket echo upstream and client (bench/ws-echo)")
+    env["CARGO_TARGET_DIR"] = WS_ECHO_TARGET
+    subprocess.run([cargo, "build", "--release"], cwd=WS_ECHO_DIR, env=env, check=True)
     build_go_filter(cargo)
     build_guests(cargo)
 
@@ -603,6 +627,9 @@ def nginx_proxy_block():
         keepalive 64;
         keepalive_requests 1000000;
     }}
+    upstream ws {{
+        server {HOST}:{WS_UPSTREAM_PORT};
+    }}
     server {{
         listen {HOST}:{NGINX_PORT};
         listen {HOST}:{NGINX_H2_PORT} http2;
@@ -615,6 +642,12 @@ def nginx_proxy_block():
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_request_buffering off;
+        }}
+        location /ws {{
+            proxy_pass http://ws;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
         }}
     }}"""
 
@@ -741,12 +774,26 @@ def run_h2load(port, path, seconds, connections):
             "mean_us": us(mt.group(3)), "p50_us": None, "p99_us": None, "max_us": us(mt.group(2))}
 
 
-def trial(kind, name, pid, port, path, seconds, connections, script=None, tls=False):
-    up = UPSTREAM_PID[0]
+def run_ws(port, path, seconds, connections):
+    argv = ["taskset", "-c", LOAD_CORE, WS_ECHO, "client", f"ws://{HOST}:{port}{path}", str(connections),
+            str(seconds), str(WS_MESSAGE_BYTES)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
+    m = re.search(r"^BENCHJSON (.*)$", out, re.M)
+    if not m:
+        raise RuntimeError(f"bench-ws-echo gave no result:\n{out}")
+    r = json.loads(m.group(1))
+    r.update({"p50_us": None, "p99_us": None})
+    return r
+
+
+def trial(kind, name, pid, port, path, seconds, connections, script=None, tls=False, up_pid=None):
+    up = up_pid or UPSTREAM_PID[0]
     busy0, cpu0, t0 = machine_busy_seconds(), proc_cpu_seconds(pid), time.monotonic()
     up0, load0 = proc_cpu_seconds(up), children_cpu_seconds()
     if kind == "h2":
         r = run_h2load(port, path, seconds, connections)
+    elif kind == "ws":
+        r = run_ws(port, path, seconds, connections)
     else:
         r = run_wrk(port, path, script, seconds, connections, tls)
     cpu = proc_cpu_seconds(pid) - cpu0
@@ -896,20 +943,23 @@ def table(res):
     rows = ["| scenario | req/s | CPU µs/req | p50 µs | p99 µs | RSS MiB | ×direct rps | ×nginx CPU | "
             "×gw CPU | Ir/req (callgrind) | ×gw Ir |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, *_ in SCENARIOS + H2_SCENARIOS:
+    for name, *_ in SCENARIOS + H2_SCENARIOS + WS_SCENARIOS:
         if name not in s and name not in cg:
             continue
         m = s[name]["summary"] if name in s else {k: None for k in (
             "rps", "cpu_us_per_req", "p50_us", "p99_us", "mean_us")}
-        h2 = name.endswith("-h2")
+        h2 = name.endswith("-h2") or name in WS_NAMES
+        bd, bn, bg = base_d, base_n, base_g
+        if name in WS_NAMES:  # WebSocket rows against their own baselines
+            bd, bn, bg = (s.get(b, {}).get("summary", {}) for b in ("ws-direct", "nginx-ws", "gw-ws"))
         c = cg.get(name, {}).get("ir_per_req")
         rows.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             name, fmt(m["rps"], ",.0f"), fmt(m["cpu_us_per_req"], ".2f"),
             fmt(m["p50_us"] if not h2 else m["mean_us"], ".0f") + (" (mean)" if h2 else ""),
             fmt(m["p99_us"], ".0f"), fmt(m["rss_kib"] / 1024 if m.get("rss_kib") else None, ".1f"),
-            fmt(ratio(m["rps"], base_d.get("rps")), ".2f"),
-            fmt(ratio(m["cpu_us_per_req"], base_n.get("cpu_us_per_req")), ".2f"),
-            fmt(ratio(m["cpu_us_per_req"], base_g.get("cpu_us_per_req")), ".2f"),
+            fmt(ratio(m["rps"], bd.get("rps")), ".2f"),
+            fmt(ratio(m["cpu_us_per_req"], bn.get("cpu_us_per_req")), ".2f"),
+            fmt(ratio(m["cpu_us_per_req"], bg.get("cpu_us_per_req")), ".2f"),
             "n/a (1)" if "error" in cg.get(name, {}) else fmt(c, ",.0f"), fmt(ratio(c, cg_gw), ".2f")))
     for name, what, why in NOT_AVAILABLE:
         rows.append(f"| {name} | not available: {why} | | | | | | | | | |")
@@ -1046,6 +1096,10 @@ The gateway against nginx and against itself, measured in one run as ratios (iss
   warm-up, between two `callgrind_control --dump`s, minus the idle cost (timers) measured just before.
   This is the figure that does not move with machine load.
 - HTTP/2 rows: h2load (`-c{o['connections']} -m1`); h2load reports no percentiles, so p50 shows the mean.
+- WebSocket rows: `bench/ws-echo` keeps {o['connections']} WebSockets open, each sending one
+  {WS_MESSAGE_BYTES}-byte binary message and waiting for its echo; req/s is round trips per second, CPU µs/req
+  is per round trip, p50 shows the mean round trip; their ×direct, ×nginx and ×gw columns compare with
+  `ws-direct`, `nginx-ws` and `gw-ws`. No callgrind figure (the tunnel is a byte copy after the handshake).
 
 ## Targets (issue 8)
 
@@ -1060,7 +1114,7 @@ The gateway against nginx and against itself, measured in one run as ratios (iss
 | scenario | what |
 |---|---|
 """ + "\n".join(f"| {n} | {d} |" for n, _, _, _, _, d in SCENARIOS) + "\n" + \
-        "\n".join(f"| {n} | {d} |" for n, _, _, d in H2_SCENARIOS) + "\n" + \
+        "\n".join(f"| {n} | {d} |" for n, _, _, d in H2_SCENARIOS + WS_SCENARIOS) + "\n" + \
         "\n".join(f"| {n} | not available: {why} |" for n, _, why in NOT_AVAILABLE) + f"""
 
 - Upstream: nginx (`master_process off`, 1 worker, core {LOAD_CORE}) answering every request with a fixed
@@ -1147,9 +1201,10 @@ def main():
 
     scenarios = [s for s in SCENARIOS if not a.only or s[0] in a.only]
     h2s = [s for s in H2_SCENARIOS if not a.only or s[0] in a.only]
+    wss = [s for s in WS_SCENARIOS if not a.only or s[0] in a.only]
     if a.no_load:
-        scenarios, h2s = [], []
-    servers = {s[1] for s in scenarios} | {s[1] for s in h2s}
+        scenarios, h2s, wss = [], [], []
+    servers = {s[1] for s in scenarios} | {s[1] for s in h2s} | {s[1] for s in wss}
     ports, pids = {}, {}
     res = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
            "options": {"rounds": a.rounds, "seconds": a.seconds, "connections": a.connections,
@@ -1162,6 +1217,10 @@ def main():
         redis = start("redis", ["redis-server", "--port", str(REDIS_PORT), "--bind", HOST, "--save", "",
                                 "--appendonly", "no", "--protected-mode", "no"], core=LOAD_CORE)
         wait_tcp(redis, REDIS_PORT)
+        if wss:
+            ws_up = start("ws-upstream", [WS_ECHO, "server", f"{HOST}:{WS_UPSTREAM_PORT}"], core=LOAD_CORE)
+            wait_tcp(ws_up, WS_UPSTREAM_PORT)
+            ports["ws-upstream"], pids["ws-upstream"] = WS_UPSTREAM_PORT, ws_up.pid
         if servers & {"nginx", "nginx-h2", "nginx-tls"}:
             p = start_nginx()
             wait_ready(p, NGINX_PORT)
@@ -1194,7 +1253,9 @@ def main():
         # Warm-up (pools, caches, JIT): 1 s each, not recorded.
         for n, srv, path, _, _, _ in scenarios:
             run_wrk(ports[srv], path, scripts[n], 1, a.connections, srv in TLS_SERVERS)
-        trials = {n: [] for n, *_ in scenarios + h2s}
+        for n, srv, path, _ in wss:
+            run_ws(ports[srv], path, 1, a.connections)
+        trials = {n: [] for n, *_ in scenarios + h2s + wss}
         for r in range(a.rounds):
             for n, srv, path, _, _, _ in scenarios:
                 t = trial("h1", n, pids[srv], ports[srv], path, a.seconds, a.connections, scripts[n],
@@ -1207,7 +1268,13 @@ def main():
                 trials[n].append(t)
                 log(f"round {r + 1}/{a.rounds} {n}: {t['rps']:,.0f} req/s, {t['cpu_us_per_req']:.2f} µs/req, "
                     f"foreign cores {t['foreign_cores']:.2f}, errors {t['errors']}")
-        for n, *_ in scenarios + h2s:
+            for n, srv, path, _ in wss:
+                t = trial("ws", n, pids[srv], ports[srv], path, a.seconds, a.connections,
+                          up_pid=pids["ws-upstream"])
+                trials[n].append(t)
+                log(f"round {r + 1}/{a.rounds} {n}: {t['rps']:,.0f} round trips/s, "
+                    f"{t['cpu_us_per_req']:.2f} µs each, foreign cores {t['foreign_cores']:.2f}, errors {t['errors']}")
+        for n, *_ in scenarios + h2s + wss:
             res["scenarios"][n] = {"trials": trials[n], "summary": summarize(trials[n])}
         load_mid = loadavg()
         for p in list(STARTED):
