@@ -9,6 +9,7 @@
 //! while traffic flows.
 #![deny(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod body;
 pub mod builder;

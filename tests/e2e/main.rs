@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod access_log;
 mod acl;
 mod admin;
 mod api_composition;

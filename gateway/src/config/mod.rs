@@ -284,11 +284,23 @@ impl Default for Server {
 pub struct AccessLog {
     /// Default: true.
     pub enabled: bool,
+    /// The fields of each line, in this order: `route`, `upstream`, `endpoint` (the address of the
+    /// try that answered), `client`, `peer`, `consumer`, `request_id`, `trace_id`, `span_id`,
+    /// `listener`, `method`, `host`, `path`, `query`, `protocol`, `status`, `bytes`, `complete`,
+    /// `request_filters_ms`, `upstream_ms`, `response_filters_ms`, `duration_ms`, and
+    /// `request_header.NAME` / `response_header.NAME`. A field the request has no value for is
+    /// left out of its line. Default: route, upstream, endpoint, client, consumer, request_id,
+    /// trace_id, span_id, method, path, status, bytes, complete and the four timings.
+    #[schemars(extend("default" = crate::access_log::DEFAULT_FIELDS))]
+    pub fields: Vec<crate::access_log::Field>,
 }
 
 impl Default for AccessLog {
     fn default() -> Self {
-        AccessLog { enabled: true }
+        AccessLog {
+            enabled: true,
+            fields: crate::access_log::default_fields(),
+        }
     }
 }
 
@@ -1326,7 +1338,17 @@ pub fn from_yaml<T: serde::de::DeserializeOwned>(
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let inner = e.into_inner();
+        // A list item's own error (a retry condition, an access log field) is placed by the YAML
+        // reader at the start of its list, before the item: then the item's place is found by
+        // its path. (An error inside the item, such as an unknown field of a map, is after it.)
         let location = inner.location().map(|l| (l.line(), l.column()));
+        let location = match (location, field.ends_with(']')) {
+            (Some(at), true) => match locate::locate(text, &field) {
+                Some(item) if item > at => Some(item),
+                _ => Some(at),
+            },
+            (at, _) => at,
+        };
         let mut message = inner.to_string();
         // serde_yaml appends " at line L column C"; the location is reported separately.
         if let Some(i) = message.find(" at line ") {

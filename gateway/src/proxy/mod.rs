@@ -127,6 +127,45 @@ struct Done {
     /// are `trace.trace_id()` and `trace.span_id()` (hex with `{}`); its server span ends in
     /// [`finish`].
     trace: Option<crate::telemetry::RequestTrace>,
+    /// What the access log needs beyond the above, when it is on.
+    access: Option<Box<Access>>,
+}
+
+/// A request's facts for its access line, taken while they are at hand.
+struct Access {
+    fields: Arc<[crate::access_log::Field]>,
+    format: crate::config::LogFormat,
+    marks: Arc<crate::access_log::Marks>,
+    listener: Arc<str>,
+    host: Option<String>,
+    query: Option<String>,
+    protocol: &'static str,
+    /// The values of the `request_header.*` and `response_header.*` fields.
+    headers: Vec<(std::borrow::Cow<'static, str>, String)>,
+}
+
+/// The values of the header fields of `fields` (`request: true` for the request's), by key.
+fn logged_headers(
+    fields: &[crate::access_log::Field],
+    headers: &http::HeaderMap,
+    request: bool,
+    out: &mut Vec<(std::borrow::Cow<'static, str>, String)>,
+) {
+    use crate::access_log::Field;
+    for f in fields {
+        let name = match (f, request) {
+            (Field::RequestHeader(h), true) | (Field::ResponseHeader(h), false) => h,
+            _ => continue,
+        };
+        let mut values = headers.get_all(name).iter().peekable();
+        if values.peek().is_none() {
+            continue;
+        }
+        let joined: Vec<String> = values
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        out.push((f.key(), joined.join(", ")));
+    }
 }
 
 /// A filter closed the stream: the request ends without a response. hyper resets the HTTP/2 stream
@@ -176,6 +215,34 @@ pub async fn handle(
     };
     // The request's trace rides in its extensions, for the filters and the upstream tries.
     let mut req = req;
+    let mut access = log.then(|| {
+        let fields: Arc<[crate::access_log::Field]> =
+            snapshot.config.server.access_log.fields.clone().into();
+        let marks = Arc::new(crate::access_log::Marks::new(start));
+        // The backend marks its start and end (see `RouteBackend::serve`).
+        req.extensions_mut().insert(marks.clone());
+        let mut headers = Vec::new();
+        logged_headers(&fields, req.headers(), true, &mut headers);
+        Box::new(Access {
+            fields,
+            format: snapshot.config.server.log_format,
+            marks,
+            listener: info.listener.clone(),
+            host: req
+                .uri()
+                .authority()
+                .map(|a| a.as_str())
+                .or_else(|| req.headers().get(http::header::HOST)?.to_str().ok())
+                .map(str::to_owned),
+            query: req.uri().query().map(str::to_owned),
+            protocol: match version {
+                http::Version::HTTP_10 => "HTTP/1.0",
+                http::Version::HTTP_2 => "HTTP/2",
+                _ => "HTTP/1.1",
+            },
+            headers,
+        })
+    });
     let trace = snapshot.tracing.as_ref().map(|t| {
         let trace = t.start_request(req.headers());
         trace.set_request(&req, &info.listener, id.as_str(), info.peer.ip());
@@ -194,6 +261,9 @@ pub async fn handle(
     } = route_and_serve(listener, &snapshot.consumers, &info, &id, req).await;
     reset_watch.done = true;
     drop(reset_watch);
+    if let Some(a) = &access {
+        a.marks.mark(crate::access_log::Mark::Responded);
+    }
     // An upgrade asked for is decided now: the HTTP/1 guard tunnels the bytes after the head, or
     // parses them as the next request.
     match tunnel {
@@ -213,6 +283,9 @@ pub async fn handle(
         r.response_headers.apply(resp.headers_mut());
         r.stats.latency.observe(start.elapsed());
     }
+    if let Some(a) = &mut access {
+        logged_headers(&a.fields, resp.headers(), false, &mut a.headers);
+    }
     let done = Done {
         route,
         forwarded,
@@ -226,6 +299,7 @@ pub async fn handle(
         start,
         id,
         trace,
+        access,
     };
     // After `done`: the access log and the status metrics keep the HTTP status of the error.
     if let Some(p) = grpc {
@@ -286,28 +360,74 @@ fn finish(
         let consumer = consumer.as_ref().map(|c| &*c.name);
         t.finish(&d.method, route, d.status, consumer, complete);
     }
-    if log {
-        tracing::info!(
-            target: "access",
-            route = d.route.as_ref().map_or("-", |r| &*r.name),
-            upstream = d
-                .route
-                .as_ref()
-                .zip(d.forwarded)
-                .and_then(|(r, pick)| r.upstream_name(pick))
-                .map_or("-", |n| &**n),
-            endpoint = d.endpoint.as_ref().map_or("-", EndpointName::as_str),
-            client = %d.client.ip(),
-            consumer = consumer.as_ref().map_or("-", |c| &*c.name),
-            request_id = d.id.as_str(),
-            method = %d.method,
-            path = %d.path,
-            status = d.status,
-            bytes,
-            complete,
-            duration_ms = (d.start.elapsed().as_secs_f64() * 1e6).round() / 1000.0,
-        );
+    if let (true, Some(a)) = (log, &d.access) {
+        access_line(&d, a, bytes, complete, consumer.as_deref());
     }
+}
+
+/// Writes the access line of a finished request.
+fn access_line(
+    d: &Done,
+    a: &Access,
+    bytes: u64,
+    complete: bool,
+    consumer: Option<&crate::consumers::Consumer>,
+) {
+    use crate::access_log::{ms, Field, Value};
+    let text = |s: &str| Some(Value::Text(s.to_owned()));
+    let mut pairs = Vec::with_capacity(a.fields.len());
+    for f in a.fields.iter() {
+        let value = match f {
+            Field::Named(name) => match *name {
+                "route" => text(d.route.as_ref().map_or("-", |r| &*r.name)),
+                "upstream" => text(
+                    d.route
+                        .as_ref()
+                        .zip(d.forwarded)
+                        .and_then(|(r, pick)| r.upstream_name(pick))
+                        .map_or("-", |n| &**n),
+                ),
+                "endpoint" => text(d.endpoint.as_ref().map_or("-", EndpointName::as_str)),
+                "client" => text(&d.client.ip().to_string()),
+                "peer" => text(&d.peer.to_string()),
+                "consumer" => text(consumer.map_or("-", |c| &*c.name)),
+                "request_id" => text(d.id.as_str()),
+                "trace_id" => d
+                    .trace
+                    .as_ref()
+                    .and_then(|t| text(&t.trace_id().to_string())),
+                "span_id" => d
+                    .trace
+                    .as_ref()
+                    .and_then(|t| text(&t.span_id().to_string())),
+                "listener" => text(&a.listener),
+                "method" => text(d.method.as_str()),
+                "host" => a.host.as_deref().and_then(text),
+                "path" => text(&d.path),
+                "query" => a.query.as_deref().and_then(text),
+                "protocol" => text(a.protocol),
+                "status" => Some(Value::Int(d.status.into())),
+                "bytes" => Some(Value::Int(bytes)),
+                "complete" => Some(Value::Bool(complete)),
+                "request_filters_ms" => a.marks.request_phase().map(ms),
+                "upstream_ms" => a.marks.backend().map(ms),
+                "response_filters_ms" => a.marks.response_phase().map(ms),
+                "duration_ms" => Some(ms(d.start.elapsed())),
+                _ => None,
+            },
+            Field::RequestHeader(_) | Field::ResponseHeader(_) => {
+                let key = f.key();
+                a.headers
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| Value::Text(v.clone()))
+            }
+        };
+        if let Some(v) = value {
+            pairs.push((f.key(), v));
+        }
+    }
+    crate::access_log::write(a.format, &pairs);
 }
 
 /// What serving a request produced, for the response and the access log.
@@ -579,6 +699,29 @@ impl Backend for RouteBackend<'_> {
         declared: Option<u64>,
         watch: &BodyWatch,
     ) -> (Result<Response<Body>, ProxyError>, Self::Note) {
+        use crate::access_log::{Mark, Marks};
+        // The access log's upstream time: from here to the response head (retries included).
+        let marks = parts.extensions.get::<Arc<Marks>>().cloned();
+        if let Some(m) = &marks {
+            m.mark(Mark::BackendStart);
+        }
+        let served = self.serve_backend(parts, body, declared, watch).await;
+        if let Some(m) = &marks {
+            m.mark(Mark::BackendEnd);
+        }
+        served
+    }
+}
+
+impl RouteBackend<'_> {
+    /// [`Backend::serve`], without the access log's marks.
+    async fn serve_backend(
+        self,
+        parts: http::request::Parts,
+        body: Body,
+        declared: Option<u64>,
+        watch: &BodyWatch,
+    ) -> (Result<Response<Body>, ProxyError>, Option<EndpointName>) {
         let route = self.route;
         let resp = match &route.action {
             Action::Upstream(_) | Action::Split(_) => {

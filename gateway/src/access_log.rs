@@ -1,0 +1,389 @@
+//! The access log: one line per request, with the fields `server.access_log.fields` lists, in that
+//! order, as JSON (`server.log_format: json`) or as `key=value` text, on stderr next to the other
+//! logs, under the `access` target (so `GATEWAY_LOG=access=off` turns it off).
+//!
+//! The line is written here rather than through a `tracing` event because its fields are chosen in
+//! the config (a `tracing` event's fields are fixed where it is written); it has the shape the
+//! other log lines have (`timestamp`, `level`, `target`, then the fields).
+
+use crate::config::LogFormat;
+use schemars::JsonSchema;
+use std::borrow::Cow;
+use std::io::Write;
+
+/// The fields of a line when the config lists none: what the log had before fields were
+/// configurable, then the trace, the per-phase timings and the total.
+pub const DEFAULT_FIELDS: &[&str] = &[
+    "route",
+    "upstream",
+    "endpoint",
+    "client",
+    "consumer",
+    "request_id",
+    "trace_id",
+    "span_id",
+    "method",
+    "path",
+    "status",
+    "bytes",
+    "complete",
+    "request_filters_ms",
+    "upstream_ms",
+    "response_filters_ms",
+    "duration_ms",
+];
+
+/// Every field name a line may have besides the header fields.
+pub const FIELDS: &[&str] = &[
+    "route",
+    "upstream",
+    "endpoint",
+    "client",
+    "peer",
+    "consumer",
+    "request_id",
+    "trace_id",
+    "span_id",
+    "listener",
+    "method",
+    "host",
+    "path",
+    "query",
+    "protocol",
+    "status",
+    "bytes",
+    "complete",
+    "request_filters_ms",
+    "upstream_ms",
+    "response_filters_ms",
+    "duration_ms",
+];
+
+/// One field of the access log: a name of [`FIELDS`], or `request_header.NAME` /
+/// `response_header.NAME` (the header's value; several values joined with `, `).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Field {
+    /// A field of [`FIELDS`].
+    Named(&'static str),
+    /// A request header, as the client sent it (lower-case name).
+    RequestHeader(http::HeaderName),
+    /// A response header, as the client gets it (lower-case name).
+    ResponseHeader(http::HeaderName),
+}
+
+impl Field {
+    /// Reads a field as the config writes it.
+    pub fn parse(text: &str) -> Result<Field, String> {
+        if let Some(name) = FIELDS.iter().find(|f| **f == text) {
+            return Ok(Field::Named(name));
+        }
+        let header = |name: &str| {
+            http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("`{name}` in `{text}` is not a header name"))
+        };
+        if let Some(name) = text.strip_prefix("request_header.") {
+            return header(name).map(Field::RequestHeader);
+        }
+        if let Some(name) = text.strip_prefix("response_header.") {
+            return header(name).map(Field::ResponseHeader);
+        }
+        Err(format!(
+            "unknown access log field `{text}`, expected one of {}, request_header.NAME or response_header.NAME",
+            FIELDS.join(", ")
+        ))
+    }
+
+    /// The key the field has in a line.
+    pub fn key(&self) -> Cow<'static, str> {
+        match self {
+            Field::Named(n) => Cow::Borrowed(n),
+            Field::RequestHeader(h) => Cow::Owned(format!("request_header.{h}")),
+            Field::ResponseHeader(h) => Cow::Owned(format!("response_header.{h}")),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Field {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Field::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for Field {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.key())
+    }
+}
+
+impl JsonSchema for Field {
+    fn schema_name() -> Cow<'static, str> {
+        "AccessLogField".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An access log field: one of the names listed, or `request_header.NAME` / `response_header.NAME` for a header's value.",
+            "anyOf": [
+                {"enum": FIELDS},
+                {"type": "string", "pattern": "^(request|response)_header\\.[!#$%&'*+.^_`|~0-9A-Za-z-]+$"}
+            ]
+        })
+    }
+}
+
+/// The default field list.
+pub fn default_fields() -> Vec<Field> {
+    DEFAULT_FIELDS.iter().map(|f| Field::Named(f)).collect()
+}
+
+/// When a request's phases ended, for the per-phase timings: set by the proxy as they pass (in the
+/// request's extensions, so the backend marks its own start and end).
+#[derive(Debug)]
+pub struct Marks {
+    start: std::time::Instant,
+    /// Nanoseconds after `start`, plus one (0: not reached).
+    at: [std::sync::atomic::AtomicU64; 3],
+}
+
+/// A point of a request's life that [`Marks`] records.
+#[derive(Clone, Copy, Debug)]
+pub enum Mark {
+    /// The backend (upstream, function, direct answer) was asked: the request phase is over.
+    BackendStart = 0,
+    /// The backend's response head arrived (the upstream's, after retries).
+    BackendEnd = 1,
+    /// The response head went through the response filters and is on its way to the client.
+    Responded = 2,
+}
+
+impl Marks {
+    /// Marks of a request that started at `start`.
+    pub fn new(start: std::time::Instant) -> Marks {
+        Marks {
+            start,
+            at: Default::default(),
+        }
+    }
+
+    /// Records `mark` now (the first time only).
+    pub fn mark(&self, mark: Mark) {
+        let nanos = self
+            .start
+            .elapsed()
+            .as_nanos()
+            .min(u128::from(u64::MAX - 1)) as u64
+            + 1;
+        let _ = self.at[mark as usize].compare_exchange(
+            0,
+            nanos,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    fn get(&self, mark: Mark) -> Option<std::time::Duration> {
+        match self.at[mark as usize].load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            n => Some(std::time::Duration::from_nanos(n - 1)),
+        }
+    }
+
+    /// Time from the start to the backend's start (or, for a request a filter answered, to the
+    /// answer): the routing and the request filters.
+    pub fn request_phase(&self) -> Option<std::time::Duration> {
+        self.get(Mark::BackendStart).or(self.get(Mark::Responded))
+    }
+
+    /// Time the backend took to give its response head.
+    pub fn backend(&self) -> Option<std::time::Duration> {
+        Some(
+            self.get(Mark::BackendEnd)?
+                .saturating_sub(self.get(Mark::BackendStart)?),
+        )
+    }
+
+    /// Time from the backend's response head to the response going out: the response filters.
+    pub fn response_phase(&self) -> Option<std::time::Duration> {
+        Some(
+            self.get(Mark::Responded)?
+                .saturating_sub(self.get(Mark::BackendEnd)?),
+        )
+    }
+}
+
+/// A field's value in one line.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// A string (written quoted in JSON; bare in text when it can be).
+    Text(String),
+    /// An unsigned number.
+    Int(u64),
+    /// Milliseconds with fractions (microsecond precision).
+    Ms(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+/// Milliseconds of `d`, to the microsecond.
+pub fn ms(d: std::time::Duration) -> Value {
+    Value::Ms((d.as_secs_f64() * 1e6).round() / 1000.0)
+}
+
+/// Writes one line of `(key, value)` pairs (a field without a value for this request, such as the
+/// trace id of an untraced request or a header it did not have, is left out) to stderr, if the
+/// `access` target is enabled.
+pub fn write(format: LogFormat, pairs: &[(Cow<'static, str>, Value)]) {
+    if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+        return;
+    }
+    let line = render(format, std::time::SystemTime::now(), pairs);
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// The line for `pairs` at `now`, with its newline.
+pub fn render(
+    format: LogFormat,
+    now: std::time::SystemTime,
+    pairs: &[(Cow<'static, str>, Value)],
+) -> String {
+    let timestamp = rfc3339(now);
+    match format {
+        LogFormat::Json => {
+            let mut m = serde_json::Map::new();
+            m.insert("timestamp".into(), timestamp.into());
+            m.insert("level".into(), "INFO".into());
+            for (k, v) in pairs {
+                let v = match v {
+                    Value::Text(s) => serde_json::Value::from(s.as_str()),
+                    Value::Int(n) => (*n).into(),
+                    Value::Ms(f) => (*f).into(),
+                    Value::Bool(b) => (*b).into(),
+                };
+                m.insert(k.to_string(), v);
+            }
+            m.insert("target".into(), "access".into());
+            let mut line = serde_json::Value::Object(m).to_string();
+            line.push('\n');
+            line
+        }
+        LogFormat::Text => {
+            let mut line = format!("{timestamp}  INFO access:");
+            for (k, v) in pairs {
+                line.push(' ');
+                line.push_str(k);
+                line.push('=');
+                match v {
+                    Value::Text(s) if bare(s) => line.push_str(s),
+                    Value::Text(s) => {
+                        line.push_str(&serde_json::Value::from(s.as_str()).to_string())
+                    }
+                    Value::Int(n) => line.push_str(&n.to_string()),
+                    Value::Ms(f) => line.push_str(&f.to_string()),
+                    Value::Bool(b) => line.push_str(&b.to_string()),
+                }
+            }
+            line.push('\n');
+            line
+        }
+    }
+}
+
+/// A text value written without quotes: not empty, visible ASCII, no `"` or `=`.
+fn bare(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'=')
+}
+
+/// `2026-12-07T11:00:00.123456Z`, as the other log lines write their time.
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_micros()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_parse_and_refuse() {
+        assert_eq!(Field::parse("route").unwrap(), Field::Named("route"));
+        assert_eq!(
+            Field::parse("request_header.X-Foo").unwrap(),
+            Field::RequestHeader(http::HeaderName::from_static("x-foo"))
+        );
+        assert_eq!(
+            Field::parse("response_header.x-bar").unwrap().key(),
+            "response_header.x-bar"
+        );
+        assert!(Field::parse("rout")
+            .unwrap_err()
+            .contains("unknown access log field `rout`"));
+        assert!(Field::parse("request_header.a b").is_err());
+        for f in DEFAULT_FIELDS {
+            assert!(FIELDS.contains(f), "{f}");
+        }
+    }
+
+    /// An unknown field is a config error at its line, with its path.
+    #[test]
+    fn an_unknown_field_is_a_config_error_at_its_line() {
+        let text = "listeners: []\nserver:\n  access_log:\n    fields:\n      - route\n      - upstream_time\n";
+        let e = crate::config::Config::parse(std::path::Path::new("g.yaml"), text).unwrap_err();
+        assert_eq!(e.location.map(|(line, _)| line), Some(6), "{e}");
+        assert_eq!(e.field, "server.access_log.fields[1]", "{e}");
+        assert!(
+            e.message
+                .contains("unknown access log field `upstream_time`"),
+            "{e}"
+        );
+        let ok = "listeners: []\nserver:\n  access_log: {fields: [status, request_header.x-foo]}\n";
+        let c = crate::config::Config::parse(std::path::Path::new("g.yaml"), ok).unwrap();
+        assert_eq!(c.server.access_log.fields.len(), 2);
+    }
+
+    #[test]
+    fn lines_in_both_formats() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_796_641_200_123_456);
+        let pairs = [
+            ("route".into(), Value::Text("api".into())),
+            ("path".into(), Value::Text("/a b".into())),
+            ("status".into(), Value::Int(200)),
+            (
+                "upstream_ms".into(),
+                ms(std::time::Duration::from_micros(1500)),
+            ),
+            ("complete".into(), Value::Bool(true)),
+        ];
+        let json: serde_json::Value =
+            serde_json::from_str(&render(LogFormat::Json, t, &pairs)).unwrap();
+        assert_eq!(json["timestamp"], "2026-12-07T11:00:00.123456Z");
+        assert_eq!(json["target"], "access");
+        assert_eq!(json["route"], "api");
+        assert_eq!(json["status"], 200);
+        assert_eq!(json["upstream_ms"], 1.5);
+        assert_eq!(
+            render(LogFormat::Text, t, &pairs),
+            "2026-12-07T11:00:00.123456Z  INFO access: route=api path=\"/a b\" status=200 upstream_ms=1.5 complete=true\n"
+        );
+    }
+}
