@@ -5,7 +5,8 @@
 //!
 //! Without `server.tracing` nothing here runs: the runtime has no [`Tracing`], a request no
 //! [`RequestTrace`]. A request that is not sampled has a [`RequestTrace`] (for its ids, which go
-//! to the upstream with the sampled flag off) but makes no child spans.
+//! to the upstream with the sampled flag off) but no span at all: its sampling is decided before
+//! the SDK is asked for one, so it allocates nothing (but a `tracestate` the client sent).
 
 use crate::config::tracing::{OtlpProtocol, Propagation};
 use bytes::Bytes;
@@ -19,7 +20,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanProcessor};
+use opentelemetry_sdk::trace::{
+    IdGenerator, RandomIdGenerator, Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanProcessor,
+};
 use opentelemetry_sdk::Resource;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +40,16 @@ const B3_SPAN: HeaderName = HeaderName::from_static("x-b3-spanid");
 const B3_PARENT: HeaderName = HeaderName::from_static("x-b3-parentspanid");
 const B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
 const B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
+
+/// W3C Trace Context's bounds of `tracestate`: a list of more members is invalid (not passed on);
+/// a longer one loses whole members (those over [`TRACESTATE_LONG_MEMBER`] first, then from the
+/// end) until it fits. The length counts the commas, not optional white space.
+const TRACESTATE_MAX_MEMBERS: usize = 32;
+const TRACESTATE_MAX_LEN: usize = 512;
+const TRACESTATE_LONG_MEMBER: usize = 128;
+
+/// What the recorded `url.query` and `url.full` put in place of every query value.
+const REDACTED: &str = "REDACTED";
 
 /// The longest attribute key a plugin may set; a longer one is ignored. Default: 256 bytes.
 pub const MAX_PLUGIN_KEY: usize = 256;
@@ -99,6 +112,7 @@ impl Tracing {
                 cfg.sampling_ratio,
             ))))
             .with_resource(resource)
+            .with_id_generator(Ids)
             .with_span_processor(QueueProcessor { tx, stats })
             .build();
         let tracer = provider.tracer("gateway");
@@ -122,26 +136,66 @@ impl Tracing {
         tokio::spawn(export_loop(rx, exporter, self.batch, self.delay));
     }
 
-    /// Starts the server span of a request whose headers are `headers`: a child of the trace the
-    /// client's headers name, if they name a valid one, else the root of a new trace.
+    /// Starts the trace of a request whose headers are `headers`: a child of the trace the
+    /// client's headers name, if they name a valid one, else a new trace. The sampling is decided
+    /// here as the SDK's sampler would (parent-based, then the ratio on the trace id): a request
+    /// that is not sampled gets its ids and no span, so nothing is allocated for it.
     pub fn start_request(self: &Arc<Self>, headers: &HeaderMap) -> RequestTrace {
-        let parent = match self.extract(headers) {
+        let parent = self.extract(headers);
+        let (trace_id, sampled) = match &parent {
+            Some(sc) => (sc.trace_id(), sc.is_sampled()),
+            None => {
+                let id = RandomIdGenerator::default().new_trace_id();
+                (id, self.ratio_samples(id))
+            }
+        };
+        if !sampled {
+            let state = parent.map(|p| p.trace_state().clone()).unwrap_or_default();
+            let span = RandomIdGenerator::default().new_span_id();
+            let ids = SpanContext::new(trace_id, span, TraceFlags::default(), false, state);
+            return RequestTrace(Repr::Off {
+                tracing: self.clone(),
+                ids,
+            });
+        }
+        let parent = match parent {
             Some(sc) => Context::new().with_remote_span_context(sc),
-            None => Context::new(),
+            None => {
+                // The new trace gets the id its sampling was decided on (see `Ids`).
+                NEXT_TRACE_ID.set(Some(trace_id));
+                Context::new()
+            }
         };
         let span = self
             .tracer
             .span_builder("request")
             .with_kind(SpanKind::Server)
             .start_with_context(&self.tracer, &parent);
+        NEXT_TRACE_ID.set(None);
         let ids = span.span_context().clone();
-        RequestTrace(Arc::new(TraceInner {
+        if !ids.is_sampled() {
+            // The SDK decided otherwise (a provider shut down): the ids alone.
+            return RequestTrace(Repr::Off {
+                tracing: self.clone(),
+                ids,
+            });
+        }
+        RequestTrace(Repr::On(Arc::new(TraceInner {
             tracing: self.clone(),
-            sampled: ids.is_sampled(),
             ids,
             cx: Context::new().with_span(span),
             stage: Mutex::new(None),
-        }))
+        })))
+    }
+
+    /// Whether the ratio samples a new trace `id` (as the SDK's `TraceIdRatioBased` does).
+    fn ratio_samples(&self, id: TraceId) -> bool {
+        use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample};
+        let decision = self
+            .ratio
+            .should_sample(None, id, "request", &SpanKind::Server, &[], &[])
+            .decision;
+        decision == SamplingDecision::RecordAndSample
     }
 
     /// The parent span context the client's headers name, in the order of the configured formats.
@@ -159,14 +213,9 @@ impl Tracing {
         if !deferred {
             return sc;
         }
-        use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample};
-        let decision = self
-            .ratio
-            .should_sample(None, sc.trace_id(), "request", &SpanKind::Server, &[], &[])
-            .decision;
-        let flags = match decision {
-            SamplingDecision::RecordAndSample => TraceFlags::SAMPLED,
-            _ => TraceFlags::default(),
+        let flags = match self.ratio_samples(sc.trace_id()) {
+            true => TraceFlags::SAMPLED,
+            false => TraceFlags::default(),
         };
         SpanContext::new(
             sc.trace_id(),
@@ -224,27 +273,59 @@ impl Drop for Tracing {
     }
 }
 
-/// A request's trace: its server span (recording when sampled) and the filter stage span in
+/// A request's trace: its ids, and when sampled its server span and the filter stage span in
 /// progress. Cloned cheaply (the filters' contexts and the upstream path hold it). The access log
 /// reads [`RequestTrace::trace_id`] and [`RequestTrace::span_id`].
 #[derive(Clone)]
-pub struct RequestTrace(Arc<TraceInner>);
+pub struct RequestTrace(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// Not sampled: the ids alone, for the upstream's and callouts' headers.
+    Off {
+        tracing: Arc<Tracing>,
+        ids: SpanContext,
+    },
+    /// Sampled: recorded and exported.
+    On(Arc<TraceInner>),
+}
+
+thread_local! {
+    /// The trace id of the new trace whose server span the SDK is building on this thread.
+    static NEXT_TRACE_ID: std::cell::Cell<Option<TraceId>> = const { std::cell::Cell::new(None) };
+}
+
+/// The SDK's id generator: random ids, but a new trace takes the id `Tracing::start_request`
+/// decided its sampling on, so the SDK's own (identical) decision agrees with it.
+#[derive(Debug)]
+struct Ids;
+
+impl IdGenerator for Ids {
+    fn new_trace_id(&self) -> TraceId {
+        NEXT_TRACE_ID
+            .take()
+            .unwrap_or_else(|| RandomIdGenerator::default().new_trace_id())
+    }
+
+    fn new_span_id(&self) -> SpanId {
+        RandomIdGenerator::default().new_span_id()
+    }
+}
 
 impl std::fmt::Debug for RequestTrace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequestTrace")
             .field("trace_id", &self.trace_id())
             .field("span_id", &self.span_id())
-            .field("sampled", &self.0.sampled)
+            .field("sampled", &self.sampled())
             .finish()
     }
 }
 
 struct TraceInner {
     tracing: Arc<Tracing>,
-    /// The request's span context (also when it is not sampled).
+    /// The server span's context.
     ids: SpanContext,
-    sampled: bool,
     /// Holds the server span.
     cx: Context,
     /// The filter stage call in progress, if it is traced.
@@ -264,19 +345,42 @@ pub enum StageEnd<'a> {
 }
 
 impl RequestTrace {
+    /// The request's span context (also when it is not sampled).
+    fn ids(&self) -> &SpanContext {
+        match &self.0 {
+            Repr::Off { ids, .. } => ids,
+            Repr::On(t) => &t.ids,
+        }
+    }
+
+    fn tracing(&self) -> &Tracing {
+        match &self.0 {
+            Repr::Off { tracing, .. } => tracing,
+            Repr::On(t) => &t.tracing,
+        }
+    }
+
+    /// The recording trace, when sampled.
+    fn on(&self) -> Option<&TraceInner> {
+        match &self.0 {
+            Repr::Off { .. } => None,
+            Repr::On(t) => Some(t),
+        }
+    }
+
     /// The trace id (32 hex digits when formatted with `{}`).
     pub fn trace_id(&self) -> TraceId {
-        self.0.ids.trace_id()
+        self.ids().trace_id()
     }
 
     /// The request's own (server) span id (16 hex digits with `{}`).
     pub fn span_id(&self) -> SpanId {
-        self.0.ids.span_id()
+        self.ids().span_id()
     }
 
     /// Whether the request is recorded and exported.
     pub fn sampled(&self) -> bool {
-        self.0.sampled
+        matches!(self.0, Repr::On(_))
     }
 
     /// Sets the request facts known when it arrives (a no-op unless sampled).
@@ -287,10 +391,10 @@ impl RequestTrace {
         request_id: &str,
         client: std::net::IpAddr,
     ) {
-        if !self.0.sampled {
+        let Some(t) = self.on() else {
             return;
-        }
-        let span = self.0.cx.span();
+        };
+        let span = t.cx.span();
         span.update_name(parts.method().to_string());
         let mut attrs = vec![
             KeyValue::new("http.request.method", parts.method().to_string()),
@@ -301,7 +405,7 @@ impl RequestTrace {
             KeyValue::new("network.protocol.version", version(parts.version())),
         ];
         if let Some(q) = parts.uri().query() {
-            attrs.push(KeyValue::new("url.query", q.to_owned()));
+            attrs.push(KeyValue::new("url.query", redact_query(q)));
         }
         if let Some(s) = parts.uri().scheme_str() {
             attrs.push(KeyValue::new("url.scheme", s.to_owned()));
@@ -334,10 +438,10 @@ impl RequestTrace {
         consumer: Option<&str>,
         complete: bool,
     ) {
-        if !self.0.sampled {
+        let Some(t) = self.on() else {
             return;
-        }
-        let span = self.0.cx.span();
+        };
+        let span = t.cx.span();
         if let Some(r) = route {
             span.update_name(format!("{method} {r}"));
             span.set_attribute(KeyValue::new("http.route", r.to_owned()));
@@ -365,10 +469,10 @@ impl RequestTrace {
     /// Starts the span of one filter stage call (a no-op unless sampled); it is the span that
     /// plugins' `trace` calls and callouts act on until [`RequestTrace::end_stage`].
     pub fn start_stage(&self, plugin: &str, phase: &'static str) {
-        if !self.0.sampled {
+        let Some(on) = self.on() else {
             return;
-        }
-        let t = &self.0.tracing.tracer;
+        };
+        let t = &on.tracing.tracer;
         let span = t
             .span_builder(format!("{plugin} {phase}"))
             .with_kind(SpanKind::Internal)
@@ -376,8 +480,8 @@ impl RequestTrace {
                 KeyValue::new("gateway.plugin.name", plugin.to_owned()),
                 KeyValue::new("gateway.plugin.phase", phase),
             ])
-            .start_with_context(t, &self.0.cx);
-        *self.0.stage.lock().unwrap() = Some(span);
+            .start_with_context(t, &on.cx);
+        *on.stage.lock().unwrap() = Some(span);
     }
 
     /// Ends the stage span [`RequestTrace::start_stage`] began with what the call returned.
@@ -385,7 +489,7 @@ impl RequestTrace {
         &self,
         verdict: &Result<crate::filter::Verdict, crate::filter::FilterError>,
     ) {
-        if !self.0.sampled {
+        if !self.sampled() {
             return;
         }
         use crate::filter::{FilterError as E, Verdict as V};
@@ -415,10 +519,10 @@ impl RequestTrace {
 
     /// Ends the stage span [`RequestTrace::start_stage`] began.
     pub fn end_stage(&self, end: StageEnd<'_>) {
-        if !self.0.sampled {
+        let Some(on) = self.on() else {
             return;
-        }
-        let Some(mut span) = self.0.stage.lock().unwrap().take() else {
+        };
+        let Some(mut span) = on.stage.lock().unwrap().take() else {
             return;
         };
         let verdict = match end {
@@ -444,10 +548,10 @@ impl RequestTrace {
     /// Sets an attribute on the stage span in progress (a plugin's `trace.set-attribute`); a no-op
     /// when there is none.
     pub fn stage_attribute(&self, key: &str, value: &str) {
-        if key.len() > MAX_PLUGIN_KEY {
+        let Some(on) = self.on().filter(|_| key.len() <= MAX_PLUGIN_KEY) else {
             return;
-        }
-        if let Some(span) = self.0.stage.lock().unwrap().as_mut() {
+        };
+        if let Some(span) = on.stage.lock().unwrap().as_mut() {
             span.set_attribute(KeyValue::new(key.to_owned(), cut(value).to_owned()));
         }
     }
@@ -455,7 +559,10 @@ impl RequestTrace {
     /// Adds an event to the stage span in progress (a plugin's `trace.add-event`); a no-op when
     /// there is none.
     pub fn stage_event(&self, name: &str, attrs: &[(String, String)]) {
-        if let Some(span) = self.0.stage.lock().unwrap().as_mut() {
+        let Some(on) = self.on() else {
+            return;
+        };
+        if let Some(span) = on.stage.lock().unwrap().as_mut() {
             let attrs = attrs
                 .iter()
                 .filter(|(k, _)| k.len() <= MAX_PLUGIN_KEY)
@@ -468,15 +575,12 @@ impl RequestTrace {
     /// Writes the trace headers of a plugin's callout: the stage span in progress is its parent
     /// (the request's span outside one, or when not sampled).
     pub fn inject_callout(&self, headers: &mut HeaderMap) {
-        let stage = self
-            .0
-            .stage
-            .lock()
-            .unwrap()
-            .as_ref()
-            .map(|s| s.span_context().clone());
-        let sc = stage.as_ref().unwrap_or(&self.0.ids);
-        self.0.tracing.inject(sc, headers);
+        let stage = self.on().and_then(|on| {
+            let stage = on.stage.lock().unwrap();
+            stage.as_ref().map(|s| s.span_context().clone())
+        });
+        let sc = stage.as_ref().unwrap_or(self.ids());
+        self.tracing().inject(sc, headers);
     }
 
     /// Starts the client span of one upstream try (retry 0 is the first try) and writes its trace
@@ -489,14 +593,14 @@ impl RequestTrace {
         endpoint: &str,
         retry: u32,
     ) -> TrySpan {
-        if !self.0.sampled {
+        let Some(on) = self.on() else {
             return TrySpan(None);
-        }
-        let t = &self.0.tracing.tracer;
+        };
+        let t = &on.tracing.tracer;
         let mut attrs = vec![
             KeyValue::new("http.request.method", req.method().to_string()),
             KeyValue::new("server.address", endpoint.to_owned()),
-            KeyValue::new("url.full", req.uri().to_string()),
+            KeyValue::new("url.full", redact_uri(req.uri())),
             KeyValue::new("gateway.upstream", upstream.to_owned()),
         ];
         if let Some(port) = req.uri().port_u16() {
@@ -509,7 +613,7 @@ impl RequestTrace {
             .span_builder(req.method().to_string())
             .with_kind(SpanKind::Client)
             .with_attributes(attrs)
-            .start_with_context(t, &self.0.cx);
+            .start_with_context(t, &on.cx);
         TrySpan(Some(span))
     }
 
@@ -517,7 +621,35 @@ impl RequestTrace {
     /// the request's.
     pub fn inject_try(&self, span: &TrySpan, headers: &mut HeaderMap) {
         let sc = span.0.as_ref().map(|s| s.span_context());
-        self.0.tracing.inject(sc.unwrap_or(&self.0.ids), headers);
+        self.tracing().inject(sc.unwrap_or(self.ids()), headers);
+    }
+}
+
+/// The query with every value replaced by `REDACTED` and the names kept (`a=1&b` is recorded as
+/// `a=REDACTED&b`): OpenTelemetry's semantic conventions ask for sensitive query values to be
+/// redacted, and the gateway cannot tell which are (key-auth reads `apikey`, a signed URL has its
+/// signature there, ...). Names are written form-encoded again, so `a%20b` comes out as `a+b`.
+fn redact_query(q: &str) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::with_capacity(q.len()));
+    for (name, value) in form_urlencoded::parse(q.as_bytes()) {
+        if value.is_empty() {
+            out.append_key_only(&name);
+        } else {
+            out.append_pair(&name, REDACTED);
+        }
+    }
+    out.finish()
+}
+
+/// `uri` as `url.full` records it: its query's values redacted ([`redact_query`]).
+fn redact_uri(uri: &http::Uri) -> String {
+    let full = uri.to_string();
+    match uri.query() {
+        // The query is the end of the URI as written (an `http::Uri` has no fragment).
+        Some(q) if full.ends_with(q) => {
+            format!("{}{}", &full[..full.len() - q.len()], redact_query(q))
+        }
+        _ => full,
     }
 }
 
@@ -577,9 +709,10 @@ fn extract_w3c(headers: &HeaderMap) -> Option<SpanContext> {
     if v == 0xff || (v == 0 && (parts.next().is_some() || tp.len() != 55)) {
         return None;
     }
-    if ver.bytes().any(|b| b.is_ascii_uppercase())
-        || trace.bytes().any(|b| b.is_ascii_uppercase())
-        || span.bytes().any(|b| b.is_ascii_uppercase())
+    // The fields are lowercase hex: an uppercase digit makes the header invalid.
+    if [ver, trace, span, flags]
+        .iter()
+        .any(|f| f.bytes().any(|b| b.is_ascii_uppercase()))
     {
         return None;
     }
@@ -589,16 +722,47 @@ fn extract_w3c(headers: &HeaderMap) -> Option<SpanContext> {
     if trace == TraceId::INVALID || span == SpanId::INVALID {
         return None;
     }
-    // Several tracestate headers are one list (RFC 9110 field lines); an invalid one is ignored.
-    let state = headers
-        .get_all(TRACESTATE)
-        .iter()
-        .map(|v| v.to_str().unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join(",");
-    let state = TraceState::from_str(state.trim_matches(',')).unwrap_or_default();
     let flags = TraceFlags::new(flags & 1);
-    Some(SpanContext::new(trace, span, flags, true, state))
+    Some(SpanContext::new(
+        trace,
+        span,
+        flags,
+        true,
+        tracestate(headers),
+    ))
+}
+
+/// The client's `tracestate` within the W3C bounds (see [`TRACESTATE_MAX_MEMBERS`]); an invalid
+/// list is dropped (the `traceparent` is kept). Several `tracestate` header lines are one list.
+fn tracestate(headers: &HeaderMap) -> TraceState {
+    let lines = headers.get_all(TRACESTATE);
+    let mut members: Vec<&str> = Vec::new();
+    for line in &lines {
+        let Ok(line) = line.to_str() else {
+            return TraceState::default();
+        };
+        let each = line.split(',').map(|m| m.trim_matches([' ', '\t']));
+        members.extend(each.filter(|m| !m.is_empty()));
+    }
+    if members.is_empty() || members.len() > TRACESTATE_MAX_MEMBERS {
+        return TraceState::default();
+    }
+    let len = |m: &[&str]| {
+        m.iter()
+            .map(|s| s.len() + 1)
+            .sum::<usize>()
+            .saturating_sub(1)
+    };
+    while len(&members) > TRACESTATE_MAX_LEN {
+        match members
+            .iter()
+            .rposition(|m| m.len() > TRACESTATE_LONG_MEMBER)
+        {
+            Some(i) => members.remove(i),
+            None => members.pop().expect("not empty while over the bound"),
+        };
+    }
+    TraceState::from_str(&members.join(",")).unwrap_or_default()
 }
 
 /// A B3 trace id: 32 or 16 hex digits (a 64-bit id is the low half).
@@ -949,5 +1113,205 @@ mod tests {
         ]))
         .unwrap();
         assert!(deferred, "no decision: the gateway's ratio decides");
+    }
+
+    #[test]
+    fn w3c_uppercase_hex_anywhere_makes_the_traceparent_invalid() {
+        for bad in [
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0A",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0E4736-00f067aa0ba902b7-01",
+            "0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert!(extract_w3c(&h(&[("traceparent", bad)])).is_none(), "{bad}");
+        }
+        let lower = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0a";
+        assert!(!extract_w3c(&h(&[("traceparent", lower)]))
+            .unwrap()
+            .is_sampled());
+    }
+
+    fn state(ts: &str) -> String {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let sc = extract_w3c(&h(&[("traceparent", tp), ("tracestate", ts)])).unwrap();
+        sc.trace_state().header()
+    }
+
+    #[test]
+    fn tracestate_over_32_members_is_dropped() {
+        let members = |n: usize| (0..n).map(|i| format!("k{i}=v{i}")).collect::<Vec<_>>();
+        let ok = members(32).join(",");
+        assert_eq!(state(&ok), ok, "32 members pass on");
+        // Also when split over two header lines.
+        let m = members(32);
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let two = h(&[
+            ("traceparent", tp),
+            ("tracestate", &m[..16].join(",")),
+            ("tracestate", &m[16..].join(",")),
+        ]);
+        assert_eq!(extract_w3c(&two).unwrap().trace_state().header(), ok);
+        assert_eq!(
+            state(&members(33).join(",")),
+            "",
+            "33 members: not a valid list"
+        );
+        let mut split = two.clone();
+        split.append(TRACESTATE, HeaderValue::from_static("k32=v32"));
+        assert_eq!(extract_w3c(&split).unwrap().trace_state().header(), "");
+    }
+
+    #[test]
+    fn tracestate_over_512_characters_loses_whole_members() {
+        // 39 characters a member.
+        let member = |i: usize| format!("k{i:02}={}", "x".repeat(35));
+        let twelve: Vec<String> = (0..12).map(member).collect();
+        assert_eq!(twelve.join(",").len(), 479);
+        // A member over 128 characters goes first...
+        let long = format!("long={}", "y".repeat(200));
+        let mut with_long = twelve.clone();
+        with_long.insert(3, long.clone());
+        assert!(with_long.join(",").len() > 512);
+        assert_eq!(state(&with_long.join(",")), twelve.join(","));
+        // ...then members from the end until it fits.
+        let fourteen: Vec<String> = (0..14).map(member).collect();
+        assert_eq!(state(&fourteen.join(", ")), twelve.join(","));
+        // Within the bound a long member stays; optional white space does not count.
+        let fits = format!("{long},{}", twelve[..7].join(" , "));
+        let kept = state(&fits);
+        assert_eq!(kept, format!("{long},{}", twelve[..7].join(",")));
+        assert!(kept.len() <= 512);
+    }
+
+    #[test]
+    fn query_values_are_redacted_and_names_kept() {
+        assert_eq!(
+            redact_query("apikey=SECRET&b=2&flag&c=a%20b&d=x=y"),
+            "apikey=REDACTED&b=REDACTED&flag&c=REDACTED&d=REDACTED"
+        );
+        assert_eq!(
+            redact_query("a+b=1&%C3%A9t%C3%A9=2"),
+            "a+b=REDACTED&%C3%A9t%C3%A9=REDACTED"
+        );
+        assert_eq!(redact_query(""), "");
+        let uri: http::Uri = "http://10.0.0.1:8080/x/y?apikey=SECRET&b=2"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            redact_uri(&uri),
+            "http://10.0.0.1:8080/x/y?apikey=REDACTED&b=REDACTED"
+        );
+        let uri: http::Uri = "http://10.0.0.1:8080/x/y".parse().unwrap();
+        assert_eq!(redact_uri(&uri), "http://10.0.0.1:8080/x/y");
+    }
+
+    /// Counts the allocations of the test's own thread.
+    struct Counting;
+    thread_local! {
+        static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    fn allocations() -> u64 {
+        ALLOCATIONS.with(|c| c.get())
+    }
+    // SAFETY: forwards to the system allocator; the counter is a const thread-local without drop.
+    // Test builds only: the lib's test binary counts its allocations per thread.
+    #[allow(unsafe_code)]
+    unsafe impl std::alloc::GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+            unsafe { std::alloc::System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+            unsafe { std::alloc::System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+            unsafe { std::alloc::System.realloc(ptr, layout, new) }
+        }
+    }
+    #[global_allocator]
+    static COUNTING: Counting = Counting;
+
+    fn tracing(ratio: &str) -> Arc<Tracing> {
+        let cfg: crate::config::tracing::Tracing =
+            serde_yaml_ng::from_str(&format!("sampling_ratio: {ratio}")).unwrap();
+        Arc::new(Tracing::new(&cfg, Arc::default()))
+    }
+
+    #[test]
+    fn an_unsampled_request_allocates_nothing_for_its_trace() {
+        let t = tracing("0");
+        let not_sampled = h(&[(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        )]);
+        let none = HeaderMap::new();
+        let req = http::Request::get("/x?a=1").body(()).unwrap();
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        // Thread-locals (the id generator's random source) start on first use.
+        drop(t.start_request(&none));
+        for headers in [&none, &not_sampled] {
+            let before = allocations();
+            let trace = t.start_request(headers);
+            trace.set_request(&req, "main", "id", ip);
+            let other = trace.clone();
+            assert!(!other.sampled());
+            assert_ne!(other.trace_id(), TraceId::INVALID);
+            assert_ne!(other.span_id(), SpanId::INVALID);
+            trace.start_stage("p", "request_headers");
+            trace.stage_attribute("k", "v");
+            trace.end_stage(StageEnd::Continue);
+            trace.finish(&http::Method::GET, Some("r"), 200, None, true);
+            drop(other);
+            drop(trace);
+            assert_eq!(allocations() - before, 0, "{headers:?}");
+        }
+        // The parent's trace continues, not sampled.
+        let trace = t.start_request(&not_sampled);
+        assert_eq!(
+            trace.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_ne!(trace.span_id().to_string(), "00f067aa0ba902b7");
+        let mut out = HeaderMap::new();
+        trace.inject_callout(&mut out);
+        let (_, rest) = out["traceparent"].to_str().unwrap().split_at(3);
+        assert!(
+            rest.starts_with("4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{rest}"
+        );
+        assert!(rest.ends_with("-00"), "{rest}");
+    }
+
+    #[test]
+    fn the_ratio_decides_new_traces_and_a_sampled_one_records_under_its_id() {
+        let t = tracing("0.5");
+        let (mut on, mut off) = (0, 0);
+        for _ in 0..400 {
+            let trace = t.start_request(&HeaderMap::new());
+            let mut out = HeaderMap::new();
+            trace.inject_callout(&mut out);
+            let tp = out["traceparent"].to_str().unwrap().to_owned();
+            let want = format!(
+                "00-{}-{}-{}",
+                trace.trace_id(),
+                trace.span_id(),
+                if trace.sampled() { "01" } else { "00" }
+            );
+            assert_eq!(tp, want);
+            if trace.sampled() {
+                on += 1;
+            } else {
+                off += 1;
+            }
+        }
+        // A fair coin 400 times lands outside 140..260 (6 standard deviations) with a probability
+        // below 1e-8; a second decision by the SDK on another id would sample a quarter.
+        assert!((140..260).contains(&on), "{on} sampled, {off} not");
+        let sampled = h(&[(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )]);
+        assert!(tracing("0").start_request(&sampled).sampled());
     }
 }

@@ -604,3 +604,41 @@ async fn a_trapping_or_looping_filter_call_is_an_error_on_its_span_and_the_reque
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_values_reach_the_upstream_but_not_the_collector() {
+    let up = MockUpstream::start("up").await;
+    let c = Collector::start().await;
+    let gw = TestGateway::start(&config(&to(&c), up.addr)).await;
+    let trace = "5bf92f3577b34da6a3ce929d0e0e4736";
+    let tp = format!("00-{trace}-00f067aa0ba902b7-01");
+    let url = gw.url("/items?apikey=s3cr3t-k3y&page=2&flag");
+    let (s, _, _) = get_with(&url, &[("traceparent", &tp)]).await;
+    assert_eq!(s, 200);
+    assert!(
+        up.last()
+            .uri
+            .ends_with("/items?apikey=s3cr3t-k3y&page=2&flag"),
+        "the upstream gets the query as sent: {}",
+        up.last().uri
+    );
+    let spans = c.trace(&unhex(trace), 4).await;
+    let server = spans.iter().find(|s| s.kind == SpanKind::Server as i32);
+    let server = server.unwrap_or_else(|| panic!("{spans:#?}"));
+    assert_eq!(
+        attr(&server.attributes, "url.query").as_deref(),
+        Some("apikey=REDACTED&page=REDACTED&flag")
+    );
+    let tried = spans.iter().find(|s| s.kind == SpanKind::Client as i32);
+    let full = attr(&tried.expect("a try").attributes, "url.full").unwrap();
+    assert!(
+        full.ends_with("/items?apikey=REDACTED&page=REDACTED&flag"),
+        "{full}"
+    );
+    for s in &spans {
+        for kv in &s.attributes {
+            let v = format!("{:?}", kv.value);
+            assert!(!v.contains("s3cr3t"), "{}: {v} in {s:#?}", kv.key);
+        }
+    }
+}

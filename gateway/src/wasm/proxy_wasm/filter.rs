@@ -327,7 +327,7 @@ impl ProxyWasmCtx {
         // `on_log` in every case.
         let end = match (self.generation, self.info.take()) {
             (Some(generation), _) => End::Created(generation),
-            (None, Some(info)) => End::Unreached(info),
+            (None, Some(info)) => End::Unreached(Box::new(info)),
             (None, None) => {
                 plugin.sandbox().release();
                 return;
@@ -351,8 +351,8 @@ enum End {
     /// It lives in the VM of this generation.
     Created(u64),
     /// The chain never reached it: it is made in the running VM (none is started for it) only to
-    /// be ended.
-    Unreached(RequestInfo),
+    /// be ended. Boxed: the request's facts are large, and this is the rare end.
+    Unreached(Box<RequestInfo>),
 }
 
 impl End {
@@ -366,7 +366,7 @@ impl End {
                 }
                 End::Created(_) => Ok(()),
                 End::Unreached(info) if vm.store.data().roots.contains_key(&root) => plugin
-                    .create_http(vm, id, root, info)
+                    .create_http(vm, id, root, *info)
                     .and_then(|()| plugin.finish_http(vm, id)),
                 End::Unreached(_) => Ok(()),
             };
