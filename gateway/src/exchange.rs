@@ -136,6 +136,11 @@ impl Exchange<'_> {
             None => body::empty(),
             Some(w) => body::boxed(Limited::new(incoming, limit, w.clone())),
         };
+        // For a backend that reshapes the body on its way (gRPC-Web text decoding) to record the
+        // client's malformed body.
+        if let Some(w) = &shared {
+            parts.extensions.insert(w.clone());
+        }
         let Some(stages) = self.stages else {
             let (result, note) = backend.serve(parts, body, declared, watch).await;
             return finish(result, note, None, id);

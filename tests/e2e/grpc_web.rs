@@ -384,3 +384,54 @@ async fn the_gateways_own_errors_reach_a_grpc_web_client_in_grpc_web_form() {
         assert!(hv(&a.headers, "content-type").starts_with(ct), "{ct}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_body_that_is_not_base64_is_the_clients_error_not_the_endpoints() {
+    let server = BookstoreServer::start().await;
+    let gw = gateway(&server, "").await;
+    let url = gw.url(&format!("{SVC}/GetShelf"));
+    // More than passive health's default 5 consecutive failures: counted against the endpoint,
+    // they would eject it, and the good call after them would be UNAVAILABLE.
+    for (client, version) in [(h1(), "HTTP/1.1"), (h2(), "HTTP/2")] {
+        for _ in 0..4 {
+            let bad = Bytes::from_static(b"!!!!!!!!");
+            let a = call(&client, &url, "application/grpc-web-text", bad, &[]).await;
+            assert_eq!(a.status, 200, "{version}");
+            assert!(
+                hv(&a.headers, "content-type").starts_with("application/grpc-web-text"),
+                "{version}"
+            );
+            // The gateway's 400 in gRPC form (INTERNAL, as gRPC maps HTTP 400), not UNAVAILABLE.
+            assert_eq!(hv(&a.headers, "grpc-status"), "13", "{version}");
+        }
+    }
+    let m = gw.metrics().await;
+    assert!(
+        !m.contains("gateway_upstream_errors_total{upstream=\"books\""),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!(
+            "gateway_upstream_endpoint_healthy{{upstream=\"books\",endpoint=\"{}\"}} 1",
+            server.addr
+        )),
+        "{m}"
+    );
+    let ask = frame(&GetShelfRequest {
+        shelf: 1,
+        name: String::new(),
+    });
+    let a = call(
+        &h1(),
+        &url,
+        "application/grpc-web-text",
+        Bytes::from(B64.encode(&ask)),
+        &[],
+    )
+    .await;
+    let (messages, trailers) = frames(&a.body);
+    assert_eq!(
+        (messages.len(), trailer(&trailers, "grpc-status")),
+        (1, Some("0"))
+    );
+}

@@ -5,12 +5,14 @@
 //! `name:value\r\n` lines), and in text mode everything base64 (each upstream chunk encoded on its
 //! own, padded, as the protocol allows). A trailers-only answer stays in the response headers.
 
-use crate::body::{self, Body, BoxError};
+use crate::body::{self, Body, BodyWatch, BoxError};
 use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http_body::Frame;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -38,7 +40,9 @@ pub fn detect(headers: &http::HeaderMap) -> Option<WebCall> {
 
 impl WebCall {
     /// Makes the request a gRPC one: its content type (the message format kept), its body decoded
-    /// from base64 in text mode.
+    /// from base64 in text mode. A text body that is not base64 is the client's fault: it is
+    /// recorded in the request's body watch (in the request's extensions when it has a body), so
+    /// the failed exchange is a 400, not the endpoint's failure.
     pub fn request(&self, parts: &mut http::request::Parts, body: Body) -> Body {
         let ct = self
             .content_type
@@ -70,6 +74,7 @@ impl WebCall {
             true => body::boxed(TextDecode {
                 inner: body,
                 pending: BytesMut::new(),
+                watch: parts.extensions.get::<Arc<BodyWatch>>().cloned(),
             }),
             false => body,
         }
@@ -103,6 +108,19 @@ impl WebCall {
 struct TextDecode {
     inner: Body,
     pending: BytesMut,
+    /// The request's body watch, told when the body is malformed.
+    watch: Option<Arc<BodyWatch>>,
+}
+
+impl TextDecode {
+    /// The client's body is malformed: recorded before the reader (the upstream connection) sees it.
+    fn malformed(&mut self, why: String) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.pending.clear();
+        if let Some(w) = &self.watch {
+            w.broken.store(true, Ordering::Release);
+        }
+        Poll::Ready(Some(Err(why.into())))
+    }
 }
 
 impl http_body::Body for TextDecode {
@@ -121,10 +139,8 @@ impl http_body::Body for TextDecode {
                     if this.pending.is_empty() {
                         return Poll::Ready(None);
                     }
-                    this.pending.clear();
-                    return Poll::Ready(Some(Err(
-                        "the grpc-web-text body ends inside a base64 group".into(),
-                    )));
+                    return this
+                        .malformed("the grpc-web-text body ends inside a base64 group".into());
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
                 Poll::Ready(Some(Ok(f))) => {
@@ -141,10 +157,8 @@ impl http_body::Body for TextDecode {
                     let mut out = Vec::with_capacity(whole / 4 * 3);
                     for g in groups.chunks(4) {
                         if let Err(e) = B64.decode_vec(g, &mut out) {
-                            return Poll::Ready(Some(Err(format!(
-                                "the grpc-web-text body is not base64: {e}"
-                            )
-                            .into())));
+                            return this
+                                .malformed(format!("the grpc-web-text body is not base64: {e}"));
                         }
                     }
                     return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
@@ -264,16 +278,22 @@ mod tests {
         let decoded = TextDecode {
             inner: body,
             pending: BytesMut::new(),
+            watch: None,
         };
         let got = decoded.collect().await.unwrap().to_bytes();
         assert_eq!(&got[..], b"helloworld!");
 
-        let cut = body::full("aGVsbG8");
-        let decoded = TextDecode {
-            inner: cut,
-            pending: BytesMut::new(),
-        };
-        assert!(decoded.collect().await.is_err());
+        // A body cut inside a group, or not base64, is the client's: recorded in the watch.
+        for bad in ["aGVsbG8", "!!!!!!!!"] {
+            let watch = Arc::new(BodyWatch::default());
+            let decoded = TextDecode {
+                inner: body::full(bad),
+                pending: BytesMut::new(),
+                watch: Some(watch.clone()),
+            };
+            assert!(decoded.collect().await.is_err(), "{bad}");
+            assert!(watch.explains_failure(), "{bad}");
+        }
     }
 
     #[test]
