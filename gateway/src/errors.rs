@@ -290,6 +290,9 @@ pub fn status_code(status: u16) -> &'static str {
 pub struct RequestId {
     seq: u64,
     value: http::HeaderValue,
+    /// The request's gRPC protocol, if it is a gRPC call: only then does an error answer carry
+    /// what a gRPC client is told instead ([`Made`]).
+    grpc: Option<grpc::Protocol>,
 }
 
 /// The request id header.
@@ -319,6 +322,7 @@ impl RequestId {
         RequestId {
             seq,
             value: Self::text(seq),
+            grpc: None,
         }
     }
 
@@ -362,10 +366,22 @@ impl RequestId {
                 RequestId {
                     seq: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
                     value: v.clone(),
+                    grpc: None,
                 }
             }
             _ => RequestId::new(),
         }
+    }
+
+    /// The id of a request in `protocol` (its content type's, [`grpc::protocol`]).
+    pub fn with_grpc(mut self, protocol: Option<grpc::Protocol>) -> RequestId {
+        self.grpc = protocol;
+        self
+    }
+
+    /// The request's gRPC protocol, if it is a gRPC call.
+    pub fn grpc(&self) -> Option<grpc::Protocol> {
+        self.grpc
     }
 
     /// The id as a header value.
@@ -424,11 +440,14 @@ pub fn error_response(
         header::HeaderValue::from_static("application/json"),
     );
     h.insert(REQUEST_ID, id.header().clone());
-    resp.extensions_mut().insert(Made {
-        status,
-        grpc: grpc_code(status, code),
-        message: message.to_owned(),
-    });
+    // Only a gRPC client is told something else (`grpc_form`): no cost for the others.
+    if id.grpc.is_some() {
+        resp.extensions_mut().insert(Made {
+            status,
+            grpc: grpc_code(status, code),
+            message: message.to_owned(),
+        });
+    }
     resp
 }
 
@@ -541,7 +560,7 @@ mod tests {
 
     #[test]
     fn grpc_form_of_the_gateways_answers() {
-        let id = RequestId::new();
+        let id = RequestId::new().with_grpc(Some(grpc::Protocol::Grpc));
         let grpc = |resp: &mut Response<Body>| {
             grpc_form(resp, grpc::Protocol::Grpc);
             let h = resp.headers();
@@ -576,6 +595,21 @@ mod tests {
         let mut r = Response::new(full("upstream"));
         *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         assert_eq!(grpc(&mut r), (503, None, None));
+    }
+
+    #[test]
+    fn only_a_grpc_requests_errors_carry_their_grpc_form() {
+        // Another client's error costs nothing for gRPC: no message copied, no extension.
+        let plain = RequestId::new();
+        let r = respond(&ProxyError::NoRoute, &plain);
+        assert!(r.extensions().get::<Made>().is_none());
+        assert!(r.extensions().is_empty());
+        let web = RequestId::new().with_grpc(Some(grpc::Protocol::GrpcWeb));
+        let made = respond(&ProxyError::NoRoute, &web)
+            .extensions_mut()
+            .remove::<Made>()
+            .unwrap();
+        assert_eq!(made.grpc, Code::Unimplemented);
     }
 
     #[test]

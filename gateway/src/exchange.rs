@@ -330,8 +330,9 @@ async fn local<N: Default>(
     head_request: bool,
     id: &RequestId,
 ) -> Outcome<N> {
-    // What a gRPC client is told instead of a local answer that is not a success (`errors::grpc_form`).
-    let made = (!response.status.is_success()).then(|| errors::Made {
+    // What a gRPC client is told instead of a local answer that is not a success (`errors::grpc_form`);
+    // nothing to make for other clients.
+    let made = (id.grpc().is_some() && !response.status.is_success()).then(|| errors::Made {
         status: response.status,
         grpc: crate::proxy::grpc::code_of_http(response.status),
         message: errors::local_message(response.status, &response.body),

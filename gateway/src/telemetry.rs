@@ -666,6 +666,20 @@ fn version(v: http::Version) -> &'static str {
 pub struct TrySpan(Option<opentelemetry_sdk::trace::Span>);
 
 impl TrySpan {
+    /// Records the gRPC status of a gRPC call's answer (`rpc.grpc.status_code`): one that is not
+    /// OK makes the try an error (`error.type` its name), whatever its HTTP status.
+    pub fn grpc_status(&mut self, code: crate::proxy::grpc::Code) {
+        let Some(span) = self.0.as_mut() else {
+            return;
+        };
+        span.set_attribute(KeyValue::new("rpc.grpc.status_code", code as i64));
+        if code != crate::proxy::grpc::Code::Ok {
+            let name = code.name().to_ascii_uppercase().replace('-', "_");
+            span.set_attribute(KeyValue::new("error.type", name));
+            span.set_status(Status::error(""));
+        }
+    }
+
     /// Ends the try with the upstream's status, or the error that ended it (`kind`, message).
     pub fn end(mut self, status: Result<u16, (&'static str, String)>) {
         let Some(span) = self.0.as_mut() else {

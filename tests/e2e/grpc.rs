@@ -91,7 +91,8 @@ struct State {
 /// - `Unary`: `<name>:<text>:<x-user metadata>` with initial metadata `x-server: <name>`;
 ///   `fail-once` is UNAVAILABLE the first time; `sleep:<ms>` answers after that long;
 ///   `status:<code>:<message>` fails with that status.
-/// - `Collect` (client streaming): the texts joined with `,`.
+/// - `Collect` (client streaming): the texts joined with `,`; UNAVAILABLE at once on a message
+///   `fail-now` (the rest unread), or after the last message if that is `fail`.
 /// - `Watch` (server streaming): what the test feeds, then OK with trailer `x-total`.
 /// - `Chat` (bidirectional): each text upper-cased, then OK with trailer `x-count`.
 struct Server {
@@ -159,7 +160,13 @@ impl tonic::server::ClientStreamingService<Msg> for Svc {
             let mut all = Vec::new();
             while let Some(m) = incoming.message().await? {
                 let _ = state.arrived.send(m.text.clone());
+                if m.text == "fail-now" {
+                    return Err(Status::unavailable("busy"));
+                }
                 all.push(m.text);
+            }
+            if all.last().is_some_and(|t| t == "fail") {
+                return Err(Status::unavailable("busy"));
             }
             Ok(Response::new(msg(&all.join(","))))
         })
@@ -310,6 +317,11 @@ impl Server {
             .await
             .expect("the message reached the server")
             .unwrap()
+    }
+
+    /// How many calls the server has had.
+    fn calls(&self) -> usize {
+        self.state.timeouts.lock().unwrap().len()
     }
 
     /// The `grpc-timeout` of the last call, as a duration.
@@ -666,7 +678,8 @@ async fn grpc_timeout_is_the_deadline_and_goes_upstream_reduced() {
         "{seen:?}"
     );
 
-    // The route's shorter timeout is the deadline the upstream gets.
+    // The route's shorter timeout bounds only the response headers: the upstream gets the call's
+    // deadline, which also bounds a stream after the headers.
     unary(
         &mut c,
         "/test.v1.Short/Unary",
@@ -675,7 +688,10 @@ async fn grpc_timeout_is_the_deadline_and_goes_upstream_reduced() {
     .await
     .unwrap();
     let seen = up.last_timeout().unwrap();
-    assert!(seen <= Duration::from_millis(300), "{seen:?}");
+    assert!(
+        seen <= Duration::from_secs(5) && seen > Duration::from_secs(1),
+        "{seen:?}"
+    );
 
     // A deadline hit: DEADLINE_EXCEEDED from the gateway, before the upstream's answer (2 s).
     for (p, t) in [
@@ -875,6 +891,16 @@ async fn grpc_config_errors_name_their_line() {
             "grpc:unavailable",
         ),
         (
+            "    retry: {on: [grpc:RESOURCE_EXHAUSTED]}\n",
+            "retry: {on: [grpc:RESOURCE_EXHAUSTED]}",
+            "written `grpc:resource-exhausted`",
+        ),
+        (
+            "    retry: {on: [grpc:deadline_exceeded]}\n",
+            "retry: {on: [grpc:deadline_exceeded]}",
+            "written `grpc:deadline-exceeded`",
+        ),
+        (
             "    match: {grpc: {service: \"pkg/Svc\"}}\n",
             "match: {grpc: {service: \"pkg/Svc\"}}",
             "routes[0].match.grpc.service",
@@ -905,4 +931,236 @@ async fn grpc_config_errors_name_their_line() {
         assert!(err.contains(&format!("test.yaml:{line}:")), "{err}");
         assert!(err.contains(says), "{err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_timeout_longer_than_the_route_timeout_bounds_the_whole_call() {
+    let up = Server::start("up", None).await;
+    let cfg = GatewayConfig::new()
+        .upstream(grpc_upstream("up", up.addr))
+        .route(grpc_route("echo", "test.v1.Echo", None, "up").lines("    timeout: 1s\n"));
+    let gw = TestGateway::start(&cfg.yaml()).await;
+    let mut c = client(gw.addr, None).await;
+
+    // The route's 1 s bounds the headers only: a 30 s deadline lets a 2 s stream run to its end,
+    // and the upstream is told the call's deadline, not the route's.
+    let mut r = Request::new(msg("go"));
+    r.set_timeout(Duration::from_secs(30));
+    c.ready().await.unwrap();
+    let mut watch = c
+        .server_streaming(r, path("/test.v1.Echo/Watch"), Proto)
+        .await
+        .unwrap()
+        .into_inner();
+    let seen = up.last_timeout().unwrap();
+    assert!(seen > Duration::from_secs(25), "{seen:?}");
+    for i in 0..5 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        up.feed.send(format!("m{i}")).unwrap();
+        assert_eq!(
+            next(&mut watch).await.unwrap(),
+            Some(format!("m{i}")),
+            "message {i}"
+        );
+    }
+    up.feed.send(END.into()).unwrap();
+    assert_eq!(next(&mut watch).await.unwrap(), None);
+    let trailers = watch.trailers().await.unwrap().unwrap();
+    assert_eq!(trailers.get("x-total").unwrap(), "5");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deadline_counts_from_the_requests_arrival() {
+    let up = Server::start("up", None).await;
+    // A retry policy: the gateway reads a small body whole before it forwards the call.
+    let cfg = GatewayConfig::new()
+        .upstream(grpc_upstream("up", up.addr))
+        .route(
+            grpc_route("echo", "test.v1.Echo", None, "up")
+                .lines("    retry: {on: [grpc:unavailable]}\n"),
+        );
+    let gw = TestGateway::start(&cfg.yaml()).await;
+    let (mut conn, _) = connect(gw.addr, None).await;
+    // `Msg { text: "hi" }` in a gRPC frame, sent 600 ms after the headers.
+    let frame = bytes::Bytes::from_static(&[0, 0, 0, 0, 4, 0x0a, 2, b'h', b'i']);
+    let late = futures_util::stream::once(async move {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        Ok::<_, std::convert::Infallible>(http_body::Frame::data(frame))
+    });
+    let req = http::Request::post(format!("http://{}/test.v1.Echo/Unary", gw.addr))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", "2S")
+        .header("content-length", "9")
+        .body(tonic::body::Body::new(http_body_util::StreamBody::new(
+            late,
+        )))
+        .unwrap();
+    std::future::poll_fn(|cx| tower_service::Service::poll_ready(&mut conn, cx))
+        .await
+        .unwrap();
+    let resp = tower_service::Service::call(&mut conn, req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // The client's 2 s began when its headers came: the upstream has what is left of them.
+    let seen = up.last_timeout().unwrap();
+    assert!(seen <= Duration::from_millis(1450), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_grpc_timeout_is_not_passed_on() {
+    let up = Server::start("up", None).await;
+    let cfg = GatewayConfig::new()
+        .upstream(grpc_upstream("up", up.addr))
+        .route(grpc_route("echo", "test.v1.Echo", None, "up"));
+    let gw = TestGateway::start(&cfg.yaml()).await;
+    let (mut conn, _) = connect(gw.addr, None).await;
+    for bad in ["5x", "123456789m", "S"] {
+        let req = http::Request::post(format!("http://{}/test.v1.Echo/Unary", gw.addr))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("grpc-timeout", bad)
+            .body(tonic::body::Body::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(&[0, 0, 0, 0, 4, 0x0a, 2, b'h', b'i']),
+            )))
+            .unwrap();
+        std::future::poll_fn(|cx| tower_service::Service::poll_ready(&mut conn, cx))
+            .await
+            .unwrap();
+        let resp = tower_service::Service::call(&mut conn, req).await.unwrap();
+        assert_eq!(resp.status(), 200, "{bad}");
+        let got = up.state.timeouts.lock().unwrap().last().cloned();
+        assert_eq!(got, Some(None), "{bad} reached the upstream");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_body_over_the_limit_or_unfinished_is_not_retried() {
+    let up = Server::start("up", None).await;
+    let cfg = GatewayConfig::new()
+        .upstream(grpc_upstream("up", up.addr))
+        .route(
+            grpc_route("echo", "test.v1.Echo", None, "up")
+                .lines("    retry: {attempts: 2, on: [grpc:unavailable], buffer_limit: 64}\n"),
+        );
+    let gw = TestGateway::start(&cfg.yaml()).await;
+    let c = client(gw.addr, None).await;
+    let collect = |texts: Vec<String>| {
+        let mut c = c.clone();
+        async move {
+            c.ready().await.unwrap();
+            let s = futures_util::stream::iter(texts.into_iter().map(|t| msg(&t)));
+            c.client_streaming(Request::new(s), path("/test.v1.Echo/Collect"), Proto)
+                .await
+        }
+    };
+    let unavailable = |r: Result<Response<Msg>, Status>| {
+        let e = r.unwrap_err();
+        assert_eq!((e.code(), e.message()), (Code::Unavailable, "busy"));
+    };
+
+    // A small body that ended before the answer: kept whole and sent again, twice.
+    let before = up.calls();
+    unavailable(collect(vec!["a".into(), "fail".into()]).await);
+    assert_eq!(up.calls() - before, 3);
+
+    // Over `buffer_limit` (64 bytes): streamed, not kept, so tried once.
+    let before = up.calls();
+    unavailable(collect(vec!["x".repeat(40), "y".repeat(40), "fail".into()]).await);
+    assert_eq!(up.calls() - before, 1);
+
+    // Answered while the client was still sending: the body had not ended, so tried once.
+    let before = up.calls();
+    let (tx, rx) = feed();
+    let mut cc = c.clone();
+    cc.ready().await.unwrap();
+    tx.send(msg("fail-now")).unwrap();
+    let r = cc
+        .client_streaming(Request::new(rx), path("/test.v1.Echo/Collect"), Proto)
+        .await;
+    unavailable(r);
+    drop(tx);
+    assert_eq!(up.calls() - before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trailers_only_unavailable_counts_against_the_endpoint() {
+    let up = Server::start("up", None).await;
+    let cfg = GatewayConfig::new()
+        .upstream(Upstream::new("up").endpoint(up.addr).lines(
+            "    protocol: http2\n    health: {passive: {consecutive_failures: 2, ejection_time: 30s}}\n",
+        ))
+        .route(grpc_route("echo", "test.v1.Echo", None, "up"));
+    let gw = TestGateway::start(&cfg.yaml()).await;
+    let mut c = client(gw.addr, None).await;
+
+    // Other statuses are the call's, not the endpoint's: they do not count.
+    for _ in 0..3 {
+        let e = call(&mut c, "/test.v1.Echo/Unary", "status:5:none")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+    }
+    // Two UNAVAILABLE in a row (as Envoy maps it, 503) eject the endpoint: the next call is the
+    // gateway's own UNAVAILABLE, and does not reach it.
+    for _ in 0..2 {
+        let e = call(&mut c, "/test.v1.Echo/Unary", "status:14:busy")
+            .await
+            .unwrap_err();
+        assert_eq!((e.code(), e.message()), (Code::Unavailable, "busy"));
+    }
+    let before = up.calls();
+    let e = call(&mut c, "/test.v1.Echo/Unary", "hi").await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert_ne!(e.message(), "busy");
+    assert_eq!(up.calls(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_try_span_has_the_http_and_the_grpc_status() {
+    use crate::tracing::{attr, Collector};
+    use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
+    let up = Server::start("up", None).await;
+    let otlp = Collector::start().await;
+    let cfg = GatewayConfig::new()
+        .upstream(grpc_upstream("up", up.addr))
+        .route(
+            grpc_route("echo", "test.v1.Echo", None, "up")
+                .lines("    retry: {on: [grpc:unavailable]}\n"),
+        )
+        .raw(&format!(
+            "server:\n  access_log: {{enabled: false}}\n  tracing:\n    endpoint: http://{}/v1/traces\n    scheduled_delay: 50ms\n",
+            otlp.addr
+        ));
+    let gw = TestGateway::start(&cfg.yaml()).await;
+    let mut c = client(gw.addr, None).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut r = Request::new(msg("fail-once"));
+    r.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace}-00f067aa0ba902b7-01").parse().unwrap(),
+    );
+    unary(&mut c, "/test.v1.Echo/Unary", r).await.unwrap();
+
+    // UNAVAILABLE (trailers-only, HTTP 200), then OK: both tries have HTTP 200 and their gRPC
+    // status; only the first is an error, named by its gRPC status.
+    let id: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&trace[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let spans = otlp.trace(&id, 3).await;
+    let mut tries: Vec<_> = spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Client as i32)
+        .collect();
+    tries.sort_by_key(|s| s.start_time_unix_nano);
+    assert_eq!(tries.len(), 2, "{spans:#?}");
+    let a = |i: usize, k: &str| attr(&tries[i].attributes, k);
+    let error =
+        |i: usize| tries[i].status.as_ref().map(|s| s.code) == Some(StatusCode::Error as i32);
+    assert_eq!(a(0, "http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(a(0, "rpc.grpc.status_code").as_deref(), Some("14"));
+    assert_eq!(a(0, "error.type").as_deref(), Some("UNAVAILABLE"));
+    assert!(error(0), "{:?}", tries[0]);
+    assert_eq!(a(1, "http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(a(1, "error.type"), None);
+    assert!(!error(1), "{:?}", tries[1]);
 }

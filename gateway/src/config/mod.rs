@@ -1158,10 +1158,17 @@ impl<'de> Deserialize<'de> for RetryOn {
                 other if other.starts_with("grpc:") => crate::proxy::grpc::Code::from_name(&other[5..])
                     .filter(|c| GRPC_RETRY_ON.contains(c))
                     .map(RetryOn::Grpc)
-                    .ok_or_else(|| serde::de::Error::custom(format!(
-                        "unknown gRPC retry condition `{other}`, expected one of {}",
-                        GRPC_RETRY_ON.map(|c| format!("grpc:{}", c.name())).join(", ")
-                    ))),
+                    .ok_or_else(|| {
+                        // Another spelling of a name it takes (`grpc:UNAVAILABLE`): the one to write.
+                        let spelled = crate::proxy::grpc::Code::from_other_spelling(&other[5..])
+                            .filter(|c| GRPC_RETRY_ON.contains(c))
+                            .map(|c| format!(" (written `grpc:{}`: lower case, with hyphens)", c.name()))
+                            .unwrap_or_default();
+                        serde::de::Error::custom(format!(
+                            "unknown gRPC retry condition `{other}`{spelled}, expected one of {}",
+                            GRPC_RETRY_ON.map(|c| format!("grpc:{}", c.name())).join(", ")
+                        ))
+                    }),
                 other => Err(serde::de::Error::custom(format!(
                     "unknown retry condition `{other}`, expected connect_failure, reset, timeout or a status code"
                 ))),

@@ -79,14 +79,24 @@ pub async fn forward(
             declared_len,
         ),
     };
-    // A gRPC call's own deadline (`grpc-timeout`) bounds it with the route's timeout.
+    // A gRPC call's own deadline (`grpc-timeout`) ends the whole call, counted from the request's
+    // arrival; its response headers are also bounded by the route's timeout. A value that does not
+    // parse is no deadline, and is not passed on (a gRPC server would refuse the call for it).
     let grpc = super::grpc::is_grpc(&headers);
     let grpc_timeout = match grpc {
-        true => headers
-            .get(super::grpc::GRPC_TIMEOUT)
-            .and_then(super::grpc::parse_timeout),
+        true => match headers.get(super::grpc::GRPC_TIMEOUT) {
+            Some(v) => {
+                let t = super::grpc::parse_timeout(v);
+                if t.is_none() {
+                    headers.remove(super::grpc::GRPC_TIMEOUT);
+                }
+                t
+            }
+            None => None,
+        },
         false => None,
     };
+    let arrival = parts.extensions.get::<super::grpc::Arrival>().map(|a| a.0);
     let (version, authority) = version_and_authority(cluster.protocol, &mut headers);
     if let Some(protocol) = upgrade {
         super::upgrade::upstream_request_headers(&mut headers, protocol);
@@ -133,7 +143,9 @@ pub async fn forward(
     // Without retries there is one try, which takes the headers; with retries each try gets a copy.
     let mut headers = Some(headers);
     let start = Instant::now();
-    let deadline = start + grpc_timeout.map_or(route.timeout, |t| t.min(route.timeout));
+    // The call's deadline (body included), and the one for the response headers.
+    let call_deadline = grpc_timeout.map(|t| arrival.unwrap_or(start) + t);
+    let deadline = call_deadline.map_or(start + route.timeout, |d| d.min(start + route.timeout));
     let mut attempt = 0u32;
     let mut idx = cluster
         .policy
@@ -170,15 +182,16 @@ pub async fn forward(
         let per_try = retry
             .and_then(|p| p.cfg.per_try_timeout)
             .map_or(remaining, |t| t.0.min(remaining));
-        // The upstream gets the time left, less what the gateway has spent (as Envoy does).
-        if grpc_timeout.is_some() {
+        // The upstream gets the call's time left, less what the gateway has spent (as Envoy does);
+        // the route's timeout bounds only the headers, so a stream may go on past it.
+        if let Some(d) = call_deadline {
             req.headers_mut().insert(
                 super::grpc::GRPC_TIMEOUT,
-                super::grpc::timeout_value(per_try),
+                super::grpc::timeout_value(d.saturating_duration_since(now)),
             );
         }
         // The try's span (when the request is traced) is the upstream's parent in its headers.
-        let traced = parts
+        let mut traced = parts
             .extensions
             .get::<crate::telemetry::RequestTrace>()
             .map(|t| {
@@ -192,11 +205,18 @@ pub async fn forward(
         let (outcome, result) = match result {
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
-                ep.record(!matches!(status, 502..=504), &cluster.passive);
                 // A trailers-only gRPC answer has its status in the headers; one after a body has
                 // it in trailers, too late to retry.
-                let outcome = match super::grpc::status_in_headers(resp.headers()) {
-                    Some(code) if grpc && code != super::grpc::Code::Ok => TryOutcome::Grpc(code),
+                let code = super::grpc::status_in_headers(resp.headers()).filter(|_| grpc);
+                // Passive health takes a gRPC status as the HTTP status it maps to (as Envoy's
+                // outlier detection does): UNAVAILABLE (503) and DEADLINE_EXCEEDED (504) fail.
+                let health = code.map_or(status, |c| c.http_status().as_u16());
+                ep.record(!matches!(health, 502..=504), &cluster.passive);
+                if let (Some(span), Some(code)) = (&mut traced, code) {
+                    span.grpc_status(code);
+                }
+                let outcome = match code {
+                    Some(code) if code != super::grpc::Code::Ok => TryOutcome::Grpc(code),
                     _ => TryOutcome::Status(status),
                 };
                 (outcome, Ok(resp))
@@ -237,7 +257,8 @@ pub async fn forward(
             }
         };
         if let Some(span) = traced {
-            span.end(try_status(outcome, &result));
+            let http = result.as_ref().ok().map(|r| r.status().as_u16());
+            span.end(try_status(outcome, http, &result));
         }
         // Retry only when the policy allows it, another try can start before the deadline (backoff
         // included), an endpoint is available for it, and the budget has a retry left.
@@ -278,8 +299,8 @@ pub async fn forward(
                         _guard: guard,
                     };
                     // A gRPC call's deadline also ends its response body.
-                    let b = match grpc_timeout {
-                        Some(_) => body::boxed(super::grpc::Deadline::new(b, deadline.into())),
+                    let b = match call_deadline {
+                        Some(d) => body::boxed(super::grpc::Deadline::new(b, d.into())),
                         None => body::boxed(b),
                     };
                     Ok((Response::from_parts(p, b), ep))
@@ -297,9 +318,11 @@ pub async fn forward(
     }
 }
 
-/// How an upstream try ended, for its span.
+/// How an upstream try ended, for its span: the HTTP status of an answer (`http`), also when its
+/// gRPC status (on the span already) is not OK.
 fn try_status<T>(
     outcome: TryOutcome,
+    http: Option<u16>,
     result: &Result<T, ProxyError>,
 ) -> Result<u16, (&'static str, String)> {
     let message = || {
@@ -314,8 +337,8 @@ fn try_status<T>(
         TryOutcome::ConnectFailure => Err(("connect", message())),
         TryOutcome::Reset => Err(("protocol", message())),
         TryOutcome::Timeout => Err(("timeout", message())),
-        #[allow(unreachable_patterns)]
-        other => Err(("grpc_status", format!("{other:?}"))),
+        // The HTTP status of the answer (200); the gRPC status is on the span as its own attribute.
+        TryOutcome::Grpc(_) => Ok(http.unwrap_or(200)),
     }
 }
 

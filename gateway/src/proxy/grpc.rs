@@ -154,10 +154,16 @@ impl Code {
         CODES[self as usize].1
     }
 
-    /// The code a config name ([`Code::name`]) stands for; `_` is taken for `-`, any case.
+    /// The code a config name ([`Code::name`]) stands for: exactly as it writes them, lower case
+    /// with hyphens (what the config schema lists).
     pub fn from_name(name: &str) -> Option<Code> {
-        let name = name.to_ascii_lowercase().replace('_', "-");
         CODES.iter().find(|(_, n)| *n == name).map(|(c, _)| *c)
+    }
+
+    /// The code a name in another spelling stands for (`RESOURCE_EXHAUSTED`, `Resource_Exhausted`):
+    /// for a config error that names the spelling it takes.
+    pub fn from_other_spelling(name: &str) -> Option<Code> {
+        Code::from_name(&name.to_ascii_lowercase().replace('_', "-"))
     }
 
     /// The code as a `grpc-status` value.
@@ -424,6 +430,12 @@ impl http_body::Body for Recorded {
     }
 }
 
+/// When the gateway received a gRPC request (a request extension): the start of the client's
+/// deadline (`grpc-timeout`), which counts from the request's arrival, not from when the filters
+/// are done with it.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival(pub std::time::Instant);
+
 /// A gRPC response body that ends at the call's deadline: if the upstream has not finished by
 /// then, the upstream stream is dropped (reset) and the client gets trailers with
 /// DEADLINE_EXCEEDED after what it already had, as a gRPC server ends a call past its deadline.
@@ -456,20 +468,19 @@ impl<B: http_body::Body<Data = Bytes> + Unpin> http_body::Body for Deadline<B> {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        match std::pin::Pin::new(inner).poll_frame(cx) {
-            Poll::Pending => {}
-            Poll::Ready(Some(Ok(f))) if f.is_trailers() => {
-                this.inner = None;
-                return Poll::Ready(Some(Ok(f)));
-            }
-            Poll::Ready(None) => {
-                this.inner = None;
-                return Poll::Ready(None);
-            }
-            ready => return ready,
-        }
+        // The timer first: an upstream whose frames are always ready must still end at the deadline.
         if this.sleep.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
+            return match std::pin::Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(f))) if f.is_trailers() => {
+                    this.inner = None;
+                    Poll::Ready(Some(Ok(f)))
+                }
+                Poll::Ready(None) => {
+                    this.inner = None;
+                    Poll::Ready(None)
+                }
+                polled => polled,
+            };
         }
         this.inner = None;
         let mut t = HeaderMap::new();
@@ -522,8 +533,11 @@ mod tests {
             Code::from_name("resource-exhausted"),
             Some(Code::ResourceExhausted)
         );
+        // Only the config's spelling (the schema's); the others are told what to write.
+        assert_eq!(Code::from_name("DEADLINE_EXCEEDED"), None);
+        assert_eq!(Code::from_name("deadline_exceeded"), None);
         assert_eq!(
-            Code::from_name("DEADLINE_EXCEEDED"),
+            Code::from_other_spelling("DEADLINE_EXCEEDED"),
             Some(Code::DeadlineExceeded)
         );
         assert_eq!(Code::from_name("unavailible"), None);
@@ -597,6 +611,55 @@ mod tests {
         assert_eq!(r.headers()["grpc-status"], "14");
         assert_eq!(r.headers()["grpc-message"], "upstream down%0A");
         assert!(http_body::Body::is_end_stream(r.body()));
+    }
+
+    /// A body whose next frame is always ready: data, forever.
+    struct Endless;
+
+    impl http_body::Body for Endless {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b"x")))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deadline_ends_an_always_ready_body() {
+        use http_body_util::BodyExt;
+        // Already past (the clock has gone beyond it): the first frame is the DEADLINE_EXCEEDED
+        // trailers.
+        let mut b = Deadline::new(Endless, tokio::time::Instant::now());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let f = b.frame().await.unwrap().unwrap();
+        let t = f.into_trailers().expect("trailers, not more data");
+        assert_eq!(t["grpc-status"], "4");
+        assert!(b.frame().await.is_none());
+        // Before the deadline the data passes; at it the body ends, however fast the data comes.
+        let mut b = Deadline::new(
+            Endless,
+            tokio::time::Instant::now() + Duration::from_millis(30),
+        );
+        let mut data = 0u64;
+        let start = std::time::Instant::now();
+        loop {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "past the deadline"
+            );
+            let f = b.frame().await.unwrap().unwrap();
+            if f.is_trailers() {
+                break;
+            }
+            data += 1;
+            // A yield lets the clock move on a single-threaded runtime.
+            tokio::task::yield_now().await;
+        }
+        assert!(data > 0);
     }
 
     #[tokio::test]

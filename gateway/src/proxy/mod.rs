@@ -212,9 +212,14 @@ pub async fn handle(
     let id = match listener {
         Some(l) if l.trust_request_id => RequestId::from_client(req.headers().get(REQUEST_ID)),
         _ => RequestId::new(),
-    };
+    }
+    .with_grpc(grpc);
     // The request's trace rides in its extensions, for the filters and the upstream tries.
     let mut req = req;
+    // A gRPC call's deadline counts from here (`proxy::forward`).
+    if grpc.is_some() {
+        req.extensions_mut().insert(grpc::Arrival(start));
+    }
     let mut access = log.then(|| {
         let fields: Arc<[crate::access_log::Field]> =
             snapshot.config.server.access_log.fields.clone().into();
