@@ -321,3 +321,140 @@ async fn descriptor_set_errors_are_config_errors_at_their_line_and_reload_reads_
     assert_eq!(get(&gw.url("/v1/shelves/1/books?page_size=1")).await.0, 200);
     assert_eq!(get(&gw.url("/v1/racks/1/books?page_size=1")).await.0, 404);
 }
+
+type AnswerBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+/// A hand-made gRPC upstream over HTTP/2 answering every call with what `answer` makes: the
+/// answers the tonic server does not give (a trailers-only OK, a stall after the head, frames
+/// without end after a unary message).
+async fn h2_upstream(answer: fn() -> http::Response<AnswerBody>) -> std::net::SocketAddr {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = tcp.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |_: http::Request<hyper::body::Incoming>| async move {
+                        Ok::<_, std::convert::Infallible>(answer())
+                    },
+                );
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn config_at(addr: std::net::SocketAddr, set: &Path, extra: &str) -> String {
+    format!(
+        "upstreams:\n  - name: books\n    endpoints: [\"{addr}\"]\n    protocol: http2\n\
+         routes:\n  - name: rest\n    upstream: books\n    grpc_transcode:\n      descriptor_set: {}\n      services: [bookstore.v1.Bookstore]\n{extra}",
+        set.display()
+    )
+}
+
+fn grpc_head() -> http::response::Builder {
+    http::Response::builder().header("content-type", "application/grpc")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trailers_only_ok_is_an_empty_stream_and_a_unary_answer_without_a_message() {
+    // grpc-go and grpc-java answer a stream that ends at once with `grpc-status: 0` in the
+    // headers and END_STREAM (tonic sends headers, then trailers).
+    let addr = h2_upstream(|| {
+        grpc_head()
+            .header("grpc-status", "0")
+            .body(http_body_util::Empty::new().boxed())
+            .unwrap()
+    })
+    .await;
+    let dir = TempDir::new("transcode");
+    let set = write_set(&dir);
+    let gw = TestGateway::start(&config_at(addr, &set, "")).await;
+    let (s, h, b) = get(&gw.url("/v1/shelves/1/books")).await;
+    assert_eq!((s, b.as_str()), (200, "[]"));
+    assert_eq!(hv(&h, "content-type"), "application/json");
+    // A unary call has no answer without its message: a 502.
+    let (s, _, _) = get(&gw.url("/v1/shelves/1")).await;
+    assert_eq!(s, 502);
+
+    let gw = TestGateway::start(&config_at(addr, &set, "      stream_format: ndjson\n")).await;
+    let (s, h, b) = get(&gw.url("/v1/shelves/1/books")).await;
+    assert_eq!((s, b.as_str()), (200, ""));
+    assert_eq!(hv(&h, "content-type"), "application/x-ndjson");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_stalls_after_its_head_is_a_504_by_the_routes_timeout() {
+    let addr = h2_upstream(|| {
+        let never = futures_util::stream::pending::<
+            Result<http_body::Frame<Bytes>, std::convert::Infallible>,
+        >();
+        grpc_head()
+            .body(http_body_util::StreamBody::new(never).boxed())
+            .unwrap()
+    })
+    .await;
+    let dir = TempDir::new("transcode");
+    let gw = TestGateway::start(&config_at(addr, &write_set(&dir), "    timeout: 1s\n")).await;
+    // Unary and server-streaming: both wait for a first message before the head.
+    for path in ["/v1/shelves/1", "/v1/shelves/1/books"] {
+        let (s, _, b) = get(&gw.url(path)).await;
+        assert_eq!(s, 504, "{path}: {b}");
+    }
+    let m = gw.metrics().await;
+    assert!(
+        m.contains("gateway_upstream_errors_total{upstream=\"books\",kind=\"timeout\"} 2"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unary_answer_going_on_after_its_message_is_cut_at_the_message_limit() {
+    // An empty Shelf, then 64 KiB frames (64 MiB in all) and no trailers: a 502 once the answer
+    // passes the 4 MiB message limit, not the whole of it buffered (or a wait for the end).
+    let addr = h2_upstream(|| {
+        use futures_util::StreamExt as _;
+        let data = |b: Bytes| Ok::<_, std::convert::Infallible>(http_body::Frame::data(b));
+        let message = futures_util::stream::once(async move { data(Bytes::from_static(&[0; 5])) });
+        let flood =
+            futures_util::stream::repeat_with(move || data(Bytes::from(vec![0u8; 64 << 10])))
+                .take(1024);
+        let body = message.chain(flood).chain(futures_util::stream::pending());
+        grpc_head()
+            .body(BodyExt::boxed(http_body_util::StreamBody::new(body)))
+            .unwrap()
+    })
+    .await;
+    let dir = TempDir::new("transcode");
+    let gw = TestGateway::start(&config_at(addr, &write_set(&dir), "    timeout: 15s\n")).await;
+    let (s, _, b) = get(&gw.url("/v1/shelves/1")).await;
+    assert_eq!(s, 502, "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_field_paths_are_at_most_32_segments() {
+    let server = BookstoreServer::start().await;
+    let dir = TempDir::new("transcode");
+    let gw = TestGateway::start(&config(&server, &write_set(&dir), "")).await;
+    let path = |levels: usize| format!("tree.{}name", "n.".repeat(levels));
+    // 32 segments: set.
+    let (s, _, b) = get(&gw.url(&format!("/v1/shelves/1/books?page_size=1&{}=x", path(30)))).await;
+    assert_eq!(s, 200, "{b}");
+    // 33, and about 3,500 (a 7 KiB URI, which would nest the message that deep): a 400 naming it.
+    for levels in [31, 3500] {
+        let (s, code, message) = error_of(
+            "GET",
+            &gw.url(&format!("/v1/shelves/1/books?{}=x", path(levels))),
+            "",
+        )
+        .await;
+        assert_eq!((s, code), (400, 3), "{levels}: {message}");
+        assert!(
+            message.starts_with("query parameter `tree.n.n.") && message.contains("32 segments"),
+            "{levels}: {message}"
+        );
+    }
+}

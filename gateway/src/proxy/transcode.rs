@@ -75,6 +75,7 @@ pub(super) async fn serve(
     framed.put_u32(message.len() as u32);
     framed.extend_from_slice(&message);
     let len = framed.len() as u64;
+    let started = std::time::Instant::now();
     parts.method = http::Method::POST;
     parts.uri = http::Uri::from(call.path.clone());
     let h = &mut parts.headers;
@@ -105,7 +106,25 @@ pub(super) async fn serve(
         }
     };
     let endpoint = ep.address.clone();
-    let answer = answer(t.clone(), call, resp, &endpoint).await;
+    // The route's timeout bounds the exchange up to the response head, which here waits for the
+    // first message (a REST client sends no grpc-timeout): an upstream that sends its headers and
+    // stalls is a 504 when the route's timeout has passed since the request went out.
+    let answer = match tokio::time::timeout_at(
+        (started + b.route.timeout).into(),
+        answer(t.clone(), call, resp, &endpoint),
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(_) => {
+            ep.record(false, &cluster.passive);
+            cluster.stats.error("timeout");
+            Err(ProxyError::Timeout {
+                endpoint,
+                after_ms: started.elapsed().as_millis() as u64,
+            })
+        }
+    };
     (answer, Some(EndpointName::State(ep)))
 }
 
@@ -161,9 +180,13 @@ async fn answer(
         }
         return Ok(Response::from_parts(parts, incoming));
     }
-    if let Some((code, message)) = grpc_status(&parts.headers).filter(|(c, _)| *c != 0) {
-        return Ok(status_error(code, &message));
+    // A trailers-only answer has its status in the headers and no body: an error, or OK for an
+    // empty server stream (grpc-go and grpc-java answer an immediately ended stream so).
+    let head_status = grpc_status(&parts.headers);
+    if let Some((code, message)) = head_status.as_ref().filter(|(c, _)| *c != 0) {
+        return Ok(status_error(*code, message));
     }
+    let trailers_only = head_status.is_some();
     // The initial metadata stays as headers; what describes the gRPC body goes.
     let h = &mut parts.headers;
     let described: Vec<_> = h
@@ -178,7 +201,7 @@ async fn answer(
     let mut buf = BytesMut::new();
     // Reads until a whole message is buffered, or the end: its trailers.
     let mut trailers = None;
-    while frame_len(&buf).is_none_or(|n| buf.len() < n) {
+    while !trailers_only && frame_len(&buf).is_none_or(|n| buf.len() < n) {
         match incoming.frame().await {
             None => break,
             Some(Err(e)) => return Err(protocol(format!("the answer broke off: {e}"))),
@@ -198,7 +221,7 @@ async fn answer(
             },
         }
     }
-    let status = trailers.as_ref().and_then(grpc_status);
+    let status = trailers.as_ref().and_then(grpc_status).or(head_status);
     if let Some((code, message)) = status.as_ref().filter(|(c, _)| *c != 0) {
         return Ok(status_error(*code, message));
     }
@@ -213,18 +236,33 @@ async fn answer(
     if !streaming {
         let Some(m) = first else {
             return Err(protocol(match status {
-                Some(_) => "a unary answer without a message".into(),
+                Some(_) => "the unary answer ended with status OK but no message".into(),
                 None => "the answer ended without a grpc-status".into(),
             }));
         };
-        // Anything after the message is read to its trailers (a unary answer has one message).
-        if trailers.is_none() {
-            let rest = incoming
-                .collect()
-                .await
-                .map_err(|e| protocol(format!("the answer broke off: {e}")))?;
-            let t = rest.trailers().cloned();
-            match t.as_ref().and_then(grpc_status) {
+        // Anything after the message is read to its trailers (a unary answer has one message),
+        // frame by frame, within the size of one message.
+        if trailers.is_none() && !trailers_only {
+            let mut received = buf.len();
+            let mut end = None;
+            while let Some(f) = incoming.frame().await {
+                let f = f.map_err(|e| protocol(format!("the answer broke off: {e}")))?;
+                match f.into_data() {
+                    Ok(d) => {
+                        received += d.len();
+                        if received > MAX_MESSAGE_BYTES + 5 {
+                            return Err(protocol(format!(
+                                "the unary answer goes on after its message for more than {MAX_MESSAGE_BYTES} bytes"
+                            )));
+                        }
+                    }
+                    Err(f) => {
+                        end = f.into_trailers().ok();
+                        break;
+                    }
+                }
+            }
+            match end.as_ref().and_then(grpc_status) {
                 Some((0, _)) => {}
                 Some((code, message)) => return Ok(status_error(code, &message)),
                 None => return Err(protocol("the answer ended without a grpc-status".into())),
@@ -248,7 +286,7 @@ async fn answer(
         }),
     );
     let stream = JsonStream {
-        inner: trailers.is_none().then_some(incoming),
+        inner: (trailers.is_none() && !trailers_only).then_some(incoming),
         buf,
         t,
         call,

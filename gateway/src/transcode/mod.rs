@@ -217,6 +217,14 @@ impl Transcoder {
         }
         if let Some(q) = query.filter(|_| !matches!(call.body, BodyField::Whole)) {
             for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+                // A recursive message would otherwise nest as deep as the URI is long (setting,
+                // encoding and dropping it recurse once per level).
+                if k.split('.').count() > MAX_FIELD_PATH {
+                    return Err(format!(
+                        "query parameter `{}`: a field path has at most {MAX_FIELD_PATH} segments",
+                        shorten(&k)
+                    ));
+                }
                 let path: Vec<String> = k.split('.').map(str::to_owned).collect();
                 let taken = call.bound.iter().any(|(b, _)| same_field(&input, b, &path))
                     || matches!(&call.body, BodyField::Field(f) if resolve(&input, &path[..1]).is_some_and(|q| q.name() == f.name()));
@@ -446,6 +454,17 @@ impl<'de> DeserializeSeed<'de> for MessageSeed {
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<DynamicMessage, D::Error> {
         DynamicMessage::deserialize_with_options(self.0, d, &DeserializeOptions::new())
+    }
+}
+
+/// The most segments a query parameter's field path (`a.b.c`) has.
+pub const MAX_FIELD_PATH: usize = 32;
+
+/// A query parameter's name as an error message quotes it: its first 100 characters.
+fn shorten(name: &str) -> String {
+    match name.char_indices().nth(100) {
+        Some((i, _)) => format!("{}...", &name[..i]),
+        None => name.to_owned(),
     }
 }
 
