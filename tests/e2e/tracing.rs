@@ -642,3 +642,56 @@ async fn query_values_reach_the_upstream_but_not_the_collector() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uppercase_traceparent_starts_a_trace_and_tracestate_is_held_to_its_bounds() {
+    let up = MockUpstream::start("up").await;
+    let c = Collector::start().await;
+    let gw = TestGateway::start(&config(&to(&c), up.addr)).await;
+    let trace = "6bf92f3577b34da6a3ce929d0e0e4736";
+    // Uppercase flags: not a valid traceparent, so not continued.
+    let upper = format!("00-{trace}-00f067aa0ba902b7-0A");
+    let (s, _, _) = get_with(&gw.url("/a"), &[("traceparent", &upper)]).await;
+    assert_eq!(s, 200);
+    let sent = up.last().headers["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(traceparent(&sent).0, trace, "{sent}");
+
+    let tp = format!("00-{trace}-00f067aa0ba902b7-01");
+    let members: Vec<String> = (0..33).map(|i| format!("k{i}=v{i}")).collect();
+    // 33 members: an invalid list, dropped; the traceparent is continued.
+    let (s, _, _) = get_with(
+        &gw.url("/b"),
+        &[("traceparent", &tp), ("tracestate", &members.join(","))],
+    )
+    .await;
+    assert_eq!(s, 200);
+    let seen = up.last();
+    assert_eq!(
+        traceparent(seen.headers["traceparent"].to_str().unwrap()).0,
+        trace
+    );
+    assert!(
+        seen.headers.get("tracestate").is_none(),
+        "{:?}",
+        seen.headers
+    );
+    // 32 members pass on as they are.
+    let ok = members[..32].join(",");
+    get_with(&gw.url("/c"), &[("traceparent", &tp), ("tracestate", &ok)]).await;
+    assert_eq!(up.last().headers["tracestate"], ok.as_str());
+    // Over 512 characters: the member over 128 characters goes, the rest fits.
+    let ten: Vec<String> = (0..10)
+        .map(|i| format!("w{i}={}", "x".repeat(36)))
+        .collect();
+    let wide = format!("{},big={}", ten.join(","), "y".repeat(200));
+    assert!(wide.len() > 512);
+    get_with(
+        &gw.url("/d"),
+        &[("traceparent", &tp), ("tracestate", &wide)],
+    )
+    .await;
+    assert_eq!(up.last().headers["tracestate"], ten.join(",").as_str());
+}
