@@ -484,6 +484,105 @@ async fn reuse_keeps_a_warm_instance_and_fresh_does_not() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_keeps_at_most_max_idle_warm_instances_and_drops_idle_ones() {
+    let settings =
+        "    instance_mode: reuse\n    limits: {concurrency: 8, max_idle: 2, idle_timeout: 1s}\n";
+    let gw = TestGateway::start(&config(settings, "", "")).await;
+    let live = async || described(&gw, "f").await["instances"]["live"].clone();
+    let created = async || described(&gw, "f").await["instances_created"].clone();
+    // A burst of 6 at once: 6 instances, of which 2 stay warm afterwards.
+    let burst: Vec<_> = (0..6)
+        .map(|_| {
+            let u = gw.url("/f/sleep?ms=500");
+            tokio::spawn(async move { get(&u).await })
+        })
+        .collect();
+    for r in burst {
+        let (s, _, body) = r.await.unwrap();
+        assert_eq!((s, body.as_str()), (200, "slept"));
+    }
+    assert_eq!(created().await, 6);
+    assert!(
+        eventually(Duration::from_secs(5), async || live().await == 2).await,
+        "{:#}",
+        described(&gw, "f").await
+    );
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric(&m, r#"gateway_function_instances{function="f"}"#),
+        Some(2.0),
+        "{m}"
+    );
+    // A request within the idle timeout takes a warm instance.
+    assert_eq!(get(&gw.url("/f/count")).await.0, 200);
+    assert_eq!(created().await, 6);
+    // Both idle past the timeout: dropped when the next request looks, which gets a new one.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(get(&gw.url("/f/count")).await.2, "1");
+    assert_eq!(created().await, 7);
+    assert!(
+        eventually(Duration::from_secs(5), async || live().await == 1).await,
+        "{:#}",
+        described(&gw, "f").await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_function_answers_request_after_request_without_waiting() {
+    let gw = TestGateway::start(&config("    instance_mode: reuse\n", "", "")).await;
+    // Sequential requests answered with a content-length, on one instance: only a response that
+    // waited for a timer (or the request's timeout) could take 5 s.
+    let started = std::time::Instant::now();
+    for i in 1..=10 {
+        let (s, h, body) = get(&gw.url("/f/count")).await;
+        assert_eq!((s, body.as_str()), (200, i.to_string().as_str()));
+        assert_eq!(h["content-length"], i.to_string().len().to_string());
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(described(&gw, "f").await["instances_created"], 1);
+    // A guest that returns without a response and keeps its response outparam (StarlingMonkey's
+    // second fetch event on an instance does): answered 500 as soon as it returned, not at the
+    // function's 30 s timeout; the instance is not kept.
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        let (s, _, body) = get(&gw.url("/f/leak-response")).await;
+        assert_eq!(s, 500, "{body}");
+        assert!(body.contains("function_failed"), "{body}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(get(&gw.url("/f/count")).await.2, "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_cannot_set_forbidden_or_oversized_headers() {
+    let gw = TestGateway::start(&config("", "", "")).await;
+    // wasmtime-wasi-http refuses hop-by-hop and routing headers set by a guest.
+    let (s, _, body) = get(&gw.url("/f/forbidden")).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        body,
+        "host: Err(HeaderError::Forbidden)\nconnection: Err(HeaderError::Forbidden)\nx-ok: Ok(()) true\n"
+    );
+    // Headers up to the fields' size limit (128 KiB in all) are taken...
+    let (s, _, body) = get(&gw.url("/f/big-header?kib=64")).await;
+    assert_eq!((s, body.as_str()), (200, "x-big: Ok(())\n"));
+    // ...past it the guest is trapped: answered 500 before any head.
+    let (s, _, body) = get(&gw.url("/f/big-header?kib=200")).await;
+    assert_eq!(s, 500, "{body}");
+    assert!(body.contains("function_failed"), "{body}");
+    let d = described(&gw, "f").await;
+    assert_eq!(d["failures"], 1, "{d:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_swaps_a_changed_function_and_requests_in_flight_finish() {
     let v1 = config("    env: {GREETING: one}\n", "", "");
     let gw = FileGateway::start(&v1).await;
@@ -558,6 +657,11 @@ async fn config_errors_name_the_field() {
     let e = refused("functions:\n  - name: f\nroutes:\n  - {name: r, function: f}\n").await;
     assert!(
         e.contains("functions[0].name") && e.contains("needs a `path`"),
+        "{e}"
+    );
+    let e = refused(&config("    limits: {concurrency: 0}\n", "", "")).await;
+    assert!(
+        e.contains("functions[0].limits.concurrency") && e.contains("at least 1"),
         "{e}"
     );
     let e = refused(&config("    limits: {cpu: 1s}\n", "", "")).await;

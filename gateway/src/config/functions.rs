@@ -75,13 +75,33 @@ pub struct FunctionLimits {
     /// CPU time one request may use in the function (epoch interruption; time spent waiting for the
     /// client, an upstream or a full response stream does not count). Default: 1s.
     pub cpu_per_request: Dur,
-    /// Requests the function serves at once (its instances in `reuse` mode). Default: 100.
+    /// Requests the function serves at once (each on its own instance). At least 1. Default: 100.
+    #[serde(deserialize_with = "concurrency")]
+    #[schemars(range(min = 1))]
     pub concurrency: u32,
     /// How long a request over `concurrency` waits for a slot before it is answered 503. Default: 1s.
     pub queue_timeout: Dur,
     /// Wall-clock time of the whole request in the function, from its start to the end of its
     /// response body. Default: 30s.
     pub timeout: Dur,
+    /// `reuse` mode: warm instances kept between requests, at most (each holds a slot of the
+    /// instance pool, `server.wasm_pool.max_instances`, and its memory). An instance that finishes a
+    /// request when this many are already warm is dropped. 0 keeps none (each request then gets a new
+    /// instance, as with `fresh`). Default: 4.
+    pub max_idle: u32,
+    /// `reuse` mode: a warm instance unused for this long is dropped (checked when an instance is
+    /// taken or put back). Default: 60s.
+    pub idle_timeout: Dur,
+}
+
+fn concurrency<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom(
+            "0 requests at once: a function serves at least 1",
+        ));
+    }
+    Ok(n)
 }
 
 impl Default for FunctionLimits {
@@ -92,6 +112,8 @@ impl Default for FunctionLimits {
             concurrency: 100,
             queue_timeout: Dur(Duration::from_secs(1)),
             timeout: Dur(Duration::from_secs(30)),
+            max_idle: 4,
+            idle_timeout: Dur(Duration::from_secs(60)),
         }
     }
 }

@@ -31,14 +31,18 @@ use crate::wasm::{PluginError, WasmEngine};
 use futures_util::FutureExt as _;
 use http_body_util::BodyExt;
 use state::{FnState, Outbound};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use sync_body::{Close, FunctionBody, Outcome, SyncBody};
 
+/// Longest wait of a request for an instance whose response was just let go of (reuse mode): the
+/// request's task puts it back as soon as it runs, normally within microseconds.
+const RETURN_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A function's response body as wasmtime-wasi-http makes it.
 type HyperBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, Notify, Semaphore};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -169,7 +173,13 @@ pub struct LoadedFunction {
     outbound: Arc<Outbound>,
     cpu_ticks: u64,
     permits: Arc<Semaphore>,
-    warm: Mutex<Vec<Instance>>,
+    /// Warm instances (reuse mode), each with when it was put back; the last is the most recent.
+    warm: Mutex<Vec<(Instance, Instant)>>,
+    /// Responses let go of whose instance the request's task has not yet put back or dropped
+    /// (reuse mode): the client may have the whole answer, and send its next request, first.
+    closing: Arc<AtomicUsize>,
+    /// Told when such an instance was put back or dropped.
+    returned: Notify,
     stats: Arc<FunctionStats>,
 }
 
@@ -245,6 +255,8 @@ impl LoadedFunction {
             cpu_ticks: WasmEngine::ticks_for(cfg.limits.cpu_per_request.0).max(1),
             permits: Arc::new(Semaphore::new(cfg.limits.concurrency.max(1) as usize)),
             warm: Mutex::new(Vec::new()),
+            closing: Arc::new(AtomicUsize::new(0)),
+            returned: Notify::new(),
             name,
             sha256,
             cfg: cfg.clone(),
@@ -338,7 +350,7 @@ impl LoadedFunction {
             }
         };
         let deadline = tokio::time::Instant::from_std(started) + limits.timeout.0;
-        let mut inst = match self.take_warm() {
+        let mut inst = match self.checkout().await {
             Some(i) => i,
             None => self.instantiate().await.map_err(|error| {
                 Early(FunctionError::Failed {
@@ -413,7 +425,9 @@ impl LoadedFunction {
                     drop(fail_tx);
                     // The instance lives until the body has ended (so that its end is the guest's
                     // `finish`, not the instance going away), within the request's timeout.
-                    let complete = match tokio::time::timeout_at(deadline, closed_rx).await {
+                    let closed = tokio::time::timeout_at(deadline, closed_rx).await;
+                    let counted = matches!(closed, Ok(Ok(_)));
+                    let complete = match closed {
                         Ok(Ok(Close::Complete)) => true,
                         // Let go of before its end: the guest has returned, so everything it
                         // wrote is there; complete if it finished the body.
@@ -432,15 +446,47 @@ impl LoadedFunction {
                     this.stats.duration.observe(started.elapsed());
                     if complete && this.cfg.instance_mode == InstanceMode::Reuse {
                         this.put_warm(inst);
+                    } else {
+                        drop(inst);
+                    }
+                    if counted {
+                        this.closing.fetch_sub(1, Ordering::SeqCst);
+                        this.returned.notify_waiters();
                     }
                 }
             }
         });
 
-        Ok(match head_rx.await {
+        // The head, or the guest's return without one. A guest may return without setting its
+        // response outparam and without dropping it (StarlingMonkey does when its fetch event fails):
+        // the outparam then lives in the instance, which the task keeps until the body ends, so the
+        // head channel alone would wait out the timeout. A head is always sent before the guest
+        // returns, so when it has returned and no head is there, none will come.
+        let mut head_rx = head_rx;
+        let mut fail_rx = fail_rx;
+        let head = tokio::select! {
+            biased;
+            h = &mut head_rx => h,
+            f = &mut fail_rx => match head_rx.try_recv() {
+                Ok(h) => Ok(h),
+                Err(_) => {
+                    return Ok(Err(f.unwrap_or_else(|_| {
+                        FunctionError::NoResponse(self.name.to_string())
+                    })))
+                }
+            },
+        };
+        Ok(match head {
             Ok(Ok(resp)) => {
                 let (parts, body) = resp.into_parts();
-                let body = FunctionBody::new(body, self.name.to_string(), done_rx, closed_tx);
+                let reuse = self.cfg.instance_mode == InstanceMode::Reuse;
+                let body = FunctionBody::new(
+                    body,
+                    self.name.to_string(),
+                    done_rx,
+                    closed_tx,
+                    reuse.then(|| self.closing.clone()),
+                );
                 Ok(http::Response::from_parts(
                     parts,
                     crate::body::boxed(SyncBody::new(body)),
@@ -496,17 +542,61 @@ impl LoadedFunction {
         })
     }
 
+    /// A warm instance (reuse mode). When there is none but a response was just let go of, its
+    /// instance is on its way back (the request's task puts it back right after): waits for it a
+    /// little rather than start another.
+    async fn checkout(&self) -> Option<Instance> {
+        let until = tokio::time::Instant::now() + RETURN_WAIT;
+        loop {
+            let returned = self.returned.notified();
+            if let Some(i) = self.take_warm() {
+                return Some(i);
+            }
+            if self.cfg.instance_mode != InstanceMode::Reuse
+                || self.closing.load(Ordering::SeqCst) == 0
+            {
+                return None;
+            }
+            if tokio::time::timeout_at(until, returned).await.is_err() {
+                return self.take_warm();
+            }
+        }
+    }
+
     fn take_warm(&self) -> Option<Instance> {
         if self.cfg.instance_mode != InstanceMode::Reuse {
             return None;
         }
-        self.warm.lock().unwrap().pop()
+        let mut warm = self.warm.lock().unwrap();
+        let expired = self.expired(&mut warm);
+        // The most recently used: the others stay idle and expire.
+        let inst = warm.pop().map(|(i, _)| i);
+        drop(warm);
+        drop(expired);
+        inst
     }
 
     fn put_warm(&self, inst: Instance) {
         let mut warm = self.warm.lock().unwrap();
-        if warm.len() < self.cfg.limits.concurrency as usize {
-            warm.push(inst);
-        }
+        let expired = self.expired(&mut warm);
+        let extra = if warm.len() < self.cfg.limits.max_idle as usize {
+            warm.push((inst, Instant::now()));
+            None
+        } else {
+            Some(inst)
+        };
+        drop(warm);
+        // Dropped outside the lock (a store's teardown returns its slot to the pool).
+        drop((expired, extra));
+    }
+
+    /// Takes out the warm instances idle for longer than `idle_timeout` (the oldest are first).
+    fn expired(&self, warm: &mut Vec<(Instance, Instant)>) -> Vec<(Instance, Instant)> {
+        let timeout = self.cfg.limits.idle_timeout.0;
+        let n = warm
+            .iter()
+            .take_while(|(_, since)| since.elapsed() >= timeout)
+            .count();
+        warm.drain(..n).collect()
     }
 }

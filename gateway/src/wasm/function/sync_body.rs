@@ -89,12 +89,16 @@ pub(crate) struct FunctionBody<B> {
     done: Option<oneshot::Receiver<Outcome>>,
     outcome: Option<Outcome>,
     closed: Option<oneshot::Sender<Close<B>>>,
+    /// Counted up when the body tells the task it was let go of (the task counts it down once the
+    /// instance is back), so that a request arriving meanwhile waits for the instance.
+    closing: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl<B> Drop for FunctionBody<B> {
     fn drop(&mut self) {
         if let (Some(tx), Some(inner)) = (self.closed.take(), self.inner.take()) {
             if !matches!(self.outcome, Some(Err(_))) {
+                self.closing();
                 let _ = tx.send(Close::Left(inner));
             }
         }
@@ -107,6 +111,7 @@ impl<B> FunctionBody<B> {
         function: String,
         done: oneshot::Receiver<Outcome>,
         closed: oneshot::Sender<Close<B>>,
+        closing: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
     ) -> FunctionBody<B> {
         FunctionBody {
             inner: Some(inner),
@@ -114,6 +119,13 @@ impl<B> FunctionBody<B> {
             done: Some(done),
             outcome: None,
             closed: Some(closed),
+            closing,
+        }
+    }
+
+    fn closing(&self) {
+        if let Some(c) = &self.closing {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
 
@@ -177,6 +189,7 @@ where
                     return this.abort(why);
                 }
                 if let Some(tx) = this.closed.take() {
+                    this.closing();
                     let _ = tx.send(Close::Complete);
                 }
                 Poll::Ready(None)
