@@ -56,6 +56,22 @@ pub const PLUGIN_SCHEMAS: &[(&str, &str)] = &[
         "oauth2-introspection",
         include_str!("../../../plugins/oauth2-introspection/config.schema.json"),
     ),
+    (
+        "proxy-cache",
+        include_str!("../../../plugins/proxy-cache/config.schema.json"),
+    ),
+    (
+        "rate-limiting",
+        include_str!("../../../plugins/rate-limiting/config.schema.json"),
+    ),
+    (
+        "request-transformer",
+        include_str!("../../../plugins/request-transformer/config.schema.json"),
+    ),
+    (
+        "response-transformer",
+        include_str!("../../../plugins/response-transformer/config.schema.json"),
+    ),
 ];
 
 /// The config's JSON Schema, as committed in `docs/config.schema.json`: the config types' schema,
@@ -563,6 +579,75 @@ mod tests {
                 r#"{"keys": [{"algorithm": "HS257", "secret": "x"}]}"#,
             ),
             ("jwt-auth", r#"{"jwks": {"path": "/k"}}"#),
+            ("rate-limiting", r#"{}"#),
+            (
+                "rate-limiting",
+                r#"{"limits": [{"per": "minute", "limit": 1}], "x": 1}"#,
+            ),
+            (
+                "rate-limiting",
+                r#"{"limits": [{"per": "week", "limit": 1}]}"#,
+            ),
+            (
+                "rate-limiting",
+                r#"{"limits": [{"per": "minute", "limit": 0}]}"#,
+            ),
+            (
+                "rate-limiting",
+                r#"{"limits": [{"per": "minute", "limit": 1000000001}]}"#,
+            ),
+            (
+                "rate-limiting",
+                r#"{"limits": [{"per": "minute", "limit": "10"}]}"#,
+            ),
+            (
+                "rate-limiting",
+                r#"{"limits": [{"per": "minute", "limit": 1, "burst": 5}]}"#,
+            ),
+            (
+                "rate-limiting",
+                r#"{"limits": [{"per": "minute", "limit": 1}], "by": ["ip", "header:a b"]}"#,
+            ),
+            (
+                "rate-limiting",
+                r#"{"limits": [{"per": "minute", "limit": 1}], "by": ["ip", "ip"]}"#,
+            ),
+            (
+                "rate-limiting",
+                r#"{"limits": [{"per": "minute", "limit": 1}], "on_store_error": true}"#,
+            ),
+            ("proxy-cache", r#"{"ttl": 0}"#),
+            ("proxy-cache", r#"{"ttl": "soon"}"#),
+            ("proxy-cache", r#"{"lock_timeout": 120}"#),
+            ("proxy-cache", r#"{"statuses": [200, 700]}"#),
+            ("proxy-cache", r#"{"methods": []}"#),
+            ("proxy-cache", r#"{"cache_key": {"query": true}}"#),
+            ("proxy-cache", r#"{"cache_key": {"headers": ["*"]}}"#),
+            ("proxy-cache", r#"{"colour": 1}"#),
+            ("request-transformer", r#"{}"#),
+            ("request-transformer", r#"{"add": {}}"#),
+            ("request-transformer", r#"{"http_method": "get"}"#),
+            ("request-transformer", r#"{"methods": []}"#),
+            ("request-transformer", r#"{"add": {"uri": "/x"}}"#),
+            ("request-transformer", r#"{"replace": {"uri": "/a?b=1"}}"#),
+            (
+                "request-transformer",
+                r#"{"add": {"querystring": {"a": {}}}}"#,
+            ),
+            ("request-transformer", r#"{"add": {"body": {"/a~3": 1}}}"#),
+            (
+                "request-transformer",
+                r#"{"remove": {"headers": ["Content-Length"]}}"#,
+            ),
+            ("response-transformer", r#"{"remove": {"json": []}}"#),
+            ("response-transformer", r#"{"status": 99}"#),
+            ("response-transformer", r#"{"status": "201"}"#),
+            ("response-transformer", r#"{"add": {"body": []}}"#),
+            ("response-transformer", r#"{"add": {"headers": ["x-a"]}}"#),
+            (
+                "response-transformer",
+                r#"{"add": {"json": {"/n": 1}, "json_types": ["number"]}}"#,
+            ),
         ];
         let base = "listeners: [{name: l, address: 127.0.0.1:0}]\nroutes: [{name: r, direct_response: {}, filters: [{plugin: PLUGIN, config: CONFIG}]}]\n";
         for (plugin, config) in bad {
@@ -580,6 +665,14 @@ mod tests {
             (
                 "jwt-auth",
                 r#"{"keys": [{"algorithm": "HS256", "secret": "0123456789abcdef0123456789abcdef"}]}"#,
+            ),
+            (
+                "rate-limiting",
+                r#"{"limits": [{"per": "second", "limit": 5, "algorithm": "token_bucket", "burst": 20}], "by": ["consumer", "header:X-Tenant"]}"#,
+            ),
+            (
+                "request-transformer",
+                r#"{"rename": {"body": ["/a:/b"]}, "append": {"headers": {"x-tag": ["a", "b"]}}}"#,
             ),
             ("rate-limiting-like", r#"{"anything": 1}"#),
             ("key-auth", r#""{\"colour\": 1}""#),
