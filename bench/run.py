@@ -101,9 +101,9 @@ GUEST_REWRITE = {"response": {"set": {"x-bench": "1"}}}
 FUNCTION_ROUTE = {"name": "bench", "match": {"path": {"prefix": "/"}}, "function": "hello"}
 
 
-def function_entry(path):
-    """A function on warm instances, with room for the load's connections."""
-    return {"functions": [{"name": "hello", "path": path, "instance_mode": "reuse",
+def function_entry(path, mode="reuse"):
+    """A function on warm instances (or `fresh`), with room for the load's connections."""
+    return {"functions": [{"name": "hello", "path": path, "instance_mode": mode,
                            "env": {"GREETING": "Hello"}, "limits": {"concurrency": 64}}]}
 
 
@@ -210,7 +210,8 @@ GATEWAY_EXTRA = {
                                   "limits": {"concurrency": 64}}]},
     "gw-rust-fn-reuse": {"functions": [{"name": "hello", "path": RUST_FUNCTION_WASM, "instance_mode": "reuse",
                                         "env": {"BODY": UPSTREAM_BODY}, "limits": {"concurrency": 64}}]},
-    "gw-js-fn": function_entry(JS_FUNCTION_WASM),
+    # StarlingMonkey cannot serve a second fetch event on one instance (StarlingMonkey#247): fresh.
+    "gw-js-fn": function_entry(JS_FUNCTION_WASM, "fresh"),
     "gw-py-fn": function_entry(PY_FUNCTION_WASM),
     "gw-ratelimit-redis": {"kv_namespaces": {"limits": {"backend": "redis", "redis": {
                                "url": f"redis://{HOST}:{REDIS_PORT}", "command_timeout": "1s"}}},
@@ -279,7 +280,7 @@ SCENARIOS = [
     ("gw-rust-function-reuse", "gw-rust-fn-reuse", "/", 0, {},
      "the same Rust function, instance_mode reuse"),
     ("gw-js-function", "gw-js-fn", "/fn/hello?name=Ada", 0, {},
-     "gateway, the route's backend the JavaScript function examples/functions/js-hello (reuse)"),
+     "gateway, the route's backend the JavaScript function examples/functions/js-hello (fresh: StarlingMonkey#247)"),
     ("gw-py-function", "gw-py-fn", "/fn/hello?name=Ada", 0, {},
      "gateway, the route's backend the Python function examples/functions/python-hello (reuse)"),
     ("nginx-tls", "nginx-tls", "/", 0, {}, "nginx, HTTPS keep-alive (TLS 1.3, ECDSA P-256, same cert)"),
