@@ -45,6 +45,10 @@ pub const PLUGIN_SCHEMAS: &[(&str, &str)] = &[
         include_str!("../../../plugins/ip-restriction/config.schema.json"),
     ),
     (
+        "json-xml",
+        include_str!("../../../plugins/json-xml/config.schema.json"),
+    ),
+    (
         "jwt-auth",
         include_str!("../../../plugins/jwt-auth/config.schema.json"),
     ),
@@ -67,6 +71,10 @@ pub const PLUGIN_SCHEMAS: &[(&str, &str)] = &[
     (
         "request-transformer",
         include_str!("../../../plugins/request-transformer/config.schema.json"),
+    ),
+    (
+        "request-validation",
+        include_str!("../../../plugins/request-validation/config.schema.json"),
     ),
     (
         "response-transformer",
@@ -647,6 +655,53 @@ mod tests {
             (
                 "response-transformer",
                 r#"{"add": {"json": {"/n": 1}, "json_types": ["number"]}}"#,
+            ),
+            ("json-xml", r#"{"colour": 1}"#),
+            ("json-xml", r#"{"request": "xml"}"#),
+            ("json-xml", r#"{"root": "a b"}"#),
+            ("json-xml", r#"{"array_paths": ["/a", "/a//b"]}"#),
+            ("json-xml", r#"{"attribute_prefix": "a"}"#),
+            ("json-xml", r#"{"text_key": "@t"}"#),
+            ("json-xml", r#"{"infer_types": "yes"}"#),
+            (
+                "json-xml",
+                r#"{"soap": {"version": "2", "operation": "A"}}"#,
+            ),
+            (
+                "json-xml",
+                r#"{"soap": {"version": "1.1", "operation": "A", "prefix": "u"}}"#,
+            ),
+            (
+                "json-xml",
+                r#"{"soap": {"version": "1.1", "operation": "A"}, "request": "xml_to_json"}"#,
+            ),
+            (
+                "json-xml",
+                r#"{"soap": {"version": "1.1", "operation": "A"}, "root": "r"}"#,
+            ),
+            ("request-validation", r#"{}"#),
+            ("request-validation", r#"{"body_schema": 5}"#),
+            ("request-validation", r#"{"body_schema": {}, "draft": "8"}"#),
+            (
+                "request-validation",
+                r#"{"body_schema": {}, "rejected_code": 200}"#,
+            ),
+            ("request-validation", r#"{"body_schema": {}, "schema": {}}"#),
+            (
+                "request-validation",
+                r#"{"body_schema": {}, "unknown_operation": "allow"}"#,
+            ),
+            (
+                "request-validation",
+                r#"{"openapi": {"openapi": "3.0.3", "paths": {}}, "body_schema": {}}"#,
+            ),
+            (
+                "request-validation",
+                r#"{"openapi": {"openapi": "2.0", "paths": {}}}"#,
+            ),
+            (
+                "request-validation",
+                r#"{"openapi": {"openapi": "3.0.3", "paths": {}}, "base_path": "v1"}"#,
             ),
         ];
         let base = "listeners: [{name: l, address: 127.0.0.1:0}]\nroutes: [{name: r, direct_response: {}, filters: [{plugin: PLUGIN, config: CONFIG}]}]\n";
