@@ -29,6 +29,10 @@ pub const PLUGIN_SCHEMAS: &[(&str, &str)] = &[
         include_str!("../../../plugins/acl/config.schema.json"),
     ),
     (
+        "api-composition",
+        include_str!("../../../plugins/api-composition/config.schema.json"),
+    ),
+    (
         "basic-auth",
         include_str!("../../../plugins/basic-auth/config.schema.json"),
     ),
@@ -678,6 +682,41 @@ mod tests {
             (
                 "json-xml",
                 r#"{"soap": {"version": "1.1", "operation": "A"}, "root": "r"}"#,
+            ),
+            ("api-composition", r#"{}"#),
+            ("api-composition", r#"{"calls": []}"#),
+            ("api-composition", r#"{"calls": [{"upstream": "u"}]}"#),
+            (
+                "api-composition",
+                r#"{"calls": [{"name": "a b", "upstream": "u"}]}"#,
+            ),
+            (
+                "api-composition",
+                r#"{"calls": [{"name": "errors", "upstream": "u"}]}"#,
+            ),
+            (
+                "api-composition",
+                r#"{"calls": [{"name": "a", "upstream": "u"}], "merge": "deep"}"#,
+            ),
+            (
+                "api-composition",
+                r#"{"calls": [{"name": "a", "upstream": "u", "uri": "/"}]}"#,
+            ),
+            (
+                "api-composition",
+                r#"{"calls": [{"name": "a", "upstream": "u", "path": "users"}]}"#,
+            ),
+            (
+                "api-composition",
+                r#"{"calls": [{"name": "a", "upstream": "u", "headers": {"Host": "a"}}]}"#,
+            ),
+            (
+                "api-composition",
+                r#"{"calls": [{"name": "a", "upstream": "u", "body": {"a": 1}}]}"#,
+            ),
+            (
+                "api-composition",
+                r#"{"calls": [{"name": "a", "upstream": "u", "timeout": 0}]}"#,
             ),
             ("request-validation", r#"{}"#),
             ("request-validation", r#"{"body_schema": 5}"#),
