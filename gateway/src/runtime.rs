@@ -193,6 +193,9 @@ pub struct Runtime {
     /// The tracing of `server.tracing`, if configured (taken over by a reload that leaves that
     /// block unchanged, so its export queue and task go on).
     pub tracing: Option<Arc<crate::telemetry::Tracing>>,
+    /// `server.access_log.fields`, shared by every logged request of this config (each one's
+    /// `Access` holds a reference instead of a copy of the list).
+    pub access_log_fields: Arc<[crate::access_log::Field]>,
     /// Clusters taken over unchanged from the previous runtime (already started).
     kept: HashSet<String>,
     /// A digest of the files each cluster's TLS config names (CA bundle, client certificate and
@@ -357,6 +360,7 @@ impl Runtime {
         RUNTIMES_LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Runtime {
             tracing,
+            access_log_fields: cfg.server.access_log.fields.clone().into(),
             config: cfg,
             generation: 0,
             consumers: Arc::new(consumers),

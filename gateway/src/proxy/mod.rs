@@ -221,8 +221,7 @@ pub async fn handle(
         req.extensions_mut().insert(grpc::Arrival(start));
     }
     let mut access = log.then(|| {
-        let fields: Arc<[crate::access_log::Field]> =
-            snapshot.config.server.access_log.fields.clone().into();
+        let fields = snapshot.access_log_fields.clone();
         let marks = Arc::new(crate::access_log::Marks::new(start));
         // The backend marks its start and end (see `RouteBackend::serve`).
         req.extensions_mut().insert(marks.clone());
