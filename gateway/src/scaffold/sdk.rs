@@ -50,6 +50,7 @@ pub static GO: &[(&str, &str)] = files!("plugin-sdk/go/":
     "log/log.go",
     "metrics/metrics.go",
     "random/random.go",
+    "trace/trace.go",
 );
 
 /// The WIT world (`wit/world.wit`), for packaging Go filters into components.
