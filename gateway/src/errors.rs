@@ -63,7 +63,7 @@ pub enum ProxyError {
     Filter(#[from] crate::filter::chain::ChainError),
     /// The route's function backend failed or was over a limit before its response head.
     #[error(transparent)]
-    Function(#[from] crate::wasm::function::FunctionError),
+    Function(#[from] crate::wasm::function::error::FunctionError),
     /// No response headers within the route's timeout.
     #[error("upstream {endpoint} timed out after {after_ms} ms")]
     Timeout {
@@ -160,7 +160,7 @@ impl ProxyError {
                 true,
             ),
             ProxyError::Function(e) => match e {
-                crate::wasm::function::FunctionError::Timeout { .. } => (
+                crate::wasm::function::error::FunctionError::Timeout { .. } => (
                     StatusCode::GATEWAY_TIMEOUT,
                     "function_timeout",
                     Upstream,
@@ -234,7 +234,7 @@ impl ProxyError {
             ProxyError::Protocol { .. } => "the exchange with the upstream failed".into(),
             ProxyError::Timeout { .. } => "the upstream did not answer in time".into(),
             ProxyError::Function(e) => match e {
-                crate::wasm::function::FunctionError::Timeout { .. } => {
+                crate::wasm::function::error::FunctionError::Timeout { .. } => {
                     "the function did not answer in time".into()
                 }
                 e if e.is_limit() => "the function is unavailable".into(),

@@ -326,7 +326,18 @@ pub struct Metrics {
     /// Unix time in seconds of the last config applied (start or reload).
     pub last_reload_success_unix: AtomicU64,
     /// Span export figures of `server.tracing` (kept across reloads).
-    pub tracing: Arc<crate::telemetry::TraceStats>,
+    pub tracing: Arc<TraceStats>,
+}
+
+/// Span export figures of `server.tracing` (`crate::telemetry`), kept across reloads (on `/metrics` as `gateway_tracing_*`).
+#[derive(Debug, Default)]
+pub struct TraceStats {
+    /// Spans dropped because the export queue was full.
+    pub dropped: AtomicU64,
+    /// Spans the collector accepted.
+    pub exported: AtomicU64,
+    /// Spans in exports that failed (collector unreachable, refused, timed out).
+    pub failed: AtomicU64,
 }
 
 impl Metrics {

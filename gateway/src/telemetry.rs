@@ -25,7 +25,7 @@ use opentelemetry_sdk::trace::{
 };
 use opentelemetry_sdk::Resource;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -69,16 +69,9 @@ fn cut(s: &str) -> &str {
     &s[..end]
 }
 
-/// Export figures, kept across reloads (on `/metrics` as `gateway_tracing_*`).
-#[derive(Debug, Default)]
-pub struct TraceStats {
-    /// Spans dropped because the export queue was full.
-    pub dropped: AtomicU64,
-    /// Spans the collector accepted.
-    pub exported: AtomicU64,
-    /// Spans in exports that failed (collector unreachable, refused, timed out).
-    pub failed: AtomicU64,
-}
+/// Export figures, kept across reloads (on `/metrics` as `gateway_tracing_*`); they live with the
+/// other process figures in `crate::metrics`, which does not depend on this module.
+pub use crate::metrics::TraceStats;
 
 /// The tracing of one config: its sampler, propagation formats and exporter.
 pub struct Tracing {

@@ -483,6 +483,39 @@ async fn reuse_keeps_a_warm_instance_and_fresh_does_not() {
     assert_eq!(get(&reuse.url("/f/count")).await.2, "1");
 }
 
+/// A client that goes away in the middle of a long answer frees the function's slot at once: the
+/// guest's next write fails (its body is dropped), instead of waiting for room in a body nobody
+/// reads until the function's timeout (60 s here) while the only slot is held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_mid_answer_frees_the_slot() {
+    let settings = "    instance_mode: reuse\n    limits: {concurrency: 1, queue_timeout: 200ms, timeout: 60s}\n";
+    let gw = TestGateway::start(&config(settings, "", "")).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /f/big HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = 0;
+    let mut buf = vec![0u8; 65536];
+    while got < 1 << 20 {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("the answer streams")
+            .unwrap();
+        assert!(n > 0, "the answer ended after {got} bytes");
+        got += n;
+    }
+    drop(s);
+    assert!(
+        eventually(Duration::from_secs(10), async || get(&gw.url("/f/count"))
+            .await
+            .0
+            == 200)
+        .await,
+        "the slot stayed taken after the client left: {:#}",
+        described(&gw, "f").await
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reuse_keeps_at_most_max_idle_warm_instances_and_drops_idle_ones() {
     let settings =

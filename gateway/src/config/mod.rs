@@ -1,6 +1,7 @@
 //! What the user writes: the YAML config as plain serde structs, and loading it with errors that name
 //! the file, line, column and field. Turning it into something that serves is `runtime`'s job.
 
+pub mod access_log;
 pub mod cache;
 pub mod consumers;
 pub mod functions;
@@ -291,15 +292,15 @@ pub struct AccessLog {
     /// `request_header.NAME` / `response_header.NAME`. A field the request has no value for is
     /// left out of its line. Default: route, upstream, endpoint, client, consumer, request_id,
     /// trace_id, span_id, method, path, status, bytes, complete and the four timings.
-    #[schemars(extend("default" = crate::access_log::DEFAULT_FIELDS))]
-    pub fields: Vec<crate::access_log::Field>,
+    #[schemars(extend("default" = access_log::DEFAULT_FIELDS))]
+    pub fields: Vec<access_log::Field>,
 }
 
 impl Default for AccessLog {
     fn default() -> Self {
         AccessLog {
             enabled: true,
-            fields: crate::access_log::default_fields(),
+            fields: access_log::default_fields(),
         }
     }
 }

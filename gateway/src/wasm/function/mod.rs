@@ -12,10 +12,12 @@
 //! for a limit or a full queue, 504 for the timeout); after it, the response body is aborted.
 //! Outgoing requests go only to granted upstreams ([`state`]).
 
+pub mod error;
 mod serving;
 mod state;
 mod sync_body;
 
+pub use error::FunctionError;
 pub use serving::Functions;
 pub use state::Resolver;
 pub use sync_body::Aborted;
@@ -31,7 +33,7 @@ use crate::wasm::{PluginError, WasmEngine};
 use futures_util::FutureExt as _;
 use http_body_util::BodyExt;
 use state::{FnState, Outbound};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use sync_body::{Close, FunctionBody, Outcome, SyncBody};
@@ -42,7 +44,7 @@ const RETURN_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A function's response body as wasmtime-wasi-http makes it.
 type HyperBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::sync::{oneshot, Semaphore};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -76,65 +78,6 @@ impl FunctionSlot {
     /// The loaded function, if attached.
     pub fn get(&self) -> Option<&Arc<LoadedFunction>> {
         self.function.get()
-    }
-}
-
-/// Why a function did not answer.
-#[derive(Debug, thiserror::Error)]
-pub enum FunctionError {
-    /// The route's function was never attached (the Wasm services did not start).
-    #[error("function `{0}` is not loaded")]
-    NotLoaded(String),
-    /// Every slot was busy for the whole queue timeout.
-    #[error(
-        "function `{function}` has {concurrency} requests in flight and the queue timeout passed"
-    )]
-    Busy {
-        /// The function.
-        function: String,
-        /// Its concurrency limit.
-        concurrency: u32,
-    },
-    /// The guest failed (trap, CPU or memory limit) or could not be instantiated.
-    #[error("function `{function}`: {error}")]
-    Failed {
-        /// The function.
-        function: String,
-        /// What happened.
-        error: FilterError,
-    },
-    /// The guest returned without setting a response.
-    #[error("function `{0}` returned without a response")]
-    NoResponse(String),
-    /// The guest answered with a `wasi:http` error code instead of a response.
-    #[error("function `{function}` answered with an error: {code}")]
-    ErrorCode {
-        /// The function.
-        function: String,
-        /// The code, as wasmtime-wasi-http prints it.
-        code: String,
-    },
-    /// No response head within the function's timeout.
-    #[error("function `{function}` timed out after {after_ms} ms")]
-    Timeout {
-        /// The function.
-        function: String,
-        /// Elapsed time.
-        after_ms: u64,
-    },
-}
-
-impl FunctionError {
-    /// Whether the failure is a limit (503) rather than a fault (500).
-    pub fn is_limit(&self) -> bool {
-        match self {
-            FunctionError::Busy { .. } | FunctionError::NotLoaded(_) => true,
-            FunctionError::Failed { error, .. } => matches!(
-                error,
-                FilterError::CpuLimit | FilterError::MemoryLimit | FilterError::Unavailable(_)
-            ),
-            _ => false,
-        }
     }
 }
 
@@ -177,9 +120,7 @@ pub struct LoadedFunction {
     warm: Mutex<Vec<(Instance, Instant)>>,
     /// Responses let go of whose instance the request's task has not yet put back or dropped
     /// (reuse mode): the client may have the whole answer, and send its next request, first.
-    closing: Arc<AtomicUsize>,
-    /// Told when such an instance was put back or dropped.
-    returned: Notify,
+    returns: Arc<sync_body::Returns>,
     stats: Arc<FunctionStats>,
 }
 
@@ -255,8 +196,7 @@ impl LoadedFunction {
             cpu_ticks: WasmEngine::ticks_for(cfg.limits.cpu_per_request.0).max(1),
             permits: Arc::new(Semaphore::new(cfg.limits.concurrency.max(1) as usize)),
             warm: Mutex::new(Vec::new()),
-            closing: Arc::new(AtomicUsize::new(0)),
-            returned: Notify::new(),
+            returns: Arc::default(),
             name,
             sha256,
             cfg: cfg.clone(),
@@ -426,19 +366,22 @@ impl LoadedFunction {
                     // The instance lives until the body has ended (so that its end is the guest's
                     // `finish`, not the instance going away), within the request's timeout.
                     let closed = tokio::time::timeout_at(deadline, closed_rx).await;
-                    let counted = matches!(closed, Ok(Ok(_)));
-                    let complete = match closed {
-                        Ok(Ok(Close::Complete)) => true,
+                    // Counts the instance as on its way back until it is put back (dropped below).
+                    let (complete, returning) = match closed {
+                        Ok(Ok(Close::Complete(r))) => (true, r),
                         // Let go of before its end: the guest has returned, so everything it
                         // wrote is there; complete if it finished the body.
-                        Ok(Ok(Close::Left(mut body))) => loop {
-                            match body.frame().now_or_never() {
-                                Some(None) => break true,
-                                Some(Some(Ok(_))) => continue,
-                                Some(Some(Err(_))) | None => break false,
-                            }
-                        },
-                        _ => false,
+                        Ok(Ok(Close::Left(mut body, r))) => (
+                            loop {
+                                match body.frame().now_or_never() {
+                                    Some(None) => break true,
+                                    Some(Some(Ok(_))) => continue,
+                                    Some(Some(Err(_))) | None => break false,
+                                }
+                            },
+                            r,
+                        ),
+                        _ => (false, None),
                     };
                     if !complete {
                         this.stats.failures.fetch_add(1, Ordering::Relaxed);
@@ -449,10 +392,7 @@ impl LoadedFunction {
                     } else {
                         drop(inst);
                     }
-                    if counted {
-                        this.closing.fetch_sub(1, Ordering::SeqCst);
-                        this.returned.notify_waiters();
-                    }
+                    drop(returning);
                 }
             }
         });
@@ -485,7 +425,7 @@ impl LoadedFunction {
                     self.name.to_string(),
                     done_rx,
                     closed_tx,
-                    reuse.then(|| self.closing.clone()),
+                    reuse.then(|| self.returns.clone()),
                 );
                 Ok(http::Response::from_parts(
                     parts,
@@ -548,12 +488,13 @@ impl LoadedFunction {
     async fn checkout(&self) -> Option<Instance> {
         let until = tokio::time::Instant::now() + RETURN_WAIT;
         loop {
-            let returned = self.returned.notified();
+            let returned = self.returns.returned.notified();
             if let Some(i) = self.take_warm() {
                 return Some(i);
             }
             if self.cfg.instance_mode != InstanceMode::Reuse
-                || self.closing.load(Ordering::SeqCst) == 0
+                || self.cfg.limits.max_idle == 0
+                || self.returns.count.load(Ordering::SeqCst) == 0
             {
                 return None;
             }

@@ -70,11 +70,43 @@ pub struct Aborted {
 /// until then).
 pub(crate) enum Close<B> {
     /// It ended: the guest finished it.
-    Complete,
-    /// It was dropped before its end (hyper stops at a `content-length` or for a HEAD request, a
-    /// response filter replaced it): whether the guest finished it is the task's to see, once the
-    /// guest has returned.
-    Left(B),
+    Complete(Option<Returning>),
+    /// It was dropped before its end, after the guest returned (hyper stops at a `content-length`
+    /// or for a HEAD request, a response filter replaced it): whether the guest finished it is the
+    /// task's to see.
+    Left(B, Option<Returning>),
+}
+
+/// Instances on their way back to a function's warm pool (reuse mode): a request that finds none
+/// warm waits a little for one while the count is above 0.
+#[derive(Debug, Default)]
+pub(crate) struct Returns {
+    /// Instances whose response was let go of and which the request's task has not put back yet.
+    pub(crate) count: std::sync::atomic::AtomicUsize,
+    /// Told when one of them is back (or will not come back).
+    pub(crate) returned: tokio::sync::Notify,
+}
+
+/// One instance on its way back: counted from when its body is let go of until this is dropped,
+/// which the request's task does after putting the instance back, and which also happens when the
+/// task is gone or never takes it (a [`Close`] not received), so the count cannot leak.
+#[derive(Debug)]
+pub(crate) struct Returning(std::sync::Arc<Returns>);
+
+impl Returning {
+    fn new(r: &std::sync::Arc<Returns>) -> Returning {
+        r.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Returning(r.clone())
+    }
+}
+
+impl Drop for Returning {
+    fn drop(&mut self) {
+        self.0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.returned.notify_waiters();
+    }
 }
 
 /// The body of a function's response: the guest's body as it writes it, which ends only when the
@@ -89,18 +121,24 @@ pub(crate) struct FunctionBody<B> {
     done: Option<oneshot::Receiver<Outcome>>,
     outcome: Option<Outcome>,
     closed: Option<oneshot::Sender<Close<B>>>,
-    /// Counted up when the body tells the task it was let go of (the task counts it down once the
-    /// instance is back), so that a request arriving meanwhile waits for the instance.
-    closing: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
+    /// Reuse mode: where the body counts its instance as on its way back when it tells the task it
+    /// was let go of, so that a request arriving meanwhile waits for the instance.
+    returns: Option<std::sync::Arc<Returns>>,
 }
 
 impl<B> Drop for FunctionBody<B> {
     fn drop(&mut self) {
-        if let (Some(tx), Some(inner)) = (self.closed.take(), self.inner.take()) {
-            if !matches!(self.outcome, Some(Err(_))) {
-                self.closing();
-                let _ = tx.send(Close::Left(inner));
-            }
+        // Handed to the task only once the guest has returned without failing: everything it wrote
+        // is then in the body. While it still runs (the client went away mid-stream), the body is
+        // dropped here, so its next write fails instead of waiting for room in a body nobody reads
+        // until the request's timeout, holding the function's slot.
+        let returned = match (&self.outcome, self.done.as_mut()) {
+            (Some(o), _) => o.is_ok(),
+            (None, Some(rx)) => matches!(rx.try_recv(), Ok(Ok(()))),
+            (None, None) => false,
+        };
+        if let (Some(tx), Some(inner), true) = (self.closed.take(), self.inner.take(), returned) {
+            let _ = tx.send(Close::Left(inner, self.returning()));
         }
     }
 }
@@ -111,7 +149,7 @@ impl<B> FunctionBody<B> {
         function: String,
         done: oneshot::Receiver<Outcome>,
         closed: oneshot::Sender<Close<B>>,
-        closing: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
+        returns: Option<std::sync::Arc<Returns>>,
     ) -> FunctionBody<B> {
         FunctionBody {
             inner: Some(inner),
@@ -119,14 +157,12 @@ impl<B> FunctionBody<B> {
             done: Some(done),
             outcome: None,
             closed: Some(closed),
-            closing,
+            returns,
         }
     }
 
-    fn closing(&self) {
-        if let Some(c) = &self.closing {
-            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
+    fn returning(&self) -> Option<Returning> {
+        self.returns.as_ref().map(Returning::new)
     }
 
     fn abort(&mut self, why: String) -> Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>> {
@@ -189,8 +225,7 @@ where
                     return this.abort(why);
                 }
                 if let Some(tx) = this.closed.take() {
-                    this.closing();
-                    let _ = tx.send(Close::Complete);
+                    let _ = tx.send(Close::Complete(this.returning()));
                 }
                 Poll::Ready(None)
             }
