@@ -477,39 +477,6 @@ impl RequestTrace {
         *on.stage.lock().unwrap() = Some(span);
     }
 
-    /// Ends the stage span [`RequestTrace::start_stage`] began with what the call returned.
-    pub fn end_stage_with(
-        &self,
-        verdict: &Result<crate::filter::Verdict, crate::filter::FilterError>,
-    ) {
-        if !self.sampled() {
-            return;
-        }
-        use crate::filter::{FilterError as E, Verdict as V};
-        let message;
-        let end = match verdict {
-            Ok(V::Continue) => StageEnd::Continue,
-            Ok(V::Buffer) => StageEnd::Buffer,
-            Ok(V::Respond(r)) => StageEnd::Respond(r.status.as_u16()),
-            Err(e) => {
-                message = e.to_string();
-                let kind = match e {
-                    E::Trap(_) => "trap",
-                    E::CpuLimit => "cpu_limit",
-                    E::MemoryLimit => "memory_limit",
-                    E::Abi(_) => "abi",
-                    E::Unavailable(_) => "unavailable",
-                    E::BodyTooLarge(_) => "body_too_large",
-                    E::Reset => "reset",
-                    #[allow(unreachable_patterns)]
-                    _ => "failed",
-                };
-                StageEnd::Failed(kind, &message)
-            }
-        };
-        self.end_stage(end);
-    }
-
     /// Ends the stage span [`RequestTrace::start_stage`] began.
     pub fn end_stage(&self, end: StageEnd<'_>) {
         let Some(on) = self.on() else {

@@ -74,9 +74,35 @@ fn end_span(
     trace: Option<&crate::telemetry::RequestTrace>,
     verdict: &Result<Verdict, FilterError>,
 ) {
-    if let Some(t) = trace {
-        t.end_stage_with(verdict);
+    let Some(t) = trace else {
+        return;
+    };
+    if !t.sampled() {
+        return;
     }
+    use crate::telemetry::StageEnd;
+    let message;
+    let end = match verdict {
+        Ok(Verdict::Continue) => StageEnd::Continue,
+        Ok(Verdict::Buffer) => StageEnd::Buffer,
+        Ok(Verdict::Respond(r)) => StageEnd::Respond(r.status.as_u16()),
+        Err(e) => {
+            message = e.to_string();
+            let kind = match e {
+                FilterError::Trap(_) => "trap",
+                FilterError::CpuLimit => "cpu_limit",
+                FilterError::MemoryLimit => "memory_limit",
+                FilterError::Abi(_) => "abi",
+                FilterError::Unavailable(_) => "unavailable",
+                FilterError::BodyTooLarge(_) => "body_too_large",
+                FilterError::Reset => "reset",
+                #[allow(unreachable_patterns)]
+                _ => "failed",
+            };
+            StageEnd::Failed(kind, &message)
+        }
+    };
+    t.end_stage(end);
 }
 
 /// A filter failure that ends the request (fail-closed).
