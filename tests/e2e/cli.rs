@@ -111,6 +111,8 @@ fn run_refuses_an_invalid_config() {
 fn every_example_config_is_valid() {
     xtask::examples().expect("the example plugins build");
     xtask::rust_example_filters().expect("the Rust SDK example filters build");
+    // The quickstart's `/fn/hello` route is served by this function.
+    xtask::rust_hello_function().expect("the Rust example function builds");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut checked = 0;
     for entry in std::fs::read_dir(&root).unwrap() {
