@@ -137,8 +137,8 @@ impl Exchange<'_> {
             Some(w) => body::boxed(Limited::new(incoming, limit, w.clone())),
         };
         // For a backend that reshapes the body on its way (gRPC-Web text decoding) to record the
-        // client's malformed body.
-        if let Some(w) = &shared {
+        // client's malformed body; no other request needs it.
+        if let (Some(w), Some(crate::proxy::grpc::Protocol::GrpcWebText)) = (&shared, id.grpc()) {
             parts.extensions.insert(w.clone());
         }
         let Some(stages) = self.stages else {

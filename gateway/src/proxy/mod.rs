@@ -225,6 +225,12 @@ pub async fn handle(
         let marks = Arc::new(crate::access_log::Marks::new(start));
         // The backend marks its start and end (see `RouteBackend::serve`).
         req.extensions_mut().insert(marks.clone());
+        let logs = |name: &str| {
+            fields
+                .iter()
+                .any(|f| matches!(f, crate::access_log::Field::Named(n) if *n == name))
+        };
+        let (logs_host, logs_query) = (logs("host"), logs("query"));
         let mut headers = Vec::new();
         logged_headers(&fields, req.headers(), true, &mut headers);
         Box::new(Access {
@@ -232,13 +238,19 @@ pub async fn handle(
             format: snapshot.config.server.log_format,
             marks,
             listener: info.listener.clone(),
-            host: req
-                .uri()
-                .authority()
-                .map(|a| a.as_str())
-                .or_else(|| req.headers().get(http::header::HOST)?.to_str().ok())
-                .map(str::to_owned),
-            query: req.uri().query().map(str::to_owned),
+            // Copied only when the line has the field.
+            host: logs_host
+                .then(|| {
+                    req.uri()
+                        .authority()
+                        .map(|a| a.as_str())
+                        .or_else(|| req.headers().get(http::header::HOST)?.to_str().ok())
+                        .map(str::to_owned)
+                })
+                .flatten(),
+            query: logs_query
+                .then(|| req.uri().query().map(str::to_owned))
+                .flatten(),
             protocol: match version {
                 http::Version::HTTP_10 => "HTTP/1.0",
                 http::Version::HTTP_2 => "HTTP/2",
