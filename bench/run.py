@@ -46,7 +46,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.environ.get("BENCH_WORK") or os.path.join(ROOT, "target", "bench", "run")
 RESULTS = os.path.join(ROOT, "bench", "results", "latest.json")
 BENCHMARKS_MD = os.path.join(ROOT, "BENCHMARKS.md")
-BUILT_GATEWAY = os.path.join(ROOT, "target", "release", "gateway")
+# BENCH_GATEWAY: another build to measure (a baseline built elsewhere, for a before/after).
+BUILT_GATEWAY = os.environ.get("BENCH_GATEWAY") or os.path.join(ROOT, "target", "release", "gateway")
 GATEWAY = os.path.join(WORK, "gateway")  # a copy: other builds may replace target/release/gateway mid-run
 FILTERS_DIR = os.path.join(ROOT, "bench", "filters")
 FILTERS_TARGET = os.path.join(ROOT, "target", "bench")
@@ -78,13 +79,16 @@ TLS_KEY = os.path.join(TLS_DIR, "key.pem")
 PROXY_CORE = "1"  # the proxy under test
 LOAD_CORE = "0"  # wrk / h2load and the upstream
 HOST = "127.0.0.1"
-UPSTREAM_PORT = 18000
-REDIS_PORT = 18500  # the redis-server of the rate-limiting scenario in Redis (load core)
-NGINX_PORT = 18001
-NGINX_H2_PORT = 18002
-NGINX_TLS_PORT = 18003
-WS_UPSTREAM_PORT = 18005  # the WebSocket echo upstream (load core)
-GATEWAY_PORT0 = 18010  # + scenario index; admin on + 1000
+# BENCH_PORT_OFFSET moves every port below, so that two runs (say, a before and an after) can share
+# the machine; each needs its own BENCH_WORK too.
+PORT_OFFSET = int(os.environ.get("BENCH_PORT_OFFSET") or 0)
+UPSTREAM_PORT = 18000 + PORT_OFFSET
+REDIS_PORT = 18500 + PORT_OFFSET  # the redis-server of the rate-limiting scenario in Redis (load core)
+NGINX_PORT = 18001 + PORT_OFFSET
+NGINX_H2_PORT = 18002 + PORT_OFFSET
+NGINX_TLS_PORT = 18003 + PORT_OFFSET
+WS_UPSTREAM_PORT = 18005 + PORT_OFFSET  # the WebSocket echo upstream (load core)
+GATEWAY_PORT0 = 18010 + PORT_OFFSET  # + scenario index; admin on + 1000
 UPSTREAM_BODY = '{"ok":true,"from":"bench-upstream","pad":"' + "x" * 55 + '"}\n'  # 100 bytes
 assert len(UPSTREAM_BODY) == 100
 AUTH_HEADERS = {"authorization": "Bearer bench-token", "x-internal": "1"}
