@@ -197,7 +197,17 @@ GATEWAYS = {
     # A Rust function answering the upstream's body (no upstream request): against `gw`.
     "gw-rust-fn": [FUNCTION_ROUTE],
     "gw-rust-fn-reuse": [FUNCTION_ROUTE],
+    # Worker-thread scaling (issue 17): `gw` and `gw-noop1` again, with two tokio worker threads on
+    # both cores (GATEWAY_WORKERS); the rows without `-2w` are their one-worker baselines.
+    "gw-2w": [gw_route("bench", {"prefix": "/"})],
+    "gw-noop1-2w": [gw_route("bench", {"prefix": "/"}, filters=["noop"])],
 }
+# Tokio worker threads per gateway (TOKIO_WORKER_THREADS, which tokio's runtime builder reads) and
+# the cores it is pinned to: one worker on the proxy core unless named here. Two workers get both
+# cores, so they share core 0 with the load generator and the upstream: their req/s is what one
+# process gets with a second core it must share, and a lock shows as req/s that does not rise and
+# CPU per request that does.
+GATEWAY_WORKERS = {"gw-2w": (2, "0,1"), "gw-noop1-2w": (2, "0,1")}
 TLS_GATEWAYS = {"gw-tls"}  # their listener terminates TLS with TLS_CERT
 # Top-level config a gateway needs besides its routes.
 AUTH_CONSUMERS = [{"name": "bench", "credentials": {"key-auth": {"key": "bench-key"}}}]
@@ -243,6 +253,10 @@ SCENARIOS = [
     ("gw", "gw", "/", 0, {}, "gateway, one prefix route, no filters"),
     ("gw-noop1", "gw-noop1", "/", 0, {}, "gateway + 1 no-op Proxy-Wasm filter"),
     ("gw-noop10", "gw-noop10", "/", 0, {}, "gateway + chain of 10 no-op Proxy-Wasm filters"),
+    ("gw-2w", "gw-2w", "/", 0, {},
+     "gateway without filters, 2 worker threads on both cores (load generator and upstream share core 0)"),
+    ("gw-noop1-2w", "gw-noop1-2w", "/", 0, {},
+     "gateway + 1 no-op Proxy-Wasm filter, 2 worker threads on both cores (shared with the load generator)"),
     ("gw-realistic", "gw-realistic", "/", 0, AUTH_HEADERS,
      "gateway + auth filter + shared-data rate-limit filter + route header rewrites"),
     ("gw-auth-chain", "gw-auth", "/", 0, AUTH_CHAIN_HEADERS,
@@ -340,6 +354,10 @@ COMPARISONS = [
     ("built-in proxy-cache hit / gateway without filters (which asks the upstream)", "gw-cache-hit", "gw"),
     ("WebSocket echo round trips: gateway / nginx", "gw-ws", "nginx-ws"),
     ("WebSocket echo round trips: gateway / direct", "gw-ws", "ws-direct"),
+    # Issue 17: req/s is the figure that shows a lock (it should rise with the second worker); CPU
+    # per request should stay about the same.
+    ("two workers / one: gateway without filters", "gw-2w", "gw"),
+    ("two workers / one: 1 no-op Proxy-Wasm filter", "gw-noop1-2w", "gw-noop1"),
 ]
 
 # ---------------------------------------------------------------------------------------------------
@@ -702,14 +720,15 @@ def gateway_config(name, routes, port, callgrind=False):
     return path
 
 
-def gateway_env():
-    return dict(os.environ, GATEWAY_LOG="warn")
+def gateway_env(workers=1):
+    return dict(os.environ, GATEWAY_LOG="warn", TOKIO_WORKER_THREADS=str(workers))
 
 
-def start_gateway(name, port, prefix=None, core=PROXY_CORE, conf=None):
+def start_gateway(name, port, prefix=None, core=None, conf=None):
     conf = conf or os.path.join(WORK, f"{name}.yaml")
-    return start(name, (prefix or []) + [GATEWAY, "run", "--config", conf], core=core,
-                 env=gateway_env())
+    workers, cores = GATEWAY_WORKERS.get(name, (1, PROXY_CORE))
+    return start(name, (prefix or []) + [GATEWAY, "run", "--config", conf], core=core or cores,
+                 env=gateway_env(workers))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1105,6 +1124,11 @@ The gateway against nginx and against itself, measured in one run as ratios (iss
   {WS_MESSAGE_BYTES}-byte binary message and waiting for its echo; req/s is round trips per second, CPU µs/req
   is per round trip, p50 shows the mean round trip; their ×direct, ×nginx and ×gw columns compare with
   `ws-direct`, `nginx-ws` and `gw-ws`. No callgrind figure (the tunnel is a byte copy after the handshake).
+- Worker threads: every gateway runs one tokio worker thread (`TOKIO_WORKER_THREADS=1`) on core {PROXY_CORE},
+  except the `-2w` rows: two workers on cores 0 and 1, which they share with the load generator and the
+  upstream. "two workers / one" below compares them with the one-worker row of the same config; req/s
+  is the figure that shows a lock (it does not rise), CPU per request should stay flat. No callgrind
+  figure for them (valgrind runs one thread at a time).
 
 ## Targets (issue 8)
 
@@ -1293,6 +1317,10 @@ def main():
             cg_list += [(n, srv, path, 0, {}, True) for n, srv, path, _ in H2_SCENARIOS if srv in GATEWAYS]
             for n, srv, path, b, h, h2 in cg_list:
                 if a.only and n not in a.only:
+                    continue
+                if srv in GATEWAY_WORKERS:
+                    # valgrind runs one thread at a time: the Ir per request is the one-worker row's.
+                    log(f"callgrind {n}: skipped (several worker threads; valgrind serializes them)")
                     continue
                 if n.startswith(("gw-js-", "gw-py-")):
                     # A JavaScript or Python engine (12-19 MB of Wasm) under valgrind did not serve
