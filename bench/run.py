@@ -87,11 +87,22 @@ REDIS_PORT = 18500 + PORT_OFFSET  # the redis-server of the rate-limiting scenar
 NGINX_PORT = 18001 + PORT_OFFSET
 NGINX_H2_PORT = 18002 + PORT_OFFSET
 NGINX_TLS_PORT = 18003 + PORT_OFFSET
+NGINX_GRPC_PORT = 18004 + PORT_OFFSET  # nginx's h2c listener with grpc_pass
 WS_UPSTREAM_PORT = 18005 + PORT_OFFSET  # the WebSocket echo upstream (load core)
+GRPC_UPSTREAM_PORT = 18006 + PORT_OFFSET  # the gRPC upstream: an h2c server of the upstream nginx
 GATEWAY_PORT0 = 18010 + PORT_OFFSET  # + scenario index; admin on + 1000
 UPSTREAM_BODY = '{"ok":true,"from":"bench-upstream","pad":"' + "x" * 55 + '"}\n'  # 100 bytes
 assert len(UPSTREAM_BODY) == 100
 AUTH_HEADERS = {"authorization": "Bearer bench-token", "x-internal": "1"}
+DOWNLOAD_BYTES = 1 << 20  # the upstream's /get1m: a 1 MiB file
+# gRPC unary (issue 21): one method, one fixed request and one fixed reply, each a length-prefixed
+# message (flag 0, 4-byte big-endian length, then protobuf: field 1, a string).
+GRPC_PATH = "/bench.v1.Bench/Unary"
+GRPC_REQUEST_MSG = b"\x0a\x05bench"
+GRPC_REPLY_MSG = b"\x0a\x14hello from upstream!"
+GRPC_DIR = os.path.join(WORK, "grpc")
+GRPC_REQUEST = os.path.join(GRPC_DIR, "request.bin")  # h2load -d
+GRPC_H2LOAD_ARGS = ["-d", GRPC_REQUEST, "-H", "content-type: application/grpc", "-H", "te: trailers"]
 CLOSE = {"connection": "close"}  # a new connection (and TLS handshake) per request
 
 # ---------------------------------------------------------------------------------------------------
@@ -201,6 +212,9 @@ GATEWAYS = {
     # both cores (GATEWAY_WORKERS); the rows without `-2w` are their one-worker baselines.
     "gw-2w": [gw_route("bench", {"prefix": "/"})],
     "gw-noop1-2w": [gw_route("bench", {"prefix": "/"}, filters=["noop"])],
+    # gRPC unary: the service's prefix to the HTTP/2 upstream, no filters; `/` for the readiness check.
+    "gw-grpc": [{"name": "bench-grpc", "match": {"path": {"prefix": "/bench.v1.Bench/"}}, "upstream": "grpc"},
+                gw_route("bench", {"prefix": "/"})],
 }
 # Tokio worker threads per gateway (TOKIO_WORKER_THREADS, which tokio's runtime builder reads) and
 # the cores it is pinned to: one worker on the proxy core unless named here. Two workers get both
@@ -214,6 +228,8 @@ AUTH_CONSUMERS = [{"name": "bench", "credentials": {"key-auth": {"key": "bench-k
 GATEWAY_EXTRA = {
     "gw-ws": {"upstreams": [{"name": "up", "endpoints": [f"{HOST}:{UPSTREAM_PORT}"]},
                             {"name": "ws", "endpoints": [f"{HOST}:{WS_UPSTREAM_PORT}"]}]},
+    "gw-grpc": {"upstreams": [{"name": "up", "endpoints": [f"{HOST}:{UPSTREAM_PORT}"]},
+                              {"name": "grpc", "endpoints": [f"{HOST}:{GRPC_UPSTREAM_PORT}"], "protocol": "http2"}]},
     "gw-auth": {"consumers": AUTH_CONSUMERS},
     # The same built-in plugins on warm instances (entries that only set their instance mode).
     "gw-auth-reuse": {"consumers": AUTH_CONSUMERS,
@@ -277,6 +293,8 @@ SCENARIOS = [
     ("nginx-post1m", "nginx", "/post", 1 << 20, {}, "nginx, POST 1 MiB body"),
     ("gw-post1m", "gw", "/post", 1 << 20, {}, "gateway, POST 1 MiB body, no filters"),
     ("gw-noop1-post1m", "gw-noop1", "/post", 1 << 20, {}, "gateway + 1 no-op filter, POST 1 MiB"),
+    ("nginx-get1m", "nginx", "/get1m", 0, {}, "nginx, GET a 1 MiB response body (a static file of the upstream)"),
+    ("gw-get1m", "gw", "/get1m", 0, {}, "gateway, GET a 1 MiB response body, no filters"),
     ("gw-wit-noop1", "gw-wit", "/", 0, {},
      "gateway + 1 no-op WIT filter (component, Rust SDK, bench/filters-wit), instance_mode fresh"),
     ("gw-wit-noop1-reuse", "gw-wit-reuse", "/", 0, {},
@@ -325,6 +343,17 @@ WS_SCENARIOS = [
 ]
 WS_NAMES = {n for n, *_ in WS_SCENARIOS}
 
+# gRPC unary (issue 21), driven by h2load like the HTTP/2 rows (`-c32 -m1`), each request a POST of
+# one fixed gRPC message (GRPC_H2LOAD_ARGS); the upstream answers one fixed message and the trailer
+# grpc-status 0 (checked through both proxies before the trials, since h2load counts only 2xx).
+GRPC_SCENARIOS = [
+    ("nginx-grpc", "nginx-grpc", GRPC_PATH,
+     "nginx, gRPC unary call (h2c) through `grpc_pass` to an h2c upstream, keep-alive upstream pool"),
+    ("gw-grpc", "gw-grpc", GRPC_PATH,
+     "gateway, gRPC unary call (h2c) to an upstream with `protocol: http2`, no filters"),
+]
+GRPC_NAMES = {n for n, *_ in GRPC_SCENARIOS}
+
 NOT_AVAILABLE = []  # (scenario, what, why), filled when something cannot be built
 
 # Targets of issue 8, as ratios: (label, scenario, baseline, max ratio)
@@ -354,6 +383,7 @@ COMPARISONS = [
     ("built-in proxy-cache hit / gateway without filters (which asks the upstream)", "gw-cache-hit", "gw"),
     ("WebSocket echo round trips: gateway / nginx", "gw-ws", "nginx-ws"),
     ("WebSocket echo round trips: gateway / direct", "gw-ws", "ws-direct"),
+    ("gRPC unary: gateway / nginx", "gw-grpc", "nginx-grpc"),
     # Issue 17: req/s is the figure that shows a lock (it should rise with the second worker); CPU
     # per request should stay about the same.
     ("two workers / one: gateway without filters", "gw-2w", "gw"),
@@ -624,7 +654,16 @@ http {{
     return path, d
 
 
+def grpc_frame(msg):
+    return b"\x00" + len(msg).to_bytes(4, "big") + msg
+
+
 def start_upstream():
+    os.makedirs(GRPC_DIR, exist_ok=True)
+    with open(GRPC_REQUEST, "wb") as f:
+        f.write(grpc_frame(GRPC_REQUEST_MSG))
+    reply = grpc_frame(GRPC_REPLY_MSG).decode("ascii")  # bytes < 0x80: written to the file as they are
+    assert not set(reply) & set('"\\$'), "the reply must need no escaping in nginx's quoted string"
     body = UPSTREAM_BODY.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     # GET: `return`. POST (path /post): the whole body is read before answering, as an application
     # would; with `return`, nginx answers at once and discards the body afterwards, and a proxy that
@@ -637,7 +676,23 @@ def start_upstream():
             echo_read_request_body;
             echo -n "{body}";
         }}
+        location = /get1m {{ alias {os.path.join(WORK, "upstream", "get1m.bin")}; }}
+    }}
+    server {{
+        # The gRPC upstream: reads the request's message, then answers one fixed message (its bytes,
+        # zeros included, as they are in the quoted string) and the trailer grpc-status 0. (Answering
+        # before the request body is read, as a static file would, makes nginx's grpc_pass see a frame
+        # for a stream it has closed and fail the call now and then.)
+        listen {HOST}:{GRPC_UPSTREAM_PORT} http2;
+        location / {{
+            default_type application/grpc;
+            echo_read_request_body;
+            echo -n "{reply}";
+            add_trailer grpc-status 0 always;
+        }}
     }}""", modules=[ECHO_MODULE])
+    with open(os.path.join(d, "get1m.bin"), "wb") as f:
+        f.write(b"x" * DOWNLOAD_BYTES)
     p = start("upstream", ["nginx", "-p", d, "-c", conf], core=LOAD_CORE)
     wait_ready(p, UPSTREAM_PORT)
     return p
@@ -653,6 +708,15 @@ def nginx_proxy_block():
     upstream ws {{
         server {HOST}:{WS_UPSTREAM_PORT};
     }}
+    upstream grpc {{
+        server {HOST}:{GRPC_UPSTREAM_PORT};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen {HOST}:{NGINX_GRPC_PORT} http2;
+        location / {{ grpc_pass grpc://grpc; }}
+    }}
     server {{
         listen {HOST}:{NGINX_PORT};
         listen {HOST}:{NGINX_H2_PORT} http2;
@@ -665,6 +729,7 @@ def nginx_proxy_block():
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_request_buffering off;
+            proxy_max_temp_file_size 0;  # nor responses (1 MiB downloads): memory buffers only
         }}
         location /ws {{
             proxy_pass http://ws;
@@ -775,9 +840,9 @@ def run_wrk(port, path, script, seconds, connections, tls=False):
     return r
 
 
-def run_h2load(port, path, seconds, connections):
+def run_h2load(port, path, seconds, connections, extra=()):
     argv = ["taskset", "-c", LOAD_CORE, "h2load", "-t1", f"-c{connections}", "-m1",
-            f"-D{seconds}", f"http://{HOST}:{port}{path}"]
+            f"-D{seconds}", *extra, f"http://{HOST}:{port}{path}"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
     m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
                   r"(\d+) errored", out)
@@ -794,7 +859,8 @@ def run_h2load(port, path, seconds, connections):
                 return float(s[: -len(unit)]) * f
         return float(s)
 
-    return {"requests": done, "duration_us": int(seconds * 1e6), "errors": done - two_xx,
+    # With -D, a request still in flight at the end can have its status counted but not be done.
+    return {"requests": done, "duration_us": int(seconds * 1e6), "errors": max(0, done - two_xx),
             "mean_us": us(mt.group(3)), "p50_us": None, "p99_us": None, "max_us": us(mt.group(2))}
 
 
@@ -816,6 +882,8 @@ def trial(kind, name, pid, port, path, seconds, connections, script=None, tls=Fa
     up0, load0 = proc_cpu_seconds(up), children_cpu_seconds()
     if kind == "h2":
         r = run_h2load(port, path, seconds, connections)
+    elif kind == "grpc":
+        r = run_h2load(port, path, seconds, connections, GRPC_H2LOAD_ARGS)
     elif kind == "ws":
         r = run_ws(port, path, seconds, connections)
     else:
@@ -835,6 +903,20 @@ def trial(kind, name, pid, port, path, seconds, connections, script=None, tls=Fa
         "foreign_cores": max(0.0, busy - ours) / wall,
     })
     return r
+
+
+def grpc_check(port, name):
+    """One gRPC call with nghttp (nghttp2-client, like h2load): the answer must be the upstream's
+    message in one DATA frame followed by trailers with grpc-status 0 (h2load counts only 2xx)."""
+    argv = ["nghttp", "-v", "-d", GRPC_REQUEST, "-H", "content-type: application/grpc", "-H", "te: trailers",
+            f"http://{HOST}:{port}{GRPC_PATH}"]
+    out = subprocess.run(argv, capture_output=True, timeout=30).stdout.decode(errors="replace")
+    after = out.split(f"recv DATA frame <length={len(grpc_frame(GRPC_REPLY_MSG))},", 1)
+    if (":status: 200" not in after[0] or len(after) < 2 or GRPC_REPLY_MSG[2:].decode() not in out
+            or not re.search(r"recv \(stream_id=\d+\) grpc-status: 0\n", after[1])
+            or "END_STREAM" not in after[1]):
+        raise RuntimeError(f"{name}: the gRPC call did not end with the reply and grpc-status 0:\n{out}")
+    log(f"{name}: gRPC call answered with the upstream's message and trailer grpc-status 0")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -869,11 +951,12 @@ def callgrind_dump(pid, name):
     raise RuntimeError(f"callgrind_control --dump of {pid} wrote no file")
 
 
-def client(port, path, n, body_bytes, headers, h2=False, tls=False):
+def client(port, path, n, body_bytes, headers, h2=False, tls=False, h2_args=()):
     """Sends `n` requests one after another on one keep-alive connection (with `connection: close`
-    in `headers`: a new connection each); all must answer 200."""
+    in `headers`: a new connection each); all must answer 200. HTTP/2 (`h2`): h2load, with
+    `h2_args` (gRPC: the request body and headers)."""
     if h2:
-        out = subprocess.run(["taskset", "-c", LOAD_CORE, "h2load", "-n", str(n), "-c1", "-m1",
+        out = subprocess.run(["taskset", "-c", LOAD_CORE, "h2load", "-n", str(n), "-c1", "-m1", *h2_args,
                               f"http://{HOST}:{port}{path}"], capture_output=True, text=True,
                              timeout=600).stdout
         if not re.search(rf"status codes: {n} 2xx", out):
@@ -892,29 +975,32 @@ def client(port, path, n, body_bytes, headers, h2=False, tls=False):
         c.close()
 
 
-def callgrind_scenario(name, server, path, body_bytes, headers, n, idle_s, h2=False):
+def callgrind_scenario(name, server, path, body_bytes, headers, n, idle_s, h2=False, h2_args=()):
     os.makedirs(f"{WORK}/callgrind", exist_ok=True)
     tag = f"cg-{name}"
     tls = server in TLS_SERVERS
+    ready_port = None
     if server.startswith("nginx"):
         p = start_nginx(tag, prefix=callgrind_prefix(tag))
-        port = NGINX_H2_PORT if h2 else NGINX_TLS_PORT if tls else NGINX_PORT
+        port = NGINX_GRPC_PORT if h2_args else NGINX_H2_PORT if h2 else NGINX_TLS_PORT if tls else NGINX_PORT
+        ready_port = NGINX_PORT if h2 else None  # GET / over HTTP/1.1
     else:
         port = GATEWAY_PORT0 + list(GATEWAYS).index(server)
         conf = gateway_config(server, GATEWAYS[server], port, callgrind=True)
         p = start_gateway(server, port, prefix=callgrind_prefix(tag), conf=conf)
         p.bench_name = tag
     try:
-        wait_ready(p, port, "/bench/items/1" if "routes" in server else "/", headers, timeout=300, tls=tls)
+        wait_ready(p, ready_port or port, "/bench/items/1" if "routes" in server else "/", headers,
+                   timeout=300, tls=tls)
         warm = max(20, n // 20)
-        client(port, path, warm, body_bytes, headers, h2, tls)
+        client(port, path, warm, body_bytes, headers, h2, tls, h2_args)
         callgrind_dump(p.pid, tag)  # start-up + warm-up
         time.sleep(idle_s)
         t = time.monotonic()
         idle = callgrind_total(callgrind_dump(p.pid, tag))
         idle_per_s = idle / (time.monotonic() - t + idle_s)
         t = time.monotonic()
-        client(port, path, n, body_bytes, headers, h2, tls)
+        client(port, path, n, body_bytes, headers, h2, tls, h2_args)
         part = callgrind_dump(p.pid, tag)
         elapsed = time.monotonic() - t
         total = callgrind_total(part)
@@ -967,15 +1053,17 @@ def table(res):
     rows = ["| scenario | req/s | CPU µs/req | p50 µs | p99 µs | RSS MiB | ×direct rps | ×nginx CPU | "
             "×gw CPU | Ir/req (callgrind) | ×gw Ir |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, *_ in SCENARIOS + H2_SCENARIOS + WS_SCENARIOS:
+    for name, *_ in SCENARIOS + H2_SCENARIOS + GRPC_SCENARIOS + WS_SCENARIOS:
         if name not in s and name not in cg:
             continue
         m = s[name]["summary"] if name in s else {k: None for k in (
             "rps", "cpu_us_per_req", "p50_us", "p99_us", "mean_us")}
-        h2 = name.endswith("-h2") or name in WS_NAMES
+        h2 = name.endswith("-h2") or name in WS_NAMES or name in GRPC_NAMES
         bd, bn, bg = base_d, base_n, base_g
         if name in WS_NAMES:  # WebSocket rows against their own baselines
             bd, bn, bg = (s.get(b, {}).get("summary", {}) for b in ("ws-direct", "nginx-ws", "gw-ws"))
+        if name in GRPC_NAMES:  # gRPC rows too (no direct row: h2load straight to the upstream is not one)
+            bd, bn, bg = (s.get(b, {}).get("summary", {}) for b in ("", "nginx-grpc", "gw-grpc"))
         c = cg.get(name, {}).get("ir_per_req")
         rows.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             name, fmt(m["rps"], ",.0f"), fmt(m["cpu_us_per_req"], ".2f"),
@@ -1124,6 +1212,13 @@ The gateway against nginx and against itself, measured in one run as ratios (iss
   {WS_MESSAGE_BYTES}-byte binary message and waiting for its echo; req/s is round trips per second, CPU µs/req
   is per round trip, p50 shows the mean round trip; their ×direct, ×nginx and ×gw columns compare with
   `ws-direct`, `nginx-ws` and `gw-ws`. No callgrind figure (the tunnel is a byte copy after the handshake).
+- gRPC rows: h2load (`-c{o['connections']} -m1`), each request a POST of one {len(grpc_frame(GRPC_REQUEST_MSG))}-byte
+  gRPC message to `{GRPC_PATH}` (`content-type: application/grpc`, `te: trailers`); the upstream (an h2c
+  server of the upstream nginx) answers one {len(grpc_frame(GRPC_REPLY_MSG))}-byte message and the trailer
+  `grpc-status: 0`, which `nghttp` checks through each proxy before the trials (h2load counts 2xx only).
+  nginx's `grpc_pass` keeps a pool of upstream connections (one call each at a time); the gateway
+  shares one HTTP/2 connection per endpoint. Their ×nginx and ×gw columns compare with `nginx-grpc` and
+  `gw-grpc`; callgrind drives both with `h2load -n N -c1 -m1` and the same request.
 - Worker threads: every gateway runs one tokio worker thread (`TOKIO_WORKER_THREADS=1`) on core {PROXY_CORE},
   except the `-2w` rows: two workers on cores 0 and 1, which they share with the load generator and the
   upstream. "two workers / one" below compares them with the one-worker row of the same config; req/s
@@ -1143,7 +1238,7 @@ The gateway against nginx and against itself, measured in one run as ratios (iss
 | scenario | what |
 |---|---|
 """ + "\n".join(f"| {n} | {d} |" for n, _, _, _, _, d in SCENARIOS) + "\n" + \
-        "\n".join(f"| {n} | {d} |" for n, _, _, d in H2_SCENARIOS + WS_SCENARIOS) + "\n" + \
+        "\n".join(f"| {n} | {d} |" for n, _, _, d in H2_SCENARIOS + GRPC_SCENARIOS + WS_SCENARIOS) + "\n" + \
         "\n".join(f"| {n} | not available: {why} |" for n, _, why in NOT_AVAILABLE) + f"""
 
 - Upstream: nginx (`master_process off`, 1 worker, core {LOAD_CORE}) answering every request with a fixed
@@ -1231,9 +1326,10 @@ def main():
     scenarios = [s for s in SCENARIOS if not a.only or s[0] in a.only]
     h2s = [s for s in H2_SCENARIOS if not a.only or s[0] in a.only]
     wss = [s for s in WS_SCENARIOS if not a.only or s[0] in a.only]
+    grpcs = [s for s in GRPC_SCENARIOS if not a.only or s[0] in a.only]
     if a.no_load:
-        scenarios, h2s, wss = [], [], []
-    servers = {s[1] for s in scenarios} | {s[1] for s in h2s} | {s[1] for s in wss}
+        scenarios, h2s, wss, grpcs = [], [], [], []
+    servers = {s[1] for s in scenarios} | {s[1] for s in h2s} | {s[1] for s in wss} | {s[1] for s in grpcs}
     ports, pids = {}, {}
     res = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
            "options": {"rounds": a.rounds, "seconds": a.seconds, "connections": a.connections,
@@ -1250,11 +1346,12 @@ def main():
             ws_up = start("ws-upstream", [WS_ECHO, "server", f"{HOST}:{WS_UPSTREAM_PORT}"], core=LOAD_CORE)
             wait_tcp(ws_up, WS_UPSTREAM_PORT)
             ports["ws-upstream"], pids["ws-upstream"] = WS_UPSTREAM_PORT, ws_up.pid
-        if servers & {"nginx", "nginx-h2", "nginx-tls"}:
+        if servers & {"nginx", "nginx-h2", "nginx-tls", "nginx-grpc"}:
             p = start_nginx()
             wait_ready(p, NGINX_PORT)
             ports["nginx"], ports["nginx-h2"], ports["nginx-tls"] = NGINX_PORT, NGINX_H2_PORT, NGINX_TLS_PORT
-            pids["nginx"] = pids["nginx-h2"] = pids["nginx-tls"] = p.pid
+            ports["nginx-grpc"] = NGINX_GRPC_PORT
+            pids["nginx"] = pids["nginx-h2"] = pids["nginx-tls"] = pids["nginx-grpc"] = p.pid
         for i, (g, routes) in enumerate(GATEWAYS.items()):
             port = GATEWAY_PORT0 + i
             gateway_config(g, routes, port)
@@ -1278,13 +1375,17 @@ def main():
                     continue
                 ports[g], pids[g] = port, p.pid
         scripts = {n: wrk_script(n, b, h) for n, _, _, b, h, _ in scenarios}
+        for n, srv, _, _ in grpcs:
+            grpc_check(ports[srv], n)
 
         # Warm-up (pools, caches, JIT): 1 s each, not recorded.
         for n, srv, path, _, _, _ in scenarios:
             run_wrk(ports[srv], path, scripts[n], 1, a.connections, srv in TLS_SERVERS)
         for n, srv, path, _ in wss:
             run_ws(ports[srv], path, 1, a.connections)
-        trials = {n: [] for n, *_ in scenarios + h2s + wss}
+        for n, srv, path, _ in grpcs:
+            run_h2load(ports[srv], path, 1, a.connections, GRPC_H2LOAD_ARGS)
+        trials = {n: [] for n, *_ in scenarios + h2s + grpcs + wss}
         for r in range(a.rounds):
             for n, srv, path, _, _, _ in scenarios:
                 t = trial("h1", n, pids[srv], ports[srv], path, a.seconds, a.connections, scripts[n],
@@ -1297,13 +1398,18 @@ def main():
                 trials[n].append(t)
                 log(f"round {r + 1}/{a.rounds} {n}: {t['rps']:,.0f} req/s, {t['cpu_us_per_req']:.2f} µs/req, "
                     f"foreign cores {t['foreign_cores']:.2f}, errors {t['errors']}")
+            for n, srv, path, _ in grpcs:
+                t = trial("grpc", n, pids[srv], ports[srv], path, a.seconds, a.connections)
+                trials[n].append(t)
+                log(f"round {r + 1}/{a.rounds} {n}: {t['rps']:,.0f} calls/s, {t['cpu_us_per_req']:.2f} µs/call, "
+                    f"foreign cores {t['foreign_cores']:.2f}, errors {t['errors']}")
             for n, srv, path, _ in wss:
                 t = trial("ws", n, pids[srv], ports[srv], path, a.seconds, a.connections,
                           up_pid=pids["ws-upstream"])
                 trials[n].append(t)
                 log(f"round {r + 1}/{a.rounds} {n}: {t['rps']:,.0f} round trips/s, "
                     f"{t['cpu_us_per_req']:.2f} µs each, foreign cores {t['foreign_cores']:.2f}, errors {t['errors']}")
-        for n, *_ in scenarios + h2s + wss:
+        for n, *_ in scenarios + h2s + grpcs + wss:
             res["scenarios"][n] = {"trials": trials[n], "summary": summarize(trials[n])}
         load_mid = loadavg()
         for p in list(STARTED):
@@ -1311,11 +1417,12 @@ def main():
                 stop(p)
 
         if not a.no_callgrind:
-            cg_list = [(n, srv, path, b, h, False) for n, srv, path, b, h, _ in SCENARIOS
-                       if n in ("nginx", "nginx-tls", "nginx-tls-conn")]
-            cg_list += [(n, srv, path, b, h, False) for n, srv, path, b, h, _ in SCENARIOS if srv in GATEWAYS]
-            cg_list += [(n, srv, path, 0, {}, True) for n, srv, path, _ in H2_SCENARIOS if srv in GATEWAYS]
-            for n, srv, path, b, h, h2 in cg_list:
+            cg_list = [(n, srv, path, b, h, False, ()) for n, srv, path, b, h, _ in SCENARIOS
+                       if n in ("nginx", "nginx-tls", "nginx-tls-conn", "nginx-post1m", "nginx-get1m")]
+            cg_list += [(n, srv, path, b, h, False, ()) for n, srv, path, b, h, _ in SCENARIOS if srv in GATEWAYS]
+            cg_list += [(n, srv, path, 0, {}, True, ()) for n, srv, path, _ in H2_SCENARIOS]
+            cg_list += [(n, srv, path, 0, {}, True, GRPC_H2LOAD_ARGS) for n, srv, path, _ in GRPC_SCENARIOS]
+            for n, srv, path, b, h, h2, h2_args in cg_list:
                 if a.only and n not in a.only:
                     continue
                 if srv in GATEWAY_WORKERS:
@@ -1328,12 +1435,12 @@ def main():
                     res["callgrind"][n] = {"error": "not run: too slow under valgrind"}
                     log(f"callgrind {n}: skipped (a JavaScript or Python engine under valgrind)")
                     continue
-                count = n1m if b >= (1 << 20) else a.callgrind_requests
+                count = n1m if b >= (1 << 20) or n.endswith("get1m") else a.callgrind_requests
                 if h.get("connection") == "close":  # a handshake each: slow under valgrind
                     count = max(20, count // 10)
                 log(f"callgrind {n}: {count} requests")
                 try:
-                    c = callgrind_scenario(n, srv, path, b, h, count, 2.0, h2)
+                    c = callgrind_scenario(n, srv, path, b, h, count, 2.0, h2, h2_args)
                     res["callgrind"][n] = c
                     log(f"callgrind {n}: {c['ir_per_req']:,.0f} Ir/req (idle {c['idle_ir_per_s']:,.0f} Ir/s)")
                 except Exception as e:  # one failed scenario must not lose the run
