@@ -877,3 +877,44 @@ async fn a_handshake_begun_before_a_reload_is_drained_with_the_old_config() {
         1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_tunnel_is_drained_like_an_http1_one() {
+    let echo = Echo::start().await;
+    // Closed by its client within the drain: shutdown ends as soon as it is.
+    let gw = TestGateway::start(&config(echo.addr, "").yaml()).await;
+    let (status, tunnel) = h2_connect(gw.addr, "/h2/a", &[]).await;
+    assert_eq!(status, 200);
+    let io = hyper_util::rt::TokioIo::new(tunnel.unwrap());
+    let mut a = WebSocketStream::from_raw_socket(io, Role::Client, None).await;
+    let started = Instant::now();
+    let shutdown = tokio::spawn(gw.shutdown(Duration::from_secs(10)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    round_trip(&mut a, Message::text("during the drain, over h2")).await;
+    a.close(None).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), shutdown)
+            .await
+            .expect("shutdown ends when the h2 tunnel closes")
+            .unwrap(),
+        "every connection finished in time"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // Outliving the drain: the stream is ended when the drain timeout passes.
+    let gw = TestGateway::start(&config(echo.addr, "").yaml()).await;
+    let (status, tunnel) = h2_connect(gw.addr, "/h2/b", &[]).await;
+    assert_eq!(status, 200);
+    let io = hyper_util::rt::TokioIo::new(tunnel.unwrap());
+    let mut b = WebSocketStream::from_raw_socket(io, Role::Client, None).await;
+    let started = Instant::now();
+    let shutdown = tokio::spawn(gw.shutdown(Duration::from_millis(800)));
+    round_trip(&mut b, Message::text("still served over h2")).await;
+    let how = ended(&mut b, Duration::from_secs(5)).await;
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_millis(700) && after < Duration::from_secs(4),
+        "{after:?} {how}"
+    );
+    assert!(!shutdown.await.unwrap(), "the drain timed out");
+}
