@@ -212,6 +212,8 @@ GATEWAYS = {
     # both cores (GATEWAY_WORKERS); the rows without `-2w` are their one-worker baselines.
     "gw-2w": [gw_route("bench", {"prefix": "/"})],
     "gw-noop1-2w": [gw_route("bench", {"prefix": "/"}, filters=["noop"])],
+    # `gw` again for the 1 MiB bodies, so that the RSS column shows what they cost apart from `gw`'s.
+    "gw-1m": [gw_route("bench", {"prefix": "/"})],
     # gRPC unary: the service's prefix to the HTTP/2 upstream, no filters; `/` for the readiness check.
     "gw-grpc": [{"name": "bench-grpc", "match": {"path": {"prefix": "/bench.v1.Bench/"}}, "upstream": "grpc"},
                 gw_route("bench", {"prefix": "/"})],
@@ -291,10 +293,11 @@ SCENARIOS = [
     ("gw-post1k", "gw", "/post", 1024, {}, "gateway, POST 1 KiB body, no filters"),
     ("gw-noop1-post1k", "gw-noop1", "/post", 1024, {}, "gateway + 1 no-op filter, POST 1 KiB"),
     ("nginx-post1m", "nginx", "/post", 1 << 20, {}, "nginx, POST 1 MiB body"),
-    ("gw-post1m", "gw", "/post", 1 << 20, {}, "gateway, POST 1 MiB body, no filters"),
+    ("gw-post1m", "gw-1m", "/post", 1 << 20, {}, "gateway, POST 1 MiB body, no filters (own process: its RSS)"),
     ("gw-noop1-post1m", "gw-noop1", "/post", 1 << 20, {}, "gateway + 1 no-op filter, POST 1 MiB"),
     ("nginx-get1m", "nginx", "/get1m", 0, {}, "nginx, GET a 1 MiB response body (a static file of the upstream)"),
-    ("gw-get1m", "gw", "/get1m", 0, {}, "gateway, GET a 1 MiB response body, no filters"),
+    ("gw-get1m", "gw-1m", "/get1m", 0, {},
+     "gateway, GET a 1 MiB response body, no filters (the same process as gw-post1m)"),
     ("gw-wit-noop1", "gw-wit", "/", 0, {},
      "gateway + 1 no-op WIT filter (component, Rust SDK, bench/filters-wit), instance_mode fresh"),
     ("gw-wit-noop1-reuse", "gw-wit-reuse", "/", 0, {},
@@ -1156,12 +1159,13 @@ def targets_table(ts):
 
 
 def rss_line(res):
-    """Issue 17's "RSS flat" for 1 MiB bodies: the gateway's RSS with them against without."""
+    """Issue 17's "RSS flat" for 1 MiB bodies: the RSS after each round's trial, the gateway's with
+    them (gw-post1m and gw-get1m share a process) against gw's (small requests only)."""
     s = res["scenarios"]
-    got = [(n, s[n]["summary"]["rss_kib"] / 1024) for n in ("gw", "gw-post1m", "gw-get1m", "nginx-post1m",
-                                                             "nginx-get1m") if n in s]
-    return ("RSS after the trials (MiB, the table's column): " + ", ".join(f"{n} {v:.1f}" for n, v in got) +
-            ".") if got else ""
+    got = [(n, [t["rss_kib"] / 1024 for t in s[n]["trials"]])
+           for n in ("gw", "gw-post1m", "gw-get1m", "nginx-post1m", "nginx-get1m") if n in s]
+    return ("RSS after each round's trial (MiB): " + "; ".join(
+        f"{n} {', '.join(f'{v:.1f}' for v in vs)}" for n, vs in got) + ".") if got else ""
 
 
 def machine():
