@@ -546,6 +546,7 @@ def loadavg():
 
 def ensure_tools(allow_install):
     need = {"nginx": "nginx", ECHO_MODULE: "libnginx-mod-http-echo", "wrk": "wrk", "h2load": "nghttp2-client",
+            "nghttp": "nghttp2-client",
             "valgrind": "valgrind", "callgrind_control": "valgrind", "taskset": "util-linux",
             "openssl": "openssl", "redis-server": "redis-server"}
     missing = sorted({pkg for tool, pkg in need.items()
@@ -1308,7 +1309,7 @@ python3 bench/run.py --help       # rounds, seconds, connections, --no-callgrind
 callgrind_annotate --inclusive=yes target/bench/run/callgrind/cg-gw.<pid>.3 | head -60   # a profile
 ```
 
-Needs root to install the tools (Debian), 2 cores or more, and ports 18000-18020 and 19010-19020 free
+Needs root to install the tools (Debian), 2 cores or more, and ports 18000-18050, 18500 and 19010-19050 free (all moved by BENCH_PORT_OFFSET)
 on 127.0.0.1. The Go rows need Go 1.24+ (`cargo xtask go-filter build` installs it from PyPI when
 missing); if the Go filter cannot be built or loaded, its rows say why and the rest of the run goes on. Nothing is sent anywhere else. Run it on an otherwise idle machine when you can.
 
