@@ -6,15 +6,16 @@
 
 What it does, in order:
 
-1. Installs nginx, wrk, h2load (nghttp2-client), valgrind and openssl from Debian if any is missing.
+1. Installs nginx, wrk, h2load and nghttp (nghttp2-client), valgrind and openssl from Debian if any is missing.
 2. Builds `cargo build --release -p gateway`, the benchmark's Proxy-Wasm filters (bench/filters), its
    no-op WIT filter (bench/filters-wit, Rust SDK) and no-op Go filter (bench/filters-go, Go SDK), and
    makes a self-signed certificate that nginx and the gateway both serve in the TLS scenarios.
-3. Starts the upstream (nginx answering a fixed 100-byte body), nginx as a reverse proxy to it, and
-   one gateway process per gateway scenario, all on 127.0.0.1. The proxies under test are pinned to
-   core 1 (`taskset -c 1`), the upstream and the load generators to core 0.
+3. Starts the upstream (nginx answering a fixed 100-byte body, a 1 MiB file, and on an h2c port a
+   fixed gRPC answer), nginx as a reverse proxy to it, and one gateway process per gateway scenario,
+   all on 127.0.0.1. The proxies under test are pinned to core 1 (`taskset -c 1`), the upstream and
+   the load generators to core 0 (the `-2w` rows: two gateway worker threads on both cores).
 4. Load: wrk (HTTP/1.1 keep-alive, 1 thread, fixed connections) in short trials, the scenarios
-   interleaved round by round; h2load for HTTP/2 the same way. Per trial: requests/s, p50/p99
+   interleaved round by round; h2load for HTTP/2 and gRPC unary calls the same way. Per trial: requests/s, p50/p99
    latency, CPU time of the proxy process from /proc/<pid>/stat (utime+stime) divided by requests,
    RSS, and how much CPU other processes on the machine used meanwhile.
 5. Callgrind: each gateway scenario (and nginx, for comparison) runs under valgrind; a simple client
