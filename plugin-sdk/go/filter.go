@@ -1,8 +1,9 @@
 // Package filter is the Go SDK for gateway filters: the guest side of the gateway's WIT world
-// (wit/world.wit, gateway:filter@0.1.4).
+// (wit/world.wit, gateway:filter@0.1.5).
 //
-// A filter is a type that implements Filter. Embed Base to get a no-op for every method you do not
-// write, and register one value from an init function:
+// A filter is a type that implements Filter (Init and Options; embed Base for both) and the handler
+// interfaces of the phases it uses (RequestFilter, RequestBodyFilter, ResponseFilter,
+// ResponseBodyFilter). Register one value from an init function:
 //
 //	type AddHeader struct{ filter.Base }
 //
@@ -14,6 +15,10 @@
 //	func init() { filter.Register(&AddHeader{}) }
 //	func main() {}
 //
+// The SDK tells the gateway which handlers the type has (WIT 0.1.5 `phases`): the gateway never
+// enters the filter for a phase it has no handler for, and shows it no body it has no handler for.
+// A handler whose signature is not exactly the interface's is not a handler.
+//
 // Build it with `cargo xtask go-filter build DIR` (GOOS=wasip1 GOARCH=wasm, -buildmode=c-shared,
 // then packaged as a component). Host capabilities live in the sub-packages http, kv, log, metrics,
 // clock, random, facts and consumers.
@@ -21,27 +26,44 @@ package filter
 
 import "gateway/filter/internal/abi"
 
-// Filter is what a filter implements. One value lives in each instance: Init configures it for its
-// route, then the handlers run for the requests the instance serves, one after another (Go filters
-// run with `instance_mode: reuse`, so a value serves many requests; keep nothing of one request in
-// it for the next).
+// Filter is what every filter implements. One value lives in each instance: Init configures it for
+// its route, then the handlers it has run for the requests the instance serves, one after another
+// (Go filters run with `instance_mode: reuse`, so a value serves many requests; keep nothing of one
+// request in it for the next).
 type Filter interface {
 	// Init configures the filter with its route's config (a string as written, other YAML as
 	// JSON). An error rejects the config when the gateway loads it, with the error's text.
 	Init(config string) error
 	// Options says how the filter wants to see bodies (read once, after Init).
 	Options() Options
+}
+
+// RequestFilter is a filter with a request headers handler.
+type RequestFilter interface {
 	// OnRequest: the request headers arrived; headers, path and query may be changed here.
 	OnRequest(req *Request) Action
+}
+
+// RequestBodyFilter is a filter with a request body handler.
+type RequestBodyFilter interface {
 	// OnRequestBody: the request body (whole, or one chunk), if Options asked for it.
 	OnRequestBody(req *Request, endOfStream bool) Action
+}
+
+// ResponseFilter is a filter with a response headers handler.
+type ResponseFilter interface {
 	// OnResponse: the response headers arrived (from the backend or a local response).
 	OnResponse(resp *Response) Action
+}
+
+// ResponseBodyFilter is a filter with a response body handler.
+type ResponseBodyFilter interface {
 	// OnResponseBody: the response body (whole, or one chunk), like OnRequestBody.
 	OnResponseBody(resp *Response, endOfStream bool) Action
 }
 
-// Base implements every Filter method as a no-op that continues (and asks for no bodies). Embed it.
+// Base implements Filter: Init accepts any config and Options asks for no bodies. It has no
+// handlers, so the phases a filter uses are the handlers its own type adds. Embed it.
 type Base struct{}
 
 // Init accepts any config.
@@ -50,17 +72,23 @@ func (Base) Init(string) error { return nil }
 // Options asks for no bodies.
 func (Base) Options() Options { return Options{} }
 
-// OnRequest continues.
-func (Base) OnRequest(*Request) Action { return Continue() }
-
-// OnRequestBody continues.
-func (Base) OnRequestBody(*Request, bool) Action { return Continue() }
-
-// OnResponse continues.
-func (Base) OnResponse(*Response) Action { return Continue() }
-
-// OnResponseBody continues.
-func (Base) OnResponseBody(*Response, bool) Action { return Continue() }
+// phases is the set of handlers f has, as WIT phases flags.
+func phases(f Filter) uint32 {
+	var set uint32
+	if _, ok := f.(RequestFilter); ok {
+		set |= abi.PhaseRequest
+	}
+	if _, ok := f.(RequestBodyFilter); ok {
+		set |= abi.PhaseRequestBody
+	}
+	if _, ok := f.(ResponseFilter); ok {
+		set |= abi.PhaseResponse
+	}
+	if _, ok := f.(ResponseBodyFilter); ok {
+		set |= abi.PhaseResponseBody
+	}
+	return set
+}
 
 // BodyMode is how a filter wants to see a body.
 type BodyMode uint8

@@ -36,6 +36,7 @@ func mem(t *testing.T) *abi.FakeMemory {
 	m := abi.NewFakeMemory()
 	abi.Mem = m
 	abi.Drops = nil
+	abi.Declared = nil
 	return m
 }
 
@@ -50,6 +51,10 @@ func TestInitExport(t *testing.T) {
 	ret := exportInit(cfg, 7)
 	if b := m.Bytes(ret, 6); b[0] != 0 || b[4] != uint8(Skip) || b[5] != uint8(Chunks) || f.config != `{"a":1}` {
 		t.Fatalf("init ok: % x, config %q", b, f.config)
+	}
+	// testFilter has OnRequest only (Base has no handlers): that is the one phase declared.
+	if len(abi.Declared) != 1 || abi.Declared[0] != abi.PhaseRequest {
+		t.Fatalf("declared phases: %v", abi.Declared)
 	}
 	postReturn()
 	ret = exportInit(m.String("bad"), 3)
@@ -121,4 +126,33 @@ func TestRegisterTwicePanics(t *testing.T) {
 	}()
 	Register(&testFilter{})
 	Register(&testFilter{})
+}
+
+type everyPhase struct{ testFilter }
+
+func (*everyPhase) OnRequestBody(*Request, bool) Action   { return Continue() }
+func (*everyPhase) OnResponse(*Response) Action           { return Continue() }
+func (*everyPhase) OnResponseBody(*Response, bool) Action { return Continue() }
+
+func TestPhasesAreTheHandlersTheTypeHas(t *testing.T) {
+	if got := phases(Base{}); got != 0 {
+		t.Fatalf("Base has no handlers: %b", got)
+	}
+	if got := phases(&testFilter{}); got != abi.PhaseRequest {
+		t.Fatalf("OnRequest only: %b", got)
+	}
+	all := abi.PhaseRequest | abi.PhaseRequestBody | abi.PhaseResponse | abi.PhaseResponseBody
+	if got := phases(&everyPhase{}); got != all {
+		t.Fatalf("every handler: %b", got)
+	}
+}
+
+func TestAHandlerTheTypeLacksContinues(t *testing.T) {
+	m := mem(t)
+	registered = Base{}
+	defer func() { registered = nil }()
+	ret := exportOnResponse(9)
+	if m.Bytes(ret, 1)[0] != 0 || len(abi.Drops) != 1 {
+		t.Fatalf("continue, borrow dropped: % x %v", m.Bytes(ret, 4), abi.Drops)
+	}
 }

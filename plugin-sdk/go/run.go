@@ -34,6 +34,9 @@ func exportInit(ptr, n uint32) uint32 {
 	if o.RequestBody > Chunks || o.ResponseBody > Chunks {
 		return abi.LowerInitResult(abi.Mem, 0, 0, "Options: body mode out of range", true)
 	}
+	if err := abi.DeclarePhases(phases(registered)); err != nil {
+		return abi.LowerInitResult(abi.Mem, 0, 0, "the gateway refused the filter's phases: "+err.Error(), true)
+	}
 	return abi.LowerInitResult(abi.Mem, uint8(o.RequestBody), uint8(o.ResponseBody), "", false)
 }
 
@@ -56,36 +59,48 @@ func handler() Filter {
 }
 
 func exportOnRequest(h uint32) uint32 {
-	f := handler()
+	f, _ := handler().(RequestFilter)
 	req := &Request{handle: h, live: true}
-	a := f.OnRequest(req)
+	a := Continue()
+	if f != nil {
+		a = f.OnRequest(req)
+	}
 	req.live = false
 	abi.DropBorrow(abi.KindRequest, h)
 	return lowerAction(a)
 }
 
 func exportOnRequestBody(h uint32, eos uint32) uint32 {
-	f := handler()
+	f, _ := handler().(RequestBodyFilter)
 	req := &Request{handle: h, live: true}
-	a := f.OnRequestBody(req, eos != 0)
+	a := Continue()
+	if f != nil {
+		a = f.OnRequestBody(req, eos != 0)
+	}
 	req.live = false
 	abi.DropBorrow(abi.KindRequest, h)
 	return lowerAction(a)
 }
 
 func exportOnResponse(h uint32) uint32 {
-	f := handler()
+	f, _ := handler().(ResponseFilter)
 	resp := &Response{handle: h, live: true}
-	a := f.OnResponse(resp)
+	a := Continue()
+	if f != nil {
+		a = f.OnResponse(resp)
+	}
 	resp.live = false
 	abi.DropBorrow(abi.KindResponse, h)
 	return lowerAction(a)
 }
 
 func exportOnResponseBody(h uint32, eos uint32) uint32 {
-	f := handler()
+	f, _ := handler().(ResponseBodyFilter)
 	resp := &Response{handle: h, live: true}
-	a := f.OnResponseBody(resp, eos != 0)
+	a := Continue()
+	if f != nil {
+		a = f.OnResponseBody(resp, eos != 0)
+	}
 	resp.live = false
 	abi.DropBorrow(abi.KindResponse, h)
 	return lowerAction(a)

@@ -2,7 +2,7 @@
 //!
 //! A filter is a type that implements [`Filter`] (every method has a no-op default) and is exported
 //! with [`export_filter!`]. Built for `wasm32-wasip2`, the crate is a component of the gateway's WIT
-//! world `gateway:filter/filter@0.1.4`, which the gateway loads as a plugin.
+//! world `gateway:filter/filter@0.1.5`, which the gateway loads as a plugin.
 //!
 //! ```no_run
 //! use gateway_plugin_sdk::{export_filter, Action, Filter, Request};
@@ -193,15 +193,47 @@ pub trait Filter: Default + 'static {
 ///
 /// export_filter!(Nothing);
 /// ```
+///
+/// Written around the `impl Filter` block, it also tells the gateway which handlers the filter has
+/// (WIT 0.1.5 `phases`): the gateway then never enters the filter for a phase it does not implement,
+/// and buffers no body for a body handler it does not have. This is the form to use; the
+/// `export_filter!(Type)` form gets every handler called, as filters built before 0.1.5 do.
+///
+/// ```no_run
+/// use gateway_plugin_sdk::{export_filter, Action, Filter, Request};
+///
+/// #[derive(Default)]
+/// struct AddHeader;
+///
+/// // Only `on-request` is called: not `on-response`, and no body is shown.
+/// export_filter! {
+///     impl Filter for AddHeader {
+///         fn on_request(&mut self, req: &Request) -> Action {
+///             let _ = req.set_header("x-hello", "world");
+///             Action::Continue
+///         }
+///     }
+/// }
+/// ```
 #[macro_export]
 macro_rules! export_filter {
+    (impl $filter_trait:ident for $filter:ty { $($body:tt)* }) => {
+        impl $filter_trait for $filter {
+            $($body)*
+        }
+        $crate::export_filter!(@export $filter, $crate::rt::Phases::of(&[$(stringify!($body)),*]));
+    };
     ($filter:ty) => {
+        $crate::export_filter!(@export $filter, $crate::rt::Phases::ALL);
+    };
+    (@export $filter:ty, $phases:expr) => {
         const _: () = {
             struct __GatewayExport;
             impl $crate::rt::Guest for __GatewayExport {
                 fn init(config: ::std::string::String) -> $crate::rt::InitResult {
                     $crate::panic::install();
-                    $crate::rt::init::<$filter>(&config)
+                    const PHASES: $crate::rt::Phases = $phases;
+                    $crate::rt::init::<$filter>(&config, PHASES)
                 }
                 fn on_request(req: &$crate::rt::WitRequest) -> $crate::rt::WitAction {
                     $crate::rt::on_request(req)

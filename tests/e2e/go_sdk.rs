@@ -709,3 +709,55 @@ async fn go_kv_on_redis() {
     );
     redis.thaw();
 }
+
+/// A Go filter whose type has `OnRequest` only (the benchmark's no-op, `bench/filters-go`): the SDK
+/// declares that one phase (WIT 0.1.5), so the gateway enters it once per request, in both instance
+/// modes, and never for the response or a body. Counted with the per-plugin call figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_go_filter_with_only_on_request_is_entered_once_per_request() {
+    let root = xtask::repo_root();
+    let wasm = root.join("target/go-filters/bench_noop.wasm");
+    xtask::go::build_go_filter(&root.join("bench/filters-go"), &wasm)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let up = MockUpstream::start("up").await;
+    let gw = TestGateway::start(&format!(
+        "plugins:\n  - name: noop\n    path: {}\n    instance_mode: reuse\n  - name: noop-fresh\n    path: {}\n    instance_mode: fresh\n\
+         upstreams:\n  - name: up\n    endpoints: [\"{}\"]\n\
+         routes:\n  - name: r\n    match: {{path: {{prefix: /r}}}}\n    upstream: up\n    filters: [{{plugin: noop}}]\n\
+         \x20 - name: f\n    match: {{path: {{prefix: /f}}}}\n    upstream: up\n    filters: [{{plugin: noop-fresh}}]\n",
+        wasm.display(),
+        wasm.display(),
+        up.addr
+    ))
+    .await;
+    for _ in 0..3 {
+        let (s, _, body) = get(&gw.url("/r/x")).await;
+        assert_eq!(s, 200, "{body}");
+    }
+    let req = http::Request::post(gw.url("/r/upload"))
+        .body(Full::new(Bytes::from_static(b"not for the filter")))
+        .unwrap();
+    let (s, _, body) = request(req).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(up.last().body, Bytes::from_static(b"not for the filter"));
+    let (s, _, body) = get(&gw.url("/f/x")).await;
+    assert_eq!(s, 200, "{body}");
+    let m = gw.metrics().await;
+    let calls = |plugin: &str, route: &str, phase: &str| {
+        metric(
+            &m,
+            &format!(
+                "gateway_plugin_call_duration_seconds_count{{plugin=\"{plugin}\",route=\"{route}\",phase=\"{phase}\"}}"
+            ),
+        )
+    };
+    assert_eq!(calls("noop", "r", "request_headers"), Some(4.0), "{m}");
+    assert_eq!(calls("noop", "r", "request_body"), None, "{m}");
+    assert_eq!(calls("noop", "r", "response_headers"), None, "{m}");
+    assert_eq!(
+        calls("noop-fresh", "f", "request_headers"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(calls("noop-fresh", "f", "response_headers"), None, "{m}");
+}

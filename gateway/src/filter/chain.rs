@@ -217,7 +217,7 @@ impl ChainRun {
     ) -> Result<Flow, ChainError> {
         let mut slots = super::lock(&self.slots).await;
         for (i, slot) in slots.iter_mut().enumerate() {
-            let Some(ctx) = slot.ctx.as_mut() else {
+            let Some(ctx) = slot.ctx.as_mut().filter(|c| c.wants_request_headers()) else {
                 continue;
             };
             let started = Instant::now();
@@ -273,7 +273,7 @@ impl ChainRun {
         let mut slots = super::lock(&self.slots).await;
         for i in (0..upto).rev() {
             let slot = &mut slots[i];
-            let Some(ctx) = slot.ctx.as_mut() else {
+            let Some(ctx) = slot.ctx.as_mut().filter(|c| c.wants_response_headers()) else {
                 continue;
             };
             let started = Instant::now();

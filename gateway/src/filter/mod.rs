@@ -160,6 +160,18 @@ pub trait FilterCtx: Send {
         Box::pin(async { Ok(Verdict::Continue) })
     }
 
+    /// Whether this filter has a request headers phase at all: `false` and the chain neither calls
+    /// [`FilterCtx::on_request_headers`] nor counts a call (a WIT filter that declared no `on-request`).
+    fn wants_request_headers(&self) -> bool {
+        true
+    }
+
+    /// Whether this filter has a response headers phase at all, like
+    /// [`FilterCtx::wants_request_headers`].
+    fn wants_response_headers(&self) -> bool {
+        true
+    }
+
     /// Whether this filter wants to see the request body.
     fn request_body_mode(&self) -> BodyMode {
         BodyMode::Skip

@@ -61,54 +61,54 @@ fn set_groups(
     Ok(())
 }
 
-impl Filter for AclFilter {
-    fn init(&mut self, config: &str) -> Result<(), String> {
-        let acl = config::parse(config)?;
-        // A `consumer:` entry is explicit: a name that is not in the config is a mistake (a
-        // misspelt deny entry would refuse nobody).
-        for (path, name) in acl.named_consumers() {
-            if consumers::get(name).is_none() {
-                return Err(format!("{path}: no consumer is called `{name}`"));
-            }
-        }
-        self.acl = Some(acl);
-        Ok(())
-    }
-
-    fn on_request(&mut self, req: &Request) -> Action {
-        let Some(acl) = &self.acl else {
-            // Never expected (the gateway calls `init` first); access control fails closed.
-            return failed(&plugin_auth::request_id(req), "no config");
-        };
-        let consumer = consumers::current();
-        let verdict = acl.verdict(consumer.as_ref());
-        let why = match (&verdict, &consumer) {
-            (Verdict::Allow, Some(c)) => {
-                if let Err(e) = set_groups(acl, req, c) {
-                    let id = plugin_auth::request_id(req);
-                    return failed(&id, &format!("cannot change {GROUPS_HEADER}: {e}"));
+export_filter! {
+    impl Filter for AclFilter {
+        fn init(&mut self, config: &str) -> Result<(), String> {
+            let acl = config::parse(config)?;
+            // A `consumer:` entry is explicit: a name that is not in the config is a mistake (a
+            // misspelt deny entry would refuse nobody).
+            for (path, name) in acl.named_consumers() {
+                if consumers::get(name).is_none() {
+                    return Err(format!("{path}: no consumer is called `{name}`"));
                 }
-                count("allowed");
-                return Action::Continue;
             }
-            (Verdict::Denied(e), Some(c)) => {
-                format!("consumer `{}` matches the deny entry `{e}`", c.name)
-            }
-            (Verdict::NotAllowed, Some(c)) => {
-                format!("consumer `{}` matches no allow entry", c.name)
-            }
-            _ => "no consumer (no auth plugin before acl authenticated the request)".to_owned(),
-        };
-        let (status, code, message) = policy::refusal(&verdict);
-        count(if status == 401 {
-            "unauthenticated"
-        } else {
-            "forbidden"
-        });
-        let id = plugin_auth::request_id(req);
-        log::debug(&format!("acl: request {id} refused: {why}"));
-        plugin_auth::refuse(status, code, message, &id, Vec::new())
+            self.acl = Some(acl);
+            Ok(())
+        }
+
+        fn on_request(&mut self, req: &Request) -> Action {
+            let Some(acl) = &self.acl else {
+                // Never expected (the gateway calls `init` first); access control fails closed.
+                return failed(&plugin_auth::request_id(req), "no config");
+            };
+            let consumer = consumers::current();
+            let verdict = acl.verdict(consumer.as_ref());
+            let why = match (&verdict, &consumer) {
+                (Verdict::Allow, Some(c)) => {
+                    if let Err(e) = set_groups(acl, req, c) {
+                        let id = plugin_auth::request_id(req);
+                        return failed(&id, &format!("cannot change {GROUPS_HEADER}: {e}"));
+                    }
+                    count("allowed");
+                    return Action::Continue;
+                }
+                (Verdict::Denied(e), Some(c)) => {
+                    format!("consumer `{}` matches the deny entry `{e}`", c.name)
+                }
+                (Verdict::NotAllowed, Some(c)) => {
+                    format!("consumer `{}` matches no allow entry", c.name)
+                }
+                _ => "no consumer (no auth plugin before acl authenticated the request)".to_owned(),
+            };
+            let (status, code, message) = policy::refusal(&verdict);
+            count(if status == 401 {
+                "unauthenticated"
+            } else {
+                "forbidden"
+            });
+            let id = plugin_auth::request_id(req);
+            log::debug(&format!("acl: request {id} refused: {why}"));
+            plugin_auth::refuse(status, code, message, &id, Vec::new())
+        }
     }
 }
-
-export_filter!(AclFilter);

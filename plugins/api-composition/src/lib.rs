@@ -40,63 +40,65 @@ fn count(outcome: &str) {
     let _ = metrics::counter_add(&format!("api_composition_{outcome}"), 1);
 }
 
-impl Filter for Composition {
-    fn init(&mut self, config: &str) -> Result<(), String> {
-        self.config = Some(config::parse(config)?);
-        Ok(())
-    }
-
-    fn on_request(&mut self, req: &Request) -> Action {
-        let Some(config) = &self.config else {
-            return Action::Continue;
-        };
-        // The id the gateway logs and writes in its own error bodies; the numeric one of `facts`
-        // where the request has none (outside the gateway's proxy, as in `gateway plugin test`).
-        let id = req
-            .header("x-request-id")
-            .unwrap_or_else(|| facts::get().request_id.to_string());
-        let (params, query, headers) = (req.path_params(), req.query(), req.headers());
-        let inputs = Inputs {
-            path_params: &params,
-            query: query.as_deref(),
-            headers: &headers,
-        };
-        let requests = match config.requests(&inputs, &id) {
-            Ok(r) => r,
-            Err(refusal) => {
-                count("refused");
-                if refusal.misconfigured() {
-                    log::error(&format!(
-                        "api-composition: request {id}: {}",
-                        refusal.message()
-                    ));
-                } else {
-                    log::debug(&format!(
-                        "api-composition: request {id}: {}",
-                        refusal.message()
-                    ));
-                }
-                return respond(refusal.answer(&id));
-            }
-        };
-        let composed = config.compose(http::send_all(requests), &id);
-        for f in &composed.failures {
-            let line = format!(
-                "api-composition: request {id}: call `{}`: {}",
-                f.call, f.message
-            );
-            if f.config_fault {
-                log::error(&line);
-            } else {
-                log::warn(&line);
-            }
+export_filter! {
+    impl Filter for Composition {
+        fn init(&mut self, config: &str) -> Result<(), String> {
+            self.config = Some(config::parse(config)?);
+            Ok(())
         }
-        count(match composed.outcome {
-            Outcome::Complete => "complete",
-            Outcome::Partial => "partial",
-            Outcome::Failed => "failed",
-        });
-        respond(composed.answer)
+
+        fn on_request(&mut self, req: &Request) -> Action {
+            let Some(config) = &self.config else {
+                return Action::Continue;
+            };
+            // The id the gateway logs and writes in its own error bodies; the numeric one of `facts`
+            // where the request has none (outside the gateway's proxy, as in `gateway plugin test`).
+            let id = req
+                .header("x-request-id")
+                .unwrap_or_else(|| facts::get().request_id.to_string());
+            let (params, query, headers) = (req.path_params(), req.query(), req.headers());
+            let inputs = Inputs {
+                path_params: &params,
+                query: query.as_deref(),
+                headers: &headers,
+            };
+            let requests = match config.requests(&inputs, &id) {
+                Ok(r) => r,
+                Err(refusal) => {
+                    count("refused");
+                    if refusal.misconfigured() {
+                        log::error(&format!(
+                            "api-composition: request {id}: {}",
+                            refusal.message()
+                        ));
+                    } else {
+                        log::debug(&format!(
+                            "api-composition: request {id}: {}",
+                            refusal.message()
+                        ));
+                    }
+                    return respond(refusal.answer(&id));
+                }
+            };
+            let composed = config.compose(http::send_all(requests), &id);
+            for f in &composed.failures {
+                let line = format!(
+                    "api-composition: request {id}: call `{}`: {}",
+                    f.call, f.message
+                );
+                if f.config_fault {
+                    log::error(&line);
+                } else {
+                    log::warn(&line);
+                }
+            }
+            count(match composed.outcome {
+                Outcome::Complete => "complete",
+                Outcome::Partial => "partial",
+                Outcome::Failed => "failed",
+            });
+            respond(composed.answer)
+        }
     }
 }
 
@@ -107,5 +109,3 @@ fn respond(a: compose::Answer) -> Action {
         body: a.body,
     }
 }
-
-export_filter!(Composition);

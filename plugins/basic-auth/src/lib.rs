@@ -64,60 +64,60 @@ impl BasicAuthFilter {
     }
 }
 
-impl Filter for BasicAuthFilter {
-    fn init(&mut self, config: &str) -> Result<(), String> {
-        self.auth = Some(config::parse(config, plugin_auth::anonymous)?);
-        Ok(())
-    }
-
-    fn on_request(&mut self, req: &Request) -> Action {
-        let id = plugin_auth::request_id(req);
-        let Some(auth) = &self.auth else {
-            // Never expected (the gateway calls `init` first); auth fails closed.
-            return Self::failed(&id, "no config");
-        };
-        let values = HEADERS.map(|h| req.header_all(h));
-
-        // With `anonymous`, auth plugins are alternatives (Kong's "logical OR"): a request an
-        // earlier one authenticated as a real consumer is left as it is.
-        if plugin_auth::authenticated_earlier(req, auth.anonymous.is_some()) {
-            return Self::go_on(auth, req, &values, &id);
+export_filter! {
+    impl Filter for BasicAuthFilter {
+        fn init(&mut self, config: &str) -> Result<(), String> {
+            self.auth = Some(config::parse(config, plugin_auth::anonymous)?);
+            Ok(())
         }
 
-        match identify(&values, |user_id, password| {
-            consumers::check_secret(KIND, user_id, password)
-        }) {
-            Ok((consumer, username)) => {
-                if let Err(e) = plugin_auth::authenticate(req, &consumer, Some(&username), false) {
-                    return Self::failed(&id, &format!("cannot authenticate the request: {e}"));
-                }
-                count("authenticated");
-                if log::debug_enabled() {
-                    log::debug(&format!(
-                        "basic-auth: request {id} is consumer `{}`",
-                        consumer.name
-                    ));
-                }
-                Self::go_on(auth, req, &values, &id)
+        fn on_request(&mut self, req: &Request) -> Action {
+            let id = plugin_auth::request_id(req);
+            let Some(auth) = &self.auth else {
+                // Never expected (the gateway calls `init` first); auth fails closed.
+                return Self::failed(&id, "no config");
+            };
+            let values = HEADERS.map(|h| req.header_all(h));
+
+            // With `anonymous`, auth plugins are alternatives (Kong's "logical OR"): a request an
+            // earlier one authenticated as a real consumer is left as it is.
+            if plugin_auth::authenticated_earlier(req, auth.anonymous.is_some()) {
+                return Self::go_on(auth, req, &values, &id);
             }
-            Err(Refusal { code, message }) => {
-                let anonymous = auth.anonymous.as_deref();
-                let challenge = &auth.challenge;
-                match plugin_auth::unauthenticated(
-                    req,
-                    "basic-auth",
-                    anonymous,
-                    challenge,
-                    code,
-                    &message,
-                    &id,
-                ) {
-                    None => Self::go_on(auth, req, &values, &id),
-                    Some(refusal) => refusal,
+
+            match identify(&values, |user_id, password| {
+                consumers::check_secret(KIND, user_id, password)
+            }) {
+                Ok((consumer, username)) => {
+                    if let Err(e) = plugin_auth::authenticate(req, &consumer, Some(&username), false) {
+                        return Self::failed(&id, &format!("cannot authenticate the request: {e}"));
+                    }
+                    count("authenticated");
+                    if log::debug_enabled() {
+                        log::debug(&format!(
+                            "basic-auth: request {id} is consumer `{}`",
+                            consumer.name
+                        ));
+                    }
+                    Self::go_on(auth, req, &values, &id)
+                }
+                Err(Refusal { code, message }) => {
+                    let anonymous = auth.anonymous.as_deref();
+                    let challenge = &auth.challenge;
+                    match plugin_auth::unauthenticated(
+                        req,
+                        "basic-auth",
+                        anonymous,
+                        challenge,
+                        code,
+                        &message,
+                        &id,
+                    ) {
+                        None => Self::go_on(auth, req, &values, &id),
+                        Some(refusal) => refusal,
+                    }
                 }
             }
         }
     }
 }
-
-export_filter!(BasicAuthFilter);

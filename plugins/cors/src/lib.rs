@@ -36,72 +36,72 @@ fn single(values: Vec<String>) -> Result<Option<String>, ()> {
     }
 }
 
-impl Filter for CorsFilter {
-    fn init(&mut self, config: &str) -> Result<(), String> {
-        self.cors = Some(config::parse(config)?);
-        Ok(())
-    }
+export_filter! {
+    impl Filter for CorsFilter {
+        fn init(&mut self, config: &str) -> Result<(), String> {
+            self.cors = Some(config::parse(config)?);
+            Ok(())
+        }
 
-    fn on_request(&mut self, req: &Request) -> Action {
-        self.origin = None;
-        let Some(cors) = &self.cors else {
-            return Action::Continue;
-        };
-        // Several `Origin` lines is not something a browser sends; such a request is decorated as
-        // one from an origin that matches nothing.
-        let origin = match single(req.header_all("origin")) {
-            Ok(None) => return Action::Continue,
-            Ok(Some(o)) => o,
-            Err(()) => String::new(),
-        };
-        let asked_method = req.header(REQUEST_METHOD).filter(|m| !m.is_empty());
-        let preflight = req.method() == "OPTIONS" && asked_method.is_some();
-        if preflight && !cors.preflight_continue {
-            let method = asked_method.unwrap_or_default();
-            return match cors.preflight(&origin, &method, &req.header_all(REQUEST_HEADERS)) {
-                Ok(headers) => Action::Respond {
-                    status: 204,
-                    headers: headers
-                        .into_iter()
-                        .map(|(n, v)| (n.to_string(), v))
-                        .collect(),
-                    body: Vec::new(),
-                },
-                Err(refusal) => {
-                    log::debug(&format!(
-                        "cors: preflight from `{origin}` for {method} refused: {}",
-                        refusal.body().trim_end()
-                    ));
-                    Action::respond(403, refusal.body()).with_header("content-type", "text/plain")
-                }
+        fn on_request(&mut self, req: &Request) -> Action {
+            self.origin = None;
+            let Some(cors) = &self.cors else {
+                return Action::Continue;
             };
-        }
-        self.origin = Some(origin);
-        Action::Continue
-    }
-
-    fn on_response(&mut self, resp: &Response) -> Action {
-        let (Some(cors), Some(origin)) = (&self.cors, self.origin.take()) else {
-            return Action::Continue;
-        };
-        let d = cors.decorate(&origin);
-        // The route's policy decides who may read the response: the upstream's own answer to
-        // these three is replaced (or removed, for an origin the policy does not allow).
-        let edits = [ALLOW_ORIGIN, ALLOW_CREDENTIALS, EXPOSE_HEADERS]
-            .into_iter()
-            .map(|n| resp.remove_header(n))
-            .chain(d.set.iter().map(|(n, v)| resp.set_header(n, v)))
-            .chain(
-                (d.vary_origin && !vary_covers(&resp.header_all(VARY), "Origin"))
-                    .then(|| resp.append_header(VARY, "Origin")),
-            );
-        for r in edits {
-            if let Err(e) = r {
-                log::warn(&format!("cors: cannot set a response header: {e}"));
+            // Several `Origin` lines is not something a browser sends; such a request is decorated as
+            // one from an origin that matches nothing.
+            let origin = match single(req.header_all("origin")) {
+                Ok(None) => return Action::Continue,
+                Ok(Some(o)) => o,
+                Err(()) => String::new(),
+            };
+            let asked_method = req.header(REQUEST_METHOD).filter(|m| !m.is_empty());
+            let preflight = req.method() == "OPTIONS" && asked_method.is_some();
+            if preflight && !cors.preflight_continue {
+                let method = asked_method.unwrap_or_default();
+                return match cors.preflight(&origin, &method, &req.header_all(REQUEST_HEADERS)) {
+                    Ok(headers) => Action::Respond {
+                        status: 204,
+                        headers: headers
+                            .into_iter()
+                            .map(|(n, v)| (n.to_string(), v))
+                            .collect(),
+                        body: Vec::new(),
+                    },
+                    Err(refusal) => {
+                        log::debug(&format!(
+                            "cors: preflight from `{origin}` for {method} refused: {}",
+                            refusal.body().trim_end()
+                        ));
+                        Action::respond(403, refusal.body()).with_header("content-type", "text/plain")
+                    }
+                };
             }
+            self.origin = Some(origin);
+            Action::Continue
         }
-        Action::Continue
+
+        fn on_response(&mut self, resp: &Response) -> Action {
+            let (Some(cors), Some(origin)) = (&self.cors, self.origin.take()) else {
+                return Action::Continue;
+            };
+            let d = cors.decorate(&origin);
+            // The route's policy decides who may read the response: the upstream's own answer to
+            // these three is replaced (or removed, for an origin the policy does not allow).
+            let edits = [ALLOW_ORIGIN, ALLOW_CREDENTIALS, EXPOSE_HEADERS]
+                .into_iter()
+                .map(|n| resp.remove_header(n))
+                .chain(d.set.iter().map(|(n, v)| resp.set_header(n, v)))
+                .chain(
+                    (d.vary_origin && !vary_covers(&resp.header_all(VARY), "Origin"))
+                        .then(|| resp.append_header(VARY, "Origin")),
+                );
+            for r in edits {
+                if let Err(e) = r {
+                    log::warn(&format!("cors: cannot set a response header: {e}"));
+                }
+            }
+            Action::Continue
+        }
     }
 }
-
-export_filter!(CorsFilter);

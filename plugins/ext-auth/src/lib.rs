@@ -134,55 +134,55 @@ impl ExtAuthFilter {
     }
 }
 
-impl Filter for ExtAuthFilter {
-    fn init(&mut self, config: &str) -> Result<(), String> {
-        self.auth = Some(config::parse(config)?);
-        Ok(())
-    }
-
-    fn options(&self) -> Options {
-        let whole = self.auth.as_ref().is_some_and(|a| a.request_body);
-        Options {
-            request_body: if whole {
-                BodyMode::Whole
-            } else {
-                BodyMode::Skip
-            },
-            ..Options::default()
+export_filter! {
+    impl Filter for ExtAuthFilter {
+        fn init(&mut self, config: &str) -> Result<(), String> {
+            self.auth = Some(config::parse(config)?);
+            Ok(())
         }
-    }
 
-    fn on_request(&mut self, req: &Request) -> Action {
-        self.check = Check::Done;
-        let Some(auth) = &self.auth else {
-            return Action::Continue;
-        };
-        // The client's own values never reach the upstream, whatever the auth service answers.
-        for name in &auth.upstream_headers {
-            edited(req.remove_header(name));
-        }
-        if auth.request_body {
-            if announces_body(req) {
-                self.check = Check::AwaitingBody;
-                return Action::Continue;
+        fn options(&self) -> Options {
+            let whole = self.auth.as_ref().is_some_and(|a| a.request_body);
+            Options {
+                request_body: if whole {
+                    BodyMode::Whole
+                } else {
+                    BodyMode::Skip
+                },
+                ..Options::default()
             }
-            self.check = Check::AskedWithoutBody;
         }
-        Self::check(auth, req, None)
-    }
 
-    fn on_request_body(&mut self, req: &Request, _end_of_stream: bool) -> Action {
-        let check = std::mem::take(&mut self.check);
-        let Some(auth) = &self.auth else {
-            return Action::Continue;
-        };
-        let body = req.body().unwrap_or_default();
-        match check {
-            Check::AwaitingBody => Self::check(auth, req, Some(&body)),
-            Check::AskedWithoutBody if !body.is_empty() => Self::check(auth, req, Some(&body)),
-            _ => Action::Continue,
+        fn on_request(&mut self, req: &Request) -> Action {
+            self.check = Check::Done;
+            let Some(auth) = &self.auth else {
+                return Action::Continue;
+            };
+            // The client's own values never reach the upstream, whatever the auth service answers.
+            for name in &auth.upstream_headers {
+                edited(req.remove_header(name));
+            }
+            if auth.request_body {
+                if announces_body(req) {
+                    self.check = Check::AwaitingBody;
+                    return Action::Continue;
+                }
+                self.check = Check::AskedWithoutBody;
+            }
+            Self::check(auth, req, None)
+        }
+
+        fn on_request_body(&mut self, req: &Request, _end_of_stream: bool) -> Action {
+            let check = std::mem::take(&mut self.check);
+            let Some(auth) = &self.auth else {
+                return Action::Continue;
+            };
+            let body = req.body().unwrap_or_default();
+            match check {
+                Check::AwaitingBody => Self::check(auth, req, Some(&body)),
+                Check::AskedWithoutBody if !body.is_empty() => Self::check(auth, req, Some(&body)),
+                _ => Action::Continue,
+            }
         }
     }
 }
-
-export_filter!(ExtAuthFilter);

@@ -26,44 +26,44 @@ fn count(outcome: &str) {
     let _ = metrics::counter_add(&format!("ip_restriction_{outcome}"), 1);
 }
 
-impl Filter for IpRestrictionFilter {
-    fn init(&mut self, config: &str) -> Result<(), String> {
-        self.policy = Some(config::parse(config)?);
-        Ok(())
-    }
+export_filter! {
+    impl Filter for IpRestrictionFilter {
+        fn init(&mut self, config: &str) -> Result<(), String> {
+            self.policy = Some(config::parse(config)?);
+            Ok(())
+        }
 
-    fn on_request(&mut self, req: &Request) -> Action {
-        let Some(policy) = &self.policy else {
-            return Action::Continue;
-        };
-        let facts = facts::get();
-        let (why, level): (String, fn(&str)) = match policy.verdict(&facts.client_address) {
-            Verdict::Allow => {
-                count("allowed");
+        fn on_request(&mut self, req: &Request) -> Action {
+            let Some(policy) = &self.policy else {
                 return Action::Continue;
+            };
+            let facts = facts::get();
+            let (why, level): (String, fn(&str)) = match policy.verdict(&facts.client_address) {
+                Verdict::Allow => {
+                    count("allowed");
+                    return Action::Continue;
+                }
+                Verdict::Denied(net) => (format!("in the deny entry {net}"), log::debug),
+                Verdict::NotAllowed => ("in no allow entry".into(), log::debug),
+                // The gateway always knows its client; an address it cannot read is worth a look.
+                Verdict::Unknown => ("not an IP address".into(), log::warn),
+            };
+            count("denied");
+            // The id the gateway logs and writes in its own error bodies; the numeric one of `facts`
+            // where the request has none (outside the gateway's proxy, as in `gateway plugin test`).
+            let id = req
+                .header("x-request-id")
+                .unwrap_or_else(|| facts.request_id.to_string());
+            level(&format!(
+                "ip-restriction: request {id} from `{}` refused: {why}",
+                facts.client_address
+            ));
+            let (status, headers, body) = policy.refusal(&id);
+            Action::Respond {
+                status,
+                headers,
+                body,
             }
-            Verdict::Denied(net) => (format!("in the deny entry {net}"), log::debug),
-            Verdict::NotAllowed => ("in no allow entry".into(), log::debug),
-            // The gateway always knows its client; an address it cannot read is worth a look.
-            Verdict::Unknown => ("not an IP address".into(), log::warn),
-        };
-        count("denied");
-        // The id the gateway logs and writes in its own error bodies; the numeric one of `facts`
-        // where the request has none (outside the gateway's proxy, as in `gateway plugin test`).
-        let id = req
-            .header("x-request-id")
-            .unwrap_or_else(|| facts.request_id.to_string());
-        level(&format!(
-            "ip-restriction: request {id} from `{}` refused: {why}",
-            facts.client_address
-        ));
-        let (status, headers, body) = policy.refusal(&id);
-        Action::Respond {
-            status,
-            headers,
-            body,
         }
     }
 }
-
-export_filter!(IpRestrictionFilter);

@@ -176,256 +176,256 @@ impl JsonXml {
     }
 }
 
-impl Filter for JsonXml {
-    fn init(&mut self, config: &str) -> Result<(), String> {
-        self.config = Some(config::parse(config)?);
-        Ok(())
-    }
-
-    fn options(&self) -> Options {
-        let mode = |c: Convert| match c {
-            Convert::None => BodyMode::Skip,
-            _ => BodyMode::Whole,
-        };
-        match &self.config {
-            Some(c) => Options {
-                request_body: mode(c.request),
-                response_body: mode(c.response),
-            },
-            None => Options::default(),
+export_filter! {
+    impl Filter for JsonXml {
+        fn init(&mut self, config: &str) -> Result<(), String> {
+            self.config = Some(config::parse(config)?);
+            Ok(())
         }
-    }
 
-    fn on_request(&mut self, req: &Request) -> Action {
-        // The id the gateway logs and writes in its own error bodies; the numeric one of `facts`
-        // where the request has none (outside the gateway's proxy, as in `gateway plugin test`).
-        self.request_id = req
-            .header("x-request-id")
-            .unwrap_or_else(|| facts::get().request_id.to_string());
-        self.answered.set(false);
-        let Some(c) = &self.config else {
-            return Action::Continue;
-        };
-        // An answer to be converted must come uncompressed.
-        if c.response != Convert::None {
-            if let Err(e) = req.remove_header("accept-encoding") {
-                log::warn(&format!("json-xml: cannot remove accept-encoding: {e}"));
+        fn options(&self) -> Options {
+            let mode = |c: Convert| match c {
+                Convert::None => BodyMode::Skip,
+                _ => BodyMode::Whole,
+            };
+            match &self.config {
+                Some(c) => Options {
+                    request_body: mode(c.request),
+                    response_body: mode(c.response),
+                },
+                None => Options::default(),
             }
         }
-        Action::Continue
-    }
 
-    fn on_request_body(&mut self, req: &Request, _end_of_stream: bool) -> Action {
-        let Some(c) = &self.config else {
-            return Action::Continue;
-        };
-        // A request without a content type is taken for what this direction reads, as many
-        // clients leave it out (request-validation does the same).
-        let media = match req.header("content-type") {
-            None if c.request == Convert::JsonToXml => "application/json".to_string(),
-            None => "application/xml".to_string(),
-            given => media_type(given),
-        };
-        let coded = encoded(req.header("content-encoding"));
-        let body = req.body().unwrap_or_default();
-        match c.request {
-            Convert::None => Action::Continue,
-            Convert::JsonToXml => {
-                if coded && c.soap.is_some() {
-                    return self.refuse(
-                        415,
-                        "unsupported_media_type",
-                        "this route calls a SOAP service with a JSON body: send it without a \
-                         content-encoding",
-                    );
+        fn on_request(&mut self, req: &Request) -> Action {
+            // The id the gateway logs and writes in its own error bodies; the numeric one of `facts`
+            // where the request has none (outside the gateway's proxy, as in `gateway plugin test`).
+            self.request_id = req
+                .header("x-request-id")
+                .unwrap_or_else(|| facts::get().request_id.to_string());
+            self.answered.set(false);
+            let Some(c) = &self.config else {
+                return Action::Continue;
+            };
+            // An answer to be converted must come uncompressed.
+            if c.response != Convert::None {
+                if let Err(e) = req.remove_header("accept-encoding") {
+                    log::warn(&format!("json-xml: cannot remove accept-encoding: {e}"));
                 }
-                if coded || !is_json(&media) {
-                    if c.soap.is_some() {
+            }
+            Action::Continue
+        }
+
+        fn on_request_body(&mut self, req: &Request, _end_of_stream: bool) -> Action {
+            let Some(c) = &self.config else {
+                return Action::Continue;
+            };
+            // A request without a content type is taken for what this direction reads, as many
+            // clients leave it out (request-validation does the same).
+            let media = match req.header("content-type") {
+                None if c.request == Convert::JsonToXml => "application/json".to_string(),
+                None => "application/xml".to_string(),
+                given => media_type(given),
+            };
+            let coded = encoded(req.header("content-encoding"));
+            let body = req.body().unwrap_or_default();
+            match c.request {
+                Convert::None => Action::Continue,
+                Convert::JsonToXml => {
+                    if coded && c.soap.is_some() {
                         return self.refuse(
                             415,
                             "unsupported_media_type",
-                            "this route calls a SOAP service with a JSON body: send it with \
-                             content-type: application/json",
+                            "this route calls a SOAP service with a JSON body: send it without a \
+                             content-encoding",
                         );
                     }
-                    return Action::Continue;
-                }
-                let json = match json::parse(&body) {
-                    Ok(j) => j,
-                    Err(e) => {
-                        return self.refuse(
-                            400,
-                            "invalid_json",
-                            &format!("the request body is not valid JSON: {e}"),
-                        )
-                    }
-                };
-                let xml = match &c.soap {
-                    Some(s) => soap::envelope(&json, s, &c.mapping),
-                    None => to_xml::document(&json, c.root.as_deref(), &c.mapping),
-                };
-                let xml = match xml {
-                    Ok(x) => x,
-                    Err(e) => {
-                        return self.refuse(
-                            400,
-                            "invalid_json",
-                            &format!("the request body cannot be written as XML: {e}"),
-                        )
-                    }
-                };
-                let mut edits = vec![req.set_body(xml.as_bytes())];
-                match &c.soap {
-                    Some(s) => {
-                        edits.extend(soap::headers(s).iter().map(|(n, v)| req.set_header(n, v)));
-                        if s.version == config::SoapVersion::V12 {
-                            edits.push(req.remove_header("soapaction"));
+                    if coded || !is_json(&media) {
+                        if c.soap.is_some() {
+                            return self.refuse(
+                                415,
+                                "unsupported_media_type",
+                                "this route calls a SOAP service with a JSON body: send it with \
+                                 content-type: application/json",
+                            );
                         }
-                        if req.method() != "POST" {
-                            edits.push(req.set_method("POST"));
+                        return Action::Continue;
+                    }
+                    let json = match json::parse(&body) {
+                        Ok(j) => j,
+                        Err(e) => {
+                            return self.refuse(
+                                400,
+                                "invalid_json",
+                                &format!("the request body is not valid JSON: {e}"),
+                            )
                         }
+                    };
+                    let xml = match &c.soap {
+                        Some(s) => soap::envelope(&json, s, &c.mapping),
+                        None => to_xml::document(&json, c.root.as_deref(), &c.mapping),
+                    };
+                    let xml = match xml {
+                        Ok(x) => x,
+                        Err(e) => {
+                            return self.refuse(
+                                400,
+                                "invalid_json",
+                                &format!("the request body cannot be written as XML: {e}"),
+                            )
+                        }
+                    };
+                    let mut edits = vec![req.set_body(xml.as_bytes())];
+                    match &c.soap {
+                        Some(s) => {
+                            edits.extend(soap::headers(s).iter().map(|(n, v)| req.set_header(n, v)));
+                            if s.version == config::SoapVersion::V12 {
+                                edits.push(req.remove_header("soapaction"));
+                            }
+                            if req.method() != "POST" {
+                                edits.push(req.set_method("POST"));
+                            }
+                        }
+                        None => edits.push(req.set_header("content-type", &c.xml_content_type)),
                     }
-                    None => edits.push(req.set_header("content-type", &c.xml_content_type)),
+                    self.applied(edits)
                 }
-                self.applied(edits)
-            }
-            Convert::XmlToJson => {
-                if coded || !is_xml(&media) {
-                    return Action::Continue;
-                }
-                let root = match xml::parse(&body) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        return self.refuse(
-                            400,
-                            "invalid_xml",
-                            &format!("the request body is not valid XML: {e}"),
-                        )
+                Convert::XmlToJson => {
+                    if coded || !is_xml(&media) {
+                        return Action::Continue;
                     }
-                };
-                let json = to_json::document(&root, &c.mapping, c.root.is_some());
-                self.applied(vec![
-                    req.set_body(&json::to_vec(&json)),
-                    req.set_header("content-type", "application/json"),
-                ])
+                    let root = match xml::parse(&body) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            return self.refuse(
+                                400,
+                                "invalid_xml",
+                                &format!("the request body is not valid XML: {e}"),
+                            )
+                        }
+                    };
+                    let json = to_json::document(&root, &c.mapping, c.root.is_some());
+                    self.applied(vec![
+                        req.set_body(&json::to_vec(&json)),
+                        req.set_header("content-type", "application/json"),
+                    ])
+                }
             }
         }
-    }
 
-    fn on_response_body(&mut self, resp: &Response, _end_of_stream: bool) -> Action {
-        let Some(c) = &self.config else {
-            return Action::Continue;
-        };
-        if self.answered.get() {
-            return Action::Continue;
-        }
-        if encoded(resp.header("content-encoding")) {
-            log::debug(&format!(
-                "json-xml: request {}: the answer is content-coded; passed unchanged",
-                self.request_id
-            ));
-            return Action::Continue;
-        }
-        let media = media_type(resp.header("content-type"));
-        let body = resp.body().unwrap_or_default();
-        match c.response {
-            Convert::None => Action::Continue,
-            Convert::XmlToJson => {
-                if !is_xml(&media) {
-                    return Action::Continue;
-                }
-                let root = match xml::parse(&body) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        return self.bad_gateway(
-                            resp,
-                            "upstream_invalid_xml",
-                            &format!("the upstream's answer is not valid XML: {e}"),
-                        )
+        fn on_response_body(&mut self, resp: &Response, _end_of_stream: bool) -> Action {
+            let Some(c) = &self.config else {
+                return Action::Continue;
+            };
+            if self.answered.get() {
+                return Action::Continue;
+            }
+            if encoded(resp.header("content-encoding")) {
+                log::debug(&format!(
+                    "json-xml: request {}: the answer is content-coded; passed unchanged",
+                    self.request_id
+                ));
+                return Action::Continue;
+            }
+            let media = media_type(resp.header("content-type"));
+            let body = resp.body().unwrap_or_default();
+            match c.response {
+                Convert::None => Action::Continue,
+                Convert::XmlToJson => {
+                    if !is_xml(&media) {
+                        return Action::Continue;
                     }
-                };
-                let json = match &c.soap {
-                    None => to_json::document(&root, &c.mapping, c.root.is_some()),
-                    Some(_) => match soap::unwrap(&root, &c.mapping) {
-                        Ok(soap::Answer::Body(j)) => j,
-                        Ok(soap::Answer::Fault {
-                            status,
-                            reason,
-                            fault,
-                        }) => {
-                            log::debug(&format!(
-                                "json-xml: request {}: SOAP fault ({status}): {reason}",
-                                self.request_id
-                            ));
-                            let body = error_body(
-                                "soap_fault",
-                                &reason,
-                                &self.request_id,
-                                vec![("fault".into(), fault)],
-                            );
-                            return self.replace(
-                                resp,
-                                status,
-                                &body,
-                                "application/json",
-                                Replaced::Fault,
-                            );
-                        }
+                    let root = match xml::parse(&body) {
+                        Ok(r) => r,
                         Err(e) => {
                             return self.bad_gateway(
                                 resp,
                                 "upstream_invalid_xml",
-                                &format!("the upstream's answer is not a SOAP answer: {e}"),
+                                &format!("the upstream's answer is not valid XML: {e}"),
                             )
                         }
-                    },
-                };
-                let status = resp.status();
-                self.replace(
-                    resp,
-                    status,
-                    &json::to_vec(&json),
-                    "application/json",
-                    Replaced::Converted,
-                )
-            }
-            Convert::JsonToXml => {
-                if !is_json(&media) {
-                    return Action::Continue;
+                    };
+                    let json = match &c.soap {
+                        None => to_json::document(&root, &c.mapping, c.root.is_some()),
+                        Some(_) => match soap::unwrap(&root, &c.mapping) {
+                            Ok(soap::Answer::Body(j)) => j,
+                            Ok(soap::Answer::Fault {
+                                status,
+                                reason,
+                                fault,
+                            }) => {
+                                log::debug(&format!(
+                                    "json-xml: request {}: SOAP fault ({status}): {reason}",
+                                    self.request_id
+                                ));
+                                let body = error_body(
+                                    "soap_fault",
+                                    &reason,
+                                    &self.request_id,
+                                    vec![("fault".into(), fault)],
+                                );
+                                return self.replace(
+                                    resp,
+                                    status,
+                                    &body,
+                                    "application/json",
+                                    Replaced::Fault,
+                                );
+                            }
+                            Err(e) => {
+                                return self.bad_gateway(
+                                    resp,
+                                    "upstream_invalid_xml",
+                                    &format!("the upstream's answer is not a SOAP answer: {e}"),
+                                )
+                            }
+                        },
+                    };
+                    let status = resp.status();
+                    self.replace(
+                        resp,
+                        status,
+                        &json::to_vec(&json),
+                        "application/json",
+                        Replaced::Converted,
+                    )
                 }
-                let json = match json::parse(&body) {
-                    Ok(j) => j,
-                    Err(e) => {
-                        return self.bad_gateway(
+                Convert::JsonToXml => {
+                    if !is_json(&media) {
+                        return Action::Continue;
+                    }
+                    let json = match json::parse(&body) {
+                        Ok(j) => j,
+                        Err(e) => {
+                            return self.bad_gateway(
+                                resp,
+                                "upstream_invalid_json",
+                                &format!("the upstream's answer is not valid JSON: {e}"),
+                            )
+                        }
+                    };
+                    match to_xml::document(&json, c.root.as_deref(), &c.mapping) {
+                        Ok(xml) => {
+                            let status = resp.status();
+                            self.replace(
+                                resp,
+                                status,
+                                xml.as_bytes(),
+                                &c.xml_content_type,
+                                Replaced::Converted,
+                            )
+                        }
+                        Err(e) => self.bad_gateway(
                             resp,
                             "upstream_invalid_json",
-                            &format!("the upstream's answer is not valid JSON: {e}"),
-                        )
+                            &format!("the upstream's answer cannot be written as XML: {e}"),
+                        ),
                     }
-                };
-                match to_xml::document(&json, c.root.as_deref(), &c.mapping) {
-                    Ok(xml) => {
-                        let status = resp.status();
-                        self.replace(
-                            resp,
-                            status,
-                            xml.as_bytes(),
-                            &c.xml_content_type,
-                            Replaced::Converted,
-                        )
-                    }
-                    Err(e) => self.bad_gateway(
-                        resp,
-                        "upstream_invalid_json",
-                        &format!("the upstream's answer cannot be written as XML: {e}"),
-                    ),
                 }
             }
         }
     }
 }
-
-export_filter!(JsonXml);
 
 #[cfg(test)]
 mod tests {

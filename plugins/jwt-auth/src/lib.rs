@@ -299,84 +299,86 @@ fn fetch(source: &config::Jwks) -> Result<Vec<Key>, String> {
     }
 }
 
-impl Filter for JwtAuthFilter {
-    fn init(&mut self, config: &str) -> Result<(), String> {
-        let fields = config::fields(config)?;
-        let mut auth = config::parse(&fields)?;
-        auth.anonymous = plugin_auth::anonymous(&fields)?;
-        self.auth = Some(auth);
-        Ok(())
-    }
-
-    fn on_request(&mut self, req: &Request) -> Action {
-        let Some(auth) = &self.auth else {
-            // Never expected (the gateway calls `init` first); auth fails closed.
-            let id = plugin_auth::request_id(req);
-            log::error(&format!("jwt-auth: request {id}: no config"));
-            count("failed");
-            return plugin_auth::internal_error(&id);
-        };
-        let outcome = if !auth.run_on_preflight && is_preflight(req) {
-            // Browsers send no credentials on a preflight. Not authenticated here, so the client's
-            // consumer headers must not reach the upstream (an earlier auth plugin's stay).
-            count("preflight");
-            plugin_auth::no_consumer(req).map(|()| None).map_err(|e| {
-                log::error(&format!(
-                    "jwt-auth: cannot remove the consumer headers: {e}"
-                ));
-                Failure::Internal
-            })
-        } else if plugin_auth::authenticated_earlier(req, auth.anonymous.is_some()) {
-            // With `anonymous`, auth plugins are alternatives (Kong's "logical OR"): a request an
-            // earlier one authenticated as a real consumer goes on as it is.
-            Ok(None)
-        } else {
-            Self::find_token(auth, req).and_then(|text| self.verify(&text).map(Some))
-        };
-        let auth = self.auth.as_ref().expect("set above");
-        let outcome = Self::clean(auth, req).and(outcome).and_then(|v| match v {
-            Some(v) => Self::admit(auth, req, &v).map(|()| Some(v)),
-            None => Ok(None),
-        });
-        let failure = match outcome {
-            Ok(None) => return Action::Continue,
-            Ok(Some(v)) => {
-                count("allowed");
-                if log::debug_enabled() {
-                    let who = v.consumer.map_or("no consumer".into(), |c| c.name);
-                    log::debug(&format!("jwt-auth: token accepted ({who})"));
-                }
-                return Action::Continue;
-            }
-            Err(f) => f,
-        };
-        let id = plugin_auth::request_id(req);
-        log::debug(&format!(
-            "jwt-auth: request {id} refused: {} ({})",
-            failure.code(),
-            failure.description()
-        ));
-        let headers = failure
-            .challenge(&auth.realm)
-            .map(|c| vec![("www-authenticate".to_owned(), c)])
-            .unwrap_or_default();
-        let refusal = plugin_auth::refuse(
-            failure.status(),
-            failure.code(),
-            failure.description(),
-            &id,
-            headers,
-        );
-        if failure.status() == 401 && auth.anonymous.is_some() {
-            count("anonymous");
-            return plugin_auth::anonymous_or(req, auth.anonymous.as_deref(), refusal);
+export_filter! {
+    impl Filter for JwtAuthFilter {
+        fn init(&mut self, config: &str) -> Result<(), String> {
+            let fields = config::fields(config)?;
+            let mut auth = config::parse(&fields)?;
+            auth.anonymous = plugin_auth::anonymous(&fields)?;
+            self.auth = Some(auth);
+            Ok(())
         }
-        count(match failure.status() {
-            401 => "denied",
-            503 => "unavailable",
-            _ => "failed",
-        });
-        refusal
+
+        fn on_request(&mut self, req: &Request) -> Action {
+            let Some(auth) = &self.auth else {
+                // Never expected (the gateway calls `init` first); auth fails closed.
+                let id = plugin_auth::request_id(req);
+                log::error(&format!("jwt-auth: request {id}: no config"));
+                count("failed");
+                return plugin_auth::internal_error(&id);
+            };
+            let outcome = if !auth.run_on_preflight && is_preflight(req) {
+                // Browsers send no credentials on a preflight. Not authenticated here, so the client's
+                // consumer headers must not reach the upstream (an earlier auth plugin's stay).
+                count("preflight");
+                plugin_auth::no_consumer(req).map(|()| None).map_err(|e| {
+                    log::error(&format!(
+                        "jwt-auth: cannot remove the consumer headers: {e}"
+                    ));
+                    Failure::Internal
+                })
+            } else if plugin_auth::authenticated_earlier(req, auth.anonymous.is_some()) {
+                // With `anonymous`, auth plugins are alternatives (Kong's "logical OR"): a request an
+                // earlier one authenticated as a real consumer goes on as it is.
+                Ok(None)
+            } else {
+                Self::find_token(auth, req).and_then(|text| self.verify(&text).map(Some))
+            };
+            let auth = self.auth.as_ref().expect("set above");
+            let outcome = Self::clean(auth, req).and(outcome).and_then(|v| match v {
+                Some(v) => Self::admit(auth, req, &v).map(|()| Some(v)),
+                None => Ok(None),
+            });
+            let failure = match outcome {
+                Ok(None) => return Action::Continue,
+                Ok(Some(v)) => {
+                    count("allowed");
+                    if log::debug_enabled() {
+                        let who = v.consumer.map_or("no consumer".into(), |c| c.name);
+                        log::debug(&format!("jwt-auth: token accepted ({who})"));
+                    }
+                    return Action::Continue;
+                }
+                Err(f) => f,
+            };
+            let id = plugin_auth::request_id(req);
+            log::debug(&format!(
+                "jwt-auth: request {id} refused: {} ({})",
+                failure.code(),
+                failure.description()
+            ));
+            let headers = failure
+                .challenge(&auth.realm)
+                .map(|c| vec![("www-authenticate".to_owned(), c)])
+                .unwrap_or_default();
+            let refusal = plugin_auth::refuse(
+                failure.status(),
+                failure.code(),
+                failure.description(),
+                &id,
+                headers,
+            );
+            if failure.status() == 401 && auth.anonymous.is_some() {
+                count("anonymous");
+                return plugin_auth::anonymous_or(req, auth.anonymous.as_deref(), refusal);
+            }
+            count(match failure.status() {
+                401 => "denied",
+                503 => "unavailable",
+                _ => "failed",
+            });
+            refusal
+        }
     }
 }
 
@@ -386,5 +388,3 @@ fn is_preflight(req: &Request) -> bool {
         && req.header("origin").is_some()
         && req.header("access-control-request-method").is_some()
 }
-
-export_filter!(JwtAuthFilter);

@@ -112,64 +112,64 @@ impl KeyAuthFilter {
     }
 }
 
-impl Filter for KeyAuthFilter {
-    fn init(&mut self, config: &str) -> Result<(), String> {
-        self.auth = Some(config::parse(config, plugin_auth::anonymous)?);
-        Ok(())
-    }
-
-    fn on_request(&mut self, req: &Request) -> Action {
-        let id = plugin_auth::request_id(req);
-        let Some(auth) = &self.auth else {
-            // Never expected (the gateway calls `init` first); auth fails closed.
-            return Self::failed(&id, "no config");
-        };
-        let (method, headers, query) = (req.method(), req.headers(), req.query());
-        let incoming = Incoming {
-            method: &method,
-            headers: &headers,
-            query: query.as_deref(),
-        };
-
-        if !auth.run_on_preflight && is_preflight(&incoming) {
-            // Not authenticated here: the client's consumer headers must not reach the upstream
-            // (an earlier auth plugin's stay).
-            if let Err(e) = plugin_auth::no_consumer(req) {
-                return Self::failed(&id, &format!("cannot remove the consumer headers: {e}"));
-            }
-            count("preflight");
-            return Self::go_on(auth, req, &incoming, &id);
-        }
-        if plugin_auth::authenticated_earlier(req, auth.anonymous.is_some()) {
-            return Self::go_on(auth, req, &incoming, &id);
+export_filter! {
+    impl Filter for KeyAuthFilter {
+        fn init(&mut self, config: &str) -> Result<(), String> {
+            self.auth = Some(config::parse(config, plugin_auth::anonymous)?);
+            Ok(())
         }
 
-        match Self::consumer(auth, &incoming) {
-            Ok((consumer, found_in)) => {
-                if let Err(e) = plugin_auth::authenticate(req, &consumer, None, false) {
-                    return Self::failed(&id, &format!("cannot authenticate the request: {e}"));
+        fn on_request(&mut self, req: &Request) -> Action {
+            let id = plugin_auth::request_id(req);
+            let Some(auth) = &self.auth else {
+                // Never expected (the gateway calls `init` first); auth fails closed.
+                return Self::failed(&id, "no config");
+            };
+            let (method, headers, query) = (req.method(), req.headers(), req.query());
+            let incoming = Incoming {
+                method: &method,
+                headers: &headers,
+                query: query.as_deref(),
+            };
+
+            if !auth.run_on_preflight && is_preflight(&incoming) {
+                // Not authenticated here: the client's consumer headers must not reach the upstream
+                // (an earlier auth plugin's stay).
+                if let Err(e) = plugin_auth::no_consumer(req) {
+                    return Self::failed(&id, &format!("cannot remove the consumer headers: {e}"));
                 }
-                count("authenticated");
-                if log::debug_enabled() {
-                    log::debug(&format!(
-                        "key-auth: request {id} is consumer `{}` (key in {found_in})",
-                        consumer.name
-                    ));
-                }
-                Self::go_on(auth, req, &incoming, &id)
+                count("preflight");
+                return Self::go_on(auth, req, &incoming, &id);
             }
-            Err(Refusal { code, message }) => {
-                let anonymous = auth.anonymous.as_deref();
-                let challenge = &auth.challenge;
-                match plugin_auth::unauthenticated(
-                    req, "key-auth", anonymous, challenge, code, &message, &id,
-                ) {
-                    None => Self::go_on(auth, req, &incoming, &id),
-                    Some(refusal) => refusal,
+            if plugin_auth::authenticated_earlier(req, auth.anonymous.is_some()) {
+                return Self::go_on(auth, req, &incoming, &id);
+            }
+
+            match Self::consumer(auth, &incoming) {
+                Ok((consumer, found_in)) => {
+                    if let Err(e) = plugin_auth::authenticate(req, &consumer, None, false) {
+                        return Self::failed(&id, &format!("cannot authenticate the request: {e}"));
+                    }
+                    count("authenticated");
+                    if log::debug_enabled() {
+                        log::debug(&format!(
+                            "key-auth: request {id} is consumer `{}` (key in {found_in})",
+                            consumer.name
+                        ));
+                    }
+                    Self::go_on(auth, req, &incoming, &id)
+                }
+                Err(Refusal { code, message }) => {
+                    let anonymous = auth.anonymous.as_deref();
+                    let challenge = &auth.challenge;
+                    match plugin_auth::unauthenticated(
+                        req, "key-auth", anonymous, challenge, code, &message, &id,
+                    ) {
+                        None => Self::go_on(auth, req, &incoming, &id),
+                        Some(refusal) => refusal,
+                    }
                 }
             }
         }
     }
 }
-
-export_filter!(KeyAuthFilter);

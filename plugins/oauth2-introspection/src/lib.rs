@@ -160,81 +160,81 @@ fn refuse(policy: &Introspection, req: &Request, refusal: Refusal, id: &str) -> 
     Action::Continue
 }
 
-impl Filter for IntrospectionFilter {
-    fn init(&mut self, config: &str) -> Result<(), String> {
-        let fields = config::fields(config)?;
-        let mut policy = config::compile(&fields)?;
-        policy.anonymous = plugin_auth::anonymous(&fields)?;
-        self.cache = Cache::new(policy.cache_max_entries);
-        self.policy = Some(policy);
-        Ok(())
-    }
+export_filter! {
+    impl Filter for IntrospectionFilter {
+        fn init(&mut self, config: &str) -> Result<(), String> {
+            let fields = config::fields(config)?;
+            let mut policy = config::compile(&fields)?;
+            policy.anonymous = plugin_auth::anonymous(&fields)?;
+            self.cache = Cache::new(policy.cache_max_entries);
+            self.policy = Some(policy);
+            Ok(())
+        }
 
-    fn on_request(&mut self, req: &Request) -> Action {
-        let id = plugin_auth::request_id(req);
-        let Some(policy) = &self.policy else {
-            // Never expected (the gateway calls `init` first); auth fails closed.
-            return failed(&id, "no config");
-        };
-        // Whatever the outcome, the upstream never gets a client's own credential headers.
-        for header in forged_credential_headers(&req.headers()) {
-            if let Err(e) = req.remove_header(&header) {
-                return failed(&id, &format!("cannot remove {header}: {e}"));
-            }
-        }
-        if plugin_auth::authenticated_earlier(req, policy.anonymous.is_some()) {
-            // Another plugin decided; a bearer token sent along is still hidden if asked (as
-            // key-auth, basic-auth and jwt-auth hide theirs), other credentials are not this
-            // plugin's.
-            let bearer = req.header("authorization").is_some_and(|v| {
-                v.get(..7)
-                    .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
-            });
-            if bearer {
-                if let Err(e) = hide(policy, req) {
-                    return failed(&id, &e);
+        fn on_request(&mut self, req: &Request) -> Action {
+            let id = plugin_auth::request_id(req);
+            let Some(policy) = &self.policy else {
+                // Never expected (the gateway calls `init` first); auth fails closed.
+                return failed(&id, "no config");
+            };
+            // Whatever the outcome, the upstream never gets a client's own credential headers.
+            for header in forged_credential_headers(&req.headers()) {
+                if let Err(e) = req.remove_header(&header) {
+                    return failed(&id, &format!("cannot remove {header}: {e}"));
                 }
             }
-            return Action::Continue;
-        }
-        let values = req.header_all("authorization");
-        let token = match token::bearer(&values) {
-            Bearer::Token(token) => token,
-            Bearer::Missing => return refuse(policy, req, Refusal::Missing, &id),
-            Bearer::Malformed(why) => return refuse(policy, req, Refusal::Malformed(why), &id),
-        };
-        let now_ms = clock::now_ms();
-        let answer = match answer(policy, &mut self.cache, token, now_ms) {
-            Ok(a) => a,
-            Err(e) => {
-                // Auth fails closed: no answer is no access, and not the anonymous consumer.
-                count("unavailable");
-                let level = if e.misconfigured {
-                    log::error
-                } else {
-                    log::warn
-                };
-                level(&format!(
-                    "oauth2-introspection: request {id} answered 503: {}",
-                    e.why
-                ));
-                return policy.refusal(&Refusal::Unavailable, &id);
-            }
-        };
-        match policy.check(&answer, now_ms / 1000) {
-            Ok(claims) => match grant(policy, req, claims) {
-                Ok(()) => {
-                    count("allowed");
-                    Action::Continue
+            if plugin_auth::authenticated_earlier(req, policy.anonymous.is_some()) {
+                // Another plugin decided; a bearer token sent along is still hidden if asked (as
+                // key-auth, basic-auth and jwt-auth hide theirs), other credentials are not this
+                // plugin's.
+                let bearer = req.header("authorization").is_some_and(|v| {
+                    v.get(..7)
+                        .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
+                });
+                if bearer {
+                    if let Err(e) = hide(policy, req) {
+                        return failed(&id, &e);
+                    }
                 }
-                Err(why) => failed(&id, &why),
-            },
-            Err(r) => refuse(policy, req, r, &id),
+                return Action::Continue;
+            }
+            let values = req.header_all("authorization");
+            let token = match token::bearer(&values) {
+                Bearer::Token(token) => token,
+                Bearer::Missing => return refuse(policy, req, Refusal::Missing, &id),
+                Bearer::Malformed(why) => return refuse(policy, req, Refusal::Malformed(why), &id),
+            };
+            let now_ms = clock::now_ms();
+            let answer = match answer(policy, &mut self.cache, token, now_ms) {
+                Ok(a) => a,
+                Err(e) => {
+                    // Auth fails closed: no answer is no access, and not the anonymous consumer.
+                    count("unavailable");
+                    let level = if e.misconfigured {
+                        log::error
+                    } else {
+                        log::warn
+                    };
+                    level(&format!(
+                        "oauth2-introspection: request {id} answered 503: {}",
+                        e.why
+                    ));
+                    return policy.refusal(&Refusal::Unavailable, &id);
+                }
+            };
+            match policy.check(&answer, now_ms / 1000) {
+                Ok(claims) => match grant(policy, req, claims) {
+                    Ok(()) => {
+                        count("allowed");
+                        Action::Continue
+                    }
+                    Err(why) => failed(&id, &why),
+                },
+                Err(r) => refuse(policy, req, r, &id),
+            }
         }
     }
 }
-
-export_filter!(IntrospectionFilter);
 
 #[cfg(test)]
 mod tests {

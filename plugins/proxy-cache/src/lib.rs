@@ -158,139 +158,141 @@ impl ProxyCache {
     }
 }
 
-impl Filter for ProxyCache {
-    fn init(&mut self, config: &str) -> Result<(), String> {
-        self.config = Config::parse(config)?;
-        Ok(())
-    }
-
-    fn options(&self) -> Options {
-        // Chunks, not `whole`: the response streams to the client as it comes (a body over the
-        // route's max_body_size is not an error, only not stored); the plugin keeps a copy up to the
-        // gateway's max_entry_size.
-        Options {
-            response_body: BodyMode::Chunks,
-            ..Options::default()
+gateway_plugin_sdk::export_filter! {
+    impl Filter for ProxyCache {
+        fn init(&mut self, config: &str) -> Result<(), String> {
+            self.config = Config::parse(config)?;
+            Ok(())
         }
-    }
 
-    fn on_request(&mut self, req: &Request) -> Action {
-        self.state = State::Idle;
-        let method = req.method();
-        let headers = req.headers();
-        if policy::bypass(&self.config, &method, &headers).is_some() {
-            count("cache_bypasses_total");
-            self.state = State::Bypass;
-            return Action::Continue;
+        fn options(&self) -> Options {
+            // Chunks, not `whole`: the response streams to the client as it comes (a body over the
+            // route's max_body_size is not an error, only not stored); the plugin keeps a copy up to the
+            // gateway's max_entry_size.
+            Options {
+                response_body: BodyMode::Chunks,
+                ..Options::default()
+            }
         }
-        let key = Key {
-            host: policy::values(&headers, "host")
-                .next()
-                .unwrap_or_default()
-                .to_ascii_lowercase(),
-            path: req.path(),
-            extra: policy::key_extra(
-                &method,
-                req.query().as_deref(),
-                self.config
-                    .key_consumer
-                    .then(|| consumers::current().map(|c| c.name).unwrap_or_default())
-                    .as_deref(),
-                &self.config.key_headers,
-                &headers,
-            ),
-        };
-        let found = match cache::lookup(&key, self.config.lock_timeout_ms as u32) {
-            Ok(f) => f,
-            Err(e) => {
-                // A key over the gateway's length limit comes from what the client sent (a long
-                // path, query or key header): not worth a warning per request.
-                let m = format!("cache lookup failed, the request bypasses the cache: {e:?}");
-                match e {
-                    Error::Invalid(_) => log::debug(&m),
-                    _ => log::warn(&m),
-                }
+
+        fn on_request(&mut self, req: &Request) -> Action {
+            self.state = State::Idle;
+            let method = req.method();
+            let headers = req.headers();
+            if policy::bypass(&self.config, &method, &headers).is_some() {
                 count("cache_bypasses_total");
                 self.state = State::Bypass;
                 return Action::Continue;
             }
-        };
-        let label = match found {
-            Lookup::Miss => "MISS",
-            _ => "EXPIRED",
-        };
-        self.state = match found {
-            Lookup::Hit(entry) => {
-                self.state = State::Hit;
-                return answer(entry, "HIT");
-            }
-            Lookup::Pass(stale) => State::Pass {
-                label: "MISS",
-                stale,
-            },
-            // A HEAD is answered from a GET's entry but does not fill it (its response has no
-            // body to store).
-            f if method == "HEAD" => {
-                cache::release(&key);
-                State::Pass {
+            let key = Key {
+                host: policy::values(&headers, "host")
+                    .next()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase(),
+                path: req.path(),
+                extra: policy::key_extra(
+                    &method,
+                    req.query().as_deref(),
+                    self.config
+                        .key_consumer
+                        .then(|| consumers::current().map(|c| c.name).unwrap_or_default())
+                        .as_deref(),
+                    &self.config.key_headers,
+                    &headers,
+                ),
+            };
+            let found = match cache::lookup(&key, self.config.lock_timeout_ms as u32) {
+                Ok(f) => f,
+                Err(e) => {
+                    // A key over the gateway's length limit comes from what the client sent (a long
+                    // path, query or key header): not worth a warning per request.
+                    let m = format!("cache lookup failed, the request bypasses the cache: {e:?}");
+                    match e {
+                        Error::Invalid(_) => log::debug(&m),
+                        _ => log::warn(&m),
+                    }
+                    count("cache_bypasses_total");
+                    self.state = State::Bypass;
+                    return Action::Continue;
+                }
+            };
+            let label = match found {
+                Lookup::Miss => "MISS",
+                _ => "EXPIRED",
+            };
+            self.state = match found {
+                Lookup::Hit(entry) => {
+                    self.state = State::Hit;
+                    return answer(entry, "HIT");
+                }
+                Lookup::Pass(stale) => State::Pass {
+                    label: "MISS",
+                    stale,
+                },
+                // A HEAD is answered from a GET's entry but does not fill it (its response has no
+                // body to store).
+                f if method == "HEAD" => {
+                    cache::release(&key);
+                    State::Pass {
+                        label,
+                        stale: stale_of(f),
+                    }
+                }
+                f => State::Fill {
+                    key,
                     label,
                     stale: stale_of(f),
-                }
+                    pending: None,
+                },
+            };
+            Action::Continue
+        }
+
+        fn on_response(&mut self, resp: &Response) -> Action {
+            if let Some(a) = self.stale_answer(resp.status()) {
+                return a;
             }
-            f => State::Fill {
-                key,
-                label,
-                stale: stale_of(f),
-                pending: None,
-            },
-        };
-        Action::Continue
-    }
+            let label = match &self.state {
+                State::Idle | State::Hit => return Action::Continue,
+                State::Bypass => "BYPASS",
+                State::Pass { label, .. } | State::Fill { label, .. } => label,
+            };
+            let _ = resp.set_header(STATUS_HEADER, label);
+            match &self.state {
+                State::Fill { .. } => self.start_fill(resp),
+                _ => self.state = State::Idle,
+            }
+            Action::Continue
+        }
 
-    fn on_response(&mut self, resp: &Response) -> Action {
-        if let Some(a) = self.stale_answer(resp.status()) {
-            return a;
-        }
-        let label = match &self.state {
-            State::Idle | State::Hit => return Action::Continue,
-            State::Bypass => "BYPASS",
-            State::Pass { label, .. } | State::Fill { label, .. } => label,
-        };
-        let _ = resp.set_header(STATUS_HEADER, label);
-        match &self.state {
-            State::Fill { .. } => self.start_fill(resp),
-            _ => self.state = State::Idle,
-        }
-        Action::Continue
-    }
-
-    fn on_response_body(&mut self, resp: &Response, end_of_stream: bool) -> Action {
-        let State::Fill {
-            key,
-            pending: Some(p),
-            ..
-        } = &mut self.state
-        else {
-            return Action::Continue;
-        };
-        if let Some(chunk) = resp.body() {
-            p.body.extend_from_slice(&chunk);
-        }
-        if p.body.len() as u64 > p.max {
-            cache::release(key);
-            self.state = State::Idle;
-        } else if end_of_stream {
+        fn on_response_body(&mut self, resp: &Response, end_of_stream: bool) -> Action {
             let State::Fill {
                 key,
                 pending: Some(p),
                 ..
-            } = std::mem::take(&mut self.state)
+            } = &mut self.state
             else {
                 return Action::Continue;
             };
-            self.store(&key, p);
+            if let Some(chunk) = resp.body() {
+                p.body.extend_from_slice(&chunk);
+            }
+            if p.body.len() as u64 > p.max {
+                cache::release(key);
+                self.state = State::Idle;
+            } else if end_of_stream {
+                let State::Fill {
+                    key,
+                    pending: Some(p),
+                    ..
+                } = std::mem::take(&mut self.state)
+                else {
+                    return Action::Continue;
+                };
+                self.store(&key, p);
+            }
+            Action::Continue
         }
-        Action::Continue
     }
 }
 
@@ -300,5 +302,3 @@ fn stale_of(l: Lookup) -> Option<Entry> {
         _ => None,
     }
 }
-
-gateway_plugin_sdk::export_filter!(ProxyCache);

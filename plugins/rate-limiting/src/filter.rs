@@ -118,51 +118,54 @@ pub struct RateLimitingFilter {
     headers: Vec<(String, String)>,
 }
 
-impl Filter for RateLimitingFilter {
-    fn init(&mut self, config: &str) -> Result<(), String> {
-        let config = config::parse(config)?;
-        check_namespace(config.policy)?;
-        self.limiter = Some(Limiter::new(config));
-        Ok(())
-    }
-
-    fn on_request(&mut self, req: &gateway_plugin_sdk::Request) -> Action {
-        self.headers.clear();
-        let Some(limiter) = &mut self.limiter else {
-            return Action::Continue;
-        };
-        let facts = facts::get();
-        // The id the gateway logs and writes in its own error bodies; the numeric one of `facts`
-        // where the request has none (as in `gateway plugin test`).
-        let id = req
-            .header("x-request-id")
-            .unwrap_or_else(|| facts.request_id.to_string());
-        let incoming = Incoming { req, facts: &facts };
-        let (verdict, outcome) = limiter.check(&incoming, &id, clock::now_ms(), &mut Kv, log::warn);
-        let _ = metrics::counter_add(outcome.metric(), 1);
-        match verdict {
-            Verdict::Continue { headers } => {
-                self.headers = headers;
-                Action::Continue
-            }
-            Verdict::Respond {
-                status,
-                headers,
-                body,
-            } => Action::Respond {
-                status,
-                headers,
-                body,
-            },
+// The export of the component (the `impl` inside it tells the gateway which handlers there are).
+gateway_plugin_sdk::export_filter! {
+    impl Filter for RateLimitingFilter {
+        fn init(&mut self, config: &str) -> Result<(), String> {
+            let config = config::parse(config)?;
+            check_namespace(config.policy)?;
+            self.limiter = Some(Limiter::new(config));
+            Ok(())
         }
-    }
 
-    fn on_response(&mut self, resp: &gateway_plugin_sdk::Response) -> Action {
-        for (name, value) in &self.headers {
-            if let Err(e) = resp.set_header(name, value) {
-                log::debug(&format!("rate-limiting: cannot set {name}: {e}"));
+        fn on_request(&mut self, req: &gateway_plugin_sdk::Request) -> Action {
+            self.headers.clear();
+            let Some(limiter) = &mut self.limiter else {
+                return Action::Continue;
+            };
+            let facts = facts::get();
+            // The id the gateway logs and writes in its own error bodies; the numeric one of `facts`
+            // where the request has none (as in `gateway plugin test`).
+            let id = req
+                .header("x-request-id")
+                .unwrap_or_else(|| facts.request_id.to_string());
+            let incoming = Incoming { req, facts: &facts };
+            let (verdict, outcome) = limiter.check(&incoming, &id, clock::now_ms(), &mut Kv, log::warn);
+            let _ = metrics::counter_add(outcome.metric(), 1);
+            match verdict {
+                Verdict::Continue { headers } => {
+                    self.headers = headers;
+                    Action::Continue
+                }
+                Verdict::Respond {
+                    status,
+                    headers,
+                    body,
+                } => Action::Respond {
+                    status,
+                    headers,
+                    body,
+                },
             }
         }
-        Action::Continue
+
+        fn on_response(&mut self, resp: &gateway_plugin_sdk::Response) -> Action {
+            for (name, value) in &self.headers {
+                if let Err(e) = resp.set_header(name, value) {
+                    log::debug(&format!("rate-limiting: cannot set {name}: {e}"));
+                }
+            }
+            Action::Continue
+        }
     }
 }

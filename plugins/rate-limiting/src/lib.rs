@@ -18,5 +18,3 @@ mod filter;
 mod key;
 mod limiter;
 mod policy;
-
-gateway_plugin_sdk::export_filter!(filter::RateLimitingFilter);

@@ -144,138 +144,138 @@ impl RequestTransformer {
     }
 }
 
-impl Filter for RequestTransformer {
-    fn init(&mut self, config: &str) -> Result<(), String> {
-        self.config = Some(config::parse(config)?);
-        Ok(())
-    }
-
-    fn options(&self) -> Options {
-        let body = self.config.as_ref().is_some_and(|c| !c.body.is_empty());
-        Options {
-            request_body: if body {
-                BodyMode::Whole
-            } else {
-                BodyMode::Skip
-            },
-            ..Options::default()
+export_filter! {
+    impl Filter for RequestTransformer {
+        fn init(&mut self, config: &str) -> Result<(), String> {
+            self.config = Some(config::parse(config)?);
+            Ok(())
         }
-    }
 
-    fn on_request(&mut self, req: &Request) -> Action {
-        self.body = None;
-        let Some(c) = &self.config else {
-            return Action::Continue;
-        };
-        // Every template is filled from the request as it came, before any rule changes it.
-        let src = RequestSource::new(req);
-        let text = |t: &Template| match t.render(&src, Dest::Text) {
-            Ok(v) => Some(v),
-            Err(Missing { what, .. }) => {
-                log::debug(&format!(
-                    "request-transformer: a rule is skipped: the request has no {what}"
-                ));
-                None
+        fn options(&self) -> Options {
+            let body = self.config.as_ref().is_some_and(|c| !c.body.is_empty());
+            Options {
+                request_body: if body {
+                    BodyMode::Whole
+                } else {
+                    BodyMode::Skip
+                },
+                ..Options::default()
             }
-        };
-        let header_rules = c.headers.map(|t| {
-            text(t).filter(|v| {
-                header_safe(v) || {
-                    log::warn(&format!(
-                        "request-transformer: a header rule is skipped: `{}` is not a header value",
-                        v.escape_debug()
+        }
+
+        fn on_request(&mut self, req: &Request) -> Action {
+            self.body = None;
+            let Some(c) = &self.config else {
+                return Action::Continue;
+            };
+            // Every template is filled from the request as it came, before any rule changes it.
+            let src = RequestSource::new(req);
+            let text = |t: &Template| match t.render(&src, Dest::Text) {
+                Ok(v) => Some(v),
+                Err(Missing { what, .. }) => {
+                    log::debug(&format!(
+                        "request-transformer: a rule is skipped: the request has no {what}"
                     ));
-                    false
+                    None
                 }
-            })
-        });
-        let query_rules = c.query.map(text);
-        let body_rules = c.body.map(|v| match v {
-            BodyValue::Literal(j) => Some(j.clone()),
-            BodyValue::Template(t) => text(t).map(Json::String),
-        });
-        let path = match c.uri.as_ref().map(|t| t.render(&src, Dest::Path)) {
-            None => None,
-            // A value of `..` (or `%2e%2e`) would walk out of the path the template writes.
-            Some(Ok(p)) if template::has_dot_segment(&p) => {
-                return answer(
-                    req,
-                    400,
-                    "bad_request",
-                    "the path made from replace.uri would have a `.` or `..` segment",
-                )
-            }
-            Some(Ok(p)) => Some(p),
-            // The route's template has no such parameter: the config is wrong for this route.
-            Some(Err(Missing { what, capture: true })) => {
-                return answer(
-                    req,
-                    500,
-                    "transform_failed",
-                    &format!(
-                        "replace.uri names the {what}, which the route's path template does not capture"
-                    ),
-                )
-            }
-            Some(Err(Missing { what, .. })) => {
-                return answer(
-                    req,
-                    400,
-                    "bad_request",
-                    &format!("the request has no {what}, which its new path is made of"),
-                )
-            }
-        };
+            };
+            let header_rules = c.headers.map(|t| {
+                text(t).filter(|v| {
+                    header_safe(v) || {
+                        log::warn(&format!(
+                            "request-transformer: a header rule is skipped: `{}` is not a header value",
+                            v.escape_debug()
+                        ));
+                        false
+                    }
+                })
+            });
+            let query_rules = c.query.map(text);
+            let body_rules = c.body.map(|v| match v {
+                BodyValue::Literal(j) => Some(j.clone()),
+                BodyValue::Template(t) => text(t).map(Json::String),
+            });
+            let path = match c.uri.as_ref().map(|t| t.render(&src, Dest::Path)) {
+                None => None,
+                // A value of `..` (or `%2e%2e`) would walk out of the path the template writes.
+                Some(Ok(p)) if template::has_dot_segment(&p) => {
+                    return answer(
+                        req,
+                        400,
+                        "bad_request",
+                        "the path made from replace.uri would have a `.` or `..` segment",
+                    )
+                }
+                Some(Ok(p)) => Some(p),
+                // The route's template has no such parameter: the config is wrong for this route.
+                Some(Err(Missing { what, capture: true })) => {
+                    return answer(
+                        req,
+                        500,
+                        "transform_failed",
+                        &format!(
+                            "replace.uri names the {what}, which the route's path template does not capture"
+                        ),
+                    )
+                }
+                Some(Err(Missing { what, .. })) => {
+                    return answer(
+                        req,
+                        400,
+                        "bad_request",
+                        &format!("the request has no {what}, which its new path is made of"),
+                    )
+                }
+            };
 
-        if let Some(m) = &c.method {
-            if let Err(e) = req.set_method(m) {
-                return refused(req, "http_method", e);
+            if let Some(m) = &c.method {
+                if let Err(e) = req.set_method(m) {
+                    return refused(req, "http_method", e);
+                }
             }
-        }
-        if let Err(e) = headers::apply(req, &header_rules) {
-            return refused(req, "headers", e);
-        }
-        if let Some(target) = Self::target(req, path, &query_rules) {
-            if let Err(e) = req.set_path_with_query(&target) {
-                return refused(req, "uri and querystring", e);
+            if let Err(e) = headers::apply(req, &header_rules) {
+                return refused(req, "headers", e);
             }
+            if let Some(target) = Self::target(req, path, &query_rules) {
+                if let Err(e) = req.set_path_with_query(&target) {
+                    return refused(req, "uri and querystring", e);
+                }
+            }
+            self.body = (!body_rules.is_empty()).then_some(body_rules);
+            Action::Continue
         }
-        self.body = (!body_rules.is_empty()).then_some(body_rules);
-        Action::Continue
-    }
 
-    fn on_request_body(&mut self, req: &Request, _end_of_stream: bool) -> Action {
-        let Some(rules) = self.body.take() else {
-            return Action::Continue;
-        };
-        // Only a JSON body that is not compressed is read; any other passes as it is.
-        if !is_json(req.header("content-type").as_deref())
-            || is_encoded(req.header("content-encoding").as_deref())
-        {
-            return Action::Continue;
-        }
-        let body = req.body().unwrap_or_default();
-        if body.is_empty() {
-            return Action::Continue;
-        }
-        let mut doc = match Json::parse(&body) {
-            Ok(doc) => doc,
-            Err(e) => {
-                return answer(
-                    req,
-                    400,
-                    "invalid_json",
-                    &format!("the request body is not valid JSON: {e}"),
-                )
+        fn on_request_body(&mut self, req: &Request, _end_of_stream: bool) -> Action {
+            let Some(rules) = self.body.take() else {
+                return Action::Continue;
+            };
+            // Only a JSON body that is not compressed is read; any other passes as it is.
+            if !is_json(req.header("content-type").as_deref())
+                || is_encoded(req.header("content-encoding").as_deref())
+            {
+                return Action::Continue;
             }
-        };
-        if apply_body(&mut doc, &rules) {
-            if let Err(e) = req.set_body(&doc.to_vec()) {
-                return refused(req, "body", e);
+            let body = req.body().unwrap_or_default();
+            if body.is_empty() {
+                return Action::Continue;
             }
+            let mut doc = match Json::parse(&body) {
+                Ok(doc) => doc,
+                Err(e) => {
+                    return answer(
+                        req,
+                        400,
+                        "invalid_json",
+                        &format!("the request body is not valid JSON: {e}"),
+                    )
+                }
+            };
+            if apply_body(&mut doc, &rules) {
+                if let Err(e) = req.set_body(&doc.to_vec()) {
+                    return refused(req, "body", e);
+                }
+            }
+            Action::Continue
         }
-        Action::Continue
     }
 }
-
-export_filter!(RequestTransformer);

@@ -61,59 +61,59 @@ fn act(step: Step) -> Action {
     }
 }
 
-impl Filter for RequestValidation {
-    fn init(&mut self, config: &str) -> Result<(), String> {
-        self.validator = Some(config::parse(config)?);
-        Ok(())
-    }
-
-    fn options(&self) -> Options {
-        let reads = self.validator.as_ref().is_some_and(Validator::reads_bodies);
-        Options {
-            request_body: if reads {
-                BodyMode::Whole
-            } else {
-                BodyMode::Skip
-            },
-            ..Options::default()
+export_filter! {
+    impl Filter for RequestValidation {
+        fn init(&mut self, config: &str) -> Result<(), String> {
+            self.validator = Some(config::parse(config)?);
+            Ok(())
         }
-    }
 
-    fn on_request(&mut self, req: &Request) -> Action {
-        self.pending = None;
-        let Some(v) = &self.validator else {
-            return Action::Continue;
-        };
-        let headers: Vec<(String, String)> = req
-            .headers()
-            .into_iter()
-            .map(|(n, val)| (n.to_ascii_lowercase(), val))
-            .collect();
-        let (method, path, query) = (req.method(), req.path(), req.query());
-        let path_params = req.path_params();
-        let head = Head {
-            method: &method,
-            path: &path,
-            query: query.as_deref(),
-            headers: &headers,
-            path_params: &path_params,
-        };
-        let body = || check::announced(&headers, || facts::get().protocol == "2");
-        match v.head(&head, body) {
-            Step::Body(p) => {
-                self.pending = Some(p);
-                Action::Continue
+        fn options(&self) -> Options {
+            let reads = self.validator.as_ref().is_some_and(Validator::reads_bodies);
+            Options {
+                request_body: if reads {
+                    BodyMode::Whole
+                } else {
+                    BodyMode::Skip
+                },
+                ..Options::default()
             }
-            step => act(step),
         }
-    }
 
-    fn on_request_body(&mut self, req: &Request, _end_of_stream: bool) -> Action {
-        let (Some(v), Some(p)) = (&self.validator, self.pending.take()) else {
-            return Action::Continue;
-        };
-        act(v.body(p, &req.body().unwrap_or_default()))
+        fn on_request(&mut self, req: &Request) -> Action {
+            self.pending = None;
+            let Some(v) = &self.validator else {
+                return Action::Continue;
+            };
+            let headers: Vec<(String, String)> = req
+                .headers()
+                .into_iter()
+                .map(|(n, val)| (n.to_ascii_lowercase(), val))
+                .collect();
+            let (method, path, query) = (req.method(), req.path(), req.query());
+            let path_params = req.path_params();
+            let head = Head {
+                method: &method,
+                path: &path,
+                query: query.as_deref(),
+                headers: &headers,
+                path_params: &path_params,
+            };
+            let body = || check::announced(&headers, || facts::get().protocol == "2");
+            match v.head(&head, body) {
+                Step::Body(p) => {
+                    self.pending = Some(p);
+                    Action::Continue
+                }
+                step => act(step),
+            }
+        }
+
+        fn on_request_body(&mut self, req: &Request, _end_of_stream: bool) -> Action {
+            let (Some(v), Some(p)) = (&self.validator, self.pending.take()) else {
+                return Action::Continue;
+            };
+            act(v.body(p, &req.body().unwrap_or_default()))
+        }
     }
 }
-
-export_filter!(RequestValidation);

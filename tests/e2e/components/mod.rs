@@ -9,6 +9,7 @@ mod consumers;
 mod figures;
 mod handles;
 mod isolation;
+mod phases;
 mod redis;
 mod whole_body;
 

@@ -186,7 +186,18 @@ impl FilterCtx for ComponentCtx {
         req: &'a mut RequestHead,
         _end_of_stream: bool,
     ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+        if !self.inner.interest.request {
+            return Box::pin(std::future::ready(Ok(Verdict::Continue)));
+        }
         Box::pin(self.run(Lent::RequestHead(req), false))
+    }
+
+    fn wants_request_headers(&self) -> bool {
+        self.inner.interest.request
+    }
+
+    fn wants_response_headers(&self) -> bool {
+        self.inner.interest.response
     }
 
     fn request_body_mode(&self) -> BodyMode {
@@ -220,6 +231,9 @@ impl FilterCtx for ComponentCtx {
         resp: &'a mut ResponseHead,
         _end_of_stream: bool,
     ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
+        if !self.inner.interest.response {
+            return Box::pin(std::future::ready(Ok(Verdict::Continue)));
+        }
         Box::pin(self.run(Lent::ResponseHead(resp), false))
     }
 

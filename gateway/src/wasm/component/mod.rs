@@ -1,4 +1,4 @@
-//! The host of the gateway's own WIT world (`wit/`, package `gateway:filter@0.1.4`; components built against 0.1.0 to 0.1.3 link too): components bound
+//! The host of the gateway's own WIT world (`wit/`, package `gateway:filter@0.1.5`; components built against 0.1.0 to 0.1.4 link too, and get every handler called): components bound
 //! with `wasmtime::component::bindgen!`, run under the same limits and failure policy as Proxy-Wasm
 //! plugins, calling the same host core. A [`ComponentPlugin`] is one loaded component; configured for
 //! a route it becomes a [`ComponentFilter`], whose requests run on a fresh instance each
@@ -10,6 +10,7 @@ mod consumers;
 mod ctx;
 mod host;
 mod kv;
+mod phases;
 mod state;
 mod trace;
 
@@ -62,6 +63,7 @@ pub(crate) mod bindings {
 }
 
 use bindings::gateway::filter::types::{BodyMode as WitBodyMode, Options};
+pub(crate) use phases::Interest;
 
 /// A loaded component plugin.
 pub struct ComponentPlugin {
@@ -143,7 +145,7 @@ impl ComponentPlugin {
         &self,
         config: &str,
         registry: Arc<crate::consumers::Registry>,
-    ) -> Result<(Instance, Options), InitError> {
+    ) -> Result<(Instance, Options, Interest), InitError> {
         let state = CompState::new(self.ctx.clone(), registry);
         let mut store: Store<CompState> = self.ctx.sandbox.store(state);
         let bindings = match self.pre.instantiate_async(&mut store).await {
@@ -156,7 +158,10 @@ impl ComponentPlugin {
             _live: self.ctx.sandbox.instance_guard(),
         };
         self.ctx.sandbox.enter_start(&mut inst.store);
+        inst.store.data_mut().initializing = true;
         let r = inst.bindings.call_init(&mut inst.store, config).await;
+        inst.store.data_mut().initializing = false;
+        let interest = Interest::from_declared(inst.store.data_mut().declared.take());
         let r = self.ctx.sandbox.leave(r, &mut inst.store).map_err(|e| {
             self.ctx.sandbox.discarded();
             InitError::Failed(e)
@@ -164,7 +169,7 @@ impl ComponentPlugin {
         match r? {
             Ok(options) => {
                 self.ctx.sandbox.success();
-                Ok((inst, options))
+                Ok((inst, options, interest))
             }
             Err(message) => Err(InitError::Rejected(message)),
         }
@@ -185,7 +190,7 @@ impl ComponentPlugin {
                 route: route.to_string(),
                 reason: "the config is not UTF-8".into(),
             })?;
-        let (inst, options) =
+        let (inst, options, interest) =
             this.instantiate(&config, registry.clone())
                 .await
                 .map_err(|e| match e {
@@ -204,7 +209,20 @@ impl ComponentPlugin {
             plugin: this.clone(),
             route: Arc::from(route),
             config: Arc::from(config.as_str()),
-            options: (options.request_body, options.response_body),
+            // A body the filter has no handler for is neither buffered nor shown.
+            options: (
+                if interest.request_body {
+                    options.request_body
+                } else {
+                    WitBodyMode::Skip
+                },
+                if interest.response_body {
+                    options.response_body
+                } else {
+                    WitBodyMode::Skip
+                },
+            ),
+            interest,
             policy,
             registry: registry.clone(),
             warm: Mutex::new(Vec::new()),
@@ -237,6 +255,8 @@ pub(crate) struct FilterInner {
     route: Arc<str>,
     config: Arc<str>,
     options: (WitBodyMode, WitBodyMode),
+    /// The handlers `init` declared (every one for a component that declares nothing).
+    interest: Interest,
     policy: FailurePolicy,
     /// The consumers of the config the filter was configured by (for `init` on new instances made
     /// outside a request's config).
@@ -289,7 +309,7 @@ impl FilterInner {
         }
         let registry = registry.unwrap_or(&self.registry).clone();
         match self.plugin.instantiate(&self.config, registry).await {
-            Ok((inst, _)) => Ok(inst),
+            Ok((inst, ..)) => Ok(inst),
             Err(InitError::Failed(e)) => Err(e),
             Err(InitError::Rejected(m)) => Err(FilterError::Unavailable(format!(
                 "plugin `{}` rejected its config on a new instance: {m}",

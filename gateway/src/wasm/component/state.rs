@@ -40,6 +40,10 @@ pub struct CompState {
     /// The cache keys the request fills (WIT `cache`): dropped with the request, so its fills end
     /// however it ends.
     pub(crate) cache_fills: Vec<crate::host::Fill>,
+    /// `init` is running (WIT `phases.declare` is allowed).
+    pub(crate) initializing: bool,
+    /// What `init` declared through WIT `phases` (since 0.1.5); `None`: nothing, every handler.
+    pub(crate) declared: Option<super::bindings::gateway::filter::phases::PhaseSet>,
 }
 
 impl CompState {
@@ -60,6 +64,8 @@ impl CompState {
             registry,
             waited: std::time::Duration::ZERO,
             cache_fills: Vec::new(),
+            initializing: false,
+            declared: None,
         }
     }
 

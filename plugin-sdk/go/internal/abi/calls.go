@@ -467,3 +467,19 @@ func TraceAddEvent(name string, attrs []Header) {
 	ap, an := LowerHeaders(Mem, attrs)
 	traceAddEvent(np, nn, ap, an)
 }
+
+// The flags of phases.phase-set (since 0.1.5), in WIT order.
+const (
+	PhaseRequest uint32 = 1 << iota
+	PhaseRequestBody
+	PhaseResponse
+	PhaseResponseBody
+)
+
+// DeclarePhases is phases.declare (since 0.1.5): the handlers the filter has, from init.
+func DeclarePhases(used uint32) error {
+	defer scope()()
+	ret := Mem.Alloc(16, 4)
+	phasesDeclare(used, ret)
+	return UnitResultAt(Mem, ret)
+}

@@ -112,3 +112,11 @@ var respDrop = func(h uint32) { Drops = append(Drops, h|1<<31) }
 var traceSetAttribute = func(kp, kn, vp, vn uint32) { panic(noHost) }
 
 var traceAddEvent = func(np, nn, ap, an uint32) { panic(noHost) }
+
+// Declared records the phases declared in a native build (phases.declare answers ok there).
+var Declared []uint32
+
+var phasesDeclare = func(used, ret uint32) {
+	Declared = append(Declared, used)
+	Mem.Bytes(ret, 1)[0] = 0
+}

@@ -5,158 +5,161 @@ package abi
 // The host functions of the WIT world, with their canonical-ABI core signatures (flattened
 // parameters; results that do not fit one value are written by the host at `ret`).
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]request.method
+//go:wasmimport gateway:filter/types@0.1.5 [method]request.method
 func reqMethod(h, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]request.path
+//go:wasmimport gateway:filter/types@0.1.5 [method]request.path
 func reqPath(h, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]request.query
+//go:wasmimport gateway:filter/types@0.1.5 [method]request.query
 func reqQuery(h, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]request.set-path-with-query
+//go:wasmimport gateway:filter/types@0.1.5 [method]request.set-path-with-query
 func reqSetPathWithQuery(h, p, n, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]request.header
+//go:wasmimport gateway:filter/types@0.1.5 [method]request.header
 func reqHeader(h, p, n, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]request.headers
+//go:wasmimport gateway:filter/types@0.1.5 [method]request.headers
 func reqHeaders(h, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]request.set-header
+//go:wasmimport gateway:filter/types@0.1.5 [method]request.set-header
 func reqSetHeader(h, np, nn, vp, vn, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]request.append-header
+//go:wasmimport gateway:filter/types@0.1.5 [method]request.append-header
 func reqAppendHeader(h, np, nn, vp, vn, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]request.remove-header
+//go:wasmimport gateway:filter/types@0.1.5 [method]request.remove-header
 func reqRemoveHeader(h, p, n, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]request.body
+//go:wasmimport gateway:filter/types@0.1.5 [method]request.body
 func reqBody(h, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]request.set-body
+//go:wasmimport gateway:filter/types@0.1.5 [method]request.set-body
 func reqSetBody(h, p, n, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]request.set-method
+//go:wasmimport gateway:filter/types@0.1.5 [method]request.set-method
 func reqSetMethod(h, p, n, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]request.path-params
+//go:wasmimport gateway:filter/types@0.1.5 [method]request.path-params
 func reqPathParams(h, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]response.status
+//go:wasmimport gateway:filter/types@0.1.5 [method]response.status
 func respStatus(h uint32) uint32
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]response.set-status
+//go:wasmimport gateway:filter/types@0.1.5 [method]response.set-status
 func respSetStatus(h, status, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]response.header
+//go:wasmimport gateway:filter/types@0.1.5 [method]response.header
 func respHeader(h, p, n, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]response.headers
+//go:wasmimport gateway:filter/types@0.1.5 [method]response.headers
 func respHeaders(h, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]response.set-header
+//go:wasmimport gateway:filter/types@0.1.5 [method]response.set-header
 func respSetHeader(h, np, nn, vp, vn, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]response.append-header
+//go:wasmimport gateway:filter/types@0.1.5 [method]response.append-header
 func respAppendHeader(h, np, nn, vp, vn, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]response.remove-header
+//go:wasmimport gateway:filter/types@0.1.5 [method]response.remove-header
 func respRemoveHeader(h, p, n, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]response.body
+//go:wasmimport gateway:filter/types@0.1.5 [method]response.body
 func respBody(h, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [method]response.set-body
+//go:wasmimport gateway:filter/types@0.1.5 [method]response.set-body
 func respSetBody(h, p, n, ret uint32)
 
-//go:wasmimport gateway:filter/http-client@0.1.4 send
+//go:wasmimport gateway:filter/http-client@0.1.5 send
 func httpSend(up, upn, mp, mn, pp, pn, hp, hn, bp, bn, timeout, ret uint32)
 
-//go:wasmimport gateway:filter/http-client@0.1.4 send-all
+//go:wasmimport gateway:filter/http-client@0.1.5 send-all
 func httpSendAll(p, n, ret uint32)
 
-//go:wasmimport gateway:filter/store@0.1.4 backend
+//go:wasmimport gateway:filter/store@0.1.5 backend
 func storeBackend(ret uint32)
 
-//go:wasmimport gateway:filter/store@0.1.4 get
+//go:wasmimport gateway:filter/store@0.1.5 get
 func storeGet(p, n, ret uint32)
 
-//go:wasmimport gateway:filter/store@0.1.4 set
+//go:wasmimport gateway:filter/store@0.1.5 set
 func storeSet(kp, kn, vp, vn, hasTTL uint32, ttl uint64, ret uint32)
 
-//go:wasmimport gateway:filter/store@0.1.4 delete
+//go:wasmimport gateway:filter/store@0.1.5 delete
 func storeDelete(p, n, ret uint32)
 
-//go:wasmimport gateway:filter/store@0.1.4 increment
+//go:wasmimport gateway:filter/store@0.1.5 increment
 func storeIncrement(p, n uint32, delta int64, hasTTL uint32, ttl uint64, ret uint32)
 
-//go:wasmimport gateway:filter/store@0.1.4 compare-and-swap
+//go:wasmimport gateway:filter/store@0.1.5 compare-and-swap
 func storeCompareAndSwap(kp, kn, version, vp, vn, hasTTL uint32, ttl uint64, ret uint32)
 
-//go:wasmimport gateway:filter/log@0.1.4 log
+//go:wasmimport gateway:filter/log@0.1.5 log
 func logLog(level, p, n uint32)
 
-//go:wasmimport gateway:filter/log@0.1.4 enabled
+//go:wasmimport gateway:filter/log@0.1.5 enabled
 func logEnabled(level uint32) uint32
 
-//go:wasmimport gateway:filter/metrics@0.1.4 counter-add
+//go:wasmimport gateway:filter/metrics@0.1.5 counter-add
 func metricsCounterAdd(p, n uint32, delta uint64, ret uint32)
 
-//go:wasmimport gateway:filter/metrics@0.1.4 gauge-set
+//go:wasmimport gateway:filter/metrics@0.1.5 gauge-set
 func metricsGaugeSet(p, n uint32, value uint64, ret uint32)
 
-//go:wasmimport gateway:filter/metrics@0.1.4 gauge-add
+//go:wasmimport gateway:filter/metrics@0.1.5 gauge-add
 func metricsGaugeAdd(p, n uint32, delta int64, ret uint32)
 
-//go:wasmimport gateway:filter/metrics@0.1.4 histogram-record
+//go:wasmimport gateway:filter/metrics@0.1.5 histogram-record
 func metricsHistogramRecord(p, n uint32, value uint64, ret uint32)
 
-//go:wasmimport gateway:filter/clock@0.1.4 now-ms
+//go:wasmimport gateway:filter/clock@0.1.5 now-ms
 func clockNowMs() uint64
 
-//go:wasmimport gateway:filter/clock@0.1.4 monotonic-ns
+//go:wasmimport gateway:filter/clock@0.1.5 monotonic-ns
 func clockMonotonicNs() uint64
 
-//go:wasmimport gateway:filter/random@0.1.4 bytes
+//go:wasmimport gateway:filter/random@0.1.5 bytes
 func randomBytes(n, ret uint32)
 
-//go:wasmimport gateway:filter/random@0.1.4 next-u64
+//go:wasmimport gateway:filter/random@0.1.5 next-u64
 func randomNextU64() uint64
 
-//go:wasmimport gateway:filter/facts@0.1.4 get
+//go:wasmimport gateway:filter/facts@0.1.5 get
 func factsGet(ret uint32)
 
-//go:wasmimport gateway:filter/consumers@0.1.4 current
+//go:wasmimport gateway:filter/consumers@0.1.5 current
 func consumersCurrent(ret uint32)
 
-//go:wasmimport gateway:filter/consumers@0.1.4 authenticate
+//go:wasmimport gateway:filter/consumers@0.1.5 authenticate
 func consumersAuthenticate(p, n, ret uint32)
 
-//go:wasmimport gateway:filter/consumers@0.1.4 get
+//go:wasmimport gateway:filter/consumers@0.1.5 get
 func consumersGet(p, n, ret uint32)
 
-//go:wasmimport gateway:filter/consumers@0.1.4 find-by-key
+//go:wasmimport gateway:filter/consumers@0.1.5 find-by-key
 func consumersFindByKey(kp, kn, keyp, keyn, ret uint32)
 
-//go:wasmimport gateway:filter/consumers@0.1.4 check-secret
+//go:wasmimport gateway:filter/consumers@0.1.5 check-secret
 func consumersCheckSecret(kp, kn, idp, idn, sp, sn, ret uint32)
 
-//go:wasmimport gateway:filter/consumers@0.1.4 find-credential
+//go:wasmimport gateway:filter/consumers@0.1.5 find-credential
 func consumersFindCredential(kp, kn, idp, idn, ret uint32)
 
-//go:wasmimport gateway:filter/consumers@0.1.4 verify-hmac
+//go:wasmimport gateway:filter/consumers@0.1.5 verify-hmac
 func consumersVerifyHMAC(kp, kn, idp, idn, algorithm, mp, mn, macp, macn, ret uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [resource-drop]request
+//go:wasmimport gateway:filter/types@0.1.5 [resource-drop]request
 func reqDrop(h uint32)
 
-//go:wasmimport gateway:filter/types@0.1.4 [resource-drop]response
+//go:wasmimport gateway:filter/types@0.1.5 [resource-drop]response
 func respDrop(h uint32)
 
-//go:wasmimport gateway:filter/trace@0.1.4 set-attribute
+//go:wasmimport gateway:filter/trace@0.1.5 set-attribute
 func traceSetAttribute(kp, kn, vp, vn uint32)
 
-//go:wasmimport gateway:filter/trace@0.1.4 add-event
+//go:wasmimport gateway:filter/trace@0.1.5 add-event
 func traceAddEvent(np, nn, ap, an uint32)
+
+//go:wasmimport gateway:filter/phases@0.1.5 declare
+func phasesDeclare(used, ret uint32)
