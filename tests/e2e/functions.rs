@@ -421,6 +421,195 @@ async fn outgoing_requests_reach_only_granted_upstreams() {
     assert_eq!(other.hits(), 0);
 }
 
+/// A config granting function `f` the upstream `up` (endpoints `endpoints`) with `grant` (the
+/// flow-map entries after `upstream: up`).
+fn granting(endpoints: &str, grant: &str) -> String {
+    config(
+        &format!("    upstreams: [{{upstream: up{grant}}}]\n"),
+        "",
+        &format!("upstreams:\n  - name: up\n    endpoints: [{endpoints}]\n"),
+    )
+}
+
+fn retries(m: &str) -> f64 {
+    metric(m, r#"gateway_upstream_retries_total{upstream="up"}"#).unwrap_or(-1.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_functions_request_is_retried_on_another_endpoint_when_one_refuses() {
+    let good = MockUpstream::start("good").await;
+    let dead = format!("127.0.0.1:{}", free_port());
+    let gw = TestGateway::start(&granting(
+        &format!("\"{dead}\", \"{}\"", good.addr),
+        ", retry: {on: [connect_failure]}",
+    ))
+    .await;
+    // Round robin sends one of every two requests to the refusing endpoint first: each is tried
+    // again on the good one.
+    for i in 0..4 {
+        let (s, _, body) = get(&gw.url(&format!("/f/fetch?url=http://up/r{i}"))).await;
+        assert_eq!(
+            (s, body.as_str()),
+            (200, format!("status 200: mock good /r{i}\n").as_str())
+        );
+    }
+    assert_eq!(good.hits(), 4);
+    assert!(retries(&gw.metrics().await) >= 1.0);
+    // A plain grant tries once: the refusing endpoint's error is the function's.
+    let plain = TestGateway::start(&config(
+        "    upstreams: [up]\n",
+        "",
+        &format!("upstreams:\n  - name: up\n    endpoints: [\"{dead}\"]\n"),
+    ))
+    .await;
+    let (_, _, body) = get(&plain.url("/f/fetch?url=http://up/x")).await;
+    assert_eq!(body, "error: ErrorCode::ConnectionRefused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_functions_request_is_retried_on_the_statuses_its_grant_names() {
+    let up = MockUpstream::start("up").await;
+    let gw = TestGateway::start(&granting(
+        &format!("\"{}\"", up.addr),
+        ", retry: {on: [503], attempts: 2, backoff_base: 1ms}",
+    ))
+    .await;
+    up.fail_next(1, 503);
+    let (_, _, body) = get(&gw.url("/f/fetch?url=http://up/a")).await;
+    assert_eq!(body, "status 200: mock up /a\n");
+    assert_eq!(up.hits(), 2, "a 503, then the 200");
+    // Tries exhausted: the last answer is the function's.
+    up.fail_next(5, 503);
+    let (_, _, body) = get(&gw.url("/f/fetch?url=http://up/b")).await;
+    assert!(body.starts_with("status 503"), "{body}");
+    assert_eq!(up.hits(), 5, "the first try and 2 retries");
+    // A status the policy does not name is answered as it is.
+    up.fail_next(1, 500);
+    let (_, _, body) = get(&gw.url("/f/fetch?url=http://up/c")).await;
+    assert!(body.starts_with("status 500"), "{body}");
+    assert_eq!(up.hits(), 6);
+    assert_eq!(retries(&gw.metrics().await), 3.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_replayable_request_body_is_sent_again() {
+    let up = MockUpstream::start("up").await;
+    let gw = TestGateway::start(&granting(
+        &format!("\"{}\"", up.addr),
+        ", retry: {on: [503], allow_non_idempotent: true, buffer_limit: 1KiB, backoff_base: 1ms}",
+    ))
+    .await;
+    // A declared length within the buffer limit: kept, and sent whole again.
+    up.fail_next(1, 503);
+    let (_, _, body) = get(&gw.url("/f/post?url=http://up/p1&size=1000&declared=1")).await;
+    assert_eq!(body, "status 200: mock up /p1\n");
+    let seen = up.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|s| s.body.len() == 1000), "{seen:?}");
+    // Longer than the limit, or of no declared length: streamed once, the 503 is the function's.
+    for (q, hits) in [("size=2000&declared=1", 3), ("size=1000", 4)] {
+        up.fail_next(1, 503);
+        let (_, _, body) = get(&gw.url(&format!("/f/post?url=http://up/p2&{q}"))).await;
+        assert!(body.starts_with("status 503"), "{q}: {body}");
+        assert_eq!(up.hits(), hits, "{q}: one try");
+    }
+    // Without `allow_non_idempotent`, a POST is not retried at all.
+    let strict = TestGateway::start(&granting(
+        &format!("\"{}\"", up.addr),
+        ", retry: {on: [503]}",
+    ))
+    .await;
+    up.fail_next(1, 503);
+    let (_, _, body) = get(&strict.url("/f/post?url=http://up/p3&size=10&declared=1")).await;
+    assert!(body.starts_with("status 503"), "{body}");
+    assert_eq!(up.hits(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grants_timeout_bounds_the_wait_for_the_head() {
+    let up = MockUpstream::start("up").await;
+    let gw = TestGateway::start(&granting(&format!("\"{}\"", up.addr), ", timeout: 200ms")).await;
+    let started = std::time::Instant::now();
+    let (_, _, body) = get(&gw.url("/f/fetch?url=http://up/delay/3000")).await;
+    assert_eq!(body, "error: ErrorCode::HttpResponseTimeout");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_reaches_an_http2_upstream() {
+    let up = MockUpstream::start("up").await;
+    let gw = TestGateway::start(&config(
+        "    upstreams: [up]\n",
+        "",
+        &format!(
+            "upstreams:\n  - name: up\n    endpoints: [\"{}\"]\n    protocol: http2\n",
+            up.addr
+        ),
+    ))
+    .await;
+    for i in 0..3 {
+        let (_, _, body) =
+            get(&gw.url(&format!("/f/post?url=http://up/echo&size={}", 100 * i))).await;
+        assert_eq!(body, format!("status 200: {}", "x".repeat(100 * i)));
+    }
+    let seen = up.seen();
+    assert!(
+        seen.iter().all(|s| s.version == http::Version::HTTP_2),
+        "{seen:?}"
+    );
+    assert_eq!(
+        up.connections(),
+        1,
+        "one HTTP/2 connection for the three requests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_reaches_a_tls_upstream() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let dir = TempDir::new("fn-tls");
+    let (ca, mut server) = test_ca_server(&dir.0, "ca.pem", "up.example.com");
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        loop {
+            let (stream, _) = tcp.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let text = format!("tls {:?} {}", req.version(), req.uri().path());
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from(text),
+                        )))
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    let mut extra = String::from("upstreams:\n");
+    for (name, protocol) in [("h1", "http1"), ("h2", "http2")] {
+        extra += &format!(
+            "  - name: {name}\n    endpoints: [\"{addr}\"]\n    protocol: {protocol}\n    tls: {{ca: {}, server_name: up.example.com}}\n",
+            ca.display()
+        );
+    }
+    let gw = TestGateway::start(&config("    upstreams: [h1, h2]\n", "", &extra)).await;
+    for (name, version) in [("h1", "HTTP/1.1"), ("h2", "HTTP/2.0")] {
+        let (_, _, body) = get(&gw.url(&format!("/f/fetch?url=https://{name}/v"))).await;
+        assert_eq!(body, format!("status 200: tls {version} /v"), "{name}");
+    }
+    server.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn environment_config_and_read_only_directories() {
     let dir = TempDir::new("fn-dirs");
@@ -659,6 +848,42 @@ async fn config_errors_name_the_field() {
     let e = refused(&config("    upstreams: [nowhere]\n", "", "")).await;
     assert!(
         e.contains("functions[0].upstreams") && e.contains("nowhere"),
+        "{e}"
+    );
+    let up = "upstreams:\n  - {name: up, endpoints: [127.0.0.1:9]}\n";
+    let e = refused(&config(
+        "    upstreams: [up, {upstream: nowhere}]\n",
+        "",
+        up,
+    ))
+    .await;
+    assert!(
+        e.contains("functions[0].upstreams[1]") && e.contains("unknown upstream `nowhere`"),
+        "{e}"
+    );
+    let e = refused(&config("    upstreams: [up, {upstream: up}]\n", "", up)).await;
+    assert!(
+        e.contains("functions[0].upstreams[1]") && e.contains("granted twice"),
+        "{e}"
+    );
+    let e = refused(&config(
+        "    upstreams: [{upstream: up, retry: {on: [teapot]}}]\n",
+        "",
+        up,
+    ))
+    .await;
+    assert!(
+        e.contains("functions[0].upstreams[0].retry.on") && e.contains("unknown retry condition"),
+        "{e}"
+    );
+    let e = refused(&config(
+        "    upstreams: [{upstream: up, retries: 2}]\n",
+        "",
+        up,
+    ))
+    .await;
+    assert!(
+        e.contains("functions[0].upstreams[0]") && e.contains("unknown field `retries`"),
         "{e}"
     );
     let e = refused(&config(

@@ -46,9 +46,11 @@ pub struct Function {
     /// Upstreams the function may send HTTP requests to: a request to `http://<name>/...` (or
     /// `https://`) goes to the upstream `<name>` through the gateway's client (its balancer, TLS,
     /// connect timeout and passive health). Any other authority is refused with
-    /// `HTTP-request-denied`. Default: none.
+    /// `HTTP-request-denied`. Each is a name (one try per request), or `{upstream: <name>, retry:
+    /// {...}, timeout: ...}` to retry the function's requests to it as a route's `retry:` does.
+    /// Default: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub upstreams: Vec<String>,
+    pub upstreams: Vec<Grant>,
     /// Host directories the function may read, by the path it sees them at: `{guest: host}`, host
     /// paths relative to the config file. Read-only. Default: none (no filesystem at all).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -63,6 +65,69 @@ pub struct Function {
     /// that failed is thrown away. Default: `fresh`.
     #[serde(default)]
     pub instance_mode: InstanceMode,
+}
+
+/// An upstream granted to a function: its name, or the name with how the function's requests to it
+/// are retried and timed out.
+#[derive(Clone, Debug, Serialize, PartialEq, JsonSchema)]
+#[serde(untagged)]
+pub enum Grant {
+    /// The upstream's name: each request is tried once, its response head awaited up to the
+    /// guest's `first-byte-timeout` or else the function's `limits.timeout`.
+    Name(String),
+    /// The upstream with a retry policy and a timeout.
+    Upstream(GrantOptions),
+}
+
+/// How a function's requests to a granted upstream are tried.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantOptions {
+    /// The upstream's name.
+    pub upstream: String,
+    /// Retries of a request that failed, as a route's `retry:` (same fields and defaults:
+    /// `attempts`, `on`, `per_try_timeout`, `allow_non_idempotent`, backoff, budget,
+    /// `buffer_limit`). A request is sent again only if its body can be: none, or a
+    /// `content-length` of at most `buffer_limit` (the body is then collected before the first
+    /// try); a body of unknown or larger length streams to the upstream once and is not retried.
+    /// The function sees the last try's answer, or its error. Default: none (one try).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<super::Retry>,
+    /// Time to the response head, all tries and backoffs included (a guest's own
+    /// `first-byte-timeout`, when shorter, wins). Default: the function's `limits.timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+}
+
+impl Grant {
+    /// The upstream's name.
+    pub fn upstream(&self) -> &str {
+        match self {
+            Grant::Name(n) => n,
+            Grant::Upstream(o) => &o.upstream,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Grant {
+    // By hand rather than `untagged`: a mistake inside the map is reported at its field.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Grant;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an upstream's name, or {upstream: NAME, retry: {...}, timeout: ...}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Grant, E> {
+                Ok(Grant::Name(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Grant, A::Error> {
+                GrantOptions::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(Grant::Upstream)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A function's limits. A request over a limit before the response head is answered 503 (memory,
@@ -137,6 +202,7 @@ impl Function {
             capabilities: None,
             instance_mode: Some(self.instance_mode),
             service: None,
+            skip: Vec::new(),
         }
     }
 }

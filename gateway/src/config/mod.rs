@@ -1062,7 +1062,7 @@ pub struct HeaderOps {
 }
 
 /// Retry policy.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retry {
     /// Retries after the first try. Default: 2.

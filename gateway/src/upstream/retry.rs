@@ -109,6 +109,23 @@ impl RetryPolicy {
         }
     }
 
+    /// The pause before another try, when try number `attempt` (0 for the first) ended with
+    /// `outcome`: when the policy retries that outcome, has a retry left, and the next try can
+    /// start (the pause done) before `deadline`. The caller then picks an endpoint and takes the
+    /// retry from the budget ([`withdraw`](Self::withdraw)).
+    pub fn next_pause(
+        &self,
+        attempt: u32,
+        outcome: TryOutcome,
+        deadline: Instant,
+    ) -> Option<Duration> {
+        if attempt >= self.cfg.attempts || !self.retries(outcome) {
+            return None;
+        }
+        let pause = self.backoff(attempt + 1);
+        (Instant::now() + pause < deadline).then_some(pause)
+    }
+
     /// Backoff before retry number `n` (1-based): base * 2^(n-1), capped, with full jitter in its
     /// upper half.
     pub fn backoff(&self, n: u32) -> Duration {

@@ -189,7 +189,7 @@ impl LoadedFunction {
             sandbox: Sandbox::new(name.clone(), engine, &source.limits),
             outbound: Arc::new(Outbound {
                 name: name.clone(),
-                granted: cfg.upstreams.clone(),
+                granted: cfg.upstreams.iter().map(state::Grant::new).collect(),
                 resolve,
                 timeout: cfg.limits.timeout.0,
             }),

@@ -49,11 +49,18 @@ impl Functions {
                     format!("function `{}` is defined twice", f.name),
                 ));
             }
-            for g in &f.upstreams {
-                if !cfg.upstreams.iter().any(|u| &u.name == g) {
+            for (j, g) in f.upstreams.iter().enumerate() {
+                let g = g.upstream();
+                if !cfg.upstreams.iter().any(|u| u.name == g) {
                     return Err(src.err(
-                        at("upstreams"),
+                        at(&format!("upstreams[{j}]")),
                         format!("unknown upstream `{g}`; define it under `upstreams`"),
+                    ));
+                }
+                if f.upstreams[..j].iter().any(|h| h.upstream() == g) {
+                    return Err(src.err(
+                        at(&format!("upstreams[{j}]")),
+                        format!("upstream `{g}` is granted twice"),
                     ));
                 }
             }

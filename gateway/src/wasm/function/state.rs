@@ -3,12 +3,14 @@
 //! upstreams, through the gateway's upstream client), the memory limiter and the CPU account.
 
 use super::sync_body::SyncBody;
+use crate::upstream::retry::{RetryPolicy, TryOutcome};
 use crate::upstream::Cluster;
 use crate::wasm::sandbox::{SandboxState, StoreLimiter};
 use crate::wasm::wasi::{GuestOutput, OutputPipe, Stream};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
@@ -25,8 +27,8 @@ pub type Resolver = Arc<dyn Fn(&str) -> Option<Arc<Cluster>> + Send + Sync>;
 pub(crate) struct Outbound {
     /// The function's name (logs).
     pub(crate) name: Arc<str>,
-    /// Upstreams it may call.
-    pub(crate) granted: Vec<String>,
+    /// Upstreams it may call, with how.
+    pub(crate) granted: Vec<Grant>,
     /// The serving config's clusters.
     pub(crate) resolve: Resolver,
     /// Time to the response head when the guest sets no `first-byte-timeout`: the function's own
@@ -163,96 +165,196 @@ impl WasiHttpHooks for Hooks {
     ) -> SendFuture {
         let out = self.outbound.clone();
         Box::new(async move {
-            let aimed = aim(&out, request)?;
-            let timeout = options
-                .and_then(|o| o.first_byte_timeout)
-                .unwrap_or(out.timeout);
-            send(aimed, timeout).await
+            let (grant, cluster) = granted(&out, &request)?;
+            let timeout = grant.timeout.unwrap_or(out.timeout);
+            let timeout = match options.and_then(|o| o.first_byte_timeout) {
+                Some(t) => t.min(timeout),
+                None => timeout,
+            };
+            send(&out, grant, cluster, request, timeout).await
         })
     }
 }
 
-/// A function's request, pointed at endpoint `idx` of `cluster`.
-struct Aimed {
-    cluster: Arc<Cluster>,
-    idx: usize,
-    req: http::Request<crate::body::Body>,
+/// An upstream granted to a function, with how its requests to it are tried.
+pub(crate) struct Grant {
+    /// The upstream's name.
+    pub(crate) upstream: String,
+    /// Retries (none: one try).
+    pub(crate) retry: Option<RetryPolicy>,
+    /// Time to the response head, all tries included (none: the function's timeout).
+    pub(crate) timeout: Option<Duration>,
 }
 
-/// The granted upstream a request's authority names, and the request pointed at one of its endpoints.
-fn aim(out: &Outbound, request: http::Request<WasiBody>) -> Result<Aimed, HttpError> {
-    let (mut parts, body) = request.into_parts();
-    let authority = parts.uri.authority().map(|a| a.as_str()).unwrap_or("");
+impl Grant {
+    pub(crate) fn new(cfg: &crate::config::functions::Grant) -> Grant {
+        use crate::config::functions::Grant as Cfg;
+        match cfg {
+            Cfg::Name(n) => Grant {
+                upstream: n.clone(),
+                retry: None,
+                timeout: None,
+            },
+            Cfg::Upstream(o) => Grant {
+                upstream: o.upstream.clone(),
+                retry: o.retry.clone().map(RetryPolicy::new),
+                timeout: o.timeout.map(|t| t.0),
+            },
+        }
+    }
+}
+
+/// The grant and upstream a request's authority names, or why it is refused.
+fn granted<'a>(
+    out: &'a Outbound,
+    request: &http::Request<WasiBody>,
+) -> Result<(&'a Grant, Arc<Cluster>), HttpError> {
+    let authority = request.uri().authority().map(|a| a.as_str()).unwrap_or("");
     let denied = |why: &str| {
         tracing::warn!(function = %out.name, authority, "outgoing request refused: {why}");
         HttpError::HttpRequestDenied
     };
-    if !out.granted.iter().any(|g| g == authority) {
-        return Err(denied(
-            "not an upstream granted to the function (`upstreams:`)",
-        ));
-    }
+    let grant = out
+        .granted
+        .iter()
+        .find(|g| g.upstream == authority)
+        .ok_or_else(|| denied("not an upstream granted to the function (`upstreams:`)"))?;
     let cluster = (out.resolve)(authority).ok_or_else(|| denied("no such upstream"))?;
-    let idx = cluster
-        .policy
-        .pick(&cluster.endpoints, None, None)
-        .ok_or(HttpError::DestinationUnavailable)?;
-    let ep = &cluster.endpoints[idx];
-    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    parts.uri = format!("{}://{}{pq}", cluster.scheme, ep.address)
-        .parse()
-        .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    Ok((grant, cluster))
+}
+
+type Sent = (
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+);
+
+/// Sends the request over the cluster's pooled client, retried by the grant's policy (the route's
+/// [`RetryPolicy`]: conditions, methods, per-try timeout, backoff, budget), within `timeout` to the
+/// response head. A body is sent again only if it was kept: none, or a `content-length` within the
+/// policy's `buffer_limit` (collected before the first try, as a route does); a streamed body goes
+/// once. Each try counts for its endpoint's passive health. The last try's answer, or its error,
+/// is the guest's; the answer's body streams to the guest as it comes.
+async fn send(
+    out: &Outbound,
+    grant: &Grant,
+    cluster: Arc<Cluster>,
+    request: http::Request<WasiBody>,
+    timeout: Duration,
+) -> Result<Sent, HttpError> {
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let (mut parts, body) = request.into_parts();
+    let body = crate::body::boxed(SyncBody::new(
+        body.map_err(|e| -> crate::body::BoxError { Box::new(e) }),
+    ));
     parts.version = match cluster.protocol {
         crate::config::Protocol::Http1 => http::Version::HTTP_11,
         crate::config::Protocol::Http2 => http::Version::HTTP_2,
     };
-    if let Ok(v) = http::HeaderValue::from_str(&ep.address) {
-        parts.headers.insert(http::header::HOST, v);
-    }
-    let body = crate::body::boxed(SyncBody::new(
-        body.map_err(|e| -> crate::body::BoxError { Box::new(e) }),
-    ));
-    Ok(Aimed {
-        cluster,
-        idx,
-        req: http::Request::from_parts(parts, body),
-    })
-}
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
 
-/// Sends the request over the cluster's pooled client; the response head within `timeout` counts
-/// for the endpoint's passive health. The body streams to the guest as it comes.
-async fn send(
-    Aimed { cluster, idx, req }: Aimed,
-    timeout: Duration,
-) -> Result<
-    (
-        http::Response<WasiBody>,
-        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-    ),
-    HttpError,
-> {
-    let ep = cluster.endpoints[idx].clone();
-    let result = tokio::time::timeout(timeout, cluster.client.send(idx, req)).await;
-    let resp = match result {
-        Ok(Ok(resp)) => {
-            ep.record(true, &cluster.passive);
-            resp
-        }
-        Ok(Err(e)) => {
-            ep.record(false, &cluster.passive);
-            tracing::debug!(upstream = %cluster.name, endpoint = %ep.address, "function's request failed: {e}");
-            return Err(HttpError::ConnectionRefused);
-        }
-        Err(_) => {
-            ep.record(false, &cluster.passive);
-            return Err(HttpError::HttpResponseTimeout);
-        }
-    };
-    let resp = resp.map(|b| {
-        b.map_frame(|f: http_body::Frame<Bytes>| f)
-            .map_err(|e| HttpError::InternalError(Some(e.to_string())))
-            .boxed_unsync()
+    let retry = grant
+        .retry
+        .as_ref()
+        .filter(|p| p.method_allowed(&parts.method));
+    if let Some(p) = retry {
+        p.deposit();
+    }
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let replayable = retry.is_some_and(|p| {
+        http_body::Body::is_end_stream(&body) || declared.is_some_and(|n| n <= p.cfg.buffer_limit.0)
     });
-    let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(async { Ok(()) });
-    Ok((resp, io))
+    let (mut once, replay) = if replayable {
+        // The guest writes it after `handle`; it has the time to the head to do so.
+        match tokio::time::timeout_at(deadline.into(), body.collect()).await {
+            Ok(Ok(c)) => (None, Some(c.to_bytes())),
+            Ok(Err(e)) => return Err(HttpError::InternalError(Some(format!("request body: {e}")))),
+            Err(_) => return Err(HttpError::HttpResponseTimeout),
+        }
+    } else {
+        (Some(body), None)
+    };
+    let retry = retry.filter(|_| replay.is_some());
+
+    let mut idx = cluster
+        .policy
+        .pick(&cluster.endpoints, None, None)
+        .ok_or(HttpError::DestinationUnavailable)?;
+    let mut attempt = 0u32;
+    loop {
+        let ep = cluster.endpoints[idx].clone();
+        let mut head = parts.clone();
+        head.uri = format!("{}://{}{pq}", cluster.scheme, ep.address)
+            .parse()
+            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+        if let Ok(v) = http::HeaderValue::from_str(&ep.address) {
+            head.headers.insert(http::header::HOST, v);
+        }
+        let body = match (&replay, once.take()) {
+            (Some(b), _) => crate::body::full(b.clone()),
+            (None, Some(b)) => b,
+            (None, None) => crate::body::empty(),
+        };
+        let req = http::Request::from_parts(head, body);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let per_try = retry
+            .and_then(|p| p.cfg.per_try_timeout)
+            .map_or(remaining, |t| t.0.min(remaining));
+        cluster.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let result = tokio::time::timeout(per_try, cluster.client.send(idx, req)).await;
+        let (outcome, result) = match result {
+            Ok(Ok(resp)) => {
+                let status = resp.status().as_u16();
+                ep.record(!matches!(status, 502..=504), &cluster.passive);
+                (TryOutcome::Status(status), Ok(resp))
+            }
+            Ok(Err(e)) => {
+                ep.record(false, &cluster.passive);
+                tracing::debug!(function = %out.name, upstream = %cluster.name, endpoint = %ep.address, "function's request failed: {e}");
+                if e.is_connect() {
+                    cluster.stats.error("connect");
+                    (
+                        TryOutcome::ConnectFailure,
+                        Err(HttpError::ConnectionRefused),
+                    )
+                } else {
+                    cluster.stats.error("protocol");
+                    (TryOutcome::Reset, Err(HttpError::ConnectionTerminated))
+                }
+            }
+            Err(_) => {
+                ep.record(false, &cluster.passive);
+                cluster.stats.error("timeout");
+                (TryOutcome::Timeout, Err(HttpError::HttpResponseTimeout))
+            }
+        };
+        let next = retry.and_then(|p| {
+            let pause = p.next_pause(attempt, outcome, deadline)?;
+            let next = cluster.policy.pick(&cluster.endpoints, None, Some(idx))?;
+            p.withdraw().then_some((next, pause))
+        });
+        let Some((next, pause)) = next else {
+            let resp = result?.map(|b| {
+                b.map_frame(|f: http_body::Frame<Bytes>| f)
+                    .map_err(|e| HttpError::InternalError(Some(e.to_string())))
+                    .boxed_unsync()
+            });
+            let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
+                Box::new(async { Ok(()) });
+            return Ok((resp, io));
+        };
+        drop(result);
+        attempt += 1;
+        cluster.stats.retries.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(function = %out.name, upstream = %cluster.name, endpoint = %ep.address, ?outcome, attempt, "retrying");
+        tokio::time::sleep(pause).await;
+        idx = next;
+    }
 }
