@@ -207,9 +207,7 @@ pub async fn forward(
                 let status = resp.status().as_u16();
                 // A trailers-only gRPC answer has its status in the headers; one after a body has
                 // it in trailers, too late to retry.
-                let code = grpc
-                    .then(|| super::grpc::status_in_headers(resp.headers()))
-                    .flatten();
+                let code = super::grpc::status_in_headers(resp.headers()).filter(|_| grpc);
                 // Passive health takes a gRPC status as the HTTP status it maps to (as Envoy's
                 // outlier detection does): UNAVAILABLE (503) and DEADLINE_EXCEEDED (504) fail.
                 let health = code.map_or(status, |c| c.http_status().as_u16());
