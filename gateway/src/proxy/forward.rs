@@ -263,17 +263,11 @@ pub async fn forward(
         // Retry only when the policy allows it, another try can start before the deadline (backoff
         // included), an endpoint is available for it, and the budget has a retry left.
         let next = retry.and_then(|p| {
-            if attempt >= p.cfg.attempts || !p.retries(outcome) {
-                return None;
-            }
+            let pause = p.next_pause(attempt, outcome, deadline)?;
             // A streamed gRPC body is sent again only if it ended, whole, before the answer.
             if replay.is_none() {
                 replay = recording.as_ref().and_then(|r| r.replay());
                 replay.as_ref()?;
-            }
-            let pause = p.backoff(attempt + 1);
-            if Instant::now() + pause >= deadline {
-                return None;
             }
             let next = cluster
                 .policy
