@@ -364,6 +364,14 @@ impl WasmServices {
                         ),
                     })
                 })?;
+            if let (false, Listing::Listed(i)) = (p.skip.is_empty(), *listing) {
+                if plugin.abi() != config::PluginAbi::ProxyWasm {
+                    return Err(named(src.err(
+                        format!("plugins[{i}].skip"),
+                        "`skip` names Proxy-Wasm callbacks: a component declares the phases it uses itself",
+                    )));
+                }
+            }
             report.plugins_loaded.push(p.name.clone());
             let how = match (origin, listing) {
                 (_, Listing::Used { .. }) => "built in",

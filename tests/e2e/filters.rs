@@ -534,3 +534,148 @@ async fn only_a_proxy_wasm_plugin_runs_as_a_service() {
         "{err}"
     );
 }
+
+/// `skip:` on a Proxy-Wasm plugin: a skipped callback never enters the guest (the kitchen filter
+/// counts each callback it gets, config `count`), a skipped body callback lets the body through
+/// untouched, and a plugin that skips every per-request callback gets no context at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_wasm_plugin_told_to_skip_callbacks_never_gets_them() {
+    let f = fixtures();
+    let up = MockUpstream::start("up").await;
+    let callee = MockUpstream::start("callee").await;
+    let config = format!(
+        "{}{}routes:\n\
+         \x20 - name: all\n    match: {{path: {{prefix: /all}}}}\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=all;count=1\"}}]\n\
+         \x20 - name: hdr\n    match: {{path: {{prefix: /hdr}}}}\n    upstream: up\n    filters: [{{plugin: headers-only, config: \"tag=hdr;count=1\"}}]\n\
+         \x20 - name: late\n    match: {{path: {{prefix: /late}}}}\n    upstream: up\n    filters: [{{plugin: late, config: \"tag=late;count=1\"}}]\n\
+         \x20 - name: none\n    match: {{path: {{prefix: /none}}}}\n    upstream: up\n    filters: [{{plugin: nothing, config: \"tag=none;count=1\"}}]\n\
+         \x20 - name: read\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=read\"}}]\n",
+        GatewayConfig::new()
+            .plugin(Plugin::new("kitchen", &f.kitchen))
+            .plugin(Plugin::new("headers-only", &f.kitchen).lines(
+                "    skip: [on_request_body, on_request_trailers, proxy_on_response_body, on_response_trailers, on_log]\n",
+            ))
+            .plugin(
+                Plugin::new("late", &f.kitchen).lines("    skip: [on_request_headers]\n"),
+            )
+            .plugin(Plugin::new("nothing", &f.kitchen).lines(
+                "    skip: [on_request_headers, on_request_body, on_request_trailers, on_response_headers,\n\
+                 \x20          on_response_body, on_response_trailers, on_done, on_log]\n",
+            ))
+            .yaml(),
+        upstreams(&up, &callee)
+    );
+    let gw = TestGateway::start(&config).await;
+    for tag in ["all", "hdr", "late", "none"] {
+        let (s, h, body) = request(
+            http::Request::post(gw.url(&format!("/{tag}/echo")))
+                .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                    b"request body",
+                )))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, 200, "{tag}");
+        assert_eq!(body, format!("mock up /{tag}/echo\n"), "{tag}: the body passes");
+        assert_eq!(up.last().body, "request body", "{tag}");
+        // A header callback that runs leaves its marks; a skipped one does not.
+        let marked = up.last().headers.contains_key("x-seen-tag");
+        assert_eq!(
+            marked,
+            !["late", "none"].contains(&tag),
+            "{tag}: request headers seen"
+        );
+        assert_eq!(
+            h.contains_key("x-resp-tag"),
+            tag != "none",
+            "{tag}: response headers seen"
+        );
+    }
+    let count = |key: String| {
+        let gw = &gw;
+        async move { shared(gw, "/read", &key).await }
+    };
+    // The end callbacks run after the response: wait for the last one the full plugin gets.
+    assert!(
+        eventually(Duration::from_secs(5), async || count(
+            "calls:all:on_log".into()
+        )
+        .await
+            == "1")
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(5), async || count(
+            "calls:hdr:on_done".into()
+        )
+        .await
+            == "1")
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(5), async || count("calls:late:on_log".into())
+            .await
+            == "1")
+        .await
+    );
+    // A context whose first callbacks are skipped is made at its first one that is not.
+    let expect = [
+        ("create", ["1", "1", "1", ""]),
+        ("on_request_headers", ["1", "1", "", ""]),
+        ("on_request_body", ["1", "", "1", ""]),
+        ("on_response_headers", ["1", "1", "1", ""]),
+        ("on_response_body", ["1", "", "1", ""]),
+        ("on_done", ["1", "1", "1", ""]),
+        ("on_log", ["1", "", "1", ""]),
+    ];
+    for (callback, counts) in expect {
+        for (tag, want) in ["all", "hdr", "late", "none"].into_iter().zip(counts) {
+            assert_eq!(
+                count(format!("calls:{tag}:{callback}")).await,
+                want,
+                "{callback} on {tag}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_is_refused_on_a_component_and_an_unknown_callback_at_its_line() {
+    let component = &xtask::component_fixtures()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .kitchen;
+    let cases = [
+        (
+            GatewayConfig::new()
+                .plugin(Plugin::new("c", component).lines("    skip: [on_log]\n"))
+                .yaml(),
+            "plugins[0].skip",
+            "Proxy-Wasm callbacks",
+        ),
+        (
+            GatewayConfig::new()
+                .plugin(
+                    Plugin::new("k", &fixtures().kitchen)
+                        .lines("    skip: [on_log, on_request_headerz]\n"),
+                )
+                .yaml(),
+            "on_request_headerz",
+            "on_request_headers",
+        ),
+    ];
+    for (yaml, what, expected) in cases {
+        let text = config_text(&yaml);
+        let line = text.lines().position(|l| l.contains("skip:")).unwrap() + 1;
+        let err = TestGateway::try_start(&yaml)
+            .await
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains(&format!("test.yaml:{line}:"))
+                && err.contains(what)
+                && err.contains(expected),
+            "{err}"
+        );
+    }
+}

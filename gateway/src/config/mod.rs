@@ -108,6 +108,45 @@ pub struct Plugin {
     /// callouts and write shared data. Default: none (the plugin runs only as routes' filters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceSettings>,
+    /// Proxy-Wasm callbacks the plugin does not use: the host never calls them (the SDKs export
+    /// every callback, so the host cannot tell by itself). A skipped body callback also means the
+    /// body passes this filter without being buffered or copied for it; a skipped `on_done` counts
+    /// as one that returned true. When every per-request callback is skipped, a request gets no
+    /// context in the plugin at all (no `on_context_create`, no `on_delete`). Proxy-Wasm only.
+    /// Default: none skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip: Vec<ProxyWasmCallback>,
+}
+
+/// A per-request Proxy-Wasm callback that a plugin may be told to skip (the ABI's names, with or
+/// without the `proxy_` prefix).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyWasmCallback {
+    /// `proxy_on_request_headers`.
+    #[serde(alias = "proxy_on_request_headers")]
+    OnRequestHeaders,
+    /// `proxy_on_request_body`: the request body is not shown to the plugin.
+    #[serde(alias = "proxy_on_request_body")]
+    OnRequestBody,
+    /// `proxy_on_request_trailers`.
+    #[serde(alias = "proxy_on_request_trailers")]
+    OnRequestTrailers,
+    /// `proxy_on_response_headers`.
+    #[serde(alias = "proxy_on_response_headers")]
+    OnResponseHeaders,
+    /// `proxy_on_response_body`: the response body is not shown to the plugin.
+    #[serde(alias = "proxy_on_response_body")]
+    OnResponseBody,
+    /// `proxy_on_response_trailers`.
+    #[serde(alias = "proxy_on_response_trailers")]
+    OnResponseTrailers,
+    /// `proxy_on_done` (taken as having returned true: the context ends at once).
+    #[serde(alias = "proxy_on_done")]
+    OnDone,
+    /// `proxy_on_log`.
+    #[serde(alias = "proxy_on_log")]
+    OnLog,
 }
 
 /// A plugin's background service.
@@ -1427,6 +1466,7 @@ mod tests {
             }),
             instance_mode: Some(InstanceMode::Reuse),
             service: Some(ServiceSettings::default()),
+            skip: vec![ProxyWasmCallback::OnRequestBody],
         };
         let json = serde_json::to_value(&full).unwrap();
         let mut missing = Vec::new();

@@ -224,7 +224,15 @@ impl Plugins {
                     Some(serde_json::Value::String(s)) => Bytes::from(s.clone()),
                     Some(other) => Bytes::from(other.to_string()),
                 };
-                Inner::ProxyWasm(proxy_wasm::ProxyWasmPlugin::new(ctx, module, vm_config).await?)
+                Inner::ProxyWasm(
+                    proxy_wasm::ProxyWasmPlugin::new(
+                        ctx,
+                        module,
+                        vm_config,
+                        proxy_wasm::Skip::of(&cfg.skip),
+                    )
+                    .await?,
+                )
             }
         };
         LIVE_PLUGINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

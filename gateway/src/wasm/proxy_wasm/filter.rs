@@ -79,9 +79,15 @@ impl Filter for ProxyWasmFilter {
     }
 
     fn new_ctx(&self, info: &RequestInfo) -> Result<Box<dyn FilterCtx>, FilterError> {
+        let skip = self.plugin.skip;
+        if skip.everything() {
+            // Told that it uses no per-request callback: the request gets no context in the VM.
+            return Ok(Box::new(NoCallbacks));
+        }
         self.plugin.sandbox().admit()?;
         Ok(Box::new(ProxyWasmCtx {
             plugin: self.plugin.clone(),
+            skip,
             root_id: self.root_id,
             id: self.plugin.next_id(),
             pause_limit: info.timeout,
@@ -92,9 +98,17 @@ impl Filter for ProxyWasmFilter {
     }
 }
 
+/// The stage of a plugin whose config skips every per-request callback: every phase continues,
+/// and no body is shown to it.
+struct NoCallbacks;
+
+impl FilterCtx for NoCallbacks {}
+
 /// One request's HTTP context.
 struct ProxyWasmCtx {
     plugin: Arc<ProxyWasmPlugin>,
+    /// The callbacks the plugin's config skips (copied from the plugin).
+    skip: super::Skip,
     root_id: u32,
     id: u32,
     /// The longest a callback's `Pause` may hold the request (the route's timeout).
@@ -154,9 +168,16 @@ impl ProxyWasmCtx {
         size: u32,
         end_of_stream: bool,
     ) -> Result<Verdict, FilterError> {
+        let phase = lent.phase();
+        if self.skip.phase(phase) {
+            // Skipped by config: the guest is not entered (nor its context made for it).
+            return Ok(Verdict::Continue);
+        }
         let plugin = self.plugin.clone();
         let id = self.id;
-        let phase = lent.phase();
+        // The heads stay readable after the phase only for a later callback that may read them:
+        // one not skipped, or a callout's answer.
+        let keep_head = self.skip.any_after(phase);
         // As in Envoy, a `Pause` from a header or trailer callback, or from the last body callback,
         // holds the stream until the filter continues it (or answers, or closes it), even with
         // nothing in flight; bounded by the route's timeout. A `Pause` mid-body buffers instead.
@@ -192,8 +213,11 @@ impl ProxyWasmCtx {
                 (None, Some(f)) => plugin.call(vm, f, (id, size)),
                 (None, None) => Ok(action::CONTINUE),
             };
-            if let Some(http) = vm.store.data_mut().https.get_mut(&id) {
-                http.data.take_back(&mut lent, true);
+            let state = vm.store.data_mut();
+            let paused = matches!(r, Ok(a) if a == action::PAUSE);
+            let keep_head = keep_head || paused || !state.pending.is_empty();
+            if let Some(http) = state.https.get_mut(&id) {
+                http.data.take_back(&mut lent, keep_head);
             }
             let action_code = match r {
                 Ok(a) => a,
@@ -327,8 +351,9 @@ impl ProxyWasmCtx {
         // `on_log` in every case.
         let end = match (self.generation, self.info.take()) {
             (Some(generation), _) => End::Created(generation),
-            (None, Some(info)) => End::Unreached(Box::new(info)),
-            (None, None) => {
+            // Made only for `on_done` and `on_log`: not when both are skipped.
+            (None, Some(info)) if !self.skip.ends() => End::Unreached(Box::new(info)),
+            (None, _) => {
                 plugin.sandbox().release();
                 return;
             }
@@ -496,7 +521,11 @@ impl FilterCtx for ProxyWasmCtx {
     }
 
     fn request_body_mode(&self) -> BodyMode {
-        BodyMode::Stream
+        if self.skip.phase(Phase::RequestBody) {
+            BodyMode::Skip
+        } else {
+            BodyMode::Stream
+        }
     }
 
     fn on_request_body<'a>(
@@ -532,7 +561,11 @@ impl FilterCtx for ProxyWasmCtx {
     }
 
     fn response_body_mode(&self) -> BodyMode {
-        BodyMode::Stream
+        if self.skip.phase(Phase::ResponseBody) {
+            BodyMode::Skip
+        } else {
+            BodyMode::Stream
+        }
     }
 
     fn on_response_body<'a>(

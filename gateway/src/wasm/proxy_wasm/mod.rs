@@ -16,8 +16,8 @@ pub use abi::{deserialize_map, serialize_map, Status};
 pub use filter::ProxyWasmFilter;
 pub use memory::AbiViolation;
 
-use crate::config::FailurePolicy;
-use crate::host::QueueNotify;
+use crate::config::{FailurePolicy, ProxyWasmCallback};
+use crate::host::{Phase, QueueNotify};
 use crate::wasm::context::PluginCtx;
 use crate::wasm::sandbox::Sandbox;
 use crate::wasm::{PluginError, PluginHealth};
@@ -59,6 +59,81 @@ impl Shared {
     }
 }
 
+/// The per-request callbacks a plugin was told to skip (`skip:` in its config), as a bit set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Skip(u8);
+
+impl Skip {
+    const ALL: u8 = 0xff;
+
+    fn bit(cb: ProxyWasmCallback) -> u8 {
+        1 << match cb {
+            ProxyWasmCallback::OnRequestHeaders => 0,
+            ProxyWasmCallback::OnRequestBody => 1,
+            ProxyWasmCallback::OnRequestTrailers => 2,
+            ProxyWasmCallback::OnResponseHeaders => 3,
+            ProxyWasmCallback::OnResponseBody => 4,
+            ProxyWasmCallback::OnResponseTrailers => 5,
+            ProxyWasmCallback::OnDone => 6,
+            ProxyWasmCallback::OnLog => 7,
+        }
+    }
+
+    /// The set of `list`.
+    pub(crate) fn of(list: &[ProxyWasmCallback]) -> Skip {
+        Skip(list.iter().fold(0, |m, cb| m | Self::bit(*cb)))
+    }
+
+    /// Whether `cb` is skipped.
+    #[inline]
+    fn has(self, cb: ProxyWasmCallback) -> bool {
+        self.0 & Self::bit(cb) != 0
+    }
+
+    /// Whether the callback of a request phase is skipped.
+    #[inline]
+    fn phase(self, phase: Phase) -> bool {
+        use ProxyWasmCallback as C;
+        match phase {
+            Phase::RequestHeaders => self.has(C::OnRequestHeaders),
+            Phase::RequestBody => self.has(C::OnRequestBody),
+            Phase::RequestTrailers => self.has(C::OnRequestTrailers),
+            Phase::ResponseHeaders => self.has(C::OnResponseHeaders),
+            Phase::ResponseBody => self.has(C::OnResponseBody),
+            Phase::ResponseTrailers => self.has(C::OnResponseTrailers),
+            Phase::Idle => true,
+        }
+    }
+
+    /// Whether a callback that may come after `phase` (a later phase, `on_done`, `on_log`) is not
+    /// skipped: then the heads are kept readable after the phase.
+    #[inline]
+    fn any_after(self, phase: Phase) -> bool {
+        let later: u8 = match phase {
+            Phase::RequestHeaders => 0b1111_1110,
+            Phase::RequestBody => 0b1111_1110,
+            Phase::RequestTrailers => 0b1111_1000,
+            Phase::ResponseHeaders => 0b1111_0000,
+            Phase::ResponseBody => 0b1111_0000,
+            Phase::ResponseTrailers => 0b1100_0000,
+            Phase::Idle => Self::ALL,
+        };
+        self.0 & later != later
+    }
+
+    /// Every per-request callback is skipped: requests get no context.
+    #[inline]
+    fn everything(self) -> bool {
+        self.0 == Self::ALL
+    }
+
+    /// Both end callbacks (`on_done`, `on_log`) are skipped.
+    #[inline]
+    fn ends(self) -> bool {
+        self.has(ProxyWasmCallback::OnDone) && self.has(ProxyWasmCallback::OnLog)
+    }
+}
+
 /// A live filter's root context, replayed on every new VM.
 #[derive(Clone)]
 struct RootSpec {
@@ -80,6 +155,8 @@ pub struct ProxyWasmPlugin {
     roots: Mutex<Vec<RootSpec>>,
     next_context: AtomicU32,
     ticks: Mutex<HashMap<u32, tokio::task::JoinHandle<()>>>,
+    /// The callbacks its config says to skip.
+    skip: Skip,
 }
 
 impl std::fmt::Debug for ProxyWasmPlugin {
@@ -113,6 +190,7 @@ impl ProxyWasmPlugin {
         ctx: Arc<PluginCtx>,
         module: Module,
         vm_config: Bytes,
+        skip: Skip,
     ) -> Result<Arc<ProxyWasmPlugin>, PluginError> {
         let name = ctx.name.to_string();
         let unsupported = |reason: String| PluginError::Unsupported {
@@ -159,6 +237,7 @@ impl ProxyWasmPlugin {
             roots: Mutex::new(Vec::new()),
             next_context: AtomicU32::new(1),
             ticks: Mutex::new(HashMap::new()),
+            skip,
         });
         let _ = shared.plugin.set(Arc::downgrade(&plugin));
         let mut slot = plugin.slot.lock().await;

@@ -3,6 +3,7 @@
 use super::abi::map;
 use super::state::{CallEvent, CalloutResponse, HttpCtx, RootCtx, VmState};
 use super::{ProxyWasmPlugin, RootSpec};
+use crate::config::ProxyWasmCallback;
 use crate::filter::{FilterError, RequestInfo};
 use crate::host::{CalloutError, GrpcEvent};
 use crate::wasm::sandbox::{classify, InstanceGuard, SandboxState, StoreLimiter};
@@ -352,7 +353,11 @@ impl ProxyWasmPlugin {
             return Ok(());
         }
         let exports = vm.exports.clone();
-        if let Some(done) = exports.on_done.as_ref() {
+        let done = match exports.on_done.as_ref() {
+            Some(f) if !self.skip.has(ProxyWasmCallback::OnDone) => Some(f),
+            _ => None,
+        };
+        if let Some(done) = done {
             Self::enter(vm, id);
             let finished = self.call(vm, done, id)?;
             if finished == 0 {
@@ -383,10 +388,11 @@ impl ProxyWasmPlugin {
             None => return Ok(()),
         }
         let exports = vm.exports.clone();
-        for f in [exports.on_log.as_ref(), exports.on_delete.as_ref()]
-            .into_iter()
-            .flatten()
-        {
+        let log = match exports.on_log.as_ref() {
+            Some(f) if !self.skip.has(ProxyWasmCallback::OnLog) => Some(f),
+            _ => None,
+        };
+        for f in [log, exports.on_delete.as_ref()].into_iter().flatten() {
             Self::enter(vm, id);
             self.call(vm, f, id)?;
         }
