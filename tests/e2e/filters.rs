@@ -576,7 +576,11 @@ async fn a_proxy_wasm_plugin_told_to_skip_callbacks_never_gets_them() {
         )
         .await;
         assert_eq!(s, 200, "{tag}");
-        assert_eq!(body, format!("mock up /{tag}/echo\n"), "{tag}: the body passes");
+        assert_eq!(
+            body,
+            format!("mock up /{tag}/echo\n"),
+            "{tag}: the body passes"
+        );
         assert_eq!(up.last().body, "request body", "{tag}");
         // A header callback that runs leaves its marks; a skipped one does not.
         let marked = up.last().headers.contains_key("x-seen-tag");
@@ -613,8 +617,10 @@ async fn a_proxy_wasm_plugin_told_to_skip_callbacks_never_gets_them() {
         .await
     );
     assert!(
-        eventually(Duration::from_secs(5), async || count("calls:late:on_log".into())
-            .await
+        eventually(Duration::from_secs(5), async || count(
+            "calls:late:on_log".into()
+        )
+        .await
             == "1")
         .await
     );
