@@ -41,92 +41,92 @@ fn json_error(status: u16, error: &str) -> Action {
         .with_header("content-type", "application/json")
 }
 
-impl Filter for AuthCallout {
-    fn init(&mut self, config: &str) -> Result<(), String> {
-        let v: Value = serde_json::from_str(config)
-            .map_err(|_| "expected a map with at least `upstream`".to_string())?;
-        let Value::Object(m) = v else {
-            return Err("expected a map with at least `upstream`".into());
-        };
-        for (k, v) in &m {
-            match k.as_str() {
-                "upstream" => self.upstream = string(k, v)?,
-                "path" => {
-                    self.path = string(k, v)?;
-                    if !self.path.starts_with('/') {
-                        return Err(format!("path: `{}` must start with `/`", self.path));
+export_filter! {
+    impl Filter for AuthCallout {
+        fn init(&mut self, config: &str) -> Result<(), String> {
+            let v: Value = serde_json::from_str(config)
+                .map_err(|_| "expected a map with at least `upstream`".to_string())?;
+            let Value::Object(m) = v else {
+                return Err("expected a map with at least `upstream`".into());
+            };
+            for (k, v) in &m {
+                match k.as_str() {
+                    "upstream" => self.upstream = string(k, v)?,
+                    "path" => {
+                        self.path = string(k, v)?;
+                        if !self.path.starts_with('/') {
+                            return Err(format!("path: `{}` must start with `/`", self.path));
+                        }
+                    }
+                    "forward_headers" => {
+                        let Value::Array(items) = v else {
+                            return Err("forward_headers: expected a list of header names".into());
+                        };
+                        self.forward_headers = items
+                            .iter()
+                            .map(|i| string("forward_headers", i).map(|s| s.to_ascii_lowercase()))
+                            .collect::<Result<_, _>>()?;
+                    }
+                    "user_header" => self.user_header = string(k, v)?.to_ascii_lowercase(),
+                    "timeout_ms" => {
+                        self.timeout_ms = v
+                            .as_u64()
+                            .and_then(|n| u32::try_from(n).ok())
+                            .filter(|n| *n > 0)
+                            .ok_or_else(|| format!("timeout_ms: expected a positive number, not {v}"))?
+                    }
+                    _ => {
+                        return Err(format!(
+                            "unknown key `{k}` (expected upstream, path, forward_headers, user_header, timeout_ms)"
+                        ))
                     }
                 }
-                "forward_headers" => {
-                    let Value::Array(items) = v else {
-                        return Err("forward_headers: expected a list of header names".into());
-                    };
-                    self.forward_headers = items
-                        .iter()
-                        .map(|i| string("forward_headers", i).map(|s| s.to_ascii_lowercase()))
-                        .collect::<Result<_, _>>()?;
-                }
-                "user_header" => self.user_header = string(k, v)?.to_ascii_lowercase(),
-                "timeout_ms" => {
-                    self.timeout_ms = v
-                        .as_u64()
-                        .and_then(|n| u32::try_from(n).ok())
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| format!("timeout_ms: expected a positive number, not {v}"))?
-                }
-                _ => {
-                    return Err(format!(
-                        "unknown key `{k}` (expected upstream, path, forward_headers, user_header, timeout_ms)"
-                    ))
-                }
             }
+            if self.upstream.is_empty() {
+                return Err("upstream: required (the upstream to ask)".into());
+            }
+            Ok(())
         }
-        if self.upstream.is_empty() {
-            return Err("upstream: required (the upstream to ask)".into());
-        }
-        Ok(())
-    }
 
-    fn on_request(&mut self, req: &Request) -> Action {
-        let mut check = http::Request::new("GET", &self.path).timeout_ms(self.timeout_ms);
-        for name in &self.forward_headers {
-            for value in req.header_all(name) {
-                check = check.header(name, &value);
-            }
-        }
-        let resp = match http::send(&self.upstream, check) {
-            Ok(r) => r,
-            Err(e) => {
-                log::warn(&format!("auth-callout: {}: {e}", self.upstream));
-                return json_error(503, "auth unavailable");
-            }
-        };
-        match resp.status {
-            200..=299 => {
-                // Only the auth service names the user: a client's own value never passes.
-                let done = match resp.header("x-user") {
-                    Some(user) => req.set_header(&self.user_header, user),
-                    None => req.remove_header(&self.user_header),
-                };
-                match done {
-                    Ok(()) => Action::Continue,
-                    Err(e) => {
-                        log::warn(&format!(
-                            "auth-callout: cannot set {}: {e}",
-                            self.user_header
-                        ));
-                        json_error(503, "auth unavailable")
-                    }
+        fn on_request(&mut self, req: &Request) -> Action {
+            let mut check = http::Request::new("GET", &self.path).timeout_ms(self.timeout_ms);
+            for name in &self.forward_headers {
+                for value in req.header_all(name) {
+                    check = check.header(name, &value);
                 }
             }
-            401 => json_error(401, "unauthorized"),
-            403 => json_error(403, "forbidden"),
-            other => {
-                log::warn(&format!("auth-callout: {} answered {other}", self.upstream));
-                json_error(503, "auth unavailable")
+            let resp = match http::send(&self.upstream, check) {
+                Ok(r) => r,
+                Err(e) => {
+                    log::warn(&format!("auth-callout: {}: {e}", self.upstream));
+                    return json_error(503, "auth unavailable");
+                }
+            };
+            match resp.status {
+                200..=299 => {
+                    // Only the auth service names the user: a client's own value never passes.
+                    let done = match resp.header("x-user") {
+                        Some(user) => req.set_header(&self.user_header, user),
+                        None => req.remove_header(&self.user_header),
+                    };
+                    match done {
+                        Ok(()) => Action::Continue,
+                        Err(e) => {
+                            log::warn(&format!(
+                                "auth-callout: cannot set {}: {e}",
+                                self.user_header
+                            ));
+                            json_error(503, "auth unavailable")
+                        }
+                    }
+                }
+                401 => json_error(401, "unauthorized"),
+                403 => json_error(403, "forbidden"),
+                other => {
+                    log::warn(&format!("auth-callout: {} answered {other}", self.upstream));
+                    json_error(503, "auth unavailable")
+                }
             }
         }
     }
 }
-
-export_filter!(AuthCallout);

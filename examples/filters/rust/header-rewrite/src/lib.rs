@@ -163,21 +163,21 @@ impl Edits {
     }
 }
 
-impl Filter for HeaderRewrite {
-    fn init(&mut self, config: &str) -> Result<(), String> {
-        *self = parse(config)?;
-        Ok(())
-    }
+export_filter! {
+    impl Filter for HeaderRewrite {
+        fn init(&mut self, config: &str) -> Result<(), String> {
+            *self = parse(config)?;
+            Ok(())
+        }
 
-    fn on_request(&mut self, req: &Request) -> Action {
-        self.request.apply(req);
-        Action::Continue
-    }
+        fn on_request(&mut self, req: &Request) -> Action {
+            self.request.apply(req);
+            Action::Continue
+        }
 
-    fn on_response(&mut self, resp: &Response) -> Action {
-        self.response.apply(resp);
-        Action::Continue
+        fn on_response(&mut self, resp: &Response) -> Action {
+            self.response.apply(resp);
+            Action::Continue
+        }
     }
 }
-
-export_filter!(HeaderRewrite);

@@ -52,80 +52,80 @@ impl JsonRedact {
     }
 }
 
-impl Filter for JsonRedact {
-    fn init(&mut self, config: &str) -> Result<(), String> {
-        let v: Value = serde_json::from_str(config)
-            .map_err(|_| "expected a map with `fields` (a list of keys)".to_string())?;
-        let Value::Object(m) = v else {
-            return Err("expected a map with `fields` (a list of keys)".into());
-        };
-        let mut fields = None;
-        for (k, v) in &m {
-            match k.as_str() {
-                "fields" => {
-                    let list = v
-                        .as_array()
-                        .ok_or_else(|| format!("fields: expected a list of keys, not {v}"))?;
-                    let keys = list
-                        .iter()
-                        .map(|i| match i {
-                            Value::String(s) if !s.is_empty() => Ok(s.clone()),
-                            other => Err(format!("fields: expected a non-empty key, not {other}")),
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    fields = Some(keys);
+export_filter! {
+    impl Filter for JsonRedact {
+        fn init(&mut self, config: &str) -> Result<(), String> {
+            let v: Value = serde_json::from_str(config)
+                .map_err(|_| "expected a map with `fields` (a list of keys)".to_string())?;
+            let Value::Object(m) = v else {
+                return Err("expected a map with `fields` (a list of keys)".into());
+            };
+            let mut fields = None;
+            for (k, v) in &m {
+                match k.as_str() {
+                    "fields" => {
+                        let list = v
+                            .as_array()
+                            .ok_or_else(|| format!("fields: expected a list of keys, not {v}"))?;
+                        let keys = list
+                            .iter()
+                            .map(|i| match i {
+                                Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                                other => Err(format!("fields: expected a non-empty key, not {other}")),
+                            })
+                            .collect::<Result<Vec<_>, _>>()?;
+                        fields = Some(keys);
+                    }
+                    "replacement" => {
+                        self.replacement = v
+                            .as_str()
+                            .ok_or_else(|| format!("replacement: expected a string, not {v}"))?
+                            .to_string()
+                    }
+                    _ => return Err(format!("unknown key `{k}` (expected fields, replacement)")),
                 }
-                "replacement" => {
-                    self.replacement = v
-                        .as_str()
-                        .ok_or_else(|| format!("replacement: expected a string, not {v}"))?
-                        .to_string()
-                }
-                _ => return Err(format!("unknown key `{k}` (expected fields, replacement)")),
+            }
+            self.fields = match fields {
+                Some(f) if !f.is_empty() => f,
+                Some(_) => return Err("fields: must not be empty".into()),
+                None => return Err("fields: required (the keys to redact)".into()),
+            };
+            Ok(())
+        }
+
+        fn options(&self) -> Options {
+            Options {
+                response_body: BodyMode::Whole,
+                ..Options::default()
             }
         }
-        self.fields = match fields {
-            Some(f) if !f.is_empty() => f,
-            Some(_) => return Err("fields: must not be empty".into()),
-            None => return Err("fields: required (the keys to redact)".into()),
-        };
-        Ok(())
-    }
 
-    fn options(&self) -> Options {
-        Options {
-            response_body: BodyMode::Whole,
-            ..Options::default()
+        fn on_response(&mut self, resp: &Response) -> Action {
+            self.is_json = resp
+                .header("content-type")
+                .is_some_and(|ct| is_json_type(&ct));
+            Action::Continue
         }
-    }
 
-    fn on_response(&mut self, resp: &Response) -> Action {
-        self.is_json = resp
-            .header("content-type")
-            .is_some_and(|ct| is_json_type(&ct));
-        Action::Continue
-    }
-
-    fn on_response_body(&mut self, resp: &Response, _end_of_stream: bool) -> Action {
-        if !self.is_json {
-            return Action::Continue;
+        fn on_response_body(&mut self, resp: &Response, _end_of_stream: bool) -> Action {
+            if !self.is_json {
+                return Action::Continue;
+            }
+            let Some(body) = resp.body() else {
+                return Action::Continue;
+            };
+            let Ok(mut doc) = serde_json::from_slice::<Value>(&body) else {
+                return Action::Continue;
+            };
+            let count = self.redact(&mut doc);
+            let out = serde_json::to_vec(&doc).unwrap_or(body);
+            if let Err(e) = resp.set_body(&out) {
+                log::warn(&format!("json-redact: cannot replace the body: {e}"));
+            }
+            if let Err(e) = resp.set_header("x-redacted", &count.to_string()) {
+                log::warn(&format!("json-redact: cannot set x-redacted: {e}"));
+            }
+            Action::Continue
         }
-        let Some(body) = resp.body() else {
-            return Action::Continue;
-        };
-        let Ok(mut doc) = serde_json::from_slice::<Value>(&body) else {
-            return Action::Continue;
-        };
-        let count = self.redact(&mut doc);
-        let out = serde_json::to_vec(&doc).unwrap_or(body);
-        if let Err(e) = resp.set_body(&out) {
-            log::warn(&format!("json-redact: cannot replace the body: {e}"));
-        }
-        if let Err(e) = resp.set_header("x-redacted", &count.to_string()) {
-            log::warn(&format!("json-redact: cannot set x-redacted: {e}"));
-        }
-        Action::Continue
     }
 }
-
-export_filter!(JsonRedact);
