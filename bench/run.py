@@ -188,6 +188,11 @@ GATEWAYS = {
     "gw-ratelimit-redis": [ratelimit_route("cluster")],
     "gw-noop1": [gw_route("bench", {"prefix": "/"}, filters=["noop"])],
     "gw-noop10": [gw_route("bench", {"prefix": "/"}, filters=["noop"] * 10)],
+    # The same no-op filter with `skip:` (issue 17): of the bodies and trailers only (what a header
+    # filter would skip), and of every per-request callback (what a no-op is).
+    "gw-noop1-headers": [gw_route("bench", {"prefix": "/"}, filters=[("bench-headers", "noop")])],
+    "gw-noop1-skip": [gw_route("bench", {"prefix": "/"}, filters=[("bench-skip", "noop")])],
+    "gw-noop10-skip": [gw_route("bench", {"prefix": "/"}, filters=[("bench-skip", "noop")] * 10)],
     "gw-realistic": [REALISTIC_ROUTE],
     "gw-routes10": many_routes(10),
     "gw-routes10k": many_routes(10_000),
@@ -255,6 +260,11 @@ GATEWAY_EXTRA = {
 # 10 stages of one plugin take 10 of its contexts per request: 32 connections need 320+.
 PLUGINS = {
     "bench": {"path": FILTERS_WASM, "limits": {"instances": 1000}},
+    "bench-headers": {"path": FILTERS_WASM, "limits": {"instances": 1000},
+                      "skip": ["on_request_body", "on_request_trailers", "on_response_body", "on_response_trailers"]},
+    "bench-skip": {"path": FILTERS_WASM, "limits": {"instances": 1000},
+                   "skip": ["on_request_headers", "on_request_body", "on_request_trailers", "on_response_headers",
+                            "on_response_body", "on_response_trailers", "on_done", "on_log"]},
     "wit-noop": {"path": WIT_FILTERS_WASM, "instance_mode": "fresh", "limits": {"instances": 1000}},
     "wit-noop-reuse": {"path": WIT_FILTERS_WASM, "instance_mode": "reuse", "limits": {"instances": 1000}},
     "go-noop": {"path": GO_FILTER_WASM, "instance_mode": "fresh", "limits": {"instances": 1000}},
@@ -272,6 +282,12 @@ SCENARIOS = [
     ("gw", "gw", "/", 0, {}, "gateway, one prefix route, no filters"),
     ("gw-noop1", "gw-noop1", "/", 0, {}, "gateway + 1 no-op Proxy-Wasm filter"),
     ("gw-noop10", "gw-noop10", "/", 0, {}, "gateway + chain of 10 no-op Proxy-Wasm filters"),
+    ("gw-noop1-headers", "gw-noop1-headers", "/", 0, {},
+     "gateway + 1 no-op Proxy-Wasm filter told to skip body and trailer callbacks (`skip:`)"),
+    ("gw-noop1-skip", "gw-noop1-skip", "/", 0, {},
+     "gateway + 1 no-op Proxy-Wasm filter told to skip every per-request callback (`skip:`)"),
+    ("gw-noop10-skip", "gw-noop10-skip", "/", 0, {},
+     "gateway + chain of 10 no-op Proxy-Wasm filters told to skip every per-request callback"),
     ("gw-2w", "gw-2w", "/", 0, {},
      "gateway without filters, 2 worker threads on both cores (load generator and upstream share core 0)"),
     ("gw-noop1-2w", "gw-noop1-2w", "/", 0, {},
