@@ -193,6 +193,9 @@ GATEWAYS = {
     "gw-noop1-headers": [gw_route("bench", {"prefix": "/"}, filters=[("bench-headers", "noop")])],
     "gw-noop1-skip": [gw_route("bench", {"prefix": "/"}, filters=[("bench-skip", "noop")])],
     "gw-noop10-skip": [gw_route("bench", {"prefix": "/"}, filters=[("bench-skip", "noop")] * 10)],
+    # The realistic chain with its plugin told what it uses: request headers only.
+    "gw-realistic-skip": [dict(REALISTIC_ROUTE, filters=[{"plugin": "bench-request-headers", "config": c}
+                                                         for c in ("auth", "ratelimit")])],
     "gw-realistic": [REALISTIC_ROUTE],
     "gw-routes10": many_routes(10),
     "gw-routes10k": many_routes(10_000),
@@ -262,6 +265,9 @@ PLUGINS = {
     "bench": {"path": FILTERS_WASM, "limits": {"instances": 1000}},
     "bench-headers": {"path": FILTERS_WASM, "limits": {"instances": 1000},
                       "skip": ["on_request_body", "on_request_trailers", "on_response_body", "on_response_trailers"]},
+    "bench-request-headers": {"path": FILTERS_WASM, "limits": {"instances": 1000},
+                              "skip": ["on_request_body", "on_request_trailers", "on_response_headers",
+                                       "on_response_body", "on_response_trailers", "on_done", "on_log"]},
     "bench-skip": {"path": FILTERS_WASM, "limits": {"instances": 1000},
                    "skip": ["on_request_headers", "on_request_body", "on_request_trailers", "on_response_headers",
                             "on_response_body", "on_response_trailers", "on_done", "on_log"]},
@@ -294,6 +300,8 @@ SCENARIOS = [
      "gateway + 1 no-op Proxy-Wasm filter, 2 worker threads on both cores (shared with the load generator)"),
     ("gw-realistic", "gw-realistic", "/", 0, AUTH_HEADERS,
      "gateway + auth filter + shared-data rate-limit filter + route header rewrites"),
+    ("gw-realistic-skip", "gw-realistic-skip", "/", 0, AUTH_HEADERS,
+     "gw-realistic with its Proxy-Wasm plugin told to skip every callback but on_request_headers (`skip:`)"),
     ("gw-auth-chain", "gw-auth", "/", 0, AUTH_CHAIN_HEADERS,
      "gateway + built-in cors + key-auth (one consumer, hide_credentials) + route header rewrites"),
     ("gw-auth-chain-reuse", "gw-auth-reuse", "/", 0, AUTH_CHAIN_HEADERS,
