@@ -177,7 +177,8 @@ pub async fn forward(
             None => headers.take().unwrap_or_default(),
         };
 
-        let now = Instant::now();
+        // The first try starts now (the clock was just read).
+        let now = if attempt == 0 { start } else { Instant::now() };
         let remaining = deadline.saturating_duration_since(now);
         let per_try = retry
             .and_then(|p| p.cfg.per_try_timeout)
@@ -207,7 +208,9 @@ pub async fn forward(
                 let status = resp.status().as_u16();
                 // A trailers-only gRPC answer has its status in the headers; one after a body has
                 // it in trailers, too late to retry.
-                let code = super::grpc::status_in_headers(resp.headers()).filter(|_| grpc);
+                let code = grpc
+                    .then(|| super::grpc::status_in_headers(resp.headers()))
+                    .flatten();
                 // Passive health takes a gRPC status as the HTTP status it maps to (as Envoy's
                 // outlier detection does): UNAVAILABLE (503) and DEADLINE_EXCEEDED (504) fail.
                 let health = code.map_or(status, |c| c.http_status().as_u16());

@@ -745,7 +745,9 @@ impl RouteBackend<'_> {
                 let mut parts = parts;
                 if let Some(t) = &route.transcode {
                     if !transcode::is_grpc(&parts.headers) {
-                        return transcode::serve(t, &self, cluster, parts, body, watch).await;
+                        // Boxed, as `forward` below.
+                        return Box::pin(transcode::serve(t, &self, cluster, parts, body, watch))
+                            .await;
                     }
                 }
                 let web = route
@@ -756,8 +758,12 @@ impl RouteBackend<'_> {
                     Some(w) => (w.request(&mut parts, body), None),
                     None => (body, declared),
                 };
-                // Awaited where it is made (see `Exchange::run`).
-                let forwarded = forward::forward(
+                // Boxed: its state (about 3 KiB: the request's parts, the upstream request, the
+                // try's timeout and send) would otherwise be in every future above it, each of which
+                // is copied whole at least once per request (`serve`, `Exchange::run`, `handle`, an
+                // HTTP/2 stream's task). One allocation costs less than the copies (BENCHMARKS.md,
+                // issue 17: 1.1 k instructions per HTTP/1 request, 96 k per HTTP/2 one).
+                let forwarded = Box::pin(forward::forward(
                     route,
                     cluster,
                     self.info,
@@ -768,7 +774,7 @@ impl RouteBackend<'_> {
                     watch,
                     declared,
                     self.upgrade,
-                )
+                ))
                 .await;
                 return match forwarded {
                     Ok((resp, endpoint)) => {
@@ -803,9 +809,9 @@ impl RouteBackend<'_> {
                     let e = crate::wasm::function::FunctionError::NotLoaded(slot.name().into());
                     return (Err(e.into()), None);
                 };
-                // Awaited where it is made (see `Exchange::run`).
+                // Boxed, as `forward` above.
                 return (
-                    f.serve(parts, body, self.info.scheme)
+                    Box::pin(f.serve(parts, body, self.info.scheme))
                         .await
                         .map_err(Into::into),
                     None,

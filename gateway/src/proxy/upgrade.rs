@@ -55,6 +55,10 @@ pub(super) fn asked<B>(req: &Request<B>) -> Result<Option<Asked>, ProxyError> {
         };
     }
     let h = req.headers();
+    // The usual request: no `Upgrade`, so nothing asked whatever `Connection` says (one lookup).
+    if !h.contains_key(header::UPGRADE) {
+        return Ok(None);
+    }
     let values = |name| h.get_all(name).into_iter().map(HeaderValue::as_bytes);
     let protocols: Vec<String> = h1_protocols(
         req.version() == Version::HTTP_11,

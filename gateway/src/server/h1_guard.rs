@@ -268,7 +268,8 @@ impl<IO: AsyncWrite + Unpin + Send + 'static> Guarded<IO> {
                         if input.is_empty() {
                             return;
                         }
-                        *started = Some(Instant::now());
+                        // The bytes came in with the last read (its clock, not another reading).
+                        *started = Some(self.last_read);
                         // The usual case: the whole head came in one read. It is checked where it
                         // is, with no copy into the head buffer.
                         if let Some(end) = find_head_end(input) {
@@ -901,11 +902,22 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Guarded<IO> {
         let Some((at, is_header)) = self.deadline() else {
             return false;
         };
-        if self.timer.deadline() != at.into() {
-            self.timer.as_mut().reset(at.into());
+        // Moved only to an earlier time. The idle deadline moves later with every request; the
+        // timer is left where it is and, when it goes off early, set again to the deadline then
+        // (one wheel entry per idle period instead of one per request).
+        let at_tokio = tokio::time::Instant::from(at);
+        if at_tokio < self.timer.deadline() {
+            self.timer.as_mut().reset(at_tokio);
         }
-        if self.timer.as_mut().poll(cx).is_pending() {
-            return false;
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            // It went off at the deadline it had, which may be before `at` now.
+            if tokio::time::Instant::now() >= at_tokio {
+                break;
+            }
+            self.timer.as_mut().reset(at_tokio);
         }
         if is_header {
             self.fail(reject(408, "request head not received in time"), true);
@@ -961,6 +973,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Guarded<
                             continue;
                         }
                         Poll::Ready(Ok(())) => {
+                            // The clock a held head's header timeout starts from, once fed.
+                            this.last_read = Instant::now();
                             this.held_buf.extend_from_slice(rb.filled());
                             if this.held_buf.len() > this.limits.max_header_bytes {
                                 this.fail(bad("bytes sent before the upgrade was accepted"), false);
@@ -981,17 +995,29 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Guarded<
                 _ => None,
             };
             if let Some(limit) = direct.filter(|&l| l > 0) {
-                let dst = buf.initialize_unfilled_to(limit);
-                let mut rb = ReadBuf::new(dst);
-                let r = Pin::new(this.io.as_mut().expect(IO_PRESENT)).poll_read(cx, &mut rb);
-                let n = rb.filled().len();
+                let io = Pin::new(this.io.as_mut().expect(IO_PRESENT));
+                let (r, n) = if limit >= buf.remaining() {
+                    // hyper's buffer as it is: bounding the read would zero its unfilled part
+                    // first (16 KiB per read of an HTTP/2 connection).
+                    let before = buf.filled().len();
+                    let r = io.poll_read(cx, buf);
+                    (r, buf.filled().len() - before)
+                } else {
+                    let dst = buf.initialize_unfilled_to(limit);
+                    let mut rb = ReadBuf::new(dst);
+                    let r = io.poll_read(cx, &mut rb);
+                    let n = rb.filled().len();
+                    if let Poll::Ready(Ok(())) = r {
+                        buf.advance(n);
+                    }
+                    (r, n)
+                };
                 match r {
                     Poll::Ready(Ok(())) if n == 0 => {
                         this.eof = true;
                         continue;
                     }
                     Poll::Ready(Ok(())) => {
-                        buf.advance(n);
                         this.last_read = Instant::now();
                         if let State::Length(left) = &mut this.state {
                             *left -= n as u64;
