@@ -3,10 +3,10 @@
 // plugin counter `requests_total`. See examples/filters/README.md.
 //
 //   config: {key: hits}
-import { get as facts } from 'gateway:filter/facts@0.1.4';
-import { increment } from 'gateway:filter/kv@0.1.4';
-import { log } from 'gateway:filter/log@0.1.4';
-import { counterAdd } from 'gateway:filter/metrics@0.1.4';
+import { get as facts } from 'gateway:filter/facts@0.1.5';
+import { increment } from 'gateway:filter/kv@0.1.5';
+import { log } from 'gateway:filter/log@0.1.5';
+import { counterAdd } from 'gateway:filter/metrics@0.1.5';
 
 let key = null;
 // This request's number: an instance serves one request at a time, and onRequest resets it.
