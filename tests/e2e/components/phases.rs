@@ -56,8 +56,9 @@ async fn a_filter_is_entered_only_in_the_phases_it_implements() {
         assert_eq!(s, 200, "{body}");
         assert_eq!(hv(&h, "x-rt"), "yes");
     }
-    let (s, _, _) = get_with(&gw.url("/k/x"), &[("x-test", "none")]).await;
-    assert_eq!(s, 200);
+    // `phases.declare` outside `init` is refused with `wrong-phase` (and changes nothing).
+    let (_, up) = run(&gw, &b, "/k/x", "phases-late", &[]).await;
+    assert_eq!(hv(&up, "x-phases-late"), "wrong-phase");
 
     let m = gw.metrics().await;
     assert_eq!(
