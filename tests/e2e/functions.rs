@@ -124,7 +124,10 @@ async fn a_large_upload_is_echoed_whole() {
                 .unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], "application/x-test");
-        let got = resp.into_body().collect().await.unwrap().to_bytes();
+        let got = match resp.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => panic!("{e}: {:#}", described(g, "f").await),
+        };
         assert_eq!(got.len(), body.len());
         assert!(got == body, "the echo differs");
     }
@@ -781,6 +784,74 @@ async fn a_reused_function_answers_request_after_request_without_waiting() {
         started.elapsed()
     );
     assert_eq!(get(&gw.url("/f/count")).await.2, "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_clients_is_served_by_returning_instances_without_waiting_out_the_bound() {
+    // N clients, each sending its next request as soon as it has the previous answer (whose
+    // instance is then on its way back), N instances at most, N kept warm: every request that
+    // waits for a returning instance gets one (or starts its own) without waiting out the 50 ms
+    // bound, and no instance is thrown away.
+    const N: usize = 4;
+    let gw = TestGateway::start(&config(
+        "    instance_mode: reuse\n    limits: {concurrency: 4, max_idle: 4, queue_timeout: 10s}\n",
+        "",
+        "",
+    ))
+    .await;
+    let url = gw.url("/f/count");
+    let clients: Vec<_> = (0..N)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                for _ in 0..25 {
+                    let (s, _, body) = get(&url).await;
+                    assert_eq!(s, 200, "{body}");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.unwrap();
+    }
+    let d = described(&gw, "f").await;
+    assert_eq!(d["requests"], 100, "{d:#}");
+    assert_eq!(d["failures"], 0, "{d:#}");
+    assert_eq!(d["return_wait_timeouts"], 0, "{d:#}");
+    assert!(
+        d["instances_created"].as_u64().unwrap() <= N as u64,
+        "{d:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_one_waiter_waits_for_each_instance_on_its_way_back() {
+    // The client has the whole answer while the guest still lingers 2 s before returning: its
+    // instance is on its way back for that long. Of a burst of 4 requests meanwhile (each held
+    // 500 ms in the guest, so that none comes back while the others arrive), one waits for it, and
+    // waits out the bound as it lingers; the other 3 start their own at once (each waited before).
+    let gw = TestGateway::start(&config(
+        "    instance_mode: reuse\n    limits: {concurrency: 8, max_idle: 8}\n",
+        "",
+        "",
+    ))
+    .await;
+    let (s, _, body) = get(&gw.url("/f/linger?ms=2000")).await;
+    assert_eq!((s, body.as_str()), (200, "lingered"));
+    let burst: Vec<_> = (0..4)
+        .map(|_| {
+            let url = gw.url("/f/sleep?ms=500");
+            tokio::spawn(async move { get(&url).await })
+        })
+        .collect();
+    for b in burst {
+        assert_eq!(b.await.unwrap().0, 200);
+    }
+    let d = described(&gw, "f").await;
+    assert_eq!(d["return_waits"], 1, "{d:#}");
+    assert_eq!(d["return_wait_timeouts"], 1, "{d:#}");
+    assert_eq!(d["instances_created"], 5, "{d:#}");
+    assert_eq!(d["failures"], 0, "{d:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,6 +92,10 @@ pub struct FunctionStats {
     pub busy: AtomicU64,
     /// Time from the request's arrival at the function to the end of its response body.
     pub duration: Histogram,
+    /// Requests (reuse mode) that found no warm instance and waited for one on its way back.
+    pub return_waits: AtomicU64,
+    /// Of those, the ones that waited the whole bound (50 ms) for it.
+    pub return_wait_timeouts: AtomicU64,
 }
 
 /// A failure before the request's task started (counted by [`LoadedFunction::serve`]).
@@ -274,6 +278,7 @@ impl LoadedFunction {
         started: Instant,
     ) -> Result<Result<http::Response<Body>, FunctionError>, Early> {
         let limits = &self.cfg.limits;
+        let head_only = parts.method == http::Method::HEAD;
         let permit = match tokio::time::timeout(
             limits.queue_timeout.0,
             self.permits.clone().acquire_owned(),
@@ -420,12 +425,29 @@ impl LoadedFunction {
             Ok(Ok(resp)) => {
                 let (parts, body) = resp.into_parts();
                 let reuse = self.cfg.instance_mode == InstanceMode::Reuse;
+                // Nothing of the body goes to the client of a HEAD request.
+                let declared = match head_only {
+                    true => Some(0),
+                    false => parts
+                        .headers
+                        .get(http::header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok()?.parse().ok()),
+                };
                 let body = FunctionBody::new(
                     body,
                     self.name.to_string(),
                     done_rx,
                     closed_tx,
                     reuse.then(|| self.returns.clone()),
+                    declared,
+                    |rest| {
+                        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                            rt.spawn(async move {
+                                let mut rest = rest;
+                                while let Some(Ok(_)) = rest.frame().await {}
+                            });
+                        }
+                    },
                 );
                 Ok(http::Response::from_parts(
                     parts,
@@ -484,21 +506,31 @@ impl LoadedFunction {
 
     /// A warm instance (reuse mode). When there is none but a response was just let go of, its
     /// instance is on its way back (the request's task puts it back right after): waits for it a
-    /// little rather than start another.
+    /// little rather than start another, if no earlier request already waits for it. Each return
+    /// wakes one waiter; one left without an instance (another request took it, or it was dropped)
+    /// stops waiting and starts a new one.
     async fn checkout(&self) -> Option<Instance> {
+        if let Some(i) = self.take_warm() {
+            return Some(i);
+        }
+        if self.cfg.instance_mode != InstanceMode::Reuse || self.cfg.limits.max_idle == 0 {
+            return None;
+        }
+        let waiter = self.returns.enlist()?;
+        self.stats.return_waits.fetch_add(1, Ordering::Relaxed);
         let until = tokio::time::Instant::now() + RETURN_WAIT;
         loop {
             let returned = self.returns.returned.notified();
             if let Some(i) = self.take_warm() {
                 return Some(i);
             }
-            if self.cfg.instance_mode != InstanceMode::Reuse
-                || self.cfg.limits.max_idle == 0
-                || self.returns.count.load(Ordering::SeqCst) == 0
-            {
+            if !waiter.still_coming() {
                 return None;
             }
             if tokio::time::timeout_at(until, returned).await.is_err() {
+                self.stats
+                    .return_wait_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
                 return self.take_warm();
             }
         }

@@ -220,6 +220,8 @@ impl Functions {
                     "requests": stats.requests.load(std::sync::atomic::Ordering::Relaxed),
                     "failures": stats.failures.load(std::sync::atomic::Ordering::Relaxed),
                     "busy": stats.busy.load(std::sync::atomic::Ordering::Relaxed),
+                    "return_waits": stats.return_waits.load(std::sync::atomic::Ordering::Relaxed),
+                    "return_wait_timeouts": stats.return_wait_timeouts.load(std::sync::atomic::Ordering::Relaxed),
                     "traps": health.traps,
                     "cpu_limits": health.cpu_limits,
                     "memory_limits": health.memory_limits,

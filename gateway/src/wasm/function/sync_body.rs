@@ -77,14 +77,58 @@ pub(crate) enum Close<B> {
     Left(B, Option<Returning>),
 }
 
-/// Instances on their way back to a function's warm pool (reuse mode): a request that finds none
-/// warm waits a little for one while the count is above 0.
+/// Instances on their way back to a function's warm pool (reuse mode), and the requests waiting
+/// for one: a request that finds none warm waits a little for one only while more are on their
+/// way back than requests already wait for, and each return wakes one waiter.
 #[derive(Debug, Default)]
 pub(crate) struct Returns {
-    /// Instances whose response was let go of and which the request's task has not put back yet.
-    pub(crate) count: std::sync::atomic::AtomicUsize,
-    /// Told when one of them is back (or will not come back).
+    counts: std::sync::Mutex<Counts>,
+    /// Told once per instance back (or known not to come back): wakes one waiter.
     pub(crate) returned: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    /// Instances whose response was let go of and which the request's task has not put back yet.
+    returning: usize,
+    /// Requests waiting for one of them.
+    waiting: usize,
+}
+
+impl Returns {
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Enlists a request as waiting for an instance on its way back, if one is not spoken for.
+    pub(crate) fn enlist(self: &std::sync::Arc<Self>) -> Option<Waiter> {
+        let mut c = self.counts();
+        if c.returning > c.waiting {
+            c.waiting += 1;
+            Some(Waiter(self.clone()))
+        } else {
+            None
+        }
+    }
+}
+
+/// A request waiting for an instance on its way back; no longer counted when dropped.
+#[derive(Debug)]
+pub(crate) struct Waiter(std::sync::Arc<Returns>);
+
+impl Waiter {
+    /// Whether an instance is still on its way for this waiter: as many are coming as there are
+    /// waiters (an instance that went elsewhere, or was dropped, leaves one waiter without).
+    pub(crate) fn still_coming(&self) -> bool {
+        let c = self.0.counts();
+        c.returning >= c.waiting
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.0.counts().waiting -= 1;
+    }
 }
 
 /// One instance on its way back: counted from when its body is let go of until this is dropped,
@@ -95,17 +139,15 @@ pub(crate) struct Returning(std::sync::Arc<Returns>);
 
 impl Returning {
     fn new(r: &std::sync::Arc<Returns>) -> Returning {
-        r.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        r.counts().returning += 1;
         Returning(r.clone())
     }
 }
 
 impl Drop for Returning {
     fn drop(&mut self) {
-        self.0
-            .count
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-        self.0.returned.notify_waiters();
+        self.0.counts().returning -= 1;
+        self.0.returned.notify_one();
     }
 }
 
@@ -124,6 +166,15 @@ pub(crate) struct FunctionBody<B> {
     /// Reuse mode: where the body counts its instance as on its way back when it tells the task it
     /// was let go of, so that a request arriving meanwhile waits for the instance.
     returns: Option<std::sync::Arc<Returns>>,
+    /// The head's `content-length` (0 for a HEAD request), less the bytes passed on so far: at 0
+    /// the client has the whole answer, and hyper drops the body without waiting for its end.
+    left: Option<u64>,
+    /// The instance counted as on its way back from when the body was let go of (a body drained
+    /// to its end by [`drain`](Self::drain) after that).
+    early: Option<Returning>,
+    /// Spawns a task that reads the rest of a body let go of with nothing more owed to the
+    /// client while the guest still runs (none on that body itself).
+    drain: Option<fn(FunctionBody<B>)>,
 }
 
 impl<B> Drop for FunctionBody<B> {
@@ -132,13 +183,47 @@ impl<B> Drop for FunctionBody<B> {
         // is then in the body. While it still runs (the client went away mid-stream), the body is
         // dropped here, so its next write fails instead of waiting for room in a body nobody reads
         // until the request's timeout, holding the function's slot.
+        //
+        // A body with nothing more owed to the client (its declared length has all gone out, or
+        // the request was a HEAD) while the guest has not returned yet is read to its end by a
+        // task of its own, which tells the request's task as the body would have: hyper drops
+        // such a body as soon as it has written the last byte (or the head), which on a busy
+        // machine comes before the guest's `finish` and return. Dropping it then threw a good
+        // instance away and counted a failure. The instance counts as on its way back from now.
         let returned = match (&self.outcome, self.done.as_mut()) {
             (Some(o), _) => o.is_ok(),
-            (None, Some(rx)) => matches!(rx.try_recv(), Ok(Ok(()))),
+            (None, Some(rx)) => match rx.try_recv() {
+                Ok(o) => {
+                    let ok = o.is_ok();
+                    self.outcome = Some(o);
+                    ok
+                }
+                Err(_) => false,
+            },
             (None, None) => false,
         };
-        if let (Some(tx), Some(inner), true) = (self.closed.take(), self.inner.take(), returned) {
-            let _ = tx.send(Close::Left(inner, self.returning()));
+        if returned {
+            if let (Some(tx), Some(inner)) = (self.closed.take(), self.inner.take()) {
+                let _ = tx.send(Close::Left(inner, self.returning()));
+            }
+            return;
+        }
+        let owed_nothing = self.left == Some(0) && self.outcome.is_none();
+        if let (true, Some(drain), Some(_), Some(_)) =
+            (owed_nothing, self.drain, &self.closed, &self.inner)
+        {
+            let rest = FunctionBody {
+                inner: self.inner.take(),
+                function: std::mem::take(&mut self.function),
+                done: self.done.take(),
+                outcome: None,
+                closed: self.closed.take(),
+                early: self.returns.as_ref().map(Returning::new),
+                returns: self.returns.take(),
+                left: self.left,
+                drain: None,
+            };
+            drain(rest);
         }
     }
 }
@@ -150,6 +235,8 @@ impl<B> FunctionBody<B> {
         done: oneshot::Receiver<Outcome>,
         closed: oneshot::Sender<Close<B>>,
         returns: Option<std::sync::Arc<Returns>>,
+        declared: Option<u64>,
+        drain: fn(FunctionBody<B>),
     ) -> FunctionBody<B> {
         FunctionBody {
             inner: Some(inner),
@@ -158,11 +245,16 @@ impl<B> FunctionBody<B> {
             outcome: None,
             closed: Some(closed),
             returns,
+            left: declared,
+            early: None,
+            drain: Some(drain),
         }
     }
 
-    fn returning(&self) -> Option<Returning> {
-        self.returns.as_ref().map(Returning::new)
+    fn returning(&mut self) -> Option<Returning> {
+        self.early
+            .take()
+            .or_else(|| self.returns.as_ref().map(Returning::new))
     }
 
     fn abort(&mut self, why: String) -> Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>> {
@@ -214,7 +306,12 @@ where
         };
         match Pin::new(inner).poll_frame(cx) {
             // What the guest wrote goes out, also when it failed afterwards (the end says so).
-            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(left), Some(data)) = (&mut this.left, frame.data_ref()) {
+                    *left = left.saturating_sub(data.len() as u64);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
             Poll::Ready(Some(Err(e))) => this.abort(format!("the function aborted its body: {e}")),
             Poll::Ready(None) => {
                 // The body ends when the guest finishes it or when its instance goes (after a
