@@ -55,10 +55,13 @@ export_filter! {
                 Ok(Some(o)) => o,
                 Err(()) => String::new(),
             };
-            let asked_method = req.header(REQUEST_METHOD).filter(|m| !m.is_empty());
-            let preflight = req.method() == "OPTIONS" && asked_method.is_some();
-            if preflight && !cors.preflight_continue {
-                let method = asked_method.unwrap_or_default();
+            // Only an `OPTIONS` request is asked for its `Access-Control-Request-Method` (one host
+            // call less for every other request).
+            let asked_method = (!cors.preflight_continue && req.method() == "OPTIONS")
+                .then(|| req.header(REQUEST_METHOD))
+                .flatten()
+                .filter(|m| !m.is_empty());
+            if let Some(method) = asked_method {
                 return match cors.preflight(&origin, &method, &req.header_all(REQUEST_HEADERS)) {
                     Ok(headers) => Action::Respond {
                         status: 204,
@@ -87,9 +90,11 @@ export_filter! {
             };
             let d = cors.decorate(&origin);
             // The route's policy decides who may read the response: the upstream's own answer to
-            // these three is replaced (or removed, for an origin the policy does not allow).
+            // these three is replaced (or removed, for an origin the policy does not allow). A
+            // header that is set needs no removing first: setting replaces every value.
             let edits = [ALLOW_ORIGIN, ALLOW_CREDENTIALS, EXPOSE_HEADERS]
                 .into_iter()
+                .filter(|n| !d.set.iter().any(|(s, _)| s == n))
                 .map(|n| resp.remove_header(n))
                 .chain(d.set.iter().map(|(n, v)| resp.set_header(n, v)))
                 .chain(

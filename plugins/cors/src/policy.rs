@@ -50,8 +50,9 @@ impl Cors {
         if o.any {
             return Some("*".into());
         }
-        let lower = origin.to_ascii_lowercase();
-        let allowed = o.exact.contains(&lower) || o.regexes.iter().any(|r| r.is_match(origin));
+        // `exact` is lower-cased at init, so no lower-cased copy of the origin is needed.
+        let allowed = o.exact.iter().any(|e| e.eq_ignore_ascii_case(origin))
+            || o.regexes.iter().any(|r| r.is_match(origin));
         allowed.then(|| origin.to_string())
     }
 

@@ -23,7 +23,7 @@ mod lookup;
 use config::KeyAuth;
 use gateway_plugin_sdk::consumers;
 use gateway_plugin_sdk::{export_filter, log, metrics, Action, Error, Filter, Request};
-use lookup::{is_preflight, Incoming, Lookup};
+use lookup::{is_preflight, Incoming, Lookup, Place, PREFLIGHT_HEADERS};
 
 /// The credential kind of the gateway's `consumers:` that holds the keys.
 const KIND: &str = "key-auth";
@@ -32,10 +32,31 @@ const KIND: &str = "key-auth";
 struct KeyAuthFilter {
     /// The route's settings (set by `init`).
     auth: Option<KeyAuth>,
+    /// The headers a request is read for ([`KeyAuth::header_reads`], set by `init`).
+    reads: Vec<String>,
 }
 
-fn count(outcome: &str) {
-    let _ = metrics::counter_add(&format!("key_auth_{outcome}"), 1);
+/// Counts `name` (the metric's full name: `key_auth_<outcome>`).
+fn count(name: &str) {
+    let _ = metrics::counter_add(name, 1);
+}
+
+/// The values of the headers `reads` (lower case, each once) and, for an `OPTIONS` request that
+/// `preflight` says may be one, of [`PREFLIGHT_HEADERS`]: the headers the lookup, `hidden` and
+/// `is_preflight` look at, one host call each, instead of every header the request has.
+fn read_headers(req: &Request, reads: &[String], preflight: bool) -> Vec<(String, String)> {
+    let extra = PREFLIGHT_HEADERS
+        .into_iter()
+        .filter(|n| preflight && !reads.iter().any(|r| r == n));
+    let mut headers = Vec::new();
+    for name in reads.iter().map(String::as_str).chain(extra) {
+        headers.extend(
+            req.header_all(name)
+                .into_iter()
+                .map(|v| (name.to_owned(), v)),
+        );
+    }
+    headers
 }
 
 /// Why a request has no consumer: the refusal's code and message.
@@ -72,29 +93,38 @@ impl KeyAuthFilter {
 
     /// Lets the request go on (after hiding the key, when asked); a change the gateway refuses
     /// (not expected in the request phase) fails the request rather than let a key through.
-    fn go_on(auth: &KeyAuth, req: &Request, incoming: &Incoming, id: &str) -> Action {
+    /// `id` gives the request's id, read only if it is needed.
+    fn go_on(
+        auth: &KeyAuth,
+        req: &Request,
+        incoming: &Incoming,
+        id: impl FnOnce() -> String,
+    ) -> Action {
         match Self::hide(auth, req, incoming) {
             Ok(()) => Action::Continue,
-            Err(e) => Self::failed(id, &format!("cannot remove the key from the request: {e}")),
+            Err(e) => Self::failed(
+                &id(),
+                &format!("cannot remove the key from the request: {e}"),
+            ),
         }
     }
 
     /// A 500 for a request the plugin could not handle (a host call refused, no config), logged.
     fn failed(id: &str, why: &str) -> Action {
         log::error(&format!("key-auth: request {id}: {why}"));
-        count("failed");
+        count("key_auth_failed");
         plugin_auth::internal_error(id)
     }
 
     /// Who the request is: the consumer holding the key it carries (and where the key was, for
-    /// the log), or why none.
+    /// the log: its name's index in `key_names` and its place), or why none.
     fn consumer(
         auth: &KeyAuth,
         incoming: &Incoming,
-    ) -> Result<(consumers::Consumer, String), Refusal> {
+    ) -> Result<(consumers::Consumer, usize, Place), Refusal> {
         match auth.lookup(incoming) {
             Lookup::Key { key, name, place } => match consumers::find_by_key(KIND, &key) {
-                Some(c) => Ok((c, format!("{} `{}`", place.noun(), auth.key_names[name]))),
+                Some(c) => Ok((c, name, place)),
                 None => Err(Refusal {
                     code: "invalid_credentials",
                     message: "Invalid authentication credentials".into(),
@@ -115,17 +145,23 @@ impl KeyAuthFilter {
 export_filter! {
     impl Filter for KeyAuthFilter {
         fn init(&mut self, config: &str) -> Result<(), String> {
-            self.auth = Some(config::parse(config, plugin_auth::anonymous)?);
+            let auth = config::parse(config, plugin_auth::anonymous)?;
+            self.reads = auth.header_reads();
+            self.auth = Some(auth);
             Ok(())
         }
 
         fn on_request(&mut self, req: &Request) -> Action {
-            let id = plugin_auth::request_id(req);
+            // The request's id is read only where it is written (a refusal, a log line).
+            let id = || plugin_auth::request_id(req);
             let Some(auth) = &self.auth else {
                 // Never expected (the gateway calls `init` first); auth fails closed.
-                return Self::failed(&id, "no config");
+                return Self::failed(&id(), "no config");
             };
-            let (method, headers, query) = (req.method(), req.headers(), req.query());
+            let method = req.method();
+            let maybe_preflight = !auth.run_on_preflight && method == "OPTIONS";
+            let headers = read_headers(req, &self.reads, maybe_preflight);
+            let query = if auth.in_query { req.query() } else { None };
             let incoming = Incoming {
                 method: &method,
                 headers: &headers,
@@ -136,36 +172,40 @@ export_filter! {
                 // Not authenticated here: the client's consumer headers must not reach the upstream
                 // (an earlier auth plugin's stay).
                 if let Err(e) = plugin_auth::no_consumer(req) {
-                    return Self::failed(&id, &format!("cannot remove the consumer headers: {e}"));
+                    return Self::failed(&id(), &format!("cannot remove the consumer headers: {e}"));
                 }
-                count("preflight");
-                return Self::go_on(auth, req, &incoming, &id);
+                count("key_auth_preflight");
+                return Self::go_on(auth, req, &incoming, id);
             }
             if plugin_auth::authenticated_earlier(req, auth.anonymous.is_some()) {
-                return Self::go_on(auth, req, &incoming, &id);
+                return Self::go_on(auth, req, &incoming, id);
             }
 
             match Self::consumer(auth, &incoming) {
-                Ok((consumer, found_in)) => {
+                Ok((consumer, name, place)) => {
                     if let Err(e) = plugin_auth::authenticate(req, &consumer, None, false) {
-                        return Self::failed(&id, &format!("cannot authenticate the request: {e}"));
+                        return Self::failed(&id(), &format!("cannot authenticate the request: {e}"));
                     }
-                    count("authenticated");
+                    count("key_auth_authenticated");
                     if log::debug_enabled() {
                         log::debug(&format!(
-                            "key-auth: request {id} is consumer `{}` (key in {found_in})",
-                            consumer.name
+                            "key-auth: request {} is consumer `{}` (key in {} `{}`)",
+                            id(),
+                            consumer.name,
+                            place.noun(),
+                            auth.key_names[name]
                         ));
                     }
-                    Self::go_on(auth, req, &incoming, &id)
+                    Self::go_on(auth, req, &incoming, id)
                 }
                 Err(Refusal { code, message }) => {
                     let anonymous = auth.anonymous.as_deref();
                     let challenge = &auth.challenge;
+                    let id = id();
                     match plugin_auth::unauthenticated(
                         req, "key-auth", anonymous, challenge, code, &message, &id,
                     ) {
-                        None => Self::go_on(auth, req, &incoming, &id),
+                        None => Self::go_on(auth, req, &incoming, || id.clone()),
                         Some(refusal) => refusal,
                     }
                 }

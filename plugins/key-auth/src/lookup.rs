@@ -8,7 +8,8 @@ use percent_encoding::percent_decode;
 pub struct Incoming<'a> {
     /// The method.
     pub method: &'a str,
-    /// Every header, in order (names in any case).
+    /// The request's headers, in order (names in any case): every one it has, or at least those
+    /// the lookup reads ([`KeyAuth::header_reads`], and [`PREFLIGHT_HEADERS`] for a preflight).
     pub headers: &'a [(String, String)],
     /// The query string without `?`, if any.
     pub query: Option<&'a str>,
@@ -87,13 +88,14 @@ impl KeyAuth {
                 ));
             }
             for (place, mut values) in places {
-                let what = format!("{} `{name}`", place.noun());
+                let what = || format!("{} `{name}`", place.noun());
                 match values.len() {
                     0 => continue,
                     1 => {}
                     _ => {
                         return Lookup::Malformed(format!(
-                            "Duplicate API key found: {what} given more than once"
+                            "Duplicate API key found: {} given more than once",
+                            what()
                         ))
                     }
                 }
@@ -108,7 +110,8 @@ impl KeyAuth {
                     }
                     _ => {
                         return Lookup::Malformed(format!(
-                            "The API key in {what} is not UTF-8 once percent-decoded"
+                            "The API key in {} is not UTF-8 once percent-decoded",
+                            what()
                         ))
                     }
                 }
@@ -151,6 +154,28 @@ impl KeyAuth {
             }
         }
         hidden
+    }
+}
+
+/// The headers a preflight is recognized by ([`is_preflight`]), lower case.
+pub const PREFLIGHT_HEADERS: [&str; 2] = ["origin", "access-control-request-method"];
+
+impl KeyAuth {
+    /// The request headers [`KeyAuth::lookup`] and [`KeyAuth::hidden`] read, lower case, each
+    /// once: the key names when the key is looked for in headers (names that differ only in case
+    /// are one header) and `cookie` when it is looked for in cookies. Worked out at `init`, so a
+    /// request reads only these (one host call each) rather than every header it has.
+    pub fn header_reads(&self) -> Vec<String> {
+        let mut reads: Vec<String> = Vec::new();
+        let names = self.key_names.iter().filter(|_| self.in_header);
+        let cookie = self.in_cookie.then_some("cookie");
+        for name in names.map(String::as_str).chain(cookie) {
+            let name = name.to_ascii_lowercase();
+            if !reads.contains(&name) {
+                reads.push(name);
+            }
+        }
+        reads
     }
 }
 
@@ -519,6 +544,20 @@ mod tests {
         let h = hidden(&c, &[("apikey", "k")], Some("apikey=k"));
         assert_eq!(h.headers, Vec::<String>::new());
         assert_eq!(h.query.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn header_reads_are_the_key_names_and_the_cookie_once_each() {
+        let c = config(
+            r#"{"key_names": ["X-Key", "apikey", "x-key", "cookie"], "key_in_cookie": true}"#,
+        );
+        assert_eq!(c.header_reads(), ["x-key", "apikey", "cookie"]);
+        let c =
+            config(r#"{"key_names": ["a", "b"], "key_in_header": false, "key_in_cookie": true}"#);
+        assert_eq!(c.header_reads(), ["cookie"]);
+        assert_eq!(config("{}").header_reads(), ["apikey"]);
+        let c = config(r#"{"key_in_header": false}"#);
+        assert!(c.header_reads().is_empty());
     }
 
     #[test]
