@@ -146,6 +146,7 @@ pub fn component_fixtures() -> Result<&'static ComponentFixtures, String> {
                 hostile: t.join("wasm32-wasip2/release/hostile_component.wasm"),
                 world_0_1_0: t.join("wasm32-wasip2/release/world_0_1_0.wasm"),
                 world_0_1_2: t.join("wasm32-wasip2/release/world_0_1_2.wasm"),
+                body_only: t.join("wasm32-wasip2/release/body_only_component.wasm"),
             })
         })
         .as_ref()
@@ -164,6 +165,9 @@ pub struct ComponentFixtures {
     /// Built against the world as it was at 0.1.2 (`tests/fixtures/wit-0.1.2`): sets `x-world` and
     /// uses `store` and `cache`.
     pub world_0_1_2: PathBuf,
+    /// Body handlers only (WIT 0.1.5 declares no head phase): adds what it reads of the request
+    /// and response heads to the bodies.
+    pub body_only: PathBuf,
 }
 
 /// The Rust filter template (`examples/rust-filter`), built once per process for wasm32-wasip2.

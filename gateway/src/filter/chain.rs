@@ -217,9 +217,13 @@ impl ChainRun {
     ) -> Result<Flow, ChainError> {
         let mut slots = super::lock(&self.slots).await;
         for (i, slot) in slots.iter_mut().enumerate() {
-            let Some(ctx) = slot.ctx.as_mut().filter(|c| c.wants_request_headers()) else {
+            let Some(ctx) = slot.ctx.as_mut() else {
                 continue;
             };
+            if !ctx.wants_request_headers() {
+                ctx.request_headers_skipped(head);
+                continue;
+            }
             let started = Instant::now();
             let traced = self.start_span(i, "request_headers");
             let verdict = ctx.on_request_headers(head, end_of_stream).await;
@@ -273,9 +277,13 @@ impl ChainRun {
         let mut slots = super::lock(&self.slots).await;
         for i in (0..upto).rev() {
             let slot = &mut slots[i];
-            let Some(ctx) = slot.ctx.as_mut().filter(|c| c.wants_response_headers()) else {
+            let Some(ctx) = slot.ctx.as_mut() else {
                 continue;
             };
+            if !ctx.wants_response_headers() {
+                ctx.response_headers_skipped(head);
+                continue;
+            }
             let started = Instant::now();
             let traced = self.start_span(i, "response_headers");
             let verdict = ctx.on_response_headers(head, end_of_stream).await;

@@ -172,6 +172,15 @@ pub trait FilterCtx: Send {
         true
     }
 
+    /// The request head, shown instead of [`FilterCtx::on_request_headers`] to a filter that does not
+    /// want that phase: one whose body phase reads the head keeps a copy. Not a call (neither counted
+    /// nor traced).
+    fn request_headers_skipped(&mut self, _req: &RequestHead) {}
+
+    /// The response head, shown instead of [`FilterCtx::on_response_headers`], like
+    /// [`FilterCtx::request_headers_skipped`].
+    fn response_headers_skipped(&mut self, _resp: &ResponseHead) {}
+
     /// Whether this filter wants to see the request body.
     fn request_body_mode(&self) -> BodyMode {
         BodyMode::Skip

@@ -27,6 +27,10 @@ pub(crate) struct ComponentCtx {
     /// The instance failed during this request; later phases are not run.
     failed: bool,
     done: bool,
+    /// Copies of the heads of the head handlers the filter did not declare, for its body handlers
+    /// in chunks (a whole-body call is lent its head); put in the instance's data at its next call.
+    req_head: Option<RequestHead>,
+    resp_head: Option<ResponseHead>,
 }
 
 impl ComponentCtx {
@@ -37,6 +41,8 @@ impl ComponentCtx {
             inst: None,
             failed: false,
             done: false,
+            req_head: None,
+            resp_head: None,
         }
     }
 
@@ -79,8 +85,16 @@ impl ComponentCtx {
             Lent::ResponseHead(_) => keep_resp,
             _ => true,
         };
+        let (req_head, resp_head) = (self.req_head.take(), self.resp_head.take());
         let inst = self.instance().await?;
-        inst.store.data_mut().data.lend(&mut lent);
+        let data = &mut inst.store.data_mut().data;
+        if req_head.is_some() {
+            data.req = req_head;
+        }
+        if resp_head.is_some() {
+            data.resp = resp_head;
+        }
+        data.lend(&mut lent);
         plugin.ctx.sandbox.enter(&mut inst.store);
         let b = &inst.bindings;
         let s = &mut inst.store;
@@ -187,6 +201,7 @@ impl FilterCtx for ComponentCtx {
         _end_of_stream: bool,
     ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
         if !self.inner.interest.request {
+            self.request_headers_skipped(req);
             return Box::pin(std::future::ready(Ok(Verdict::Continue)));
         }
         Box::pin(self.run(Lent::RequestHead(req), false))
@@ -198,6 +213,18 @@ impl FilterCtx for ComponentCtx {
 
     fn wants_response_headers(&self) -> bool {
         self.inner.interest.response
+    }
+
+    fn request_headers_skipped(&mut self, req: &RequestHead) {
+        if self.inner.options.0 == WitBodyMode::Chunks {
+            self.req_head = Some(req.clone());
+        }
+    }
+
+    fn response_headers_skipped(&mut self, resp: &ResponseHead) {
+        if self.inner.options.1 == WitBodyMode::Chunks {
+            self.resp_head = Some(resp.clone());
+        }
     }
 
     fn request_body_mode(&self) -> BodyMode {
@@ -232,6 +259,7 @@ impl FilterCtx for ComponentCtx {
         _end_of_stream: bool,
     ) -> BoxFuture<'a, Result<Verdict, FilterError>> {
         if !self.inner.interest.response {
+            self.response_headers_skipped(resp);
             return Box::pin(std::future::ready(Ok(Verdict::Continue)));
         }
         Box::pin(self.run(Lent::ResponseHead(resp), false))
