@@ -233,6 +233,77 @@ fn the_rust_sdk_packs_the_repository_wit() {
     }
 }
 
+/// The version of the world in `wit/world.wit` (`package gateway:filter@<version>;`).
+fn world_version(wit: &str) -> &str {
+    wit.lines()
+        .find_map(|l| l.trim().strip_prefix("package gateway:filter@"))
+        .and_then(|v| v.strip_suffix(';'))
+        .expect("a versioned package")
+}
+
+/// Each interface of `wit/world.wit` and its world has its own doc comment right above it (or above
+/// its `@since`), which the SDKs' generated docs show: a new interface put between a doc and what it
+/// documented takes that doc over.
+#[test]
+fn each_item_of_the_world_has_its_own_doc() {
+    let wit = std::fs::read_to_string(root().join("wit/world.wit")).unwrap();
+    let lines: Vec<&str> = wit.lines().collect();
+    let mut items = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if !(line.starts_with("interface ") || line.starts_with("world ")) {
+            continue;
+        }
+        items += 1;
+        let mut above = lines[..i].iter().rev().skip_while(|l| l.starts_with('@'));
+        let doc: Vec<&str> = above
+            .by_ref()
+            .take_while(|l| l.starts_with("///"))
+            .copied()
+            .collect();
+        assert!(!doc.is_empty(), "`{line}` has no doc comment");
+        if line.starts_with("world filter") {
+            assert_eq!(doc, ["/// A gateway filter."], "the doc of `{line}`");
+        } else {
+            assert!(
+                !doc.contains(&"/// A gateway filter."),
+                "`{line}` has the world's doc: {doc:?}"
+            );
+        }
+    }
+    assert!(items > 10, "{items} items");
+}
+
+/// The Go SDK names the world it is written against as `wit/world.wit` has it: its imports and the
+/// ABI package's doc (which says which world its layouts are of).
+#[test]
+fn the_go_sdk_names_the_version_of_the_world() {
+    let root = root();
+    let wit = std::fs::read_to_string(root.join("wit/world.wit")).unwrap();
+    let version = world_version(&wit);
+    let go = files_under(&root.join("plugin-sdk/go"), &|f| !f.ends_with(".go"));
+    let mut named = 0;
+    for f in &go {
+        let text = std::fs::read_to_string(root.join("plugin-sdk/go").join(f)).unwrap();
+        for (at, _) in text.match_indices("gateway:filter") {
+            let spec: String = text[at..]
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != ')' && *c != '"')
+                .collect();
+            if let Some((_, v)) = spec.split_once('@') {
+                named += 1;
+                assert_eq!(v, version, "plugin-sdk/go/{f} names {spec}");
+            }
+        }
+    }
+    assert!(named > 10, "{named} names of the world");
+    let abi = std::fs::read_to_string(root.join("plugin-sdk/go/internal/abi/memory.go")).unwrap();
+    assert!(
+        abi.contains(&format!("gateway:filter@{version})")),
+        "memory.go: {}",
+        &abi[..abi.find("\n\n").unwrap_or(abi.len())]
+    );
+}
+
 /// `cargo package` makes a crate of the Rust SDK (with its WIT, without the Go SDK) and builds it
 /// from the package alone (offline: the dependencies come from the local registry cache), in the
 /// build directory the other Rust projects of these tests share.

@@ -1,5 +1,5 @@
 // Package abi is the canonical-ABI glue of the gateway's WIT world (wit/world.wit,
-// gateway:filter@0.1.4) for 32-bit linear memory: the layouts of its records, variants, options,
+// gateway:filter@0.1.5) for 32-bit linear memory: the layouts of its records, variants, options,
 // results and lists, how they are lifted out of and lowered into memory, and the raw host imports.
 // It is internal: filter authors use the packages above it and never see a pointer.
 //
