@@ -645,6 +645,165 @@ async fn a_proxy_wasm_plugin_told_to_skip_callbacks_never_gets_them() {
     }
 }
 
+/// `skip:` of a body callback alone leaves that direction's trailers callback: the trailers that end
+/// a body still reach it (a gRPC stats plugin that skips the response body reads `grpc-status` there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_wasm_plugin_skipping_only_its_body_callbacks_still_gets_the_trailers() {
+    let f = fixtures();
+    let up = MockUpstream::start("up").await;
+    let callee = MockUpstream::start("callee").await;
+    let config = format!(
+        "{}{}routes:\n\
+         \x20 - name: tb\n    match: {{path: {{prefix: /tb}}}}\n    upstream: up\n    rewrite: {{strip_prefix: /tb}}\n    filters: [{{plugin: bodyless, config: \"tag=tb;count=1\"}}]\n\
+         \x20 - name: read\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=read\"}}]\n",
+        GatewayConfig::new()
+            .plugin(Plugin::new("kitchen", &f.kitchen))
+            .plugin(
+                Plugin::new("bodyless", &f.kitchen)
+                    .lines("    skip: [on_request_body, on_response_body]\n"),
+            )
+            .yaml(),
+        upstreams(&up, &callee)
+    );
+    let gw = TestGateway::start(&config).await;
+    // A chunked request body that ends in trailers.
+    let resp = raw(
+        gw.addr,
+        b"POST /tb/echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          4\r\nabcd\r\n0\r\nx-trailer: 1\r\n\r\n",
+        Duration::from_millis(1500),
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert_eq!(up.last().body, "abcd", "the body passes untouched");
+    // A response body that ends in trailers.
+    let resp = raw(
+        gw.addr,
+        b"GET /tb/trailers HTTP/1.1\r\nHost: h\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+        Duration::from_millis(1500),
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert!(resp.contains("with trailers"), "{resp}");
+    assert!(resp.contains("x-checksum: abc123"), "{resp}");
+    let count = |callback: &str| {
+        let (gw, key) = (&gw, format!("calls:tb:{callback}"));
+        async move { shared(gw, "/read", &key).await }
+    };
+    assert!(
+        eventually(Duration::from_secs(5), async || count("on_log").await
+            == "2")
+        .await
+    );
+    assert_eq!(count("on_request_trailers").await, "1");
+    assert_eq!(count("on_response_trailers").await, "1");
+    // The skipped body callbacks stay skipped.
+    assert_eq!(count("on_request_body").await, "");
+    assert_eq!(count("on_response_body").await, "");
+}
+
+/// A head whose callback is skipped stays readable in the callbacks that run after it, as when its
+/// callback runs (Envoy lets a later callback read the heads already seen): an access log that skips
+/// everything but `on_log` reads the request's path and headers and the response status there, and a
+/// filter that skips both header callbacks reads the heads in its body callbacks, and one that skips
+/// the response's callbacks reads the response head in `on_log`. (The kitchen
+/// filter writes what each callback could read, `<:path>|<x-probe>|<:status>`, `!2` for a read
+/// refused with BadArgument.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_wasm_plugin_reads_the_head_of_a_skipped_header_callback_later() {
+    let f = fixtures();
+    let up = MockUpstream::start("up").await;
+    let callee = MockUpstream::start("callee").await;
+    let config = format!(
+        "{}{}routes:\n\
+         \x20 - name: log\n    match: {{path: {{prefix: /log}}}}\n    upstream: up\n    filters: [{{plugin: log-only, config: \"tag=log;count=1\"}}]\n\
+         \x20 - name: bodies\n    match: {{path: {{prefix: /bodies}}}}\n    upstream: up\n    filters: [{{plugin: bodies, config: \"tag=bodies;count=1\"}}]\n\
+         \x20 - name: req\n    match: {{path: {{prefix: /req}}}}\n    upstream: up\n    filters: [{{plugin: request-side, config: \"tag=req;count=1\"}}]\n\
+         \x20 - name: read\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=read\"}}]\n",
+        GatewayConfig::new()
+            .plugin(Plugin::new("kitchen", &f.kitchen))
+            .plugin(Plugin::new("request-side", &f.kitchen).lines(
+                "    skip: [on_response_headers, on_response_body, on_response_trailers]\n",
+            ))
+            .plugin(Plugin::new("log-only", &f.kitchen).lines(
+                "    skip: [on_request_headers, on_request_body, on_request_trailers, on_response_headers,\n\
+                 \x20          on_response_body, on_response_trailers, on_done]\n",
+            ))
+            .plugin(
+                Plugin::new("bodies", &f.kitchen)
+                    .lines("    skip: [on_request_headers, on_response_headers]\n"),
+            )
+            .yaml(),
+        upstreams(&up, &callee)
+    );
+    let gw = TestGateway::start(&config).await;
+    for tag in ["log", "bodies", "req"] {
+        let (s, _, body) = request(
+            http::Request::post(gw.url(&format!("/{tag}/echo")))
+                .header("x-probe", "yes")
+                .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                    b"request body",
+                )))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, 200, "{tag}");
+        assert_eq!(body, format!("mock up /{tag}/echo\n"), "{tag}");
+    }
+    let read = |key: String| {
+        let gw = &gw;
+        async move { shared(gw, "/read", &key).await }
+    };
+    for tag in ["log", "bodies", "req"] {
+        assert!(
+            eventually(Duration::from_secs(5), async || read(format!(
+                "calls:{tag}:on_log"
+            ))
+            .await
+                == "1")
+            .await,
+            "{tag}"
+        );
+    }
+    assert_eq!(
+        read("heads:log:on_log".into()).await,
+        "/log/echo|yes|200",
+        "the access log reads both heads"
+    );
+    for (callback, want) in [
+        // No response yet: its head is not there to read.
+        ("on_request_body", "/bodies/echo|yes|!2"),
+        ("on_response_body", "/bodies/echo|yes|200"),
+        ("on_log", "/bodies/echo|yes|200"),
+    ] {
+        assert_eq!(
+            read(format!("heads:bodies:{callback}")).await,
+            want,
+            "{callback}"
+        );
+    }
+    // A context made at its first callback gets the response head for its last.
+    assert_eq!(
+        read("heads:req:on_request_headers".into()).await,
+        "/req/echo|yes|!2"
+    );
+    assert_eq!(read("heads:req:on_log".into()).await, "/req/echo|yes|200");
+    assert_eq!(read("calls:req:on_response_headers".into()).await, "");
+    // The header callbacks stay skipped.
+    for callback in ["on_request_headers", "on_response_headers"] {
+        assert_eq!(
+            read(format!("calls:bodies:{callback}")).await,
+            "",
+            "{callback}"
+        );
+        assert_eq!(
+            read(format!("calls:log:{callback}")).await,
+            "",
+            "{callback}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skip_is_refused_on_a_component_and_an_unknown_callback_at_its_line() {
     let component = &xtask::component_fixtures()

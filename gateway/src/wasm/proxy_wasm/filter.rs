@@ -93,6 +93,7 @@ impl Filter for ProxyWasmFilter {
             pause_limit: info.timeout,
             info: Some(info.clone()),
             generation: None,
+            unlent: Unlent::default(),
             finished: false,
         }))
     }
@@ -117,7 +118,48 @@ struct ProxyWasmCtx {
     info: Option<RequestInfo>,
     /// The VM generation the context lives in.
     generation: Option<u64>,
+    /// Heads whose callback was skipped, for the later callbacks that run.
+    unlent: Unlent,
     finished: bool,
+}
+
+/// Copies of the heads whose callbacks were skipped (`skip:`), taken as they passed this stage, for
+/// the callbacks that do run after them: as in Envoy, a later callback (a body callback, the other
+/// direction's, `on_log`) reads the heads already seen, whether or not their own callback ran. Handed
+/// to the context in the VM when the guest is next entered for it, so a skipped phase takes no lock.
+#[derive(Default)]
+struct Unlent {
+    req: Option<RequestHead>,
+    resp: Option<ResponseHead>,
+}
+
+impl Unlent {
+    /// Keeps a copy of the head in `lent`, if it is one.
+    fn keep(&mut self, lent: &Lent<'_>) {
+        match lent {
+            Lent::RequestHead(r) => self.req = Some((**r).clone()),
+            Lent::ResponseHead(r) => self.resp = Some((**r).clone()),
+            _ => {}
+        }
+    }
+
+    /// Gives the copies to the context's data (where a head its callback was lent would be kept).
+    #[inline]
+    fn hand_in(&mut self, data: &mut crate::host::HttpData) {
+        if let Some(r) = self.req.take() {
+            data.req = Some(r);
+        }
+        if let Some(r) = self.resp.take() {
+            data.resp = Some(r);
+        }
+    }
+
+    /// [`Unlent::hand_in`] to context `id` of `vm`.
+    fn hand_in_to(&mut self, vm: &mut Vm, id: u32) {
+        if let Some(http) = vm.store.data_mut().https.get_mut(&id) {
+            self.hand_in(&mut http.data);
+        }
+    }
 }
 
 impl ProxyWasmCtx {
@@ -170,7 +212,11 @@ impl ProxyWasmCtx {
     ) -> Result<Verdict, FilterError> {
         let phase = lent.phase();
         if self.skip.phase(phase) {
-            // Skipped by config: the guest is not entered (nor its context made for it).
+            // Skipped by config: the guest is not entered (nor its context made for it). A head
+            // stays readable for the later callbacks that run, as if its callback had run.
+            if self.skip.any_after(phase) {
+                self.unlent.keep(&lent);
+            }
             return Ok(Verdict::Continue);
         }
         let plugin = self.plugin.clone();
@@ -201,6 +247,7 @@ impl ProxyWasmCtx {
             };
             http.continue_request = false;
             http.continue_response = false;
+            self.unlent.hand_in(&mut http.data);
             match &lent {
                 Lent::RequestBody(b) => http.req_body_size += b.len() as u64,
                 Lent::ResponseBody(b) => http.resp_body_size += b.len() as u64,
@@ -347,8 +394,9 @@ impl ProxyWasmCtx {
         let plugin = self.plugin.clone();
         let (id, root) = (self.id, self.root_id);
         // A context the chain never reached (a filter before it answered, or the request failed
-        // first) is made now, as Envoy makes it for its log: every stage sees `on_done` and
-        // `on_log` in every case.
+        // first), or whose every callback so far was skipped, is made now, as Envoy makes it for
+        // its log: every stage sees `on_done` and `on_log` in every case (and the heads that
+        // passed it, `unlent`).
         let end = match (self.generation, self.info.take()) {
             (Some(generation), _) => End::Created(generation),
             // Made only for `on_done` and `on_log`: not when both are skipped.
@@ -358,15 +406,16 @@ impl ProxyWasmCtx {
                 return;
             }
         };
+        let mut unlent = std::mem::take(&mut self.unlent);
         // The callbacks are short and run without waiting: here, when the VM is free (the common
         // case), otherwise in a task that waits for it.
         if let Ok(mut slot) = plugin.slot.try_lock() {
-            end.run(&plugin, &mut slot, id, root);
+            end.run(&plugin, &mut slot, id, root, &mut unlent);
             return;
         }
         plugin.shared.handle.clone().spawn(async move {
             let mut slot = crate::filter::lock(&plugin.slot).await;
-            end.run(&plugin, &mut slot, id, root);
+            end.run(&plugin, &mut slot, id, root, &mut unlent);
         });
     }
 }
@@ -375,24 +424,37 @@ impl ProxyWasmCtx {
 enum End {
     /// It lives in the VM of this generation.
     Created(u64),
-    /// The chain never reached it: it is made in the running VM (none is started for it) only to
-    /// be ended. Boxed: the request's facts are large, and this is the rare end.
+    /// No callback of it ran (the chain never reached it, or skipped them all): it is made in the
+    /// running VM (none is started for it) only to be ended. Boxed: the request's facts are large,
+    /// and this is the rare end.
     Unreached(Box<RequestInfo>),
 }
 
 impl End {
-    /// Ends context `id` (`on_done`, `on_log`, `on_delete`) and releases its instance slot.
-    fn run(self, plugin: &Arc<ProxyWasmPlugin>, slot: &mut super::Slot, id: u32, root: u32) {
+    /// Ends context `id` (`on_done`, `on_log`, `on_delete`), the heads of skipped callbacks
+    /// (`unlent`) readable, and releases its instance slot.
+    fn run(
+        self,
+        plugin: &Arc<ProxyWasmPlugin>,
+        slot: &mut super::Slot,
+        id: u32,
+        root: u32,
+        unlent: &mut Unlent,
+    ) {
         plugin.drop_poisoned(slot);
         if let Some(vm) = slot.vm.as_mut() {
             let ended = match self {
                 End::Created(generation) if vm.generation == generation => {
+                    unlent.hand_in_to(vm, id);
                     plugin.finish_http(vm, id)
                 }
                 End::Created(_) => Ok(()),
-                End::Unreached(info) if vm.store.data().roots.contains_key(&root) => plugin
-                    .create_http(vm, id, root, *info)
-                    .and_then(|()| plugin.finish_http(vm, id)),
+                End::Unreached(info) if vm.store.data().roots.contains_key(&root) => {
+                    plugin.create_http(vm, id, root, *info).and_then(|()| {
+                        unlent.hand_in_to(vm, id);
+                        plugin.finish_http(vm, id)
+                    })
+                }
                 End::Unreached(_) => Ok(()),
             };
             match ended {
@@ -521,7 +583,9 @@ impl FilterCtx for ProxyWasmCtx {
     }
 
     fn request_body_mode(&self) -> BodyMode {
-        if self.skip.phase(Phase::RequestBody) {
+        // The body streams past a skipped body callback (which returns at once) while the
+        // trailers callback runs: trailers come only at the end of a body read through the chain.
+        if self.skip.phase(Phase::RequestBody) && self.skip.phase(Phase::RequestTrailers) {
             BodyMode::Skip
         } else {
             BodyMode::Stream
@@ -561,7 +625,8 @@ impl FilterCtx for ProxyWasmCtx {
     }
 
     fn response_body_mode(&self) -> BodyMode {
-        if self.skip.phase(Phase::ResponseBody) {
+        // As for the request body: Skip only when the trailers callback is skipped too.
+        if self.skip.phase(Phase::ResponseBody) && self.skip.phase(Phase::ResponseTrailers) {
             BodyMode::Skip
         } else {
             BodyMode::Stream
