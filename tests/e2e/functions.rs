@@ -680,6 +680,35 @@ async fn reuse_keeps_a_warm_instance_and_fresh_does_not() {
     assert_eq!(get(&reuse.url("/f/count")).await.2, "1");
 }
 
+/// A HEAD request's body, which its client never gets, is read only up to a small bound (64 KiB)
+/// while the guest writes it, then dropped: the guest's next write fails (the fixture panics on it)
+/// and the only slot comes back within milliseconds, instead of once the guest has written all
+/// 64 MiB (0.85 s in a debug build; the time and CPU limits here would allow 120 s). The next
+/// request waits for the slot up to the generous bound of 500 ms; the failure shows the guest was
+/// cut off whatever the machine's speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_request_does_not_hold_the_slot_while_the_guest_writes_a_long_body() {
+    let settings =
+        "    limits: {concurrency: 1, queue_timeout: 500ms, cpu_per_request: 120s, timeout: 120s}\n";
+    let gw = TestGateway::start(&config(settings, "", "")).await;
+    let (s, h, body) = request(
+        http::Request::head(gw.url("/f/big"))
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, body.as_str()), (200, ""), "{h:?}");
+    let (s, _, body) = get(&gw.url("/f/count")).await;
+    let d = described(&gw, "f").await;
+    assert_eq!(
+        (s, body.as_str()),
+        (200, "1"),
+        "the slot stayed taken after the HEAD's answer: {d:#}"
+    );
+    assert_eq!(d["requests"], 2, "{d:#}");
+    assert_eq!(d["failures"], 1, "the guest wrote its whole body: {d:#}");
+}
+
 /// A client that goes away in the middle of a long answer frees the function's slot at once: the
 /// guest's next write fails (its body is dropped), instead of waiting for room in a body nobody
 /// reads until the function's timeout (60 s here) while the only slot is held.
@@ -912,6 +941,31 @@ async fn reload_swaps_a_changed_function_and_requests_in_flight_finish() {
     );
     let (s, _, body) = slow.await.unwrap();
     assert_eq!((s, body.as_str()), (200, "slept"));
+}
+
+/// A function's answers are not read as gRPC (a try ends in a status, a connect failure, a reset
+/// or a timeout), so a gRPC retry condition in a grant could never fire: refused at its line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_retry_condition_in_a_grant_is_refused_at_its_line() {
+    let yaml = config(
+        "    upstreams:\n      - upstream: up\n        retry:\n          on:\n            - 503\n            - grpc:unavailable\n",
+        "",
+        "upstreams:\n  - {name: up, endpoints: [127.0.0.1:9]}\n",
+    );
+    let e = refused(&yaml).await;
+    let line = line_ending(&yaml, "- grpc:unavailable");
+    assert!(
+        e.contains(&format!("test.yaml:{line}:")),
+        "line {line}: {e}"
+    );
+    assert!(
+        e.contains("functions[0].upstreams[0].retry.on[1]")
+            && e.contains("`grpc:unavailable`")
+            && e.contains("connect_failure, reset, timeout or a status code"),
+        "{e}"
+    );
+    // The same grant without it loads.
+    TestGateway::start(&yaml.replace("            - grpc:unavailable\n", "")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,7 +73,7 @@ pub struct Function {
 #[serde(untagged)]
 pub enum Grant {
     /// The upstream's name: each request is tried once, its response head awaited up to the
-    /// guest's `first-byte-timeout` or else the function's `limits.timeout`.
+    /// function's `limits.timeout`, or the guest's `first-byte-timeout` when that is shorter.
     Name(String),
     /// The upstream with a retry policy and a timeout.
     Upstream(GrantOptions),

@@ -36,7 +36,7 @@ use state::{FnState, Outbound};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
-use sync_body::{Close, FunctionBody, Outcome, SyncBody};
+use sync_body::{Close, FunctionBody, Outcome, SyncBody, Waited};
 
 /// Longest wait of a request for an instance whose response was just let go of (reuse mode): the
 /// request's task puts it back as soon as it runs, normally within microseconds.
@@ -44,6 +44,39 @@ const RETURN_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A function's response body as wasmtime-wasi-http makes it.
 type HyperBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// How much of a HEAD response's body (which the client never gets) is read, and for how long,
+/// while the guest finishes it, so that its instance ends well and can be reused: a short body is
+/// read to its end, a longer one is dropped there (the guest's next write fails, and the instance
+/// goes) rather than hold the function's slot while the guest writes it all.
+const HEAD_DRAIN: (u64, std::time::Duration) = (64 << 10, std::time::Duration::from_millis(200));
+
+/// Reads, in a task of its own, the rest of a response body that owes the client nothing more
+/// (its `content-length` has all gone out, or the request was a HEAD) while the guest still runs:
+/// to its end, or within `bound` (bytes, time).
+fn drain(rest: FunctionBody<HyperBody>, bound: Option<(u64, std::time::Duration)>) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    rt.spawn(async move {
+        let mut rest = rest;
+        let read = async {
+            let mut n = 0u64;
+            while let Some(Ok(frame)) = rest.frame().await {
+                n += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if bound.is_some_and(|(most, _)| n > most) {
+                    break;
+                }
+            }
+        };
+        match bound {
+            Some((_, time)) => {
+                let _ = tokio::time::timeout(time, read).await;
+            }
+            None => read.await,
+        }
+    });
+}
 use tokio::sync::{oneshot, Semaphore};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -440,13 +473,9 @@ impl LoadedFunction {
                     closed_tx,
                     reuse.then(|| self.returns.clone()),
                     declared,
-                    |rest| {
-                        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                            rt.spawn(async move {
-                                let mut rest = rest;
-                                while let Some(Ok(_)) = rest.frame().await {}
-                            });
-                        }
+                    match head_only {
+                        true => |rest| drain(rest, Some(HEAD_DRAIN)),
+                        false => |rest| drain(rest, None),
                     },
                 );
                 Ok(http::Response::from_parts(
@@ -519,19 +548,14 @@ impl LoadedFunction {
         let waiter = self.returns.enlist()?;
         self.stats.return_waits.fetch_add(1, Ordering::Relaxed);
         let until = tokio::time::Instant::now() + RETURN_WAIT;
-        loop {
-            let returned = self.returns.returned.notified();
-            if let Some(i) = self.take_warm() {
-                return Some(i);
-            }
-            if !waiter.still_coming() {
-                return None;
-            }
-            if tokio::time::timeout_at(until, returned).await.is_err() {
+        match waiter.wait(until, || self.take_warm()).await {
+            Waited::Got(i) => Some(i),
+            Waited::NotComing => None,
+            Waited::TimedOut(i) => {
                 self.stats
                     .return_wait_timeouts
                     .fetch_add(1, Ordering::Relaxed);
-                return self.take_warm();
+                i
             }
         }
     }

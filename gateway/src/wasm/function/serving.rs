@@ -3,7 +3,8 @@
 //! them, and what `/plugins` and `/metrics` show of them.
 
 use super::{FunctionStats, LoadedFunction, Resolver};
-use crate::config::ConfigError;
+use crate::config::functions::Grant;
+use crate::config::{ConfigError, RetryOn};
 use crate::metrics::Exposition;
 use crate::plugin_source;
 use crate::runtime::{Runtime, Source};
@@ -61,6 +62,24 @@ impl Functions {
                     return Err(src.err(
                         at(&format!("upstreams[{j}]")),
                         format!("upstream `{g}` is granted twice"),
+                    ));
+                }
+                // A function's tries end in a status, a connect failure, a reset or a timeout:
+                // its answers are not read as gRPC, so a gRPC condition would never fire.
+                let on = match &f.upstreams[j] {
+                    Grant::Upstream(o) => o.retry.as_ref().map_or(&[][..], |r| &r.on[..]),
+                    Grant::Name(_) => &[],
+                };
+                let grpc = on.iter().enumerate().find_map(|(k, c)| match c {
+                    RetryOn::Grpc(code) => Some((k, code.name())),
+                    _ => None,
+                });
+                if let Some((k, code)) = grpc {
+                    return Err(src.err(
+                        at(&format!("upstreams[{j}].retry.on[{k}]")),
+                        format!(
+                            "`grpc:{code}`: gRPC retry conditions do not apply to a function's requests (their answers are not read as gRPC); use connect_failure, reset, timeout or a status code"
+                        ),
                     ));
                 }
             }

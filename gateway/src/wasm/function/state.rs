@@ -31,8 +31,8 @@ pub(crate) struct Outbound {
     pub(crate) granted: Vec<Grant>,
     /// The serving config's clusters.
     pub(crate) resolve: Resolver,
-    /// Time to the response head when the guest sets no `first-byte-timeout`: the function's own
-    /// request timeout.
+    /// Time to the response head of a grant without its own `timeout`: the function's own request
+    /// timeout (a guest's shorter `first-byte-timeout` wins).
     pub(crate) timeout: Duration,
 }
 

@@ -125,6 +125,45 @@ impl Waiter {
     }
 }
 
+/// How a [`Waiter`]'s wait ended.
+#[derive(Debug)]
+pub(crate) enum Waited<T> {
+    /// It found an instance.
+    Got(T),
+    /// None is on its way for it any more (another request took it, or it was dropped).
+    NotComing,
+    /// The bound passed; what a last look found.
+    TimedOut(Option<T>),
+}
+
+impl Waiter {
+    /// Waits, up to `until`, for `take` (a look into the warm pool) to find an instance, woken by
+    /// each return. Registered for the next return before each look: `notify_one` keeps only one
+    /// wake-up for waiters not yet registered, so two instances coming back while two waiters
+    /// looked (or checked [`still_coming`](Self::still_coming)) would wake only one of them, and
+    /// the other would wait out the bound with an instance in the pool. A wake-up taken by a
+    /// waiter that then stops waiting passes to the next (tokio's `Notified` does that on drop).
+    pub(crate) async fn wait<T>(
+        &self,
+        until: tokio::time::Instant,
+        mut take: impl FnMut() -> Option<T>,
+    ) -> Waited<T> {
+        loop {
+            let mut returned = std::pin::pin!(self.0.returned.notified());
+            returned.as_mut().enable();
+            if let Some(t) = take() {
+                return Waited::Got(t);
+            }
+            if !self.still_coming() {
+                return Waited::NotComing;
+            }
+            if tokio::time::timeout_at(until, returned).await.is_err() {
+                return Waited::TimedOut(take());
+            }
+        }
+    }
+}
+
 impl Drop for Waiter {
     fn drop(&mut self) {
         self.0.counts().waiting -= 1;
@@ -185,8 +224,9 @@ impl<B> Drop for FunctionBody<B> {
         // until the request's timeout, holding the function's slot.
         //
         // A body with nothing more owed to the client (its declared length has all gone out, or
-        // the request was a HEAD) while the guest has not returned yet is read to its end by a
-        // task of its own, which tells the request's task as the body would have: hyper drops
+        // the request was a HEAD) while the guest has not returned yet is read to its end (a
+        // HEAD's only up to a small bound: the client wants none of it) by a task of its own,
+        // which tells the request's task as the body would have: hyper drops
         // such a body as soon as it has written the last byte (or the head), which on a busy
         // machine comes before the guest's `finish` and return. Dropping it then threw a good
         // instance away and counted a failure. The instance counts as on its way back from now.
@@ -341,3 +381,57 @@ where
 }
 
 use std::future::Future as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+    use std::time::Duration;
+
+    /// Two waiters have looked into the empty pool and are about to wait when two instances come
+    /// back: each is woken and takes one; neither waits out the bound (2 s here) with an instance
+    /// in the pool. Four are on their way back, so both waiters still expect one after two came.
+    #[test]
+    fn two_returns_while_two_waiters_look_wake_both() {
+        let returns = Arc::new(Returns::default());
+        let mut coming: Vec<Returning> = (0..4).map(|_| Returning::new(&returns)).collect();
+        let pool = Arc::new(Mutex::new(Vec::<u32>::new()));
+        let looked = Arc::new(Barrier::new(3));
+        let back = Arc::new(Barrier::new(3));
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let waiter = returns.enlist().expect("enlisted");
+                let (pool, looked, back) = (pool.clone(), looked.clone(), back.clone());
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build()
+                        .unwrap();
+                    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+                    let mut first = true;
+                    rt.block_on(waiter.wait(until, || {
+                        let got = pool.lock().unwrap().pop();
+                        if std::mem::take(&mut first) {
+                            // Both have looked, and found nothing, when the two come back.
+                            looked.wait();
+                            back.wait();
+                        }
+                        got
+                    }))
+                })
+            })
+            .collect();
+        looked.wait();
+        for i in 0..2 {
+            // As the request's task does: put back, then no longer on its way.
+            pool.lock().unwrap().push(i);
+            drop(coming.pop());
+        }
+        back.wait();
+        for w in waiters {
+            let waited = w.join().unwrap();
+            assert!(matches!(waited, Waited::Got(_)), "{waited:?}");
+        }
+        assert!(pool.lock().unwrap().is_empty());
+    }
+}
