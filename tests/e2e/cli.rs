@@ -234,7 +234,7 @@ fn the_rust_sdk_packs_the_repository_wit() {
 }
 
 /// The version of the world in `wit/world.wit` (`package gateway:filter@<version>;`).
-fn world_version(wit: &str) -> &str {
+pub(crate) fn world_version(wit: &str) -> &str {
     wit.lines()
         .find_map(|l| l.trim().strip_prefix("package gateway:filter@"))
         .and_then(|v| v.strip_suffix(';'))

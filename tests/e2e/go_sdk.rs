@@ -743,14 +743,7 @@ async fn a_go_filter_with_only_on_request_is_entered_once_per_request() {
     let (s, _, body) = get(&gw.url("/f/x")).await;
     assert_eq!(s, 200, "{body}");
     let m = gw.metrics().await;
-    let calls = |plugin: &str, route: &str, phase: &str| {
-        metric(
-            &m,
-            &format!(
-                "gateway_plugin_call_duration_seconds_count{{plugin=\"{plugin}\",route=\"{route}\",phase=\"{phase}\"}}"
-            ),
-        )
-    };
+    let calls = |plugin: &str, route: &str, phase: &str| plugin_calls(&m, plugin, route, phase);
     assert_eq!(calls("noop", "r", "request_headers"), Some(4.0), "{m}");
     assert_eq!(calls("noop", "r", "request_body"), None, "{m}");
     assert_eq!(calls("noop", "r", "response_headers"), None, "{m}");

@@ -280,11 +280,7 @@ async fn python_hello_function_fresh() {
 fn the_js_examples_import_the_version_of_the_world() {
     let root = xtask::repo_root();
     let wit = std::fs::read_to_string(root.join("wit/world.wit")).unwrap();
-    let version = wit
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("package gateway:filter@"))
-        .and_then(|v| v.strip_suffix(';'))
-        .expect("a versioned package");
+    let version = crate::cli::world_version(&wit);
     for example in ["header-rewrite", "request-counter"] {
         let path = root.join(format!("examples/filters/js/{example}/filter.js"));
         let text = std::fs::read_to_string(&path).unwrap();

@@ -96,8 +96,6 @@ fn end_span(
                 FilterError::Unavailable(_) => "unavailable",
                 FilterError::BodyTooLarge(_) => "body_too_large",
                 FilterError::Reset => "reset",
-                #[allow(unreachable_patterns)]
-                _ => "failed",
             };
             StageEnd::Failed(kind, &message)
         }

@@ -132,6 +132,51 @@ pub struct HttpData {
     pub resp_trailers: Option<HeaderMap>,
 }
 
+/// Copies of the heads whose handler or callback did not run (a phase the filter does not use, or
+/// one its config skips), taken as they passed the stage, for the calls that do run after them: as
+/// in Envoy, a later call (a body call, the other direction's, the end of the request) reads the
+/// heads already seen, whether or not their own call ran. [`SkippedHeads::hand_in`] puts them in
+/// the request's [`HttpData`] when the guest is next entered for it, so a skipped phase touches no
+/// instance. Both ABIs keep it boxed and make it only when a head is skipped: inline, the two heads
+/// made every stage's context larger and were moved at every request's end.
+#[derive(Debug, Default)]
+pub struct SkippedHeads {
+    req: Option<RequestHead>,
+    resp: Option<ResponseHead>,
+}
+
+impl SkippedHeads {
+    /// Keeps a copy of the request head.
+    pub fn keep_request(&mut self, req: &RequestHead) {
+        self.req = Some(req.clone());
+    }
+
+    /// Keeps a copy of the response head.
+    pub fn keep_response(&mut self, resp: &ResponseHead) {
+        self.resp = Some(resp.clone());
+    }
+
+    /// Keeps a copy of the head in `lent`, if it is one.
+    pub fn keep(&mut self, lent: &Lent<'_>) {
+        match lent {
+            Lent::RequestHead(r) => self.keep_request(r),
+            Lent::ResponseHead(r) => self.keep_response(r),
+            _ => {}
+        }
+    }
+
+    /// Gives the copies to the request's data (where a head its call was lent would be kept).
+    #[inline]
+    pub fn hand_in(&mut self, data: &mut HttpData) {
+        if let Some(r) = self.req.take() {
+            data.req = Some(r);
+        }
+        if let Some(r) = self.resp.take() {
+            data.resp = Some(r);
+        }
+    }
+}
+
 impl HttpData {
     /// Takes `lent` for one call (the exchange keeps placeholders meanwhile).
     pub fn lend(&mut self, lent: &mut Lent<'_>) {

@@ -25,7 +25,7 @@ pub use grpc::{
 };
 pub use handle::{
     edit_headers, header_name, header_value, set_authority, set_path_with_query, status,
-    HandleError, HeaderEdit, HttpData, Lent, Phase,
+    HandleError, HeaderEdit, HttpData, Lent, Phase, SkippedHeads,
 };
 pub use http::{
     callout, callout_request, callout_timeout, stream_callout, CalloutError, Grants, Upstreams,

@@ -116,7 +116,6 @@ struct Done {
     forwarded: Option<u16>,
     endpoint: Option<EndpointName>,
     method: http::Method,
-    path: String,
     peer: SocketAddr,
     /// The client as the access log names it: the peer, or who trusted proxies say it is.
     client: SocketAddr,
@@ -137,6 +136,7 @@ struct Access {
     format: crate::config::LogFormat,
     marks: Arc<crate::access_log::Marks>,
     listener: Arc<str>,
+    path: Option<String>,
     host: Option<String>,
     query: Option<String>,
     protocol: &'static str,
@@ -200,12 +200,6 @@ pub async fn handle(
     let snapshot = shared.runtime.load_full();
     let method = req.method().clone();
     let log = snapshot.config.server.access_log.enabled;
-    // Only the access log needs the path after the request is gone.
-    let path = if log {
-        req.uri().path().to_owned()
-    } else {
-        String::new()
-    };
     let listener = snapshot.listeners.get(&*info.listener);
     // A gRPC client gets the gateway's own errors in gRPC form (`errors::grpc_form`).
     let grpc = grpc::protocol(req.headers());
@@ -230,7 +224,7 @@ pub async fn handle(
                 .iter()
                 .any(|f| matches!(f, crate::access_log::Field::Named(n) if *n == name))
         };
-        let (logs_host, logs_query) = (logs("host"), logs("query"));
+        let (logs_path, logs_host, logs_query) = (logs("path"), logs("host"), logs("query"));
         let mut headers = Vec::new();
         logged_headers(&fields, req.headers(), true, &mut headers);
         Box::new(Access {
@@ -238,7 +232,9 @@ pub async fn handle(
             format: snapshot.config.server.log_format,
             marks,
             listener: info.listener.clone(),
-            // Copied only when the line has the field.
+            // Copied only when the line has the field: only the access log needs them after the
+            // request is gone.
+            path: logs_path.then(|| req.uri().path().to_owned()),
             host: logs_host
                 .then(|| {
                     req.uri()
@@ -307,7 +303,6 @@ pub async fn handle(
         forwarded,
         endpoint,
         method,
-        path,
         peer: info.peer,
         client: client.unwrap_or(info.peer),
         // A reset has no response: logged with status 0, counted in no status.
@@ -325,7 +320,7 @@ pub async fn handle(
         let consumer = chain.as_ref().and_then(ChainRun::consumer);
         drop(chain);
         drop(in_flight);
-        finish(&shared.metrics, done, 0, false, log, consumer);
+        finish(&shared.metrics, done, 0, false, consumer);
         return Err(StreamReset);
     }
     let metrics = shared.metrics.clone();
@@ -343,7 +338,7 @@ pub async fn handle(
                     cancelled(&conn, limit, done.peer);
                 }
             }
-            finish(&metrics, done, end.bytes, end.complete, log, consumer);
+            finish(&metrics, done, end.bytes, end.complete, consumer);
         }))
     }))
 }
@@ -353,7 +348,6 @@ fn finish(
     d: Done,
     bytes: u64,
     complete: bool,
-    log: bool,
     consumer: Option<Arc<crate::consumers::Consumer>>,
 ) {
     match &d.route {
@@ -376,7 +370,7 @@ fn finish(
         let consumer = consumer.as_ref().map(|c| &*c.name);
         t.finish(&d.method, route, d.status, consumer, complete);
     }
-    if let (true, Some(a)) = (log, &d.access) {
+    if let Some(a) = &d.access {
         access_line(&d, a, bytes, complete, consumer.as_deref());
     }
 }
@@ -419,7 +413,7 @@ fn access_line(
                 "listener" => text(&a.listener),
                 "method" => text(d.method.as_str()),
                 "host" => a.host.as_deref().and_then(text),
-                "path" => text(&d.path),
+                "path" => a.path.as_deref().and_then(text),
                 "query" => a.query.as_deref().and_then(text),
                 "protocol" => text(a.protocol),
                 "status" => Some(Value::Int(d.status.into())),

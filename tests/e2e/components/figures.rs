@@ -39,14 +39,7 @@ async fn per_plugin_figures_are_on_metrics_and_plugins() {
         assert!(s >= 500, "{misdeed}: {s}");
     }
     let m = gw.metrics().await;
-    let count = |route: &str, phase: &str| {
-        metric(
-            &m,
-            &format!(
-                "gateway_plugin_call_duration_seconds_count{{plugin=\"kitchen\",route=\"{route}\",phase=\"{phase}\"}}"
-            ),
-        )
-    };
+    let count = |route: &str, phase: &str| plugin_calls(&m, "kitchen", route, phase);
     // One call per request and phase, by route; a phase the filter asked for shows, one it did
     // not ask for does not.
     assert_eq!(count("r", "request_headers"), Some(3.0), "{m}");

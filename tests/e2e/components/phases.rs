@@ -4,15 +4,7 @@
 
 use super::*;
 
-/// `gateway_plugin_call_duration_seconds_count` of `plugin` on `route` in `phase`.
-fn calls(m: &str, plugin: &str, route: &str, phase: &str) -> Option<f64> {
-    metric(
-        m,
-        &format!(
-            "gateway_plugin_call_duration_seconds_count{{plugin=\"{plugin}\",route=\"{route}\",phase=\"{phase}\"}}"
-        ),
-    )
-}
+use crate::harness::plugin_calls as calls;
 
 /// The built-in `ip-restriction` (its SDK export has `on_request` only) is entered once per request,
 /// bodies or not; the built-in `response-transformer` (`on_response` and `on_response_body`) only

@@ -16,8 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub use gateway_test_support::{
-    eventually, free_port, hv, metric, values, GatewayConfig, MockUpstream, Plugin, Route, TempDir,
-    Upstream,
+    eventually, free_port, hv, metric, plugin_calls, values, GatewayConfig, MockUpstream, Plugin,
+    Route, TempDir, Upstream,
 };
 
 /// A running gateway for one test.

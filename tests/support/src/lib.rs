@@ -93,3 +93,14 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// The calls the chain made into `plugin`'s stage on `route` in `phase`
+/// (`gateway_plugin_call_duration_seconds_count`), in Prometheus text `m`.
+pub fn plugin_calls(m: &str, plugin: &str, route: &str, phase: &str) -> Option<f64> {
+    metric(
+        m,
+        &format!(
+            "gateway_plugin_call_duration_seconds_count{{plugin=\"{plugin}\",route=\"{route}\",phase=\"{phase}\"}}"
+        ),
+    )
+}

@@ -9,7 +9,7 @@ use crate::filter::{
     BodyMode, FilterCtx, FilterError, LocalResponse, RequestHead, RequestInfo, ResponseHead,
     Verdict,
 };
-use crate::host::{Lent, Phase};
+use crate::host::{Lent, Phase, SkippedHeads};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::StatusCode;
@@ -29,8 +29,7 @@ pub(crate) struct ComponentCtx {
     done: bool,
     /// Copies of the heads of the head handlers the filter did not declare, for its body handlers
     /// in chunks (a whole-body call is lent its head); put in the instance's data at its next call.
-    req_head: Option<RequestHead>,
-    resp_head: Option<ResponseHead>,
+    skipped: Option<Box<SkippedHeads>>,
 }
 
 impl ComponentCtx {
@@ -41,8 +40,7 @@ impl ComponentCtx {
             inst: None,
             failed: false,
             done: false,
-            req_head: None,
-            resp_head: None,
+            skipped: None,
         }
     }
 
@@ -85,14 +83,11 @@ impl ComponentCtx {
             Lent::ResponseHead(_) => keep_resp,
             _ => true,
         };
-        let (req_head, resp_head) = (self.req_head.take(), self.resp_head.take());
+        let skipped = self.skipped.take();
         let inst = self.instance().await?;
         let data = &mut inst.store.data_mut().data;
-        if req_head.is_some() {
-            data.req = req_head;
-        }
-        if resp_head.is_some() {
-            data.resp = resp_head;
+        if let Some(mut skipped) = skipped {
+            skipped.hand_in(data);
         }
         data.lend(&mut lent);
         plugin.ctx.sandbox.enter(&mut inst.store);
@@ -217,13 +212,17 @@ impl FilterCtx for ComponentCtx {
 
     fn request_headers_skipped(&mut self, req: &RequestHead) {
         if self.inner.options.0 == WitBodyMode::Chunks {
-            self.req_head = Some(req.clone());
+            self.skipped
+                .get_or_insert_with(Box::default)
+                .keep_request(req);
         }
     }
 
     fn response_headers_skipped(&mut self, resp: &ResponseHead) {
         if self.inner.options.1 == WitBodyMode::Chunks {
-            self.resp_head = Some(resp.clone());
+            self.skipped
+                .get_or_insert_with(Box::default)
+                .keep_response(resp);
         }
     }
 

@@ -37,6 +37,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use sync_body::{Close, FunctionBody, Outcome, SyncBody, Waited};
+use tokio::sync::{oneshot, Semaphore};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::WasiHttpView as _;
 
 /// Longest wait of a request for an instance whose response was just let go of (reuse mode): the
 /// request's task puts it back as soon as it runs, normally within microseconds.
@@ -54,12 +59,11 @@ const HEAD_DRAIN: (u64, std::time::Duration) = (64 << 10, std::time::Duration::f
 /// Reads, in a task of its own, the rest of a response body that owes the client nothing more
 /// (its `content-length` has all gone out, or the request was a HEAD) while the guest still runs:
 /// to its end, or within `bound` (bytes, time).
-fn drain(rest: FunctionBody<HyperBody>, bound: Option<(u64, std::time::Duration)>) {
+fn drain(mut rest: FunctionBody<HyperBody>, bound: Option<(u64, std::time::Duration)>) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return;
     };
     rt.spawn(async move {
-        let mut rest = rest;
         let read = async {
             let mut n = 0u64;
             while let Some(Ok(frame)) = rest.frame().await {
@@ -77,11 +81,6 @@ fn drain(rest: FunctionBody<HyperBody>, bound: Option<(u64, std::time::Duration)
         }
     });
 }
-use tokio::sync::{oneshot, Semaphore};
-use wasmtime::component::{Component, Linker};
-use wasmtime::{Store, Trap, UpdateDeadline};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::WasiHttpView as _;
 
 /// A route's `function:`, resolved to the loaded function when the config is attached.
 pub struct FunctionSlot {
@@ -459,12 +458,13 @@ impl LoadedFunction {
                 let (parts, body) = resp.into_parts();
                 let reuse = self.cfg.instance_mode == InstanceMode::Reuse;
                 // Nothing of the body goes to the client of a HEAD request.
-                let declared = match head_only {
-                    true => Some(0),
-                    false => parts
+                let declared = if head_only {
+                    Some(0)
+                } else {
+                    parts
                         .headers
                         .get(http::header::CONTENT_LENGTH)
-                        .and_then(|v| v.to_str().ok()?.parse().ok()),
+                        .and_then(|v| v.to_str().ok()?.parse().ok())
                 };
                 let body = FunctionBody::new(
                     body,
@@ -473,9 +473,10 @@ impl LoadedFunction {
                     closed_tx,
                     reuse.then(|| self.returns.clone()),
                     declared,
-                    match head_only {
-                        true => |rest| drain(rest, Some(HEAD_DRAIN)),
-                        false => |rest| drain(rest, None),
+                    if head_only {
+                        |rest| drain(rest, Some(HEAD_DRAIN))
+                    } else {
+                        |rest| drain(rest, None)
                     },
                 );
                 Ok(http::Response::from_parts(

@@ -251,12 +251,6 @@ async fn send(
         crate::config::Protocol::Http1 => http::Version::HTTP_11,
         crate::config::Protocol::Http2 => http::Version::HTTP_2,
     };
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-
     let retry = grant
         .retry
         .as_ref()
@@ -282,6 +276,8 @@ async fn send(
         (Some(body), None)
     };
     let retry = retry.filter(|_| replay.is_some());
+    // One try takes the head; with retries each try gets a copy (as `proxy::forward` does).
+    let mut parts = Some(parts);
 
     let mut idx = cluster
         .policy
@@ -290,10 +286,18 @@ async fn send(
     let mut attempt = 0u32;
     loop {
         let ep = cluster.endpoints[idx].clone();
-        let mut head = parts.clone();
-        head.uri = format!("{}://{}{pq}", cluster.scheme, ep.address)
-            .parse()
-            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+        let mut head = match retry {
+            Some(_) => parts.clone(),
+            None => parts.take(),
+        }
+        .expect("without retries there is one try");
+        let uri = format!(
+            "{}://{}{}",
+            cluster.scheme,
+            ep.address,
+            head.uri.path_and_query().map_or("/", |p| p.as_str())
+        );
+        head.uri = uri.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
         if let Ok(v) = http::HeaderValue::from_str(&ep.address) {
             head.headers.insert(http::header::HOST, v);
         }

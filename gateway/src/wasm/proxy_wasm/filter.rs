@@ -12,7 +12,7 @@ use crate::filter::{
     BodyMode, Filter, FilterCtx, FilterError, LocalResponse, RequestHead, RequestInfo,
     ResponseHead, Verdict,
 };
-use crate::host::{Lent, Phase};
+use crate::host::{Lent, Phase, SkippedHeads};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, StatusCode};
@@ -118,49 +118,16 @@ struct ProxyWasmCtx {
     info: Option<RequestInfo>,
     /// The VM generation the context lives in.
     generation: Option<u64>,
-    /// Heads whose callback was skipped, for the later callbacks that run. Boxed and made only
-    /// when a head is skipped: inline, the two heads made every context larger and were moved at
-    /// every request's end (the 10-stage chain took about 100 Ir more per stage and phase).
-    unlent: Option<Box<Unlent>>,
+    /// Heads whose callback was skipped, for the later callbacks that run (made only when a head
+    /// is skipped).
+    unlent: Option<Box<SkippedHeads>>,
     finished: bool,
 }
 
-/// Copies of the heads whose callbacks were skipped (`skip:`), taken as they passed this stage, for
-/// the callbacks that do run after them: as in Envoy, a later callback (a body callback, the other
-/// direction's, `on_log`) reads the heads already seen, whether or not their own callback ran. Handed
-/// to the context in the VM when the guest is next entered for it, so a skipped phase takes no lock.
-#[derive(Default)]
-struct Unlent {
-    req: Option<RequestHead>,
-    resp: Option<ResponseHead>,
-}
-
-impl Unlent {
-    /// Keeps a copy of the head in `lent`, if it is one.
-    fn keep(&mut self, lent: &Lent<'_>) {
-        match lent {
-            Lent::RequestHead(r) => self.req = Some((**r).clone()),
-            Lent::ResponseHead(r) => self.resp = Some((**r).clone()),
-            _ => {}
-        }
-    }
-
-    /// Gives the copies to the context's data (where a head its callback was lent would be kept).
-    #[inline]
-    fn hand_in(&mut self, data: &mut crate::host::HttpData) {
-        if let Some(r) = self.req.take() {
-            data.req = Some(r);
-        }
-        if let Some(r) = self.resp.take() {
-            data.resp = Some(r);
-        }
-    }
-
-    /// [`Unlent::hand_in`] to context `id` of `vm`.
-    fn hand_in_to(&mut self, vm: &mut Vm, id: u32) {
-        if let Some(http) = vm.store.data_mut().https.get_mut(&id) {
-            self.hand_in(&mut http.data);
-        }
+/// Hands `skipped` to context `id` of `vm`.
+fn hand_in_to(skipped: &mut SkippedHeads, vm: &mut Vm, id: u32) {
+    if let Some(http) = vm.store.data_mut().https.get_mut(&id) {
+        skipped.hand_in(&mut http.data);
     }
 }
 
@@ -443,14 +410,14 @@ impl End {
         slot: &mut super::Slot,
         id: u32,
         root: u32,
-        mut unlent: Option<Box<Unlent>>,
+        mut unlent: Option<Box<SkippedHeads>>,
     ) {
         plugin.drop_poisoned(slot);
         if let Some(vm) = slot.vm.as_mut() {
             let ended = match self {
                 End::Created(generation) if vm.generation == generation => {
                     if let Some(unlent) = unlent.as_mut() {
-                        unlent.hand_in_to(vm, id);
+                        hand_in_to(unlent, vm, id);
                     }
                     plugin.finish_http(vm, id)
                 }
@@ -458,7 +425,7 @@ impl End {
                 End::Unreached(info) if vm.store.data().roots.contains_key(&root) => {
                     plugin.create_http(vm, id, root, *info).and_then(|()| {
                         if let Some(unlent) = unlent.as_mut() {
-                            unlent.hand_in_to(vm, id);
+                            hand_in_to(unlent, vm, id);
                         }
                         plugin.finish_http(vm, id)
                     })
