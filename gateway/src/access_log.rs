@@ -4,7 +4,9 @@
 //!
 //! The line is written here rather than through a `tracing` event because its fields are chosen in
 //! the config (a `tracing` event's fields are fixed where it is written); it has the shape the
-//! other log lines have (`timestamp`, `level`, `target`, then the fields).
+//! other log lines have (`timestamp`, `level`, the fields, `target`). JSON keeps the fields' order
+//! too: the object is written key by key, not collected into a map (`serde_json`'s maps sort their
+//! keys unless the whole build turns on its `preserve_order` feature).
 
 use crate::config::LogFormat;
 use std::borrow::Cow;
@@ -125,20 +127,13 @@ pub fn render(
     let timestamp = rfc3339(now);
     match format {
         LogFormat::Json => {
-            let mut m = serde_json::Map::new();
-            m.insert("timestamp".into(), timestamp.into());
-            m.insert("level".into(), "INFO".into());
-            for (k, v) in pairs {
-                let v = match v {
-                    Value::Text(s) => serde_json::Value::from(s.as_str()),
-                    Value::Int(n) => (*n).into(),
-                    Value::Ms(f) => (*f).into(),
-                    Value::Bool(b) => (*b).into(),
-                };
-                m.insert(k.to_string(), v);
-            }
-            m.insert("target".into(), "access".into());
-            let mut line = serde_json::Value::Object(m).to_string();
+            let line = JsonLine {
+                timestamp: &timestamp,
+                pairs,
+            };
+            // Strings, numbers and booleans into memory: nothing can fail (a non-finite number
+            // is written `null`).
+            let mut line = serde_json::to_string(&line).expect("an access line serializes");
             line.push('\n');
             line
         }
@@ -160,6 +155,40 @@ pub fn render(
             }
             line.push('\n');
             line
+        }
+    }
+}
+
+/// A JSON line: `timestamp`, `level`, the fields in the order given, `target`. A key given twice
+/// (a field listed twice) is written once.
+struct JsonLine<'a> {
+    timestamp: &'a str,
+    pairs: &'a [(Cow<'static, str>, Value)],
+}
+
+impl serde::Serialize for JsonLine<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.pairs.len() + 3))?;
+        m.serialize_entry("timestamp", self.timestamp)?;
+        m.serialize_entry("level", "INFO")?;
+        for (i, (k, v)) in self.pairs.iter().enumerate() {
+            if !self.pairs[..i].iter().any(|(seen, _)| seen == k) {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.serialize_entry("target", "access")?;
+        m.end()
+    }
+}
+
+impl serde::Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Text(t) => s.serialize_str(t),
+            Value::Int(n) => s.serialize_u64(*n),
+            Value::Ms(f) => s.serialize_f64(*f),
+            Value::Bool(b) => s.serialize_bool(*b),
         }
     }
 }
@@ -234,6 +263,29 @@ mod tests {
         let ok = "listeners: []\nserver:\n  access_log: {fields: [status, request_header.x-foo]}\n";
         let c = crate::config::Config::parse(std::path::Path::new("g.yaml"), ok).unwrap();
         assert_eq!(c.server.access_log.fields.len(), 2);
+    }
+
+    /// A JSON line has its fields in the configured order, between `level` and `target` as the
+    /// other log lines have theirs; a field listed twice is written once.
+    #[test]
+    fn a_json_line_keeps_the_fields_in_order() {
+        let pairs = [
+            ("status".into(), Value::Int(200)),
+            ("route".into(), Value::Text("api".into())),
+            ("bytes".into(), Value::Int(5)),
+            ("request_header.x-a".into(), Value::Text("1".into())),
+            ("duration_ms".into(), Value::Ms(0.25)),
+            ("status".into(), Value::Int(200)),
+        ];
+        assert_eq!(
+            render(LogFormat::Json, std::time::UNIX_EPOCH, &pairs),
+            concat!(
+                r#"{"timestamp":"1970-01-01T00:00:00.000000Z","level":"INFO","status":200,"#,
+                r#""route":"api","bytes":5,"request_header.x-a":"1","duration_ms":0.25,"#,
+                r#""target":"access"}"#,
+                "\n"
+            )
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The access log's fields: the default line for a request through a filter to an upstream (request
-//! id, trace id, consumer, endpoint, per-phase timings), a configured field list with header fields,
-//! and the text form.
+//! id, trace id, consumer, endpoint, per-phase timings), a configured field list with header fields
+//! in its order, and the text form.
 
 use crate::harness::*;
 use std::time::Duration;
@@ -105,21 +105,38 @@ async fn a_configured_field_list_gives_exactly_those_fields_in_json_and_text() {
     let _ = call(&gw).await;
     assert!(eventually(Duration::from_secs(10), || async { access(&gw).len() == 1 }).await);
     let l = &access(&gw)[0];
-    let keys: Vec<&str> = l.keys().map(String::as_str).collect();
-    let mut want = vec![
+    let mut got: Vec<&str> = l.keys().map(String::as_str).collect();
+    // In the order configured, between `level` and `target`; the absent header left out.
+    let want = [
+        "timestamp",
         "level",
-        "query",
+        "status",
         "request_header.x-foo",
         "response_header.x-out",
         "route",
-        "status",
+        "query",
         "target",
-        "timestamp",
     ];
-    let mut got = keys.clone();
     got.sort_unstable();
-    want.sort_unstable();
-    assert_eq!(got, want, "{l:?}");
+    let mut sorted = want.to_vec();
+    sorted.sort_unstable();
+    assert_eq!(got, sorted, "{l:?}");
+    let line = gw
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains(r#""target":"access""#))
+        .cloned()
+        .unwrap();
+    let at: Vec<Option<usize>> = want
+        .iter()
+        .map(|k| line.find(&format!("\"{k}\":")))
+        .collect();
+    assert!(
+        at.iter().all(Option::is_some) && at.is_sorted(),
+        "keys out of order: {line}"
+    );
     assert_eq!(l["request_header.x-foo"], "bar");
     assert_eq!(l["response_header.x-out"], "one");
     assert_eq!(l["query"], "page=2");
