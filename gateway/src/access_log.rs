@@ -107,11 +107,19 @@ pub fn ms(d: std::time::Duration) -> Value {
     Value::Ms((d.as_secs_f64() * 1e6).round() / 1000.0)
 }
 
+/// Whether access lines are written: the `access` target is enabled at `INFO` (`GATEWAY_LOG`). The
+/// proxy asks before it gathers a request's facts for its line, so a filtered-out access log costs
+/// a request nothing beyond this look (a cached answer per call site).
+#[inline]
+pub fn enabled() -> bool {
+    tracing::enabled!(target: "access", tracing::Level::INFO)
+}
+
 /// Writes one line of `(key, value)` pairs (a field without a value for this request, such as the
 /// trace id of an untraced request or a header it did not have, is left out) to stderr, if the
 /// `access` target is enabled.
 pub fn write(format: LogFormat, pairs: &[(Cow<'static, str>, Value)]) {
-    if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+    if !enabled() {
         return;
     }
     let line = render(format, std::time::SystemTime::now(), pairs);

@@ -162,3 +162,27 @@ async fn a_configured_field_list_gives_exactly_those_fields_in_json_and_text() {
         "{line}"
     );
 }
+
+/// With the access log on in the config but its target filtered out (`GATEWAY_LOG=...,access=off`),
+/// no line is written while the other targets still log. (The proxy then gathers nothing for the
+/// line either: `access_log::enabled` is asked before, which no counter shows.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_out_access_target_writes_no_line() {
+    let up = MockUpstream::start("up").await;
+    let gw = GatewayProcess::start_with_log(
+        &config(&up, "  log_format: json\n  access_log: {enabled: true}\n"),
+        "info,access=off",
+    )
+    .await;
+    for _ in 0..3 {
+        call(&gw).await;
+    }
+    // Lines are written as responses end, which the client may see first: time for them to come.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = gw.log.lock().unwrap().clone();
+    assert!(
+        log.iter().any(|l| l.contains(r#""level":"INFO""#)),
+        "other targets log: {log:?}"
+    );
+    assert!(access(&gw).is_empty(), "{log:?}");
+}

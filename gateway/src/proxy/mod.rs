@@ -199,7 +199,8 @@ pub async fn handle(
     let start = Instant::now();
     let snapshot = shared.runtime.load_full();
     let method = req.method().clone();
-    let log = snapshot.config.server.access_log.enabled;
+    // Nothing is gathered for a line `GATEWAY_LOG` filters out (`access=off`).
+    let log = snapshot.config.server.access_log.enabled && crate::access_log::enabled();
     let listener = snapshot.listeners.get(&*info.listener);
     // A gRPC client gets the gateway's own errors in gRPC form (`errors::grpc_form`).
     let grpc = grpc::protocol(req.headers());
