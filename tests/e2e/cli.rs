@@ -1,4 +1,5 @@
-//! The binary: `check` exit codes and messages, `--version`, every example config is valid.
+//! The binary: `check` exit codes and messages (a function's grants too), `--version`, every example
+//! config is valid.
 
 use std::process::Command;
 
@@ -125,6 +126,47 @@ fn every_example_config_is_valid() {
         }
     }
     assert!(checked >= 4, "found {checked} example configs");
+}
+
+/// `check` validates a function's grants as a start does: an upstream that is not defined, or one
+/// granted twice, is refused at its line; the same function with its grants right passes.
+#[test]
+fn check_refuses_a_functions_unknown_or_twice_granted_upstream() {
+    let wasm = xtask::function_fixtures().unwrap_or_else(|e| panic!("{e}"));
+    let yaml = |grants: &str| {
+        format!(
+            "listeners:\n  - name: main\n    address: 127.0.0.1:8080\nupstreams:\n  - {{name: up, endpoints: [127.0.0.1:9]}}\n  - {{name: other, endpoints: [127.0.0.1:9]}}\nfunctions:\n  - name: f\n    path: {}\n    upstreams:\n      - up\n{grants}routes:\n  - {{name: r, function: f}}\n",
+            wasm.display()
+        )
+    };
+    let p = write(
+        "grants-ok.yaml",
+        &yaml("      - {upstream: other, timeout: 2s}\n"),
+    );
+    let (code, out, err) = gateway(&["check", "--config", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    for (name, grant, message) in [
+        (
+            "grants-unknown.yaml",
+            "      - nowhere\n",
+            "unknown upstream `nowhere`",
+        ),
+        (
+            "grants-twice.yaml",
+            "      - {upstream: up}\n",
+            "upstream `up` is granted twice",
+        ),
+    ] {
+        let p = write(name, &yaml(grant));
+        let (code, _, err) = gateway(&["check", "--config", p.to_str().unwrap()]);
+        assert_eq!(code, 1, "{err}");
+        let want = format!("{}:12:", p.display());
+        assert!(err.contains(&want), "{want} not in {err}");
+        assert!(
+            err.contains(&format!("functions[0].upstreams[1]: {message}")),
+            "{err}"
+        );
+    }
 }
 
 #[test]
