@@ -106,10 +106,10 @@ async fn the_route_chain_runs_around_the_function() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_upload_is_echoed_whole() {
     let route = "    max_body_size: 64MiB\n";
-    // The guest's CPU account counts the host's stream work done inside its calls, and, on a busy
-    // machine, preemptions shorter than two epoch ticks: a 24 MiB echo through a debug build is
-    // counted 0.7 s and more of the default 1 s, and went over it under load (the body was cut:
-    // cpu_limits 1, the client's connection reset). This test is about streaming, not the limit.
+    // The guest's CPU account counts the host's stream work done inside its calls: a 24 MiB echo
+    // through a debug build took 0.7 s and more of the default 1 s when ticks were counted (the
+    // body was cut under load: cpu_limits 1, the client's connection reset). This test is about
+    // streaming, not the limit.
     let cpu = "    limits: {cpu_per_request: 20s";
     let gw = TestGateway::start(&config(&format!("{cpu}}}\n"), route, "")).await;
     // 24 MiB through a function whose memory is 16 MiB: it cannot have held the body.
@@ -293,6 +293,44 @@ async fn failures_before_the_head_are_answered_by_policy() {
     let (s, _, body) = get(&gw.url("/f/sleep?ms=5000")).await;
     assert_eq!(s, 504, "{body}");
     assert!(body.contains("function_timeout"), "{body}");
+}
+
+/// The CPU limit counts the thread's CPU time while the guest runs, not the epoch ticks it is seen
+/// running in: a request body trickling in a chunk every 4 ms for over a second wakes the echoing
+/// guest in nearly every 5 ms tick, which as ticks went over the 600 ms limit (cut off, cpu_limits 1)
+/// though its polls took a fraction of that (about 100 ms in a debug build).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_woken_often_by_a_slow_client_is_charged_its_cpu_not_the_waits() {
+    let gw = TestGateway::start(&config("    limits: {cpu_per_request: 600ms}\n", "", "")).await;
+    let (mut tx, body) =
+        http_body_util::channel::Channel::<Bytes, std::convert::Infallible>::new(1);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let req = http::Request::post(gw.url("/f/echo")).body(body).unwrap();
+    const CHUNKS: usize = 250;
+    let sender = tokio::spawn(async move {
+        for i in 0..CHUNKS {
+            if tx.send_data(Bytes::from(format!("{i:04};"))).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(4)).await;
+        }
+    });
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let got = resp.into_body().collect().await.map(|b| b.to_bytes());
+    sender.await.unwrap();
+    let d = described(&gw, "f").await;
+    let got = got.unwrap_or_else(|e| panic!("{e}: {d:#}"));
+    let want: String = (0..CHUNKS).map(|i| format!("{i:04};")).collect();
+    assert!(
+        got == want.as_bytes(),
+        "{} of {} bytes",
+        got.len(),
+        want.len()
+    );
+    assert_eq!(d["cpu_limits"], 0, "{d:#}");
+    assert_eq!(d["failures"], 0, "{d:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

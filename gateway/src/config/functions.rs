@@ -137,8 +137,10 @@ impl<'de> Deserialize<'de> for Grant {
 pub struct FunctionLimits {
     /// Linear memory per instance. Default: 64MiB.
     pub memory: Size,
-    /// CPU time one request may use in the function (epoch interruption; time spent waiting for the
-    /// client, an upstream or a full response stream does not count). Default: 1s.
+    /// CPU time one request may use in the function: the CPU time of the thread while the guest's
+    /// call runs (its code and the host calls it makes), looked at on each epoch tick (5 ms), so the
+    /// guest stops within a tick past it. Time spent waiting for the client, an upstream, a timer
+    /// or a full response stream does not count, nor time the thread is preempted. Default: 1s.
     pub cpu_per_request: Dur,
     /// Requests the function serves at once (each on its own instance). At least 1. Default: 100.
     #[serde(deserialize_with = "concurrency")]

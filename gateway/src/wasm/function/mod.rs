@@ -6,12 +6,13 @@
 //! allocator (`fresh`), or kept warm and reused by one request after another (`reuse`). The request
 //! body streams into the guest and its response body out of it as it writes them; the request's
 //! task holds the instance until the response body has ended (or been dropped). Limits: linear
-//! memory (the plugins' [`StoreLimiter`](crate::wasm::StoreLimiter)), CPU per request (epoch ticks
-//! the guest ran through), requests at once (a queue bounded in time), and the whole request's
-//! wall-clock time. A failure before the response head is an error response (500 for a trap, 503
+//! memory (the plugins' [`StoreLimiter`](crate::wasm::StoreLimiter)), CPU per request (the thread's
+//! CPU time while the guest's call is polled, looked at on each epoch tick: [`cpu`]), requests at
+//! once (a queue bounded in time), and the whole request's wall-clock time. A failure before the response head is an error response (500 for a trap, 503
 //! for a limit or a full queue, 504 for the timeout); after it, the response body is aborted.
 //! Outgoing requests go only to granted upstreams ([`state`]).
 
+mod cpu;
 pub mod error;
 mod serving;
 mod state;
@@ -150,7 +151,6 @@ pub struct LoadedFunction {
     env: Vec<(String, String)>,
     dirs: Vec<(String, std::path::PathBuf)>,
     outbound: Arc<Outbound>,
-    cpu_ticks: u64,
     permits: Arc<Semaphore>,
     /// Warm instances (reuse mode), each with when it was put back; the last is the most recent.
     warm: Mutex<Vec<(Instance, Instant)>>,
@@ -229,7 +229,6 @@ impl LoadedFunction {
                 resolve,
                 timeout: cfg.limits.timeout.0,
             }),
-            cpu_ticks: WasmEngine::ticks_for(cfg.limits.cpu_per_request.0).max(1),
             permits: Arc::new(Semaphore::new(cfg.limits.concurrency.max(1) as usize)),
             warm: Mutex::new(Vec::new()),
             returns: Arc::default(),
@@ -338,6 +337,7 @@ impl LoadedFunction {
         };
         inst.store.data_mut().begin_request();
         inst.store.set_epoch_deadline(1);
+        let cpu = inst.store.data().cpu.clone();
         self.sandbox.health().call();
 
         let scheme = match scheme {
@@ -374,7 +374,7 @@ impl LoadedFunction {
                 inst.proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut inst.store, req, out);
-            let result = tokio::time::timeout_at(deadline, call).await;
+            let result = tokio::time::timeout_at(deadline, cpu.metered(call)).await;
             let error = match result {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(FunctionError::Failed {
@@ -501,25 +501,23 @@ impl LoadedFunction {
         let wasi =
             FnState::wasi(&self.env, &self.dirs, &output).map_err(FilterError::Unavailable)?;
         let state = FnState::new(wasi, output, self.sandbox.limiter(), self.outbound.clone());
+        let cpu = state.cpu.clone();
         let mut store = self.sandbox.store(state);
-        let budget = self.cpu_ticks;
-        let tick = crate::wasm::engine::EPOCH_TICK;
-        store.epoch_deadline_callback(move |mut ctx| {
-            let s = ctx.data_mut();
-            let now = Instant::now();
-            // The guest ran through this tick if the last one was just before it; a longer gap was
-            // spent waiting in the host (the client, an upstream, a full body stream).
-            if now.duration_since(s.last_tick) < tick * 2 {
-                s.cpu_ticks += 1;
-            }
-            s.last_tick = now;
-            if s.cpu_ticks > budget {
+        let limit = self.cfg.limits.cpu_per_request.0;
+        // Called on each epoch tick while guest code runs, inside a poll of the call: the CPU time
+        // of the call's polls so far (not the ticks seen, which count the thread's preemptions and
+        // host work between them as the guest's whenever the machine is busy).
+        store.epoch_deadline_callback(move |ctx| {
+            if ctx.data().cpu.spent() > limit {
                 return Err(Trap::Interrupt.into());
             }
             Ok(UpdateDeadline::Yield(1))
         });
         store.set_epoch_deadline(1);
-        let proxy = match self.pre.instantiate_async(&mut store).await {
+        // Instantiating runs guest code too (under the same limit; the request's account starts
+        // afresh).
+        let made = cpu.metered(self.pre.instantiate_async(&mut store)).await;
+        let proxy = match made {
             Ok(p) => p,
             Err(e) => {
                 let err = self.sandbox.failed(&e, &mut store);

@@ -49,11 +49,8 @@ pub(crate) struct FnState {
     hooks: Hooks,
     limiter: StoreLimiter,
     output: Arc<Mutex<GuestOutput>>,
-    /// Epoch ticks the guest ran through in the request being served.
-    pub(crate) cpu_ticks: u64,
-    /// When the epoch callback last ran (a tick is counted as the guest's only when the previous
-    /// one ran just before: the guest ran through it, rather than waiting in the host).
-    pub(crate) last_tick: Instant,
+    /// CPU time of the request being served (and, before the first, of instantiating).
+    pub(crate) cpu: Arc<super::cpu::CpuMeter>,
 }
 
 impl FnState {
@@ -70,8 +67,7 @@ impl FnState {
             hooks: Hooks { outbound },
             limiter,
             output,
-            cpu_ticks: 0,
-            last_tick: Instant::now(),
+            cpu: Arc::default(),
         }
     }
 
@@ -100,8 +96,7 @@ impl FnState {
 
     /// A new request begins on this instance: its CPU account starts at zero.
     pub(crate) fn begin_request(&mut self) {
-        self.cpu_ticks = 0;
-        self.last_tick = Instant::now();
+        self.cpu.reset();
         self.limiter.reset();
         crate::wasm::wasi::lock(&self.output).begin_call(None);
     }
