@@ -7,9 +7,12 @@
 //! into the server.
 
 use futures_util::task::AtomicWaker;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+use tokio::time::Sleep;
 
 /// No upgrade asked for.
 pub(crate) const UPGRADE_NONE: u8 = 0;
@@ -69,6 +72,63 @@ pub struct ConnShared {
     /// connection's place in the drain and its `max_connections` permit, waits for them.
     tunnels: AtomicUsize,
     tunnel_ended: tokio::sync::Notify,
+    /// The clock of an upstream try, kept between the connection's requests ([`TryClock`]).
+    try_clock: Mutex<Option<Pin<Box<Sleep>>>>,
+}
+
+/// The clock that bounds a request's upstream try: the connection's own, set again for each try, and
+/// given back when dropped. A clock kept registered and set to a later time costs tokio an atomic
+/// store (the timer wheel keeps its entry and moves it only if it comes round first), where a new
+/// clock per request is a wheel insertion and removal (BENCHMARKS.md, issue 17). Concurrent
+/// requests (HTTP/2) that find it taken make their own.
+pub struct TryClock<'a> {
+    conn: &'a ConnShared,
+    clock: Option<Pin<Box<Sleep>>>,
+}
+
+impl TryClock<'_> {
+    /// Sets the clock to go off at `deadline`.
+    pub fn set(&mut self, deadline: Instant) {
+        let deadline = tokio::time::Instant::from_std(deadline);
+        match &mut self.clock {
+            Some(c) => c.as_mut().reset(deadline),
+            None => {
+                let kept = self
+                    .conn
+                    .try_clock
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                self.clock = Some(match kept {
+                    Some(mut c) => {
+                        c.as_mut().reset(deadline);
+                        c
+                    }
+                    None => Box::pin(tokio::time::sleep_until(deadline)),
+                });
+            }
+        }
+    }
+
+    /// Ready once the clock set last has gone off (pending before [`TryClock::set`]).
+    pub fn poll_elapsed(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match &mut self.clock {
+            Some(c) => c.as_mut().poll(cx),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl Drop for TryClock<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.clock.take() {
+            *self
+                .conn
+                .try_clock
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(c);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +158,7 @@ impl Default for ConnShared {
             send_timed_out: AtomicBool::new(false),
             tunnels: AtomicUsize::new(0),
             tunnel_ended: tokio::sync::Notify::new(),
+            try_clock: Mutex::new(None),
         }
     }
 }
@@ -129,6 +190,14 @@ impl Drop for TunnelOpen {
 }
 
 impl ConnShared {
+    /// A clock for a request's upstream tries ([`TryClock`]), not set yet.
+    pub fn try_clock(&self) -> TryClock<'_> {
+        TryClock {
+            conn: self,
+            clock: None,
+        }
+    }
+
     /// Counts a tunnel open on this connection until the returned guard drops.
     pub fn open_tunnel(self: &Arc<Self>) -> TunnelOpen {
         self.tunnels.fetch_add(1, Ordering::AcqRel);
@@ -391,5 +460,45 @@ mod tests {
             drop(c.stream_clock());
         }
         assert!(c.streams.lock().unwrap().clocks.len() <= 130);
+    }
+
+    /// Whether `clock` has gone off, polled once.
+    fn gone_off(clock: &mut TryClock<'_>) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        clock.poll_elapsed(&mut cx).is_ready()
+    }
+
+    #[tokio::test]
+    async fn a_kept_try_clock_goes_off_at_the_time_it_was_set_to_last() {
+        let c = ConnShared::default();
+        // One that went off, given back and set again: not off until its new time.
+        let mut first = c.try_clock();
+        first.set(Instant::now() + Duration::from_millis(10));
+        std::future::poll_fn(|cx| first.poll_elapsed(cx)).await;
+        drop(first);
+        assert!(c.try_clock.lock().unwrap().is_some());
+        let mut again = c.try_clock();
+        let start = Instant::now();
+        again.set(start + Duration::from_millis(100));
+        assert!(!gone_off(&mut again));
+        std::future::poll_fn(|cx| again.poll_elapsed(cx)).await;
+        assert!(start.elapsed() >= Duration::from_millis(100));
+        // One set for a short time, given back before it went off, then set for a longer one: it
+        // does not go off at the short time.
+        again.set(Instant::now() + Duration::from_millis(20));
+        drop(again);
+        let mut later = c.try_clock();
+        let start = Instant::now();
+        later.set(start + Duration::from_millis(300));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!gone_off(&mut later));
+        std::future::poll_fn(|cx| later.poll_elapsed(cx)).await;
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        // Set to an earlier time than it holds, it goes off then.
+        let start = Instant::now();
+        later.set(start + Duration::from_secs(60));
+        later.set(start + Duration::from_millis(20));
+        std::future::poll_fn(|cx| later.poll_elapsed(cx)).await;
+        assert!(start.elapsed() < Duration::from_secs(30));
     }
 }

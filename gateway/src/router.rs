@@ -13,8 +13,11 @@
 
 use http::{HeaderMap, Method};
 use regex::{Regex, RegexSet};
-use std::collections::HashMap;
 use std::sync::Arc;
+
+/// The router's maps: keys come from config and lookups only read them, so a fast hash for short
+/// keys (no untrusted insertions to flood a table with).
+pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A header or query matcher, compiled.
 #[derive(Debug, Clone)]
@@ -279,6 +282,10 @@ impl Router {
             raw: req.query,
             parsed: Default::default(),
         };
+        // Without host routes (the usual table) the host is not looked at: it is not made canonical.
+        if self.hosts.is_empty() && self.wildcards.is_empty() {
+            return self.find_in(&self.any_host, req, &query);
+        }
         let host = normalize_host(req.host);
         if let Some(idx) = self.hosts.get(host.as_ref()) {
             if let Some(hit) = self.find_in(idx, req, &query) {

@@ -178,7 +178,7 @@ pub struct Runtime {
     /// The config it was built from (shown on `/config`).
     pub config: Config,
     /// Routes by listener name.
-    pub listeners: HashMap<String, ListenerRoutes>,
+    pub listeners: crate::router::HashMap<String, ListenerRoutes>,
     /// Clusters by name.
     pub upstreams: HashMap<String, Arc<Cluster>>,
     /// TLS configs of the listeners that terminate TLS, by listener name (certificate files are read
@@ -315,7 +315,7 @@ impl Runtime {
             compiled.push((m, Arc::new(route)));
         }
 
-        let mut listeners = HashMap::new();
+        let mut listeners = crate::router::HashMap::default();
         for (li, l) in cfg.listeners.iter().enumerate() {
             let mut trusted_proxies = Vec::with_capacity(l.trusted_proxies.len());
             for (k, p) in l.trusted_proxies.iter().enumerate() {

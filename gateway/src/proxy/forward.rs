@@ -17,8 +17,10 @@ use http::header::{self, HeaderValue};
 use http::{request::Parts, Request, Response, Uri};
 use http_body::Body as _;
 use http_body_util::BodyExt;
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 /// Sends the request to an endpoint of `cluster` (retrying by the route's policy) and returns the
@@ -147,6 +149,8 @@ pub async fn forward(
     let call_deadline = grpc_timeout.map(|t| arrival.unwrap_or(start) + t);
     let deadline = call_deadline.map_or(start + route.timeout, |d| d.min(start + route.timeout));
     let mut attempt = 0u32;
+    // The tries' clock: the connection's, kept between its requests.
+    let mut clock = info.conn.try_clock();
     let mut idx = cluster
         .policy
         .pick(&cluster.endpoints, hash_key, None)
@@ -201,7 +205,15 @@ pub async fn forward(
                 span
             });
         cluster.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let result = tokio::time::timeout(per_try, cluster.client.send(idx, req)).await;
+        clock.set(now + per_try);
+        let result = {
+            let mut send = std::pin::pin!(cluster.client.send(idx, req));
+            std::future::poll_fn(|cx| match send.as_mut().poll(cx) {
+                Poll::Ready(r) => Poll::Ready(Ok(r)),
+                Poll::Pending => clock.poll_elapsed(cx).map(Err),
+            })
+            .await
+        };
         cluster.stats.latency.observe(now.elapsed());
         let (outcome, result) = match result {
             Ok(Ok(resp)) => {
