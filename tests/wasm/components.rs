@@ -655,6 +655,20 @@ async fn hostile_components_fail_by_policy_in_reuse_mode() {
 }
 
 #[tokio::test]
+async fn only_components_that_import_a_call_that_can_wait_run_on_a_fiber() {
+    let kitchen = load(kitchen_cfg(InstanceMode::Reuse), host().await).await;
+    assert!(kitchen.on_fiber());
+    let (p, f) = hostile(InstanceMode::Reuse).await;
+    assert!(!p.on_fiber());
+    // Without a fiber, what it prints goes through the synchronous `wasi:io` stream calls.
+    let (v, req, _ctx) = request_headers(&f, &[("x-hostile", "chatty")], true).await;
+    assert!(matches!(v, Ok(Verdict::Continue)), "{v:?}");
+    assert_eq!(hv(&req.headers, "x-hostile-ok"), "1");
+    next_request_succeeds(&f).await;
+    assert_eq!(p.health().snapshot().instances_created, 1);
+}
+
+#[tokio::test]
 async fn a_failed_warm_instance_is_replaced() {
     let (p, f) = hostile(InstanceMode::Reuse).await;
     let (_, _, ctx) = request_headers(&f, &[("x-hostile", "trap")], true).await;

@@ -335,6 +335,17 @@ impl LoadedPlugin {
         }
     }
 
+    /// Whether calls into the plugin run on a fiber: a component that imports a host call that can
+    /// wait (outbound HTTP, the key-value store, a cache lookup, a WASI timer, socket or file).
+    /// Proxy-Wasm callbacks, whose host functions never wait, and other components are called on
+    /// the caller's thread.
+    pub fn on_fiber(&self) -> bool {
+        match &self.inner {
+            Inner::ProxyWasm(_) => false,
+            Inner::Component(c) => !c.is_sync(),
+        }
+    }
+
     /// A filter for `route` with this route's plugin config (`on_configure` runs now; false → error).
     /// `policy` is recorded on the filter for the chain to read ([`ProxyWasmFilter::failure_policy`]).
     pub async fn filter(

@@ -2,9 +2,10 @@
 //! back or dropped when the request is done), the data lent to each handler call, and what the
 //! handler's action becomes.
 
+use super::bindings::Filter as Exports;
 use super::bindings::gateway::filter::types::{Action, BodyMode as WitBodyMode};
 use super::host::header_map;
-use super::{FilterInner, Instance};
+use super::{CompState, FilterInner, Instance};
 use crate::filter::{
     BodyMode, FilterCtx, FilterError, LocalResponse, RequestHead, RequestInfo, ResponseHead,
     Verdict,
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::StatusCode;
 use std::sync::Arc;
+use wasmtime::Store;
 use wasmtime::component::Resource;
 
 /// The rep of the one request (or response) handle a call sees. A borrow cannot outlive the call,
@@ -93,27 +95,31 @@ impl ComponentCtx {
         plugin.ctx.sandbox.enter(&mut inst.store);
         let b = &inst.bindings;
         let s = &mut inst.store;
-        let r = match &lent {
-            Lent::RequestHead(_) => b.call_on_request(s, Resource::new_borrow(HANDLE)).await,
-            Lent::RequestBody(_) => {
-                b.call_on_request_body(s, Resource::new_borrow(HANDLE), eos)
-                    .await
+        let r = if plugin.is_sync() {
+            call_sync(b, s, &lent, eos)
+        } else {
+            match &lent {
+                Lent::RequestHead(_) => b.call_on_request(s, Resource::new_borrow(HANDLE)).await,
+                Lent::RequestBody(_) => {
+                    b.call_on_request_body(s, Resource::new_borrow(HANDLE), eos)
+                        .await
+                }
+                Lent::ResponseHead(_) => b.call_on_response(s, Resource::new_borrow(HANDLE)).await,
+                Lent::ResponseBody(_) => {
+                    b.call_on_response_body(s, Resource::new_borrow(HANDLE), eos)
+                        .await
+                }
+                Lent::WholeRequest(..) => {
+                    b.call_on_request_body(s, Resource::new_borrow(HANDLE), true)
+                        .await
+                }
+                Lent::WholeResponse(..) => {
+                    b.call_on_response_body(s, Resource::new_borrow(HANDLE), true)
+                        .await
+                }
+                // The WIT world has no trailer handlers; trailers are never lent to a component.
+                Lent::RequestTrailers(_) | Lent::ResponseTrailers(_) => Ok(Action::Continue),
             }
-            Lent::ResponseHead(_) => b.call_on_response(s, Resource::new_borrow(HANDLE)).await,
-            Lent::ResponseBody(_) => {
-                b.call_on_response_body(s, Resource::new_borrow(HANDLE), eos)
-                    .await
-            }
-            Lent::WholeRequest(..) => {
-                b.call_on_request_body(s, Resource::new_borrow(HANDLE), true)
-                    .await
-            }
-            Lent::WholeResponse(..) => {
-                b.call_on_response_body(s, Resource::new_borrow(HANDLE), true)
-                    .await
-            }
-            // The WIT world has no trailer handlers; trailers are never lent to a component.
-            Lent::RequestTrailers(_) | Lent::ResponseTrailers(_) => Ok(Action::Continue),
         };
         inst.store.data_mut().data.take_back(&mut lent, keep_head);
         let action = match plugin.ctx.sandbox.leave(r, &mut inst.store) {
@@ -179,6 +185,36 @@ impl Drop for ComponentCtx {
     fn drop(&mut self) {
         self.finish();
     }
+}
+
+/// [`ComponentCtx::run`]'s call for a plugin that imports nothing that can wait: on this thread's
+/// stack, without a fiber.
+fn call_sync(
+    b: &Exports,
+    s: &mut Store<CompState>,
+    lent: &Lent<'_>,
+    eos: bool,
+) -> wasmtime::Result<Action> {
+    let r = match lent {
+        Lent::RequestHead(_) => b.func_on_request().call(s, (Resource::new_borrow(HANDLE),)),
+        Lent::RequestBody(_) => b
+            .func_on_request_body()
+            .call(s, (Resource::new_borrow(HANDLE), eos)),
+        Lent::ResponseHead(_) => b
+            .func_on_response()
+            .call(s, (Resource::new_borrow(HANDLE),)),
+        Lent::ResponseBody(_) => b
+            .func_on_response_body()
+            .call(s, (Resource::new_borrow(HANDLE), eos)),
+        Lent::WholeRequest(..) => b
+            .func_on_request_body()
+            .call(s, (Resource::new_borrow(HANDLE), true)),
+        Lent::WholeResponse(..) => b
+            .func_on_response_body()
+            .call(s, (Resource::new_borrow(HANDLE), true)),
+        Lent::RequestTrailers(_) | Lent::ResponseTrailers(_) => return Ok(Action::Continue),
+    };
+    r.map(|(a,)| a)
 }
 
 fn mode(m: WitBodyMode) -> BodyMode {

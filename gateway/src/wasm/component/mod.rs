@@ -12,6 +12,7 @@ mod host;
 mod kv;
 mod phases;
 mod state;
+mod sync_io;
 mod trace;
 
 pub use cache::MAX_CACHE_KEY_LEN;
@@ -122,6 +123,9 @@ pub struct ComponentPlugin {
     ctx: Arc<PluginCtx>,
     pre: bindings::FilterPre<CompState>,
     mode: InstanceMode,
+    /// It imports nothing that can wait: its instances are made and called without a fiber
+    /// (see `sync_io`).
+    sync: bool,
 }
 
 impl std::fmt::Debug for ComponentPlugin {
@@ -129,6 +133,7 @@ impl std::fmt::Debug for ComponentPlugin {
         f.debug_struct("ComponentPlugin")
             .field("name", &self.ctx.name)
             .field("mode", &self.mode)
+            .field("sync", &self.sync)
             .finish_non_exhaustive()
     }
 }
@@ -141,7 +146,9 @@ pub(crate) struct Instance {
 }
 
 impl ComponentPlugin {
-    /// Links the component against the host (the WIT world and WASI with nothing granted).
+    /// Links the component against the host (the WIT world and WASI with nothing granted); one that
+    /// imports nothing that can wait gets the synchronous `wasi:io` functions and is called without a
+    /// fiber.
     pub(crate) fn new(
         ctx: Arc<PluginCtx>,
         component: Component,
@@ -156,6 +163,11 @@ impl ComponentPlugin {
             .map_err(|e| unsupported(format!("{e:#}")))?;
         bindings::Filter::add_to_linker::<CompState, HasSelf<CompState>>(&mut linker, |s| s)
             .map_err(|e| unsupported(format!("{e:#}")))?;
+        let sync = !sync_io::imports_wait(&component, ctx.sandbox.engine());
+        if sync {
+            sync_io::shadow(&mut linker, CompState::table)
+                .map_err(|e| unsupported(format!("{e:#}")))?;
+        }
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| unsupported(format!("cannot link: {e:#}")))?;
@@ -164,7 +176,12 @@ impl ComponentPlugin {
                 "not a gateway:filter@0.1 component (exports): {e:#}"
             ))
         })?;
-        Ok(Arc::new(ComponentPlugin { ctx, pre, mode }))
+        Ok(Arc::new(ComponentPlugin {
+            ctx,
+            pre,
+            mode,
+            sync,
+        }))
     }
 
     /// Its name.
@@ -192,6 +209,11 @@ impl ComponentPlugin {
         self.mode
     }
 
+    /// Whether its instances are called without a fiber (it imports nothing that can wait).
+    pub fn is_sync(&self) -> bool {
+        self.sync
+    }
+
     /// A new instance with `init(config)` run on it, under the start budget.
     async fn instantiate(
         &self,
@@ -200,7 +222,12 @@ impl ComponentPlugin {
     ) -> Result<(Instance, Options, Interest), InitError> {
         let state = CompState::new(self.ctx.clone(), registry);
         let mut store: Store<CompState> = self.ctx.sandbox.store(state);
-        let bindings = match self.pre.instantiate_checked_async(&mut store).await {
+        let made = if self.sync {
+            self.pre.instantiate_checked(&mut store)
+        } else {
+            self.pre.instantiate_checked_async(&mut store).await
+        };
+        let bindings = match made {
             Ok(b) => b,
             Err(e) => return Err(InitError::Failed(self.ctx.sandbox.failed(&e, &mut store))),
         };
@@ -211,7 +238,12 @@ impl ComponentPlugin {
         };
         self.ctx.sandbox.enter_start(&mut inst.store);
         inst.store.data_mut().initializing = true;
-        let r = inst.bindings.call_init(&mut inst.store, config).await;
+        let r = if self.sync {
+            let init = inst.bindings.func_init();
+            init.call(&mut inst.store, (config,)).map(|(r,)| r)
+        } else {
+            inst.bindings.call_init(&mut inst.store, config).await
+        };
         inst.store.data_mut().initializing = false;
         let interest = Interest::from_declared(inst.store.data_mut().declared.take());
         let r = self.ctx.sandbox.leave(r, &mut inst.store).map_err(|e| {

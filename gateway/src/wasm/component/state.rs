@@ -69,6 +69,11 @@ impl CompState {
         }
     }
 
+    /// The WASI resource table (streams, pollables).
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
     /// Forgets everything of the request served so far (a warm instance goes back to its pool).
     pub(crate) fn end_request(&mut self) {
         self.data.clear();
