@@ -147,7 +147,7 @@ impl Exchange<'_> {
         };
 
         // The request phase of the route's filters.
-        let run = match ChainRun::start(stages.clone(), &info()) {
+        let run = match ChainRun::start(stages.clone(), info()) {
             Ok(run) => run.with_body_limit(limit),
             Err(e) => return Outcome::failed(id, ProxyError::Filter(e), None),
         };

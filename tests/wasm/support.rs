@@ -5,7 +5,9 @@
 
 use bytes::Bytes;
 use gateway::config::{self, FailurePolicy};
-use gateway::filter::{Filter, FilterCtx, FilterError, RequestHead, RequestInfo, Verdict};
+use gateway::filter::{
+    Filter, FilterCtx, FilterError, HeadSnapshot, RequestHead, RequestInfo, Verdict,
+};
 use gateway::host::HostCore;
 use gateway::wasm::{EngineOptions, LoadedPlugin, Plugins, WasmEngine};
 use gateway_test_support::{MockUpstreams, Plugin};
@@ -67,9 +69,9 @@ pub async fn filter(plugin: &LoadedPlugin, route: &str, config: &str) -> Arc<dyn
         .unwrap()
 }
 
-/// Request facts.
-pub fn info() -> RequestInfo {
-    RequestInfo {
+/// Request facts (shared by a request's stages).
+pub fn info() -> Arc<RequestInfo> {
+    Arc::new(RequestInfo {
         route: Arc::from("r"),
         upstream: Some(Arc::from("backend")),
         peer: "10.1.2.3:4567".parse().unwrap(),
@@ -83,7 +85,7 @@ pub fn info() -> RequestInfo {
         identity: None,
         params: Vec::new(),
         trace: None,
-    }
+    })
 }
 
 /// A GET of `/path?q=1` for host `example.com` with extra headers.
@@ -103,7 +105,8 @@ pub fn request(headers: &[(&str, &str)]) -> RequestHead {
     }
 }
 
-/// Runs the request-headers phase of a new context.
+/// Runs the request-headers phase of a new context, then gives it the head as the phase left it,
+/// as the chain does.
 pub async fn request_headers(
     f: &Arc<dyn Filter>,
     headers: &[(&str, &str)],
@@ -116,6 +119,7 @@ pub async fn request_headers(
     let mut ctx = f.new_ctx(&info()).unwrap();
     let mut req = request(headers);
     let v = ctx.on_request_headers(&mut req, end_of_stream).await;
+    ctx.request_headers_left(&mut HeadSnapshot::new(&req));
     (v, req, ctx)
 }
 

@@ -4,8 +4,8 @@
 //! body phases have run (`*_body_whole`), so they may still change the head or answer.
 
 use super::{
-    BodyMode, Filter, FilterCtx, FilterError, LocalResponse, RequestHead, RequestInfo,
-    ResponseHead, Verdict,
+    BodyMode, Filter, FilterCtx, FilterError, HeadSnapshot, LocalResponse, RequestHead,
+    RequestInfo, ResponseHead, Verdict,
 };
 use crate::body::{self, Body, BoxError};
 use crate::config::FailurePolicy;
@@ -172,12 +172,13 @@ pub struct ChainRun {
 }
 
 impl ChainRun {
-    /// Makes the contexts for one request. A stage whose context cannot be made fails the request
-    /// (closed) or is skipped (open).
-    pub fn start(stages: Arc<[Stage]>, info: &RequestInfo) -> Result<ChainRun, ChainError> {
+    /// Makes the contexts for one request, which share its facts `info`. A stage whose context
+    /// cannot be made fails the request (closed) or is skipped (open).
+    pub fn start(stages: Arc<[Stage]>, info: RequestInfo) -> Result<ChainRun, ChainError> {
+        let info = Arc::new(info);
         let mut slots = Vec::with_capacity(stages.len());
         for stage in stages.iter() {
-            let ctx = match stage.filter.new_ctx(info) {
+            let ctx = match stage.filter.new_ctx(&info) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     fail_open_or_closed(stage, e)?;
@@ -207,13 +208,30 @@ impl ChainRun {
         self.identity.as_ref().and_then(|i| i.current())
     }
 
-    /// The request headers phase, in chain order.
+    /// The request headers phase, in chain order. The stages that read the head later are then
+    /// given the head as the phase left it ([`FilterCtx::request_headers_left`]).
     pub async fn request_headers(
         &self,
         head: &mut RequestHead,
         end_of_stream: bool,
     ) -> Result<Flow, ChainError> {
         let mut slots = super::lock(&self.slots).await;
+        let flow = self
+            .request_headers_in(&mut slots, head, end_of_stream)
+            .await;
+        let mut left = HeadSnapshot::new(&*head);
+        for ctx in slots.iter_mut().filter_map(|s| s.ctx.as_mut()) {
+            ctx.request_headers_left(&mut left);
+        }
+        flow
+    }
+
+    async fn request_headers_in(
+        &self,
+        slots: &mut Slots,
+        head: &mut RequestHead,
+        end_of_stream: bool,
+    ) -> Result<Flow, ChainError> {
         for (i, slot) in slots.iter_mut().enumerate() {
             let Some(ctx) = slot.ctx.as_mut() else {
                 continue;
@@ -265,7 +283,9 @@ impl ChainRun {
         self.body_task(body, Direction::Request, self.stages.len())
     }
 
-    /// The response headers phase on filters `0..upto`, in reverse order.
+    /// The response headers phase on filters `0..upto`, in reverse order. The stages that read the
+    /// head later are then given the head as the phase left it
+    /// ([`FilterCtx::response_headers_left`]).
     pub async fn response_headers(
         &self,
         head: &mut ResponseHead,
@@ -273,6 +293,23 @@ impl ChainRun {
         upto: usize,
     ) -> Result<Flow, ChainError> {
         let mut slots = super::lock(&self.slots).await;
+        let flow = self
+            .response_headers_in(&mut slots, head, end_of_stream, upto)
+            .await;
+        let mut left = HeadSnapshot::new(&*head);
+        for ctx in slots[..upto].iter_mut().filter_map(|s| s.ctx.as_mut()) {
+            ctx.response_headers_left(&mut left);
+        }
+        flow
+    }
+
+    async fn response_headers_in(
+        &self,
+        slots: &mut Slots,
+        head: &mut ResponseHead,
+        end_of_stream: bool,
+        upto: usize,
+    ) -> Result<Flow, ChainError> {
         for i in (0..upto).rev() {
             let slot = &mut slots[i];
             let Some(ctx) = slot.ctx.as_mut() else {
@@ -977,7 +1014,7 @@ mod tests {
         fn name(&self) -> &str {
             self.name
         }
-        fn new_ctx(&self, _: &RequestInfo) -> Result<Box<dyn FilterCtx>, FilterError> {
+        fn new_ctx(&self, _: &Arc<RequestInfo>) -> Result<Box<dyn FilterCtx>, FilterError> {
             Ok(Box::new(ProbeCtx {
                 name: self.name,
                 log: self.log.clone(),
@@ -1129,7 +1166,7 @@ mod tests {
             stage(probe("d", &log), FailurePolicy::Closed),
         ]
         .into();
-        let run = ChainRun::start(stages, &info()).unwrap();
+        let run = ChainRun::start(stages, info()).unwrap();
         let mut h = head();
         let Flow::Respond { response, upto } = run.request_headers(&mut h, true).await.unwrap()
         else {
@@ -1170,7 +1207,7 @@ mod tests {
             stage(probe("next", &log), FailurePolicy::Closed),
         ]
         .into();
-        let run = ChainRun::start(open.clone(), &info()).unwrap();
+        let run = ChainRun::start(open.clone(), info()).unwrap();
         let mut h = head();
         assert!(matches!(
             run.request_headers(&mut h, true).await,
@@ -1186,7 +1223,7 @@ mod tests {
             stage(probe("never", &log), FailurePolicy::Closed),
         ]
         .into();
-        let run = ChainRun::start(closed, &info()).unwrap();
+        let run = ChainRun::start(closed, info()).unwrap();
         let err = run
             .request_headers(&mut head(), true)
             .await
@@ -1210,7 +1247,7 @@ mod tests {
             stage(bufferer, FailurePolicy::Closed),
         ]
         .into();
-        let run = ChainRun::start(stages, &info()).unwrap();
+        let run = ChainRun::start(stages, info()).unwrap();
         assert_eq!(run.request_body_mode().await, BodyMode::Stream);
         let frames = vec![
             Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from("ab"))),
@@ -1246,7 +1283,7 @@ mod tests {
             stage(whole, FailurePolicy::Closed),
         ]
         .into();
-        let run = ChainRun::start(stages.clone(), &info()).unwrap();
+        let run = ChainRun::start(stages.clone(), info()).unwrap();
         let mut h = head();
         h.headers.insert(
             header::TRANSFER_ENCODING,
@@ -1275,7 +1312,7 @@ mod tests {
         );
 
         // Trailers pass; the body then has no length (it goes chunked).
-        let run = ChainRun::start(stages, &info()).unwrap();
+        let run = ChainRun::start(stages, info()).unwrap();
         let mut h = head();
         run.request_headers(&mut h, false).await.unwrap();
         let mut t = HeaderMap::new();
@@ -1298,7 +1335,7 @@ mod tests {
         let mut whole = probe("w", &log);
         whole.body = BodyMode::Whole;
         let stages: Arc<[Stage]> = vec![stage(whole, FailurePolicy::Closed)].into();
-        let run = ChainRun::start(stages, &info()).unwrap().with_body_limit(3);
+        let run = ChainRun::start(stages, info()).unwrap().with_body_limit(3);
         let mut rh = ResponseHead {
             status: StatusCode::OK,
             headers: HeaderMap::new(),

@@ -143,8 +143,8 @@ pub trait Filter: Send + Sync {
     /// The plugin's name (for metrics, logs and errors).
     fn name(&self) -> &str;
 
-    /// A context for one request.
-    fn new_ctx(&self, info: &RequestInfo) -> Result<Box<dyn FilterCtx>, FilterError>;
+    /// A context for one request, whose facts are shared by all its stages.
+    fn new_ctx(&self, info: &Arc<RequestInfo>) -> Result<Box<dyn FilterCtx>, FilterError>;
 }
 
 /// One filter's view of one request. Every phase has a default that continues, so a filter implements
@@ -180,6 +180,16 @@ pub trait FilterCtx: Send {
     /// The response head, shown instead of [`FilterCtx::on_response_headers`], like
     /// [`FilterCtx::request_headers_skipped`].
     fn response_headers_skipped(&mut self, _resp: &ResponseHead) {}
+
+    /// The request head as it left the request headers phase of the whole chain (every stage, or
+    /// up to the one that answered or failed), for a filter that reads it in its later calls: it
+    /// takes [`HeadSnapshot::get`], one copy shared by every stage that does, instead of a copy of
+    /// its own. Called once the phase is over, on every stage that has a context. Not a call.
+    fn request_headers_left(&mut self, _req: &mut HeadSnapshot<'_, RequestHead>) {}
+
+    /// The response head as it left the response headers phase, like
+    /// [`FilterCtx::request_headers_left`].
+    fn response_headers_left(&mut self, _resp: &mut HeadSnapshot<'_, ResponseHead>) {}
 
     /// Whether this filter wants to see the request body.
     fn request_body_mode(&self) -> BodyMode {
@@ -257,6 +267,29 @@ pub trait FilterCtx: Send {
 
     /// The request is over (normally or not). Called exactly once.
     fn on_done(&mut self) {}
+}
+
+/// A head as it left a header phase, copied at most once for the stages that read it later (as
+/// Envoy's filters share one header map, each later call of a stage sees the head as the phase left
+/// it). Read only: a change a filter makes to it outside its phase changes its own copy.
+pub struct HeadSnapshot<'a, T> {
+    head: &'a T,
+    shared: Option<Arc<T>>,
+}
+
+impl<'a, T: Clone> HeadSnapshot<'a, T> {
+    /// The snapshot of `head`, not yet copied.
+    pub fn new(head: &'a T) -> HeadSnapshot<'a, T> {
+        HeadSnapshot { head, shared: None }
+    }
+
+    /// The shared copy, made by the first stage that asks.
+    pub fn get(&mut self) -> Arc<T> {
+        let head = self.head;
+        self.shared
+            .get_or_insert_with(|| Arc::new(head.clone()))
+            .clone()
+    }
 }
 
 /// Takes `m`'s lock: at once when it is free (the usual case for a request's own filter state, whose

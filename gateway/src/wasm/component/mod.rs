@@ -420,11 +420,11 @@ impl Filter for ComponentFilter {
         self.inner.plugin.name()
     }
 
-    fn new_ctx(&self, info: &RequestInfo) -> Result<Box<dyn FilterCtx>, FilterError> {
+    fn new_ctx(&self, info: &Arc<RequestInfo>) -> Result<Box<dyn FilterCtx>, FilterError> {
         self.inner.plugin.ctx.sandbox.admit()?;
         Ok(Box::new(ctx::ComponentCtx::new(
             self.inner.clone(),
-            info.clone(),
+            RequestInfo::clone(info),
         )))
     }
 }

@@ -4,13 +4,13 @@
 //! left to wait for.
 
 use super::abi::action;
-use super::state::{CallEvent, PendingCall};
+use super::state::{CallEvent, HttpCtx, PendingCall};
 use super::vm::Vm;
 use super::ProxyWasmPlugin;
 use crate::config::FailurePolicy;
 use crate::filter::{
-    BodyMode, Filter, FilterCtx, FilterError, LocalResponse, RequestHead, RequestInfo,
-    ResponseHead, Verdict,
+    BodyMode, Filter, FilterCtx, FilterError, HeadSnapshot, LocalResponse, RequestHead,
+    RequestInfo, ResponseHead, Verdict,
 };
 use crate::host::{Lent, Phase, SkippedHeads};
 use bytes::Bytes;
@@ -78,7 +78,7 @@ impl Filter for ProxyWasmFilter {
         self.plugin.name()
     }
 
-    fn new_ctx(&self, info: &RequestInfo) -> Result<Box<dyn FilterCtx>, FilterError> {
+    fn new_ctx(&self, info: &Arc<RequestInfo>) -> Result<Box<dyn FilterCtx>, FilterError> {
         let skip = self.plugin.skip;
         if skip.everything() {
             // Told that it uses no per-request callback: the request gets no context in the VM.
@@ -93,7 +93,7 @@ impl Filter for ProxyWasmFilter {
             pause_limit: info.timeout,
             info: Some(info.clone()),
             generation: None,
-            unlent: None,
+            passed: Passed::default(),
             finished: false,
         }))
     }
@@ -115,19 +115,60 @@ struct ProxyWasmCtx {
     /// The longest a callback's `Pause` may hold the request (the route's timeout).
     pause_limit: std::time::Duration,
     /// Until the context is created in the VM (at its first phase).
-    info: Option<RequestInfo>,
+    info: Option<Arc<RequestInfo>>,
     /// The VM generation the context lives in.
     generation: Option<u64>,
-    /// Heads whose callback was skipped, for the later callbacks that run (made only when a head
-    /// is skipped).
-    unlent: Option<Box<SkippedHeads>>,
+    /// The heads its later callbacks read, until the guest is next entered for it.
+    passed: Passed,
     finished: bool,
 }
 
-/// Hands `skipped` to context `id` of `vm`.
-fn hand_in_to(skipped: &mut SkippedHeads, vm: &mut Vm, id: u32) {
+/// The heads a stage's later callbacks read, kept by the stage until the guest is next entered for
+/// its context (so that a phase that enters nothing touches no VM).
+#[derive(Default)]
+struct Passed {
+    /// Heads whose callback was skipped (made only when a head is skipped).
+    skipped: Option<Box<SkippedHeads>>,
+    /// The request head as its phase left it, shared with the request's other stages.
+    req: Option<Arc<RequestHead>>,
+    /// The response head as its phase left it, like `req`.
+    resp: Option<Arc<ResponseHead>>,
+    /// The request headers callback ran, gave its head back without a copy, and a later callback
+    /// may read the head: `req` is taken once the phase has left every stage.
+    share_req: bool,
+    /// The same for the response headers callback and `resp`.
+    share_resp: bool,
+}
+
+impl Passed {
+    /// Whether there is something to hand in.
+    fn any(&self) -> bool {
+        self.skipped.is_some() || self.req.is_some() || self.resp.is_some()
+    }
+
+    /// Gives the heads to the context (where its callbacks read them).
+    fn hand_in(&mut self, http: &mut HttpCtx) {
+        if let Some(skipped) = self.skipped.as_mut() {
+            skipped.hand_in(&mut http.data);
+        }
+        if let Some(r) = self.req.take() {
+            http.data.req = None;
+            http.shared_req = Some(r);
+        }
+        if let Some(r) = self.resp.take() {
+            http.data.resp = None;
+            http.shared_resp = Some(r);
+        }
+    }
+}
+
+/// Hands `passed` to context `id` of `vm`.
+fn hand_in_to(passed: &mut Passed, vm: &mut Vm, id: u32) {
+    if !passed.any() {
+        return;
+    }
     if let Some(http) = vm.store.data_mut().https.get_mut(&id) {
-        skipped.hand_in(&mut http.data);
+        passed.hand_in(http);
     }
 }
 
@@ -184,7 +225,10 @@ impl ProxyWasmCtx {
             // Skipped by config: the guest is not entered (nor its context made for it). A head
             // stays readable for the later callbacks that run, as if its callback had run.
             if self.skip.any_after(phase) {
-                self.unlent.get_or_insert_with(Box::default).keep(&lent);
+                self.passed
+                    .skipped
+                    .get_or_insert_with(Box::default)
+                    .keep(&lent);
             }
             return Ok(Verdict::Continue);
         }
@@ -192,7 +236,7 @@ impl ProxyWasmCtx {
         let id = self.id;
         // The heads stay readable after the phase only for a later callback that may read them:
         // one not skipped, or a callout's answer.
-        let keep_head = self.skip.any_after(phase);
+        let later = self.skip.any_after(phase);
         // As in Envoy, a `Pause` from a header or trailer callback, or from the last body callback,
         // holds the stream until the filter continues it (or answers, or closes it), even with
         // nothing in flight; bounded by the route's timeout. A `Pause` mid-body buffers instead.
@@ -216,8 +260,8 @@ impl ProxyWasmCtx {
             };
             http.continue_request = false;
             http.continue_response = false;
-            if let Some(unlent) = self.unlent.as_mut() {
-                unlent.hand_in(&mut http.data);
+            if self.passed.any() {
+                self.passed.hand_in(http);
             }
             match &lent {
                 Lent::RequestBody(b) => http.req_body_size += b.len() as u64,
@@ -233,9 +277,19 @@ impl ProxyWasmCtx {
             };
             let state = vm.store.data_mut();
             let paused = matches!(r, Ok(a) if a == action::PAUSE);
-            let keep_head = keep_head || paused || !state.pending.is_empty();
+            // A head read while this call may still be answered (a pause, callouts in flight) is a
+            // copy of the stage's own; one read only by later callbacks is the chain's shared copy,
+            // taken when the phase has left every stage (`*_headers_left`).
+            let own_copy = paused || !state.pending.is_empty();
+            if later && !own_copy {
+                match phase {
+                    Phase::RequestHeaders => self.passed.share_req = true,
+                    Phase::ResponseHeaders => self.passed.share_resp = true,
+                    _ => {}
+                }
+            }
             if let Some(http) = state.https.get_mut(&id) {
-                http.data.take_back(&mut lent, keep_head);
+                http.data.take_back(&mut lent, own_copy);
             }
             let action_code = match r {
                 Ok(a) => a,
@@ -267,7 +321,12 @@ impl ProxyWasmCtx {
                 plugin.detach(pending, vm.generation);
                 return phase_verdict(&plugin, vm, id, phase, action_code, false, end_of_stream);
             }
-            let wake = vm.store.data().https.get(&id).map(|h| h.wake.clone());
+            let wake = vm
+                .store
+                .data_mut()
+                .https
+                .get_mut(&id)
+                .map(|h| h.wake().clone());
             let waiting = Waiting {
                 plugin: plugin.clone(),
                 generation: vm.generation,
@@ -367,26 +426,26 @@ impl ProxyWasmCtx {
         // A context the chain never reached (a filter before it answered, or the request failed
         // first), or whose every callback so far was skipped, is made now, as Envoy makes it for
         // its log: every stage sees `on_done` and `on_log` in every case (and the heads that
-        // passed it, `unlent`).
+        // passed it, `passed`).
         let end = match (self.generation, self.info.take()) {
             (Some(generation), _) => End::Created(generation),
             // Made only for `on_done` and `on_log`: not when both are skipped.
-            (None, Some(info)) if !self.skip.ends() => End::Unreached(Box::new(info)),
+            (None, Some(info)) if !self.skip.ends() => End::Unreached(info),
             (None, _) => {
                 plugin.sandbox().release();
                 return;
             }
         };
-        let unlent = self.unlent.take();
+        let passed = std::mem::take(&mut self.passed);
         // The callbacks are short and run without waiting: here, when the VM is free (the common
         // case), otherwise in a task that waits for it.
         if let Ok(mut slot) = plugin.slot.try_lock() {
-            end.run(&plugin, &mut slot, id, root, unlent);
+            end.run(&plugin, &mut slot, id, root, passed);
             return;
         }
         plugin.shared.handle.clone().spawn(async move {
             let mut slot = crate::filter::lock(&plugin.slot).await;
-            end.run(&plugin, &mut slot, id, root, unlent);
+            end.run(&plugin, &mut slot, id, root, passed);
         });
     }
 }
@@ -396,37 +455,32 @@ enum End {
     /// It lives in the VM of this generation.
     Created(u64),
     /// No callback of it ran (the chain never reached it, or skipped them all): it is made in the
-    /// running VM (none is started for it) only to be ended. Boxed: the request's facts are large,
-    /// and this is the rare end.
-    Unreached(Box<RequestInfo>),
+    /// running VM (none is started for it) only to be ended.
+    Unreached(Arc<RequestInfo>),
 }
 
 impl End {
-    /// Ends context `id` (`on_done`, `on_log`, `on_delete`), the heads of skipped callbacks
-    /// (`unlent`) readable, and releases its instance slot.
+    /// Ends context `id` (`on_done`, `on_log`, `on_delete`), the heads `passed` to it readable,
+    /// and releases its instance slot.
     fn run(
         self,
         plugin: &Arc<ProxyWasmPlugin>,
         slot: &mut super::Slot,
         id: u32,
         root: u32,
-        mut unlent: Option<Box<SkippedHeads>>,
+        mut passed: Passed,
     ) {
         plugin.drop_poisoned(slot);
         if let Some(vm) = slot.vm.as_mut() {
             let ended = match self {
                 End::Created(generation) if vm.generation == generation => {
-                    if let Some(unlent) = unlent.as_mut() {
-                        hand_in_to(unlent, vm, id);
-                    }
+                    hand_in_to(&mut passed, vm, id);
                     plugin.finish_http(vm, id)
                 }
                 End::Created(_) => Ok(()),
                 End::Unreached(info) if vm.store.data().roots.contains_key(&root) => {
-                    plugin.create_http(vm, id, root, *info).and_then(|()| {
-                        if let Some(unlent) = unlent.as_mut() {
-                            hand_in_to(unlent, vm, id);
-                        }
+                    plugin.create_http(vm, id, root, info).and_then(|()| {
+                        hand_in_to(&mut passed, vm, id);
                         plugin.finish_http(vm, id)
                     })
                 }
@@ -627,6 +681,18 @@ impl FilterCtx for ProxyWasmCtx {
             let n = count(trailers);
             self.phase(Lent::ResponseTrailers(trailers), n, true).await
         })
+    }
+
+    fn request_headers_left(&mut self, req: &mut HeadSnapshot<'_, RequestHead>) {
+        if std::mem::take(&mut self.passed.share_req) {
+            self.passed.req = Some(req.get());
+        }
+    }
+
+    fn response_headers_left(&mut self, resp: &mut HeadSnapshot<'_, ResponseHead>) {
+        if std::mem::take(&mut self.passed.share_resp) {
+            self.passed.resp = Some(resp.get());
+        }
     }
 
     fn on_done(&mut self) {

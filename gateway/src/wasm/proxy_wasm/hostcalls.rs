@@ -198,7 +198,7 @@ fn headers(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_header_map_pairs",
         |mut c: C<'_>, ty: u32, ptr_ptr: u32, size_ptr: u32| -> R {
-            let pairs = match map_ref(c.data_mut(), ty) {
+            let pairs = match map_ref(c.data_mut(), ty, false) {
                 Ok(m) => m.pairs(),
                 Err(Status::NotFound) => Vec::new(),
                 Err(s) => return Ok(s.code()),
@@ -213,7 +213,7 @@ fn headers(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         |mut c: C<'_>, ty: u32, ptr: u32, size: u32| -> R {
             let bytes = tryst!(read(&mut c, ptr, size));
             let pairs = tryst!(deserialize(&bytes));
-            let mut m = tryst!(map_ref(c.data_mut(), ty));
+            let mut m = tryst!(map_ref(c.data_mut(), ty, true));
             Ok(st(m.set_pairs(&pairs)))
         },
     )?;
@@ -222,7 +222,7 @@ fn headers(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "proxy_get_header_map_value",
         |mut c: C<'_>, ty: u32, kp: u32, ks: u32, ptr_ptr: u32, size_ptr: u32| -> R {
             let key = tryst!(read(&mut c, kp, ks));
-            let found = tryst!(map_ref(c.data_mut(), ty)).get(&key);
+            let found = tryst!(map_ref(c.data_mut(), ty, false)).get(&key);
             let Some(v) = found else {
                 return Ok(Status::NotFound.code());
             };
@@ -233,7 +233,7 @@ fn headers(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_header_map_size",
         |mut c: C<'_>, ty: u32, ret: u32| -> R {
-            let n = match map_ref(c.data_mut(), ty) {
+            let n = match map_ref(c.data_mut(), ty, false) {
                 Ok(m) => super::abi::serialize_map(&m.pairs()).len(),
                 Err(s) => return Ok(s.code()),
             };
@@ -250,7 +250,7 @@ fn headers(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             move |mut c: C<'_>, ty: u32, kp: u32, ks: u32, vp: u32, vs: u32| -> R {
                 let key = tryst!(read(&mut c, kp, ks));
                 let val = tryst!(read(&mut c, vp, vs));
-                let mut m = tryst!(map_ref(c.data_mut(), ty));
+                let mut m = tryst!(map_ref(c.data_mut(), ty, true));
                 Ok(st(if op == 0 {
                     m.add(&key, &val)
                 } else {
@@ -264,7 +264,7 @@ fn headers(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "proxy_remove_header_map_value",
         |mut c: C<'_>, ty: u32, kp: u32, ks: u32| -> R {
             let key = tryst!(read(&mut c, kp, ks));
-            let mut m = tryst!(map_ref(c.data_mut(), ty));
+            let mut m = tryst!(map_ref(c.data_mut(), ty, true));
             Ok(st(m.remove(&key)))
         },
     )?;
@@ -283,7 +283,7 @@ fn continue_stream(c: &mut C<'_>, ty: u32) -> u32 {
         stream::DOWNSTREAM | stream::UPSTREAM => return Status::BadArgument.code(),
         _ => return Status::BadArgument.code(),
     }
-    http.wake.notify_one();
+    http.wake().notify_one();
     0
 }
 
@@ -310,7 +310,7 @@ fn streams(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             .get_mut(&effective)
             .ok_or(Status::NotFound));
         http.closed = true;
-        http.wake.notify_one();
+        http.wake().notify_one();
         Ok(0)
     })?;
     linker.func_wrap("env", "proxy_clear_route_cache", |_c: C<'_>| -> R { Ok(0) })?;
@@ -368,7 +368,7 @@ fn streams(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 headers,
                 body,
             });
-            http.wake.notify_one();
+            http.wake().notify_one();
             Ok(0)
         },
     )?;

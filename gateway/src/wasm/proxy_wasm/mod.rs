@@ -346,7 +346,9 @@ impl ProxyWasmPlugin {
         if let Some(vm) = slot.vm.take() {
             // Requests paused on this VM find it gone when woken, and fail by their policy.
             for h in vm.store.data().https.values() {
-                h.wake.notify_one();
+                if let Some(w) = &h.wake {
+                    w.notify_one();
+                }
             }
             self.sandbox().discarded();
             tracing::warn!(plugin = %self.shared.ctx.name, "plugin VM discarded after a failure");

@@ -73,7 +73,7 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
         }
         ["request", rest @ ..] => {
             let h = http.ok_or(Status::NotFound)?;
-            let req = h.data.req.as_ref();
+            let req = h.request();
             match rest {
                 ["path"] => req.and_then(|r| r.uri.path_and_query().map(|p| text(p.as_str()))),
                 ["url_path"] => req.map(|r| text(r.uri.path())),
@@ -108,7 +108,7 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
         }
         ["response", rest @ ..] => {
             let h = http.ok_or(Status::NotFound)?;
-            let resp = h.data.resp.as_ref();
+            let resp = h.response();
             match rest {
                 ["code"] => resp.map(|r| int(r.status.as_u16() as i64)),
                 ["code_details"] => resp.map(|_| text("via_upstream")),
@@ -137,10 +137,10 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
         }
         // The endpoint that answered, once its response is here (`host:port` as configured).
         ["upstream", "address"] => http
-            .and_then(|h| h.data.resp.as_ref())
+            .and_then(|h| h.response())
             .and_then(|r| r.upstream.as_deref().map(text)),
         ["upstream", "port"] => http
-            .and_then(|h| h.data.resp.as_ref())
+            .and_then(|h| h.response())
             .and_then(|r| r.upstream.as_deref())
             .and_then(|a| a.rsplit_once(':'))
             .and_then(|(_, p)| p.parse::<i64>().ok())
@@ -148,7 +148,7 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
         // Kong Gateway's names for the same facts, as text (ngx_wasm_module answers in text).
         ["kong", rest @ ..] => {
             let h = http.ok_or(Status::NotFound)?;
-            let req = h.data.req.as_ref();
+            let req = h.request();
             match rest {
                 ["route_id"] => root.map(|r| text(&*r.route)),
                 ["service_id"] => h.info.upstream.as_deref().map(text),
@@ -165,7 +165,7 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
         // nginx variables, as Kong's ngx_wasm_module exposes them: text.
         ["ngx", var] => {
             let h = http.ok_or(Status::NotFound)?;
-            let req = h.data.req.as_ref();
+            let req = h.request();
             match *var {
                 "remote_addr" => Some(text(h.info.peer.ip().to_string())),
                 "remote_port" => Some(text(h.info.peer.port().to_string())),

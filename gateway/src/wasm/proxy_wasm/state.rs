@@ -140,11 +140,17 @@ pub struct RootCtx {
 /// An HTTP context: one per request.
 pub struct HttpCtx {
     pub root_id: u32,
-    pub info: RequestInfo,
+    /// The request's facts, shared by its stages.
+    pub info: Arc<RequestInfo>,
     pub started: Instant,
     pub started_wall: SystemTime,
     /// What the running callback was lent, and copies of the heads for later callbacks.
     pub data: HttpData,
+    /// The request head as the request headers phase left it, shared with the request's other
+    /// stages: read when `data` has no request head.
+    pub shared_req: Option<Arc<RequestHead>>,
+    /// The response head as the response headers phase left it, like `shared_req`.
+    pub shared_resp: Option<Arc<ResponseHead>>,
     pub properties: HashMap<Vec<u8>, Bytes>,
     pub local: Option<LocalResponse>,
     pub continue_request: bool,
@@ -153,30 +159,50 @@ pub struct HttpCtx {
     /// Its `on_done` returned false: the request is over and the context waits for `proxy_done`.
     pub awaiting_done: bool,
     /// Woken when something another callback did may end a pause of this context: it asked to
-    /// continue, answered, or closed the stream.
-    pub wake: std::sync::Arc<tokio::sync::Notify>,
+    /// continue, answered, or closed the stream. Made when first used ([`HttpCtx::wake`]), under
+    /// the VM's lock as every use: most requests never pause.
+    pub wake: Option<Arc<tokio::sync::Notify>>,
     pub req_body_size: u64,
     pub resp_body_size: u64,
 }
 
 impl HttpCtx {
-    pub fn new(root_id: u32, info: RequestInfo) -> HttpCtx {
+    pub fn new(root_id: u32, info: Arc<RequestInfo>) -> HttpCtx {
         HttpCtx {
             root_id,
             info,
             started: Instant::now(),
             started_wall: SystemTime::now(),
             data: HttpData::default(),
+            shared_req: None,
+            shared_resp: None,
             properties: HashMap::new(),
             local: None,
             continue_request: false,
             continue_response: false,
             closed: false,
             awaiting_done: false,
-            wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+            wake: None,
             req_body_size: 0,
             resp_body_size: 0,
         }
+    }
+
+    /// The context's wake-up (see `wake`).
+    pub fn wake(&mut self) -> &Arc<tokio::sync::Notify> {
+        self.wake
+            .get_or_insert_with(|| Arc::new(tokio::sync::Notify::new()))
+    }
+
+    /// The request head this context can read: lent to its callback, its own copy, or the shared
+    /// one.
+    pub fn request(&self) -> Option<&RequestHead> {
+        self.data.req.as_ref().or(self.shared_req.as_deref())
+    }
+
+    /// The response head this context can read, like [`HttpCtx::request`].
+    pub fn response(&self) -> Option<&ResponseHead> {
+        self.data.resp.as_ref().or(self.shared_resp.as_deref())
     }
 }
 
@@ -303,13 +329,18 @@ impl PendingCall {
 pub enum MapRef<'a> {
     Request(&'a mut RequestHead, &'static str),
     Response(&'a mut ResponseHead),
+    /// A head shared with other stages, for reading only (see [`map_ref`]'s `write`).
+    SharedRequest(&'a RequestHead, &'static str),
+    SharedResponse(&'a ResponseHead),
     Plain(&'a mut HeaderMap),
     Callout(&'a mut CalloutResponse),
 }
 
 /// Finds the map `map_type` of the effective context. Maps that do not exist in this phase are
-/// `BadArgument` (as in Envoy); gRPC metadata outside its callback is `NotFound`.
-pub fn map_ref(state: &mut VmState, map_type: u32) -> Result<MapRef<'_>, Status> {
+/// `BadArgument` (as in Envoy); gRPC metadata outside its callback is `NotFound`. A head shared
+/// with other stages is read in place; to `write` to it, the context first takes a copy of its own
+/// (which, as any head read after its phase, changes nothing that is sent on).
+pub fn map_ref(state: &mut VmState, map_type: u32, write: bool) -> Result<MapRef<'_>, Status> {
     let effective = state.effective;
     if map_type == map::HTTP_CALL_RESPONSE_HEADERS {
         return state
@@ -333,23 +364,38 @@ pub fn map_ref(state: &mut VmState, map_type: u32) -> Result<MapRef<'_>, Status>
     }
     let http = state.https.get_mut(&effective).ok_or(Status::BadArgument)?;
     let scheme = http.info.scheme;
-    let http = &mut http.data;
+    let HttpCtx {
+        data: http,
+        shared_req,
+        shared_resp,
+        ..
+    } = &mut **http;
     match map_type {
-        map::REQUEST_HEADERS => http
-            .req
-            .as_mut()
-            .map(|r| MapRef::Request(r, scheme))
-            .ok_or(Status::BadArgument),
+        map::REQUEST_HEADERS => {
+            if write && http.req.is_none() {
+                http.req = shared_req.take().map(Arc::unwrap_or_clone);
+            }
+            match (http.req.as_mut(), shared_req.as_deref()) {
+                (Some(r), _) => Ok(MapRef::Request(r, scheme)),
+                (None, Some(r)) => Ok(MapRef::SharedRequest(r, scheme)),
+                (None, None) => Err(Status::BadArgument),
+            }
+        }
         map::REQUEST_TRAILERS => http
             .req_trailers
             .as_mut()
             .map(MapRef::Plain)
             .ok_or(Status::BadArgument),
-        map::RESPONSE_HEADERS => http
-            .resp
-            .as_mut()
-            .map(MapRef::Response)
-            .ok_or(Status::BadArgument),
+        map::RESPONSE_HEADERS => {
+            if write && http.resp.is_none() {
+                http.resp = shared_resp.take().map(Arc::unwrap_or_clone);
+            }
+            match (http.resp.as_mut(), shared_resp.as_deref()) {
+                (Some(r), _) => Ok(MapRef::Response(r)),
+                (None, Some(r)) => Ok(MapRef::SharedResponse(r)),
+                (None, None) => Err(Status::BadArgument),
+            }
+        }
         map::RESPONSE_TRAILERS => http
             .resp_trailers
             .as_mut()
@@ -379,36 +425,48 @@ fn authority(req: &RequestHead) -> Option<Vec<u8>> {
         .or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes().to_vec()))
 }
 
+/// Puts the request's pseudo-headers in `out`; its headers are the rest.
+fn request_pseudo<'h>(
+    out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    req: &'h RequestHead,
+    scheme: &str,
+) -> &'h HeaderMap {
+    out.push((b":method".to_vec(), req.method.as_str().as_bytes().to_vec()));
+    let scheme = req.uri.scheme_str().unwrap_or(scheme);
+    out.push((b":scheme".to_vec(), scheme.as_bytes().to_vec()));
+    if let Some(a) = authority(req) {
+        out.push((b":authority".to_vec(), a));
+    }
+    let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    out.push((b":path".to_vec(), path.as_bytes().to_vec()));
+    &req.headers
+}
+
+/// Puts the response's pseudo-header in `out`; its headers are the rest.
+fn response_pseudo<'h>(out: &mut Vec<(Vec<u8>, Vec<u8>)>, resp: &'h ResponseHead) -> &'h HeaderMap {
+    out.push((
+        b":status".to_vec(),
+        resp.status.as_str().as_bytes().to_vec(),
+    ));
+    &resp.headers
+}
+
 impl MapRef<'_> {
     /// Every pair, pseudo-headers first.
     pub fn pairs(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let headers = match self {
-            MapRef::Request(req, scheme) => {
-                out.push((b":method".to_vec(), req.method.as_str().as_bytes().to_vec()));
-                let scheme = req.uri.scheme_str().unwrap_or(scheme);
-                out.push((b":scheme".to_vec(), scheme.as_bytes().to_vec()));
-                if let Some(a) = authority(req) {
-                    out.push((b":authority".to_vec(), a));
-                }
-                let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-                out.push((b":path".to_vec(), path.as_bytes().to_vec()));
-                &req.headers
-            }
-            MapRef::Response(resp) => {
-                out.push((
-                    b":status".to_vec(),
-                    resp.status.as_str().as_bytes().to_vec(),
-                ));
-                &resp.headers
-            }
+            MapRef::Request(req, scheme) => request_pseudo(&mut out, req, scheme),
+            MapRef::SharedRequest(req, scheme) => request_pseudo(&mut out, req, scheme),
+            MapRef::Response(resp) => response_pseudo(&mut out, resp),
+            MapRef::SharedResponse(resp) => response_pseudo(&mut out, resp),
             MapRef::Callout(c) => {
                 out.push((b":status".to_vec(), c.status.as_str().as_bytes().to_vec()));
                 &c.headers
             }
             MapRef::Plain(h) => &**h,
         };
-        let skip_host = matches!(self, MapRef::Request(..));
+        let skip_host = matches!(self, MapRef::Request(..) | MapRef::SharedRequest(..));
         for (k, v) in headers.iter() {
             if skip_host && k == HOST {
                 continue;
@@ -430,7 +488,9 @@ impl MapRef<'_> {
         }
         let headers = match self {
             MapRef::Request(r, _) => &r.headers,
+            MapRef::SharedRequest(r, _) => &r.headers,
             MapRef::Response(r) => &r.headers,
+            MapRef::SharedResponse(r) => &r.headers,
             MapRef::Callout(c) => &c.headers,
             MapRef::Plain(h) => &**h,
         };
@@ -438,12 +498,14 @@ impl MapRef<'_> {
         headers.get(name).map(|v| v.as_bytes().to_vec())
     }
 
-    fn headers_mut(&mut self) -> &mut HeaderMap {
+    /// The headers to change; a shared head cannot be (`map_ref` gives writers a copy instead).
+    fn headers_mut(&mut self) -> Result<&mut HeaderMap, Status> {
         match self {
-            MapRef::Request(r, _) => &mut r.headers,
-            MapRef::Response(r) => &mut r.headers,
-            MapRef::Callout(c) => &mut c.headers,
-            MapRef::Plain(h) => h,
+            MapRef::Request(r, _) => Ok(&mut r.headers),
+            MapRef::Response(r) => Ok(&mut r.headers),
+            MapRef::Callout(c) => Ok(&mut c.headers),
+            MapRef::Plain(h) => Ok(h),
+            MapRef::SharedRequest(..) | MapRef::SharedResponse(_) => Err(Status::BadArgument),
         }
     }
 
@@ -484,7 +546,7 @@ impl MapRef<'_> {
             return self.set_pseudo(&key, v);
         }
         let (n, v) = (name(&key)?, value(v)?);
-        edit_headers(self.headers_mut(), HeaderEdit::Append(n, v));
+        edit_headers(self.headers_mut()?, HeaderEdit::Append(n, v));
         Ok(())
     }
 
@@ -495,7 +557,7 @@ impl MapRef<'_> {
             return self.set_pseudo(&key, v);
         }
         let (n, v) = (name(&key)?, value(v)?);
-        edit_headers(self.headers_mut(), HeaderEdit::Set(n, v));
+        edit_headers(self.headers_mut()?, HeaderEdit::Set(n, v));
         Ok(())
     }
 
@@ -513,7 +575,7 @@ impl MapRef<'_> {
             return Ok(());
         }
         let n = name(&key)?;
-        edit_headers(self.headers_mut(), HeaderEdit::Remove(&n));
+        edit_headers(self.headers_mut()?, HeaderEdit::Remove(&n));
         Ok(())
     }
 
@@ -537,9 +599,9 @@ impl MapRef<'_> {
             }
             _ => None,
         };
-        *self.headers_mut() = fresh;
+        *self.headers_mut()? = fresh;
         if let Some(h) = keep_host {
-            self.headers_mut().insert(HOST, h);
+            self.headers_mut()?.insert(HOST, h);
         }
         for (k, v) in pseudo {
             self.set_pseudo(&k, v)?;

@@ -332,7 +332,7 @@ impl ProxyWasmPlugin {
         vm: &mut Vm,
         id: u32,
         root: u32,
-        info: RequestInfo,
+        info: std::sync::Arc<RequestInfo>,
     ) -> Result<(), FilterError> {
         vm.store
             .data_mut()
