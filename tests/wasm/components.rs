@@ -661,9 +661,10 @@ async fn only_components_that_import_a_call_that_can_wait_run_on_a_fiber() {
     let (p, f) = hostile(InstanceMode::Reuse).await;
     assert!(!p.on_fiber());
     // Without a fiber, what it prints goes through the synchronous `wasi:io` stream calls.
-    let (v, req, _ctx) = request_headers(&f, &[("x-hostile", "chatty")], true).await;
+    let (v, req, ctx) = request_headers(&f, &[("x-hostile", "chatty")], true).await;
     assert!(matches!(v, Ok(Verdict::Continue)), "{v:?}");
     assert_eq!(hv(&req.headers, "x-hostile-ok"), "1");
+    drop(ctx);
     next_request_succeeds(&f).await;
     assert_eq!(p.health().snapshot().instances_created, 1);
 }
