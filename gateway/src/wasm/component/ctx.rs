@@ -2,8 +2,8 @@
 //! back or dropped when the request is done), the data lent to each handler call, and what the
 //! handler's action becomes.
 
-use super::bindings::Filter as Exports;
 use super::bindings::gateway::filter::types::{Action, BodyMode as WitBodyMode};
+use super::bindings::Filter as Exports;
 use super::host::header_map;
 use super::{CompState, FilterInner, Instance};
 use crate::filter::{
@@ -15,8 +15,8 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::StatusCode;
 use std::sync::Arc;
-use wasmtime::Store;
 use wasmtime::component::Resource;
+use wasmtime::Store;
 
 /// The rep of the one request (or response) handle a call sees. A borrow cannot outlive the call,
 /// so the handle never names anything of another call or request.
