@@ -1116,46 +1116,6 @@ async fn a_trailers_only_unavailable_counts_against_the_endpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clients_deadline_does_not_count_against_the_endpoint() {
-    let up = Server::start("up", None).await;
-    let health = "    protocol: http2\n    health: {passive: {consecutive_failures: 2, ejection_time: 30s}}\n";
-    let cfg = GatewayConfig::new()
-        .upstream(Upstream::new("up").endpoint(up.addr).lines(health))
-        .upstream(Upstream::new("own").endpoint(up.addr).lines(health))
-        .route(grpc_route("echo", "test.v1.Echo", None, "up"))
-        .route(grpc_route("own", "test.v1.Own", None, "own").lines("    timeout: 50ms\n"));
-    let gw = TestGateway::start(&cfg.yaml()).await;
-    let mut c = client(gw.addr, None).await;
-
-    // Calls whose own 50 ms deadline runs out while the endpoint works on them: the client's
-    // deadline, not the endpoint's failure, however many there are.
-    for _ in 0..3 {
-        let mut r = Request::new(msg("sleep:1000"));
-        r.set_timeout(Duration::from_millis(50));
-        let e = unary(&mut c, "/test.v1.Echo/Unary", r).await.unwrap_err();
-        assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
-    }
-    let before = up.calls();
-    assert_eq!(
-        call(&mut c, "/test.v1.Echo/Unary", "hi").await.unwrap(),
-        "up:hi:"
-    );
-    assert_eq!(up.calls(), before + 1);
-
-    // The route's own timeout running out is the endpoint's failure: two eject it.
-    for _ in 0..2 {
-        let e = call(&mut c, "/test.v1.Own/Unary", "sleep:1000")
-            .await
-            .unwrap_err();
-        assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
-    }
-    let before = up.calls();
-    let e = call(&mut c, "/test.v1.Own/Unary", "hi").await.unwrap_err();
-    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
-    assert_eq!(up.calls(), before);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_try_span_has_the_http_and_the_grpc_status() {
     use crate::tracing::{attr, Collector};
     use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};

@@ -262,12 +262,7 @@ pub async fn forward(
                 }
             }
             Err(_) => {
-                // The client's own deadline (`grpc-timeout`) running out is not the endpoint's
-                // failure; the route's timeout or the per-try timeout running out is.
-                let clients = call_deadline.is_some_and(|d| now + per_try >= d);
-                if !clients {
-                    ep.record(false, &cluster.passive);
-                }
+                ep.record(false, &cluster.passive);
                 cluster.stats.error("timeout");
                 let err = ProxyError::Timeout {
                     endpoint: ep.address.clone(),
