@@ -216,14 +216,15 @@ impl ChainRun {
         end_of_stream: bool,
     ) -> Result<Flow, ChainError> {
         let mut slots = super::lock(&self.slots).await;
-        let flow = self
-            .request_headers_in(&mut slots, head, end_of_stream)
-            .await;
-        let mut left = HeadSnapshot::new(&*head);
-        for ctx in slots.iter_mut().filter_map(|s| s.ctx.as_mut()) {
-            ctx.request_headers_left(&mut left);
-        }
-        flow
+        // The hand-over runs when `left` drops: after the phase, and also when the phase's future
+        // is dropped half way (a client gone while a later stage waits on a callout), so that the
+        // stages that ran and kept no copy of their own still read the head in `on_log`.
+        let left = RequestLeft {
+            slots: &mut slots,
+            head,
+        };
+        self.request_headers_in(&mut *left.slots, &mut *left.head, end_of_stream)
+            .await
     }
 
     async fn request_headers_in(
@@ -293,14 +294,14 @@ impl ChainRun {
         upto: usize,
     ) -> Result<Flow, ChainError> {
         let mut slots = super::lock(&self.slots).await;
-        let flow = self
-            .response_headers_in(&mut slots, head, end_of_stream, upto)
-            .await;
-        let mut left = HeadSnapshot::new(&*head);
-        for ctx in slots[..upto].iter_mut().filter_map(|s| s.ctx.as_mut()) {
-            ctx.response_headers_left(&mut left);
-        }
-        flow
+        // As in the request phase: the hand-over runs when `left` drops, also half way.
+        let left = ResponseLeft {
+            slots: &mut slots,
+            head,
+            upto,
+        };
+        self.response_headers_in(&mut *left.slots, &mut *left.head, end_of_stream, upto)
+            .await
     }
 
     async fn response_headers_in(
@@ -980,6 +981,41 @@ pub fn local_to_response(r: LocalResponse) -> Response<Body> {
     // The body is what it is: its framing is the gateway's, whatever the filter wrote.
     crate::framing::strip_framing(resp.headers_mut());
     resp
+}
+
+/// Hands the request head, as the phase left it, to the stages that read it later
+/// ([`FilterCtx::request_headers_left`]) when dropped.
+struct RequestLeft<'a> {
+    slots: &'a mut Slots,
+    head: &'a mut RequestHead,
+}
+
+impl Drop for RequestLeft<'_> {
+    fn drop(&mut self) {
+        let mut left = HeadSnapshot::new(&*self.head);
+        for ctx in self.slots.iter_mut().filter_map(|s| s.ctx.as_mut()) {
+            ctx.request_headers_left(&mut left);
+        }
+    }
+}
+
+/// [`RequestLeft`] for the response head and stages `0..upto`.
+struct ResponseLeft<'a> {
+    slots: &'a mut Slots,
+    head: &'a mut ResponseHead,
+    upto: usize,
+}
+
+impl Drop for ResponseLeft<'_> {
+    fn drop(&mut self) {
+        let mut left = HeadSnapshot::new(&*self.head);
+        for ctx in self.slots[..self.upto]
+            .iter_mut()
+            .filter_map(|s| s.ctx.as_mut())
+        {
+            ctx.response_headers_left(&mut left);
+        }
+    }
 }
 
 #[cfg(test)]
