@@ -592,8 +592,22 @@ def ensure_tools(allow_install):
                     "nginx -s stop 2>/dev/null; true"], check=False)
 
 
+def add_wasm_targets():
+    """The wasm targets rust-toolchain.toml lists, as .ci/run adds them: rustup does not add targets to a
+    toolchain that is already installed, and the gateway's build script builds the built-in plugins for
+    wasm32-wasip2 (a fresh machine's first run failed there)."""
+    if not shutil.which("rustup"):
+        return
+    with open(os.path.join(ROOT, "rust-toolchain.toml")) as f:
+        m = re.search(r"^targets\s*=\s*\[(.*)\]", f.read(), re.M)
+    targets = re.findall(r'"([^"]+)"', m.group(1)) if m else []
+    if targets:
+        subprocess.run(["rustup", "target", "add"] + targets, cwd=ROOT, check=True)
+
+
 def build():
     cargo = os.environ.get("CARGO", "cargo")
+    add_wasm_targets()
     log("building the gateway (release)")
     subprocess.run([cargo, "build", "--release", "-p", "gateway"], cwd=ROOT, check=True)
     log("building the benchmark filters (wasm32-wasip1)")
