@@ -168,6 +168,9 @@ AUTH_CHAIN_ROUTE = gw_route(
     response_headers={"set": {"cache-control": "no-store"}, "remove": ["server"]},
 )
 AUTH_CHAIN_HEADERS = {"apikey": "bench-key", "origin": "https://app.example"}
+# What a gateway is asked for before its trials, to see it ready: the headers each filter chain the
+# scenarios use lets through (the Proxy-Wasm auth filter's token, the catalog chain's key).
+READY_HEADERS = {**AUTH_HEADERS, **AUTH_CHAIN_HEADERS}
 
 
 def ratelimit_route(policy):
@@ -1434,7 +1437,7 @@ def main():
                 p = start_gateway(g, port)
                 path = "/bench/items/1" if "routes" in g else "/"
                 try:
-                    wait_ready(p, port, path, AUTH_HEADERS, timeout=120, tls=g in TLS_SERVERS)
+                    wait_ready(p, port, path, READY_HEADERS, timeout=120, tls=g in TLS_SERVERS)
                 except RuntimeError as e:
                     if not g.startswith("gw-go"):
                         raise
