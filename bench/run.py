@@ -982,7 +982,7 @@ def grpc_check(port, name):
 
 def callgrind_prefix(name):
     return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={WORK}/callgrind/{name}.%p",
-            "--dump-instr=no", "--collect-jumps=no"]
+            "--dump-instr=no", "--collect-jumps=no"] + os.environ.get("BENCH_CALLGRIND_ARGS", "").split()
 
 
 def callgrind_total(path):
@@ -1349,6 +1349,7 @@ python3 bench/run.py --quick      # a smoke run (1 round of 2 s, fewer callgrind
 python3 bench/run.py --no-build --no-load --no-write --only gw   # callgrind of one scenario, nothing written
 python3 bench/run.py --help       # rounds, seconds, connections, --no-callgrind, --no-load, --only SCENARIO...
 callgrind_annotate --inclusive=yes target/bench/run/callgrind/cg-gw.<pid>.3 | head -60   # a profile
+BENCH_CALLGRIND_ARGS=--cache-sim=yes python3 bench/run.py --no-build --no-load --no-write --only gw   # cache misses too
 ```
 
 Needs root to install the tools (Debian), 2 cores or more, and ports 18000-18050, 18500 and 19010-19050 free (all moved by BENCH_PORT_OFFSET)
