@@ -707,8 +707,8 @@ async fn a_proxy_wasm_plugin_skipping_only_its_body_callbacks_still_gets_the_tra
 /// everything but `on_log` reads the request's path and headers and the response status there, and a
 /// filter that skips both header callbacks reads the heads in its body callbacks, and one that skips
 /// the response's callbacks reads the response head in `on_log`. (The kitchen
-/// filter writes what each callback could read, `<:path>|<x-probe>|<:status>`, `!2` for a read
-/// refused with BadArgument.)
+/// filter writes what each callback could read, `<:path>|<x-probe>|<:status>|<x-probe>`, `!1` for a
+/// header that is not there, `!2` for a read refused with BadArgument.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_wasm_plugin_reads_the_head_of_a_skipped_header_callback_later() {
     let f = fixtures();
@@ -767,14 +767,14 @@ async fn a_proxy_wasm_plugin_reads_the_head_of_a_skipped_header_callback_later()
     }
     assert_eq!(
         read("heads:log:on_log".into()).await,
-        "/log/echo|yes|200",
+        "/log/echo|yes|200|!1",
         "the access log reads both heads"
     );
     for (callback, want) in [
         // No response yet: its head is not there to read.
-        ("on_request_body", "/bodies/echo|yes|!2"),
-        ("on_response_body", "/bodies/echo|yes|200"),
-        ("on_log", "/bodies/echo|yes|200"),
+        ("on_request_body", "/bodies/echo|yes|!2|!2"),
+        ("on_response_body", "/bodies/echo|yes|200|!1"),
+        ("on_log", "/bodies/echo|yes|200|!1"),
     ] {
         assert_eq!(
             read(format!("heads:bodies:{callback}")).await,
@@ -785,9 +785,12 @@ async fn a_proxy_wasm_plugin_reads_the_head_of_a_skipped_header_callback_later()
     // A context made at its first callback gets the response head for its last.
     assert_eq!(
         read("heads:req:on_request_headers".into()).await,
-        "/req/echo|yes|!2"
+        "/req/echo|yes|!2|!2"
     );
-    assert_eq!(read("heads:req:on_log".into()).await, "/req/echo|yes|200");
+    assert_eq!(
+        read("heads:req:on_log".into()).await,
+        "/req/echo|yes|200|!1"
+    );
     assert_eq!(read("calls:req:on_response_headers".into()).await, "");
     // The header callbacks stay skipped.
     for callback in ["on_request_headers", "on_response_headers"] {
@@ -802,6 +805,247 @@ async fn a_proxy_wasm_plugin_reads_the_head_of_a_skipped_header_callback_later()
             "{callback}"
         );
     }
+}
+
+/// Reads what the kitchen filters of `gw` wrote in shared data under `key`, through its `/read` route.
+fn reader(gw: &TestGateway) -> impl AsyncFn(&str) -> String + '_ {
+    async move |key: &str| shared(gw, "/read", key).await
+}
+
+/// The rule "Heads after their phase" of docs/proxy-wasm.md, its first clause: a callback after a
+/// header phase reads the head as the whole chain left that phase, as Envoy's filters share one
+/// header map. Stage `sa` then `sb` each set `x-probe` on the request (in chain order) and on the
+/// response (in reverse order): `sa`'s later callbacks see `sb`'s request edit, `sb`'s `on_log` sees
+/// `sa`'s response edit. (The kitchen filter writes what each callback could read,
+/// `<:path>|<x-probe>|<:status>|<x-probe>`, request then response; `!1` no such header, `!2` no
+/// such head.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_read_a_head_after_its_phase_as_the_whole_chain_left_it() {
+    let (up, _callee, gw) = gateway(
+        "  - name: s\n    match: {path: {prefix: /s}}\n    upstream: up\n    filters:\n\
+         \x20     - {plugin: kitchen, config: \"tag=sa;count=1;probe=a\"}\n\
+         \x20     - {plugin: kitchen, config: \"tag=sb;count=1;probe=b\"}\n\
+         \x20 - name: read\n    upstream: up\n    filters: [{plugin: kitchen, config: \"tag=read\"}]\n",
+    )
+    .await;
+    let (s, h, _) = get_with(&gw.url("/s"), &[("x-probe", "yes")]).await;
+    assert_eq!(s, 200);
+    assert_eq!(up.last().headers["x-probe"], "b");
+    assert_eq!(h["x-probe"], "a", "the response leaves through sa last");
+    let read = reader(&gw);
+    for tag in ["sa", "sb"] {
+        let key = format!("calls:{tag}:on_log");
+        assert!(eventually(Duration::from_secs(5), async || read(&key).await == "1").await);
+    }
+    for (key, want) in [
+        // In its phase, a stage reads the head as the stages before it left it.
+        ("heads:sa:on_request_headers", "/s|yes|!2|!2"),
+        ("heads:sb:on_request_headers", "/s|a|!2|!2"),
+        ("heads:sb:on_response_headers", "/s|b|200|!1"),
+        // After it, as the whole chain left it.
+        ("heads:sa:on_response_headers", "/s|b|200|b"),
+        ("heads:sa:on_log", "/s|b|200|a"),
+        ("heads:sb:on_log", "/s|b|200|a"),
+    ] {
+        assert_eq!(read(key).await, want, "{key}");
+    }
+}
+
+/// "Heads after their phase": a stage whose request headers callback paused (on a callout, resumed
+/// by its answer) keeps its own copy of the request head, as its callbacks left it: its later
+/// callbacks do not see the edit of the stage after it (Envoy's shared map would show it). Its
+/// response head is shared as any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_that_paused_in_its_header_callback_keeps_the_head_as_it_left_it() {
+    let (up, _callee, gw) = gateway(
+        "  - name: p\n    match: {path: {prefix: /p}}\n    upstream: up\n    filters:\n\
+         \x20     - {plugin: kitchen, config: \"tag=pa;count=1;probe=a;test=callout\"}\n\
+         \x20     - {plugin: kitchen, config: \"tag=pb;count=1;probe=b\"}\n\
+         \x20 - name: read\n    upstream: up\n    filters: [{plugin: kitchen, config: \"tag=read\"}]\n",
+    )
+    .await;
+    let (s, _, body) = get_with(&gw.url("/p"), &[("x-probe", "yes")]).await;
+    assert_eq!(s, 200, "{body}");
+    let seen = up.last();
+    assert_eq!(
+        seen.headers["x-callout-status"], "200",
+        "the answer resumed pa"
+    );
+    assert_eq!(seen.headers["x-probe"], "b");
+    let read = reader(&gw);
+    for tag in ["pa", "pb"] {
+        let key = format!("calls:{tag}:on_log");
+        assert!(eventually(Duration::from_secs(5), async || read(&key).await == "1").await);
+    }
+    for (key, want) in [
+        // The answer came during the pause, the head lent to it.
+        ("heads:pa:on_http_call_response", "/p|a|!2|!2"),
+        ("heads:pb:on_request_headers", "/p|a|!2|!2"),
+        ("heads:pa:on_response_headers", "/p|a|200|b"),
+        ("heads:pa:on_log", "/p|a|200|a"),
+        ("heads:pb:on_log", "/p|b|200|a"),
+    ] {
+        assert_eq!(read(key).await, want, "{key}");
+    }
+}
+
+/// "Heads after their phase": a stage that writes to a head after its phase (here `wb`, to the
+/// request head in `on_response_headers`) gets a copy of its own first. The write succeeds and the
+/// writer reads it back later, but it changes nothing sent and the other stage (`wa`, whose response
+/// callback runs after `wb`'s) does not see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_to_a_head_after_its_phase_changes_only_the_writers_copy() {
+    let (up, _callee, gw) = gateway(
+        "  - name: w\n    match: {path: {prefix: /w}}\n    upstream: up\n    filters:\n\
+         \x20     - {plugin: kitchen, config: \"tag=wa;count=1;probe=a\"}\n\
+         \x20     - {plugin: kitchen, config: \"tag=wb;count=1;test=write-late\"}\n\
+         \x20 - name: read\n    upstream: up\n    filters: [{plugin: kitchen, config: \"tag=read\"}]\n",
+    )
+    .await;
+    let (s, h, _) = get_with(&gw.url("/w"), &[("x-probe", "yes")]).await;
+    assert_eq!(s, 200);
+    assert_eq!(h["x-late-write"], "ok");
+    assert_eq!(up.last().headers["x-probe"], "a");
+    let read = reader(&gw);
+    for tag in ["wa", "wb"] {
+        let key = format!("calls:{tag}:on_log");
+        assert!(eventually(Duration::from_secs(5), async || read(&key).await == "1").await);
+    }
+    for (key, want) in [
+        ("heads:wb:on_response_headers", "/w|a|200|!1"),
+        ("heads:wa:on_response_headers", "/w|a|200|!1"),
+        ("heads:wa:on_log", "/w|a|200|a"),
+        ("heads:wb:on_log", "/w|late-wb|200|a"),
+    ] {
+        assert_eq!(read(key).await, want, "{key}");
+    }
+}
+
+/// Takes the next connection on `l` and reads a request head from it, for an upstream the test
+/// answers by hand.
+async fn next_request(l: &tokio::net::TcpListener) -> (tokio::net::TcpStream, String) {
+    let (mut s, _) = tokio::time::timeout(Duration::from_secs(10), l.accept())
+        .await
+        .expect("a connection in time")
+        .expect("accept");
+    let head = read_head(&mut s).await;
+    (s, head)
+}
+
+/// Reads from `s` up to the end of a head (`\r\n\r\n`).
+async fn read_head(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("a head in time")
+            .expect("read");
+        assert!(n > 0, "closed before the end of the head");
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// "Heads after their phase": a callout started in a header callback that continued is answered
+/// in the background after the phase has left the chain. Its stage keeps its own copy of each head
+/// lent to it while the callout is in flight (the head as its callback left it), and the answer
+/// reads that copy: without the edits of the stage after it, and without a response head when it
+/// comes before the response. The test answers the upstream and the callout by hand, to order them:
+/// first the callout between the request phase and the response, then, on a second request, after
+/// the response phase while the response body is still to come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callout_answered_after_its_phase_reads_its_stages_own_copy_of_the_head() {
+    use tokio::io::AsyncWriteExt;
+    let held = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let callee = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = MockUpstream::start("up").await;
+    let gw = TestGateway::start(&format!(
+        "{}{}routes:\n\
+         \x20 - name: bg\n    match: {{path: {{prefix: /bg}}}}\n    upstream: held\n    filters:\n\
+         \x20     - {{plugin: kitchen, config: \"tag=ga;count=1;probe=a;test=callout-bg\"}}\n\
+         \x20     - {{plugin: kitchen, config: \"tag=gb;count=1;probe=b\"}}\n\
+         \x20 - name: read\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=read\"}}]\n",
+        plugins(),
+        GatewayConfig::new()
+            .upstream(Upstream::new("held").endpoint(held.local_addr().unwrap()))
+            .upstream(Upstream::new("mock").endpoint(callee.local_addr().unwrap()))
+            .upstream(Upstream::new("up").endpoint(up.addr))
+            .yaml()
+    ))
+    .await;
+    let read = reader(&gw);
+    let answered = async |n: &str| {
+        eventually(Duration::from_secs(5), async || {
+            read("calls:ga:on_http_call_response").await == n
+        })
+        .await
+    };
+    let request = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nhost: h\r\nx-probe: yes\r\nconnection: close\r\n\r\n")
+    };
+    const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+
+    // 1. Answered after the request phase, before the response.
+    let mut client = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    client
+        .write_all(request("/bg/before").as_bytes())
+        .await
+        .unwrap();
+    let (mut upstream, head) = next_request(&held).await;
+    assert!(head.starts_with("GET /bg/before "), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("\r\nx-probe: b\r\n"),
+        "{head}"
+    );
+    let (mut call, head) = next_request(&callee).await;
+    assert!(head.starts_with("GET /bg "), "{head}");
+    call.write_all(ANSWER).await.unwrap();
+    assert!(answered("1").await);
+    assert_eq!(
+        read("heads:ga:on_http_call_response").await,
+        "/bg/before|a|!2|!2"
+    );
+    upstream
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nup")
+        .await
+        .unwrap();
+    let resp = read_all(&mut client, Duration::from_secs(5)).await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+
+    // 2. Answered after the response phase, the response body not sent yet (the request goes on).
+    let mut client = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    client
+        .write_all(request("/bg/after").as_bytes())
+        .await
+        .unwrap();
+    let (mut upstream, _) = next_request(&held).await;
+    upstream
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // The client has the response head: the response phase has left every stage.
+    let head = read_head(&mut client).await;
+    assert_eq!(status_of(&head), 200, "{head}");
+    let (mut call, _) = next_request(&callee).await;
+    call.write_all(ANSWER).await.unwrap();
+    assert!(answered("2").await);
+    assert_eq!(
+        read("heads:ga:on_http_call_response").await,
+        "/bg/after|a|200|a"
+    );
+    upstream.write_all(b"up").await.unwrap();
+    let rest = read_all(&mut client, Duration::from_secs(5)).await;
+    // Chunked: the body streams through filters that may change it.
+    assert!(rest.ends_with("2\r\nup\r\n0\r\n\r\n"), "{head}{rest}");
+    for tag in ["ga", "gb"] {
+        let key = format!("calls:{tag}:on_log");
+        assert!(eventually(Duration::from_secs(5), async || read(&key).await == "2").await);
+    }
+    // The end of the request: ga read its own copies, gb the shared ones.
+    assert_eq!(read("heads:ga:on_log").await, "/bg/after|a|200|a");
+    assert_eq!(read("heads:gb:on_log").await, "/bg/after|b|200|a");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

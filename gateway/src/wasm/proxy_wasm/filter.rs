@@ -277,10 +277,14 @@ impl ProxyWasmCtx {
             };
             let state = vm.store.data_mut();
             let paused = matches!(r, Ok(a) if a == action::PAUSE);
-            // A head read while this call may still be answered (a pause, callouts in flight) is a
-            // copy of the stage's own; one read only by later callbacks is the chain's shared copy,
-            // taken when the phase has left every stage (`*_headers_left`).
-            let own_copy = paused || !state.pending.is_empty();
+            // A head read while this call may still be answered (a pause, callouts in flight,
+            // started by this callback or an earlier one) is a copy of the stage's own: an answer
+            // in the background reads it, the shared copy being handed in only when the guest is
+            // next entered for the stage. One read only by later callbacks is the chain's shared
+            // copy, taken when the phase has left every stage (`*_headers_left`).
+            let own_copy = paused
+                || !state.pending.is_empty()
+                || state.https.get(&id).is_some_and(|h| h.callouts > 0);
             if later && !own_copy {
                 match phase {
                     Phase::RequestHeaders => self.passed.share_req = true,

@@ -792,6 +792,9 @@ fn callouts(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 let _ = tx.send(fut.await);
             });
             let context_id = state.effective;
+            if let Some(http) = state.https.get_mut(&context_id) {
+                http.callouts += 1;
+            }
             state.pending.push(PendingCall::http(token, context_id, rx));
             Ok(st(write_u32(&mut c, token_ptr, token)))
         },

@@ -164,6 +164,9 @@ pub struct HttpCtx {
     pub wake: Option<Arc<tokio::sync::Notify>>,
     pub req_body_size: u64,
     pub resp_body_size: u64,
+    /// HTTP callouts it made whose answer has not been delivered yet. While one is in flight, a
+    /// head lent to its callbacks stays a copy of its own, which the answer reads.
+    pub callouts: u32,
 }
 
 impl HttpCtx {
@@ -185,6 +188,7 @@ impl HttpCtx {
             wake: None,
             req_body_size: 0,
             resp_body_size: 0,
+            callouts: 0,
         }
     }
 

@@ -477,16 +477,16 @@ impl ProxyWasmPlugin {
         token: u32,
         result: Result<http::Response<Bytes>, CalloutError>,
     ) -> Result<(), FilterError> {
+        let state = vm.store.data_mut();
+        match state.https.get_mut(&context_id) {
+            Some(http) => http.callouts = http.callouts.saturating_sub(1),
+            None if !state.roots.contains_key(&context_id) => return Ok(()),
+            None => {}
+        }
         let exports = vm.exports.clone();
         let Some(f) = exports.on_http_call_response.as_ref() else {
             return Ok(());
         };
-        {
-            let state = vm.store.data();
-            if !state.https.contains_key(&context_id) && !state.roots.contains_key(&context_id) {
-                return Ok(());
-            }
-        }
         let (args, callout, status) = match result {
             Ok(resp) => {
                 let (parts, body) = resp.into_parts();
