@@ -3,16 +3,37 @@
 //! the gateway's log with the plugin, route and request id, while the client's 500 body stays
 //! generic; a plugin's flood of output is held to its rate; `gateway plugin test` prints the panic of a
 //! failing case; the log has no colour codes when stderr is not a terminal; and a reload refused for a
-//! bad `.wasm` says why in one line.
+//! bad `.wasm` says why in one line. The hostile component's cases run on both of its builds: one
+//! called without a fiber (it imports nothing that can wait), one called on a fiber (`_on_a_fiber`).
 
 use crate::harness::*;
 use std::path::Path;
 use std::time::Duration;
 
-fn hostile() -> &'static Path {
-    &xtask::component_fixtures()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .hostile
+/// The hostile component: with `fiber`, its build that imports the key-value store, which the
+/// gateway calls on a fiber (`tests/wasm` asserts which path each build is on).
+fn build(fiber: bool) -> &'static Path {
+    let built = xtask::component_fixtures().unwrap_or_else(|e| panic!("{e}"));
+    match fiber {
+        true => &built.hostile_fiber,
+        false => &built.hostile,
+    }
+}
+
+/// `panicked at FILE:`, the start of the panic hook's line for the build.
+fn panicked_at(fiber: bool) -> String {
+    format!(
+        "panicked at {}:",
+        gateway_test_support::hostile_component_source(fiber)
+    )
+}
+
+/// Checks that `gw` runs the build asked for on route `r`: only the fiber build has mode `kv`,
+/// answered by the filter itself (the store is denied: no namespace is granted).
+async fn serves_build(gw: &GatewayProcess, fiber: bool) {
+    let (status, _, body) = get_with(&gw.url("/x"), &[("x-hostile", "kv")]).await;
+    let want = if fiber { "kv denied" } else { "ok" };
+    assert_eq!((status, body.as_str()), (200, want), "fiber: {fiber}");
 }
 
 /// The hostile component on route `r` (answered by the gateway itself after the filter).
@@ -43,7 +64,17 @@ async fn line_with(gw: &GatewayProcess, parts: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_is_logged_with_message_location_and_backtrace_and_the_client_sees_neither() {
-    let gw = GatewayProcess::start_with_log(&config(hostile()), "info").await;
+    a_panic_is_logged(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_on_a_fiber_is_logged_with_message_location_and_backtrace() {
+    a_panic_is_logged(true).await;
+}
+
+async fn a_panic_is_logged(fiber: bool) {
+    let gw = GatewayProcess::start_with_log(&config(build(fiber)), "info").await;
+    serves_build(&gw, fiber).await;
     let (status, _, body) = get_with(&gw.url("/x"), &[("x-hostile", "index")]).await;
     assert_eq!(status, 500, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -61,7 +92,7 @@ async fn a_panic_is_logged_with_message_location_and_backtrace_and_the_client_se
         &gw,
         &[
             "index out of bounds: the len is 0 but the index is 5",
-            "panicked at hostile/src/lib.rs:",
+            &panicked_at(fiber),
             "stream=\"stderr\"",
         ],
     )
@@ -87,15 +118,25 @@ async fn a_panic_is_logged_with_message_location_and_backtrace_and_the_client_se
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_plugin_output_stays_under_the_rate() {
+    a_flood_of_output_stays_under_the_rate(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_plugin_output_on_a_fiber_stays_under_the_rate() {
+    a_flood_of_output_stays_under_the_rate(true).await;
+}
+
+async fn a_flood_of_output_stays_under_the_rate(fiber: bool) {
     // Time enough for the flood on a loaded machine (the deadline counts wall time).
     let gw = GatewayProcess::start_with_log(
         &GatewayConfig::new()
-            .plugin(Plugin::new("hostile", hostile()).lines("    limits: {cpu_per_call: 5s}\n"))
+            .plugin(Plugin::new("hostile", build(fiber)).lines("    limits: {cpu_per_call: 5s}\n"))
             .route(Route::new("r").respond("ok").filter("hostile", ""))
             .yaml(),
         "info",
     )
     .await;
+    serves_build(&gw, fiber).await;
     // 300 lines on each stream in one request, twice.
     let started = std::time::Instant::now();
     for _ in 0..2 {
@@ -140,7 +181,7 @@ async fn a_flood_of_plugin_output_stays_under_the_rate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_has_no_colour_codes_when_stderr_is_not_a_terminal() {
-    let gw = GatewayProcess::start_with_log(&config(hostile()), "info").await;
+    let gw = GatewayProcess::start_with_log(&config(build(false)), "info").await;
     let _ = get_with(&gw.url("/x"), &[("x-hostile", "trap")]).await;
     line_with(&gw, &["plugin call failed"]).await;
     let log = lines(&gw);
@@ -151,13 +192,22 @@ async fn the_log_has_no_colour_codes_when_stderr_is_not_a_terminal() {
 
 #[test]
 fn plugin_test_prints_the_panic_of_a_failing_case() {
+    plugin_test_prints_the_panic(false);
+}
+
+#[test]
+fn plugin_test_prints_the_panic_of_a_failing_case_on_a_fiber() {
+    plugin_test_prints_the_panic(true);
+}
+
+fn plugin_test_prints_the_panic(fiber: bool) {
     let dir = TempDir::new("panic-fixture");
     let fixture = dir.0.join("hostile.test.yaml");
     std::fs::write(
         &fixture,
         format!(
             "plugin:\n  path: {}\ncases:\n  - name: an index out of bounds\n    request: {{path: /, headers: {{x-hostile: index}}}}\n    expect:\n      response: {{status: 200}}\n",
-            hostile().display()
+            build(fiber).display()
         ),
     )
     .unwrap();
@@ -170,7 +220,7 @@ fn plugin_test_prints_the_panic_of_a_failing_case() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("FAIL  an index out of bounds"), "{stdout}");
     assert!(
-        stdout.contains("panicked at hostile/src/lib.rs:")
+        stdout.contains(&panicked_at(fiber))
             && stdout.contains("index out of bounds: the len is 0 but the index is 5"),
         "{stdout}"
     );
@@ -190,7 +240,18 @@ fn plugin_test_prints_the_panic_of_a_failing_case() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_refused_for_a_plugin_that_panics_says_why_in_one_line() {
-    let gw = GatewayProcess::start_with_log(&config(hostile()), "info").await;
+    a_reload_refused_for_a_panic(false).await;
+}
+
+/// `init` runs on the fiber too (instantiation and the call are async).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_refused_for_a_plugin_that_panics_on_a_fiber_says_why_in_one_line() {
+    a_reload_refused_for_a_panic(true).await;
+}
+
+async fn a_reload_refused_for_a_panic(fiber: bool) {
+    let gw = GatewayProcess::start_with_log(&config(build(fiber)), "info").await;
+    serves_build(&gw, fiber).await;
     let text = std::fs::read_to_string(&gw.config_path).unwrap();
     // The plugin panics in `init` with this config: the new config cannot be built.
     replace_file(
@@ -203,7 +264,7 @@ async fn a_reload_refused_for_a_plugin_that_panics_says_why_in_one_line() {
     gw.signal("HUP");
     let line = line_with(&gw, &["config reload failed"]).await;
     assert!(line.contains("trap in init"), "{line}");
-    assert!(line.contains("panicked at hostile/src/lib.rs:"), "{line}");
+    assert!(line.contains(&panicked_at(fiber)), "{line}");
     // The line is the whole event: the next line of the log is another event (a timestamp).
     let log = lines(&gw);
     let at = log.iter().position(|l| *l == line).unwrap();

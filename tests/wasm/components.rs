@@ -582,14 +582,22 @@ async fn instance_limit_makes_the_filter_unavailable() {
     assert!(f.new_ctx(&info()).is_ok());
 }
 
-async fn hostile(mode: InstanceMode) -> (Arc<LoadedPlugin>, Arc<dyn Filter>) {
-    let mut cfg = plugin_cfg("hostile", &fixtures().hostile);
+/// The hostile component: with `fiber`, its build that imports a call that can wait (called on a
+/// fiber), else the one that imports none (called without a fiber). Which path it is on is
+/// asserted, so that a build whose imports changed cannot test one path twice.
+async fn hostile(fiber: bool, mode: InstanceMode) -> (Arc<LoadedPlugin>, Arc<dyn Filter>) {
+    let path = match fiber {
+        true => &fixtures().hostile_fiber,
+        false => &fixtures().hostile,
+    };
+    let mut cfg = plugin_cfg("hostile", path);
     cfg.instance_mode = Some(mode);
     // Roomy enough that the memory hog reaches the memory cap first on a loaded machine (the CPU
     // limit counts wall-clock epoch ticks).
     cfg.limits.cpu_per_call = Dur(Duration::from_millis(250));
     cfg.limits.memory = Size(16 << 20);
     let p = load(cfg, host().await).await;
+    assert_eq!(p.on_fiber(), fiber, "{}", path.display());
     let f = filter(&p, "r", "").await;
     (p, f)
 }
@@ -600,8 +608,8 @@ async fn next_request_succeeds(f: &Arc<dyn Filter>) {
     assert_eq!(hv(&req.headers, "x-hostile-ok"), "1");
 }
 
-async fn hostile_fails_by_policy(mode: InstanceMode) {
-    let (p, f) = hostile(mode).await;
+async fn hostile_fails_by_policy(fiber: bool, mode: InstanceMode) {
+    let (p, f) = hostile(fiber, mode).await;
     next_request_succeeds(&f).await;
 
     let (v, _, mut ctx) = request_headers(&f, &[("x-hostile", "trap")], true).await;
@@ -646,32 +654,58 @@ async fn hostile_fails_by_policy(mode: InstanceMode) {
 
 #[tokio::test]
 async fn hostile_components_fail_by_policy_in_fresh_mode() {
-    hostile_fails_by_policy(InstanceMode::Fresh).await;
+    hostile_fails_by_policy(false, InstanceMode::Fresh).await;
 }
 
 #[tokio::test]
 async fn hostile_components_fail_by_policy_in_reuse_mode() {
-    hostile_fails_by_policy(InstanceMode::Reuse).await;
+    hostile_fails_by_policy(false, InstanceMode::Reuse).await;
+}
+
+/// The same misdeeds inside `call_async`: the CPU limit interrupts the fiber (an epoch deadline
+/// whose callback credits only time waited on the host), the memory cap and the traps end the
+/// call, and the recursion exhausts the Wasm stack limit, not the fiber's own stack.
+#[tokio::test]
+async fn hostile_components_on_a_fiber_fail_by_policy_in_fresh_mode() {
+    hostile_fails_by_policy(true, InstanceMode::Fresh).await;
+}
+
+#[tokio::test]
+async fn hostile_components_on_a_fiber_fail_by_policy_in_reuse_mode() {
+    hostile_fails_by_policy(true, InstanceMode::Reuse).await;
 }
 
 #[tokio::test]
 async fn only_components_that_import_a_call_that_can_wait_run_on_a_fiber() {
     let kitchen = load(kitchen_cfg(InstanceMode::Reuse), host().await).await;
     assert!(kitchen.on_fiber());
-    let (p, f) = hostile(InstanceMode::Reuse).await;
-    assert!(!p.on_fiber());
-    // Without a fiber, what it prints goes through the synchronous `wasi:io` stream calls.
-    let (v, req, ctx) = request_headers(&f, &[("x-hostile", "chatty")], true).await;
-    assert!(matches!(v, Ok(Verdict::Continue)), "{v:?}");
-    assert_eq!(hv(&req.headers, "x-hostile-ok"), "1");
-    drop(ctx);
-    next_request_succeeds(&f).await;
-    assert_eq!(p.health().snapshot().instances_created, 1);
+    // The hostile component's two builds (`hostile` asserts which path each is on): what they
+    // print goes through the synchronous `wasi:io` stream calls without a fiber, through
+    // wasmtime-wasi's own on one.
+    for fiber in [false, true] {
+        let (p, f) = hostile(fiber, InstanceMode::Reuse).await;
+        let (v, req, ctx) = request_headers(&f, &[("x-hostile", "chatty")], true).await;
+        assert!(matches!(v, Ok(Verdict::Continue)), "{v:?}");
+        assert_eq!(hv(&req.headers, "x-hostile-ok"), "1");
+        drop(ctx);
+        next_request_succeeds(&f).await;
+        assert_eq!(p.health().snapshot().instances_created, 1);
+        // Only the fiber build has mode `kv` (the store call that puts it on a fiber); with no
+        // namespace granted the call is denied, and the filter answers.
+        let (v, req, _ctx) = request_headers(&f, &[("x-hostile", "kv")], true).await;
+        match (fiber, v) {
+            (true, Ok(Verdict::Respond(r))) => {
+                assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"kv denied"[..]))
+            }
+            (false, Ok(Verdict::Continue)) => assert_eq!(hv(&req.headers, "x-hostile-ok"), "1"),
+            (_, v) => panic!("fiber {fiber}: {v:?}"),
+        }
+    }
 }
 
 #[tokio::test]
 async fn a_failed_warm_instance_is_replaced() {
-    let (p, f) = hostile(InstanceMode::Reuse).await;
+    let (p, f) = hostile(false, InstanceMode::Reuse).await;
     let (_, _, ctx) = request_headers(&f, &[("x-hostile", "trap")], true).await;
     drop(ctx);
     next_request_succeeds(&f).await;

@@ -128,18 +128,22 @@ async fn instance_limit_bounds_requests_in_flight() {
     assert!(eventually(WAIT, async || f.new_ctx(&info()).is_ok()).await);
 }
 
-/// The hostile component (the Rust SDK, whose export glue installs a panic hook).
-async fn hostile_component() -> Arc<dyn Filter> {
-    let path = &xtask::component_fixtures()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .hostile;
+/// The hostile component (the Rust SDK, whose export glue installs a panic hook): with `fiber`, its
+/// build that is called on a fiber (then its output reaches the host through wasmtime-wasi's own
+/// stream calls, not the synchronous ones of a component called without a fiber).
+async fn hostile_component(fiber: bool) -> Arc<dyn Filter> {
+    let built = xtask::component_fixtures().unwrap_or_else(|e| panic!("{e}"));
+    let path = match fiber {
+        true => &built.hostile_fiber,
+        false => &built.hostile,
+    };
     let p = load(plugin_cfg("hostile-component", path), host().await).await;
+    assert_eq!(p.on_fiber(), fiber, "{}", path.display());
     filter(&p, "r", "").await
 }
 
-#[tokio::test]
-async fn a_component_panic_carries_its_message_location_and_backtrace() {
-    let f = hostile_component().await;
+async fn a_panic_carries_its_message_location_and_backtrace(fiber: bool) {
+    let f = hostile_component(fiber).await;
     let (v, _, _ctx) = request_headers(&f, &[("x-hostile", "index")], true).await;
     let Err(FilterError::Trap(msg)) = v else {
         panic!("{v:?}")
@@ -150,10 +154,14 @@ async fn a_component_panic_carries_its_message_location_and_backtrace() {
         "{msg}"
     );
     // The location, as the guest's compiler wrote it (`hostile/src/lib.rs:LINE:COL`).
+    let location = format!(
+        "panicked at {}:",
+        gateway_test_support::hostile_component_source(fiber)
+    );
     let at = msg
-        .find("panicked at hostile/src/lib.rs:")
+        .find(&location)
         .unwrap_or_else(|| panic!("no location in {msg}"));
-    let line: String = msg[at + "panicked at hostile/src/lib.rs:".len()..]
+    let line: String = msg[at + location.len()..]
         .chars()
         .take_while(char::is_ascii_digit)
         .collect();
@@ -169,7 +177,17 @@ async fn a_component_panic_carries_its_message_location_and_backtrace() {
     let Err(FilterError::Trap(msg)) = v else {
         panic!("{v:?}")
     };
-    assert!(msg.contains("panicked at hostile/src/lib.rs:"), "{msg}");
+    assert!(msg.contains(&location), "{msg}");
     assert!(msg.contains("hostile trap"), "{msg}");
     assert!(!msg.contains("index out of bounds"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_component_panic_carries_its_message_location_and_backtrace() {
+    a_panic_carries_its_message_location_and_backtrace(false).await;
+}
+
+#[tokio::test]
+async fn a_component_panic_on_a_fiber_carries_its_message_location_and_backtrace() {
+    a_panic_carries_its_message_location_and_backtrace(true).await;
 }

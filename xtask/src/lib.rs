@@ -144,6 +144,7 @@ pub fn component_fixtures() -> Result<&'static ComponentFixtures, String> {
             Ok(ComponentFixtures {
                 kitchen: t.join("wasm32-wasip2/release/kitchen_sink_component.wasm"),
                 hostile: t.join("wasm32-wasip2/release/hostile_component.wasm"),
+                hostile_fiber: t.join("wasm32-wasip2/release/hostile_fiber_component.wasm"),
                 world_0_1_0: t.join("wasm32-wasip2/release/world_0_1_0.wasm"),
                 world_0_1_2: t.join("wasm32-wasip2/release/world_0_1_2.wasm"),
                 body_only: t.join("wasm32-wasip2/release/body_only_component.wasm"),
@@ -160,6 +161,9 @@ pub struct ComponentFixtures {
     pub kitchen: PathBuf,
     /// Trap, loop, memory hog, recursion, bad status (`x-hostile` header); `trap` config traps `init`.
     pub hostile: PathBuf,
+    /// The same built with feature `waits`: it imports the key-value store, so it is called on a
+    /// fiber where `hostile` is called without one; its mode `kv` answers `200 kv <outcome>`.
+    pub hostile_fiber: PathBuf,
     /// Built against the world as it was at 0.1.0 (`tests/fixtures/wit-0.1.0`): sets `x-world`.
     pub world_0_1_0: PathBuf,
     /// Built against the world as it was at 0.1.2 (`tests/fixtures/wit-0.1.2`): sets `x-world` and

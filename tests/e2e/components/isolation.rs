@@ -78,13 +78,19 @@ async fn requests_in_flight_on_one_filter_are_isolated_in_reuse_mode() {
     requests_in_flight_do_not_see_each_other("reuse").await;
 }
 
-async fn hostile_components_fail_by_policy(mode: &str) {
+/// With `fiber`, the hostile component's build that is called on a fiber (it imports the key-value
+/// store), else the one called without a fiber.
+async fn hostile_components_fail_by_policy(fiber: bool, mode: &str) {
     let b = Backends::start().await;
+    let wasm = match fiber {
+        true => &fixtures().hostile_fiber,
+        false => &fixtures().hostile,
+    };
     let gw = b
         .gateway(
             &[plugin(
                 "hostile",
-                &fixtures().hostile,
+                wasm,
                 &format!(
                     "    instance_mode: {mode}\n    limits: {{memory: 16MiB, cpu_per_call: 250ms}}\n"
                 ),
@@ -95,6 +101,13 @@ async fn hostile_components_fail_by_policy(mode: &str) {
             ],
         )
         .await;
+    // The build asked for (`tests/wasm` asserts which path each is on): only the fiber build has
+    // mode `kv`, which it answers itself (the store is denied: no namespace is granted).
+    let (s, _, body) = get_with(&gw.url("/closed/x"), &[("x-hostile", "kv")]).await;
+    match fiber {
+        true => assert_eq!((s, body.as_str()), (200, "kv denied")),
+        false => assert_eq!(hv(&b.up.last().headers, "x-hostile-ok"), "1", "{s} {body}"),
+    }
     for misdeed in ["trap", "loop", "memory", "recursion", "bad-status"] {
         let started = Instant::now();
         let (s, _, body) = get_with(&gw.url("/closed/x"), &[("x-hostile", misdeed)]).await;
@@ -128,10 +141,20 @@ async fn hostile_components_fail_by_policy(mode: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_components_fail_by_policy_in_fresh_mode() {
-    hostile_components_fail_by_policy("fresh").await;
+    hostile_components_fail_by_policy(false, "fresh").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_components_fail_by_policy_in_reuse_mode() {
-    hostile_components_fail_by_policy("reuse").await;
+    hostile_components_fail_by_policy(false, "reuse").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_components_on_a_fiber_fail_by_policy_in_fresh_mode() {
+    hostile_components_fail_by_policy(true, "fresh").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_components_on_a_fiber_fail_by_policy_in_reuse_mode() {
+    hostile_components_fail_by_policy(true, "reuse").await;
 }

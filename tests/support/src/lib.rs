@@ -67,6 +67,16 @@ impl Drop for TempDir {
     }
 }
 
+/// The hostile fixture component's source file as a panic's location names it (`FILE:LINE:COL`):
+/// the build of it that is called on a fiber (`tests/fixtures/components/hostile/fiber`, feature
+/// `waits`, `xtask::ComponentFixtures::hostile_fiber`) compiles the same file from its own package.
+pub fn hostile_component_source(fiber: bool) -> &'static str {
+    match fiber {
+        true => "hostile/fiber/../src/lib.rs",
+        false => "hostile/src/lib.rs",
+    }
+}
+
 /// A header's value as a string ("" when absent).
 pub fn hv(h: &http::HeaderMap, name: &str) -> String {
     h.get(name)
