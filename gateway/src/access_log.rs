@@ -107,12 +107,19 @@ pub fn ms(d: std::time::Duration) -> Value {
     Value::Ms((d.as_secs_f64() * 1e6).round() / 1000.0)
 }
 
-/// Whether access lines are written: the `access` target is enabled at `INFO` (`GATEWAY_LOG`). The
-/// proxy asks before it gathers a request's facts for its line, so a filtered-out access log costs
-/// a request nothing beyond this look (a cached answer per call site).
+/// Whether access lines are written: the `access` target is enabled at `INFO` (`GATEWAY_LOG`).
 #[inline]
 pub fn enabled() -> bool {
     tracing::enabled!(target: "access", tracing::Level::INFO)
+}
+
+/// Whether a request gathers the facts of its line (takes the marks, copies the logged fields):
+/// only if `config` turns the log on and the line would be written ([`enabled`]), so a log that
+/// `GATEWAY_LOG` filters out costs a request nothing beyond this look (a cached answer per call
+/// site). The proxy asks once per request.
+#[inline]
+pub fn gathers(config: &crate::config::AccessLog) -> bool {
+    config.enabled && enabled()
 }
 
 /// Writes one line of `(key, value)` pairs (a field without a value for this request, such as the
@@ -294,6 +301,28 @@ mod tests {
                 "\n"
             )
         );
+    }
+
+    /// A request gathers the facts of its line only when the line would be written: the config
+    /// turns the log on and the log filter lets the `access` target through at INFO.
+    #[test]
+    fn a_request_gathers_its_line_only_when_the_line_is_written() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let on = crate::config::AccessLog::default();
+        let off = crate::config::AccessLog {
+            enabled: false,
+            ..Default::default()
+        };
+        let under = |filter: &str, config: &crate::config::AccessLog| {
+            let subscriber =
+                tracing_subscriber::registry().with(tracing_subscriber::EnvFilter::new(filter));
+            tracing::subscriber::with_default(subscriber, || gathers(config))
+        };
+        assert!(under("info", &on));
+        assert!(under("warn,access=info", &on));
+        assert!(!under("info,access=off", &on), "access=off");
+        assert!(!under("warn", &on), "warn");
+        assert!(!under("info", &off), "enabled: false");
     }
 
     #[test]

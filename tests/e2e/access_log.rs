@@ -164,8 +164,9 @@ async fn a_configured_field_list_gives_exactly_those_fields_in_json_and_text() {
 }
 
 /// With the access log on in the config but its target filtered out (`GATEWAY_LOG=...,access=off`),
-/// no line is written while the other targets still log. (The proxy then gathers nothing for the
-/// line either: `access_log::enabled` is asked before, which no counter shows.)
+/// no line is written while the other targets still log. (That the request then gathers nothing
+/// for its line is not visible from outside the process: `access_log::gathers`, the proxy's
+/// decision, has the unit test.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filtered_out_access_target_writes_no_line() {
     let up = MockUpstream::start("up").await;

@@ -200,7 +200,7 @@ pub async fn handle(
     let snapshot = shared.runtime.load_full();
     let method = req.method().clone();
     // Nothing is gathered for a line `GATEWAY_LOG` filters out (`access=off`).
-    let log = snapshot.config.server.access_log.enabled && crate::access_log::enabled();
+    let log = crate::access_log::gathers(&snapshot.config.server.access_log);
     let listener = snapshot.listeners.get(&*info.listener);
     // A gRPC client gets the gateway's own errors in gRPC form (`errors::grpc_form`).
     let grpc = grpc::protocol(req.headers());
