@@ -263,6 +263,28 @@ mod tests {
         }
     }
 
+    /// A field listed twice is a config error at its second listing, with its path; one header
+    /// in two spellings is one field. The same list without the repeat is taken.
+    #[test]
+    fn a_field_listed_twice_is_a_config_error_at_its_line() {
+        let path = std::path::Path::new("g.yaml");
+        let text = "listeners: []\nserver:\n  access_log:\n    fields:\n      - status\n      - route\n      - status\n";
+        let e = crate::config::Config::parse(path, text).unwrap_err();
+        assert_eq!(e.location.map(|(line, _)| line), Some(7), "{e}");
+        assert_eq!(e.field, "server.access_log.fields[2]", "{e}");
+        assert!(e.message.contains("`status` is listed twice"), "{e}");
+        let text = "listeners: []\nserver:\n  access_log: {fields: [route, request_header.X-Id, request_header.x-id]}\n";
+        let e = crate::config::Config::parse(path, text).unwrap_err();
+        assert_eq!(e.field, "server.access_log.fields[2]", "{e}");
+        assert!(
+            e.message.contains("`request_header.x-id` is listed twice"),
+            "{e}"
+        );
+        let text = "listeners: []\nserver:\n  access_log: {fields: [route, request_header.x-id, response_header.x-id]}\n";
+        let c = crate::config::Config::parse(path, text).unwrap();
+        assert_eq!(c.server.access_log.fields.len(), 3);
+    }
+
     /// An unknown field is a config error at its line, with its path.
     #[test]
     fn an_unknown_field_is_a_config_error_at_its_line() {

@@ -187,3 +187,49 @@ async fn a_filtered_out_access_target_writes_no_line() {
     );
     assert!(access(&gw).is_empty(), "{log:?}");
 }
+
+/// A field listed twice (which the text line would write twice) is a config error at that item's
+/// line and field, at the start and on a reload, which keeps the running config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_listed_twice_is_refused_at_its_line_and_a_reload_keeps_the_config() {
+    let up = MockUpstream::start("up").await;
+    let yaml = |fields: &str| {
+        format!(
+            "server:\n  access_log:\n    fields:\n{fields}upstreams:\n  - name: up\n    endpoints: [\"{}\"]\nroutes:\n  - name: api\n    upstream: up\n",
+            up.addr
+        )
+    };
+    let twice = yaml("      - status\n      - route\n      - status\n");
+    // The second `- status`, in the text the gateway reads.
+    let line = config_text(&twice)
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.ends_with("- status"))
+        .map(|(i, _)| i + 1)
+        .last()
+        .unwrap();
+    let e = refused(&twice).await;
+    assert!(
+        e.contains(&format!("test.yaml:{line}:")),
+        "line {line}: {e}"
+    );
+    assert!(
+        e.contains("server.access_log.fields[2]: `status` is listed twice"),
+        "{e}"
+    );
+
+    let fg = FileGateway::start(&yaml("      - status\n      - route\n")).await;
+    let gw = &fg.gw;
+    let before = get(&format!("http://{}/config", gw.admin)).await.2;
+    fg.write(&twice);
+    let (s, _, body) = admin_call(gw.admin, "POST", "/reload", "").await;
+    assert_eq!(s, 400, "{body}");
+    let msg = json(&body)["message"].as_str().unwrap().to_owned();
+    assert!(
+        msg.contains(&format!("gateway.yaml:{line}:"))
+            && msg.contains("server.access_log.fields[2]: `status` is listed twice"),
+        "line {line}: {msg}"
+    );
+    assert_eq!(get(&format!("http://{}/config", gw.admin)).await.2, before);
+    assert_eq!(get(&gw.url("/items")).await.0, 200);
+}

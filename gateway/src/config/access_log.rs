@@ -129,3 +129,50 @@ impl JsonSchema for Field {
 pub fn default_fields() -> Vec<Field> {
     DEFAULT_FIELDS.iter().map(|f| Field::Named(f)).collect()
 }
+
+/// Reads `server.access_log.fields`, refusing a field listed twice at that item
+/// (`server.access_log.fields[i]`): the text line would have the field twice, while a JSON object
+/// cannot. Two spellings of one header (`request_header.X-Id`, `request_header.x-id`) are one field.
+pub fn unique_fields<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Field>, D::Error> {
+    struct List;
+
+    impl<'de> serde::de::Visitor<'de> for List {
+        type Value = Vec<Field>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of access log fields")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Vec<Field>, A::Error> {
+            let mut fields = Vec::new();
+            while let Some(field) = seq.next_element_seed(Unlisted(&fields))? {
+                fields.push(field);
+            }
+            Ok(fields)
+        }
+    }
+
+    d.deserialize_seq(List)
+}
+
+/// One more item of a field list, which must not be one of the fields before it. (Checked as the
+/// item is read, so that the error's path names the item.)
+struct Unlisted<'a>(&'a [Field]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Unlisted<'_> {
+    type Value = Field;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Field, D::Error> {
+        let field = <Field as serde::Deserialize>::deserialize(d)?;
+        match self.0.iter().position(|f| *f == field) {
+            Some(i) => Err(serde::de::Error::custom(format!(
+                "`{}` is listed twice (also item {i}); a line has each field once",
+                field.key()
+            ))),
+            None => Ok(field),
+        }
+    }
+}

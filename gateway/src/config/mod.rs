@@ -329,9 +329,11 @@ pub struct AccessLog {
     /// `listener`, `method`, `host`, `path`, `query`, `protocol`, `status`, `bytes`, `complete`,
     /// `request_filters_ms`, `upstream_ms`, `response_filters_ms`, `duration_ms`, and
     /// `request_header.NAME` / `response_header.NAME`. A field the request has no value for is
-    /// left out of its line. Default: route, upstream, endpoint, client, consumer, request_id,
-    /// trace_id, span_id, method, path, status, bytes, complete and the four timings.
-    #[schemars(extend("default" = access_log::DEFAULT_FIELDS))]
+    /// left out of its line. A field is listed at most once. Default: route, upstream, endpoint,
+    /// client, consumer, request_id, trace_id, span_id, method, path, status, bytes, complete and
+    /// the four timings.
+    #[serde(deserialize_with = "access_log::unique_fields")]
+    #[schemars(extend("default" = access_log::DEFAULT_FIELDS, "uniqueItems" = true))]
     pub fields: Vec<access_log::Field>,
 }
 
