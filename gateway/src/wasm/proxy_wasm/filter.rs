@@ -133,8 +133,9 @@ struct Passed {
     req: Option<Arc<RequestHead>>,
     /// The response head as its phase left it, like `req`.
     resp: Option<Arc<ResponseHead>>,
-    /// The request headers callback ran, gave its head back without a copy, and a later callback
-    /// may read the head: `req` is taken once the phase has left every stage.
+    /// The request headers callback ran and did not pause, and a later callback may read the
+    /// head: `req` is taken once the phase has left every stage (replacing, at the next entry, a
+    /// copy the stage kept for callouts in flight).
     share_req: bool,
     /// The same for the response headers callback and `resp`.
     share_resp: bool,
@@ -279,13 +280,14 @@ impl ProxyWasmCtx {
             let paused = matches!(r, Ok(a) if a == action::PAUSE);
             // A head read while this call may still be answered (a pause, callouts in flight,
             // started by this callback or an earlier one) is a copy of the stage's own: an answer
-            // in the background reads it, the shared copy being handed in only when the guest is
-            // next entered for the stage. One read only by later callbacks is the chain's shared
-            // copy, taken when the phase has left every stage (`*_headers_left`).
+            // in the background reads it until the guest is next entered for the stage. The later
+            // callbacks of a stage that did not pause read the chain's shared copy, taken when the
+            // phase has left every stage (`*_headers_left`) and handed in at that next entry, so
+            // what they read does not depend on whether a callout was still in flight.
             let own_copy = paused
                 || !state.pending.is_empty()
                 || state.https.get(&id).is_some_and(|h| h.callouts > 0);
-            if later && !own_copy {
+            if later && !paused {
                 match phase {
                     Phase::RequestHeaders => self.passed.share_req = true,
                     Phase::ResponseHeaders => self.passed.share_resp = true,
