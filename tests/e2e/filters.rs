@@ -1059,6 +1059,54 @@ async fn a_callout_answered_after_its_phase_reads_its_stages_own_copy_of_the_hea
     }
 }
 
+/// "Heads after their phase", a phase dropped half way: the client resets its HTTP/2 stream while
+/// the second stage waits on its callout (the callee never answers), so the request phase never
+/// ends; the first stage, which kept no copy of its own, still reads the request head in `on_log`,
+/// as the chain left it (the hand-over runs when the phase's future is dropped). No response head:
+/// there was none, which also shows the phase did not end by the callout's timeout. (Over HTTP/1
+/// the request would go on: the server keeps half-closed connections.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_reads_the_head_in_on_log_when_the_client_resets_mid_phase() {
+    let callee = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = MockUpstream::start("up").await;
+    let gw = TestGateway::start(&format!(
+        "{}{}routes:\n\
+         \x20 - name: d\n    match: {{path: {{prefix: /d}}}}\n    upstream: up\n    filters:\n\
+         \x20     - {{plugin: kitchen, config: \"tag=da;count=1;probe=a\"}}\n\
+         \x20     - {{plugin: kitchen, config: \"tag=db;count=1;probe=b;test=callout\"}}\n\
+         \x20 - name: read\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=read\"}}]\n",
+        plugins(),
+        GatewayConfig::new()
+            .upstream(Upstream::new("mock").endpoint(callee.local_addr().unwrap()))
+            .upstream(Upstream::new("up").endpoint(up.addr))
+            .yaml()
+    ))
+    .await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::get(format!("http://{}/d", gw.addr))
+        .header("x-probe", "yes")
+        .body(())
+        .unwrap();
+    let (resp, mut stream) = client.send_request(req, true).unwrap();
+    // db's callout is at the callee, unanswered: the request phase waits in db.
+    let (_call, head) = next_request(&callee).await;
+    assert!(head.starts_with("POST /auth "), "{head}");
+    stream.send_reset(h2::Reason::CANCEL);
+    drop(resp);
+    let read = reader(&gw);
+    assert!(
+        eventually(Duration::from_secs(5), async || read("calls:da:on_log")
+            .await
+            == "1")
+        .await
+    );
+    assert_eq!(read("heads:da:on_log").await, "/d|b|!2|!2");
+    assert_eq!(up.hits(), 0, "the request never reached the upstream");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skip_is_refused_on_a_component_and_an_unknown_callback_at_its_line() {
     let component = &xtask::component_fixtures()
