@@ -1059,6 +1059,69 @@ async fn a_callout_answered_after_its_phase_reads_its_stages_own_copy_of_the_hea
     }
 }
 
+/// "Heads after their phase" with `skip:`: a stage whose response headers callback is skipped, and
+/// whose callout (started in its request callback, not waited for) is answered after the response
+/// phase, before the stage is entered again: the answer reads the response head as it reached the
+/// stage (the skipped head goes to the context at once while a callout is in flight; it used to
+/// wait for the next entry, and the answer found none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callout_answered_after_a_skipped_header_callback_reads_that_head() {
+    use tokio::io::AsyncWriteExt;
+    let f = fixtures();
+    let held = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let callee = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = MockUpstream::start("up").await;
+    let gw = TestGateway::start(&format!(
+        "{}routes:\n\
+         \x20 - name: k\n    match: {{path: {{prefix: /k}}}}\n    upstream: held\n    filters:\n\
+         \x20     - {{plugin: kitchen, config: \"tag=kx;probe=x\"}}\n\
+         \x20     - {{plugin: no-response-head, config: \"tag=kg;count=1;test=callout-bg\"}}\n\
+         \x20 - name: read\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=read\"}}]\n",
+        GatewayConfig::new()
+            .plugin(Plugin::new("kitchen", &f.kitchen))
+            .plugin(
+                Plugin::new("no-response-head", &f.kitchen)
+                    .lines("    skip: [on_response_headers]\n"),
+            )
+            .upstream(Upstream::new("held").endpoint(held.local_addr().unwrap()))
+            .upstream(Upstream::new("mock").endpoint(callee.local_addr().unwrap()))
+            .upstream(Upstream::new("up").endpoint(up.addr))
+            .yaml()
+    ))
+    .await;
+    let mut client = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    client
+        .write_all(b"GET /k HTTP/1.1\r\nhost: h\r\nx-probe: yes\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (mut upstream, _) = next_request(&held).await;
+    upstream
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // The client has the response head: the response phase has passed the stage.
+    let head = read_head(&mut client).await;
+    assert_eq!(status_of(&head), 200, "{head}");
+    let (mut call, _) = next_request(&callee).await;
+    call.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+        .await
+        .unwrap();
+    let read = reader(&gw);
+    assert!(
+        eventually(Duration::from_secs(5), async || read(
+            "calls:kg:on_http_call_response"
+        )
+        .await
+            == "1")
+        .await
+    );
+    // The response head as it reached kg (before kx's edit: the response runs kg first).
+    assert_eq!(read("heads:kg:on_http_call_response").await, "/k|x|200|!1");
+    upstream.write_all(b"up").await.unwrap();
+    let rest = read_all(&mut client, Duration::from_secs(5)).await;
+    assert!(rest.ends_with("2\r\nup\r\n0\r\n\r\n"), "{head}{rest}");
+}
+
 /// "Heads after their phase", a phase dropped half way: the client resets its HTTP/2 stream while
 /// the second stage waits on its callout (the callee never answers), so the request phase never
 /// ends; the first stage, which kept no copy of its own, still reads the request head in `on_log`,

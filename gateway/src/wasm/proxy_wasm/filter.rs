@@ -94,6 +94,7 @@ impl Filter for ProxyWasmFilter {
             info: Some(info.clone()),
             generation: None,
             passed: Passed::default(),
+            callouts_out: false,
             finished: false,
         }))
     }
@@ -120,6 +121,9 @@ struct ProxyWasmCtx {
     generation: Option<u64>,
     /// The heads its later callbacks read, until the guest is next entered for it.
     passed: Passed,
+    /// HTTP callouts were in flight when its last callback returned: an answer may come in the
+    /// background before the guest is next entered for it.
+    callouts_out: bool,
     finished: bool,
 }
 
@@ -224,8 +228,21 @@ impl ProxyWasmCtx {
         let phase = lent.phase();
         if self.skip.phase(phase) {
             // Skipped by config: the guest is not entered (nor its context made for it). A head
-            // stays readable for the later callbacks that run, as if its callback had run.
-            if self.skip.any_after(phase) {
+            // stays readable for the later callbacks that run, as if its callback had run, and
+            // for the answer of a callout still in flight, which may come before them: then it
+            // goes to the context at once.
+            if self.callouts_out && matches!(lent, Lent::RequestHead(_) | Lent::ResponseHead(_)) {
+                let plugin = self.plugin.clone();
+                let mut slot = crate::filter::lock(&plugin.slot).await;
+                let id = self.id;
+                if let Ok(vm) = self.vm(&mut slot) {
+                    if let Some(http) = vm.store.data_mut().https.get_mut(&id) {
+                        let mut heads = SkippedHeads::default();
+                        heads.keep(&lent);
+                        heads.hand_in(&mut http.data);
+                    }
+                }
+            } else if self.skip.any_after(phase) {
                 self.passed
                     .skipped
                     .get_or_insert_with(Box::default)
@@ -284,9 +301,8 @@ impl ProxyWasmCtx {
             // callbacks of a stage that did not pause read the chain's shared copy, taken when the
             // phase has left every stage (`*_headers_left`) and handed in at that next entry, so
             // what they read does not depend on whether a callout was still in flight.
-            let own_copy = paused
-                || !state.pending.is_empty()
-                || state.https.get(&id).is_some_and(|h| h.callouts > 0);
+            self.callouts_out = state.https.get(&id).is_some_and(|h| h.callouts > 0);
+            let own_copy = paused || !state.pending.is_empty() || self.callouts_out;
             if later && !paused {
                 match phase {
                     Phase::RequestHeaders => self.passed.share_req = true,
