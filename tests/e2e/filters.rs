@@ -812,6 +812,27 @@ fn reader(gw: &TestGateway) -> impl AsyncFn(&str) -> String + '_ {
     async move |key: &str| shared(gw, "/read", key).await
 }
 
+/// Waits until each kitchen stage tagged in `tags` has run `on_log` `times` times.
+async fn logged(gw: &TestGateway, tags: &[&str], times: &str) {
+    let read = reader(gw);
+    for tag in tags {
+        let key = format!("calls:{tag}:on_log");
+        assert!(
+            eventually(Duration::from_secs(5), async || read(&key).await == times).await,
+            "{key}: {}",
+            read(&key).await
+        );
+    }
+}
+
+/// Asserts what the kitchen filters wrote under each key.
+async fn recorded(gw: &TestGateway, want: &[(&str, &str)]) {
+    let read = reader(gw);
+    for (key, want) in want {
+        assert_eq!(read(key).await, *want, "{key}");
+    }
+}
+
 /// The rule "Heads after their phase" of docs/proxy-wasm.md, its first clause: a callback after a
 /// header phase reads the head as the whole chain left that phase, as Envoy's filters share one
 /// header map. Stage `sa` then `sb` each set `x-probe` on the request (in chain order) and on the
@@ -832,23 +853,21 @@ async fn stages_read_a_head_after_its_phase_as_the_whole_chain_left_it() {
     assert_eq!(s, 200);
     assert_eq!(up.last().headers["x-probe"], "b");
     assert_eq!(h["x-probe"], "a", "the response leaves through sa last");
-    let read = reader(&gw);
-    for tag in ["sa", "sb"] {
-        let key = format!("calls:{tag}:on_log");
-        assert!(eventually(Duration::from_secs(5), async || read(&key).await == "1").await);
-    }
-    for (key, want) in [
-        // In its phase, a stage reads the head as the stages before it left it.
-        ("heads:sa:on_request_headers", "/s|yes|!2|!2"),
-        ("heads:sb:on_request_headers", "/s|a|!2|!2"),
-        ("heads:sb:on_response_headers", "/s|b|200|!1"),
-        // After it, as the whole chain left it.
-        ("heads:sa:on_response_headers", "/s|b|200|b"),
-        ("heads:sa:on_log", "/s|b|200|a"),
-        ("heads:sb:on_log", "/s|b|200|a"),
-    ] {
-        assert_eq!(read(key).await, want, "{key}");
-    }
+    logged(&gw, &["sa", "sb"], "1").await;
+    recorded(
+        &gw,
+        &[
+            // In its phase, a stage reads the head as the stages before it left it.
+            ("heads:sa:on_request_headers", "/s|yes|!2|!2"),
+            ("heads:sb:on_request_headers", "/s|a|!2|!2"),
+            ("heads:sb:on_response_headers", "/s|b|200|!1"),
+            // After it, as the whole chain left it.
+            ("heads:sa:on_response_headers", "/s|b|200|b"),
+            ("heads:sa:on_log", "/s|b|200|a"),
+            ("heads:sb:on_log", "/s|b|200|a"),
+        ],
+    )
+    .await;
 }
 
 /// "Heads after their phase": a stage whose request headers callback paused (on a callout, resumed
@@ -872,21 +891,19 @@ async fn a_stage_that_paused_in_its_header_callback_keeps_the_head_as_it_left_it
         "the answer resumed pa"
     );
     assert_eq!(seen.headers["x-probe"], "b");
-    let read = reader(&gw);
-    for tag in ["pa", "pb"] {
-        let key = format!("calls:{tag}:on_log");
-        assert!(eventually(Duration::from_secs(5), async || read(&key).await == "1").await);
-    }
-    for (key, want) in [
-        // The answer came during the pause, the head lent to it.
-        ("heads:pa:on_http_call_response", "/p|a|!2|!2"),
-        ("heads:pb:on_request_headers", "/p|a|!2|!2"),
-        ("heads:pa:on_response_headers", "/p|a|200|b"),
-        ("heads:pa:on_log", "/p|a|200|a"),
-        ("heads:pb:on_log", "/p|b|200|a"),
-    ] {
-        assert_eq!(read(key).await, want, "{key}");
-    }
+    logged(&gw, &["pa", "pb"], "1").await;
+    recorded(
+        &gw,
+        &[
+            // The answer came during the pause, the head lent to it.
+            ("heads:pa:on_http_call_response", "/p|a|!2|!2"),
+            ("heads:pb:on_request_headers", "/p|a|!2|!2"),
+            ("heads:pa:on_response_headers", "/p|a|200|b"),
+            ("heads:pa:on_log", "/p|a|200|a"),
+            ("heads:pb:on_log", "/p|b|200|a"),
+        ],
+    )
+    .await;
 }
 
 /// "Heads after their phase": a stage that writes to a head after its phase (here `wb`, to the
@@ -906,19 +923,17 @@ async fn a_write_to_a_head_after_its_phase_changes_only_the_writers_copy() {
     assert_eq!(s, 200);
     assert_eq!(h["x-late-write"], "ok");
     assert_eq!(up.last().headers["x-probe"], "a");
-    let read = reader(&gw);
-    for tag in ["wa", "wb"] {
-        let key = format!("calls:{tag}:on_log");
-        assert!(eventually(Duration::from_secs(5), async || read(&key).await == "1").await);
-    }
-    for (key, want) in [
-        ("heads:wb:on_response_headers", "/w|a|200|!1"),
-        ("heads:wa:on_response_headers", "/w|a|200|!1"),
-        ("heads:wa:on_log", "/w|a|200|a"),
-        ("heads:wb:on_log", "/w|late-wb|200|a"),
-    ] {
-        assert_eq!(read(key).await, want, "{key}");
-    }
+    logged(&gw, &["wa", "wb"], "1").await;
+    recorded(
+        &gw,
+        &[
+            ("heads:wb:on_response_headers", "/w|a|200|!1"),
+            ("heads:wa:on_response_headers", "/w|a|200|!1"),
+            ("heads:wa:on_log", "/w|a|200|a"),
+            ("heads:wb:on_log", "/w|late-wb|200|a"),
+        ],
+    )
+    .await;
 }
 
 /// Takes the next connection on `l` and reads a request head from it, for an upstream the test
@@ -1044,10 +1059,7 @@ async fn a_callout_answered_after_its_phase_reads_its_stages_own_copy_of_the_hea
     let rest = read_all(&mut client, Duration::from_secs(5)).await;
     // Chunked: the body streams through filters that may change it.
     assert!(rest.ends_with("2\r\nup\r\n0\r\n\r\n"), "{head}{rest}");
-    for tag in ["ga", "gb", "gc"] {
-        let key = format!("calls:{tag}:on_log");
-        assert!(eventually(Duration::from_secs(5), async || read(&key).await == "2").await);
-    }
+    logged(&gw, &["ga", "gb", "gc"], "2").await;
     // The end of the request: every stage reads the heads as the whole chain left them, ga too,
     // although its callout was in flight when both its header callbacks returned.
     for tag in ["ga", "gb", "gc"] {
