@@ -57,6 +57,7 @@ impl Builtin {
             instance_mode: self.reuse.then_some(crate::config::InstanceMode::Reuse),
             service: None,
             skip: Vec::new(),
+            vms: None,
         }
     }
 }

@@ -372,6 +372,14 @@ impl WasmServices {
                     )));
                 }
             }
+            if let (Some(_), Listing::Listed(i)) = (p.vms, *listing) {
+                if plugin.abi() != config::PluginAbi::ProxyWasm {
+                    return Err(named(src.err(
+                        format!("plugins[{i}].vms"),
+                        "`vms` is the number of Proxy-Wasm VMs: a component's instances are set by `instance_mode` and the instance pool",
+                    )));
+                }
+            }
             report.plugins_loaded.push(p.name.clone());
             let how = match (origin, listing) {
                 (_, Listing::Used { .. }) => "built in",
@@ -471,11 +479,7 @@ impl WasmServices {
             }
             let root = p
                 .plugin
-                .proxy_wasm_filter(
-                    &p.cfg.name,
-                    wasm::config_bytes(service.config.as_ref()),
-                    config::FailurePolicy::Closed,
-                )
+                .proxy_wasm_service(wasm::config_bytes(service.config.as_ref()))
                 .await
                 .map_err(|e| {
                     let why = match e {

@@ -54,4 +54,5 @@ mod tracing;
 mod traffic_split;
 mod transformers;
 mod upstreams;
+mod vms;
 mod websocket;

@@ -205,6 +205,7 @@ impl Function {
             instance_mode: Some(self.instance_mode),
             service: None,
             skip: Vec::new(),
+            vms: None,
         }
     }
 }

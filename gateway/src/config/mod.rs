@@ -116,6 +116,30 @@ pub struct Plugin {
     /// Default: none skipped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skip: Vec<ProxyWasmCallback>,
+    /// How many VMs a Proxy-Wasm plugin runs in, each an instance with its own memory (the
+    /// memory limit is per VM). Every route's root context is made in each VM, so `on_vm_start`,
+    /// `on_configure` and ticks run once per VM, and what a plugin keeps in its own memory is per
+    /// VM, as with Envoy's VM per worker thread; a request's context lives in one VM (its worker
+    /// thread's, or a free one). A service runs in the first VM only. VMs after the first start
+    /// when first used. Give `1` for a plugin that counts on one memory for every request.
+    /// Proxy-Wasm only. Default: one per worker thread.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "vm_count"
+    )]
+    #[schemars(range(min = 1, max = 64))]
+    pub vms: Option<u16>,
+}
+
+fn vm_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    let n = u16::deserialize(d)?;
+    if !(1..=64).contains(&n) {
+        return Err(serde::de::Error::custom(format!(
+            "{n} VMs: between 1 and 64"
+        )));
+    }
+    Ok(Some(n))
 }
 
 /// A per-request Proxy-Wasm callback that a plugin may be told to skip (the ABI's names, with or
@@ -1387,16 +1411,18 @@ pub fn from_yaml<T: serde::de::DeserializeOwned>(
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let inner = e.into_inner();
-        // A list item's own error (a retry condition, an access log field) is placed by the YAML
-        // reader at the start of its list, before the item: then the item's place is found by
-        // its path. (An error inside the item, such as an unknown field of a map, is after it.)
+        // A list item's own error (a retry condition, an access log field), and a value refused
+        // by its field's own check (`vms: 0`), are placed by the YAML reader at the start of the
+        // enclosing list or map, before the field: then the field's place is found by its path.
+        // (An error inside the field, such as an unknown key of a map or a value of the wrong
+        // type, is at or after it, and stays where the reader put it.)
         let location = inner.location().map(|l| (l.line(), l.column()));
-        let location = match (location, field.ends_with(']')) {
-            (Some(at), true) => match locate::locate(text, &field) {
+        let location = match location {
+            Some(at) => match locate::locate(text, &field) {
                 Some(item) if item > at => Some(item),
                 _ => Some(at),
             },
-            (at, _) => at,
+            None => None,
         };
         let mut message = inner.to_string();
         // serde_yaml appends " at line L column C"; the location is reported separately.
@@ -1469,6 +1495,7 @@ mod tests {
             instance_mode: Some(InstanceMode::Reuse),
             service: Some(ServiceSettings::default()),
             skip: vec![ProxyWasmCallback::OnRequestBody],
+            vms: Some(2),
         };
         let json = serde_json::to_value(&full).unwrap();
         let mut missing = Vec::new();

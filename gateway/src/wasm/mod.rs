@@ -230,6 +230,7 @@ impl Plugins {
                         module,
                         vm_config,
                         proxy_wasm::Skip::of(&cfg.skip),
+                        cfg.vms.map(|n| n as usize),
                     )
                     .await?,
                 )
@@ -368,7 +369,7 @@ impl LoadedPlugin {
     ) -> Result<Arc<dyn Filter>, PluginError> {
         match &self.inner {
             Inner::ProxyWasm(p) => {
-                Ok(proxy_wasm::ProxyWasmPlugin::filter(p, route, config, policy).await?)
+                Ok(proxy_wasm::ProxyWasmPlugin::filter(p, route, config, policy, false).await?)
             }
             Inner::Component(c) => {
                 Ok(component::ComponentPlugin::filter(c, route, config, policy, registry).await?)
@@ -401,9 +402,29 @@ impl LoadedPlugin {
         config: Bytes,
         policy: FailurePolicy,
     ) -> Result<Arc<proxy_wasm::ProxyWasmFilter>, PluginError> {
+        self.proxy_wasm_root(route, config, policy, false).await
+    }
+
+    /// The root context of a Proxy-Wasm plugin's background service (`service` in its config):
+    /// made in the plugin's first VM only, as Envoy runs a singleton service once.
+    pub async fn proxy_wasm_service(
+        &self,
+        config: Bytes,
+    ) -> Result<Arc<proxy_wasm::ProxyWasmFilter>, PluginError> {
+        self.proxy_wasm_root(&self.name, config, FailurePolicy::Closed, true)
+            .await
+    }
+
+    async fn proxy_wasm_root(
+        &self,
+        route: &str,
+        config: Bytes,
+        policy: FailurePolicy,
+        service: bool,
+    ) -> Result<Arc<proxy_wasm::ProxyWasmFilter>, PluginError> {
         match &self.inner {
             Inner::ProxyWasm(p) => {
-                proxy_wasm::ProxyWasmPlugin::filter(p, route, config, policy).await
+                proxy_wasm::ProxyWasmPlugin::filter(p, route, config, policy, service).await
             }
             Inner::Component(_) => Err(PluginError::Unsupported {
                 plugin: self.name.clone(),

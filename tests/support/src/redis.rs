@@ -112,6 +112,23 @@ impl RedisServer {
         assert!(ok, "kill -{sig} redis-server");
     }
 
+    /// Bytes that clients sent the server and it has not read yet (the receive queues of its
+    /// connections, from `/proc/net/tcp`): while it is frozen, a command sent shows here.
+    pub fn unread_bytes(&self) -> u64 {
+        let tcp = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+        tcp.lines()
+            .skip(1)
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+                let rx = f.get(4)?.split(':').nth(1)?;
+                (port == self.port && f.get(3) == Some(&"01"))
+                    .then(|| u64::from_str_radix(rx, 16).ok())
+                    .flatten()
+            })
+            .sum()
+    }
+
     /// Sends one inline command and returns the first line of the answer (`+PONG`, `:3`, `$5`), or
     /// `None` when the server does not answer within a second.
     pub fn command(&self, cmd: &str) -> Option<String> {

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, StatusCode};
 use std::sync::Arc;
+use tokio::sync::MutexGuard;
 
 /// A Proxy-Wasm plugin configured for one route.
 pub struct ProxyWasmFilter {
@@ -92,6 +93,7 @@ impl Filter for ProxyWasmFilter {
             id: self.plugin.next_id(),
             pause_limit: info.timeout,
             info: Some(info.clone()),
+            home: None,
             generation: None,
             passed: Passed::default(),
             callouts_out: false,
@@ -117,6 +119,8 @@ struct ProxyWasmCtx {
     pause_limit: std::time::Duration,
     /// Until the context is created in the VM (at its first phase).
     info: Option<Arc<RequestInfo>>,
+    /// The slot of the VM the context lives in (picked at its first phase).
+    home: Option<usize>,
     /// The VM generation the context lives in.
     generation: Option<u64>,
     /// The heads its later callbacks read, until the guest is next entered for it.
@@ -178,6 +182,18 @@ fn hand_in_to(passed: &mut Passed, vm: &mut Vm, id: u32) {
 }
 
 impl ProxyWasmCtx {
+    /// Locks the slot of the VM this context lives in, picking one on first use.
+    async fn lock<'p>(&mut self, plugin: &'p ProxyWasmPlugin) -> MutexGuard<'p, super::Slot> {
+        match self.home {
+            Some(index) => crate::filter::lock(&plugin.slots[index]).await,
+            None => {
+                let slot = plugin.pick().await;
+                self.home = Some(slot.index);
+                slot
+            }
+        }
+    }
+
     /// The VM this context lives in, creating the context on first use.
     fn vm<'s>(&mut self, slot: &'s mut super::Slot) -> Result<&'s mut Vm, FilterError> {
         let plugin = &self.plugin;
@@ -233,7 +249,7 @@ impl ProxyWasmCtx {
             // goes to the context at once.
             if self.callouts_out && matches!(lent, Lent::RequestHead(_) | Lent::ResponseHead(_)) {
                 let plugin = self.plugin.clone();
-                let mut slot = crate::filter::lock(&plugin.slot).await;
+                let mut slot = self.lock(&plugin).await;
                 let id = self.id;
                 if let Ok(vm) = self.vm(&mut slot) {
                     if let Some(http) = vm.store.data_mut().https.get_mut(&id) {
@@ -260,7 +276,7 @@ impl ProxyWasmCtx {
         // nothing in flight; bounded by the route's timeout. A `Pause` mid-body buffers instead.
         let holds = !phase.is_body() || end_of_stream;
         let (action_code, mut pending, wake) = {
-            let mut slot = crate::filter::lock(&plugin.slot).await;
+            let mut slot = self.lock(&plugin).await;
             let vm = self.vm(&mut slot)?;
             let eos = end_of_stream as u32;
             let e = vm.exports.clone();
@@ -340,7 +356,7 @@ impl ProxyWasmCtx {
             if action_code != action::PAUSE || answered || (!bounded && !holds) {
                 // Nothing to wait for: the verdict under the same lock. Callouts the callback
                 // started are still answered (`on_http_call_response`), in the background.
-                plugin.detach(pending, vm.generation);
+                plugin.detach(pending, vm.index, vm.generation);
                 return phase_verdict(&plugin, vm, id, phase, action_code, false, end_of_stream);
             }
             let wake = vm
@@ -351,6 +367,7 @@ impl ProxyWasmCtx {
                 .map(|h| h.wake().clone());
             let waiting = Waiting {
                 plugin: plugin.clone(),
+                index: vm.index,
                 generation: vm.generation,
                 calls: pending,
             };
@@ -383,7 +400,7 @@ impl ProxyWasmCtx {
                     return Ok(paused_too_long(&plugin, &pending.calls, limit));
                 }
             };
-            let mut slot = crate::filter::lock(&plugin.slot).await;
+            let mut slot = self.lock(&plugin).await;
             let vm = self.vm(&mut slot)?;
             let Some(http) = vm.store.data_mut().https.get_mut(&id) else {
                 return Err(FilterError::Unavailable("context lost".into()));
@@ -421,7 +438,7 @@ impl ProxyWasmCtx {
 
         // What is still in flight is delivered in the background (`Waiting`).
         drop(pending);
-        let mut slot = crate::filter::lock(&plugin.slot).await;
+        let mut slot = self.lock(&plugin).await;
         let vm = self.vm(&mut slot)?;
         phase_verdict(&plugin, vm, id, phase, action_code, resumed, end_of_stream)
     }
@@ -429,7 +446,7 @@ impl ProxyWasmCtx {
     /// Whether the context answered or closed its stream (which ends a pause).
     async fn local_response_ready(&mut self) -> Result<bool, FilterError> {
         let plugin = self.plugin.clone();
-        let mut slot = crate::filter::lock(&plugin.slot).await;
+        let mut slot = self.lock(&plugin).await;
         let vm = self.vm(&mut slot)?;
         Ok(vm
             .store
@@ -449,8 +466,8 @@ impl ProxyWasmCtx {
         // first), or whose every callback so far was skipped, is made now, as Envoy makes it for
         // its log: every stage sees `on_done` and `on_log` in every case (and the heads that
         // passed it, `passed`).
-        let end = match (self.generation, self.info.take()) {
-            (Some(generation), _) => End::Created(generation),
+        let end = match (self.home.zip(self.generation), self.info.take()) {
+            (Some((index, generation)), _) => End::Created(index, generation),
             // Made only for `on_done` and `on_log`: not when both are skipped.
             (None, Some(info)) if !self.skip.ends() => End::Unreached(info),
             (None, _) => {
@@ -460,13 +477,24 @@ impl ProxyWasmCtx {
         };
         let passed = std::mem::take(&mut self.passed);
         // The callbacks are short and run without waiting: here, when the VM is free (the common
-        // case), otherwise in a task that waits for it.
-        if let Ok(mut slot) = plugin.slot.try_lock() {
+        // case), otherwise in a task that waits for it. A context made only to end goes to any VM.
+        let ready = match &end {
+            End::Created(index, _) => plugin.slots[*index].try_lock().ok(),
+            End::Unreached(_) => plugin
+                .slots
+                .iter()
+                .find_map(|s| s.try_lock().ok().filter(|s| s.vm.is_some())),
+        };
+        if let Some(mut slot) = ready {
             end.run(&plugin, &mut slot, id, root, passed);
             return;
         }
+        drop(ready);
         plugin.shared.handle.clone().spawn(async move {
-            let mut slot = crate::filter::lock(&plugin.slot).await;
+            let mut slot = match &end {
+                End::Created(index, _) => crate::filter::lock(&plugin.slots[*index]).await,
+                End::Unreached(_) => crate::filter::lock(&plugin.slots[0]).await,
+            };
             end.run(&plugin, &mut slot, id, root, passed);
         });
     }
@@ -474,8 +502,8 @@ impl ProxyWasmCtx {
 
 /// How a request's context ends.
 enum End {
-    /// It lives in the VM of this generation.
-    Created(u64),
+    /// It lives in the VM of this slot and generation.
+    Created(usize, u64),
     /// No callback of it ran (the chain never reached it, or skipped them all): it is made in the
     /// running VM (none is started for it) only to be ended.
     Unreached(Arc<RequestInfo>),
@@ -495,11 +523,11 @@ impl End {
         plugin.drop_poisoned(slot);
         if let Some(vm) = slot.vm.as_mut() {
             let ended = match self {
-                End::Created(generation) if vm.generation == generation => {
+                End::Created(_, generation) if vm.generation == generation => {
                     hand_in_to(&mut passed, vm, id);
                     plugin.finish_http(vm, id)
                 }
-                End::Created(_) => Ok(()),
+                End::Created(..) => Ok(()),
                 End::Unreached(info) if vm.store.data().roots.contains_key(&root) => {
                     plugin.create_http(vm, id, root, info).and_then(|()| {
                         hand_in_to(&mut passed, vm, id);
@@ -575,6 +603,7 @@ fn phase_verdict(
 /// its callbacks.
 struct Waiting {
     plugin: Arc<ProxyWasmPlugin>,
+    index: usize,
     generation: u64,
     calls: Vec<PendingCall>,
 }
@@ -590,7 +619,7 @@ impl Drop for Waiting {
     fn drop(&mut self) {
         if !self.calls.is_empty() {
             self.plugin
-                .detach(std::mem::take(&mut self.calls), self.generation);
+                .detach(std::mem::take(&mut self.calls), self.index, self.generation);
         }
     }
 }

@@ -514,7 +514,7 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             let name = tryst!(read(&mut c, np, ns));
             let root = tryst!(c.data().root_of_effective().ok_or(Status::BadArgument));
             let shared = c.data().shared.clone();
-            let notify = shared.queue_notifier(root);
+            let notify = shared.queue_notifier(c.data().slot, root);
             let id = shared.ctx.host.queues.register(
                 &shared.namespace,
                 &String::from_utf8_lossy(&name),

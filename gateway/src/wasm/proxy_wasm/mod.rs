@@ -1,7 +1,11 @@
-//! The Proxy-Wasm ABI host (0.2.1 and 0.2.0). One VM per plugin, shared by every route's root context
-//! and every request's HTTP context behind an async lock (as Envoy runs one VM per worker; this gateway
-//! runs one per plugin). A VM that traps or hits a limit is thrown away; the next call starts a fresh
-//! one and replays the root contexts of the live filters (`on_vm_start`, `on_configure`).
+//! The Proxy-Wasm ABI host (0.2.1 and 0.2.0). A plugin runs in several VMs, by default one per
+//! worker thread of the runtime, as Envoy runs one per worker (the plugin's `vms` setting says how
+//! many). Every VM has a root context for every route that uses the plugin (a service's root context
+//! lives in the first VM only); a request's HTTP context lives in one VM, picked when the context is
+//! made: the worker thread's own, or a free one if another request's callback is in it. Each VM sits
+//! behind its own async lock, so two worker threads run the plugin at once. A VM that traps or hits a
+//! limit is thrown away; the next call for that VM starts a fresh one and replays the root contexts of
+//! the live filters (`on_vm_start`, `on_configure`). VMs after the first start on first use.
 
 mod abi;
 mod filter;
@@ -43,7 +47,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// A hook that delivers `on_queue_ready` to `root` on the VM.
-    pub fn queue_notifier(&self, root: u32) -> QueueNotify {
+    pub fn queue_notifier(&self, slot: usize, root: u32) -> QueueNotify {
         let weak = self.plugin.get().cloned().unwrap_or_default();
         let handle = self.handle.clone();
         Arc::new(move |queue_id| {
@@ -51,7 +55,7 @@ impl Shared {
             handle.spawn(async move {
                 if let Some(plugin) = weak.upgrade() {
                     plugin
-                        .root_callback(root, vm::RootCall::QueueReady(queue_id))
+                        .root_callback(slot, root, vm::RootCall::QueueReady(queue_id))
                         .await;
                 }
             });
@@ -140,23 +144,44 @@ struct RootSpec {
     id: u32,
     route: Arc<str>,
     config: Bytes,
+    /// A service's root context: made in the first VM only (a route's is made in every VM).
+    service: bool,
 }
 
+impl RootSpec {
+    /// Whether the VM of slot `index` has this root context.
+    fn in_slot(&self, index: usize) -> bool {
+        index == 0 || !self.service
+    }
+}
+
+/// One VM's place: the VM (none before its first use, or after a failure) and its generation.
 struct Slot {
     vm: Option<Vm>,
     generation: u64,
+    /// Its place in the plugin's slots.
+    index: usize,
 }
 
 /// A loaded Proxy-Wasm plugin.
 pub struct ProxyWasmPlugin {
     shared: Arc<Shared>,
     pre: InstancePre<VmState>,
-    slot: tokio::sync::Mutex<Slot>,
+    /// Its VMs, each behind its own lock.
+    slots: Box<[tokio::sync::Mutex<Slot>]>,
     roots: Mutex<Vec<RootSpec>>,
     next_context: AtomicU32,
-    ticks: Mutex<HashMap<u32, tokio::task::JoinHandle<()>>>,
+    /// Timers by (slot, root context): each VM's root context has its own, as in Envoy.
+    ticks: Mutex<HashMap<(usize, u32), tokio::task::JoinHandle<()>>>,
     /// The callbacks its config says to skip.
     skip: Skip,
+}
+
+/// Gives each thread that runs requests a number: a thread's own VM is its number modulo the VMs.
+static NEXT_HOME: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    static HOME: usize = NEXT_HOME.fetch_add(1, Ordering::Relaxed);
 }
 
 impl std::fmt::Debug for ProxyWasmPlugin {
@@ -191,6 +216,7 @@ impl ProxyWasmPlugin {
         module: Module,
         vm_config: Bytes,
         skip: Skip,
+        vms: Option<usize>,
     ) -> Result<Arc<ProxyWasmPlugin>, PluginError> {
         let name = ctx.name.to_string();
         let unsupported = |reason: String| PluginError::Unsupported {
@@ -227,20 +253,31 @@ impl ProxyWasmPlugin {
             handle: background_handle(),
             plugin: OnceLock::new(),
         });
+        // One VM per worker thread unless the config says how many (a current-thread runtime, or
+        // none, has one).
+        let vms = vms.unwrap_or_else(|| {
+            tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers())
+        });
+        let slots = (0..vms.max(1))
+            .map(|index| {
+                tokio::sync::Mutex::new(Slot {
+                    vm: None,
+                    generation: 0,
+                    index,
+                })
+            })
+            .collect();
         let plugin = Arc::new(ProxyWasmPlugin {
             shared: shared.clone(),
             pre,
-            slot: tokio::sync::Mutex::new(Slot {
-                vm: None,
-                generation: 0,
-            }),
+            slots,
             roots: Mutex::new(Vec::new()),
             next_context: AtomicU32::new(1),
             ticks: Mutex::new(HashMap::new()),
             skip,
         });
         let _ = shared.plugin.set(Arc::downgrade(&plugin));
-        let mut slot = plugin.slot.lock().await;
+        let mut slot = plugin.slots[0].lock().await;
         plugin
             .ensure_vm(&mut slot)
             .map_err(|reason| PluginError::Start {
@@ -262,7 +299,7 @@ impl ProxyWasmPlugin {
         &self.shared.ctx.name
     }
 
-    /// VMs alive (the serving one, and one being replaced) and requests in flight.
+    /// VMs alive (those started, and any being replaced) and requests in flight.
     pub(crate) fn instance_counts(&self) -> (usize, usize) {
         self.sandbox().instance_counts()
     }
@@ -276,44 +313,75 @@ impl ProxyWasmPlugin {
         self.next_context.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Creates the root context for one route's config and runs `on_vm_start` and `on_configure`.
+    /// How many VMs it runs in.
+    pub fn vms(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The slot of a VM for a new request context, locked: the thread's own VM; if another
+    /// request's callback is in it now, the first free one; if all are busy, the thread's own, once
+    /// it is free.
+    async fn pick(&self) -> tokio::sync::MutexGuard<'_, Slot> {
+        let n = self.slots.len();
+        if n == 1 {
+            return crate::filter::lock(&self.slots[0]).await;
+        }
+        let home = HOME.with(|h| *h) % n;
+        for k in 0..n {
+            if let Ok(slot) = self.slots[(home + k) % n].try_lock() {
+                return slot;
+            }
+        }
+        self.slots[home].lock().await
+    }
+
+    /// Creates the root context for one route's config and runs `on_vm_start` and `on_configure`,
+    /// in every VM started so far (the others replay it when they start). A `service` root context
+    /// is made in the first VM only.
     pub(crate) async fn filter(
         this: &Arc<ProxyWasmPlugin>,
         route: &str,
         config: Bytes,
         policy: FailurePolicy,
+        service: bool,
     ) -> Result<Arc<ProxyWasmFilter>, PluginError> {
         let spec = RootSpec {
             id: this.next_id(),
             route: Arc::from(route),
             config,
+            service,
         };
-        let mut slot = this.slot.lock().await;
-        this.ensure_vm(&mut slot)
-            .map_err(|reason| PluginError::Start {
-                plugin: this.name().to_string(),
-                reason,
-            })?;
-        let vm = slot.vm.as_mut().expect("ensure_vm leaves a VM");
-        match this.start_root(vm, &spec) {
-            Ok(()) => {
-                let _ = this.after_callback(vm, None);
-            }
-            Err(e) => {
-                let failed = matches!(e, vm::RootError::Failed(_));
-                // The root context stays in the VM's table only if it started; a failed VM goes.
-                vm.store.data_mut().roots.remove(&spec.id);
-                if failed {
-                    this.discard(&mut slot);
+        let started = |e: String| PluginError::Start {
+            plugin: this.name().to_string(),
+            reason: e,
+        };
+        {
+            let mut slot = this.slots[0].lock().await;
+            this.ensure_vm(&mut slot).map_err(started)?;
+            // Listed before it starts in the first VM, under that VM's lock: a VM started by a
+            // request meanwhile replays it, and the loop below skips a VM that already has it.
+            this.roots
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(spec.clone());
+            this.start_root_in(&mut slot, &spec)
+                .map_err(|e| e.into_plugin_error(this.name(), route))
+        }
+        .inspect_err(|_| this.drop_root(spec.id))?;
+        if !service {
+            for index in 1..this.slots.len() {
+                let mut slot = this.slots[index].lock().await;
+                let Some(vm) = slot.vm.as_ref() else { continue };
+                if vm.store.data().roots.contains_key(&spec.id) {
+                    continue;
                 }
-                return Err(e.into_plugin_error(this.name(), route));
+                if let Err(e) = this.start_root_in(&mut slot, &spec) {
+                    drop(slot);
+                    this.drop_root(spec.id);
+                    return Err(e.into_plugin_error(this.name(), route));
+                }
             }
         }
-        this.roots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(spec.clone());
-        drop(slot);
         Ok(Arc::new(ProxyWasmFilter::new(
             this.clone(),
             spec.id,
@@ -322,23 +390,50 @@ impl ProxyWasmPlugin {
         )))
     }
 
+    /// Starts root context `spec` in the (running) VM of `slot`; a VM that failed to is discarded.
+    fn start_root_in(
+        self: &Arc<Self>,
+        slot: &mut Slot,
+        spec: &RootSpec,
+    ) -> Result<(), vm::RootError> {
+        let vm = slot.vm.as_mut().expect("a running VM");
+        match self.start_root(vm, spec) {
+            Ok(()) => {
+                let _ = self.after_callback(vm, None);
+                Ok(())
+            }
+            Err(e) => {
+                // The root context stays in the VM's table only if it started; a failed VM goes.
+                vm.store.data_mut().roots.remove(&spec.id);
+                if matches!(e, vm::RootError::Failed(_)) {
+                    self.discard(slot);
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Forgets a root context (its filter is gone): timers stop and the VM deletes the context.
     pub(crate) fn drop_root(self: &Arc<Self>, root_id: u32) {
         self.roots
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|r| r.id != root_id);
-        if let Some(t) = self
-            .ticks
+        self.ticks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&root_id)
-        {
-            t.abort();
-        }
+            .retain(|&(_, root), t| {
+                if root == root_id {
+                    t.abort();
+                }
+                root != root_id
+            });
         let this = self.clone();
         self.shared.handle.spawn(async move {
-            this.root_callback(root_id, vm::RootCall::Delete).await;
+            for index in 0..this.slots.len() {
+                this.root_callback(index, root_id, vm::RootCall::Delete)
+                    .await;
+            }
         });
     }
 
@@ -370,9 +465,9 @@ impl ProxyWasmPlugin {
             return Ok(());
         }
         slot.generation += 1;
-        let mut vm = self.start_vm(slot.generation)?;
+        let mut vm = self.start_vm(slot.index, slot.generation)?;
         let roots = self.roots.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        for spec in &roots {
+        for spec in roots.iter().filter(|r| r.in_slot(slot.index)) {
             if let Err(e) = self.start_root(&mut vm, spec) {
                 return Err(format!(
                     "replaying route `{}` on a new VM: {}",
@@ -402,7 +497,7 @@ impl ProxyWasmPlugin {
         }
         let state = vm.store.data_mut();
         for (root, ms) in std::mem::take(&mut state.tick_changes) {
-            self.set_tick(root, ms);
+            self.set_tick(vm.index, root, ms);
         }
         let mut mine = Vec::new();
         for call in std::mem::take(&mut state.pending) {
@@ -410,9 +505,9 @@ impl ProxyWasmPlugin {
                 mine.push(call);
             } else {
                 let this = self.clone();
-                let generation = vm.generation;
+                let (index, generation) = (vm.index, vm.generation);
                 self.shared.handle.spawn(async move {
-                    this.deliver_detached(call, generation).await;
+                    this.deliver_detached(call, index, generation).await;
                 });
             }
         }
@@ -421,11 +516,11 @@ impl ProxyWasmPlugin {
 
     /// Callouts of a context that stopped waiting for them: their answers are still delivered
     /// (`on_http_call_response`), in the background.
-    fn detach(self: &Arc<Self>, pending: Vec<state::PendingCall>, generation: u64) {
+    fn detach(self: &Arc<Self>, pending: Vec<state::PendingCall>, index: usize, generation: u64) {
         for call in pending {
             let this = self.clone();
             self.shared.handle.spawn(async move {
-                this.deliver_detached(call, generation).await;
+                this.deliver_detached(call, index, generation).await;
             });
         }
     }
@@ -433,12 +528,13 @@ impl ProxyWasmPlugin {
     fn deliver_detached(
         self: Arc<Self>,
         mut call: state::PendingCall,
+        index: usize,
         generation: u64,
     ) -> futures_util::future::BoxFuture<'static, ()> {
         Box::pin(async move {
             loop {
                 let (event, last) = call.next().await;
-                let mut slot = self.slot.lock().await;
+                let mut slot = self.slots[index].lock().await;
                 self.drop_poisoned(&mut slot);
                 let Some(vm) = slot.vm.as_mut() else { return };
                 if vm.generation != generation {
@@ -460,9 +556,9 @@ impl ProxyWasmPlugin {
         })
     }
 
-    fn set_tick(self: &Arc<Self>, root: u32, ms: u32) {
+    fn set_tick(self: &Arc<Self>, index: usize, root: u32, ms: u32) {
         let mut ticks = self.ticks.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = ticks.remove(&root) {
+        if let Some(old) = ticks.remove(&(index, root)) {
             old.abort();
         }
         if ms == 0 {
@@ -477,15 +573,16 @@ impl ProxyWasmPlugin {
             loop {
                 interval.tick().await;
                 let Some(plugin) = weak.upgrade() else { return };
-                plugin.root_callback(root, vm::RootCall::Tick).await;
+                plugin.root_callback(index, root, vm::RootCall::Tick).await;
             }
         });
-        ticks.insert(root, task);
+        ticks.insert((index, root), task);
     }
 
-    /// Runs a callback on a root context in the background (tick, queue, delete).
-    async fn root_callback(self: &Arc<Self>, root: u32, call: vm::RootCall) {
-        let mut slot = self.slot.lock().await;
+    /// Runs a callback on a root context of the VM of slot `index` in the background (tick,
+    /// queue, delete).
+    async fn root_callback(self: &Arc<Self>, index: usize, root: u32, call: vm::RootCall) {
+        let mut slot = self.slots[index].lock().await;
         self.drop_poisoned(&mut slot);
         if !matches!(call, vm::RootCall::Delete) && self.ensure_vm(&mut slot).is_err() {
             return;

@@ -47,6 +47,8 @@ impl std::hash::Hasher for IdHasher {
 pub struct VmState {
     pub shared: Arc<Shared>,
     pub limiter: StoreLimiter,
+    /// The plugin's slot this VM runs in.
+    pub slot: usize,
     pub memory: Option<Memory>,
     pub malloc: Option<TypedFunc<u32, u32>>,
     /// The context the running callback was called for.
@@ -87,10 +89,11 @@ pub struct VmState {
 }
 
 impl VmState {
-    pub fn new(shared: Arc<Shared>, limiter: StoreLimiter) -> VmState {
+    pub fn new(shared: Arc<Shared>, limiter: StoreLimiter, slot: usize) -> VmState {
         VmState {
             shared,
             limiter,
+            slot,
             memory: None,
             malloc: None,
             current: 0,

@@ -91,6 +91,8 @@ pub struct Exports {
 pub struct Vm {
     pub store: Store<VmState>,
     pub exports: std::sync::Arc<Exports>,
+    /// Its slot in the plugin.
+    pub index: usize,
     pub generation: u64,
     _live: InstanceGuard,
 }
@@ -167,8 +169,8 @@ impl ProxyWasmPlugin {
 
     /// Instantiates the module and runs its start functions as proxy-wasm-cpp-host does: a reactor's
     /// `_initialize` (then `main(0, 0)` if exported), otherwise a command's `_start`.
-    pub(super) fn start_vm(&self, generation: u64) -> Result<Vm, String> {
-        let state = VmState::new(self.shared.clone(), self.sandbox().limiter());
+    pub(super) fn start_vm(&self, index: usize, generation: u64) -> Result<Vm, String> {
+        let state = VmState::new(self.shared.clone(), self.sandbox().limiter(), index);
         let mut store: Store<VmState> = self.sandbox().store(state);
         let instance = self
             .pre
@@ -234,6 +236,7 @@ impl ProxyWasmPlugin {
         Ok(Vm {
             store,
             exports,
+            index,
             generation,
             _live: self.sandbox().instance_guard(),
         })
