@@ -358,6 +358,9 @@ pub async fn run_file(path: &Path, wasm: Option<&Path>) -> Result<Report, Config
             None => base.join(&fixture.plugin.path),
         },
         "instance_mode": fixture.plugin.instance_mode,
+        // Cases run one after another and may count on what a Proxy-Wasm plugin kept in its memory
+        // from an earlier case: one VM, whatever the runtime's threads (ignored for a component).
+        "vms": 1,
     });
     if let Some(caps) = &fixture.plugin.capabilities {
         cfg["capabilities"] = serde_json::to_value(caps).unwrap_or_default();

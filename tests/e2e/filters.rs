@@ -17,10 +17,15 @@ fn fixtures() -> &'static xtask::Fixtures {
 }
 
 fn plugins() -> String {
+    plugins_with("")
+}
+
+/// [`plugins`], with `kitchen_lines` added to the kitchen plugin's entry.
+fn plugins_with(kitchen_lines: &str) -> String {
     let f = fixtures();
     GatewayConfig::new()
         .plugin(Plugin::new("demo", demo()))
-        .plugin(Plugin::new("kitchen", &f.kitchen))
+        .plugin(Plugin::new("kitchen", &f.kitchen).lines(kitchen_lines))
         .plugin(
             Plugin::new("hostile", &f.hostile)
                 .lines("    limits: {memory: 16MiB, cpu_per_call: 250ms}\n"),
@@ -38,11 +43,15 @@ fn upstreams(up: &MockUpstream, callee: &MockUpstream) -> String {
 /// The test's backends (`up` serves the routes; `callee` answers callouts, as the upstream `mock`)
 /// and a gateway with the test plugins and these `routes` (the YAML under `routes:`).
 async fn gateway(routes: &str) -> (MockUpstream, MockUpstream, TestGateway) {
+    gateway_in(&plugins(), routes).await
+}
+
+/// [`gateway`] with these `plugins` (the YAML of [`plugins_with`]).
+async fn gateway_in(plugins: &str, routes: &str) -> (MockUpstream, MockUpstream, TestGateway) {
     let up = MockUpstream::start("up").await;
     let callee = MockUpstream::start("callee").await;
     let gw = TestGateway::start(&format!(
-        "{}{}routes:\n{routes}",
-        plugins(),
+        "{plugins}{}routes:\n{routes}",
         upstreams(&up, &callee)
     ))
     .await;
@@ -407,7 +416,10 @@ async fn a_closed_stream_is_reset_not_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_context_whose_on_done_returns_false_lives_until_proxy_done() {
-    let (up, _callee, gw) = gateway(
+    // One VM: the second request ends the first one's context, which lives in the VM it was made
+    // in (with a VM per worker thread, the second request may run in another).
+    let (up, _callee, gw) = gateway_in(
+        &plugins_with("    vms: 1\n"),
         "  - name: d\n    match: {path: {prefix: /d}}\n    upstream: up\n    filters: [{plugin: kitchen, config: \"tag=d\"}]\n\
          \x20 - name: r\n    upstream: up\n    filters: [{plugin: kitchen, config: \"tag=r\"}]\n",
     )

@@ -61,13 +61,13 @@ async fn a_second_vm_serves_requests_while_a_callback_waits_in_the_first() {
         get_with(&gw.url("/x"), &[("x-test", "none")]),
     )
     .await;
-    let ready = !held.is_finished();
+    let still_held = !held.is_finished();
     redis.thaw();
     let (s, _, body) = served.expect("a request waited for another request's callback");
     assert_eq!(s, 200, "{body}");
     assert!(
-        ready,
-        "the first request was still held when the second was served"
+        still_held,
+        "the first request was no longer held when the second was served"
     );
     let (s, _, body) = held.await.unwrap();
     assert_eq!(s, 200, "{body}");

@@ -122,7 +122,8 @@ pub struct Plugin {
     /// VM, as with Envoy's VM per worker thread; a request's context lives in one VM (its worker
     /// thread's, or a free one). A service runs in the first VM only. VMs after the first start
     /// when first used. Give `1` for a plugin that counts on one memory for every request.
-    /// Proxy-Wasm only. Default: one per worker thread.
+    /// Each VM takes a slot of the instance pool (`server.wasm_pool`); a VM that cannot start leaves
+    /// its requests to the first. Proxy-Wasm only. Default: one per worker thread, at most 16.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -133,13 +134,13 @@ pub struct Plugin {
 }
 
 fn vm_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-    let n = u16::deserialize(d)?;
-    if !(1..=64).contains(&n) {
+    let n = Option::<u16>::deserialize(d)?;
+    if let Some(n) = n.filter(|n| !(1..=64).contains(n)) {
         return Err(serde::de::Error::custom(format!(
             "{n} VMs: between 1 and 64"
         )));
     }
-    Ok(Some(n))
+    Ok(n)
 }
 
 /// A per-request Proxy-Wasm callback that a plugin may be told to skip (the ABI's names, with or

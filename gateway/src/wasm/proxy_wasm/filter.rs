@@ -183,7 +183,7 @@ fn hand_in_to(passed: &mut Passed, vm: &mut Vm, id: u32) {
 
 impl ProxyWasmCtx {
     /// Locks the slot of the VM this context lives in, picking one on first use.
-    async fn lock<'p>(&mut self, plugin: &'p ProxyWasmPlugin) -> MutexGuard<'p, super::Slot> {
+    async fn lock<'p>(&mut self, plugin: &'p Arc<ProxyWasmPlugin>) -> MutexGuard<'p, super::Slot> {
         match self.home {
             Some(index) => crate::filter::lock(&plugin.slots[index]).await,
             None => {
@@ -480,10 +480,13 @@ impl ProxyWasmCtx {
         // case), otherwise in a task that waits for it. A context made only to end goes to any VM.
         let ready = match &end {
             End::Created(index, _) => plugin.slots[*index].try_lock().ok(),
-            End::Unreached(_) => plugin
-                .slots
-                .iter()
-                .find_map(|s| s.try_lock().ok().filter(|s| s.vm.is_some())),
+            End::Unreached(_) => {
+                let (n, home) = (plugin.slots.len(), plugin.home());
+                (0..n).find_map(|k| {
+                    let slot = plugin.slots[(home + k) % n].try_lock().ok()?;
+                    slot.vm.is_some().then_some(slot)
+                })
+            }
         };
         if let Some(mut slot) = ready {
             end.run(&plugin, &mut slot, id, root, passed);

@@ -177,6 +177,9 @@ pub struct ProxyWasmPlugin {
     skip: Skip,
 }
 
+/// The most VMs a plugin gets by default (one per worker thread, up to this; `vms` can say 64).
+const MAX_DEFAULT_VMS: usize = 16;
+
 /// Gives each thread that runs requests a number: a thread's own VM is its number modulo the VMs.
 static NEXT_HOME: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -256,7 +259,9 @@ impl ProxyWasmPlugin {
         // One VM per worker thread unless the config says how many (a current-thread runtime, or
         // none, has one).
         let vms = vms.unwrap_or_else(|| {
-            tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers())
+            tokio::runtime::Handle::try_current()
+                .map_or(1, |h| h.metrics().num_workers())
+                .min(MAX_DEFAULT_VMS)
         });
         let slots = (0..vms.max(1))
             .map(|index| {
@@ -321,18 +326,32 @@ impl ProxyWasmPlugin {
     /// The slot of a VM for a new request context, locked: the thread's own VM; if another
     /// request's callback is in it now, the first free one; if all are busy, the thread's own, once
     /// it is free.
-    async fn pick(&self) -> tokio::sync::MutexGuard<'_, Slot> {
+    async fn pick(self: &Arc<Self>) -> tokio::sync::MutexGuard<'_, Slot> {
         let n = self.slots.len();
         if n == 1 {
             return crate::filter::lock(&self.slots[0]).await;
         }
-        let home = HOME.with(|h| *h) % n;
-        for k in 0..n {
-            if let Ok(slot) = self.slots[(home + k) % n].try_lock() {
-                return slot;
+        let home = self.home();
+        let mut slot = 'found: {
+            for k in 0..n {
+                if let Ok(slot) = self.slots[(home + k) % n].try_lock() {
+                    break 'found slot;
+                }
             }
+            self.slots[home].lock().await
+        };
+        // A VM not started yet starts here; one that cannot (the instance pool is full, say)
+        // leaves the request to the first VM, which is always started.
+        if slot.index != 0 && slot.vm.is_none() && self.ensure_vm(&mut slot).is_err() {
+            drop(slot);
+            slot = crate::filter::lock(&self.slots[0]).await;
         }
-        self.slots[home].lock().await
+        slot
+    }
+
+    /// The slot of the running thread's own VM.
+    fn home(&self) -> usize {
+        HOME.with(|h| *h) % self.slots.len()
     }
 
     /// Creates the root context for one route's config and runs `on_vm_start` and `on_configure`,
@@ -358,16 +377,17 @@ impl ProxyWasmPlugin {
         {
             let mut slot = this.slots[0].lock().await;
             this.ensure_vm(&mut slot).map_err(started)?;
-            // Listed before it starts in the first VM, under that VM's lock: a VM started by a
-            // request meanwhile replays it, and the loop below skips a VM that already has it.
+            this.start_root_in(&mut slot, &spec)
+                .map_err(|e| e.into_plugin_error(this.name(), route))?;
+            // Listed once the first VM took it, still under that VM's lock (a config the plugin
+            // refuses is never replayed by another VM): a VM started by a request from now on
+            // replays it, and the loop below gives it to those started before, skipping a VM
+            // that already has it.
             this.roots
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(spec.clone());
-            this.start_root_in(&mut slot, &spec)
-                .map_err(|e| e.into_plugin_error(this.name(), route))
         }
-        .inspect_err(|_| this.drop_root(spec.id))?;
         if !service {
             for index in 1..this.slots.len() {
                 let mut slot = this.slots[index].lock().await;
@@ -435,6 +455,15 @@ impl ProxyWasmPlugin {
                     .await;
             }
         });
+    }
+
+    /// Whether root context `root` belongs to a live filter.
+    fn is_live(&self, root: u32) -> bool {
+        self.roots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|r| r.id == root)
     }
 
     fn discard(&self, slot: &mut Slot) {
@@ -582,6 +611,18 @@ impl ProxyWasmPlugin {
     /// Runs a callback on a root context of the VM of slot `index` in the background (tick,
     /// queue, delete).
     async fn root_callback(self: &Arc<Self>, index: usize, root: u32, call: vm::RootCall) {
+        if matches!(call, vm::RootCall::Tick) && !self.is_live(root) {
+            // A timer a VM set while the root context was being dropped: it goes too.
+            if let Some(t) = self
+                .ticks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&(index, root))
+            {
+                t.abort();
+            }
+            return;
+        }
         let mut slot = self.slots[index].lock().await;
         self.drop_poisoned(&mut slot);
         if !matches!(call, vm::RootCall::Delete) && self.ensure_vm(&mut slot).is_err() {
