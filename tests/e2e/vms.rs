@@ -5,7 +5,7 @@ use crate::harness::*;
 use gateway_test_support::RedisServer;
 use std::time::Duration;
 
-/// The kitchen filter on one route, in `vms` VMs, its shared data in Redis at `redis` (a command
+/// The kitchen filter on a route (and on `/read`, with another tag), in `vms` VMs, its shared data in Redis at `redis` (a command
 /// waits up to a minute for its answer, so a frozen server holds a callback that reads it). Its
 /// `on_log`, which counts requests in shared data, is skipped: the test's second request must not
 /// touch the store.
@@ -15,7 +15,8 @@ fn config(vms: u32, redis: &RedisServer, up: &MockUpstream) -> String {
         .kitchen;
     format!(
         "{}{}kv_namespaces:\n  kitchen:\n    backend: redis\n    redis: {{url: \"{}\", command_timeout: 60s}}\n\
-         routes:\n  - name: r\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=v\"}}]\n",
+         routes:\n  - name: read\n    match: {{path: {{prefix: /read}}}}\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=read\"}}]\n\
+         \x20 - name: r\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=v\"}}]\n",
         GatewayConfig::new()
             .plugin(Plugin::new("kitchen", kitchen).lines(&format!(
                 "    vms: {vms}\n    capabilities: {{kv_namespace: kitchen}}\n    skip: [on_log]\n"
@@ -126,4 +127,39 @@ async fn vms_out_of_range_or_on_a_component_is_refused_at_its_line() {
             config_text(&yaml)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_ends_without_waiting_for_an_on_log_that_waits_on_the_store() {
+    let redis = RedisServer::start();
+    let up = MockUpstream::start("up").await;
+    // The kitchen's on_log counts the request in shared data (`logged:<tag>`), here in Redis.
+    let gw = TestGateway::start(&config(1, &redis, &up).replace("    skip: [on_log]\n", "")).await;
+    let read = async || {
+        let (_, h, _) = get_with(
+            &gw.url("/read"),
+            &[("x-test", "get-shared"), ("x-key", "logged:v")],
+        )
+        .await;
+        h.get("x-shared-value")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let (s, _, body) = get_with(&gw.url("/x"), &[("x-test", "none")]).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(eventually(Duration::from_secs(10), async || read().await == "1").await);
+
+    // With the store frozen, the response still ends: its on_log waits after it, not before its
+    // last bytes (the bound is a hang guard; the store's command timeout is a minute).
+    redis.freeze();
+    let served = tokio::time::timeout(
+        Duration::from_secs(20),
+        get_with(&gw.url("/x"), &[("x-test", "none")]),
+    )
+    .await;
+    redis.thaw();
+    let (s, _, body) = served.expect("the response waited for its on_log");
+    assert_eq!(s, 200, "{body}");
+    // And its log callback did run, once the store answered.
+    assert!(eventually(Duration::from_secs(10), async || read().await == "2").await);
 }

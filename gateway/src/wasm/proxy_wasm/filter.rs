@@ -478,7 +478,12 @@ impl ProxyWasmCtx {
         let passed = std::mem::take(&mut self.passed);
         // The callbacks are short and run without waiting: here, when the VM is free (the common
         // case), otherwise in a task that waits for it. A context made only to end goes to any VM.
+        // A plugin whose shared data is in Redis may wait inside them (`on_log` counting requests
+        // there, say): they run in a task, so that the response's end, written once this returns,
+        // does not wait for the store (Envoy logs after the stream too).
+        let may_wait = super::hostcalls::shared_data_waits(&plugin.shared);
         let ready = match &end {
+            _ if may_wait => None,
             End::Created(index, _) => plugin.slots[*index].try_lock().ok(),
             End::Unreached(_) => {
                 let (n, home) = (plugin.slots.len(), plugin.home());

@@ -390,6 +390,15 @@ fn remote_namespace(shared: &super::Shared) -> Option<String> {
     shared.ctx.host.stores.is_remote(ns).then(|| ns.to_owned())
 }
 
+/// Whether the plugin's shared data is in Redis, so that its host calls may wait.
+pub(super) fn shared_data_waits(shared: &super::Shared) -> bool {
+    shared
+        .ctx
+        .grants
+        .kv_namespace()
+        .is_some_and(|ns| shared.ctx.host.stores.is_remote(ns))
+}
+
 /// Runs a store call to Redis from a Proxy-Wasm host function, which is synchronous (Proxy-Wasm VMs
 /// are called without fibers, the cheap way): the call runs on a small runtime of its own and this
 /// thread waits for it, bounded by the namespace's command timeout, which the call applies itself.
