@@ -5,22 +5,26 @@ use crate::harness::*;
 use gateway_test_support::RedisServer;
 use std::time::Duration;
 
-/// The kitchen filter on a route (and on `/read`, with another tag), in `vms` VMs, its shared data in Redis at `redis` (a command
-/// waits up to a minute for its answer, so a frozen server holds a callback that reads it). Its
-/// `on_log`, which counts requests in shared data, is skipped: the test's second request must not
-/// touch the store.
-fn config(vms: u32, redis: &RedisServer, up: &MockUpstream) -> String {
+/// The kitchen filter on a route, in `vms` VMs, its shared data in Redis at `redis` (a command
+/// waits up to a minute for its answer, so a frozen server holds a callback that reads it); its
+/// `on_log`, which counts requests in shared data (`logged:v`), runs only with `log`. `/read` goes
+/// through a second kitchen plugin, `reader`, which reads that shared data and never logs (so that
+/// no callback of a read is left waiting when the test freezes the store).
+fn config(vms: u32, log: bool, redis: &RedisServer, up: &MockUpstream) -> String {
     let kitchen = &xtask::proxy_wasm_fixtures()
         .unwrap_or_else(|e| panic!("{e}"))
         .kitchen;
+    let caps = "    capabilities: {kv_namespace: kitchen}\n";
     format!(
         "{}{}kv_namespaces:\n  kitchen:\n    backend: redis\n    redis: {{url: \"{}\", command_timeout: 60s}}\n\
-         routes:\n  - name: read\n    match: {{path: {{prefix: /read}}}}\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=read\"}}]\n\
+         routes:\n  - name: read\n    match: {{path: {{prefix: /read}}}}\n    upstream: up\n    filters: [{{plugin: reader, config: \"tag=read\"}}]\n\
          \x20 - name: r\n    upstream: up\n    filters: [{{plugin: kitchen, config: \"tag=v\"}}]\n",
         GatewayConfig::new()
             .plugin(Plugin::new("kitchen", kitchen).lines(&format!(
-                "    vms: {vms}\n    capabilities: {{kv_namespace: kitchen}}\n    skip: [on_log]\n"
+                "    vms: {vms}\n{caps}{}",
+                if log { "" } else { "    skip: [on_log]\n" }
             )))
+            .plugin(Plugin::new("reader", kitchen).lines(&format!("{caps}    skip: [on_log]\n")))
             .yaml(),
         GatewayConfig::new()
             .upstream(Upstream::new("up").endpoint(up.addr))
@@ -33,7 +37,7 @@ fn config(vms: u32, redis: &RedisServer, up: &MockUpstream) -> String {
 async fn a_second_vm_serves_requests_while_a_callback_waits_in_the_first() {
     let redis = RedisServer::start();
     let up = MockUpstream::start("up").await;
-    let gw = TestGateway::start(&config(2, &redis, &up)).await;
+    let gw = TestGateway::start(&config(2, false, &redis, &up)).await;
     // The plugin's connection to Redis is made (mode `shared` reads and writes shared data).
     let (s, _, body) = get_with(&gw.url("/x"), &[("x-test", "shared")]).await;
     assert_eq!(s, 200, "{body}");
@@ -134,7 +138,7 @@ async fn a_response_ends_without_waiting_for_an_on_log_that_waits_on_the_store()
     let redis = RedisServer::start();
     let up = MockUpstream::start("up").await;
     // The kitchen's on_log counts the request in shared data (`logged:<tag>`), here in Redis.
-    let gw = TestGateway::start(&config(1, &redis, &up).replace("    skip: [on_log]\n", "")).await;
+    let gw = TestGateway::start(&config(1, true, &redis, &up)).await;
     let read = async || {
         let (_, h, _) = get_with(
             &gw.url("/read"),

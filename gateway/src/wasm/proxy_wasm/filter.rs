@@ -171,13 +171,13 @@ impl Passed {
     }
 }
 
-/// Hands `passed` to context `id` of `vm`.
-fn hand_in_to(passed: &mut Passed, vm: &mut Vm, id: u32) {
-    if !passed.any() {
-        return;
-    }
+/// Hands `passed` to context `id` of `vm`, whose request ended at `ended`.
+fn hand_in_to(passed: &mut Passed, vm: &mut Vm, id: u32, ended: std::time::Instant) {
     if let Some(http) = vm.store.data_mut().https.get_mut(&id) {
-        passed.hand_in(http);
+        http.ended = Some(ended);
+        if passed.any() {
+            passed.hand_in(http);
+        }
     }
 }
 
@@ -476,34 +476,36 @@ impl ProxyWasmCtx {
             }
         };
         let passed = std::mem::take(&mut self.passed);
+        let ended = std::time::Instant::now();
         // The callbacks are short and run without waiting: here, when the VM is free (the common
         // case), otherwise in a task that waits for it. A context made only to end goes to any VM.
         // A plugin whose shared data is in Redis may wait inside them (`on_log` counting requests
         // there, say): they run in a task, so that the response's end, written once this returns,
         // does not wait for the store (Envoy logs after the stream too).
         let may_wait = super::hostcalls::shared_data_waits(&plugin.shared);
-        let ready = match &end {
-            _ if may_wait => None,
-            End::Created(index, _) => plugin.slots[*index].try_lock().ok(),
-            End::Unreached(_) => {
-                let (n, home) = (plugin.slots.len(), plugin.home());
-                (0..n).find_map(|k| {
-                    let slot = plugin.slots[(home + k) % n].try_lock().ok()?;
-                    slot.vm.is_some().then_some(slot)
-                })
-            }
+        let ready = if may_wait {
+            None
+        } else {
+            end.free_slot(&plugin)
         };
         if let Some(mut slot) = ready {
-            end.run(&plugin, &mut slot, id, root, passed);
+            end.run(&plugin, &mut slot, id, root, passed, ended);
             return;
         }
         drop(ready);
         plugin.shared.handle.clone().spawn(async move {
-            let mut slot = match &end {
-                End::Created(index, _) => crate::filter::lock(&plugin.slots[*index]).await,
-                End::Unreached(_) => crate::filter::lock(&plugin.slots[0]).await,
+            let mut slot = match end.free_slot(&plugin) {
+                Some(slot) => slot,
+                None => {
+                    let index = match &end {
+                        End::Created(index, _) => *index,
+                        // The first VM is always started (unless it failed just now).
+                        End::Unreached(_) => 0,
+                    };
+                    crate::filter::lock(&plugin.slots[index]).await
+                }
             };
-            end.run(&plugin, &mut slot, id, root, passed);
+            end.run(&plugin, &mut slot, id, root, passed, ended);
         });
     }
 }
@@ -518,8 +520,23 @@ enum End {
 }
 
 impl End {
-    /// Ends context `id` (`on_done`, `on_log`, `on_delete`), the heads `passed` to it readable,
-    /// and releases its instance slot.
+    /// Its VM's slot if free now: the context's own; for one made only to end, the first free
+    /// slot with a running VM, from the thread's own.
+    fn free_slot<'p>(&self, plugin: &'p ProxyWasmPlugin) -> Option<MutexGuard<'p, super::Slot>> {
+        match self {
+            End::Created(index, _) => plugin.slots[*index].try_lock().ok(),
+            End::Unreached(_) => {
+                let (n, home) = (plugin.slots.len(), plugin.home());
+                (0..n).find_map(|k| {
+                    let slot = plugin.slots[(home + k) % n].try_lock().ok()?;
+                    slot.vm.is_some().then_some(slot)
+                })
+            }
+        }
+    }
+
+    /// Ends context `id` (`on_done`, `on_log`, `on_delete`), the heads `passed` to it readable
+    /// and its request over at `ended`, and releases its instance slot.
     fn run(
         self,
         plugin: &Arc<ProxyWasmPlugin>,
@@ -527,18 +544,19 @@ impl End {
         id: u32,
         root: u32,
         mut passed: Passed,
+        ended: std::time::Instant,
     ) {
         plugin.drop_poisoned(slot);
         if let Some(vm) = slot.vm.as_mut() {
             let ended = match self {
                 End::Created(_, generation) if vm.generation == generation => {
-                    hand_in_to(&mut passed, vm, id);
+                    hand_in_to(&mut passed, vm, id, ended);
                     plugin.finish_http(vm, id)
                 }
                 End::Created(..) => Ok(()),
                 End::Unreached(info) if vm.store.data().roots.contains_key(&root) => {
                     plugin.create_http(vm, id, root, info).and_then(|()| {
-                        hand_in_to(&mut passed, vm, id);
+                        hand_in_to(&mut passed, vm, id, ended);
                         plugin.finish_http(vm, id)
                     })
                 }

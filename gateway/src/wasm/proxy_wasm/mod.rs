@@ -611,8 +611,12 @@ impl ProxyWasmPlugin {
     /// Runs a callback on a root context of the VM of slot `index` in the background (tick,
     /// queue, delete).
     async fn root_callback(self: &Arc<Self>, index: usize, root: u32, call: vm::RootCall) {
+        let mut slot = self.slots[index].lock().await;
+        // Checked under the slot's lock: a route's root context is listed under the first VM's
+        // lock, after its `on_configure` (which may set the timer) returned.
         if matches!(call, vm::RootCall::Tick) && !self.is_live(root) {
-            // A timer a VM set while the root context was being dropped: it goes too.
+            // A timer a VM set while the root context was being dropped, or for a config it
+            // refused: it goes too.
             if let Some(t) = self
                 .ticks
                 .lock()
@@ -623,7 +627,6 @@ impl ProxyWasmPlugin {
             }
             return;
         }
-        let mut slot = self.slots[index].lock().await;
         self.drop_poisoned(&mut slot);
         if !matches!(call, vm::RootCall::Delete) && self.ensure_vm(&mut slot).is_err() {
             return;

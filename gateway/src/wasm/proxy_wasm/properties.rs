@@ -100,7 +100,11 @@ pub fn get(state: &VmState, path: &[u8]) -> Result<Bytes, Status> {
                     .duration_since(UNIX_EPOCH)
                     .map(|d| d.as_nanos() as i64)
                     .unwrap_or(0))),
-                ["duration"] => Some(int(h.started.elapsed().as_nanos() as i64)),
+                ["duration"] => Some(int(h
+                    .ended
+                    .unwrap_or_else(std::time::Instant::now)
+                    .duration_since(h.started)
+                    .as_nanos() as i64)),
                 ["size"] => Some(int(h.req_body_size as i64)),
                 ["trailers"] => h.data.req_trailers.as_ref().map(header_map),
                 _ => None,

@@ -170,6 +170,9 @@ pub struct HttpCtx {
     /// HTTP callouts it made whose answer has not been delivered yet. While one is in flight, a
     /// head lent to its callbacks stays a copy of its own, which the answer reads.
     pub callouts: u32,
+    /// When its request ended, once it did (its end callbacks may run later): `request.duration`
+    /// stops there.
+    pub ended: Option<Instant>,
 }
 
 impl HttpCtx {
@@ -192,6 +195,7 @@ impl HttpCtx {
             req_body_size: 0,
             resp_body_size: 0,
             callouts: 0,
+            ended: None,
         }
     }
 
