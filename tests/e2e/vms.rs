@@ -47,7 +47,8 @@ async fn a_second_vm_serves_requests_while_a_callback_waits_in_the_first() {
     // A request whose request headers callback reads shared data from a frozen Redis: the
     // callback, and so its VM, is held until the server answers.
     redis.freeze();
-    let held = tokio::spawn(get_with_owned(gw.url("/x"), "shared"));
+    let url = gw.url("/x");
+    let held = tokio::spawn(async move { get_with(&url, &[("x-test", "shared")]).await });
     let within = tokio::time::Instant::now() + Duration::from_secs(30);
     while redis.unread_bytes() == 0 {
         assert!(
@@ -87,10 +88,6 @@ async fn a_second_vm_serves_requests_while_a_callback_waits_in_the_first() {
         .and_then(|a| a.iter().find(|p| p["name"] == "kitchen").cloned())
         .unwrap_or_else(|| panic!("no plugin kitchen in {v:#}"));
     assert_eq!(kitchen["instances"]["live"], 2, "{kitchen:#}");
-}
-
-async fn get_with_owned(url: String, test: &'static str) -> Resp {
-    get_with(&url, &[("x-test", test)]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

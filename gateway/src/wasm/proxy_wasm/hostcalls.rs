@@ -385,18 +385,14 @@ fn percent_encode(bytes: &[u8]) -> String {
 
 /// The Redis namespace the plugin's shared data lives in, if its `capabilities.kv_namespace` is one
 /// (`kv_namespaces:` with `backend: redis`); otherwise shared data is the VM's, as in Envoy.
-fn remote_namespace(shared: &super::Shared) -> Option<String> {
+fn remote_namespace(shared: &super::Shared) -> Option<&str> {
     let ns = shared.ctx.grants.kv_namespace()?;
-    shared.ctx.host.stores.is_remote(ns).then(|| ns.to_owned())
+    shared.ctx.host.stores.is_remote(ns).then_some(ns)
 }
 
 /// Whether the plugin's shared data is in Redis, so that its host calls may wait.
 pub(super) fn shared_data_waits(shared: &super::Shared) -> bool {
-    shared
-        .ctx
-        .grants
-        .kv_namespace()
-        .is_some_and(|ns| shared.ctx.host.stores.is_remote(ns))
+    remote_namespace(shared).is_some()
 }
 
 /// Runs a store call to Redis from a Proxy-Wasm host function, which is synchronous (Proxy-Wasm VMs
@@ -452,7 +448,7 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             let key = tryst!(read(&mut c, kp, ks));
             let key = String::from_utf8_lossy(&key);
             let shared = c.data().shared.clone();
-            let got = match remote_namespace(&shared) {
+            let got = match remote_namespace(&shared).map(str::to_owned) {
                 Some(ns) => {
                     tryst!(check_sizes(&key, &[]));
                     let (key, host) = (key.into_owned(), shared.ctx.host.clone());
@@ -481,7 +477,7 @@ fn shared(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             let key = String::from_utf8_lossy(&key);
             let v = Bytes::from(tryst!(read(&mut c, vp, vs)));
             let shared = c.data().shared.clone();
-            let Some(ns) = remote_namespace(&shared) else {
+            let Some(ns) = remote_namespace(&shared).map(str::to_owned) else {
                 let r = shared
                     .ctx
                     .host

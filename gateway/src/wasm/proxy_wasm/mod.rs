@@ -318,11 +318,6 @@ impl ProxyWasmPlugin {
         self.next_context.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// How many VMs it runs in.
-    pub fn vms(&self) -> usize {
-        self.slots.len()
-    }
-
     /// The slot of a VM for a new request context, locked: the thread's own VM; if another
     /// request's callback is in it now, the first free one; if all are busy, the thread's own, once
     /// it is free.
